@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package that building, testing and benchmarking
+# NovaCron Edge needs. Idempotent: packages already present are skipped, and
+# `apt-get update` runs at most once per invocation, only when something is missing.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
+  # libraries
+  libcbor-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
+  libpaho-mqttpp-dev libpaho-mqtt-dev
+  libleveldb-dev libsnappy-dev libzstd-dev libssl-dev libcpp-httplib-dev
+  # tests and benchmarks
+  catch2 libbenchmark-dev mosquitto mosquitto-clients python3 python3-cbor2
+  openssl procps
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "setup: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+sudo_cmd=()
+if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# The Debian mosquitto package enables and starts a system broker on port 1883.
+# Our tests and demo start their own brokers on free ports; the system one is
+# left as the package configured it.
+echo "setup: done"
