@@ -90,8 +90,7 @@ const std::string& Field::text_value() const {
 
 std::string Field::id() const {
   const std::string& s = text_value();
-  auto parsed = topics::Id::parse(s);
-  if (!parsed) fail(path_, parsed.error().reason);
+  if (!topics::Id::valid(s)) fail(path_, topics::Id::parse(s).error().reason);
   return s;
 }
 
@@ -141,8 +140,9 @@ const Object& Field::map_members(std::size_t min, std::size_t max) const {
                     ".." + std::to_string(max));
   }
   for (const Member& member : m) {
-    auto parsed = topics::Id::parse(member.key);
-    if (!parsed) fail(path_.member(member.key), "invalid key: " + parsed.error().reason);
+    if (!topics::Id::valid(member.key)) {
+      fail(path_.member(member.key), "invalid key: " + topics::Id::parse(member.key).error().reason);
+    }
   }
   return m;
 }

@@ -69,7 +69,8 @@ std::map<std::string, double> read_reals(const MapReader& r, std::string_view ke
 
 // A site path such as "cloud/eu/par/acc-01" (topic.h SitePath rules).
 std::string read_site_path(const Field& f) {
-  std::string text = f.text(kShortText);
+  constexpr std::size_t kMaxSitePathBytes = topics::kMaxSiteDepth * (topics::kMaxIdBytes + 1);
+  std::string text = f.text(kMaxSitePathBytes);
   if (auto p = topics::SitePath::parse(text); !p) f.reject(p.error().reason);
   return text;
 }

@@ -54,6 +54,11 @@ std::string quoted_char(char c) {
   return buf;
 }
 
+bool allowed_in_id(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-' || c == '.';
+}
+
 std::optional<std::string> id_problem(std::string_view text) {
   if (text.empty()) return "empty id";
   if (text.size() > kMaxIdBytes) {
@@ -64,9 +69,7 @@ std::optional<std::string> id_problem(std::string_view text) {
     return "id must not start with " + quoted_char(text.front());
   }
   for (char c : text) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '_' || c == '-' || c == '.';
-    if (!ok) return quoted_char(c) + " is not allowed in an id";
+    if (!allowed_in_id(c)) return quoted_char(c) + " is not allowed in an id";
   }
   return std::nullopt;
 }
@@ -95,6 +98,16 @@ Result<Id> id_at(const std::vector<std::string_view>& levels, std::size_t i, std
 Error bad_topic(std::string reason) { return Error{"", std::move(reason)}; }
 
 }  // namespace
+
+bool Id::valid(std::string_view text) {
+  if (text.empty() || text.size() > kMaxIdBytes || text.front() == '.' || text.front() == '-') {
+    return false;
+  }
+  for (char c : text) {
+    if (!allowed_in_id(c)) return false;
+  }
+  return true;
+}
 
 Result<Id> Id::parse(std::string_view text) {
   if (auto problem = id_problem(text)) return Error{"", *problem};

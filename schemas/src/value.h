@@ -25,15 +25,15 @@ class Value {
   enum class Kind : std::uint8_t { null, boolean, uint, negint, real, bytes, text, array, map };
 
   Value() = default;  // null
-  static Value boolean(bool b) { return Value(Data(std::in_place_index<1>, b)); }
-  static Value uint(std::uint64_t u) { return Value(Data(std::in_place_index<2>, u)); }
+  static Value boolean(bool b);
+  static Value uint(std::uint64_t u);
   // Any int64: non-negative values are stored as uint so equal numbers compare equal.
   static Value integer(std::int64_t i);
-  static Value real(double d) { return Value(Data(std::in_place_index<4>, d)); }
-  static Value bytes(Bytes b) { return Value(Data(std::in_place_index<5>, std::move(b))); }
-  static Value text(std::string s) { return Value(Data(std::in_place_index<6>, std::move(s))); }
-  static Value array(Array a) { return Value(Data(std::in_place_index<7>, std::move(a))); }
-  static Value map(Object m) { return Value(Data(std::in_place_index<8>, std::move(m))); }
+  static Value real(double d);
+  static Value bytes(Bytes b);
+  static Value text(std::string s);
+  static Value array(Array a);
+  static Value map(Object m);
 
   Kind kind() const { return static_cast<Kind>(data_.index()); }
   bool is(Kind k) const { return kind() == k; }
@@ -56,7 +56,7 @@ class Value {
  private:
   using Data = std::variant<std::monostate, bool, std::uint64_t, std::int64_t, double, Bytes,
                             std::string, Array, Object>;
-  explicit Value(Data d) : data_(std::move(d)) {}
+  explicit Value(Data d);
   Data data_;
 };
 
@@ -64,6 +64,17 @@ struct Member {
   std::string key;
   Value value;
 };
+
+// Defined after Member: constructing a Value destroys temporaries of every alternative,
+// which needs Member complete.
+inline Value::Value(Data d) : data_(std::move(d)) {}
+inline Value Value::boolean(bool b) { return Value(Data(std::in_place_index<1>, b)); }
+inline Value Value::uint(std::uint64_t u) { return Value(Data(std::in_place_index<2>, u)); }
+inline Value Value::real(double d) { return Value(Data(std::in_place_index<4>, d)); }
+inline Value Value::bytes(Bytes b) { return Value(Data(std::in_place_index<5>, std::move(b))); }
+inline Value Value::text(std::string s) { return Value(Data(std::in_place_index<6>, std::move(s))); }
+inline Value Value::array(Array a) { return Value(Data(std::in_place_index<7>, std::move(a))); }
+inline Value Value::map(Object m) { return Value(Data(std::in_place_index<8>, std::move(m))); }
 
 // "unsigned integer", "text string", ... as used in error messages.
 std::string_view kind_name(Value::Kind kind);

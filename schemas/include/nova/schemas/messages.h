@@ -153,7 +153,7 @@ struct TaskResult {
   StreamPosition position;
   std::string task_id;                     // "task_id"
   TaskStatus status = TaskStatus::ok;      // "status"
-  std::optional<std::int64_t> exit_code;   // "exit_code": absent when never started
+  std::optional<std::int64_t> exit_code;   // "exit_code": int32 range; -N = killed by signal N; absent when never started
   std::optional<Timestamp> started_ts;     // "started_ts"
   Timestamp finished_ts = 0;               // "finished_ts"
   std::string output;                      // "output": tail of stdout+stderr, <= 4096 bytes
@@ -268,7 +268,7 @@ struct WorkloadSpec {
   double availability = 0.99;                 // "availability": needed, 0..1
   std::vector<std::string> clusters_include;  // "clusters_in": only these, if any
   std::vector<std::string> clusters_exclude;  // "clusters_out": never these
-  std::uint64_t timeout_ms = 0;               // "timeout_ms": per task run, >= 1
+  std::uint64_t timeout_ms = 0;               // "timeout_ms": per task run, 1 .. 7 days
 
   friend bool operator==(const WorkloadSpec&, const WorkloadSpec&) = default;
 };

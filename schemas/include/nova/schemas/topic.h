@@ -37,6 +37,8 @@ inline constexpr std::size_t kMaxTopicBytes = 1024;
 class Id {
  public:
   static Result<Id> parse(std::string_view text);
+  // The same rules as parse(), without building an Id or an error message.
+  static bool valid(std::string_view text);
   const std::string& str() const { return text_; }
   friend bool operator==(const Id&, const Id&) = default;
   friend auto operator<=>(const Id&, const Id&) = default;

@@ -1,0 +1,222 @@
+#include "nova/tiers/topology.h"
+
+#include <algorithm>
+#include <set>
+
+namespace nova::tiers {
+namespace {
+
+using schemas::Error;
+
+Error site_error(std::string_view id, std::string reason) {
+  return Error{"", "site '" + std::string(id) + "': " + std::move(reason)};
+}
+
+Error node_error(std::string_view id, std::string reason) {
+  return Error{"", "node '" + std::string(id) + "': " + std::move(reason)};
+}
+
+std::optional<Error> check_ids(const TopologySpec& spec) {
+  std::set<std::string, std::less<>> seen;
+  auto check = [&](const std::string& id, bool is_site) -> std::optional<Error> {
+    if (auto parsed = topics::Id::parse(id); !parsed) {
+      return is_site ? site_error(id, "invalid id: " + parsed.error().reason)
+                     : node_error(id, "invalid id: " + parsed.error().reason);
+    }
+    // Sites and nodes share one namespace: a downward topic is read from its end
+    // (.../<site>/<node>/<kind>), so a node named like a child site would be ambiguous.
+    if (!seen.insert(id).second) return Error{"", "duplicate id '" + id + "'"};
+    return std::nullopt;
+  };
+  for (const SiteSpec& s : spec.sites) {
+    if (auto e = check(s.id, true)) return e;
+  }
+  for (const NodeSpec& n : spec.nodes) {
+    if (auto e = check(n.id, false)) return e;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::uint64_t Site::max_queued_messages() const {
+  return spec.overrides.max_queued_messages.value_or(profile->max_queued_messages);
+}
+std::uint64_t Site::max_queued_bytes() const {
+  return spec.overrides.max_queued_bytes.value_or(profile->max_queued_bytes);
+}
+std::uint32_t Site::keepalive_s() const {
+  return spec.overrides.keepalive_s.value_or(static_cast<std::uint32_t>(profile->keepalive.count()));
+}
+std::uint32_t Site::autosave_interval_s() const { return spec.overrides.autosave_interval_s.value_or(1); }
+std::uint32_t Site::restart_base_s() const {
+  return spec.overrides.restart_base_s.value_or(static_cast<std::uint32_t>(profile->restart_base.count()));
+}
+std::uint32_t Site::restart_cap_s() const {
+  return spec.overrides.restart_cap_s.value_or(static_cast<std::uint32_t>(profile->restart_cap.count()));
+}
+
+Result<Topology> Topology::build(TopologySpec spec) {
+  if (spec.sites.empty()) return Error{"", "topology has no sites"};
+  if (auto e = check_ids(spec)) return *e;
+
+  std::map<std::string, const SiteSpec*, std::less<>> by_id;
+  for (const SiteSpec& s : spec.sites) by_id[s.id] = &s;
+
+  // Levels and the root.
+  const SiteSpec* root = nullptr;
+  for (const SiteSpec& s : spec.sites) {
+    if (s.level < kMinLevel || s.level > kMaxLevel) {
+      return site_error(s.id, "level " + std::to_string(s.level) + " is not in 1..5");
+    }
+    if (!s.parent) {
+      if (s.level != kMinLevel) {
+        return site_error(s.id, "has no parent but is on level " + std::to_string(s.level) +
+                                    " (only the level-1 root has none)");
+      }
+      if (root != nullptr) {
+        return Error{"", "two roots: sites '" + root->id + "' and '" + s.id + "' both have no parent"};
+      }
+      root = &s;
+    }
+  }
+
+  // Parents exist and chains end at the root (no cycles), then levels strictly increase
+  // downward. Cycles are reported before levels: a loop is the more basic mistake.
+  for (const SiteSpec& s : spec.sites) {
+    std::vector<std::string> chain{s.id};
+    const SiteSpec* at = &s;
+    while (at->parent) {
+      auto it = by_id.find(*at->parent);
+      if (it == by_id.end()) return site_error(at->id, "parent '" + *at->parent + "' is not defined");
+      at = it->second;
+      if (std::find(chain.begin(), chain.end(), at->id) != chain.end()) {
+        std::string loop;
+        for (const std::string& id : chain) loop += id + " -> ";
+        return site_error(s.id, "parent chain loops: " + loop + at->id);
+      }
+      chain.push_back(at->id);
+    }
+  }
+  if (root == nullptr) return Error{"", "no level-1 root site (a site without a parent)"};
+  for (const SiteSpec& s : spec.sites) {
+    if (!s.parent) continue;
+    const SiteSpec& p = *by_id.at(*s.parent);
+    if (p.level >= s.level) {
+      return site_error(s.id, "level " + std::to_string(s.level) + " is not below its parent '" +
+                                  p.id + "' (level " + std::to_string(p.level) + ")");
+    }
+    for (const std::string& b : s.backup_parents) {
+      auto it = by_id.find(b);
+      if (it == by_id.end()) return site_error(s.id, "backup parent '" + b + "' is not defined");
+      if (it->second->level >= s.level) {
+        return site_error(s.id, "backup parent '" + b + "' (level " +
+                                    std::to_string(it->second->level) + ") is not above level " +
+                                    std::to_string(s.level));
+      }
+      if (b == *s.parent) return site_error(s.id, "backup parent '" + b + "' is its parent");
+    }
+  }
+
+  // Listeners: no two sites on one address and port (port 0 means "assign later").
+  std::map<std::pair<std::string, std::uint16_t>, std::string> listeners;
+  for (const SiteSpec& s : spec.sites) {
+    if (s.listener.port == 0) continue;
+    auto [it, fresh] = listeners.emplace(std::pair(s.listener.address, s.listener.port), s.id);
+    if (!fresh) {
+      return Error{"", "sites '" + it->second + "' and '" + s.id + "' both listen on " +
+                           s.listener.address + ":" + std::to_string(s.listener.port)};
+    }
+  }
+
+  for (NodeSpec& n : spec.nodes) {
+    auto it = by_id.find(n.site);
+    if (it == by_id.end()) return node_error(n.id, "site '" + n.site + "' is not defined");
+    if (n.level == 0) n.level = it->second->level;
+    if (n.level < it->second->level || n.level > kMaxLevel) {
+      return node_error(n.id, "level " + std::to_string(n.level) + " is not in " +
+                                  std::to_string(it->second->level) + "..5 (its site '" + n.site +
+                                  "' is on level " + std::to_string(it->second->level) + ")");
+    }
+  }
+
+  // Order breadth first from the root, computing each site path from its parent's.
+  Topology t;
+  t.name_ = std::move(spec.name);
+  std::vector<const SiteSpec*> frontier{root};
+  while (!frontier.empty()) {
+    std::vector<const SiteSpec*> next;
+    for (const SiteSpec* s : frontier) {
+      auto id = topics::Id::parse(s->id).value();
+      topics::SitePath path = s->parent ? t.site(*s->parent).path.child(std::move(id))
+                                        : topics::SitePath::root(std::move(id));
+      if (path.sites().size() > topics::kMaxSiteDepth) {
+        return site_error(s->id, "is deeper than " + std::to_string(topics::kMaxSiteDepth) + " levels");
+      }
+      t.index_[s->id] = t.sites_.size();
+      t.sites_.push_back(Site{*s, std::move(path), &profile(s->level)});
+      for (const SiteSpec& c : spec.sites) {
+        if (c.parent == s->id) next.push_back(&c);
+      }
+    }
+    frontier = std::move(next);
+  }
+  t.nodes_ = std::move(spec.nodes);
+  return t;
+}
+
+const Site* Topology::find(std::string_view id) const {
+  auto it = index_.find(id);
+  return it == index_.end() ? nullptr : &sites_[it->second];
+}
+
+const Site& Topology::site(std::string_view id) const { return sites_[index_.find(id)->second]; }
+
+const Site* Topology::parent(const Site& s) const {
+  return s.spec.parent ? find(*s.spec.parent) : nullptr;
+}
+
+std::vector<const Site*> Topology::children(const Site& s) const {
+  std::vector<const Site*> out;
+  for (const Site& c : sites_) {
+    if (c.spec.parent == s.id()) out.push_back(&c);
+  }
+  return out;
+}
+
+std::vector<const Site*> Topology::subtree(const Site& s) const {
+  std::vector<const Site*> out;
+  for (const Site& c : sites_) {
+    if (c.path.within(s.path)) out.push_back(&c);
+  }
+  return out;
+}
+
+std::vector<const Site*> Topology::ancestors(const Site& s) const {
+  std::vector<const Site*> out;
+  for (const Site* p = parent(s); p != nullptr; p = parent(*p)) out.push_back(p);
+  return out;
+}
+
+std::vector<const NodeSpec*> Topology::nodes_at(const Site& s) const {
+  std::vector<const NodeSpec*> out;
+  for (const NodeSpec& n : nodes_) {
+    if (n.site == s.id()) out.push_back(&n);
+  }
+  return out;
+}
+
+const NodeSpec* Topology::find_node(std::string_view id) const {
+  for (const NodeSpec& n : nodes_) {
+    if (n.id == id) return &n;
+  }
+  return nullptr;
+}
+
+TopologySpec Topology::spec() const {
+  TopologySpec s{name_, {}, nodes_};
+  for (const Site& site : sites_) s.sites.push_back(site.spec);
+  return s;
+}
+
+}  // namespace nova::tiers
