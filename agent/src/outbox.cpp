@@ -1,0 +1,253 @@
+#include "nova/agent/outbox.h"
+
+#include <leveldb/cache.h>
+#include <leveldb/db.h>
+#include <leveldb/write_batch.h>
+
+#include <cstring>
+
+namespace nova::agent {
+namespace {
+
+using schemas::Error;
+using schemas::Ok;
+
+// Key layout:
+//   "m" <stream>                 -> stream counters (StreamStats, fixed-width encoding)
+//   "r" <stream> 0x00 <seq BE64> -> payload
+// Big-endian seqs sort numerically, so a stream's records are contiguous and ordered.
+void put_u64(std::string& out, std::uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xffu));
+}
+
+std::uint64_t get_u64(const char* p) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = v << 8 | static_cast<std::uint8_t>(p[i]);
+  return v;
+}
+
+std::string meta_key(std::string_view stream) { return "m" + std::string(stream); }
+
+std::string record_prefix(std::string_view stream) {
+  std::string k = "r" + std::string(stream);
+  k.push_back('\0');
+  return k;
+}
+
+std::string record_key(std::string_view stream, std::uint64_t seq) {
+  std::string k = record_prefix(stream);
+  put_u64(k, seq);
+  return k;
+}
+
+std::uint64_t seq_of(const leveldb::Slice& key) { return get_u64(key.data() + key.size() - 8); }
+
+constexpr std::size_t kMetaBytes = 1 + 6 * 8;
+
+std::string encode_meta(const StreamStats& s) {
+  std::string out;
+  out.push_back(static_cast<char>(s.priority));
+  for (std::uint64_t v : {s.next_seq, s.acked, s.first, s.count, s.bytes, s.evicted}) put_u64(out, v);
+  return out;
+}
+
+bool decode_meta(const std::string& raw, StreamStats& s) {
+  if (raw.size() != kMetaBytes || static_cast<std::uint8_t>(raw[0]) > 3) return false;
+  s.priority = static_cast<Priority>(raw[0]);
+  const char* p = raw.data() + 1;
+  s.next_seq = get_u64(p);
+  s.acked = get_u64(p + 8);
+  s.first = get_u64(p + 16);
+  s.count = get_u64(p + 24);
+  s.bytes = get_u64(p + 32);
+  s.evicted = get_u64(p + 40);
+  return true;
+}
+
+Error db_error(const leveldb::Status& st, std::string_view what) {
+  return Error{"", "outbox: " + std::string(what) + ": " + st.ToString()};
+}
+
+}  // namespace
+
+struct Outbox::Impl {
+  OutboxOptions options;
+  std::unique_ptr<leveldb::Cache> cache;
+  std::unique_ptr<leveldb::DB> db;
+  std::map<std::string, StreamStats, std::less<>> streams;
+  std::uint64_t total_bytes = 0;
+
+  leveldb::WriteOptions write_options() const {
+    leveldb::WriteOptions w;
+    w.sync = options.sync;
+    return w;
+  }
+
+  // Deletes the stored records of `name` with seq <= last, updating the counters; the
+  // deletions go into `batch`. Returns the bytes freed.
+  std::uint64_t drop_through(const std::string& name, StreamStats& s, std::uint64_t last,
+                             leveldb::WriteBatch& batch, bool count_as_evicted) {
+    const std::string prefix = record_prefix(name);
+    std::uint64_t freed = 0;
+    std::unique_ptr<leveldb::Iterator> it(db->NewIterator(leveldb::ReadOptions()));
+    for (it->Seek(record_key(name, s.first)); it->Valid() && it->key().starts_with(prefix);
+         it->Next()) {
+      if (seq_of(it->key()) > last) break;
+      batch.Delete(it->key());
+      s.count -= 1;
+      s.bytes -= it->value().size();
+      freed += it->value().size();
+      if (count_as_evicted) s.evicted += 1;
+    }
+    total_bytes -= freed;
+    s.first = s.count == 0 ? s.next_seq : std::max(s.first, last + 1);
+    return freed;
+  }
+
+  // Evicts the oldest records of the lowest-priority non-empty streams, one at a time,
+  // until `needed` more bytes fit. False if they cannot fit even in an empty outbox.
+  bool make_room(std::uint64_t needed, leveldb::WriteBatch& batch) {
+    if (needed > options.max_bytes) return false;
+    while (total_bytes + needed > options.max_bytes) {
+      auto victim = streams.end();
+      for (auto it = streams.begin(); it != streams.end(); ++it) {
+        if (it->second.count > 0 && (victim == streams.end() || it->second.priority < victim->second.priority)) {
+          victim = it;
+        }
+      }
+      if (victim == streams.end()) return false;
+      drop_through(victim->first, victim->second, victim->second.first, batch, true);
+      batch.Put(meta_key(victim->first), encode_meta(victim->second));
+    }
+    return true;
+  }
+};
+
+Outbox::Outbox(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Outbox::~Outbox() = default;
+
+Result<std::unique_ptr<Outbox>> Outbox::open(const OutboxOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->cache.reset(leveldb::NewLRUCache(options.block_cache_bytes));
+  leveldb::Options o;
+  o.create_if_missing = true;
+  o.write_buffer_size = options.write_buffer_bytes;
+  o.max_open_files = options.max_open_files;
+  o.block_cache = impl->cache.get();
+  // Payloads are zstd-compressed already; snappy would only cost CPU.
+  o.compression = leveldb::kNoCompression;
+  std::error_code ec;
+  std::filesystem::create_directories(options.dir, ec);
+  leveldb::DB* raw = nullptr;
+  leveldb::Status st = leveldb::DB::Open(o, options.dir.string(), &raw);
+  if (!st.ok()) return db_error(st, "open " + options.dir.string());
+  impl->db.reset(raw);
+
+  // Only the counter keys are read: they all sort under "m", before every record.
+  std::unique_ptr<leveldb::Iterator> it(impl->db->NewIterator(leveldb::ReadOptions()));
+  for (it->Seek("m"); it->Valid() && it->key().starts_with("m"); it->Next()) {
+    StreamStats s;
+    if (!decode_meta(it->value().ToString(), s)) {
+      return Error{"", "outbox: corrupt counters for stream '" + it->key().ToString().substr(1) + "'"};
+    }
+    impl->total_bytes += s.bytes;
+    impl->streams.emplace(it->key().ToString().substr(1), s);
+  }
+  if (!it->status().ok()) return db_error(it->status(), "read counters");
+  return std::unique_ptr<Outbox>(new Outbox(std::move(impl)));
+}
+
+Result<std::uint64_t> Outbox::append(std::string_view stream, Priority priority,
+                                     std::span<const std::string> payloads) {
+  Impl& d = *impl_;
+  auto found = d.streams.find(stream);
+  if (found == d.streams.end()) {
+    StreamStats fresh;
+    fresh.priority = priority;
+    found = d.streams.emplace(std::string(stream), fresh).first;
+  }
+  const std::string name = found->first;
+  std::uint64_t needed = 0;
+  for (const std::string& p : payloads) needed += p.size();
+
+  // Work on copies so a failed write leaves the in-memory counters untouched.
+  const auto saved_streams = d.streams;
+  const std::uint64_t saved_total = d.total_bytes;
+  leveldb::WriteBatch batch;
+  if (!d.make_room(needed, batch)) {
+    d.streams = saved_streams;
+    d.total_bytes = saved_total;
+    return Error{"", "outbox: " + std::to_string(needed) + " bytes do not fit in the cap of " +
+                         std::to_string(d.options.max_bytes)};
+  }
+  StreamStats& s = d.streams.find(name)->second;
+  const std::uint64_t first = s.next_seq;
+  if (s.count == 0) s.first = first;
+  for (const std::string& p : payloads) {
+    batch.Put(record_key(name, s.next_seq), p);
+    s.next_seq += 1;
+    s.count += 1;
+    s.bytes += p.size();
+  }
+  d.total_bytes += needed;
+  batch.Put(meta_key(name), encode_meta(s));
+  leveldb::Status st = d.db->Write(d.write_options(), &batch);
+  if (!st.ok()) {
+    d.streams = saved_streams;
+    d.total_bytes = saved_total;
+    return db_error(st, "append");
+  }
+  return first;
+}
+
+Result<std::uint64_t> Outbox::append(std::string_view stream, Priority priority, std::string payload) {
+  const std::string one[] = {std::move(payload)};
+  return append(stream, priority, std::span<const std::string>(one));
+}
+
+Status Outbox::ack(std::string_view stream, std::uint64_t watermark) {
+  Impl& d = *impl_;
+  auto found = d.streams.find(stream);
+  if (found == d.streams.end()) return Ok{};
+  StreamStats& s = found->second;
+  // Never beyond what was handed out: an ack for unsent seqs would delete future data.
+  watermark = std::min(watermark, s.next_seq - 1);
+  if (watermark <= s.acked) return Ok{};
+  const StreamStats saved = s;
+  const std::uint64_t saved_total = d.total_bytes;
+  leveldb::WriteBatch batch;
+  if (s.count > 0 && watermark >= s.first) d.drop_through(found->first, s, watermark, batch, false);
+  s.acked = watermark;
+  batch.Put(meta_key(found->first), encode_meta(s));
+  leveldb::Status st = d.db->Write(d.write_options(), &batch);
+  if (!st.ok()) {
+    s = saved;
+    d.total_bytes = saved_total;
+    return db_error(st, "ack");
+  }
+  return Ok{};
+}
+
+Result<std::vector<OutboxRecord>> Outbox::read(std::string_view stream, std::uint64_t after,
+                                               std::size_t max) const {
+  std::vector<OutboxRecord> out;
+  auto found = impl_->streams.find(stream);
+  if (found == impl_->streams.end() || max == 0) return out;
+  const std::string prefix = record_prefix(stream);
+  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions()));
+  for (it->Seek(record_key(stream, std::max(after + 1, found->second.first)));
+       it->Valid() && out.size() < max && it->key().starts_with(prefix); it->Next()) {
+    out.push_back(OutboxRecord{seq_of(it->key()), it->value().ToString()});
+  }
+  if (!it->status().ok()) return db_error(it->status(), "read");
+  return out;
+}
+
+std::map<std::string, StreamStats> Outbox::stats() const {
+  return {impl_->streams.begin(), impl_->streams.end()};
+}
+
+std::uint64_t Outbox::total_bytes() const { return impl_->total_bytes; }
+
+}  // namespace nova::agent
