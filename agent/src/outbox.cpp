@@ -244,6 +244,11 @@ Result<std::vector<OutboxRecord>> Outbox::read(std::string_view stream, std::uin
   return out;
 }
 
+std::uint64_t Outbox::next_seq(std::string_view stream) const {
+  auto found = impl_->streams.find(stream);
+  return found == impl_->streams.end() ? 1 : found->second.next_seq;
+}
+
 std::map<std::string, StreamStats> Outbox::stats() const {
   return {impl_->streams.begin(), impl_->streams.end()};
 }

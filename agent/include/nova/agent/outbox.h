@@ -82,6 +82,10 @@ class Outbox {
   Result<std::vector<OutboxRecord>> read(std::string_view stream, std::uint64_t after,
                                          std::size_t max) const;
 
+  // The seq the next record appended to `stream` will get (1 for a new stream). Records
+  // carry their own seq in their payload, so producers encode with this before appending.
+  std::uint64_t next_seq(std::string_view stream) const;
+
   std::map<std::string, StreamStats> stats() const;
   std::uint64_t total_bytes() const;
 

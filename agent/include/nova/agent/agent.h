@@ -1,0 +1,144 @@
+// The agent's core loop: samples metrics, batches them into the durable outbox, keeps
+// an MQTT session to the local broker, drains the outbox upward at a bounded rate, and
+// deletes what the cloud acknowledges end to end.
+//
+// Data path, and why nothing acknowledged is lost:
+//   sample -> batch (CBOR, zstd) -> Outbox::append (synced) -> publish QoS 1 upward
+//   -> cloud stores durably -> Ack{stream: watermark} downward -> Outbox::ack
+// Every record stays in the outbox until an ack covers it. A publish that a broker
+// acknowledged but then lost in a crash is sent again: when acks stop advancing for
+// resend_after while records are outstanding, the drain goes back to the last
+// acknowledged seq (go-back-N); the cloud deduplicates on (node, stream, seq).
+//
+// Liveness: on every connect the agent publishes a retained "online" NodeState with a
+// new bdseq; the same topic carries its last will ("dead", same bdseq) and, on a clean
+// shutdown, an "offline" record.
+//
+// After a reconnect the drain starts after a random delay in [0, jitter] and then
+// spends tokens from a bucket (rate, burst): a thousand agents reconnecting together do
+// not flood their broker.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "nova/agent/outbox.h"
+#include "nova/agent/uplink.h"
+#include "nova/schemas/messages.h"
+
+namespace nova::agent {
+
+struct DrainOptions {
+  double rate_per_s = 50;    // sustained publishes per second
+  double burst = 100;        // bucket size
+  std::chrono::milliseconds jitter{2000};   // random delay before draining after connect
+  std::size_t max_in_flight = 64;           // publishes awaiting PUBACK
+  std::chrono::seconds resend_after{30};    // go back to the ack watermark after this stall
+};
+
+struct AgentOptions {
+  schemas::NodeState birth;  // identity and description (status/bdseq/ts filled in)
+  std::string broker_uri = "tcp://127.0.0.1:1883";
+  std::chrono::seconds keepalive{30};
+  std::chrono::milliseconds reconnect_min{500};
+  std::chrono::milliseconds reconnect_max{30'000};
+  std::chrono::milliseconds sample_interval{1000};
+  std::chrono::seconds batch_interval{60};
+  OutboxOptions outbox;
+  DrainOptions drain;
+  std::filesystem::path state_dir;  // holds the persisted bdseq
+};
+
+// Where samples come from: the host (MetricsCollector) or, in tests, a generator that
+// replays a day of samples with their own timestamps as fast as the loop takes them
+// (with sample_interval 0): that is how a 24 h offline period runs in seconds.
+class SampleSource {
+ public:
+  virtual ~SampleSource() = default;
+  // The sample for `now_ms`, or nullptr when there is none (a generator ran dry).
+  virtual const schemas::MetricSample* sample(schemas::Timestamp now_ms) = 0;
+};
+
+struct AgentCounters {
+  std::uint64_t samples = 0;
+  std::uint64_t batches = 0;
+  std::uint64_t published = 0;      // publishes acknowledged by the broker
+  std::uint64_t resends = 0;        // go-back-N restarts
+  std::uint64_t acks = 0;           // valid end-to-end acks applied
+  std::uint64_t bad_messages = 0;   // malformed or misaddressed downward messages
+  std::uint64_t connects = 0;
+  std::uint64_t outbox_errors = 0;
+};
+
+class Agent {
+ public:
+  static schemas::Result<std::unique_ptr<Agent>> create(AgentOptions options, SampleSource* source);
+  ~Agent();
+
+  // Adds one sample; closes and stores a batch once it spans batch_interval. Called by
+  // the loop for each sample; tests call it directly (before run()) to compress a long
+  // offline period into seconds.
+  void add_sample(const schemas::MetricSample& sample);
+  // Stores the open batch now (used on shutdown).
+  void flush_batch();
+
+  // Runs the loop until stop(). Samples only when a SampleSource was given.
+  void run();
+  // Thread-safe and async-signal-safe to request; run() then flushes the open batch,
+  // publishes "offline", disconnects and returns.
+  void stop();
+
+  const Outbox& outbox() const { return *outbox_; }
+  AgentCounters counters() const;
+  // Waits until `done(counters())` holds or `timeout` passes; returns the last result.
+  bool wait_for(const std::function<bool(const AgentCounters&)>& done,
+                std::chrono::milliseconds timeout) const;
+  bool connected() const;
+
+ private:
+  Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox> outbox);
+  using Clock = std::chrono::steady_clock;
+
+  void on_connected(Clock::time_point now);
+  void on_disconnected(Clock::time_point now, const std::string& reason);
+  void on_message(const std::string& topic, const std::string& payload);
+  void drain(Clock::time_point now);
+  void refill(Clock::time_point now);
+  std::uint64_t next_bdseq();
+  std::string birth_payload(schemas::NodeStatus status) const;
+
+  AgentOptions options_;
+  SampleSource* source_;
+  std::unique_ptr<Outbox> outbox_;
+  std::unique_ptr<Uplink> uplink_;
+  std::vector<schemas::MetricSample> open_batch_;
+  std::uint64_t bdseq_ = 0;
+  std::map<std::string, std::uint64_t> sent_;  // per stream: highest seq published this epoch
+  Clock::time_point drain_after_{};
+  Clock::time_point last_ack_progress_{};
+  Clock::time_point reconnect_at_{};
+  std::chrono::milliseconds backoff_{0};
+  double tokens_ = 0;
+  Clock::time_point last_refill_{};
+  bool session_up_ = false;
+  std::atomic<bool> stop_requested_{false};
+  std::mt19937_64 rng_;
+  // Counters are written by the loop thread and read by others (metrics, tests).
+  mutable std::mutex counters_mutex_;
+  mutable std::condition_variable counters_changed_;
+  AgentCounters counters_;
+  template <class Fn>
+  void update_counters(Fn fn);
+};
+
+}  // namespace nova::agent

@@ -1,0 +1,94 @@
+// The agent's MQTT transport to its local broker (Paho C++ used as a plain transport).
+//
+// Paho's own offline buffer (100 messages) and automatic reconnect are not used: Paho
+// reports message loss during automatic reconnect, and the outbox is the only buffer
+// that matters. Instead the agent's loop decides when to connect (jittered exponential
+// back-off), what to publish (from the outbox), and treats every publish as in flight
+// until the broker's PUBACK; end-to-end safety comes from the cloud's acks, not from
+// Paho.
+//
+// Threading: Paho calls back on its own threads; Uplink turns every callback into an
+// Event on a queue that the agent's single loop thread drains with wait(). All other
+// methods are called from that loop thread.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mqtt {
+class async_client;
+}
+
+namespace nova::agent {
+
+struct UplinkOptions {
+  std::string uri;        // tcp://host:port
+  std::string client_id;  // the node id: stable, so the broker keeps the session
+  std::chrono::seconds keepalive{30};
+  std::optional<std::string> username;
+  // Last will: published by the broker if this client vanishes without DISCONNECT.
+  std::string will_topic;
+  std::string will_payload;
+};
+
+struct UplinkEvent {
+  enum class Kind { connected, connect_failed, connection_lost, message, delivered };
+  Kind kind;
+  std::string topic;    // message
+  std::string payload;  // message; reason for connect_failed / connection_lost
+};
+
+class Uplink {
+ public:
+  explicit Uplink(UplinkOptions options);
+  ~Uplink();
+
+  // Starts an asynchronous connect (clean session false, MQTT 3.1.1, with the will).
+  // The outcome arrives as a connected or connect_failed event.
+  void connect();
+  // Replaces the will used by the next connect() (a new bdseq per connection).
+  void set_will_payload(std::string payload) { options_.will_payload = std::move(payload); }
+  // Clean DISCONNECT (the broker then does not publish the will), bounded by `timeout`.
+  void disconnect(std::chrono::milliseconds timeout);
+  bool connected() const;
+
+  // QoS 1 subscribe; call after a connected event.
+  void subscribe(const std::vector<std::string>& filters);
+
+  // Publishes at QoS 1 and tracks the delivery until PUBACK. Returns false if not
+  // connected (nothing is sent).
+  bool publish(const std::string& topic, const std::string& payload, bool retained,
+               std::uint64_t tag = 0);
+  // Tags of publishes acknowledged by the broker since the last call.
+  std::vector<std::uint64_t> take_delivered();
+  // Publishes still awaiting PUBACK. Cleared when the connection is lost.
+  std::size_t in_flight() const;
+
+  // Waits until an event is queued or `deadline` passes; returns queued events.
+  std::vector<UplinkEvent> wait(std::chrono::steady_clock::time_point deadline);
+  // Wakes wait() from another thread (e.g. a signal-handling thread).
+  void wake();
+
+ private:
+  class Callbacks;
+  void push(UplinkEvent e);
+
+  UplinkOptions options_;
+  std::unique_ptr<mqtt::async_client> client_;
+  std::unique_ptr<Callbacks> callbacks_;
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<UplinkEvent> events_;
+  bool woken_ = false;
+  struct Pending;
+  std::vector<std::unique_ptr<Pending>> pending_;
+};
+
+}  // namespace nova::agent

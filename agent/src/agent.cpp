@@ -1,0 +1,293 @@
+#include "nova/agent/agent.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+
+#include "nova/schemas/codec.h"
+#include "nova/schemas/topic.h"
+
+namespace nova::agent {
+namespace {
+
+using namespace std::chrono_literals;
+using schemas::Error;
+
+struct StreamDef {
+  const char* name;
+  Priority priority;
+  topics::UpKind kind;
+};
+
+// Drain order: what the cloud needs most goes first.
+constexpr StreamDef kStreams[] = {
+    {"results", Priority::results, topics::UpKind::result},
+    {"decisions", Priority::decisions, topics::UpKind::decision},
+    {"alerts", Priority::alerts, topics::UpKind::alert},
+    {"metrics", Priority::metrics, topics::UpKind::metrics},
+};
+
+schemas::Timestamp wall_ms() {
+  return static_cast<schemas::Timestamp>(std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+topics::Id id(const std::string& s) { return topics::Id::parse(s).value(); }
+
+// Writes `text` to `path` atomically and durably: temp file, fsync, rename.
+bool write_file_durably(const std::filesystem::path& path, const std::string& text) {
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return false;
+  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                  ::fsync(fd) == 0;
+  ::close(fd);
+  return ok && ::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+}  // namespace
+
+schemas::Result<std::unique_ptr<Agent>> Agent::create(AgentOptions options, SampleSource* source) {
+  if (!options.birth.description) return Error{"", "agent: birth record needs a node description"};
+  if (!topics::Id::valid(options.birth.node)) return Error{"", "agent: invalid node id '" + options.birth.node + "'"};
+  if (!topics::SitePath::parse(options.birth.description->site)) {
+    return Error{"", "agent: invalid site path '" + options.birth.description->site + "'"};
+  }
+  auto outbox = Outbox::open(options.outbox);
+  if (!outbox) return outbox.error();
+  std::error_code ec;
+  std::filesystem::create_directories(options.state_dir, ec);
+  if (ec) return Error{"", "agent: cannot create state dir " + options.state_dir.string() + ": " + ec.message()};
+  return std::unique_ptr<Agent>(new Agent(std::move(options), source, std::move(outbox).value()));
+}
+
+Agent::Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox> outbox)
+    : options_(std::move(options)), source_(source), outbox_(std::move(outbox)),
+      rng_(std::random_device{}()) {
+  UplinkOptions u;
+  u.uri = options_.broker_uri;
+  u.client_id = options_.birth.node;
+  u.keepalive = options_.keepalive;
+  u.will_topic = topics::up(id(options_.birth.node), topics::UpKind::state);
+  uplink_ = std::make_unique<Uplink>(std::move(u));
+  tokens_ = options_.drain.burst;
+}
+
+Agent::~Agent() = default;
+
+std::uint64_t Agent::next_bdseq() {
+  const std::filesystem::path file = options_.state_dir / "bdseq";
+  std::uint64_t last = 0;
+  if (std::ifstream in(file); in) in >> last;
+  bdseq_ = last + 1;
+  write_file_durably(file, std::to_string(bdseq_) + "\n");
+  return bdseq_;
+}
+
+std::string Agent::birth_payload(schemas::NodeStatus status) const {
+  schemas::NodeState s = options_.birth;
+  s.status = status;
+  s.bdseq = bdseq_;
+  s.ts = wall_ms();
+  if (status != schemas::NodeStatus::online) s.description.reset();
+  const schemas::Bytes b = schemas::encode_cbor(s);
+  return std::string(b.begin(), b.end());
+}
+
+void Agent::add_sample(const schemas::MetricSample& sample) {
+  update_counters([](AgentCounters& c) { ++c.samples; });
+  if (!open_batch_.empty()) {
+    const auto span_ms = std::chrono::duration_cast<std::chrono::milliseconds>(options_.batch_interval).count();
+    if (sample.ts >= open_batch_.front().ts + static_cast<std::uint64_t>(span_ms)) flush_batch();
+  }
+  open_batch_.push_back(sample);
+}
+
+void Agent::flush_batch() {
+  if (open_batch_.empty()) return;
+  schemas::MetricsBatch batch;
+  batch.position = {options_.birth.node, "metrics", outbox_->next_seq("metrics")};
+  batch.encoding = schemas::BatchEncoding::zstd;
+  batch.samples = std::move(open_batch_);
+  open_batch_.clear();
+  const schemas::Bytes b = schemas::encode_cbor(batch);
+  auto r = outbox_->append("metrics", Priority::metrics, std::string(b.begin(), b.end()));
+  update_counters([&](AgentCounters& c) { ++(r ? c.batches : c.outbox_errors); });
+}
+
+void Agent::stop() {
+  stop_requested_.store(true);
+  uplink_->wake();
+}
+
+bool Agent::connected() const { return uplink_->connected(); }
+
+AgentCounters Agent::counters() const {
+  std::lock_guard lock(counters_mutex_);
+  return counters_;
+}
+
+template <class Fn>
+void Agent::update_counters(Fn fn) {
+  {
+    std::lock_guard lock(counters_mutex_);
+    fn(counters_);
+  }
+  counters_changed_.notify_all();
+}
+
+bool Agent::wait_for(const std::function<bool(const AgentCounters&)>& done,
+                     std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(counters_mutex_);
+  return counters_changed_.wait_for(lock, timeout, [&] { return done(counters_); });
+}
+
+void Agent::on_connected(Clock::time_point now) {
+  session_up_ = true;
+  backoff_ = 0ms;
+  update_counters([](AgentCounters& c) { ++c.connects; });
+  const auto& d = *options_.birth.description;
+  const topics::SitePath site = topics::SitePath::parse(d.site).value();
+  const topics::Id node = id(options_.birth.node);
+  std::vector<std::string> filters;
+  for (topics::DownKind k : {topics::DownKind::ack, topics::DownKind::task, topics::DownKind::config,
+                             topics::DownKind::model, topics::DownKind::verdict}) {
+    filters.push_back(topics::down(site, node, k));
+  }
+  uplink_->subscribe(filters);
+  uplink_->publish(topics::up(node, topics::UpKind::state), birth_payload(schemas::NodeStatus::online), true);
+  // Everything not yet acknowledged is sent again: the previous connection may have
+  // died with publishes in flight. The cloud deduplicates.
+  sent_.clear();
+  for (const auto& [name, s] : outbox_->stats()) sent_[name] = s.acked;
+  const auto jitter_ms = options_.drain.jitter.count();
+  drain_after_ = now + std::chrono::milliseconds(
+                           jitter_ms > 0 ? std::uniform_int_distribution<long>(0, jitter_ms)(rng_) : 0);
+  last_ack_progress_ = now;
+}
+
+void Agent::on_disconnected(Clock::time_point now, const std::string&) {
+  session_up_ = false;
+  // Full-jitter exponential back-off between reconnect_min and reconnect_max.
+  backoff_ = std::clamp(backoff_ * 2, options_.reconnect_min, options_.reconnect_max);
+  const auto delay = std::uniform_int_distribution<long>(options_.reconnect_min.count(), backoff_.count())(rng_);
+  reconnect_at_ = now + std::chrono::milliseconds(delay);
+}
+
+void Agent::on_message(const std::string& topic, const std::string& payload) {
+  auto parsed = topics::parse(topic);
+  const auto* down = parsed ? std::get_if<topics::DownTopic>(&*parsed) : nullptr;
+  auto bad = [&] { update_counters([](AgentCounters& c) { ++c.bad_messages; }); };
+  if (down == nullptr || down->node.str() != options_.birth.node) return bad();
+  if (down->kind == topics::DownKind::ack) {
+    auto ack = schemas::decode_cbor<schemas::Ack>(payload);
+    if (!ack || ack->node != options_.birth.node) return bad();
+    for (const auto& [stream, watermark] : ack->watermarks) {
+      const std::uint64_t before = outbox_->stats()[stream].acked;
+      if (!outbox_->ack(stream, watermark)) {
+        update_counters([](AgentCounters& c) { ++c.outbox_errors; });
+        continue;
+      }
+      if (outbox_->stats()[stream].acked > before) last_ack_progress_ = Clock::now();
+    }
+    update_counters([](AgentCounters& c) { ++c.acks; });
+  }
+}
+
+void Agent::refill(Clock::time_point now) {
+  const double elapsed = std::chrono::duration<double>(now - last_refill_).count();
+  last_refill_ = now;
+  tokens_ = std::min(options_.drain.burst, tokens_ + elapsed * options_.drain.rate_per_s);
+}
+
+void Agent::drain(Clock::time_point now) {
+  refill(now);
+  if (!session_up_ || now < drain_after_) return;
+  const auto delivered = uplink_->take_delivered();
+  if (!delivered.empty()) update_counters([&](AgentCounters& c) { c.published += delivered.size(); });
+  const auto stats = outbox_->stats();
+  // Go-back-N when acknowledgements stall with records outstanding.
+  bool outstanding = false;
+  for (const auto& [name, s] : stats) outstanding |= sent_[name] > s.acked;
+  if (outstanding && now - last_ack_progress_ > options_.drain.resend_after) {
+    for (const auto& [name, s] : stats) sent_[name] = s.acked;
+    last_ack_progress_ = now;
+    update_counters([](AgentCounters& c) { ++c.resends; });
+  }
+  const topics::Id node = id(options_.birth.node);
+  for (const StreamDef& def : kStreams) {
+    auto it = stats.find(def.name);
+    if (it == stats.end()) continue;
+    std::uint64_t& sent = sent_[def.name];
+    sent = std::max(sent, it->second.first - 1);  // skip what eviction removed
+    while (tokens_ >= 1 && uplink_->in_flight() < options_.drain.max_in_flight && sent + 1 < it->second.next_seq) {
+      const std::size_t room = std::min<std::size_t>(static_cast<std::size_t>(tokens_),
+                                                     options_.drain.max_in_flight - uplink_->in_flight());
+      auto records = outbox_->read(def.name, sent, room);
+      if (!records || records->empty()) break;
+      for (const OutboxRecord& r : *records) {
+        if (!uplink_->publish(topics::up(node, def.kind), r.payload, false, r.seq)) return;
+        sent = r.seq;
+        tokens_ -= 1;
+      }
+    }
+  }
+}
+
+void Agent::run() {
+  auto now = Clock::now();
+  last_refill_ = now;
+  next_bdseq();
+  uplink_->set_will_payload(birth_payload(schemas::NodeStatus::dead));
+  uplink_->connect();
+  reconnect_at_ = Clock::time_point::max();
+  auto next_sample = now;
+  while (!stop_requested_.load()) {
+    now = Clock::now();
+    if (source_ != nullptr && now >= next_sample) {
+      if (const schemas::MetricSample* s = source_->sample(wall_ms())) {
+        add_sample(*s);
+        next_sample += options_.sample_interval;
+        if (next_sample < now) next_sample = now + options_.sample_interval;  // fell behind
+      } else {
+        next_sample = now + std::max<Clock::duration>(options_.sample_interval, 1s);
+      }
+    }
+    if (!session_up_ && now >= reconnect_at_) {
+      reconnect_at_ = Clock::time_point::max();
+      next_bdseq();
+      uplink_->set_will_payload(birth_payload(schemas::NodeStatus::dead));
+      uplink_->connect();
+    }
+    drain(now);
+
+    // Sleep until the next thing to do: a sample, a reconnect, tokens, or an event.
+    auto deadline = now + 1s;
+    if (source_ != nullptr) deadline = std::min(deadline, next_sample);
+    deadline = std::min(deadline, reconnect_at_);
+    if (session_up_ && tokens_ < 1) {
+      deadline = std::min(deadline, now + std::chrono::milliseconds(
+                                              static_cast<long>(1000.0 / options_.drain.rate_per_s) + 1));
+    }
+    if (session_up_ && now < drain_after_) deadline = std::min(deadline, drain_after_);
+    for (const UplinkEvent& e : uplink_->wait(deadline)) {
+      switch (e.kind) {
+        case UplinkEvent::Kind::connected: on_connected(Clock::now()); break;
+        case UplinkEvent::Kind::connect_failed:
+        case UplinkEvent::Kind::connection_lost: on_disconnected(Clock::now(), e.payload); break;
+        case UplinkEvent::Kind::message: on_message(e.topic, e.payload); break;
+        case UplinkEvent::Kind::delivered: break;
+      }
+    }
+  }
+  flush_batch();
+  if (session_up_) {
+    uplink_->publish(topics::up(id(options_.birth.node), topics::UpKind::state),
+                     birth_payload(schemas::NodeStatus::offline), true);
+    uplink_->disconnect(2s);
+  }
+}
+
+}  // namespace nova::agent

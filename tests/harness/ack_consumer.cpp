@@ -1,0 +1,135 @@
+#include "nova/testing/ack_consumer.h"
+
+#include <mqtt/async_client.h>
+
+#include <stdexcept>
+#include <variant>
+
+#include "nova/schemas/codec.h"
+#include "nova/schemas/topic.h"
+
+namespace nova::testing {
+
+using namespace nova::schemas;
+
+class AckConsumer::Handler final : public virtual mqtt::callback {
+ public:
+  explicit Handler(AckConsumer& owner) : owner_(owner) {}
+  void message_arrived(mqtt::const_message_ptr msg) override {
+    owner_.on_message(msg->get_topic(), msg->get_payload_str());
+  }
+
+ private:
+  AckConsumer& owner_;
+};
+
+AckConsumer::AckConsumer(const std::string& uri, const std::string& username, bool send_acks)
+    : send_acks_(send_acks) {
+  client_ = std::make_unique<mqtt::async_client>(uri, "test-ack-consumer", mqtt::create_options(MQTTVERSION_3_1_1));
+  handler_ = std::make_unique<Handler>(*this);
+  client_->set_callback(*handler_);
+  mqtt::connect_options opts;
+  opts.set_clean_session(true);
+  opts.set_user_name(username);
+  opts.set_automatic_reconnect(true);
+  client_->connect(opts)->wait();
+  client_->subscribe(std::string("nova/v1/up/#"), 1)->wait();
+}
+
+AckConsumer::~AckConsumer() {
+  try {
+    client_->disconnect()->wait_for(std::chrono::seconds(2));
+  } catch (const mqtt::exception&) {
+  }
+}
+
+void AckConsumer::on_message(const std::string& topic, const std::string& payload) {
+  auto parsed = topics::parse(topic);
+  const auto* up = parsed ? std::get_if<topics::UpTopic>(&*parsed) : nullptr;
+  if (up == nullptr) return;
+  std::unique_lock lock(mutex_);
+  const std::string node = up->node.str();
+  std::string stream;
+  std::uint64_t seq = 0;
+  std::uint64_t samples = 0;
+  switch (up->kind) {
+    case topics::UpKind::state: {
+      auto s = decode_cbor<NodeState>(payload);
+      if (!s) {
+        ++undecodable_;
+      } else if (s->description) {
+        site_of_[node] = s->description->site;
+      }
+      cv_.notify_all();
+      return;
+    }
+    case topics::UpKind::metrics: {
+      auto b = decode_cbor<MetricsBatch>(payload);
+      if (!b) {
+        ++undecodable_;
+        return;
+      }
+      stream = b->position.stream;
+      seq = b->position.seq;
+      samples = b->samples.size();
+      break;
+    }
+    case topics::UpKind::result: {
+      auto r = decode_cbor<TaskResult>(payload);
+      if (!r) {
+        ++undecodable_;
+        return;
+      }
+      stream = r->position.stream;
+      seq = r->position.seq;
+      break;
+    }
+    default: return;
+  }
+  StreamCount& c = counts_[{node, stream}];
+  if (!c.seqs.insert(seq).second) {
+    ++c.duplicates;
+  } else {
+    c.samples += samples;
+  }
+  std::uint64_t w = c.watermark == 0 ? *c.seqs.begin() - 1 : c.watermark;
+  while (c.seqs.count(w + 1) != 0) ++w;
+  c.watermark = w;
+  cv_.notify_all();
+  auto site = site_of_.find(node);
+  if (!send_acks_ || site == site_of_.end() || w == 0) return;
+  Ack ack{node, 0, {{stream, w}}};
+  const Bytes bytes = encode_cbor(ack);
+  const std::string ack_topic = topics::down(topics::SitePath::parse(site->second).value(),
+                                             topics::Id::parse(node).value(), topics::DownKind::ack);
+  ++acks_sent_;
+  lock.unlock();
+  client_->publish(ack_topic, bytes.data(), bytes.size(), 1, false);
+}
+
+StreamCount AckConsumer::count(const std::string& node, const std::string& stream) const {
+  std::lock_guard lock(mutex_);
+  auto it = counts_.find({node, stream});
+  return it == counts_.end() ? StreamCount{} : it->second;
+}
+
+bool AckConsumer::wait_for(const std::string& node, const std::string& stream, std::size_t n,
+                           std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mutex_);
+  return cv_.wait_for(lock, timeout, [&] {
+    auto it = counts_.find({node, stream});
+    return it != counts_.end() && it->second.seqs.size() >= n;
+  });
+}
+
+std::uint64_t AckConsumer::acks_sent() const {
+  std::lock_guard lock(mutex_);
+  return acks_sent_;
+}
+
+std::uint64_t AckConsumer::undecodable() const {
+  std::lock_guard lock(mutex_);
+  return undecodable_;
+}
+
+}  // namespace nova::testing

@@ -1,0 +1,61 @@
+// A minimal cloud-side consumer for tests: it receives upward records at one broker,
+// counts them per (node, stream) with duplicates, and acknowledges end to end the way
+// nova-cloud does (Ack with per-stream watermarks on the node's down topic), learning
+// each node's site path from its retained birth.
+//
+// It keeps what it received in memory only, so its acks are not "after a durable
+// write": it stands in for nova-cloud in agent tests, not in production.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+
+namespace mqtt {
+class async_client;
+}
+
+namespace nova::testing {
+
+struct StreamCount {
+  std::set<std::uint64_t> seqs;   // distinct seqs received
+  std::uint64_t duplicates = 0;   // deliveries of a seq already received
+  std::uint64_t samples = 0;      // metric samples in distinct batches
+  std::uint64_t watermark = 0;    // highest contiguous seq from the lowest received
+};
+
+class AckConsumer {
+ public:
+  // Connects as user `username` (the cloud service user when the broker has ACLs).
+  explicit AckConsumer(const std::string& uri, const std::string& username = "nova-cloud",
+                       bool send_acks = true);
+  ~AckConsumer();
+
+  StreamCount count(const std::string& node, const std::string& stream) const;
+  // Waits until `node`'s `stream` has `n` distinct seqs.
+  bool wait_for(const std::string& node, const std::string& stream, std::size_t n,
+                std::chrono::milliseconds timeout) const;
+  std::uint64_t acks_sent() const;
+  std::uint64_t undecodable() const;
+
+ private:
+  class Handler;
+  void on_message(const std::string& topic, const std::string& payload);
+
+  std::unique_ptr<mqtt::async_client> client_;
+  std::unique_ptr<Handler> handler_;
+  bool send_acks_;
+  mutable std::mutex mutex_;
+  mutable std::condition_variable cv_;
+  std::map<std::string, std::string> site_of_;  // node -> site path, from births
+  std::map<std::pair<std::string, std::string>, StreamCount> counts_;
+  std::uint64_t acks_sent_ = 0;
+  std::uint64_t undecodable_ = 0;
+};
+
+}  // namespace nova::testing
