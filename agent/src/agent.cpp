@@ -60,13 +60,25 @@ schemas::Result<std::unique_ptr<Agent>> Agent::create(AgentOptions options, Samp
   std::error_code ec;
   std::filesystem::create_directories(options.state_dir, ec);
   if (ec) return Error{"", "agent: cannot create state dir " + options.state_dir.string() + ": " + ec.message()};
-  return std::unique_ptr<Agent>(new Agent(std::move(options), source, std::move(outbox).value()));
+  auto inbox = Inbox::open(options.state_dir / "inbox");
+  if (!inbox) return inbox.error();
+  return std::unique_ptr<Agent>(
+      new Agent(std::move(options), source, std::move(outbox).value(), std::move(inbox).value()));
 }
 
-Agent::Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox> outbox)
+Agent::Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox> outbox,
+             std::unique_ptr<Inbox> inbox)
     : options_(std::move(options)), source_(source), outbox_(std::move(outbox)),
-      rng_(std::random_device{}()) {
+      inbox_(std::move(inbox)), rng_(std::random_device{}()) {
+  task_topic_ = topics::down(topics::SitePath::parse(options_.birth.description->site).value(),
+                             id(options_.birth.node), topics::DownKind::task);
   UplinkOptions u;
+  // Tasks are stored durably before Paho acknowledges them to the broker.
+  u.before_ack = [this](const std::string& topic, const std::string& payload) {
+    if (topic == task_topic_ && !inbox_->put(payload) && options_.log) {
+      options_.log("error", "inbox_write_failed", "topic=" + topic);
+    }
+  };
   u.uri = options_.broker_uri;
   u.client_id = options_.birth.node;
   u.keepalive = options_.keepalive;
@@ -98,6 +110,7 @@ std::string Agent::birth_payload(schemas::NodeStatus status) const {
 
 void Agent::add_sample(const schemas::MetricSample& sample) {
   update_counters([](AgentCounters& c) { ++c.samples; });
+  last_sample_ = sample;
   if (!open_batch_.empty()) {
     const auto span_ms = std::chrono::duration_cast<std::chrono::milliseconds>(options_.batch_interval).count();
     if (sample.ts >= open_batch_.front().ts + static_cast<std::uint64_t>(span_ms)) flush_batch();
@@ -115,6 +128,83 @@ void Agent::flush_batch() {
   const schemas::Bytes b = schemas::encode_cbor(batch);
   auto r = outbox_->append("metrics", Priority::metrics, std::string(b.begin(), b.end()));
   update_counters([&](AgentCounters& c) { ++(r ? c.batches : c.outbox_errors); });
+  update_backlog();
+}
+
+void Agent::reconfigure(const AgentTuning& tuning) {
+  {
+    std::lock_guard lock(tuning_mutex_);
+    pending_tuning_ = tuning;
+  }
+  uplink_->wake();
+}
+
+void Agent::apply_pending_tuning() {
+  std::optional<AgentTuning> t;
+  {
+    std::lock_guard lock(tuning_mutex_);
+    t.swap(pending_tuning_);
+  }
+  if (!t) return;
+  options_.sample_interval = t->sample_interval;
+  options_.batch_interval = t->batch_interval;
+  options_.drain = t->drain;
+  tokens_ = std::min(tokens_, options_.drain.burst);
+  if (options_.tasks != nullptr) {
+    options_.tasks->set_limits(t->task_limits);
+    options_.tasks->set_max_concurrent(t->max_concurrent_tasks);
+  }
+  update_counters([](AgentCounters& c) { ++c.reconfigurations; });
+}
+
+HostState Agent::host_state() const {
+  HostState h;
+  if (!last_sample_) return h;
+  h.cpu_pct = last_sample_->cpu_pct;
+  h.memory_pct = last_sample_->mem_pct;
+  h.disk_pct = last_sample_->disk_pct;
+  if (auto it = last_sample_->extra.find("mem.available_mb"); it != last_sample_->extra.end()) {
+    h.free_memory_mb = static_cast<std::uint64_t>(std::max(0.0, it->second));
+  }
+  return h;
+}
+
+void Agent::record_result(const schemas::TaskResult& result) {
+  schemas::TaskResult r = result;
+  r.position = {options_.birth.node, "results", outbox_->next_seq("results")};
+  const schemas::Bytes b = schemas::encode_cbor(r);
+  auto stored = outbox_->append("results", Priority::results, std::string(b.begin(), b.end()));
+  if (!stored) update_counters([](AgentCounters& c) { ++c.outbox_errors; });
+  update_backlog();
+}
+
+void Agent::update_backlog() {
+  std::uint64_t records = 0;
+  for (const auto& [name, s] : outbox_->stats()) records += s.count;
+  update_counters([&](AgentCounters& c) { c.outbox_records = records; });
+}
+
+void Agent::on_task(const std::string& topic, const std::string& payload) {
+  auto task = schemas::decode_cbor<schemas::Task>(payload);
+  if (!task) return bad_input(topic, task.error().message());
+  if (options_.tasks == nullptr) return bad_input(topic, "this agent runs no tasks");
+  update_counters([](AgentCounters& c) { ++c.tasks_received; });
+  auto admission = options_.tasks->submit(*task);
+  if (!admission) {
+    schemas::TaskResult refused;
+    refused.task_id = task->task_id;
+    refused.status = schemas::TaskStatus::refused;
+    refused.finished_ts = wall_ms();
+    refused.reason = admission.error().message();
+    record_result(refused);
+  }
+}
+
+void Agent::process_inbox() {
+  for (const Inbox::Entry& e : inbox_->pending()) {
+    on_task(task_topic_, e.payload);
+    inbox_->remove(e.id);
+  }
 }
 
 void Agent::stop() {
@@ -146,6 +236,7 @@ bool Agent::wait_for(const std::function<bool(const AgentCounters&)>& done,
 
 void Agent::on_connected(Clock::time_point now) {
   session_up_ = true;
+  if (options_.log) options_.log("info", "connected", "broker=" + options_.broker_uri + " bdseq=" + std::to_string(bdseq_));
   backoff_ = 0ms;
   update_counters([](AgentCounters& c) { ++c.connects; });
   const auto& d = *options_.birth.description;
@@ -168,7 +259,10 @@ void Agent::on_connected(Clock::time_point now) {
   last_ack_progress_ = now;
 }
 
-void Agent::on_disconnected(Clock::time_point now, const std::string&) {
+void Agent::on_disconnected(Clock::time_point now, const std::string& reason) {
+  if (options_.log && (session_up_ || backoff_ == 0ms)) {
+    options_.log("warning", "disconnected", "reason=\"" + reason + "\"");
+  }
   session_up_ = false;
   // Full-jitter exponential back-off between reconnect_min and reconnect_max.
   backoff_ = std::clamp(backoff_ * 2, options_.reconnect_min, options_.reconnect_max);
@@ -176,14 +270,28 @@ void Agent::on_disconnected(Clock::time_point now, const std::string&) {
   reconnect_at_ = now + std::chrono::milliseconds(delay);
 }
 
+void Agent::bad_input(const std::string& topic, const std::string& reason) {
+  update_counters([](AgentCounters& c) { ++c.bad_messages; });
+  if (options_.log) {
+    std::string escaped;
+    for (char ch : reason) {
+      if (ch == '"' || ch == '\\') escaped += '\\';
+      escaped += ch;
+    }
+    options_.log("warning", "bad_message", "topic=" + topic + " error=\"" + escaped + "\"");
+  }
+}
+
 void Agent::on_message(const std::string& topic, const std::string& payload) {
   auto parsed = topics::parse(topic);
   const auto* down = parsed ? std::get_if<topics::DownTopic>(&*parsed) : nullptr;
-  auto bad = [&] { update_counters([](AgentCounters& c) { ++c.bad_messages; }); };
-  if (down == nullptr || down->node.str() != options_.birth.node) return bad();
+  if (down == nullptr || down->node.str() != options_.birth.node) {
+    return bad_input(topic, parsed ? "not addressed to this node" : parsed.error().message());
+  }
   if (down->kind == topics::DownKind::ack) {
     auto ack = schemas::decode_cbor<schemas::Ack>(payload);
-    if (!ack || ack->node != options_.birth.node) return bad();
+    if (!ack) return bad_input(topic, ack.error().message());
+    if (ack->node != options_.birth.node) return bad_input(topic, "ack for node '" + ack->node + "'");
     for (const auto& [stream, watermark] : ack->watermarks) {
       const std::uint64_t before = outbox_->stats()[stream].acked;
       if (!outbox_->ack(stream, watermark)) {
@@ -193,6 +301,14 @@ void Agent::on_message(const std::string& topic, const std::string& payload) {
       if (outbox_->stats()[stream].acked > before) last_ack_progress_ = Clock::now();
     }
     update_counters([](AgentCounters& c) { ++c.acks; });
+    update_backlog();
+  } else if (down->kind == topics::DownKind::task) {
+    process_inbox();  // the callback stored this task (and any left from before)
+  } else if (down->kind == topics::DownKind::config) {
+    auto config = schemas::decode_cbor<schemas::Config>(payload);
+    if (!config) return bad_input(topic, config.error().message());
+    update_counters([](AgentCounters& c) { ++c.configs_received; });
+    if (options_.on_remote_config) options_.on_remote_config(*config);
   }
 }
 
@@ -239,12 +355,15 @@ void Agent::drain(Clock::time_point now) {
 void Agent::run() {
   auto now = Clock::now();
   last_refill_ = now;
+  update_backlog();
+  process_inbox();  // tasks received before a crash
   next_bdseq();
   uplink_->set_will_payload(birth_payload(schemas::NodeStatus::dead));
   uplink_->connect();
   reconnect_at_ = Clock::time_point::max();
   auto next_sample = now;
   while (!stop_requested_.load()) {
+    apply_pending_tuning();
     now = Clock::now();
     if (source_ != nullptr && now >= next_sample) {
       if (const schemas::MetricSample* s = source_->sample(wall_ms())) {
@@ -261,6 +380,7 @@ void Agent::run() {
       uplink_->set_will_payload(birth_payload(schemas::NodeStatus::dead));
       uplink_->connect();
     }
+    if (options_.tasks != nullptr) options_.tasks->poll(wall_ms(), host_state());
     drain(now);
 
     // Sleep until the next thing to do: a sample, a reconnect, tokens, or an event.
@@ -272,6 +392,11 @@ void Agent::run() {
                                               static_cast<long>(1000.0 / options_.drain.rate_per_s) + 1));
     }
     if (session_up_ && now < drain_after_) deadline = std::min(deadline, drain_after_);
+    if (options_.tasks != nullptr) {
+      if (auto ms = options_.tasks->next_deadline_ms(wall_ms())) {
+        deadline = std::min(deadline, now + std::chrono::milliseconds(std::max(*ms, 0)));
+      }
+    }
     for (const UplinkEvent& e : uplink_->wait(deadline)) {
       switch (e.kind) {
         case UplinkEvent::Kind::connected: on_connected(Clock::now()); break;

@@ -20,6 +20,9 @@ class Uplink::Callbacks final : public virtual mqtt::callback, public virtual mq
     owner_.push({UplinkEvent::Kind::connection_lost, {}, cause.empty() ? "connection lost" : cause});
   }
   void message_arrived(mqtt::const_message_ptr msg) override {
+    // Paho holds its client lock during this callback: never wait for the loop here
+    // (the loop may be inside a Paho call). Durable hand-over goes through before_ack.
+    if (owner_.options_.before_ack) owner_.options_.before_ack(msg->get_topic(), msg->get_payload_str());
     owner_.push({UplinkEvent::Kind::message, msg->get_topic(), msg->get_payload_str()});
   }
   void delivery_complete(mqtt::delivery_token_ptr) override {

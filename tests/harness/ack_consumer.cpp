@@ -15,6 +15,14 @@ using namespace nova::schemas;
 class AckConsumer::Handler final : public virtual mqtt::callback {
  public:
   explicit Handler(AckConsumer& owner) : owner_(owner) {}
+  // A clean session loses its subscriptions with the connection, and Paho's automatic
+  // reconnect does not restore them: subscribe on every (re)connect.
+  void connected(const std::string&) override {
+    try {
+      owner_.client_->subscribe(std::string("nova/v1/up/#"), 1);
+    } catch (const mqtt::exception&) {
+    }
+  }
   void message_arrived(mqtt::const_message_ptr msg) override {
     owner_.on_message(msg->get_topic(), msg->get_payload_str());
   }
@@ -31,8 +39,10 @@ AckConsumer::AckConsumer(const std::string& uri, const std::string& username, bo
   mqtt::connect_options opts;
   opts.set_clean_session(true);
   opts.set_user_name(username);
-  opts.set_automatic_reconnect(true);
+  opts.set_automatic_reconnect(std::chrono::milliseconds(50), std::chrono::milliseconds(500));
   client_->connect(opts)->wait();
+  // The first subscription is awaited so the caller knows nothing published after
+  // construction is missed.
   client_->subscribe(std::string("nova/v1/up/#"), 1)->wait();
 }
 

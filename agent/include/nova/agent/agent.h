@@ -27,12 +27,15 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "nova/agent/inbox.h"
 #include "nova/agent/outbox.h"
+#include "nova/agent/tasks.h"
 #include "nova/agent/uplink.h"
 #include "nova/schemas/messages.h"
 
@@ -57,6 +60,23 @@ struct AgentOptions {
   OutboxOptions outbox;
   DrainOptions drain;
   std::filesystem::path state_dir;  // holds the persisted bdseq
+  // Tasks from the node's down task topic go to this runner (owned by the caller;
+  // none: task messages are counted as unhandled). Its results go up via the outbox.
+  TaskRunner* tasks = nullptr;
+  // Called on the loop thread with each valid retained config pushed down; the caller
+  // validates it against its config and calls reconfigure() with the outcome.
+  std::function<void(const schemas::Config&)> on_remote_config;
+  // Structured log sink (level, event, logfmt fields); none: silent.
+  std::function<void(const char* level, const std::string& event, const std::string& fields)> log;
+};
+
+// The settings that can change while the agent runs (hot configuration).
+struct AgentTuning {
+  std::chrono::milliseconds sample_interval{1000};
+  std::chrono::seconds batch_interval{60};
+  DrainOptions drain;
+  AdmissionLimits task_limits;
+  std::size_t max_concurrent_tasks = 2;
 };
 
 // Where samples come from: the host (MetricsCollector) or, in tests, a generator that
@@ -78,6 +98,10 @@ struct AgentCounters {
   std::uint64_t bad_messages = 0;   // malformed or misaddressed downward messages
   std::uint64_t connects = 0;
   std::uint64_t outbox_errors = 0;
+  std::uint64_t outbox_records = 0;  // gauge: records awaiting an end-to-end ack
+  std::uint64_t tasks_received = 0;
+  std::uint64_t configs_received = 0;
+  std::uint64_t reconfigurations = 0;
 };
 
 class Agent {
@@ -97,6 +121,13 @@ class Agent {
   // Thread-safe and async-signal-safe to request; run() then flushes the open batch,
   // publishes "offline", disconnects and returns.
   void stop();
+  // Thread-safe: the loop applies the new tuning at its next iteration, without
+  // losing the open batch or anything in the outbox.
+  void reconfigure(const AgentTuning& tuning);
+
+  // Stores a task result in the outbox "results" stream (position filled in here).
+  // Loop thread only: it is the TaskRunner's result sink, called from its poll().
+  void record_result(const schemas::TaskResult& result);
 
   const Outbox& outbox() const { return *outbox_; }
   AgentCounters counters() const;
@@ -106,12 +137,19 @@ class Agent {
   bool connected() const;
 
  private:
-  Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox> outbox);
+  Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox> outbox,
+        std::unique_ptr<Inbox> inbox);
+  void process_inbox();
   using Clock = std::chrono::steady_clock;
 
   void on_connected(Clock::time_point now);
   void on_disconnected(Clock::time_point now, const std::string& reason);
   void on_message(const std::string& topic, const std::string& payload);
+  void on_task(const std::string& topic, const std::string& payload);
+  void apply_pending_tuning();
+  void update_backlog();
+  void bad_input(const std::string& topic, const std::string& reason);
+  HostState host_state() const;
   void drain(Clock::time_point now);
   void refill(Clock::time_point now);
   std::uint64_t next_bdseq();
@@ -120,6 +158,8 @@ class Agent {
   AgentOptions options_;
   SampleSource* source_;
   std::unique_ptr<Outbox> outbox_;
+  std::unique_ptr<Inbox> inbox_;  // tasks received but not yet handed to the runner
+  std::string task_topic_;
   std::unique_ptr<Uplink> uplink_;
   std::vector<schemas::MetricSample> open_batch_;
   std::uint64_t bdseq_ = 0;
@@ -131,7 +171,10 @@ class Agent {
   double tokens_ = 0;
   Clock::time_point last_refill_{};
   bool session_up_ = false;
+  std::optional<schemas::MetricSample> last_sample_;
   std::atomic<bool> stop_requested_{false};
+  std::mutex tuning_mutex_;
+  std::optional<AgentTuning> pending_tuning_;
   std::mt19937_64 rng_;
   // Counters are written by the loop thread and read by others (metrics, tests).
   mutable std::mutex counters_mutex_;

@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -36,6 +37,9 @@ struct UplinkOptions {
   // Last will: published by the broker if this client vanishes without DISCONNECT.
   std::string will_topic;
   std::string will_payload;
+  // Called on Paho's thread for each incoming message before Paho acknowledges it;
+  // must be thread-safe and quick (see inbox.h). Optional.
+  std::function<void(const std::string& topic, const std::string& payload)> before_ack;
 };
 
 struct UplinkEvent {

@@ -1,0 +1,160 @@
+// The agent's configuration: every setting nova-agent has, with a default for each.
+//
+// It comes from a YAML file of sections (agent/examples/agent.yaml documents every key)
+// and, at run time, from the retained `down` config message, whose values are the same
+// keys spelt with dots ("limits.max_cpu_pct"). Both go through one table of keys
+// (config_keys(): name, type, range, default, hot or restart, may the cloud change it),
+// which also renders the reference in docs/agent.md, so the three cannot drift apart.
+//
+// Errors are refused, never repaired: a running agent keeps its configuration when a
+// new one is bad, and the error names the key and the reason:
+//   line 7: mqtt.keepalive_s: expected an integer
+//   line 3: mqtt.keepalive: unknown key (did you mean mqtt.keepalive_s?)
+//   limits.max_cpu_pct: value 150 is out of range 1..100
+//   node.id: required key is missing
+//   config.values.node.site: identity keys cannot be changed remotely (...)
+// Unknown keys are errors, as in the topology file: a misspelt key must not silently
+// leave its default in force.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "nova/schemas/messages.h"
+#include "nova/schemas/result.h"
+
+namespace nova::agent {
+
+enum class LogLevel { debug, info, warning, error };
+enum class LogFormat { logfmt, json };
+
+// The machine's architecture as `uname -m` reports it ("x86_64", "aarch64", ...).
+std::string host_arch();
+
+// Defaults are written here once; docs and the example file are checked against them.
+struct AgentConfig {
+  struct Node {
+    std::string id;          // required; a topic Id, the MQTT client id
+    std::string site;        // required; site path, e.g. "cloud/eu/par/par-a1"
+    std::uint8_t level = 5;  // tier 1..5, not above its site's depth
+    std::string arch = host_arch();
+    std::vector<std::string> capabilities;  // Ids, e.g. ["gpu", "arm64"]
+    friend bool operator==(const Node&, const Node&) = default;
+  } node;
+  struct Mqtt {
+    std::string uri = "tcp://127.0.0.1:1883";  // the site's local broker
+    std::optional<std::uint32_t> keepalive_s;  // unset: the tier profile's (keepalive())
+    std::uint32_t reconnect_min_ms = 500;      // jittered exponential back-off bounds
+    std::uint32_t reconnect_max_ms = 30000;
+    friend bool operator==(const Mqtt&, const Mqtt&) = default;
+  } mqtt;
+  struct Metrics {
+    std::uint32_t interval_ms = 1000;     // one MetricSample per interval
+    std::uint32_t batch_interval_s = 60;  // samples per outbox batch = batch / interval
+    std::string data_path = "/";          // disk_pct measures this path's filesystem
+    friend bool operator==(const Metrics&, const Metrics&) = default;
+  } metrics;
+  struct Outbox {
+    std::string dir = "/var/lib/nova-agent/outbox";
+    std::uint64_t max_bytes = 64ull * 1024 * 1024;  // disk cap before priority eviction
+    friend bool operator==(const Outbox&, const Outbox&) = default;
+  } outbox;
+  struct Drain {
+    std::uint32_t rate_per_s = 50;   // token bucket refill, messages/s, after reconnect
+    std::uint32_t burst = 100;       // bucket size
+    std::uint32_t jitter_ms = 2000;  // random delay before draining starts
+    friend bool operator==(const Drain&, const Drain&) = default;
+  } drain;
+  struct Limits {  // the seed's EdgeAgentConfig; tasks that would break them wait or are refused
+    std::uint32_t max_cpu_pct = 80;
+    std::uint32_t max_memory_pct = 85;
+    std::uint32_t max_disk_pct = 90;
+    std::uint64_t min_free_memory_mb = 1024;
+    std::uint64_t cache_size_mb = 100;
+    friend bool operator==(const Limits&, const Limits&) = default;
+  } limits;
+  struct Tasks {
+    std::string dir = "/var/lib/nova-agent/tasks";
+    std::uint32_t max_concurrent = 2;
+    std::uint32_t output_tail_bytes = 4096;  // kept of stdout+stderr; the schema's maximum
+    friend bool operator==(const Tasks&, const Tasks&) = default;
+  } tasks;
+  struct Log {
+    LogLevel level = LogLevel::info;
+    LogFormat format = LogFormat::logfmt;
+    friend bool operator==(const Log&, const Log&) = default;
+  } log;
+
+  // mqtt.keepalive_s if set, else tiers::profile(node.level).keepalive.
+  std::chrono::seconds keepalive() const;
+
+  friend bool operator==(const AgentConfig&, const AgentConfig&) = default;
+};
+
+// --- the key table ---------------------------------------------------------------------
+
+enum class KeyType {
+  integer,      // YAML integer; remote int64
+  size,         // bytes: an integer, or a number with B, KiB, MiB, GiB, kB, MB or GB
+  string,       // YAML scalar; remote string
+  string_list,  // YAML sequence of scalars; remote string of comma-separated items
+  choice,       // one of `choices`
+};
+
+// When a changed value takes effect. `hot`: the agent applies it while running;
+// `restart`: it is stored, and used after the agent (or, for mqtt.*, its session)
+// restarts. The owner of each setting honours this; changed_keys() tells it what moved.
+enum class Reload { hot, restart };
+
+struct ConfigKey {
+  std::string_view name;  // dotted: "section.key"
+  KeyType type = KeyType::integer;
+  std::int64_t min = 0;  // integer and size: inclusive range
+  std::int64_t max = 0;
+  std::span<const std::string_view> choices;  // choice
+  bool required = false;                      // must be in the file (there is no sensible default)
+  bool remote = true;                         // may the retained down config change it
+  Reload reload = Reload::hot;
+  std::string_view default_note;  // a default that is computed, in words; empty: AgentConfig{}'s
+  std::string_view accepts;       // what a string must be, in words (empty: anything)
+  std::string_view description;
+};
+
+// Every key, in file order.
+std::span<const ConfigKey> config_keys();
+const ConfigKey* find_config_key(std::string_view name);
+
+// A key's value in `config`, as the docs and logs print it ("80", "tcp://...", "[a, b]").
+// Precondition: `key` is one of config_keys().
+std::string format_value(const AgentConfig& config, const ConfigKey& key);
+
+// --- loading and changing --------------------------------------------------------------
+
+// YAML errors carry the line where one is known; load_config prefixes the file name.
+schemas::Result<AgentConfig> parse_config(std::string_view yaml);
+schemas::Result<AgentConfig> load_config(const std::filesystem::path& path);
+
+// `remote.values` applied over `current` with the file's validation. Paths in errors are
+// "config.values.<key>". Refused whole on any error (the caller keeps `current`), and
+// for keys with remote == false (node.id, node.site: the identity a node is addressed
+// by). The caller checks remote.revision against the last one applied.
+schemas::Result<AgentConfig> apply_remote(const AgentConfig& current,
+                                          const schemas::Config& remote);
+
+// The keys whose values differ, in table order.
+std::vector<const ConfigKey*> changed_keys(const AgentConfig& a, const AgentConfig& b);
+// For logs: "limits.max_cpu_pct: 80 -> 70; mqtt.uri: tcp://a:1883 -> tcp://b:1883
+// (restart)", or "no changes".
+std::string describe_changes(const AgentConfig& a, const AgentConfig& b);
+
+// The Markdown table of every key that docs/agent.md's "Configuration" section holds
+// (a test keeps the two equal).
+std::string config_reference_markdown();
+
+}  // namespace nova::agent

@@ -1,0 +1,222 @@
+// The agent's task queue: tasks from the node's `down` task topic are persisted, run as
+// child processes under limits, and their results handed to a sink (the outbox).
+//
+// Lifecycle of a task:
+//   submit()  -> queued     persisted (synced) before submit returns, so a task whose
+//                           delivery the session acknowledged survives SIGKILL.
+//   poll()    -> running    started when a slot is free and the host has room; the
+//                           record says "running" (synced) *before* fork, so a crash can
+//                           never make it run twice.
+//             -> finished   exited, timed out, killed, failed to start, or refused; the
+//                           result is persisted, then handed to the sink, then the record
+//                           is replaced by an entry in a bounded ring of finished ids.
+// Guarantees:
+//   - At most once execution. A task that was running when the agent died is NOT run
+//     again: reopening reports it failed with reason "agent restarted while the task
+//     ran". Tasks are arbitrary commands, and running one twice (a firmware flash, a
+//     payment, an append) is worse than telling the cloud it must decide to resubmit.
+//   - At least once results. The sink may see the same result twice only across a
+//     crash (persisted, handed over, killed before the record was retired); consumers
+//     deduplicate results by task_id. Only finished_ts may differ between the two.
+//   - Idempotent submit. A task_id that is queued, running, finished-but-not-delivered,
+//     or among the last `remembered_finished` finished ids is ignored (MQTT QoS 1
+//     redelivers), and never produces a second result.
+//   - Order: highest priority first (0 is highest), FIFO within a priority. A task the
+//     host has no room for now is deferred and lower-priority tasks that fit may start
+//     ahead of it (backfill); the deferred task is retried on every poll().
+//   - The runner has no threads and no MQTT dependency: it keeps queueing, starting and
+//     finishing tasks while every uplink is down. The sink is called only from poll().
+//
+// Limits and how they are enforced (see docs/agent.md, "Tasks"):
+//   - timeout_ms: SIGTERM to the task's process group at the deadline, SIGKILL (and
+//     cgroup.kill) after kill_grace_ms -> status timeout.
+//   - memory_mb: cgroup v2 memory.max when the runner could enable the memory controller
+//     under cgroup_root (a kill by it -> status killed, reason names the limit);
+//     otherwise RLIMIT_AS in the child, where exceeding it makes allocations fail inside
+//     the program (-> failed or killed by its own signal, reason names the limit).
+//   - cpu_millis: cgroup v2 cpu.max when the cpu controller is available; otherwise not
+//     enforced, and every such task's result says so in its reason.
+//   - Whatever the task does, its process group (and its cgroup, when it has one) does
+//     not outlive it: leftovers are SIGKILLed when the main process exits.
+//
+// Children are made with fork + execve. Between the two the child makes only
+// async-signal-safe system calls on memory prepared before fork (the agent has threads:
+// Paho, LevelDB). Children get PR_SET_PDEATHSIG(SIGKILL), tied to the thread that calls
+// poll(): drive the runner from the agent's long-lived main thread. The agent must not
+// set SIGCHLD to SIG_IGN (children would be reaped behind the runner's back).
+//
+// Not thread-safe: one owner thread (the agent's main loop) calls it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nova/schemas/messages.h"
+#include "nova/schemas/result.h"
+
+namespace nova::agent {
+
+using schemas::Result;
+using schemas::Task;
+using schemas::TaskResult;
+using schemas::TaskStatus;
+using schemas::Timestamp;
+
+// The host as the metrics collector saw it last. A default-constructed snapshot has no
+// free memory, so it defers everything: fill it in.
+struct HostState {
+  double cpu_pct = 0;                // busy % of all cores, 0..100
+  double memory_pct = 0;             // used memory %, 0..100
+  double disk_pct = 0;               // used % of the data filesystem, 0..100
+  std::uint64_t free_memory_mb = 0;  // available memory (MemAvailable)
+};
+
+// The agent's configured resource limits (the seed's defaults). A task starts only if
+// the host stays within them with the task's declared memory_mb and cpu_millis added.
+struct AdmissionLimits {
+  double max_cpu_pct = 80;
+  double max_memory_pct = 85;
+  double max_disk_pct = 90;
+  std::uint64_t min_free_memory_mb = 1024;
+};
+
+struct TaskRunnerOptions {
+  std::filesystem::path dir;  // the runner's own LevelDB
+  std::size_t max_concurrent = 2;
+  // Queued tasks beyond this are refused ("queue full"): the disk the queue may take
+  // stays bounded on a device whose cloud keeps sending.
+  std::size_t max_queued = 256;
+  std::size_t remembered_finished = 1024;  // finished ids kept for duplicate detection
+  std::size_t output_tail_bytes = 4096;    // clamped to the schema's 4096
+  std::uint64_t kill_grace_ms = 5000;      // SIGTERM -> SIGKILL on timeout
+  // While children run, next_deadline_ms() asks to be polled at least this often (to
+  // reap and to drain output pipes); a loop that waits on watch_fds() wakes earlier.
+  std::uint64_t reap_interval_ms = 100;
+  std::uint64_t defer_retry_ms = 1000;  // next_deadline_ms() while only deferred tasks wait
+  AdmissionLimits limits;
+  std::uint64_t total_memory_mb = 0;  // 0: physical memory from sysconf
+  std::uint32_t cpu_cores = 0;        // 0: online cores from sysconf
+  // A cgroup v2 directory the agent may create children in (systemd: Delegate=yes, and
+  // the agent itself in a leaf, so the root can enable controllers for its children).
+  // Empty: no cgroups; memory is limited by RLIMIT_AS and CPU is not limited.
+  std::filesystem::path cgroup_root;
+  // The whole environment a task starts with, before NOVA_TASK_ID and the task's own env
+  // (which may override these). The agent's own environment is never inherited.
+  std::map<std::string, std::string> base_env = {{"PATH", "/usr/local/bin:/usr/bin:/bin"}};
+  std::filesystem::path work_dir;  // children's cwd; empty: the agent's
+  bool sync = true;                // fsync every state change
+  // LevelDB memory, kept small: the store holds a few hundred small records. (LevelDB
+  // raises max_open_files to at least 74; it opens table files lazily, so a store this
+  // size keeps only a handful open.)
+  std::size_t write_buffer_bytes = 64 * 1024;
+  std::size_t block_cache_bytes = 64 * 1024;
+  int max_open_files = 16;
+};
+
+struct Admission {
+  enum class Outcome { queued, duplicate, refused };
+  Outcome outcome = Outcome::queued;
+  // refused: why (also the result's reason); duplicate: where the id was found.
+  std::string reason;
+};
+
+// What this runner can enforce, decided once when it opens.
+struct LimitSupport {
+  bool cgroups = false;        // each task gets its own cgroup under cgroup_root
+  bool cgroup_memory = false;  // memory.max (else RLIMIT_AS)
+  bool cgroup_cpu = false;     // cpu.max (else CPU is not limited)
+  std::string detail;          // how it was decided, or why not, for logs and docs
+};
+
+// For metrics. Gauges describe now; the rest count since open.
+struct TaskCounters {
+  std::uint64_t queued = 0;    // gauge: waiting to start (deferred ones included)
+  std::uint64_t running = 0;   // gauge
+  std::uint64_t deferred = 0;  // gauge: queued and held back by host state at last try
+  std::uint64_t completed = 0;   // status ok
+  std::uint64_t failed = 0;      // status failed (incl. failed to start, restart)
+  std::uint64_t timed_out = 0;   // status timeout
+  std::uint64_t killed = 0;      // status killed
+  std::uint64_t refused = 0;     // status refused
+  std::uint64_t duplicates = 0;  // submits ignored as already known
+  std::uint64_t deferrals = 0;   // times a task went from startable to deferred
+  std::uint64_t storage_errors = 0;   // LevelDB writes that failed
+  std::uint64_t corrupt_records = 0;  // unreadable records dropped at open
+};
+
+struct QueuedTaskInfo {
+  std::string task_id;
+  std::uint8_t priority = 0;
+  std::string deferred_reason;  // empty unless held back by host state at last try
+};
+
+struct RunningTaskInfo {
+  std::string task_id;
+  int pid = 0;  // also the process group id
+  Timestamp started_ts = 0;
+  Timestamp deadline_ts = 0;  // started_ts + timeout_ms
+  bool terminating = false;   // timed out, SIGTERM sent
+};
+
+// Receives every result; the runner fills everything but `position`. Must not throw,
+// and must not call back into the runner.
+using TaskResultSink = std::function<void(const TaskResult&)>;
+
+class TaskRunner {
+ public:
+  // Opens (or creates) the store. Queued tasks are queued again; tasks that were running
+  // are finished as failed "agent restarted while the task ran"; results that were not
+  // handed over are handed over again. All of them reach the sink on the first poll().
+  static Result<std::unique_ptr<TaskRunner>> open(const TaskRunnerOptions& options,
+                                                   TaskResultSink sink);
+  // Kills running tasks (SIGKILL to group and cgroup) and reaps them; their records stay
+  // "running", so the next open reports them as restarted.
+  ~TaskRunner();
+
+  // Accepts a decoded, validated task. queued: persisted. duplicate: ignored. refused:
+  // could never run here (or the queue is full); its refused result reaches the sink on
+  // the next poll(). An error means the task was not stored (storage failure, or a task
+  // the codec would not have let through): the caller must not acknowledge it as taken.
+  Result<Admission> submit(const Task& task);
+
+  // Drains output, reaps exited children, enforces timeouts, refuses queued tasks that
+  // can no longer fit (limits changed), starts what fits, and hands results to the sink.
+  // `now` is the agent's clock (ms since the epoch); timeouts are measured with it.
+  void poll(Timestamp now, const HostState& host);
+
+  // Milliseconds until poll() must run again; 0 = now; nullopt = nothing to do until
+  // the next submit().
+  std::optional<int> next_deadline_ms(Timestamp now) const;
+
+  // Descriptors that become readable when a child writes output or exits; a main loop
+  // may wait on them (with next_deadline_ms() as timeout) to react at once.
+  std::vector<int> watch_fds() const;
+
+  // Hot configuration. New limits apply from the next poll(); a queued task that can
+  // now never fit is refused then.
+  void set_limits(const AdmissionLimits& limits);
+  void set_max_concurrent(std::size_t n);      // running tasks keep running
+  void set_output_tail_bytes(std::size_t n);   // also for running tasks; <= 4096
+
+  TaskCounters counters() const;
+  std::vector<QueuedTaskInfo> queued() const;  // in start order
+  std::vector<RunningTaskInfo> running() const;
+  const LimitSupport& limit_support() const;
+
+  TaskRunner(const TaskRunner&) = delete;
+  TaskRunner& operator=(const TaskRunner&) = delete;
+
+ private:
+  struct Impl;
+  explicit TaskRunner(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nova::agent

@@ -1,0 +1,631 @@
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <deque>
+#include <set>
+#include <tuple>
+#include <unordered_set>
+
+#include "nova/agent/tasks.h"
+#include "nova/schemas/topic.h"
+#include "task_process.h"
+#include "task_store.h"
+
+namespace nova::agent {
+namespace {
+
+namespace fs = std::filesystem;
+using detail::StoredTask;
+using schemas::Error;
+
+constexpr std::size_t kMaxOutputBytes = 4096;  // the schema's bound on output and reason
+constexpr std::uint64_t kMiB = 1024 * 1024;
+constexpr const char* kRestartReason = "agent restarted while the task ran";
+
+std::string pct(double value) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.1f%%", value);
+  return buf;
+}
+
+std::string num(double value) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%g", value);
+  return buf;
+}
+
+// A reason is non-empty, valid UTF-8 (our parts are ASCII; argv and env come from
+// validated text) and at most 4096 bytes: keep its beginning.
+std::string clamp_reason(std::string reason) {
+  if (reason.size() <= kMaxOutputBytes) return reason;
+  std::size_t cut = kMaxOutputBytes - 3;
+  while (cut > 0 && (static_cast<std::uint8_t>(reason[cut]) & 0xc0u) == 0x80u) --cut;
+  reason.resize(cut);
+  return reason + "...";
+}
+
+struct Running {
+  StoredTask record;
+  detail::Child child;
+  std::string tail;  // last output_tail_bytes of stdout+stderr
+  fs::path cgroup;   // empty: none
+  bool rlimit_as = false;  // memory_mb enforced with RLIMIT_AS
+  std::string cpu_note;    // why cpu_millis is not enforced, if it is not
+  Timestamp deadline = 0;
+  std::optional<Timestamp> term_sent;
+  bool kill_sent = false;
+};
+
+struct Queued {
+  StoredTask record;
+  std::string deferred_reason;
+};
+
+}  // namespace
+
+struct TaskRunner::Impl {
+  TaskRunnerOptions options;
+  TaskResultSink sink;
+  std::unique_ptr<detail::TaskStore> store;
+  detail::Cgroups cgroups;
+  std::uint64_t total_memory_mb = 0;
+  std::uint32_t cores = 1;
+  std::size_t tail_bytes = kMaxOutputBytes;
+
+  std::map<std::string, Queued> queued;
+  std::set<std::tuple<std::uint8_t, std::uint64_t, std::string>> order;  // priority, seq, id
+  std::map<std::string, Running> running;
+  std::deque<StoredTask> pending;  // finished, not yet handed to the sink
+  std::unordered_set<std::string> pending_ids;
+  std::deque<std::pair<std::uint64_t, std::string>> ring;  // finished ids, oldest first
+  std::unordered_set<std::string> ring_ids;
+  std::uint64_t next_seq = 1;
+  std::uint64_t next_ring = 1;
+  std::vector<fs::path> cgroup_leftovers;  // to rmdir once their processes are gone
+  TaskCounters counters;
+  bool dirty = false;           // poll() has work regardless of time
+  bool limits_changed = false;  // re-check queued tasks for "can never fit"
+
+  ~Impl() {
+    // Records stay "running": the next open reports these tasks as restarted.
+    for (auto& [id, r] : running) {
+      ::kill(-r.child.pid, SIGKILL);
+      if (!r.cgroup.empty()) cgroups.kill_all(r.cgroup);
+      detail::reap(r.child.pid);
+      close_fds(r);
+      if (!r.cgroup.empty()) cgroups.remove(r.cgroup);
+    }
+  }
+
+  static void close_fds(Running& r) {
+    if (r.child.output_fd >= 0) ::close(r.child.output_fd);
+    if (r.child.pidfd >= 0) ::close(r.child.pidfd);
+    r.child.output_fd = r.child.pidfd = -1;
+  }
+
+  void persist(const StoredTask& record) {
+    if (!store->put(record)) counters.storage_errors += 1;
+  }
+
+  // ---- admission --------------------------------------------------------------------
+
+  std::uint64_t memory_budget_mb() const {
+    const AdmissionLimits& l = options.limits;
+    const auto by_pct = static_cast<std::uint64_t>(static_cast<double>(total_memory_mb) * l.max_memory_pct / 100);
+    const std::uint64_t by_free = total_memory_mb > l.min_free_memory_mb ? total_memory_mb - l.min_free_memory_mb : 0;
+    return std::min(by_pct, by_free);
+  }
+
+  double cpu_pct_of(std::uint64_t cpu_millis) const {
+    return static_cast<double>(cpu_millis) / (static_cast<double>(cores) * 10.0);
+  }
+
+  // Why the task could not run here even on an idle host, if so.
+  std::optional<std::string> never_fits(const Task& t) const {
+    const AdmissionLimits& l = options.limits;
+    if (t.memory_mb > memory_budget_mb()) {
+      return "memory_mb " + std::to_string(t.memory_mb) + " can never fit: the host has " +
+             std::to_string(total_memory_mb) + " MB and the limits (max_memory_pct " +
+             num(l.max_memory_pct) + ", min_free_memory_mb " + std::to_string(l.min_free_memory_mb) +
+             ") leave at most " + std::to_string(memory_budget_mb()) + " MB to tasks";
+    }
+    if (t.cpu_millis > 0 && cpu_pct_of(t.cpu_millis) > l.max_cpu_pct) {
+      return "cpu_millis " + std::to_string(t.cpu_millis) + " can never fit: " + std::to_string(cores) +
+             " cores at max_cpu_pct " + num(l.max_cpu_pct) + " allow at most " +
+             num(static_cast<double>(cores) * 10.0 * l.max_cpu_pct) + " millis";
+    }
+    return std::nullopt;
+  }
+
+  // Why the task must wait, given the host snapshot plus what this poll already started.
+  std::optional<std::string> defer_reason(const Task& t, const HostState& host, double committed_cpu_pct,
+                                          std::uint64_t committed_mb) const {
+    const AdmissionLimits& l = options.limits;
+    if (host.disk_pct >= l.max_disk_pct) {
+      return "disk at " + pct(host.disk_pct) + ", limit " + pct(l.max_disk_pct);
+    }
+    const double cpu_now = host.cpu_pct + committed_cpu_pct;
+    const double cpu_add = cpu_pct_of(t.cpu_millis);
+    if (cpu_now >= l.max_cpu_pct || cpu_now + cpu_add > l.max_cpu_pct) {
+      std::string why = "cpu at " + pct(cpu_now);
+      if (cpu_add > 0) why += " + " + pct(cpu_add) + " for cpu_millis " + std::to_string(t.cpu_millis);
+      return why + ", limit " + pct(l.max_cpu_pct);
+    }
+    const double total = static_cast<double>(std::max<std::uint64_t>(total_memory_mb, 1));
+    const double mem_now = host.memory_pct + static_cast<double>(committed_mb) * 100 / total;
+    const double mem_add = static_cast<double>(t.memory_mb) * 100 / total;
+    if (mem_now >= l.max_memory_pct || mem_now + mem_add > l.max_memory_pct) {
+      std::string why = "memory at " + pct(mem_now);
+      if (mem_add > 0) why += " + " + pct(mem_add) + " for memory_mb " + std::to_string(t.memory_mb);
+      return why + ", limit " + pct(l.max_memory_pct);
+    }
+    const std::uint64_t needed = committed_mb + t.memory_mb + l.min_free_memory_mb;
+    if (host.free_memory_mb < needed) {
+      std::string why = "free memory " + std::to_string(host.free_memory_mb) + " MB";
+      if (committed_mb + t.memory_mb > 0) {
+        why += " - " + std::to_string(committed_mb + t.memory_mb) + " MB for this and just started tasks";
+      }
+      return why + " would fall below min_free_memory_mb " + std::to_string(l.min_free_memory_mb);
+    }
+    return std::nullopt;
+  }
+
+  // ---- finishing ----------------------------------------------------------------------
+
+  void count(TaskStatus status) {
+    switch (status) {
+      case TaskStatus::ok: counters.completed += 1; break;
+      case TaskStatus::failed: counters.failed += 1; break;
+      case TaskStatus::timeout: counters.timed_out += 1; break;
+      case TaskStatus::killed: counters.killed += 1; break;
+      case TaskStatus::refused: counters.refused += 1; break;
+    }
+  }
+
+  // Persists the result in place of the task's record and queues it for the sink.
+  void finish(StoredTask record, TaskResult result) {
+    if (result.reason) result.reason = clamp_reason(*result.reason);
+    record.state = StoredTask::State::finished;
+    record.result = std::move(result);
+    persist(record);
+    enqueue_result(std::move(record));
+  }
+
+  void enqueue_result(StoredTask record) {
+    count(record.result.status);
+    pending_ids.insert(record.task.task_id);
+    pending.push_back(std::move(record));
+    dirty = true;
+  }
+
+  void finish_unstarted(StoredTask record, TaskStatus status, std::string reason) {
+    TaskResult r;
+    r.task_id = record.task.task_id;
+    r.status = status;
+    r.reason = std::move(reason);
+    finish(std::move(record), std::move(r));
+  }
+
+  void deliver(Timestamp now) {
+    while (!pending.empty()) {
+      StoredTask record = std::move(pending.front());
+      pending.pop_front();
+      if (record.result.finished_ts == 0) record.result.finished_ts = now;
+      sink(record.result);
+      // Only now is the record dropped: a crash before this line hands it over again.
+      std::vector<std::uint64_t> evict;
+      while (!ring.empty() && ring.size() >= std::max<std::size_t>(options.remembered_finished, 1)) {
+        evict.push_back(ring.front().first);
+        ring_ids.erase(ring.front().second);
+        ring.pop_front();
+      }
+      const std::string& id = record.task.task_id;
+      if (!store->retire(id, next_ring, evict)) counters.storage_errors += 1;
+      ring.emplace_back(next_ring++, id);
+      ring_ids.insert(id);
+      pending_ids.erase(id);
+    }
+  }
+
+  // ---- running ------------------------------------------------------------------------
+
+  void drain_output(Running& r) {
+    char buf[16384];
+    while (r.child.output_fd >= 0) {
+      const ssize_t n = ::read(r.child.output_fd, buf, sizeof buf);
+      if (n > 0) {
+        const auto got = static_cast<std::size_t>(n);
+        const std::size_t keep = std::min(got, tail_bytes);
+        r.tail.append(buf + (got - keep), keep);
+        if (r.tail.size() > tail_bytes) r.tail.erase(0, r.tail.size() - tail_bytes);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      ::close(r.child.output_fd);  // EOF (or a broken pipe): nothing more will come
+      r.child.output_fd = -1;
+    }
+  }
+
+  void enforce_timeout(Running& r, Timestamp now) {
+    if (!r.term_sent && now >= r.deadline) {
+      ::kill(-r.child.pid, SIGTERM);
+      r.term_sent = now;
+    }
+    if (r.term_sent && !r.kill_sent && now >= *r.term_sent + options.kill_grace_ms) {
+      ::kill(-r.child.pid, SIGKILL);
+      if (!r.cgroup.empty()) cgroups.kill_all(r.cgroup);
+      r.kill_sent = true;
+    }
+  }
+
+  void complete(Running& r, Timestamp now) {
+    const Task& t = r.record.task;
+    // The leader is a zombie until reaped, so its pid cannot have been reused as a
+    // process group id: whatever is left of the group (or the cgroup) is the task's.
+    ::kill(-r.child.pid, SIGKILL);
+    if (!r.cgroup.empty()) cgroups.kill_all(r.cgroup);
+    drain_output(r);
+    const int status = detail::reap(r.child.pid);
+    close_fds(r);
+    const bool oom = !r.cgroup.empty() && t.memory_mb > 0 && cgroups.support().cgroup_memory &&
+                     cgroups.oom_kills(r.cgroup) > 0;
+    if (!r.cgroup.empty() && !cgroups.remove(r.cgroup)) cgroup_leftovers.push_back(r.cgroup);
+
+    TaskResult res;
+    res.task_id = t.task_id;
+    res.started_ts = r.record.started_ts;
+    res.finished_ts = now;
+    res.output = detail::utf8_tail(r.tail, tail_bytes);
+    const std::string rlimit_note =
+        r.rlimit_as ? "; memory was limited to " + std::to_string(t.memory_mb) +
+                          " MB of address space (RLIMIT_AS), so a failed allocation may be the cause"
+                    : "";
+    std::string reason;
+    if (status == -1) {
+      res.status = TaskStatus::failed;
+      reason = "exit status lost: the child was reaped outside the runner (SIGCHLD must not be ignored)";
+    } else {
+      if (WIFEXITED(status)) res.exit_code = WEXITSTATUS(status);
+      if (WIFSIGNALED(status)) res.exit_code = -static_cast<std::int64_t>(WTERMSIG(status));
+      if (r.term_sent) {
+        res.status = TaskStatus::timeout;
+        reason = "timed out after " + std::to_string(t.timeout_ms) + " ms: SIGTERM sent to its process group";
+        if (r.kill_sent) reason += ", SIGKILL after " + std::to_string(options.kill_grace_ms) + " ms";
+      } else if (oom) {
+        res.status = TaskStatus::killed;
+        reason = "killed by the OOM killer: memory limit of " + std::to_string(t.memory_mb) +
+                 " MB exceeded (cgroup memory.max)";
+      } else if (WIFSIGNALED(status)) {
+        res.status = TaskStatus::killed;
+        reason = "killed by " + detail::signal_name(WTERMSIG(status)) + rlimit_note;
+      } else if (WEXITSTATUS(status) != 0) {
+        res.status = TaskStatus::failed;
+        reason = "exited with code " + std::to_string(WEXITSTATUS(status)) + rlimit_note;
+      } else {
+        res.status = TaskStatus::ok;
+      }
+    }
+    if (!r.cpu_note.empty()) reason += (reason.empty() ? "" : "; ") + r.cpu_note;
+    if (!reason.empty()) res.reason = std::move(reason);
+    finish(std::move(r.record), std::move(res));
+  }
+
+  // Starts a queued task. False when a storage failure means nothing more should start.
+  bool start(Queued q, Timestamp now) {
+    StoredTask record = std::move(q.record);
+    const Task& t = record.task;
+    std::map<std::string, std::string> env = options.base_env;
+    env["NOVA_TASK_ID"] = t.task_id;
+    for (const auto& [k, v] : t.env) env[k] = v;
+    const auto path = env.find("PATH");
+    auto program = detail::resolve_program(t.argv.front(), path == env.end() ? "" : path->second,
+                                           options.work_dir);
+    if (!program) {
+      finish_unstarted(std::move(record), TaskStatus::failed, program.error().reason);
+      return true;
+    }
+
+    Running r;
+    const LimitSupport& support = cgroups.support();
+    std::string cgroup_why;
+    r.cgroup = cgroups.create(t.task_id, t.memory_mb, t.cpu_millis, cgroup_why);
+    const bool in_cgroup = !r.cgroup.empty();
+    r.rlimit_as = t.memory_mb > 0 && !(in_cgroup && support.cgroup_memory);
+    if (t.cpu_millis > 0 && !(in_cgroup && support.cgroup_cpu)) {
+      r.cpu_note = "cpu_millis " + std::to_string(t.cpu_millis) + " not enforced: " +
+                   (cgroup_why.empty() ? "no cgroup v2 cpu controller (" + support.detail + ")" : cgroup_why);
+    }
+
+    // "running" is durable before the process exists: a crash from here on reports the
+    // task as restarted instead of running it a second time.
+    record.state = StoredTask::State::running;
+    record.started_ts = now;
+    if (auto st = store->put(record); !st) {
+      counters.storage_errors += 1;
+      if (in_cgroup) cgroups.remove(r.cgroup);
+      record.state = StoredTask::State::queued;
+      record.started_ts = 0;
+      q.record = std::move(record);
+      q.deferred_reason = "cannot persist the task's start: " + st.error().reason;
+      requeue(std::move(q));
+      return false;
+    }
+
+    detail::SpawnRequest req;
+    req.program = std::move(program).value();
+    req.argv = t.argv;
+    req.env = std::move(env);
+    req.work_dir = options.work_dir;
+    req.rlimit_as_bytes = r.rlimit_as ? t.memory_mb * kMiB : 0;
+    req.cgroup = r.cgroup;
+    auto child = detail::spawn(req);
+    if (!child) {
+      if (in_cgroup) cgroups.remove(r.cgroup);
+      finish_unstarted(std::move(record), TaskStatus::failed, child.error().reason);
+      return true;
+    }
+    r.child = child.value();
+    r.deadline = now + t.timeout_ms;
+    r.record = std::move(record);
+    const std::string id = r.record.task.task_id;
+    running.emplace(id, std::move(r));
+    return true;
+  }
+
+  void requeue(Queued q) {
+    const Task& t = q.record.task;
+    order.emplace(t.priority, q.record.seq, t.task_id);
+    queued.emplace(t.task_id, std::move(q));
+  }
+
+  Queued unqueue(const std::tuple<std::uint8_t, std::uint64_t, std::string>& key) {
+    order.erase(key);
+    auto node = queued.extract(std::get<2>(key));
+    return std::move(node.mapped());
+  }
+};
+
+TaskRunner::TaskRunner(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TaskRunner::~TaskRunner() = default;
+
+Result<std::unique_ptr<TaskRunner>> TaskRunner::open(const TaskRunnerOptions& options, TaskResultSink sink) {
+  if (!sink) return Error{"", "task runner: a result sink is required"};
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->sink = std::move(sink);
+  impl->tail_bytes = std::min(options.output_tail_bytes, kMaxOutputBytes);
+  impl->total_memory_mb = options.total_memory_mb;
+  if (impl->total_memory_mb == 0) {
+    const long pages = ::sysconf(_SC_PHYS_PAGES);
+    const long page = ::sysconf(_SC_PAGE_SIZE);
+    if (pages > 0 && page > 0) {
+      impl->total_memory_mb = static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page) / kMiB;
+    }
+  }
+  impl->cores = options.cpu_cores;
+  if (impl->cores == 0) impl->cores = static_cast<std::uint32_t>(std::max(::sysconf(_SC_NPROCESSORS_ONLN), 1L));
+
+  auto store = detail::TaskStore::open(options);
+  if (!store) return store.error();
+  impl->store = std::move(store).value();
+  auto contents = impl->store->load();
+  if (!contents) return contents.error();
+  impl->counters.corrupt_records = contents->corrupt;
+
+  impl->cgroups.init(options.cgroup_root);
+  impl->cgroup_leftovers = impl->cgroups.remove_stale();
+
+  for (auto& [seq, id] : contents.value().finished) {
+    impl->ring_ids.insert(id);
+    impl->ring.emplace_back(seq, std::move(id));
+  }
+  if (!impl->ring.empty()) impl->next_ring = impl->ring.back().first + 1;
+  for (StoredTask& record : contents.value().tasks) {
+    impl->next_seq = std::max(impl->next_seq, record.seq + 1);
+    switch (record.state) {
+      case StoredTask::State::queued:
+        impl->requeue(Queued{std::move(record), {}});
+        break;
+      case StoredTask::State::running: {
+        // The process died with the agent (PR_SET_PDEATHSIG) or was killed by the
+        // runner's destructor; its outcome is unknown. See the header: never rerun.
+        TaskResult r;
+        r.task_id = record.task.task_id;
+        r.status = TaskStatus::failed;
+        r.started_ts = record.started_ts;
+        r.reason = kRestartReason;
+        impl->finish(std::move(record), std::move(r));
+        break;
+      }
+      case StoredTask::State::finished:
+        impl->pending_ids.insert(record.task.task_id);
+        impl->pending.push_back(std::move(record));
+        break;
+    }
+  }
+  impl->dirty = !impl->pending.empty() || !impl->queued.empty();
+  return std::unique_ptr<TaskRunner>(new TaskRunner(std::move(impl)));
+}
+
+Result<Admission> TaskRunner::submit(const Task& task) {
+  Impl& d = *impl_;
+  if (!topics::Id::valid(task.task_id)) return Error{"task.task_id", "not a valid id"};
+  if (task.argv.empty()) return Error{"task.argv", "must hold at least the program"};
+  if (task.timeout_ms == 0) return Error{"task.timeout_ms", "must be at least 1"};
+  if (task.priority > 9) return Error{"task.priority", "must be 0..9"};
+
+  const std::string& id = task.task_id;
+  const char* known = d.queued.contains(id)      ? "queued"
+                      : d.running.contains(id)   ? "running"
+                      : d.pending_ids.contains(id) ? "finished, result not yet handed over"
+                      : d.ring_ids.contains(id)  ? "finished"
+                                                 : nullptr;
+  if (known != nullptr) {
+    d.counters.duplicates += 1;
+    return Admission{Admission::Outcome::duplicate, std::string("task ") + id + " is already " + known};
+  }
+
+  StoredTask record;
+  record.seq = d.next_seq;
+  record.task = task;
+  std::optional<std::string> refusal = d.never_fits(task);
+  if (!refusal && d.queued.size() >= d.options.max_queued) {
+    refusal = "queue full: " + std::to_string(d.options.max_queued) + " tasks are waiting";
+  }
+  if (refusal) {
+    // Persisted like any finished task, so a redelivery after a crash is a duplicate
+    // and the refusal reaches the sink exactly as a result would.
+    refusal = clamp_reason(*refusal);
+    record.state = StoredTask::State::finished;
+    record.result.task_id = id;
+    record.result.status = TaskStatus::refused;
+    record.result.reason = *refusal;
+    if (auto st = d.store->put(record); !st) {
+      d.counters.storage_errors += 1;
+      return st.error();
+    }
+    d.next_seq += 1;
+    d.enqueue_result(std::move(record));
+    return Admission{Admission::Outcome::refused, *refusal};
+  }
+
+  if (auto st = d.store->put(record); !st) {
+    d.counters.storage_errors += 1;
+    return st.error();
+  }
+  d.next_seq += 1;
+  d.requeue(Queued{std::move(record), {}});
+  d.dirty = true;
+  return Admission{Admission::Outcome::queued, {}};
+}
+
+void TaskRunner::poll(Timestamp now, const HostState& host) {
+  Impl& d = *impl_;
+
+  // Running tasks: output, exits, deadlines.
+  std::vector<std::string> exited;
+  for (auto& [id, r] : d.running) {
+    d.drain_output(r);
+    if (detail::has_exited(r.child.pid)) {
+      exited.push_back(id);
+    } else {
+      d.enforce_timeout(r, now);
+    }
+  }
+  for (const std::string& id : exited) {
+    auto node = d.running.extract(id);
+    d.complete(node.mapped(), now);
+  }
+
+  // New limits may make a queued task impossible.
+  if (d.limits_changed) {
+    d.limits_changed = false;
+    for (auto it = d.order.begin(); it != d.order.end();) {
+      const auto key = *it++;
+      if (auto why = d.never_fits(d.queued.at(std::get<2>(key)).record.task)) {
+        Queued q = d.unqueue(key);
+        d.finish_unstarted(std::move(q.record), TaskStatus::refused, *why);
+      }
+    }
+  }
+
+  // Start what fits, in priority order; a task the host has no room for waits without
+  // holding back smaller ones behind it.
+  double committed_cpu = 0;
+  std::uint64_t committed_mb = 0;
+  for (auto it = d.order.begin(); it != d.order.end() && d.running.size() < d.options.max_concurrent;) {
+    const auto key = *it++;
+    Queued& q = d.queued.at(std::get<2>(key));
+    if (auto why = d.defer_reason(q.record.task, host, committed_cpu, committed_mb)) {
+      if (q.deferred_reason.empty()) d.counters.deferrals += 1;
+      q.deferred_reason = std::move(*why);
+      continue;
+    }
+    committed_cpu += d.cpu_pct_of(q.record.task.cpu_millis);
+    committed_mb += q.record.task.memory_mb;
+    if (!d.start(d.unqueue(key), now)) break;
+  }
+
+  for (auto it = d.cgroup_leftovers.begin(); it != d.cgroup_leftovers.end();) {
+    it = d.cgroups.remove(*it) ? d.cgroup_leftovers.erase(it) : it + 1;
+  }
+
+  d.deliver(now);
+  d.dirty = false;
+}
+
+std::optional<int> TaskRunner::next_deadline_ms(Timestamp now) const {
+  const Impl& d = *impl_;
+  if (d.dirty || !d.pending.empty()) return 0;
+  std::optional<std::uint64_t> best;
+  auto consider = [&](std::uint64_t ms) { best = best ? std::min(*best, ms) : ms; };
+  auto until = [&](Timestamp at) { return at > now ? at - now : 0; };
+  for (const auto& [id, r] : d.running) {
+    if (!r.term_sent) {
+      consider(until(r.deadline));
+    } else if (!r.kill_sent) {
+      consider(until(*r.term_sent + d.options.kill_grace_ms));
+    }
+    consider(d.options.reap_interval_ms);
+  }
+  if (!d.cgroup_leftovers.empty()) consider(d.options.reap_interval_ms);
+  if (!d.queued.empty() && d.running.size() < d.options.max_concurrent) consider(d.options.defer_retry_ms);
+  if (!best) return std::nullopt;
+  return static_cast<int>(std::min<std::uint64_t>(*best, 0x7fffffff));
+}
+
+std::vector<int> TaskRunner::watch_fds() const {
+  std::vector<int> fds;
+  for (const auto& [id, r] : impl_->running) {
+    if (r.child.output_fd >= 0) fds.push_back(r.child.output_fd);
+    if (r.child.pidfd >= 0) fds.push_back(r.child.pidfd);
+  }
+  return fds;
+}
+
+void TaskRunner::set_limits(const AdmissionLimits& limits) {
+  impl_->options.limits = limits;
+  impl_->limits_changed = true;
+  impl_->dirty = true;
+}
+
+void TaskRunner::set_max_concurrent(std::size_t n) {
+  impl_->options.max_concurrent = n;
+  impl_->dirty = true;
+}
+
+void TaskRunner::set_output_tail_bytes(std::size_t n) { impl_->tail_bytes = std::min(n, kMaxOutputBytes); }
+
+TaskCounters TaskRunner::counters() const {
+  TaskCounters c = impl_->counters;
+  c.queued = impl_->queued.size();
+  c.running = impl_->running.size();
+  c.deferred = static_cast<std::uint64_t>(std::count_if(
+      impl_->queued.begin(), impl_->queued.end(), [](const auto& q) { return !q.second.deferred_reason.empty(); }));
+  return c;
+}
+
+std::vector<QueuedTaskInfo> TaskRunner::queued() const {
+  std::vector<QueuedTaskInfo> out;
+  for (const auto& [priority, seq, id] : impl_->order) {
+    out.push_back(QueuedTaskInfo{id, priority, impl_->queued.at(id).deferred_reason});
+  }
+  return out;
+}
+
+std::vector<RunningTaskInfo> TaskRunner::running() const {
+  std::vector<RunningTaskInfo> out;
+  for (const auto& [id, r] : impl_->running) {
+    out.push_back(RunningTaskInfo{id, r.child.pid, r.record.started_ts, r.deadline, r.term_sent.has_value()});
+  }
+  return out;
+}
+
+const LimitSupport& TaskRunner::limit_support() const { return impl_->cgroups.support(); }
+
+}  // namespace nova::agent

@@ -1,0 +1,243 @@
+#include "task_store.h"
+
+#include <leveldb/cache.h>
+#include <leveldb/db.h>
+#include <leveldb/write_batch.h>
+
+
+namespace nova::agent::detail {
+namespace {
+
+using schemas::Error;
+using schemas::Ok;
+
+// Record format: a version byte, then fixed-width big-endian integers and
+// length-prefixed strings. Our own format rather than the wire codec: a stored result
+// has no stream position yet, which the codec would (rightly) refuse.
+constexpr std::uint8_t kFormat = 1;
+
+class Writer {
+ public:
+  void u8(std::uint8_t v) { out_.push_back(static_cast<char>(v)); }
+  void u64(std::uint64_t v) {
+    for (int shift = 56; shift >= 0; shift -= 8) out_.push_back(static_cast<char>((v >> shift) & 0xffu));
+  }
+  void str(const std::string& s) {
+    u64(s.size());
+    out_ += s;
+  }
+  std::string take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+class Reader {
+ public:
+  explicit Reader(const std::string& in) : in_(in) {}
+  bool u8(std::uint8_t& v) {
+    if (pos_ + 1 > in_.size()) return false;
+    v = static_cast<std::uint8_t>(in_[pos_++]);
+    return true;
+  }
+  bool u64(std::uint64_t& v) {
+    if (pos_ + 8 > in_.size()) return false;
+    v = 0;
+    for (int i = 0; i < 8; ++i) v = v << 8 | static_cast<std::uint8_t>(in_[pos_++]);
+    return true;
+  }
+  bool str(std::string& s) {
+    std::uint64_t n = 0;
+    if (!u64(n) || n > in_.size() - pos_) return false;
+    s.assign(in_, pos_, static_cast<std::size_t>(n));
+    pos_ += static_cast<std::size_t>(n);
+    return true;
+  }
+  bool done() const { return pos_ == in_.size(); }
+
+ private:
+  const std::string& in_;
+  std::size_t pos_ = 0;
+};
+
+std::string task_key(const std::string& id) { return "t" + id; }
+
+std::string ring_key(std::uint64_t seq) {
+  Writer w;
+  w.u8('f');
+  w.u64(seq);
+  return w.take();
+}
+
+Error db_error(const leveldb::Status& st, const std::string& what) {
+  return Error{"", "task store: " + what + ": " + st.ToString()};
+}
+
+}  // namespace
+
+std::string encode_record(const StoredTask& r) {
+  Writer w;
+  w.u8(kFormat);
+  w.u8(static_cast<std::uint8_t>(r.state));
+  w.u64(r.seq);
+  const Task& t = r.task;
+  w.str(t.task_id);
+  w.u8(t.workload_id ? 1 : 0);
+  w.str(t.workload_id.value_or(""));
+  w.u64(t.argv.size());
+  for (const std::string& a : t.argv) w.str(a);
+  w.u64(t.env.size());
+  for (const auto& [k, v] : t.env) {
+    w.str(k);
+    w.str(v);
+  }
+  w.u64(t.timeout_ms);
+  w.u64(t.memory_mb);
+  w.u64(t.cpu_millis);
+  w.u8(t.priority);
+  w.u64(t.issued_ts);
+  w.u64(r.started_ts);
+  if (r.state == StoredTask::State::finished) {
+    const TaskResult& x = r.result;
+    w.str(x.task_id);
+    w.u8(static_cast<std::uint8_t>(x.status));
+    w.u8(x.exit_code ? 1 : 0);
+    w.u64(static_cast<std::uint64_t>(x.exit_code.value_or(0)));
+    w.u8(x.started_ts ? 1 : 0);
+    w.u64(x.started_ts.value_or(0));
+    w.u64(x.finished_ts);
+    w.str(x.output);
+    w.u8(x.reason ? 1 : 0);
+    w.str(x.reason.value_or(""));
+  }
+  return w.take();
+}
+
+std::optional<StoredTask> decode_record(const std::string& raw) {
+  Reader r(raw);
+  StoredTask s;
+  std::uint8_t format = 0, state = 0, flag = 0;
+  if (!r.u8(format) || format != kFormat || !r.u8(state) || state > 2) return std::nullopt;
+  s.state = static_cast<StoredTask::State>(state);
+  Task& t = s.task;
+  std::string workload;
+  std::uint64_t n = 0;
+  if (!r.u64(s.seq) || !r.str(t.task_id) || !r.u8(flag) || !r.str(workload) || !r.u64(n)) {
+    return std::nullopt;
+  }
+  if (flag) t.workload_id = workload;
+  if (n > raw.size()) return std::nullopt;  // each element takes at least 8 bytes
+  t.argv.resize(static_cast<std::size_t>(n));
+  for (std::string& a : t.argv) {
+    if (!r.str(a)) return std::nullopt;
+  }
+  if (!r.u64(n) || n > raw.size()) return std::nullopt;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    std::string k, v;
+    if (!r.str(k) || !r.str(v)) return std::nullopt;
+    t.env[std::move(k)] = std::move(v);
+  }
+  if (!r.u64(t.timeout_ms) || !r.u64(t.memory_mb) || !r.u64(t.cpu_millis) ||
+      !r.u8(t.priority) || !r.u64(t.issued_ts) || !r.u64(s.started_ts)) {
+    return std::nullopt;
+  }
+  if (s.state == StoredTask::State::finished) {
+    TaskResult& x = s.result;
+    std::uint8_t status = 0, has_exit = 0, has_started = 0, has_reason = 0;
+    std::uint64_t exit_code = 0, started = 0;
+    std::string reason;
+    if (!r.str(x.task_id) || !r.u8(status) || status > 4 || !r.u8(has_exit) ||
+        !r.u64(exit_code) || !r.u8(has_started) || !r.u64(started) ||
+        !r.u64(x.finished_ts) || !r.str(x.output) || !r.u8(has_reason) || !r.str(reason)) {
+      return std::nullopt;
+    }
+    x.status = static_cast<TaskStatus>(status);
+    if (has_exit) x.exit_code = static_cast<std::int64_t>(exit_code);
+    if (has_started) x.started_ts = started;
+    if (has_reason) x.reason = std::move(reason);
+  }
+  if (!r.done()) return std::nullopt;
+  return s;
+}
+
+struct TaskStore::Impl {
+  std::unique_ptr<leveldb::Cache> cache;
+  std::unique_ptr<leveldb::DB> db;
+  bool sync = true;
+
+  leveldb::WriteOptions write_options() const {
+    leveldb::WriteOptions w;
+    w.sync = sync;
+    return w;
+  }
+};
+
+TaskStore::TaskStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TaskStore::~TaskStore() = default;
+
+schemas::Result<std::unique_ptr<TaskStore>> TaskStore::open(const TaskRunnerOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->sync = options.sync;
+  impl->cache.reset(leveldb::NewLRUCache(options.block_cache_bytes));
+  leveldb::Options o;
+  o.create_if_missing = true;
+  o.write_buffer_size = options.write_buffer_bytes;
+  o.max_open_files = options.max_open_files;
+  o.block_cache = impl->cache.get();
+  std::error_code ec;
+  std::filesystem::create_directories(options.dir, ec);
+  leveldb::DB* raw = nullptr;
+  leveldb::Status st = leveldb::DB::Open(o, options.dir.string(), &raw);
+  if (!st.ok()) return db_error(st, "open " + options.dir.string());
+  impl->db.reset(raw);
+  return std::unique_ptr<TaskStore>(new TaskStore(std::move(impl)));
+}
+
+schemas::Result<StoreContents> TaskStore::load() {
+  StoreContents out;
+  leveldb::WriteBatch drop;
+  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions()));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const leveldb::Slice key = it->key();
+    if (key.starts_with("t")) {
+      auto record = decode_record(it->value().ToString());
+      if (record && record->task.task_id == key.ToString().substr(1)) {
+        out.tasks.push_back(std::move(*record));
+        continue;
+      }
+    } else if (key.starts_with("f") && key.size() == 9) {
+      std::uint64_t seq = 0;
+      for (std::size_t i = 1; i < 9; ++i) seq = seq << 8 | static_cast<std::uint8_t>(key[i]);
+      out.finished.emplace_back(seq, it->value().ToString());  // keys sort by seq
+      continue;
+    }
+    drop.Delete(key);
+    out.corrupt += 1;
+  }
+  if (!it->status().ok()) return db_error(it->status(), "load");
+  if (out.corrupt > 0) {
+    leveldb::Status st = impl_->db->Write(impl_->write_options(), &drop);
+    if (!st.ok()) return db_error(st, "drop corrupt records");
+  }
+  return out;
+}
+
+schemas::Status TaskStore::put(const StoredTask& record) {
+  leveldb::Status st =
+      impl_->db->Put(impl_->write_options(), task_key(record.task.task_id), encode_record(record));
+  if (!st.ok()) return db_error(st, "write task " + record.task.task_id);
+  return Ok{};
+}
+
+schemas::Status TaskStore::retire(const std::string& task_id, std::uint64_t ring_seq,
+                                  const std::vector<std::uint64_t>& evict) {
+  leveldb::WriteBatch batch;
+  batch.Delete(task_key(task_id));
+  batch.Put(ring_key(ring_seq), task_id);
+  for (std::uint64_t seq : evict) batch.Delete(ring_key(seq));
+  leveldb::Status st = impl_->db->Write(impl_->write_options(), &batch);
+  if (!st.ok()) return db_error(st, "retire task " + task_id);
+  return Ok{};
+}
+
+}  // namespace nova::agent::detail

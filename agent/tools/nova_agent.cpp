@@ -1,0 +1,296 @@
+// nova-agent: NovaCron's offline-first edge agent.
+//
+// Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 runtime failure (outbox, metrics or
+// task store cannot be opened), 2 usage or configuration error.
+// Signals: SIGTERM/SIGINT store the open batch, publish "offline" and exit; SIGHUP, or
+// any change of the config file, re-reads it and applies what can change at run time
+// (an invalid file is refused, naming the key, and the running configuration stays).
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "nova/agent/agent.h"
+#include "nova/agent/config.h"
+#include "nova/agent/metrics.h"
+#include "nova/agent/tasks.h"
+
+namespace {
+
+using namespace nova;
+using namespace nova::agent;
+
+// Structured log lines on stderr (logfmt), one event per line, for journald.
+void log_line(const char* level, const std::string& event, const std::string& fields = "") {
+  char ts[32];
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  std::fprintf(stderr, "ts=%s level=%s event=%s%s%s\n", ts, level, event.c_str(),
+               fields.empty() ? "" : " ", fields.c_str());
+}
+
+std::string logfmt_quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+// Feeds the agent loop from the host collector. A new data path (hot config, set from
+// the control thread) is handed over here and applied on the loop thread, which owns
+// the collector.
+class CollectorSource final : public SampleSource {
+ public:
+  explicit CollectorSource(MetricsCollector& c) : collector_(c) {}
+  const schemas::MetricSample* sample(schemas::Timestamp now) override {
+    {
+      std::lock_guard lock(mutex_);
+      if (pending_path_) {
+        collector_.set_data_path(*pending_path_);
+        pending_path_.reset();
+      }
+    }
+    return &collector_.sample(now);
+  }
+  void set_data_path(const std::string& path) {
+    std::lock_guard lock(mutex_);
+    pending_path_ = path;
+  }
+
+ private:
+  MetricsCollector& collector_;
+  std::mutex mutex_;
+  std::optional<std::string> pending_path_;
+};
+
+schemas::Resources host_resources(const std::string& data_path) {
+  schemas::Resources r;
+  const long cores = ::sysconf(_SC_NPROCESSORS_ONLN);
+  const long pages = ::sysconf(_SC_PHYS_PAGES);
+  const long page = ::sysconf(_SC_PAGESIZE);
+  r.cpu_millis = cores > 0 ? static_cast<std::uint64_t>(cores) * 1000 : 0;
+  r.memory_mb = pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page) >> 20 : 0;
+  struct statvfs vfs {};
+  if (::statvfs(data_path.c_str(), &vfs) == 0) r.storage_mb = (static_cast<std::uint64_t>(vfs.f_blocks) * vfs.f_frsize) >> 20;
+  return r;
+}
+
+AgentTuning tuning_of(const AgentConfig& c) {
+  AgentTuning t;
+  t.sample_interval = std::chrono::milliseconds(c.metrics.interval_ms);
+  t.batch_interval = std::chrono::seconds(c.metrics.batch_interval_s);
+  t.drain.rate_per_s = c.drain.rate_per_s;
+  t.drain.burst = c.drain.burst;
+  t.drain.jitter = std::chrono::milliseconds(c.drain.jitter_ms);
+  t.task_limits = AdmissionLimits{static_cast<double>(c.limits.max_cpu_pct),
+                                  static_cast<double>(c.limits.max_memory_pct),
+                                  static_cast<double>(c.limits.max_disk_pct), c.limits.min_free_memory_mb};
+  t.max_concurrent_tasks = c.tasks.max_concurrent;
+  return t;
+}
+
+AgentOptions agent_options(const AgentConfig& c) {
+  AgentOptions o;
+  o.birth.node = c.node.id;
+  o.birth.description = schemas::NodeDescription{c.node.level,  c.node.site, c.node.arch, NOVA_VERSION,
+                                                 c.node.capabilities, host_resources(c.metrics.data_path),
+                                                 std::nullopt};
+  o.broker_uri = c.mqtt.uri;
+  o.keepalive = c.keepalive();
+  o.reconnect_min = std::chrono::milliseconds(c.mqtt.reconnect_min_ms);
+  o.reconnect_max = std::chrono::milliseconds(c.mqtt.reconnect_max_ms);
+  const AgentTuning t = tuning_of(c);
+  o.sample_interval = t.sample_interval;
+  o.batch_interval = t.batch_interval;
+  o.drain = t.drain;
+  o.outbox.dir = c.outbox.dir;
+  o.outbox.max_bytes = c.outbox.max_bytes;
+  o.state_dir = std::filesystem::path(c.outbox.dir).parent_path() / "state";
+  return o;
+}
+
+// The running configuration, shared by the loop thread (remote config) and the signal
+// thread (SIGHUP).
+class LiveConfig {
+ public:
+  LiveConfig(AgentConfig c, CollectorSource& source) : current_(std::move(c)), source_(source) {}
+
+  // Applies `next` if valid; logs which keys changed and which need a restart.
+  void apply(Agent& agent, const AgentConfig& next, const char* source) {
+    std::lock_guard lock(mutex_);
+    std::string restart_keys;
+    for (const ConfigKey* k : changed_keys(current_, next)) {
+      if (k->reload == Reload::restart) restart_keys += (restart_keys.empty() ? "" : ",") + std::string(k->name);
+    }
+    log_line("info", "config_applied",
+             "source=" + std::string(source) + " changes=" + logfmt_quote(describe_changes(current_, next)) +
+                 (restart_keys.empty() ? "" : " needs_restart=" + restart_keys));
+    if (next.metrics.data_path != current_.metrics.data_path) source_.set_data_path(next.metrics.data_path);
+    current_ = next;
+    agent.reconfigure(tuning_of(current_));
+  }
+  AgentConfig get() const {
+    std::lock_guard lock(mutex_);
+    return current_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  AgentConfig current_;
+  CollectorSource& source_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"nova-agent: NovaCron's offline-first edge agent.\n"
+               "Exit codes: 0 clean shutdown, 1 runtime failure, 2 usage or configuration error."};
+  std::string config_path = "/etc/nova-agent/agent.yaml";
+  bool check_only = false;
+  app.add_option("-c,--config", config_path, "configuration file (see agent/examples/agent.yaml)")
+      ->capture_default_str();
+  app.add_flag("--check-config", check_only, "validate the configuration file and exit");
+  app.set_version_flag("--version", std::string("nova-agent ") + NOVA_VERSION);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+
+  auto config = load_config(config_path);
+  if (!config) {
+    log_line("error", "config_invalid", "file=" + logfmt_quote(config_path) + " error=" + logfmt_quote(config.error().message()));
+    return 2;
+  }
+  if (check_only) {
+    std::cout << config_path << ": ok\n";
+    return 0;
+  }
+
+  // Signals are handled by one thread with sigwait; every other thread blocks them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, s);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  CollectorOptions collector_options;
+  collector_options.data_path = config->metrics.data_path;
+  auto collector = MetricsCollector::open(collector_options);
+  if (!collector) {
+    log_line("error", "metrics_unavailable", "error=" + logfmt_quote(collector.error().message()));
+    return 1;
+  }
+  CollectorSource source(*collector.value());
+
+  Agent* agent_ptr = nullptr;
+  TaskRunnerOptions task_options;
+  task_options.dir = config->tasks.dir;
+  task_options.max_concurrent = config->tasks.max_concurrent;
+  task_options.output_tail_bytes = config->tasks.output_tail_bytes;
+  task_options.limits = tuning_of(*config).task_limits;
+  auto tasks = TaskRunner::open(task_options, [&](const schemas::TaskResult& r) {
+    if (agent_ptr != nullptr) agent_ptr->record_result(r);
+  });
+  if (!tasks) {
+    log_line("error", "task_store_unavailable", "error=" + logfmt_quote(tasks.error().message()));
+    return 1;
+  }
+
+  LiveConfig live(*config, source);
+  AgentOptions options = agent_options(*config);
+  options.tasks = tasks.value().get();
+  options.on_remote_config = [&](const schemas::Config& remote) {
+    auto next = apply_remote(live.get(), remote);
+    if (!next) {
+      log_line("warning", "remote_config_refused", "revision=" + std::to_string(remote.revision) +
+                                                       " error=" + logfmt_quote(next.error().message()));
+      return;
+    }
+    live.apply(*agent_ptr, *next, "remote");
+  };
+  options.log = log_line;
+  auto agent = Agent::create(std::move(options), &source);
+  if (!agent) {
+    log_line("error", "agent_start_failed", "error=" + logfmt_quote(agent.error().message()));
+    return 1;
+  }
+  agent_ptr = agent.value().get();
+  log_line("info", "started",
+           "node=" + config->node.id + " site=" + config->node.site + " broker=" + logfmt_quote(config->mqtt.uri) +
+               " metrics=" + logfmt_quote(collector.value()->describe()) +
+               " tasks_limits=" + logfmt_quote(tasks.value()->limit_support().detail));
+
+  // One control thread waits on the signals and on the config file's directory (editors
+  // and config managers replace files by rename, so the directory is watched).
+  const int sfd = ::signalfd(-1, &signals, SFD_CLOEXEC);
+  const int ifd = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  const std::filesystem::path config_file = std::filesystem::absolute(config_path);
+  if (ifd >= 0) {
+    ::inotify_add_watch(ifd, config_file.parent_path().c_str(), IN_CLOSE_WRITE | IN_MOVED_TO);
+  }
+  auto reload = [&](const char* why) {
+    auto next = load_config(config_path);
+    if (!next) {
+      log_line("warning", "reload_refused", std::string("trigger=") + why + " error=" + logfmt_quote(next.error().message()));
+      return;
+    }
+    if (next.value() == live.get()) return;
+    live.apply(*agent_ptr, *next, "file");
+  };
+  std::thread control_thread([&] {
+    for (;;) {
+      pollfd fds[2] = {{sfd, POLLIN, 0}, {ifd, POLLIN, 0}};
+      if (::poll(fds, ifd >= 0 ? 2 : 1, -1) < 0) continue;
+      if ((fds[1].revents & POLLIN) != 0) {
+        alignas(inotify_event) char buf[4096];
+        bool ours = false;
+        for (ssize_t n; (n = ::read(ifd, buf, sizeof buf)) > 0;) {
+          for (char* p = buf; p < buf + n;) {
+            const auto* ev = reinterpret_cast<const inotify_event*>(p);
+            if (ev->len > 0 && config_file.filename() == ev->name) ours = true;
+            p += sizeof(inotify_event) + ev->len;
+          }
+        }
+        if (ours) reload("file_changed");
+      }
+      if ((fds[0].revents & POLLIN) != 0) {
+        signalfd_siginfo info{};
+        if (::read(sfd, &info, sizeof info) != sizeof info) continue;
+        if (info.ssi_signo == SIGHUP) {
+          reload("sighup");
+          continue;
+        }
+        log_line("info", "stopping", "signal=" + std::to_string(info.ssi_signo));
+        agent_ptr->stop();
+        return;
+      }
+    }
+  });
+
+  agent_ptr->run();
+  if (control_thread.joinable()) {
+    // run() also returns when the loop fails; make sure the control thread ends too.
+    ::kill(::getpid(), SIGTERM);
+    control_thread.join();
+  }
+  const AgentCounters c = agent_ptr->counters();
+  log_line("info", "stopped", "samples=" + std::to_string(c.samples) + " batches=" + std::to_string(c.batches) +
+                                  " published=" + std::to_string(c.published) + " acks=" + std::to_string(c.acks));
+  return 0;
+}
