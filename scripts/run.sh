@@ -1,31 +1,46 @@
 #!/usr/bin/env bash
-# NovaCron Edge main job (for now): build the tree, start a real Mosquitto broker on a
-# free loopback port, publish a node's retained birth record encoded by the codec CLI
-# (nova-codec), receive it back as a late subscriber would, decode it, and check that
-# it survived the trip byte for byte.
+# NovaCron Edge main job: build the tree, start the five-tier example hierarchy of
+# bridged Mosquitto brokers with `nova-bridge up` (1 cloud, 2 regional, 4 metro, 8
+# access sites), wait until every broker is up and every bridge connected, publish a
+# device's retained birth record (encoded by nova-codec) at its access broker, and show
+# it arriving at the cloud broker four hops up, retained and byte for byte. Then start a
+# nova-agent for every node of the topology (30: one per site, two devices per access
+# site), wait for all their births at the cloud, send a task down to one device and show
+# its result coming back up.
 #
-#   scripts/run.sh              set up, build, round trip, keep the broker up until ^C
-#   scripts/run.sh --once       ... and stop the broker and exit (0 ok, 1 failure)
+#   scripts/run.sh              set up, build, run the demo, keep the hierarchy up until ^C
+#   scripts/run.sh --once       ... then stop the hierarchy and exit (0 ok, 1 failure)
 #   scripts/run.sh --no-build   skip scripts/setup.sh and the CMake build
 #   scripts/run.sh --codec P    use the nova-codec at P (default: build/schemas/nova-codec,
 #                               or $NOVA_CODEC)
+#   scripts/run.sh --bridge P   use the nova-bridge at P (default:
+#                               build/broker-bridge/nova-bridge, or $NOVA_BRIDGE)
+#   scripts/run.sh --agent P    use the nova-agent at P (default: build/agent/nova-agent,
+#                               or $NOVA_AGENT)
 #
-# Everything the broker writes (config, log, persistence database) and the payload files
-# live in one fresh temporary directory, removed on exit unless NOVA_KEEP_TEST_DIRS is set.
+# The example's fixed ports 18830-18844 are used when all are free, else free ports.
+# Configs, logs and databases live in one fresh temporary directory, removed on exit
+# unless NOVA_KEEP_TEST_DIRS is set.
 set -euo pipefail
 
-usage() { sed -n '2,14s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,23s/^# \{0,1\}//p' "$0"; }
 
 once=false
 build=true
 codec="${NOVA_CODEC:-}"
+bridge="${NOVA_BRIDGE:-}"
+agent="${NOVA_AGENT:-}"
 while (($# > 0)); do
   case "$1" in
     --once) once=true ;;
     --no-build) build=false ;;
-    --codec)
-      (($# >= 2)) || { echo "run.sh: --codec needs a path" >&2; exit 2; }
-      codec="$2"
+    --codec | --bridge | --agent)
+      (($# >= 2)) || { echo "run.sh: $1 needs a path" >&2; exit 2; }
+      case "$1" in
+        --codec) codec="$2" ;;
+        --bridge) bridge="$2" ;;
+        --agent) agent="$2" ;;
+      esac
       shift
       ;;
     -h | --help) usage; exit 0 ;;
@@ -34,52 +49,53 @@ while (($# > 0)); do
   shift
 done
 
+# Paths given on the command line are relative to where we were started.
+[[ -z "$codec" || "$codec" == /* ]] || codec="$PWD/$codec"
+[[ -z "$bridge" || "$bridge" == /* ]] || bridge="$PWD/$bridge"
+[[ -z "$agent" || "$agent" == /* ]] || agent="$PWD/$agent"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
+topology="$repo/broker-bridge/examples/five-tier.yaml"
 
 say() { printf 'run.sh: %s\n' "$*"; }
 
 work_dir=""
-broker_pid=""
-broker_log=""
+run_dir=""
+up_pid=""
+agent_pids=()
 
-# Prints the reason and the tail of the broker's log, then exits 1 (cleanup runs on EXIT).
+# Prints the reason and the tail of the supervisor's log, then exits 1 (cleanup on EXIT).
 die() {
   printf 'run.sh: FAILED: %s\n' "$*" >&2
-  if [[ -n "$broker_log" && -s "$broker_log" ]]; then
-    printf -- '--- tail of broker log (%s) ---\n' "$broker_log" >&2
-    tail -n 20 "$broker_log" >&2
-  fi
-  if [[ -n "$work_dir" && -s "$work_dir/mosquitto.stdio" ]]; then
-    printf -- '--- broker stdout/stderr ---\n' >&2
-    tail -n 20 "$work_dir/mosquitto.stdio" >&2
+  if [[ -n "$work_dir" && -s "$work_dir/up.err" ]]; then
+    printf -- '--- tail of nova-bridge up log ---\n' >&2
+    tail -n 20 "$work_dir/up.err" >&2
   fi
   exit 1
 }
 
-stop_broker() {
-  [[ -n "$broker_pid" ]] || return 0
-  kill -TERM "$broker_pid" 2>/dev/null || true
-  # Wait for whichever ends first, the broker or a 10 s timer (bash >= 5.1 `wait -n`).
-  sleep 10 >/dev/null 2>&1 &
-  local timer=$!
-  wait -n "$broker_pid" "$timer" 2>/dev/null || true
-  if kill -0 "$timer" 2>/dev/null; then
-    kill "$timer" 2>/dev/null || true
-  else
-    say "broker ignored SIGTERM for 10 s; killing it"
-    kill -KILL "$broker_pid" 2>/dev/null || true
-  fi
-  wait "$timer" 2>/dev/null || true
-  wait "$broker_pid" 2>/dev/null || true
-  broker_pid=""
+stop_hierarchy() {
+  [[ -n "$up_pid" ]] || return 0
+  # `down` SIGTERMs the supervisor, which stops every broker (children first) and exits.
+  "$bridge" down --run-dir "$run_dir" >/dev/null 2>&1 || kill -TERM "$up_pid" 2>/dev/null || true
+  wait "$up_pid" 2>/dev/null || true
+  up_pid=""
+}
+
+# SIGTERM makes each agent store its open batch, publish "offline" and exit.
+stop_agents() {
+  ((${#agent_pids[@]} > 0)) || return 0
+  kill -TERM "${agent_pids[@]}" 2>/dev/null || true
+  wait "${agent_pids[@]}" 2>/dev/null || true
+  agent_pids=()
 }
 
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
-  stop_broker
+  stop_agents
+  stop_hierarchy
   if [[ -n "$work_dir" && -d "$work_dir" ]]; then
     if [[ -n "${NOVA_KEEP_TEST_DIRS:-}" ]]; then
       say "kept $work_dir"
@@ -103,126 +119,117 @@ if $build; then
 fi
 
 codec="${codec:-$repo/build/schemas/nova-codec}"
+bridge="${bridge:-$repo/build/broker-bridge/nova-bridge}"
+agent="${agent:-$repo/build/agent/nova-agent}"
 [[ -x "$codec" ]] || die "no nova-codec at $codec (build first, or pass --codec PATH)"
-
-mosquitto_bin="$(command -v mosquitto || true)"
-[[ -n "$mosquitto_bin" ]] || mosquitto_bin=/usr/sbin/mosquitto  # often not on PATH
-[[ -x "$mosquitto_bin" ]] || die "mosquitto not found (run scripts/setup.sh)"
-for tool in mosquitto_pub mosquitto_sub python3 cmp; do
+[[ -x "$bridge" ]] || die "no nova-bridge at $bridge (build first, or pass --bridge PATH)"
+[[ -x "$agent" ]] || die "no nova-agent at $agent (build first, or pass --agent PATH)"
+/usr/bin/python3 -c 'import yaml' 2>/dev/null || die "Debian's python3-yaml is missing (run scripts/setup.sh)"
+for tool in mosquitto_pub mosquitto_sub python3 cmp tail grep timeout; do
   command -v "$tool" >/dev/null || die "$tool not found (run scripts/setup.sh)"
 done
 
-# --- 2. start a broker ---------------------------------------------------------------
-
 work_dir="$(mktemp -d "${TMPDIR:-/tmp}/nova-run-XXXXXX")"
-broker_log="$work_dir/mosquitto.log"
+run_dir="$work_dir/run"
 
-free_port() {
-  python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
+# --- 2. start the hierarchy ----------------------------------------------------------
+
+# Succeeds when every port of the example (18830-18844) can be bound right now.
+example_ports_free() {
+  python3 - <<'EOF'
+import socket, sys
+for port in range(18830, 18845):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        sys.exit(1)
+    finally:
+        s.close()
+EOF
 }
 
-write_config() {
-  {
-    echo "# Generated by scripts/run.sh"
-    # Started as root, mosquitto 2.0 switches to user "mosquitto", which cannot write
-    # this root-owned 0700 directory: no log file and every autosave fails.
-    if [[ $(id -u) -eq 0 ]]; then echo "user root"; fi
-    echo "listener $1 127.0.0.1"
-    echo "allow_anonymous true"
-    echo "persistence true"
-    echo "persistence_location $work_dir/"
-    echo "autosave_interval 1"   # the default, 1800 s, loses half an hour on a crash
-    echo "log_dest file $broker_log"
-    echo "log_timestamp_format %Y-%m-%dT%H:%M:%S"
-  } >"$work_dir/mosquitto.conf"
-}
-
-# The broker log written after byte offset $1 (this start's part).
-log_since() { tail -c +"$(($1 + 1))" "$broker_log" 2>/dev/null || true; }
-
-# Succeeds once the broker process is alive, logged that it runs (after binding its
-# listener, so the port is ours and not another process's) and accepts TCP connections.
-# Returns 2 if the broker exited.
-wait_ready() {
-  local port=$1 offset=$2 deadline=$((SECONDS + 10))
-  while ((SECONDS < deadline)); do
-    kill -0 "$broker_pid" 2>/dev/null || return 2
-    if [[ "$(log_since "$offset")" == *"version "*" running"* ]] &&
-      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      return 0
-    fi
-    sleep 0.05  # bash cannot block on a log write or a listening socket: poll
-  done
+# Starts `nova-bridge up` in the background and waits for its "ready:" line (printed
+# once every link is connected) or its exit. Returns 0 when ready.
+start_hierarchy() {
+  : >"$work_dir/up.out"
+  "$bridge" up "$topology" --run-dir "$run_dir" "$@" >"$work_dir/up.out" 2>>"$work_dir/up.err" &
+  up_pid=$!
+  # tail -f wakes on writes (inotify) and ends with the supervisor (--pid).
+  if timeout 120 grep -q -m 1 '^ready: ' < <(tail --pid="$up_pid" -n +1 -f "$work_dir/up.out"); then
+    kill -0 "$up_pid" 2>/dev/null && return 0
+  fi
+  wait "$up_pid" 2>/dev/null || true
+  up_pid=""
   return 1
 }
 
-port=""
-for attempt in 1 2 3 4 5; do
-  candidate="$(free_port)" || die "cannot pick a free port (python3)"
-  write_config "$candidate"
-  offset=$(stat -c %s "$broker_log" 2>/dev/null || echo 0)
-  "$mosquitto_bin" -c "$work_dir/mosquitto.conf" </dev/null >>"$work_dir/mosquitto.stdio" 2>&1 &
-  broker_pid=$!
-  rc=0
-  wait_ready "$candidate" "$offset" || rc=$?
-  if ((rc == 0)); then
-    port=$candidate
-    break
+if example_ports_free; then
+  say "starting the five-tier example on its own ports 18830-18844"
+  if ! start_hierarchy; then
+    # Someone took one of the ports between our check and the brokers' bind.
+    say "the example's ports were not usable; retrying on free ports"
+    start_hierarchy --free-ports || die "nova-bridge up failed"
   fi
-  if ((rc == 2)) && [[ "$(log_since "$offset")" == *"Address already in use"* ]]; then
-    wait "$broker_pid" 2>/dev/null || true
-    broker_pid=""
-    say "port $candidate was taken meanwhile, trying another (attempt $attempt)"
-    continue
-  fi
-  ((rc == 2)) && die "mosquitto exited during start-up"
-  die "mosquitto did not accept connections on port $candidate within 10 s"
-done
-[[ -n "$port" ]] || die "no free port after 5 attempts"
+else
+  say "some of the example's ports 18830-18844 are taken; using free ports"
+  start_hierarchy --free-ports || die "nova-bridge up failed"
+fi
 
-node="gw-01"
-# The topic API's upward state topic (schemas/include/nova/schemas/topic.h:
-# nova/v1/up/<node>/<kind>, kind "state").
+"$bridge" status --run-dir "$run_dir" >"$work_dir/status.out" 2>&1 ||
+  { cat "$work_dir/status.out" >&2; die "nova-bridge status reports a broker down or a link not connected"; }
+say "nova-bridge up (supervisor pid $up_pid) started every broker; nova-bridge status:"
+sed 's/^/  /' "$work_dir/status.out"
+
+# Ports from the state file that `up` wrote.
+port_of() {
+  python3 - "$run_dir/hierarchy.json" "$1" <<'EOF'
+import json, sys
+state = json.load(open(sys.argv[1]))
+print(next(s["port"] for s in state["sites"] if s["id"] == sys.argv[2]))
+EOF
+}
+access_port="$(port_of par-a1)" || die "no port for par-a1 in $run_dir/hierarchy.json"
+cloud_port="$(port_of cloud)" || die "no port for cloud in $run_dir/hierarchy.json"
+
+# --- 3. a device's birth, from its access broker to the cloud ------------------------
+
+node="dev-par-a1-1"
+# The topic API's upward state topic (schemas/topics.md): nova/v1/up/<node>/state.
 topic="nova/v1/up/$node/state"
-
-say "broker started"
-say "  pid        $broker_pid"
-say "  port       $port   (mqtt://127.0.0.1:$port)"
-say "  data dir   $work_dir"
-say "  log        $broker_log"
-say "  topic      $topic"
-
-# --- 3. round trip -------------------------------------------------------------------
 
 ts_ms=$(($(date +%s%N) / 1000000))
 cat >"$work_dir/birth.json" <<EOF
-{"v":1,"node":"$node","status":"online","bdseq":1,"ts":$ts_ms,"level":4,"site":"cloud/eu/par/acc-01","arch":"$(uname -m)","version":"0.1.0","caps":["arm64"],"res":{"cpu_millis":4000,"memory_mb":2048,"storage_mb":16000}}
+{"v":1,"node":"$node","status":"online","bdseq":1,"ts":$ts_ms,"level":5,"site":"cloud/eu/par/par-a1","arch":"armv7l","version":"0.1.0","res":{"cpu_millis":1000,"memory_mb":512,"storage_mb":4000}}
 EOF
-
 "$codec" encode node_state <"$work_dir/birth.json" >"$work_dir/birth.cbor" ||
   die "nova-codec could not encode $work_dir/birth.json"
-say "encoded birth record: $(stat -c %s "$work_dir/birth.cbor") bytes of CBOR"
+say "encoded $node's birth record: $(stat -c %s "$work_dir/birth.cbor") bytes of CBOR"
 
-mosquitto_pub -h 127.0.0.1 -p "$port" -V mqttv311 -i nova-run-pub \
+# A cloud service listens at the cloud broker (the ACL lets user nova-cloud read up).
+mosquitto_sub -h 127.0.0.1 -p "$cloud_port" -V mqttv311 -u nova-cloud -i nova-run-cloud \
+  -t "$topic" -q 1 -C 1 -N -W 30 >"$work_dir/arrived.cbor" &
+sub_pid=$!
+
+# The device publishes at its access broker: anonymous, client id = node id (the ACL
+# lets a node write only under nova/v1/up/<its client id>/).
+mosquitto_pub -h 127.0.0.1 -p "$access_port" -V mqttv311 -i "$node" \
   -t "$topic" -q 1 -r -f "$work_dir/birth.cbor" ||
-  die "mosquitto_pub failed"
-say "published retained at QoS 1"
+  die "mosquitto_pub at par-a1 failed"
+say "published retained at QoS 1 at access broker par-a1 (port $access_port)"
 
-# A subscriber that connects after the publish gets the retained record at once.
-mosquitto_sub -h 127.0.0.1 -p "$port" -V mqttv311 -i nova-run-sub \
-  -t "$topic" -q 1 -C 1 -N -W 10 >"$work_dir/received.cbor" ||
-  die "mosquitto_sub received nothing on $topic within 10 s"
-say "received $(stat -c %s "$work_dir/received.cbor") bytes back"
+wait "$sub_pid" || die "nothing arrived on $topic at the cloud broker within 30 s"
+say "arrived at the cloud broker (port $cloud_port) via par -> eu -> cloud: $(stat -c %s "$work_dir/arrived.cbor") bytes"
+cmp -s "$work_dir/birth.cbor" "$work_dir/arrived.cbor" || die "the payload at the cloud differs from the one published"
 
-cmp -s "$work_dir/birth.cbor" "$work_dir/received.cbor" ||
-  die "received payload differs from the one published"
-"$codec" decode node_state <"$work_dir/received.cbor" >"$work_dir/received.json" ||
-  die "nova-codec could not decode the received payload"
+# A late subscriber at the cloud gets it as a retained record.
+mosquitto_sub -h 127.0.0.1 -p "$cloud_port" -V mqttv311 -u nova-cloud -i nova-run-late \
+  -t "$topic" -q 1 -C 1 -N -W 10 --retained-only >"$work_dir/retained.cbor" ||
+  die "no retained record on $topic at the cloud broker"
+cmp -s "$work_dir/birth.cbor" "$work_dir/retained.cbor" || die "the retained record at the cloud differs"
 
-# The decoded record must say what the JSON we started from said.
+"$codec" decode node_state <"$work_dir/retained.cbor" >"$work_dir/received.json" ||
+  die "nova-codec could not decode the record from the cloud"
 python3 - "$work_dir/birth.json" "$work_dir/received.json" <<'EOF' || die "decoded record differs from the original JSON"
 import json, sys
 sent, got = (json.load(open(path)) for path in sys.argv[1:3])
@@ -232,21 +239,89 @@ if sent != got:
             print(f"  {key}: sent {sent.get(key)!r}, got {got.get(key)!r}", file=sys.stderr)
     sys.exit(1)
 EOF
-say "decoded: $(cat "$work_dir/received.json")"
-say "round trip OK: JSON -> CBOR -> broker (retained, QoS 1) -> CBOR -> JSON"
+say "decoded at the cloud: $(cat "$work_dir/received.json")"
+say "OK: birth record par-a1 -> par -> eu -> cloud, retained, byte-identical"
 
-# --- 4. keep running or stop ---------------------------------------------------------
+# --- 4. an agent on every node -------------------------------------------------------
+
+# One config per node of the topology: its site path and its site broker's port come
+# from the topology and the state file; everything else keeps nova-agent's defaults,
+# except a 10 s batch so the demo shows metrics soon.
+agents_dir="$work_dir/agents"
+mkdir -p "$agents_dir"
+/usr/bin/python3 - "$topology" "$run_dir/hierarchy.json" "$agents_dir" >"$work_dir/nodes.txt" <<'PY' ||
+import json, os, sys, yaml
+topology = yaml.safe_load(open(sys.argv[1]))
+sites = {s["id"]: s for s in json.load(open(sys.argv[2]))["sites"]}
+for node in topology.get("nodes", []):
+    site = sites[node["site"]]
+    d = os.path.join(sys.argv[3], node["id"])
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "agent.yaml"), "w") as f:
+        f.write(f"""node:
+  id: {node["id"]}
+  site: {site["path"]}
+  level: {node.get("level", site["level"])}
+  capabilities: [{", ".join(node.get("capabilities", []))}]
+mqtt: {{uri: "tcp://127.0.0.1:{site["port"]}", reconnect_min_ms: 200, reconnect_max_ms: 5000}}
+metrics: {{batch_interval_s: 10}}
+drain: {{jitter_ms: 200}}
+outbox: {{dir: {d}/outbox}}
+tasks: {{dir: {d}/tasks}}
+""")
+    print(node["id"], site["path"])
+PY
+  die "could not write the agents' configurations"
+while read -r node _; do
+  "$agent" --config "$agents_dir/$node/agent.yaml" 2>"$agents_dir/$node/agent.log" &
+  agent_pids+=($!)
+done <"$work_dir/nodes.txt"
+node_count=${#agent_pids[@]}
+say "started $node_count nova-agent processes (logs in $agents_dir/<node>/agent.log)"
+
+# Their retained births reach the cloud through the bridges (plus the demo birth above).
+timeout 60 mosquitto_sub -h 127.0.0.1 -p "$cloud_port" -V mqttv311 -u nova-cloud -i nova-run-births \
+  -t 'nova/v1/up/+/state' -F '%t' -C "$((node_count + 1))" -W 60 >"$work_dir/births.txt" 2>/dev/null || true
+births=$(sort -u "$work_dir/births.txt" | grep -c '/state' || true)
+((births >= node_count)) || die "only $births of $node_count agent births reached the cloud"
+say "OK: all $node_count agents online, their births retained at the cloud"
+
+# A task for one device, published at the cloud, travels down cloud -> eu -> par ->
+# par-a1 (and nowhere else); its result comes back up through the agent's outbox.
+task_node=dev-par-a1-2
+task_site=$(awk -v n="$task_node" '$1 == n {print $2}' "$work_dir/nodes.txt")
+printf '{"v":1,"task_id":"demo-1","argv":["/bin/sh","-c","echo hello from %s"],"timeout_ms":10000,"memory_mb":0,"cpu_millis":0,"priority":1,"issued_ts":%s}\n' \
+  "$task_node" "$ts_ms" >"$work_dir/task.json"
+"$codec" encode task <"$work_dir/task.json" >"$work_dir/task.cbor" || die "nova-codec could not encode the task"
+mosquitto_sub -h 127.0.0.1 -p "$cloud_port" -V mqttv311 -u nova-cloud -i nova-run-results \
+  -t "nova/v1/up/$task_node/result" -C 1 -W 60 -N >"$work_dir/result.cbor" 2>/dev/null &
+results_pid=$!
+# Give the subscriber its SUBACK before publishing: wait until the broker logs it.
+for _ in $(seq 1 100); do
+  grep -q "nova-run-results" "$run_dir/cloud/mosquitto.log" 2>/dev/null && break
+  sleep 0.05
+done
+mosquitto_pub -h 127.0.0.1 -p "$cloud_port" -V mqttv311 -u nova-cloud -i nova-run-tasks -q 1 \
+  -t "nova/v1/down/$task_site/$task_node/task" -f "$work_dir/task.cbor" || die "could not publish the task"
+wait "$results_pid" || die "no task result from $task_node reached the cloud"
+"$codec" decode task_result <"$work_dir/result.cbor" >"$work_dir/result.json" || die "the task result does not decode"
+say "task result from $task_node at the cloud: $(cat "$work_dir/result.json")"
+grep -q '"status":"ok"' "$work_dir/result.json" || die "the task did not succeed"
+
+# --- 5. keep running or stop ---------------------------------------------------------
 
 if $once; then
-  stop_broker
-  say "broker stopped"
+  stop_agents
+  stop_hierarchy
+  say "hierarchy stopped"
   exit 0
 fi
 
-say "broker keeps running at mqtt://127.0.0.1:$port; try:"
-say "  mosquitto_sub -p $port -t 'nova/v1/#' -v"
+say "the hierarchy and $node_count agents keep running (run dir $run_dir); try:"
+say "  mosquitto_sub -p $cloud_port -u nova-cloud -t 'nova/v1/up/#' -v     # births, metrics batches"
+say "  $bridge status --run-dir $run_dir"
 say "press Ctrl-C to stop"
-# `wait` returns early when INT/TERM arrives; the trap then stops the broker.
-wait "$broker_pid" && rc=0 || rc=$?
-broker_pid=""
-die "broker exited unexpectedly (status $rc)"
+# `wait` returns early when INT/TERM arrives; the trap then stops the hierarchy.
+wait "$up_pid" && rc=0 || rc=$?
+up_pid=""
+die "nova-bridge up exited unexpectedly (status $rc)"

@@ -14,6 +14,11 @@ packages=(
   # tests and benchmarks
   catch2 libbenchmark-dev mosquitto mosquitto-clients python3 python3-cbor2
   openssl procps
+  # bench/agent_vs_collectd.sh: the peer nova-agent is measured against (its mqtt plugin
+  # needs libmosquitto1, which collectd-core only suggests)
+  collectd-core libmosquitto1
+  # scripts/run.sh reads the example topology's nodes
+  python3-yaml
 )
 
 missing=()
@@ -38,5 +43,6 @@ export DEBIAN_FRONTEND=noninteractive
 
 # The Debian mosquitto package enables and starts a system broker on port 1883.
 # Our tests and demo start their own brokers on free ports; the system one is
-# left as the package configured it.
+# left as the package configured it. collectd-core ships no collectd.conf, so its system
+# service does not run; the benchmark starts its own collectd with bench/collectd/.
 echo "setup: done"

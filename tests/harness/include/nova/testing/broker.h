@@ -29,6 +29,8 @@
 #include <string>
 #include <string_view>
 
+#include "nova/bridge/broker_process.h"
+
 namespace nova::testing {
 
 struct BrokerOptions {
@@ -58,8 +60,9 @@ struct BrokerOptions {
 };
 
 // Returns a TCP port on 127.0.0.1 that was free when asked (bind to port 0, read the
-// port back, close). Another process may take it before the caller binds it; callers
-// must be ready to retry, as Broker is.
+// port back, close): nova::bridge::free_loopback_port, throwing on failure. Another
+// process may take it before the caller binds it; callers must be ready to retry, as
+// Broker is.
 std::uint16_t free_loopback_port();
 
 class Broker {
@@ -115,18 +118,15 @@ class Broker {
 
  private:
   void start(bool may_change_port);
-  bool spawn_and_wait_ready(std::uintmax_t log_offset, std::string& failure);
   void write_config() const;
-  bool reap(bool block) const;
   [[noreturn]] void fail(const std::string& what) const;
 
   BrokerOptions options_;
   std::filesystem::path dir_;
   std::uint16_t port_ = 0;
-  // Mutable: observing a dead child (waitpid) updates them in const accessors.
-  mutable pid_t pid_ = -1;
-  mutable int pidfd_ = -1;
-  mutable int last_status_ = 0;
+  // The process itself (spawn, readiness, signals, reaping) lives in the nova-bridge
+  // library. Mutable: observing a dead child (waitpid) updates it in const accessors.
+  mutable bridge::BrokerProcess process_;
 };
 
 }  // namespace nova::testing

@@ -1,0 +1,135 @@
+// Starts, watches and stops a whole local hierarchy of bridged Mosquitto brokers: the
+// engine behind `nova-bridge up|status|down`, and what integration tests drive.
+//
+// Each site gets <run_dir>/<site id>/ with its rendered mosquitto.conf, acl,
+// mosquitto.db and mosquitto.log. Brokers run as child processes (they die with this
+// process). A supervisor thread restarts a broker that exits unexpectedly and reports
+// the event; stop(site) holds a site down until start(site), which is how tests cut a
+// link for a sustained period.
+//
+// Clients of these brokers must follow the rendered ACL (render.h): a node publishes
+// anonymously with its node id as client id; cloud services and tests that read upward
+// traffic connect with username kCloudServiceUser.
+//
+// Threading: every broker is forked, signalled and reaped by the Hierarchy's own
+// supervisor thread, which lives as long as the Hierarchy. (A broker's parent-death
+// signal fires when the *thread* that forked it exits, so brokers started from a
+// short-lived caller thread would die with it.) kill/stop/start_site/reload hand their
+// work to that thread and return once it is done. All methods may be called from any
+// thread, concurrently, and from on_event (which runs on the supervisor thread) except
+// wait_link, which waits for that thread. The destructor must not race with other
+// calls. topology() returns a reference that stays valid until the next reload().
+//
+// Restarts back off exponentially: the first restart after a broker ran for a while is
+// immediate, then 250 ms, 500 ms, ... up to 15 s while it keeps failing; 10 s of
+// uptime resets the back-off. Every event also goes, as one structured line (see
+// format_event), to <run_dir>/hierarchy.log.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nova/bridge/link.h"  // LinkState
+#include "nova/schemas/result.h"
+#include "nova/tiers/topology.h"
+
+namespace nova::bridge {
+
+using schemas::Result;
+
+enum class PortPolicy {
+  as_configured,  // every site must have a port in the topology
+  free_for_zero,  // sites with port 0 get a free loopback port
+  free_for_all,   // every site gets a free loopback port (parallel tests)
+};
+
+struct HierarchyEvent {
+  std::string site;
+  std::string what;  // e.g. "broker exited (killed by signal Killed)"
+  // Added for structured logs (`nova-bridge up` prints format_event lines):
+  // broker_started, broker_exited, broker_restarted, restart_failed, broker_killed,
+  // broker_stopped, config_changed, acl_reloaded, site_removed.
+  std::string kind;
+  pid_t pid = -1;             // the broker's pid the event is about, -1 if none
+  std::string level = "info";  // "info", "warn" or "error"
+  std::chrono::system_clock::time_point time = std::chrono::system_clock::now();
+};
+
+// One line: ts=2025-11-26T21:14:03.123Z level=warn event=broker_exited site=par
+// pid=4242 msg="broker exited (killed by signal Killed)"
+std::string format_event(const HierarchyEvent& event);
+
+struct HierarchyOptions {
+  std::filesystem::path run_dir;
+  PortPolicy ports = PortPolicy::free_for_zero;
+  bool supervise = true;  // restart brokers that exit without stop()
+  std::chrono::milliseconds ready_timeout{30'000};
+  std::function<void(const HierarchyEvent&)> on_event;  // called from the supervisor thread
+};
+
+// What reload() changed, by site id.
+struct ReloadSummary {
+  std::vector<std::string> started;    // new sites
+  std::vector<std::string> restarted;  // mosquitto.conf changed (bridges need a restart)
+  std::vector<std::string> acl_reloaded;  // only the ACL changed: SIGHUP, no restart
+  std::vector<std::string> removed;    // stopped and forgotten (their directories stay)
+};
+
+class Hierarchy {
+ public:
+  // Renders every site, starts every broker (parents first), and returns once each
+  // broker accepts connections and each bridge reports "1" on its link topic.
+  static Result<std::unique_ptr<Hierarchy>> start(const tiers::Topology& topology,
+                                                  HierarchyOptions options);
+  // Stops every broker with SIGTERM (children before parents).
+  ~Hierarchy();
+
+  Hierarchy(const Hierarchy&) = delete;
+  Hierarchy& operator=(const Hierarchy&) = delete;
+
+  // The topology with the ports actually used.
+  const tiers::Topology& topology() const;
+  std::uint16_t port(const std::string& site) const;
+  std::string uri(const std::string& site) const;  // tcp://127.0.0.1:<port>
+  std::filesystem::path site_dir(const std::string& site) const;
+  pid_t pid(const std::string& site) const;  // -1 while down
+
+  // SIGKILL: a crash. With supervise, the supervisor restarts the broker.
+  void kill(const std::string& site);
+  // SIGTERM and hold the site down (the supervisor leaves it alone).
+  void stop(const std::string& site);
+  // Start a held site again, same port and data directory. Does not wait for links.
+  void start_site(const std::string& site);
+
+  // Waits until the site's bridge to its parent reports connected.
+  bool wait_link(const std::string& site, std::chrono::milliseconds timeout) const;
+  // Each non-root site's link state, read from its own broker's retained link topic.
+  std::map<std::string, LinkState> link_states() const;
+
+  // Writes <run_dir>/hierarchy.json: sites, ports, pids, run_dir; used by
+  // `nova-bridge status` and `nova-bridge down` from another process. Once called, the
+  // file is kept current: the supervisor rewrites it after every start, exit and stop.
+  void write_state_file() const;
+
+  // Added for `nova-bridge up` on SIGHUP: adopts a changed topology. Mosquitto does not
+  // reload bridges on SIGHUP, so every broker whose rendered mosquitto.conf changed is
+  // restarted (parents first); one whose ACL alone changed gets SIGHUP; new sites are
+  // started and removed ones stopped. Sites keep their ports unless the topology names a
+  // different non-zero port (and the policy is not free_for_all). Does not wait for links.
+  Result<ReloadSummary> reload(const tiers::Topology& topology);
+
+ private:
+  struct Impl;
+  explicit Hierarchy(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nova::bridge

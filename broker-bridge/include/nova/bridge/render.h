@@ -1,0 +1,103 @@
+// Renders one site's Mosquitto configuration from the topology.
+//
+// The output handles each Mosquitto 2.0.11 pitfall of docs/broker-hierarchy.md with a
+// setting: persistence with a short autosave (the default is 1800 s); max_queued_messages/
+// bytes sized per tier (they are global, cap every client's queue including the bridge's,
+// and the default of 1000 drops the excess with only a log line); an MQTT 3.1.1 bridge
+// (a v5 bridge does not keep its remote session) with cleansession false, the parent's
+// address followed by the backups' addresses, and a two-value restart_timeout (the
+// one-value form is ignored); QoS 1 on every topic map (the default is 0, and QoS 0 is
+// dropped while a link is down); "up" mapped out only, "down" mapped in only and
+// restricted to this site's subtree (the default direction is out, and "both" would
+// loop); bridge state notifications on nova/v1/up/<site>/link.
+//
+// The ACL file, as Mosquitto 2.0.11 applies it (verified by
+// tests/broker-bridge-unit/acl_test.cpp against a real broker):
+//   - `topic` lines before the first `user` line apply to anonymous clients only, the
+//     `topic` lines after a `user` line to that user only, and `pattern` lines to every
+//     client. %c is the client id.
+//   - Anonymous clients (nodes, sensors; client id = node id) may write
+//     nova/v1/up/<own client id>/#, read nova/v1/down/#, read and write nova/v1/sensor/#.
+//   - bridge_username(child) of every child and of every site that names this one as a
+//     backup parent: write nova/v1/up/#, read nova/v1/down/<child's path>/#.
+//   - kCloudServiceUser: read and write nova/v1/# (and read $SYS/#).
+//   - kMonitorUser: read nova/v1/up/+/link.
+//   - A denied publish is never delivered and the broker then closes the publisher's
+//     connection (a QoS 1 publisher gets its PUBACK first); the log says only "Bad
+//     socket read/write on client <id>: Unknown error." ("Denied PUBLISH" is debug).
+//     A denied subscription is granted and delivers nothing. Bridges bypass the ACL
+//     of their own (local) broker.
+//   - There are no passwords: the usernames are labels for the ACL, not authentication.
+//     Production deployments add TLS and password_file on the listener.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "nova/schemas/result.h"
+#include "nova/tiers/topology.h"
+
+namespace nova::bridge {
+
+using schemas::Result;
+using schemas::Status;
+
+struct RenderOptions {
+  // Where the broker keeps mosquitto.db and writes mosquitto.log. Rendered as absolute
+  // paths. Default: the output directory.
+  std::filesystem::path data_dir;
+  // Added for supervisors running as root: rendered as `user <name>`. Mosquitto started
+  // as root otherwise switches to user "mosquitto", which cannot write a root-owned data
+  // directory: the log stays empty and every autosave fails while the broker keeps
+  // running. Empty: no `user` line (Mosquitto's default).
+  std::string user;
+  // Added so write_site can name the ACL it writes; render() uses it for `acl_file`.
+  // Default: <data_dir>/acl.
+  std::filesystem::path acl_file;
+};
+
+struct RenderedSite {
+  std::string mosquitto_conf;
+  std::string acl;
+};
+
+// Precondition: `site` belongs to `topology`, and every site it bridges to (parent,
+// backups) has a non-zero port.
+RenderedSite render(const tiers::Topology& topology, const tiers::Site& site,
+                    const RenderOptions& options);
+
+// Renders and writes <out_dir>/mosquitto.conf and <out_dir>/acl (creating out_dir and
+// the data directory). The config refers to the ACL file by absolute path. Fails on a
+// path Mosquitto's config cannot express (a line break) or a missing parent port.
+Status write_site(const tiers::Topology& topology, const tiers::Site& site,
+                  const std::filesystem::path& out_dir, RenderOptions options = {});
+
+// The retained topic on which a site's bridge reports its link to the parent:
+// "1" connected, "0" not (Mosquitto's notification payloads).
+std::string link_topic(const tiers::Site& site);
+// Added: the same from a bare site id (nova-bridge status reads ids from hierarchy.json).
+std::string link_topic(std::string_view site_id);
+
+// The MQTT username a site's bridge presents to its parent (and backup parents); the
+// parent's ACL grants that user write on nova/v1/up/# and read on the child's
+// nova/v1/down/<path>/# only. Also its client id there, so the prefix "bridge." is
+// reserved: a node using such a client id would take over the bridge's session.
+std::string bridge_username(const tiers::Site& site);
+
+// The MQTT username of cloud services (nova-cloud, operators): read and write nova/v1/#.
+inline constexpr const char* kCloudServiceUser = "nova-cloud";
+
+// Added: the MQTT username of the hierarchy's own monitor (Hierarchy, nova-bridge
+// status): read nova/v1/up/+/link only. It also uses nova-bridge/probe/<client id>,
+// which every client may read and write for itself and which is never bridged.
+inline constexpr const char* kMonitorUser = "nova-monitor";
+
+// The largest publish payload every broker accepts: the codec's message size limit
+// (256 KiB). max_packet_size adds kPacketOverheadBytes for the topic (at most 1024
+// bytes), MQTT v5 properties and headers.
+inline constexpr std::uint32_t kMaxPayloadBytes = 256 * 1024;
+inline constexpr std::uint32_t kPacketOverheadBytes = 4 * 1024;
+
+}  // namespace nova::bridge

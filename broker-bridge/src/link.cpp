@@ -1,0 +1,109 @@
+#include "nova/bridge/link.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <future>
+
+#include "mqtt_probe.h"
+#include "nova/bridge/broker_process.h"
+#include "nova/bridge/render.h"
+
+namespace nova::bridge {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using detail::MqttProbe;
+using std::chrono::milliseconds;
+
+std::string unique_client_id() {
+  static std::atomic<unsigned> counter{0};
+  return "nova-monitor-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+}
+
+milliseconds left_until(Clock::time_point deadline) {
+  return std::max(std::chrono::duration_cast<milliseconds>(deadline - Clock::now()), milliseconds(0));
+}
+
+LinkState parse(const std::string& payload) {
+  if (payload == "1") return LinkState::connected;
+  if (payload == "0") return LinkState::disconnected;
+  return LinkState::unknown;
+}
+
+}  // namespace
+
+std::string_view to_string(LinkState state) {
+  switch (state) {
+    case LinkState::connected: return "connected";
+    case LinkState::disconnected: return "disconnected";
+    case LinkState::unknown: break;
+  }
+  return "unknown";
+}
+
+LinkState read_link_state(const std::string& uri, std::string_view site_id, milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  const std::string topic = link_topic(site_id);
+  const std::string id = unique_client_id();
+  const std::string probe = "nova-bridge/probe/" + id;
+  MqttProbe client;
+  if (!client.connect(uri, id, kMonitorUser, deadline) || !client.subscribe({topic, probe}, deadline) ||
+      !client.publish(probe, "probe", deadline)) {
+    return LinkState::unknown;
+  }
+  // Mosquitto queues a subscription's retained message while handling the SUBSCRIBE,
+  // before our later PUBLISH, and delivers one client's messages in order.
+  LinkState state = LinkState::unknown;
+  while (auto message = client.next(deadline)) {
+    if (message->topic == probe) return state;
+    if (message->topic == topic) state = parse(message->payload);
+  }
+  return LinkState::unknown;
+}
+
+bool wait_link_connected(const std::string& uri, std::string_view site_id, milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  const std::string topic = link_topic(site_id);
+  milliseconds backoff(10);
+  while (Clock::now() < deadline) {
+    MqttProbe client;
+    if (client.connect(uri, unique_client_id(), kMonitorUser, deadline) && client.subscribe({topic}, deadline)) {
+      backoff = milliseconds(10);
+      // Retained and live notifications alike; nullopt: the broker went away, or timeout.
+      while (auto message = client.next(deadline)) {
+        if (message->topic == topic && parse(message->payload) == LinkState::connected) return true;
+      }
+    } else {
+      // The broker is down or restarting: nothing to be notified by, so retry with a
+      // bounded back-off.
+      wait_readable({}, std::min(backoff, left_until(deadline)));
+      backoff = std::min(backoff * 2, milliseconds(250));
+    }
+  }
+  return false;
+}
+
+std::vector<LinkState> read_link_states(const std::vector<LinkProbe>& probes, milliseconds timeout) {
+  std::vector<std::future<LinkState>> pending;
+  for (const LinkProbe& p : probes) {
+    pending.push_back(std::async(std::launch::async, [p, timeout] { return read_link_state(p.uri, p.site_id, timeout); }));
+  }
+  std::vector<LinkState> out;
+  for (auto& f : pending) out.push_back(f.get());
+  return out;
+}
+
+std::vector<bool> wait_links_connected(const std::vector<LinkProbe>& probes, milliseconds timeout) {
+  std::vector<std::future<bool>> pending;
+  for (const LinkProbe& p : probes) {
+    pending.push_back(
+        std::async(std::launch::async, [p, timeout] { return wait_link_connected(p.uri, p.site_id, timeout); }));
+  }
+  std::vector<bool> out;
+  for (auto& f : pending) out.push_back(f.get());
+  return out;
+}
+
+}  // namespace nova::bridge

@@ -1,0 +1,220 @@
+#include "nova/bridge/render.h"
+
+#include <fstream>
+#include <sstream>
+#include <system_error>
+
+namespace nova::bridge {
+namespace {
+
+namespace fs = std::filesystem;
+using schemas::Error;
+
+std::string host_port(const tiers::Site& s) {
+  return s.spec.listener.address + ":" + std::to_string(s.spec.listener.port);
+}
+
+// Sites that bridge to `site`: its children, and every site naming it as a backup parent.
+std::vector<const tiers::Site*> bridging_children(const tiers::Topology& topology,
+                                                  const tiers::Site& site) {
+  std::vector<const tiers::Site*> out;
+  for (const tiers::Site& s : topology.sites()) {
+    bool bridges = s.spec.parent == site.id();
+    for (const std::string& b : s.spec.backup_parents) bridges = bridges || b == site.id();
+    if (bridges) out.push_back(&s);
+  }
+  return out;
+}
+
+void render_globals(std::ostringstream& out, const tiers::Site& site, const fs::path& data_dir,
+                    const fs::path& acl_file, const RenderOptions& options) {
+  if (!options.user.empty()) {
+    out << "# Run as this user: started as root, Mosquitto otherwise switches to user\n"
+           "# \"mosquitto\", which cannot write a root-owned data directory (no log, every\n"
+           "# autosave fails while the broker keeps running).\n"
+        << "user " << options.user << "\n\n";
+  }
+  out << "per_listener_settings false\n"
+      << "allow_anonymous true\n"
+      << "acl_file " << acl_file.string() << "\n\n";
+
+  out << "# Persistence: retained records, bridge sessions and queued QoS 1 messages survive\n"
+         "# a restart. The default autosave (1800 s) would lose half an hour on a crash;\n"
+         "# 2.0.11 saves once more than autosave_interval seconds have passed.\n"
+      << "persistence true\n"
+      << "persistence_location " << data_dir.string() << "/\n"
+      << "persistence_file mosquitto.db\n"
+      << "autosave_interval " << site.autosave_interval_s() << "\n"
+      << "autosave_on_changes false\n\n";
+
+  out << "# Queue caps. In 2.0.11 these are global: they cap the queue of every client,\n"
+         "# including this site's bridge toward its parent and the sessions of the child\n"
+         "# bridges below it, and the excess is dropped with only a log line (\"Outgoing\n"
+         "# messages are being dropped\"). Sized for the tier's subtree over a 24 h partition\n"
+         "# (docs/broker-hierarchy.md). 0 means no cap.\n";
+  if (site.max_queued_messages() == 0) {
+    out << "# This site has no upward bridge, so its profile sizes no upward queue: no cap on\n"
+           "# the downward queues toward its children's bridges (small: tasks, configs, acks)\n"
+           "# or on consumers' sessions. overrides.max_queued_messages in the topology caps it.\n";
+  }
+  out << "max_queued_messages " << site.max_queued_messages() << "\n"
+      << "max_queued_bytes " << site.max_queued_bytes() << "\n"
+      << "# QoS 0 is never queued for an offline session; NovaCron uses QoS 1 only.\n"
+      << "queue_qos0_messages false\n"
+      << "# Mosquitto's default; also the bridge's window of unacknowledged QoS 1 messages,\n"
+         "# which bounds how fast a queue drains after a partition (window / round trip).\n"
+      << "max_inflight_messages 20\n"
+      << "# The codec refuses payloads over " << kMaxPayloadBytes / 1024
+      << " KiB; every broker refuses the same at entry,\n"
+         "# so no accepted message can be too large for a broker further up.\n"
+      << "max_packet_size " << (kMaxPayloadBytes + kPacketOverheadBytes) << "\n"
+      << "# Nagle's algorithm with delayed ACKs adds up to 40 ms per hop to small messages.\n"
+      << "set_tcp_nodelay true\n\n";
+
+  out << "# Logging. nova-bridge and the test harness detect start-up from the \"running\"\n"
+         "# line (type information); autosaves log \"Saving in-memory database\".\n"
+      << "log_dest file " << (data_dir / "mosquitto.log").string() << "\n"
+      << "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
+      << "log_timestamp true\n"
+      << "log_timestamp_format %Y-%m-%dT%H:%M:%S\n"
+      << "connection_messages true\n\n";
+
+  out << "listener " << site.spec.listener.port << " " << site.spec.listener.address << "\n";
+}
+
+void render_bridge(std::ostringstream& out, const tiers::Topology& topology, const tiers::Site& site) {
+  const tiers::Site& parent = *topology.parent(site);
+  const std::string id = site.id();
+  out << "\n# Bridge to the parent '" << parent.id() << "'"
+      << (site.spec.backup_parents.empty() ? "" : ", then the backup parents in order") << ".\n"
+      << "connection " << id << "-to-" << parent.id() << "\n"
+      << "address " << host_port(parent);
+  for (const std::string& b : site.spec.backup_parents) out << " " << host_port(topology.site(b));
+  out << "\n"
+      << "# The first address is the primary: while on a backup, Mosquitto keeps probing it\n"
+         "# and moves back once it answers.\n"
+      << "round_robin false\n"
+      << "start_type automatic\n"
+      << "# MQTT v5 bridges do not keep their remote session in 2.0.11: use 3.1.1.\n"
+      << "bridge_protocol_version mqttv311\n"
+      << "# Persistent sessions on both ends: queued QoS 1 messages survive a broken link.\n"
+      << "cleansession false\n"
+      << "local_cleansession false\n"
+      << "local_clientid " << bridge_username(site) << ".local\n"
+      << "remote_clientid " << bridge_username(site) << "\n"
+      << "remote_username " << bridge_username(site) << "\n"
+      << "keepalive_interval " << site.keepalive_s() << "\n"
+      << "# Reconnect back-off (base, cap) in seconds. The one-value form is ignored.\n"
+      << "restart_timeout " << site.restart_base_s() << " " << site.restart_cap_s() << "\n"
+      << "# \"1\"/\"0\" retained on this broker and the parent; \"0\" is also the bridge's will.\n"
+      << "notifications true\n"
+      << "notifications_local_only false\n"
+      << "notification_topic " << link_topic(site) << "\n"
+      << "try_private true\n"
+      << "# QoS 1 explicitly (the default is 0). Up goes out only; down comes in only, and\n"
+         "# only this site's subtree. Never \"both\": the one-way prefixes cannot loop.\n"
+      << "topic nova/v1/up/# out 1\n"
+      << "topic " << topics::down_subtree(site.path) << " in 1\n";
+}
+
+std::string render_acl(const tiers::Topology& topology, const tiers::Site& site) {
+  std::ostringstream out;
+  out << "# Generated by nova-bridge for site '" << site.id() << "' (" << site.path.str()
+      << ").\n# Mosquitto 2.0.11 semantics: `topic` lines before the first `user` line apply\n"
+         "# to anonymous clients only, `pattern` lines to every client (%c = client id).\n"
+         "# A denied publish is dropped and its client disconnected; a denied subscription\n"
+         "# is granted and delivers nothing.\n\n"
+      << "# Anonymous clients: nodes (client id = node id) and sensors.\n"
+      << "topic read nova/v1/down/#\n"
+      << "topic readwrite nova/v1/sensor/#\n\n"
+      << "# Every client: a node publishes upward only under its own id.\n"
+      << "pattern write nova/v1/up/%c/#\n"
+      << "# Every client: its own probe topic, never bridged (read_link_state uses it).\n"
+      << "pattern readwrite nova-bridge/probe/%c\n";
+  for (const tiers::Site* child : bridging_children(topology, site)) {
+    const bool backup = child->spec.parent != site.id();
+    out << "\n# Bridge of " << (backup ? "backup child" : "child") << " '" << child->id() << "'.\n"
+        << "user " << bridge_username(*child) << "\n"
+        << "topic write nova/v1/up/#\n"
+        << "topic read " << topics::down_subtree(child->path) << "\n";
+  }
+  out << "\n# Cloud services and operators.\n"
+      << "user " << kCloudServiceUser << "\n"
+      << "topic readwrite nova/v1/#\n"
+      << "topic read $SYS/#\n"
+      << "\n# The hierarchy's link monitor (nova-bridge status).\n"
+      << "user " << kMonitorUser << "\n"
+      << "topic read nova/v1/up/+/link\n";
+  return out.str();
+}
+
+bool has_line_break(const fs::path& p) { return p.string().find_first_of("\r\n") != std::string::npos; }
+
+}  // namespace
+
+std::string link_topic(std::string_view site_id) { return "nova/v1/up/" + std::string(site_id) + "/link"; }
+
+std::string link_topic(const tiers::Site& site) { return link_topic(site.id()); }
+
+std::string bridge_username(const tiers::Site& site) { return "bridge." + site.id(); }
+
+RenderedSite render(const tiers::Topology& topology, const tiers::Site& site,
+                    const RenderOptions& options) {
+  const fs::path data_dir = fs::absolute(options.data_dir.empty() ? fs::path(".") : options.data_dir)
+                                .lexically_normal();
+  const fs::path acl_file =
+      options.acl_file.empty() ? data_dir / "acl" : fs::absolute(options.acl_file).lexically_normal();
+  std::ostringstream conf;
+  const tiers::TierProfile& profile = *site.profile;
+  conf << "# Generated by nova-bridge for site '" << site.id() << "' (" << site.path.str() << "), level "
+       << int{site.level()} << " (" << profile.name << "), of topology '" << topology.name()
+       << "'.\n# Do not edit: change the topology and render again. Why each setting is here:\n"
+          "# docs/broker-hierarchy.md.\n\n";
+  render_globals(conf, site, data_dir, acl_file, options);
+  if (!site.is_root()) render_bridge(conf, topology, site);
+  return RenderedSite{conf.str(), render_acl(topology, site)};
+}
+
+Status write_site(const tiers::Topology& topology, const tiers::Site& site, const fs::path& out_dir,
+                  RenderOptions options) {
+  const std::string where = "site '" + site.id() + "': ";
+  if (topology.find(site.id()) == nullptr) return Error{"", where + "is not part of topology '" + topology.name() + "'"};
+  if (site.spec.listener.port == 0) return Error{"", where + "has no port (0 is assigned only by `nova-bridge up`)"};
+  if (const tiers::Site* parent = topology.parent(site)) {
+    std::vector<const tiers::Site*> upstream{parent};
+    for (const std::string& b : site.spec.backup_parents) upstream.push_back(&topology.site(b));
+    for (const tiers::Site* p : upstream) {
+      if (p->spec.listener.port == 0) {
+        return Error{"", where + "cannot bridge to '" + p->id() + "', which has no port"};
+      }
+    }
+  }
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec) return Error{"", "cannot create " + out_dir.string() + ": " + ec.message()};
+  if (options.data_dir.empty()) options.data_dir = out_dir;
+  fs::create_directories(options.data_dir, ec);
+  if (ec) return Error{"", "cannot create " + options.data_dir.string() + ": " + ec.message()};
+  options.acl_file = fs::absolute(out_dir / "acl");
+  if (has_line_break(options.data_dir) || has_line_break(options.acl_file)) {
+    return Error{"", "a path with a line break cannot be written into mosquitto.conf"};
+  }
+  const RenderedSite rendered = render(topology, site, options);
+  // Write to a temporary name and rename, so a running reader never sees half a file.
+  for (const auto& [name, text] : {std::pair{"mosquitto.conf", &rendered.mosquitto_conf},
+                                   std::pair{"acl", &rendered.acl}}) {
+    const fs::path target = out_dir / name;
+    const fs::path temp = out_dir / (std::string(name) + ".tmp");
+    {
+      std::ofstream out(temp, std::ios::trunc | std::ios::binary);
+      out << *text;
+      out.close();
+      if (!out) return Error{"", "cannot write " + temp.string()};
+    }
+    fs::rename(temp, target, ec);
+    if (ec) return Error{"", "cannot write " + target.string() + ": " + ec.message()};
+  }
+  return schemas::Ok{};
+}
+
+}  // namespace nova::bridge

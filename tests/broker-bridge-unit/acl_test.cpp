@@ -1,0 +1,255 @@
+// Mosquitto 2.0.11's ACL semantics for the ACL nova-bridge renders, against one real
+// broker: the rendered config of the example's root site ('cloud'), on a free port.
+//
+// A denied publish is never delivered, and Mosquitto 2.0.11 then closes the publisher's
+// connection (after the PUBACK, for QoS 1): its log shows only "Bad socket read/write on
+// client <id>: Unknown error." at type information ("Denied PUBLISH" is type debug).
+// Absence is proven with a marker: once the broker has closed the denied publisher, a
+// marker published afterwards reaches the subscriber only after anything the denied
+// message could have produced (one broker thread, one queue per subscriber).
+#include <unistd.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <filesystem>
+#include <mqtt/async_client.h>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "nova/bridge/broker_process.h"
+#include "nova/bridge/link.h"
+#include "nova/bridge/net.h"
+#include "nova/bridge/render.h"
+#include "nova/tiers/topology.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using nova::bridge::kCloudServiceUser;
+using nova::bridge::kMonitorUser;
+
+using Received = std::vector<std::pair<std::string, std::string>>;  // topic, payload
+
+class TestClient {
+ public:
+  TestClient(const std::string& uri, const std::string& id, const std::string& user = "")
+      : client_(uri, id) {
+    client_.start_consuming();
+    auto builder = mqtt::connect_options_builder();
+    builder.mqtt_version(MQTTVERSION_3_1_1).clean_session(true).connect_timeout(5s);
+    if (!user.empty()) builder.user_name(user);
+    client_.connect(builder.finalize())->wait();
+  }
+  ~TestClient() {
+    try {
+      if (client_.is_connected()) client_.disconnect()->wait();
+    } catch (const mqtt::exception&) {  // already gone (e.g. disconnected by the broker)
+    }
+  }
+  TestClient(const TestClient&) = delete;
+  TestClient& operator=(const TestClient&) = delete;
+
+  // True when the broker granted the subscription (SUBACK without 0x80).
+  bool subscribe(const std::string& filter) {
+    try {
+      client_.subscribe(filter, 1)->wait();
+      return true;
+    } catch (const mqtt::exception&) {
+      return false;
+    }
+  }
+  // QoS 1; returns once the broker's PUBACK arrived.
+  void publish(const std::string& topic, const std::string& payload, bool retained = false) {
+    client_.publish(mqtt::make_message(topic, payload, 1, retained))->wait();
+  }
+  // Everything received up to and including a message on `marker`.
+  Received until(const std::string& marker) {
+    Received got;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    mqtt::const_message_ptr m;
+    while (client_.try_consume_message_until(&m, deadline) && m) {
+      got.emplace_back(m->get_topic(), m->get_payload_str());
+      if (m->get_topic() == marker) return got;
+    }
+    FAIL("no message on " << marker << " within 10 s");
+    return got;
+  }
+  // Waits for Paho's connection-lost notice (an empty message in the consumer queue).
+  bool wait_connection_lost() {
+    mqtt::const_message_ptr m;
+    while (client_.try_consume_message_for(&m, 10s)) {
+      if (!m) return true;
+    }
+    return false;
+  }
+  mqtt::async_client& paho() { return client_; }
+
+ private:
+  mqtt::async_client client_;
+};
+
+// The example's root site on a free port, with its rendered config and ACL.
+class RootBroker {
+ public:
+  RootBroker() {
+    auto example = nova::tiers::Topology::load(NOVA_FIVE_TIER_YAML);
+    REQUIRE(example.ok());
+    auto spec = example->spec();
+    const auto port = nova::bridge::free_loopback_port();
+    REQUIRE(port.ok());
+    port_ = *port;
+    spec.sites.front().listener.port = port_;
+    auto topology = nova::tiers::Topology::build(spec);
+    REQUIRE(topology.ok());
+    dir_ = fs::temp_directory_path() / ("nova-acl-test-" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    nova::bridge::RenderOptions options;
+    if (::geteuid() == 0) options.user = "root";
+    REQUIRE(nova::bridge::write_site(*topology, topology->site("cloud"), dir_, options).ok());
+    nova::bridge::BrokerLaunch launch;
+    launch.config = dir_ / "mosquitto.conf";
+    launch.log = dir_ / "mosquitto.log";
+    launch.stdio = dir_ / "mosquitto.stdio";
+    launch.port = port_;
+    const auto started = process_.start(launch);
+    INFO(started.message);
+    REQUIRE(started.ok());
+  }
+  ~RootBroker() {
+    process_.stop(10s);
+    fs::remove_all(dir_);
+  }
+  std::string uri() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  fs::path dir_;
+  std::uint16_t port_ = 0;
+  nova::bridge::BrokerProcess process_;
+};
+
+// Publishes once on a fresh connection and reports whether the broker then closed it:
+// what Mosquitto 2.0.11 does to a publish its ACL denies.
+bool denied(const std::string& uri, const std::string& id, const std::string& user, const std::string& topic) {
+  TestClient client(uri, id, user);
+  client.paho().publish(mqtt::make_message(topic, "denied?", 1, false));
+  return client.wait_connection_lost();
+}
+
+bool none_denied(const Received& got) {
+  return std::none_of(got.begin(), got.end(), [](const auto& m) { return m.second == "denied?"; });
+}
+
+}  // namespace
+
+TEST_CASE("a node may publish upward under its own client id only", "[acl]") {
+  RootBroker broker;
+  TestClient cloud(broker.uri(), "acl-cloud", kCloudServiceUser);
+  REQUIRE(cloud.subscribe("nova/v1/#"));
+  // Anonymous, client id = node id.
+  CHECK(denied(broker.uri(), "dev-1", "", "nova/v1/up/dev-2/state"));  // another node's
+  CHECK(denied(broker.uri(), "dev-1", "", "nova/v1/down/cloud/x/dev-1/task"));
+  CHECK(denied(broker.uri(), "dev-1", "", "nova/v1/cloud/workload/w1"));
+  CHECK(denied(broker.uri(), "dev-1", "", "elsewhere/x"));
+  TestClient node(broker.uri(), "dev-1");
+  node.publish("nova/v1/up/dev-1/state", "own");
+  node.publish("nova/v1/up/dev-1/sensor/t1", "own too");
+  CHECK(node.paho().is_connected());
+  const Received got = cloud.until("nova/v1/up/dev-1/sensor/t1");
+  CHECK(got == Received{{"nova/v1/up/dev-1/state", "own"}, {"nova/v1/up/dev-1/sensor/t1", "own too"}});
+}
+
+TEST_CASE("anonymous clients read down and sensor topics but not up", "[acl]") {
+  RootBroker broker;
+  TestClient node(broker.uri(), "dev-1");
+  // A denied subscription is granted all the same (SUBACK without 0x80); it just
+  // delivers nothing, and the client stays connected.
+  CHECK(node.subscribe("nova/v1/up/#"));
+  CHECK(node.subscribe("nova/v1/cloud/#"));
+  REQUIRE(node.subscribe("nova/v1/down/#"));
+  REQUIRE(node.subscribe("nova/v1/sensor/#"));
+  TestClient cloud(broker.uri(), "acl-cloud", kCloudServiceUser);
+  cloud.publish("nova/v1/up/agent-x/state", "hidden from nodes");
+  cloud.publish("nova/v1/cloud/workload/w1", "hidden from nodes");
+  cloud.publish("nova/v1/down/cloud/eu/dev-1/task", "for the node");
+  Received got = node.until("nova/v1/down/cloud/eu/dev-1/task");
+  CHECK(got == Received{{"nova/v1/down/cloud/eu/dev-1/task", "for the node"}});
+
+  TestClient sensor(broker.uri(), "thermo-7");
+  sensor.publish("nova/v1/sensor/dev-1/thermo-7", R"({"v":1,"ts":1,"values":{"t":1}})");
+  got = node.until("nova/v1/sensor/dev-1/thermo-7");
+  CHECK(got.size() == 1);
+  CHECK(node.paho().is_connected());
+}
+
+TEST_CASE("a child's bridge user writes up and reads only its own subtree", "[acl]") {
+  RootBroker broker;
+  TestClient bridge(broker.uri(), "bridge.eu", "bridge.eu");
+  REQUIRE(bridge.subscribe("nova/v1/down/cloud/eu/#"));
+  CHECK(bridge.subscribe("nova/v1/down/cloud/us/#"));  // granted, delivers nothing
+  TestClient cloud(broker.uri(), "acl-cloud", kCloudServiceUser);
+  REQUIRE(cloud.subscribe("nova/v1/up/#"));
+  REQUIRE(cloud.subscribe("nova/v1/down/#"));
+
+  cloud.publish("nova/v1/down/cloud/us/nyc/agent-nyc/task", "other branch");
+  cloud.publish("nova/v1/down/cloud/eu/par/agent-par/task", "this branch");
+  Received got = bridge.until("nova/v1/down/cloud/eu/par/agent-par/task");
+  CHECK(got == Received{{"nova/v1/down/cloud/eu/par/agent-par/task", "this branch"}});
+
+  // It forwards anybody's upward traffic, but cannot inject downward.
+  CHECK(denied(broker.uri(), "bridge.eu-2", "bridge.eu", "nova/v1/down/cloud/eu/par/agent-par/task"));
+  TestClient forwarder(broker.uri(), "bridge.eu-3", "bridge.eu");
+  forwarder.publish("nova/v1/up/agent-par/state", "forwarded");
+  got = cloud.until("nova/v1/up/agent-par/state");
+  CHECK(got.back() == std::pair<std::string, std::string>{"nova/v1/up/agent-par/state", "forwarded"});
+  CHECK(none_denied(got));  // the cloud also hears its own two down publishes
+}
+
+TEST_CASE("an unknown username gets the pattern grants only", "[acl]") {
+  RootBroker broker;
+  TestClient cloud(broker.uri(), "acl-cloud", kCloudServiceUser);
+  REQUIRE(cloud.subscribe("nova/v1/#"));
+  // Users never get the anonymous section's grants.
+  CHECK(denied(broker.uri(), "dev-9", "someone", "nova/v1/sensor/dev-9/s"));
+  TestClient stranger(broker.uri(), "dev-9", "someone");
+  stranger.publish("nova/v1/up/dev-9/state", "allowed by the pattern");
+  const Received got = cloud.until("nova/v1/up/dev-9/state");
+  CHECK(got == Received{{"nova/v1/up/dev-9/state", "allowed by the pattern"}});
+}
+
+TEST_CASE("the monitor reads link records only", "[acl]") {
+  RootBroker broker;
+  {
+    TestClient cloud(broker.uri(), "acl-cloud", kCloudServiceUser);
+    cloud.publish("nova/v1/up/eu/link", "1", /*retained=*/true);
+    cloud.publish("nova/v1/up/agent-eu/state", "birth", /*retained=*/true);
+  }
+  TestClient monitor(broker.uri(), "acl-monitor", kMonitorUser);
+  REQUIRE(monitor.subscribe("nova/v1/up/#"));
+  REQUIRE(monitor.subscribe("nova-bridge/probe/acl-monitor"));
+  monitor.publish("nova-bridge/probe/acl-monitor", "probe");
+  const Received got = monitor.until("nova-bridge/probe/acl-monitor");
+  CHECK(got == Received{{"nova/v1/up/eu/link", "1"}, {"nova-bridge/probe/acl-monitor", "probe"}});
+  CHECK(denied(broker.uri(), "acl-monitor-2", kMonitorUser, "nova/v1/up/eu/link"));
+
+  CHECK(nova::bridge::read_link_state(broker.uri(), "eu", 5s) == nova::bridge::LinkState::connected);
+  CHECK(nova::bridge::read_link_state(broker.uri(), "us", 5s) == nova::bridge::LinkState::unknown);
+}
+
+TEST_CASE("every broker accepts the codec's largest payload and refuses larger packets", "[acl]") {
+  RootBroker broker;
+  TestClient cloud(broker.uri(), "acl-cloud", kCloudServiceUser);
+  REQUIRE(cloud.subscribe("nova/v1/up/#"));
+  TestClient node(broker.uri(), "dev-1");
+  node.publish("nova/v1/up/dev-1/metrics", std::string(nova::bridge::kMaxPayloadBytes, 'x'));
+  const Received got = cloud.until("nova/v1/up/dev-1/metrics");
+  CHECK(got.back().second.size() == nova::bridge::kMaxPayloadBytes);
+
+  // Over max_packet_size: Mosquitto disconnects the client.
+  TestClient big(broker.uri(), "dev-2");
+  const std::string too_big(nova::bridge::kMaxPayloadBytes + nova::bridge::kPacketOverheadBytes + 1, 'x');
+  big.paho().publish(mqtt::make_message("nova/v1/up/dev-2/metrics", too_big, 1, false));
+  CHECK(big.wait_connection_lost());
+}

@@ -1,0 +1,370 @@
+// Hierarchy and the nova-bridge binary over the whole example topology (15 brokers,
+// 14 bridges) on free loopback ports: start, supervision after a crash, holding a site
+// down, reloading a changed topology, and `nova-bridge up|status|down` end to end.
+// Every wait is on a condition (a link notification, a process exit, a log line).
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <mqtt/async_client.h>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "nova/bridge/broker_process.h"
+#include "nova/bridge/hierarchy.h"
+#include "nova/bridge/render.h"
+#include "nova/bridge/state_file.h"
+#include "nova/tiers/topology.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using nova::bridge::Hierarchy;
+using nova::bridge::HierarchyEvent;
+using nova::bridge::LinkState;
+
+nova::tiers::Topology example() {
+  auto t = nova::tiers::Topology::load(NOVA_FIVE_TIER_YAML);
+  REQUIRE(t.ok());
+  return std::move(t).value();
+}
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("nova-" + name + "-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+bool alive(pid_t pid) { return pid > 0 && ::kill(pid, 0) == 0; }
+
+// Every mosquitto process whose command line names a file under `dir`.
+std::vector<pid_t> mosquittos_under(const fs::path& dir) {
+  std::vector<pid_t> out;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmdline.find("mosquitto") != std::string::npos && cmdline.find(dir.string()) != std::string::npos) {
+      out.push_back(static_cast<pid_t>(std::stol(name)));
+    }
+  }
+  return out;
+}
+
+class Events {
+ public:
+  void add(const HierarchyEvent& e) {
+    std::lock_guard lock(mu_);
+    events_.push_back(e);
+  }
+  bool has(const std::string& site, const std::string& kind) const {
+    std::lock_guard lock(mu_);
+    return std::any_of(events_.begin(), events_.end(),
+                       [&](const HierarchyEvent& e) { return e.site == site && e.kind == kind; });
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<HierarchyEvent> events_;
+};
+
+// Waits until the site's own broker reports "0" on its link topic (after a parent
+// went away).
+bool wait_link_down(const std::string& uri, const std::string& site) {
+  mqtt::async_client client(uri, "smoke-watch-" + site);
+  client.start_consuming();
+  client.connect(mqtt::connect_options_builder()
+                     .mqtt_version(MQTTVERSION_3_1_1)
+                     .user_name(nova::bridge::kMonitorUser)
+                     .clean_session(true)
+                     .finalize())
+      ->wait();
+  client.subscribe(nova::bridge::link_topic(std::string_view(site)), 1)->wait();
+  mqtt::const_message_ptr m;
+  bool down = false;
+  while (!down && client.try_consume_message_for(&m, 30s) && m) down = m->get_payload_str() == "0";
+  client.disconnect()->wait();
+  return down;
+}
+
+// Publishes a node's record at `site` (anonymous, client id = node id) and waits for it
+// at the cloud broker (as the cloud service user).
+bool travels_up(const Hierarchy& h, const std::string& site, const std::string& node) {
+  const std::string topic = "nova/v1/up/" + node + "/state";
+  mqtt::async_client cloud(h.uri("cloud"), "smoke-cloud-" + node);
+  cloud.start_consuming();
+  const auto options = [](const std::string& user) {
+    auto b = mqtt::connect_options_builder();
+    b.mqtt_version(MQTTVERSION_3_1_1).clean_session(true);
+    if (!user.empty()) b.user_name(user);
+    return b.finalize();
+  };
+  cloud.connect(options(nova::bridge::kCloudServiceUser))->wait();
+  cloud.subscribe(topic, 1)->wait();
+  mqtt::async_client node_client(h.uri(site), node);
+  node_client.connect(options(""))->wait();
+  node_client.publish(mqtt::make_message(topic, "birth of " + node, 1, true))->wait();
+  node_client.disconnect()->wait();
+  mqtt::const_message_ptr m;
+  const bool arrived = cloud.try_consume_message_for(&m, 30s) && m && m->get_payload_str() == "birth of " + node;
+  cloud.disconnect()->wait();
+  return arrived;
+}
+
+}  // namespace
+
+TEST_CASE("the example hierarchy comes up, survives a crash and a held site", "[hierarchy]") {
+  const fs::path run_dir = fresh_dir("smoke");
+  auto events = std::make_shared<Events>();
+  nova::bridge::HierarchyOptions options;
+  options.run_dir = run_dir;
+  options.ports = nova::bridge::PortPolicy::free_for_all;
+  options.on_event = [events](const HierarchyEvent& e) { events->add(e); };
+  auto started = Hierarchy::start(example(), options);
+  INFO((started.ok() ? "" : started.error().message()));
+  REQUIRE(started.ok());
+  std::unique_ptr<Hierarchy> h = std::move(started).value();
+
+  // 15 brokers, 14 links, every one reported connected by its own broker.
+  REQUIRE(h->topology().sites().size() == 15);
+  const auto links = h->link_states();
+  CHECK(links.size() == 14);
+  for (const auto& [site, state] : links) {
+    INFO(site);
+    CHECK(state == LinkState::connected);
+  }
+  std::vector<pid_t> pids;
+  for (const auto& s : h->topology().sites()) {
+    INFO(s.id());
+    CHECK(alive(h->pid(s.id())));
+    CHECK(h->port(s.id()) == s.spec.listener.port);
+    CHECK(fs::exists(h->site_dir(s.id()) / "mosquitto.conf"));
+    CHECK(events->has(s.id(), "broker_started"));
+    pids.push_back(h->pid(s.id()));
+  }
+  CHECK(travels_up(*h, "par-a1", "dev-par-a1-1"));
+
+  // The state file, as nova-bridge status reads it.
+  h->write_state_file();
+  auto state = nova::bridge::read_state_file(run_dir / nova::bridge::kStateFileName);
+  REQUIRE(state.ok());
+  CHECK(state->sites.size() == 15);
+  CHECK(state->sites.front().id == "cloud");
+  CHECK_FALSE(state->sites.front().parent.has_value());
+  CHECK(state->supervisor.pid == ::getpid());
+  for (const auto& s : state->sites) CHECK(s.process.pid == h->pid(s.id));
+
+  SECTION("a killed metro broker is restarted and its link reconnects") {
+    const pid_t old = h->pid("par");
+    h->kill("par");
+    CHECK_FALSE(alive(old));
+    CHECK(events->has("par", "broker_killed"));
+    REQUIRE(h->wait_link("par", 30s));
+    CHECK(alive(h->pid("par")));
+    CHECK(h->pid("par") != old);
+    CHECK(events->has("par", "broker_restarted"));
+    // Its children reconnect (to it or, meanwhile, to their backup 'ber').
+    CHECK(h->wait_link("par-a1", 60s));
+    CHECK(h->wait_link("par-a2", 60s));
+    CHECK(travels_up(*h, "par-a2", "dev-par-a2-1"));
+    // The state file followed the restart.
+    auto after = nova::bridge::read_state_file(run_dir / nova::bridge::kStateFileName);
+    REQUIRE(after.ok());
+    CHECK(std::any_of(after->sites.begin(), after->sites.end(),
+                      [&](const auto& s) { return s.id == "par" && s.process.pid == h->pid("par"); }));
+  }
+
+  SECTION("a stopped site stays down until start_site") {
+    h->stop("eu");
+    CHECK(h->pid("eu") == -1);
+    // par's bridge to eu notices, and reports it on its own broker.
+    CHECK(wait_link_down(h->uri("par"), "par"));
+    CHECK(h->pid("eu") == -1);  // the supervisor left it alone
+    CHECK(h->link_states().at("eu") == LinkState::unknown);
+    h->start_site("eu");
+    CHECK(alive(h->pid("eu")));
+    CHECK(h->wait_link("eu", 30s));
+    CHECK(h->wait_link("par", 60s));
+    CHECK(h->wait_link("ber", 60s));
+  }
+
+  SECTION("reload restarts changed brokers, starts new sites and removes old ones") {
+    auto spec = example().spec();
+    for (auto& s : spec.sites) {
+      s.listener.port = h->port(s.id);
+      if (s.id == "sfo") s.overrides.keepalive_s = 50;  // sfo's config changes
+    }
+    nova::tiers::SiteSpec extra;
+    extra.id = "nyc-a3";
+    extra.level = 4;
+    extra.parent = "nyc";
+    spec.sites.push_back(extra);  // port 0: a free one
+    auto next = nova::tiers::Topology::build(spec);
+    REQUIRE(next.ok());
+    const pid_t sfo = h->pid("sfo");
+    const pid_t nyc = h->pid("nyc");
+    auto summary = h->reload(*next);
+    REQUIRE(summary.ok());
+    CHECK(summary->restarted == std::vector<std::string>{"sfo"});
+    CHECK(summary->started == std::vector<std::string>{"nyc-a3"});
+    CHECK(summary->acl_reloaded == std::vector<std::string>{"nyc"});  // a new bridge user
+    CHECK(summary->removed.empty());
+    CHECK(h->pid("sfo") != sfo);
+    CHECK(h->pid("nyc") == nyc);  // SIGHUP reloads its ACL without a restart
+    REQUIRE(h->wait_link("nyc-a3", 30s));
+    CHECK(travels_up(*h, "nyc-a3", "dev-nyc-a3-1"));
+    CHECK(h->wait_link("sfo", 30s));
+
+    spec.sites.pop_back();
+    auto without = nova::tiers::Topology::build(spec);
+    REQUIRE(without.ok());
+    const pid_t extra_pid = h->pid("nyc-a3");
+    summary = h->reload(*without);
+    REQUIRE(summary.ok());
+    CHECK(summary->removed == std::vector<std::string>{"nyc-a3"});
+    CHECK_FALSE(alive(extra_pid));
+    CHECK(h->topology().find("nyc-a3") == nullptr);
+  }
+
+  h.reset();  // SIGTERM, children first
+  for (const pid_t p : pids) CHECK_FALSE(alive(p));
+  CHECK(mosquittos_under(run_dir).empty());
+  fs::remove_all(run_dir);
+}
+
+namespace {
+
+struct Run {
+  int status = -1;
+  std::string out;
+};
+
+// Runs nova-bridge with `args`, stdout and stderr into `log`; returns the exit status.
+pid_t spawn_bridge(const std::vector<std::string>& args, const fs::path& log) {
+  std::vector<std::string> argv_s{NOVA_BRIDGE_EXE};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    ::dup2(fd, STDOUT_FILENO);
+    ::dup2(fd, STDERR_FILENO);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  return child;
+}
+
+int wait_status(pid_t child) {
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+Run run_bridge(const std::vector<std::string>& args, const fs::path& dir, const std::string& name) {
+  const fs::path log = dir / (name + ".out");
+  Run r;
+  r.status = wait_status(spawn_bridge(args, log));
+  r.out = read_text(log);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("nova-bridge up, status and down run the example hierarchy", "[cli]") {
+  const fs::path dir = fresh_dir("cli");
+  const fs::path run_dir = dir / "run";
+  const fs::path up_log = dir / "up.out";
+  const pid_t up = spawn_bridge({"up", NOVA_FIVE_TIER_YAML, "--run-dir", run_dir.string(), "--free-ports"}, up_log);
+  REQUIRE(up > 0);
+  // `up` prints "ready: ..." once every link is connected.
+  int early_exit = 0;
+  const bool ready = nova::bridge::wait_until(
+      [&] {
+        if (::waitpid(up, &early_exit, WNOHANG) == up) return true;  // failed: stop waiting
+        return read_text(up_log).find("\nready: ") != std::string::npos;
+      },
+      dir, 90s);
+  const std::string up_text = read_text(up_log);
+  INFO(up_text);
+  REQUIRE(ready);
+  REQUIRE(early_exit == 0);
+  REQUIRE(up_text.find("ready: 15 brokers, 14 links connected") != std::string::npos);
+  CHECK(up_text.find("event=broker_started site=sfo-a2") != std::string::npos);
+
+  const Run status = run_bridge({"status", "--run-dir", run_dir.string()}, dir, "status");
+  INFO(status.out);
+  CHECK(status.status == 0);
+  CHECK(status.out.find("all brokers up, all links connected") != std::string::npos);
+
+  auto state = nova::bridge::read_state_file(run_dir / nova::bridge::kStateFileName);
+  REQUIRE(state.ok());
+  CHECK(state->supervisor.pid == up);
+  REQUIRE(state->sites.size() == 15);
+  CHECK(mosquittos_under(run_dir).size() == 15);
+
+  const Run down = run_bridge({"down", "--run-dir", run_dir.string()}, dir, "down");
+  INFO(down.out);
+  CHECK(down.status == 0);
+  CHECK(wait_status(up) == 0);  // SIGTERM: stopped everything cleanly
+  for (const auto& s : state->sites) CHECK_FALSE(nova::bridge::process_alive(s.process));
+  CHECK(mosquittos_under(run_dir).empty());
+  CHECK(read_text(up_log).find("event=stopped") != std::string::npos);
+
+  const Run after = run_bridge({"status", "--run-dir", run_dir.string()}, dir, "status-after");
+  CHECK(after.status == 1);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("nova-bridge refuses bad topologies and unknown sites with exit code 2", "[cli]") {
+  const fs::path dir = fresh_dir("cli-bad");
+  std::ofstream(dir / "cycle.yaml") << R"(
+sites:
+  - {id: root, level: 1, port: 1883}
+  - {id: a, level: 2, parent: b, port: 1884}
+  - {id: b, level: 3, parent: a, port: 1885}
+)";
+  const Run cycle = run_bridge({"render", (dir / "cycle.yaml").string(), "--site", "a", "--out", dir.string()}, dir,
+                               "cycle");
+  CHECK(cycle.status == 2);
+  CHECK(cycle.out.find("site 'a': parent chain loops") != std::string::npos);
+
+  const Run unknown =
+      run_bridge({"render", NOVA_FIVE_TIER_YAML, "--site", "mars", "--out", (dir / "out").string()}, dir, "unknown");
+  CHECK(unknown.status == 2);
+  CHECK(unknown.out.find("site 'mars': not defined") != std::string::npos);
+
+  const Run up = run_bridge({"up", (dir / "cycle.yaml").string(), "--run-dir", (dir / "run").string()}, dir, "up");
+  CHECK(up.status == 2);
+  CHECK(up.out.find("site 'a'") != std::string::npos);
+
+  const Run usage = run_bridge({"status"}, dir, "usage");
+  CHECK(usage.status == 2);
+
+  const Run ok = run_bridge({"render", NOVA_FIVE_TIER_YAML, "--site", "par", "--out", (dir / "par").string()}, dir,
+                            "render");
+  CHECK(ok.status == 0);
+  CHECK(fs::exists(dir / "par" / "mosquitto.conf"));
+  CHECK(fs::exists(dir / "par" / "acl"));
+  fs::remove_all(dir);
+}

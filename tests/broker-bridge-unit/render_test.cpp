@@ -1,0 +1,310 @@
+// The rendered mosquitto.conf and ACL of the example topology: every Mosquitto 2.0.11
+// pitfall has its setting (docs/broker-hierarchy.md), and the ACL grants what the
+// topic API needs and nothing more. Pure text checks; acl_test.cpp runs the ACL on a
+// real broker.
+#include <unistd.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "nova/bridge/render.h"
+#include "nova/tiers/topology.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nova::bridge::render;
+using nova::bridge::RenderOptions;
+using nova::tiers::Topology;
+
+Topology example() {
+  auto t = Topology::load(NOVA_FIVE_TIER_YAML);
+  REQUIRE(t.ok());
+  return std::move(t).value();
+}
+
+// The config's directives (comments and blank lines dropped), in order.
+std::vector<std::string> directives(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line[0] != '#') out.push_back(line);
+  }
+  return out;
+}
+
+// Every value of `key` ("key value..." lines).
+std::vector<std::string> values(const std::string& text, const std::string& key) {
+  std::vector<std::string> out;
+  for (const std::string& line : directives(text)) {
+    if (line.rfind(key + " ", 0) == 0) out.push_back(line.substr(key.size() + 1));
+  }
+  return out;
+}
+
+std::string value(const std::string& text, const std::string& key) {
+  const auto all = values(text, key);
+  INFO("key " << key);
+  REQUIRE(all.size() == 1);
+  return all.front();
+}
+
+// ACL: lines per section; "" is the anonymous section (before the first `user`),
+// "pattern" collects the pattern lines wherever they stand.
+std::map<std::string, std::vector<std::string>> acl_sections(const std::string& acl) {
+  std::map<std::string, std::vector<std::string>> out;
+  std::string section;
+  out[section];
+  for (const std::string& line : directives(acl)) {
+    if (line.rfind("user ", 0) == 0) {
+      section = line.substr(5);
+      REQUIRE(out.count(section) == 0);  // one section per user
+      out[section];
+    } else if (line.rfind("pattern ", 0) == 0) {
+      out["pattern"].push_back(line);
+    } else {
+      out[section].push_back(line);
+    }
+  }
+  return out;
+}
+
+std::string conf_of(const Topology& t, const std::string& site, RenderOptions options = {}) {
+  if (options.data_dir.empty()) options.data_dir = "/srv/nova/" + site;
+  return render(t, t.site(site), options).mosquitto_conf;
+}
+
+}  // namespace
+
+TEST_CASE("a metro site bridges to its parent with every pitfall handled", "[render]") {
+  const Topology t = example();
+  const std::string conf = conf_of(t, "par");
+
+  CHECK(value(conf, "listener") == "18833 127.0.0.1");
+  CHECK(values(conf, "connection") == std::vector<std::string>{"par-to-eu"});
+  CHECK(value(conf, "address") == "127.0.0.1:18831");
+  CHECK(value(conf, "round_robin") == "false");
+  CHECK(value(conf, "bridge_protocol_version") == "mqttv311");
+  CHECK(value(conf, "cleansession") == "false");
+  CHECK(value(conf, "local_cleansession") == "false");
+  CHECK(value(conf, "remote_clientid") == "bridge.par");
+  CHECK(value(conf, "local_clientid") == "bridge.par.local");
+  CHECK(value(conf, "remote_username") == "bridge.par");
+  CHECK(value(conf, "keepalive_interval") == "45");
+  // Two values: base and cap. The one-value form is ignored by 2.0.11.
+  CHECK(value(conf, "restart_timeout") == "2 30");
+  CHECK(value(conf, "notifications") == "true");
+  CHECK(value(conf, "notification_topic") == "nova/v1/up/par/link");
+  CHECK(value(conf, "try_private") == "true");
+
+  // QoS 1 named on every map, up out only, down in only and only this subtree.
+  CHECK(values(conf, "topic") ==
+        std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/down/cloud/eu/par/# in 1"});
+  for (const std::string& line : directives(conf)) CHECK(line.find(" both") == std::string::npos);
+
+  // Persistence with a short autosave instead of 1800 s.
+  CHECK(value(conf, "persistence") == "true");
+  CHECK(value(conf, "persistence_location") == "/srv/nova/par/");
+  CHECK(value(conf, "autosave_interval") == "1");
+  CHECK(value(conf, "autosave_on_changes") == "false");
+  CHECK(value(conf, "log_dest") == "file /srv/nova/par/mosquitto.log");
+  CHECK(values(conf, "log_type") ==
+        std::vector<std::string>{"error", "warning", "notice", "information"});
+
+  // Metro queue caps: 264 design nodes x 2000 messages/day x 5/4, x 2048 bytes.
+  CHECK(value(conf, "max_queued_messages") == "660000");
+  CHECK(value(conf, "max_queued_bytes") == "1351680000");
+  CHECK(value(conf, "queue_qos0_messages") == "false");
+  CHECK(value(conf, "max_packet_size") == std::to_string(256 * 1024 + 4 * 1024));
+
+  CHECK(value(conf, "allow_anonymous") == "true");
+  CHECK(value(conf, "acl_file") == "/srv/nova/par/acl");
+  CHECK(values(conf, "user").empty());  // only when asked
+}
+
+TEST_CASE("bridge settings come after the global ones", "[render]") {
+  // Everything after `connection` belongs to the bridge in mosquitto.conf.
+  const Topology t = example();
+  const auto lines = directives(conf_of(t, "par-a1"));
+  const auto connection = std::find_if(lines.begin(), lines.end(),
+                                       [](const std::string& l) { return l.rfind("connection ", 0) == 0; });
+  REQUIRE(connection != lines.end());
+  for (auto it = lines.begin(); it != connection; ++it) {
+    INFO(*it);
+    CHECK(it->rfind("topic ", 0) != 0);
+    CHECK(it->rfind("address ", 0) != 0);
+  }
+  CHECK(std::find(connection, lines.end(), "listener 18837 127.0.0.1") == lines.end());
+}
+
+TEST_CASE("an access site lists its parent, then its backups in order", "[render]") {
+  const Topology t = example();
+  const std::string conf = conf_of(t, "par-a1");
+  CHECK(value(conf, "address") == "127.0.0.1:18833 127.0.0.1:18834");
+  CHECK(value(conf, "connection") == "par-a1-to-par");
+  CHECK(values(conf, "topic") ==
+        std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/down/cloud/eu/par/par-a1/# in 1"});
+  CHECK(value(conf, "keepalive_interval") == "30");
+  CHECK(value(conf, "restart_timeout") == "2 30");
+  // Access caps: 32 x 2000 x 5/4 = 80,000 messages, x 2048 B = 164 MB.
+  CHECK(value(conf, "max_queued_messages") == "80000");
+  CHECK(value(conf, "max_queued_bytes") == "163840000");
+
+  auto many = Topology::parse_yaml(R"(
+name: backups
+sites:
+  - {id: root, level: 1, port: 1}
+  - {id: a, level: 2, parent: root, port: 2}
+  - {id: b, level: 2, parent: root, port: 3, address: 10.0.0.3}
+  - {id: c, level: 2, parent: root, port: 4}
+  - {id: leaf, level: 3, parent: b, backups: [c, a, root], port: 5}
+)");
+  REQUIRE(many.ok());
+  CHECK(value(conf_of(*many, "leaf"), "address") == "10.0.0.3:3 127.0.0.1:4 127.0.0.1:2 127.0.0.1:1");
+}
+
+TEST_CASE("a regional site has the regional queue caps", "[render]") {
+  const Topology t = example();
+  const std::string conf = conf_of(t, "eu");
+  // 1056 x 2000 x 5/4 = 2,640,000 messages; x 2048 B = 5.4 GB.
+  CHECK(value(conf, "max_queued_messages") == "2640000");
+  CHECK(value(conf, "max_queued_bytes") == "5406720000");
+  CHECK(value(conf, "keepalive_interval") == "60");
+  CHECK(value(conf, "restart_timeout") == "1 15");
+  CHECK(value(conf, "address") == "127.0.0.1:18830");
+  CHECK(values(conf, "topic") ==
+        std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/down/cloud/eu/# in 1"});
+}
+
+TEST_CASE("the root has no bridge", "[render]") {
+  const Topology t = example();
+  const std::string conf = conf_of(t, "cloud");
+  for (const char* key : {"connection", "address", "topic", "remote_username", "restart_timeout",
+                          "notification_topic", "bridge_protocol_version"}) {
+    INFO(key);
+    CHECK(values(conf, key).empty());
+  }
+  CHECK(value(conf, "listener") == "18830 127.0.0.1");
+  CHECK(value(conf, "persistence") == "true");
+  // The cloud profile sizes no upward queue; 0 is Mosquitto's "no cap".
+  CHECK(value(conf, "max_queued_messages") == "0");
+}
+
+TEST_CASE("per-site overrides replace the tier profile", "[render]") {
+  auto t = Topology::parse_yaml(R"(
+name: overrides
+sites:
+  - {id: root, level: 1, port: 1883}
+  - id: gw
+    level: 4
+    parent: root
+    port: 1884
+    overrides: {max_queued_messages: 500000, max_queued_bytes: 1000000000, keepalive: 20,
+                autosave_interval: 5, restart_timeout: [3, 90]}
+)");
+  REQUIRE(t.ok());
+  const std::string conf = conf_of(*t, "gw");
+  CHECK(value(conf, "max_queued_messages") == "500000");
+  CHECK(value(conf, "max_queued_bytes") == "1000000000");
+  CHECK(value(conf, "keepalive_interval") == "20");
+  CHECK(value(conf, "autosave_interval") == "5");
+  CHECK(value(conf, "restart_timeout") == "3 90");
+}
+
+TEST_CASE("RenderOptions::user renders the user line", "[render]") {
+  const Topology t = example();
+  RenderOptions options;
+  options.data_dir = "/srv/nova/x";
+  options.user = "root";
+  CHECK(value(conf_of(t, "nyc", options), "user") == "root");
+}
+
+TEST_CASE("the ACL grants nodes, child bridges, cloud and monitor what they need", "[render][acl]") {
+  const Topology t = example();
+  const auto acl = acl_sections(render(t, t.site("par"), {"/srv/nova/par", {}, {}}).acl);
+
+  // Anonymous clients: read down, sensors; no `topic` grant on up (only the pattern).
+  CHECK(acl.at("") == std::vector<std::string>{"topic read nova/v1/down/#", "topic readwrite nova/v1/sensor/#"});
+  CHECK(acl.at("pattern") ==
+        std::vector<std::string>{"pattern write nova/v1/up/%c/#", "pattern readwrite nova-bridge/probe/%c"});
+
+  // Children par-a1/par-a2, and ber-a1/ber-a2 which name par as their backup parent:
+  // each reads only its own subtree (its path under its *primary* parent).
+  const std::map<std::string, std::string> bridged{
+      {"bridge.par-a1", "cloud/eu/par/par-a1"},
+      {"bridge.par-a2", "cloud/eu/par/par-a2"},
+      {"bridge.ber-a1", "cloud/eu/ber/ber-a1"},
+      {"bridge.ber-a2", "cloud/eu/ber/ber-a2"},
+  };
+  for (const auto& [user, path] : bridged) {
+    INFO(user);
+    REQUIRE(acl.count(user) == 1);
+    CHECK(acl.at(user) ==
+          std::vector<std::string>{"topic write nova/v1/up/#", "topic read nova/v1/down/" + path + "/#"});
+  }
+  CHECK(acl.count("bridge.nyc-a1") == 0);
+  CHECK(acl.count("bridge.par") == 0);  // its own bridge bypasses its local ACL
+
+  CHECK(acl.at(nova::bridge::kCloudServiceUser) ==
+        std::vector<std::string>{"topic readwrite nova/v1/#", "topic read $SYS/#"});
+  CHECK(acl.at(nova::bridge::kMonitorUser) == std::vector<std::string>{"topic read nova/v1/up/+/link"});
+  CHECK(acl.size() == 1 + 1 + bridged.size() + 2);
+}
+
+TEST_CASE("every bridge's down map is what its parent's ACL lets it read", "[render][acl]") {
+  const Topology t = example();
+  for (const auto& site : t.sites()) {
+    if (site.is_root()) continue;
+    INFO(site.id());
+    const std::string down = values(conf_of(t, site.id()), "topic").at(1);
+    const std::string filter = down.substr(0, down.find(' '));
+    const auto parent_acl = acl_sections(render(t, *t.parent(site), {"/x", {}, {}}).acl);
+    const auto& grants = parent_acl.at(nova::bridge::bridge_username(site));
+    CHECK(std::find(grants.begin(), grants.end(), "topic read " + filter) != grants.end());
+    CHECK(value(conf_of(t, site.id()), "remote_username") == nova::bridge::bridge_username(site));
+  }
+}
+
+TEST_CASE("link topic and bridge username", "[render]") {
+  const Topology t = example();
+  CHECK(nova::bridge::link_topic(t.site("ber-a2")) == "nova/v1/up/ber-a2/link");
+  CHECK(nova::bridge::link_topic(std::string_view("sfo")) == "nova/v1/up/sfo/link");
+  CHECK(nova::bridge::bridge_username(t.site("sfo")) == "bridge.sfo");
+}
+
+TEST_CASE("write_site writes both files and refers to the ACL by absolute path", "[render]") {
+  const Topology t = example();
+  const fs::path dir = fs::temp_directory_path() / ("nova-render-test-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  REQUIRE(nova::bridge::write_site(t, t.site("sfo-a2"), dir).ok());
+  std::ifstream conf_in(dir / "mosquitto.conf");
+  std::stringstream conf;
+  conf << conf_in.rdbuf();
+  CHECK(value(conf.str(), "acl_file") == fs::absolute(dir / "acl").string());
+  CHECK(value(conf.str(), "persistence_location") == fs::absolute(dir).string() + "/");
+  CHECK(fs::file_size(dir / "acl") > 0);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("write_site refuses a site without a port, naming it", "[render]") {
+  auto t = Topology::parse_yaml(R"(
+sites:
+  - {id: root, level: 1}
+  - {id: gw, level: 4, parent: root, port: 1884}
+)");
+  REQUIRE(t.ok());
+  const fs::path dir = fs::temp_directory_path() / ("nova-render-test0-" + std::to_string(::getpid()));
+  auto root = nova::bridge::write_site(*t, t->site("root"), dir);
+  REQUIRE_FALSE(root.ok());
+  CHECK(root.error().message().find("site 'root'") != std::string::npos);
+  auto child = nova::bridge::write_site(*t, t->site("gw"), dir);
+  REQUIRE_FALSE(child.ok());
+  CHECK(child.error().message().find("cannot bridge to 'root'") != std::string::npos);
+  fs::remove_all(dir);
+}
