@@ -2,6 +2,8 @@
 
 #include <leveldb/db.h>
 
+#include "small_db.h"
+
 namespace nova::agent {
 namespace {
 
@@ -20,26 +22,20 @@ std::uint64_t id_of(const leveldb::Slice& k) {
 }  // namespace
 
 schemas::Result<std::unique_ptr<Inbox>> Inbox::open(const std::filesystem::path& dir) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  leveldb::Options o;
-  o.create_if_missing = true;
-  o.write_buffer_size = 64 * 1024;
-  o.max_open_files = 16;
-  leveldb::DB* raw = nullptr;
-  leveldb::Status st = leveldb::DB::Open(o, dir.string(), &raw);
-  if (!st.ok()) return schemas::Error{"", "inbox: open " + dir.string() + ": " + st.ToString()};
-  std::unique_ptr<leveldb::DB> db(raw);
+  auto opened = open_small_db(dir, {}, "inbox");
+  if (!opened) return opened.error();
+  std::unique_ptr<leveldb::Cache> cache = std::move(opened.value().cache);
+  std::unique_ptr<leveldb::DB> db = std::move(opened.value().db);
   std::uint64_t next = 1;
   std::unique_ptr<leveldb::Iterator> it(db->NewIterator(leveldb::ReadOptions()));
   it->SeekToLast();
   if (it->Valid()) next = id_of(it->key()) + 1;
   it.reset();
-  return std::unique_ptr<Inbox>(new Inbox(std::move(db), next));
+  return std::unique_ptr<Inbox>(new Inbox(std::move(cache), std::move(db), next));
 }
 
-Inbox::Inbox(std::unique_ptr<leveldb::DB> db, std::uint64_t next_id)
-    : db_(std::move(db)), next_id_(next_id) {}
+Inbox::Inbox(std::unique_ptr<leveldb::Cache> cache, std::unique_ptr<leveldb::DB> db, std::uint64_t next_id)
+    : cache_(std::move(cache)), db_(std::move(db)), next_id_(next_id) {}
 
 Inbox::~Inbox() = default;
 

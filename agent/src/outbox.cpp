@@ -1,5 +1,7 @@
 #include "nova/agent/outbox.h"
 
+#include "small_db.h"
+
 #include <leveldb/cache.h>
 #include <leveldb/db.h>
 #include <leveldb/write_batch.h>
@@ -129,20 +131,12 @@ Outbox::~Outbox() = default;
 Result<std::unique_ptr<Outbox>> Outbox::open(const OutboxOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  impl->cache.reset(leveldb::NewLRUCache(options.block_cache_bytes));
-  leveldb::Options o;
-  o.create_if_missing = true;
-  o.write_buffer_size = options.write_buffer_bytes;
-  o.max_open_files = options.max_open_files;
-  o.block_cache = impl->cache.get();
   // Payloads are zstd-compressed already; snappy would only cost CPU.
-  o.compression = leveldb::kNoCompression;
-  std::error_code ec;
-  std::filesystem::create_directories(options.dir, ec);
-  leveldb::DB* raw = nullptr;
-  leveldb::Status st = leveldb::DB::Open(o, options.dir.string(), &raw);
-  if (!st.ok()) return db_error(st, "open " + options.dir.string());
-  impl->db.reset(raw);
+  auto opened = open_small_db(
+      options.dir, {options.write_buffer_bytes, options.block_cache_bytes, options.max_open_files, false}, "outbox");
+  if (!opened) return opened.error();
+  impl->cache = std::move(opened.value().cache);
+  impl->db = std::move(opened.value().db);
 
   // Only the counter keys are read: they all sort under "m", before every record.
   std::unique_ptr<leveldb::Iterator> it(impl->db->NewIterator(leveldb::ReadOptions()));

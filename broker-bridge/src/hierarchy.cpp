@@ -41,22 +41,6 @@ constexpr auto kHealthyAfter = std::chrono::seconds(10);
 constexpr int kMaxPortAttempts = 8;
 constexpr std::size_t kLogTailLines = 15;
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  if (in) out << in.rdbuf();
-  return out.str();
-}
-
-std::string tail_lines(const std::string& text, std::size_t lines) {
-  std::size_t pos = text.size();
-  if (pos > 0 && text[pos - 1] == '\n') --pos;
-  for (std::size_t seen = 0; pos > 0; --pos) {
-    if (text[pos - 1] == '\n' && ++seen == lines) break;
-  }
-  return text.substr(pos);
-}
-
 std::string connect_host(const std::string& address) {
   return address.empty() || address == "0.0.0.0" ? "127.0.0.1" : address;
 }
@@ -275,10 +259,10 @@ struct Hierarchy::Impl {
   }
 
   std::string log_tail(const SiteProc& s) const {
-    std::string text = read_text(s.dir / "mosquitto.log");
-    const std::string stdio = read_text(s.dir / "mosquitto.stdio");
+    std::string text = read_text_file(s.dir / "mosquitto.log");
+    const std::string stdio = read_text_file(s.dir / "mosquitto.stdio");
     if (!stdio.empty()) text += "--- mosquitto stdout/stderr ---\n" + stdio;
-    return tail_lines(text, kLogTailLines);
+    return last_lines(text, kLogTailLines);
   }
 
   // Renders the site from the current topology and writes its files (when changed).
@@ -293,8 +277,8 @@ struct Hierarchy::Impl {
     render_options.user = user;
     auto status = write_site(*t, site, s.dir, render_options);
     if (!status) return status;
-    s.conf = read_text(s.dir / "mosquitto.conf");
-    s.acl = read_text(s.dir / "acl");
+    s.conf = read_text_file(s.dir / "mosquitto.conf");
+    s.acl = read_text_file(s.dir / "acl");
     return schemas::Ok{};
   }
 
@@ -389,7 +373,7 @@ struct Hierarchy::Impl {
       publish(s, "running");
       return;
     }
-    emit({s.id, "start failed: " + r.message + "; " + tail_lines(log_tail(s), 3), "restart_failed", -1, "error"});
+    emit({s.id, "start failed: " + r.message + "; " + last_lines(log_tail(s), 3), "restart_failed", -1, "error"});
     schedule_restart(s);
   }
 

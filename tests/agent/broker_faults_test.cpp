@@ -11,7 +11,7 @@
 #include <filesystem>
 
 #include "hierarchy_support.h"
-#include "nova/agent/outbox.h"
+#include "crash_child_support.h"
 #include "nova/testing/ack_consumer.h"
 
 using namespace nova;
@@ -22,43 +22,20 @@ namespace {
 
 constexpr const char* kNode = "gw-crash";  // crash_child's node, at site par-a1
 
-pid_t spawn_agent(const std::string& uri, const fs::path& dir, bool drain_only) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const std::string d = dir.string();
-    ::execl(NOVA_CRASH_CHILD, NOVA_CRASH_CHILD, uri.c_str(), d.c_str(), drain_only ? "--drain-only" : nullptr,
-            nullptr);
-    ::_exit(127);
-  }
-  return pid;
-}
-
-int wait_exit(pid_t pid) {
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return status;
-}
-
-std::uint64_t stored_batches(const fs::path& dir) {
-  agent::OutboxOptions o;
-  o.dir = dir / "outbox";
-  auto box = agent::Outbox::open(o);
-  REQUIRE(box.ok());
-  return box.value()->next_seq("metrics") - 1;
-}
-
 // Stops the generating agent (it stores its open batch), then drains everything with a
 // fresh agent process until the consumer acknowledged it all, and checks the result.
 void finish_and_check(pid_t generator, const std::string& access_uri, const fs::path& dir,
                       const testing::AckConsumer& consumer) {
   ::kill(generator, SIGTERM);
-  REQUIRE(WIFEXITED(wait_exit(generator)));
-  const std::uint64_t stored = stored_batches(dir);
+  const int stopped = test::wait_exit(generator);
+  REQUIRE(WIFEXITED(stopped));
+  const std::uint64_t stored = test::metrics_stats(dir).next_seq - 1;
   REQUIRE(stored > 0);
-  const pid_t drainer = spawn_agent(access_uri, dir, true);
+  pid_t drainer = test::spawn_crash_child(access_uri, dir, true);
+  const test::ChildGuard guard(drainer);
   const bool all = consumer.wait_for(kNode, "metrics", stored, 120s);
   if (!all) ::kill(drainer, SIGTERM);
-  wait_exit(drainer);  // exits by itself once the outbox is empty
+  test::wait_exit(drainer);  // exits by itself once the outbox is empty
   REQUIRE(all);
   const testing::StreamCount c = consumer.count(kNode, "metrics");
   CHECK(c.seqs.size() == stored);  // nothing lost ...
@@ -77,7 +54,8 @@ TEST_CASE("metro broker SIGKILLed mid-stream: the agent's outbox closes the gap"
   const fs::path dir = h->dir.path() / "agent";
   const std::string access = (*h)->uri("par-a1");
 
-  const pid_t agent = spawn_agent(access, dir, false);
+  pid_t agent = test::spawn_crash_child(access, dir, false);
+  const test::ChildGuard guard(agent);
   REQUIRE(consumer.wait_for(kNode, "metrics", 30, 60s));  // flowing end to end
   const std::size_t from = h->events->size();
   (*h)->kill("par");
@@ -96,7 +74,8 @@ TEST_CASE("regional broker held down: everything buffered below arrives once", "
   const fs::path dir = h->dir.path() / "agent";
   const std::string access = (*h)->uri("par-a1");
 
-  const pid_t agent = spawn_agent(access, dir, false);
+  pid_t agent = test::spawn_crash_child(access, dir, false);
+  const test::ChildGuard guard(agent);
   REQUIRE(consumer.wait_for(kNode, "metrics", 20, 60s));
   (*h)->stop("eu");
   // The partition lasts while the agent stores ~100 more batches (about 6 s of its

@@ -10,7 +10,7 @@
 #include <random>
 #include <thread>
 
-#include "nova/agent/outbox.h"
+#include "crash_child_support.h"
 #include "nova/testing/ack_consumer.h"
 #include "nova/testing/broker.h"
 
@@ -18,38 +18,6 @@ using namespace nova;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-namespace {
-
-pid_t spawn_child(const std::string& uri, const fs::path& dir, bool drain_only) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const std::string d = dir.string();
-    if (drain_only) {
-      ::execl(NOVA_CRASH_CHILD, NOVA_CRASH_CHILD, uri.c_str(), d.c_str(), "--drain-only", nullptr);
-    } else {
-      ::execl(NOVA_CRASH_CHILD, NOVA_CRASH_CHILD, uri.c_str(), d.c_str(), nullptr);
-    }
-    ::_exit(127);
-  }
-  return pid;
-}
-
-int wait_child(pid_t pid) {
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return status;
-}
-
-agent::StreamStats outbox_stats(const fs::path& dir) {
-  agent::OutboxOptions o;
-  o.dir = dir / "outbox";
-  auto box = agent::Outbox::open(o);
-  REQUIRE(box.ok());
-  auto stats = box.value()->stats();
-  return stats.count("metrics") != 0 ? stats.at("metrics") : agent::StreamStats{};
-}
-
-}  // namespace
 
 TEST_CASE("SIGKILL during buffering and draining loses nothing that was stored", "[agent][crash]") {
   testing::Broker broker;
@@ -70,14 +38,16 @@ TEST_CASE("SIGKILL during buffering and draining loses nothing that was stored",
       }
       broker_up = want_up;
     }
-    const pid_t child = spawn_child(uri, dir, false);
+    pid_t child = test::spawn_crash_child(uri, dir, false);
+    const test::ChildGuard guard(child);
     REQUIRE(child > 0);
     // The kill moment is the variable under test, so this wait is deliberately random.
     std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(50, 600)(rng)));
     ::kill(child, SIGKILL);
-    const int status = wait_child(child);
+    const int status = test::wait_exit(child);
+    child = -1;
     REQUIRE(WIFSIGNALED(status));
-    const agent::StreamStats s = outbox_stats(dir);
+    const agent::StreamStats s = test::metrics_stats(dir);
     INFO("round " << round << ": next_seq " << s.next_seq << ", acked " << s.acked);
     // Stored records are never lost: everything from the ack watermark on is present.
     REQUIRE(s.count == s.next_seq - 1 - s.acked);
@@ -85,13 +55,15 @@ TEST_CASE("SIGKILL during buffering and draining loses nothing that was stored",
 
   // Final drain: broker up, agent without new samples, until everything is acknowledged.
   if (!broker_up) broker.restart();
-  const agent::StreamStats before = outbox_stats(dir);
+  const agent::StreamStats before = test::metrics_stats(dir);
   const std::uint64_t stored = before.next_seq - 1;
   REQUIRE(stored > 0);
-  const pid_t drainer = spawn_child(uri, dir, true);
+  pid_t drainer = test::spawn_crash_child(uri, dir, true);
+  const test::ChildGuard guard(drainer);
   const bool all = consumer.wait_for("gw-crash", "metrics", stored, 120s);
   if (!all) ::kill(drainer, SIGTERM);
-  const int drained = wait_child(drainer);  // exits by itself once all is acknowledged
+  const int drained = test::wait_exit(drainer);  // exits by itself once all is acknowledged
+  drainer = -1;
   REQUIRE(all);
   CHECK(WIFEXITED(drained));
 
@@ -102,6 +74,6 @@ TEST_CASE("SIGKILL during buffering and draining loses nothing that was stored",
   CHECK(c.samples == stored * 60);
   WARN(stored << " batches stored across 20 SIGKILLs, all received; duplicates removed by dedup: "
               << c.duplicates);
-  const agent::StreamStats after = outbox_stats(dir);
+  const agent::StreamStats after = test::metrics_stats(dir);
   CHECK(after.count == 0);  // every record acknowledged and deleted
 }

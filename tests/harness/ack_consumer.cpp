@@ -107,14 +107,23 @@ void AckConsumer::on_message(const std::string& topic, const std::string& payloa
   c.watermark = w;
   cv_.notify_all();
   auto site = site_of_.find(node);
-  if (!send_acks_ || site == site_of_.end() || w == 0) return;
+  // Acks are cumulative, so only an advance is worth sending.
+  if (!send_acks_ || site == site_of_.end() || w == 0 || w <= c.acked) return;
+  c.acked = w;
   Ack ack{node, 0, {{stream, w}}};
   const Bytes bytes = encode_cbor(ack);
   const std::string ack_topic = topics::down(topics::SitePath::parse(site->second).value(),
                                              topics::Id::parse(node).value(), topics::DownKind::ack);
   ++acks_sent_;
   lock.unlock();
-  client_->publish(ack_topic, bytes.data(), bytes.size(), 1, false);
+  try {
+    client_->publish(ack_topic, bytes.data(), bytes.size(), 1, false);
+  } catch (const mqtt::exception&) {
+    // Paho's buffer is full (a burst) or the connection is down: the next advance
+    // carries a higher watermark, and the agent resends what stays unacknowledged.
+    std::lock_guard relock(mutex_);
+    c.acked = 0;
+  }
 }
 
 StreamCount AckConsumer::count(const std::string& node, const std::string& stream) const {

@@ -32,23 +32,6 @@ constexpr std::size_t kLogTailLines = 25;
   throw std::system_error(errno, std::generic_category(), what);
 }
 
-std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return {};
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-std::string tail_lines(const std::string& text, std::size_t lines) {
-  std::size_t pos = text.size();
-  if (pos > 0 && text[pos - 1] == '\n') --pos;
-  for (std::size_t seen = 0; pos > 0; --pos) {
-    if (text[pos - 1] == '\n' && ++seen == lines) break;
-  }
-  return text.substr(pos);
-}
-
 milliseconds left_until(Clock::time_point deadline) {
   return std::max(std::chrono::duration_cast<milliseconds>(deadline - Clock::now()), milliseconds(0));
 }
@@ -98,8 +81,8 @@ pid_t Broker::pid() const { return running() ? process_.pid() : -1; }
 bool Broker::running() const { return process_.running(); }
 
 std::string Broker::log_text() const {
-  std::string text = read_file(dir_ / kLogName);
-  const std::string stdio = read_file(dir_ / kStdioName);
+  std::string text = bridge::read_text_file(dir_ / kLogName);
+  const std::string stdio = bridge::read_text_file(dir_ / kStdioName);
   if (!stdio.empty()) text += "--- mosquitto stdout/stderr ---\n" + stdio;
   return text;
 }
@@ -208,7 +191,7 @@ void Broker::fail(const std::string& what) const {
   throw std::runtime_error("nova::testing::Broker (" + dir_.string() + ", port " +
                            std::to_string(port_) + "): " + what +
                            "\n--- tail of broker log ---\n" +
-                           tail_lines(log_text(), kLogTailLines));
+                           bridge::last_lines(log_text(), kLogTailLines));
 }
 
 }  // namespace nova::testing

@@ -19,6 +19,7 @@
 #include "nova/schemas/result.h"
 
 namespace leveldb {
+class Cache;
 class DB;
 }
 
@@ -42,7 +43,8 @@ class Inbox {
   void remove(std::uint64_t id);
 
  private:
-  explicit Inbox(std::unique_ptr<leveldb::DB> db, std::uint64_t next_id);
+  Inbox(std::unique_ptr<leveldb::Cache> cache, std::unique_ptr<leveldb::DB> db, std::uint64_t next_id);
+  std::unique_ptr<leveldb::Cache> cache_;  // outlives db_ (destroyed after it)
   std::unique_ptr<leveldb::DB> db_;
   std::atomic<std::uint64_t> next_id_;
 };

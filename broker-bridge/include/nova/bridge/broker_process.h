@@ -127,4 +127,10 @@ bool wait_until(const std::function<bool()>& condition, const std::filesystem::p
 // readable. With none, a plain timed wait.
 void wait_readable(std::initializer_list<int> fds, std::chrono::milliseconds timeout);
 
+// A file's whole content, or "" if it cannot be read (a broker's log may not exist yet).
+std::string read_text_file(const std::filesystem::path& path);
+
+// The last `lines` lines of `text`: what errors quote from a broker's log.
+std::string last_lines(const std::string& text, std::size_t lines);
+
 }  // namespace nova::bridge

@@ -27,6 +27,7 @@ struct StreamCount {
   std::uint64_t duplicates = 0;   // deliveries of a seq already received
   std::uint64_t samples = 0;      // metric samples in distinct batches
   std::uint64_t watermark = 0;    // highest contiguous seq from the lowest received
+  std::uint64_t acked = 0;        // highest watermark sent in an ack
 };
 
 class AckConsumer {

@@ -1,0 +1,67 @@
+// Driving tests/agent/crash_child.cpp (a real agent process with a fast synthetic
+// sample source) from a test: start it, wait for it, read the outbox it left behind.
+#pragma once
+
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+#include <csignal>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <string>
+
+#include "nova/agent/outbox.h"
+
+namespace nova::test {
+
+// Starts crash_child against `uri` with its state under `dir`; with drain_only it
+// produces no samples and exits once its outbox is fully acknowledged.
+inline pid_t spawn_crash_child(const std::string& uri, const std::filesystem::path& dir, bool drain_only) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a test that failed or crashed
+    const std::string d = dir.string();
+    ::execl(NOVA_CRASH_CHILD, NOVA_CRASH_CHILD, uri.c_str(), d.c_str(), drain_only ? "--drain-only" : nullptr,
+            nullptr);
+    ::_exit(127);
+  }
+  return pid;
+}
+
+// Kills the child when a test leaves its scope early (a failed REQUIRE).
+class ChildGuard {
+ public:
+  explicit ChildGuard(pid_t& pid) : pid_(pid) {}
+  ~ChildGuard() {
+    if (pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  ChildGuard(const ChildGuard&) = delete;
+  ChildGuard& operator=(const ChildGuard&) = delete;
+
+ private:
+  pid_t& pid_;
+};
+
+inline int wait_exit(pid_t pid) {
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return status;
+}
+
+// The metrics stream's counters in the outbox under `dir` (the child must have exited:
+// LevelDB allows one owner).
+inline agent::StreamStats metrics_stats(const std::filesystem::path& dir) {
+  agent::OutboxOptions o;
+  o.dir = dir / "outbox";
+  auto box = agent::Outbox::open(o);
+  REQUIRE(box.ok());
+  const auto stats = box.value()->stats();
+  return stats.count("metrics") != 0 ? stats.at("metrics") : agent::StreamStats{};
+}
+
+}  // namespace nova::test
