@@ -116,6 +116,18 @@ void Agent::add_sample(const schemas::MetricSample& sample) {
     if (sample.ts >= open_batch_.front().ts + static_cast<std::uint64_t>(span_ms)) flush_batch();
   }
   open_batch_.push_back(sample);
+  // The outbox reports on itself in every sample, so the cloud can tell a gap caused by
+  // the disk cap (evicted) from a loss, and see a backlog building while offline.
+  std::uint64_t records = 0;
+  std::uint64_t evicted = 0;
+  for (const auto& [name, st] : outbox_->stats()) {
+    records += st.count;
+    evicted += st.evicted;
+  }
+  auto& extra = open_batch_.back().extra;
+  extra["agent.outbox_records"] = static_cast<double>(records);
+  extra["agent.outbox_bytes"] = static_cast<double>(outbox_->total_bytes());
+  extra["agent.outbox_evicted"] = static_cast<double>(evicted);
 }
 
 void Agent::flush_batch() {

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "nova/agent/agent.h"
+#include "nova/schemas/codec.h"
 #include "nova/testing/ack_consumer.h"
 #include "nova/testing/broker.h"
 
@@ -102,6 +103,22 @@ TEST_CASE("a day offline: 86,400 samples buffered, then delivered exactly once",
   a.stop();
   loop.join();
   created.value().reset();  // releases the outbox (LevelDB allows one owner)
+  {
+    // Each sample reports the outbox's own state upward (backlog, evictions).
+    agent::OutboxOptions o;
+    o.dir = dir / "outbox";
+    auto box = agent::Outbox::open(o);
+    REQUIRE(box.ok());
+    auto pending = box.value()->read("metrics", 0, 1);
+    REQUIRE(pending.ok());
+    REQUIRE(pending->size() == 1);  // the batch stored at stop, not yet acknowledged
+    auto batch = schemas::decode_cbor<schemas::MetricsBatch>(pending->front().payload);
+    REQUIRE(batch.ok());
+    const auto& extra = batch->samples.back().extra;
+    CHECK(extra.count("agent.outbox_records") == 1);
+    CHECK(extra.count("agent.outbox_bytes") == 1);
+    CHECK(extra.at("agent.outbox_evicted") == 0);
+  }
 
   // Restart the agent on the same outbox: the batch left open at stop was stored and
   // now goes up too, and nothing acknowledged is sent again.
