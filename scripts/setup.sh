@@ -15,8 +15,8 @@ packages=(
   catch2 libbenchmark-dev mosquitto mosquitto-clients python3 python3-cbor2
   openssl procps
   # bench/agent_vs_collectd.sh: the peer nova-agent is measured against (its mqtt plugin
-  # needs libmosquitto1, which collectd-core only suggests)
-  collectd-core libmosquitto1
+  # needs libmosquitto1, which collectd-core only suggests); zstd decodes a batch
+  collectd-core libmosquitto1 zstd
   # scripts/run.sh reads the example topology's nodes
   python3-yaml
 )

@@ -266,6 +266,7 @@ void Agent::on_connected(Clock::time_point now) {
   sent_.clear();
   for (const auto& [name, s] : outbox_->stats()) sent_[name] = s.acked;
   const auto jitter_ms = options_.drain.jitter.count();
+  resend_interval_ = options_.drain.resend_after;
   drain_after_ = now + std::chrono::milliseconds(
                            jitter_ms > 0 ? std::uniform_int_distribution<long>(0, jitter_ms)(rng_) : 0);
   last_ack_progress_ = now;
@@ -310,7 +311,10 @@ void Agent::on_message(const std::string& topic, const std::string& payload) {
         update_counters([](AgentCounters& c) { ++c.outbox_errors; });
         continue;
       }
-      if (outbox_->stats()[stream].acked > before) last_ack_progress_ = Clock::now();
+      if (outbox_->stats()[stream].acked > before) {
+        last_ack_progress_ = Clock::now();
+        resend_interval_ = options_.drain.resend_after;
+      }
     }
     update_counters([](AgentCounters& c) { ++c.acks; });
     update_backlog();
@@ -339,9 +343,10 @@ void Agent::drain(Clock::time_point now) {
   // Go-back-N when acknowledgements stall with records outstanding.
   bool outstanding = false;
   for (const auto& [name, s] : stats) outstanding |= sent_[name] > s.acked;
-  if (outstanding && now - last_ack_progress_ > options_.drain.resend_after) {
+  if (outstanding && now - last_ack_progress_ > resend_interval_) {
     for (const auto& [name, s] : stats) sent_[name] = s.acked;
     last_ack_progress_ = now;
+    resend_interval_ = std::min<Clock::duration>(resend_interval_ * 2, options_.drain.resend_after * 16);
     update_counters([](AgentCounters& c) { ++c.resends; });
   }
   const topics::Id node = id(options_.birth.node);

@@ -46,7 +46,10 @@ struct DrainOptions {
   double burst = 100;        // bucket size
   std::chrono::milliseconds jitter{2000};   // random delay before draining after connect
   std::size_t max_in_flight = 64;           // publishes awaiting PUBACK
-  std::chrono::seconds resend_after{30};    // go back to the ack watermark after this stall
+  // Go back to the ack watermark after this long without ack progress; the wait doubles
+  // after each resend that brings no progress (up to 16x), so a cloud that is down for
+  // hours does not make the agent resend its whole backlog every 30 s.
+  std::chrono::seconds resend_after{30};
 };
 
 struct AgentOptions {
@@ -166,6 +169,7 @@ class Agent {
   std::map<std::string, std::uint64_t> sent_;  // per stream: highest seq published this epoch
   Clock::time_point drain_after_{};
   Clock::time_point last_ack_progress_{};
+  Clock::duration resend_interval_{};  // current go-back-N wait, backed off
   Clock::time_point reconnect_at_{};
   std::chrono::milliseconds backoff_{0};
   double tokens_ = 0;
