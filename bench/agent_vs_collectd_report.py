@@ -491,7 +491,7 @@ def main():
           f"({decoded['plain_bytes'] / max(1, a['batch_first'][0][5]):.1f}x); floats as encoded: "
           + ", ".join(f"{cnt} of {wd} bytes" for wd, cnt in sorted(fw.items())))
     w(f"  nova-agent: {a['batch_resends']} of the {len(a['batches'])} batch messages were resends of a batch "
-      "already sent (the agent goes back to the ack watermark when no ack comes for 30 s; no consumer acks here)")
+      "already sent (go-back-N to the ack watermark when acks make no progress; no consumer acks here)")
     if a["batches"]:
         w("    metrics messages, s after exec:seq  " +
           " ".join(f"{b[0] - t0['agent']:.0f}:{b[1]}" for b in a["batches"]))
