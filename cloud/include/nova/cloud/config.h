@@ -1,0 +1,49 @@
+// nova-cloud's configuration file: YAML sections of keys, every key with a default
+// (cloud/examples/cloud.yaml lists them all with their meaning).
+//
+// As in nova-agent and the topology file, unknown keys are errors and errors name the
+// key and the line:
+//   line 4: http.port: expected an integer 1..65535
+//   line 2: mqtt.url: unknown key
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "nova/cloud/service.h"
+#include "nova/schemas/result.h"
+
+namespace nova::cloud {
+
+struct CloudConfig {
+  struct Mqtt {
+    std::string uri = "tcp://127.0.0.1:1883";  // the cloud site's broker
+    std::string username = "nova-cloud";       // the ACL's cloud service user
+    std::string client_id = "nova-cloud";      // unique per instance
+    std::string shared_group;                  // set on every instance to share ingest
+  } mqtt;
+  struct Store {
+    std::string dir = "/var/lib/nova-cloud/store";
+    std::uint32_t raw_retention_h = 24;          // raw metric batches
+    std::uint32_t downsampled_retention_d = 30;  // per-minute aggregates
+    std::uint32_t record_retention_d = 30;       // results, decisions, alerts
+  } store;
+  struct Liveness {
+    std::uint32_t heartbeat_timeout_s = 180;  // silent this long -> not placeable, failover
+  } liveness;
+  struct Http {
+    std::string listen = "127.0.0.1";
+    std::uint16_t port = 8080;        // 0: any free port (printed at start)
+    std::string dashboard_dir;        // static files served at /; empty: the built-in page
+  } http;
+
+  CloudOptions service_options() const;
+};
+
+schemas::Result<CloudConfig> parse_config(std::string_view yaml_text);
+schemas::Result<CloudConfig> load_config(const std::filesystem::path& file);
+
+}  // namespace nova::cloud

@@ -1,0 +1,136 @@
+// The cloud's durable record store: exactly-once ingest of upward records, the
+// end-to-end ack watermarks, and metric history with retention and downsampling.
+//
+// Every upward record carries (node, stream, seq). admit() takes a group of records and
+// writes everything they change -- the record itself, its dedup marker, the stream's
+// watermark, the minute aggregates of a metrics batch -- in ONE synced LevelDB
+// WriteBatch, and only then reports the new watermarks. The service publishes an Ack
+// only from that report, so an ack never covers a record that is not on disk
+// (the durability model's step 3). Grouping many records into one synced write is what
+// lets a single disk keep up with thousands of agents (group commit).
+//
+// Watermark invariant: for each (node, stream), every seq <= watermark has been stored
+// (or was stored and has since aged out of retention). Seqs above the watermark that
+// arrived out of order are kept as "pending" markers until the gap closes; a record
+// whose seq is <= the watermark or already pending is a duplicate and changes nothing.
+// A stream starts at watermark 0: agents number each stream from 1.
+//
+// Retention: raw metric batches are kept for `raw_retention`, per-minute aggregates
+// (count/min/mean/max of the core gauges) for `downsampled_retention`; sweep() deletes
+// what is older. Task results, decisions and alerts are kept until sweep()'s
+// `record_retention`.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "nova/schemas/messages.h"
+#include "nova/schemas/result.h"
+
+namespace leveldb {
+class DB;
+class Cache;
+}  // namespace leveldb
+
+namespace nova::cloud {
+
+using schemas::Result;
+using schemas::Timestamp;
+
+struct StoreOptions {
+  std::filesystem::path dir;
+  std::chrono::hours raw_retention{24};
+  std::chrono::hours downsampled_retention{24 * 30};
+  std::chrono::hours record_retention{24 * 30};
+  std::chrono::seconds downsample_bucket{60};
+  std::size_t block_cache_bytes = 8 << 20;
+  std::size_t write_buffer_bytes = 4 << 20;
+};
+
+// One decoded upward record, ready to store. `payload` is what arrived on the wire and is
+// stored as is (the history keeps CBOR).
+struct IngestRecord {
+  enum class Kind { metrics, result, decision, alert };
+  Kind kind = Kind::metrics;
+  schemas::StreamPosition position;
+  std::string payload;
+  Timestamp received = 0;
+  // Set for metrics (the aggregates are computed from it) and results (key: task id).
+  const schemas::MetricsBatch* batch = nullptr;
+  const schemas::TaskResult* result = nullptr;
+};
+
+struct Admission {
+  bool duplicate = false;
+  std::uint64_t watermark = 0;  // the stream's watermark after this group
+  bool advanced = false;        // the watermark moved because of this group
+};
+
+// Per-minute aggregate of the core gauges of a node.
+struct GaugeStats {
+  std::uint64_t count = 0;
+  double min = 0, max = 0, sum = 0;
+  double mean() const { return count == 0 ? 0 : sum / static_cast<double>(count); }
+};
+struct MinuteAggregate {
+  Timestamp bucket = 0;  // bucket start, ms
+  std::map<std::string, GaugeStats> gauges;  // "cpu", "mem", "disk", "load1", "net_rx", "net_tx", "temp"
+};
+
+struct StoreCounters {
+  std::uint64_t records = 0;     // distinct records stored
+  std::uint64_t duplicates = 0;  // records refused as already stored
+  std::uint64_t samples = 0;     // metric samples in distinct batches
+  std::uint64_t writes = 0;      // synced writes (groups)
+};
+
+// Thread-safe: one ingest thread admits while API threads query.
+class IngestStore {
+ public:
+  static Result<std::unique_ptr<IngestStore>> open(const StoreOptions& options);
+  ~IngestStore();
+  IngestStore(const IngestStore&) = delete;
+  IngestStore& operator=(const IngestStore&) = delete;
+
+  // Stores the group with one synced write. Outcomes are in the order of `records`. On a
+  // write error nothing of the group is stored and the in-memory state is unchanged.
+  Result<std::vector<Admission>> admit(std::span<const IngestRecord> records);
+
+  std::uint64_t watermark(const std::string& node, const std::string& stream);
+  // Every stream of `node` with its watermark (for re-sending acks after a birth).
+  std::map<std::string, std::uint64_t> watermarks(const std::string& node);
+
+  // Raw samples of `node` with from <= ts < to, oldest first, at most `limit`.
+  std::vector<schemas::MetricSample> samples(const std::string& node, Timestamp from, Timestamp to,
+                                             std::size_t limit = 100000);
+  std::vector<MinuteAggregate> aggregates(const std::string& node, Timestamp from, Timestamp to);
+  std::optional<schemas::TaskResult> result(const std::string& node, const std::string& task_id);
+
+  // Deletes history older than the retention periods, measured back from `now`.
+  // Returns the number of entries deleted.
+  std::uint64_t sweep(Timestamp now);
+
+  StoreCounters counters() const;
+
+ private:
+  struct StreamState;
+  explicit IngestStore(const StoreOptions& options);
+  StreamState& stream(const std::string& node, const std::string& stream);
+
+  StoreOptions options_;
+  mutable std::mutex mutex_;  // admit() runs on the ingest thread, queries on HTTP threads
+  std::unique_ptr<leveldb::Cache> cache_;
+  std::unique_ptr<leveldb::DB> db_;
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<StreamState>> streams_;
+  StoreCounters counters_;
+};
+
+}  // namespace nova::cloud

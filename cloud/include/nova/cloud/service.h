@@ -1,0 +1,110 @@
+// nova-cloud's core: an MQTT consumer of the `up` namespace at the cloud broker.
+//
+// One Paho client (a clean session; Paho is only the transport) subscribes to
+//   nova/v1/up/+/state, nova/v1/up/+/link   -> LiveTopology (every instance sees all)
+//   nova/v1/up/+/{metrics,result,decision,alert} -> IngestStore, then Ack downward
+//   nova/v1/cloud/#                          -> workloads/placements/clusters (retained)
+// With `shared_group` set, the ingest topics are subscribed as
+// $share/<group>/nova/v1/up/+/<kind>, so several instances split the ingest load and the
+// broker hands each record to one of them.
+//
+// Threads: Paho's callback thread only queues messages (Paho holds its client lock while
+// a callback runs, so nothing may wait there). One ingest thread takes up to
+// `max_group` queued messages, decodes and validates them, stores the group with one
+// synced write (IngestStore::admit) and only then publishes the acks -- one Ack per
+// node per group, carrying the watermark of every stream the group touched. A duplicate
+// is answered with the current watermark too: it means the agent did not get our ack.
+// Records of a node whose birth has not been seen yet are stored; their ack waits for
+// the birth (the birth names the site path the ack topic needs).
+//
+// Bad input never stops the service: an undecodable payload, a record whose node differs
+// from its topic, an unknown kind -- each is logged with the reason and counted by kind.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "nova/cloud/ingest_store.h"
+#include "nova/cloud/live_topology.h"
+#include "nova/schemas/messages.h"
+#include "nova/schemas/result.h"
+
+namespace nova::cloud {
+
+class Workloads;
+
+using LogFn = std::function<void(const char* level, const std::string& event, const std::string& fields)>;
+
+struct CloudOptions {
+  std::string broker_uri = "tcp://127.0.0.1:1883";
+  std::string username = "nova-cloud";
+  std::string client_id = "nova-cloud";
+  std::string shared_group;  // empty: this instance consumes all ingest alone
+  StoreOptions store;
+  std::chrono::milliseconds heartbeat_timeout{180'000};
+  std::chrono::milliseconds sweep_interval{3'600'000};
+  std::size_t max_group = 512;  // records per synced write
+  LogFn log;
+};
+
+// Counters for /metrics. Monotonic unless named as a gauge.
+struct CloudCounters {
+  std::uint64_t messages = 0;             // MQTT messages received
+  std::uint64_t records_stored = 0;       // distinct upward records stored
+  std::uint64_t duplicates = 0;           // replayed records refused by dedup
+  std::uint64_t samples = 0;              // metric samples stored
+  std::uint64_t acks_sent = 0;
+  std::uint64_t acks_deferred = 0;        // acks waiting for a node's birth
+  std::uint64_t store_writes = 0;
+  std::uint64_t store_errors = 0;
+  std::map<std::string, std::uint64_t> rejected;  // by reason class, e.g. "undecodable"
+  std::uint64_t liveness_changes = 0;
+  std::uint64_t queue_depth = 0;          // gauge
+  bool connected = false;                 // gauge
+};
+
+class CloudService {
+ public:
+  static schemas::Result<std::unique_ptr<CloudService>> start(CloudOptions options);
+  ~CloudService();  // stops
+  CloudService(const CloudService&) = delete;
+  CloudService& operator=(const CloudService&) = delete;
+
+  // Drains the queue, stops the ingest thread and disconnects. Idempotent.
+  void stop();
+
+  // Publishes (QoS 1) from any thread; false if the client refused it (disconnected or
+  // buffer full). Used by the workload manager and the API.
+  bool publish(const std::string& topic, const std::vector<std::uint8_t>& payload, bool retained);
+
+  // Snapshots for the API.
+  std::vector<NodeView> nodes() const;
+  std::optional<NodeView> node(const std::string& id) const;
+  std::vector<std::string> links_down() const;
+  CloudCounters counters() const;
+  IngestStore& store() { return *store_; }
+  Workloads& workloads() { return *workloads_; }
+  const CloudOptions& options() const { return options_; }
+
+  // Waits until `pred` holds on the current node table (tests, readiness).
+  bool wait_for_nodes(const std::function<bool(const std::map<std::string, NodeView>&)>& pred,
+                      std::chrono::milliseconds timeout) const;
+
+ private:
+  class Impl;
+  explicit CloudService(CloudOptions options);
+
+  CloudOptions options_;
+  std::unique_ptr<IngestStore> store_;
+  std::unique_ptr<Workloads> workloads_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nova::cloud

@@ -1,0 +1,121 @@
+// Workloads: what the cloud was asked to run, where it runs, and keeping it running.
+//
+// submit() places a WorkloadSpec with tiers' placement engine on the nodes that are
+// alive now, accounting for what earlier workloads already hold on each node (so a burst
+// of submissions never overcommits a node), then publishes, QoS 1:
+//   nova/v1/cloud/workload/<id>   the spec, retained
+//   nova/v1/cloud/placement/<id>  the decision with its score breakdown and the
+//                                 precomputed failover candidates, retained
+//   nova/v1/down/<site>/<node>/task  a Task "<id>.r<revision>" for the chosen node
+// The task's result (through the ingest path) ends the run: ok -> succeeded; refused
+// -> placed again elsewhere; failed/timeout/killed -> failed.
+//
+// Failover: when a node hosting a running workload stops being alive (its will, its
+// goodbye, a bridge above it going down, or missed heartbeats), the workload is placed
+// again -- first on its precomputed failover candidates that are still alive and have
+// room, else by a fresh placement -- with a new revision. Each failover records when the
+// loss was detected and when the new task was sent (GET /api/v1/workloads/<id>).
+//
+// Migration: tick() moves a running workload off a node whose latest CPU or memory
+// utilisation is above 90 %, that reports thermal throttling, or that announces
+// maintenance, when a candidate scores better. A migration is a plan: the target gets
+// the task first, and the old run is only released when the target's run started (its
+// result or its liveness says so); if the target fails to start, the plan rolls back
+// and the workload stays where it was.
+//
+// Thread-safe: REST threads submit while the ingest thread reports results and
+// liveness.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nova/cloud/live_topology.h"
+#include "nova/schemas/messages.h"
+#include "nova/schemas/result.h"
+#include "nova/schemas/topic.h"
+
+namespace nova::cloud {
+
+using PublishFn = std::function<bool(const std::string& topic, const std::vector<std::uint8_t>& payload, bool retained)>;
+using NodesFn = std::function<std::vector<NodeView>()>;
+using WorkloadLogFn = std::function<void(const char* level, const std::string& event, const std::string& fields)>;
+
+enum class Phase { pending, running, succeeded, failed, deleted };
+std::string_view to_string(Phase p);
+
+struct PlacementEvent {
+  Timestamp ts = 0;
+  std::string node;
+  std::uint64_t revision = 0;
+  std::string reason;       // "submitted", "failover: node dead (will)", "refused: ...", ...
+  Timestamp detected_ts = 0;  // failover only: when the loss was seen
+};
+
+struct WorkloadState {
+  schemas::WorkloadSpec spec;
+  Phase phase = Phase::pending;
+  std::optional<schemas::Placement> placement;  // the current one
+  std::string task_id;                          // the current run's task
+  Timestamp submitted_ts = 0;
+  std::string unplaced_reason;                  // why it is pending, when it is
+  std::optional<schemas::TaskResult> result;    // the final result
+  std::vector<PlacementEvent> history;
+};
+
+// A ranked recommendation (POST /api/v1/edge/optimize): nothing is committed.
+struct Recommendation {
+  std::string node;
+  std::string site;
+  double score = 0;
+  schemas::ScoreBreakdown breakdown;
+};
+
+struct WorkloadCounters {
+  std::uint64_t submitted = 0;
+  std::uint64_t placements = 0;
+  std::uint64_t unplaceable = 0;
+  std::uint64_t failovers = 0;
+  std::uint64_t succeeded = 0;
+  std::uint64_t failed = 0;
+  std::uint64_t last_failover_recovery_ms = 0;  // loss seen -> replacement run started
+};
+
+class Workloads {
+ public:
+  Workloads(PublishFn publish, NodesFn nodes, WorkloadLogFn log);
+
+  // Validates and places; the state says where it went or why it waits. Errors name
+  // the field ("workload_id: already exists").
+  schemas::Result<WorkloadState> submit(schemas::WorkloadSpec spec, Timestamp now);
+  bool remove(const std::string& workload_id, Timestamp now);
+  std::vector<WorkloadState> list() const;
+  std::optional<WorkloadState> get(const std::string& workload_id) const;
+  schemas::Result<std::vector<Recommendation>> optimize(const schemas::WorkloadSpec& spec, std::size_t k) const;
+
+  // Clusters (federation): registered as retained records.
+  schemas::Status register_cluster(const schemas::ClusterRecord& cluster);
+  bool remove_cluster(const std::string& cluster_id);
+  std::vector<schemas::ClusterRecord> clusters() const;
+
+  // Called by the ingest thread.
+  void on_liveness(const std::vector<LivenessChange>& changes, const std::vector<NodeView>& nodes, Timestamp now);
+  void on_result(const schemas::TaskResult& result, Timestamp now);
+  void on_cloud_record(const topics::CloudTopic& topic, const std::string& payload, bool retained);
+  void on_metrics(const std::string& node, const schemas::MetricSample& latest);
+  void tick(Timestamp now);
+
+  WorkloadCounters counters() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace nova::cloud

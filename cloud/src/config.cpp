@@ -1,0 +1,124 @@
+#include "nova/cloud/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <map>
+#include <sstream>
+
+namespace nova::cloud {
+
+using schemas::Error;
+
+namespace {
+
+using Setter = std::function<std::optional<std::string>(CloudConfig&, const YAML::Node&)>;
+
+template <class Int>
+Setter integer(std::function<Int&(CloudConfig&)> field, std::uint64_t lo, std::uint64_t hi) {
+  return [field, lo, hi](CloudConfig& c, const YAML::Node& n) -> std::optional<std::string> {
+    std::uint64_t v = 0;
+    try {
+      if (!n.IsScalar()) throw YAML::Exception(YAML::Mark::null_mark(), "");
+      const std::string text = n.Scalar();
+      if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) throw YAML::Exception(YAML::Mark::null_mark(), "");
+      v = std::stoull(text);
+    } catch (const std::exception&) {
+      return "expected an integer " + std::to_string(lo) + ".." + std::to_string(hi);
+    }
+    if (v < lo || v > hi) return "value " + std::to_string(v) + " is out of range " + std::to_string(lo) + ".." + std::to_string(hi);
+    field(c) = static_cast<Int>(v);
+    return std::nullopt;
+  };
+}
+
+Setter text(std::function<std::string&(CloudConfig&)> field, bool may_be_empty) {
+  return [field, may_be_empty](CloudConfig& c, const YAML::Node& n) -> std::optional<std::string> {
+    if (!n.IsScalar()) return "expected a string";
+    if (!may_be_empty && n.Scalar().empty()) return "must not be empty";
+    field(c) = n.Scalar();
+    return std::nullopt;
+  };
+}
+
+// One table of keys: the parser's only knowledge of the file's shape.
+const std::map<std::string, Setter>& keys() {
+  static const std::map<std::string, Setter> table = {
+      {"mqtt.uri", text([](CloudConfig& c) -> std::string& { return c.mqtt.uri; }, false)},
+      {"mqtt.username", text([](CloudConfig& c) -> std::string& { return c.mqtt.username; }, false)},
+      {"mqtt.client_id", text([](CloudConfig& c) -> std::string& { return c.mqtt.client_id; }, false)},
+      {"mqtt.shared_group", text([](CloudConfig& c) -> std::string& { return c.mqtt.shared_group; }, true)},
+      {"store.dir", text([](CloudConfig& c) -> std::string& { return c.store.dir; }, false)},
+      {"store.raw_retention_h",
+       integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.store.raw_retention_h; }, 1, 24 * 365)},
+      {"store.downsampled_retention_d",
+       integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.store.downsampled_retention_d; }, 1, 3650)},
+      {"store.record_retention_d",
+       integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.store.record_retention_d; }, 1, 3650)},
+      {"liveness.heartbeat_timeout_s",
+       integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.liveness.heartbeat_timeout_s; }, 1, 86400)},
+      {"http.listen", text([](CloudConfig& c) -> std::string& { return c.http.listen; }, false)},
+      {"http.port", integer<std::uint16_t>([](CloudConfig& c) -> std::uint16_t& { return c.http.port; }, 0, 65535)},
+      {"http.dashboard_dir", text([](CloudConfig& c) -> std::string& { return c.http.dashboard_dir; }, true)},
+  };
+  return table;
+}
+
+std::string at_line(const YAML::Node& n) {
+  return n.Mark().line >= 0 ? "line " + std::to_string(n.Mark().line + 1) + ": " : "";
+}
+
+}  // namespace
+
+CloudOptions CloudConfig::service_options() const {
+  CloudOptions o;
+  o.broker_uri = mqtt.uri;
+  o.username = mqtt.username;
+  o.client_id = mqtt.client_id;
+  o.shared_group = mqtt.shared_group;
+  o.store.dir = store.dir;
+  o.store.raw_retention = std::chrono::hours(store.raw_retention_h);
+  o.store.downsampled_retention = std::chrono::hours(24 * store.downsampled_retention_d);
+  o.store.record_retention = std::chrono::hours(24 * store.record_retention_d);
+  o.heartbeat_timeout = std::chrono::seconds(liveness.heartbeat_timeout_s);
+  return o;
+}
+
+schemas::Result<CloudConfig> parse_config(std::string_view yaml_text) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml_text));
+  } catch (const YAML::Exception& e) {
+    return Error{"", "line " + std::to_string(e.mark.line + 1) + ": " + e.msg};
+  }
+  CloudConfig config;
+  if (root.IsNull()) return config;  // an empty file: every default
+  if (!root.IsMap()) return Error{"", at_line(root) + "expected a map of sections"};
+  for (const auto& section : root) {
+    const std::string name = section.first.as<std::string>();
+    if (!section.second.IsMap()) {
+      bool known = false;
+      for (const auto& [key, setter] : keys()) known = known || key.rfind(name + ".", 0) == 0;
+      return Error{"", at_line(section.first) + name + (known ? ": expected a map of keys" : ": unknown section")};
+    }
+    for (const auto& entry : section.second) {
+      const std::string key = name + "." + entry.first.as<std::string>();
+      auto it = keys().find(key);
+      if (it == keys().end()) return Error{"", at_line(entry.first) + key + ": unknown key"};
+      if (auto problem = it->second(config, entry.second)) return Error{"", at_line(entry.second) + key + ": " + *problem};
+    }
+  }
+  return config;
+}
+
+schemas::Result<CloudConfig> load_config(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  if (!in) return Error{"", "cannot read " + file.string()};
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_config(text.str());
+}
+
+}  // namespace nova::cloud

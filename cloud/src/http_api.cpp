@@ -1,0 +1,320 @@
+#include "nova/cloud/http_api.h"
+
+#include <httplib.h>
+
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "dashboard.h"
+#include "nova/cloud/workloads.h"
+#include "nova/schemas/codec.h"
+
+namespace nova::cloud {
+
+using nlohmann::json;
+using namespace nova::schemas;
+
+namespace {
+
+Timestamp now_ms() {
+  return static_cast<Timestamp>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+
+template <class T>
+json to_json(const T& message) {
+  return json::parse(encode_json(message));
+}
+
+void reply(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(body.dump(), "application/json");
+}
+
+void error(httplib::Response& res, int status, const std::string& message) { reply(res, status, {{"error", message}}); }
+
+json node_json(const NodeView& n) {
+  json j = {{"id", n.id},
+            {"liveness", std::string(to_string(n.liveness))},
+            {"bdseq", n.bdseq},
+            {"last_seen", n.last_seen},
+            {"status_since", n.status_since}};
+  if (n.description) {
+    const auto& d = *n.description;
+    j["level"] = d.level;
+    j["site"] = d.site;
+    j["arch"] = d.arch;
+    j["version"] = d.version;
+    j["caps"] = d.capabilities;
+    j["res"] = {{"cpu_millis", d.resources.cpu_millis},
+                {"memory_mb", d.resources.memory_mb},
+                {"storage_mb", d.resources.storage_mb}};
+    if (d.region) j["region"] = *d.region;
+  }
+  return j;
+}
+
+json workload_json(const WorkloadState& w) {
+  json j = {{"workload_id", w.spec.workload_id},
+            {"spec", to_json(w.spec)},
+            {"phase", std::string(to_string(w.phase))},
+            {"task_id", w.task_id},
+            {"submitted_ts", w.submitted_ts}};
+  if (w.placement) j["placement"] = to_json(*w.placement);
+  if (!w.unplaced_reason.empty()) j["unplaced_reason"] = w.unplaced_reason;
+  if (w.result) j["result"] = to_json(*w.result);
+  json history = json::array();
+  for (const auto& e : w.history) {
+    json h = {{"ts", e.ts}, {"node", e.node}, {"revision", e.revision}, {"reason", e.reason}};
+    if (e.detected_ts != 0) {
+      h["detected_ts"] = e.detected_ts;
+      h["recovery_ms"] = e.ts - e.detected_ts;
+    }
+    history.push_back(std::move(h));
+  }
+  j["history"] = std::move(history);
+  return j;
+}
+
+// The site tree from the site paths that births announced: every level of a path is a
+// site; a site's link is "down" when its bridge reported 0.
+json topology_json(const std::vector<NodeView>& nodes, const std::vector<std::string>& links_down) {
+  struct SiteNode {
+    std::map<std::string, SiteNode> children;
+    json nodes = json::array();
+  };
+  SiteNode root;
+  for (const auto& n : nodes) {
+    if (!n.description) continue;
+    SiteNode* at = &root;
+    std::stringstream path(n.description->site);
+    for (std::string level; std::getline(path, level, '/');) at = &at->children[level];
+    at->nodes.push_back({{"id", n.id}, {"liveness", std::string(to_string(n.liveness))}, {"level", n.description->level}});
+  }
+  const std::set<std::string> down(links_down.begin(), links_down.end());
+  std::function<json(const std::string&, const std::string&, const SiteNode&)> render =
+      [&](const std::string& id, const std::string& path, const SiteNode& s) {
+        json children = json::array();
+        for (const auto& [cid, child] : s.children) children.push_back(render(cid, path + "/" + cid, child));
+        return json{{"site", id}, {"path", path}, {"link", down.count(id) != 0 ? "down" : "up"},
+                    {"nodes", s.nodes}, {"children", std::move(children)}};
+      };
+  json roots = json::array();
+  for (const auto& [id, s] : root.children) roots.push_back(render(id, id, s));
+  return roots;
+}
+
+std::string prometheus_text(const CloudService& service) {
+  const CloudCounters c = service.counters();
+  const WorkloadCounters w = const_cast<CloudService&>(service).workloads().counters();
+  std::ostringstream out;
+  auto metric = [&](const char* name, const char* type, const char* help, auto value) {
+    out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n' << name << ' ' << value << '\n';
+  };
+  metric("nova_cloud_messages_received_total", "counter", "MQTT messages received.", c.messages);
+  metric("nova_cloud_records_stored_total", "counter", "Distinct upward records stored durably.", c.records_stored);
+  metric("nova_cloud_records_duplicate_total", "counter", "Replayed records refused by deduplication.", c.duplicates);
+  metric("nova_cloud_samples_stored_total", "counter", "Metric samples stored.", c.samples);
+  metric("nova_cloud_acks_sent_total", "counter", "End-to-end acks published.", c.acks_sent);
+  metric("nova_cloud_acks_deferred_total", "counter", "Acks waiting for the node's birth.", c.acks_deferred);
+  metric("nova_cloud_store_writes_total", "counter", "Synced store writes (record groups).", c.store_writes);
+  metric("nova_cloud_store_errors_total", "counter", "Failed store writes.", c.store_errors);
+  out << "# HELP nova_cloud_records_rejected_total Upward messages refused, by reason.\n"
+         "# TYPE nova_cloud_records_rejected_total counter\n";
+  if (c.rejected.empty()) out << "nova_cloud_records_rejected_total{reason=\"undecodable\"} 0\n";
+  for (const auto& [reason, n] : c.rejected) out << "nova_cloud_records_rejected_total{reason=\"" << reason << "\"} " << n << '\n';
+  metric("nova_cloud_liveness_changes_total", "counter", "Node liveness transitions.", c.liveness_changes);
+  metric("nova_cloud_ingest_queue_depth", "gauge", "Messages waiting for the ingest thread.", c.queue_depth);
+  metric("nova_cloud_mqtt_connected", "gauge", "1 while the MQTT session is up.", c.connected ? 1 : 0);
+  out << "# HELP nova_cloud_nodes Nodes by liveness.\n# TYPE nova_cloud_nodes gauge\n";
+  std::map<std::string, int> by_liveness = {{"alive", 0}, {"offline", 0}, {"dead", 0}, {"unreachable", 0}, {"silent", 0}};
+  for (const auto& n : service.nodes()) ++by_liveness[std::string(to_string(n.liveness))];
+  for (const auto& [l, n] : by_liveness) out << "nova_cloud_nodes{liveness=\"" << l << "\"} " << n << '\n';
+  metric("nova_cloud_workloads_submitted_total", "counter", "Workloads submitted.", w.submitted);
+  metric("nova_cloud_placements_total", "counter", "Placement decisions published.", w.placements);
+  metric("nova_cloud_workloads_unplaceable_total", "counter", "Placement attempts with no feasible node.", w.unplaceable);
+  metric("nova_cloud_failovers_total", "counter", "Workloads placed again after losing their node.", w.failovers);
+  metric("nova_cloud_workloads_succeeded_total", "counter", "Workload runs that ended ok.", w.succeeded);
+  metric("nova_cloud_workloads_failed_total", "counter", "Workload runs that ended failed.", w.failed);
+  metric("nova_cloud_last_failover_recovery_ms", "gauge", "Loss seen to replacement run started, last failover.",
+         w.last_failover_recovery_ms);
+  return out.str();
+}
+
+std::optional<std::uint64_t> uint_param(const httplib::Request& req, const char* name) {
+  if (!req.has_param(name)) return std::nullopt;
+  const std::string v = req.get_param_value(name);
+  if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos || v.size() > 19) return std::nullopt;
+  return std::stoull(v);
+}
+
+}  // namespace
+
+schemas::Result<std::unique_ptr<HttpApi>> HttpApi::start(CloudService& service, const HttpOptions& options) {
+  std::unique_ptr<HttpApi> api(new HttpApi());
+  api->server_ = std::make_unique<httplib::Server>();
+  httplib::Server& s = *api->server_;
+  s.set_payload_max_length(options.max_body_bytes);
+  CloudService* svc = &service;
+
+  s.Get("/api/v1/health", [svc](const httplib::Request&, httplib::Response& res) {
+    const CloudCounters c = svc->counters();
+    reply(res, 200, {{"status", "ok"}, {"mqtt_connected", c.connected}, {"queue_depth", c.queue_depth}});
+  });
+  s.Get("/api/v1/nodes", [svc](const httplib::Request&, httplib::Response& res) {
+    json out = json::array();
+    for (const auto& n : svc->nodes()) out.push_back(node_json(n));
+    reply(res, 200, out);
+  });
+  s.Get(R"(/api/v1/nodes/([^/]+))", [svc](const httplib::Request& req, httplib::Response& res) {
+    auto n = svc->node(req.matches[1]);
+    if (!n) return error(res, 404, "node '" + std::string(req.matches[1]) + "' is not known");
+    json j = node_json(*n);
+    j["watermarks"] = svc->store().watermarks(n->id);
+    reply(res, 200, j);
+  });
+  s.Get(R"(/api/v1/nodes/([^/]+)/metrics)", [svc](const httplib::Request& req, httplib::Response& res) {
+    const std::string node = req.matches[1];
+    const Timestamp now = now_ms();
+    const auto from = uint_param(req, "from");
+    const auto to = uint_param(req, "to");
+    if ((req.has_param("from") && !from) || (req.has_param("to") && !to)) {
+      return error(res, 400, "from, to: expected milliseconds since the epoch");
+    }
+    const std::string resolution = req.has_param("resolution") ? req.get_param_value("resolution") : "raw";
+    const Timestamp f = from.value_or(now - 3'600'000);
+    const Timestamp t = to.value_or(now + 1);
+    json out = json::array();
+    if (resolution == "raw") {
+      for (const auto& sample : svc->store().samples(node, f, t, 10000)) {
+        json j = {{"ts", sample.ts}, {"cpu", sample.cpu_pct}, {"mem", sample.mem_pct}, {"disk", sample.disk_pct},
+                  {"load1", sample.load1}, {"net_rx", sample.net_rx_bps}, {"net_tx", sample.net_tx_bps}};
+        if (sample.temp_c) j["temp"] = *sample.temp_c;
+        out.push_back(std::move(j));
+      }
+    } else if (resolution == "1m") {
+      for (const auto& a : svc->store().aggregates(node, f, t)) {
+        json j = {{"ts", a.bucket}};
+        for (const auto& [name, g] : a.gauges) j[name] = {{"min", g.min}, {"mean", g.mean()}, {"max", g.max}, {"count", g.count}};
+        out.push_back(std::move(j));
+      }
+    } else {
+      return error(res, 400, "resolution: expected \"raw\" or \"1m\"");
+    }
+    reply(res, 200, out);
+  });
+  s.Get("/api/v1/topology", [svc](const httplib::Request&, httplib::Response& res) {
+    reply(res, 200, {{"sites", topology_json(svc->nodes(), svc->links_down())}, {"links_down", svc->links_down()}});
+  });
+  s.Get("/api/v1/workloads", [svc](const httplib::Request&, httplib::Response& res) {
+    json out = json::array();
+    for (const auto& w : svc->workloads().list()) out.push_back(workload_json(w));
+    reply(res, 200, out);
+  });
+  s.Post("/api/v1/workloads", [svc](const httplib::Request& req, httplib::Response& res) {
+    auto spec = decode_json<WorkloadSpec>(req.body);
+    if (!spec) return error(res, 400, spec.error().message());
+    auto state = svc->workloads().submit(std::move(spec).value(), now_ms());
+    if (!state) return error(res, state.error().reason.find("already exists") != std::string::npos ? 409 : 400, state.error().message());
+    res.set_header("Location", "/api/v1/workloads/" + state->spec.workload_id);
+    reply(res, 201, workload_json(*state));
+  });
+  s.Get(R"(/api/v1/workloads/([^/]+))", [svc](const httplib::Request& req, httplib::Response& res) {
+    auto w = svc->workloads().get(req.matches[1]);
+    if (!w) return error(res, 404, "workload '" + std::string(req.matches[1]) + "' is not known");
+    reply(res, 200, workload_json(*w));
+  });
+  s.Delete(R"(/api/v1/workloads/([^/]+))", [svc](const httplib::Request& req, httplib::Response& res) {
+    if (!svc->workloads().remove(req.matches[1], now_ms())) {
+      return error(res, 404, "workload '" + std::string(req.matches[1]) + "' is not known");
+    }
+    res.status = 204;
+  });
+  s.Get("/api/v1/placements", [svc](const httplib::Request&, httplib::Response& res) {
+    json out = json::array();
+    for (const auto& w : svc->workloads().list()) {
+      if (w.placement && w.phase != Phase::deleted) out.push_back(to_json(*w.placement));
+    }
+    reply(res, 200, out);
+  });
+  s.Get("/api/v1/clusters", [svc](const httplib::Request&, httplib::Response& res) {
+    json out = json::array();
+    for (const auto& c : svc->workloads().clusters()) out.push_back(to_json(c));
+    reply(res, 200, out);
+  });
+  s.Post("/api/v1/clusters", [svc](const httplib::Request& req, httplib::Response& res) {
+    auto cluster = decode_json<ClusterRecord>(req.body);
+    if (!cluster) return error(res, 400, cluster.error().message());
+    auto st = svc->workloads().register_cluster(*cluster);
+    if (!st) return error(res, 400, st.error().message());
+    reply(res, 201, to_json(*cluster));
+  });
+  s.Delete(R"(/api/v1/clusters/([^/]+))", [svc](const httplib::Request& req, httplib::Response& res) {
+    if (!svc->workloads().remove_cluster(req.matches[1])) {
+      return error(res, 404, "cluster '" + std::string(req.matches[1]) + "' is not known");
+    }
+    res.status = 204;
+  });
+  s.Post("/api/v1/edge/optimize", [svc](const httplib::Request& req, httplib::Response& res) {
+    auto spec = decode_json<WorkloadSpec>(req.body);
+    if (!spec) return error(res, 400, spec.error().message());
+    std::size_t k = 5;
+    if (req.has_param("k")) {
+      const auto v = uint_param(req, "k");
+      if (!v || *v < 1 || *v > 100) return error(res, 400, "k: expected an integer 1..100");
+      k = *v;
+    }
+    auto ranked = svc->workloads().optimize(*spec, k);
+    if (!ranked) return error(res, 422, ranked.error().message());
+    json out = json::array();
+    for (const auto& r : *ranked) {
+      const ScoreBreakdown& b = r.breakdown;
+      json breakdown = {{"resource", b.resource}, {"latency", b.latency}, {"capability", b.capability},
+                        {"level", b.level}, {"availability", b.availability}};
+      out.push_back({{"node", r.node}, {"site", r.site}, {"score", r.score}, {"breakdown", std::move(breakdown)}});
+    }
+    reply(res, 200, {{"workload_id", spec->workload_id}, {"recommendations", out}});
+  });
+  s.Get("/metrics", [svc](const httplib::Request&, httplib::Response& res) {
+    res.set_content(prometheus_text(*svc), "text/plain; version=0.0.4");
+  });
+  if (options.dashboard_dir.empty()) {
+    s.Get("/", [](const httplib::Request&, httplib::Response& res) { res.set_content(kDashboardHtml, "text/html"); });
+  } else if (!s.set_mount_point("/", options.dashboard_dir)) {
+    return Error{"http.dashboard_dir", "'" + options.dashboard_dir + "' is not a readable directory"};
+  }
+  s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (res.body.empty()) {
+      error(res, res.status, res.status == 404 ? std::string("no such resource") : "request failed (HTTP " + std::to_string(res.status) + ")");
+    }
+  });
+  s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+    error(res, 500, "internal error");
+  });
+
+  if (options.port == 0) {
+    const int port = s.bind_to_any_port(options.listen);
+    if (port <= 0) return Error{"http.listen", "cannot bind " + options.listen};
+    api->port_ = static_cast<std::uint16_t>(port);
+  } else {
+    if (!s.bind_to_port(options.listen, options.port)) {
+      return Error{"http.port", "cannot bind " + options.listen + ":" + std::to_string(options.port)};
+    }
+    api->port_ = options.port;
+  }
+  api->thread_ = std::thread([raw = api->server_.get()] { raw->listen_after_bind(); });
+  return api;
+}
+
+HttpApi::~HttpApi() { stop(); }
+
+void HttpApi::stop() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace nova::cloud

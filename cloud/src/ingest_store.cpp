@@ -1,0 +1,400 @@
+#include "nova/cloud/ingest_store.h"
+
+#include <leveldb/cache.h>
+#include <leveldb/db.h>
+#include <leveldb/write_batch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <set>
+
+#include "nova/schemas/codec.h"
+
+namespace nova::cloud {
+
+// Key layout (node and stream are topic Ids, so '/' never occurs inside them):
+//   w/<node>/<stream>                 watermark, u64 big endian
+//   p/<node>/<stream>/<seq>           a stored seq above the watermark (empty value)
+//   h/<node>/<first ts><seq>          a raw metrics batch, as received
+//   g/<node>/<bucket ts>              a MinuteAggregate
+//   r/<node>/<task id>                a task result, as received (value: ts + payload)
+//   d/<node>/<ts><seq>, a/<node>/<ts><seq>   decisions, alerts, as received
+// Fixed-width big-endian numbers keep each node's history in time order.
+namespace {
+
+void put_be64(std::string& out, std::uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
+}
+
+std::uint64_t get_be64(const char* p) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+std::string node_prefix(char tag, const std::string& node) { return std::string(1, tag) + "/" + node + "/"; }
+
+std::string watermark_key(const std::string& node, const std::string& stream) {
+  return node_prefix('w', node) + stream;
+}
+
+std::string pending_prefix(const std::string& node, const std::string& stream) {
+  return node_prefix('p', node) + stream + "/";
+}
+
+std::string pending_key(const std::string& node, const std::string& stream, std::uint64_t seq) {
+  std::string k = pending_prefix(node, stream);
+  put_be64(k, seq);
+  return k;
+}
+
+std::string timed_key(char tag, const std::string& node, Timestamp ts, std::uint64_t seq) {
+  std::string k = node_prefix(tag, node);
+  put_be64(k, ts);
+  put_be64(k, seq);
+  return k;
+}
+
+std::string bucket_key(const std::string& node, Timestamp bucket) {
+  std::string k = node_prefix('g', node);
+  put_be64(k, bucket);
+  return k;
+}
+
+void put_f64(std::string& out, double d) {
+  std::uint64_t bits = 0;
+  std::memcpy(&bits, &d, sizeof bits);
+  put_be64(out, bits);
+}
+
+double get_f64(const char* p) {
+  const std::uint64_t bits = get_be64(p);
+  double d = 0;
+  std::memcpy(&d, &bits, sizeof d);
+  return d;
+}
+
+// count(u64) then per gauge: name length (1 byte), name, count, min, max, sum.
+std::string serialize(const MinuteAggregate& a) {
+  std::string out;
+  put_be64(out, a.gauges.size());
+  for (const auto& [name, g] : a.gauges) {
+    out.push_back(static_cast<char>(name.size()));
+    out += name;
+    put_be64(out, g.count);
+    put_f64(out, g.min);
+    put_f64(out, g.max);
+    put_f64(out, g.sum);
+  }
+  return out;
+}
+
+// Our own format, but the disk can still hand back garbage: parse defensively.
+MinuteAggregate deserialize(Timestamp bucket, const std::string& in) {
+  MinuteAggregate a;
+  a.bucket = bucket;
+  if (in.size() < 8) return a;
+  std::size_t pos = 8;
+  for (std::uint64_t n = get_be64(in.data()); n > 0; --n) {
+    if (pos >= in.size()) break;
+    const std::size_t len = static_cast<unsigned char>(in[pos++]);
+    if (pos + len + 32 > in.size()) break;
+    GaugeStats& g = a.gauges[in.substr(pos, len)];
+    pos += len;
+    g.count = get_be64(in.data() + pos);
+    g.min = get_f64(in.data() + pos + 8);
+    g.max = get_f64(in.data() + pos + 16);
+    g.sum = get_f64(in.data() + pos + 24);
+    pos += 32;
+  }
+  return a;
+}
+
+void add(GaugeStats& g, double v) {
+  if (!std::isfinite(v)) return;
+  if (g.count == 0) {
+    g.min = g.max = v;
+  } else {
+    g.min = std::min(g.min, v);
+    g.max = std::max(g.max, v);
+  }
+  g.sum += v;
+  ++g.count;
+}
+
+void add(MinuteAggregate& a, const schemas::MetricSample& s) {
+  add(a.gauges["cpu"], s.cpu_pct);
+  add(a.gauges["mem"], s.mem_pct);
+  add(a.gauges["disk"], s.disk_pct);
+  add(a.gauges["load1"], s.load1);
+  add(a.gauges["net_rx"], s.net_rx_bps);
+  add(a.gauges["net_tx"], s.net_tx_bps);
+  if (s.temp_c) add(a.gauges["temp"], *s.temp_c);
+  if (s.power_w) add(a.gauges["power"], *s.power_w);
+}
+
+bool starts_with(const leveldb::Slice& s, const std::string& prefix) {
+  return s.size() >= prefix.size() && std::memcmp(s.data(), prefix.data(), prefix.size()) == 0;
+}
+
+}  // namespace
+
+struct IngestStore::StreamState {
+  std::uint64_t watermark = 0;
+  std::set<std::uint64_t> pending;
+};
+
+IngestStore::IngestStore(const StoreOptions& options) : options_(options) {}
+IngestStore::~IngestStore() = default;
+
+Result<std::unique_ptr<IngestStore>> IngestStore::open(const StoreOptions& options) {
+  std::unique_ptr<IngestStore> store(new IngestStore(options));
+  store->cache_.reset(leveldb::NewLRUCache(options.block_cache_bytes));
+  leveldb::Options o;
+  o.create_if_missing = true;
+  o.write_buffer_size = options.write_buffer_bytes;
+  o.block_cache = store->cache_.get();
+  std::error_code ec;
+  std::filesystem::create_directories(options.dir, ec);
+  leveldb::DB* raw = nullptr;
+  const leveldb::Status st = leveldb::DB::Open(o, options.dir.string(), &raw);
+  if (!st.ok()) return schemas::Error{"store.dir", "open " + options.dir.string() + ": " + st.ToString()};
+  store->db_.reset(raw);
+  return store;
+}
+
+// Loads a stream's state on first use: its watermark and its few pending markers.
+IngestStore::StreamState& IngestStore::stream(const std::string& node, const std::string& stream) {
+  auto& slot = streams_[{node, stream}];
+  if (slot) return *slot;
+  slot = std::make_unique<StreamState>();
+  std::string value;
+  if (db_->Get(leveldb::ReadOptions(), watermark_key(node, stream), &value).ok() && value.size() == 8) {
+    slot->watermark = get_be64(value.data());
+  }
+  const std::string prefix = pending_prefix(node, stream);
+  std::unique_ptr<leveldb::Iterator> it(db_->NewIterator(leveldb::ReadOptions()));
+  for (it->Seek(prefix); it->Valid() && starts_with(it->key(), prefix); it->Next()) {
+    if (it->key().size() == prefix.size() + 8) slot->pending.insert(get_be64(it->key().data() + prefix.size()));
+  }
+  return *slot;
+}
+
+Result<std::vector<Admission>> IngestStore::admit(std::span<const IngestRecord> records) {
+  std::lock_guard lock(mutex_);
+  leveldb::WriteBatch batch;
+  std::vector<Admission> out(records.size());
+  // Copies of every touched stream's state, restored if the write fails.
+  std::map<std::pair<std::string, std::string>, StreamState> before;
+  std::map<std::pair<std::string, std::string>, std::uint64_t> initial_watermark;
+  std::map<std::string, MinuteAggregate> buckets;  // by key, loaded on first touch
+  StoreCounters added;
+
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const IngestRecord& r = records[i];
+    const std::string& node = r.position.node;
+    const std::string& name = r.position.stream;
+    StreamState& s = stream(node, name);
+    const auto id = std::make_pair(node, name);
+    if (before.emplace(id, s).second) initial_watermark[id] = s.watermark;
+    const std::uint64_t seq = r.position.seq;
+    if (seq == 0 || seq <= s.watermark || s.pending.count(seq) != 0) {
+      out[i].duplicate = true;
+      ++added.duplicates;
+      continue;
+    }
+    if (seq == s.watermark + 1) {
+      s.watermark = seq;
+      while (s.pending.erase(s.watermark + 1) != 0) {
+        ++s.watermark;
+        batch.Delete(pending_key(node, name, s.watermark));
+      }
+    } else {
+      s.pending.insert(seq);
+      batch.Put(pending_key(node, name, seq), "");
+    }
+    ++added.records;
+
+    switch (r.kind) {
+      case IngestRecord::Kind::metrics: {
+        const Timestamp first_ts = (r.batch != nullptr && !r.batch->samples.empty()) ? r.batch->samples.front().ts : r.received;
+        batch.Put(timed_key('h', node, first_ts, seq), r.payload);
+        if (r.batch == nullptr) break;
+        added.samples += r.batch->samples.size();
+        const std::uint64_t width = static_cast<std::uint64_t>(options_.downsample_bucket.count()) * 1000;
+        for (const auto& sample : r.batch->samples) {
+          const Timestamp bucket = width == 0 ? sample.ts : sample.ts - sample.ts % width;
+          const std::string key = bucket_key(node, bucket);
+          auto it = buckets.find(key);
+          if (it == buckets.end()) {
+            std::string value;
+            MinuteAggregate a;
+            a.bucket = bucket;
+            if (db_->Get(leveldb::ReadOptions(), key, &value).ok()) a = deserialize(bucket, value);
+            it = buckets.emplace(key, std::move(a)).first;
+          }
+          add(it->second, sample);
+        }
+        break;
+      }
+      case IngestRecord::Kind::result: {
+        const std::string task = r.result != nullptr ? r.result->task_id : std::to_string(seq);
+        std::string value;
+        put_be64(value, r.received);
+        value += r.payload;
+        batch.Put(node_prefix('r', node) + task, value);
+        break;
+      }
+      case IngestRecord::Kind::decision: batch.Put(timed_key('d', node, r.received, seq), r.payload); break;
+      case IngestRecord::Kind::alert: batch.Put(timed_key('a', node, r.received, seq), r.payload); break;
+    }
+  }
+  for (const auto& [key, aggregate] : buckets) batch.Put(key, serialize(aggregate));
+  for (const auto& [id, old_watermark] : initial_watermark) {
+    const StreamState& s = *streams_[id];
+    if (s.watermark == old_watermark) continue;
+    std::string value;
+    put_be64(value, s.watermark);
+    batch.Put(watermark_key(id.first, id.second), value);
+  }
+
+  leveldb::WriteOptions sync;
+  sync.sync = true;
+  const leveldb::Status st = db_->Write(sync, &batch);
+  if (!st.ok()) {
+    for (auto& [id, state] : before) *streams_[id] = state;
+    return schemas::Error{"store", "write: " + st.ToString()};
+  }
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const auto id = std::make_pair(records[i].position.node, records[i].position.stream);
+    out[i].watermark = streams_[id]->watermark;
+    out[i].advanced = out[i].watermark != initial_watermark[id];
+  }
+  counters_.records += added.records;
+  counters_.duplicates += added.duplicates;
+  counters_.samples += added.samples;
+  counters_.writes += 1;
+  return out;
+}
+
+std::uint64_t IngestStore::watermark(const std::string& node, const std::string& name) {
+  std::lock_guard lock(mutex_);
+  return stream(node, name).watermark;
+}
+
+std::map<std::string, std::uint64_t> IngestStore::watermarks(const std::string& node) {
+  std::lock_guard lock(mutex_);
+  std::map<std::string, std::uint64_t> out;
+  const std::string prefix = node_prefix('w', node);
+  std::unique_ptr<leveldb::Iterator> it(db_->NewIterator(leveldb::ReadOptions()));
+  for (it->Seek(prefix); it->Valid() && starts_with(it->key(), prefix); it->Next()) {
+    if (it->value().size() == 8) out[it->key().ToString().substr(prefix.size())] = get_be64(it->value().data());
+  }
+  // Streams admitted in this process but whose watermark is still 0 have no key yet.
+  for (const auto& [id, state] : streams_) {
+    if (id.first == node) out[id.second] = state->watermark;
+  }
+  return out;
+}
+
+std::vector<schemas::MetricSample> IngestStore::samples(const std::string& node, Timestamp from, Timestamp to,
+                                                        std::size_t limit) {
+  std::vector<schemas::MetricSample> out;
+  const std::string prefix = node_prefix('h', node);
+  std::string start = prefix;
+  // A batch starting up to a day before `from` can still hold samples at or after it.
+  put_be64(start, from > 86'400'000 ? from - 86'400'000 : 0);
+  std::unique_ptr<leveldb::Iterator> it(db_->NewIterator(leveldb::ReadOptions()));
+  for (it->Seek(start); it->Valid() && starts_with(it->key(), prefix) && out.size() < limit; it->Next()) {
+    if (it->key().size() != prefix.size() + 16) continue;
+    if (get_be64(it->key().data() + prefix.size()) >= to) break;
+    auto batch = schemas::decode_cbor<schemas::MetricsBatch>(
+        std::span(reinterpret_cast<const std::uint8_t*>(it->value().data()), it->value().size()));
+    if (!batch) continue;
+    for (auto& s : batch.value().samples) {
+      if (s.ts >= from && s.ts < to && out.size() < limit) out.push_back(std::move(s));
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.ts < b.ts; });
+  return out;
+}
+
+std::vector<MinuteAggregate> IngestStore::aggregates(const std::string& node, Timestamp from, Timestamp to) {
+  std::vector<MinuteAggregate> out;
+  const std::string prefix = node_prefix('g', node);
+  std::string start = prefix;
+  put_be64(start, from);
+  std::unique_ptr<leveldb::Iterator> it(db_->NewIterator(leveldb::ReadOptions()));
+  for (it->Seek(start); it->Valid() && starts_with(it->key(), prefix); it->Next()) {
+    if (it->key().size() != prefix.size() + 8) continue;
+    const Timestamp bucket = get_be64(it->key().data() + prefix.size());
+    if (bucket >= to) break;
+    out.push_back(deserialize(bucket, it->value().ToString()));
+  }
+  return out;
+}
+
+std::optional<schemas::TaskResult> IngestStore::result(const std::string& node, const std::string& task_id) {
+  std::string value;
+  if (!db_->Get(leveldb::ReadOptions(), node_prefix('r', node) + task_id, &value).ok() || value.size() < 8) {
+    return std::nullopt;
+  }
+  auto r = schemas::decode_cbor<schemas::TaskResult>(
+      std::span(reinterpret_cast<const std::uint8_t*>(value.data()) + 8, value.size() - 8));
+  if (!r) return std::nullopt;
+  return std::move(r).value();
+}
+
+std::uint64_t IngestStore::sweep(Timestamp now) {
+  auto cutoff = [now](std::chrono::hours keep) {
+    const auto ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(keep).count());
+    return now > ms ? now - ms : 0;
+  };
+  std::uint64_t deleted = 0;
+  leveldb::WriteBatch batch;
+  // Per node, entries are in time order: delete from the start of the node's range up to
+  // the cutoff, then jump to the next node.
+  auto sweep_tag = [&](char tag, Timestamp before, bool value_holds_ts) {
+    const std::string prefix = std::string(1, tag) + "/";
+    std::unique_ptr<leveldb::Iterator> it(db_->NewIterator(leveldb::ReadOptions()));
+    it->Seek(prefix);
+    while (it->Valid() && starts_with(it->key(), prefix)) {
+      const std::string key = it->key().ToString();
+      const std::size_t slash = key.find('/', 2);
+      if (slash == std::string::npos) {
+        it->Next();
+        continue;
+      }
+      Timestamp ts = 0;
+      if (value_holds_ts) {
+        ts = it->value().size() >= 8 ? get_be64(it->value().data()) : 0;
+      } else if (key.size() >= slash + 9) {
+        ts = get_be64(key.data() + slash + 1);
+      }
+      if (ts < before) {
+        batch.Delete(key);
+        ++deleted;
+        it->Next();
+      } else if (value_holds_ts) {
+        it->Next();  // keyed by task id, not by time: look at every entry
+      } else {
+        it->Seek(key.substr(0, slash + 1) + "\xff");  // the rest of this node is newer
+      }
+    }
+  };
+  sweep_tag('h', cutoff(options_.raw_retention), false);
+  sweep_tag('g', cutoff(options_.downsampled_retention), false);
+  sweep_tag('d', cutoff(options_.record_retention), false);
+  sweep_tag('a', cutoff(options_.record_retention), false);
+  sweep_tag('r', cutoff(options_.record_retention), true);
+  if (deleted > 0) db_->Write(leveldb::WriteOptions(), &batch);
+  return deleted;
+}
+
+StoreCounters IngestStore::counters() const {
+  std::lock_guard lock(mutex_);
+  return counters_;
+}
+
+}  // namespace nova::cloud

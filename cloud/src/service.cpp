@@ -1,0 +1,432 @@
+#include "nova/cloud/service.h"
+
+#include <mqtt/async_client.h>
+
+#include <condition_variable>
+#include <deque>
+#include <set>
+#include <thread>
+#include <variant>
+
+#include "nova/cloud/workloads.h"
+#include "nova/schemas/codec.h"
+#include "nova/schemas/topic.h"
+
+namespace nova::cloud {
+
+using namespace nova::schemas;
+namespace topics = nova::topics;
+
+namespace {
+
+Timestamp now_ms() {
+  return static_cast<Timestamp>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+
+constexpr const char* kIngestKinds[] = {"metrics", "result", "decision", "alert"};
+
+}  // namespace
+
+class CloudService::Impl final : public virtual mqtt::callback {
+ public:
+  Impl(CloudService& owner) : owner_(owner), topology_(static_cast<std::uint64_t>(owner.options_.heartbeat_timeout.count())) {}
+
+  // --- Paho side: queue and return -------------------------------------------------
+  void connected(const std::string&) override {
+    {
+      std::lock_guard lock(mutex_);
+      counters_.connected = true;
+    }
+    subscribe_all();
+    log("info", "connected", "broker=" + owner_.options_.broker_uri);
+  }
+  void connection_lost(const std::string& cause) override {
+    {
+      std::lock_guard lock(mutex_);
+      counters_.connected = false;
+    }
+    log("warning", "connection_lost", "cause=\"" + cause + "\"");
+  }
+  void message_arrived(mqtt::const_message_ptr msg) override {
+    std::lock_guard lock(mutex_);
+    queue_.push_back({msg->get_topic(), msg->get_payload_str(), msg->is_retained()});
+    ++counters_.messages;
+    cv_.notify_all();
+  }
+
+  // A clean session forgets subscriptions with the connection: subscribe on every connect.
+  void subscribe_all() {
+    const std::string& group = owner_.options_.shared_group;
+    std::vector<std::string> filters = {"nova/v1/up/+/state", "nova/v1/up/+/link", "nova/v1/cloud/#"};
+    for (const char* kind : kIngestKinds) {
+      const std::string filter = std::string("nova/v1/up/+/") + kind;
+      filters.push_back(group.empty() ? filter : "$share/" + group + "/" + filter);
+    }
+    try {
+      for (const auto& f : filters) client_->subscribe(f, 1);
+    } catch (const mqtt::exception& e) {
+      log("warning", "subscribe_failed", std::string("error=\"") + e.what() + "\"");
+    }
+  }
+
+  // --- ingest thread ------------------------------------------------------------------
+  struct Incoming {
+    std::string topic;
+    std::string payload;
+    bool retained = false;
+  };
+
+  void run() {
+    Timestamp next_sweep = now_ms() + static_cast<Timestamp>(owner_.options_.sweep_interval.count());
+    for (;;) {
+      std::vector<Incoming> group;
+      {
+        std::unique_lock lock(mutex_);
+        cv_.wait_for(lock, std::chrono::milliseconds(250), [&] { return stopping_ || !queue_.empty(); });
+        if (stopping_ && queue_.empty()) return;
+        while (!queue_.empty() && group.size() < owner_.options_.max_group) {
+          group.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+        counters_.queue_depth = queue_.size();
+      }
+      process(group);
+      const Timestamp now = now_ms();
+      std::vector<LivenessChange> changes;
+      {
+        std::lock_guard lock(mutex_);
+        changes = topology_.check_heartbeats(now);
+        counters_.liveness_changes += changes.size();
+        nodes_cv_.notify_all();
+      }
+      after_liveness(changes);
+      owner_.workloads_->tick(now);
+      if (now >= next_sweep) {
+        const std::uint64_t deleted = owner_.store_->sweep(now);
+        if (deleted > 0) log("info", "retention_sweep", "deleted=" + std::to_string(deleted));
+        next_sweep = now + static_cast<Timestamp>(owner_.options_.sweep_interval.count());
+      }
+    }
+  }
+
+  void reject(const std::string& reason_class, const std::string& topic, const std::string& detail) {
+    {
+      std::lock_guard lock(mutex_);
+      ++counters_.rejected[reason_class];
+    }
+    log("warning", "record_rejected", "reason=" + reason_class + " topic=\"" + topic + "\" error=\"" + detail + "\"");
+  }
+
+  // Decoded records of one group, kept alive until admit() returns.
+  struct Decoded {
+    std::variant<std::monostate, MetricsBatch, TaskResult, DecisionRecord, Alert> value;
+  };
+
+  void process(std::vector<Incoming>& group) {
+    const Timestamp now = now_ms();
+    std::vector<IngestRecord> records;
+    std::deque<Decoded> decoded;  // stable addresses
+    std::vector<LivenessChange> changes;
+    for (Incoming& in : group) {
+      auto parsed = topics::parse(in.topic);
+      if (!parsed) {
+        reject("bad_topic", in.topic, parsed.error().message());
+        continue;
+      }
+      if (const auto* cloud = std::get_if<topics::CloudTopic>(&*parsed)) {
+        owner_.workloads_->on_cloud_record(*cloud, in.payload, in.retained);
+        continue;
+      }
+      const auto* up = std::get_if<topics::UpTopic>(&*parsed);
+      if (up == nullptr) continue;  // not ours (we do not subscribe to anything else)
+      const std::string node = up->node.str();
+      switch (up->kind) {
+        case topics::UpKind::state: {
+          if (in.payload.empty()) continue;  // a cleared retained record
+          auto st = decode_cbor<NodeState>(in.payload);
+          if (!st) {
+            reject("undecodable", in.topic, st.error().message());
+            continue;
+          }
+          if (st->node != node) {
+            reject("node_mismatch", in.topic, "state.node '" + st->node + "' differs from the topic's node");
+            continue;
+          }
+          std::vector<LivenessChange> c;
+          {
+            std::lock_guard lock(mutex_);
+            c = topology_.apply_state(*st, now);
+          }
+          if (st->status == NodeStatus::online) births_.insert(node);
+          changes.insert(changes.end(), c.begin(), c.end());
+          continue;
+        }
+        case topics::UpKind::link: {
+          if (in.payload != "0" && in.payload != "1") {
+            reject("bad_link_state", in.topic, "expected \"0\" or \"1\"");
+            continue;
+          }
+          std::lock_guard lock(mutex_);
+          auto c = topology_.apply_link(node, in.payload == "1", now);
+          changes.insert(changes.end(), c.begin(), c.end());
+          continue;
+        }
+        default: break;
+      }
+      IngestRecord r;
+      r.payload = std::move(in.payload);
+      r.received = now;
+      Decoded& d = decoded.emplace_back();
+      std::optional<Error> error;
+      switch (up->kind) {
+        case topics::UpKind::metrics: {
+          auto b = decode_cbor<MetricsBatch>(r.payload);
+          if (!b) { error = b.error(); break; }
+          r.kind = IngestRecord::Kind::metrics;
+          r.position = b->position;
+          r.batch = &d.value.emplace<MetricsBatch>(std::move(b).value());
+          break;
+        }
+        case topics::UpKind::result: {
+          auto x = decode_cbor<TaskResult>(r.payload);
+          if (!x) { error = x.error(); break; }
+          r.kind = IngestRecord::Kind::result;
+          r.position = x->position;
+          r.result = &d.value.emplace<TaskResult>(std::move(x).value());
+          break;
+        }
+        case topics::UpKind::decision: {
+          auto x = decode_cbor<DecisionRecord>(r.payload);
+          if (!x) { error = x.error(); break; }
+          r.kind = IngestRecord::Kind::decision;
+          r.position = x->position;
+          break;
+        }
+        case topics::UpKind::alert: {
+          auto x = decode_cbor<Alert>(r.payload);
+          if (!x) { error = x.error(); break; }
+          r.kind = IngestRecord::Kind::alert;
+          r.position = x->position;
+          break;
+        }
+        default: continue;
+      }
+      if (error) {
+        reject("undecodable", in.topic, error->message());
+        continue;
+      }
+      if (r.position.node != node) {
+        reject("node_mismatch", in.topic, "position.node '" + r.position.node + "' differs from the topic's node");
+        continue;
+      }
+      if (!topics::Id::parse(r.position.stream)) {
+        reject("bad_stream", in.topic, "position.stream '" + r.position.stream + "' is not a valid id");
+        continue;
+      }
+      {
+        std::lock_guard lock(mutex_);
+        topology_.heartbeat(node, now);
+      }
+      records.push_back(std::move(r));
+    }
+    {
+      std::lock_guard lock(mutex_);
+      counters_.liveness_changes += changes.size();
+      nodes_cv_.notify_all();
+    }
+
+    std::set<std::string> ack_nodes;
+    if (!records.empty()) {
+      auto admitted = owner_.store_->admit(records);
+      if (!admitted) {
+        // Nothing of the group is stored and nothing is acked: the agents resend.
+        std::lock_guard lock(mutex_);
+        ++counters_.store_errors;
+        log("error", "store_write_failed", "error=\"" + admitted.error().message() + "\"");
+      } else {
+        for (std::size_t i = 0; i < records.size(); ++i) {
+          ack_nodes.insert(records[i].position.node);
+          if (admitted.value()[i].duplicate) continue;
+          if (records[i].result != nullptr) owner_.workloads_->on_result(*records[i].result, now);
+          if (records[i].batch != nullptr && !records[i].batch->samples.empty()) {
+            owner_.workloads_->on_metrics(records[i].position.node, records[i].batch->samples.back());
+          }
+        }
+        const StoreCounters sc = owner_.store_->counters();
+        std::lock_guard lock(mutex_);
+        counters_.records_stored = sc.records;
+        counters_.duplicates = sc.duplicates;
+        counters_.samples = sc.samples;
+        counters_.store_writes = sc.writes;
+      }
+    }
+    // A birth (first, or after a restart of the node) gets the current watermarks: the
+    // agent drains from its acked seq, so telling it early avoids resending.
+    for (const std::string& n : births_) ack_nodes.insert(n);
+    births_.clear();
+    for (const std::string& n : ack_nodes) send_ack(n, now);
+    after_liveness(changes);
+  }
+
+  void send_ack(const std::string& node, Timestamp now) {
+    std::optional<std::string> site;
+    {
+      std::lock_guard lock(mutex_);
+      const NodeView* v = topology_.find(node);
+      if (v != nullptr && v->description) site = v->description->site;
+      if (!site) {
+        ++counters_.acks_deferred;
+        return;  // the birth triggers it
+      }
+    }
+    Ack ack;
+    ack.node = node;
+    ack.ts = now;
+    for (const auto& [stream, w] : owner_.store_->watermarks(node)) {
+      if (w > 0 && ack.watermarks.size() < 64) ack.watermarks[stream] = w;
+    }
+    if (ack.watermarks.empty()) return;
+    auto site_path = topics::SitePath::parse(*site);
+    auto node_id = topics::Id::parse(node);
+    if (!site_path || !node_id) return;
+    if (owner_.publish(topics::down(*site_path, *node_id, topics::DownKind::ack), encode_cbor(ack), false)) {
+      std::lock_guard lock(mutex_);
+      ++counters_.acks_sent;
+    }
+  }
+
+  void after_liveness(const std::vector<LivenessChange>& changes) {
+    if (changes.empty()) return;
+    for (const auto& c : changes) {
+      log("info", "liveness", "node=" + c.node + " from=" + std::string(to_string(c.from)) + " to=" +
+                                  std::string(to_string(c.to)) + " cause=\"" + c.cause + "\"");
+    }
+    owner_.workloads_->on_liveness(changes, snapshot(), now_ms());
+  }
+
+  std::vector<NodeView> snapshot() const {
+    std::lock_guard lock(mutex_);
+    std::vector<NodeView> out;
+    out.reserve(topology_.nodes().size());
+    for (const auto& [id, n] : topology_.nodes()) out.push_back(n);
+    return out;
+  }
+
+  void log(const char* level, const std::string& event, const std::string& fields) const {
+    if (owner_.options_.log) owner_.options_.log(level, event, fields);
+  }
+
+  CloudService& owner_;
+  std::unique_ptr<mqtt::async_client> client_;
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  mutable std::condition_variable nodes_cv_;
+  std::deque<Incoming> queue_;
+  bool stopping_ = false;
+  LiveTopology topology_;
+  CloudCounters counters_;
+  std::set<std::string> births_;  // nodes born in the current group (ingest thread only)
+  std::thread thread_;
+  std::mutex publish_mutex_;
+};
+
+CloudService::CloudService(CloudOptions options) : options_(std::move(options)) {}
+
+Result<std::unique_ptr<CloudService>> CloudService::start(CloudOptions options) {
+  std::unique_ptr<CloudService> s(new CloudService(std::move(options)));
+  auto store = IngestStore::open(s->options_.store);
+  if (!store) return store.error();
+  s->store_ = std::move(store).value();
+  s->impl_ = std::make_unique<Impl>(*s);
+  CloudService* raw = s.get();
+  s->workloads_ = std::make_unique<Workloads>(
+      [raw](const std::string& topic, const std::vector<std::uint8_t>& payload, bool retained) {
+        return raw->publish(topic, payload, retained);
+      },
+      [raw] { return raw->impl_->snapshot(); }, s->options_.log);
+  try {
+    mqtt::create_options create(MQTTVERSION_3_1_1);
+    // Acks and tasks for thousands of nodes can be in flight at once.
+    create.set_max_buffered_messages(100000);
+    s->impl_->client_ = std::make_unique<mqtt::async_client>(s->options_.broker_uri, s->options_.client_id, create);
+    s->impl_->client_->set_callback(*s->impl_);
+    mqtt::connect_options opts;
+    opts.set_clean_session(true);
+    opts.set_user_name(s->options_.username);
+    opts.set_keep_alive_interval(std::chrono::seconds(30));
+    opts.set_max_inflight(65535);
+    opts.set_automatic_reconnect(std::chrono::milliseconds(100), std::chrono::seconds(5));
+    s->impl_->thread_ = std::thread([raw] { raw->impl_->run(); });
+    s->impl_->client_->connect(opts)->wait_for(std::chrono::seconds(10));
+    if (!s->impl_->client_->is_connected()) {
+      s->stop();
+      return Error{"mqtt.uri", "cannot connect to " + s->options_.broker_uri};
+    }
+  } catch (const mqtt::exception& e) {
+    s->stop();
+    return Error{"mqtt.uri", std::string("cannot connect to ") + s->options_.broker_uri + ": " + e.what()};
+  }
+  return s;
+}
+
+CloudService::~CloudService() { stop(); }
+
+void CloudService::stop() {
+  if (!impl_) return;
+  {
+    std::lock_guard lock(impl_->mutex_);
+    if (impl_->stopping_ && !impl_->thread_.joinable()) return;
+    impl_->stopping_ = true;
+    impl_->cv_.notify_all();
+  }
+  if (impl_->thread_.joinable()) impl_->thread_.join();
+  if (impl_->client_) {
+    try {
+      if (impl_->client_->is_connected()) impl_->client_->disconnect()->wait_for(std::chrono::seconds(2));
+    } catch (const mqtt::exception&) {
+    }
+  }
+}
+
+bool CloudService::publish(const std::string& topic, const std::vector<std::uint8_t>& payload, bool retained) {
+  if (!impl_ || !impl_->client_) return false;
+  try {
+    std::lock_guard lock(impl_->publish_mutex_);
+    impl_->client_->publish(topic, payload.data(), payload.size(), 1, retained);
+    return true;
+  } catch (const mqtt::exception& e) {
+    impl_->log("warning", "publish_failed", "topic=\"" + topic + "\" error=\"" + e.what() + "\"");
+    return false;
+  }
+}
+
+std::vector<NodeView> CloudService::nodes() const { return impl_->snapshot(); }
+
+std::optional<NodeView> CloudService::node(const std::string& id) const {
+  std::lock_guard lock(impl_->mutex_);
+  const NodeView* v = impl_->topology_.find(id);
+  if (v == nullptr) return std::nullopt;
+  return *v;
+}
+
+std::vector<std::string> CloudService::links_down() const {
+  std::lock_guard lock(impl_->mutex_);
+  return {impl_->topology_.links_down().begin(), impl_->topology_.links_down().end()};
+}
+
+CloudCounters CloudService::counters() const {
+  std::lock_guard lock(impl_->mutex_);
+  CloudCounters c = impl_->counters_;
+  c.queue_depth = impl_->queue_.size();
+  return c;
+}
+
+bool CloudService::wait_for_nodes(const std::function<bool(const std::map<std::string, NodeView>&)>& pred,
+                                  std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(impl_->mutex_);
+  return impl_->nodes_cv_.wait_for(lock, timeout, [&] { return pred(impl_->topology_.nodes()); });
+}
+
+}  // namespace nova::cloud

@@ -1,0 +1,429 @@
+#include "nova/cloud/workloads.h"
+
+#include <algorithm>
+#include <set>
+#include <sstream>
+
+#include "nova/schemas/codec.h"
+#include "nova/tiers/placement.h"
+
+namespace nova::cloud {
+
+using namespace nova::schemas;
+
+std::string_view to_string(Phase p) {
+  switch (p) {
+    case Phase::pending: return "pending";
+    case Phase::running: return "running";
+    case Phase::succeeded: return "succeeded";
+    case Phase::failed: return "failed";
+    case Phase::deleted: return "deleted";
+  }
+  return "unknown";
+}
+
+namespace {
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> out;
+  std::stringstream in(path);
+  for (std::string level; std::getline(in, level, '/');) out.push_back(level);
+  return out;
+}
+
+// One-way latency of the hop from depth d to d-1 of the tree, ms: device to its access
+// site, access to metro, metro to regional, regional to cloud. Typical figures for the
+// link types of each tier (LAN/Wi-Fi, metro fibre, regional backbone, WAN); nova-cloud
+// does not measure RTTs yet, so a latency bound is checked against this estimate.
+double hop_ms(std::size_t depth) {
+  switch (depth) {
+    case 5: return 1;
+    case 4: return 5;
+    case 3: return 10;
+    case 2: return 20;
+    default: return 20;
+  }
+}
+
+// Where a node sits in the tree: its site path, plus itself when it is a device below
+// its site (level deeper than the site).
+std::vector<std::string> position_of(const NodeView& n) {
+  std::vector<std::string> p = split_path(n.description->site);
+  if (n.description->level > p.size()) p.push_back(n.id);
+  return p;
+}
+
+double path_latency(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+  std::size_t common = 0;
+  while (common < a.size() && common < b.size() && a[common] == b[common]) ++common;
+  double ms = 0.5;  // same place: a local hop
+  for (std::size_t d = a.size(); d > common; --d) ms += hop_ms(d);
+  for (std::size_t d = b.size(); d > common; --d) ms += hop_ms(d);
+  return ms;
+}
+
+// The tree position of a latency target: a node id, or a site id seen in a birth's path.
+std::optional<std::vector<std::string>> target_position(const std::string& to, const std::vector<NodeView>& nodes) {
+  for (const auto& n : nodes) {
+    if (n.id == to && n.description) return position_of(n);
+  }
+  for (const auto& n : nodes) {
+    if (!n.description) continue;
+    std::vector<std::string> p = split_path(n.description->site);
+    auto it = std::find(p.begin(), p.end(), to);
+    if (it != p.end()) return std::vector<std::string>(p.begin(), it + 1);
+  }
+  return std::nullopt;
+}
+
+bool in_cluster(const std::string& site_path, const ClusterRecord& c) {
+  if (!c.root_site) return false;
+  const auto levels = split_path(site_path);
+  const std::string& root = *c.root_site;
+  if (site_path == root || site_path.rfind(root + "/", 0) == 0) return true;  // a path
+  return std::find(levels.begin(), levels.end(), root) != levels.end();      // a site id
+}
+
+std::string rejection_summary(const WorkloadSpec& spec, const std::vector<tiers::Candidate>& candidates) {
+  std::map<std::string, int> by_reason;
+  for (const auto& c : candidates) ++by_reason[std::string(tiers::to_string(tiers::check(spec, c)))];
+  std::string out = "no feasible node among " + std::to_string(candidates.size());
+  std::string sep = ": ";
+  for (const auto& [reason, n] : by_reason) {
+    out += sep + reason + " " + std::to_string(n);
+    sep = ", ";
+  }
+  return out;
+}
+
+}  // namespace
+
+struct Workloads::Impl {
+  PublishFn publish;
+  NodesFn nodes;
+  WorkloadLogFn log;
+  mutable std::mutex mutex;
+  std::map<std::string, WorkloadState> workloads;
+  std::map<std::string, std::string> workload_of_task;
+  std::map<std::string, ClusterRecord> clusters;
+  std::map<std::string, MetricSample> latest;  // per node, for utilisation and migration
+  std::map<std::string, Timestamp> migration_hold;  // workload -> no new migration before
+  WorkloadCounters counters;
+  Timestamp next_retry = 0;
+
+  void say(const char* level, const std::string& event, const std::string& fields) const {
+    if (log) log(level, event, fields);
+  }
+
+  // What each alive node has left, from the births and what running workloads hold.
+  std::vector<tiers::Candidate> candidates(const WorkloadSpec& spec, const std::vector<NodeView>& views,
+                                           const std::set<std::string>& exclude) const {
+    std::map<std::string, Resources> used;
+    for (const auto& [id, w] : workloads) {
+      if (w.phase != Phase::running || !w.placement) continue;
+      Resources& u = used[w.placement->node];
+      u.cpu_millis += w.spec.resources.cpu_millis;
+      u.memory_mb += w.spec.resources.memory_mb;
+      u.storage_mb += w.spec.resources.storage_mb;
+    }
+    std::optional<std::vector<std::string>> target;
+    if (spec.latency) target = target_position(spec.latency->to, views);
+    std::vector<tiers::Candidate> out;
+    for (const auto& n : views) {
+      if (!n.description) continue;
+      const NodeDescription& d = *n.description;
+      tiers::Candidate c;
+      c.node = n.id;
+      c.site = d.site;
+      c.level = d.level;
+      c.arch = d.arch;
+      c.capabilities = d.capabilities;
+      c.region = d.region;
+      for (const auto& [cid, cluster] : clusters) {
+        if (in_cluster(d.site, cluster)) c.clusters.push_back(cid);
+      }
+      c.allocatable = d.resources;
+      c.used = used[n.id];
+      c.alive = n.liveness == Liveness::alive && exclude.count(n.id) == 0;
+      if (auto m = latest.find(n.id); m != latest.end()) c.thermal_throttled = m->second.throttled.value_or(false);
+      if (target) c.latency_ms[spec.latency->to] = path_latency(position_of(n), *target);
+      out.push_back(std::move(c));
+    }
+    return out;
+  }
+
+  // Places (or places again) `w`; publishes the placement and sends the task. Returns
+  // false, leaving w pending with the reason, when no node is feasible.
+  bool place(WorkloadState& w, Timestamp now, const std::string& reason, Timestamp detected_ts,
+             const std::set<std::string>& exclude) {
+    const auto views = nodes();
+    const auto cands = candidates(w.spec, views, exclude);
+    const tiers::Decision d = tiers::place_one(w.spec, cands, {});
+    if (!d.best) {
+      const bool was_running = w.phase == Phase::running;
+      w.phase = Phase::pending;
+      w.unplaced_reason = rejection_summary(w.spec, cands);
+      ++counters.unplaceable;
+      if (was_running || w.history.empty()) {
+        say("warning", "workload_unplaced", "workload=" + w.spec.workload_id + " reason=\"" + w.unplaced_reason + "\"");
+      }
+      return false;
+    }
+    Placement p = tiers::to_placement(w.spec, d);
+    p.revision = w.placement ? w.placement->revision + 1 : 1;
+    p.ts = now;
+    w.placement = p;
+    w.phase = Phase::running;
+    w.unplaced_reason.clear();
+    w.task_id = w.spec.workload_id + ".r" + std::to_string(p.revision);
+    workload_of_task[w.task_id] = w.spec.workload_id;
+    w.history.push_back({now, p.node, p.revision, reason, detected_ts});
+    ++counters.placements;
+
+    Task task;
+    task.task_id = w.task_id;
+    task.workload_id = w.spec.workload_id;
+    task.argv = w.spec.argv;
+    task.timeout_ms = w.spec.timeout_ms;
+    task.memory_mb = w.spec.resources.memory_mb;
+    task.cpu_millis = w.spec.resources.cpu_millis;
+    task.priority = 3;
+    task.issued_ts = now;
+    auto site = topics::SitePath::parse(p.site);
+    auto node = topics::Id::parse(p.node);
+    auto wid = topics::Id::parse(w.spec.workload_id);
+    if (site && node && wid) {
+      publish(topics::cloud(topics::CloudKind::placement, *wid), encode_cbor(p), true);
+      publish(topics::down(*site, *node, topics::DownKind::task), encode_cbor(task), false);
+    }
+    say("info", "workload_placed",
+        "workload=" + w.spec.workload_id + " node=" + p.node + " revision=" + std::to_string(p.revision) +
+            " score=" + std::to_string(p.score) + " reason=\"" + reason + "\"");
+    return true;
+  }
+};
+
+Workloads::Workloads(PublishFn publish, NodesFn nodes, WorkloadLogFn log) : impl_(std::make_shared<Impl>()) {
+  impl_->publish = std::move(publish);
+  impl_->nodes = std::move(nodes);
+  impl_->log = std::move(log);
+}
+
+Result<WorkloadState> Workloads::submit(WorkloadSpec spec, Timestamp now) {
+  auto wid = topics::Id::parse(spec.workload_id);
+  if (!wid) return Error{"workload.workload_id", wid.error().reason};
+  std::lock_guard lock(impl_->mutex);
+  auto existing = impl_->workloads.find(spec.workload_id);
+  if (existing != impl_->workloads.end() && existing->second.phase != Phase::deleted) {
+    return Error{"workload.workload_id", "'" + spec.workload_id + "' already exists"};
+  }
+  WorkloadState w;
+  w.spec = std::move(spec);
+  w.submitted_ts = now;
+  ++impl_->counters.submitted;
+  impl_->publish(topics::cloud(topics::CloudKind::workload, *wid), encode_cbor(w.spec), true);
+  impl_->place(w, now, "submitted", 0, {});
+  auto& slot = impl_->workloads[w.spec.workload_id];
+  slot = std::move(w);
+  return slot;
+}
+
+bool Workloads::remove(const std::string& workload_id, Timestamp now) {
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->workloads.find(workload_id);
+  if (it == impl_->workloads.end() || it->second.phase == Phase::deleted) return false;
+  it->second.phase = Phase::deleted;
+  it->second.history.push_back({now, "", it->second.placement ? it->second.placement->revision : 0, "deleted", 0});
+  // Clearing the retained records tells every instance (and late subscribers).
+  if (auto wid = topics::Id::parse(workload_id)) {
+    impl_->publish(topics::cloud(topics::CloudKind::workload, *wid), {}, true);
+    impl_->publish(topics::cloud(topics::CloudKind::placement, *wid), {}, true);
+  }
+  return true;
+}
+
+std::vector<WorkloadState> Workloads::list() const {
+  std::lock_guard lock(impl_->mutex);
+  std::vector<WorkloadState> out;
+  for (const auto& [id, w] : impl_->workloads) out.push_back(w);
+  return out;
+}
+
+std::optional<WorkloadState> Workloads::get(const std::string& workload_id) const {
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->workloads.find(workload_id);
+  if (it == impl_->workloads.end()) return std::nullopt;
+  return it->second;
+}
+
+Result<std::vector<Recommendation>> Workloads::optimize(const WorkloadSpec& spec, std::size_t k) const {
+  std::lock_guard lock(impl_->mutex);
+  const auto cands = impl_->candidates(spec, impl_->nodes(), {});
+  std::vector<Recommendation> out;
+  for (const auto& r : tiers::rank(spec, cands, k)) out.push_back({r.node, r.site, r.score, r.breakdown});
+  if (out.empty()) return Error{"workload", rejection_summary(spec, cands)};
+  return out;
+}
+
+Status Workloads::register_cluster(const ClusterRecord& cluster) {
+  auto cid = topics::Id::parse(cluster.cluster_id);
+  if (!cid) return Error{"cluster.cluster_id", cid.error().reason};
+  if (!cluster.root_site && !cluster.endpoint) {
+    return Error{"cluster", "needs root_site (a subtree of this hierarchy) or endpoint (an external cluster)"};
+  }
+  std::lock_guard lock(impl_->mutex);
+  impl_->clusters[cluster.cluster_id] = cluster;
+  impl_->publish(topics::cloud(topics::CloudKind::cluster, *cid), encode_cbor(cluster), true);
+  return Ok{};
+}
+
+bool Workloads::remove_cluster(const std::string& cluster_id) {
+  std::lock_guard lock(impl_->mutex);
+  if (impl_->clusters.erase(cluster_id) == 0) return false;
+  if (auto cid = topics::Id::parse(cluster_id)) impl_->publish(topics::cloud(topics::CloudKind::cluster, *cid), {}, true);
+  return true;
+}
+
+std::vector<ClusterRecord> Workloads::clusters() const {
+  std::lock_guard lock(impl_->mutex);
+  std::vector<ClusterRecord> out;
+  for (const auto& [id, c] : impl_->clusters) out.push_back(c);
+  return out;
+}
+
+void Workloads::on_liveness(const std::vector<LivenessChange>& changes, const std::vector<NodeView>&, Timestamp now) {
+  std::lock_guard lock(impl_->mutex);
+  for (const auto& change : changes) {
+    if (change.to == Liveness::alive) continue;
+    for (auto& [id, w] : impl_->workloads) {
+      if (w.phase != Phase::running || !w.placement || w.placement->node != change.node) continue;
+      ++impl_->counters.failovers;
+      const std::string reason =
+          "failover: node " + change.node + " " + std::string(to_string(change.to)) + " (" + change.cause + ")";
+      impl_->place(w, now, reason, now, {change.node});
+    }
+  }
+}
+
+void Workloads::on_result(const TaskResult& result, Timestamp now) {
+  std::lock_guard lock(impl_->mutex);
+  auto t = impl_->workload_of_task.find(result.task_id);
+  if (t == impl_->workload_of_task.end()) return;  // not a workload's task
+  auto it = impl_->workloads.find(t->second);
+  if (it == impl_->workloads.end()) return;
+  WorkloadState& w = it->second;
+  if (w.task_id != result.task_id || w.phase != Phase::running) {
+    // A run that failover or migration replaced: note it, keep the current one.
+    w.history.push_back({now, result.position.node, 0, "late result of " + result.task_id + ": " +
+                                                          std::string(result.status == TaskStatus::ok ? "ok" : "not ok"), 0});
+    return;
+  }
+  switch (result.status) {
+    case TaskStatus::ok:
+      // Recovery of a failover: from the loss being seen to the new run starting.
+      if (!w.history.empty() && w.history.back().detected_ts != 0 && result.started_ts) {
+        impl_->counters.last_failover_recovery_ms = *result.started_ts - w.history.back().detected_ts;
+      }
+      w.phase = Phase::succeeded;
+      w.result = result;
+      ++impl_->counters.succeeded;
+      break;
+    case TaskStatus::refused:
+      impl_->place(w, now, "refused by " + result.position.node + ": " + result.reason.value_or(""), 0,
+                   {result.position.node});
+      break;
+    default:
+      w.phase = Phase::failed;
+      w.result = result;
+      ++impl_->counters.failed;
+      break;
+  }
+}
+
+void Workloads::on_cloud_record(const topics::CloudTopic& topic, const std::string& payload, bool) {
+  std::lock_guard lock(impl_->mutex);
+  const std::string id = topic.id.str();
+  switch (topic.kind) {
+    case topics::CloudKind::cluster: {
+      if (payload.empty()) {
+        impl_->clusters.erase(id);
+        return;
+      }
+      auto c = decode_cbor<ClusterRecord>(payload);
+      if (c && c->cluster_id == id) impl_->clusters[id] = std::move(c).value();
+      return;
+    }
+    case topics::CloudKind::workload: {
+      // Workloads this instance did not submit (a previous run, another instance) are
+      // shown; they are placed by whoever placed them.
+      if (payload.empty() || impl_->workloads.count(id) != 0) return;
+      auto spec = decode_cbor<WorkloadSpec>(payload);
+      if (!spec || spec->workload_id != id) return;
+      WorkloadState w;
+      w.spec = std::move(spec).value();
+      w.unplaced_reason = "placed by another instance";
+      impl_->workloads[id] = std::move(w);
+      return;
+    }
+    case topics::CloudKind::placement: {
+      if (payload.empty()) return;
+      auto p = decode_cbor<Placement>(payload);
+      auto it = impl_->workloads.find(id);
+      if (!p || it == impl_->workloads.end()) return;
+      WorkloadState& w = it->second;
+      if (w.placement && w.placement->revision >= p->revision) return;  // our own echo
+      w.placement = std::move(p).value();
+      w.phase = Phase::running;
+      w.unplaced_reason.clear();
+      w.task_id = id + ".r" + std::to_string(w.placement->revision);
+      impl_->workload_of_task[w.task_id] = id;
+      return;
+    }
+  }
+}
+
+void Workloads::on_metrics(const std::string& node, const MetricSample& latest) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->latest[node] = latest;
+}
+
+void Workloads::tick(Timestamp now) {
+  std::lock_guard lock(impl_->mutex);
+  if (now < impl_->next_retry) return;
+  impl_->next_retry = now + 2000;
+  // Pending workloads wait for a node to be born or to free resources.
+  for (auto& [id, w] : impl_->workloads) {
+    if (w.phase == Phase::pending && !w.history.empty()) impl_->place(w, now, "retry: " + w.unplaced_reason, 0, {});
+    if (w.phase == Phase::pending && w.history.empty() && w.unplaced_reason != "placed by another instance") {
+      impl_->place(w, now, "retry", 0, {});
+    }
+  }
+  // Migration triggers: utilisation > 90 % or thermal throttling on the node of a
+  // running workload. The workload moves only when a feasible node exists elsewhere, at
+  // most once a minute per workload so a loaded cluster does not ping-pong.
+  for (auto& [id, w] : impl_->workloads) {
+    if (w.phase != Phase::running || !w.placement) continue;
+    auto m = impl_->latest.find(w.placement->node);
+    if (m == impl_->latest.end()) continue;
+    std::string trigger;
+    if (m->second.cpu_pct > 90) trigger = "cpu " + std::to_string(static_cast<int>(m->second.cpu_pct)) + " % > 90 %";
+    else if (m->second.mem_pct > 90) trigger = "memory " + std::to_string(static_cast<int>(m->second.mem_pct)) + " % > 90 %";
+    else if (m->second.throttled.value_or(false)) trigger = "thermal throttling";
+    if (trigger.empty()) continue;
+    if (auto hold = impl_->migration_hold.find(id); hold != impl_->migration_hold.end() && hold->second > now) continue;
+    impl_->migration_hold[id] = now + 60'000;
+    const std::string from = w.placement->node;
+    const WorkloadState before = w;
+    if (!impl_->place(w, now, "migration from " + from + ": " + trigger, 0, {from})) {
+      w = before;  // no better place: stay (rollback of the plan)
+      impl_->say("info", "migration_skipped", "workload=" + id + " node=" + from + " trigger=\"" + trigger + "\"");
+    }
+  }
+}
+
+WorkloadCounters Workloads::counters() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->counters;
+}
+
+}  // namespace nova::cloud

@@ -1,0 +1,101 @@
+// A real nova-cloud process for integration tests: written config, a free HTTP port,
+// started with PR_SET_PDEATHSIG (it never outlives the test), ready once /api/v1/health
+// answers. SIGKILL and restart on the same store keep the port and the data.
+#pragma once
+
+#include <httplib.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+#include "nova/testing/broker.h"
+
+namespace nova::test {
+
+class CloudProcess {
+ public:
+  CloudProcess(const std::string& broker_uri, const std::filesystem::path& dir, const std::string& client_id = "nova-cloud",
+               const std::string& shared_group = "", std::uint32_t heartbeat_timeout_s = 180)
+      : dir_(dir), port_(testing::free_loopback_port()) {
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir / "cloud.yaml") << "mqtt:\n  uri: \"" << broker_uri << "\"\n  client_id: " << client_id
+                                      << "\n  shared_group: \"" << shared_group << "\"\nstore:\n  dir: " << (dir / "store").string()
+                                      << "\nliveness:\n  heartbeat_timeout_s: " << heartbeat_timeout_s
+                                      << "\nhttp:\n  port: " << port_ << "\n";
+    start();
+  }
+  ~CloudProcess() { kill(SIGKILL); }
+  CloudProcess(const CloudProcess&) = delete;
+  CloudProcess& operator=(const CloudProcess&) = delete;
+
+  void start() {
+    const std::string config = (dir_ / "cloud.yaml").string();
+    const std::string log = (dir_ / "cloud.log").string();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      std::FILE* f = std::freopen(log.c_str(), "a", stderr);
+      (void)f;
+      ::execl(NOVA_CLOUD_BIN, NOVA_CLOUD_BIN, "--config", config.c_str(), nullptr);
+      ::_exit(127);
+    }
+    wait_ready();
+  }
+
+  // Sends `sig` and reaps the process; returns its wait status.
+  int kill(int sig) {
+    if (pid_ <= 0) return 0;
+    ::kill(pid_, sig);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = 0;
+    return status;
+  }
+
+  std::uint16_t port() const { return port_; }
+  std::filesystem::path store_dir() const { return dir_ / "store"; }
+  std::filesystem::path log_file() const { return dir_ / "cloud.log"; }
+
+  httplib::Result get(const std::string& path) const { return client().Get(path.c_str()); }
+  httplib::Result post(const std::string& path, const std::string& body) const {
+    return client().Post(path.c_str(), body, "application/json");
+  }
+  nlohmann::json get_json(const std::string& path) const {
+    auto r = get(path);
+    if (!r || r->status != 200) return nullptr;
+    return nlohmann::json::parse(r->body, nullptr, false);
+  }
+
+ private:
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_connection_timeout(std::chrono::seconds(2));
+    c.set_read_timeout(std::chrono::seconds(10));
+    return c;
+  }
+  void wait_ready() {
+    for (int i = 0; i < 400; ++i) {
+      if (auto r = get("/api/v1/health"); r && r->status == 200) return;
+      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+        pid_ = 0;
+        throw std::runtime_error("nova-cloud exited at start; see " + log_file().string());
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));  // nothing to wait on but the port
+    }
+    throw std::runtime_error("nova-cloud did not answer on its port within 10 s");
+  }
+
+  std::filesystem::path dir_;
+  std::uint16_t port_;
+  pid_t pid_ = 0;
+};
+
+}  // namespace nova::test

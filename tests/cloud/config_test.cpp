@@ -1,0 +1,35 @@
+// nova-cloud's configuration: defaults, the example file, errors naming key and line.
+#include <catch2/catch.hpp>
+
+#include "nova/cloud/config.h"
+
+using namespace nova::cloud;
+
+TEST_CASE("an empty file gives every default", "[cloud][config]") {
+  auto c = parse_config("");
+  REQUIRE(c.ok());
+  CHECK(c->mqtt.uri == "tcp://127.0.0.1:1883");
+  CHECK(c->http.port == 8080);
+  CHECK(c->liveness.heartbeat_timeout_s == 180);
+}
+
+TEST_CASE("the example configuration parses", "[cloud][config]") {
+  auto c = load_config(NOVA_SOURCE_DIR "/cloud/examples/cloud.yaml");
+  INFO((c.ok() ? "" : c.error().message()));
+  REQUIRE(c.ok());
+}
+
+TEST_CASE("errors name the key and the line and the reason", "[cloud][config]") {
+  auto unknown = parse_config("mqtt:\n  url: tcp://x:1\n");
+  REQUIRE_FALSE(unknown.ok());
+  CHECK(unknown.error().message() == "line 2: mqtt.url: unknown key");
+  auto range = parse_config("http:\n  port: 70000\n");
+  REQUIRE_FALSE(range.ok());
+  CHECK(range.error().message() == "line 2: http.port: value 70000 is out of range 0..65535");
+  auto type = parse_config("liveness:\n  heartbeat_timeout_s: soon\n");
+  REQUIRE_FALSE(type.ok());
+  CHECK(type.error().reason.find("expected an integer") != std::string::npos);
+  auto section = parse_config("bogus:\n  x: 1\n");
+  REQUIRE_FALSE(section.ok());
+  CHECK(section.error().message() == "line 2: bogus.x: unknown key");
+}

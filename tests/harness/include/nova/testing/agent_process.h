@@ -1,0 +1,89 @@
+// A real nova-agent process for integration tests: its stderr goes to a file the test
+// can search, PR_SET_PDEATHSIG makes it die with the test, and the destructor SIGKILLs
+// it if the test left early.
+#pragma once
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+
+namespace nova::testing {
+
+// A config for a test agent: fast reconnect, no admission by host load (tests must not
+// depend on whatever else runs on the machine), state under `dir`. `extra` is appended
+// (further YAML sections). Written to a temporary file and renamed, as config managers do.
+inline void write_agent_config(const std::filesystem::path& file, const std::string& node, const std::string& site,
+                               int level, const std::string& uri, const std::filesystem::path& dir,
+                               const std::string& extra = "") {
+  std::ofstream out(file.string() + ".tmp");
+  out << "node: {id: " << node << ", site: " << site << ", level: " << level << "}\n"
+      << "mqtt: {uri: \"" << uri << "\", reconnect_min_ms: 100, reconnect_max_ms: 1000}\n"
+      << "outbox: {dir: " << (dir / "outbox").string() << "}\n"
+      << "tasks: {dir: " << (dir / "tasks").string() << "}\n"
+      << "limits: {max_cpu_pct: 100, max_memory_pct: 100, min_free_memory_mb: 0}\n"
+      << extra;
+  out.close();
+  std::filesystem::rename(file.string() + ".tmp", file);
+}
+
+class AgentProcess {
+ public:
+  AgentProcess(const std::string& binary, const std::filesystem::path& config, const std::filesystem::path& log_file)
+      : log_(log_file) {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      const int fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 2);
+      ::execl(binary.c_str(), binary.c_str(), "--config", config.c_str(), nullptr);
+      ::_exit(127);
+    }
+  }
+  ~AgentProcess() { signal(SIGKILL); }
+  AgentProcess(const AgentProcess&) = delete;
+  AgentProcess& operator=(const AgentProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  // Sends `sig` and reaps the process; returns its wait status (0 if it was gone).
+  int signal(int sig) {
+    if (pid_ <= 0) return 0;
+    ::kill(pid_, sig);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
+  std::string text() const {
+    std::ifstream in(log_);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+  // The agent logs each event as one line; waits for `needle` to appear `n` times.
+  bool wait_log(const std::string& needle, std::chrono::milliseconds timeout, std::size_t n = 1) const {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const std::string t = text();
+      std::size_t count = 0;
+      for (auto p = t.find(needle); p != std::string::npos; p = t.find(needle, p + 1)) ++count;
+      if (count >= n) return true;
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a file another process writes
+    }
+  }
+
+ private:
+  pid_t pid_ = -1;
+  std::filesystem::path log_;
+};
+
+}  // namespace nova::testing

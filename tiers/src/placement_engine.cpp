@@ -1,0 +1,930 @@
+// PlacementEngine: the candidate index, branch-and-bound decisions and batch placement.
+//
+// Index. Candidates with the same (region, level, arch, capabilities, clusters) share a
+// bucket. Every hard constraint except liveness, resources and latency is decided once
+// per bucket and query, and so are the capability and level components. Each bucket
+// keeps bounds over its usable members (largest free amount per dimension, best
+// resource multiplier, best link, lowest expected downtime, best availability
+// multiplier), which give an upper bound on any member's score for a query. A query
+// scans buckets in decreasing bound order and stops when the next bound is below the
+// score a candidate needs to change the result (the selector's threshold).
+//
+// Latency-bound queries walk instead the per-target list of (latency, node), sorted by
+// latency: it ends at the bound, and the proximity term only falls along it, so the
+// bound over the rest of the list is checked as it goes.
+//
+// Bounds are weighted sums of per-component maxima computed with the same functions as
+// the scores; IEEE rounding is monotone, so a bound is never below a member's score.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <limits>
+#include <map>
+
+#include "nova/tiers/placement.h"
+#include "placement_core.h"
+
+namespace nova::tiers {
+
+using namespace detail;
+
+namespace {
+
+constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+// Local search improvement must beat this, so rounding noise cannot make it cycle.
+constexpr double kImprove = 1e-9;
+// Candidate nodes per workload for batch local search above kSmallBatchNodes nodes.
+constexpr std::size_t kBatchOptions = 16;
+constexpr std::size_t kSmallBatchNodes = 256;
+// Upper limit of node evaluations the local search may spend (bounds large batches).
+constexpr std::size_t kSearchBudget = 20'000'000;
+
+thread_local std::size_t g_last_scored = 0;
+
+struct BucketKey {
+  std::optional<std::string> region;
+  std::uint8_t level = 0;
+  std::string arch;                   // canonical
+  std::vector<std::string> caps;      // canonical, sorted, unique
+  std::vector<std::string> clusters;  // sorted, unique
+
+  auto operator<=>(const BucketKey&) const = default;
+  bool operator==(const BucketKey&) const = default;
+};
+
+BucketKey key_of(const Candidate& c) {
+  return BucketKey{c.region, c.level, std::string(canonical_cap(c.arch)),
+                   canonical_set(c.capabilities), sorted_set(c.clusters)};
+}
+
+struct Bounds {
+  std::size_t usable = 0;
+  std::uint64_t max_free[3] = {0, 0, 0};
+  double max_res_mult = 0, max_link = 0, min_down = 1, max_avail_mult = 0;
+
+  bool operator==(const Bounds& o) const {
+    return usable == o.usable && max_free[0] == o.max_free[0] &&
+           max_free[1] == o.max_free[1] && max_free[2] == o.max_free[2] &&
+           max_res_mult == o.max_res_mult && max_link == o.max_link &&
+           min_down == o.min_down && max_avail_mult == o.max_avail_mult;
+  }
+};
+
+struct Bucket {
+  BucketKey key;
+  std::vector<std::uint32_t> members;
+  Bounds bounds;
+};
+
+struct Slot {
+  bool occupied = false;
+  bool usable = false;  // alive and not in maintenance
+  std::uint32_t bucket = kNone, pos = 0, site = 0;
+  std::uint64_t alloc[3] = {0, 0, 0}, used[3] = {0, 0, 0};
+  Factors f;
+};
+
+struct LatEntry {
+  double ms;
+  std::uint32_t slot;
+  bool operator<(const LatEntry& o) const { return ms != o.ms ? ms < o.ms : slot < o.slot; }
+};
+
+struct Entry {
+  double score = 0;
+  std::uint32_t slot = 0, site = 0;
+  const std::string* node = nullptr;
+  ScoreBreakdown b;
+};
+
+bool ahead(const Entry& a, const Entry& b) { return better(a.score, *a.node, b.score, *b.node); }
+
+void insert_top(std::vector<Entry>& v, const Entry& e, std::size_t cap) {
+  if (v.size() >= cap && !ahead(e, v.back())) return;
+  auto at = std::find_if(v.begin(), v.end(), [&](const Entry& x) { return ahead(e, x); });
+  v.insert(at, e);
+  if (v.size() > cap) v.pop_back();
+}
+
+// Keeps what a decision needs while candidates stream in: the best node of each of the
+// best k_sites sites (skipping excluded_site) and the k_all best nodes overall. In rank
+// mode (diverse = false) only the latter.
+//
+// A site evicted from `sites` can never come back with a stale score: it was evicted
+// because its best was below the list's last entry, which only rises afterwards.
+class Selector {
+ public:
+  Selector(std::size_t k_sites, std::size_t k_all, bool diverse, std::uint32_t excluded_site)
+      : k_sites_(k_sites), k_all_(k_all), diverse_(diverse), excluded_(excluded_site) {}
+
+  void offer(const Entry& e) {
+    insert_top(all, e, k_all_);
+    if (!diverse_ || e.site == excluded_) return;
+    auto it = std::find_if(sites.begin(), sites.end(),
+                           [&](const Entry& x) { return x.site == e.site; });
+    if (it == sites.end()) {
+      insert_top(sites, e, k_sites_);
+      return;
+    }
+    if (!ahead(e, *it)) return;
+    *it = e;
+    while (it != sites.begin() && ahead(*it, *(it - 1))) {
+      std::iter_swap(it, it - 1);
+      --it;
+    }
+  }
+
+  // A candidate scoring below this cannot change the result. With diversity the result
+  // needs the fill list only while fewer than k_sites sites were seen.
+  double threshold() const {
+    if (diverse_) return sites.size() >= k_sites_ ? sites.back().score : kNegInf;
+    return all.size() >= k_all_ ? all.back().score : kNegInf;
+  }
+
+  std::vector<Entry> sites, all;
+
+ private:
+  std::size_t k_sites_, k_all_;
+  bool diverse_;
+  std::uint32_t excluded_;
+};
+
+struct Plan {
+  std::uint32_t bucket;
+  double capability, level, ub;
+  ScoreBreakdown upper;  // per-component bounds
+};
+
+}  // namespace
+
+struct PlacementEngine::Impl {
+  std::vector<Candidate> cands;
+  std::vector<Slot> slots;
+  std::vector<std::uint32_t> free_slots;
+  std::map<std::string, std::uint32_t, std::less<>> by_node;
+  std::map<std::string, std::uint32_t, std::less<>> site_ids;
+  std::map<BucketKey, std::uint32_t> bucket_ids;
+  std::vector<Bucket> buckets;
+  std::map<std::string, std::uint32_t, std::less<>> target_ids;
+  std::vector<std::vector<LatEntry>> lat_lists;
+  std::size_t held = 0;
+
+  // ---- maintenance of the index -------------------------------------------------------
+
+  static std::uint32_t intern(std::map<std::string, std::uint32_t, std::less<>>& m,
+                              std::string_view s) {
+    auto it = m.find(s);
+    if (it != m.end()) return it->second;
+    const auto id = static_cast<std::uint32_t>(m.size());
+    m.emplace(std::string(s), id);
+    return id;
+  }
+
+  Bounds bounds_of(const Bucket& b) const {
+    Bounds x;
+    for (std::uint32_t m : b.members) {
+      const Slot& s = slots[m];
+      if (!s.usable) continue;
+      ++x.usable;
+      for (int d = 0; d < 3; ++d) x.max_free[d] = std::max(x.max_free[d], free_of(s.alloc[d], s.used[d]));
+      x.max_res_mult = std::max(x.max_res_mult, s.f.res_mult);
+      x.max_link = std::max(x.max_link, s.f.link);
+      x.min_down = std::min(x.min_down, s.f.down);
+      x.max_avail_mult = std::max(x.max_avail_mult, s.f.avail_mult);
+    }
+    return x;
+  }
+
+  void refresh(std::uint32_t b) { buckets[b].bounds = bounds_of(buckets[b]); }
+
+  void load_slot(std::uint32_t i) {
+    const Candidate& c = cands[i];
+    Slot& s = slots[i];
+    s.occupied = true;
+    s.usable = c.alive && c.maintenance != Maintenance::now;
+    resources_of(c.allocatable, s.alloc);
+    resources_of(c.used, s.used);
+    s.f = factors_of(c);
+    s.site = intern(site_ids, c.site);
+  }
+
+  void attach(std::uint32_t i) {
+    load_slot(i);
+    BucketKey key = key_of(cands[i]);
+    auto it = bucket_ids.find(key);
+    std::uint32_t b;
+    if (it == bucket_ids.end()) {
+      b = static_cast<std::uint32_t>(buckets.size());
+      buckets.push_back(Bucket{key, {}, {}});
+      bucket_ids.emplace(std::move(key), b);
+    } else {
+      b = it->second;
+    }
+    slots[i].bucket = b;
+    slots[i].pos = static_cast<std::uint32_t>(buckets[b].members.size());
+    buckets[b].members.push_back(i);
+    refresh(b);
+    for (const auto& [target, ms] : cands[i].latency_ms) {
+      if (std::isnan(ms)) continue;
+      const std::uint32_t t = intern(target_ids, target);
+      if (t >= lat_lists.size()) lat_lists.resize(t + 1);
+      auto& list = lat_lists[t];
+      const LatEntry e{std::max(0.0, ms), i};
+      list.insert(std::lower_bound(list.begin(), list.end(), e), e);
+    }
+  }
+
+  void detach(std::uint32_t i) {
+    Slot& s = slots[i];
+    Bucket& b = buckets[s.bucket];
+    const std::uint32_t last = b.members.back();
+    b.members[s.pos] = last;
+    slots[last].pos = s.pos;
+    b.members.pop_back();
+    const std::uint32_t bid = s.bucket;
+    s.bucket = kNone;
+    s.occupied = s.usable = false;
+    refresh(bid);
+    for (const auto& [target, ms] : cands[i].latency_ms) {
+      auto t = target_ids.find(target);
+      if (t == target_ids.end()) continue;
+      auto& list = lat_lists[t->second];
+      list.erase(std::remove_if(list.begin(), list.end(),
+                                [&](const LatEntry& e) { return e.slot == i; }),
+                 list.end());
+    }
+  }
+
+  std::size_t upsert(const Candidate& c) {
+    auto it = by_node.find(c.node);
+    std::uint32_t i;
+    if (it != by_node.end()) {
+      i = it->second;
+      detach(i);
+    } else {
+      if (!free_slots.empty()) {
+        i = free_slots.back();
+        free_slots.pop_back();
+      } else {
+        i = static_cast<std::uint32_t>(slots.size());
+        slots.emplace_back();
+        cands.emplace_back();
+      }
+      by_node.emplace(c.node, i);
+      ++held;
+    }
+    cands[i] = c;
+    attach(i);
+    return i;
+  }
+
+  bool remove(std::string_view node) {
+    auto it = by_node.find(node);
+    if (it == by_node.end()) return false;
+    const std::uint32_t i = it->second;
+    detach(i);
+    cands[i] = Candidate{};
+    by_node.erase(it);
+    free_slots.push_back(i);
+    --held;
+    return true;
+  }
+
+  std::uint32_t slot_of(std::string_view node) const {
+    auto it = by_node.find(node);
+    return it == by_node.end() ? kNone : it->second;
+  }
+
+  void set_used_slot(std::uint32_t i, const Resources& used) {
+    cands[i].used = used;
+    resources_of(used, slots[i].used);
+    refresh(slots[i].bucket);
+  }
+
+  // ---- queries ------------------------------------------------------------------------
+
+  // The buckets that can hold a feasible candidate, with their bounds.
+  void plan(const Query& q, std::vector<Plan>& out) const {
+    out.clear();
+    for (std::uint32_t b = 0; b < buckets.size(); ++b) {
+      const Bucket& bk = buckets[b];
+      const Bounds& x = bk.bounds;
+      if (x.usable == 0) continue;
+      if (x.max_free[0] < q.req[0] || x.max_free[1] < q.req[1] || x.max_free[2] < q.req[2]) continue;
+      if (q.spec->region && bk.key.region != q.spec->region) continue;
+      if ((!q.include.empty() || !q.exclude.empty()) && !cluster_ok(q, bk.key.clusters, nullptr)) continue;
+      if (!q.caps.empty() && missing_cap(q, bk.key.caps, bk.key.arch) != q.caps.size()) continue;
+      Plan p;
+      p.bucket = b;
+      p.capability = capability_component(bk.key.caps.size(), matched_caps(q, bk.key.caps));
+      p.level = level_component(q.spec->tier_preference, bk.key.level);
+      p.upper.resource = resource_upper(x.max_res_mult);
+      p.upper.latency = latency_component(1.0, x.max_link);
+      p.upper.capability = p.capability;
+      p.upper.level = p.level;
+      p.upper.availability = availability_component(q.need_down, x.min_down, x.max_avail_mult);
+      p.ub = total(p.upper);
+      out.push_back(p);
+    }
+  }
+
+  // Scores slot i (known feasible apart from resources) and offers it.
+  void evaluate(const Query& q, std::uint32_t i, double prox, double capability, double level,
+                Selector& sel, std::size_t& scored) const {
+    const Slot& s = slots[i];
+    if (q.req[0] > free_of(s.alloc[0], s.used[0]) || q.req[1] > free_of(s.alloc[1], s.used[1]) ||
+        q.req[2] > free_of(s.alloc[2], s.used[2])) {
+      return;
+    }
+    Entry e;
+    std::uint64_t post[3];
+    for (int d = 0; d < 3; ++d) post[d] = sat_add(s.used[d], q.req[d]);
+    e.b.resource = resource_component(s.alloc, post, q.req, s.f.res_mult);
+    e.b.latency = latency_component(prox, s.f.link);
+    e.b.capability = capability;
+    e.b.level = level;
+    e.b.availability = availability_component(q.need_down, s.f.down, s.f.avail_mult);
+    e.score = total(e.b);
+    e.slot = i;
+    e.site = s.site;
+    e.node = &cands[i].node;
+    ++scored;
+    sel.offer(e);
+  }
+
+  void scan(const Query& q, Selector& sel, std::uint32_t exclude) const {
+    thread_local std::vector<Plan> plans;
+    std::size_t scored = 0;
+    plan(q, plans);
+    if (!q.has_latency) {
+      std::sort(plans.begin(), plans.end(),
+                [](const Plan& a, const Plan& b) { return a.ub > b.ub; });
+      for (const Plan& p : plans) {
+        if (p.ub < sel.threshold()) break;
+        for (std::uint32_t i : buckets[p.bucket].members) {
+          if (i == exclude || !slots[i].usable) continue;
+          evaluate(q, i, 1.0, p.capability, p.level, sel, scored);
+        }
+      }
+      g_last_scored = scored;
+      return;
+    }
+    auto t = target_ids.find(q.to);
+    if (t != target_ids.end() && !plans.empty()) {
+      thread_local std::vector<std::int32_t> plan_of;
+      plan_of.assign(buckets.size(), -1);
+      ScoreBreakdown top{0, 0, 0, 0, 0};
+      double max_link = 0;
+      for (std::size_t j = 0; j < plans.size(); ++j) {
+        const Plan& p = plans[j];
+        plan_of[p.bucket] = static_cast<std::int32_t>(j);
+        top.resource = std::max(top.resource, p.upper.resource);
+        top.capability = std::max(top.capability, p.upper.capability);
+        top.level = std::max(top.level, p.upper.level);
+        top.availability = std::max(top.availability, p.upper.availability);
+        max_link = std::max(max_link, buckets[p.bucket].bounds.max_link);
+      }
+      const auto& list = lat_lists[t->second];
+      for (std::size_t n = 0; n < list.size(); ++n) {
+        const LatEntry& e = list[n];
+        if (e.ms > q.max_ms) break;
+        const double prox = proximity(e.ms, q.max_ms);
+        if ((n & 7) == 0) {
+          top.latency = latency_component(prox, max_link);
+          if (total(top) < sel.threshold()) break;
+        }
+        const Slot& s = slots[e.slot];
+        if (e.slot == exclude || !s.usable) continue;
+        const std::int32_t j = plan_of[s.bucket];
+        if (j < 0) continue;
+        const Plan& p = plans[static_cast<std::size_t>(j)];
+        evaluate(q, e.slot, prox, p.capability, p.level, sel, scored);
+      }
+    }
+    g_last_scored = scored;
+  }
+
+  Ranked ranked_of(const Entry& e) const {
+    Ranked r;
+    r.index = e.slot;
+    r.node = cands[e.slot].node;
+    r.site = cands[e.slot].site;
+    r.score = e.score;
+    r.breakdown = e.b;
+    return r;
+  }
+
+  Decision place_one(const Query& q, std::size_t k) const {
+    Selector sel(k + 1, k + 1, true, kNone);
+    scan(q, sel, kNone);
+    Decision d;
+    if (sel.sites.empty()) return d;
+    d.best = ranked_of(sel.sites.front());
+    for (std::size_t i = 1; i < sel.sites.size(); ++i) d.failover.push_back(ranked_of(sel.sites[i]));
+    fill(d.failover, sel, k, sel.sites.front().slot);
+    return d;
+  }
+
+  // Completes a failover list from the overall best when too few sites qualified.
+  void fill(std::vector<Ranked>& failover, const Selector& sel, std::size_t k,
+            std::uint32_t primary) const {
+    for (const Entry& e : sel.all) {
+      if (failover.size() >= k) break;
+      if (e.slot == primary) continue;
+      bool taken = false;
+      for (const Ranked& r : failover) taken = taken || r.index == e.slot;
+      if (!taken) failover.push_back(ranked_of(e));
+    }
+  }
+
+  // Failover list for a workload already placed on `primary`.
+  std::vector<Ranked> failover_for(const Query& q, std::uint32_t primary, std::size_t k) const {
+    std::vector<Ranked> out;
+    if (k == 0) return out;
+    Selector sel(k, k, true, slots[primary].site);
+    scan(q, sel, primary);
+    for (const Entry& e : sel.sites) out.push_back(ranked_of(e));
+    fill(out, sel, k, primary);
+    return out;
+  }
+
+  std::vector<Ranked> rank(const Query& q, std::size_t k) const {
+    std::vector<Ranked> out;
+    if (k == 0) return out;
+    Selector sel(0, k, false, kNone);
+    scan(q, sel, kNone);
+    for (const Entry& e : sel.all) out.push_back(ranked_of(e));
+    return out;
+  }
+
+  // ---- batch --------------------------------------------------------------------------
+
+  BatchResult batch(std::span<const WorkloadSpec> specs, const PlacementOptions& opts) const;
+
+  std::string verify() const;
+};
+
+namespace {
+
+struct Option {
+  std::uint32_t slot;
+  ScoreBreakdown fixed;  // every component but resource
+};
+
+}  // namespace
+
+BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
+                                         const PlacementOptions& opts) const {
+  const std::size_t W = specs.size();
+  BatchResult out;
+  out.decisions.resize(W);
+  if (W == 0) return out;
+  std::vector<Query> qs;
+  qs.reserve(W);
+  for (const auto& s : specs) qs.push_back(prepare(s));
+
+  Impl work;
+  std::vector<std::uint32_t> assign(W, kNone);
+  std::vector<std::array<std::uint64_t, 3>> load(slots.size(), {0, 0, 0});
+  std::vector<std::vector<std::uint32_t>> members(slots.size());
+
+  // 1. Regret order: how much a workload loses if it misses its best node.
+  std::vector<double> regret(W, 0);
+  std::vector<bool> placeable(W, false);
+  for (std::size_t w = 0; w < W; ++w) {
+    const auto top = rank(qs[w], 2);
+    if (top.empty()) continue;
+    placeable[w] = true;
+    regret[w] = top[0].score - (top.size() > 1 ? top[1].score : 0.0);
+  }
+  std::vector<std::uint32_t> order;
+  for (std::uint32_t w = 0; w < W; ++w) {
+    if (placeable[w]) order.push_back(w);
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::uint32_t a, std::uint32_t b) { return regret[a] > regret[b]; });
+
+  // 2. Greedy on the current state, from two orders: regret, and largest demand first
+  // (first-fit decreasing: big workloads find room before small ones fragment it). The
+  // start that places more workloads, then scores more at decision time, wins.
+  std::vector<std::uint32_t> by_size = order;
+  std::stable_sort(by_size.begin(), by_size.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return sat_add(qs[a].req[0], qs[a].req[1]) > sat_add(qs[b].req[0], qs[b].req[1]);
+  });
+  std::size_t best_placed = 0;
+  double best_sum = kNegInf;
+  for (const auto* start : {&order, &by_size}) {
+    Impl trial = *this;
+    std::vector<std::uint32_t> t_assign(W, kNone);
+    std::size_t t_placed = 0;
+    double t_sum = 0;
+    for (std::uint32_t w : *start) {
+      const auto top = trial.rank(qs[w], 1);
+      if (top.empty()) continue;
+      const auto n = static_cast<std::uint32_t>(top[0].index);
+      t_assign[w] = n;
+      ++t_placed;
+      t_sum += top[0].score;
+      Resources used = trial.cands[n].used;
+      used.cpu_millis = sat_add(used.cpu_millis, qs[w].req[0]);
+      used.memory_mb = sat_add(used.memory_mb, qs[w].req[1]);
+      used.storage_mb = sat_add(used.storage_mb, qs[w].req[2]);
+      trial.set_used_slot(n, used);
+    }
+    if (t_placed > best_placed || (t_placed == best_placed && t_sum > best_sum)) {
+      best_placed = t_placed;
+      best_sum = t_sum;
+      assign = std::move(t_assign);
+      work = std::move(trial);
+    }
+  }
+  for (std::uint32_t w = 0; w < W; ++w) {
+    const std::uint32_t n = assign[w];
+    if (n == kNone) continue;
+    members[n].push_back(w);
+    for (std::size_t d = 0; d < 3; ++d) load[n][d] += qs[w].req[d];
+  }
+
+  // 3. Local search on the true objective over each workload's options.
+  std::vector<std::vector<Option>> options(W);
+  auto fixed_of = [&](std::size_t w, std::uint32_t n) {
+    const Candidate& c = cands[n];
+    return static_components(qs[w], c, slots[n].f);
+  };
+  for (std::uint32_t w : order) {
+    if (held <= kSmallBatchNodes) {
+      for (std::uint32_t n = 0; n < slots.size(); ++n) {
+        if (!slots[n].occupied) continue;
+        if (check_prepared(qs[w], cands[n], true) != Rejection::none) continue;
+        options[w].push_back({n, fixed_of(w, n)});
+      }
+    } else {
+      for (const Ranked& r : rank(qs[w], kBatchOptions)) {
+        options[w].push_back({static_cast<std::uint32_t>(r.index), r.breakdown});
+      }
+      if (assign[w] != kNone &&
+          std::none_of(options[w].begin(), options[w].end(),
+                       [&](const Option& o) { return o.slot == assign[w]; })) {
+        options[w].push_back({assign[w], fixed_of(w, assign[w])});
+      }
+    }
+  }
+  auto option = [&](std::size_t w, std::uint32_t n) -> const Option* {
+    for (const Option& o : options[w]) {
+      if (o.slot == n) return &o;
+    }
+    return nullptr;
+  };
+  std::size_t spent = 0;
+  auto fits = [&](std::uint32_t n, const std::array<std::uint64_t, 3>& l) {
+    const Slot& s = slots[n];
+    for (std::size_t d = 0; d < 3; ++d) {
+      if (l[d] > free_of(s.alloc[d], s.used[d])) return false;
+    }
+    return true;
+  };
+  auto value = [&](std::uint32_t n, const std::vector<std::uint32_t>& mem,
+                   const std::array<std::uint64_t, 3>& l) {
+    if (n == kNone) return 0.0;
+    const Slot& s = slots[n];
+    std::uint64_t post[3];
+    for (std::size_t d = 0; d < 3; ++d) post[d] = sat_add(s.used[d], l[d]);
+    double v = 0;
+    for (std::uint32_t w : mem) {
+      ScoreBreakdown b = option(w, n)->fixed;
+      b.resource = resource_component(s.alloc, post, qs[w].req, s.f.res_mult);
+      v += total(b);
+    }
+    spent += mem.size() + 1;
+    return v;
+  };
+  auto with = [&](std::uint32_t n, std::uint32_t drop, std::uint32_t add,
+                  std::vector<std::uint32_t>& mem, std::array<std::uint64_t, 3>& l) {
+    mem = members[n];
+    l = load[n];
+    if (drop != kNone) {
+      mem.erase(std::find(mem.begin(), mem.end(), drop));
+      for (std::size_t d = 0; d < 3; ++d) l[d] -= qs[drop].req[d];
+    }
+    if (add != kNone) {
+      mem.push_back(add);
+      for (std::size_t d = 0; d < 3; ++d) l[d] += qs[add].req[d];
+    }
+  };
+  // Moves w_a from a to b and w_b (if any) from b to a when that improves the objective.
+  std::vector<std::uint32_t> mem_a, mem_b;
+  std::array<std::uint64_t, 3> load_a{}, load_b{};
+  auto try_exchange = [&](std::uint32_t wa, std::uint32_t wb, std::uint32_t b) {
+    const std::uint32_t a = assign[wa];
+    if (a == b) return false;
+    if (b != kNone && !option(wa, b)) return false;
+    if (wb != kNone && a != kNone && !option(wb, a)) return false;
+    double before = 0, after = 0;
+    if (a != kNone) {
+      with(a, wa, wb, mem_a, load_a);
+      if (!fits(a, load_a)) return false;
+      before += value(a, members[a], load[a]);
+      after += value(a, mem_a, load_a);
+    }
+    if (b != kNone) {
+      with(b, wb, wa, mem_b, load_b);
+      if (!fits(b, load_b)) return false;
+      before += value(b, members[b], load[b]);
+      after += value(b, mem_b, load_b);
+    }
+    if (after - before <= kImprove) return false;
+    if (a != kNone) {
+      members[a] = mem_a;
+      load[a] = load_a;
+    }
+    if (b != kNone) {
+      members[b] = mem_b;
+      load[b] = load_b;
+    }
+    assign[wa] = b;
+    if (wb != kNone) assign[wb] = a;
+    return true;
+  };
+  // Ejection: put an unplaced workload on a node by evicting one of its workloads, then
+  // re-insert unplaced workloads where they gain most. This finds the "one out, two in"
+  // exchanges (a large workload blocking two smaller ones) and frees scarce nodes (gpu)
+  // taken by workloads that could run elsewhere, which single moves and swaps cannot
+  // reach. Changes are logged so a losing attempt is undone exactly.
+  struct Change {
+    std::uint32_t w, from;
+  };
+  std::vector<Change> log;
+  std::vector<std::pair<std::uint32_t, double>> before;  // touched node, value before
+  auto touch = [&](std::uint32_t n) {
+    if (n == kNone) return;
+    for (const auto& t : before) {
+      if (t.first == n) return;
+    }
+    before.emplace_back(n, value(n, members[n], load[n]));
+  };
+  auto relocate = [&](std::uint32_t w, std::uint32_t to, bool record) {
+    const std::uint32_t from = assign[w];
+    if (record) {
+      touch(from);
+      touch(to);
+      log.push_back({w, from});
+    }
+    if (from != kNone) {
+      auto& m = members[from];
+      m.erase(std::find(m.begin(), m.end(), w));
+      for (std::size_t d = 0; d < 3; ++d) load[from][d] -= qs[w].req[d];
+    }
+    if (to != kNone) {
+      members[to].push_back(w);
+      for (std::size_t d = 0; d < 3; ++d) load[to][d] += qs[w].req[d];
+    }
+    assign[w] = to;
+  };
+  auto room = [&](std::uint32_t n, std::uint32_t w) {
+    std::array<std::uint64_t, 3> l = load[n];
+    for (std::size_t d = 0; d < 3; ++d) l[d] += qs[w].req[d];
+    return fits(n, l);
+  };
+  const bool small = held <= kSmallBatchNodes && W <= 64;
+  auto eject = [&](std::uint32_t u) {
+    for (const Option& o : options[u]) {
+      const std::uint32_t n = o.slot;
+      const std::vector<std::uint32_t> victims = members[n];
+      for (std::uint32_t x : victims) {
+        log.clear();
+        before.clear();
+        relocate(x, kNone, true);
+        if (room(n, u)) {
+          relocate(u, n, true);
+          // Small batches re-insert every unplaced workload, large ones only the victim.
+          const std::vector<std::uint32_t> one{x};
+          for (std::uint32_t y : small ? order : one) {
+            if (assign[y] != kNone) continue;
+            std::uint32_t where = kNone;
+            double gain = kImprove;
+            for (const Option& oy : options[y]) {
+              if (!room(oy.slot, y)) continue;
+              std::vector<std::uint32_t> m = members[oy.slot];
+              m.push_back(y);
+              std::array<std::uint64_t, 3> l = load[oy.slot];
+              for (std::size_t d = 0; d < 3; ++d) l[d] += qs[y].req[d];
+              const double g = value(oy.slot, m, l) - value(oy.slot, members[oy.slot], load[oy.slot]);
+              if (g > gain) {
+                gain = g;
+                where = oy.slot;
+              }
+            }
+            if (where != kNone) relocate(y, where, true);
+          }
+          double delta = 0;
+          for (const auto& [t, v] : before) delta += value(t, members[t], load[t]) - v;
+          if (delta > kImprove) return true;
+        }
+        for (auto it = log.rbegin(); it != log.rend(); ++it) relocate(it->w, it->from, false);
+      }
+    }
+    return false;
+  };
+
+  for (bool improved = true; improved && spent < kSearchBudget;) {
+    improved = false;
+    for (std::uint32_t w : order) {
+      if (assign[w] == kNone && spent < kSearchBudget && eject(w)) improved = true;
+    }
+    for (std::uint32_t w : order) {
+      for (std::size_t o = 0; o <= options[w].size(); ++o) {
+        const std::uint32_t b = o < options[w].size() ? options[w][o].slot : kNone;
+        if (try_exchange(w, kNone, b)) improved = true;
+      }
+    }
+    for (std::uint32_t w : order) {
+      for (std::size_t o = 0; o < options[w].size() && spent < kSearchBudget; ++o) {
+        const std::uint32_t b = options[w][o].slot;
+        if (b == assign[w]) continue;
+        const std::vector<std::uint32_t> others = members[b];
+        for (std::uint32_t x : others) {
+          if (try_exchange(w, x, b)) {
+            improved = true;
+            break;
+          }
+        }
+      }
+    }
+  }
+
+  // 4. Final breakdowns on the final state, and failover lists on it.
+  for (std::uint32_t n = 0; n < slots.size(); ++n) {
+    if (!slots[n].occupied) continue;
+    const bool touched = !members[n].empty() || work.cands[n].used != cands[n].used;
+    if (!touched) continue;
+    Resources used = cands[n].used;
+    used.cpu_millis = sat_add(used.cpu_millis, load[n][0]);
+    used.memory_mb = sat_add(used.memory_mb, load[n][1]);
+    used.storage_mb = sat_add(used.storage_mb, load[n][2]);
+    work.set_used_slot(n, used);
+  }
+  for (std::size_t w = 0; w < W; ++w) {
+    const std::uint32_t n = assign[w];
+    if (n == kNone) continue;
+    const Slot& s = slots[n];
+    std::uint64_t post[3];
+    for (std::size_t d = 0; d < 3; ++d) post[d] = sat_add(s.used[d], load[n][d]);
+    Ranked r;
+    r.index = n;
+    r.node = cands[n].node;
+    r.site = cands[n].site;
+    r.breakdown = option(w, n)->fixed;
+    r.breakdown.resource = resource_component(s.alloc, post, qs[w].req, s.f.res_mult);
+    r.score = total(r.breakdown);
+    out.objective += r.score;
+    ++out.placed;
+    out.decisions[w].best = std::move(r);
+    out.decisions[w].failover = work.failover_for(qs[w], n, opts.failover_count);
+  }
+  return out;
+}
+
+std::string PlacementEngine::Impl::verify() const {
+  std::size_t count = 0;
+  for (std::uint32_t i = 0; i < slots.size(); ++i) {
+    const Slot& s = slots[i];
+    if (!s.occupied) continue;
+    ++count;
+    const Candidate& c = cands[i];
+    const std::string who = "slot " + std::to_string(i) + " ('" + c.node + "'): ";
+    auto it = by_node.find(c.node);
+    if (it == by_node.end() || it->second != i) return who + "not in the node map";
+    if (s.bucket >= buckets.size()) return who + "no bucket";
+    const Bucket& b = buckets[s.bucket];
+    if (!(b.key == key_of(c))) return who + "in the wrong bucket";
+    if (s.pos >= b.members.size() || b.members[s.pos] != i) return who + "bucket position wrong";
+    std::uint64_t alloc[3], used[3];
+    resources_of(c.allocatable, alloc);
+    resources_of(c.used, used);
+    for (int d = 0; d < 3; ++d) {
+      if (alloc[d] != s.alloc[d] || used[d] != s.used[d]) return who + "resources differ";
+    }
+    if (s.usable != (c.alive && c.maintenance != Maintenance::now)) return who + "usable flag wrong";
+    const Factors f = factors_of(c);
+    if (f.res_mult != s.f.res_mult || f.link != s.f.link || f.down != s.f.down ||
+        f.avail_mult != s.f.avail_mult) {
+      return who + "factors differ";
+    }
+    for (const auto& [target, ms] : c.latency_ms) {
+      if (std::isnan(ms)) continue;
+      auto t = target_ids.find(target);
+      if (t == target_ids.end()) return who + "latency target '" + target + "' not indexed";
+      const auto& list = lat_lists[t->second];
+      const auto n = std::count_if(list.begin(), list.end(), [&](const LatEntry& e) {
+        return e.slot == i && e.ms == std::max(0.0, ms);
+      });
+      if (n != 1) return who + "latency to '" + target + "' indexed " + std::to_string(n) + " times";
+    }
+  }
+  if (count != held || by_node.size() != held) return "node count mismatch";
+  std::size_t in_buckets = 0;
+  for (std::size_t b = 0; b < buckets.size(); ++b) {
+    in_buckets += buckets[b].members.size();
+    for (std::uint32_t m : buckets[b].members) {
+      if (!slots[m].occupied || slots[m].bucket != b) return "bucket " + std::to_string(b) + " holds a stale slot";
+    }
+    if (!(bounds_of(buckets[b]) == buckets[b].bounds)) return "bucket " + std::to_string(b) + " bounds stale";
+  }
+  if (in_buckets != held) return "bucket membership count mismatch";
+  std::size_t entries = 0, expected = 0;
+  for (const auto& list : lat_lists) {
+    entries += list.size();
+    if (!std::is_sorted(list.begin(), list.end())) return "latency list not sorted";
+    for (const LatEntry& e : list) {
+      if (!slots[e.slot].occupied) return "latency list holds a removed node";
+    }
+  }
+  for (std::uint32_t i = 0; i < slots.size(); ++i) {
+    if (!slots[i].occupied) continue;
+    for (const auto& [target, ms] : cands[i].latency_ms) expected += std::isnan(ms) ? 0u : 1u;
+  }
+  if (entries != expected) return "latency lists hold stale entries";
+  return "";
+}
+
+// ---- the public face ------------------------------------------------------------------
+
+PlacementEngine::PlacementEngine() : impl_(std::make_unique<Impl>()) {}
+PlacementEngine::PlacementEngine(std::span<const Candidate> candidates)
+    : impl_(std::make_unique<Impl>()) {
+  for (const auto& c : candidates) impl_->upsert(c);
+}
+PlacementEngine::PlacementEngine(const PlacementEngine& o)
+    : impl_(std::make_unique<Impl>(*o.impl_)) {}
+PlacementEngine& PlacementEngine::operator=(const PlacementEngine& o) {
+  if (this != &o) impl_ = std::make_unique<Impl>(*o.impl_);
+  return *this;
+}
+PlacementEngine::PlacementEngine(PlacementEngine&&) noexcept = default;
+PlacementEngine& PlacementEngine::operator=(PlacementEngine&&) noexcept = default;
+PlacementEngine::~PlacementEngine() = default;
+
+std::size_t PlacementEngine::size() const { return impl_->held; }
+std::size_t PlacementEngine::upsert(const Candidate& c) { return impl_->upsert(c); }
+bool PlacementEngine::remove(std::string_view node) { return impl_->remove(node); }
+
+std::optional<std::size_t> PlacementEngine::find(std::string_view node) const {
+  const std::uint32_t i = impl_->slot_of(node);
+  if (i == kNone) return std::nullopt;
+  return i;
+}
+
+const Candidate& PlacementEngine::candidate(std::size_t slot) const { return impl_->cands.at(slot); }
+
+bool PlacementEngine::set_used(std::string_view node, const Resources& used) {
+  const std::uint32_t i = impl_->slot_of(node);
+  if (i == kNone) return false;
+  impl_->set_used_slot(i, used);
+  return true;
+}
+
+bool PlacementEngine::set_alive(std::string_view node, bool alive) {
+  const std::uint32_t i = impl_->slot_of(node);
+  if (i == kNone) return false;
+  impl_->cands[i].alive = alive;
+  impl_->load_slot(i);
+  impl_->refresh(impl_->slots[i].bucket);
+  return true;
+}
+
+void PlacementEngine::reserve(std::size_t slot, const Resources& r) {
+  Resources u = impl_->cands.at(slot).used;
+  u.cpu_millis = sat_add(u.cpu_millis, r.cpu_millis);
+  u.memory_mb = sat_add(u.memory_mb, r.memory_mb);
+  u.storage_mb = sat_add(u.storage_mb, r.storage_mb);
+  impl_->set_used_slot(static_cast<std::uint32_t>(slot), u);
+}
+
+void PlacementEngine::release(std::size_t slot, const Resources& r) {
+  Resources u = impl_->cands.at(slot).used;
+  auto sub = [](std::uint64_t a, std::uint64_t b) { return a > b ? a - b : 0; };
+  u.cpu_millis = sub(u.cpu_millis, r.cpu_millis);
+  u.memory_mb = sub(u.memory_mb, r.memory_mb);
+  u.storage_mb = sub(u.storage_mb, r.storage_mb);
+  impl_->set_used_slot(static_cast<std::uint32_t>(slot), u);
+}
+
+Decision PlacementEngine::place_one(const WorkloadSpec& spec, const PlacementOptions& opts) const {
+  return impl_->place_one(prepare(spec), opts.failover_count);
+}
+
+std::vector<Ranked> PlacementEngine::rank(const WorkloadSpec& spec, std::size_t k) const {
+  return impl_->rank(prepare(spec), k);
+}
+
+BatchResult PlacementEngine::place_batch(std::span<const WorkloadSpec> specs,
+                                         const PlacementOptions& opts) const {
+  return impl_->batch(specs, opts);
+}
+
+std::size_t PlacementEngine::last_scored() { return g_last_scored; }
+
+std::string PlacementEngine::verify() const { return impl_->verify(); }
+
+}  // namespace nova::tiers
