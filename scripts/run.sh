@@ -4,9 +4,11 @@
 # access sites), wait until every broker is up and every bridge connected, publish a
 # device's retained birth record (encoded by nova-codec) at its access broker, and show
 # it arriving at the cloud broker four hops up, retained and byte for byte. Then start a
-# nova-agent for every node of the topology (30: one per site, two devices per access
-# site), wait for all their births at the cloud, send a task down to one device and show
-# its result coming back up.
+# nova-cloud at the cloud broker (REST API, /metrics and dashboard on port 8080, or a
+# free port), then a nova-agent for every node of the topology (30: one per site, two
+# devices per access site). nova-cloud sees every agent alive and acknowledges their
+# metrics end to end; a workload submitted through its REST API is placed on a device,
+# goes down as a task three bridge hops, and its result comes back up.
 #
 #   scripts/run.sh              set up, build, run the demo, keep the hierarchy up until ^C
 #   scripts/run.sh --once       ... then stop the hierarchy and exit (0 ok, 1 failure)
@@ -17,29 +19,33 @@
 #                               build/broker-bridge/nova-bridge, or $NOVA_BRIDGE)
 #   scripts/run.sh --agent P    use the nova-agent at P (default: build/agent/nova-agent,
 #                               or $NOVA_AGENT)
+#   scripts/run.sh --cloud P    use the nova-cloud at P (default: build/cloud/nova-cloud,
+#                               or $NOVA_CLOUD)
 #
 # The example's fixed ports 18830-18844 are used when all are free, else free ports.
 # Configs, logs and databases live in one fresh temporary directory, removed on exit
 # unless NOVA_KEEP_TEST_DIRS is set.
 set -euo pipefail
 
-usage() { sed -n '2,23s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,27s/^# \{0,1\}//p' "$0"; }
 
 once=false
 build=true
 codec="${NOVA_CODEC:-}"
 bridge="${NOVA_BRIDGE:-}"
 agent="${NOVA_AGENT:-}"
+cloud="${NOVA_CLOUD:-}"
 while (($# > 0)); do
   case "$1" in
     --once) once=true ;;
     --no-build) build=false ;;
-    --codec | --bridge | --agent)
+    --codec | --bridge | --agent | --cloud)
       (($# >= 2)) || { echo "run.sh: $1 needs a path" >&2; exit 2; }
       case "$1" in
         --codec) codec="$2" ;;
         --bridge) bridge="$2" ;;
         --agent) agent="$2" ;;
+        --cloud) cloud="$2" ;;
       esac
       shift
       ;;
@@ -53,6 +59,7 @@ done
 [[ -z "$codec" || "$codec" == /* ]] || codec="$PWD/$codec"
 [[ -z "$bridge" || "$bridge" == /* ]] || bridge="$PWD/$bridge"
 [[ -z "$agent" || "$agent" == /* ]] || agent="$PWD/$agent"
+[[ -z "$cloud" || "$cloud" == /* ]] || cloud="$PWD/$cloud"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 topology="$repo/broker-bridge/examples/five-tier.yaml"
@@ -62,6 +69,7 @@ say() { printf 'run.sh: %s\n' "$*"; }
 work_dir=""
 run_dir=""
 up_pid=""
+cloud_pid=""
 agent_pids=()
 
 # Prints the reason and the tail of the supervisor's log, then exits 1 (cleanup on EXIT).
@@ -90,11 +98,20 @@ stop_agents() {
   agent_pids=()
 }
 
+# SIGTERM makes nova-cloud store what it has queued, acknowledge it and exit.
+stop_cloud() {
+  [[ -n "$cloud_pid" ]] || return 0
+  kill -TERM "$cloud_pid" 2>/dev/null || true
+  wait "$cloud_pid" 2>/dev/null || true
+  cloud_pid=""
+}
+
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
   stop_agents
+  stop_cloud
   stop_hierarchy
   if [[ -n "$work_dir" && -d "$work_dir" ]]; then
     if [[ -n "${NOVA_KEEP_TEST_DIRS:-}" ]]; then
@@ -121,11 +138,13 @@ fi
 codec="${codec:-$repo/build/schemas/nova-codec}"
 bridge="${bridge:-$repo/build/broker-bridge/nova-bridge}"
 agent="${agent:-$repo/build/agent/nova-agent}"
+cloud="${cloud:-$repo/build/cloud/nova-cloud}"
 [[ -x "$codec" ]] || die "no nova-codec at $codec (build first, or pass --codec PATH)"
 [[ -x "$bridge" ]] || die "no nova-bridge at $bridge (build first, or pass --bridge PATH)"
 [[ -x "$agent" ]] || die "no nova-agent at $agent (build first, or pass --agent PATH)"
+[[ -x "$cloud" ]] || die "no nova-cloud at $cloud (build first, or pass --cloud PATH)"
 /usr/bin/python3 -c 'import yaml' 2>/dev/null || die "Debian's python3-yaml is missing (run scripts/setup.sh)"
-for tool in mosquitto_pub mosquitto_sub python3 cmp tail grep timeout; do
+for tool in mosquitto_pub mosquitto_sub python3 cmp tail grep timeout curl; do
   command -v "$tool" >/dev/null || die "$tool not found (run scripts/setup.sh)"
 done
 
@@ -242,7 +261,42 @@ EOF
 say "decoded at the cloud: $(cat "$work_dir/received.json")"
 say "OK: birth record par-a1 -> par -> eu -> cloud, retained, byte-identical"
 
-# --- 4. an agent on every node -------------------------------------------------------
+# --- 4. nova-cloud at the cloud broker ----------------------------------------------
+
+# Port 8080 for the REST API and dashboard when it is free, else any free port.
+http_port=8080
+python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 8080))' 2>/dev/null || http_port=0
+cat >"$work_dir/cloud.yaml" <<EOF
+mqtt: {uri: "tcp://127.0.0.1:$cloud_port", client_id: nova-cloud-demo}
+store: {dir: $work_dir/cloud-store}
+liveness: {heartbeat_timeout_s: 60}
+http: {port: $http_port}
+EOF
+"$cloud" --config "$work_dir/cloud.yaml" 2>"$work_dir/cloud.log" &
+cloud_pid=$!
+if ! timeout 30 grep -q -m 1 'event=started' < <(tail --pid="$cloud_pid" -n +1 -f "$work_dir/cloud.log"); then
+  tail -n 20 "$work_dir/cloud.log" >&2
+  die "nova-cloud did not start"
+fi
+api_port=$(sed -n 's/.*event=started.* http=[0-9.]*:\([0-9]*\).*/\1/p' "$work_dir/cloud.log" | head -n 1)
+api="http://127.0.0.1:$api_port"
+say "nova-cloud (pid $cloud_pid) consumes the cloud broker; REST API and dashboard at $api/"
+
+# GET $1 from the API and print the Python expression $2 over its JSON, named j.
+api_get() {
+  curl -fsS "$api$1" | python3 -c "import json, sys; j = json.load(sys.stdin); print($2)"
+}
+# Polls GET $1 until the Python condition $2 over its JSON (j) holds, for at most $3 s.
+api_wait() {
+  local deadline=$((SECONDS + $3))
+  while ((SECONDS < deadline)); do
+    [[ "$(api_get "$1" "bool($2)" 2>/dev/null)" == "True" ]] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+# --- 5. an agent on every node -------------------------------------------------------
 
 # One config per node of the topology: its site path and its site broker's port come
 # from the topology and the state file; everything else keeps nova-agent's defaults,
@@ -281,45 +335,44 @@ done <"$work_dir/nodes.txt"
 node_count=${#agent_pids[@]}
 say "started $node_count nova-agent processes (logs in $agents_dir/<node>/agent.log)"
 
-# Their retained births reach the cloud through the bridges (plus the demo birth above).
-timeout 60 mosquitto_sub -h 127.0.0.1 -p "$cloud_port" -V mqttv311 -u nova-cloud -i nova-run-births \
-  -t 'nova/v1/up/+/state' -F '%t' -C "$((node_count + 1))" -W 60 >"$work_dir/births.txt" 2>/dev/null || true
-births=$(sort -u "$work_dir/births.txt" | grep -c '/state' || true)
-((births >= node_count)) || die "only $births of $node_count agent births reached the cloud"
-say "OK: all $node_count agents online, their births retained at the cloud"
+# Their births reach nova-cloud through the bridges; it rebuilds the live topology.
+api_wait /api/v1/nodes "sum(n['liveness'] == 'alive' for n in j) >= $node_count" 60 ||
+  die "nova-cloud does not see all $node_count agents alive: $(api_get /api/v1/nodes "sorted(n['id'] for n in j if n['liveness'] != 'alive')")"
+say "OK: nova-cloud sees all $node_count agents alive (GET /api/v1/nodes)"
 
-# A task for one device, published at the cloud, travels down cloud -> eu -> par ->
-# par-a1 (and nowhere else); its result comes back up through the agent's outbox.
-task_node=dev-par-a1-2
-task_site=$(awk -v n="$task_node" '$1 == n {print $2}' "$work_dir/nodes.txt")
-printf '{"v":1,"task_id":"demo-1","argv":["/bin/sh","-c","echo hello from %s"],"timeout_ms":10000,"memory_mb":0,"cpu_millis":0,"priority":1,"issued_ts":%s}\n' \
-  "$task_node" "$ts_ms" >"$work_dir/task.json"
-"$codec" encode task <"$work_dir/task.json" >"$work_dir/task.cbor" || die "nova-codec could not encode the task"
-mosquitto_sub -h 127.0.0.1 -p "$cloud_port" -V mqttv311 -u nova-cloud -i nova-run-results \
-  -t "nova/v1/up/$task_node/result" -C 1 -W 60 -N >"$work_dir/result.cbor" 2>/dev/null &
-results_pid=$!
-# Give the subscriber its SUBACK before publishing: wait until the broker logs it.
-for _ in $(seq 1 100); do
-  grep -q "nova-run-results" "$run_dir/cloud/mosquitto.log" 2>/dev/null && break
-  sleep 0.05
-done
-mosquitto_pub -h 127.0.0.1 -p "$cloud_port" -V mqttv311 -u nova-cloud -i nova-run-tasks -q 1 \
-  -t "nova/v1/down/$task_site/$task_node/task" -f "$work_dir/task.cbor" || die "could not publish the task"
-wait "$results_pid" || die "no task result from $task_node reached the cloud"
-"$codec" decode task_result <"$work_dir/result.cbor" >"$work_dir/result.json" || die "the task result does not decode"
-say "task result from $task_node at the cloud: $(cat "$work_dir/result.json")"
-grep -q '"status":"ok"' "$work_dir/result.json" || die "the task did not succeed"
+# A workload through the REST API: placed on a device (tier 5) by the seed's weighted
+# score, sent down as a task, run by the agent, its result back up through the outbox.
+printf '%s\n' '{"v":1,"workload_id":"demo-hello","name":"hello from the edge",' \
+  '"argv":["/bin/sh","-c","echo hello from the edge"],"res":{"cpu_millis":100,"memory_mb":16,"storage_mb":0},' \
+  '"caps":[],"tiers":[5],"availability":0.9,"clusters_in":[],"clusters_out":[],"timeout_ms":10000}' \
+  >"$work_dir/workload.json"
+curl -fsS -X POST -H 'Content-Type: application/json' --data @"$work_dir/workload.json" \
+  "$api/api/v1/workloads" >"$work_dir/placed.json" || die "POST /api/v1/workloads failed"
+say "placed: $(python3 -c 'import json, sys; p = json.load(open(sys.argv[1]))["placement"]; print(p["node"], "at", p["site"], "score %.1f" % p["score"], "breakdown", {k: round(v, 1) for k, v in p["breakdown"].items()}, "failover", p["failover"])' "$work_dir/placed.json")"
+api_wait /api/v1/workloads/demo-hello "j['phase'] in ('succeeded', 'failed')" 60 ||
+  die "the workload did not finish: $(api_get /api/v1/workloads/demo-hello j)"
+[[ "$(api_get /api/v1/workloads/demo-hello "j['phase']")" == "succeeded" ]] ||
+  die "the workload failed: $(api_get /api/v1/workloads/demo-hello "j.get('result')")"
+say "OK: workload result from $(api_get /api/v1/workloads/demo-hello "j['result']['node'] + ': ' + j['result']['output'].strip()")"
 
-# --- 5. keep running or stop ---------------------------------------------------------
+# Metrics batches go up every 10 s; nova-cloud stores each once and acks it downward.
+api_wait /api/v1/nodes/dev-par-a1-1 "j['watermarks'].get('metrics', 0) >= 1" 60 ||
+  die "no metrics batch of dev-par-a1-1 was acknowledged"
+say "OK: metrics stored and acknowledged end to end ($(curl -fsS "$api/metrics" | grep -E '^nova_cloud_(records_stored|acks_sent)_total' | tr '\n' ' '))"
+
+# --- 6. keep running or stop ---------------------------------------------------------
 
 if $once; then
   stop_agents
+  stop_cloud
   stop_hierarchy
   say "hierarchy stopped"
   exit 0
 fi
 
-say "the hierarchy and $node_count agents keep running (run dir $run_dir); try:"
+say "the hierarchy, nova-cloud and $node_count agents keep running (run dir $run_dir); try:"
+say "  dashboard:   $api/"
+say "  REST API:    curl $api/api/v1/topology ; curl $api/api/v1/workloads"
 say "  mosquitto_sub -p $cloud_port -u nova-cloud -t 'nova/v1/up/#' -v     # births, metrics batches"
 say "  $bridge status --run-dir $run_dir"
 say "press Ctrl-C to stop"
