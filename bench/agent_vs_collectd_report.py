@@ -205,13 +205,21 @@ def decode_first_batch(agent):
         return None
     try:
         doc, _ = cbor_decode(payload)
-        data = doc["data"] if doc.get("enc") == "zstd" else None
+        data = doc["data"] if doc.get("enc") in ("zstd", "qdelta") else None
         if data is None:
             return None
         plain = subprocess.run(["zstd", "-dcq"], input=data, capture_output=True, timeout=30, check=True).stdout
         widths = Counter()
-        samples, _ = cbor_decode(plain, 0, widths)
-        return {"samples": samples, "plain_bytes": len(plain), "float_widths": widths}
+        body, _ = cbor_decode(plain, 0, widths)
+        if doc["enc"] == "qdelta":
+            # Columns, not samples: one sample's shape is the column names (values are
+            # integer steps, so there are no floats to count).
+            shape = {k: 0 for k in body if k != "extra"}
+            if body.get("extra"):
+                shape["extra"] = {k: 0 for k in body["extra"]}
+            return {"samples": [shape] * doc["count"], "plain_bytes": len(plain), "float_widths": widths,
+                    "enc": "qdelta"}
+        return {"samples": body, "plain_bytes": len(plain), "float_widths": widths, "enc": "zstd"}
     except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError, TypeError):
         return None
 
@@ -486,10 +494,12 @@ def main():
         fw = decoded["float_widths"]
         w(f"    a sample holds {len(core) + len(extra)} values: {', '.join(core)} and {len(extra)} extra gauges"
           + (f" ({', '.join(sorted(extra)[:10])}{', ...' if len(extra) > 10 else ''})" if extra else ""))
-        w(f"    batch seq {a['batch_first'][0][1]} decoded: {decoded['plain_bytes']} bytes of CBOR before zstd "
+        what = "CBOR columns of quantized deltas" if decoded["enc"] == "qdelta" else "CBOR"
+        w(f"    batch seq {a['batch_first'][0][1]} decoded: {decoded['plain_bytes']} bytes of {what} before zstd "
           f"({decoded['plain_bytes'] / n:.0f} bytes/sample), zstd {a['batch_first'][0][5]} bytes "
-          f"({decoded['plain_bytes'] / max(1, a['batch_first'][0][5]):.1f}x); floats as encoded: "
-          + ", ".join(f"{cnt} of {wd} bytes" for wd, cnt in sorted(fw.items())))
+          f"({decoded['plain_bytes'] / max(1, a['batch_first'][0][5]):.1f}x)"
+          + ("; floats as encoded: " + ", ".join(f"{cnt} of {wd} bytes" for wd, cnt in sorted(fw.items()))
+             if fw else ""))
     w(f"  nova-agent: {a['batch_resends']} of the {len(a['batches'])} batch messages were resends of a batch "
       "already sent (go-back-N to the ack watermark when acks make no progress; no consumer acks here)")
     if a["batches"]:

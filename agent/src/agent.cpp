@@ -36,6 +36,18 @@ schemas::Timestamp wall_ms() {
 
 topics::Id id(const std::string& s) { return topics::Id::parse(s).value(); }
 
+// The precision kept for the collector's extra gauges in qdelta batches (decimal
+// places); nullopt leaves it to the codec (the fewest places that are exact, at most 3).
+std::optional<std::uint8_t> extra_decimals(std::string_view name) {
+  auto ends = [&](std::string_view s) { return name.ends_with(s); };
+  if (name == "self.cpu_pct" || name == "load5" || name == "load15") return 2;   // 0.01
+  if (name.starts_with("cpu.") || name.starts_with("temp.") || ends("_pct")) return 1;  // 0.1
+  if (ends("_bps") || ends("_mb") || ends("_kb") || ends("_events") || name.starts_with("agent.")) {
+    return 0;  // whole bytes/s, MB, kB, counts
+  }
+  return std::nullopt;
+}
+
 // Writes `text` to `path` atomically and durably: temp file, fsync, rename.
 bool write_file_durably(const std::filesystem::path& path, const std::string& text) {
   const std::filesystem::path tmp = path.string() + ".tmp";
@@ -134,9 +146,16 @@ void Agent::flush_batch() {
   if (open_batch_.empty()) return;
   schemas::MetricsBatch batch;
   batch.position = {options_.birth.node, "metrics", outbox_->next_seq("metrics")};
-  batch.encoding = schemas::BatchEncoding::zstd;
+  batch.encoding = options_.batch_encoding;
   batch.samples = std::move(open_batch_);
   open_batch_.clear();
+  if (batch.encoding == schemas::BatchEncoding::qdelta) {
+    for (const schemas::MetricSample& s : batch.samples) {
+      for (const auto& [name, value] : s.extra) {
+        if (auto places = extra_decimals(name)) batch.extra_decimals.emplace(name, *places);
+      }
+    }
+  }
   const schemas::Bytes b = schemas::encode_cbor(batch);
   auto r = outbox_->append("metrics", Priority::metrics, std::string(b.begin(), b.end()));
   update_counters([&](AgentCounters& c) { ++(r ? c.batches : c.outbox_errors); });
@@ -160,6 +179,7 @@ void Agent::apply_pending_tuning() {
   if (!t) return;
   options_.sample_interval = t->sample_interval;
   options_.batch_interval = t->batch_interval;
+  options_.batch_encoding = t->batch_encoding;
   options_.drain = t->drain;
   tokens_ = std::min(tokens_, options_.drain.burst);
   if (options_.tasks != nullptr) {
@@ -269,7 +289,7 @@ void Agent::on_connected(Clock::time_point now) {
   resend_interval_ = options_.drain.resend_after;
   drain_after_ = now + std::chrono::milliseconds(
                            jitter_ms > 0 ? std::uniform_int_distribution<long>(0, jitter_ms)(rng_) : 0);
-  last_ack_progress_ = now;
+  stall_since_.reset();  // nothing sent in this session yet
 }
 
 void Agent::on_disconnected(Clock::time_point now, const std::string& reason) {
@@ -305,15 +325,24 @@ void Agent::on_message(const std::string& topic, const std::string& payload) {
     auto ack = schemas::decode_cbor<schemas::Ack>(payload);
     if (!ack) return bad_input(topic, ack.error().message());
     if (ack->node != options_.birth.node) return bad_input(topic, "ack for node '" + ack->node + "'");
+    bool progress = false;
     for (const auto& [stream, watermark] : ack->watermarks) {
       const std::uint64_t before = outbox_->stats()[stream].acked;
       if (!outbox_->ack(stream, watermark)) {
         update_counters([](AgentCounters& c) { ++c.outbox_errors; });
         continue;
       }
-      if (outbox_->stats()[stream].acked > before) {
-        last_ack_progress_ = Clock::now();
-        resend_interval_ = options_.drain.resend_after;
+      progress |= outbox_->stats()[stream].acked > before;
+    }
+    if (progress) {
+      // The stall timer restarts if records remain outstanding, and stops otherwise.
+      resend_interval_ = options_.drain.resend_after;
+      bool outstanding = false;
+      for (const auto& [name, s] : outbox_->stats()) outstanding |= sent_[name] > s.acked;
+      if (outstanding) {
+        stall_since_ = Clock::now();
+      } else {
+        stall_since_.reset();
       }
     }
     update_counters([](AgentCounters& c) { ++c.acks; });
@@ -340,12 +369,14 @@ void Agent::drain(Clock::time_point now) {
   const auto delivered = uplink_->take_delivered();
   if (!delivered.empty()) update_counters([&](AgentCounters& c) { c.published += delivered.size(); });
   const auto stats = outbox_->stats();
-  // Go-back-N when acknowledgements stall with records outstanding.
+  // Go-back-N when acknowledgements stall with records outstanding: resend_interval_
+  // after the first unacknowledged send (or the last ack progress, if later).
   bool outstanding = false;
   for (const auto& [name, s] : stats) outstanding |= sent_[name] > s.acked;
-  if (outstanding && now - last_ack_progress_ > resend_interval_) {
+  if (!outstanding) stall_since_.reset();
+  if (outstanding && stall_since_ && now - *stall_since_ > resend_interval_) {
     for (const auto& [name, s] : stats) sent_[name] = s.acked;
-    last_ack_progress_ = now;
+    stall_since_.reset();  // restarts at the first send of the go-back
     resend_interval_ = std::min<Clock::duration>(resend_interval_ * 2, options_.drain.resend_after * 16);
     update_counters([](AgentCounters& c) { ++c.resends; });
   }
@@ -362,6 +393,7 @@ void Agent::drain(Clock::time_point now) {
       if (!records || records->empty()) break;
       for (const OutboxRecord& r : *records) {
         if (!uplink_->publish(topics::up(node, def.kind), r.payload, false, r.seq)) return;
+        if (!stall_since_) stall_since_ = now;
         sent = r.seq;
         tokens_ -= 1;
       }

@@ -52,7 +52,8 @@ constexpr std::string_view accepts_text(Check c) {
 
 using FieldRef =
     std::variant<std::string*, std::vector<std::string>*, std::uint8_t*, std::uint32_t*,
-                 std::uint64_t*, std::optional<std::uint32_t>*, LogLevel*, LogFormat*>;
+                 std::uint64_t*, std::optional<std::uint32_t>*, LogLevel*, LogFormat*,
+                 schemas::BatchEncoding*>;
 
 struct KeyDef {
   ConfigKey key;
@@ -123,11 +124,15 @@ KeyDef def(std::string_view name, FieldRef (*field)(AgentConfig&), Spec spec, Re
 
 constexpr std::array<std::string_view, 4> kLogLevels{"debug", "info", "warning", "error"};
 constexpr std::array<std::string_view, 2> kLogFormats{"logfmt", "json"};
+// In the order of schemas::BatchEncoding.
+constexpr std::array<std::string_view, 3> kBatchEncodings{"plain", "zstd", "qdelta"};
 
 template <class E>
 constexpr std::span<const std::string_view> names_of() {
   if constexpr (std::is_same_v<E, LogLevel>)
     return kLogLevels;
+  else if constexpr (std::is_same_v<E, schemas::BatchEncoding>)
+    return kBatchEncodings;
   else
     return kLogFormats;
 }
@@ -169,6 +174,10 @@ const std::vector<KeyDef>& table() {
           "Samples are batched for this long into one outbox record (at most 4096 samples)."),
       def(NOVA_KEY(metrics.data_path), text(Check::absolute_path), Reload::hot,
           "disk_pct reports the filesystem holding this path."),
+      def(NOVA_KEY(metrics.encoding), choice(kBatchEncodings), Reload::hot,
+          "How batches are stored and sent: qdelta (each value rounded to its precision, "
+          "columns of deltas, zstd; the smallest), zstd (exact values, zstd) or plain "
+          "(exact values, uncompressed CBOR)."),
 
       def(NOVA_KEY(outbox.dir), text(Check::absolute_path), Reload::restart,
           "LevelDB directory of the durable outbox."),
@@ -474,7 +483,8 @@ std::optional<std::string> assign(AgentConfig& c, const KeyDef& d, Value value) 
             }
           }
           *field = std::move(items);
-        } else if constexpr (std::is_same_v<T, LogLevel> || std::is_same_v<T, LogFormat>) {
+        } else if constexpr (std::is_same_v<T, LogLevel> || std::is_same_v<T, LogFormat> ||
+                             std::is_same_v<T, schemas::BatchEncoding>) {
           const auto& s = std::get<std::string>(value);
           const auto names = names_of<T>();
           const auto it = std::find(names.begin(), names.end(), s);
@@ -711,7 +721,8 @@ std::string format_value(const AgentConfig& config, const ConfigKey& key) {
           std::string out = "[";
           for (const auto& s : *field) out += (out.size() > 1 ? ", " : "") + s;
           return out + "]";
-        } else if constexpr (std::is_same_v<T, LogLevel> || std::is_same_v<T, LogFormat>) {
+        } else if constexpr (std::is_same_v<T, LogLevel> || std::is_same_v<T, LogFormat> ||
+                             std::is_same_v<T, schemas::BatchEncoding>) {
           return std::string(names_of<T>()[static_cast<std::size_t>(*field)]);
         } else if constexpr (std::is_same_v<T, std::optional<std::uint32_t>>) {
           return *field ? std::to_string(**field) : "unset";

@@ -1,8 +1,35 @@
 #include "nova/agent/uplink.h"
 
+#include <MQTTAsync.h>
 #include <mqtt/async_client.h>
 
+#include <mutex>
+
 namespace nova::agent {
+namespace {
+
+bool is_tls_uri(const std::string& uri) {
+  for (const char* scheme : {"ssl://", "mqtts://", "wss://"}) {
+    if (uri.starts_with(scheme)) return true;
+  }
+  return false;
+}
+
+// Paho C initialises OpenSSL (error strings, every algorithm, the config file) when the
+// first client is created, even for tcp:// URIs; that costs about 1.6 MB of resident
+// libcrypto. Once per process, before the first client: skip it unless this broker is
+// reached over TLS. (OpenSSL 1.1+ initialises itself on first use, so a TLS client
+// created later in the same process still works.)
+void init_paho_once(const std::string& uri) {
+  static std::once_flag once;
+  std::call_once(once, [&] {
+    MQTTAsync_init_options init = MQTTAsync_init_options_initializer;
+    init.do_openssl_init = is_tls_uri(uri) ? 1 : 0;
+    MQTTAsync_global_init(&init);
+  });
+}
+
+}  // namespace
 
 struct Uplink::Pending {
   mqtt::delivery_token_ptr token;
@@ -40,6 +67,7 @@ class Uplink::Callbacks final : public virtual mqtt::callback, public virtual mq
 };
 
 Uplink::Uplink(UplinkOptions options) : options_(std::move(options)) {
+  init_paho_once(options_.uri);
   // No Paho persistence: the outbox is the durable store.
   client_ = std::make_unique<mqtt::async_client>(options_.uri, options_.client_id,
                                                  mqtt::create_options(MQTTVERSION_3_1_1));

@@ -95,6 +95,7 @@ AgentTuning tuning_of(const AgentConfig& c) {
   AgentTuning t;
   t.sample_interval = std::chrono::milliseconds(c.metrics.interval_ms);
   t.batch_interval = std::chrono::seconds(c.metrics.batch_interval_s);
+  t.batch_encoding = c.metrics.encoding;
   t.drain.rate_per_s = c.drain.rate_per_s;
   t.drain.burst = c.drain.burst;
   t.drain.jitter = std::chrono::milliseconds(c.drain.jitter_ms);
@@ -118,6 +119,7 @@ AgentOptions agent_options(const AgentConfig& c) {
   const AgentTuning t = tuning_of(c);
   o.sample_interval = t.sample_interval;
   o.batch_interval = t.batch_interval;
+  o.batch_encoding = t.batch_encoding;
   o.drain = t.drain;
   o.outbox.dir = c.outbox.dir;
   o.outbox.max_bytes = c.outbox.max_bytes;

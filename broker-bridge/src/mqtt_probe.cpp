@@ -11,56 +11,19 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "nova/bridge/mqtt_wire.h"
+
 namespace nova::bridge::detail {
 namespace {
 
 using std::chrono::milliseconds;
+using namespace nova::bridge::mqtt;  // the wire format (nova/bridge/mqtt_wire.h)
 
-constexpr std::uint8_t kConnect = 0x10;
-constexpr std::uint8_t kConnack = 0x20;
-constexpr std::uint8_t kPublish = 0x30;
-constexpr std::uint8_t kPuback = 0x40;
-constexpr std::uint8_t kSubscribe = 0x82;  // type 8, reserved flags 0b0010
-constexpr std::uint8_t kSuback = 0x90;
-constexpr std::uint8_t kDisconnect = 0xE0;
 constexpr std::size_t kMaxPacket = 1 << 20;  // link records and probes are tiny
 
 int millis_left(MqttProbe::Deadline deadline) {
   const auto left = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
   return static_cast<int>(std::clamp<milliseconds::rep>(left.count(), 0, 60'000));
-}
-
-std::string u16(std::size_t v) {
-  return {static_cast<char>((v >> 8) & 0xFF), static_cast<char>(v & 0xFF)};
-}
-
-std::string text(const std::string& s) { return u16(s.size()) + s; }
-
-std::string packet(std::uint8_t header, const std::string& body) {
-  std::string out(1, static_cast<char>(header));
-  std::size_t length = body.size();
-  do {  // MQTT variable byte integer
-    auto byte = static_cast<std::uint8_t>(length % 128);
-    length /= 128;
-    if (length > 0) byte = static_cast<std::uint8_t>(byte | 0x80);
-    out += static_cast<char>(byte);
-  } while (length > 0);
-  return out + body;
-}
-
-std::uint16_t read_u16(const std::string& s, std::size_t at) {
-  return static_cast<std::uint16_t>((static_cast<std::uint8_t>(s[at]) << 8) | static_cast<std::uint8_t>(s[at + 1]));
-}
-
-// "tcp://host:port" -> host, port.
-bool split_uri(const std::string& uri, std::string& host, std::string& port) {
-  std::string rest = uri;
-  if (const auto scheme = rest.find("://"); scheme != std::string::npos) rest = rest.substr(scheme + 3);
-  const auto colon = rest.rfind(':');
-  if (colon == std::string::npos || colon == 0) return false;
-  host = rest.substr(0, colon);
-  port = rest.substr(colon + 1);
-  return !port.empty();
 }
 
 }  // namespace
@@ -105,12 +68,8 @@ bool MqttProbe::connect(const std::string& uri, const std::string& client_id, co
   const int one = 1;
   ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 
-  // Protocol "MQTT" level 4 (3.1.1); flags: username, clean session; keepalive 0.
-  std::string body = text("MQTT") + '\x04';
-  body += static_cast<char>(username.empty() ? 0x02 : 0x82);
-  body += u16(0) + text(client_id);
-  if (!username.empty()) body += text(username);
-  if (!send(packet(kConnect, body), deadline)) return false;
+  // Clean session, keepalive 0: the deadlines bound every wait.
+  if (!send(connect_packet(client_id, username, 0, true), deadline)) return false;
   const auto ack = read_packet(deadline);
   if (!ack || (ack->header & 0xF0) != kConnack || ack->body.size() != 2 || ack->body[1] != 0) {
     close();
@@ -122,9 +81,7 @@ bool MqttProbe::connect(const std::string& uri, const std::string& client_id, co
 
 bool MqttProbe::subscribe(const std::vector<std::string>& filters, Deadline deadline) {
   const std::uint16_t id = next_id_++;
-  std::string body = u16(id);
-  for (const std::string& f : filters) body += text(f) + '\x01';
-  if (!send(packet(kSubscribe, body), deadline)) return false;
+  if (!send(subscribe_packet(id, filters, 1), deadline)) return false;
   for (;;) {  // PUBLISHes may not arrive before the SUBACK, but keep them if they do
     const auto p = read_packet(deadline);
     if (!p) return false;
@@ -135,7 +92,7 @@ bool MqttProbe::subscribe(const std::vector<std::string>& filters, Deadline dead
 }
 
 bool MqttProbe::publish(const std::string& topic, const std::string& payload, Deadline deadline) {
-  return send(packet(kPublish | 0x02, text(topic) + u16(next_id_++) + payload), deadline);
+  return send(publish_packet(topic, payload, 1, false, next_id_++), deadline);
 }
 
 std::optional<MqttProbe::Message> MqttProbe::next(Deadline deadline) {
@@ -143,20 +100,11 @@ std::optional<MqttProbe::Message> MqttProbe::next(Deadline deadline) {
     const auto p = read_packet(deadline);
     if (!p) return std::nullopt;
     if ((p->header & 0xF0) != kPublish) continue;  // PUBACK of our probe, ...
-    const int qos = (p->header >> 1) & 0x03;
-    if (p->body.size() < 2) return std::nullopt;
-    const std::size_t topic_len = read_u16(p->body, 0);
-    std::size_t at = 2 + topic_len;
-    if (p->body.size() < at + (qos > 0 ? 2 : 0)) return std::nullopt;
-    Message m{p->body.substr(2, topic_len), {}, (p->header & 0x01) != 0};
-    if (qos > 0) {
-      const std::uint16_t id = read_u16(p->body, at);
-      at += 2;
-      // We subscribe at QoS 1, so nothing arrives at QoS 2.
-      if (!send(packet(kPuback, u16(id)), deadline)) return std::nullopt;
-    }
-    m.payload = p->body.substr(at);
-    return m;
+    auto m = parse_publish(p->header, p->body);
+    if (!m) return std::nullopt;
+    // We subscribe at QoS 1, so nothing arrives at QoS 2.
+    if (m->qos > 0 && !send(puback_packet(m->id), deadline)) return std::nullopt;
+    return Message{std::move(m->topic), std::move(m->payload), m->retained};
   }
 }
 
@@ -198,28 +146,20 @@ bool MqttProbe::fill(std::size_t bytes, Deadline deadline) {
 }
 
 std::optional<MqttProbe::Packet> MqttProbe::read_packet(Deadline deadline) {
-  // Fixed header: one byte, then the remaining length in 1..4 bytes.
-  std::size_t length = 0;
-  std::size_t header_len = 1;
-  for (int shift = 0;; shift += 7) {
-    if (!fill(header_len + 1, deadline)) return std::nullopt;
-    const auto byte = static_cast<std::uint8_t>(in_[header_len]);
-    length |= static_cast<std::size_t>(byte & 0x7F) << shift;
-    ++header_len;
-    if ((byte & 0x80) == 0) break;
-    if (header_len > 4) {
+  for (;;) {
+    const Frame f = parse_frame(in_);
+    if (f.status == Frame::Status::malformed || (f.header_len > 0 && f.length > kMaxPacket)) {
       close();
       return std::nullopt;
     }
+    if (f.status == Frame::Status::complete) {
+      Packet p{f.header, in_.substr(f.header_len, f.length)};
+      in_.erase(0, f.header_len + f.length);
+      return p;
+    }
+    // The length when it is known, else one more byte of the fixed header.
+    if (!fill(f.header_len > 0 ? f.header_len + f.length : in_.size() + 1, deadline)) return std::nullopt;
   }
-  if (length > kMaxPacket) {
-    close();
-    return std::nullopt;
-  }
-  if (!fill(header_len + length, deadline)) return std::nullopt;
-  Packet p{static_cast<std::uint8_t>(in_[0]), in_.substr(header_len, length)};
-  in_.erase(0, header_len + length);
-  return p;
 }
 
 }  // namespace nova::bridge::detail

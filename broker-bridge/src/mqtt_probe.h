@@ -6,6 +6,7 @@
 // A link read is a short-lived connection, so the monitor speaks the few packets it
 // needs itself: CONNECT/CONNACK, SUBSCRIBE/SUBACK, PUBLISH (QoS 0/1) and PUBACK,
 // DISCONNECT. Every call blocks at most until the deadline, with poll().
+// The packet encoding is shared with nova-sim: nova/bridge/mqtt_wire.h.
 #pragma once
 
 #include <chrono>

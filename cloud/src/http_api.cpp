@@ -70,9 +70,10 @@ json workload_json(const WorkloadState& w) {
   json history = json::array();
   for (const auto& e : w.history) {
     json h = {{"ts", e.ts}, {"node", e.node}, {"revision", e.revision}, {"reason", e.reason}};
-    if (e.detected_ts != 0) {
-      h["detected_ts"] = e.detected_ts;
-      h["recovery_ms"] = e.ts - e.detected_ts;
+    if (e.detected_ts != 0) h["detected_ts"] = e.detected_ts;
+    if (e.detected_ts != 0 && e.started_ts >= e.detected_ts) {
+      h["started_ts"] = e.started_ts;
+      h["recovery_ms"] = e.started_ts - e.detected_ts;  // loss seen -> replacement run started
     }
     history.push_back(std::move(h));
   }
@@ -132,7 +133,7 @@ std::string prometheus_text(const CloudService& service) {
   metric("nova_cloud_mqtt_connected", "gauge", "1 while the MQTT session is up.", c.connected ? 1 : 0);
   out << "# HELP nova_cloud_nodes Nodes by liveness.\n# TYPE nova_cloud_nodes gauge\n";
   std::map<std::string, int> by_liveness = {{"alive", 0}, {"offline", 0}, {"dead", 0}, {"unreachable", 0}, {"silent", 0}};
-  for (const auto& n : service.nodes()) ++by_liveness[std::string(to_string(n.liveness))];
+  for (const auto& [l, n] : service.liveness_counts()) by_liveness[std::string(to_string(l))] = static_cast<int>(n);
   for (const auto& [l, n] : by_liveness) out << "nova_cloud_nodes{liveness=\"" << l << "\"} " << n << '\n';
   metric("nova_cloud_workloads_submitted_total", "counter", "Workloads submitted.", w.submitted);
   metric("nova_cloud_placements_total", "counter", "Placement decisions published.", w.placements);
@@ -163,7 +164,11 @@ schemas::Result<std::unique_ptr<HttpApi>> HttpApi::start(CloudService& service, 
 
   s.Get("/api/v1/health", [svc](const httplib::Request&, httplib::Response& res) {
     const CloudCounters c = svc->counters();
-    reply(res, 200, {{"status", "ok"}, {"mqtt_connected", c.connected}, {"queue_depth", c.queue_depth}});
+    reply(res, 200, {{"status", "ok"},
+                     {"instance", svc->options().client_id},
+                     {"instances", svc->instances()},
+                     {"mqtt_connected", c.connected},
+                     {"queue_depth", c.queue_depth}});
   });
   s.Get("/api/v1/nodes", [svc](const httplib::Request&, httplib::Response& res) {
     json out = json::array();

@@ -278,6 +278,35 @@ Result<std::vector<Admission>> IngestStore::admit(std::span<const IngestRecord> 
   return out;
 }
 
+Result<std::uint64_t> IngestStore::observe_ack(const std::string& node, const std::string& name,
+                                               std::uint64_t acked) {
+  std::lock_guard lock(mutex_);
+  StreamState& s = stream(node, name);
+  if (acked <= s.watermark) return s.watermark > acked ? s.watermark : 0;
+  const StreamState before = s;
+  leveldb::WriteBatch batch;
+  for (auto it = s.pending.begin(); it != s.pending.end() && *it <= acked;) {
+    batch.Delete(pending_key(node, name, *it));
+    it = s.pending.erase(it);
+  }
+  s.watermark = acked;
+  while (s.pending.erase(s.watermark + 1) != 0) {
+    ++s.watermark;
+    batch.Delete(pending_key(node, name, s.watermark));
+  }
+  std::string value;
+  put_be64(value, s.watermark);
+  batch.Put(watermark_key(node, name), value);
+  leveldb::WriteOptions sync;
+  sync.sync = true;
+  const leveldb::Status st = db_->Write(sync, &batch);
+  if (!st.ok()) {
+    s = before;
+    return schemas::Error{"store", "write: " + st.ToString()};
+  }
+  return s.watermark > acked ? s.watermark : 0;
+}
+
 std::uint64_t IngestStore::watermark(const std::string& node, const std::string& name) {
   std::lock_guard lock(mutex_);
   return stream(node, name).watermark;
@@ -292,8 +321,8 @@ std::map<std::string, std::uint64_t> IngestStore::watermarks(const std::string& 
     if (it->value().size() == 8) out[it->key().ToString().substr(prefix.size())] = get_be64(it->value().data());
   }
   // Streams admitted in this process but whose watermark is still 0 have no key yet.
-  for (const auto& [id, state] : streams_) {
-    if (id.first == node) out[id.second] = state->watermark;
+  for (auto s = streams_.lower_bound({node, ""}); s != streams_.end() && s->first.first == node; ++s) {
+    out[s->first.second] = s->second->watermark;
   }
   return out;
 }

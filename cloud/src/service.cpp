@@ -25,7 +25,9 @@ Timestamp now_ms() {
           .count());
 }
 
-constexpr const char* kIngestKinds[] = {"metrics", "result", "decision", "alert"};
+// Shared between instances when a group is set; results go to every instance, since each
+// keeps the workloads' state.
+constexpr const char* kSharedKinds[] = {"metrics", "decision", "alert"};
 
 }  // namespace
 
@@ -59,17 +61,24 @@ class CloudService::Impl final : public virtual mqtt::callback {
   // A clean session forgets subscriptions with the connection: subscribe on every connect.
   void subscribe_all() {
     const std::string& group = owner_.options_.shared_group;
-    std::vector<std::string> filters = {"nova/v1/up/+/state", "nova/v1/up/+/link", "nova/v1/cloud/#"};
-    for (const char* kind : kIngestKinds) {
+    std::vector<std::string> filters = {"nova/v1/up/+/state", "nova/v1/up/+/link", "nova/v1/up/+/result",
+                                        "nova/v1/cloud/#"};
+    for (const char* kind : kSharedKinds) {
       const std::string filter = std::string("nova/v1/up/+/") + kind;
       filters.push_back(group.empty() ? filter : "$share/" + group + "/" + filter);
     }
+    // Peers' acks: how far the other instances have stored each stream.
+    if (!group.empty()) filters.push_back("nova/v1/down/#");
     try {
       for (const auto& f : filters) client_->subscribe(f, 1);
+      // Presence: retained while connected; the will clears it.
+      owner_.publish(presence_topic(), {'1'}, true);
     } catch (const mqtt::exception& e) {
       log("warning", "subscribe_failed", std::string("error=\"") + e.what() + "\"");
     }
   }
+
+  std::string presence_topic() const { return "nova/v1/cloud/instance/" + owner_.options_.client_id; }
 
   // --- ingest thread ------------------------------------------------------------------
   struct Incoming {
@@ -129,6 +138,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
     std::vector<IngestRecord> records;
     std::deque<Decoded> decoded;  // stable addresses
     std::vector<LivenessChange> changes;
+    std::vector<std::string> peer_acks;
     for (Incoming& in : group) {
       auto parsed = topics::parse(in.topic);
       if (!parsed) {
@@ -136,7 +146,25 @@ class CloudService::Impl final : public virtual mqtt::callback {
         continue;
       }
       if (const auto* cloud = std::get_if<topics::CloudTopic>(&*parsed)) {
+        if (cloud->kind == topics::CloudKind::instance) {
+          std::set<std::string> live;
+          {
+            std::lock_guard lock(mutex_);
+            if (in.payload.empty()) {
+              instances_.erase(cloud->id.str());
+            } else {
+              instances_.insert(cloud->id.str());
+            }
+            live = instances_;
+          }
+          owner_.workloads_->set_instances(live, now);
+          continue;
+        }
         owner_.workloads_->on_cloud_record(*cloud, in.payload, in.retained);
+        continue;
+      }
+      if (const auto* down = std::get_if<topics::DownTopic>(&*parsed)) {
+        if (down->kind == topics::DownKind::ack) peer_acks.push_back(std::move(in.payload));
         continue;
       }
       const auto* up = std::get_if<topics::UpTopic>(&*parsed);
@@ -266,6 +294,15 @@ class CloudService::Impl final : public virtual mqtt::callback {
     // agent drains from its acked seq, so telling it early avoids resending.
     for (const std::string& n : births_) ack_nodes.insert(n);
     births_.clear();
+    // An ack (ours or a peer's) may close a gap in front of records held here.
+    for (const std::string& payload : peer_acks) {
+      auto ack = decode_cbor<Ack>(payload);
+      if (!ack) continue;
+      for (const auto& [stream, w] : ack->watermarks) {
+        auto ahead = owner_.store_->observe_ack(ack->node, stream, w);
+        if (ahead && ahead.value() > 0) ack_nodes.insert(ack->node);
+      }
+    }
     for (const std::string& n : ack_nodes) send_ack(n, now);
     after_liveness(changes);
   }
@@ -303,7 +340,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
       log("info", "liveness", "node=" + c.node + " from=" + std::string(to_string(c.from)) + " to=" +
                                   std::string(to_string(c.to)) + " cause=\"" + c.cause + "\"");
     }
-    owner_.workloads_->on_liveness(changes, snapshot(), now_ms());
+    owner_.workloads_->on_liveness(changes, now_ms());
   }
 
   std::vector<NodeView> snapshot() const {
@@ -328,6 +365,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
   LiveTopology topology_;
   CloudCounters counters_;
   std::set<std::string> births_;  // nodes born in the current group (ingest thread only)
+  std::set<std::string> instances_;  // live nova-cloud instances, from presence records
   std::thread thread_;
   std::mutex publish_mutex_;
 };
@@ -335,6 +373,10 @@ class CloudService::Impl final : public virtual mqtt::callback {
 CloudService::CloudService(CloudOptions options) : options_(std::move(options)) {}
 
 Result<std::unique_ptr<CloudService>> CloudService::start(CloudOptions options) {
+  if (auto id = topics::Id::parse(options.client_id); !id) return Error{"mqtt.client_id", id.error().reason};
+  if (!options.shared_group.empty()) {
+    if (auto g = topics::Id::parse(options.shared_group); !g) return Error{"mqtt.shared_group", g.error().reason};
+  }
   std::unique_ptr<CloudService> s(new CloudService(std::move(options)));
   auto store = IngestStore::open(s->options_.store);
   if (!store) return store.error();
@@ -345,7 +387,8 @@ Result<std::unique_ptr<CloudService>> CloudService::start(CloudOptions options) 
       [raw](const std::string& topic, const std::vector<std::uint8_t>& payload, bool retained) {
         return raw->publish(topic, payload, retained);
       },
-      [raw] { return raw->impl_->snapshot(); }, s->options_.log);
+      [raw] { return raw->impl_->snapshot(); }, s->options_.log, s->options_.client_id,
+      !s->options_.shared_group.empty());
   try {
     mqtt::create_options create(MQTTVERSION_3_1_1);
     // Acks and tasks for thousands of nodes can be in flight at once.
@@ -358,6 +401,8 @@ Result<std::unique_ptr<CloudService>> CloudService::start(CloudOptions options) 
     opts.set_keep_alive_interval(std::chrono::seconds(30));
     opts.set_max_inflight(65535);
     opts.set_automatic_reconnect(std::chrono::milliseconds(100), std::chrono::seconds(5));
+    // An empty retained will clears this instance's presence record when it dies.
+    opts.set_will(mqtt::message(s->impl_->presence_topic(), "", 1, true));
     s->impl_->thread_ = std::thread([raw] { raw->impl_->run(); });
     s->impl_->client_->connect(opts)->wait_for(std::chrono::seconds(10));
     if (!s->impl_->client_->is_connected()) {
@@ -384,7 +429,10 @@ void CloudService::stop() {
   if (impl_->thread_.joinable()) impl_->thread_.join();
   if (impl_->client_) {
     try {
-      if (impl_->client_->is_connected()) impl_->client_->disconnect()->wait_for(std::chrono::seconds(2));
+      if (impl_->client_->is_connected()) {
+        impl_->client_->publish(impl_->presence_topic(), "", 0, 1, true)->wait_for(std::chrono::seconds(2));
+        impl_->client_->disconnect()->wait_for(std::chrono::seconds(2));
+      }
     } catch (const mqtt::exception&) {
     }
   }
@@ -409,6 +457,18 @@ std::optional<NodeView> CloudService::node(const std::string& id) const {
   const NodeView* v = impl_->topology_.find(id);
   if (v == nullptr) return std::nullopt;
   return *v;
+}
+
+std::map<Liveness, std::size_t> CloudService::liveness_counts() const {
+  std::lock_guard lock(impl_->mutex_);
+  std::map<Liveness, std::size_t> out;
+  for (const auto& [id, n] : impl_->topology_.nodes()) ++out[n.liveness];
+  return out;
+}
+
+std::vector<std::string> CloudService::instances() const {
+  std::lock_guard lock(impl_->mutex_);
+  return {impl_->instances_.begin(), impl_->instances_.end()};
 }
 
 std::vector<std::string> CloudService::links_down() const {

@@ -96,9 +96,23 @@ std::string rejection_summary(const WorkloadSpec& spec, const std::vector<tiers:
   return out;
 }
 
+// FNV-1a: stable across builds and machines, unlike std::hash, so every instance
+// computes the same owner.
+std::uint64_t fnv1a(const std::string& text) {
+  std::uint64_t h = 14695981039346656037ull;
+  for (char c : text) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
 }  // namespace
 
 struct Workloads::Impl {
+  std::string self;
+  bool shared = false;
+  std::set<std::string> instances;
   PublishFn publish;
   NodesFn nodes;
   WorkloadLogFn log;
@@ -110,10 +124,26 @@ struct Workloads::Impl {
   std::map<std::string, Timestamp> migration_hold;  // workload -> no new migration before
   WorkloadCounters counters;
   Timestamp next_retry = 0;
+  Timestamp clock_hint = 0;  // the last tick's time, for records that carry none
 
   void say(const char* level, const std::string& event, const std::string& fields) const {
     if (log) log(level, event, fields);
   }
+
+  std::string owner(const std::string& workload_id) const {
+    if (!shared) return self;
+    std::string best = self;
+    std::uint64_t best_weight = 0;
+    for (const std::string& instance : instances) {
+      const std::uint64_t weight = fnv1a(instance + "/" + workload_id);
+      if (weight > best_weight || (weight == best_weight && instance < best)) {
+        best = instance;
+        best_weight = weight;
+      }
+    }
+    return best;
+  }
+  bool owns(const std::string& workload_id) const { return owner(workload_id) == self; }
 
   // What each alive node has left, from the births and what running workloads hold.
   std::vector<tiers::Candidate> candidates(const WorkloadSpec& spec, const std::vector<NodeView>& views,
@@ -203,7 +233,11 @@ struct Workloads::Impl {
   }
 };
 
-Workloads::Workloads(PublishFn publish, NodesFn nodes, WorkloadLogFn log) : impl_(std::make_shared<Impl>()) {
+Workloads::Workloads(PublishFn publish, NodesFn nodes, WorkloadLogFn log, std::string self, bool shared)
+    : impl_(std::make_shared<Impl>()) {
+  impl_->self = std::move(self);
+  impl_->shared = shared;
+  impl_->instances = {impl_->self};
   impl_->publish = std::move(publish);
   impl_->nodes = std::move(nodes);
   impl_->log = std::move(log);
@@ -222,7 +256,11 @@ Result<WorkloadState> Workloads::submit(WorkloadSpec spec, Timestamp now) {
   w.submitted_ts = now;
   ++impl_->counters.submitted;
   impl_->publish(topics::cloud(topics::CloudKind::workload, *wid), encode_cbor(w.spec), true);
-  impl_->place(w, now, "submitted", 0, {});
+  if (impl_->owns(w.spec.workload_id)) {
+    impl_->place(w, now, "submitted", 0, {});
+  } else {
+    w.unplaced_reason = "handed to its owner, instance " + impl_->owner(w.spec.workload_id);
+  }
   auto& slot = impl_->workloads[w.spec.workload_id];
   slot = std::move(w);
   return slot;
@@ -291,12 +329,13 @@ std::vector<ClusterRecord> Workloads::clusters() const {
   return out;
 }
 
-void Workloads::on_liveness(const std::vector<LivenessChange>& changes, const std::vector<NodeView>&, Timestamp now) {
+void Workloads::on_liveness(const std::vector<LivenessChange>& changes, Timestamp now) {
   std::lock_guard lock(impl_->mutex);
   for (const auto& change : changes) {
     if (change.to == Liveness::alive) continue;
     for (auto& [id, w] : impl_->workloads) {
       if (w.phase != Phase::running || !w.placement || w.placement->node != change.node) continue;
+      if (!impl_->owns(id)) continue;
       ++impl_->counters.failovers;
       const std::string reason =
           "failover: node " + change.node + " " + std::string(to_string(change.to)) + " (" + change.cause + ")";
@@ -318,17 +357,19 @@ void Workloads::on_result(const TaskResult& result, Timestamp now) {
                                                           std::string(result.status == TaskStatus::ok ? "ok" : "not ok"), 0});
     return;
   }
+  // Recovery of a failover: from the loss being seen to the new run starting.
+  if (!w.history.empty() && w.history.back().detected_ts != 0 && result.started_ts) {
+    w.history.back().started_ts = *result.started_ts;
+    impl_->counters.last_failover_recovery_ms = *result.started_ts - w.history.back().detected_ts;
+  }
   switch (result.status) {
     case TaskStatus::ok:
-      // Recovery of a failover: from the loss being seen to the new run starting.
-      if (!w.history.empty() && w.history.back().detected_ts != 0 && result.started_ts) {
-        impl_->counters.last_failover_recovery_ms = *result.started_ts - w.history.back().detected_ts;
-      }
       w.phase = Phase::succeeded;
       w.result = result;
       ++impl_->counters.succeeded;
       break;
     case TaskStatus::refused:
+      if (!impl_->owns(w.spec.workload_id)) break;
       impl_->place(w, now, "refused by " + result.position.node + ": " + result.reason.value_or(""), 0,
                    {result.position.node});
       break;
@@ -354,17 +395,25 @@ void Workloads::on_cloud_record(const topics::CloudTopic& topic, const std::stri
       return;
     }
     case topics::CloudKind::workload: {
-      // Workloads this instance did not submit (a previous run, another instance) are
-      // shown; they are placed by whoever placed them.
-      if (payload.empty() || impl_->workloads.count(id) != 0) return;
+      // A workload submitted elsewhere (another instance, a previous run of this one).
+      // Its owner places it -- in tick(), after the retained placement (if any) has had
+      // time to arrive, so a restarted owner does not place it a second time.
+      auto known = impl_->workloads.find(id);
+      if (payload.empty()) {
+        if (known != impl_->workloads.end()) known->second.phase = Phase::deleted;
+        return;
+      }
+      if (known != impl_->workloads.end() && known->second.phase != Phase::deleted) return;
       auto spec = decode_cbor<WorkloadSpec>(payload);
       if (!spec || spec->workload_id != id) return;
       WorkloadState w;
       w.spec = std::move(spec).value();
-      w.unplaced_reason = "placed by another instance";
+      w.unplaced_reason = "waiting for its owner, instance " + impl_->owner(id);
+      w.submitted_ts = impl_->clock_hint;
       impl_->workloads[id] = std::move(w);
       return;
     }
+    case topics::CloudKind::instance: return;  // the service tracks presence
     case topics::CloudKind::placement: {
       if (payload.empty()) return;
       auto p = decode_cbor<Placement>(payload);
@@ -389,20 +438,21 @@ void Workloads::on_metrics(const std::string& node, const MetricSample& latest) 
 
 void Workloads::tick(Timestamp now) {
   std::lock_guard lock(impl_->mutex);
+  impl_->clock_hint = now;
   if (now < impl_->next_retry) return;
-  impl_->next_retry = now + 2000;
-  // Pending workloads wait for a node to be born or to free resources.
+  impl_->next_retry = now + 1000;
+  // Pending workloads wait for a node to be born or to free resources, or, when seen
+  // on the retained topic, a second for their retained placement to show up.
   for (auto& [id, w] : impl_->workloads) {
-    if (w.phase == Phase::pending && !w.history.empty()) impl_->place(w, now, "retry: " + w.unplaced_reason, 0, {});
-    if (w.phase == Phase::pending && w.history.empty() && w.unplaced_reason != "placed by another instance") {
-      impl_->place(w, now, "retry", 0, {});
-    }
+    if (w.phase != Phase::pending || !impl_->owns(id)) continue;
+    if (w.history.empty() && now < w.submitted_ts + 1000) continue;
+    impl_->place(w, now, w.history.empty() ? "placed by owner " + impl_->self : "retry: " + w.unplaced_reason, 0, {});
   }
   // Migration triggers: utilisation > 90 % or thermal throttling on the node of a
   // running workload. The workload moves only when a feasible node exists elsewhere, at
   // most once a minute per workload so a loaded cluster does not ping-pong.
   for (auto& [id, w] : impl_->workloads) {
-    if (w.phase != Phase::running || !w.placement) continue;
+    if (w.phase != Phase::running || !w.placement || !impl_->owns(id)) continue;
     auto m = impl_->latest.find(w.placement->node);
     if (m == impl_->latest.end()) continue;
     std::string trigger;
@@ -419,6 +469,30 @@ void Workloads::tick(Timestamp now) {
       impl_->say("info", "migration_skipped", "workload=" + id + " node=" + from + " trigger=\"" + trigger + "\"");
     }
   }
+}
+
+void Workloads::set_instances(std::set<std::string> instances, Timestamp now) {
+  std::lock_guard lock(impl_->mutex);
+  instances.insert(impl_->self);
+  if (instances == impl_->instances) return;
+  impl_->instances = std::move(instances);
+  std::string members;
+  for (const auto& i : impl_->instances) members += (members.empty() ? "" : ",") + i;
+  impl_->say("info", "instances_changed", "instances=" + members);
+  // Workloads adopted from a departed owner whose node died meanwhile fail over now.
+  const auto views = impl_->nodes();
+  for (auto& [id, w] : impl_->workloads) {
+    if (w.phase != Phase::running || !w.placement || !impl_->owns(id)) continue;
+    const auto node = std::find_if(views.begin(), views.end(), [&](const NodeView& n) { return n.id == w.placement->node; });
+    if (node != views.end() && node->liveness == Liveness::alive) continue;
+    ++impl_->counters.failovers;
+    impl_->place(w, now, "failover after adoption: node " + w.placement->node + " not alive", now, {w.placement->node});
+  }
+}
+
+std::string Workloads::owner(const std::string& workload_id) const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->owner(workload_id);
 }
 
 WorkloadCounters Workloads::counters() const {

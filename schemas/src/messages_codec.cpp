@@ -3,7 +3,11 @@
 
 #include <zstd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <limits>
+#include <optional>
+#include <set>
 
 #include "cbor_reader.h"
 #include "cbor_writer.h"
@@ -181,6 +185,275 @@ Value samples_value(const std::vector<MetricSample>& samples) {
   return Value::array(std::move(a));
 }
 
+// --- qdelta: quantized, column-wise, delta-encoded batches ------------------------------
+
+namespace {
+//
+// Each value becomes an integer number of steps of its field's precision (10^-decimals),
+// rounded half away from zero; a column holds the first value and then the difference
+// to the previous value present, null where a sample lacks the field. Steps are bounded
+// by 2^50: then steps / 10^d * 10^d is within 0.25 of the steps, so a decoded value
+// quantizes back to the same steps and re-encoding a decoded batch is exact.
+
+constexpr std::int64_t kMaxSteps = std::int64_t{1} << 50;
+constexpr int kMaxDecimals = 9;
+constexpr int kAutoDecimals = 3;  // extra gauges without declared places
+constexpr double kPow10[kMaxDecimals + 1] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
+
+// Decimal places of the fixed fields.
+constexpr int kTsDecimals = 0, kPctDecimals = 1, kLoadDecimals = 2, kNetDecimals = 0,
+              kTempDecimals = 1, kPowerDecimals = 2;
+
+std::optional<std::int64_t> to_steps(double x, int decimals) {
+  if (!std::isfinite(x)) return std::nullopt;
+  const double r = std::round(x * kPow10[decimals]);
+  if (!(std::fabs(r) <= static_cast<double>(kMaxSteps))) return std::nullopt;
+  return static_cast<std::int64_t>(r);
+}
+
+double from_steps(std::int64_t steps, int decimals) {
+  return static_cast<double>(steps) / kPow10[decimals];
+}
+
+// The places an extra gauge gets in this batch (see MetricsBatch::extra_decimals), or
+// nullopt when one of its values fits no places at all.
+std::optional<int> extra_places(const MetricsBatch& m, const std::string& name) {
+  auto each_value = [&](auto fn) {
+    for (const MetricSample& s : m.samples) {
+      if (auto it = s.extra.find(name); it != s.extra.end() && !fn(it->second)) return false;
+    }
+    return true;
+  };
+  int d = kAutoDecimals;
+  if (auto it = m.extra_decimals.find(name); it != m.extra_decimals.end()) {
+    d = std::min<int>(it->second, kMaxDecimals);
+  } else {
+    for (int c = 0; c < kAutoDecimals; ++c) {
+      if (each_value([&](double x) {
+            auto q = to_steps(x, c);
+            return q && from_steps(*q, c) == x;
+          })) {
+        d = c;
+        break;
+      }
+    }
+  }
+  while (!each_value([&](double x) { return to_steps(x, d).has_value(); })) {
+    if (d == 0) return std::nullopt;
+    --d;
+  }
+  return d;
+}
+
+std::set<std::string> extra_names(const MetricsBatch& m) {
+  std::set<std::string> names;
+  for (const MetricSample& s : m.samples) {
+    for (const auto& [k, v] : s.extra) names.insert(k);
+  }
+  return names;
+}
+
+class ColumnWriter {
+ public:
+  explicit ColumnWriter(std::size_t n) { items_.reserve(n); }
+  void push(std::optional<std::int64_t> steps) {
+    if (!steps) {
+      items_.push_back(Value());
+      return;
+    }
+    items_.push_back(Value::integer(any_ ? *steps - prev_ : *steps));
+    prev_ = *steps;
+    any_ = true;
+  }
+  bool any() const { return any_; }
+  Value done() { return Value::array(std::move(items_)); }
+
+ private:
+  Array items_;
+  std::int64_t prev_ = 0;
+  bool any_ = false;
+};
+
+// The columns map, or nullopt when some value cannot be quantized: not finite, or
+// beyond 2^50 steps (then the batch goes as "zstd").
+std::optional<Value> qdelta_columns(const MetricsBatch& m) {
+  const std::size_t n = m.samples.size();
+  bool ok = true;
+  auto steps = [&](double x, int d) {
+    auto q = to_steps(x, d);
+    ok &= q.has_value();
+    return q;
+  };
+  MapWriter w;
+  auto required = [&](std::string_view key, auto get, int d) {
+    ColumnWriter c(n);
+    for (const MetricSample& s : m.samples) c.push(steps(get(s), d));
+    w.put(key, c.done());
+  };
+  auto optional = [&](std::string_view key, auto get, int d) {
+    ColumnWriter c(n);
+    for (const MetricSample& s : m.samples) {
+      const std::optional<double> v = get(s);
+      c.push(v ? steps(*v, d) : std::nullopt);
+    }
+    if (c.any()) w.put(key, c.done());
+  };
+  ColumnWriter ts(n);
+  for (const MetricSample& s : m.samples) {
+    if (s.ts > static_cast<std::uint64_t>(kMaxSteps)) return std::nullopt;
+    ts.push(static_cast<std::int64_t>(s.ts));
+  }
+  w.put("ts", ts.done());
+  required("cpu", [](const MetricSample& s) { return s.cpu_pct; }, kPctDecimals);
+  required("mem", [](const MetricSample& s) { return s.mem_pct; }, kPctDecimals);
+  required("disk", [](const MetricSample& s) { return s.disk_pct; }, kPctDecimals);
+  required("load1", [](const MetricSample& s) { return s.load1; }, kLoadDecimals);
+  required("net_rx", [](const MetricSample& s) { return s.net_rx_bps; }, kNetDecimals);
+  required("net_tx", [](const MetricSample& s) { return s.net_tx_bps; }, kNetDecimals);
+  optional("temp", [](const MetricSample& s) { return s.temp_c; }, kTempDecimals);
+  optional("throttled", [](const MetricSample& s) {
+    return s.throttled ? std::optional<double>(*s.throttled ? 1 : 0) : std::nullopt;
+  }, 0);
+  optional("power", [](const MetricSample& s) { return s.power_w; }, kPowerDecimals);
+  MapWriter extra;
+  bool any_extra = false;
+  for (const std::string& name : extra_names(m)) {
+    const std::optional<int> d = extra_places(m, name);
+    if (!d) return std::nullopt;
+    ColumnWriter c(n);
+    for (const MetricSample& s : m.samples) {
+      auto it = s.extra.find(name);
+      c.push(it == s.extra.end() ? std::nullopt : to_steps(it->second, *d));
+    }
+    extra.put(name, Value::array(Array{Value::uint(static_cast<std::uint64_t>(*d)), c.done()}));
+    any_extra = true;
+  }
+  if (any_extra) w.put("extra", extra.done());
+  if (!ok) return std::nullopt;
+  return w.done();
+}
+
+// Reads one column of exactly `count` cells; calls fn(index, steps, cell) for each value
+// present. A required column may not hold null; an optional one must hold some value.
+template <class Fn>
+void read_column(const Field& f, std::size_t count, bool optional, Fn fn) {
+  std::size_t i = 0;
+  std::int64_t prev = 0;
+  bool any = false;
+  f.each(count, count, [&](const Field& cell) {
+    const std::size_t index = i++;
+    if (cell.value().is(Value::Kind::null)) {
+      if (!optional) cell.reject("null in a column every sample must have");
+      return;
+    }
+    // |prev| <= 2^50 and |delta| <= 2^51: the sum cannot overflow.
+    const std::int64_t v = cell.integer(-2 * kMaxSteps, 2 * kMaxSteps);
+    const std::int64_t q = any ? prev + v : v;
+    if (q < -kMaxSteps || q > kMaxSteps) {
+      cell.reject("value of " + std::to_string(q) + " steps is beyond 2^50");
+    }
+    prev = q;
+    any = true;
+    fn(index, q, cell);
+  });
+  if (optional && !any) f.reject("column holds no value (an absent field is left out)");
+}
+
+// The value `steps` stands for, checked like the plain field (range, no infinity).
+double checked(const Field& cell, std::int64_t steps, int decimals, double min, double max) {
+  const Value v = Value::real(from_steps(steps, decimals));
+  return Field(v, cell.path(), cell.context()).real(min, max);
+}
+
+void read_qdelta_columns(const Field& data, const Value& body, std::size_t count,
+                         MetricsBatch& m) {
+  const DecodeContext& ctx = data.context();
+  MapReader b(body, data.path(), ctx);
+  m.samples.assign(count, MetricSample{});
+  auto& ss = m.samples;
+  read_column(b.field("ts"), count, false, [&](std::size_t i, std::int64_t q, const Field& c) {
+    if (q < 0) c.reject("timestamp " + std::to_string(q) + " is negative");
+    ss[i].ts = static_cast<Timestamp>(q);
+  });
+  auto real_column = [&](std::string_view key, bool optional, int d, double lo, double hi, auto set) {
+    auto read = [&](const Field& f) {
+      read_column(f, count, optional, [&](std::size_t i, std::int64_t q, const Field& c) {
+        set(ss[i], checked(c, q, d, lo, hi));
+      });
+    };
+    if (!optional) {
+      read(b.field(key));
+    } else if (auto f = b.maybe(key)) {
+      read(*f);
+    }
+  };
+  real_column("cpu", false, kPctDecimals, 0, 100, [](MetricSample& s, double x) { s.cpu_pct = x; });
+  real_column("mem", false, kPctDecimals, 0, 100, [](MetricSample& s, double x) { s.mem_pct = x; });
+  real_column("disk", false, kPctDecimals, 0, 100, [](MetricSample& s, double x) { s.disk_pct = x; });
+  real_column("load1", false, kLoadDecimals, 0, kMaxDouble, [](MetricSample& s, double x) { s.load1 = x; });
+  real_column("net_rx", false, kNetDecimals, 0, kMaxDouble, [](MetricSample& s, double x) { s.net_rx_bps = x; });
+  real_column("net_tx", false, kNetDecimals, 0, kMaxDouble, [](MetricSample& s, double x) { s.net_tx_bps = x; });
+  real_column("temp", true, kTempDecimals, -100, 250, [](MetricSample& s, double x) { s.temp_c = x; });
+  real_column("power", true, kPowerDecimals, 0, kMaxDouble, [](MetricSample& s, double x) { s.power_w = x; });
+  if (auto f = b.maybe("throttled")) {
+    read_column(*f, count, true, [&](std::size_t i, std::int64_t q, const Field& c) {
+      if (q != 0 && q != 1) c.reject("throttled must be 0 or 1, got " + std::to_string(q));
+      ss[i].throttled = q == 1;
+    });
+  }
+  if (auto f = b.maybe("extra")) {
+    // Bound the values before making any: a small inflated body of nulls could otherwise
+    // stand for 256 gauges in each of 4096 samples.
+    const std::size_t limit = ctx.limits.max_unpacked_bytes / 16;
+    if (f->value().is(Value::Kind::map) && f->value().as_map().size() * count > limit) {
+      f->reject(std::to_string(f->value().as_map().size()) + " gauges x " + std::to_string(count) +
+                " samples is over the limit of " + std::to_string(limit) + " values");
+    }
+    f->entries(1, 256, [&](const std::string& name, const Field& g) {
+      std::optional<int> d;
+      g.each(2, 2, [&](const Field& e) {
+        if (!d) {
+          d = static_cast<int>(e.integer(0, kMaxDecimals));
+          return;
+        }
+        read_column(e, count, true, [&](std::size_t i, std::int64_t q, const Field& c) {
+          ss[i].extra[name] = checked(c, q, *d, -kMaxDouble, kMaxDouble);
+        });
+      });
+      m.extra_decimals[name] = static_cast<std::uint8_t>(*d);
+    });
+  }
+}
+
+}  // namespace
+
+MetricsBatch quantize_batch(const MetricsBatch& in) {
+  MetricsBatch m = in;
+  m.extra_decimals.clear();
+  if (!qdelta_columns(in)) {
+    m.encoding = BatchEncoding::zstd;
+    return m;
+  }
+  m.encoding = BatchEncoding::qdelta;
+  for (const std::string& name : extra_names(in)) {
+    m.extra_decimals[name] = static_cast<std::uint8_t>(*extra_places(in, name));
+  }
+  auto q = [](double x, int d) { return from_steps(*to_steps(x, d), d); };
+  for (MetricSample& s : m.samples) {
+    s.cpu_pct = q(s.cpu_pct, kPctDecimals);
+    s.mem_pct = q(s.mem_pct, kPctDecimals);
+    s.disk_pct = q(s.disk_pct, kPctDecimals);
+    s.load1 = q(s.load1, kLoadDecimals);
+    s.net_rx_bps = q(s.net_rx_bps, kNetDecimals);
+    s.net_tx_bps = q(s.net_tx_bps, kNetDecimals);
+    if (s.temp_c) s.temp_c = q(*s.temp_c, kTempDecimals);
+    if (s.power_w) s.power_w = q(*s.power_w, kPowerDecimals);
+    for (auto& [name, x] : s.extra) x = q(x, m.extra_decimals.at(name));
+  }
+  return m;
+}
+
+
 template <>
 struct Codec<MetricsBatch> {
   static constexpr std::string_view root = "batch";
@@ -188,27 +461,32 @@ struct Codec<MetricsBatch> {
   static Value encode(const MetricsBatch& m) {
     MapWriter w = versioned();
     put_position(w, m.position);
-    Value samples = samples_value(m.samples);
     if (m.encoding == BatchEncoding::plain) {
-      w.put("enc", Value::text("plain")).put("samples", std::move(samples));
-    } else {
-      Bytes raw;
-      write_cbor(samples, raw);
-      Bytes packed(ZSTD_compressBound(raw.size()));
-      const std::size_t n = ZSTD_compress(packed.data(), packed.size(), raw.data(), raw.size(), 3);
-      packed.resize(ZSTD_isError(n) ? 0 : n);  // cannot fail with a compressBound buffer
-      w.put("enc", Value::text("zstd"))
-          .put("count", Value::uint(m.samples.size()))
-          .put("data", Value::bytes(std::move(packed)));
+      w.put("enc", Value::text("plain")).put("samples", samples_value(m.samples));
+      return w.done();
     }
+    std::optional<Value> columns;
+    if (m.encoding == BatchEncoding::qdelta) columns = qdelta_columns(m);
+    Bytes raw;
+    write_cbor(columns ? *columns : samples_value(m.samples), raw);
+    w.put("enc", Value::text(columns ? "qdelta" : "zstd"))
+        .put("count", Value::uint(m.samples.size()))
+        .put("data", Value::bytes(deflate(raw)));
     return w.done();
+  }
+
+  static Bytes deflate(const Bytes& raw) {
+    Bytes packed(ZSTD_compressBound(raw.size()));
+    const std::size_t n = ZSTD_compress(packed.data(), packed.size(), raw.data(), raw.size(), 3);
+    packed.resize(ZSTD_isError(n) ? 0 : n);  // cannot fail with a compressBound buffer
+    return packed;
   }
 
   static MetricsBatch decode(const MapReader& r) {
     MetricsBatch m;
     m.position = read_position(r);
     m.encoding = r.field("enc").choice<BatchEncoding>(
-        {{"plain", BatchEncoding::plain}, {"zstd", BatchEncoding::zstd}});
+        {{"plain", BatchEncoding::plain}, {"zstd", BatchEncoding::zstd}, {"qdelta", BatchEncoding::qdelta}});
     if (m.encoding == BatchEncoding::plain) {
       r.field("samples").each(1, kMaxSamples,
                               [&](const Field& f) { m.samples.push_back(read_sample(f)); });
@@ -218,6 +496,16 @@ struct Codec<MetricsBatch> {
     Field data = r.field("data");
     const Bytes packed = data.bytes(r.context().limits.max_message_bytes);
     const Bytes raw = inflate(packed, data);
+    if (m.encoding == BatchEncoding::qdelta) {
+      // Paths name the columns: batch.data.cpu[3]. No container in the columns may
+      // hold more than `count` cells (or the 256 extra gauges), checked before any is
+      // allocated.
+      Limits l = unpacked_limits(r.context().limits);
+      l.max_items = std::min(l.max_items, std::max<std::size_t>(count, 256));
+      const Value columns = read_cbor(raw, l, data.path());
+      read_qdelta_columns(data, columns, count, m);
+      return m;
+    }
     // The inflated samples are checked exactly like plain ones, with paths as if they
     // had been sent plain: batch.samples[3].cpu.
     const PathNode samples_path = r.path().member("samples");
@@ -793,5 +1081,7 @@ NOVA_CODEC_INSTANTIATE(Placement)
 NOVA_CODEC_INSTANTIATE(ClusterRecord)
 
 #undef NOVA_CODEC_INSTANTIATE
+
+MetricsBatch quantize(const MetricsBatch& batch) { return detail::quantize_batch(batch); }
 
 }  // namespace nova::schemas

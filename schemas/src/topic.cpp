@@ -24,10 +24,11 @@ constexpr std::array<std::pair<DownKind, std::string_view>, 5> kDownKinds{{
     {DownKind::ack, "ack"},
     {DownKind::verdict, "verdict"},
 }};
-constexpr std::array<std::pair<CloudKind, std::string_view>, 3> kCloudKinds{{
+constexpr std::array<std::pair<CloudKind, std::string_view>, 4> kCloudKinds{{
     {CloudKind::workload, "workload"},
     {CloudKind::placement, "placement"},
     {CloudKind::cluster, "cluster"},
+    {CloudKind::instance, "instance"},
 }};
 
 template <class Kind, std::size_t N>

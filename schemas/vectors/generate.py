@@ -14,7 +14,10 @@ where "value" is the message as our JSON codec writes it (bytes as padded base64
 infinities as the strings "Infinity"/"-Infinity") and "cbor" the lowercase hex of its
 deterministic CBOR encoding (RFC 8949 section 4.2.1). A zstd metrics batch also has
 "inflated": {"samples": [...], "cbor": <hex of the array that was compressed>}, so an
-encoder whose zstd output differs in bytes can still be checked after inflating.
+encoder whose zstd output differs in bytes can still be checked after inflating. A
+qdelta batch has "inflated": {"columns": {...}, "cbor": <hex of the columns map that was
+compressed>, "samples": [...]}, the samples being what decoding yields (the quantized
+values); this script builds the columns and decodes them again with its own code.
 
 Before writing, every vector is checked:
   - against its CDDL rule in schemas/cddl/ (cddl_check.py), and the vectors of a type
@@ -106,6 +109,8 @@ def cbor_independent(obj) -> bytes:
         return b"\xf5"
     if obj is False:
         return b"\xf4"
+    if obj is None:
+        return b"\xf6"
     if isinstance(obj, int):
         return _head(0, obj) if obj >= 0 else _head(1, -1 - obj)
     if isinstance(obj, float):
@@ -193,6 +198,121 @@ def zstd_batch(name, description, position, samples):
     return V(name, description, value, inflated=inflated)
 
 
+# qdelta (metrics.cddl): values in integer steps of each field's precision, rounded half
+# away from zero; columns of first value then deltas, null where a sample lacks a field.
+QDELTA_PLACES = {"ts": 0, "cpu": 1, "mem": 1, "disk": 1, "load1": 2, "net_rx": 0,
+                 "net_tx": 0, "temp": 1, "throttled": 0, "power": 2}
+QDELTA_REQUIRED = ("ts", "cpu", "mem", "disk", "load1", "net_rx", "net_tx")
+POW10 = [1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9]
+MAX_STEPS = 1 << 50
+AUTO_PLACES = 3
+
+
+def to_steps(x, places: int) -> int:
+    y = float(x) * POW10[places]
+    a = abs(y)
+    r = math.floor(a)
+    if a - r >= 0.5:  # exact: the fraction of a double is a double
+        r += 1
+    q = r if y >= 0 else -r
+    if abs(q) > MAX_STEPS:
+        raise ValueError(f"{x} does not fit 2^50 steps of 10^-{places}")
+    return q
+
+
+def from_steps(q: int, places: int) -> float:
+    return float(q) / POW10[places]  # q <= 2^50 is exact as a float
+
+
+def extra_places(samples, name, declared):
+    values = [s["extra"][name] for s in samples if name in s.get("extra", {})]
+    if name in declared:
+        return min(declared[name], 9)
+    for c in range(AUTO_PLACES):
+        if all(from_steps(to_steps(x, c), c) == x for x in values):
+            return c
+    return AUTO_PLACES
+
+
+def delta_column(steps):
+    out, prev, seen = [], 0, False
+    for q in steps:
+        if q is None:
+            out.append(None)
+            continue
+        out.append(q - prev if seen else q)
+        prev, seen = q, True
+    return out
+
+
+def qdelta_columns(samples, declared):
+    def value(s, key):
+        v = s.get(key)
+        if key == "throttled" and v is not None:
+            return 1 if v else 0
+        return v
+
+    cols = {}
+    for key, places in QDELTA_PLACES.items():
+        steps = [None if value(s, key) is None else to_steps(value(s, key), places)
+                 for s in samples]
+        if key in QDELTA_REQUIRED or any(q is not None for q in steps):
+            cols[key] = delta_column(steps)
+    names = sorted({k for s in samples for k in s.get("extra", {})})
+    if names:
+        cols["extra"] = {}
+        for name in names:
+            d = extra_places(samples, name, declared)
+            steps = [to_steps(s["extra"][name], d) if name in s.get("extra", {}) else None
+                     for s in samples]
+            cols["extra"][name] = [d, delta_column(steps)]
+    return cols
+
+
+def qdelta_decode(cols, count):
+    """Independent of qdelta_columns: columns back to (quantized) samples."""
+    def undelta(column):
+        assert len(column) == count
+        out, prev, seen = [], 0, False
+        for v in column:
+            if v is None:
+                out.append(None)
+                continue
+            prev = prev + v if seen else v
+            seen = True
+            out.append(prev)
+        return out
+
+    samples = [{} for _ in range(count)]
+    for key, places in QDELTA_PLACES.items():
+        if key not in cols:
+            continue
+        for s, q in zip(samples, undelta(cols[key])):
+            if q is None:
+                continue
+            if key == "ts":
+                s[key] = q
+            elif key == "throttled":
+                s[key] = q == 1
+            else:
+                s[key] = from_steps(q, places)
+    for name, (places, column) in cols.get("extra", {}).items():
+        for s, q in zip(samples, undelta(column)):
+            if q is not None:
+                s.setdefault("extra", {})[name] = from_steps(q, places)
+    return samples
+
+
+def qdelta_batch(name, description, position, samples, declared):
+    cols = qdelta_columns(samples, declared)
+    raw = encode(cols)
+    value = {"v": 1, **position, "enc": "qdelta", "count": len(samples),
+             "data": zstd_compress(raw, 3)}
+    inflated = {"columns": to_json_form(cols), "cbor": raw.hex(),
+                "samples": to_json_form(qdelta_decode(cols, len(samples)))}
+    return V(name, description, value, inflated=inflated)
+
+
 SAMPLE_MINIMAL = {
     "ts": T0, "cpu": 12.0, "mem": 0.1, "disk": 55.5, "load1": 0.75,
     "net_rx": 1234567.0, "net_tx": 40000.0,
@@ -242,6 +362,33 @@ VECTORS = {
                    "zstd batch (ZSTD_compress level 3 of the samples array's CBOR)",
                    pos("gw-par-01", "metrics", 2),
                    [SAMPLE_MINIMAL, SAMPLE_FULL, SAMPLE_COLD]),
+        qdelta_batch("qdelta_four_samples",
+                     "qdelta batch: values rounded to their precision (12.345 -> 12.3, "
+                     "0.7100000000000001 -> 0.71, 1234.5 -> 1235 and cpu 0.25 -> 0.3: half "
+                     "away from zero), negative deltas, temp/throttled/power and extra gauges "
+                     "absent in some samples; extra places declared (cpu.user 1, "
+                     "rss_kb 0) or chosen (load5 2, fan_rpm 0, soc.temp 1, tiny 3)",
+                     pos("gw-par-01", "metrics", 3),
+                     [{"ts": T0, "cpu": 12.345, "mem": 4.122006999487767,
+                       "disk": 21.049085011232325, "load1": 0.7100000000000001,
+                       "net_rx": 1234.5, "net_tx": 0.25,
+                       "extra": {"cpu.user": 7.77, "rss_kb": 11340.0, "load5": 0.65,
+                                 "tiny": 0.00012}},
+                      {"ts": T0 + 1000, "cpu": 9.95, "mem": 4.15, "disk": 21.05,
+                       "load1": 0.69, "net_rx": 80.0, "net_tx": 1e-09, "temp": 61.55,
+                       "throttled": True, "power": 7.254,
+                       "extra": {"cpu.user": 5.0, "rss_kb": 11336.4, "fan_rpm": 2400.0,
+                                 "soc.temp": -12.5}},
+                      {"ts": T0 + 1999, "cpu": 100.0, "mem": 0.0, "disk": 99.96,
+                       "load1": 12.0, "net_rx": 3.5e9, "net_tx": 0.0, "temp": -40.05,
+                       "throttled": False, "extra": {"load5": 0.66}},
+                      {"ts": T0 + 3000, "cpu": 0.25, "mem": 4.1, "disk": 21.0,
+                       "load1": 0.7, "net_rx": 1234.0, "net_tx": 1.0}],
+                     {"cpu.user": 1, "rss_kb": 0}),
+        qdelta_batch("qdelta_one_sample",
+                     "qdelta batch of one plain sample: every column holds just its "
+                     "first value, no optional column",
+                     pos("gw-par-01", "metrics", 4), [SAMPLE_MINIMAL], {}),
     ],
     "sensor_reading": [
         V("json_example_minimal", "the smallest reading: one value, no seq, no unit",
@@ -438,7 +585,19 @@ def build():
             raw = encode(wire)
             entry = {"name": vec["name"], "description": vec["description"],
                      "value": to_json_form(wire), "cbor": raw.hex()}
-            if "inflated" in vec:
+            if "inflated" in vec and wire["enc"] == "qdelta":
+                cols = cbor2.loads(bytes.fromhex(vec["inflated"]["cbor"]))
+                error, _ = schema.validate("metrics-qdelta-columns", cols)
+                if error:
+                    raise SystemExit(f"{type_name}/{vec['name']}: columns: {error}")
+                samples = qdelta_decode(cols, wire["count"])
+                plain = {k: v for k, v in wire.items() if k not in ("count", "data")}
+                plain.update(enc="plain", samples=samples)
+                error, _ = schema.validate("metrics-batch-plain", plain)
+                if error or to_json_form(samples) != vec["inflated"]["samples"]:
+                    raise SystemExit(f"{type_name}/{vec['name']}: inflated: {error}")
+                entry["inflated"] = vec["inflated"]
+            elif "inflated" in vec:
                 samples = cbor2.loads(bytes.fromhex(vec["inflated"]["cbor"]))
                 plain = {k: v for k, v in wire.items() if k not in ("count", "data")}
                 plain.update(enc="plain", samples=samples)

@@ -1,8 +1,6 @@
 // The real nova-agent binary against a real broker: birth, a task run end to end,
 // malformed downward messages, hot reload of its config file, and clean shutdown.
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +13,7 @@
 
 #include "nova/schemas/codec.h"
 #include "nova/testing/ack_consumer.h"
+#include "nova/testing/agent_process.h"
 #include "nova/testing/broker.h"
 
 using namespace nova;
@@ -25,68 +24,14 @@ namespace {
 
 constexpr const char* kSite = "cloud/eu/par/par-a1";
 
+// The test agent's config (nova/testing/agent_process.h) as node gw-proc at kSite, with
+// 200 ms samples unless `extra` sets the metrics section itself.
 void write_config(const fs::path& file, const std::string& uri, const fs::path& dir,
                   const std::string& extra = "") {
-  std::ofstream out(file.string() + ".tmp");
-  out << "node: {id: gw-proc, site: " << kSite << ", level: 4}\n"
-      << "mqtt: {uri: \"" << uri << "\", reconnect_min_ms: 100, reconnect_max_ms: 1000}\n"
-      << "metrics: {interval_ms: 200, batch_interval_s: 10}\n"
-      << "outbox: {dir: " << (dir / "outbox").string() << "}\n"
-      << "tasks: {dir: " << (dir / "tasks").string() << "}\n"
-      // Admission by host load would make the test depend on whatever else runs here.
-      << "limits: {max_cpu_pct: 100, max_memory_pct: 100, min_free_memory_mb: 0}\n"
-      << extra;
-  out.close();
-  fs::rename(file.string() + ".tmp", file);  // as config managers do
+  const bool own_metrics = extra.find("metrics:") != std::string::npos;
+  testing::write_agent_config(file, "gw-proc", kSite, 4, uri, dir,
+                              (own_metrics ? "" : "metrics: {interval_ms: 200, batch_interval_s: 10}\n") + extra);
 }
-
-// The agent process, its stderr captured to a file we can search.
-struct AgentProcess {
-  pid_t pid = -1;
-  fs::path log;
-
-  AgentProcess(const fs::path& config, const fs::path& log_file) : log(log_file) {
-    pid = ::fork();
-    if (pid == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      const int fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(fd, 2);
-      ::execl(NOVA_AGENT_BIN, NOVA_AGENT_BIN, "--config", config.c_str(), nullptr);
-      ::_exit(127);
-    }
-  }
-  ~AgentProcess() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-  }
-  std::string text() const {
-    std::ifstream in(log);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
-  // The agent logs each event as one line; wait for `needle` to appear `n` times.
-  bool wait_log(const std::string& needle, std::chrono::milliseconds timeout, std::size_t n = 1) const {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      const std::string t = text();
-      std::size_t count = 0;
-      for (auto p = t.find(needle); p != std::string::npos; p = t.find(needle, p + 1)) ++count;
-      if (count >= n) return true;
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      std::this_thread::sleep_for(20ms);  // the log is a file written by another process
-    }
-  }
-  int terminate() {
-    ::kill(pid, SIGTERM);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    pid = -1;
-    return status;
-  }
-};
 
 void publish(const std::string& uri, const std::string& topic, const std::string& payload, bool retained = false) {
   mqtt::async_client c(uri, "test-publisher", mqtt::create_options(MQTTVERSION_3_1_1));
@@ -111,7 +56,7 @@ TEST_CASE("nova-agent runs tasks, survives bad input, reloads config, stops clea
   fs::create_directories(dir);
   const fs::path config = dir / "agent.yaml";
   write_config(config, broker.uri(), dir);
-  AgentProcess agent(config, dir / "agent.log");
+  testing::AgentProcess agent(NOVA_AGENT_BIN, config, dir / "agent.log");
   REQUIRE(agent.wait_log("event=connected", 20s));
 
   // Malformed task, config and ack: logged with the reason, and the agent keeps serving.
@@ -138,10 +83,10 @@ TEST_CASE("nova-agent runs tasks, survives bad input, reloads config, stops clea
   write_config(config, broker.uri(), dir, "drain: {burst: 0}\n");
   REQUIRE(agent.wait_log("event=reload_refused", 10s));
   CHECK_THAT(agent.text(), Catch::Contains("drain.burst"));
-  ::kill(agent.pid, SIGHUP);
+  ::kill(agent.pid(), SIGHUP);
   REQUIRE(agent.wait_log("event=reload_refused", 10s, 2));
 
-  const int status = agent.terminate();
+  const int status = agent.signal(SIGTERM);
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
   CHECK_THAT(agent.text(), Catch::Contains("event=stopped"));
@@ -153,10 +98,8 @@ TEST_CASE("nova-agent refuses a bad config file with exit code 2 naming the key"
   fs::create_directories(dir);
   write_config(dir / "agent.yaml", "tcp://127.0.0.1:1", dir, "metrics: {interval_ms: 5}\n");
   {
-    AgentProcess agent(dir / "agent.yaml", dir / "agent.log");
-    int status = 0;
-    ::waitpid(agent.pid, &status, 0);
-    agent.pid = -1;
+    testing::AgentProcess agent(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
+    const int status = agent.wait();
     CHECK(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 2);
     CHECK_THAT(agent.text(), Catch::Contains("metrics"));

@@ -7,6 +7,7 @@
 // (batching on the samples' own timestamps). Everything else — outbox, batching,
 // reconnect, drain rate, acks — runs as in production.
 #include <catch2/catch.hpp>
+#include <atomic>
 #include <filesystem>
 #include <thread>
 
@@ -137,4 +138,57 @@ TEST_CASE("a day offline: 86,400 samples buffered, then delivered exactly once",
   CHECK(*c.seqs.rbegin() == batches + 1);
   WARN("duplicates delivered (removed by dedup): " << c.duplicates);
   CHECK(consumer.undecodable() == 0);
+}
+
+namespace {
+
+// One sample, then (once released) a sample a minute later that closes the first batch.
+class GatedSamples final : public agent::SampleSource {
+ public:
+  const schemas::MetricSample* sample(schemas::Timestamp) override {
+    if (calls_ == 0 || (calls_ == 1 && released_.load())) {
+      s_.ts = 1732650000000 + calls_ * 60'000;
+      s_.cpu_pct = 12.5;
+      ++calls_;
+      return &s_;
+    }
+    return nullptr;
+  }
+  void release() { released_.store(true); }
+
+ private:
+  std::atomic<bool> released_{false};
+  std::uint64_t calls_ = 0;
+  schemas::MetricSample s_;
+};
+
+}  // namespace
+
+TEST_CASE("the go-back-N stall timer starts at the first unacknowledged send", "[agent][resend]") {
+  // The session is older than resend_after when its first batch is sent; that batch
+  // must still get resend_after to be acknowledged before it is sent again. Only lower
+  // bounds on elapsed time are checked, so a slow machine cannot fail this test.
+  testing::Broker broker;
+  const fs::path dir = broker.data_dir() / "agent-stall";
+  GatedSamples source;
+  agent::AgentOptions o = options_for(broker.uri(), dir);
+  o.drain.jitter = 0ms;
+  o.drain.resend_after = 2s;  // no consumer acks in this test
+  auto created = agent::Agent::create(o, &source);
+  REQUIRE(created.ok());
+  agent::Agent& a = *created.value();
+  std::thread loop([&] { a.run(); });
+
+  REQUIRE(a.wait_for([](const agent::AgentCounters& c) { return c.connects >= 1 && c.published >= 1; }, 30s));
+  std::this_thread::sleep_for(3s);  // the session is now older than resend_after
+  const auto released = std::chrono::steady_clock::now();
+  source.release();  // batch 1 closes at the next sample and is sent after `released`
+  // published counts the birth (1) and batch 1 (2).
+  REQUIRE(a.wait_for([](const agent::AgentCounters& c) { return c.batches == 1 && c.published >= 2; }, 30s));
+  REQUIRE(a.wait_for([](const agent::AgentCounters& c) { return c.resends >= 1; }, 30s));
+  const auto resent = std::chrono::steady_clock::now();
+  CHECK(resent - released >= 2s);
+  CHECK(a.counters().connects == 1);  // the resend came from the stall timer, not a reconnect
+  a.stop();
+  loop.join();
 }

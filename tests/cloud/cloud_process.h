@@ -4,9 +4,6 @@
 #pragma once
 
 #include <httplib.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <csignal>
@@ -17,6 +14,7 @@
 #include <thread>
 
 #include "nova/testing/broker.h"
+#include "nova/testing/child_process.h"
 
 namespace nova::test {
 
@@ -32,33 +30,17 @@ class CloudProcess {
                                       << "\nhttp:\n  port: " << port_ << "\n";
     start();
   }
-  ~CloudProcess() { kill(SIGKILL); }
+  ~CloudProcess() = default;  // the child is SIGKILLed
   CloudProcess(const CloudProcess&) = delete;
   CloudProcess& operator=(const CloudProcess&) = delete;
 
   void start() {
-    const std::string config = (dir_ / "cloud.yaml").string();
-    const std::string log = (dir_ / "cloud.log").string();
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      std::FILE* f = std::freopen(log.c_str(), "a", stderr);
-      (void)f;
-      ::execl(NOVA_CLOUD_BIN, NOVA_CLOUD_BIN, "--config", config.c_str(), nullptr);
-      ::_exit(127);
-    }
+    child_.start({NOVA_CLOUD_BIN, "--config", (dir_ / "cloud.yaml").string()}, log_file(), true);
     wait_ready();
   }
 
   // Sends `sig` and reaps the process; returns its wait status.
-  int kill(int sig) {
-    if (pid_ <= 0) return 0;
-    ::kill(pid_, sig);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = 0;
-    return status;
-  }
+  int kill(int sig) { return child_.signal(sig); }
 
   std::uint16_t port() const { return port_; }
   std::filesystem::path store_dir() const { return dir_ / "store"; }
@@ -84,8 +66,7 @@ class CloudProcess {
   void wait_ready() {
     for (int i = 0; i < 400; ++i) {
       if (auto r = get("/api/v1/health"); r && r->status == 200) return;
-      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = 0;
+      if (!child_.running()) {
         throw std::runtime_error("nova-cloud exited at start; see " + log_file().string());
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(25));  // nothing to wait on but the port
@@ -95,7 +76,7 @@ class CloudProcess {
 
   std::filesystem::path dir_;
   std::uint16_t port_;
-  pid_t pid_ = 0;
+  testing::ChildProcess child_;
 };
 
 }  // namespace nova::test

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "cloud_process.h"
+#include "streaming_agent.h"
 #include "nova/agent/agent.h"
 #include "nova/cloud/ingest_store.h"
 #include "nova/schemas/codec.h"
@@ -24,45 +25,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr schemas::Timestamp kStart = 1'732'650'000'000;
-
-class Generator final : public agent::SampleSource {
- public:
-  explicit Generator(std::uint64_t count) : count_(count) {}
-  const schemas::MetricSample* sample(schemas::Timestamp) override {
-    if (next_ == count_) return nullptr;
-    // Pace the generator a little so the stream spans the cloud's restarts.
-    if (next_ % 600 == 0) std::this_thread::sleep_for(20ms);
-    s_.ts = kStart + next_ * 1000;
-    s_.cpu_pct = static_cast<double>(next_ % 100);
-    s_.mem_pct = 40;
-    ++next_;
-    return &s_;
-  }
-
- private:
-  std::uint64_t count_;
-  std::uint64_t next_ = 0;
-  schemas::MetricSample s_;
-};
-
-agent::AgentOptions agent_options(const std::string& uri, const fs::path& dir) {
-  agent::AgentOptions o;
-  o.birth.node = "gw-ingest";
-  o.birth.description =
-      schemas::NodeDescription{4, "cloud/eu/par/par-a1", "x86_64", "test", {}, {1000, 512, 1024}, std::nullopt};
-  o.broker_uri = uri;
-  o.reconnect_min = 100ms;
-  o.reconnect_max = 500ms;
-  o.sample_interval = 0ms;
-  o.drain.rate_per_s = 400;
-  o.drain.burst = 100;
-  o.drain.jitter = 0ms;
-  o.drain.resend_after = 1s;
-  o.outbox.dir = dir / "outbox";
-  o.state_dir = dir / "state";
-  return o;
-}
+constexpr schemas::Timestamp kStart = test::kGeneratorStart;
 
 std::uint64_t cloud_watermark(const test::CloudProcess& cloud, const std::string& node) {
   auto j = cloud.get_json("/api/v1/nodes/" + node);
@@ -88,8 +51,8 @@ TEST_CASE("nova-cloud SIGKILLed three times mid-stream stores every sample exact
   auto cloud = std::make_unique<test::CloudProcess>(broker.uri(), dir / "cloud");
 
   constexpr std::uint64_t kSamples = 30'000;  // 500 batches of 60
-  Generator generator(kSamples);
-  auto created = agent::Agent::create(agent_options(broker.uri(), dir / "agent"), &generator);
+  test::Generator generator(kSamples);
+  auto created = agent::Agent::create(test::streaming_agent("gw-ingest", broker.uri(), dir / "agent"), &generator);
   REQUIRE(created.ok());
   agent::Agent& a = *created.value();
   std::thread loop([&] { a.run(); });
@@ -112,12 +75,11 @@ TEST_CASE("nova-cloud SIGKILLed three times mid-stream stores every sample exact
   created.value().reset();
 
   // Drain the rest with a fresh agent on the same outbox.
-  Generator none(0);
-  auto again = agent::Agent::create(agent_options(broker.uri(), dir / "agent"), &none);
+  test::Generator none(0);
+  auto again = agent::Agent::create(test::streaming_agent("gw-ingest", broker.uri(), dir / "agent"), &none);
   REQUIRE(again.ok());
   std::thread loop2([&] { again.value()->run(); });
   const bool all = wait_watermark(*cloud, "gw-ingest", batches, 120s);
-  REQUIRE(again.value()->wait_for([](const agent::AgentCounters& c) { return c.outbox_records == 0; }, 60s));
   again.value()->stop();
   loop2.join();
   REQUIRE(all);

@@ -168,7 +168,7 @@ TEST_CASE("schema rules: required fields, ranges, ids, enumerations, version", "
   CHECK(cbor_error<MetricsBatch>(b) == "batch.node: '/' is not allowed in an id");
   b = batch_json();
   b["enc"] = "lz4";
-  CHECK(cbor_error<MetricsBatch>(b) == "batch.enc: unknown value 'lz4' (expected one of: plain, zstd)");
+  CHECK(cbor_error<MetricsBatch>(b) == "batch.enc: unknown value 'lz4' (expected one of: plain, zstd, qdelta)");
   b = batch_json();
   b["v"] = 2;
   CHECK(cbor_error<MetricsBatch>(b) == "batch.v: unsupported schema version 2 (this decoder reads 1)");

@@ -3,11 +3,12 @@
 // deletes what the cloud acknowledges end to end.
 //
 // Data path, and why nothing acknowledged is lost:
-//   sample -> batch (CBOR, zstd) -> Outbox::append (synced) -> publish QoS 1 upward
+//   sample -> batch (qdelta: quantized, delta-encoded CBOR, zstd) -> Outbox::append (synced) -> publish QoS 1 upward
 //   -> cloud stores durably -> Ack{stream: watermark} downward -> Outbox::ack
 // Every record stays in the outbox until an ack covers it. A publish that a broker
 // acknowledged but then lost in a crash is sent again: when acks stop advancing for
-// resend_after while records are outstanding, the drain goes back to the last
+// resend_after while records are outstanding (counted from the first unacknowledged
+// send, or from the last ack progress if later), the drain goes back to the last
 // acknowledged seq (go-back-N); the cloud deduplicates on (node, stream, seq).
 //
 // Liveness: on every connect the agent publishes a retained "online" NodeState with a
@@ -60,6 +61,8 @@ struct AgentOptions {
   std::chrono::milliseconds reconnect_max{30'000};
   std::chrono::milliseconds sample_interval{1000};
   std::chrono::seconds batch_interval{60};
+  // How batches are encoded; qdelta rounds each value to its precision (messages.h).
+  schemas::BatchEncoding batch_encoding = schemas::BatchEncoding::qdelta;
   OutboxOptions outbox;
   DrainOptions drain;
   std::filesystem::path state_dir;  // holds the persisted bdseq
@@ -77,6 +80,7 @@ struct AgentOptions {
 struct AgentTuning {
   std::chrono::milliseconds sample_interval{1000};
   std::chrono::seconds batch_interval{60};
+  schemas::BatchEncoding batch_encoding = schemas::BatchEncoding::qdelta;
   DrainOptions drain;
   AdmissionLimits task_limits;
   std::size_t max_concurrent_tasks = 2;
@@ -168,7 +172,11 @@ class Agent {
   std::uint64_t bdseq_ = 0;
   std::map<std::string, std::uint64_t> sent_;  // per stream: highest seq published this epoch
   Clock::time_point drain_after_{};
-  Clock::time_point last_ack_progress_{};
+  // Go-back-N stall timer: when the oldest record still outstanding was sent, counted
+  // from the last ack progress (an ack that advanced while records remain outstanding
+  // restarts it). Empty while nothing is outstanding, so a session's first send is not
+  // already "stalled" because the session is older than resend_after.
+  std::optional<Clock::time_point> stall_since_;
   Clock::duration resend_interval_{};  // current go-back-N wait, backed off
   Clock::time_point reconnect_at_{};
   std::chrono::milliseconds backoff_{0};

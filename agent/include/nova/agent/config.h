@@ -58,6 +58,8 @@ struct AgentConfig {
     std::uint32_t interval_ms = 1000;     // one MetricSample per interval
     std::uint32_t batch_interval_s = 60;  // samples per outbox batch = batch / interval
     std::string data_path = "/";          // disk_pct measures this path's filesystem
+    // How batches are encoded: qdelta (quantized, delta-encoded, zstd), zstd or plain.
+    schemas::BatchEncoding encoding = schemas::BatchEncoding::qdelta;
     friend bool operator==(const Metrics&, const Metrics&) = default;
   } metrics;
   struct Outbox {

@@ -15,6 +15,12 @@
 // whose seq is <= the watermark or already pending is a duplicate and changes nothing.
 // A stream starts at watermark 0: agents number each stream from 1.
 //
+// Several instances (shared ingest): each stores the records the broker hands it, and
+// learns the others' progress from their acks (observe_ack). The watermark invariant
+// then reads "stored here or by the instance that acknowledged it". A record replayed
+// to a second instance before the first one's ack is seen can be stored by both; the
+// union of the stores is exactly once after dedup on (node, stream, seq).
+//
 // Retention: raw metric batches are kept for `raw_retention`, per-minute aggregates
 // (count/min/mean/max of the core gauges) for `downsampled_retention`; sweep() deletes
 // what is older. Task results, decisions and alerts are kept until sweep()'s
@@ -103,6 +109,12 @@ class IngestStore {
   // Stores the group with one synced write. Outcomes are in the order of `records`. On a
   // write error nothing of the group is stored and the in-memory state is unchanged.
   Result<std::vector<Admission>> admit(std::span<const IngestRecord> records);
+
+  // An instance (maybe this one) acknowledged `node`'s `stream` up to `watermark`. Adopts
+  // it if it is higher than ours, then advances through the seqs held pending here.
+  // Returns the resulting watermark when it is above `watermark` (this instance has the
+  // next records and should acknowledge them), else 0.
+  Result<std::uint64_t> observe_ack(const std::string& node, const std::string& stream, std::uint64_t watermark);
 
   std::uint64_t watermark(const std::string& node, const std::string& stream);
   // Every stream of `node` with its watermark (for re-sending acks after a birth).

@@ -88,6 +88,10 @@ class CloudService {
   std::vector<NodeView> nodes() const;
   std::optional<NodeView> node(const std::string& id) const;
   std::vector<std::string> links_down() const;
+  // How many nodes are in each liveness state (cheap: no copy of the table).
+  std::map<Liveness, std::size_t> liveness_counts() const;
+  // Live nova-cloud instances (this one included once its presence record came back).
+  std::vector<std::string> instances() const;
   CloudCounters counters() const;
   IngestStore& store() { return *store_; }
   Workloads& workloads() { return *workloads_; }

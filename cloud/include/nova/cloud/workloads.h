@@ -11,17 +11,25 @@
 // -> placed again elsewhere; failed/timeout/killed -> failed.
 //
 // Failover: when a node hosting a running workload stops being alive (its will, its
-// goodbye, a bridge above it going down, or missed heartbeats), the workload is placed
-// again -- first on its precomputed failover candidates that are still alive and have
-// room, else by a fresh placement -- with a new revision. Each failover records when the
-// loss was detected and when the new task was sent (GET /api/v1/workloads/<id>).
+// goodbye, a bridge above it going down, or missed heartbeats), its owner places the
+// workload again with a new revision, on the nodes alive now minus the lost one (the
+// published failover list is the decision's runners-up at placement time; a fresh
+// decision also sees what changed since). Each failover records when the loss was seen
+// and, once the new run reports, when it started (GET /api/v1/workloads/<id>).
 //
 // Migration: tick() moves a running workload off a node whose latest CPU or memory
-// utilisation is above 90 %, that reports thermal throttling, or that announces
-// maintenance, when a candidate scores better. A migration is a plan: the target gets
-// the task first, and the old run is only released when the target's run started (its
-// result or its liveness says so); if the target fails to start, the plan rolls back
-// and the workload stays where it was.
+// utilisation is above 90 % or that reports thermal throttling, when another node can
+// take it; if none can, the workload stays (the plan is rolled back before anything is
+// sent). There is no task-cancel message yet, so failover and migration start a new run
+// and an old run on a node that is still alive runs to completion.
+//
+// Several instances: every instance sees every workload, placement and result (retained
+// records and non-shared subscriptions), but only a workload's owner places it, fails
+// it over or migrates it. The owner is chosen by rendezvous hashing of the workload id
+// over the live instances (their retained presence records), so every instance computes
+// the same owner without talking, and when an instance dies its workloads are adopted
+// by the survivors. An instance that receives a submission it does not own publishes
+// the spec; the owner places it.
 //
 // Thread-safe: REST threads submit while the ingest thread reports results and
 // liveness.
@@ -33,6 +41,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -56,6 +65,7 @@ struct PlacementEvent {
   std::uint64_t revision = 0;
   std::string reason;       // "submitted", "failover: node dead (will)", "refused: ...", ...
   Timestamp detected_ts = 0;  // failover only: when the loss was seen
+  Timestamp started_ts = 0;   // failover only: when the new run started (from its result)
 };
 
 struct WorkloadState {
@@ -63,7 +73,7 @@ struct WorkloadState {
   Phase phase = Phase::pending;
   std::optional<schemas::Placement> placement;  // the current one
   std::string task_id;                          // the current run's task
-  Timestamp submitted_ts = 0;
+  Timestamp submitted_ts = 0;                   // or when this instance first saw it
   std::string unplaced_reason;                  // why it is pending, when it is
   std::optional<schemas::TaskResult> result;    // the final result
   std::vector<PlacementEvent> history;
@@ -89,7 +99,13 @@ struct WorkloadCounters {
 
 class Workloads {
  public:
-  Workloads(PublishFn publish, NodesFn nodes, WorkloadLogFn log);
+  // `self`: this instance's id; `shared`: other instances may run (ownership applies).
+  Workloads(PublishFn publish, NodesFn nodes, WorkloadLogFn log, std::string self = "nova-cloud", bool shared = false);
+
+  // The live instances (always including this one), from their presence records.
+  void set_instances(std::set<std::string> instances, Timestamp now);
+  // The instance that places `workload_id` under the current membership.
+  std::string owner(const std::string& workload_id) const;
 
   // Validates and places; the state says where it went or why it waits. Errors name
   // the field ("workload_id: already exists").
@@ -105,7 +121,7 @@ class Workloads {
   std::vector<schemas::ClusterRecord> clusters() const;
 
   // Called by the ingest thread.
-  void on_liveness(const std::vector<LivenessChange>& changes, const std::vector<NodeView>& nodes, Timestamp now);
+  void on_liveness(const std::vector<LivenessChange>& changes, Timestamp now);
   void on_result(const schemas::TaskResult& result, Timestamp now);
   void on_cloud_record(const topics::CloudTopic& topic, const std::string& payload, bool retained);
   void on_metrics(const std::string& node, const schemas::MetricSample& latest);

@@ -53,6 +53,12 @@ std::string encode_json(const T& message);
 template <class T>
 Result<T> decode_json(std::string_view input, const Limits& limits = {});
 
+// What a batch becomes on the wire with BatchEncoding::qdelta, as the decoder returns it:
+// values rounded to their precision, extra_decimals filled in, encoding qdelta (or zstd
+// with the values unchanged when the batch cannot be quantized; see messages.h).
+// decode_cbor(encode_cbor(b)) == quantize(b) for every valid qdelta batch b.
+MetricsBatch quantize(const MetricsBatch& batch);
+
 // The root name a message type's error paths start with ("batch", "reading", ...).
 template <class T>
 std::string_view root_name();

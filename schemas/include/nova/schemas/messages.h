@@ -94,15 +94,33 @@ struct MetricSample {
   friend bool operator==(const MetricSample&, const MetricSample&) = default;
 };
 
-// How a batch's samples travel. "plain": a CBOR array under "samples". "zstd": the same
-// array encoded to CBOR and compressed with zstd, under "data" as a byte string, with
-// "count" giving the number of samples.
-enum class BatchEncoding { plain, zstd };
+// How a batch's samples travel (schemas/cddl/metrics.cddl is the wire reference):
+//  - "plain": a CBOR array under "samples".
+//  - "zstd": the same array encoded to CBOR and compressed with zstd, under "data" as a
+//    byte string, with "count" giving the number of samples. Lossless.
+//  - "qdelta": quantized, column-wise, delta-encoded, then zstd-compressed, under "data"
+//    with "count". Each value is rounded (half away from zero) to its field's
+//    precision: ts 1 ms, cpu/mem/disk 0.1, load1 0.01, net_rx/net_tx 1 byte/s, temp
+//    0.1 degC, power 0.01 W, throttled as 0/1, and each extra gauge to 10^-d with its
+//    d (0..9) declared in the batch (extra_decimals). "data" inflates to a CBOR map of
+//    columns named like the sample's fields, ts: [first, delta, delta, ...] in integer
+//    steps of the precision; a sample without an optional field or extra gauge has null
+//    in that column, and deltas run between the values present. Decoding yields the
+//    quantized values exactly: decode(encode(b)) == quantize(b) (codec.h), not b. A
+//    batch holding a value that does not fit 2^50 steps (or is not finite) is encoded
+//    as "zstd" instead, losslessly.
+enum class BatchEncoding { plain, zstd, qdelta };
 
 struct MetricsBatch {
   StreamPosition position;
   BatchEncoding encoding = BatchEncoding::plain;  // "enc"
   std::vector<MetricSample> samples;              // 1..4096 samples
+  // qdelta only: decimal places kept for each extra gauge, 0..9 (values above 9 count as
+  // 9). A gauge not listed gets the fewest places (0..3) that hold each of its values in
+  // the batch exactly, else 3. Places are lowered where a value would not fit 2^50
+  // steps. Decoding a qdelta batch fills in the places of every extra gauge it holds;
+  // the other encodings ignore this and decode it empty.
+  std::map<std::string, std::uint8_t> extra_decimals;
 
   friend bool operator==(const MetricsBatch&, const MetricsBatch&) = default;
 };

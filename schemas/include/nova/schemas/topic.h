@@ -70,7 +70,8 @@ class SitePath {
 
 enum class UpKind { state, metrics, result, decision, alert, link };
 enum class DownKind { task, config, model, ack, verdict };
-enum class CloudKind { workload, placement, cluster };
+// instance: a running nova-cloud's presence (retained "1", cleared by its will).
+enum class CloudKind { workload, placement, cluster, instance };
 
 std::string_view to_string(UpKind kind);
 std::string_view to_string(DownKind kind);

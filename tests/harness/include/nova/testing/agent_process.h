@@ -1,13 +1,6 @@
-// A real nova-agent process for integration tests: its stderr goes to a file the test
-// can search, PR_SET_PDEATHSIG makes it die with the test, and the destructor SIGKILLs
-// it if the test left early.
+// A real nova-agent process for integration tests (a ChildProcess whose log can be
+// searched), and the config such a test agent runs with.
 #pragma once
-
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -15,6 +8,8 @@
 #include <sstream>
 #include <string>
 #include <thread>
+
+#include "nova/testing/child_process.h"
 
 namespace nova::testing {
 
@@ -39,29 +34,14 @@ class AgentProcess {
  public:
   AgentProcess(const std::string& binary, const std::filesystem::path& config, const std::filesystem::path& log_file)
       : log_(log_file) {
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      const int fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(fd, 2);
-      ::execl(binary.c_str(), binary.c_str(), "--config", config.c_str(), nullptr);
-      ::_exit(127);
-    }
+    child_.start({binary, "--config", config.string()}, log_file, false);
   }
-  ~AgentProcess() { signal(SIGKILL); }
-  AgentProcess(const AgentProcess&) = delete;
-  AgentProcess& operator=(const AgentProcess&) = delete;
 
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return child_.pid(); }
   // Sends `sig` and reaps the process; returns its wait status (0 if it was gone).
-  int signal(int sig) {
-    if (pid_ <= 0) return 0;
-    ::kill(pid_, sig);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
+  int signal(int sig) { return child_.signal(sig); }
+  // Waits for the agent to exit by itself; returns its wait status.
+  int wait() { return child_.wait(); }
   std::string text() const {
     std::ifstream in(log_);
     std::stringstream s;
@@ -82,7 +62,7 @@ class AgentProcess {
   }
 
  private:
-  pid_t pid_ = -1;
+  ChildProcess child_;
   std::filesystem::path log_;
 };
 
