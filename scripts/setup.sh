@@ -17,8 +17,8 @@ packages=(
   # bench/agent_vs_collectd.sh: the peer nova-agent is measured against (its mqtt plugin
   # needs libmosquitto1, which collectd-core only suggests); zstd decodes a batch
   collectd-core libmosquitto1 zstd
-  # scripts/run.sh reads the example topology's nodes
-  python3-yaml
+  # scripts/run.sh reads the example topology's nodes and talks to nova-cloud's REST API
+  python3-yaml curl
 )
 
 missing=()
