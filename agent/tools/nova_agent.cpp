@@ -13,7 +13,6 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -26,31 +25,16 @@
 #include "nova/agent/config.h"
 #include "nova/agent/metrics.h"
 #include "nova/agent/tasks.h"
+#include "nova/common/daemon.h"
+#include "nova/common/log.h"
 
 namespace {
 
 using namespace nova;
 using namespace nova::agent;
 
-// Structured log lines on stderr (logfmt), one event per line, for journald.
-void log_line(const char* level, const std::string& event, const std::string& fields = "") {
-  char ts[32];
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  std::fprintf(stderr, "ts=%s level=%s event=%s%s%s\n", ts, level, event.c_str(),
-               fields.empty() ? "" : " ", fields.c_str());
-}
-
-std::string logfmt_quote(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
+using common::log_line;
+using common::logfmt_quote;
 
 // Feeds the agent loop from the host collector. A new data path (hot config, set from
 // the control thread) is handed over here and applied on the loop thread, which owns
@@ -161,35 +145,18 @@ class LiveConfig {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"nova-agent: NovaCron's offline-first edge agent.\n"
-               "Exit codes: 0 clean shutdown, 1 runtime failure, 2 usage or configuration error."};
-  std::string config_path = "/etc/nova-agent/agent.yaml";
-  bool check_only = false;
-  app.add_option("-c,--config", config_path, "configuration file (see agent/examples/agent.yaml)")
-      ->capture_default_str();
-  app.add_flag("--check-config", check_only, "validate the configuration file and exit");
-  app.set_version_flag("--version", std::string("nova-agent ") + NOVA_VERSION);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
+  const common::DaemonInfo daemon{"nova-agent", "NovaCron's offline-first edge agent.", NOVA_VERSION,
+                                "/etc/nova-agent/agent.yaml", "agent/examples/agent.yaml"};
+  common::DaemonArgs args;
+  if (auto exit_code = common::parse_daemon_args(daemon, argc, argv, args)) return *exit_code;
+  std::optional<AgentConfig> config;
+  if (auto exit_code = common::load_daemon_config(args, [](const std::string& p) { return load_config(p); }, config)) {
+    return *exit_code;
   }
+  const std::string& config_path = args.config_path;
 
-  auto config = load_config(config_path);
-  if (!config) {
-    log_line("error", "config_invalid", "file=" + logfmt_quote(config_path) + " error=" + logfmt_quote(config.error().message()));
-    return 2;
-  }
-  if (check_only) {
-    std::cout << config_path << ": ok\n";
-    return 0;
-  }
-
-  // Signals are handled by one thread with sigwait; every other thread blocks them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, s);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Signals are handled by one thread (signalfd below); every other thread blocks them.
+  const sigset_t signals = common::block_daemon_signals();
 
   CollectorOptions collector_options;
   collector_options.data_path = config->metrics.data_path;

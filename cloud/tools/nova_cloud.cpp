@@ -7,12 +7,11 @@
 // changed keys are listed, and those that only take effect at start are named.
 #include <signal.h>
 
-#include <CLI/CLI.hpp>
-#include <iostream>
 
 #include "nova/cloud/config.h"
 #include "nova/cloud/http_api.h"
 #include "nova/cloud/service.h"
+#include "nova/common/daemon.h"
 #include "nova/common/log.h"
 
 namespace {
@@ -46,33 +45,16 @@ std::string changed_keys(const CloudConfig& a, const CloudConfig& b) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"nova-cloud: NovaCron's cloud consumer service (ingest, topology, placement, REST API).\n"
-               "Exit codes: 0 clean shutdown, 1 runtime failure, 2 usage or configuration error."};
-  std::string config_path = "/etc/nova-cloud/cloud.yaml";
-  bool check_only = false;
-  app.add_option("-c,--config", config_path, "configuration file (see cloud/examples/cloud.yaml)")->capture_default_str();
-  app.add_flag("--check-config", check_only, "validate the configuration file and exit");
-  app.set_version_flag("--version", std::string("nova-cloud ") + NOVA_VERSION);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
+  const common::DaemonInfo daemon{"nova-cloud", "NovaCron's cloud consumer service (ingest, topology, placement, REST API).",
+                                NOVA_VERSION, "/etc/nova-cloud/cloud.yaml", "cloud/examples/cloud.yaml"};
+  common::DaemonArgs args;
+  if (auto exit_code = common::parse_daemon_args(daemon, argc, argv, args)) return *exit_code;
+  std::optional<CloudConfig> config;
+  if (auto exit_code = common::load_daemon_config(args, [](const std::string& p) { return load_config(p); }, config)) {
+    return *exit_code;
   }
-
-  auto config = load_config(config_path);
-  if (!config) {
-    log_line("error", "config_invalid", "file=" + logfmt_quote(config_path) + " error=" + logfmt_quote(config.error().message()));
-    return 2;
-  }
-  if (check_only) {
-    std::cout << config_path << ": ok\n";
-    return 0;
-  }
-
-  sigset_t signals;
-  sigemptyset(&signals);
-  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, s);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const std::string& config_path = args.config_path;
+  const sigset_t signals = common::block_daemon_signals();
 
   CloudOptions options = config->service_options();
   options.log = [](const char* level, const std::string& event, const std::string& fields) { log_line(level, event, fields); };

@@ -43,6 +43,7 @@ class CloudProcess {
   int kill(int sig) { return child_.signal(sig); }
 
   std::uint16_t port() const { return port_; }
+  pid_t pid() const { return child_.pid(); }
   std::filesystem::path store_dir() const { return dir_ / "store"; }
   std::filesystem::path log_file() const { return dir_ / "cloud.log"; }
 

@@ -8,6 +8,7 @@
 // on /metrics, and the service keeps ingesting.
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <fstream>
 #include <mqtt/async_client.h>
 #include <set>
 #include <thread>
@@ -165,4 +166,38 @@ TEST_CASE("malformed REST requests get a 4xx with the reason", "[cloud][bad-inpu
   auto health = cloud.get("/api/v1/health");
   REQUIRE(health);
   CHECK(health->status == 200);
+}
+
+TEST_CASE("nova-cloud refuses a bad config with exit 2 and reloads on SIGHUP and stops on SIGTERM", "[cloud][process]") {
+  testing::Broker broker;
+  const fs::path dir = broker.data_dir() / "cloud-proc";
+  fs::create_directories(dir);
+  {
+    std::ofstream(dir / "bad.yaml") << "http:\n  port: lots\n";
+    testing::ChildProcess bad;
+    bad.start({NOVA_CLOUD_BIN, "--config", (dir / "bad.yaml").string()}, dir / "bad.log", false);
+    const int status = bad.wait();
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 2);
+    std::ifstream log(dir / "bad.log");
+    const std::string text((std::istreambuf_iterator<char>(log)), {});
+    CHECK(text.find("http.port: expected an integer") != std::string::npos);
+  }
+  test::CloudProcess cloud(broker.uri(), dir / "good");
+  auto log_text = [&] {
+    std::ifstream in(cloud.log_file());
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  };
+  std::ofstream(dir / "good" / "cloud.yaml", std::ios::app) << "bogus:\n  key: 1\n";
+  ::kill(cloud.pid(), SIGHUP);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (log_text().find("event=reload_refused") == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);  // a log file another process writes
+  }
+  CHECK(log_text().find("event=reload_refused") != std::string::npos);
+  CHECK(cloud.get("/api/v1/health")->status == 200);  // still serving
+  const int status = cloud.kill(SIGTERM);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(log_text().find("event=stopped") != std::string::npos);
 }
