@@ -43,7 +43,7 @@ constexpr std::string_view accepts_text(Check c) {
     case Check::site_path:
       return "a site path: ids joined by '/', root first";
     case Check::uri:
-      return "tcp://, ssl://, mqtt://, mqtts://, ws:// or wss:// host[:port]";
+      return "tcp://, mqtt:// or ws:// host[:port]; no TLS (ssl://, mqtts://, wss://)";
     case Check::absolute_path:
       return "an absolute path";
   }
@@ -415,6 +415,15 @@ std::optional<std::string> check_string(Check check, const std::string& s) {
       static constexpr std::array<std::string_view, 6> kSchemes{"tcp",   "ssl", "mqtt",
                                                                 "mqtts", "ws",  "wss"};
       const std::string bad = "expected a broker URI such as tcp://127.0.0.1:1883, got '" + s + "'";
+      // The agent links the plain Paho C library (no libssl/libcrypto in its memory).
+      if (sep != std::string::npos) {
+        const std::string_view scheme = std::string_view(s).substr(0, sep);
+        if (scheme == "ssl" || scheme == "mqtts" || scheme == "wss") {
+          return "TLS (" + std::string(scheme) +
+                 "://) is not supported: the agent connects to its site broker in plain MQTT "
+                 "(tcp://, mqtt:// or ws://); TLS runs on the bridges";
+        }
+      }
       if (sep == std::string::npos ||
           std::find(kSchemes.begin(), kSchemes.end(), std::string_view(s).substr(0, sep)) ==
               kSchemes.end()) {

@@ -1,154 +1,266 @@
 #include "nova/agent/uplink.h"
 
 #include <MQTTAsync.h>
-#include <mqtt/async_client.h>
 
-#include <mutex>
+#include <algorithm>
+#include <stdexcept>
+
+// The Paho C asynchronous API. Which library provides it is the final binary's choice
+// (agent/CMakeLists.txt): nova-agent links the plain build libpaho-mqtt3a, so neither
+// libssl nor libcrypto is loaded; TLS URIs are refused by the config (mqtt.uri).
 
 namespace nova::agent {
 namespace {
 
-bool is_tls_uri(const std::string& uri) {
-  for (const char* scheme : {"ssl://", "mqtts://", "wss://"}) {
-    if (uri.starts_with(scheme)) return true;
+std::string describe(int rc, const char* message) {
+  std::string s = "rc " + std::to_string(rc);
+  if (message != nullptr && *message != '\0') {
+    s += ": ";
+    s += message;
+  } else if (const char* text = MQTTAsync_strerror(rc); text != nullptr) {
+    s += ": ";
+    s += text;
   }
-  return false;
-}
-
-// Paho C initialises OpenSSL (error strings, every algorithm, the config file) when the
-// first client is created, even for tcp:// URIs; that costs about 1.6 MB of resident
-// libcrypto. Once per process, before the first client: skip it unless this broker is
-// reached over TLS. (OpenSSL 1.1+ initialises itself on first use, so a TLS client
-// created later in the same process still works.)
-void init_paho_once(const std::string& uri) {
-  static std::once_flag once;
-  std::call_once(once, [&] {
-    MQTTAsync_init_options init = MQTTAsync_init_options_initializer;
-    init.do_openssl_init = is_tls_uri(uri) ? 1 : 0;
-    MQTTAsync_global_init(&init);
-  });
+  return s;
 }
 
 }  // namespace
 
 struct Uplink::Pending {
-  mqtt::delivery_token_ptr token;
+  enum class State { sent, ok, failed };
+  Uplink* owner;
   std::uint64_t tag;
+  State state = State::sent;  // guarded by owner->mutex_
+  bool abandoned = false;     // its connection was lost; not counted, not reported
 };
 
-class Uplink::Callbacks final : public virtual mqtt::callback, public virtual mqtt::iaction_listener {
- public:
-  explicit Callbacks(Uplink& owner) : owner_(owner) {}
+// Paho calls these on its own threads. No exception may cross them (C frames), and none
+// may wait for the loop thread: Paho may hold its client lock while calling (always for
+// messageArrived), and the loop thread may be inside a Paho call. They take only
+// Uplink::mutex_, which the loop thread never holds while calling Paho.
+struct Uplink::Callbacks {
+  static void connected(void* context, char* /*cause*/) {
+    try {
+      static_cast<Uplink*>(context)->push({UplinkEvent::Kind::connected, {}, {}});
+    } catch (...) {
+    }
+  }
 
-  void connected(const std::string&) override {
-    owner_.push({UplinkEvent::Kind::connected, {}, {}});
+  static void connect_failed(void* context, MQTTAsync_failureData* response) {
+    try {
+      const int rc = response != nullptr ? response->code : MQTTASYNC_FAILURE;
+      static_cast<Uplink*>(context)->push(
+          {UplinkEvent::Kind::connect_failed, {},
+           "connect failed (" + describe(rc, response != nullptr ? response->message : nullptr) + ")"});
+    } catch (...) {
+    }
   }
-  void connection_lost(const std::string& cause) override {
-    owner_.push({UplinkEvent::Kind::connection_lost, {}, cause.empty() ? "connection lost" : cause});
-  }
-  void message_arrived(mqtt::const_message_ptr msg) override {
-    // Paho holds its client lock during this callback: never wait for the loop here
-    // (the loop may be inside a Paho call). Durable hand-over goes through before_ack.
-    if (owner_.options_.before_ack) owner_.options_.before_ack(msg->get_topic(), msg->get_payload_str());
-    owner_.push({UplinkEvent::Kind::message, msg->get_topic(), msg->get_payload_str()});
-  }
-  void delivery_complete(mqtt::delivery_token_ptr) override {
-    owner_.push({UplinkEvent::Kind::delivered, {}, {}});
-  }
-  // Connect outcome (the connect token's listener).
-  void on_failure(const mqtt::token& tok) override {
-    owner_.push({UplinkEvent::Kind::connect_failed, {},
-                 "connect failed (rc " + std::to_string(tok.get_return_code()) + ")"});
-  }
-  void on_success(const mqtt::token&) override {}
 
- private:
-  Uplink& owner_;
+  static void connection_lost(void* context, char* cause) {
+    try {
+      static_cast<Uplink*>(context)->push(
+          {UplinkEvent::Kind::connection_lost, {},
+           cause != nullptr && *cause != '\0' ? std::string(cause) : "connection lost"});
+    } catch (...) {
+    }
+  }
+
+  // Paho acknowledges a QoS 1 message when this returns 1, so the durable hand-over
+  // (before_ack) happens here; the loop gets the message as an event. Returning 0 would
+  // make Paho call again later, so the message is always taken.
+  static int message_arrived(void* context, char* topic_name, int topic_len,
+                             MQTTAsync_message* message) {
+    auto* self = static_cast<Uplink*>(context);
+    try {
+      std::string topic = topic_len > 0
+                              ? std::string(topic_name, static_cast<std::size_t>(topic_len))
+                              : std::string(topic_name);
+      std::string payload(static_cast<const char*>(message->payload),
+                          static_cast<std::size_t>(message->payloadlen));
+      if (self->options_.before_ack) self->options_.before_ack(topic, payload);
+      self->push({UplinkEvent::Kind::message, std::move(topic), std::move(payload)});
+    } catch (...) {
+    }
+    MQTTAsync_freeMessage(&message);
+    MQTTAsync_free(topic_name);
+    return 1;
+  }
+
+  static void published(void* context, MQTTAsync_successData* /*response*/) {
+    complete(static_cast<Pending*>(context), Pending::State::ok);
+  }
+  static void publish_failed(void* context, MQTTAsync_failureData* /*response*/) {
+    complete(static_cast<Pending*>(context), Pending::State::failed);
+  }
+  static void complete(Pending* p, Pending::State state) {
+    Uplink* owner = p->owner;
+    {
+      std::lock_guard lock(owner->mutex_);
+      p->state = state;  // p may be freed by the loop thread from here on
+    }
+    try {
+      owner->push({UplinkEvent::Kind::delivered, {}, {}});
+    } catch (...) {
+    }
+  }
+
+  static void disconnected(void* context, MQTTAsync_successData* /*response*/) {
+    disconnect_done(static_cast<Uplink*>(context));
+  }
+  static void disconnect_failed(void* context, MQTTAsync_failureData* /*response*/) {
+    disconnect_done(static_cast<Uplink*>(context));
+  }
+  // DISCONNECT, letting Paho finish in-flight work for `paho_timeout`; waits for the
+  // outcome for at most `wait` (loop thread).
+  static void disconnect(Uplink& self, std::chrono::milliseconds paho_timeout,
+                         std::chrono::milliseconds wait) {
+    if (!self.connected()) return;
+    {
+      std::lock_guard lock(self.mutex_);
+      self.disconnected_ = false;
+    }
+    MQTTAsync_disconnectOptions opts = MQTTAsync_disconnectOptions_initializer;
+    opts.timeout = static_cast<int>(paho_timeout.count());
+    opts.onSuccess = &disconnected;
+    opts.onFailure = &disconnect_failed;
+    opts.context = &self;
+    if (MQTTAsync_disconnect(self.client_, &opts) != MQTTASYNC_SUCCESS) return;
+    std::unique_lock lock(self.mutex_);
+    self.cv_.wait_for(lock, wait, [&] { return self.disconnected_; });
+  }
+  static void disconnect_done(Uplink* self) {
+    {
+      std::lock_guard lock(self->mutex_);
+      self->disconnected_ = true;
+    }
+    self->cv_.notify_all();
+  }
 };
 
 Uplink::Uplink(UplinkOptions options) : options_(std::move(options)) {
-  init_paho_once(options_.uri);
+  MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer;
+  create.MQTTVersion = MQTTVERSION_3_1_1;
+  create.sendWhileDisconnected = 0;  // no offline buffer: the outbox is the buffer
   // No Paho persistence: the outbox is the durable store.
-  client_ = std::make_unique<mqtt::async_client>(options_.uri, options_.client_id,
-                                                 mqtt::create_options(MQTTVERSION_3_1_1));
-  callbacks_ = std::make_unique<Callbacks>(*this);
-  client_->set_callback(*callbacks_);
+  int rc = MQTTAsync_createWithOptions(&client_, options_.uri.c_str(), options_.client_id.c_str(),
+                                       MQTTCLIENT_PERSISTENCE_NONE, nullptr, &create);
+  if (rc != MQTTASYNC_SUCCESS) {
+    throw std::runtime_error("mqtt client for " + options_.uri + ": " + describe(rc, nullptr));
+  }
+  // Callbacks are set before the first connect.
+  rc = MQTTAsync_setCallbacks(client_, this, &Callbacks::connection_lost, &Callbacks::message_arrived,
+                              nullptr);
+  if (rc == MQTTASYNC_SUCCESS) rc = MQTTAsync_setConnected(client_, this, &Callbacks::connected);
+  if (rc != MQTTASYNC_SUCCESS) {
+    MQTTAsync_destroy(&client_);
+    throw std::runtime_error("mqtt client callbacks: " + describe(rc, nullptr));
+  }
 }
 
 Uplink::~Uplink() {
-  try {
-    if (client_->is_connected()) client_->disconnect(0)->wait_for(std::chrono::milliseconds(500));
-  } catch (const mqtt::exception&) {
-  }
+  Callbacks::disconnect(*this, std::chrono::milliseconds(0), std::chrono::milliseconds(500));
+  // After destroy Paho calls nothing more for this client; the Pending contexts of
+  // publishes it never completed are freed with pending_.
+  MQTTAsync_destroy(&client_);
 }
 
 void Uplink::connect() {
-  mqtt::connect_options opts;
-  opts.set_mqtt_version(MQTTVERSION_3_1_1);
-  opts.set_clean_session(false);
-  opts.set_keep_alive_interval(options_.keepalive);
-  opts.set_connect_timeout(std::chrono::seconds(10));
-  opts.set_automatic_reconnect(false);
-  if (options_.username) opts.set_user_name(*options_.username);
+  MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer;
+  opts.MQTTVersion = MQTTVERSION_3_1_1;
+  opts.cleansession = 0;
+  opts.keepAliveInterval = static_cast<int>(options_.keepalive.count());
+  opts.connectTimeout = 10;
+  opts.automaticReconnect = 0;
+  opts.username = options_.username ? options_.username->c_str() : nullptr;
+  // Paho copies the will (and the user name) when connect() is called.
+  MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
   if (!options_.will_topic.empty()) {
-    opts.set_will(mqtt::will_options(options_.will_topic, options_.will_payload, 1, true));
+    will.topicName = options_.will_topic.c_str();
+    will.message = nullptr;  // binary payload below
+    will.payload.data = options_.will_payload.data();
+    will.payload.len = static_cast<int>(options_.will_payload.size());
+    will.qos = 1;
+    will.retained = 1;
+    opts.will = &will;
   }
-  try {
-    client_->connect(opts, nullptr, *callbacks_);
-  } catch (const mqtt::exception& e) {
-    push({UplinkEvent::Kind::connect_failed, {}, e.what()});
+  opts.onSuccess = nullptr;  // the connected callback reports success
+  opts.onFailure = &Callbacks::connect_failed;
+  opts.context = this;
+  if (const int rc = MQTTAsync_connect(client_, &opts); rc != MQTTASYNC_SUCCESS) {
+    push({UplinkEvent::Kind::connect_failed, {}, "connect failed (" + describe(rc, nullptr) + ")"});
   }
 }
 
 void Uplink::disconnect(std::chrono::milliseconds timeout) {
-  try {
-    if (client_->is_connected()) client_->disconnect(static_cast<int>(timeout.count()))->wait_for(timeout);
-  } catch (const mqtt::exception&) {
-  }
+  Callbacks::disconnect(*this, timeout, timeout);
 }
 
-bool Uplink::connected() const { return client_->is_connected(); }
+bool Uplink::connected() const { return MQTTAsync_isConnected(client_) != 0; }
 
 void Uplink::subscribe(const std::vector<std::string>& filters) {
   if (filters.empty()) return;
-  try {
-    const std::vector<int> qos(filters.size(), 1);
-    client_->subscribe(mqtt::string_collection::create(filters), qos);
-  } catch (const mqtt::exception& e) {
-    push({UplinkEvent::Kind::connection_lost, {}, std::string("subscribe failed: ") + e.what()});
+  std::vector<char*> topics;
+  topics.reserve(filters.size());
+  // Paho copies the filters; its signature is not const-correct.
+  for (const std::string& f : filters) topics.push_back(const_cast<char*>(f.c_str()));
+  std::vector<int> qos(filters.size(), 1);
+  const int rc = MQTTAsync_subscribeMany(client_, static_cast<int>(topics.size()), topics.data(),
+                                         qos.data(), nullptr);
+  if (rc != MQTTASYNC_SUCCESS) {
+    push({UplinkEvent::Kind::connection_lost, {}, "subscribe failed: " + describe(rc, nullptr)});
   }
 }
 
 bool Uplink::publish(const std::string& topic, const std::string& payload, bool retained,
                      std::uint64_t tag) {
-  if (!client_->is_connected()) return false;
-  try {
-    auto token = client_->publish(topic, payload.data(), payload.size(), 1, retained);
-    pending_.push_back(std::make_unique<Pending>(Pending{std::move(token), tag}));
-    return true;
-  } catch (const mqtt::exception&) {
+  if (!connected()) return false;
+  auto pending = std::make_unique<Pending>(Pending{this, tag});
+  Pending* p = pending.get();
+  {
+    std::lock_guard lock(mutex_);
+    pending_.push_back(std::move(pending));  // before sending: completion may come at once
+  }
+  MQTTAsync_message msg = MQTTAsync_message_initializer;
+  msg.payload = const_cast<char*>(payload.data());  // Paho copies the payload
+  msg.payloadlen = static_cast<int>(payload.size());
+  msg.qos = 1;
+  msg.retained = retained ? 1 : 0;
+  MQTTAsync_responseOptions ropts = MQTTAsync_responseOptions_initializer;
+  ropts.onSuccess = &Callbacks::published;
+  ropts.onFailure = &Callbacks::publish_failed;
+  ropts.context = p;
+  if (MQTTAsync_sendMessage(client_, topic.c_str(), &msg, &ropts) != MQTTASYNC_SUCCESS) {
+    // Not queued: Paho will never call back for it.
+    std::lock_guard lock(mutex_);
+    std::erase_if(pending_, [&](const std::unique_ptr<Pending>& q) { return q.get() == p; });
     return false;
   }
+  return true;
 }
 
 std::vector<std::uint64_t> Uplink::take_delivered() {
   std::vector<std::uint64_t> done;
+  std::lock_guard lock(mutex_);
   std::erase_if(pending_, [&](const std::unique_ptr<Pending>& p) {
-    if (!p->token->is_complete()) return false;
-    if (p->token->get_return_code() == 0) done.push_back(p->tag);
+    if (p->state == Pending::State::sent) return false;
+    if (p->state == Pending::State::ok && !p->abandoned) done.push_back(p->tag);
     return true;
   });
   return done;
 }
 
-std::size_t Uplink::in_flight() const { return pending_.size(); }
+std::size_t Uplink::in_flight() const {
+  std::lock_guard lock(mutex_);
+  return static_cast<std::size_t>(std::count_if(
+      pending_.begin(), pending_.end(), [](const std::unique_ptr<Pending>& p) { return !p->abandoned; }));
+}
 
 void Uplink::push(UplinkEvent e) {
   {
     std::lock_guard lock(mutex_);
     events_.push_back(std::move(e));
   }
-  cv_.notify_one();
+  cv_.notify_all();
 }
 
 void Uplink::wake() {
@@ -156,7 +268,7 @@ void Uplink::wake() {
     std::lock_guard lock(mutex_);
     woken_ = true;
   }
-  cv_.notify_one();
+  cv_.notify_all();
 }
 
 std::vector<UplinkEvent> Uplink::wait(std::chrono::steady_clock::time_point deadline) {
@@ -166,9 +278,13 @@ std::vector<UplinkEvent> Uplink::wait(std::chrono::steady_clock::time_point dead
   std::vector<UplinkEvent> out(std::make_move_iterator(events_.begin()),
                                std::make_move_iterator(events_.end()));
   events_.clear();
-  // Deliveries in flight on a dead connection will never be acknowledged.
+  // Deliveries in flight on a dead connection are no longer awaited. Paho may still
+  // complete them (it resends them on the next connection of the session), so their
+  // contexts stay until it does; they are neither counted nor reported.
   for (const UplinkEvent& e : out) {
-    if (e.kind == UplinkEvent::Kind::connection_lost) pending_.clear();
+    if (e.kind != UplinkEvent::Kind::connection_lost) continue;
+    std::erase_if(pending_, [](const std::unique_ptr<Pending>& p) { return p->state != Pending::State::sent; });
+    for (const auto& p : pending_) p->abandoned = true;
   }
   return out;
 }

@@ -78,6 +78,13 @@ json workload_json(const WorkloadState& w) {
     history.push_back(std::move(h));
   }
   j["history"] = std::move(history);
+  if (w.migration) {
+    const MigrationPlan& m = *w.migration;
+    j["migration"] = {{"from", m.from}, {"to", m.to}, {"trigger", m.trigger}, {"score_from", m.score_from},
+                      {"score_to", m.score_to}, {"data_mb", m.data_mb}, {"sync", m.sync},
+                      {"estimated_transfer_ms", m.estimated_transfer_ms}, {"started_ts", m.started_ts},
+                      {"rollback_node", m.rollback.node}};
+  }
   return j;
 }
 
@@ -139,6 +146,8 @@ std::string prometheus_text(const CloudService& service) {
   metric("nova_cloud_placements_total", "counter", "Placement decisions published.", w.placements);
   metric("nova_cloud_workloads_unplaceable_total", "counter", "Placement attempts with no feasible node.", w.unplaceable);
   metric("nova_cloud_failovers_total", "counter", "Workloads placed again after losing their node.", w.failovers);
+  metric("nova_cloud_migrations_total", "counter", "Workloads moved by a migration plan.", w.migrations);
+  metric("nova_cloud_migration_rollbacks_total", "counter", "Migrations rolled back to their source.", w.rollbacks);
   metric("nova_cloud_workloads_succeeded_total", "counter", "Workload runs that ended ok.", w.succeeded);
   metric("nova_cloud_workloads_failed_total", "counter", "Workload runs that ended failed.", w.failed);
   metric("nova_cloud_last_failover_recovery_ms", "gauge", "Loss seen to replacement run started, last failover.",

@@ -1,6 +1,7 @@
 #include "nova/cloud/workloads.h"
 
 #include <algorithm>
+#include <deque>
 #include <set>
 #include <sstream>
 
@@ -107,6 +108,17 @@ std::uint64_t fnv1a(const std::string& text) {
   return h;
 }
 
+// splitmix64's finaliser: FNV-1a of strings that share a long suffix stay correlated in
+// their high bits, which would hand one instance nearly every workload.
+std::uint64_t mix(std::uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  x ^= x >> 31;
+  return x;
+}
+
 }  // namespace
 
 struct Workloads::Impl {
@@ -122,6 +134,7 @@ struct Workloads::Impl {
   std::map<std::string, ClusterRecord> clusters;
   std::map<std::string, MetricSample> latest;  // per node, for utilisation and migration
   std::map<std::string, Timestamp> migration_hold;  // workload -> no new migration before
+  std::map<std::string, std::deque<Timestamp>> liveness_changes;  // per node, last 10 min
   WorkloadCounters counters;
   Timestamp next_retry = 0;
   Timestamp clock_hint = 0;  // the last tick's time, for records that carry none
@@ -135,7 +148,7 @@ struct Workloads::Impl {
     std::string best = self;
     std::uint64_t best_weight = 0;
     for (const std::string& instance : instances) {
-      const std::uint64_t weight = fnv1a(instance + "/" + workload_id);
+      const std::uint64_t weight = mix(fnv1a(instance + "/" + workload_id));
       if (weight > best_weight || (weight == best_weight && instance < best)) {
         best = instance;
         best_weight = weight;
@@ -144,6 +157,67 @@ struct Workloads::Impl {
     return best;
   }
   bool owns(const std::string& workload_id) const { return owner(workload_id) == self; }
+
+  tiers::Maintenance maintenance_of(const ClusterRecord& cluster) const {
+    auto window = cluster.policies.find("maintenance_window");
+    if (window == cluster.policies.end()) return tiers::Maintenance::none;
+    auto m = maintenance_at(window->second, clock_hint);
+    return m ? m.value() : tiers::Maintenance::none;
+  }
+
+  // The clusters a node belongs to, by its site path.
+  std::vector<const ClusterRecord*> clusters_of(const std::string& site_path) const {
+    std::vector<const ClusterRecord*> out;
+    for (const auto& [cid, cluster] : clusters) {
+      if (in_cluster(site_path, cluster)) out.push_back(&cluster);
+    }
+    return out;
+  }
+
+  // The highest "cost" policy of the node's clusters (1 when none says).
+  double cost_of(const std::string& site_path) const {
+    double cost = 1;
+    bool any = false;
+    for (const ClusterRecord* c : clusters_of(site_path)) {
+      auto it = c->policies.find("cost");
+      if (it == c->policies.end()) continue;
+      try {
+        const double v = std::stod(it->second);
+        cost = any ? std::max(cost, v) : v;
+        any = true;
+      } catch (const std::exception&) {
+      }
+    }
+    return cost;
+  }
+
+  NodeSignals signals_of(const std::string& node, const std::string& site_path, Timestamp now) {
+    NodeSignals sig;
+    if (auto m = latest.find(node); m != latest.end()) sig.latest = m->second;
+    auto& changes = liveness_changes[node];
+    while (!changes.empty() && changes.front() + 600'000 < now) changes.pop_front();
+    sig.liveness_changes_10min = changes.size();
+    for (const ClusterRecord* c : clusters_of(site_path)) sig.maintenance = std::max(sig.maintenance, maintenance_of(*c));
+    return sig;
+  }
+
+  // Returns the workload to its migration's source, whose run never stopped.
+  void roll_back(WorkloadState& w, Timestamp now, const std::string& why) {
+    const MigrationPlan plan = *w.migration;
+    w.migration.reset();
+    Placement p = plan.rollback;
+    p.revision = w.placement ? w.placement->revision + 1 : p.revision + 1;
+    p.ts = now;
+    w.task_id = w.spec.workload_id + ".r" + std::to_string(plan.rollback.revision);
+    w.placement = p;
+    w.phase = Phase::running;
+    w.history.push_back({now, p.node, p.revision, "rollback to " + p.node + ": " + why, 0, 0});
+    ++counters.rollbacks;
+    if (auto wid = topics::Id::parse(w.spec.workload_id)) {
+      publish(topics::cloud(topics::CloudKind::placement, *wid), encode_cbor(p), true);
+    }
+    say("warning", "migration_rolled_back", "workload=" + w.spec.workload_id + " to=" + p.node + " reason=\"" + why + "\"");
+  }
 
   // What each alive node has left, from the births and what running workloads hold.
   std::vector<tiers::Candidate> candidates(const WorkloadSpec& spec, const std::vector<NodeView>& views,
@@ -170,7 +244,9 @@ struct Workloads::Impl {
       c.capabilities = d.capabilities;
       c.region = d.region;
       for (const auto& [cid, cluster] : clusters) {
-        if (in_cluster(d.site, cluster)) c.clusters.push_back(cid);
+        if (!in_cluster(d.site, cluster)) continue;
+        c.clusters.push_back(cid);
+        c.maintenance = std::max(c.maintenance, maintenance_of(cluster));
       }
       c.allocatable = d.resources;
       c.used = used[n.id];
@@ -185,7 +261,7 @@ struct Workloads::Impl {
   // Places (or places again) `w`; publishes the placement and sends the task. Returns
   // false, leaving w pending with the reason, when no node is feasible.
   bool place(WorkloadState& w, Timestamp now, const std::string& reason, Timestamp detected_ts,
-             const std::set<std::string>& exclude) {
+             const std::set<std::string>& exclude, const std::map<std::string, std::string>& env = {}) {
     const auto views = nodes();
     const auto cands = candidates(w.spec, views, exclude);
     const tiers::Decision d = tiers::place_one(w.spec, cands, {});
@@ -219,6 +295,7 @@ struct Workloads::Impl {
     task.cpu_millis = w.spec.resources.cpu_millis;
     task.priority = 3;
     task.issued_ts = now;
+    task.env = env;
     auto site = topics::SitePath::parse(p.site);
     auto node = topics::Id::parse(p.node);
     auto wid = topics::Id::parse(w.spec.workload_id);
@@ -332,10 +409,19 @@ std::vector<ClusterRecord> Workloads::clusters() const {
 void Workloads::on_liveness(const std::vector<LivenessChange>& changes, Timestamp now) {
   std::lock_guard lock(impl_->mutex);
   for (const auto& change : changes) {
+    impl_->liveness_changes[change.node].push_back(now);
     if (change.to == Liveness::alive) continue;
     for (auto& [id, w] : impl_->workloads) {
-      if (w.phase != Phase::running || !w.placement || w.placement->node != change.node) continue;
-      if (!impl_->owns(id)) continue;
+      if (w.phase != Phase::running || !w.placement || !impl_->owns(id)) continue;
+      if (w.migration && w.migration->from == change.node) {
+        w.migration.reset();  // the source is gone: the target's run is the only one
+        continue;
+      }
+      if (w.placement->node != change.node) continue;
+      if (w.migration) {  // the target died before it reported: back to the source
+        impl_->roll_back(w, now, "target " + change.node + " " + std::string(to_string(change.to)));
+        continue;
+      }
       ++impl_->counters.failovers;
       const std::string reason =
           "failover: node " + change.node + " " + std::string(to_string(change.to)) + " (" + change.cause + ")";
@@ -356,6 +442,17 @@ void Workloads::on_result(const TaskResult& result, Timestamp now) {
     w.history.push_back({now, result.position.node, 0, "late result of " + result.task_id + ": " +
                                                           std::string(result.status == TaskStatus::ok ? "ok" : "not ok"), 0});
     return;
+  }
+  if (w.migration) {
+    // The target "fails to start" when it refuses the task or fails without starting it.
+    const bool never_started = result.status == TaskStatus::refused ||
+                               (result.status != TaskStatus::ok && !result.started_ts);
+    if (never_started) {
+      impl_->roll_back(w, now, "target " + result.position.node + " failed to start (" +
+                                   result.reason.value_or(std::string(result.status == TaskStatus::refused ? "refused" : "failed")) + ")");
+      return;
+    }
+    w.migration.reset();  // the target ran: the move is complete
   }
   // Recovery of a failover: from the loss being seen to the new run starting.
   if (!w.history.empty() && w.history.back().detected_ts != 0 && result.started_ts) {
@@ -448,26 +545,60 @@ void Workloads::tick(Timestamp now) {
     if (w.history.empty() && now < w.submitted_ts + 1000) continue;
     impl_->place(w, now, w.history.empty() ? "placed by owner " + impl_->self : "retry: " + w.unplaced_reason, 0, {});
   }
-  // Migration triggers: utilisation > 90 % or thermal throttling on the node of a
-  // running workload. The workload moves only when a feasible node exists elsewhere, at
-  // most once a minute per workload so a loaded cluster does not ping-pong.
-  for (auto& [id, w] : impl_->workloads) {
-    if (w.phase != Phase::running || !w.placement || !impl_->owns(id)) continue;
-    auto m = impl_->latest.find(w.placement->node);
-    if (m == impl_->latest.end()) continue;
-    std::string trigger;
-    if (m->second.cpu_pct > 90) trigger = "cpu " + std::to_string(static_cast<int>(m->second.cpu_pct)) + " % > 90 %";
-    else if (m->second.mem_pct > 90) trigger = "memory " + std::to_string(static_cast<int>(m->second.mem_pct)) + " % > 90 %";
-    else if (m->second.throttled.value_or(false)) trigger = "thermal throttling";
-    if (trigger.empty()) continue;
-    if (auto hold = impl_->migration_hold.find(id); hold != impl_->migration_hold.end() && hold->second > now) continue;
-    impl_->migration_hold[id] = now + 60'000;
-    const std::string from = w.placement->node;
-    const WorkloadState before = w;
-    if (!impl_->place(w, now, "migration from " + from + ": " + trigger, 0, {from})) {
-      w = before;  // no better place: stay (rollback of the plan)
-      impl_->say("info", "migration_skipped", "workload=" + id + " node=" + from + " trigger=\"" + trigger + "\"");
+  // Federation: regional and metro sites join as secondary edge clusters, the root as
+  // the primary, unless registered already (an operator's record wins).
+  for (const auto& n : impl_->nodes()) {
+    if (!n.description) continue;
+    const auto levels = split_path(n.description->site);
+    for (std::size_t depth = 1; depth <= std::min<std::size_t>(3, levels.size()); ++depth) {
+      const std::string& site = levels[depth - 1];
+      const std::string cid = depth == 1 ? site : "edge-" + site;
+      if (impl_->clusters.count(cid) != 0) continue;
+      auto id = topics::Id::parse(cid);
+      if (!id) continue;
+      ClusterRecord c;
+      c.cluster_id = cid;
+      c.name = depth == 1 ? "primary cloud cluster" : "edge cluster at " + site;
+      c.role = depth == 1 ? ClusterRole::primary : ClusterRole::secondary;
+      std::string root;
+      for (std::size_t i = 0; i < depth; ++i) root += (i == 0 ? "" : "/") + levels[i];
+      c.root_site = root;
+      c.capabilities = {depth == 1 ? "cloud" : "edge_computing"};
+      impl_->clusters[cid] = c;
+      if (impl_->owns("cluster/" + cid)) impl_->publish(topics::cloud(topics::CloudKind::cluster, *id), encode_cbor(c), true);
     }
+  }
+
+  // Migration: at most once a minute per workload, so a loaded cluster does not
+  // ping-pong; only to a node that passes every hard constraint.
+  for (auto& [id, w] : impl_->workloads) {
+    if (w.phase != Phase::running || !w.placement || w.migration || !impl_->owns(id)) continue;
+    if (auto hold = impl_->migration_hold.find(id); hold != impl_->migration_hold.end() && hold->second > now) continue;
+    const Placement current = *w.placement;
+    auto trigger = migration_trigger(impl_->signals_of(current.node, current.site, now));
+    if (!trigger) {
+      const double cost = impl_->cost_of(current.site);
+      if (cost <= 1) continue;
+      // Cost: is there a node costing at most 70 % of this one, scoring within 5 points?
+      const auto cands = impl_->candidates(w.spec, impl_->nodes(), {current.node});
+      bool cheaper = false;
+      for (const auto& r : tiers::rank(w.spec, cands, 8)) {
+        if (impl_->cost_of(r.site) <= 0.7 * cost && r.score >= current.score - 5) cheaper = true;
+      }
+      if (!cheaper) continue;
+      trigger = "cost: " + std::to_string(cost) + " here, a node at <= 70 % of it scores within 5 points";
+    }
+    impl_->migration_hold[id] = now + 60'000;
+    const WorkloadState before = w;
+    const std::string sync = w.spec.resources.storage_mb == 0 ? "restart" : "copy-then-switch";
+    if (!impl_->place(w, now, "migration from " + current.node + ": " + *trigger, 0, {current.node},
+                      {{"NOVA_MIGRATED_FROM", current.node}, {"NOVA_SYNC_STRATEGY", sync}})) {
+      w = before;  // nowhere to go: stay
+      impl_->say("info", "migration_skipped", "workload=" + id + " node=" + current.node + " trigger=\"" + *trigger + "\"");
+      continue;
+    }
+    w.migration = plan_migration(w.spec, current, *w.placement, *trigger, now);
+    ++impl_->counters.migrations;
   }
 }
 

@@ -190,6 +190,14 @@ TEST_CASE("every kind of bad input is refused with the key and the reason", "[co
           "'127.0.0.1:1883'");
     CHECK(parse_error(kIdentity + "mqtt:\n  uri: tcp://broker:99999\n") ==
           "line 5: mqtt.uri: port '99999' is not in 1..65535");
+    // nova-agent links the plain Paho C library: TLS URIs are refused, naming the key.
+    CHECK(parse_error(kIdentity + "mqtt:\n  uri: ssl://broker:8883\n") ==
+          "line 5: mqtt.uri: TLS (ssl://) is not supported: the agent connects to its site "
+          "broker in plain MQTT (tcp://, mqtt:// or ws://); TLS runs on the bridges");
+    CHECK_THAT(parse_error(kIdentity + "mqtt:\n  uri: mqtts://broker\n"),
+               Catch::StartsWith("line 5: mqtt.uri: TLS (mqtts://) is not supported"));
+    CHECK_THAT(parse_error(kIdentity + "mqtt:\n  uri: wss://broker/mqtt\n"),
+               Catch::StartsWith("line 5: mqtt.uri: TLS (wss://) is not supported"));
     CHECK(parse_error(kIdentity + "outbox:\n  dir: var/outbox\n") ==
           "line 5: outbox.dir: expected an absolute path, got 'var/outbox'");
     CHECK(parse_error(kIdentity + "log:\n  level: verbose\n") ==

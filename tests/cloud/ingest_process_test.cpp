@@ -166,6 +166,14 @@ TEST_CASE("malformed REST requests get a 4xx with the reason", "[cloud][bad-inpu
   auto health = cloud.get("/api/v1/health");
   REQUIRE(health);
   CHECK(health->status == 200);
+  auto dashboard = cloud.get("/");  // the embedded page
+  REQUIRE(dashboard);
+  CHECK(dashboard->status == 200);
+  CHECK(dashboard->body.find("/api/v1/topology") != std::string::npos);
+  auto unknown = cloud.get("/api/v2/nothing");
+  REQUIRE(unknown);
+  CHECK(unknown->status == 404);
+  CHECK(unknown->body.find("\"error\"") != std::string::npos);
 }
 
 TEST_CASE("nova-cloud refuses a bad config with exit 2 and reloads on SIGHUP and stops on SIGTERM", "[cloud][process]") {

@@ -1,4 +1,5 @@
-// The agent's MQTT transport to its local broker (Paho C++ used as a plain transport).
+// The agent's MQTT transport to its local broker (the Paho C asynchronous API, MQTTAsync,
+// used as a plain transport; plain MQTT only, see docs/agent.md).
 //
 // Paho's own offline buffer (100 messages) and automatic reconnect are not used: Paho
 // reports message loss during automatic reconnect, and the outbox is the only buffer
@@ -23,14 +24,10 @@
 #include <string>
 #include <vector>
 
-namespace mqtt {
-class async_client;
-}
-
 namespace nova::agent {
 
 struct UplinkOptions {
-  std::string uri;        // tcp://host:port
+  std::string uri;        // tcp://host:port (mqtt:// and ws:// too; no TLS)
   std::string client_id;  // the node id: stable, so the broker keeps the session
   std::chrono::seconds keepalive{30};
   std::optional<std::string> username;
@@ -81,16 +78,18 @@ class Uplink {
   void wake();
 
  private:
-  class Callbacks;
+  struct Callbacks;  // Paho's C callbacks (uplink.cpp)
   void push(UplinkEvent e);
 
   UplinkOptions options_;
-  std::unique_ptr<mqtt::async_client> client_;
-  std::unique_ptr<Callbacks> callbacks_;
-  mutable std::mutex mutex_;
+  void* client_ = nullptr;  // MQTTAsync handle
+  mutable std::mutex mutex_;  // guards events_, woken_, pending_'s states, disconnected_
   std::condition_variable cv_;
   std::deque<UplinkEvent> events_;
   bool woken_ = false;
+  bool disconnected_ = false;  // the last disconnect() completed
+  // One per publish, the context of its completion callbacks: owned here so that its
+  // address stays valid until Paho reports the outcome (or the client is destroyed).
   struct Pending;
   std::vector<std::unique_ptr<Pending>> pending_;
 };

@@ -17,11 +17,19 @@
 // decision also sees what changed since). Each failover records when the loss was seen
 // and, once the new run reports, when it started (GET /api/v1/workloads/<id>).
 //
-// Migration: tick() moves a running workload off a node whose latest CPU or memory
-// utilisation is above 90 % or that reports thermal throttling, when another node can
-// take it; if none can, the workload stays (the plan is rolled back before anything is
-// sent). There is no task-cancel message yet, so failover and migration start a new run
-// and an old run on a node that is still alive runs to completion.
+// Migration (migration.h): tick() checks the owned running workloads' nodes for the
+// triggers (utilisation, thermal, maintenance window, flapping connectivity, cost) and
+// moves a workload with a MigrationPlan when another node passes every hard constraint;
+// if the target fails to start, the plan rolls back to the source. There is no
+// task-cancel message yet, so failover and migration start a new run and an old run on
+// a node that is still alive runs to completion.
+//
+// Federation: clusters are registered (REST, retained records) with a role,
+// capabilities and policies ("maintenance_window", "cost"); a node belongs to a cluster
+// whose root_site lies on its site path. Every regional and metro site seen in births
+// joins by itself as a secondary cluster "edge-<site>" with the edge_computing
+// capability, and the root site as the primary cluster, unless an operator registered
+// that id first.
 //
 // Several instances: every instance sees every workload, placement and result (retained
 // records and non-shared subscriptions), but only a workload's owner places it, fails
@@ -46,6 +54,7 @@
 #include <vector>
 
 #include "nova/cloud/live_topology.h"
+#include "nova/cloud/migration.h"
 #include "nova/schemas/messages.h"
 #include "nova/schemas/result.h"
 #include "nova/schemas/topic.h"
@@ -77,6 +86,7 @@ struct WorkloadState {
   std::string unplaced_reason;                  // why it is pending, when it is
   std::optional<schemas::TaskResult> result;    // the final result
   std::vector<PlacementEvent> history;
+  std::optional<MigrationPlan> migration;       // a move in flight
 };
 
 // A ranked recommendation (POST /api/v1/edge/optimize): nothing is committed.
@@ -92,6 +102,8 @@ struct WorkloadCounters {
   std::uint64_t placements = 0;
   std::uint64_t unplaceable = 0;
   std::uint64_t failovers = 0;
+  std::uint64_t migrations = 0;
+  std::uint64_t rollbacks = 0;
   std::uint64_t succeeded = 0;
   std::uint64_t failed = 0;
   std::uint64_t last_failover_recovery_ms = 0;  // loss seen -> replacement run started

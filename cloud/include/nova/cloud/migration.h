@@ -1,0 +1,68 @@
+// Migration: when a running workload should leave its node, and the plan for moving it.
+//
+// Triggers (first match wins, checked every second for the workloads an instance owns):
+//   utilisation   the node's latest sample shows CPU or memory above 90 %
+//   thermal       the node reports thermal throttling
+//   maintenance   the node's cluster has a maintenance window that is open now or opens
+//                 within 30 minutes (cluster policy "maintenance_window": "HH:MM-HH:MM",
+//                 UTC, daily; a window may wrap midnight)
+//   connectivity  the node changed liveness 3 or more times in the last 10 minutes (a
+//                 flapping uplink; a node that is down outright fails over instead)
+//   cost          the node's cluster costs more (policy "cost", relative, default 1) and
+//                 a node costing at most 70 % of it scores within 5 points
+//
+// A plan moves a workload only to a node that passes every hard constraint. It carries
+// the data to move (the workload's storage_mb), the sync strategy ("restart" for a
+// stateless workload, "copy-then-switch" when it has storage: the new run is told where
+// it came from through its environment, NOVA_MIGRATED_FROM and NOVA_SYNC_STRATEGY, and
+// pulls its state before serving), the estimated transfer time, and the placement to
+// return to. If the target fails to start (it refuses the task, fails without starting,
+// or dies before reporting), the plan rolls back: the placement returns to the source,
+// whose run was never stopped.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "nova/schemas/messages.h"
+#include "nova/schemas/result.h"
+#include "nova/tiers/placement.h"
+
+namespace nova::cloud {
+
+using schemas::Timestamp;
+
+// What the cloud knows about a node when it considers moving work off it.
+struct NodeSignals {
+  std::optional<schemas::MetricSample> latest;
+  std::size_t liveness_changes_10min = 0;
+  tiers::Maintenance maintenance = tiers::Maintenance::none;
+};
+
+// The reason to move, e.g. "cpu 95 % > 90 %", or nullopt. Cost is judged separately: it
+// needs the alternatives' scores.
+std::optional<std::string> migration_trigger(const NodeSignals& node);
+
+// Where `now` stands relative to a daily UTC window "HH:MM-HH:MM" (none / soon: opens
+// within 30 minutes / now). A malformed window is an error naming the problem.
+schemas::Result<tiers::Maintenance> maintenance_at(std::string_view window, Timestamp now);
+
+struct MigrationPlan {
+  std::string from;
+  std::string to;
+  std::string trigger;
+  double score_from = 0;  // the current placement's score
+  double score_to = 0;    // the target's
+  std::uint64_t data_mb = 0;
+  std::string sync;                        // "restart" | "copy-then-switch"
+  std::uint64_t estimated_transfer_ms = 0; // data_mb over the path (100 Mbit/s assumed)
+  schemas::Placement rollback;             // where it returns if the target fails
+  Timestamp started_ts = 0;
+};
+
+MigrationPlan plan_migration(const schemas::WorkloadSpec& spec, const schemas::Placement& current,
+                             const schemas::Placement& target, std::string trigger, Timestamp now);
+
+}  // namespace nova::cloud

@@ -1,0 +1,269 @@
+// Workloads as pure logic: a fake publisher records what would go on the wire, a fake
+// node table stands in for the live topology. Placement, failover, migration with
+// rollback, maintenance windows, federation and ownership between instances.
+#include <catch2/catch.hpp>
+
+#include "nova/cloud/migration.h"
+#include "nova/cloud/workloads.h"
+#include "nova/schemas/codec.h"
+
+using namespace nova;
+using namespace nova::cloud;
+using schemas::Timestamp;
+
+namespace {
+
+constexpr Timestamp kNoon = 1'795'780'800'000;  // 2026-11-27 12:00:00 UTC
+
+NodeView node(const std::string& id, const std::string& site, std::uint64_t cpu = 4000) {
+  NodeView n;
+  n.id = id;
+  n.description = schemas::NodeDescription{5, site, "aarch64", "1", {}, {cpu, 4096, 10000}, std::nullopt};
+  n.liveness = Liveness::alive;
+  return n;
+}
+
+struct Published {
+  std::string topic;
+  schemas::Bytes payload;
+  bool retained;
+};
+
+struct Cloud {
+  std::vector<NodeView> nodes;
+  std::vector<Published> published;
+  Workloads workloads;
+
+  explicit Cloud(std::string self = "nova-cloud", bool shared = false)
+      : workloads(
+            [this](const std::string& t, const schemas::Bytes& p, bool r) {
+              published.push_back({t, p, r});
+              return true;
+            },
+            [this] { return nodes; }, nullptr, std::move(self), shared) {}
+
+  std::vector<schemas::Task> tasks() const {
+    std::vector<schemas::Task> out;
+    for (const auto& p : published) {
+      if (p.topic.ends_with("/task")) out.push_back(schemas::decode_cbor<schemas::Task>(p.payload).value());
+    }
+    return out;
+  }
+  void set(const std::string& id, Liveness l) {
+    for (auto& n : nodes) {
+      if (n.id == id) n.liveness = l;
+    }
+  }
+};
+
+schemas::WorkloadSpec spec(const std::string& id, std::uint64_t storage_mb = 0) {
+  schemas::WorkloadSpec s;
+  s.workload_id = id;
+  s.name = id;
+  s.argv = {"/bin/true"};
+  s.resources = {500, 256, storage_mb};
+  s.timeout_ms = 60000;
+  return s;
+}
+
+schemas::TaskResult result(const std::string& node, const std::string& task, schemas::TaskStatus status,
+                           std::optional<Timestamp> started) {
+  schemas::TaskResult r;
+  r.position = {node, "results", 1};
+  r.task_id = task;
+  r.status = status;
+  r.started_ts = started;
+  r.finished_ts = kNoon;
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("a submission is placed and published and its task sent to the node", "[cloud][workloads]") {
+  Cloud c;
+  c.nodes = {node("d1", "cloud/eu/par/a1"), node("d2", "cloud/eu/ber/b1")};
+  auto w = c.workloads.submit(spec("w1"), kNoon);
+  REQUIRE(w.ok());
+  CHECK(w->phase == Phase::running);
+  CHECK(w->task_id == "w1.r1");
+  REQUIRE(c.published.size() == 3);
+  CHECK(c.published[0].topic == "nova/v1/cloud/workload/w1");
+  CHECK(c.published[0].retained);
+  CHECK(c.published[1].topic == "nova/v1/cloud/placement/w1");
+  const auto tasks = c.tasks();
+  REQUIRE(tasks.size() == 1);
+  CHECK(c.published[2].topic == "nova/v1/down/" + w->placement->site + "/" + w->placement->node + "/task");
+  CHECK(w->placement->failover.size() == 1);
+  CHECK_FALSE(c.workloads.submit(spec("w1"), kNoon).ok());  // already exists
+}
+
+TEST_CASE("failover places the workload elsewhere once and records when the loss was seen", "[cloud][workloads]") {
+  Cloud c;
+  c.nodes = {node("d1", "cloud/eu/par/a1"), node("d2", "cloud/eu/ber/b1")};
+  auto w = c.workloads.submit(spec("w1"), kNoon);
+  REQUIRE(w.ok());
+  const std::string first = w->placement->node;
+  c.set(first, Liveness::dead);
+  c.workloads.on_liveness({{first, Liveness::alive, Liveness::dead, "will"}}, kNoon + 100);
+  auto after = c.workloads.get("w1");
+  REQUIRE(after);
+  CHECK(after->placement->node != first);
+  CHECK(after->task_id == "w1.r2");
+  CHECK(after->history.back().detected_ts == kNoon + 100);
+  CHECK(c.tasks().size() == 2);
+  c.workloads.on_result(result(after->placement->node, "w1.r2", schemas::TaskStatus::ok, kNoon + 150), kNoon + 900);
+  CHECK(c.workloads.get("w1")->history.back().started_ts == kNoon + 150);
+  CHECK(c.workloads.counters().last_failover_recovery_ms == 50);
+}
+
+TEST_CASE("a hot node triggers a migration that rolls back when the target refuses", "[cloud][migration]") {
+  Cloud c;
+  c.nodes = {node("d1", "cloud/eu/par/a1"), node("d2", "cloud/eu/ber/b1")};
+  auto w = c.workloads.submit(spec("w1", 200), kNoon);
+  REQUIRE(w.ok());
+  const std::string source = w->placement->node;
+  schemas::MetricSample hot;
+  hot.cpu_pct = 97;
+  c.workloads.on_metrics(source, hot);
+  c.workloads.tick(kNoon + 1000);
+  auto moving = c.workloads.get("w1");
+  REQUIRE(moving->migration);
+  CHECK(moving->migration->from == source);
+  CHECK(moving->migration->trigger == "cpu 97 % > 90 %");
+  CHECK(moving->migration->sync == "copy-then-switch");
+  CHECK(moving->migration->data_mb == 200);
+  CHECK(moving->migration->estimated_transfer_ms == 16000);  // 200 MB at 12.5 MB/s
+  const auto tasks = c.tasks();
+  REQUIRE(tasks.size() == 2);
+  CHECK(tasks.back().env.at("NOVA_MIGRATED_FROM") == source);
+  CHECK(tasks.back().env.at("NOVA_SYNC_STRATEGY") == "copy-then-switch");
+
+  c.workloads.on_result(result(moving->placement->node, moving->task_id, schemas::TaskStatus::refused, std::nullopt),
+                        kNoon + 2000);
+  auto back = c.workloads.get("w1");
+  CHECK_FALSE(back->migration);
+  CHECK(back->placement->node == source);
+  CHECK(back->task_id == "w1.r1");  // the source's run, never stopped
+  CHECK(back->history.back().reason.starts_with("rollback to " + source));
+  CHECK(c.workloads.counters().rollbacks == 1);
+  CHECK(c.tasks().size() == 2);  // no new task for a rollback
+}
+
+TEST_CASE("a migration completes when the target runs and stays put when nowhere fits", "[cloud][migration]") {
+  Cloud c;
+  c.nodes = {node("d1", "cloud/eu/par/a1")};
+  auto w = c.workloads.submit(spec("w1"), kNoon);
+  REQUIRE(w.ok());
+  schemas::MetricSample hot;
+  hot.mem_pct = 95;
+  c.workloads.on_metrics("d1", hot);
+  c.workloads.tick(kNoon + 1000);
+  CHECK_FALSE(c.workloads.get("w1")->migration);  // one node: stay
+  CHECK(c.workloads.get("w1")->placement->node == "d1");
+
+  c.nodes.push_back(node("d2", "cloud/eu/ber/b1"));
+  c.workloads.tick(kNoon + 61'000);  // after the once-a-minute hold
+  auto moving = c.workloads.get("w1");
+  REQUIRE(moving->migration);
+  CHECK(moving->migration->sync == "restart");
+  c.workloads.on_result(result("d2", moving->task_id, schemas::TaskStatus::ok, kNoon + 61'500), kNoon + 62'000);
+  CHECK_FALSE(c.workloads.get("w1")->migration);
+  CHECK(c.workloads.get("w1")->phase == Phase::succeeded);
+  CHECK(c.workloads.counters().migrations == 1);
+}
+
+TEST_CASE("maintenance windows in cluster policy move work off and keep new work away", "[cloud][migration]") {
+  CHECK(maintenance_at("11:00-13:00", kNoon).value() == tiers::Maintenance::now);
+  CHECK(maintenance_at("12:20-13:00", kNoon).value() == tiers::Maintenance::soon);
+  CHECK(maintenance_at("14:00-15:00", kNoon).value() == tiers::Maintenance::none);
+  CHECK(maintenance_at("23:00-12:30", kNoon).value() == tiers::Maintenance::now);  // wraps midnight
+  CHECK(maintenance_at("25:00-26:00", kNoon).error().message().starts_with("policies.maintenance_window"));
+
+  Cloud c;
+  c.nodes = {node("d1", "cloud/eu/par/a1"), node("d2", "cloud/eu/ber/b1")};
+  c.workloads.tick(kNoon);
+  auto w = c.workloads.submit(spec("w1"), kNoon);
+  REQUIRE(w.ok());
+  const std::string first = w->placement->node;
+  const std::string site = first == "d1" ? "cloud/eu/par" : "cloud/eu/ber";
+  schemas::ClusterRecord maint;
+  maint.cluster_id = "maint";
+  maint.name = "in maintenance";
+  maint.root_site = site;
+  maint.policies = {{"maintenance_window", "11:30-12:30"}};
+  REQUIRE(c.workloads.register_cluster(maint).ok());
+  c.workloads.tick(kNoon + 1000);
+  auto moved = c.workloads.get("w1");
+  REQUIRE(moved->migration);
+  CHECK(moved->migration->trigger == "maintenance window open");
+  CHECK(moved->placement->node != first);
+  auto second = c.workloads.submit(spec("w2"), kNoon + 1500);
+  REQUIRE(second.ok());
+  CHECK(second->placement->node != first);  // infeasible while the window is open
+}
+
+TEST_CASE("a flapping node triggers a migration", "[cloud][migration]") {
+  NodeSignals s;
+  s.liveness_changes_10min = 3;
+  CHECK(migration_trigger(s).value() == "connectivity: 3 liveness changes in 10 min");
+  s.liveness_changes_10min = 2;
+  CHECK_FALSE(migration_trigger(s));
+}
+
+TEST_CASE("regional and metro sites join as edge clusters and placement can target them", "[cloud][federation]") {
+  Cloud c;
+  c.nodes = {node("d1", "cloud/eu/par/a1"), node("d2", "cloud/us/nyc/n1")};
+  c.workloads.tick(kNoon);
+  std::map<std::string, schemas::ClusterRecord> clusters;
+  for (const auto& k : c.workloads.clusters()) clusters[k.cluster_id] = k;
+  REQUIRE(clusters.count("cloud") == 1);
+  CHECK(clusters["cloud"].role == schemas::ClusterRole::primary);
+  REQUIRE(clusters.count("edge-eu") == 1);
+  CHECK(clusters["edge-eu"].role == schemas::ClusterRole::secondary);
+  CHECK(clusters["edge-eu"].capabilities == std::vector<std::string>{"edge_computing"});
+  CHECK(clusters["edge-par"].root_site == "cloud/eu/par");
+  CHECK(clusters.count("edge-nyc") == 1);
+
+  auto in_us = spec("w-us");
+  in_us.clusters_include = {"edge-us"};
+  CHECK(c.workloads.submit(in_us, kNoon)->placement->node == "d2");
+  auto not_eu = spec("w-not-eu");
+  not_eu.clusters_exclude = {"edge-eu"};
+  CHECK(c.workloads.submit(not_eu, kNoon)->placement->node == "d2");
+  auto nowhere = spec("w-none");
+  nowhere.clusters_include = {"edge-mars"};
+  auto pending = c.workloads.submit(nowhere, kNoon);
+  CHECK(pending->phase == Phase::pending);
+  CHECK(pending->unplaced_reason.find("cluster_not_included 2") != std::string::npos);
+}
+
+TEST_CASE("with two instances each workload has one owner that places it", "[cloud][workloads]") {
+  Cloud a("cloud-a", true), b("cloud-b", true);
+  a.nodes = b.nodes = {node("d1", "cloud/eu/par/a1"), node("d2", "cloud/eu/ber/b1")};
+  a.workloads.set_instances({"cloud-a", "cloud-b"}, kNoon);
+  b.workloads.set_instances({"cloud-a", "cloud-b"}, kNoon);
+  int placed_by_a = 0, placed_by_b = 0;
+  for (int i = 0; i < 12; ++i) {
+    const std::string id = "w" + std::to_string(i);
+    CHECK(a.workloads.owner(id) == b.workloads.owner(id));
+    auto w = a.workloads.submit(spec(id), kNoon);  // every submission arrives at a
+    REQUIRE(w.ok());
+    if (a.workloads.owner(id) == "cloud-a") {
+      CHECK(w->phase == Phase::running);
+      ++placed_by_a;
+    } else {
+      CHECK(w->phase == Phase::pending);
+      // b sees the retained spec and places it once the retained placement had time.
+      b.workloads.on_cloud_record({topics::CloudKind::workload, topics::Id::parse(id).value()},
+                                  std::string(a.published[a.published.size() - 1].payload.begin(),
+                                              a.published[a.published.size() - 1].payload.end()),
+                                  true);
+      ++placed_by_b;
+    }
+  }
+  b.workloads.tick(kNoon + 5000);
+  CHECK(static_cast<int>(a.tasks().size()) == placed_by_a);
+  CHECK(static_cast<int>(b.tasks().size()) == placed_by_b);
+  CHECK(placed_by_a > 0);
+  CHECK(placed_by_b > 0);
+}
