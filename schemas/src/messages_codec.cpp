@@ -200,8 +200,8 @@ constexpr int kMaxDecimals = 9;
 constexpr int kAutoDecimals = 3;  // extra gauges without declared places
 constexpr double kPow10[kMaxDecimals + 1] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
 
-// Decimal places of the fixed fields.
-constexpr int kTsDecimals = 0, kPctDecimals = 1, kLoadDecimals = 2, kNetDecimals = 0,
+// Decimal places of the fixed fields (timestamps are whole milliseconds already).
+constexpr int kPctDecimals = 1, kLoadDecimals = 2, kNetDecimals = 0,
               kTempDecimals = 1, kPowerDecimals = 2;
 
 std::optional<std::int64_t> to_steps(double x, int decimals) {
