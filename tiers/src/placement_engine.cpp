@@ -9,6 +9,14 @@
 // scans buckets in decreasing bound order and stops when the next bound is below the
 // score a candidate needs to change the result (the selector's threshold).
 //
+// Inside a bucket, the usable members are also kept in decreasing order of a per-node
+// key (node_key): a bound on the node's score for any workload without a latency bound,
+// minus a request-dependent term bounded per bucket. It includes the node's current
+// utilisation (the fit curve rises until the knee, and a request can raise the binding
+// utilisation by at most its size over the allocatable), so it separates nodes whose
+// only difference is usage. A query walks a bucket in that order and stops at the first
+// node whose bound is below the threshold. Usage changes move the node in O(log n).
+//
 // Latency-bound queries walk instead the per-target list of (latency, node), sorted by
 // latency: it ends at the bound, and the proximity term only falls along it, so the
 // bound over the rest of the list is checked as it goes.
@@ -20,6 +28,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <set>
 
 #include "nova/tiers/placement.h"
 #include "placement_core.h"
@@ -39,6 +48,11 @@ constexpr std::size_t kBatchOptions = 16;
 constexpr std::size_t kSmallBatchNodes = 256;
 // Upper limit of node evaluations the local search may spend (bounds large batches).
 constexpr std::size_t kSearchBudget = 20'000'000;
+
+// Added to the node-level bounds (which are computed in a different order than the
+// scores): larger than any rounding difference on 0..100, so a bound is never below the
+// score it bounds; a bound that is too high only costs a little pruning.
+constexpr double kBoundSlack = 1e-6;
 
 thread_local std::size_t g_last_scored = 0;
 
@@ -61,29 +75,62 @@ BucketKey key_of(const Candidate& c) {
 struct Bounds {
   std::size_t usable = 0;
   std::uint64_t max_free[3] = {0, 0, 0};
+  // Smallest non-zero allocatable per dimension (0: no usable member has the dimension).
+  std::uint64_t min_alloc[3] = {0, 0, 0};
   double max_res_mult = 0, max_link = 0, min_down = 1, max_avail_mult = 0;
 
   bool operator==(const Bounds& o) const {
-    return usable == o.usable && max_free[0] == o.max_free[0] &&
-           max_free[1] == o.max_free[1] && max_free[2] == o.max_free[2] &&
-           max_res_mult == o.max_res_mult && max_link == o.max_link &&
+    for (int d = 0; d < 3; ++d) {
+      if (max_free[d] != o.max_free[d] || min_alloc[d] != o.min_alloc[d]) return false;
+    }
+    return usable == o.usable && max_res_mult == o.max_res_mult && max_link == o.max_link &&
            min_down == o.min_down && max_avail_mult == o.max_avail_mult;
   }
 };
+
+// The usable members of a bucket in decreasing order of their key (see node_key), as
+// (-key, slot).
+using Order = std::set<std::pair<double, std::uint32_t>>;
 
 struct Bucket {
   BucketKey key;
   std::vector<std::uint32_t> members;
   Bounds bounds;
+  Order order;
 };
 
 struct Slot {
   bool occupied = false;
   bool usable = false;  // alive and not in maintenance
+  bool ordered = false;  // in its bucket's order, under `key`
   std::uint32_t bucket = kNone, pos = 0, site = 0;
   std::uint64_t alloc[3] = {0, 0, 0}, used[3] = {0, 0, 0};
   Factors f;
+  double key = 0;
 };
+
+// A query-independent part of an upper bound on the slot's score for any workload without
+// a latency bound. With u = the node's fullest dimension now (the binding dimension after
+// placement is at most u + delta, delta = the largest request/allocatable ratio of the
+// dimensions requested) and fit rising until the knee, fit <= fit(min(u, knee)) +
+// 0.5 delta / knee; balance, proximity and the availability "meet" are at most 1. So
+//   score <= 0.20 capability + 0.15 level + key + 0.25 x 100 x res_mult x 0.7 x 0.5 delta / knee
+// where key collects the rest. Only the last term depends on the request, and it is
+// bounded per bucket (res_mult <= 1, delta from the bucket's smallest allocatable).
+double node_key(const Slot& s) {
+  bool any = false;
+  double u = 0;
+  for (int d = 0; d < 3; ++d) {
+    if (s.alloc[d] == 0) continue;
+    const double x = static_cast<double>(s.used[d]) / static_cast<double>(s.alloc[d]);
+    u = any ? std::max(u, x) : x;
+    any = true;
+  }
+  const double fit = 0.5 + 0.5 * (std::min(u, kFitKnee) / kFitKnee);
+  return kWeightResource * 100.0 * s.f.res_mult * (0.7 * fit + 0.3) +
+         kWeightLatency * latency_component(1.0, s.f.link) +
+         kWeightAvailability * 100.0 * s.f.avail_mult;
+}
 
 struct LatEntry {
   double ms;
@@ -153,6 +200,7 @@ class Selector {
 struct Plan {
   std::uint32_t bucket;
   double capability, level, ub;
+  double base = 0;  // node bound = base + key (queries without a latency bound)
   ScoreBreakdown upper;  // per-component bounds
 };
 
@@ -187,7 +235,12 @@ struct PlacementEngine::Impl {
       const Slot& s = slots[m];
       if (!s.usable) continue;
       ++x.usable;
-      for (int d = 0; d < 3; ++d) x.max_free[d] = std::max(x.max_free[d], free_of(s.alloc[d], s.used[d]));
+      for (int d = 0; d < 3; ++d) {
+        x.max_free[d] = std::max(x.max_free[d], free_of(s.alloc[d], s.used[d]));
+        if (s.alloc[d] > 0 && (x.min_alloc[d] == 0 || s.alloc[d] < x.min_alloc[d])) {
+          x.min_alloc[d] = s.alloc[d];
+        }
+      }
       x.max_res_mult = std::max(x.max_res_mult, s.f.res_mult);
       x.max_link = std::max(x.max_link, s.f.link);
       x.min_down = std::min(x.min_down, s.f.down);
@@ -197,6 +250,22 @@ struct PlacementEngine::Impl {
   }
 
   void refresh(std::uint32_t b) { buckets[b].bounds = bounds_of(buckets[b]); }
+
+  // Takes slot i out of its bucket's order / puts it back with a fresh key: O(log n).
+  void unorder(std::uint32_t i) {
+    Slot& s = slots[i];
+    if (!s.ordered) return;
+    buckets[s.bucket].order.erase({-s.key, i});
+    s.ordered = false;
+  }
+  void reorder(std::uint32_t i) {
+    Slot& s = slots[i];
+    unorder(i);
+    if (!s.occupied || !s.usable || s.bucket == kNone) return;
+    s.key = node_key(s);
+    buckets[s.bucket].order.insert({-s.key, i});
+    s.ordered = true;
+  }
 
   void load_slot(std::uint32_t i) {
     const Candidate& c = cands[i];
@@ -216,7 +285,7 @@ struct PlacementEngine::Impl {
     std::uint32_t b;
     if (it == bucket_ids.end()) {
       b = static_cast<std::uint32_t>(buckets.size());
-      buckets.push_back(Bucket{key, {}, {}});
+      buckets.push_back(Bucket{key, {}, {}, {}});
       bucket_ids.emplace(std::move(key), b);
     } else {
       b = it->second;
@@ -225,6 +294,7 @@ struct PlacementEngine::Impl {
     slots[i].pos = static_cast<std::uint32_t>(buckets[b].members.size());
     buckets[b].members.push_back(i);
     refresh(b);
+    reorder(i);
     for (const auto& [target, ms] : cands[i].latency_ms) {
       if (std::isnan(ms)) continue;
       const std::uint32_t t = intern(target_ids, target);
@@ -236,6 +306,7 @@ struct PlacementEngine::Impl {
   }
 
   void detach(std::uint32_t i) {
+    unorder(i);
     Slot& s = slots[i];
     Bucket& b = buckets[s.bucket];
     const std::uint32_t last = b.members.back();
@@ -296,10 +367,46 @@ struct PlacementEngine::Impl {
     return it == by_node.end() ? kNone : it->second;
   }
 
+  // Usage changes are the frequent update: the bucket's largest free amounts are kept
+  // incrementally (a rescan of the bucket only when its largest one shrank) and the
+  // node moves in the bucket's order in O(log n).
   void set_used_slot(std::uint32_t i, const Resources& used) {
+    Slot& s = slots[i];
+    std::uint64_t before[3];
+    for (int d = 0; d < 3; ++d) before[d] = free_of(s.alloc[d], s.used[d]);
     cands[i].used = used;
-    resources_of(used, slots[i].used);
+    resources_of(used, s.used);
+    reorder(i);
+    if (!s.usable) return;
+    Bounds& x = buckets[s.bucket].bounds;
+    bool rescan = false;
+    for (int d = 0; d < 3; ++d) {
+      const std::uint64_t now = free_of(s.alloc[d], s.used[d]);
+      if (now >= x.max_free[d]) {
+        x.max_free[d] = now;
+      } else if (before[d] == x.max_free[d]) {
+        rescan = true;
+      }
+    }
+    if (rescan) refresh(s.bucket);
+  }
+
+  void set_alive_slot(std::uint32_t i, bool alive) {
+    cands[i].alive = alive;
+    load_slot(i);
+    reorder(i);
     refresh(slots[i].bucket);
+  }
+
+  // The request-dependent term of the node-level bound (see node_key), for bucket b.
+  static double key_penalty(const Query& q, const Bounds& x) {
+    double delta = 0;
+    for (int d = 0; d < 3; ++d) {
+      if (q.req[d] == 0) continue;
+      if (x.min_alloc[d] == 0) return std::numeric_limits<double>::infinity();
+      delta = std::max(delta, static_cast<double>(q.req[d]) / static_cast<double>(x.min_alloc[d]));
+    }
+    return kWeightResource * 100.0 * 0.7 * 0.5 * (delta / kFitKnee);
   }
 
   // ---- queries ------------------------------------------------------------------------
@@ -358,12 +465,22 @@ struct PlacementEngine::Impl {
     std::size_t scored = 0;
     plan(q, plans);
     if (!q.has_latency) {
+      // Node bounds: the bucket's best member bounds the bucket too.
+      for (Plan& p : plans) {
+        const Bucket& bk = buckets[p.bucket];
+        p.base = kWeightCapability * p.capability + kWeightLevel * p.level +
+                 key_penalty(q, bk.bounds) + kBoundSlack;
+        if (!bk.order.empty()) p.ub = std::min(p.ub, p.base - bk.order.begin()->first);
+      }
       std::sort(plans.begin(), plans.end(),
                 [](const Plan& a, const Plan& b) { return a.ub > b.ub; });
       for (const Plan& p : plans) {
         if (p.ub < sel.threshold()) break;
-        for (std::uint32_t i : buckets[p.bucket].members) {
-          if (i == exclude || !slots[i].usable) continue;
+        // Members in decreasing key order: the first whose bound is below the threshold
+        // ends the bucket.
+        for (const auto& [neg_key, i] : buckets[p.bucket].order) {
+          if (p.base - neg_key < sel.threshold()) break;
+          if (i == exclude) continue;
           evaluate(q, i, 1.0, p.capability, p.level, sel, scored);
         }
       }
@@ -830,6 +947,19 @@ std::string PlacementEngine::Impl::verify() const {
       if (!slots[m].occupied || slots[m].bucket != b) return "bucket " + std::to_string(b) + " holds a stale slot";
     }
     if (!(bounds_of(buckets[b]) == buckets[b].bounds)) return "bucket " + std::to_string(b) + " bounds stale";
+    if (buckets[b].order.size() != buckets[b].bounds.usable) {
+      return "bucket " + std::to_string(b) + " order holds " + std::to_string(buckets[b].order.size()) +
+             " of " + std::to_string(buckets[b].bounds.usable) + " usable members";
+    }
+    for (const auto& [neg_key, m] : buckets[b].order) {
+      const Slot& s = slots[m];
+      if (!s.occupied || !s.usable || !s.ordered || s.bucket != b) {
+        return "bucket " + std::to_string(b) + " order holds slot " + std::to_string(m) + " wrongly";
+      }
+      if (neg_key != -s.key || s.key != node_key(s)) {
+        return "slot " + std::to_string(m) + " order key stale";
+      }
+    }
   }
   if (in_buckets != held) return "bucket membership count mismatch";
   std::size_t entries = 0, expected = 0;
@@ -887,9 +1017,7 @@ bool PlacementEngine::set_used(std::string_view node, const Resources& used) {
 bool PlacementEngine::set_alive(std::string_view node, bool alive) {
   const std::uint32_t i = impl_->slot_of(node);
   if (i == kNone) return false;
-  impl_->cands[i].alive = alive;
-  impl_->load_slot(i);
-  impl_->refresh(impl_->slots[i].bucket);
+  impl_->set_alive_slot(i, alive);
   return true;
 }
 

@@ -90,10 +90,13 @@
 //
 // Performance. The free functions scan every candidate and are the reference semantics.
 // PlacementEngine holds the candidates in an index (buckets of equal region, level,
-// arch, capabilities and clusters, each with bounds on its best achievable score, plus
+// arch, capabilities and clusters, each with bounds on its best achievable score; inside
+// each bucket its usable nodes ordered by a per-node score bound that includes the
+// node's current utilisation, re-ordered in O(log n) on every usage change; plus
 // per-target lists sorted by latency) and answers the same questions touching only the
-// buckets that can still beat the current k-th best (branch and bound). Its results are
-// identical to the free functions' (same scores, same order), which the tests check.
+// buckets, and within them the nodes, that can still beat the current k-th best (branch
+// and bound). Its results are identical to the free functions' (same scores, same
+// order), which the tests check.
 #pragma once
 
 #include <cstddef>
