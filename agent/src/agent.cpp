@@ -36,6 +36,31 @@ schemas::Timestamp wall_ms() {
 
 topics::Id id(const std::string& s) { return topics::Id::parse(s).value(); }
 
+// A stored record re-encoded with position.first = `first` (messages.h StreamPosition).
+// The payload was encoded when the record was created, before any eviction it now has to
+// declare. A payload that does not decode is sent as stored.
+template <class T>
+std::string with_first(const std::string& payload, std::uint64_t first) {
+  auto decoded = schemas::decode_cbor<T>(payload);
+  if (!decoded || first > decoded->position.seq || decoded->position.first == first) return payload;
+  T m = std::move(decoded).value();
+  m.position.first = first;
+  const schemas::Bytes b = schemas::encode_cbor(m);
+  return std::string(b.begin(), b.end());
+}
+
+std::string with_first(topics::UpKind kind, const std::string& payload, std::uint64_t first) {
+  switch (kind) {
+    case topics::UpKind::metrics: return with_first<schemas::MetricsBatch>(payload, first);
+    case topics::UpKind::result: return with_first<schemas::TaskResult>(payload, first);
+    case topics::UpKind::decision: return with_first<schemas::DecisionRecord>(payload, first);
+    case topics::UpKind::alert: return with_first<schemas::Alert>(payload, first);
+    case topics::UpKind::state:
+    case topics::UpKind::link: break;
+  }
+  return payload;
+}
+
 // The precision kept for the collector's extra gauges in qdelta batches (decimal
 // places); nullopt leaves it to the codec (the fewest places that are exact, at most 3).
 std::optional<std::uint8_t> extra_decimals(std::string_view name) {
@@ -140,6 +165,7 @@ void Agent::add_sample(const schemas::MetricSample& sample) {
   extra["agent.outbox_records"] = static_cast<double>(records);
   extra["agent.outbox_bytes"] = static_cast<double>(outbox_->total_bytes());
   extra["agent.outbox_evicted"] = static_cast<double>(evicted);
+  sensors_.merge_into(extra);  // third-party readings since the last sample
 }
 
 void Agent::flush_batch() {
@@ -279,6 +305,7 @@ void Agent::on_connected(Clock::time_point now) {
                              topics::DownKind::model, topics::DownKind::verdict}) {
     filters.push_back(topics::down(site, node, k));
   }
+  filters.push_back(topics::sensor_all(node));  // local sensors' readings (sensors.h)
   uplink_->subscribe(filters);
   uplink_->publish(topics::up(node, topics::UpKind::state), birth_payload(schemas::NodeStatus::online), true);
   // Everything not yet acknowledged is sent again: the previous connection may have
@@ -315,8 +342,27 @@ void Agent::bad_input(const std::string& topic, const std::string& reason) {
   }
 }
 
+void Agent::on_sensor_reading(const topics::SensorTopic& t, const std::string& payload) {
+  auto refused = sensors_.accept(t.sensor.str(), payload, wall_ms());
+  if (!refused) {
+    update_counters([](AgentCounters& c) { ++c.sensor_readings; });
+    return;
+  }
+  update_counters([](AgentCounters& c) { ++c.sensor_refused; });
+  if (options_.log) {
+    options_.log("warning", "sensor_reading_refused",
+                 "sensor=" + t.sensor.str() + " field=\"" + refused->error.field + "\" reason=\"" +
+                     refused->error.reason + "\"");
+  }
+  // The reply is best effort (QoS 1, not tracked): a sensor that misses it sends again.
+  uplink_->publish(topics::sensor_error(t.node, t.sensor), refused->payload, false);
+}
+
 void Agent::on_message(const std::string& topic, const std::string& payload) {
   auto parsed = topics::parse(topic);
+  if (const auto* sensor = parsed ? std::get_if<topics::SensorTopic>(&*parsed) : nullptr) {
+    if (!sensor->error_reply && sensor->node.str() == options_.birth.node) return on_sensor_reading(*sensor, payload);
+  }
   const auto* down = parsed ? std::get_if<topics::DownTopic>(&*parsed) : nullptr;
   if (down == nullptr || down->node.str() != options_.birth.node) {
     return bad_input(topic, parsed ? "not addressed to this node" : parsed.error().message());
@@ -386,13 +432,18 @@ void Agent::drain(Clock::time_point now) {
     if (it == stats.end()) continue;
     std::uint64_t& sent = sent_[def.name];
     sent = std::max(sent, it->second.first - 1);  // skip what eviction removed
+    // Eviction removed unacknowledged records: every record sent declares the lowest
+    // seq still held ("first"), so the cloud stops waiting for the evicted ones. Once
+    // the cloud acknowledges past the gap, records go out exactly as stored again.
+    const bool gap = it->second.first > it->second.acked + 1;
     while (tokens_ >= 1 && uplink_->in_flight() < options_.drain.max_in_flight && sent + 1 < it->second.next_seq) {
       const std::size_t room = std::min<std::size_t>(static_cast<std::size_t>(tokens_),
                                                      options_.drain.max_in_flight - uplink_->in_flight());
       auto records = outbox_->read(def.name, sent, room);
       if (!records || records->empty()) break;
       for (const OutboxRecord& r : *records) {
-        if (!uplink_->publish(topics::up(node, def.kind), r.payload, false, r.seq)) return;
+        const std::string payload = gap ? with_first(def.kind, r.payload, it->second.first) : std::string();
+        if (!uplink_->publish(topics::up(node, def.kind), gap ? payload : r.payload, false, r.seq)) return;
         if (!stall_since_) stall_since_ = now;
         sent = r.seq;
         tokens_ -= 1;

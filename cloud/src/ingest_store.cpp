@@ -199,6 +199,24 @@ Result<std::vector<Admission>> IngestStore::admit(std::span<const IngestRecord> 
     const auto id = std::make_pair(node, name);
     if (before.emplace(id, s).second) initial_watermark[id] = s.watermark;
     const std::uint64_t seq = r.position.seq;
+    // The sender declares every seq below `first` gone (acknowledged or evicted): stop
+    // waiting for the ones not stored. Only what this record says is used, and the codec
+    // guarantees first <= seq; a duplicate may still carry news, so this comes first.
+    if (const auto first = r.position.first; first && *first <= seq && *first > s.watermark + 1) {
+      const std::uint64_t gone_to = *first - 1;
+      std::uint64_t held = 0;  // seqs in (watermark, first) stored here out of order
+      for (auto it = s.pending.begin(); it != s.pending.end() && *it <= gone_to;) {
+        batch.Delete(pending_key(node, name, *it));
+        it = s.pending.erase(it);
+        ++held;
+      }
+      added.skipped += gone_to - s.watermark - held;
+      s.watermark = gone_to;
+      while (s.pending.erase(s.watermark + 1) != 0) {
+        ++s.watermark;
+        batch.Delete(pending_key(node, name, s.watermark));
+      }
+    }
     if (seq == 0 || seq <= s.watermark || s.pending.count(seq) != 0) {
       out[i].duplicate = true;
       ++added.duplicates;
@@ -274,6 +292,7 @@ Result<std::vector<Admission>> IngestStore::admit(std::span<const IngestRecord> 
   counters_.records += added.records;
   counters_.duplicates += added.duplicates;
   counters_.samples += added.samples;
+  counters_.skipped += added.skipped;
   counters_.writes += 1;
   return out;
 }

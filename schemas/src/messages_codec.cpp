@@ -29,10 +29,16 @@ Value ts_value(Timestamp ts) { return Value::uint(ts); }
 
 void put_position(MapWriter& w, const StreamPosition& p) {
   w.put("node", Value::text(p.node)).put("stream", Value::text(p.stream)).put("seq", Value::uint(p.seq));
+  w.put_optional("first", p.first, Value::uint);
 }
 
 StreamPosition read_position(const MapReader& r) {
-  return StreamPosition{r.field("node").id(), r.field("stream").id(), r.field("seq").uint(1)};
+  StreamPosition p{r.field("node").id(), r.field("stream").id(), r.field("seq").uint(1), std::nullopt};
+  if (auto f = r.maybe("first")) {
+    p.first = f->uint(1);
+    if (*p.first > p.seq) f->reject("first " + std::to_string(*p.first) + " is above seq " + std::to_string(p.seq));
+  }
+  return p;
 }
 
 Value resources_value(const Resources& res) {

@@ -186,8 +186,12 @@ def V(name, description, value, **extra):
     return {"name": name, "description": description, "value": value, **extra}
 
 
-def pos(node, stream, seq):
-    return {"node": node, "stream": stream, "seq": seq}
+def pos(node, stream, seq, first=None):
+    """A stream position; "first" (the lowest seq the sender still holds) only if given."""
+    p = {"node": node, "stream": stream, "seq": seq}
+    if first is not None:
+        p["first"] = first
+    return p
 
 
 def zstd_batch(name, description, position, samples):
@@ -389,6 +393,18 @@ VECTORS = {
                      "qdelta batch of one plain sample: every column holds just its "
                      "first value, no optional column",
                      pos("gw-par-01", "metrics", 4), [SAMPLE_MINIMAL], {}),
+        zstd_batch("zstd_first_after_eviction",
+                   "zstd batch of one sample declaring first 40 (the CDDL's zstd map "
+                   "carries the position too)",
+                   pos("gw-par-01", "metrics", 41, first=40), [SAMPLE_MINIMAL]),
+        qdelta_batch("qdelta_first_after_eviction",
+                     "qdelta batch of one sample declaring first 40",
+                     pos("gw-par-01", "metrics", 43, first=40), [SAMPLE_MINIMAL], {}),
+        V("plain_first_after_eviction",
+          "plain batch declaring first 40: seqs below 40 that were not acknowledged "
+          "were evicted by the sender and will never be sent",
+          {"v": 1, **pos("gw-par-01", "metrics", 42, first=40), "enc": "plain",
+           "samples": [SAMPLE_MINIMAL]}),
     ],
     "sensor_reading": [
         V("json_example_minimal", "the smallest reading: one value, no seq, no unit",
@@ -436,6 +452,10 @@ VECTORS = {
           {"v": 1, **pos("dev-0042", "results", 5000000000), "task_id": "t-4",
            "status": "refused", "finished_ts": T0 + 30, "output": "",
            "reason": "queue full (64 tasks)"}),
+        V("ok_first_equals_seq", "success; first == seq: this is the oldest record held",
+          {"v": 1, **pos("gw-par-01", "results", 9, first=9), "task_id": "t-9",
+           "status": "ok", "exit_code": 0, "started_ts": T0 + 200, "finished_ts": T0 + 300,
+           "output": ""}),
     ],
     "decision_record": [
         V("offline_with_inputs", "taken offline, with inputs",
@@ -449,6 +469,10 @@ VECTORS = {
            "ts": T0 + 50, "kind": "migration",
            "action": "move wl-anomaly to gw-par-02", "confidence": 1.0,
            "offline": False}),
+        V("first_one", "first 1: nothing below seq 1 exists, a valid if empty statement",
+          {"v": 1, **pos("gw-par-01", "decisions", 19, first=1), "decision_id": "d-0019",
+           "ts": T0 + 55, "kind": "migration", "action": "keep wl-anomaly",
+           "confidence": 0.5, "offline": True}),
     ],
     "decision_verdict": [
         V("accepted", "accepted, no reason",
@@ -476,6 +500,11 @@ VECTORS = {
           {"v": 1, **pos("dev-0042", "alerts", 2), "alert_id": "a-0002", "ts": T0 + 110,
            "severity": "warning", "metric": "load1", "observed": 0.0,
            "threshold": -INF, "message": "load below the band"}),
+        V("first_above_watermark", "first 7 at seq 8: seqs below 7 not yet acknowledged "
+          "were evicted",
+          {"v": 1, **pos("dev-0042", "alerts", 8, first=7), "alert_id": "a-0008",
+           "ts": T0 + 115, "severity": "warning", "metric": "cpu", "observed": 99.0,
+           "threshold": 95.0, "message": "cpu above the band"}),
     ],
     "config": [
         V("all_value_kinds",

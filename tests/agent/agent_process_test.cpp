@@ -5,9 +5,12 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <mqtt/async_client.h>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -105,4 +108,87 @@ TEST_CASE("nova-agent refuses a bad config file with exit code 2 naming the key"
     CHECK_THAT(agent.text(), Catch::Contains("metrics"));
   }
   fs::remove_all(dir);
+}
+
+namespace {
+
+// Collects the messages of one topic filter.
+class Collector final : public virtual mqtt::callback {
+ public:
+  Collector(const std::string& uri, const std::string& filter)
+      : client_(uri, "test-collector-" + std::to_string(next_id_++), mqtt::create_options(MQTTVERSION_3_1_1)) {
+    client_.set_callback(*this);
+    client_.connect()->wait();
+    client_.subscribe(filter, 1)->wait();
+  }
+  ~Collector() override {
+    try {
+      client_.disconnect()->wait();
+    } catch (const mqtt::exception&) {
+    }
+  }
+  void message_arrived(mqtt::const_message_ptr msg) override {
+    std::lock_guard lock(mutex_);
+    payloads_.push_back(msg->get_payload_str());
+    cv_.notify_all();
+  }
+  // Waits for a payload that satisfies `pred`; returns it, or "" on timeout.
+  std::string wait_for(const std::function<bool(const std::string&)>& pred, std::chrono::seconds timeout) {
+    std::unique_lock lock(mutex_);
+    std::string found;
+    cv_.wait_for(lock, timeout, [&] {
+      for (const auto& p : payloads_) {
+        if (pred(p)) {
+          found = p;
+          return true;
+        }
+      }
+      return false;
+    });
+    return found;
+  }
+
+ private:
+  static inline int next_id_ = 0;  // client ids must differ: the broker drops a duplicate
+  mqtt::async_client client_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<std::string> payloads_;
+};
+
+}  // namespace
+
+TEST_CASE("nova-agent answers a malformed sensor reading and sends good ones up in its metrics", "[agent][process][sensors]") {
+  testing::Broker broker;
+  testing::AckConsumer consumer(broker.uri());
+  const fs::path dir = broker.data_dir() / "agent-sensors";
+  fs::create_directories(dir);
+  write_config(dir / "agent.yaml", broker.uri(), dir);
+  Collector errors(broker.uri(), "nova/v1/sensor/gw-proc/t1/error");
+  testing::AgentProcess agent(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
+  REQUIRE(agent.wait_log("event=connected", 20s));
+
+  publish(broker.uri(), "nova/v1/sensor/gw-proc/t1", R"({"v":1,"ts":1732650000000,"values":{"temp":"warm"}})");
+  const std::string reply = errors.wait_for([](const std::string&) { return true; }, 20s);
+  REQUIRE_FALSE(reply.empty());
+  auto error = schemas::decode_json<schemas::SensorError>(reply);  // JSON, like the reading
+  REQUIRE(error.ok());
+  CHECK(error->sensor == "t1");
+  CHECK_THAT(error->field, Catch::Contains("values.temp"));
+  REQUIRE(agent.wait_log("event=sensor_reading_refused", 10s));
+
+  Collector batches(broker.uri(), "nova/v1/up/gw-proc/metrics");
+  publish(broker.uri(), "nova/v1/sensor/gw-proc/t1", R"({"v":1,"ts":1732650000000,"values":{"temp":21.5}})");
+  const std::string batch = batches.wait_for(
+      [](const std::string& p) {
+        auto b = schemas::decode_cbor<schemas::MetricsBatch>(p);
+        if (!b) return false;
+        for (const auto& s : b->samples) {
+          if (s.extra.count("sensor.t1.temp") != 0) return true;
+        }
+        return false;
+      },
+      40s);
+  CHECK_FALSE(batch.empty());  // the reading went up inside the acknowledged metrics stream
+  agent.signal(SIGTERM);
 }

@@ -16,6 +16,7 @@
 #include "cloud_process.h"
 #include "streaming_agent.h"
 #include "nova/agent/agent.h"
+#include "nova/agent/outbox.h"
 #include "nova/cloud/ingest_store.h"
 #include "nova/schemas/codec.h"
 #include "nova/testing/broker.h"
@@ -96,6 +97,78 @@ TEST_CASE("nova-cloud SIGKILLed three times mid-stream stores every sample exact
   CHECK(distinct.size() == kSamples);
   WARN(kills << " SIGKILLs of nova-cloud; " << batches << " batches, " << samples.size()
              << " samples stored once each");
+}
+
+// The eviction gap: an agent whose outbox hits its disk cap while nova-cloud is away
+// evicts its oldest unacknowledged batches. When the cloud comes back, the records the
+// agent still holds declare the lowest seq held ("first"), so the cloud skips the evicted
+// seqs instead of waiting for them forever: everything held is acknowledged, the
+// outbox drains to empty, and the cloud counts exactly the evicted seqs as skipped.
+TEST_CASE("seqs evicted while nova-cloud is away are declared gone and the rest is acknowledged", "[cloud][ingest][eviction]") {
+  testing::Broker broker;
+  const fs::path dir = broker.data_dir();
+  constexpr std::uint64_t kSamples = 12'000;  // 200 batches of 60
+  constexpr std::uint64_t kCap = 16 * 1024;   // a few dozen batches
+  agent::OutboxOptions outbox_options;
+  outbox_options.dir = dir / "agent" / "outbox";
+  outbox_options.max_bytes = kCap;
+
+  // No cloud: nothing is acknowledged, so the cap evicts the oldest batches.
+  std::uint64_t batches = 0;
+  {
+    test::Generator generator(kSamples);
+    auto created = agent::Agent::create(test::streaming_agent("gw-evict", broker.uri(), dir / "agent", kCap), &generator);
+    REQUIRE(created.ok());
+    std::thread loop([&] { created.value()->run(); });
+    const bool done = created.value()->wait_for([](const agent::AgentCounters& c) { return c.samples == kSamples; }, 120s);
+    created.value()->stop();
+    loop.join();
+    REQUIRE(done);
+    batches = created.value()->counters().batches;
+  }
+  std::uint64_t evicted = 0;
+  std::uint64_t held = 0;
+  {
+    auto outbox = agent::Outbox::open(outbox_options);
+    REQUIRE(outbox.ok());
+    const agent::StreamStats st = outbox.value()->stats().at("metrics");
+    evicted = st.evicted;
+    held = st.count;
+    CHECK(st.acked == 0);
+    CHECK(st.next_seq == batches + 1);
+    CHECK(evicted + held == batches);
+    CHECK(st.first == evicted + 1);
+  }
+  REQUIRE(evicted > 0);
+  REQUIRE(held > 0);
+
+  // The cloud comes up; an agent on the same outbox (nothing new to sample) drains it.
+  test::CloudProcess cloud(broker.uri(), dir / "cloud");
+  test::Generator none(0);
+  auto again = agent::Agent::create(test::streaming_agent("gw-evict", broker.uri(), dir / "agent", kCap), &none);
+  REQUIRE(again.ok());
+  std::thread loop2([&] { again.value()->run(); });
+  const bool all = wait_watermark(cloud, "gw-evict", batches, 120s);
+  const bool empty = all && again.value()->wait_for([](const agent::AgentCounters& c) { return c.outbox_records == 0; }, 30s);
+  again.value()->stop();
+  loop2.join();
+  REQUIRE(all);
+  CHECK(empty);
+  auto metrics = cloud.get("/metrics");
+  REQUIRE(metrics);
+  CHECK(metrics->body.find("nova_cloud_seqs_skipped_total " + std::to_string(evicted) + "\n") != std::string::npos);
+  CHECK(metrics->body.find("nova_cloud_records_stored_total " + std::to_string(held) + "\n") != std::string::npos);
+  cloud.kill(SIGTERM);
+  again.value().reset();
+
+  auto outbox = agent::Outbox::open(outbox_options);
+  REQUIRE(outbox.ok());
+  const agent::StreamStats st = outbox.value()->stats().at("metrics");
+  CHECK(st.count == 0);
+  CHECK(st.acked == batches);
+  CHECK(st.evicted == evicted);  // nothing more was evicted while draining
+  WARN(batches << " batches, " << evicted << " evicted while the cloud was away and skipped by it, "
+               << held << " acknowledged");
 }
 
 TEST_CASE("malformed upward records are refused and counted and ingest goes on", "[cloud][bad-input]") {

@@ -2,6 +2,7 @@
 // persistence across reopen, history, downsampling and retention.
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <optional>
 #include <random>
 
 #include "nova/cloud/ingest_store.h"
@@ -27,8 +28,9 @@ struct TempDir {
 struct Batch {
   schemas::MetricsBatch batch;
   std::string payload;
-  Batch(const std::string& node, std::uint64_t seq, schemas::Timestamp ts, int n) {
-    batch.position = {node, "metrics", seq};
+  Batch(const std::string& node, std::uint64_t seq, schemas::Timestamp ts, int n,
+        std::optional<std::uint64_t> first = std::nullopt) {
+    batch.position = {node, "metrics", seq, first};
     for (int i = 0; i < n; ++i) {
       schemas::MetricSample s;
       s.ts = ts + static_cast<schemas::Timestamp>(i) * 1000;
@@ -95,6 +97,75 @@ TEST_CASE("a gap holds the watermark until it closes across a reopen", "[cloud][
   CHECK(r.value()[0].watermark == 4);
   CHECK(store.value()->watermarks("n1") == std::map<std::string, std::uint64_t>{{"metrics", 4}});
   CHECK(store.value()->samples("n1", 0, kT0 + 100000).size() == 4);
+}
+
+TEST_CASE("a record's first declares the seqs below it gone and closes the gap", "[cloud][store]") {
+  TempDir dir;
+  Batch b1("n1", 1, kT0, 1), b2("n1", 2, kT0 + 1000, 1), b5("n1", 5, kT0 + 4000, 1), b9("n1", 9, kT0 + 8000, 1);
+  Batch b10("n1", 10, kT0 + 9000, 1, 8);  // the sender holds nothing below 8
+  Batch b8("n1", 8, kT0 + 7000, 1, 8);
+  {
+    auto store = IngestStore::open({dir.path});
+    REQUIRE(store.ok());
+    IngestStore& s = *store.value();
+    auto r = s.admit(std::vector{b1.record(), b2.record(), b5.record(), b9.record()});
+    REQUIRE(r.ok());
+    CHECK(r.value()[3].watermark == 2);  // 3, 4, 6, 7, 8 missing: waits
+    CHECK(s.counters().skipped == 0);
+
+    // 10 says first 8: 3..7 are gone. 5 was stored here (pending), so 4 seqs are
+    // skipped; the watermark stops at 7 because 8 itself has not arrived.
+    r = s.admit(std::vector{b10.record()});
+    REQUIRE(r.ok());
+    CHECK_FALSE(r.value()[0].duplicate);
+    CHECK(r.value()[0].advanced);
+    CHECK(r.value()[0].watermark == 7);
+    CHECK(s.counters().skipped == 4);
+
+    r = s.admit(std::vector{b8.record()});  // closes up to the pending 9 and 10
+    REQUIRE(r.ok());
+    CHECK(r.value()[0].watermark == 10);
+    CHECK(s.counters().skipped == 4);
+
+    r = s.admit(std::vector{b10.record()});  // a replay changes nothing
+    REQUIRE(r.ok());
+    CHECK(r.value()[0].duplicate);
+    CHECK_FALSE(r.value()[0].advanced);
+    CHECK(s.counters().skipped == 4);
+    CHECK(s.counters().records == 6);  // 1, 2, 5, 8, 9, 10
+    // What was stored is all there, 5 included.
+    CHECK(s.samples("n1", 0, kT0 + 100000).size() == 6);
+
+    // first <= watermark + 1 says nothing new.
+    Batch b11("n1", 11, kT0 + 10000, 1, 1), b13("n1", 13, kT0 + 12000, 1);
+    r = s.admit(std::vector{b11.record(), b13.record()});
+    REQUIRE(r.ok());
+    CHECK(r.value()[1].watermark == 11);
+    CHECK(s.counters().skipped == 4);
+
+    // A replay of the pending 13 that now declares first 13 is a duplicate but still
+    // closes the gap: 12 is skipped and the watermark reaches 13.
+    Batch b13_first("n1", 13, kT0 + 12000, 1, 13);
+    r = s.admit(std::vector{b13_first.record()});
+    REQUIRE(r.ok());
+    CHECK(r.value()[0].duplicate);
+    CHECK(r.value()[0].advanced);
+    CHECK(r.value()[0].watermark == 13);
+    CHECK(s.counters().skipped == 5);
+    CHECK(s.counters().records == 8);
+  }
+  // The skip is durable: the watermark and the dropped pending markers survive a reopen.
+  auto store = IngestStore::open({dir.path});
+  REQUIRE(store.ok());
+  CHECK(store.value()->watermark("n1", "metrics") == 13);
+  Batch b14("n1", 14, kT0 + 13000, 1);
+  auto r = store.value()->admit(std::vector{b14.record()});
+  REQUIRE(r.ok());
+  CHECK(r.value()[0].watermark == 14);
+  auto dup = store.value()->admit(std::vector{b5.record(), b9.record()});  // below the watermark
+  REQUIRE(dup.ok());
+  CHECK(dup.value()[0].duplicate);
+  CHECK(dup.value()[1].duplicate);
 }
 
 TEST_CASE("random replay and reordering never double counts", "[cloud][store]") {

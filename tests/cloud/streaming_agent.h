@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <thread>
@@ -35,8 +36,9 @@ class Generator final : public agent::SampleSource {
   schemas::MetricSample s_;
 };
 
+// outbox_max_bytes: the outbox's disk cap (0: the default).
 inline agent::AgentOptions streaming_agent(const std::string& node, const std::string& uri,
-                                           const std::filesystem::path& dir) {
+                                           const std::filesystem::path& dir, std::uint64_t outbox_max_bytes = 0) {
   using namespace std::chrono_literals;
   agent::AgentOptions o;
   o.birth.node = node;
@@ -51,6 +53,7 @@ inline agent::AgentOptions streaming_agent(const std::string& node, const std::s
   o.drain.jitter = 0ms;
   o.drain.resend_after = 1s;
   o.outbox.dir = dir / "outbox";
+  if (outbox_max_bytes != 0) o.outbox.max_bytes = outbox_max_bytes;
   o.state_dir = dir / "state";
   return o;
 }

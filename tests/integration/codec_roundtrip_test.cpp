@@ -104,7 +104,7 @@ nova::schemas::NodeState sample_birth() {
 
 nova::schemas::MetricsBatch sample_batch(std::size_t samples) {
   nova::schemas::MetricsBatch batch;
-  batch.position = {.node = "gw-01", .stream = "metrics", .seq = 42};
+  batch.position = {"gw-01", "metrics", 42};
   batch.encoding = nova::schemas::BatchEncoding::zstd;
   for (std::size_t i = 0; i < samples; ++i) {
     const double x = static_cast<double>(i);

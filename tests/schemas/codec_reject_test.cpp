@@ -183,6 +183,30 @@ TEST_CASE("schema rules: required fields, ranges, ids, enumerations, version", "
   CHECK(cbor_error<SensorReading>(json::array({1})) == "reading: expected map, got array");
 }
 
+TEST_CASE("stream position first must be 1..seq", "[codec][reject]") {
+  json b = batch_json();
+  const std::uint64_t seq = b["seq"].get<std::uint64_t>();
+  b["first"] = seq + 1;
+  CHECK(cbor_error<MetricsBatch>(b) ==
+        "batch.first: first " + std::to_string(seq + 1) + " is above seq " + std::to_string(seq));
+  CHECK(json_error<MetricsBatch>(b.dump()) ==
+        "batch.first: first " + std::to_string(seq + 1) + " is above seq " + std::to_string(seq));
+  b["first"] = 0;
+  CHECK(cbor_error<MetricsBatch>(b) == "batch.first: value 0 is out of range 1..18446744073709551615");
+  b["first"] = -1;
+  CHECK(cbor_error<MetricsBatch>(b) == "batch.first: expected unsigned integer, got negative integer");
+  b["first"] = "1";
+  CHECK(cbor_error<MetricsBatch>(b) == "batch.first: expected unsigned integer, got text string");
+  b["first"] = seq;  // the bounds themselves are accepted
+  CHECK(cbor_error<MetricsBatch>(b) == "(accepted)");
+  b["first"] = 1;
+  CHECK(cbor_error<MetricsBatch>(b) == "(accepted)");
+
+  json r = json::parse(encode_json(nova::test::full<TaskResult>()));
+  r["first"] = r["seq"].get<std::uint64_t>() + 1;
+  CHECK(cbor_error<TaskResult>(r).rfind("result.first: first ", 0) == 0);
+}
+
 TEST_CASE("structural CBOR errors", "[codec][reject]") {
   Bytes valid = encode_cbor(nova::test::minimal<SensorReading>());
   Bytes trailing = valid;

@@ -66,3 +66,45 @@ TEST_CASE("float fields accept integers, integer fields refuse floats", "[codec]
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().message() == "reading.ts: expected unsigned integer, got float");
 }
+
+// "first" (the lowest seq the sender still holds) is optional in every stream position:
+// absent it is not written at all, present it survives both codecs.
+TEST_CASE("stream position first round trips, absent or present", "[codec]") {
+  // qdelta quantizes the samples, so only the position is compared for it.
+  auto check = [](const auto& original, bool exact = true) {
+    using T = std::decay_t<decltype(original)>;
+    const Bytes cbor = encode_cbor(original);
+    auto decoded = decode_cbor<T>(std::span<const std::uint8_t>(cbor));
+    INFO(std::string(root_name<T>()) << (decoded ? "" : ": " + decoded.error().message()));
+    REQUIRE(decoded.ok());
+    CHECK(decoded->position == original.position);
+    if (exact) CHECK(*decoded == original);
+    CHECK(encode_cbor(*decoded) == cbor);
+    auto from_json = decode_json<T>(encode_json(original));
+    REQUIRE(from_json.ok());
+    CHECK(from_json->position == original.position);
+    if (exact) CHECK(*from_json == original);
+    const std::string text = encode_json(original);
+    CHECK((text.find("\"first\"") != std::string::npos) == original.position.first.has_value());
+  };
+  for (BatchEncoding enc : {BatchEncoding::plain, BatchEncoding::zstd, BatchEncoding::qdelta}) {
+    MetricsBatch b = nova::test::batch_of(5, enc);
+    CHECK_FALSE(b.position.first.has_value());
+    const bool exact = enc != BatchEncoding::qdelta;
+    check(b, exact);
+    for (std::uint64_t first : {std::uint64_t{1}, b.position.seq - 1, b.position.seq}) {
+      b.position.first = first;
+      check(b, exact);
+    }
+  }
+  TaskResult r = full<TaskResult>();
+  check(r);
+  r.position.first = r.position.seq;
+  check(r);
+  Alert a = full<Alert>();
+  a.position.first = 1;
+  check(a);
+  DecisionRecord d = full<DecisionRecord>();
+  d.position.first = d.position.seq;
+  check(d);
+}

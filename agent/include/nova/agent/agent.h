@@ -36,9 +36,11 @@
 
 #include "nova/agent/inbox.h"
 #include "nova/agent/outbox.h"
+#include "nova/agent/sensors.h"
 #include "nova/agent/tasks.h"
 #include "nova/agent/uplink.h"
 #include "nova/schemas/messages.h"
+#include "nova/schemas/topic.h"
 
 namespace nova::agent {
 
@@ -109,6 +111,8 @@ struct AgentCounters {
   std::uint64_t tasks_received = 0;
   std::uint64_t configs_received = 0;
   std::uint64_t reconfigurations = 0;
+  std::uint64_t sensor_readings = 0;  // third-party readings accepted (sensors.h)
+  std::uint64_t sensor_refused = 0;   // readings refused with an error reply
 };
 
 class Agent {
@@ -152,6 +156,7 @@ class Agent {
   void on_connected(Clock::time_point now);
   void on_disconnected(Clock::time_point now, const std::string& reason);
   void on_message(const std::string& topic, const std::string& payload);
+  void on_sensor_reading(const topics::SensorTopic& topic, const std::string& payload);
   void on_task(const std::string& topic, const std::string& payload);
   void apply_pending_tuning();
   void update_backlog();
@@ -168,6 +173,7 @@ class Agent {
   std::unique_ptr<Inbox> inbox_;  // tasks received but not yet handed to the runner
   std::string task_topic_;
   std::unique_ptr<Uplink> uplink_;
+  SensorIngest sensors_;
   std::vector<schemas::MetricSample> open_batch_;
   std::uint64_t bdseq_ = 0;
   std::map<std::string, std::uint64_t> sent_;  // per stream: highest seq published this epoch

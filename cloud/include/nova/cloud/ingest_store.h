@@ -10,10 +10,18 @@
 // lets a single disk keep up with thousands of agents (group commit).
 //
 // Watermark invariant: for each (node, stream), every seq <= watermark has been stored
-// (or was stored and has since aged out of retention). Seqs above the watermark that
-// arrived out of order are kept as "pending" markers until the gap closes; a record
-// whose seq is <= the watermark or already pending is a duplicate and changes nothing.
-// A stream starts at watermark 0: agents number each stream from 1.
+// (or was stored and has since aged out of retention), or declared gone by the sender.
+// Seqs above the watermark that arrived out of order are kept as "pending" markers until
+// the gap closes; a record whose seq is <= the watermark or already pending is a
+// duplicate and changes nothing else. A stream starts at watermark 0: agents number each
+// stream from 1.
+//
+// Declared gone: a record whose position carries first = F (the lowest seq its sender
+// still holds; every seq below F was acknowledged or evicted and will never be sent)
+// with F > watermark + 1 closes the gap: the watermark moves to F - 1, pending markers
+// at or below it are dropped, the seqs in between that were never stored are counted in
+// `skipped`, and the record is then admitted as usual (even a duplicate carries this).
+// Only what a record says is used; without "first" a gap waits for its seqs forever.
 //
 // Several instances (shared ingest): each stores the records the broker hands it, and
 // learns the others' progress from their acks (observe_ack). The watermark invariant
@@ -96,6 +104,7 @@ struct StoreCounters {
   std::uint64_t duplicates = 0;  // records refused as already stored
   std::uint64_t samples = 0;     // metric samples in distinct batches
   std::uint64_t writes = 0;      // synced writes (groups)
+  std::uint64_t skipped = 0;     // seqs never stored that the sender declared gone ("first")
 };
 
 // Thread-safe: one ingest thread admits while API threads query.

@@ -16,6 +16,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -27,11 +28,22 @@ using Timestamp = std::uint64_t;  // ms since 1970-01-01T00:00:00Z
 
 // Every upward record that must survive end to end carries its position in a per-node
 // stream. The cloud deduplicates on (node, stream, seq) and acknowledges per stream.
-// Wire: flattened into the record as "node", "stream", "seq".
+// Wire: flattened into the record as "node", "stream", "seq" and the optional "first".
+// Not an aggregate (the constructor keeps the three-member brace form {node, stream,
+// seq} free of missing-initializer warnings now that "first" exists).
 struct StreamPosition {
+  StreamPosition() = default;
+  StreamPosition(std::string node_id, std::string stream_name, std::uint64_t position_seq,
+                 std::optional<std::uint64_t> first_held = std::nullopt)
+      : node(std::move(node_id)), stream(std::move(stream_name)), seq(position_seq), first(first_held) {}
+
   std::string node;
   std::string stream;   // e.g. "metrics", "results", "decisions", "alerts"
   std::uint64_t seq = 0;  // strictly increasing within (node, stream), starts at 1
+  // "first": the lowest seq of this stream the sender still holds (1 <= first <= seq).
+  // Every seq below it was acknowledged or evicted and will never be sent: a receiver
+  // may stop waiting for the ones it has not got. Absent: no such statement.
+  std::optional<std::uint64_t> first;
 
   friend bool operator==(const StreamPosition&, const StreamPosition&) = default;
 };
