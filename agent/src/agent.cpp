@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <string>
 #include <fstream>
 
 #include "nova/schemas/codec.h"
@@ -73,6 +74,11 @@ std::optional<std::uint8_t> extra_decimals(std::string_view name) {
   return std::nullopt;
 }
 
+// Stream records named by their stream and seq, unique per node (alert/decision ids).
+void stamp_id(schemas::Alert& a, std::uint64_t seq) { a.alert_id = "alert-" + std::to_string(seq); }
+void stamp_id(schemas::DecisionRecord& d, std::uint64_t seq) { d.decision_id = "decision-" + std::to_string(seq); }
+void stamp_id(auto&, std::uint64_t) {}
+
 // Writes `text` to `path` atomically and durably: temp file, fsync, rename.
 bool write_file_durably(const std::filesystem::path& path, const std::string& text) {
   const std::filesystem::path tmp = path.string() + ".tmp";
@@ -106,7 +112,7 @@ schemas::Result<std::unique_ptr<Agent>> Agent::create(AgentOptions options, Samp
 Agent::Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox> outbox,
              std::unique_ptr<Inbox> inbox)
     : options_(std::move(options)), source_(source), outbox_(std::move(outbox)),
-      inbox_(std::move(inbox)), rng_(std::random_device{}()) {
+      inbox_(std::move(inbox)), decisions_(options_.decisions), rng_(std::random_device{}()) {
   task_topic_ = topics::down(topics::SitePath::parse(options_.birth.description->site).value(),
                              id(options_.birth.node), topics::DownKind::task);
   UplinkOptions u;
@@ -166,12 +172,37 @@ void Agent::add_sample(const schemas::MetricSample& sample) {
   extra["agent.outbox_bytes"] = static_cast<double>(outbox_->total_bytes());
   extra["agent.outbox_evicted"] = static_cast<double>(evicted);
   sensors_.merge_into(extra);  // third-party readings since the last sample
+  // Decided here, on the sample as it goes up (sensor gauges included), whether or not
+  // the uplink is there: the outbox keeps what is decided offline until it can be sent.
+  firings_.clear();
+  decisions_.evaluate(open_batch_.back(), !session_up_, firings_);
+  for (Firing& f : firings_) {
+    if (options_.log) {
+      options_.log(f.alert.severity == schemas::Severity::info ? "info" : "warning", "alert",
+                   "metric=" + f.alert.metric + " message=\"" + f.alert.message + "\"");
+    }
+    if (append_record("alerts", Priority::alerts, f.alert)) update_counters([](AgentCounters& c) { ++c.alerts; });
+    if (f.record && append_record("decisions", Priority::decisions, *f.record)) {
+      update_counters([](AgentCounters& c) { ++c.decisions; });
+    }
+  }
+  if (!firings_.empty()) update_backlog();
+}
+
+template <class T>
+bool Agent::append_record(const char* stream, Priority priority, T& record) {
+  const std::uint64_t seq = outbox_->next_seq(stream);
+  record.position = {options_.birth.node, stream, seq};
+  stamp_id(record, seq);
+  const schemas::Bytes b = schemas::encode_cbor(record);
+  auto stored = outbox_->append(stream, priority, std::string(b.begin(), b.end()));
+  if (!stored) update_counters([](AgentCounters& c) { ++c.outbox_errors; });
+  return static_cast<bool>(stored);
 }
 
 void Agent::flush_batch() {
   if (open_batch_.empty()) return;
   schemas::MetricsBatch batch;
-  batch.position = {options_.birth.node, "metrics", outbox_->next_seq("metrics")};
   batch.encoding = options_.batch_encoding;
   batch.samples = std::move(open_batch_);
   open_batch_.clear();
@@ -182,9 +213,7 @@ void Agent::flush_batch() {
       }
     }
   }
-  const schemas::Bytes b = schemas::encode_cbor(batch);
-  auto r = outbox_->append("metrics", Priority::metrics, std::string(b.begin(), b.end()));
-  update_counters([&](AgentCounters& c) { ++(r ? c.batches : c.outbox_errors); });
+  if (append_record("metrics", Priority::metrics, batch)) update_counters([](AgentCounters& c) { ++c.batches; });
   update_backlog();
 }
 
@@ -207,6 +236,7 @@ void Agent::apply_pending_tuning() {
   options_.batch_interval = t->batch_interval;
   options_.batch_encoding = t->batch_encoding;
   options_.drain = t->drain;
+  decisions_.set_options(t->decisions);
   tokens_ = std::min(tokens_, options_.drain.burst);
   if (options_.tasks != nullptr) {
     options_.tasks->set_limits(t->task_limits);
@@ -229,10 +259,7 @@ HostState Agent::host_state() const {
 
 void Agent::record_result(const schemas::TaskResult& result) {
   schemas::TaskResult r = result;
-  r.position = {options_.birth.node, "results", outbox_->next_seq("results")};
-  const schemas::Bytes b = schemas::encode_cbor(r);
-  auto stored = outbox_->append("results", Priority::results, std::string(b.begin(), b.end()));
-  if (!stored) update_counters([](AgentCounters& c) { ++c.outbox_errors; });
+  append_record("results", Priority::results, r);
   update_backlog();
 }
 
@@ -400,6 +427,27 @@ void Agent::on_message(const std::string& topic, const std::string& payload) {
     if (!config) return bad_input(topic, config.error().message());
     update_counters([](AgentCounters& c) { ++c.configs_received; });
     if (options_.on_remote_config) options_.on_remote_config(*config);
+  } else if (down->kind == topics::DownKind::model) {
+    on_model(topic, payload);
+  }
+}
+
+void Agent::on_model(const std::string& topic, const std::string& payload) {
+  if (payload.empty()) {  // the retained model was cleared (schemas/topics.md)
+    decisions_.clear_model();
+    if (options_.log) options_.log("info", "model_cleared", "");
+    return;
+  }
+  auto model = schemas::decode_cbor<schemas::Model>(payload);
+  if (!model) return bad_input(topic, model.error().message());
+  if (auto refused = decisions_.apply_model(*model)) return bad_input(topic, *refused);
+  update_counters([](AgentCounters& c) { ++c.models_applied; });
+  if (options_.log) {
+    const ZScoreParams& p = decisions_.zscore();
+    options_.log("info", "model_applied",
+                 "model=" + model->model_id + " revision=" + std::to_string(model->revision) +
+                     " zscore=" + std::to_string(p.threshold) + " min_samples=" + std::to_string(p.min_samples) +
+                     " window=" + std::to_string(p.window));
   }
 }
 

@@ -211,6 +211,35 @@ const std::vector<KeyDef>& table() {
       def(NOVA_KEY(tasks.output_tail_bytes), size(0, 4096), Reload::hot,
           "Bytes of a task's stdout+stderr tail kept in its result (the schema allows 4096)."),
 
+      def(NOVA_KEY(alerts.cpu_pct_warning), integer(0, 100), Reload::hot,
+          "A warning alert (and decision) is raised when host CPU use reaches this; 0 = off."),
+      def(NOVA_KEY(alerts.cpu_pct_critical), integer(0, 100), Reload::hot,
+          "A critical alert is raised when host CPU use reaches this; 0 = off."),
+      def(NOVA_KEY(alerts.mem_pct_warning), integer(0, 100), Reload::hot,
+          "A warning alert is raised when memory use reaches this; 0 = off."),
+      def(NOVA_KEY(alerts.mem_pct_critical), integer(0, 100), Reload::hot,
+          "A critical alert is raised when memory use reaches this; 0 = off."),
+      def(NOVA_KEY(alerts.disk_pct_warning), integer(0, 100), Reload::hot,
+          "A warning alert is raised when the data filesystem is this full; 0 = off."),
+      def(NOVA_KEY(alerts.disk_pct_critical), integer(0, 100), Reload::hot,
+          "A critical alert is raised when the data filesystem is this full; 0 = off."),
+      def(NOVA_KEY(alerts.temp_c_warning), integer(0, 250), Reload::hot,
+          "A warning alert is raised when the hottest thermal zone reaches this, degC; 0 = off."),
+      def(NOVA_KEY(alerts.temp_c_critical), integer(0, 250), Reload::hot,
+          "A critical alert is raised when the hottest thermal zone reaches this, degC; 0 = off."),
+      def(NOVA_KEY(alerts.repeat_s), integer(1, 86400), Reload::hot,
+          "An alert condition that lasts is raised again at most this often (by sample time); "
+          "it ends 5% below its level."),
+
+      def(NOVA_KEY(anomaly.zscore), integer(0, 100), Reload::hot,
+          "A gauge value this many standard deviations from its running mean is an anomaly "
+          "(warning alert and decision); 0 = off. A retained zscore model overrides it."),
+      def(NOVA_KEY(anomaly.min_samples), integer(2, 1000000), Reload::hot,
+          "Values a gauge must have had before any of its values is judged."),
+      def(NOVA_KEY(anomaly.window), integer(1, 1000000), Reload::hot,
+          "Memory of each gauge's running mean and variance, in samples (exponential "
+          "weighting after the first this many)."),
+
       def(NOVA_KEY(log.level), choice(kLogLevels), Reload::hot, "Least severe level logged."),
       def(NOVA_KEY(log.format), choice(kLogFormats), Reload::hot,
           "logfmt (key=value) or one JSON object per line, on stderr."),
@@ -549,6 +578,25 @@ std::vector<Violation> cross_check(const AgentConfig& c) {
                             " samples; a batch holds at most 4096";
     out.push_back({"metrics.batch_interval_s", why});
     out.push_back({"metrics.interval_ms", why});
+  }
+  // A critical level below its warning level would never let the warning be seen.
+  const struct {
+    std::string_view warning, critical;
+    std::uint32_t w, c;
+  } levels[] = {
+      {"alerts.cpu_pct_warning", "alerts.cpu_pct_critical", c.alerts.cpu_pct_warning, c.alerts.cpu_pct_critical},
+      {"alerts.mem_pct_warning", "alerts.mem_pct_critical", c.alerts.mem_pct_warning, c.alerts.mem_pct_critical},
+      {"alerts.disk_pct_warning", "alerts.disk_pct_critical", c.alerts.disk_pct_warning,
+       c.alerts.disk_pct_critical},
+      {"alerts.temp_c_warning", "alerts.temp_c_critical", c.alerts.temp_c_warning, c.alerts.temp_c_critical},
+  };
+  for (const auto& l : levels) {
+    if (l.w != 0 && l.c != 0 && l.w > l.c) {
+      out.push_back({l.warning, std::to_string(l.w) + " is above " + std::string(l.critical) + " (" +
+                                    std::to_string(l.c) + ")"});
+      out.push_back({l.critical, std::to_string(l.c) + " is below " + std::string(l.warning) + " (" +
+                                     std::to_string(l.w) + ")"});
+    }
   }
   // Levels strictly increase down the tree from the level-1 root, so a site at depth d
   // is on level d or deeper, and a node is never above its site.

@@ -87,6 +87,13 @@ AgentTuning tuning_of(const AgentConfig& c) {
                                   static_cast<double>(c.limits.max_memory_pct),
                                   static_cast<double>(c.limits.max_disk_pct), c.limits.min_free_memory_mb};
   t.max_concurrent_tasks = c.tasks.max_concurrent;
+  const auto& a = c.alerts;
+  t.decisions.cpu = {static_cast<double>(a.cpu_pct_warning), static_cast<double>(a.cpu_pct_critical)};
+  t.decisions.mem = {static_cast<double>(a.mem_pct_warning), static_cast<double>(a.mem_pct_critical)};
+  t.decisions.disk = {static_cast<double>(a.disk_pct_warning), static_cast<double>(a.disk_pct_critical)};
+  t.decisions.temp = {static_cast<double>(a.temp_c_warning), static_cast<double>(a.temp_c_critical)};
+  t.decisions.repeat = std::chrono::seconds(a.repeat_s);
+  t.decisions.zscore = {static_cast<double>(c.anomaly.zscore), c.anomaly.min_samples, c.anomaly.window};
   return t;
 }
 
@@ -105,6 +112,7 @@ AgentOptions agent_options(const AgentConfig& c) {
   o.batch_interval = t.batch_interval;
   o.batch_encoding = t.batch_encoding;
   o.drain = t.drain;
+  o.decisions = t.decisions;
   o.outbox.dir = c.outbox.dir;
   o.outbox.max_bytes = c.outbox.max_bytes;
   o.state_dir = std::filesystem::path(c.outbox.dir).parent_path() / "state";

@@ -1,5 +1,6 @@
 // The real nova-agent binary against a real broker: birth, a task run end to end,
-// malformed downward messages, hot reload of its config file, and clean shutdown.
+// malformed downward messages, hot reload of its config file, clean shutdown, sensor
+// readings, and local decisions (alerts, decision records, models).
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -191,4 +192,52 @@ TEST_CASE("nova-agent answers a malformed sensor reading and sends good ones up 
       40s);
   CHECK_FALSE(batch.empty());  // the reading went up inside the acknowledged metrics stream
   agent.signal(SIGTERM);
+}
+
+TEST_CASE("nova-agent decides locally: an alert and its decision reach the cloud on their streams", "[agent][process][decisions]") {
+  testing::Broker broker;
+  testing::AckConsumer consumer(broker.uri());
+  const fs::path dir = broker.data_dir() / "agent-decisions";
+  fs::create_directories(dir);
+  // Any real filesystem is at least 1% full: the first sample crosses this level. The
+  // other levels and the anomaly detector are off, so the host's own load and noise
+  // cannot add alerts.
+  write_config(dir / "agent.yaml", broker.uri(), dir,
+               "alerts: {disk_pct_warning: 1, cpu_pct_warning: 0, cpu_pct_critical: 0, mem_pct_warning: 0,"
+               " mem_pct_critical: 0, temp_c_warning: 0, temp_c_critical: 0}\nanomaly: {zscore: 0}\n");
+  Collector decisions(broker.uri(), "nova/v1/up/gw-proc/decision");
+  testing::AgentProcess agent(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
+  REQUIRE(agent.wait_log("event=connected", 20s));
+
+  REQUIRE(consumer.wait_for("gw-proc", "alerts", 1, 30s));
+  REQUIRE(consumer.wait_for("gw-proc", "decisions", 1, 30s));
+  const std::string payload = decisions.wait_for(
+      [](const std::string& p) {
+        auto d = schemas::decode_cbor<schemas::DecisionRecord>(p);
+        return d && d->kind == "threshold_alert";
+      },
+      20s);
+  REQUIRE_FALSE(payload.empty());
+  auto d = schemas::decode_cbor<schemas::DecisionRecord>(payload);
+  REQUIRE(d.ok());
+  CHECK(d->inputs.count("disk") == 1);
+  CHECK(d->inputs.at("threshold") == 1);
+  CHECK(d->action == "alerted");
+  CHECK(d->position.stream == "decisions");
+  CHECK_THAT(agent.text(), Catch::Contains("event=alert"));
+  // Once per condition, not per sample (200 ms samples, repeat_s 300).
+  CHECK(consumer.count("gw-proc", "alerts").seqs.size() == 1);
+
+  // A model of a kind this agent does not run is refused with the reason; a zscore
+  // model is put in force.
+  publish(broker.uri(), down_topic("model"), cbor(schemas::Model{"m1", 1, "linear", {{"slope", 2}}, {}, 1}), true);
+  REQUIRE(agent.wait_log("event=bad_message", 10s));
+  CHECK_THAT(agent.text(), Catch::Contains("model kind 'linear' is not supported"));
+  publish(broker.uri(), down_topic("model"),
+          cbor(schemas::Model{"m1", 2, "zscore", {{"threshold", 6}, {"min_samples", 120}}, {}, 1}), true);
+  REQUIRE(agent.wait_log("event=model_applied", 10s));
+  CHECK_THAT(agent.text(), Catch::Contains("min_samples=120"));
+
+  agent.signal(SIGTERM);
+  CHECK(consumer.undecodable() == 0);
 }

@@ -52,6 +52,10 @@ inline agent::AgentOptions streaming_agent(const std::string& node, const std::s
   o.drain.burst = 100;
   o.drain.jitter = 0ms;
   o.drain.resend_after = 1s;
+  // These tests count records exactly; local decisions (alerts on the generator's cpu
+  // values) would add records on other streams.
+  o.decisions.cpu = o.decisions.mem = o.decisions.disk = o.decisions.temp = agent::ThresholdRule{0, 0};
+  o.decisions.zscore.threshold = 0;
   o.outbox.dir = dir / "outbox";
   if (outbox_max_bytes != 0) o.outbox.max_bytes = outbox_max_bytes;
   o.state_dir = dir / "state";

@@ -94,6 +94,26 @@ void AckConsumer::on_message(const std::string& topic, const std::string& payloa
       seq = r->position.seq;
       break;
     }
+    case topics::UpKind::alert: {
+      auto a = decode_cbor<Alert>(payload);
+      if (!a) {
+        ++undecodable_;
+        return;
+      }
+      stream = a->position.stream;
+      seq = a->position.seq;
+      break;
+    }
+    case topics::UpKind::decision: {
+      auto d = decode_cbor<DecisionRecord>(payload);
+      if (!d) {
+        ++undecodable_;
+        return;
+      }
+      stream = d->position.stream;
+      seq = d->position.seq;
+      break;
+    }
     default: return;
   }
   StreamCount& c = counts_[{node, stream}];

@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "nova/agent/decisions.h"
 #include "nova/agent/inbox.h"
 #include "nova/agent/outbox.h"
 #include "nova/agent/sensors.h"
@@ -71,6 +72,10 @@ struct AgentOptions {
   // Tasks from the node's down task topic go to this runner (owned by the caller;
   // none: task messages are counted as unhandled). Its results go up via the outbox.
   TaskRunner* tasks = nullptr;
+  // Local decisions on every sample (decisions.h): alerts and decision records go up on
+  // the "alerts" and "decisions" streams; a retained model on the node's down model
+  // topic replaces the z-score parameters.
+  DecisionOptions decisions;
   // Called on the loop thread with each valid retained config pushed down; the caller
   // validates it against its config and calls reconfigure() with the outcome.
   std::function<void(const schemas::Config&)> on_remote_config;
@@ -86,6 +91,7 @@ struct AgentTuning {
   DrainOptions drain;
   AdmissionLimits task_limits;
   std::size_t max_concurrent_tasks = 2;
+  DecisionOptions decisions;
 };
 
 // Where samples come from: the host (MetricsCollector) or, in tests, a generator that
@@ -113,6 +119,9 @@ struct AgentCounters {
   std::uint64_t reconfigurations = 0;
   std::uint64_t sensor_readings = 0;  // third-party readings accepted (sensors.h)
   std::uint64_t sensor_refused = 0;   // readings refused with an error reply
+  std::uint64_t alerts = 0;           // alerts stored (warning, critical and recoveries)
+  std::uint64_t decisions = 0;        // decision records stored
+  std::uint64_t models_applied = 0;   // models put in force (a refused one is a bad message)
 };
 
 class Agent {
@@ -158,6 +167,11 @@ class Agent {
   void on_message(const std::string& topic, const std::string& payload);
   void on_sensor_reading(const topics::SensorTopic& topic, const std::string& payload);
   void on_task(const std::string& topic, const std::string& payload);
+  void on_model(const std::string& topic, const std::string& payload);
+  // The one way a record enters an upward stream: its position (and id, for alerts and
+  // decisions: "<stream>-<seq>") filled in, encoded, appended to the outbox.
+  template <class T>
+  bool append_record(const char* stream, Priority priority, T& record);
   void apply_pending_tuning();
   void update_backlog();
   void bad_input(const std::string& topic, const std::string& reason);
@@ -174,6 +188,8 @@ class Agent {
   std::string task_topic_;
   std::unique_ptr<Uplink> uplink_;
   SensorIngest sensors_;
+  DecisionEngine decisions_;
+  std::vector<Firing> firings_;  // reused for each sample's decisions
   std::vector<schemas::MetricSample> open_batch_;
   std::uint64_t bdseq_ = 0;
   std::map<std::string, std::uint64_t> sent_;  // per stream: highest seq published this epoch

@@ -87,6 +87,26 @@ struct AgentConfig {
     std::uint32_t output_tail_bytes = 4096;  // kept of stdout+stderr; the schema's maximum
     friend bool operator==(const Tasks&, const Tasks&) = default;
   } tasks;
+  // Local decisions (decisions.h): warning and critical levels of the core gauges,
+  // 0 = off. The defaults leave headroom above limits.* (tasks wait first, then alert).
+  struct Alerts {
+    std::uint32_t cpu_pct_warning = 90;
+    std::uint32_t cpu_pct_critical = 97;
+    std::uint32_t mem_pct_warning = 90;
+    std::uint32_t mem_pct_critical = 97;
+    std::uint32_t disk_pct_warning = 90;
+    std::uint32_t disk_pct_critical = 97;
+    std::uint32_t temp_c_warning = 80;
+    std::uint32_t temp_c_critical = 95;
+    std::uint32_t repeat_s = 300;  // a lasting condition is raised again after this
+    friend bool operator==(const Alerts&, const Alerts&) = default;
+  } alerts;
+  struct Anomaly {  // the streaming z-score detector; a retained model may override it
+    std::uint32_t zscore = 4;        // |z| that is an anomaly; 0 = off
+    std::uint32_t min_samples = 60;  // values per gauge before any is judged
+    std::uint32_t window = 600;      // the baseline's memory, in samples
+    friend bool operator==(const Anomaly&, const Anomaly&) = default;
+  } anomaly;
   struct Log {
     LogLevel level = LogLevel::info;
     LogFormat format = LogFormat::logfmt;

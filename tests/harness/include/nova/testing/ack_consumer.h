@@ -1,7 +1,7 @@
-// A minimal cloud-side consumer for tests: it receives upward records at one broker,
-// counts them per (node, stream) with duplicates, and acknowledges end to end the way
-// nova-cloud does (Ack with per-stream watermarks on the node's down topic), learning
-// each node's site path from its retained birth.
+// A minimal cloud-side consumer for tests: it receives upward records (metrics, results,
+// alerts, decisions) at one broker, counts them per (node, stream) with duplicates, and
+// acknowledges end to end the way nova-cloud does (Ack with per-stream watermarks on the
+// node's down topic), learning each node's site path from its retained birth.
 //
 // It keeps what it received in memory only, so its acks are not "after a durable
 // write": it stands in for nova-cloud in agent tests, not in production.

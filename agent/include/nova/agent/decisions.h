@@ -1,0 +1,145 @@
+// Local decisions: the agent watches its own metric samples and raises alerts without
+// asking anyone (docs/agent.md, "Local decisions"), so a node that has lost its uplink
+// still notices a full disk or a runaway process and says so as soon as it can.
+//
+// Every sample is evaluated in two ways:
+//   - threshold rules on the core gauges cpu, mem, disk (%) and temp (degC): a warning
+//     and a critical level each, 0 = off (config keys alerts.*);
+//   - a streaming z-score per gauge (the core gauges, load1, and every extra gauge such
+//     as "sensor.<sensor>.<name>", except the agent's own "agent.*" bookkeeping, which
+//     steps by design): how many standard deviations a value is from the gauge's
+//     running mean. The running mean and variance are Welford's for the first `window`
+//     samples and an exponentially weighted average with weight 1/window after that,
+//     so the baseline follows slow drift but not a spike. A value is judged against the
+//     baseline before it is added. Nothing is judged before `min_samples` values.
+//     The detector's parameters come from config (anomaly.*) or, when one is in force,
+//     from a retained Model of kind "zscore" on the node's down model topic.
+//
+// Alerts are raised when a condition starts, not on every sample: a condition that goes
+// on is raised again at most once per `repeat` (by the samples' own timestamps, so a
+// replayed day behaves like a live one), and at once if it escalates from warning to
+// critical. A threshold condition ends only when the value falls 5% below its warning
+// level (hysteresis: a value wobbling around the level does not raise a storm), and its
+// end is reported with an info alert ("recovered"). An anomaly has no end to report:
+// the baseline moves towards the new level, and the condition simply stops; and since
+// noisy gauges have many short excursions, a gauge's anomalies are raised at most once
+// per `repeat` however often they start.
+//
+// Each warning or critical alert comes with a DecisionRecord (what the agent saw, what
+// it did, how sure it is, and whether it was offline), which the cloud may judge with
+// a verdict. The caller fills in stream positions and ids (Agent::add_sample).
+//
+// Pure logic, no I/O, no clock of its own; used on the agent's loop thread only. After
+// the gauges have been seen once, evaluating a sample that raises nothing allocates
+// nothing.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nova/schemas/messages.h"
+
+namespace nova::agent {
+
+// A gauge's two levels; 0 = that level is off. A value at or above a level is beyond it.
+struct ThresholdRule {
+  double warning = 0;
+  double critical = 0;
+  friend bool operator==(const ThresholdRule&, const ThresholdRule&) = default;
+};
+
+struct ZScoreParams {
+  double threshold = 4;           // |z| at or above this is an anomaly; 0 = detector off
+  std::uint32_t min_samples = 60;  // values seen before any is judged (>= 2)
+  std::uint32_t window = 600;      // memory of the baseline, in samples (>= 1)
+  friend bool operator==(const ZScoreParams&, const ZScoreParams&) = default;
+};
+
+struct DecisionOptions {
+  ThresholdRule cpu{90, 97};   // cpu_pct
+  ThresholdRule mem{90, 97};   // mem_pct
+  ThresholdRule disk{90, 97};  // disk_pct
+  ThresholdRule temp{80, 95};  // temp_c (when the sample has one)
+  std::chrono::seconds repeat{300};  // a lasting condition is raised again after this
+  ZScoreParams zscore;
+  friend bool operator==(const DecisionOptions&, const DecisionOptions&) = default;
+};
+
+// One alert raised, and the decision behind it (none for a recovery).
+struct Firing {
+  schemas::Alert alert;                           // position and alert_id left empty
+  std::optional<schemas::DecisionRecord> record;  // position and decision_id left empty
+};
+
+class DecisionEngine {
+ public:
+  // The most gauges tracked; beyond it, new extra gauges are not watched (a sample holds
+  // at most 256 extras, but sensors come and go).
+  static constexpr std::size_t kMaxGauges = 512;
+
+  explicit DecisionEngine(DecisionOptions options = {});
+
+  // New options from config (hot). Conditions in progress and baselines are kept. A
+  // model in force keeps overriding the z-score parameters.
+  void set_options(const DecisionOptions& options);
+  // A model pushed down. Kind "zscore" with params "threshold" (>= 0; 0 = off),
+  // "min_samples" (>= 2) and "window" (>= 1), each optional (absent: the config's), is
+  // applied and stays in force until cleared or replaced. Any other kind, or a param it
+  // does not know or cannot take, is refused whole with the reason; the parameters in
+  // force stay.
+  std::optional<std::string> apply_model(const schemas::Model& model);
+  // The retained model was removed: config's parameters apply again.
+  void clear_model();
+  // The z-score parameters in force (config's, or the model's).
+  const ZScoreParams& zscore() const { return zscore_; }
+  const std::optional<std::string>& model_id() const { return model_id_; }
+
+  // Evaluates one sample; appends what it raises to `out` (which the caller clears and
+  // reuses). `offline`: the uplink is down now, recorded in each decision.
+  void evaluate(const schemas::MetricSample& sample, bool offline, std::vector<Firing>& out);
+
+ private:
+  enum class Level : std::uint8_t { none, warning, critical };
+  struct Condition {
+    Level level = Level::none;
+    schemas::Timestamp last_raised = 0;
+  };
+  struct Baseline {
+    std::uint64_t n = 0;
+    double mean = 0;
+    double var = 0;  // population variance
+  };
+  struct Gauge {
+    bool watched = true;  // a name that is an id, and not agent.*
+    Baseline baseline;
+    Condition threshold;
+    Condition anomaly;
+  };
+
+  Gauge* gauge(const std::string& name);
+  void check_threshold(const std::string& name, Gauge& g, const ThresholdRule& rule, double value,
+                       schemas::Timestamp ts, bool offline, std::vector<Firing>& out);
+  void check_anomaly(const std::string& name, Gauge& g, double value, schemas::Timestamp ts,
+                     bool offline, std::vector<Firing>& out);
+  bool due(const Condition& c, schemas::Timestamp ts) const;
+
+  // What the model in force sets; each unset one is the config's.
+  struct ModelParams {
+    std::optional<double> threshold;
+    std::optional<std::uint32_t> min_samples;
+    std::optional<std::uint32_t> window;
+  };
+  void update_zscore();
+
+  DecisionOptions options_;
+  std::optional<ModelParams> model_;
+  std::optional<std::string> model_id_;
+  ZScoreParams zscore_;  // options_.zscore, or the model's
+  std::map<std::string, Gauge, std::less<>> gauges_;
+};
+
+}  // namespace nova::agent

@@ -1,0 +1,262 @@
+#include "nova/agent/decisions.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "nova/schemas/topic.h"
+
+namespace nova::agent {
+
+namespace {
+
+// The core gauges by their wire names (messages.h), built once so looking them up does
+// not allocate.
+const std::string kCpu = "cpu";
+const std::string kMem = "mem";
+const std::string kDisk = "disk";
+const std::string kLoad1 = "load1";
+const std::string kTemp = "temp";
+
+// A threshold condition ends below this fraction of its level (hysteresis).
+constexpr double kClearFraction = 0.95;
+
+// The spread below which a gauge is taken as "steady": 1% of its mean, at least 0.001.
+// A gauge that has never moved (a constant disk %, a sensor that reports the same
+// reading) would otherwise call its first change by one quantisation step an anomaly
+// of infinite z.
+double spread_floor(double mean) { return std::max(1e-3, 0.01 * std::abs(mean)); }
+
+std::string number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+const char* severity_name(schemas::Severity s) {
+  switch (s) {
+    case schemas::Severity::info: return "info";
+    case schemas::Severity::warning: return "warning";
+    case schemas::Severity::critical: return "critical";
+  }
+  return "";
+}
+
+}  // namespace
+
+DecisionEngine::DecisionEngine(DecisionOptions options) : options_(std::move(options)) { update_zscore(); }
+
+void DecisionEngine::set_options(const DecisionOptions& options) {
+  options_ = options;
+  update_zscore();
+}
+
+void DecisionEngine::update_zscore() {
+  zscore_ = options_.zscore;
+  if (!model_) return;
+  if (model_->threshold) zscore_.threshold = *model_->threshold;
+  if (model_->min_samples) zscore_.min_samples = *model_->min_samples;
+  if (model_->window) zscore_.window = *model_->window;
+}
+
+std::optional<std::string> DecisionEngine::apply_model(const schemas::Model& model) {
+  if (model.kind != "zscore") {
+    return "model kind '" + model.kind + "' is not supported (this agent runs kind 'zscore')";
+  }
+  ModelParams p;
+  // Counts are whole numbers in a range; a fraction or a huge value is a mistake upstream,
+  // not something to round.
+  auto count = [](double v, double min) -> std::optional<std::uint32_t> {
+    if (!(v >= min) || v > 1e6 || v != std::floor(v)) return std::nullopt;
+    return static_cast<std::uint32_t>(v);
+  };
+  for (const auto& [name, value] : model.params) {
+    if (name == "threshold") {
+      if (!(value >= 0) || !std::isfinite(value)) return "model param threshold: must be >= 0 (0 = off)";
+      p.threshold = value;
+    } else if (name == "min_samples") {
+      p.min_samples = count(value, 2);
+      if (!p.min_samples) return "model param min_samples: must be a whole number 2..1000000";
+    } else if (name == "window") {
+      p.window = count(value, 1);
+      if (!p.window) return "model param window: must be a whole number 1..1000000";
+    } else {
+      return "model param '" + name + "' is not one of threshold, min_samples, window";
+    }
+  }
+  model_ = p;
+  model_id_ = model.model_id;
+  update_zscore();
+  return std::nullopt;
+}
+
+void DecisionEngine::clear_model() {
+  model_.reset();
+  model_id_.reset();
+  update_zscore();
+}
+
+DecisionEngine::Gauge* DecisionEngine::gauge(const std::string& name) {
+  if (auto it = gauges_.find(name); it != gauges_.end()) return &it->second;
+  if (gauges_.size() >= kMaxGauges) return nullptr;
+  Gauge g;
+  // Alerts and decision inputs name the gauge, and both need an id. The agent's own
+  // outbox gauges step with every batch: they are its bookkeeping, not the host's state.
+  g.watched = topics::Id::valid(name) && !name.starts_with("agent.");
+  return &gauges_.emplace(name, g).first->second;
+}
+
+bool DecisionEngine::due(const Condition& c, schemas::Timestamp ts) const {
+  const auto repeat_ms = static_cast<schemas::Timestamp>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(options_.repeat).count());
+  // A clock that went back (a replay, a corrected RTC) must not silence a condition for
+  // the length of the jump.
+  return ts < c.last_raised || ts - c.last_raised >= repeat_ms;
+}
+
+void DecisionEngine::evaluate(const schemas::MetricSample& s, bool offline, std::vector<Firing>& out) {
+  struct Core {
+    const std::string& name;
+    double value;
+    const ThresholdRule* rule;
+  };
+  const Core core[] = {
+      {kCpu, s.cpu_pct, &options_.cpu},
+      {kMem, s.mem_pct, &options_.mem},
+      {kDisk, s.disk_pct, &options_.disk},
+      {kLoad1, s.load1, nullptr},
+  };
+  for (const Core& c : core) {
+    if (!std::isfinite(c.value)) continue;
+    Gauge* g = gauge(c.name);
+    if (g == nullptr) continue;
+    if (c.rule != nullptr) check_threshold(c.name, *g, *c.rule, c.value, s.ts, offline, out);
+    check_anomaly(c.name, *g, c.value, s.ts, offline, out);
+  }
+  if (s.temp_c && std::isfinite(*s.temp_c)) {
+    if (Gauge* g = gauge(kTemp)) {
+      check_threshold(kTemp, *g, options_.temp, *s.temp_c, s.ts, offline, out);
+      check_anomaly(kTemp, *g, *s.temp_c, s.ts, offline, out);
+    }
+  }
+  for (const auto& [name, value] : s.extra) {
+    if (!std::isfinite(value)) continue;
+    Gauge* g = gauge(name);
+    if (g == nullptr || !g->watched) continue;
+    check_anomaly(name, *g, value, s.ts, offline, out);
+  }
+}
+
+void DecisionEngine::check_threshold(const std::string& name, Gauge& g, const ThresholdRule& rule, double value,
+                                     schemas::Timestamp ts, bool offline, std::vector<Firing>& out) {
+  Condition& c = g.threshold;
+  const double lowest = rule.warning > 0 ? rule.warning : rule.critical;
+  if (lowest <= 0) {  // both levels off (perhaps just now, by a reload): nothing to watch
+    c = {};
+    return;
+  }
+  Level now = Level::none;
+  if (rule.critical > 0 && value >= rule.critical) {
+    now = Level::critical;
+  } else if (rule.warning > 0 && value >= rule.warning) {
+    now = Level::warning;
+  }
+  // Hysteresis: once raised, a level holds until the value is clearly below it.
+  if (now < c.level) {
+    const double level_value = c.level == Level::critical ? rule.critical : rule.warning;
+    if (value >= kClearFraction * level_value) now = c.level;
+  }
+  const auto raise = [&](Level level) {
+    const bool critical = level == Level::critical;
+    const double at = critical ? rule.critical : rule.warning;
+    Firing f;
+    f.alert.ts = ts;
+    f.alert.severity = critical ? schemas::Severity::critical : schemas::Severity::warning;
+    f.alert.metric = name;
+    f.alert.observed = value;
+    f.alert.threshold = at;
+    f.alert.message = name + " " + number(value) + " is at or above its " +
+                      severity_name(f.alert.severity) + " level " + number(at);
+    schemas::DecisionRecord d;
+    d.ts = ts;
+    d.kind = "threshold_alert";
+    d.inputs = {{name, value}, {"threshold", at}};
+    d.action = "alerted";
+    d.confidence = 1;  // a configured rule, applied exactly
+    d.offline = offline;
+    f.record = std::move(d);
+    out.push_back(std::move(f));
+    c.last_raised = ts;
+  };
+  if (now == Level::none) {
+    if (c.level != Level::none) {
+      Firing f;
+      f.alert.ts = ts;
+      f.alert.severity = schemas::Severity::info;
+      f.alert.metric = name;
+      f.alert.observed = value;
+      f.alert.threshold = lowest;
+      f.alert.message = name + " " + number(value) + " recovered below " + number(kClearFraction * lowest);
+      out.push_back(std::move(f));
+    }
+    c = {};
+    return;
+  }
+  // A new or escalated condition is raised at once; one that lasts, once per repeat.
+  if (now > c.level || due(c, ts)) raise(now);
+  c.level = now;
+}
+
+void DecisionEngine::check_anomaly(const std::string& name, Gauge& g, double value, schemas::Timestamp ts,
+                                   bool offline, std::vector<Firing>& out) {
+  Baseline& b = g.baseline;
+  const ZScoreParams& p = zscore_;
+  if (p.threshold > 0 && b.n >= p.min_samples) {
+    // Judged against the baseline before this value joins it, or a spike would widen
+    // the very spread it is measured by.
+    const double sd = std::max(std::sqrt(b.var), spread_floor(b.mean));
+    const double z = (value - b.mean) / sd;
+    if (std::abs(z) >= p.threshold) {
+      // At most once per repeat per gauge, even when spikes come and go in between: a
+      // noisy gauge (disk bytes/s, a busy core) has many short excursions, and each
+      // would otherwise be a new condition.
+      if (g.anomaly.last_raised == 0 || due(g.anomaly, ts)) {
+        const double bound = b.mean + std::copysign(p.threshold * sd, z);
+        Firing f;
+        f.alert.ts = ts;
+        f.alert.severity = schemas::Severity::warning;
+        f.alert.metric = name;
+        f.alert.observed = value;
+        f.alert.threshold = bound;
+        f.alert.message = name + " " + number(value) + " is " + number(std::abs(z)) +
+                          " standard deviations " + (z > 0 ? "above" : "below") + " its mean " +
+                          number(b.mean) + " (anomaly at " + number(p.threshold) + ")";
+        schemas::DecisionRecord d;
+        d.ts = ts;
+        d.kind = "anomaly_alert";
+        d.inputs = {{name, value}, {"mean", b.mean}, {"stddev", sd}, {"zscore", z}, {"zscore_threshold", p.threshold}};
+        d.action = "alerted";
+        // Chebyshev: whatever the distribution, |z| >= k has probability at most 1/k^2,
+        // so 1 - 1/z^2 is a lower bound on "this is not chance".
+        d.confidence = std::clamp(1.0 - 1.0 / (z * z), 0.0, 1.0);
+        d.offline = offline;
+        f.record = std::move(d);
+        out.push_back(std::move(f));
+        g.anomaly.last_raised = ts;
+      }
+      g.anomaly.level = Level::warning;
+    } else {
+      g.anomaly.level = Level::none;  // last_raised stays: it paces the next one
+    }
+  }
+  // Welford for the first `window` values, then an exponentially weighted mean and
+  // variance with weight 1/window: one update formula for both (alpha = 1/min(n, window)).
+  ++b.n;
+  const double alpha = 1.0 / static_cast<double>(std::min<std::uint64_t>(b.n, std::max<std::uint32_t>(p.window, 1)));
+  const double diff = value - b.mean;
+  const double step = alpha * diff;
+  b.mean += step;
+  b.var = (1 - alpha) * (b.var + diff * step);
+}
+
+}  // namespace nova::agent
