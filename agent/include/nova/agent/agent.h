@@ -6,10 +6,12 @@
 //   sample -> batch (qdelta: quantized, delta-encoded CBOR, zstd) -> Outbox::append (synced) -> publish QoS 1 upward
 //   -> cloud stores durably -> Ack{stream: watermark} downward -> Outbox::ack
 // Every record stays in the outbox until an ack covers it. A publish that a broker
-// acknowledged but then lost in a crash is sent again: when acks stop advancing for
-// resend_after while records are outstanding (counted from the first unacknowledged
-// send, or from the last ack progress if later), the drain goes back to the last
-// acknowledged seq (go-back-N); the cloud deduplicates on (node, stream, seq).
+// acknowledged but then lost in a crash is sent again: when a stream's acks stop
+// advancing for resend_after while that stream has records outstanding (counted from its
+// first unacknowledged send, or from its last ack progress if later), the drain goes
+// back to that stream's acknowledged seq (go-back-N); the cloud deduplicates on
+// (node, stream, seq). Each stream has its own stall timer and back-off: acks of the
+// alerts stream say nothing about a metrics batch lost after its PUBACK.
 //
 // Liveness: on every connect the agent publishes a retained "online" NodeState with a
 // new bdseq; the same topic carries its last will ("dead", same bdseq) and, on a clean
@@ -50,9 +52,10 @@ struct DrainOptions {
   double burst = 100;        // bucket size
   std::chrono::milliseconds jitter{2000};   // random delay before draining after connect
   std::size_t max_in_flight = 64;           // publishes awaiting PUBACK
-  // Go back to the ack watermark after this long without ack progress; the wait doubles
-  // after each resend that brings no progress (up to 16x), so a cloud that is down for
-  // hours does not make the agent resend its whole backlog every 30 s.
+  // Go back to a stream's ack watermark after this long without ack progress on that
+  // stream; its wait doubles after each resend that brings no progress (up to 16x), so a
+  // cloud that is down for hours does not make the agent resend its whole backlog every
+  // 30 s.
   std::chrono::seconds resend_after{30};
 };
 
@@ -108,7 +111,7 @@ struct AgentCounters {
   std::uint64_t samples = 0;
   std::uint64_t batches = 0;
   std::uint64_t published = 0;      // publishes acknowledged by the broker
-  std::uint64_t resends = 0;        // go-back-N restarts
+  std::uint64_t resends = 0;        // go-back-N restarts (of one stream each)
   std::uint64_t acks = 0;           // valid end-to-end acks applied
   std::uint64_t bad_messages = 0;   // malformed or misaddressed downward messages
   std::uint64_t connects = 0;
@@ -174,6 +177,9 @@ class Agent {
   bool append_record(const char* stream, Priority priority, T& record);
   void apply_pending_tuning();
   void update_backlog();
+  void on_ack(const std::string& topic, const std::string& payload);
+  // Go-back-N for each stream whose acks stalled (drain()).
+  void resend_stalled(Clock::time_point now, const std::map<std::string, StreamStats>& stats);
   void bad_input(const std::string& topic, const std::string& reason);
   HostState host_state() const;
   void drain(Clock::time_point now);
@@ -192,14 +198,18 @@ class Agent {
   std::vector<Firing> firings_;  // reused for each sample's decisions
   std::vector<schemas::MetricSample> open_batch_;
   std::uint64_t bdseq_ = 0;
-  std::map<std::string, std::uint64_t> sent_;  // per stream: highest seq published this epoch
+  // Per upward stream: how far this session has sent, and its go-back-N stall timer.
+  struct StreamProgress {
+    std::uint64_t sent = 0;  // highest seq published this epoch
+    // When the oldest record still outstanding was sent, counted from the stream's last
+    // ack progress (an ack that advanced while records remain outstanding restarts it).
+    // Empty while nothing is outstanding, so a session's first send is not already
+    // "stalled" because the session is older than resend_after.
+    std::optional<Clock::time_point> stall_since;
+    Clock::duration resend_interval{};  // current go-back-N wait, backed off
+  };
+  std::map<std::string, StreamProgress> streams_;
   Clock::time_point drain_after_{};
-  // Go-back-N stall timer: when the oldest record still outstanding was sent, counted
-  // from the last ack progress (an ack that advanced while records remain outstanding
-  // restarts it). Empty while nothing is outstanding, so a session's first send is not
-  // already "stalled" because the session is older than resend_after.
-  std::optional<Clock::time_point> stall_since_;
-  Clock::duration resend_interval_{};  // current go-back-N wait, backed off
   Clock::time_point reconnect_at_{};
   std::chrono::milliseconds backoff_{0};
   double tokens_ = 0;
