@@ -147,6 +147,7 @@ std::string Agent::birth_payload(schemas::NodeStatus status) const {
   s.bdseq = bdseq_;
   s.ts = wall_ms();
   if (status != schemas::NodeStatus::online) s.description.reset();
+  if (status == schemas::NodeStatus::online) s.refused.assign(refused_.begin(), refused_.end());
   const schemas::Bytes b = schemas::encode_cbor(s);
   return std::string(b.begin(), b.end());
 }
@@ -334,7 +335,12 @@ void Agent::on_connected(Clock::time_point now) {
   }
   filters.push_back(topics::sensor_all(node));  // local sensors' readings (sensors.h)
   uplink_->subscribe(filters);
-  uplink_->publish(topics::up(node, topics::UpKind::state), birth_payload(schemas::NodeStatus::online), true);
+  // The birth follows the SUBACK (on_subscribed), so it can say whether the node is ready.
+  birth_pending_ = true;
+  refused_.clear();
+  resubscribe_at_ = Clock::time_point::max();
+  resubscribe_backoff_ = 0ms;
+  update_counters([](AgentCounters& c) { c.subscriptions_missing = 0; });
   // Everything not yet acknowledged is sent again: the previous connection may have
   // died with publishes in flight. The cloud deduplicates.
   // Nothing is sent in this session yet: no stall timer runs.
@@ -354,6 +360,42 @@ void Agent::on_disconnected(Clock::time_point now, const std::string& reason) {
   backoff_ = std::clamp(backoff_ * 2, options_.reconnect_min, options_.reconnect_max);
   const auto delay = std::uniform_int_distribution<long>(options_.reconnect_min.count(), backoff_.count())(rng_);
   reconnect_at_ = now + std::chrono::milliseconds(delay);
+}
+
+void Agent::on_subscribed(Clock::time_point now, const UplinkEvent& e) {
+  if (!session_up_) return;  // a subscribe of a connection already lost
+  const std::set<std::string> before = refused_;
+  std::uint64_t refusals = 0;
+  for (const SubscriptionGrant& g : e.grants) {
+    if (g.qos >= 1 && g.qos != SubscriptionGrant::kRefused) {
+      refused_.erase(g.filter);
+      continue;
+    }
+    ++refusals;
+    refused_.insert(g.filter);
+    if (options_.log) {
+      options_.log("warning", "subscription_refused",
+                   "filter=" + g.filter + " granted=" + (g.qos == SubscriptionGrant::kRefused ? "0x80" : std::to_string(g.qos)) +
+                       (e.payload.empty() ? "" : " reason=\"" + e.payload + "\""));
+    }
+  }
+  update_counters([&](AgentCounters& c) {
+    c.subscriptions_refused += refusals;
+    c.subscriptions_missing = refused_.size();
+  });
+  if (refused_.empty()) {
+    resubscribe_backoff_ = 0ms;
+    resubscribe_at_ = Clock::time_point::max();
+    if (!before.empty() && options_.log) options_.log("info", "subscriptions_ready", "");
+  } else {
+    resubscribe_backoff_ = std::clamp(resubscribe_backoff_ * 2, options_.reconnect_min, options_.reconnect_max);
+    resubscribe_at_ = now + resubscribe_backoff_;
+  }
+  if (birth_pending_ || refused_ != before) {
+    birth_pending_ = false;
+    uplink_->publish(topics::up(id(options_.birth.node), topics::UpKind::state),
+                     birth_payload(schemas::NodeStatus::online), true);
+  }
 }
 
 void Agent::bad_input(const std::string& topic, const std::string& reason) {
@@ -539,6 +581,10 @@ void Agent::run() {
       uplink_->set_will_payload(birth_payload(schemas::NodeStatus::dead));
       uplink_->connect();
     }
+    if (session_up_ && now >= resubscribe_at_) {
+      resubscribe_at_ = Clock::time_point::max();  // set again by the answer
+      uplink_->subscribe(std::vector<std::string>(refused_.begin(), refused_.end()));
+    }
     if (options_.tasks != nullptr) options_.tasks->poll(wall_ms(), host_state());
     drain(now);
 
@@ -546,6 +592,7 @@ void Agent::run() {
     auto deadline = now + 1s;
     if (source_ != nullptr) deadline = std::min(deadline, next_sample);
     deadline = std::min(deadline, reconnect_at_);
+    if (session_up_) deadline = std::min(deadline, resubscribe_at_);
     if (session_up_ && tokens_ < 1) {
       deadline = std::min(deadline, now + std::chrono::milliseconds(
                                               static_cast<long>(1000.0 / options_.drain.rate_per_s) + 1));
@@ -562,6 +609,7 @@ void Agent::run() {
         case UplinkEvent::Kind::connect_failed:
         case UplinkEvent::Kind::connection_lost: on_disconnected(Clock::now(), e.payload); break;
         case UplinkEvent::Kind::message: on_message(e.topic, e.payload); break;
+        case UplinkEvent::Kind::subscribed: on_subscribed(Clock::now(), e); break;
         case UplinkEvent::Kind::delivered: break;
       }
     }

@@ -13,9 +13,16 @@
 // (node, stream, seq). Each stream has its own stall timer and back-off: acks of the
 // alerts stream say nothing about a metrics batch lost after its PUBACK.
 //
-// Liveness: on every connect the agent publishes a retained "online" NodeState with a
-// new bdseq; the same topic carries its last will ("dead", same bdseq) and, on a clean
-// shutdown, an "offline" record.
+// Liveness: on every connect the agent subscribes, and once the broker has answered
+// (SUBACK) publishes a retained "online" NodeState with a new bdseq; the same topic
+// carries its last will ("dead", same bdseq) and, on a clean shutdown, an "offline"
+// record.
+//
+// Readiness: every grant of the SUBACK is checked. A filter the broker refuses (0x80, or
+// a QoS below 1) is logged (event=subscription_refused), counted, listed in the birth's
+// "refused" (the node is up but not fully ready), and subscribed again after a back-off
+// between reconnect_min and reconnect_max; when every filter is granted the birth is
+// published again without it. A reconnect starts over with every filter.
 //
 // After a reconnect the drain starts after a random delay in [0, jitter] and then
 // spends tokens from a bucket (rate, burst): a thousand agents reconnecting together do
@@ -33,6 +40,7 @@
 #include <optional>
 #include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -125,6 +133,8 @@ struct AgentCounters {
   std::uint64_t alerts = 0;           // alerts stored (warning, critical and recoveries)
   std::uint64_t decisions = 0;        // decision records stored
   std::uint64_t models_applied = 0;   // models put in force (a refused one is a bad message)
+  std::uint64_t subscriptions_refused = 0;  // filters refused by a SUBACK, each time
+  std::uint64_t subscriptions_missing = 0;  // gauge: filters refused now (0: ready)
 };
 
 class Agent {
@@ -167,6 +177,7 @@ class Agent {
 
   void on_connected(Clock::time_point now);
   void on_disconnected(Clock::time_point now, const std::string& reason);
+  void on_subscribed(Clock::time_point now, const UplinkEvent& e);
   void on_message(const std::string& topic, const std::string& payload);
   void on_sensor_reading(const topics::SensorTopic& topic, const std::string& payload);
   void on_task(const std::string& topic, const std::string& payload);
@@ -211,6 +222,12 @@ class Agent {
   std::map<std::string, StreamProgress> streams_;
   Clock::time_point drain_after_{};
   Clock::time_point reconnect_at_{};
+  // This session's subscriptions: the birth waits for the first SUBACK; refused filters
+  // are retried at resubscribe_at_.
+  bool birth_pending_ = false;
+  std::set<std::string> refused_;
+  Clock::time_point resubscribe_at_ = Clock::time_point::max();
+  std::chrono::milliseconds resubscribe_backoff_{0};
   std::chrono::milliseconds backoff_{0};
   double tokens_ = 0;
   Clock::time_point last_refill_{};
