@@ -451,7 +451,7 @@ std::optional<std::string> check_string(Check check, const std::string& s) {
         if (scheme == "ssl" || scheme == "mqtts" || scheme == "wss") {
           return "TLS (" + std::string(scheme) +
                  "://) is not supported: the agent connects to its site broker in plain MQTT "
-                 "(tcp://, mqtt:// or ws://); TLS runs on the bridges";
+                 "(tcp://, mqtt:// or ws://)";
         }
       }
       if (sep == std::string::npos ||

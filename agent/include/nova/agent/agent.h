@@ -151,7 +151,9 @@ class Agent {
 
   // Runs the loop until stop(). Samples only when a SampleSource was given.
   void run();
-  // Thread-safe and async-signal-safe to request; run() then flushes the open batch,
+  // Thread-safe, but not async-signal-safe (waking the loop takes the uplink's mutex):
+  // call it from a thread, never from a signal handler; nova-agent calls it from the
+  // thread that reads its signals through a signalfd. run() then flushes the open batch,
   // publishes "offline", disconnects and returns.
   void stop();
   // Thread-safe: the loop applies the new tuning at its next iteration, without
