@@ -17,7 +17,6 @@ Exit status 0 when every case passed.
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import sys
