@@ -13,6 +13,8 @@ packages=(
   libleveldb-dev libsnappy-dev libzstd-dev libssl-dev libcpp-httplib-dev
   # tests and benchmarks
   catch2 libbenchmark-dev mosquitto mosquitto-clients python3 python3-cbor2
+  # tests/hostile: an MQTT client independent of the project's own code
+  python3-paho-mqtt
   openssl procps
   # bench/agent_vs_collectd.sh: the peer nova-agent is measured against (its mqtt plugin
   # needs libmosquitto1, which collectd-core only suggests); zstd decodes a batch
