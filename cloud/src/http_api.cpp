@@ -31,9 +31,11 @@ json to_json(const T& message) {
   return json::parse(encode_json(message));
 }
 
+// Strings from a request (a path, a query) may hold invalid UTF-8, which nlohmann's
+// dump() throws on: replaced by U+FFFD, the reply stays valid JSON with its status.
 void reply(httplib::Response& res, int status, const json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 
 void error(httplib::Response& res, int status, const std::string& message) { reply(res, status, {{"error", message}}); }
@@ -354,6 +356,7 @@ void HttpRoutes::handle(httplib::Request& req, httplib::Response& res) const {
     break;
   }
   if (!routed) res.status = 404;
+  if (res.status == -1) res.status = 200;  // as httplib: a handler that set no status
   if (res.status >= 400) error_handler(req, res);
 }
 

@@ -674,7 +674,8 @@ void Workloads::set_instances(std::set<std::string> instances, Timestamp now) {
   const auto views = impl_->nodes();
   for (auto& [id, w] : impl_->workloads) {
     if (w.phase != Phase::running || !w.placement || !impl_->owns(id)) continue;
-    const auto node = std::find_if(views.begin(), views.end(), [&](const NodeView& n) { return n.id == w.placement->node; });
+    const std::string& placed_on = w.placement->node;  // clang 14 cannot capture a structured binding
+    const auto node = std::find_if(views.begin(), views.end(), [&](const NodeView& n) { return n.id == placed_on; });
     if (node != views.end() && node->liveness == Liveness::alive) continue;
     ++impl_->counters.failovers;
     impl_->place(w, now, "failover after adoption: node " + w.placement->node + " not alive", now, {w.placement->node});

@@ -51,7 +51,7 @@ class HttpRoutes {
   ~HttpRoutes();
   // What the server does with a parsed request: the first route whose method matches and
   // whose pattern matches the whole path (req.matches is set, as httplib does), else 404;
-  // then the error handler fills the body of an error left without one. A handler's
+  // 200 when the handler set no status; then the error handler fills the body of an error left without one. A handler's
   // exception propagates (the server answers 500; a fuzzer reports a crash).
   void handle(httplib::Request& req, httplib::Response& res) const;
   void install(httplib::Server& server) const;
