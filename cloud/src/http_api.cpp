@@ -174,9 +174,14 @@ std::optional<std::uint64_t> uint_param(const httplib::Request& req, const char*
 }
 
 
-void error_handler(const httplib::Request&, httplib::Response& res) {
-  if (res.body.empty()) {
-    error(res, res.status, res.status == 404 ? std::string("no such resource") : "request failed (HTTP " + std::to_string(res.status) + ")");
+// Fills the body of an error the router or httplib itself produced (no route, a body
+// over the limit, a malformed request), so every error reply is {"error": "..."}.
+void error_handler(const httplib::Request&, httplib::Response& res, std::size_t max_body_bytes) {
+  if (!res.body.empty()) return;
+  switch (res.status) {
+    case 404: return error(res, 404, "no such resource");
+    case 413: return error(res, 413, "body: larger than " + std::to_string(max_body_bytes) + " bytes");
+    default: return error(res, res.status, "request failed (HTTP " + std::to_string(res.status) + ")");
   }
 }
 
@@ -340,10 +345,12 @@ void add_routes(Router& s, CloudService& service, const HttpOptions& options) {
 
 struct HttpRoutes::Table {
   Router router;
+  std::size_t max_body_bytes = 0;
 };
 
 HttpRoutes::HttpRoutes(CloudService& service, const HttpOptions& options) : table_(std::make_unique<Table>()) {
   add_routes(table_->router, service, options);
+  table_->max_body_bytes = options.max_body_bytes;
 }
 HttpRoutes::~HttpRoutes() = default;
 
@@ -357,7 +364,7 @@ void HttpRoutes::handle(httplib::Request& req, httplib::Response& res) const {
   }
   if (!routed) res.status = 404;
   if (res.status == -1) res.status = 200;  // as httplib: a handler that set no status
-  if (res.status >= 400) error_handler(req, res);
+  if (res.status >= 400) error_handler(req, res, table_->max_body_bytes);
 }
 
 void HttpRoutes::install(httplib::Server& server) const {
@@ -366,7 +373,9 @@ void HttpRoutes::install(httplib::Server& server) const {
     if (route.method == "POST") server.Post(route.pattern, route.handler);
     if (route.method == "DELETE") server.Delete(route.pattern, route.handler);
   }
-  server.set_error_handler(error_handler);
+  server.set_error_handler([max = table_->max_body_bytes](const httplib::Request& req, httplib::Response& res) {
+    error_handler(req, res, max);
+  });
   server.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
     error(res, 500, "internal error");
   });
