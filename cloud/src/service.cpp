@@ -529,6 +529,11 @@ Result<std::unique_ptr<CloudService>> CloudService::prepare(CloudOptions options
       if (r.kind == topics::to_string(kind)) s->workloads_->restore(kind, r.id, r.payload);
     }
   }
+  // A run that ended before the restart stays ended: its result is in this store.
+  for (const WorkloadState& w : s->workloads_->list()) {
+    if (w.phase != Phase::running || !w.placement) continue;
+    if (auto r = s->store_->result(w.placement->node, w.task_id)) s->workloads_->restore_result(*r);
+  }
   if (!kept.empty()) s->impl_->log("info", "cloud_records_restored", "count=" + std::to_string(kept.size()));
   return s;
 }

@@ -565,6 +565,17 @@ void Workloads::restore(topics::CloudKind kind, const std::string& id, const std
   impl_->restoring = false;
 }
 
+void Workloads::restore_result(const TaskResult& result) {
+  if (result.status == TaskStatus::refused) return;  // it is placed again, once connected
+  std::lock_guard lock(impl_->mutex);
+  auto t = impl_->workload_of_task.find(result.task_id);
+  if (t == impl_->workload_of_task.end()) return;
+  auto it = impl_->workloads.find(t->second);
+  if (it == impl_->workloads.end() || it->second.task_id != result.task_id || it->second.phase != Phase::running) return;
+  it->second.phase = result.status == TaskStatus::ok ? Phase::succeeded : Phase::failed;
+  it->second.result = result;
+}
+
 std::size_t Workloads::republish_owned() {
   std::lock_guard lock(impl_->mutex);
   std::size_t published = 0;

@@ -107,9 +107,20 @@ TEST_CASE("a broker that lost its retained store gets the cloud's records back f
 
   publish(broker.uri(), "nova/v1/up/gw-1/state", schemas::encode_cbor(birth("gw-1")), true);
   REQUIRE(poll([&] { return cloud.get_json("/api/v1/nodes").size() == 1; }, 10s));
-  auto submitted = cloud.post("/api/v1/workloads", workload_spec("keep-me").dump());
-  REQUIRE(submitted);
-  REQUIRE(submitted->status == 201);
+  for (const char* id : {"keep-me", "done-1"}) {
+    auto submitted = cloud.post("/api/v1/workloads", workload_spec(id).dump());
+    REQUIRE(submitted);
+    REQUIRE(submitted->status == 201);
+  }
+  // done-1's run ends before the restarts: it must stay ended, not become running again.
+  schemas::TaskResult result;
+  result.position = {"gw-1", "results", 1, std::nullopt};
+  result.task_id = "done-1.r1";
+  result.status = schemas::TaskStatus::ok;
+  result.exit_code = 0;
+  result.finished_ts = 1;
+  publish(broker.uri(), "nova/v1/up/gw-1/result", schemas::encode_cbor(result), false);
+  REQUIRE(poll([&] { return cloud.get_json("/api/v1/workloads/done-1")["phase"] == "succeeded"; }, 10s));
   const json cluster = {{"v", 1}, {"cluster_id", "ops-eu"}, {"name", "operators' eu"}, {"role", "secondary"},
                         {"root_site", "cloud/eu"}, {"caps", json::array()}, {"policies", json::object()}};
   auto registered = cloud.post("/api/v1/clusters", cluster.dump());
@@ -147,11 +158,10 @@ TEST_CASE("a broker that lost its retained store gets the cloud's records back f
   CHECK(p_after->revision == p_before->revision);
   CHECK(p_after->node == "gw-1");
 
-  const json listed = cloud.get_json("/api/v1/workloads");
-  REQUIRE(listed.size() == 1);
-  CHECK(listed[0]["workload_id"] == "keep-me");
-  CHECK(listed[0]["phase"] == "running");
-  CHECK(listed[0]["placement"]["node"] == "gw-1");
+  const json listed = cloud.get_json("/api/v1/workloads/keep-me");
+  CHECK(listed["phase"] == "running");
+  CHECK(listed["placement"]["node"] == "gw-1");
+  CHECK(cloud.get_json("/api/v1/workloads/done-1")["phase"] == "succeeded");
   const json clusters = cloud.get_json("/api/v1/clusters");
   bool has_cluster = false;
   for (const auto& c : clusters) has_cluster = has_cluster || c["cluster_id"] == "ops-eu";

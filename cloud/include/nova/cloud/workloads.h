@@ -132,6 +132,9 @@ class Workloads {
   // Loads a record kept by an earlier run, as if it came retained from the broker
   // (nothing is persisted again).
   void restore(topics::CloudKind kind, const std::string& id, const std::string& payload);
+  // A result kept in the store for the current run of a restored workload: an ended run
+  // (ok, failed, timeout, killed) stays ended across a restart. Counts nothing.
+  void restore_result(const schemas::TaskResult& result);
   // Publishes again, retained, every record this instance owns: each workload's spec and
   // placement (an empty record for one deleted meanwhile) and each cluster. Returns how
   // many messages were published.
