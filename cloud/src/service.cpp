@@ -219,26 +219,24 @@ class CloudService::Impl final : public virtual mqtt::callback {
 
   // One turn of the ingest thread: the group, then everything driven by the clock.
   void step(std::vector<Incoming>& group) {
+    process(group);
+    const Timestamp now = now_ms();
+    std::vector<LivenessChange> changes;
     {
-      process(group);
-      const Timestamp now = now_ms();
-      std::vector<LivenessChange> changes;
-      {
-        std::lock_guard lock(mutex_);
-        changes = topology_.check_heartbeats(now);
-        counters_.liveness_changes += changes.size();
-        nodes_cv_.notify_all();
-      }
-      after_liveness(changes);
-      owner_.workloads_->tick(now);
-      if (next_sweep_ == 0) next_sweep_ = now + static_cast<Timestamp>(owner_.options_.sweep_interval.count());
-      if (now >= next_sweep_) {
-        const std::uint64_t deleted = owner_.store_->sweep(now);
-        if (deleted > 0) log("info", "retention_sweep", "deleted=" + std::to_string(deleted));
-        next_sweep_ = now + static_cast<Timestamp>(owner_.options_.sweep_interval.count());
-      }
-      supervise(now);
+      std::lock_guard lock(mutex_);
+      changes = topology_.check_heartbeats(now);
+      counters_.liveness_changes += changes.size();
+      nodes_cv_.notify_all();
     }
+    after_liveness(changes);
+    owner_.workloads_->tick(now);
+    if (next_sweep_ == 0) next_sweep_ = now + static_cast<Timestamp>(owner_.options_.sweep_interval.count());
+    if (now >= next_sweep_) {
+      const std::uint64_t deleted = owner_.store_->sweep(now);
+      if (deleted > 0) log("info", "retention_sweep", "deleted=" + std::to_string(deleted));
+      next_sweep_ = now + static_cast<Timestamp>(owner_.options_.sweep_interval.count());
+    }
+    supervise(now);
   }
 
   void reject(const std::string& reason_class, const std::string& topic, const std::string& detail) {
