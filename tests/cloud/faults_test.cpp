@@ -175,8 +175,12 @@ TEST_CASE("a broker that lost its retained store gets the cloud's records back f
 
 TEST_CASE("a subscription the broker's ACL denies fails readiness, is counted and retried until fixed",
           "[cloud][faults]") {
-  const fs::path dir = fs::temp_directory_path() / ("nova-cloud-acl-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  struct TempDir {  // removed however the test ends
+    fs::path path = fs::temp_directory_path() / ("nova-cloud-acl-" + std::to_string(::getpid()));
+    TempDir() { fs::create_directories(path); }
+    ~TempDir() { fs::remove_all(path); }
+  } temp;
+  const fs::path dir = temp.path;
   const fs::path acl = dir / "acl";
   auto write_acl = [&](bool alerts_readable) {
     std::ofstream out(acl, std::ios::trunc);
@@ -216,5 +220,4 @@ TEST_CASE("a subscription the broker's ACL denies fails readiness, is counted an
     return r && r->status == 200;
   }, 15s));
   CHECK(metric(cloud, "nova_cloud_ready") == 1);
-  fs::remove_all(dir);
 }
