@@ -122,8 +122,8 @@ KeyDef def(std::string_view name, FieldRef (*field)(AgentConfig&), Spec spec, Re
 #define NOVA_KEY(path) #path, [](AgentConfig& c) -> FieldRef { return &c.path; }
 // clang-format on
 
-constexpr std::array<std::string_view, 4> kLogLevels{"debug", "info", "warning", "error"};
-constexpr std::array<std::string_view, 2> kLogFormats{"logfmt", "json"};
+constexpr auto kLogLevels = common::kLogLevelNames;
+constexpr auto kLogFormats = common::kLogFormatNames;
 // In the order of schemas::BatchEncoding.
 constexpr std::array<std::string_view, 3> kBatchEncodings{"plain", "zstd", "qdelta"};
 
