@@ -117,11 +117,7 @@ Agent::Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox>
                              id(options_.birth.node), topics::DownKind::task);
   UplinkOptions u;
   // Tasks are stored durably before Paho acknowledges them to the broker.
-  u.before_ack = [this](const std::string& topic, const std::string& payload) {
-    if (topic == task_topic_ && !inbox_->put(payload) && options_.log) {
-      options_.log("error", "inbox_write_failed", "topic=" + topic);
-    }
-  };
+  u.before_ack = [this](const std::string& topic, const std::string& payload) { hand_over(topic, payload); };
   u.uri = options_.broker_uri;
   u.client_id = options_.birth.node;
   u.keepalive = options_.keepalive;
@@ -131,6 +127,17 @@ Agent::Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox>
 }
 
 Agent::~Agent() = default;
+
+void Agent::hand_over(const std::string& topic, const std::string& payload) {
+  if (topic == task_topic_ && !inbox_->put(payload) && options_.log) {
+    options_.log("error", "inbox_write_failed", "topic=" + topic);
+  }
+}
+
+void Agent::deliver(const std::string& topic, const std::string& payload) {
+  hand_over(topic, payload);
+  guarded(topic, [&] { on_message(topic, payload); });
+}
 
 std::uint64_t Agent::next_bdseq() {
   const std::filesystem::path file = options_.state_dir / "bdseq";
@@ -287,7 +294,9 @@ void Agent::on_task(const std::string& topic, const std::string& payload) {
 
 void Agent::process_inbox() {
   for (const Inbox::Entry& e : inbox_->pending()) {
-    on_task(task_topic_, e.payload);
+    // Removed even when handling throws: a task that cannot be handled must not be
+    // handled again at every start (a crash loop).
+    guarded(task_topic_, [&] { on_task(task_topic_, e.payload); });
     inbox_->remove(e.id);
   }
 }
@@ -361,11 +370,22 @@ void Agent::bad_input(const std::string& topic, const std::string& reason) {
   update_counters([](AgentCounters& c) { ++c.bad_messages; });
   if (options_.log) {
     std::string escaped;
-    for (char ch : reason) {
+    for (char ch : schemas::printable_utf8(reason)) {
       if (ch == '"' || ch == '\\') escaped += '\\';
       escaped += ch;
     }
     options_.log("warning", "bad_message", "topic=" + topic + " error=\"" + escaped + "\"");
+  }
+}
+
+template <class Fn>
+void Agent::guarded(const std::string& topic, Fn handler) {
+  try {
+    handler();
+  } catch (const std::exception& e) {
+    bad_input(topic, std::string("handling failed: ") + e.what());
+  } catch (...) {
+    bad_input(topic, "handling failed: unknown exception");
   }
 }
 
@@ -381,8 +401,26 @@ void Agent::on_sensor_reading(const topics::SensorTopic& t, const std::string& p
                  "sensor=" + t.sensor.str() + " field=\"" + refused->error.field + "\" reason=\"" +
                      refused->error.reason + "\"");
   }
-  // The reply is best effort (QoS 1, not tracked): a sensor that misses it sends again.
-  uplink_->publish(topics::sensor_error(t.node, t.sensor), refused->payload, false);
+  // Every refusal gets its reply (QoS 1), queued until the uplink has room; only a
+  // sensor with 256 replies already waiting loses the newest (sensors.h).
+  if (!sensor_replies_.push(t.sensor.str(), {topics::sensor_error(t.node, t.sensor), std::move(refused->payload)})) {
+    update_counters([](AgentCounters& c) { ++c.sensor_replies_dropped; });
+    if (options_.log) options_.log("warning", "sensor_reply_dropped", "sensor=" + t.sensor.str());
+  }
+  send_sensor_replies();
+}
+
+void Agent::send_sensor_replies() {
+  // Replies share the uplink's in-flight budget with the drain: together they stay
+  // under Paho's buffer of queued publishes.
+  std::uint64_t sent = 0;
+  while (const SensorReplies::Reply* r = sensor_replies_.next()) {
+    if (uplink_->in_flight() >= options_.drain.max_in_flight) break;
+    if (!uplink_->publish(r->topic, r->payload, false)) break;  // not connected: later
+    sensor_replies_.pop();
+    ++sent;
+  }
+  if (sent > 0) update_counters([&](AgentCounters& c) { c.sensor_replies_sent += sent; });
 }
 
 void Agent::on_message(const std::string& topic, const std::string& payload) {
@@ -530,6 +568,7 @@ void Agent::run() {
     }
     if (options_.tasks != nullptr) options_.tasks->poll(wall_ms(), host_state());
     drain(now);
+    send_sensor_replies();
 
     // Sleep until the next thing to do: a sample, a reconnect, tokens, or an event.
     auto deadline = now + 1s;
@@ -550,7 +589,7 @@ void Agent::run() {
         case UplinkEvent::Kind::connected: on_connected(Clock::now()); break;
         case UplinkEvent::Kind::connect_failed:
         case UplinkEvent::Kind::connection_lost: on_disconnected(Clock::now(), e.payload); break;
-        case UplinkEvent::Kind::message: on_message(e.topic, e.payload); break;
+        case UplinkEvent::Kind::message: guarded(e.topic, [&] { on_message(e.topic, e.payload); }); break;
         case UplinkEvent::Kind::delivered: break;
       }
     }
