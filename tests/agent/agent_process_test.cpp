@@ -214,23 +214,31 @@ TEST_CASE("nova-agent survives readings with invalid UTF-8 and answers each with
 }
 
 TEST_CASE("nova-agent answers every one of 200 bad readings sent at once, and a quiet sensor still gets through", "[agent][process][sensors]") {
-  testing::Broker broker;
+  // The readings wait in the agent's session while it is stopped; with no in-flight cap
+  // the broker then hands all of them over at once, so the agent refuses 200 readings
+  // in one go (Paho's client refuses publishes past 100 waiting to be sent).
+  testing::BrokerOptions options;
+  options.extra_config = "max_inflight_messages 0\n";
+  testing::Broker broker(options);
   const fs::path dir = broker.data_dir() / "agent-burst";
   fs::create_directories(dir);
   write_config(dir / "agent.yaml", broker.uri(), dir);
+  {
+    testing::AgentProcess agent(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent-first.log");
+    REQUIRE(agent.wait_log("event=connected", 20s));  // its session now holds the sensor filter
+    REQUIRE(WIFEXITED(agent.signal(SIGTERM)));
+  }
   Collector errors(broker.uri(), "nova/v1/sensor/gw-proc/noisy/error");
   Collector batches(broker.uri(), "nova/v1/up/gw-proc/metrics");
-  testing::AgentProcess agent(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
-  REQUIRE(agent.wait_log("event=connected", 20s));
-
   std::vector<std::string> flood;
   for (int i = 0; i < 200; ++i) flood.push_back(R"({"v":1,"ts":)" + std::to_string(i) + R"(,"values":{"t":"warm"}})");
-  std::thread noisy([&] { CHECK(mosquitto_pub(broker, "nova/v1/sensor/gw-proc/noisy", flood) == 0); });
+  REQUIRE(mosquitto_pub(broker, "nova/v1/sensor/gw-proc/noisy", std::vector(flood.begin(), flood.begin() + 100)) == 0);
   publish(broker.uri(), "nova/v1/sensor/gw-proc/quiet", R"({"v":1,"ts":1732650000000,"values":{"temp":21.5}})");
-  noisy.join();
+  REQUIRE(mosquitto_pub(broker, "nova/v1/sensor/gw-proc/noisy", std::vector(flood.begin() + 100, flood.end())) == 0);
 
+  testing::AgentProcess agent(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
+  REQUIRE(agent.wait_log("event=sensor_reading_refused", 30s, 200));
   CHECK(errors.wait_count(200, 30s) == 200);
-  REQUIRE(agent.wait_log("event=sensor_reading_refused", 10s, 200));
   CHECK(agent.text().find("event=sensor_reply_dropped") == std::string::npos);
   const std::string batch = batches.wait_for(
       [](const std::string& p) {
