@@ -2,6 +2,8 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "nova/agent/sensors.h"
@@ -202,4 +204,28 @@ TEST_CASE("property: whatever readings are accepted, the batch they go up in dec
     REQUIRE(decoded.ok());
   }
   CHECK(accepted_total > 1000);  // the property was exercised on accepted readings
+}
+
+TEST_CASE("the agent's error replies are the golden vectors of sensor_error", "[agent][sensors]") {
+  std::ifstream in(NOVA_SOURCE_DIR "/schemas/vectors/sensor_error.json");
+  const auto doc = nlohmann::json::parse(in);
+  // The reading each vector answers (its description quotes it).
+  const std::map<std::string, std::string> readings = {
+      {"whole_payload", "\xa1\x61\x76"},
+      {"field_path", R"({"v":1,"ts":1732650000000,"values":{"temp":"warm"}})"},
+  };
+  std::size_t checked = 0;
+  for (const auto& v : doc.at("vectors")) {
+    auto it = readings.find(v.at("name").get<std::string>());
+    if (it == readings.end()) continue;
+    const auto& expected = v.at("value");
+    SensorIngest ingest;
+    auto refused = ingest.accept(expected.at("sensor"), it->second, expected.at("ts").get<std::uint64_t>());
+    REQUIRE(refused);
+    INFO(v.at("name"));
+    CHECK(refused->error.field == expected.at("field").get<std::string>());
+    CHECK(refused->error.reason == expected.at("reason").get<std::string>());
+    ++checked;
+  }
+  CHECK(checked == readings.size());
 }
