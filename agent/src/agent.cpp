@@ -383,8 +383,10 @@ void Agent::guarded(const std::string& topic, Fn handler) {
   try {
     handler();
   } catch (const std::exception& e) {
+    update_counters([](AgentCounters& c) { ++c.handler_failures; });
     bad_input(topic, std::string("handling failed: ") + e.what());
   } catch (...) {
+    update_counters([](AgentCounters& c) { ++c.handler_failures; });
     bad_input(topic, "handling failed: unknown exception");
   }
 }

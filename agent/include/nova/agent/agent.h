@@ -111,6 +111,7 @@ struct AgentCounters {
   std::uint64_t resends = 0;        // go-back-N restarts
   std::uint64_t acks = 0;           // valid end-to-end acks applied
   std::uint64_t bad_messages = 0;   // malformed or misaddressed messages, and messages whose handling failed
+  std::uint64_t handler_failures = 0;  // of those, messages whose handler threw (a bug; fuzzers watch this)
   std::uint64_t connects = 0;
   std::uint64_t outbox_errors = 0;
   std::uint64_t outbox_records = 0;  // gauge: records awaiting an end-to-end ack
