@@ -7,6 +7,7 @@
 #include <string>
 #include <fstream>
 
+#include "nova/common/log.h"
 #include "nova/schemas/codec.h"
 #include "nova/schemas/topic.h"
 
@@ -73,6 +74,10 @@ std::optional<std::uint8_t> extra_decimals(std::string_view name) {
   }
   return std::nullopt;
 }
+
+// `text` as a logfmt value, with bytes that are not UTF-8 written as \xNN (text may
+// quote what a sender wrote).
+std::string logfmt_quoted(const std::string& text) { return common::logfmt_quote(schemas::printable_utf8(text)); }
 
 // Stream records named by their stream and seq, unique per node (alert/decision ids).
 void stamp_id(schemas::Alert& a, std::uint64_t seq) { a.alert_id = "alert-" + std::to_string(seq); }
@@ -368,14 +373,7 @@ void Agent::on_disconnected(Clock::time_point now, const std::string& reason) {
 
 void Agent::bad_input(const std::string& topic, const std::string& reason) {
   update_counters([](AgentCounters& c) { ++c.bad_messages; });
-  if (options_.log) {
-    std::string escaped;
-    for (char ch : schemas::printable_utf8(reason)) {
-      if (ch == '"' || ch == '\\') escaped += '\\';
-      escaped += ch;
-    }
-    options_.log("warning", "bad_message", "topic=" + topic + " error=\"" + escaped + "\"");
-  }
+  if (options_.log) options_.log("warning", "bad_message", "topic=" + topic + " error=" + logfmt_quoted(reason));
 }
 
 template <class Fn>
@@ -400,8 +398,8 @@ void Agent::on_sensor_reading(const topics::SensorTopic& t, const std::string& p
   update_counters([](AgentCounters& c) { ++c.sensor_refused; });
   if (options_.log) {
     options_.log("warning", "sensor_reading_refused",
-                 "sensor=" + t.sensor.str() + " field=\"" + refused->error.field + "\" reason=\"" +
-                     refused->error.reason + "\"");
+                 "sensor=" + t.sensor.str() + " field=" + logfmt_quoted(refused->error.field) +
+                     " reason=" + logfmt_quoted(refused->error.reason));
   }
   // Every refusal gets its reply (QoS 1), queued until the uplink has room; only a
   // sensor with 256 replies already waiting loses the newest (sensors.h).
