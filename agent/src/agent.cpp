@@ -214,10 +214,16 @@ bool Agent::append_record(const char* stream, Priority priority, T& record) {
 
 void Agent::flush_batch() {
   if (open_batch_.empty()) return;
+  std::vector<schemas::MetricSample> samples = std::move(open_batch_);
+  open_batch_.clear();
+  store_batch(samples);
+  update_backlog();
+}
+
+void Agent::store_batch(std::span<const schemas::MetricSample> samples) {
   schemas::MetricsBatch batch;
   batch.encoding = options_.batch_encoding;
-  batch.samples = std::move(open_batch_);
-  open_batch_.clear();
+  batch.samples.assign(samples.begin(), samples.end());
   if (batch.encoding == schemas::BatchEncoding::qdelta) {
     for (const schemas::MetricSample& s : batch.samples) {
       for (const auto& [name, value] : s.extra) {
@@ -225,8 +231,21 @@ void Agent::flush_batch() {
       }
     }
   }
+  // Many samples of many gauges (sensor gauges fill up to 128 more) can make a batch
+  // over a decoder's limits (message bytes, inflated bytes, gauge cells), and the cloud
+  // would refuse all of it: such a batch is stored as two halves instead. The trial
+  // encoding carries the seq append_record() will give it, so it is the stored bytes.
+  if (samples.size() > 1) {
+    batch.position = {options_.birth.node, "metrics", outbox_->next_seq("metrics")};
+    const schemas::Bytes trial = schemas::encode_cbor(batch);
+    if (trial.size() > schemas::Limits{}.max_message_bytes || !schemas::decode_cbor<schemas::MetricsBatch>(trial)) {
+      const std::size_t half = samples.size() / 2;
+      store_batch(samples.first(half));
+      store_batch(samples.subspan(half));
+      return;
+    }
+  }
   if (append_record("metrics", Priority::metrics, batch)) update_counters([](AgentCounters& c) { ++c.batches; });
-  update_backlog();
 }
 
 void Agent::reconfigure(const AgentTuning& tuning) {

@@ -31,6 +31,7 @@
 #include <optional>
 #include <mutex>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -191,6 +192,8 @@ class Agent {
   // decisions: "<stream>-<seq>") filled in, encoded, appended to the outbox.
   template <class T>
   bool append_record(const char* stream, Priority priority, T& record);
+  // Stores `samples` as one metrics batch, or as several when one would not decode.
+  void store_batch(std::span<const schemas::MetricSample> samples);
   void apply_pending_tuning();
   void update_backlog();
   void bad_input(const std::string& topic, const std::string& reason);
