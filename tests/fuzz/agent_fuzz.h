@@ -29,8 +29,8 @@ struct AgentUnderFuzz {
   agent::AgentConfig config;  // what a pushed config is applied over
 
   AgentUnderFuzz() {
-    char tmpl[] = "/tmp/nova-agent-fuzz-XXXXXX";
-    if (::mkdtemp(tmpl) == nullptr) std::abort();
+    std::string tmpl = (std::filesystem::temp_directory_path() / "nova-agent-fuzz-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
     dir = tmpl;
     auto parsed = agent::parse_config(std::string("node: {id: ") + kNode + ", site: " + kSite +
                                       ", level: 4}\nmqtt: {uri: \"tcp://127.0.0.1:1\"}\noutbox: {dir: " +
