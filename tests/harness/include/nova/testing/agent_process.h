@@ -38,6 +38,8 @@ class AgentProcess {
   }
 
   pid_t pid() const { return child_.pid(); }
+  // False once the process exited, for whatever reason (a crash included).
+  bool running() { return child_.running(); }
   // Sends `sig` and reaps the process; returns its wait status (0 if it was gone).
   int signal(int sig) { return child_.signal(sig); }
   // Waits for the agent to exit by itself; returns its wait status.
