@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <iostream>
+#include <map>
 #include <set>
 
 #include "nova/security/pki.h"
@@ -94,7 +95,13 @@ int cmd_topology(security::Pki& pki, const fs::path& file, int days) {
   auto topology = tiers::Topology::load(file);
   if (!topology) return fail_usage("invalid topology: " + topology.error().message());
 
-  std::vector<security::IssueRequest> wanted;
+  // Every identity the topology needs, and what it is (for an error naming both sides
+  // of a clash).
+  struct Wanted {
+    security::IssueRequest request;
+    std::string what;
+  };
+  std::vector<Wanted> wanted;
   std::set<std::string> regions{"cloud"};
   for (const auto& site : topology->sites()) {
     const std::string region = region_of(*topology, site);
@@ -103,13 +110,30 @@ int cmd_topology(security::Pki& pki, const fs::path& file, int days) {
                         "region)");
     }
     regions.insert(region);
-    wanted.push_back({security::Role::broker, site.id(), region, listener_sans(site.spec.listener), days, 0});
-    if (!site.is_root()) wanted.push_back({security::Role::bridge, site.id(), region, {}, days, 0});
+    wanted.push_back({{security::Role::broker, site.id(), region, listener_sans(site.spec.listener), days, 0},
+                      "site '" + site.id() + "' (broker)"});
+    if (!site.is_root()) {
+      wanted.push_back({{security::Role::bridge, site.id(), region, {}, days, 0}, "site '" + site.id() + "' (bridge)"});
+    }
   }
   for (const auto& node : topology->nodes()) {
-    wanted.push_back({security::Role::node, node.id, region_of(*topology, topology->site(node.site)), {}, days, 0});
+    wanted.push_back({{security::Role::node, node.id, region_of(*topology, topology->site(node.site)), {}, days, 0},
+                      "node '" + node.id + "'"});
   }
-  wanted.push_back({security::Role::cloud, "nova-cloud", "cloud", {}, days, 0});
+  wanted.push_back({{security::Role::cloud, "nova-cloud", "cloud", {}, days, 0}, "the cloud service"});
+
+  // One CN, one identity: "already issued" must never hide a second identity that would
+  // reuse another's certificate (and its rights under use_identity_as_username).
+  std::map<std::string, std::string> owner_of;  // CN -> what
+  for (const auto& w : wanted) {
+    auto cn = security::common_name(w.request.role, w.request.name);
+    if (!cn) return fail_usage("invalid topology: " + w.what + ": " + cn.error().message());
+    auto [it, fresh] = owner_of.emplace(*cn, w.what);
+    if (!fresh) {
+      return fail_usage("invalid topology: " + w.what + " and " + it->second + " would share the certificate CN '" +
+                        *cn + "'");
+    }
+  }
 
   if (!pki.has_root()) {
     if (auto root = pki.init_root(); !root) return fail(root.error());
@@ -120,14 +144,12 @@ int cmd_topology(security::Pki& pki, const fs::path& file, int days) {
   }
   std::size_t issued = 0;
   std::size_t kept = 0;
-  for (const auto& request : wanted) {
-    auto cn = security::common_name(request.role, request.name);
-    if (!cn) return fail_usage("invalid topology: " + cn.error().message());
-    if (pki.has_identity(*cn)) {
+  for (const auto& w : wanted) {
+    if (pki.has_identity(*security::common_name(w.request.role, w.request.name))) {
       ++kept;
       continue;
     }
-    if (auto info = pki.issue(request); !info) return fail(info.error());
+    if (auto info = pki.issue(w.request); !info) return fail(info.error());
     ++issued;
   }
   const auto ms =

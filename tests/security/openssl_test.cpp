@@ -2,6 +2,7 @@
 // itself: chains verify with CRLs checked along the whole chain, a foreign CA's leaf,
 // an expired leaf and a revoked one are refused, renewal keeps the CN and verifies.
 #include <catch2/catch.hpp>
+#include <fstream>
 
 #include "nova/security/layout.h"
 #include "pki_fixture.h"
@@ -217,4 +218,23 @@ TEST_CASE("nova-pki's exit codes and errors name the argument", "[security]") {
   CHECK(pki(d, {"export", "--name", "bob", "--to", device.string()}).exit_code == 2);
   CHECK(pki(d, {"signing-key", "--name", "nova-cloud"}).exit_code == 0);
   CHECK(pki(d, {"crl"}).exit_code == 0);
+}
+
+TEST_CASE("nova-pki topology refuses two identities with one CN", "[security]") {
+  TempDir dir;
+  const fs::path file = dir.path() / "clash.yaml";
+  // A node named nova-cloud would share the cloud's CN, and with it the cloud's rights
+  // under use_identity_as_username. (Site and node ids are unique already: tiers refuses
+  // a node named like a site.)
+  std::ofstream(file) << "name: clash\n"
+                         "sites:\n"
+                         "  - {id: cloud, level: 1, port: 18830}\n"
+                         "  - {id: eu, level: 2, parent: cloud, port: 18831}\n"
+                         "nodes:\n"
+                         "  - {id: nova-cloud, site: eu}\n";
+  const auto result = pki(dir.path() / "pki", {"topology", file.string()});
+  CHECK(result.exit_code == 2);
+  CHECK_THAT(result.output, Catch::Contains("invalid topology: the cloud service and node 'nova-cloud' would share "
+                                            "the certificate CN 'nova-cloud'"));
+  CHECK_FALSE(fs::exists(dir.path() / "pki" / "identities"));
 }
