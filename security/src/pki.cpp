@@ -621,12 +621,20 @@ RenewReport Pki::renew(std::chrono::seconds within, Clock::time_point now) {
       continue;
     }
     const auto info = info_of(old->get());
-    if (info.not_after - now > within) continue;
     const std::string region = region_of_issuer(info.issuer_common_name);
     if (region.empty() || !has_intermediate(region)) {
       fail({"", "issuer " + in_quotes(info.issuer_common_name) + " is not a CA here"});
       continue;
     }
+    const bool expiring = info.not_after - now <= within;
+    auto current = load_cert(layout_.ca_cert(region));
+    if (!current) {
+      fail(current.error());
+      continue;
+    }
+    // X509_check_issued compares names and key identifiers: a replaced CA does not match.
+    const bool orphaned = X509_check_issued(current->get(), old->get()) != X509_V_OK;
+    if (!expiring && !orphaned) continue;
     auto ca_it = cas.find(region);
     if (ca_it == cas.end()) {
       auto ca = load_ca(layout_.ca_cert(region), layout_.ca_key(region), "to renew its leaves");

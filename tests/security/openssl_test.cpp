@@ -150,6 +150,14 @@ TEST_CASE("a revoked leaf and a revoked intermediate's leaves are refused", "[se
   result = verify(t.layout, us_leaf);
   CHECK(result.exit_code != 0);
   CHECK(verify(t.layout, t.layout.identity_cert("agent-eu")).exit_code == 0);
+
+  // Recovery: a new intermediate for the region, and its leaves re-signed by it.
+  REQUIRE(pki(t.layout.dir(), {"init-intermediate", "--region", "us"}).exit_code == 0);
+  const auto renewed = pki(t.layout.dir(), {"renew", "--within", "0"});
+  INFO(renewed.output);
+  CHECK(renewed.exit_code == 0);
+  CHECK_THAT(renewed.output, Catch::Contains("29 renewed, 0 failed"));  // us: 7 brokers, 7 bridges, 15 nodes
+  CHECK(verify(t.layout, t.layout.identity_cert("agent-us")).exit_code == 0);
 }
 
 TEST_CASE("renew keeps the CN, and the renewed certificate verifies", "[security]") {

@@ -229,3 +229,22 @@ TEST_CASE("renew reports a leaf whose intermediate key is absent and renews the 
   CHECK(report.failed.front().path == "in-eu");
   CHECK_THAT(report.failed.front().reason, Catch::Contains("ca.key: not present"));
 }
+
+TEST_CASE("after a region's intermediate is replaced, renew re-signs its leaves with the new one", "[security]") {
+  TestPki t;
+  const auto leaf = t.issue(Role::node, "n1", "eu", 365);
+  const auto other = t.issue(Role::node, "n2", "cloud", 365);
+  REQUIRE(t.pki.revoke_intermediate("eu").ok());
+  auto none = t.pki.renew(std::chrono::hours(24));
+  REQUIRE(none.failed.size() == 1);  // no CA for eu yet: said, not skipped
+  CHECK(none.failed.front().path == "n1");
+  REQUIRE(t.pki.init_intermediate("eu").ok());
+
+  auto report = t.pki.renew(std::chrono::hours(24));
+  CHECK(report.failed.empty());
+  REQUIRE(report.renewed.size() == 1);
+  CHECK(report.renewed.front().common_name == "n1");
+  CHECK(report.renewed.front().serial_hex != leaf.serial_hex);
+  CHECK(read_certificate(t.layout().identity_cert("n2"))->serial_hex == other.serial_hex);
+  CHECK(t.pki.renew(std::chrono::hours(24)).renewed.empty());  // now current: nothing to do
+}

@@ -19,6 +19,7 @@
 //   <pki>/identities/<cn>/cert.pem  the leaf certificate followed by its issuing
 //                                 intermediate: a broker's certfile, a bridge's
 //                                 bridge_certfile, an agent's client certificate
+//   <pki>/revoked/ca-<region>-<serial>/  a revoked intermediate's folder, moved aside
 //   <pki>/signing/<name>.key     an Ed25519 signing key (0600)
 //   <pki>/signing/<name>.pub     its public key (PEM): what a verifier trusts
 //

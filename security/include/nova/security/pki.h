@@ -124,9 +124,11 @@ class Pki {
   // new key). Needs the issuer's key.
   Status revoke_identity(std::string_view cn);
 
-  // Revokes region's intermediate on the root's CRL (needs root/ca.key). Its leaves
-  // stop verifying wherever CRLs are checked along the whole chain (see docs: Mosquitto
-  // 2.0.11 checks only the leaf's CRL).
+  // Revokes region's intermediate on the root's CRL (needs root/ca.key) and moves
+  // ca/<region>/ aside to revoked/ca-<region>-<serial>/, so init-intermediate can give
+  // the region a new one. Its CRL leaves trust/crl.pem, so its leaves fail even where
+  // only the leaf's CRL is checked (Mosquitto 2.0.11): "unable to get certificate CRL".
+  // Its leaves stay in identities/; `renew` re-signs them once the region has a new CA.
   Status revoke_intermediate(std::string_view region);
 
   // Re-signs the CRL of every CA whose key is present (a CRL is valid 30 days for an
@@ -134,9 +136,11 @@ class Pki {
   // rebuilds trust/crl.pem from every CA's CRL file.
   Status regenerate_crls();
 
-  // Re-issues every leaf whose certificate expires within `within` of `now`: same key,
-  // CN, SANs and extensions, new serial, same validity length starting now. cert.pem is
-  // replaced atomically. Leaves whose intermediate key is absent are reported as failed.
+  // Re-issues every leaf whose certificate expires within `within` of `now`, and every
+  // leaf its region's current intermediate did not sign (the region's CA was revoked and
+  // replaced): same key, CN, SANs and extensions, new serial, same validity length
+  // starting now. cert.pem is replaced atomically. Leaves whose intermediate key is
+  // absent are reported as failed; the others are renewed all the same.
   RenewReport renew(std::chrono::seconds within, Clock::time_point now = Clock::now());
 
   // Copies one identity's bundle into `to` (created 0700): key.pem (0600), cert.pem,
