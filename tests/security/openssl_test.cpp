@@ -2,6 +2,7 @@
 // itself: chains verify with CRLs checked along the whole chain, a foreign CA's leaf,
 // an expired leaf and a revoked one are refused, renewal keeps the CN and verifies.
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <fstream>
 
 #include "nova/security/layout.h"
@@ -245,4 +246,31 @@ TEST_CASE("nova-pki topology refuses two identities with one CN", "[security]") 
   CHECK_THAT(result.output, Catch::Contains("invalid topology: the cloud service and node 'nova-cloud' would share "
                                             "the certificate CN 'nova-cloud'"));
   CHECK_FALSE(fs::exists(dir.path() / "pki" / "identities"));
+}
+
+TEST_CASE("openssl refuses a leaf once its issuer's CRL has expired", "[security]") {
+  FiveTier t;
+  REQUIRE(t.made.exit_code == 0);
+  // 40 days on: the 90-day leaf is still valid, the region's 30-day CRL is not.
+  const auto later = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now() + std::chrono::hours(24 * 40));
+  const auto cert = t.layout.identity_cert("gw-par-a1").string();
+  const auto result = run({"openssl", "verify", "-attime", std::to_string(later), "-CAfile", t.layout.trust_ca().string(),
+                           "-untrusted", cert, "-crl_check_all", "-CRLfile", t.layout.trust_crl().string(), cert});
+  CHECK(result.exit_code != 0);
+  CHECK_THAT(result.output, Catch::Contains("CRL has expired"));
+}
+
+TEST_CASE("nova-pki topology puts a broker's non-loopback listener address in its SAN", "[security]") {
+  TempDir dir;
+  const fs::path file = dir.path() / "lan.yaml";
+  std::ofstream(file) << "sites:\n"
+                         "  - {id: cloud, level: 1, address: 192.0.2.10, port: 18830}\n"
+                         "  - {id: eu, level: 2, parent: cloud, address: broker-eu.example, port: 18831}\n";
+  const Layout layout(dir.path() / "pki");
+  const auto made = pki(layout.dir(), {"topology", file.string()});
+  INFO(made.output);
+  REQUIRE(made.exit_code == 0);
+  CHECK_THAT(x509_text(layout.identity_cert("cloud")),
+             Catch::Contains("DNS:cloud, DNS:localhost, IP Address:127.0.0.1, IP Address:192.0.2.10"));
+  CHECK_THAT(x509_text(layout.identity_cert("eu")), Catch::Contains("IP Address:127.0.0.1, DNS:broker-eu.example"));
 }
