@@ -141,3 +141,25 @@ TEST_CASE("Mosquitto refuses the leaves of a revoked intermediate: its CRL leave
   nova::testing::Broker broker(tls_listener(t.layout(), "eu"));
   CHECK(publish(broker, t.layout(), t.layout().identity_dir("agent-us")).exit_code == 0);
 }
+
+TEST_CASE("a bridge reaches its parent's TLS listener as bridge.<site> with its PKI files", "[security]") {
+  TestPki t;
+  t.issue(Role::broker, "eu");
+  t.issue(Role::broker, "par");
+  t.issue(Role::bridge, "par");
+  nova::testing::Broker parent(tls_listener(t.layout(), "eu"));
+
+  // The child's own listener is mutual TLS too; its bridge presents bridge.par's chain
+  // and checks the parent's certificate and host name (127.0.0.1 is in its SAN).
+  auto child_options = tls_listener(t.layout(), "par");
+  child_options.extra_config += "connection up\n"
+                                "address 127.0.0.1:" + std::to_string(parent.port()) + "\n"
+                                "topic # out 1\n"
+                                "bridge_protocol_version mqttv311\n"
+                                "bridge_cafile " + t.layout().trust_ca().string() + "\n" +
+                                "bridge_certfile " + t.layout().identity_cert("bridge.par").string() + "\n" +
+                                "bridge_keyfile " + t.layout().identity_key("bridge.par").string() + "\n";
+  nova::testing::Broker child(child_options);
+  INFO(parent.log_text() << child.log_text());
+  CHECK(parent.wait_for_log("u'bridge.par'", 20s));
+}
