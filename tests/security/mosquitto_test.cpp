@@ -150,7 +150,7 @@ TEST_CASE("a bridge reaches its parent's TLS listener as bridge.<site> with its 
   nova::testing::Broker parent(tls_listener(t.layout(), "eu"));
 
   // The child's own listener is mutual TLS too; its bridge presents bridge.par's chain
-  // and checks the parent's certificate and host name (127.0.0.1 is in its SAN).
+  // and trusts the PKI's root.
   auto child_options = tls_listener(t.layout(), "par");
   child_options.extra_config += "connection up\n"
                                 "address 127.0.0.1:" + std::to_string(parent.port()) + "\n"
