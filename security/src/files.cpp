@@ -47,11 +47,10 @@ schemas::Status write_atomic(const std::filesystem::path& file, std::string_view
 }
 
 schemas::Result<std::string> read(const std::filesystem::path& file) {
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec)) return schemas::Error{file.string(), "not present"};
   std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    if (errno == ENOENT) return schemas::Error{file.string(), "not present"};
-    return os_error(file, "cannot read");
-  }
+  if (!in) return os_error(file, "cannot read");
   std::ostringstream out;
   out << in.rdbuf();
   return out.str();

@@ -1,7 +1,10 @@
 // The PKI library's own logic, on files in a temporary directory: identity names and
 // their errors, what a certificate says, file modes, refusals, revocation bookkeeping
 // and renewal. What outside tools make of the files is in openssl_test.cpp.
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <fstream>
@@ -247,4 +250,23 @@ TEST_CASE("after a region's intermediate is replaced, renew re-signs its leaves 
   CHECK(report.renewed.front().serial_hex != leaf.serial_hex);
   CHECK(read_certificate(t.layout().identity_cert("n2"))->serial_hex == other.serial_hex);
   CHECK(t.pki.renew(std::chrono::hours(24)).renewed.empty());  // now current: nothing to do
+}
+
+TEST_CASE("a Pki holds the folder's lock for its lifetime", "[security]") {
+  nova::security::testing::TempDir dir;
+  auto try_lock = [&] {
+    const int fd = ::open((dir.path() / ".lock").c_str(), O_RDWR | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    const bool locked = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+    ::close(fd);
+    return locked;
+  };
+  {
+    auto pki = Pki::open(dir.path());
+    REQUIRE(pki.ok());
+    CHECK_FALSE(try_lock());  // another nova-pki would wait here
+    Pki moved = std::move(pki).value();
+    CHECK_FALSE(try_lock());
+  }
+  CHECK(try_lock());
 }
