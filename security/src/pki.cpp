@@ -448,7 +448,7 @@ std::vector<std::string> Pki::identities() const { return subdirectories(layout_
 
 Result<CertificateInfo> Pki::init_root(int days) {
   if (days < 1) return Error{"days", "must be at least 1"};
-  if (has_root()) return Error{layout_.root_cert().string(), "a root CA already exists"};
+  if (has_root()) return Error{"dir", "a root CA already exists (" + layout_.root_cert().string() + ")"};
   if (auto s = files::make_private_dir(layout_.root_dir()); !s) return s.error();
   std::error_code ec;
   fs::create_directories(layout_.trust_ca().parent_path(), ec);

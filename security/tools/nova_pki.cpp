@@ -5,7 +5,7 @@
 // Exit codes: 0 ok; 1 failure (a file cannot be read or written, a CA key needed for the
 // operation is not present, some renewals failed); 2 refused argument (invalid or
 // conflicting with the PKI: an unknown role, a bad name, an identity already issued, a
-// region without an intermediate, an invalid topology).
+// region without an intermediate, a root that already exists, an invalid topology).
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <iostream>
@@ -26,8 +26,8 @@ constexpr int kFailure = 1;
 constexpr int kRefused = 2;
 
 // The library names the field at fault; on the command line that field is an option.
-const std::set<std::string, std::less<>> kArguments = {"name", "region", "role", "days", "san", "backdate",
-                                                       "within", "to"};
+const std::set<std::string, std::less<>> kArguments = {"dir",      "name",   "region", "role", "days",
+                                                       "san",      "backdate", "within", "to"};
 
 int fail(const Error& error) {
   const bool argument = kArguments.contains(error.path);
@@ -209,7 +209,8 @@ int main(int argc, char** argv) {
   auto* crl = app.add_subcommand("crl", "re-sign the CRL of every CA whose key is here and rebuild trust/crl.pem");
 
   double within_days = 0;
-  auto* renew = app.add_subcommand("renew", "re-issue every leaf expiring within DAYS (same key and CN)");
+  auto* renew = app.add_subcommand("renew", "re-issue every leaf expiring within DAYS, and every leaf its region's "
+                                                   "current intermediate did not sign (same key and CN)");
   renew->add_option("--within", within_days, "days")->required()->check(CLI::NonNegativeNumber);
 
   fs::path to;

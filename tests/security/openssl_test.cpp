@@ -194,8 +194,8 @@ TEST_CASE("nova-pki's exit codes and errors name the argument", "[security]") {
 
   REQUIRE(pki(d, {"init-root"}).exit_code == 0);
   auto twice = pki(d, {"init-root"});
-  CHECK(twice.exit_code == 1);
-  CHECK_THAT(twice.output, Catch::Contains("a root CA already exists"));
+  CHECK(twice.exit_code == 2);
+  CHECK_THAT(twice.output, Catch::Contains("nova-pki: --dir: a root CA already exists"));
 
   auto role = pki(d, {"issue", "--role", "admin", "--name", "x", "--region", "eu"});
   CHECK(role.exit_code == 2);

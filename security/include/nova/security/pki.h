@@ -26,7 +26,8 @@
 // two such parts joined by one '.', and a cloud name is "nova-cloud" or
 // "nova-cloud.<part>". A CN names one identity in the whole PKI.
 //
-// Every operation returns an Error whose path names the argument or file at fault.
+// Every operation returns an Error whose path names the argument or file at fault
+// ("dir" for the PKI folder itself, e.g. when a root already exists there).
 // A Pki holds an exclusive lock (flock on <pki>/.lock) for its lifetime: two nova-pki
 // processes on one folder run one after the other, never interleaved.
 #pragma once
