@@ -17,7 +17,8 @@ schemas::Error os_error(const std::filesystem::path& file, std::string_view what
 }
 }  // namespace
 
-schemas::Status write_atomic(const std::filesystem::path& file, std::string_view content, mode_t mode) {
+schemas::Status write_atomic(const std::filesystem::path& file, std::string_view content,
+                             mode_t mode) {
   const std::filesystem::path tmp = file.string() + ".tmp." + std::to_string(::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0) return os_error(file, "cannot create");

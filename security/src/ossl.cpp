@@ -36,7 +36,9 @@ Bio read_bio(std::string_view text) {
 }  // namespace
 
 std::string private_key_pem(EVP_PKEY* key) {
-  return to_pem([&](BIO* b) { return PEM_write_bio_PrivateKey(b, key, nullptr, nullptr, 0, nullptr, nullptr); });
+  return to_pem([&](BIO* b) {
+    return PEM_write_bio_PrivateKey(b, key, nullptr, nullptr, 0, nullptr, nullptr);
+  });
 }
 std::string public_key_pem(EVP_PKEY* key) {
   return to_pem([&](BIO* b) { return PEM_write_bio_PUBKEY(b, key); });

@@ -36,17 +36,23 @@ constexpr auto kDay = std::chrono::hours(24);
 
 bool is_name_part(std::string_view s) {
   return !s.empty() && s.size() <= kMaxNamePart && std::all_of(s.begin(), s.end(), [](char c) {
-           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
-         });
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+  });
 }
 
-const std::string kPartRule = "1.." + std::to_string(kMaxNamePart) + " characters of A-Z a-z 0-9 - _";
+const std::string kPartRule =
+    "1.." + std::to_string(kMaxNamePart) + " characters of A-Z a-z 0-9 - _";
 
-std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
+std::string in_quotes(std::string_view s) {
+  return "'" + std::string(s) + "'";
+}
 
 // --- time -------------------------------------------------------------------------------
 
-std::time_t to_time_t(Clock::time_point t) { return Clock::to_time_t(t); }
+std::time_t to_time_t(Clock::time_point t) {
+  return Clock::to_time_t(t);
+}
 
 Clock::time_point from_asn1(const ASN1_TIME* t) {
   std::tm tm{};
@@ -61,7 +67,9 @@ struct Validity {
   Clock::time_point not_after;
 };
 
-Validity days_from(Clock::time_point start, int days) { return {start, start + days * kDay}; }
+Validity days_from(Clock::time_point start, int days) {
+  return {start, start + days * kDay};
+}
 
 // A CA loaded from its files: the certificate always, the key when it is present.
 struct Ca {
@@ -111,18 +119,21 @@ ossl::Name subject_name(std::string_view cn, std::string_view unit) {
 
 // Signs a certificate for `public_key` with `subject`, adding `extensions` and the
 // subject/authority key identifiers. A null issuer makes it self-signed.
-schemas::Result<ossl::Cert> sign_certificate(const X509_NAME* subject, EVP_PKEY* public_key, const Ca* issuer,
-                                             EVP_PKEY* signing_key, Validity validity,
+schemas::Result<ossl::Cert> sign_certificate(const X509_NAME* subject, EVP_PKEY* public_key,
+                                             const Ca* issuer, EVP_PKEY* signing_key,
+                                             Validity validity,
                                              const std::vector<ossl::Ext>& extensions) {
   ossl::Cert cert(X509_new());
   ossl::Integer serial = random_serial();
-  bool ok = cert && serial && X509_set_version(cert.get(), X509_VERSION_3) == 1 &&
-            X509_set_serialNumber(cert.get(), serial.get()) == 1 &&
-            ASN1_TIME_set(X509_getm_notBefore(cert.get()), to_time_t(validity.not_before)) != nullptr &&
-            ASN1_TIME_set(X509_getm_notAfter(cert.get()), to_time_t(validity.not_after)) != nullptr &&
-            X509_set_subject_name(cert.get(), subject) == 1 &&
-            X509_set_issuer_name(cert.get(), issuer ? X509_get_subject_name(issuer->cert.get()) : subject) == 1 &&
-            X509_set_pubkey(cert.get(), public_key) == 1;
+  bool ok =
+      cert && serial && X509_set_version(cert.get(), X509_VERSION_3) == 1 &&
+      X509_set_serialNumber(cert.get(), serial.get()) == 1 &&
+      ASN1_TIME_set(X509_getm_notBefore(cert.get()), to_time_t(validity.not_before)) != nullptr &&
+      ASN1_TIME_set(X509_getm_notAfter(cert.get()), to_time_t(validity.not_after)) != nullptr &&
+      X509_set_subject_name(cert.get(), subject) == 1 &&
+      X509_set_issuer_name(cert.get(),
+                           issuer ? X509_get_subject_name(issuer->cert.get()) : subject) == 1 &&
+      X509_set_pubkey(cert.get(), public_key) == 1;
   for (const auto& ext : extensions) ok = ok && ext && X509_add_ext(cert.get(), ext.get(), -1) == 1;
   if (ok) {
     X509V3_CTX ctx;
@@ -140,7 +151,8 @@ schemas::Result<ossl::Cert> sign_certificate(const X509_NAME* subject, EVP_PKEY*
 
 std::vector<ossl::Ext> ca_extensions(bool intermediate) {
   std::vector<ossl::Ext> out;
-  out.push_back(extension(NID_basic_constraints, intermediate ? "critical,CA:TRUE,pathlen:0" : "critical,CA:TRUE"));
+  out.push_back(extension(NID_basic_constraints,
+                          intermediate ? "critical,CA:TRUE,pathlen:0" : "critical,CA:TRUE"));
   out.push_back(extension(NID_key_usage, "critical,keyCertSign,cRLSign"));
   return out;
 }
@@ -159,8 +171,9 @@ CertificateInfo info_of(X509* cert) {
     const GENERAL_NAME* name = sk_GENERAL_NAME_value(names.get(), i);
     if (name->type == GEN_DNS) {
       const ASN1_IA5STRING* dns = name->d.dNSName;
-      info.subject_alt_names.push_back("DNS:" + std::string(reinterpret_cast<const char*>(dns->data),
-                                                            static_cast<std::size_t>(dns->length)));
+      info.subject_alt_names.push_back("DNS:" +
+                                       std::string(reinterpret_cast<const char*>(dns->data),
+                                                   static_cast<std::size_t>(dns->length)));
     } else if (name->type == GEN_IPADD) {
       const ASN1_OCTET_STRING* ip = name->d.iPAddress;
       char text[INET6_ADDRSTRLEN] = {};
@@ -189,13 +202,15 @@ schemas::Result<ossl::Pkey> load_key(const fs::path& file) {
 }
 
 // Loads a CA; `why` ends the error when its key is absent (e.g. "to issue leaves").
-schemas::Result<Ca> load_ca(const fs::path& cert_file, const fs::path& key_file, std::string_view why) {
+schemas::Result<Ca> load_ca(const fs::path& cert_file, const fs::path& key_file,
+                            std::string_view why) {
   auto cert = load_cert(cert_file);
   if (!cert) return cert.error();
   auto key = load_key(key_file);
   if (!key) {
     if (key.error().reason != "not present") return key.error();
-    return schemas::Error{key_file.string(), "not present: the CA key is needed " + std::string(why)};
+    return schemas::Error{key_file.string(),
+                          "not present: the CA key is needed " + std::string(why)};
   }
   Ca ca{std::move(cert).value(), std::move(key).value(), {}};
   ca.cert_pem = ossl::cert_pem(ca.cert.get());
@@ -244,9 +259,11 @@ ossl::Integer next_crl_number(const fs::path& crl_file, std::time_t now) {
     ossl::Bio bio(BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
     ossl::Crl old(bio ? PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr) : nullptr);
     if (old) {
-      ossl::Integer previous(static_cast<ASN1_INTEGER*>(X509_CRL_get_ext_d2i(old.get(), NID_crl_number, nullptr, nullptr)));
+      ossl::Integer previous(static_cast<ASN1_INTEGER*>(
+          X509_CRL_get_ext_d2i(old.get(), NID_crl_number, nullptr, nullptr)));
       std::int64_t value = 0;
-      if (previous && ASN1_INTEGER_get_int64(&value, previous.get()) == 1) number = std::max(number, value + 1);
+      if (previous && ASN1_INTEGER_get_int64(&value, previous.get()) == 1)
+        number = std::max(number, value + 1);
     }
   }
   ossl::Integer out(ASN1_INTEGER_new());
@@ -254,13 +271,15 @@ ossl::Integer next_crl_number(const fs::path& crl_file, std::time_t now) {
   return out;
 }
 
-schemas::Status write_crl(const Ca& ca, const fs::path& revoked_file, const fs::path& crl_file, int days) {
+schemas::Status write_crl(const Ca& ca, const fs::path& revoked_file, const fs::path& crl_file,
+                          int days) {
   const std::time_t now = to_time_t(Clock::now());
   ossl::Crl crl(X509_CRL_new());
   ossl::Time last(ASN1_TIME_set(nullptr, now));
   ossl::Time next(ASN1_TIME_set(nullptr, now + static_cast<std::time_t>(days) * 86400));
   ossl::Integer number = next_crl_number(crl_file, now);
-  bool ok = crl && last && next && number && X509_CRL_set_version(crl.get(), X509_CRL_VERSION_2) == 1 &&
+  bool ok = crl && last && next && number &&
+            X509_CRL_set_version(crl.get(), X509_CRL_VERSION_2) == 1 &&
             X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(ca.cert.get())) == 1 &&
             X509_CRL_set1_lastUpdate(crl.get(), last.get()) == 1 &&
             X509_CRL_set1_nextUpdate(crl.get(), next.get()) == 1;
@@ -272,7 +291,8 @@ schemas::Status write_crl(const Ca& ca, const fs::path& revoked_file, const fs::
     ossl::Bignum bn(raw_bn);
     ossl::Integer serial(parsed ? BN_to_ASN1_INTEGER(bn.get(), nullptr) : nullptr);
     ossl::Time when(ASN1_TIME_set(nullptr, static_cast<std::time_t>(entry.when)));
-    ok = revoked && serial && when && X509_REVOKED_set_serialNumber(revoked.get(), serial.get()) == 1 &&
+    ok = revoked && serial && when &&
+         X509_REVOKED_set_serialNumber(revoked.get(), serial.get()) == 1 &&
          X509_REVOKED_set_revocationDate(revoked.get(), when.get()) == 1 &&
          X509_CRL_add0_revoked(crl.get(), revoked.get()) == 1;
     if (ok) revoked.release();  // the CRL owns it now
@@ -301,21 +321,24 @@ schemas::Status check_subject_alt_name(std::string_view san) {
   if (san.starts_with("IP:")) {
     const std::string ip(san.substr(3));
     unsigned char buf[16];
-    if (::inet_pton(AF_INET, ip.c_str(), buf) != 1 && ::inet_pton(AF_INET6, ip.c_str(), buf) != 1) return bad;
+    if (::inet_pton(AF_INET, ip.c_str(), buf) != 1 && ::inet_pton(AF_INET6, ip.c_str(), buf) != 1)
+      return bad;
     return schemas::Ok{};
   }
   if (san.starts_with("DNS:")) {
     const auto name = san.substr(4);
-    const bool ok = !name.empty() && name.size() <= 253 && std::all_of(name.begin(), name.end(), [](char c) {
-      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-             c == '_' || c == '*';
-    });
+    const bool ok =
+        !name.empty() && name.size() <= 253 && std::all_of(name.begin(), name.end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '-' || c == '.' || c == '_' || c == '*';
+        });
     return ok ? schemas::Status(schemas::Ok{}) : bad;
   }
   return bad;
 }
 
-std::vector<ossl::Ext> leaf_extensions(Role role, std::string_view name, const std::vector<std::string>& extra_sans) {
+std::vector<ossl::Ext> leaf_extensions(Role role, std::string_view name,
+                                       const std::vector<std::string>& extra_sans) {
   std::vector<ossl::Ext> out;
   out.push_back(extension(NID_basic_constraints, "critical,CA:FALSE"));
   out.push_back(extension(NID_key_usage, "critical,digitalSignature"));
@@ -334,7 +357,9 @@ std::vector<ossl::Ext> leaf_extensions(Role role, std::string_view name, const s
 
 // The leaf's cert.pem: the leaf, then its issuer, so a TLS peer gets the whole chain up
 // to (not including) the trust anchor.
-std::string leaf_file_content(X509* leaf, const Ca& issuer) { return ossl::cert_pem(leaf) + issuer.cert_pem; }
+std::string leaf_file_content(X509* leaf, const Ca& issuer) {
+  return ossl::cert_pem(leaf) + issuer.cert_pem;
+}
 
 }  // namespace
 
@@ -342,21 +367,29 @@ std::string leaf_file_content(X509* leaf, const Ca& issuer) { return ossl::cert_
 
 std::string_view role_name(Role role) {
   switch (role) {
-    case Role::broker: return "broker";
-    case Role::bridge: return "bridge";
-    case Role::node: return "node";
-    case Role::sensor: return "sensor";
-    case Role::cloud: return "cloud";
-    case Role::operator_: return "operator";
+    case Role::broker:
+      return "broker";
+    case Role::bridge:
+      return "bridge";
+    case Role::node:
+      return "node";
+    case Role::sensor:
+      return "sensor";
+    case Role::cloud:
+      return "cloud";
+    case Role::operator_:
+      return "operator";
   }
   return "?";
 }
 
 Result<Role> parse_role(std::string_view text) {
-  for (Role r : {Role::broker, Role::bridge, Role::node, Role::sensor, Role::cloud, Role::operator_}) {
+  for (Role r :
+       {Role::broker, Role::bridge, Role::node, Role::sensor, Role::cloud, Role::operator_}) {
     if (role_name(r) == text) return r;
   }
-  return Error{"role", in_quotes(text) + " is not one of broker, bridge, node, sensor, cloud, operator"};
+  return Error{"role",
+               in_quotes(text) + " is not one of broker, bridge, node, sensor, cloud, operator"};
 }
 
 Result<std::string> common_name(Role role, std::string_view name) {
@@ -364,16 +397,21 @@ Result<std::string> common_name(Role role, std::string_view name) {
   switch (role) {
     case Role::sensor: {
       const auto dot = name.find('.');
-      if (dot == std::string_view::npos || !is_name_part(name.substr(0, dot)) || !is_name_part(name.substr(dot + 1))) {
+      if (dot == std::string_view::npos || !is_name_part(name.substr(0, dot)) ||
+          !is_name_part(name.substr(dot + 1))) {
         return Error{"name", in_quotes(name) + ": a sensor is <node>.<sensor>, each " + kPartRule};
       }
       return "sensor." + n;
     }
     case Role::cloud: {
       constexpr std::string_view base = "nova-cloud";
-      if (name == base || (name.starts_with("nova-cloud.") && is_name_part(name.substr(base.size() + 1)))) return n;
-      return Error{"name", in_quotes(name) + ": a cloud identity is nova-cloud or nova-cloud.<instance>, the instance " +
-                               kPartRule};
+      if (name == base ||
+          (name.starts_with("nova-cloud.") && is_name_part(name.substr(base.size() + 1))))
+        return n;
+      return Error{"name",
+                   in_quotes(name) +
+                       ": a cloud identity is nova-cloud or nova-cloud.<instance>, the instance " +
+                       kPartRule};
     }
     default:
       break;
@@ -414,7 +452,8 @@ Result<Pki> Pki::open(const fs::path& dir) {
   return Pki(Layout(dir), fd);
 }
 
-Pki::Pki(Pki&& other) noexcept : layout_(std::move(other.layout_)), lock_fd_(std::exchange(other.lock_fd_, -1)) {}
+Pki::Pki(Pki&& other) noexcept
+    : layout_(std::move(other.layout_)), lock_fd_(std::exchange(other.lock_fd_, -1)) {}
 Pki& Pki::operator=(Pki&& other) noexcept {
   if (this != &other) {
     if (lock_fd_ >= 0) ::close(lock_fd_);
@@ -427,9 +466,15 @@ Pki::~Pki() {
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
 }
 
-bool Pki::has_root() const { return fs::exists(layout_.root_cert()); }
-bool Pki::has_intermediate(std::string_view region) const { return fs::exists(layout_.ca_cert(region)); }
-bool Pki::has_identity(std::string_view cn) const { return fs::exists(layout_.identity_cert(cn)); }
+bool Pki::has_root() const {
+  return fs::exists(layout_.root_cert());
+}
+bool Pki::has_intermediate(std::string_view region) const {
+  return fs::exists(layout_.ca_cert(region));
+}
+bool Pki::has_identity(std::string_view cn) const {
+  return fs::exists(layout_.identity_cert(cn));
+}
 
 namespace {
 std::vector<std::string> subdirectories(const fs::path& dir) {
@@ -443,31 +488,41 @@ std::vector<std::string> subdirectories(const fs::path& dir) {
 }
 }  // namespace
 
-std::vector<std::string> Pki::regions() const { return subdirectories(layout_.cas_dir()); }
-std::vector<std::string> Pki::identities() const { return subdirectories(layout_.identities_dir()); }
+std::vector<std::string> Pki::regions() const {
+  return subdirectories(layout_.cas_dir());
+}
+std::vector<std::string> Pki::identities() const {
+  return subdirectories(layout_.identities_dir());
+}
 
 Result<CertificateInfo> Pki::init_root(int days) {
   if (days < 1) return Error{"days", "must be at least 1"};
-  if (has_root()) return Error{"dir", "a root CA already exists (" + layout_.root_cert().string() + ")"};
+  if (has_root())
+    return Error{"dir", "a root CA already exists (" + layout_.root_cert().string() + ")"};
   if (auto s = files::make_private_dir(layout_.root_dir()); !s) return s.error();
   std::error_code ec;
   fs::create_directories(layout_.trust_ca().parent_path(), ec);
-  if (ec) return Error{layout_.trust_ca().parent_path().string(), "cannot create directory: " + ec.message()};
+  if (ec)
+    return Error{layout_.trust_ca().parent_path().string(),
+                 "cannot create directory: " + ec.message()};
 
   Ca root;
   root.key.reset(EVP_EC_gen("P-256"));
   if (!root.key) return ossl::error("root", "key generation failed");
   auto name = subject_name(kRootCommonName, "root");
-  auto cert = sign_certificate(name.get(), root.key.get(), nullptr, root.key.get(), days_from(Clock::now(), days),
-                               ca_extensions(false));
+  auto cert = sign_certificate(name.get(), root.key.get(), nullptr, root.key.get(),
+                               days_from(Clock::now(), days), ca_extensions(false));
   if (!cert) return cert.error();
   root.cert = std::move(cert).value();
   const std::string pem = ossl::cert_pem(root.cert.get());
   // The key first: a root certificate without its key would be a dead end.
-  if (auto s = files::write_atomic(layout_.root_key(), ossl::private_key_pem(root.key.get()), files::kPrivate); !s)
+  if (auto s = files::write_atomic(layout_.root_key(), ossl::private_key_pem(root.key.get()),
+                                   files::kPrivate);
+      !s)
     return s.error();
   if (auto s = files::write_atomic(layout_.root_cert(), pem, files::kPublic); !s) return s.error();
-  if (auto s = write_crl(root, layout_.root_revoked(), layout_.root_crl(), kRootCrlDays); !s) return s.error();
+  if (auto s = write_crl(root, layout_.root_revoked(), layout_.root_crl(), kRootCrlDays); !s)
+    return s.error();
   if (auto s = files::write_atomic(layout_.trust_ca(), pem, files::kPublic); !s) return s.error();
   if (auto s = write_crl_bundle(); !s) return s.error();
   return info_of(root.cert.get());
@@ -477,25 +532,34 @@ Result<CertificateInfo> Pki::init_intermediate(std::string_view region, int days
   if (auto s = check_region(region); !s) return s.error();
   if (days < 1) return Error{"days", "must be at least 1"};
   if (has_intermediate(region)) {
-    return Error{"region", in_quotes(region) + " already has an intermediate CA (" + layout_.ca_cert(region).string() + ")"};
+    return Error{"region", in_quotes(region) + " already has an intermediate CA (" +
+                               layout_.ca_cert(region).string() + ")"};
   }
-  auto root = load_ca(layout_.root_cert(), layout_.root_key(), "to make an intermediate (bring the offline root back)");
+  auto root = load_ca(layout_.root_cert(), layout_.root_key(),
+                      "to make an intermediate (bring the offline root back)");
   if (!root) return root.error();
   if (auto s = files::make_private_dir(layout_.ca_dir(region)); !s) return s.error();
 
   Ca ca;
   ca.key.reset(EVP_EC_gen("P-256"));
   if (!ca.key) return ossl::error("region", "key generation failed");
-  auto name = subject_name(std::string(kIntermediatePrefix) + std::string(region), "region " + std::string(region));
-  auto cert = sign_certificate(name.get(), ca.key.get(), &*root, root->key.get(), days_from(Clock::now(), days),
-                               ca_extensions(true));
+  auto name = subject_name(std::string(kIntermediatePrefix) + std::string(region),
+                           "region " + std::string(region));
+  auto cert = sign_certificate(name.get(), ca.key.get(), &*root, root->key.get(),
+                               days_from(Clock::now(), days), ca_extensions(true));
   if (!cert) return cert.error();
   ca.cert = std::move(cert).value();
-  if (auto s = files::write_atomic(layout_.ca_key(region), ossl::private_key_pem(ca.key.get()), files::kPrivate); !s)
+  if (auto s = files::write_atomic(layout_.ca_key(region), ossl::private_key_pem(ca.key.get()),
+                                   files::kPrivate);
+      !s)
     return s.error();
-  if (auto s = files::write_atomic(layout_.ca_cert(region), ossl::cert_pem(ca.cert.get()), files::kPublic); !s)
+  if (auto s = files::write_atomic(layout_.ca_cert(region), ossl::cert_pem(ca.cert.get()),
+                                   files::kPublic);
+      !s)
     return s.error();
-  if (auto s = write_crl(ca, layout_.ca_revoked(region), layout_.ca_crl(region), kIntermediateCrlDays); !s)
+  if (auto s =
+          write_crl(ca, layout_.ca_revoked(region), layout_.ca_crl(region), kIntermediateCrlDays);
+      !s)
     return s.error();
   if (auto s = write_crl_bundle(); !s) return s.error();
   return info_of(ca.cert.get());
@@ -505,7 +569,8 @@ Result<CertificateInfo> Pki::issue(const IssueRequest& request) {
   auto cn = common_name(request.role, request.name);
   if (!cn) return cn.error();
   if (auto s = check_region(request.region); !s) return s.error();
-  if (request.days < 1) return Error{"days", "must be at least 1, got " + std::to_string(request.days)};
+  if (request.days < 1)
+    return Error{"days", "must be at least 1, got " + std::to_string(request.days)};
   if (request.backdate_days < 0) return Error{"backdate", "must not be negative"};
   if (!request.subject_alt_names.empty() && request.role != Role::broker) {
     return Error{"san", "only a broker certificate carries subjectAltNames"};
@@ -514,69 +579,87 @@ Result<CertificateInfo> Pki::issue(const IssueRequest& request) {
     if (auto s = check_subject_alt_name(san); !s) return s.error();
   }
   if (has_identity(*cn)) {
-    return Error{"name", "identity " + in_quotes(*cn) + " is already issued (renew or revoke it first)"};
+    return Error{"name",
+                 "identity " + in_quotes(*cn) + " is already issued (renew or revoke it first)"};
   }
   if (!has_intermediate(request.region)) {
     return Error{"region", "no intermediate CA for region " + in_quotes(request.region) +
                                " (run init-intermediate --region " + request.region + ")"};
   }
-  auto ca = load_ca(layout_.ca_cert(request.region), layout_.ca_key(request.region), "to issue leaves");
+  auto ca =
+      load_ca(layout_.ca_cert(request.region), layout_.ca_key(request.region), "to issue leaves");
   if (!ca) return ca.error();
 
   ossl::Pkey key(EVP_EC_gen("P-256"));
   if (!key) return ossl::error(*cn, "key generation failed");
   auto name = subject_name(*cn, role_name(request.role));
   const auto start = Clock::now() - request.backdate_days * kDay;
-  auto cert = sign_certificate(name.get(), key.get(), &*ca, ca->key.get(), days_from(start, request.days),
-                               leaf_extensions(request.role, request.name, request.subject_alt_names));
+  auto cert =
+      sign_certificate(name.get(), key.get(), &*ca, ca->key.get(), days_from(start, request.days),
+                       leaf_extensions(request.role, request.name, request.subject_alt_names));
   if (!cert) return cert.error();
   if (auto s = files::make_private_dir(layout_.identity_dir(*cn)); !s) return s.error();
-  if (auto s = files::write_atomic(layout_.identity_key(*cn), ossl::private_key_pem(key.get()), files::kPrivate); !s)
+  if (auto s = files::write_atomic(layout_.identity_key(*cn), ossl::private_key_pem(key.get()),
+                                   files::kPrivate);
+      !s)
     return s.error();
-  if (auto s = files::write_atomic(layout_.identity_cert(*cn), leaf_file_content(cert->get(), *ca), files::kPublic);
+  if (auto s = files::write_atomic(layout_.identity_cert(*cn), leaf_file_content(cert->get(), *ca),
+                                   files::kPublic);
       !s)
     return s.error();
   return info_of(cert->get());
 }
 
 Status Pki::revoke_identity(std::string_view cn) {
-  if (!has_identity(cn)) return Error{"name", "no identity " + in_quotes(cn) + " in " + layout_.dir().string()};
+  if (!has_identity(cn))
+    return Error{"name", "no identity " + in_quotes(cn) + " in " + layout_.dir().string()};
   auto cert = load_cert(layout_.identity_cert(cn));
   if (!cert) return cert.error();
   const auto info = info_of(cert->get());
   const std::string region = region_of_issuer(info.issuer_common_name);
   if (region.empty() || !has_intermediate(region)) {
-    return Error{layout_.identity_cert(cn).string(), "issuer " + in_quotes(info.issuer_common_name) + " is not a CA here"};
+    return Error{layout_.identity_cert(cn).string(),
+                 "issuer " + in_quotes(info.issuer_common_name) + " is not a CA here"};
   }
   auto ca = load_ca(layout_.ca_cert(region), layout_.ca_key(region), "to revoke its leaves");
   if (!ca) return ca.error();
   const RevokedEntry entry{info.serial_hex, to_time_t(Clock::now()), std::string(cn)};
   if (auto s = append_revoked(layout_.ca_revoked(region), entry); !s) return s;
-  if (auto s = write_crl(*ca, layout_.ca_revoked(region), layout_.ca_crl(region), kIntermediateCrlDays); !s) return s;
+  if (auto s =
+          write_crl(*ca, layout_.ca_revoked(region), layout_.ca_crl(region), kIntermediateCrlDays);
+      !s)
+    return s;
   if (auto s = write_crl_bundle(); !s) return s;
   std::error_code ec;
   fs::remove_all(layout_.identity_dir(cn), ec);
-  if (ec) return Error{layout_.identity_dir(cn).string(), "revoked, but cannot delete: " + ec.message()};
+  if (ec)
+    return Error{layout_.identity_dir(cn).string(), "revoked, but cannot delete: " + ec.message()};
   return schemas::Ok{};
 }
 
 Status Pki::revoke_intermediate(std::string_view region) {
   if (auto s = check_region(region); !s) return s;
-  if (!has_intermediate(region)) return Error{"region", "no intermediate CA for region " + in_quotes(region)};
+  if (!has_intermediate(region))
+    return Error{"region", "no intermediate CA for region " + in_quotes(region)};
   auto cert = load_cert(layout_.ca_cert(region));
   if (!cert) return cert.error();
   const auto info = info_of(cert->get());
-  auto root = load_ca(layout_.root_cert(), layout_.root_key(), "to revoke an intermediate (bring the offline root back)");
+  auto root = load_ca(layout_.root_cert(), layout_.root_key(),
+                      "to revoke an intermediate (bring the offline root back)");
   if (!root) return root.error();
   const RevokedEntry entry{info.serial_hex, to_time_t(Clock::now()), std::string(region)};
   if (auto s = append_revoked(layout_.root_revoked(), entry); !s) return s;
-  if (auto s = write_crl(*root, layout_.root_revoked(), layout_.root_crl(), kRootCrlDays); !s) return s;
+  if (auto s = write_crl(*root, layout_.root_revoked(), layout_.root_crl(), kRootCrlDays); !s)
+    return s;
   // The revoked CA's folder moves aside, so init-intermediate can make the region a new one.
-  const fs::path aside = layout_.dir() / "revoked" / ("ca-" + std::string(region) + "-" + info.serial_hex);
+  const fs::path aside =
+      layout_.dir() / "revoked" / ("ca-" + std::string(region) + "-" + info.serial_hex);
   std::error_code ec;
   fs::create_directories(aside.parent_path(), ec);
   if (!ec) fs::rename(layout_.ca_dir(region), aside, ec);
-  if (ec) return Error{layout_.ca_dir(region).string(), "revoked, but cannot move aside: " + ec.message()};
+  if (ec)
+    return Error{layout_.ca_dir(region).string(),
+                 "revoked, but cannot move aside: " + ec.message()};
   return write_crl_bundle();
 }
 
@@ -584,13 +667,17 @@ Status Pki::regenerate_crls() {
   if (fs::exists(layout_.root_key())) {
     auto root = load_ca(layout_.root_cert(), layout_.root_key(), "");
     if (!root) return root.error();
-    if (auto s = write_crl(*root, layout_.root_revoked(), layout_.root_crl(), kRootCrlDays); !s) return s;
+    if (auto s = write_crl(*root, layout_.root_revoked(), layout_.root_crl(), kRootCrlDays); !s)
+      return s;
   }
   for (const auto& region : regions()) {
     if (!fs::exists(layout_.ca_key(region))) continue;
     auto ca = load_ca(layout_.ca_cert(region), layout_.ca_key(region), "");
     if (!ca) return ca.error();
-    if (auto s = write_crl(*ca, layout_.ca_revoked(region), layout_.ca_crl(region), kIntermediateCrlDays); !s) return s;
+    if (auto s = write_crl(*ca, layout_.ca_revoked(region), layout_.ca_crl(region),
+                           kIntermediateCrlDays);
+        !s)
+      return s;
   }
   return write_crl_bundle();
 }
@@ -665,8 +752,8 @@ RenewReport Pki::renew(std::chrono::seconds within, Clock::time_point now) {
       fail(cert.error());
       continue;
     }
-    if (auto s = files::write_atomic(layout_.identity_cert(cn), leaf_file_content(cert->get(), ca_it->second),
-                                     files::kPublic);
+    if (auto s = files::write_atomic(layout_.identity_cert(cn),
+                                     leaf_file_content(cert->get(), ca_it->second), files::kPublic);
         !s) {
       fail(s.error());
       continue;
@@ -677,7 +764,8 @@ RenewReport Pki::renew(std::chrono::seconds within, Clock::time_point now) {
 }
 
 Status Pki::export_identity(std::string_view cn, const fs::path& to) {
-  if (!has_identity(cn)) return Error{"name", "no identity " + in_quotes(cn) + " in " + layout_.dir().string()};
+  if (!has_identity(cn))
+    return Error{"name", "no identity " + in_quotes(cn) + " in " + layout_.dir().string()};
   if (auto s = files::make_private_dir(to); !s) return s;
   struct Copy {
     fs::path from;
@@ -698,7 +786,8 @@ Status Pki::export_identity(std::string_view cn, const fs::path& to) {
 Status Pki::create_signing_key(std::string_view name) {
   if (!is_name_part(name)) return Error{"name", in_quotes(name) + ": expected " + kPartRule};
   if (fs::exists(layout_.signing_key(name))) {
-    return Error{"name", "signing key " + in_quotes(name) + " already exists (" + layout_.signing_key(name).string() + ")"};
+    return Error{"name", "signing key " + in_quotes(name) + " already exists (" +
+                             layout_.signing_key(name).string() + ")"};
   }
   if (auto s = files::make_private_dir(layout_.signing_dir()); !s) return s;
   auto key = SigningKey::generate();

@@ -1,11 +1,11 @@
 #include "nova/security/signing.h"
 
-#include "files.h"
-#include "ossl.h"
-
 #include <openssl/err.h>
 
 #include <new>
+
+#include "files.h"
+#include "ossl.h"
 
 namespace nova::security {
 
@@ -24,7 +24,9 @@ namespace {
 constexpr std::size_t kSignatureSize = 64;
 constexpr std::size_t kPublicKeySize = 32;
 
-bool is_ed25519(EVP_PKEY* key) { return EVP_PKEY_is_a(key, "ED25519") == 1; }
+bool is_ed25519(EVP_PKEY* key) {
+  return EVP_PKEY_is_a(key, "ED25519") == 1;
+}
 
 }  // namespace
 
@@ -45,7 +47,10 @@ Result<SigningKey> SigningKey::load(const std::filesystem::path& file) {
 
 schemas::Status SigningKey::save(const std::filesystem::path& private_file,
                                  const std::filesystem::path& public_file) const {
-  if (auto s = files::write_atomic(private_file, ossl::private_key_pem(impl_->key.get()), files::kPrivate); !s) return s;
+  if (auto s = files::write_atomic(private_file, ossl::private_key_pem(impl_->key.get()),
+                                   files::kPrivate);
+      !s)
+    return s;
   return files::write_atomic(public_file, ossl::public_key_pem(impl_->key.get()), files::kPublic);
 }
 
@@ -65,7 +70,8 @@ std::vector<std::uint8_t> SigningKey::sign(std::span<const std::uint8_t> message
 VerifyKey SigningKey::verify_key() const {
   // The public half, as a key object of its own (the private half never leaves Impl).
   auto pem = ossl::public_key_pem(impl_->key.get());
-  return VerifyKey(std::make_shared<const VerifyKey::Impl>(VerifyKey::Impl{ossl::parse_public_key(pem)}));
+  return VerifyKey(
+      std::make_shared<const VerifyKey::Impl>(VerifyKey::Impl{ossl::parse_public_key(pem)}));
 }
 
 Result<VerifyKey> VerifyKey::from_pem(const std::string& pem) {
@@ -92,12 +98,14 @@ Result<VerifyKey> VerifyKey::from_raw(std::span<const std::uint8_t> raw) {
   return VerifyKey(std::make_shared<const Impl>(Impl{std::move(key)}));
 }
 
-bool VerifyKey::verify(std::span<const std::uint8_t> message, std::span<const std::uint8_t> signature) const {
+bool VerifyKey::verify(std::span<const std::uint8_t> message,
+                       std::span<const std::uint8_t> signature) const {
   if (signature.size() != kSignatureSize) return false;
   ossl::MdCtx ctx(EVP_MD_CTX_new());
-  const bool good = ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, impl_->key.get()) == 1 &&
-                    EVP_DigestVerify(ctx.get(), signature.data(), signature.size(), message.data(),
-                                     message.size()) == 1;
+  const bool good =
+      ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, impl_->key.get()) == 1 &&
+      EVP_DigestVerify(ctx.get(), signature.data(), signature.size(), message.data(),
+                       message.size()) == 1;
   ERR_clear_error();  // a bad signature is an answer, not an error to report later
   return good;
 }
@@ -110,6 +118,8 @@ std::vector<std::uint8_t> VerifyKey::raw() const {
   return out;
 }
 
-std::string VerifyKey::pem() const { return ossl::public_key_pem(impl_->key.get()); }
+std::string VerifyKey::pem() const {
+  return ossl::public_key_pem(impl_->key.get());
+}
 
 }  // namespace nova::security

@@ -26,8 +26,8 @@ constexpr int kFailure = 1;
 constexpr int kRefused = 2;
 
 // The library names the field at fault; on the command line that field is an option.
-const std::set<std::string, std::less<>> kArguments = {"dir",      "name",   "region", "role", "days",
-                                                       "san",      "backdate", "within", "to"};
+const std::set<std::string, std::less<>> kArguments = {"dir", "name",     "region", "role", "days",
+                                                       "san", "backdate", "within", "to"};
 
 int fail(const Error& error) {
   const bool argument = kArguments.contains(error.path);
@@ -50,12 +50,13 @@ std::string date_of(security::Clock::time_point t) {
 }
 
 void print_issued(const security::CertificateInfo& info) {
-  std::cout << info.common_name << " serial " << info.serial_hex << " issuer " << info.issuer_common_name
-            << " valid until " << date_of(info.not_after) << '\n';
+  std::cout << info.common_name << " serial " << info.serial_hex << " issuer "
+            << info.issuer_common_name << " valid until " << date_of(info.not_after) << '\n';
 }
 
 // The CN an identity argument names: the CN itself, or a role's name turned into one.
-std::optional<std::string> identity_cn(const std::string& role, const std::string& name, int& code) {
+std::optional<std::string> identity_cn(const std::string& role, const std::string& name,
+                                       int& code) {
   if (role.empty()) return name;
   auto parsed = security::parse_role(role);
   if (!parsed) {
@@ -86,7 +87,8 @@ std::string region_of(const tiers::Topology& topology, const tiers::Site& site) 
 std::vector<std::string> listener_sans(const tiers::Listener& listener) {
   const std::string& a = listener.address;
   if (a.empty() || a == "127.0.0.1" || a == "localhost" || a == "0.0.0.0" || a == "::") return {};
-  const bool ip = a.find_first_not_of("0123456789.") == std::string::npos || a.find(':') != std::string::npos;
+  const bool ip =
+      a.find_first_not_of("0123456789.") == std::string::npos || a.find(':') != std::string::npos;
   return {(ip ? "IP:" : "DNS:") + a};
 }
 
@@ -106,21 +108,30 @@ int cmd_topology(security::Pki& pki, const fs::path& file, int days) {
   for (const auto& site : topology->sites()) {
     const std::string region = region_of(*topology, site);
     if (site.level() == 2 && region == "cloud") {
-      return fail_usage("invalid topology: site 'cloud': a regional site may not be called 'cloud' (the cloud's "
-                        "region)");
+      return fail_usage(
+          "invalid topology: site 'cloud': a regional site may not be called 'cloud' (the cloud's "
+          "region)");
     }
     regions.insert(region);
-    wanted.push_back({{security::Role::broker, site.id(), region, listener_sans(site.spec.listener), days, 0},
-                      "site '" + site.id() + "' (broker)"});
+    wanted.push_back(
+        {{security::Role::broker, site.id(), region, listener_sans(site.spec.listener), days, 0},
+         "site '" + site.id() + "' (broker)"});
     if (!site.is_root()) {
-      wanted.push_back({{security::Role::bridge, site.id(), region, {}, days, 0}, "site '" + site.id() + "' (bridge)"});
+      wanted.push_back({{security::Role::bridge, site.id(), region, {}, days, 0},
+                        "site '" + site.id() + "' (bridge)"});
     }
   }
   for (const auto& node : topology->nodes()) {
-    wanted.push_back({{security::Role::node, node.id, region_of(*topology, topology->site(node.site)), {}, days, 0},
+    wanted.push_back({{security::Role::node,
+                       node.id,
+                       region_of(*topology, topology->site(node.site)),
+                       {},
+                       days,
+                       0},
                       "node '" + node.id + "'"});
   }
-  wanted.push_back({{security::Role::cloud, "nova-cloud", "cloud", {}, days, 0}, "the cloud service"});
+  wanted.push_back(
+      {{security::Role::cloud, "nova-cloud", "cloud", {}, days, 0}, "the cloud service"});
 
   // One CN, one identity: "already issued" must never hide a second identity that would
   // reuse another's certificate (and its rights under use_identity_as_username).
@@ -130,8 +141,8 @@ int cmd_topology(security::Pki& pki, const fs::path& file, int days) {
     if (!cn) return fail_usage("invalid topology: " + w.what + ": " + cn.error().message());
     auto [it, fresh] = owner_of.emplace(*cn, w.what);
     if (!fresh) {
-      return fail_usage("invalid topology: " + w.what + " and " + it->second + " would share the certificate CN '" +
-                        *cn + "'");
+      return fail_usage("invalid topology: " + w.what + " and " + it->second +
+                        " would share the certificate CN '" + *cn + "'");
     }
   }
 
@@ -152,8 +163,9 @@ int cmd_topology(security::Pki& pki, const fs::path& file, int days) {
     if (auto info = pki.issue(w.request); !info) return fail(info.error());
     ++issued;
   }
-  const auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - started)
+                      .count();
   std::cout << "topology '" << topology->name() << "': " << regions.size() << " regions, " << issued
             << " identities issued, " << kept << " already issued, in " << ms << " ms\n";
   return kOk;
@@ -162,70 +174,93 @@ int cmd_topology(security::Pki& pki, const fs::path& file, int days) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"nova-pki: makes and keeps a NovaCron PKI folder: an offline root CA, one intermediate CA per "
-               "region, leaf certificates (ECDSA P-256) for brokers, bridges, nodes, sensors, nova-cloud and "
-               "operators, CRLs, renewal, device export and Ed25519 signing keys."};
+  CLI::App app{
+      "nova-pki: makes and keeps a NovaCron PKI folder: an offline root CA, one intermediate CA "
+      "per "
+      "region, leaf certificates (ECDSA P-256) for brokers, bridges, nodes, sensors, nova-cloud "
+      "and "
+      "operators, CRLs, renewal, device export and Ed25519 signing keys."};
   app.set_version_flag("--version", std::string("nova-pki ") + NOVA_VERSION);
   app.require_subcommand(1);
   app.fallthrough();
   app.footer(
-      "Exit codes: 0 ok; 1 failure (file I/O, a needed CA key is not present, a renewal failed); 2 refused "
-      "argument (invalid, or conflicting with the PKI's state).\nSee docs/security.md for the folder layout.");
+      "Exit codes: 0 ok; 1 failure (file I/O, a needed CA key is not present, a renewal failed); 2 "
+      "refused "
+      "argument (invalid, or conflicting with the PKI's state).\nSee docs/security.md for the "
+      "folder layout.");
 
   fs::path dir;
   app.add_option("--dir", dir, "the PKI folder")->required();
 
   int days = 0;
-  auto* init_root = app.add_subcommand("init-root", "make the root CA (its key stays in <dir>/root/: take it "
-                                                    "offline once the intermediates exist)");
+  auto* init_root = app.add_subcommand("init-root",
+                                       "make the root CA (its key stays in <dir>/root/: take it "
+                                       "offline once the intermediates exist)");
   init_root->add_option("--days", days, "validity (default 7300)");
 
   std::string region;
-  auto* init_intermediate =
-      app.add_subcommand("init-intermediate", "make a region's intermediate CA, signed by the root");
-  init_intermediate->add_option("--region", region, "region: a level-2 site id, or 'cloud'")->required();
+  auto* init_intermediate = app.add_subcommand(
+      "init-intermediate", "make a region's intermediate CA, signed by the root");
+  init_intermediate->add_option("--region", region, "region: a level-2 site id, or 'cloud'")
+      ->required();
   init_intermediate->add_option("--days", days, "validity (default 1825)");
 
   security::IssueRequest request;
   std::string role;
-  auto* issue = app.add_subcommand("issue", "make a key and a leaf certificate signed by the region's intermediate");
+  auto* issue = app.add_subcommand(
+      "issue", "make a key and a leaf certificate signed by the region's intermediate");
   issue->add_option("--role", role, "broker|bridge|node|sensor|cloud|operator")->required();
-  issue->add_option("--name", request.name,
-                    "site id (broker, bridge), node id, <node>.<sensor>, nova-cloud[.<i>], or operator name")
+  issue
+      ->add_option(
+          "--name", request.name,
+          "site id (broker, bridge), node id, <node>.<sensor>, nova-cloud[.<i>], or operator name")
       ->required();
   issue->add_option("--region", request.region, "whose intermediate signs")->required();
-  issue->add_option("--san", request.subject_alt_names, "extra DNS:<name> or IP:<address> (brokers), repeatable");
+  issue->add_option("--san", request.subject_alt_names,
+                    "extra DNS:<name> or IP:<address> (brokers), repeatable");
   issue->add_option("--days", request.days, "validity (default 90)");
-  issue->add_option("--backdate", request.backdate_days, "start the validity this many days ago (default 0)");
+  issue->add_option("--backdate", request.backdate_days,
+                    "start the validity this many days ago (default 0)");
 
   std::string name;
-  auto* revoke = app.add_subcommand("revoke", "revoke a leaf (on its intermediate's CRL) or a region's intermediate "
-                                              "(on the root's CRL); rewrites trust/crl.pem");
-  auto* revoke_name = revoke->add_option("--name", name, "the identity's CN (or its name, with --role)");
+  auto* revoke =
+      app.add_subcommand("revoke",
+                         "revoke a leaf (on its intermediate's CRL) or a region's intermediate "
+                         "(on the root's CRL); rewrites trust/crl.pem");
+  auto* revoke_name =
+      revoke->add_option("--name", name, "the identity's CN (or its name, with --role)");
   revoke->add_option("--role", role, "turn --name into the CN as `issue` does");
-  auto* revoke_region = revoke->add_option("--region", region, "revoke this region's intermediate CA");
+  auto* revoke_region =
+      revoke->add_option("--region", region, "revoke this region's intermediate CA");
   revoke_name->excludes(revoke_region);
 
-  auto* crl = app.add_subcommand("crl", "re-sign the CRL of every CA whose key is here and rebuild trust/crl.pem");
+  auto* crl = app.add_subcommand(
+      "crl", "re-sign the CRL of every CA whose key is here and rebuild trust/crl.pem");
 
   double within_days = 0;
-  auto* renew = app.add_subcommand("renew", "re-issue every leaf expiring within DAYS, and every leaf its region's "
-                                                   "current intermediate did not sign (same key and CN)");
+  auto* renew =
+      app.add_subcommand("renew",
+                         "re-issue every leaf expiring within DAYS, and every leaf its region's "
+                         "current intermediate did not sign (same key and CN)");
   renew->add_option("--within", within_days, "days")->required()->check(CLI::NonNegativeNumber);
 
   fs::path to;
-  auto* exporter = app.add_subcommand("export", "write one identity's key.pem, cert.pem, ca.pem and crl.pem to DIR");
+  auto* exporter = app.add_subcommand(
+      "export", "write one identity's key.pem, cert.pem, ca.pem and crl.pem to DIR");
   exporter->add_option("--name", name, "the identity's CN (or its name, with --role)")->required();
   exporter->add_option("--role", role, "turn --name into the CN as `issue` does");
   exporter->add_option("--to", to, "target directory (created 0700)")->required();
 
-  auto* signing_key = app.add_subcommand("signing-key", "make an Ed25519 signing key pair signing/<name>.key/.pub");
+  auto* signing_key =
+      app.add_subcommand("signing-key", "make an Ed25519 signing key pair signing/<name>.key/.pub");
   signing_key->add_option("--name", name, "key name, e.g. nova-cloud")->required();
 
   fs::path topology_file;
-  auto* topology = app.add_subcommand("topology", "issue everything a topology needs: root, intermediates, a "
-                                                  "broker per site, a bridge per non-root site, a node per node, "
-                                                  "nova-cloud; keeps what is already issued");
+  auto* topology =
+      app.add_subcommand("topology",
+                         "issue everything a topology needs: root, intermediates, a "
+                         "broker per site, a bridge per non-root site, a node per node, "
+                         "nova-cloud; keeps what is already issued");
   topology->add_option("file", topology_file, "topology file (YAML)")->required();
   topology->add_option("--days", request.days, "leaf validity (default 90)");
 

@@ -27,10 +27,10 @@ namespace {
 nova::testing::BrokerOptions tls_listener(const Layout& layout, const std::string& site) {
   nova::testing::BrokerOptions options;
   options.persistence = false;
-  options.extra_config = "cafile " + layout.trust_ca().string() + "\n" +                //
-                         "certfile " + layout.identity_cert(site).string() + "\n" +     //
-                         "keyfile " + layout.identity_key(site).string() + "\n" +       //
-                         "crlfile " + layout.trust_crl().string() + "\n" +              //
+  options.extra_config = "cafile " + layout.trust_ca().string() + "\n" +             //
+                         "certfile " + layout.identity_cert(site).string() + "\n" +  //
+                         "keyfile " + layout.identity_key(site).string() + "\n" +    //
+                         "crlfile " + layout.trust_crl().string() + "\n" +           //
                          "require_certificate true\n"
                          "use_identity_as_username true\n"
                          "tls_version tlsv1.2\n";
@@ -48,11 +48,24 @@ fs::path keep_copy(const TempDir& dir, const Layout& layout, const std::string& 
 
 // One QoS 1 publish by mosquitto_pub, checking the broker's certificate and host name
 // (127.0.0.1 is in every broker's subjectAltName) against `trust`.
-CommandResult publish(const nova::testing::Broker& broker, const Layout& trust, const fs::path& identity_dir) {
-  std::vector<std::string> args{"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(broker.port()),
-                                "--cafile", trust.trust_ca().string(), "-q", "1", "-t", "t", "-m", "x"};
+CommandResult publish(const nova::testing::Broker& broker, const Layout& trust,
+                      const fs::path& identity_dir) {
+  std::vector<std::string> args{"mosquitto_pub",
+                                "-h",
+                                "127.0.0.1",
+                                "-p",
+                                std::to_string(broker.port()),
+                                "--cafile",
+                                trust.trust_ca().string(),
+                                "-q",
+                                "1",
+                                "-t",
+                                "t",
+                                "-m",
+                                "x"};
   if (!identity_dir.empty()) {
-    args.insert(args.end(), {"--cert", (identity_dir / "cert.pem").string(), "--key", (identity_dir / "key.pem").string()});
+    args.insert(args.end(), {"--cert", (identity_dir / "cert.pem").string(), "--key",
+                             (identity_dir / "key.pem").string()});
   }
   return run(args);
 }
@@ -61,14 +74,16 @@ CommandResult publish(const nova::testing::Broker& broker, const Layout& trust, 
 // help (it sees the alert in the handshake or, with TLS 1.3, after it: "Protocol
 // error"); the broker logs one "certificate verify failed" per refusal, without the
 // reason (openssl_test.cpp checks the reasons with `openssl verify`).
-bool refused_certificate(const nova::testing::Broker& broker, const CommandResult& client, std::size_t& refusals) {
+bool refused_certificate(const nova::testing::Broker& broker, const CommandResult& client,
+                         std::size_t& refusals) {
   if (client.exit_code == 0) return false;
   return broker.wait_for_log("certificate verify failed", 10s, ++refusals);
 }
 
 }  // namespace
 
-TEST_CASE("Mosquitto accepts a valid leaf and refuses revoked, foreign, expired and missing ones", "[security]") {
+TEST_CASE("Mosquitto accepts a valid leaf and refuses revoked, foreign, expired and missing ones",
+          "[security]") {
   TestPki t;
   t.issue(Role::broker, "eu");
   t.issue(Role::node, "good");
@@ -91,8 +106,10 @@ TEST_CASE("Mosquitto accepts a valid leaf and refuses revoked, foreign, expired 
 
   std::size_t refusals = 0;
   CHECK(refused_certificate(broker, publish(broker, t.layout(), victim), refusals));
-  CHECK(refused_certificate(broker, publish(broker, t.layout(), foreign.layout().identity_dir("good")), refusals));
-  CHECK(refused_certificate(broker, publish(broker, t.layout(), t.layout().identity_dir("old")), refusals));
+  CHECK(refused_certificate(
+      broker, publish(broker, t.layout(), foreign.layout().identity_dir("good")), refusals));
+  CHECK(refused_certificate(broker, publish(broker, t.layout(), t.layout().identity_dir("old")),
+                            refusals));
   const auto anonymous = publish(broker, t.layout(), {});
   CHECK(anonymous.exit_code != 0);
   CHECK(broker.wait_for_log("peer did not return a certificate", 10s));
@@ -113,7 +130,8 @@ TEST_CASE("Mosquitto accepts a valid leaf and refuses revoked, foreign, expired 
   CHECK(broker.log_count("u'late'") == 1);
 }
 
-TEST_CASE("Mosquitto refuses the leaves of a revoked intermediate: its CRL leaves the bundle", "[security]") {
+TEST_CASE("Mosquitto refuses the leaves of a revoked intermediate: its CRL leaves the bundle",
+          "[security]") {
   TestPki t;
   REQUIRE(t.pki.init_intermediate("us").ok());
   t.issue(Role::broker, "eu");
@@ -127,7 +145,8 @@ TEST_CASE("Mosquitto refuses the leaves of a revoked intermediate: its CRL leave
     nova::testing::Broker broker(tls_listener(t.layout(), "eu"));
     CHECK(publish(broker, t.layout(), t.layout().identity_dir("agent-eu")).exit_code == 0);
     std::size_t refusals = 0;
-    CHECK(refused_certificate(broker, publish(broker, t.layout(), t.layout().identity_dir("agent-us")), refusals));
+    CHECK(refused_certificate(
+        broker, publish(broker, t.layout(), t.layout().identity_dir("agent-us")), refusals));
     CHECK(broker.log_count("u'agent-us'") == 0);
   }
 
@@ -142,7 +161,8 @@ TEST_CASE("Mosquitto refuses the leaves of a revoked intermediate: its CRL leave
   CHECK(publish(broker, t.layout(), t.layout().identity_dir("agent-us")).exit_code == 0);
 }
 
-TEST_CASE("a bridge reaches its parent's TLS listener as bridge.<site> with its PKI files", "[security]") {
+TEST_CASE("a bridge reaches its parent's TLS listener as bridge.<site> with its PKI files",
+          "[security]") {
   TestPki t;
   t.issue(Role::broker, "eu");
   t.issue(Role::broker, "par");
@@ -152,13 +172,17 @@ TEST_CASE("a bridge reaches its parent's TLS listener as bridge.<site> with its 
   // The child's own listener is mutual TLS too; its bridge presents bridge.par's chain
   // and trusts the PKI's root.
   auto child_options = tls_listener(t.layout(), "par");
-  child_options.extra_config += "connection up\n"
-                                "address 127.0.0.1:" + std::to_string(parent.port()) + "\n"
-                                "topic # out 1\n"
-                                "bridge_protocol_version mqttv311\n"
-                                "bridge_cafile " + t.layout().trust_ca().string() + "\n" +
-                                "bridge_certfile " + t.layout().identity_cert("bridge.par").string() + "\n" +
-                                "bridge_keyfile " + t.layout().identity_key("bridge.par").string() + "\n";
+  child_options.extra_config +=
+      "connection up\n"
+      "address 127.0.0.1:" +
+      std::to_string(parent.port()) +
+      "\n"
+      "topic # out 1\n"
+      "bridge_protocol_version mqttv311\n"
+      "bridge_cafile " +
+      t.layout().trust_ca().string() + "\n" + "bridge_certfile " +
+      t.layout().identity_cert("bridge.par").string() + "\n" + "bridge_keyfile " +
+      t.layout().identity_key("bridge.par").string() + "\n";
   nova::testing::Broker child(child_options);
   INFO(parent.log_text() << child.log_text());
   CHECK(parent.wait_for_log("u'bridge.par'", 20s));

@@ -24,8 +24,9 @@ CommandResult pki(const fs::path& dir, std::vector<std::string> args) {
 // `openssl verify` of a leaf's cert.pem (leaf + intermediate) against a PKI's trust
 // anchor and CRL bundle, checking every certificate of the chain against its CRL.
 CommandResult verify(const Layout& trust, const fs::path& cert, const std::string& purpose = "") {
-  std::vector<std::string> args{"openssl", "verify", "-CAfile", trust.trust_ca().string(), "-untrusted",
-                                cert.string(), "-crl_check_all", "-CRLfile", trust.trust_crl().string()};
+  std::vector<std::string> args{
+      "openssl",     "verify",         "-CAfile",  trust.trust_ca().string(), "-untrusted",
+      cert.string(), "-crl_check_all", "-CRLfile", trust.trust_crl().string()};
   if (!purpose.empty()) args.insert(args.end(), {"-purpose", purpose});
   args.push_back(cert.string());
   return run(args);
@@ -44,7 +45,8 @@ struct FiveTier {
 
 }  // namespace
 
-TEST_CASE("every identity of the five-tier topology verifies with openssl along the whole chain", "[security]") {
+TEST_CASE("every identity of the five-tier topology verifies with openssl along the whole chain",
+          "[security]") {
   FiveTier t;
   INFO(t.made.output);
   REQUIRE(t.made.exit_code == 0);
@@ -66,10 +68,12 @@ TEST_CASE("every identity of the five-tier topology verifies with openssl along 
   CHECK_THAT(again.output, Catch::Contains("0 identities issued, 60 already issued"));
 
   // Regions follow the tree: a device under par-a1 belongs to eu, a broker of nyc to us.
-  CHECK_THAT(x509_text(t.layout.identity_cert("dev-par-a1-1")), Catch::Contains("Issuer: O = NovaCron Edge, OU = region eu, CN = nova-ca.eu"));
+  CHECK_THAT(x509_text(t.layout.identity_cert("dev-par-a1-1")),
+             Catch::Contains("Issuer: O = NovaCron Edge, OU = region eu, CN = nova-ca.eu"));
   CHECK_THAT(x509_text(t.layout.identity_cert("nyc")), Catch::Contains("CN = nova-ca.us"));
   CHECK_THAT(x509_text(t.layout.identity_cert("cloud")), Catch::Contains("CN = nova-ca.cloud"));
-  CHECK_THAT(x509_text(t.layout.identity_cert("nova-cloud")), Catch::Contains("CN = nova-ca.cloud"));
+  CHECK_THAT(x509_text(t.layout.identity_cert("nova-cloud")),
+             Catch::Contains("CN = nova-ca.cloud"));
 }
 
 TEST_CASE("openssl reads the extensions each role needs", "[security]") {
@@ -79,15 +83,18 @@ TEST_CASE("openssl reads the extensions each role needs", "[security]") {
   CHECK_THAT(intermediate, Catch::Contains("CA:TRUE, pathlen:0"));
   CHECK_THAT(intermediate, Catch::Contains("Certificate Sign, CRL Sign"));
   CHECK_THAT(intermediate, Catch::Contains("X509v3 Authority Key Identifier"));
-  CHECK_THAT(x509_text(t.layout.root_cert()), Catch::Contains("CA:TRUE") && Catch::Contains("NIST CURVE: P-256"));
+  CHECK_THAT(x509_text(t.layout.root_cert()),
+             Catch::Contains("CA:TRUE") && Catch::Contains("NIST CURVE: P-256"));
 
   const auto broker = x509_text(t.layout.identity_cert("par"));
   CHECK_THAT(broker, Catch::Contains("Subject: O = NovaCron Edge, OU = broker, CN = par"));
   CHECK_THAT(broker, Catch::Contains("TLS Web Server Authentication"));
   CHECK_THAT(broker, Catch::Contains("DNS:par, DNS:localhost, IP Address:127.0.0.1"));
-  CHECK_THAT(broker, Catch::Contains("CA:FALSE") && Catch::Contains("X509v3 Subject Key Identifier"));
+  CHECK_THAT(broker,
+             Catch::Contains("CA:FALSE") && Catch::Contains("X509v3 Subject Key Identifier"));
   const auto bridge = x509_text(t.layout.identity_cert("bridge.par"));
-  CHECK_THAT(bridge, Catch::Contains("CN = bridge.par") && Catch::Contains("TLS Web Client Authentication"));
+  CHECK_THAT(bridge, Catch::Contains("CN = bridge.par") &&
+                         Catch::Contains("TLS Web Client Authentication"));
   CHECK_THAT(bridge, !Catch::Contains("Server Authentication"));
 
   // The purpose each certificate may serve, as a TLS stack checks it.
@@ -97,8 +104,10 @@ TEST_CASE("openssl reads the extensions each role needs", "[security]") {
   CHECK(verify(t.layout, t.layout.identity_cert("par"), "sslclient").exit_code != 0);
 
   // The key in key.pem is the key the certificate names.
-  const auto from_key = run({"openssl", "pkey", "-in", t.layout.identity_key("par").string(), "-pubout"});
-  const auto from_cert = run({"openssl", "x509", "-in", t.layout.identity_cert("par").string(), "-noout", "-pubkey"});
+  const auto from_key =
+      run({"openssl", "pkey", "-in", t.layout.identity_key("par").string(), "-pubout"});
+  const auto from_cert =
+      run({"openssl", "x509", "-in", t.layout.identity_cert("par").string(), "-noout", "-pubkey"});
   CHECK(from_key.output == from_cert.output);
 }
 
@@ -118,8 +127,8 @@ TEST_CASE("an expired leaf is refused", "[security]") {
   const Layout layout(dir.path() / "pki");
   REQUIRE(pki(layout.dir(), {"init-root"}).exit_code == 0);
   REQUIRE(pki(layout.dir(), {"init-intermediate", "--region", "eu"}).exit_code == 0);
-  const auto issued =
-      pki(layout.dir(), {"issue", "--role", "node", "--name", "old", "--region", "eu", "--backdate", "10", "--days", "1"});
+  const auto issued = pki(layout.dir(), {"issue", "--role", "node", "--name", "old", "--region",
+                                         "eu", "--backdate", "10", "--days", "1"});
   INFO(issued.output);
   REQUIRE(issued.exit_code == 0);
   const auto result = verify(layout, layout.identity_cert("old"));
@@ -146,7 +155,8 @@ TEST_CASE("a revoked leaf and a revoked intermediate's leaves are refused", "[se
   CHECK(verify(t.layout, t.layout.identity_cert("dev-par-a1-2")).exit_code == 0);
 
   REQUIRE(pki(t.layout.dir(), {"revoke", "--region", "us"}).exit_code == 0);
-  const auto root_crl = run({"openssl", "crl", "-in", t.layout.root_crl().string(), "-noout", "-text"}).output;
+  const auto root_crl =
+      run({"openssl", "crl", "-in", t.layout.root_crl().string(), "-noout", "-text"}).output;
   CHECK_THAT(root_crl, Catch::Contains("Serial Number:"));
   result = verify(t.layout, us_leaf);
   CHECK(result.exit_code != 0);
@@ -157,7 +167,8 @@ TEST_CASE("a revoked leaf and a revoked intermediate's leaves are refused", "[se
   const auto renewed = pki(t.layout.dir(), {"renew", "--within", "0"});
   INFO(renewed.output);
   CHECK(renewed.exit_code == 0);
-  CHECK_THAT(renewed.output, Catch::Contains("29 renewed, 0 failed"));  // us: 7 brokers, 7 bridges, 15 nodes
+  CHECK_THAT(renewed.output,
+             Catch::Contains("29 renewed, 0 failed"));  // us: 7 brokers, 7 bridges, 15 nodes
   CHECK(verify(t.layout, t.layout.identity_cert("agent-us")).exit_code == 0);
 }
 
@@ -166,11 +177,13 @@ TEST_CASE("renew keeps the CN, and the renewed certificate verifies", "[security
   const Layout layout(dir.path() / "pki");
   REQUIRE(pki(layout.dir(), {"init-root"}).exit_code == 0);
   REQUIRE(pki(layout.dir(), {"init-intermediate", "--region", "eu"}).exit_code == 0);
-  REQUIRE(pki(layout.dir(), {"issue", "--role", "broker", "--name", "par", "--region", "eu", "--days", "3",
-                             "--san", "IP:10.1.2.3"})
+  REQUIRE(pki(layout.dir(), {"issue", "--role", "broker", "--name", "par", "--region", "eu",
+                             "--days", "3", "--san", "IP:10.1.2.3"})
               .exit_code == 0);
-  REQUIRE(pki(layout.dir(), {"issue", "--role", "sensor", "--name", "dev-1.temp", "--region", "eu"}).exit_code == 0);
-  const auto serial_before = run({"openssl", "x509", "-in", layout.identity_cert("par").string(), "-noout", "-serial"});
+  REQUIRE(pki(layout.dir(), {"issue", "--role", "sensor", "--name", "dev-1.temp", "--region", "eu"})
+              .exit_code == 0);
+  const auto serial_before =
+      run({"openssl", "x509", "-in", layout.identity_cert("par").string(), "-noout", "-serial"});
 
   const auto renewed = pki(layout.dir(), {"renew", "--within", "7"});
   INFO(renewed.output);
@@ -178,8 +191,8 @@ TEST_CASE("renew keeps the CN, and the renewed certificate verifies", "[security
   CHECK_THAT(renewed.output, Catch::Contains("1 renewed, 0 failed"));
   const auto text = x509_text(layout.identity_cert("par"));
   CHECK_THAT(text, Catch::Contains("CN = par") && Catch::Contains("IP Address:10.1.2.3"));
-  CHECK(run({"openssl", "x509", "-in", layout.identity_cert("par").string(), "-noout", "-serial"}).output !=
-        serial_before.output);
+  CHECK(run({"openssl", "x509", "-in", layout.identity_cert("par").string(), "-noout", "-serial"})
+            .output != serial_before.output);
   CHECK(verify(layout, layout.identity_cert("par"), "sslserver").exit_code == 0);
   CHECK(verify(layout, layout.identity_cert("sensor.dev-1.temp"), "sslclient").exit_code == 0);
 }
@@ -202,7 +215,8 @@ TEST_CASE("nova-pki's exit codes and errors name the argument", "[security]") {
   CHECK_THAT(role.output, Catch::Contains("nova-pki: --role: 'admin' is not one of"));
   auto region = pki(d, {"issue", "--role", "node", "--name", "x", "--region", "eu"});
   CHECK(region.exit_code == 2);
-  CHECK_THAT(region.output, Catch::Contains("nova-pki: --region: no intermediate CA for region 'eu'"));
+  CHECK_THAT(region.output,
+             Catch::Contains("nova-pki: --region: no intermediate CA for region 'eu'"));
   auto name = pki(d, {"issue", "--role", "sensor", "--name", "x", "--region", "eu"});
   CHECK(name.exit_code == 2);
   CHECK_THAT(name.output, Catch::Contains("nova-pki: --name: 'x': a sensor is <node>.<sensor>"));
@@ -211,7 +225,9 @@ TEST_CASE("nova-pki's exit codes and errors name the argument", "[security]") {
   fs::rename(d / "root" / "ca.key", dir.path() / "offline.key");
   auto offline = pki(d, {"init-intermediate", "--region", "eu"});
   CHECK(offline.exit_code == 1);
-  CHECK_THAT(offline.output, Catch::Contains("root/ca.key: not present: the CA key is needed to make an intermediate"));
+  CHECK_THAT(
+      offline.output,
+      Catch::Contains("root/ca.key: not present: the CA key is needed to make an intermediate"));
 
   auto bad_topology = pki(d, {"topology", (dir.path() / "absent.yaml").string()});
   CHECK(bad_topology.exit_code == 2);
@@ -219,9 +235,11 @@ TEST_CASE("nova-pki's exit codes and errors name the argument", "[security]") {
 
   fs::rename(dir.path() / "offline.key", d / "root" / "ca.key");
   REQUIRE(pki(d, {"init-intermediate", "--region", "eu"}).exit_code == 0);
-  REQUIRE(pki(d, {"issue", "--role", "operator", "--name", "alice", "--region", "eu"}).exit_code == 0);
+  REQUIRE(pki(d, {"issue", "--role", "operator", "--name", "alice", "--region", "eu"}).exit_code ==
+          0);
   const fs::path device = dir.path() / "export";
-  auto exported = pki(d, {"export", "--role", "operator", "--name", "alice", "--to", device.string()});
+  auto exported =
+      pki(d, {"export", "--role", "operator", "--name", "alice", "--to", device.string()});
   CHECK(exported.exit_code == 0);
   CHECK(fs::exists(device / "key.pem"));
   CHECK(pki(d, {"export", "--name", "bob", "--to", device.string()}).exit_code == 2);
@@ -243,8 +261,10 @@ TEST_CASE("nova-pki topology refuses two identities with one CN", "[security]") 
                          "  - {id: nova-cloud, site: eu}\n";
   const auto result = pki(dir.path() / "pki", {"topology", file.string()});
   CHECK(result.exit_code == 2);
-  CHECK_THAT(result.output, Catch::Contains("invalid topology: the cloud service and node 'nova-cloud' would share "
-                                            "the certificate CN 'nova-cloud'"));
+  CHECK_THAT(
+      result.output,
+      Catch::Contains("invalid topology: the cloud service and node 'nova-cloud' would share "
+                      "the certificate CN 'nova-cloud'"));
   CHECK_FALSE(fs::exists(dir.path() / "pki" / "identities"));
 }
 
@@ -252,25 +272,31 @@ TEST_CASE("openssl refuses a leaf once its issuer's CRL has expired", "[security
   FiveTier t;
   REQUIRE(t.made.exit_code == 0);
   // 40 days on: the 90-day leaf is still valid, the region's 30-day CRL is not.
-  const auto later = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now() + std::chrono::hours(24 * 40));
+  const auto later = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now() +
+                                                          std::chrono::hours(24 * 40));
   const auto cert = t.layout.identity_cert("gw-par-a1").string();
-  const auto result = run({"openssl", "verify", "-attime", std::to_string(later), "-CAfile", t.layout.trust_ca().string(),
-                           "-untrusted", cert, "-crl_check_all", "-CRLfile", t.layout.trust_crl().string(), cert});
+  const auto result = run({"openssl", "verify", "-attime", std::to_string(later), "-CAfile",
+                           t.layout.trust_ca().string(), "-untrusted", cert, "-crl_check_all",
+                           "-CRLfile", t.layout.trust_crl().string(), cert});
   CHECK(result.exit_code != 0);
   CHECK_THAT(result.output, Catch::Contains("CRL has expired"));
 }
 
-TEST_CASE("nova-pki topology puts a broker's non-loopback listener address in its SAN", "[security]") {
+TEST_CASE("nova-pki topology puts a broker's non-loopback listener address in its SAN",
+          "[security]") {
   TempDir dir;
   const fs::path file = dir.path() / "lan.yaml";
-  std::ofstream(file) << "sites:\n"
-                         "  - {id: cloud, level: 1, address: 192.0.2.10, port: 18830}\n"
-                         "  - {id: eu, level: 2, parent: cloud, address: broker-eu.example, port: 18831}\n";
+  std::ofstream(file)
+      << "sites:\n"
+         "  - {id: cloud, level: 1, address: 192.0.2.10, port: 18830}\n"
+         "  - {id: eu, level: 2, parent: cloud, address: broker-eu.example, port: 18831}\n";
   const Layout layout(dir.path() / "pki");
   const auto made = pki(layout.dir(), {"topology", file.string()});
   INFO(made.output);
   REQUIRE(made.exit_code == 0);
-  CHECK_THAT(x509_text(layout.identity_cert("cloud")),
-             Catch::Contains("DNS:cloud, DNS:localhost, IP Address:127.0.0.1, IP Address:192.0.2.10"));
-  CHECK_THAT(x509_text(layout.identity_cert("eu")), Catch::Contains("IP Address:127.0.0.1, DNS:broker-eu.example"));
+  CHECK_THAT(
+      x509_text(layout.identity_cert("cloud")),
+      Catch::Contains("DNS:cloud, DNS:localhost, IP Address:127.0.0.1, IP Address:192.0.2.10"));
+  CHECK_THAT(x509_text(layout.identity_cert("eu")),
+             Catch::Contains("IP Address:127.0.0.1, DNS:broker-eu.example"));
 }

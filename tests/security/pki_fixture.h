@@ -70,16 +70,17 @@ struct TestPki {
     auto pki = Pki::open(path);
     if (!pki) throw std::runtime_error(pki.error().message());
     auto made = std::move(pki).value();
-    for (auto status : {made.init_root().ok(), made.init_intermediate("cloud").ok(), made.init_intermediate("eu").ok()}) {
-      if (!status) throw std::runtime_error("cannot make the test PKI");
+    for (const bool made_ok : {made.init_root().ok(), made.init_intermediate("cloud").ok(),
+                        made.init_intermediate("eu").ok()}) {
+      if (!made_ok) throw std::runtime_error("cannot make the test PKI");
     }
     return made;
   }
 
   const Layout& layout() const { return pki.layout(); }
 
-  CertificateInfo issue(Role role, const std::string& name, const std::string& region = "eu", int days = 90,
-                        int backdate_days = 0) {
+  CertificateInfo issue(Role role, const std::string& name, const std::string& region = "eu",
+                        int days = 90, int backdate_days = 0) {
     IssueRequest request;
     request.role = role;
     request.name = name;

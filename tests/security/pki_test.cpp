@@ -1,6 +1,8 @@
 // The PKI library's own logic, on files in a temporary directory: identity names and
 // their errors, what a certificate says, file modes, refusals, revocation bookkeeping
 // and renewal. What outside tools make of the files is in openssl_test.cpp.
+#include "nova/security/pki.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -10,7 +12,6 @@
 #include <fstream>
 #include <iterator>
 
-#include "nova/security/pki.h"
 #include "pki_fixture.h"
 
 using namespace nova::security;
@@ -57,13 +58,15 @@ TEST_CASE("bad names and roles are refused naming the field and the rule", "[sec
   check(common_name(Role::cloud, "cloud-2"), "nova-cloud or nova-cloud.<instance>");
   auto role = parse_role("admin");
   REQUIRE_FALSE(role.ok());
-  CHECK(role.error().message() == "role: 'admin' is not one of broker, bridge, node, sensor, cloud, operator");
+  CHECK(role.error().message() ==
+        "role: 'admin' is not one of broker, bridge, node, sensor, cloud, operator");
   CHECK(*parse_role("operator") == Role::operator_);
   CHECK(check_region("eu").ok());
   CHECK(check_region("../x").error().path == "region");
 }
 
-TEST_CASE("a broker certificate names its site and loopback, and chains to its region", "[security]") {
+TEST_CASE("a broker certificate names its site and loopback, and chains to its region",
+          "[security]") {
   TestPki t;
   IssueRequest request;
   request.role = Role::broker;
@@ -75,14 +78,16 @@ TEST_CASE("a broker certificate names its site and loopback, and chains to its r
   CHECK(info->common_name == "par");
   CHECK(info->issuer_common_name == "nova-ca.eu");
   CHECK_FALSE(info->is_ca);
-  CHECK(info->subject_alt_names ==
-        std::vector<std::string>{"DNS:par", "DNS:localhost", "IP:127.0.0.1", "DNS:broker.example", "IP:10.0.0.7"});
+  CHECK(info->subject_alt_names == std::vector<std::string>{"DNS:par", "DNS:localhost",
+                                                            "IP:127.0.0.1", "DNS:broker.example",
+                                                            "IP:10.0.0.7"});
   CHECK(info->not_after - info->not_before == std::chrono::hours(24 * 90));
 
   // cert.pem holds the leaf, then the intermediate that issued it.
   const std::string pem = contents(t.layout().identity_cert("par"));
   CHECK(pem.find("BEGIN CERTIFICATE") != pem.rfind("BEGIN CERTIFICATE"));
-  CHECK(pem.substr(pem.find("-----END CERTIFICATE-----\n") + 26) == contents(t.layout().ca_cert("eu")));
+  CHECK(pem.substr(pem.find("-----END CERTIFICATE-----\n") + 26) ==
+        contents(t.layout().ca_cert("eu")));
   auto read_back = read_certificate(t.layout().identity_cert("par"));
   REQUIRE(read_back.ok());
   CHECK(read_back->serial_hex == info->serial_hex);
@@ -98,14 +103,15 @@ TEST_CASE("private keys are 0600 in 0700 folders, public files 0644", "[security
   TestPki t;
   t.issue(Role::node, "n1");
   REQUIRE(t.pki.create_signing_key("nova-cloud").ok());
-  for (const auto& key : {t.layout().root_key(), t.layout().ca_key("eu"), t.layout().ca_key("cloud"),
-                          t.layout().identity_key("n1"), t.layout().signing_key("nova-cloud")}) {
+  for (const auto& key :
+       {t.layout().root_key(), t.layout().ca_key("eu"), t.layout().ca_key("cloud"),
+        t.layout().identity_key("n1"), t.layout().signing_key("nova-cloud")}) {
     INFO(key);
     CHECK(mode_of(key) == 0600);
     CHECK(mode_of(key.parent_path()) == 0700);
   }
-  for (const auto& pub : {t.layout().root_cert(), t.layout().identity_cert("n1"), t.layout().trust_crl(),
-                          t.layout().signing_public_key("nova-cloud")}) {
+  for (const auto& pub : {t.layout().root_cert(), t.layout().identity_cert("n1"),
+                          t.layout().trust_crl(), t.layout().signing_public_key("nova-cloud")}) {
     INFO(pub);
     CHECK(mode_of(pub) == 0644);
   }
@@ -133,7 +139,8 @@ TEST_CASE("issuing refuses what it cannot do, naming the argument", "[security]"
   request.region = "eu";
   auto again = t.pki.issue(request);
   REQUIRE_FALSE(again.ok());
-  CHECK(again.error().message() == "name: identity 'n1' is already issued (renew or revoke it first)");
+  CHECK(again.error().message() ==
+        "name: identity 'n1' is already issued (renew or revoke it first)");
 
   request.name = "n2";
   request.region = "asia";
@@ -147,14 +154,17 @@ TEST_CASE("issuing refuses what it cannot do, naming the argument", "[security]"
   CHECK(t.pki.issue(request).error().path == "days");
   request.days = 90;
   request.subject_alt_names = {"DNS:x"};
-  CHECK(t.pki.issue(request).error().message() == "san: only a broker certificate carries subjectAltNames");
+  CHECK(t.pki.issue(request).error().message() ==
+        "san: only a broker certificate carries subjectAltNames");
   request.role = Role::broker;
   request.subject_alt_names = {"IP:999.1.1.1"};
-  CHECK(t.pki.issue(request).error().message() == "san: 'IP:999.1.1.1': expected DNS:<name> or IP:<address>");
+  CHECK(t.pki.issue(request).error().message() ==
+        "san: 'IP:999.1.1.1': expected DNS:<name> or IP:<address>");
   CHECK_FALSE(t.pki.has_identity("n2"));
 }
 
-TEST_CASE("leaves are issued with the intermediate alone: the root key may be offline", "[security]") {
+TEST_CASE("leaves are issued with the intermediate alone: the root key may be offline",
+          "[security]") {
   TestPki t;
   fs::remove(t.layout().root_key());
   CHECK(t.issue(Role::node, "n1").issuer_common_name == "nova-ca.eu");
@@ -162,11 +172,13 @@ TEST_CASE("leaves are issued with the intermediate alone: the root key may be of
   REQUIRE(t.pki.regenerate_crls().ok());  // the root's CRL file is kept as it was
   auto region = t.pki.init_intermediate("us");
   REQUIRE_FALSE(region.ok());
-  CHECK_THAT(region.error().message(), Catch::Contains("root/ca.key: not present: the CA key is needed to make an "
-                                                       "intermediate"));
+  CHECK_THAT(region.error().message(),
+             Catch::Contains("root/ca.key: not present: the CA key is needed to make an "
+                             "intermediate"));
 }
 
-TEST_CASE("revoking a leaf lists its serial on its intermediate's CRL and frees its name", "[security]") {
+TEST_CASE("revoking a leaf lists its serial on its intermediate's CRL and frees its name",
+          "[security]") {
   TestPki t;
   const auto victim = t.issue(Role::node, "victim");
   const auto before = contents(t.layout().trust_crl());
@@ -193,7 +205,8 @@ TEST_CASE("revoking an intermediate moves it aside so the region can get a new o
   CHECK(fresh->serial_hex != old_ca->serial_hex);
 }
 
-TEST_CASE("renew re-issues what expires within the window, keeping CN, key and SANs", "[security]") {
+TEST_CASE("renew re-issues what expires within the window, keeping CN, key and SANs",
+          "[security]") {
   TestPki t;
   IssueRequest broker;
   broker.role = Role::broker;
@@ -220,7 +233,8 @@ TEST_CASE("renew re-issues what expires within the window, keeping CN, key and S
   CHECK(read_certificate(t.layout().identity_cert("far"))->serial_hex == far.serial_hex);
 }
 
-TEST_CASE("renew reports a leaf whose intermediate key is absent and renews the others", "[security]") {
+TEST_CASE("renew reports a leaf whose intermediate key is absent and renews the others",
+          "[security]") {
   TestPki t;
   t.issue(Role::node, "in-eu", "eu", 1);
   t.issue(Role::node, "in-cloud", "cloud", 1);
@@ -233,7 +247,8 @@ TEST_CASE("renew reports a leaf whose intermediate key is absent and renews the 
   CHECK_THAT(report.failed.front().reason, Catch::Contains("ca.key: not present"));
 }
 
-TEST_CASE("after a region's intermediate is replaced, renew re-signs its leaves with the new one", "[security]") {
+TEST_CASE("after a region's intermediate is replaced, renew re-signs its leaves with the new one",
+          "[security]") {
   TestPki t;
   const auto leaf = t.issue(Role::node, "n1", "eu", 365);
   const auto other = t.issue(Role::node, "n2", "cloud", 365);

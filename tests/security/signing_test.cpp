@@ -1,15 +1,18 @@
 // Ed25519 signing keys (signing.h): sign, verify, refuse any change, and the key files.
+#include "nova/security/signing.h"
+
 #include <catch2/catch.hpp>
 
 #include "nova/security/pki.h"
-#include "nova/security/signing.h"
 #include "pki_fixture.h"
 
 using namespace nova::security;
 using nova::security::testing::TempDir;
 
 namespace {
-std::vector<std::uint8_t> bytes(std::string_view s) { return {s.begin(), s.end()}; }
+std::vector<std::uint8_t> bytes(std::string_view s) {
+  return {s.begin(), s.end()};
+}
 }  // namespace
 
 TEST_CASE("an Ed25519 signature verifies, and fails for a flipped byte anywhere", "[security]") {
@@ -31,7 +34,8 @@ TEST_CASE("an Ed25519 signature verifies, and fails for a flipped byte anywhere"
     changed[i] ^= 0x80;
     CHECK_FALSE(verifier.verify(message, changed));
   }
-  CHECK_FALSE(verifier.verify(message, std::vector<std::uint8_t>(signature.begin(), signature.end() - 1)));
+  CHECK_FALSE(
+      verifier.verify(message, std::vector<std::uint8_t>(signature.begin(), signature.end() - 1)));
   // Another key's signature does not verify.
   CHECK_FALSE(SigningKey::generate()->verify_key().verify(message, signature));
 }

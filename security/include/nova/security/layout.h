@@ -49,15 +49,21 @@ class Layout {
   std::filesystem::path ca_key(std::string_view region) const { return ca_dir(region) / "ca.key"; }
   std::filesystem::path ca_cert(std::string_view region) const { return ca_dir(region) / "ca.crt"; }
   std::filesystem::path ca_crl(std::string_view region) const { return ca_dir(region) / "crl.pem"; }
-  std::filesystem::path ca_revoked(std::string_view region) const { return ca_dir(region) / "revoked.tsv"; }
+  std::filesystem::path ca_revoked(std::string_view region) const {
+    return ca_dir(region) / "revoked.tsv";
+  }
 
   std::filesystem::path trust_ca() const { return dir_ / "trust" / "ca.pem"; }
   std::filesystem::path trust_crl() const { return dir_ / "trust" / "crl.pem"; }
 
   std::filesystem::path identities_dir() const { return dir_ / "identities"; }
   std::filesystem::path identity_dir(std::string_view cn) const { return identities_dir() / cn; }
-  std::filesystem::path identity_key(std::string_view cn) const { return identity_dir(cn) / "key.pem"; }
-  std::filesystem::path identity_cert(std::string_view cn) const { return identity_dir(cn) / "cert.pem"; }
+  std::filesystem::path identity_key(std::string_view cn) const {
+    return identity_dir(cn) / "key.pem";
+  }
+  std::filesystem::path identity_cert(std::string_view cn) const {
+    return identity_dir(cn) / "cert.pem";
+  }
 
   std::filesystem::path signing_dir() const { return dir_ / "signing"; }
   std::filesystem::path signing_key(std::string_view name) const {

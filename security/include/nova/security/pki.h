@@ -52,7 +52,7 @@ using Clock = std::chrono::system_clock;
 
 enum class Role { broker, bridge, node, sensor, cloud, operator_ };
 
-std::string_view role_name(Role role);  // "broker", ..., "operator"
+std::string_view role_name(Role role);           // "broker", ..., "operator"
 Result<Role> parse_role(std::string_view text);  // error path "role"
 
 // The CN of `name` in `role` (table above); error path "name" with the rule broken.
@@ -79,8 +79,8 @@ struct IssueRequest {
   std::string region;  // whose intermediate signs
   // Extra subjectAltNames, "DNS:<name>" or "IP:<v4 or v6>"; brokers only.
   std::vector<std::string> subject_alt_names;
-  int days = 90;           // validity length, >= 1
-  int backdate_days = 0;   // starts this many days ago (>= 0): tests make expired leaves
+  int days = 90;          // validity length, >= 1
+  int backdate_days = 0;  // starts this many days ago (>= 0): tests make expired leaves
 };
 
 struct RenewReport {
