@@ -831,3 +831,16 @@ TEST_CASE("root runs tasks only with allow_root", "[tasks][policy]") {
   REQUIRE(h.run_until_results(1));
   CHECK(h.only_result().output == "0\n");
 }
+
+TEST_CASE("a task queued before a restart meets the allow-list in force when it starts", "[tasks][policy]") {
+  Harness h;
+  h.options.allow.push_back("/usr/bin/id");
+  h.open();
+  CHECK(h.submit(make_task("t-queued-id", {"id", "-u"})).outcome == Admission::Outcome::queued);
+  h.options.allow.pop_back();  // the operator removed it, then the agent restarted
+  h.open();
+  REQUIRE(h.run_until_results(1));
+  CHECK(h.only_result().status == TaskStatus::refused);
+  CHECK(reason_of(h.only_result()) == "argv[0] 'id' is not the name of a program in tasks.allow");
+  CHECK(h.runner->counters().refused_by_policy == 1);
+}
