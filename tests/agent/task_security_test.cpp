@@ -35,6 +35,19 @@ std::string cbor(const auto& message) {
   return std::string(b.begin(), b.end());
 }
 
+// The agent publishes its retained birth once the broker granted its subscriptions:
+// from then on a task published to it is delivered ("connected" comes earlier).
+bool wait_for_birth(const std::string& uri, std::chrono::seconds timeout) {
+  mqtt::async_client c(uri, "test-birth-watch", mqtt::create_options(MQTTVERSION_3_1_1));
+  c.start_consuming();
+  c.connect()->wait();
+  c.subscribe(std::string("nova/v1/up/") + kNode + "/state", 1)->wait();
+  mqtt::const_message_ptr msg;
+  const bool got = c.try_consume_message_for(&msg, timeout) && msg;
+  c.disconnect()->wait();
+  return got;
+}
+
 std::string down_topic(const char* kind) { return std::string("nova/v1/down/") + kSite + "/" + kNode + "/" + kind; }
 
 schemas::Task task(const std::string& id, std::vector<std::string> argv, std::map<std::string, std::string> env = {}) {
@@ -59,6 +72,7 @@ TEST_CASE("a real agent keeps its task policy local and never logs a task's argv
   testing::write_agent_config(config, kNode, kSite, 4, broker.uri(), dir, "log: {level: debug}\n");
   testing::AgentProcess agent(NOVA_AGENT_BIN, config, dir / "agent.log");
   REQUIRE(agent.wait_log("event=connected", 20s));
+  REQUIRE(wait_for_birth(broker.uri(), 20s));
 
   const std::string secrets[] = {"xyz-argv-secret-123", "xyz-env-secret-456", "xyz-preload-secret-789",
                                  "xyz-env2-secret-246"};
