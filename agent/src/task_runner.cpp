@@ -125,7 +125,9 @@ struct TaskRunner::Impl {
   // A private directory owned by the task's user: its HOME, TMPDIR and (by default) cwd.
   std::optional<fs::path> make_scratch(const std::string& task_id, std::string& why) const {
     std::error_code ec;
-    const fs::path root = options.scratch_root.empty() ? fs::temp_directory_path(ec) : options.scratch_root;
+    fs::path root = options.scratch_root;
+    if (root.empty()) root = fs::temp_directory_path(ec);
+    if (root.empty()) root = "/tmp";  // TMPDIR names no directory
     std::string templ = (root / ("nova-task-" + task_id + "-XXXXXX")).string();
     if (::mkdtemp(templ.data()) == nullptr) {
       why = "cannot create the task's directory under " + root.string() + ": " + std::strerror(errno);
