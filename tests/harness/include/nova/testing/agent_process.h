@@ -13,6 +13,9 @@
 
 namespace nova::testing {
 
+// The programs the tests' tasks run (tasks.allow); tasks run as the default tasks.user.
+inline constexpr const char* kTestTaskPrograms = "/bin/sh, /bin/true, /bin/echo, /bin/sleep";
+
 // A config for a test agent: fast reconnect, no admission by host load (tests must not
 // depend on whatever else runs on the machine), state under `dir`. `extra` is appended
 // (further YAML sections). Written to a temporary file and renamed, as config managers do.
@@ -23,7 +26,7 @@ inline void write_agent_config(const std::filesystem::path& file, const std::str
   out << "node: {id: " << node << ", site: " << site << ", level: " << level << "}\n"
       << "mqtt: {uri: \"" << uri << "\", reconnect_min_ms: 100, reconnect_max_ms: 1000}\n"
       << "outbox: {dir: " << (dir / "outbox").string() << "}\n"
-      << "tasks: {dir: " << (dir / "tasks").string() << "}\n"
+      << "tasks: {dir: " << (dir / "tasks").string() << ", allow: [" << kTestTaskPrograms << "]}\n"
       << "limits: {max_cpu_pct: 100, max_memory_pct: 100, min_free_memory_mb: 0}\n"
       << extra;
   out.close();
