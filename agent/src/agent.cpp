@@ -123,6 +123,7 @@ Agent::Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox>
     }
   };
   u.uri = options_.broker_uri;
+  u.tls = options_.tls;
   u.client_id = options_.birth.node;
   u.keepalive = options_.keepalive;
   u.will_topic = topics::up(id(options_.birth.node), topics::UpKind::state);
@@ -297,6 +298,8 @@ void Agent::stop() {
   stop_requested_.store(true);
   uplink_->wake();
 }
+
+void Agent::renew_uplink() { uplink_->renew(); }
 
 bool Agent::connected() const { return uplink_->connected(); }
 

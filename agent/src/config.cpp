@@ -43,7 +43,7 @@ constexpr std::string_view accepts_text(Check c) {
     case Check::site_path:
       return "a site path: ids joined by '/', root first";
     case Check::uri:
-      return "tcp://, mqtt:// or ws:// host[:port]; no TLS (ssl://, mqtts://, wss://)";
+      return "tcp://, mqtt:// or ws:// (plaintext); mqtts://, ssl:// or wss:// (TLS) host[:port]";
     case Check::absolute_path:
       return "an absolute path";
   }
@@ -53,7 +53,7 @@ constexpr std::string_view accepts_text(Check c) {
 using FieldRef =
     std::variant<std::string*, std::vector<std::string>*, std::uint8_t*, std::uint32_t*,
                  std::uint64_t*, std::optional<std::uint32_t>*, LogLevel*, LogFormat*,
-                 schemas::BatchEncoding*>;
+                 schemas::BatchEncoding*, bool*>;
 
 struct KeyDef {
   ConfigKey key;
@@ -95,6 +95,11 @@ struct Flags {
 Flags identity() {
   return Flags{true, false, "required"};
 }
+// Local trust: only the file sets it, so a message from the broker can never repoint
+// the agent's trust or identity.
+Flags local_only() {
+  return Flags{false, false, ""};
+}
 // A default that depends on something else, described in words.
 Flags computed(std::string_view note) {
   return Flags{false, true, note};
@@ -126,6 +131,8 @@ constexpr std::array<std::string_view, 4> kLogLevels{"debug", "info", "warning",
 constexpr std::array<std::string_view, 2> kLogFormats{"logfmt", "json"};
 // In the order of schemas::BatchEncoding.
 constexpr std::array<std::string_view, 3> kBatchEncodings{"plain", "zstd", "qdelta"};
+// A yes/no key is a choice, in the order of bool.
+constexpr std::array<std::string_view, 2> kBooleans{"false", "true"};
 
 template <class E>
 constexpr std::span<const std::string_view> names_of() {
@@ -133,6 +140,8 @@ constexpr std::span<const std::string_view> names_of() {
     return kLogLevels;
   else if constexpr (std::is_same_v<E, schemas::BatchEncoding>)
     return kBatchEncodings;
+  else if constexpr (std::is_same_v<E, bool>)
+    return kBooleans;
   else
     return kLogFormats;
 }
@@ -159,7 +168,9 @@ const std::vector<KeyDef>& table() {
           "Capabilities published in the birth record, for placement (e.g. gpu, arm64)."),
 
       def(NOVA_KEY(mqtt.uri), text(Check::uri), Reload::restart,
-          "The local broker (the site's Mosquitto)."),
+          "The local broker (the site's Mosquitto). A TLS uri needs mqtt.tls_ca_file, "
+          "mqtt.tls_cert_file and mqtt.tls_key_file; a plaintext one is logged as "
+          "plaintext_uplink at every start."),
       def(NOVA_KEY(mqtt.keepalive_s), integer(5, 65535), Reload::restart,
           "MQTT keepalive; the broker declares the node dead after 1.5 times this.",
           computed("the tier profile's for node.level (30 at levels 4-5, 45 at 3, 60 at 1-2)")),
@@ -167,6 +178,20 @@ const std::vector<KeyDef>& table() {
           "First reconnect delay; doubles per failed attempt, with jitter."),
       def(NOVA_KEY(mqtt.reconnect_max_ms), integer(1000, 3600000), Reload::hot,
           "Longest reconnect delay."),
+      def(NOVA_KEY(mqtt.tls_ca_file), text(Check::absolute_path), Reload::restart,
+          "PEM CA certificates (the chain) the broker's certificate must verify against; "
+          "only these are trusted. TLS uri only.",
+          local_only()),
+      def(NOVA_KEY(mqtt.tls_cert_file), text(Check::absolute_path), Reload::restart,
+          "PEM certificate (CN = node.id) presented to the broker. Read again at every "
+          "connect: a rotated file is used from the next reconnect, or at once after SIGHUP.",
+          local_only()),
+      def(NOVA_KEY(mqtt.tls_key_file), text(Check::absolute_path), Reload::restart,
+          "PEM private key of mqtt.tls_cert_file; must match it (checked at load).", local_only()),
+      def(NOVA_KEY(mqtt.tls_insecure_skip_verify), choice(kBooleans), Reload::restart,
+          "true: the broker's certificate and name are NOT verified (anyone on the path can "
+          "pose as the broker); logged as a warning at every start. For lab use only.",
+          local_only()),
 
       def(NOVA_KEY(metrics.interval_ms), integer(100, 60000), Reload::hot,
           "Sampling interval of the host metrics."),
@@ -445,15 +470,6 @@ std::optional<std::string> check_string(Check check, const std::string& s) {
       static constexpr std::array<std::string_view, 6> kSchemes{"tcp",   "ssl", "mqtt",
                                                                 "mqtts", "ws",  "wss"};
       const std::string bad = "expected a broker URI such as tcp://127.0.0.1:1883, got '" + s + "'";
-      // The agent links the plain Paho C library (no libssl/libcrypto in its memory).
-      if (sep != std::string::npos) {
-        const std::string_view scheme = std::string_view(s).substr(0, sep);
-        if (scheme == "ssl" || scheme == "mqtts" || scheme == "wss") {
-          return "TLS (" + std::string(scheme) +
-                 "://) is not supported: the agent connects to its site broker in plain MQTT "
-                 "(tcp://, mqtt:// or ws://)";
-        }
-      }
       if (sep == std::string::npos ||
           std::find(kSchemes.begin(), kSchemes.end(), std::string_view(s).substr(0, sep)) ==
               kSchemes.end()) {
@@ -523,7 +539,7 @@ std::optional<std::string> assign(AgentConfig& c, const KeyDef& d, Value value) 
           }
           *field = std::move(items);
         } else if constexpr (std::is_same_v<T, LogLevel> || std::is_same_v<T, LogFormat> ||
-                             std::is_same_v<T, schemas::BatchEncoding>) {
+                             std::is_same_v<T, schemas::BatchEncoding> || std::is_same_v<T, bool>) {
           const auto& s = std::get<std::string>(value);
           const auto names = names_of<T>();
           const auto it = std::find(names.begin(), names.end(), s);
@@ -561,6 +577,19 @@ struct Violation {
 // key it changed rather than the one it left alone.
 std::vector<Violation> cross_check(const AgentConfig& c) {
   std::vector<Violation> out;
+  // TLS: a TLS uri needs a usable identity; TLS keys beside a plaintext uri would make
+  // an operator believe the uplink is encrypted when it is not.
+  if (const auto tls = c.tls()) {
+    if (const auto problem = check_tls_files(*tls)) {
+      out.push_back({tls_file_key(problem->file), problem->reason});
+    }
+  } else {
+    const std::string why = "set, but mqtt.uri '" + c.mqtt.uri + "' is plaintext (use mqtts://)";
+    if (!c.mqtt.tls_ca_file.empty()) out.push_back({"mqtt.tls_ca_file", why});
+    if (!c.mqtt.tls_cert_file.empty()) out.push_back({"mqtt.tls_cert_file", why});
+    if (!c.mqtt.tls_key_file.empty()) out.push_back({"mqtt.tls_key_file", why});
+    if (c.mqtt.tls_insecure_skip_verify) out.push_back({"mqtt.tls_insecure_skip_verify", why});
+  }
   if (c.mqtt.reconnect_min_ms > c.mqtt.reconnect_max_ms) {
     out.push_back({"mqtt.reconnect_min_ms", std::to_string(c.mqtt.reconnect_min_ms) +
                                                 " is above mqtt.reconnect_max_ms (" +
@@ -751,6 +780,23 @@ std::chrono::seconds AgentConfig::keepalive() const {
   return tiers::profile(node.level).keepalive;
 }
 
+std::string_view tls_file_key(TlsFileProblem::File file) {
+  switch (file) {
+    case TlsFileProblem::File::ca:
+      return "mqtt.tls_ca_file";
+    case TlsFileProblem::File::cert:
+      return "mqtt.tls_cert_file";
+    case TlsFileProblem::File::key:
+      return "mqtt.tls_key_file";
+  }
+  return "mqtt.tls_ca_file";
+}
+
+std::optional<TlsFiles> AgentConfig::tls() const {
+  if (is_plaintext_uri(mqtt.uri)) return std::nullopt;
+  return TlsFiles{mqtt.tls_ca_file, mqtt.tls_cert_file, mqtt.tls_key_file, !mqtt.tls_insecure_skip_verify};
+}
+
 std::span<const ConfigKey> config_keys() {
   static const std::vector<ConfigKey> keys = [] {
     std::vector<ConfigKey> out;
@@ -780,7 +826,7 @@ std::string format_value(const AgentConfig& config, const ConfigKey& key) {
           for (const auto& s : *field) out += (out.size() > 1 ? ", " : "") + s;
           return out + "]";
         } else if constexpr (std::is_same_v<T, LogLevel> || std::is_same_v<T, LogFormat> ||
-                             std::is_same_v<T, schemas::BatchEncoding>) {
+                             std::is_same_v<T, schemas::BatchEncoding> || std::is_same_v<T, bool>) {
           return std::string(names_of<T>()[static_cast<std::size_t>(*field)]);
         } else if constexpr (std::is_same_v<T, std::optional<std::uint32_t>>) {
           return *field ? std::to_string(**field) : "unset";
