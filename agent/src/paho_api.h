@@ -30,7 +30,7 @@ namespace nova::agent::detail {
 // Found through the TLS library's dependencies (libcrypto), never linked by the agent.
 #define NOVA_OPENSSL_FUNCTIONS(X) \
   X(BIO_new_file) X(BIO_free) X(PEM_read_bio_X509) X(PEM_read_bio_PrivateKey) X(X509_free) \
-  X(EVP_PKEY_free) X(X509_check_private_key) X(X509_cmp_current_time) X(X509_get0_notAfter)
+  X(EVP_PKEY_free) X(X509_check_private_key)
 // clang-format on
 
 struct PahoApi {

@@ -51,8 +51,10 @@ struct TlsFiles {
 };
 
 // Why `files` cannot serve as a TLS identity, if they cannot: which file and why
-// (missing, unreadable, not PEM, expired, the key does not match the certificate).
-// Checked with OpenSSL, which it loads (paho_api.h).
+// (missing, unreadable, not PEM, the key does not match the certificate). Checked with
+// OpenSSL, which it loads (paho_api.h). An expired certificate passes: the broker
+// refuses it, the agent logs why and keeps retrying, and a renewed file is used at the
+// next attempt, without a restart.
 struct TlsFileProblem {
   enum class File { ca, cert, key } file;
   std::string reason;
