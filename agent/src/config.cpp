@@ -872,9 +872,14 @@ Result<AgentConfig> apply_remote(const AgentConfig& current, const schemas::Conf
       // Repeating the current value (a cloud that publishes whole configs) is no change.
       const auto* s = std::get_if<std::string>(&std::get<Value>(value));
       if (s != nullptr && *s == format_value(current, d->key)) continue;
+      if (d->key.required) {
+        return Error{where(name),
+                     "identity keys cannot be changed remotely (the node is addressed by them); "
+                     "edit the agent's file and restart"};
+      }
       return Error{where(name),
-                   "identity keys cannot be changed remotely (the node is addressed by them); "
-                   "edit the agent's file and restart"};
+                   "TLS trust and identity keys cannot be changed remotely (a message must never "
+                   "choose whom the agent trusts); edit the agent's file and restart"};
     }
     if (auto problem = assign(next, *d, std::get<Value>(std::move(value)))) {
       return Error{where(name), *problem};
