@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <stdexcept>
 #include <string>
 #include <fstream>
 
@@ -105,8 +106,12 @@ schemas::Result<std::unique_ptr<Agent>> Agent::create(AgentOptions options, Samp
   if (ec) return Error{"", "agent: cannot create state dir " + options.state_dir.string() + ": " + ec.message()};
   auto inbox = Inbox::open(options.state_dir / "inbox");
   if (!inbox) return inbox.error();
-  return std::unique_ptr<Agent>(
-      new Agent(std::move(options), source, std::move(outbox).value(), std::move(inbox).value()));
+  try {
+    return std::unique_ptr<Agent>(
+        new Agent(std::move(options), source, std::move(outbox).value(), std::move(inbox).value()));
+  } catch (const std::runtime_error& e) {  // the uplink: its Paho library cannot be loaded
+    return Error{"", std::string("agent: ") + e.what()};
+  }
 }
 
 Agent::Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox> outbox,

@@ -298,7 +298,11 @@ void Uplink::connect() {
     ssl.trustStore = tls.ca_file.c_str();
     ssl.keyStore = tls.cert_file.c_str();
     ssl.privateKey = tls.key_file.c_str();
-    ssl.sslVersion = MQTT_SSL_VERSION_TLS_1_2;  // the minimum: 1.3 is negotiated when offered
+    // TLS 1.2 at least. Paho C 1.3.11 ignores sslVersion with OpenSSL 1.1 and later (it
+    // always uses TLS_client_method), so the floor is set through the cipher string:
+    // at security level 2, OpenSSL 3 refuses TLS 1.0 and 1.1 (and keys under 112 bits).
+    ssl.sslVersion = MQTT_SSL_VERSION_TLS_1_2;
+    ssl.enabledCipherSuites = "DEFAULT:@SECLEVEL=2";
     ssl.enableServerCertAuth = tls.verify_server ? 1 : 0;  // chain to ca_file
     ssl.verify = tls.verify_server ? 1 : 0;                // the URI's host in the certificate
     ssl.disableDefaultTrustStore = 1;                      // only ca_file is trusted

@@ -1,8 +1,12 @@
 // nova-agent over TLS with its client certificate, against a real Mosquitto whose
 // listener requires one (require_certificate, use_identity_as_username), with
 // certificates made by the openssl command line (nova/testing/test_ca.h).
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -10,10 +14,12 @@
 #include <filesystem>
 #include <iostream>
 #include <string>
+#include <thread>
 
 #include "nova/testing/ack_consumer.h"
 #include "nova/testing/agent_process.h"
 #include "nova/testing/broker.h"
+#include "nova/testing/child_process.h"
 #include "nova/testing/test_ca.h"
 
 using namespace nova;
@@ -78,6 +84,23 @@ bool alive(pid_t pid) { return pid > 0 && ::kill(pid, 0) == 0; }
 void install(const fs::path& from, const fs::path& to) {
   fs::copy_file(from, to.string() + ".new", fs::copy_options::overwrite_existing);
   fs::rename(to.string() + ".new", to);
+}
+
+// Waits until something accepts TCP connections on 127.0.0.1:`port`.
+bool wait_listening(std::uint16_t port, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const bool ok = ::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0;
+    ::close(fd);
+    if (ok) return true;
+    std::this_thread::sleep_for(20ms);  // another process's listen(); nothing to wait on
+  }
+  return false;
 }
 
 }  // namespace
@@ -184,4 +207,29 @@ TEST_CASE("a rotated certificate is used after SIGHUP without losing a record; t
   std::cout << "tls rotation: SIGHUP to reconnected " << std::chrono::duration_cast<std::chrono::milliseconds>(reconnect).count()
             << " ms; metrics records " << count.seqs.size() << " received, " << count.duplicates
             << " duplicates, none missing\n";
+}
+
+TEST_CASE("nova-agent refuses a broker that offers only TLS 1.1", "[agent][tls][integration]") {
+  TlsSite site;  // its CA and server certificate; the broker is not used
+  const std::uint16_t port = testing::free_loopback_port();
+  std::string openssl = testing::run_command("command -v openssl");
+  while (!openssl.empty() && openssl.back() == '\n') openssl.pop_back();
+  testing::ChildProcess server;
+  // Security level 0 lets this OpenSSL 3 serve TLS 1.1 at all.
+  server.start({openssl, "s_server", "-quiet", "-accept", std::to_string(port), "-cert", site.server.cert.string(),
+                "-key", site.server.key.string(), "-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"},
+               site.dir / "s_server.log", false);
+  REQUIRE(wait_listening(port, 10s));
+  const auto node = site.ca.issue({kNode, {}, 30});
+  const fs::path file = site.dir / "agent.yaml";
+  testing::write_agent_config(file, kNode, kSite, 4, "mqtts://127.0.0.1:" + std::to_string(port), site.dir / "agent", "",
+                              ", tls_ca_file: " + site.ca.cert().string() + ", tls_cert_file: " + node.cert.string() +
+                                  ", tls_key_file: " + node.key.string());
+  testing::AgentProcess agent(NOVA_AGENT_BIN, file, site.dir / "agent.log");
+  INFO(agent.text());
+  REQUIRE(agent.wait_log("event=disconnected", 20s));
+  CHECK(agent.text().find("tls: ") != std::string::npos);
+  CHECK(agent.text().find("event=connected") == std::string::npos);
+  CHECK(alive(agent.pid()));
+  server.signal(SIGKILL);
 }
