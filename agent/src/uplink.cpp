@@ -95,8 +95,8 @@ struct Uplink::Callbacks {
   }
 
   // Paho's reason for a failed TLS handshake is only "TCP/TLS connect failure"; OpenSSL's
-  // (e.g. "certificate verify failed", "tlsv13 alert certificate required") arrives
-  // before it through ssl_error, and is added.
+  // (e.g. "certificate verify failed" when the broker is not trusted) arrives before it
+  // through ssl_error, and is added.
   static void connect_failed(void* context, MQTTAsync_failureData* response) {
     auto* self = static_cast<Uplink*>(context);
     try {
