@@ -12,6 +12,8 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -105,26 +107,28 @@ bool wait_listening(std::uint16_t port, std::chrono::milliseconds timeout) {
 
 }  // namespace
 
-TEST_CASE("nova-agent connects over TLS with its certificate; its birth and a metrics batch arrive",
+TEST_CASE("nova-agent connects over TLS with its certificate: its birth and a metrics batch arrive",
           "[agent][tls][integration]") {
   TlsSite site;
   const auto node = site.ca.issue({kNode, {}, 30});
   const auto outsider = site.ca.issue({"operator", {}, 30});
-  // The outside client subscribes first; it stops at the first metrics batch (or after 40 s).
-  FILE* sub = ::popen((site.sub_command(outsider, "-F %t -W 40 -t nova/v1/up/gw-tls/state -t nova/v1/up/gw-tls/metrics") +
-                       " 2>&1")
-                          .c_str(),
-                      "r");
-  REQUIRE(sub != nullptr);
+  // The outside client subscribes first; its output goes to a file (topics only).
+  testing::ChildProcess sub;
+  sub.start({"/bin/sh", "-c",
+             "exec " + site.sub_command(outsider, "-F %t -t nova/v1/up/gw-tls/state -t nova/v1/up/gw-tls/metrics") +
+                 " >&2"},
+            site.dir / "sub.log", false);
   REQUIRE(site.broker.wait_for_log("u'operator'", 10s));
   testing::AgentProcess agent(NOVA_AGENT_BIN, site.agent_config(site.ca.cert(), node), site.dir / "agent.log");
   REQUIRE(agent.wait_log("event=connected", 20s));
   std::string seen;
-  char line[512];
-  while (seen.find("nova/v1/up/gw-tls/metrics") == std::string::npos && std::fgets(line, sizeof line, sub) != nullptr) {
-    seen += line;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;  // one batch is due after 10 s
+  while (seen.find("nova/v1/up/gw-tls/metrics") == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);  // a file another process writes
+    std::ifstream in(site.dir / "sub.log");
+    seen.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
-  ::pclose(sub);
+  sub.signal(SIGTERM);
   INFO(seen << "\nagent log:\n" << agent.text());
   CHECK(seen.find("nova/v1/up/gw-tls/state") != std::string::npos);
   CHECK(seen.find("nova/v1/up/gw-tls/metrics") != std::string::npos);
@@ -171,7 +175,7 @@ TEST_CASE("nova-agent refused by TLS logs why, keeps retrying and stays up", "[a
   }
 }
 
-TEST_CASE("a rotated certificate is used after SIGHUP without losing a record; the old one can be revoked",
+TEST_CASE("a rotated certificate is used after SIGHUP without losing a record, and the old one can be revoked",
           "[agent][tls][integration]") {
   TlsSite site;
   const auto first = site.ca.issue({kNode, {}, 30});
