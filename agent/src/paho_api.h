@@ -3,8 +3,9 @@
 //
 // Why not link it: Debian ships the API twice with the same symbols, libpaho-mqtt3a
 // (plain) and libpaho-mqtt3as (TLS, which links libssl and libcrypto). Linking the TLS
-// one costs about 3.6 MB of RSS even for a plain tcp:// uplink (1.8 MB only to map and
-// relocate OpenSSL, the rest its initialisation; docs/agent.md, "TLS"), so the agent
+// one costs about 3.6 MB of RSS even for a plain tcp:// uplink (1.7 MB only to map and
+// relocate OpenSSL, the rest its initialisation; docs/agent.md, "Paho C loaded at run
+// time"), so the agent
 // loads the plain library for a plaintext URI and the TLS one only when TLS is
 // configured. A process that already links Paho (a test or a tool that also uses Paho
 // C++, which needs the TLS library) keeps using that copy: loading a second library

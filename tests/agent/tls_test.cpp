@@ -214,6 +214,9 @@ TEST_CASE("a rotated certificate is used after SIGHUP without losing a record, a
   CHECK(*count.seqs.begin() == 1);
   CHECK(*count.seqs.rbegin() == count.seqs.size());
   CHECK(alive(agent.pid()));
+  // Only the connection was renewed: the agent itself started once.
+  const std::string log = agent.text();
+  CHECK(log.find("event=started") == log.rfind("event=started"));
   std::cout << "tls rotation: SIGHUP to reconnected " << std::chrono::duration_cast<std::chrono::milliseconds>(reconnect).count()
             << " ms; metrics records " << count.seqs.size() << " received, " << count.duplicates
             << " duplicates, none missing\n";
