@@ -5,9 +5,8 @@
 // (plain) and libpaho-mqtt3as (TLS, which links libssl and libcrypto). Linking the TLS
 // one costs about 3.6 MB of RSS even for a plain tcp:// uplink (1.7 MB only to map and
 // relocate OpenSSL, the rest its initialisation; docs/agent.md, "Paho C loaded at run
-// time"), so the agent
-// loads the plain library for a plaintext URI and the TLS one only when TLS is
-// configured. A process that already links Paho (a test or a tool that also uses Paho
+// time"), so the agent loads the plain library for a plaintext URI and the TLS one
+// only when TLS is configured. A process that already links Paho (a test or a tool that also uses Paho
 // C++, which needs the TLS library) keeps using that copy: loading a second library
 // with the same symbols into one process would mix their internal state.
 #pragma once
