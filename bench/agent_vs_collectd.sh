@@ -6,13 +6,16 @@
 # for --seconds (default 300), both publishing host metrics every second to that broker,
 # and prints for each: RSS at the end, CPU use over the run, time from exec to the first
 # record at the broker, and uplink bytes and messages per hour, with the ratio
-# nova-agent/collectd and the issue's targets (met/MISSED).
+# nova-agent/collectd and the issue's targets (met/MISSED). A second nova-agent runs in
+# the same window over TLS (mqtts:// with a client certificate, EC P-256 made here with
+# the openssl command, on a second listener of the same broker that requires one), and
+# its RSS and CPU are printed beside the plain agent's (issue 10, item 4).
 #
 #   cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 #   cmake --build build-bench --target nova-agent
 #   bench/agent_vs_collectd.sh [--seconds N] [--agent PATH]
 #
-# Needs mosquitto, mosquitto-clients, collectd-core and python3 (scripts/setup.sh); with
+# Needs mosquitto, mosquitto-clients, collectd-core, openssl and python3 (scripts/setup.sh); with
 # the zstd command the report also decodes a batch to show what a sample holds. No
 # network: everything is on 127.0.0.1. Everything the run writes (broker, agent outbox,
 # collectd, captures) is in one temp dir, removed on exit, also on Ctrl-C.
@@ -65,6 +68,7 @@ need mosquitto "apt-get install mosquitto, or scripts/setup.sh"
 need mosquitto_sub "apt-get install mosquitto-clients"
 need mosquitto_pub "apt-get install mosquitto-clients"
 need python3 "apt-get install python3"
+need openssl "apt-get install openssl"
 need "$collectd_bin" "apt-get install collectd-core"
 [[ -x $agent_bin ]] || {
   echo "nova-agent not found at $agent_bin; build it first:" >&2
@@ -101,8 +105,8 @@ cleanup() {
   if alive "$sleep_pid"; then kill -TERM "$sleep_pid" 2>/dev/null; fi
   # Publishers first (the broker must outlive them for their clean disconnect), then
   # the sampler and subscribers, then the broker.
-  stop agent collectd
-  stop sampler sub_agent sub_collectd
+  stop agent agent_tls collectd
+  stop sampler sub_agent sub_agent_tls sub_collectd
   stop mosquitto
   if ((keep_temp)); then
     echo "temp dir kept: $tmp" >&2
@@ -138,13 +142,40 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# ---------------------------------------------------------------- TLS
+# A CA, the broker's certificate (SAN 127.0.0.1) and the TLS agent's (CN = its node id).
+issue_cert() {  # name cn extension
+  local d=$tmp/tls
+  printf '%s\n' "$3" >"$d/$1.ext"
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/$1.key" -out "$d/$1.csr" \
+    -subj "/CN=$2" >>"$d/openssl.log" 2>&1
+  openssl x509 -req -in "$d/$1.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 2 \
+    -extfile "$d/$1.ext" -out "$d/$1.crt" >>"$d/openssl.log" 2>&1
+}
+make_tls() {
+  mkdir -p "$tmp/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/tls/ca.key" \
+    -out "$tmp/tls/ca.crt" -days 2 -subj /CN=bench-ca -addext basicConstraints=critical,CA:true \
+    >"$tmp/tls/openssl.log" 2>&1
+  issue_cert server localhost "subjectAltName=IP:127.0.0.1,DNS:localhost"
+  issue_cert agent bench-agent-tls "basicConstraints=CA:false"
+}
+
 # ---------------------------------------------------------------- broker
 start_broker() {
   local attempt
   mkdir -p "$tmp/mosquitto"
   for attempt in 1 2 3; do
     port=$(free_port)
+    tls_port=$(free_port)
     {
+      echo "listener $tls_port 127.0.0.1"
+      echo "cafile $tmp/tls/ca.crt"
+      echo "certfile $tmp/tls/server.crt"
+      echo "keyfile $tmp/tls/server.key"
+      echo "require_certificate true"
+      echo "use_identity_as_username true"
+      echo "tls_version tlsv1.2"
       echo "listener $port 127.0.0.1"
       echo "allow_anonymous true"
       echo "persistence false"
@@ -245,6 +276,7 @@ sampler() {
   trap 'if [[ -n $sp ]]; then kill -TERM "$sp" 2>/dev/null; fi; exit 0' TERM
   while :; do
     if alive "${pids[agent]}"; then sample_proc agent "${pids[agent]}"; fi
+    if alive "${pids[agent_tls]:-}"; then sample_proc agent_tls "${pids[agent_tls]}"; fi
     if alive "${pids[collectd]}"; then sample_proc collectd "${pids[collectd]}"; fi
     sleep "$sample_every" &
     sp=$!
@@ -279,8 +311,10 @@ meta mosquitto_version "$(mosquitto -h 2>&1 | awk '/^mosquitto version/ {print $
 meta loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)"
 meta agent_bin "$agent_bin"
 
+make_tls
 start_broker
 meta port "$port"
+meta tls_port "$tls_port"
 
 # nova-agent: the issue's benchmark settings; every other key keeps its default.
 mkdir -p "$tmp/agent-conf" "$tmp/agent"
@@ -300,6 +334,27 @@ tasks:
   dir: $tmp/agent/tasks
 EOF
 "$agent_bin" --check-config --config "$tmp/agent-conf/agent.yaml" >/dev/null
+# The same agent over TLS: only its id, uri, TLS files and state dir differ.
+mkdir -p "$tmp/agent_tls"
+cat >"$tmp/agent-conf/agent_tls.yaml" <<EOF
+node:
+  id: bench-agent-tls
+  site: cloud/eu/par/par-a1
+  level: 4
+mqtt:
+  uri: mqtts://127.0.0.1:$tls_port
+  tls_ca_file: $tmp/tls/ca.crt
+  tls_cert_file: $tmp/tls/agent.crt
+  tls_key_file: $tmp/tls/agent.key
+metrics:
+  interval_ms: 1000
+  batch_interval_s: 60
+outbox:
+  dir: $tmp/agent_tls/outbox
+tasks:
+  dir: $tmp/agent_tls/tasks
+EOF
+"$agent_bin" --check-config --config "$tmp/agent-conf/agent_tls.yaml" >/dev/null
 meta agent_batch_interval_s 60
 
 # collectd: bench/collectd/collectd.conf.in with this run's dir, port and names.
@@ -315,6 +370,7 @@ sed -e "s|@DIR@|$tmp/collectd|g" -e "s|@PORT@|$port|g" -e "s|@HOSTNAME@|bench-co
 
 start_subscriber agent "nova/v1/up/bench-agent/#"
 start_subscriber collectd "$collectd_prefix/#"
+start_subscriber agent_tls "nova/v1/up/bench-agent-tls/#"
 
 # Startup: besides the run's own start, `startups` starts of each peer, each stopped once
 # its first record has arrived (nova-agent with a fresh state dir each time). What they
@@ -334,6 +390,7 @@ done
 echo "broker 127.0.0.1:$port; starting nova-agent, then collectd; running ${seconds}s side by side" >&2
 launch agent "$tmp/agent.t0" "$tmp/agent.log" "$agent_bin" --config "$tmp/agent-conf/agent.yaml"
 launch collectd "$tmp/collectd.t0" "$tmp/collectd.log" "$collectd_bin" -f -C "$tmp/collectd/collectd.conf"
+launch agent_tls "$tmp/agent_tls.t0" "$tmp/agent_tls.log" "$agent_bin" --config "$tmp/agent-conf/agent_tls.yaml"
 meta agent_pid "${pids[agent]}"
 meta collectd_pid "${pids[collectd]}"
 
@@ -346,9 +403,9 @@ end_us=$((${t_collectd0%.*} * 1000000 + 10#${t_collectd0#*.} + seconds * 1000000
 while :; do
   left_us=$((end_us - $(now_us)))
   ((left_us > 0)) || break
-  if ! alive "${pids[agent]}" || ! alive "${pids[collectd]}"; then
+  if ! alive "${pids[agent]}" || ! alive "${pids[collectd]}" || ! alive "${pids[agent_tls]}"; then
     echo "a peer exited during the run:" >&2
-    tail -20 "$tmp/agent.log" "$tmp/collectd.log" "$tmp/collectd/collectd.log" >&2
+    tail -20 "$tmp/agent.log" "$tmp/agent_tls.log" "$tmp/collectd.log" "$tmp/collectd/collectd.log" >&2
     exit 1
   fi
   ((left_us > 10000000)) && left_us=10000000
@@ -361,11 +418,12 @@ meta t_end "$(now)"
 stop sampler
 snapshot agent "${pids[agent]}" end
 snapshot collectd "${pids[collectd]}" end
+snapshot agent_tls "${pids[agent_tls]}" end
 meta loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 meta agent_outbox_bytes "$(du -sb "$tmp/agent/outbox" | cut -f1)"
 meta agent_state_bytes "$(du -sb "$tmp/agent" | cut -f1)"
-stop agent collectd
+stop agent agent_tls collectd
 nap 0.5
-stop sub_agent sub_collectd
+stop sub_agent sub_agent_tls sub_collectd
 
 python3 "$here/agent_vs_collectd_report.py" "$tmp"

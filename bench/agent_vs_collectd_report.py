@@ -250,8 +250,10 @@ def main():
     batch_s = int(meta.get("agent_batch_interval_s", "60"))
     warmup = 10.0
 
+    # The TLS agent of the same run (issue 10), measured like the others when present.
+    measured = PEERS + (("agent_tls",) if os.path.exists(os.path.join(d, "agent_tls.t0")) else ())
     t0 = {}
-    for p in PEERS:
+    for p in measured:
         with open(os.path.join(d, f"{p}.t0")) as f:
             t0[p] = float(f.read().strip())
 
@@ -266,8 +268,8 @@ def main():
                 t, name, rss, hwm, ticks, ctx, thr = parts
                 timeline[name].append((float(t), int(rss), int(hwm), int(ticks), int(ctx), int(thr)))
 
-    r = {p: {} for p in PEERS}
-    for p in PEERS:
+    r = {p: {} for p in measured}
+    for p in measured:
         x = r[p]
         status = read_kv(os.path.join(d, f"{p}.status.end"))
         rollup = read_kv(os.path.join(d, f"{p}.smaps_rollup.end"))
@@ -444,6 +446,29 @@ def main():
     row("    messages / h", a["msgs_ph"], c["msgs_ph"])
     row("  in the window: payload bytes", a["payload"], c["payload"])
     row("    messages", a["msgs"], c["msgs"])
+    if "agent_tls" in r:
+        t = r["agent_tls"]
+        w("")
+        w(f"TLS, same window: a second nova-agent over mqtts:// with a client certificate (EC P-256) on a "
+          f"listener requiring one (127.0.0.1:{meta.get('tls_port', '?')}); ran {t['elapsed']:.1f} s")
+        w(f"{'':44} {'plain':>12} {'TLS':>12} {'TLS-plain':>10}   {'target':<22} TLS")
+        diff = lambda tv, pv: "-" if tv is None or pv is None else f"{tv - pv:+.3f}" if isinstance(tv, float) else f"{tv - pv:+d}"
+
+        def trow(label, pv, tv, fmt=fmt_int, target="", verdict_text=""):
+            w(f"{label:44} {fmt(pv):>12} {fmt(tv):>12} {diff(tv, pv):>10}   {target:<22} {verdict_text}")
+
+        trow("RSS at end, VmRSS (kB)", a["rss"], t["rss"], target="<= 8 MB (issue 10)",
+             verdict_text=verdict(t["rss"] * 1024 if t["rss"] is not None else None, TARGET_RSS_BYTES, SEED_RSS_BYTES))
+        trow("  peak, VmHWM (kB)", a["hwm"], t["hwm"])
+        trow("  anonymous, RssAnon (kB)", a["rss_anon"], t["rss_anon"])
+        trow("  file-backed, RssFile (kB)", a["rss_file"], t["rss_file"])
+        trow("  PSS, shared pages divided (kB)", a["pss"], t["pss"])
+        trow("  private pages (kB)", a["private"], t["private"])
+        trow("CPU, % of one core, exec to end", a["cpu_pct"], t["cpu_pct"], fmt=f3)
+        trow(f"  after the first {warmup:.0f} s", a["cpu_pct_steady"], t["cpu_pct_steady"], fmt=f3)
+        trow("  threads", a["threads"], t["threads"])
+        trow("startup, the run's own start (ms)", a["startup_ms"], t["startup_ms"], fmt=f1)
+        trow("  messages in the window", a["msgs"], t["msgs"])
     w("")
     w(f"(a) nova-agent: an hour of acknowledged operation, {3600 // batch_s} whole batches (mean of the first sends "
       "in the window) plus the birth record;")

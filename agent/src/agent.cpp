@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <stdexcept>
 #include <string>
 #include <fstream>
 
@@ -110,8 +111,12 @@ schemas::Result<std::unique_ptr<Agent>> Agent::create(AgentOptions options, Samp
   if (ec) return Error{"", "agent: cannot create state dir " + options.state_dir.string() + ": " + ec.message()};
   auto inbox = Inbox::open(options.state_dir / "inbox");
   if (!inbox) return inbox.error();
-  return std::unique_ptr<Agent>(
-      new Agent(std::move(options), source, std::move(outbox).value(), std::move(inbox).value()));
+  try {
+    return std::unique_ptr<Agent>(
+        new Agent(std::move(options), source, std::move(outbox).value(), std::move(inbox).value()));
+  } catch (const std::runtime_error& e) {  // the uplink: its Paho library cannot be loaded
+    return Error{"", std::string("agent: ") + e.what()};
+  }
 }
 
 Agent::Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox> outbox,
@@ -124,6 +129,7 @@ Agent::Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox>
   // Tasks are stored durably before Paho acknowledges them to the broker.
   u.before_ack = [this](const std::string& topic, const std::string& payload) { hand_over(topic, payload); };
   u.uri = options_.broker_uri;
+  u.tls = options_.tls;
   u.client_id = options_.birth.node;
   u.keepalive = options_.keepalive;
   u.will_topic = topics::up(id(options_.birth.node), topics::UpKind::state);
@@ -330,6 +336,8 @@ void Agent::stop() {
   stop_requested_.store(true);
   uplink_->wake();
 }
+
+void Agent::renew_uplink() { uplink_->renew(); }
 
 bool Agent::connected() const { return uplink_->connected(); }
 

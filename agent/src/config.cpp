@@ -43,7 +43,7 @@ constexpr std::string_view accepts_text(Check c) {
     case Check::site_path:
       return "a site path: ids joined by '/', root first";
     case Check::uri:
-      return "tcp://, mqtt:// or ws:// host[:port]; no TLS (ssl://, mqtts://, wss://)";
+      return "tcp://, mqtt:// or ws:// (plaintext); mqtts://, ssl:// or wss:// (TLS) host[:port]";
     case Check::absolute_path:
       return "an absolute path";
   }
@@ -106,6 +106,13 @@ Flags task_policy() {
                "only the agent's file sets what tasks may run and as whom; a remote config "
                "cannot change it"};
 }
+// Local trust: only the file sets it, so a message from the broker can never repoint
+// the agent's trust or identity.
+Flags local_only() {
+  return Flags{false, false, "",
+               "TLS trust and identity keys cannot be changed remotely (a message must never "
+               "choose whom the agent trusts); edit the agent's file and restart"};
+}
 // A default that depends on something else, described in words.
 Flags computed(std::string_view note) {
   return Flags{false, true, note, ""};
@@ -137,7 +144,7 @@ constexpr auto kLogLevels = common::kLogLevelNames;
 constexpr auto kLogFormats = common::kLogFormatNames;
 // In the order of schemas::BatchEncoding.
 constexpr std::array<std::string_view, 3> kBatchEncodings{"plain", "zstd", "qdelta"};
-// In the order of bool.
+// A yes/no key is a choice, in the order of bool.
 constexpr std::array<std::string_view, 2> kBooleans{"false", "true"};
 
 template <class E>
@@ -174,7 +181,9 @@ const std::vector<KeyDef>& table() {
           "Capabilities published in the birth record, for placement (e.g. gpu, arm64)."),
 
       def(NOVA_KEY(mqtt.uri), text(Check::uri), Reload::restart,
-          "The local broker (the site's Mosquitto)."),
+          "The local broker (the site's Mosquitto). A TLS uri needs mqtt.tls_ca_file, "
+          "mqtt.tls_cert_file and mqtt.tls_key_file; a plaintext one is logged as "
+          "plaintext_uplink at every start."),
       def(NOVA_KEY(mqtt.keepalive_s), integer(5, 65535), Reload::restart,
           "MQTT keepalive; the broker declares the node dead after 1.5 times this.",
           computed("the tier profile's for node.level (30 at levels 4-5, 45 at 3, 60 at 1-2)")),
@@ -182,6 +191,20 @@ const std::vector<KeyDef>& table() {
           "First reconnect delay; doubles per failed attempt, with jitter."),
       def(NOVA_KEY(mqtt.reconnect_max_ms), integer(1000, 3600000), Reload::hot,
           "Longest reconnect delay."),
+      def(NOVA_KEY(mqtt.tls_ca_file), text(Check::absolute_path), Reload::restart,
+          "PEM CA certificates (the chain) the broker's certificate must verify against; "
+          "only these are trusted. TLS uri only.",
+          local_only()),
+      def(NOVA_KEY(mqtt.tls_cert_file), text(Check::absolute_path), Reload::restart,
+          "PEM certificate (CN = node.id) presented to the broker. Read again at every "
+          "connect: a rotated file is used from the next reconnect, or at once after SIGHUP.",
+          local_only()),
+      def(NOVA_KEY(mqtt.tls_key_file), text(Check::absolute_path), Reload::restart,
+          "PEM private key of mqtt.tls_cert_file; must match it (checked at load).", local_only()),
+      def(NOVA_KEY(mqtt.tls_insecure_skip_verify), choice(kBooleans), Reload::restart,
+          "true: the broker's certificate and name are NOT verified (anyone on the path can "
+          "pose as the broker); logged as a warning at every start. For lab use only.",
+          local_only()),
 
       def(NOVA_KEY(metrics.interval_ms), integer(100, 60000), Reload::hot,
           "Sampling interval of the host metrics."),
@@ -472,15 +495,6 @@ std::optional<std::string> check_string(Check check, const std::string& s) {
       static constexpr std::array<std::string_view, 6> kSchemes{"tcp",   "ssl", "mqtt",
                                                                 "mqtts", "ws",  "wss"};
       const std::string bad = "expected a broker URI such as tcp://127.0.0.1:1883, got '" + s + "'";
-      // The agent links the plain Paho C library (no libssl/libcrypto in its memory).
-      if (sep != std::string::npos) {
-        const std::string_view scheme = std::string_view(s).substr(0, sep);
-        if (scheme == "ssl" || scheme == "mqtts" || scheme == "wss") {
-          return "TLS (" + std::string(scheme) +
-                 "://) is not supported: the agent connects to its site broker in plain MQTT "
-                 "(tcp://, mqtt:// or ws://)";
-        }
-      }
       if (sep == std::string::npos ||
           std::find(kSchemes.begin(), kSchemes.end(), std::string_view(s).substr(0, sep)) ==
               kSchemes.end()) {
@@ -588,6 +602,19 @@ struct Violation {
 // key it changed rather than the one it left alone.
 std::vector<Violation> cross_check(const AgentConfig& c) {
   std::vector<Violation> out;
+  // TLS: a TLS uri needs a usable identity; TLS keys beside a plaintext uri would make
+  // an operator believe the uplink is encrypted when it is not.
+  if (const auto tls = c.tls()) {
+    if (const auto problem = check_tls_files(*tls)) {
+      out.push_back({tls_file_key(problem->file), problem->reason});
+    }
+  } else {
+    const std::string why = "set, but mqtt.uri '" + c.mqtt.uri + "' is plaintext (use mqtts://)";
+    if (!c.mqtt.tls_ca_file.empty()) out.push_back({"mqtt.tls_ca_file", why});
+    if (!c.mqtt.tls_cert_file.empty()) out.push_back({"mqtt.tls_cert_file", why});
+    if (!c.mqtt.tls_key_file.empty()) out.push_back({"mqtt.tls_key_file", why});
+    if (c.mqtt.tls_insecure_skip_verify) out.push_back({"mqtt.tls_insecure_skip_verify", why});
+  }
   if (c.mqtt.reconnect_min_ms > c.mqtt.reconnect_max_ms) {
     out.push_back({"mqtt.reconnect_min_ms", std::to_string(c.mqtt.reconnect_min_ms) +
                                                 " is above mqtt.reconnect_max_ms (" +
@@ -788,6 +815,23 @@ std::string host_arch() {
 std::chrono::seconds AgentConfig::keepalive() const {
   if (mqtt.keepalive_s) return std::chrono::seconds(*mqtt.keepalive_s);
   return tiers::profile(node.level).keepalive;
+}
+
+std::string_view tls_file_key(TlsFileProblem::File file) {
+  switch (file) {
+    case TlsFileProblem::File::ca:
+      return "mqtt.tls_ca_file";
+    case TlsFileProblem::File::cert:
+      return "mqtt.tls_cert_file";
+    case TlsFileProblem::File::key:
+      return "mqtt.tls_key_file";
+  }
+  return "mqtt.tls_ca_file";
+}
+
+std::optional<TlsFiles> AgentConfig::tls() const {
+  if (is_plaintext_uri(mqtt.uri)) return std::nullopt;
+  return TlsFiles{mqtt.tls_ca_file, mqtt.tls_cert_file, mqtt.tls_key_file, !mqtt.tls_insecure_skip_verify};
 }
 
 std::span<const ConfigKey> config_keys() {

@@ -1,23 +1,25 @@
 #include "nova/agent/uplink.h"
 
-#include <MQTTAsync.h>
-
 #include <algorithm>
+#include <array>
+#include <filesystem>
+#include <fstream>
+#include <memory>
 #include <stdexcept>
 
-// The Paho C asynchronous API. Which library provides it is the final binary's choice
-// (agent/CMakeLists.txt): nova-agent links the plain build libpaho-mqtt3a, so neither
-// libssl nor libcrypto is loaded; TLS URIs are refused by the config (mqtt.uri).
+#include "paho_api.h"
+
+// Every Paho call goes through paho_ (the library loaded for this URI, paho_api.h).
 
 namespace nova::agent {
 namespace {
 
-std::string describe(int rc, const char* message) {
+std::string describe(const detail::PahoApi& paho, int rc, const char* message) {
   std::string s = "rc " + std::to_string(rc);
   if (message != nullptr && *message != '\0') {
     s += ": ";
     s += message;
-  } else if (const char* text = MQTTAsync_strerror(rc); text != nullptr) {
+  } else if (const char* text = paho.MQTTAsync_strerror(rc); text != nullptr) {
     s += ": ";
     s += text;
   }
@@ -25,6 +27,47 @@ std::string describe(int rc, const char* message) {
 }
 
 }  // namespace
+
+bool is_plaintext_uri(std::string_view uri) {
+  static constexpr std::array<std::string_view, 3> kTlsSchemes{"ssl://", "mqtts://", "wss://"};
+  return std::none_of(kTlsSchemes.begin(), kTlsSchemes.end(),
+                      [&](std::string_view scheme) { return uri.starts_with(scheme); });
+}
+
+std::optional<TlsFileProblem> check_tls_files(const TlsFiles& files) {
+  using File = TlsFileProblem::File;
+  // Existence and readability first: they need no OpenSSL and give the plainest reason.
+  for (const auto& [which, path] : {std::pair{File::ca, &files.ca_file}, std::pair{File::cert, &files.cert_file},
+                                    std::pair{File::key, &files.key_file}}) {
+    if (path->empty()) return TlsFileProblem{which, "required for a TLS uri (ssl://, mqtts://, wss://)"};
+    std::error_code ec;
+    if (!std::filesystem::exists(*path, ec)) return TlsFileProblem{which, "'" + *path + "' does not exist"};
+    if (!std::ifstream(*path).good()) return TlsFileProblem{which, "'" + *path + "' is not readable"};
+  }
+  const detail::OpenSslApi& ssl = detail::openssl_api();
+  const auto bio = [&](const std::string& path) {
+    return std::unique_ptr<BIO, decltype(ssl.BIO_free)>(ssl.BIO_new_file(path.c_str(), "r"), ssl.BIO_free);
+  };
+  const auto read_cert = [&](const std::string& path) {
+    auto in = bio(path);
+    return std::unique_ptr<X509, decltype(ssl.X509_free)>(
+        in ? ssl.PEM_read_bio_X509(in.get(), nullptr, nullptr, nullptr) : nullptr, ssl.X509_free);
+  };
+  if (!read_cert(files.ca_file)) return TlsFileProblem{File::ca, "'" + files.ca_file + "' holds no PEM certificate"};
+  const auto cert = read_cert(files.cert_file);
+  if (!cert) return TlsFileProblem{File::cert, "'" + files.cert_file + "' holds no PEM certificate"};
+  auto key_in = bio(files.key_file);
+  const std::unique_ptr<EVP_PKEY, decltype(ssl.EVP_PKEY_free)> key(
+      key_in ? ssl.PEM_read_bio_PrivateKey(key_in.get(), nullptr, nullptr, nullptr) : nullptr, ssl.EVP_PKEY_free);
+  if (!key) {
+    return TlsFileProblem{File::key, "'" + files.key_file + "' holds no PEM private key (or it is encrypted)"};
+  }
+  if (ssl.X509_check_private_key(cert.get(), key.get()) != 1) {
+    return TlsFileProblem{File::key, "the key in '" + files.key_file + "' does not match the certificate in '" +
+                                         files.cert_file + "'"};
+  }
+  return std::nullopt;
+}
 
 struct Uplink::Pending {
   enum class State { sent, ok, failed };
@@ -51,14 +94,36 @@ struct Uplink::Callbacks {
     }
   }
 
+  // Paho's reason for a failed TLS handshake is only "TCP/TLS connect failure"; OpenSSL's
+  // (e.g. "certificate verify failed" when the broker is not trusted) arrives before it
+  // through ssl_error, and is added.
   static void connect_failed(void* context, MQTTAsync_failureData* response) {
+    auto* self = static_cast<Uplink*>(context);
     try {
       const int rc = response != nullptr ? response->code : MQTTASYNC_FAILURE;
-      static_cast<Uplink*>(context)->push(
-          {UplinkEvent::Kind::connect_failed, {},
-           "connect failed (" + describe(rc, response != nullptr ? response->message : nullptr) + ")", {}});
+      std::string reason = "connect failed (" + describe(self->paho_, rc, response != nullptr ? response->message : nullptr);
+      {
+        std::lock_guard lock(self->mutex_);
+        if (!self->tls_error_.empty()) reason += "; tls: " + self->tls_error_;
+        self->tls_error_.clear();
+      }
+      self->push({UplinkEvent::Kind::connect_failed, {}, reason + ")", {}});
     } catch (...) {
     }
+  }
+
+  // OpenSSL's error queue, one line per error, while a TLS connection is made or used.
+  static int ssl_error(const char* text, std::size_t len, void* context) {
+    auto* self = static_cast<Uplink*>(context);
+    try {
+      std::string line(text, len);
+      while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+      std::lock_guard lock(self->mutex_);
+      if (!self->tls_error_.empty()) self->tls_error_ += "; ";
+      if (self->tls_error_.size() < 1024) self->tls_error_ += line;
+    } catch (...) {
+    }
+    return 0;
   }
 
   static void connection_lost(void* context, char* cause) {
@@ -86,8 +151,8 @@ struct Uplink::Callbacks {
       self->push({UplinkEvent::Kind::message, std::move(topic), std::move(payload), {}});
     } catch (...) {
     }
-    MQTTAsync_freeMessage(&message);
-    MQTTAsync_free(topic_name);
+    self->paho_.MQTTAsync_freeMessage(&message);
+    self->paho_.MQTTAsync_free(topic_name);
     return 1;
   }
 
@@ -127,7 +192,8 @@ struct Uplink::Callbacks {
       return finish_subscribe(static_cast<Subscribe*>(context), {rc}, {});
     }
     finish_subscribe(static_cast<Subscribe*>(context), {},
-                     "subscribe failed (" + describe(rc, response != nullptr ? response->message : nullptr) + ")");
+                     "subscribe failed (" + describe(static_cast<Subscribe*>(context)->owner->paho_, rc,
+                                                        response != nullptr ? response->message : nullptr) + ")");
   }
   static void finish_subscribe(Subscribe* sub, const std::vector<int>& granted, const std::string& reason) {
     Uplink* owner = sub->owner;
@@ -163,7 +229,7 @@ struct Uplink::Callbacks {
     opts.onSuccess = &disconnected;
     opts.onFailure = &disconnect_failed;
     opts.context = &self;
-    if (MQTTAsync_disconnect(self.client_, &opts) != MQTTASYNC_SUCCESS) return;
+    if (self.paho_.MQTTAsync_disconnect(self.client_, &opts) != MQTTASYNC_SUCCESS) return;
     std::unique_lock lock(self.mutex_);
     self.cv_.wait_for(lock, wait, [&] { return self.disconnected_; });
   }
@@ -176,23 +242,27 @@ struct Uplink::Callbacks {
   }
 };
 
-Uplink::Uplink(UplinkOptions options) : options_(std::move(options)) {
+Uplink::Uplink(UplinkOptions options)
+    : options_(std::move(options)), paho_(detail::paho_api(!is_plaintext_uri(options_.uri))) {
+  if (!is_plaintext_uri(options_.uri) && !options_.tls) {
+    throw std::runtime_error("mqtt client for " + options_.uri + ": a TLS uri needs the TLS files");
+  }
   MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer;
   create.MQTTVersion = MQTTVERSION_3_1_1;
   create.sendWhileDisconnected = 0;  // no offline buffer: the outbox is the buffer
   // No Paho persistence: the outbox is the durable store.
-  int rc = MQTTAsync_createWithOptions(&client_, options_.uri.c_str(), options_.client_id.c_str(),
+  int rc = paho_.MQTTAsync_createWithOptions(&client_, options_.uri.c_str(), options_.client_id.c_str(),
                                        MQTTCLIENT_PERSISTENCE_NONE, nullptr, &create);
   if (rc != MQTTASYNC_SUCCESS) {
-    throw std::runtime_error("mqtt client for " + options_.uri + ": " + describe(rc, nullptr));
+    throw std::runtime_error("mqtt client for " + options_.uri + ": " + describe(paho_, rc, nullptr));
   }
   // Callbacks are set before the first connect.
-  rc = MQTTAsync_setCallbacks(client_, this, &Callbacks::connection_lost, &Callbacks::message_arrived,
+  rc = paho_.MQTTAsync_setCallbacks(client_, this, &Callbacks::connection_lost, &Callbacks::message_arrived,
                               nullptr);
-  if (rc == MQTTASYNC_SUCCESS) rc = MQTTAsync_setConnected(client_, this, &Callbacks::connected);
+  if (rc == MQTTASYNC_SUCCESS) rc = paho_.MQTTAsync_setConnected(client_, this, &Callbacks::connected);
   if (rc != MQTTASYNC_SUCCESS) {
-    MQTTAsync_destroy(&client_);
-    throw std::runtime_error("mqtt client callbacks: " + describe(rc, nullptr));
+    paho_.MQTTAsync_destroy(&client_);
+    throw std::runtime_error("mqtt client callbacks: " + describe(paho_, rc, nullptr));
   }
 }
 
@@ -200,7 +270,7 @@ Uplink::~Uplink() {
   Callbacks::disconnect(*this, std::chrono::milliseconds(0), std::chrono::milliseconds(500));
   // After destroy Paho calls nothing more for this client; the Pending contexts of
   // publishes it never completed are freed with pending_.
-  MQTTAsync_destroy(&client_);
+  paho_.MQTTAsync_destroy(&client_);
 }
 
 void Uplink::connect() {
@@ -222,11 +292,31 @@ void Uplink::connect() {
     will.retained = 1;
     opts.will = &will;
   }
+  MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+  if (options_.tls && !is_plaintext_uri(options_.uri)) {
+    const TlsFiles& tls = *options_.tls;
+    ssl.trustStore = tls.ca_file.c_str();
+    ssl.keyStore = tls.cert_file.c_str();
+    ssl.privateKey = tls.key_file.c_str();
+    // TLS 1.2 at least. Paho C 1.3.11 ignores sslVersion with OpenSSL 1.1 and later (it
+    // always uses TLS_client_method), so the floor is set through the cipher string:
+    // at security level 2, OpenSSL 3 refuses TLS 1.0 and 1.1 (and keys under 112 bits).
+    ssl.sslVersion = MQTT_SSL_VERSION_TLS_1_2;
+    ssl.enabledCipherSuites = "DEFAULT:@SECLEVEL=2";
+    ssl.enableServerCertAuth = tls.verify_server ? 1 : 0;  // chain to ca_file
+    ssl.verify = tls.verify_server ? 1 : 0;                // the URI's host in the certificate
+    ssl.disableDefaultTrustStore = 1;                      // only ca_file is trusted
+    ssl.ssl_error_cb = &Callbacks::ssl_error;
+    ssl.ssl_error_context = this;
+    opts.ssl = &ssl;
+    std::lock_guard lock(mutex_);
+    tls_error_.clear();
+  }
   opts.onSuccess = nullptr;  // the connected callback reports success
   opts.onFailure = &Callbacks::connect_failed;
   opts.context = this;
-  if (const int rc = MQTTAsync_connect(client_, &opts); rc != MQTTASYNC_SUCCESS) {
-    push({UplinkEvent::Kind::connect_failed, {}, "connect failed (" + describe(rc, nullptr) + ")", {}});
+  if (const int rc = paho_.MQTTAsync_connect(client_, &opts); rc != MQTTASYNC_SUCCESS) {
+    push({UplinkEvent::Kind::connect_failed, {}, "connect failed (" + describe(paho_, rc, nullptr) + ")", {}});
   }
 }
 
@@ -234,7 +324,7 @@ void Uplink::disconnect(std::chrono::milliseconds timeout) {
   Callbacks::disconnect(*this, timeout, timeout);
 }
 
-bool Uplink::connected() const { return MQTTAsync_isConnected(client_) != 0; }
+bool Uplink::connected() const { return paho_.MQTTAsync_isConnected(client_) != 0; }
 
 void Uplink::subscribe(const std::vector<std::string>& filters) {
   if (filters.empty()) return;
@@ -253,7 +343,7 @@ void Uplink::subscribe(const std::vector<std::string>& filters) {
   ropts.onSuccess = &Callbacks::subscribed;
   ropts.onFailure = &Callbacks::subscribe_failed;
   ropts.context = sub;
-  const int rc = MQTTAsync_subscribeMany(client_, static_cast<int>(topics.size()), topics.data(),
+  const int rc = paho_.MQTTAsync_subscribeMany(client_, static_cast<int>(topics.size()), topics.data(),
                                          qos.data(), &ropts);
   if (rc != MQTTASYNC_SUCCESS) {
     // Not queued: Paho will never call back for it.
@@ -261,7 +351,7 @@ void Uplink::subscribe(const std::vector<std::string>& filters) {
       std::lock_guard lock(mutex_);
       std::erase_if(subscribes_, [&](const std::unique_ptr<Subscribe>& s) { return s.get() == sub; });
     }
-    push({UplinkEvent::Kind::connection_lost, {}, "subscribe failed: " + describe(rc, nullptr), {}});
+    push({UplinkEvent::Kind::connection_lost, {}, "subscribe failed: " + describe(paho_, rc, nullptr), {}});
   }
 }
 
@@ -283,7 +373,7 @@ bool Uplink::publish(const std::string& topic, const std::string& payload, bool 
   ropts.onSuccess = &Callbacks::published;
   ropts.onFailure = &Callbacks::publish_failed;
   ropts.context = p;
-  if (MQTTAsync_sendMessage(client_, topic.c_str(), &msg, &ropts) != MQTTASYNC_SUCCESS) {
+  if (paho_.MQTTAsync_sendMessage(client_, topic.c_str(), &msg, &ropts) != MQTTASYNC_SUCCESS) {
     // Not queued: Paho will never call back for it.
     std::lock_guard lock(mutex_);
     std::erase_if(pending_, [&](const std::unique_ptr<Pending>& q) { return q.get() == p; });
@@ -317,6 +407,25 @@ void Uplink::push(UplinkEvent e) {
   cv_.notify_all();
 }
 
+void Uplink::renew() {
+  {
+    std::lock_guard lock(mutex_);
+    renew_ = true;
+  }
+  cv_.notify_all();
+}
+
+void Uplink::take_renew() {
+  {
+    std::lock_guard lock(mutex_);
+    if (!renew_) return;
+    renew_ = false;
+  }
+  if (!connected()) return;  // the next connect reads the files anyway
+  Callbacks::disconnect(*this, std::chrono::milliseconds(0), std::chrono::milliseconds(1000));
+  push({UplinkEvent::Kind::connection_lost, {}, "renewing the TLS identity", {}});
+}
+
 void Uplink::wake() {
   {
     std::lock_guard lock(mutex_);
@@ -326,8 +435,14 @@ void Uplink::wake() {
 }
 
 std::vector<UplinkEvent> Uplink::wait(std::chrono::steady_clock::time_point deadline) {
+  take_renew();
   std::unique_lock lock(mutex_);
-  cv_.wait_until(lock, deadline, [&] { return !events_.empty() || woken_; });
+  cv_.wait_until(lock, deadline, [&] { return !events_.empty() || woken_ || renew_; });
+  if (renew_) {
+    lock.unlock();
+    take_renew();
+    lock.lock();
+  }
   woken_ = false;
   std::vector<UplinkEvent> out(std::make_move_iterator(events_.begin()),
                                std::make_move_iterator(events_.end()));

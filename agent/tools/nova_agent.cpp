@@ -4,7 +4,8 @@
 // task store cannot be opened), 2 usage or configuration error (tasks.user included).
 // Signals: SIGTERM/SIGINT store the open batch, publish "offline" and exit; SIGHUP, or
 // any change of the config file, re-reads it and applies what can change at run time
-// (an invalid file is refused, naming the key, and the running configuration stays).
+// (an invalid file is refused, naming the key, and the running configuration stays);
+// SIGHUP also reconnects at once when the TLS certificate or key files changed.
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -16,7 +17,9 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -104,6 +107,7 @@ AgentOptions agent_options(const AgentConfig& c) {
                                                  c.node.capabilities, host_resources(c.metrics.data_path),
                                                  std::nullopt};
   o.broker_uri = c.mqtt.uri;
+  o.tls = c.tls();
   o.keepalive = c.keepalive();
   o.reconnect_min = std::chrono::milliseconds(c.mqtt.reconnect_min_ms);
   o.reconnect_max = std::chrono::milliseconds(c.mqtt.reconnect_max_ms);
@@ -152,6 +156,34 @@ class LiveConfig {
   AgentConfig current_;
   CollectorSource& source_;
 };
+
+// The TLS files' contents as the uplink last connected with them (rotation tools replace
+// files by rename or rewrite them in place, so contents, not times, tell a change).
+std::string tls_contents(const TlsFiles& files) {
+  std::string all;
+  for (const std::string* path : {&files.ca_file, &files.cert_file, &files.key_file}) {
+    std::ifstream in(*path);
+    std::ostringstream s;
+    s << in.rdbuf();
+    all += s.str();
+    all += '\0';
+  }
+  return all;
+}
+
+// Warnings at every start for an uplink an attacker on the path could read or pose as
+// the broker to: the lead may later forbid plaintext, and this is its one switch point
+// (is_plaintext_uri).
+void warn_insecure_uplink(const AgentConfig& c) {
+  if (is_plaintext_uri(c.mqtt.uri)) {
+    log_line("warning", "plaintext_uplink",
+             "broker=" + logfmt_quote(c.mqtt.uri) + " reason=\"MQTT without TLS: readable and forgeable on the path\"");
+  } else if (c.mqtt.tls_insecure_skip_verify) {
+    log_line("warning", "tls_verification_off",
+             "broker=" + logfmt_quote(c.mqtt.uri) +
+                 " reason=\"mqtt.tls_insecure_skip_verify is true: the broker's certificate is not checked\"");
+  }
+}
 
 }  // namespace
 
@@ -229,6 +261,24 @@ int main(int argc, char** argv) {
                " metrics=" + logfmt_quote(collector.value()->describe()) +
                " tasks_limits=" + logfmt_quote(tasks.value()->limit_support().detail) +
                " tasks_user=" + logfmt_quote(task_user.detail));
+  warn_insecure_uplink(*config);
+  // The uplink keeps the TLS paths it started with (restart keys); SIGHUP reconnects
+  // when their contents changed and still form a valid identity.
+  const std::optional<TlsFiles> tls = config->tls();
+  std::string tls_in_use = tls ? tls_contents(*tls) : std::string();
+  auto renew_tls_if_rotated = [&] {
+    if (!tls) return;
+    std::string now = tls_contents(*tls);
+    if (now == tls_in_use) return;
+    if (const auto problem = check_tls_files(*tls)) {
+      log_line("warning", "tls_renew_refused",
+               "key=" + std::string(tls_file_key(problem->file)) + " error=" + logfmt_quote(problem->reason) + " keeps=current_connection");
+      return;
+    }
+    tls_in_use = std::move(now);
+    log_line("info", "tls_renew", "reason=\"TLS files changed\"");
+    agent_ptr->renew_uplink();
+  };
 
   // One control thread waits on the signals and on the config file's directory (editors
   // and config managers replace files by rename, so the directory is watched).
@@ -268,6 +318,7 @@ int main(int argc, char** argv) {
         if (::read(sfd, &info, sizeof info) != sizeof info) continue;
         if (info.ssi_signo == SIGHUP) {
           reload("sighup");
+          renew_tls_if_rotated();
           continue;
         }
         log_line("info", "stopping", "signal=" + std::to_string(info.ssi_signo));

@@ -3,9 +3,11 @@
 #include "nova/agent/config.h"
 
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "nova/testing/test_ca.h"
 #include "nova/tiers/profile.h"
 
 using namespace nova::agent;
@@ -190,14 +192,9 @@ TEST_CASE("every kind of bad input is refused with the key and the reason", "[co
           "'127.0.0.1:1883'");
     CHECK(parse_error(kIdentity + "mqtt:\n  uri: tcp://broker:99999\n") ==
           "line 5: mqtt.uri: port '99999' is not in 1..65535");
-    // nova-agent links the plain Paho C library: TLS URIs are refused, naming the key.
+    // A TLS uri needs its files; the first missing one is named.
     CHECK(parse_error(kIdentity + "mqtt:\n  uri: ssl://broker:8883\n") ==
-          "line 5: mqtt.uri: TLS (ssl://) is not supported: the agent connects to its site "
-          "broker in plain MQTT (tcp://, mqtt:// or ws://)");
-    CHECK_THAT(parse_error(kIdentity + "mqtt:\n  uri: mqtts://broker\n"),
-               Catch::StartsWith("line 5: mqtt.uri: TLS (mqtts://) is not supported"));
-    CHECK_THAT(parse_error(kIdentity + "mqtt:\n  uri: wss://broker/mqtt\n"),
-               Catch::StartsWith("line 5: mqtt.uri: TLS (wss://) is not supported"));
+          "mqtt.tls_ca_file: required for a TLS uri (ssl://, mqtts://, wss://)");
     CHECK(parse_error(kIdentity + "outbox:\n  dir: var/outbox\n") ==
           "line 5: outbox.dir: expected an absolute path, got 'var/outbox'");
     CHECK(parse_error(kIdentity + "log:\n  level: verbose\n") ==
@@ -333,7 +330,8 @@ TEST_CASE("identity keys cannot be changed remotely", "[config]") {
     INFO(k.name);
     const bool identity = k.name == "node.id" || k.name == "node.site";
     const bool task_policy = k.name == "tasks.allow" || k.name == "tasks.user" || k.name == "tasks.allow_root";
-    CHECK(k.remote == !(identity || task_policy));
+    // Identity, task policy and TLS trust (file only) cannot come from a message.
+    CHECK(k.remote == !(identity || task_policy || k.name.starts_with("mqtt.tls_")));
     CHECK(k.required == identity);
   }
 }
@@ -362,4 +360,54 @@ TEST_CASE("what tasks may run, and as whom, is set only by the agent's file", "[
   CHECK(parse_error(kIdentity + "tasks: {allow_root: yes}\n") ==
         "line 4: tasks.allow_root: 'yes' is not one of false, true");
   CHECK(parse_ok(kIdentity + "tasks: {user: root, allow_root: true}\n").tasks.allow_root);
+}
+
+TEST_CASE("TLS: the uri decides, and the files are checked at load naming the key", "[config][tls]") {
+  CHECK(is_plaintext_uri("tcp://a:1883"));
+  CHECK(is_plaintext_uri("mqtt://a"));
+  CHECK(is_plaintext_uri("ws://a/mqtt"));
+  CHECK_FALSE(is_plaintext_uri("ssl://a:8883"));
+  CHECK_FALSE(is_plaintext_uri("mqtts://a"));
+  CHECK_FALSE(is_plaintext_uri("wss://a/mqtt"));
+
+  char pattern[] = "/tmp/nova-config-tls.XXXXXX";
+  REQUIRE(::mkdtemp(pattern) != nullptr);
+  const std::filesystem::path dir = pattern;
+  nova::testing::TestCa ca(dir / "ca");
+  const auto node = ca.issue({"gw-1", {}, 30});
+  const auto other = ca.issue({"gw-1", {}, 30});
+  const auto tls = [&](const std::string& uri, const std::filesystem::path& ca_file, const std::filesystem::path& cert,
+                       const std::filesystem::path& key) {
+    return kIdentity + "mqtt:\n  uri: " + uri + "\n  tls_ca_file: " + ca_file.string() +
+           "\n  tls_cert_file: " + cert.string() + "\n  tls_key_file: " + key.string() + "\n";
+  };
+
+  const AgentConfig good = parse_ok(tls("mqtts://127.0.0.1:8883", ca.cert(), node.cert, node.key));
+  REQUIRE(good.tls());
+  CHECK(good.tls()->cert_file == node.cert.string());
+  CHECK(good.tls()->verify_server);
+  CHECK_FALSE(parse_ok(kIdentity).tls());
+
+  CHECK(parse_error(tls("mqtts://h", ca.cert(), dir / "missing.crt", node.key)) ==
+        "line 7: mqtt.tls_cert_file: '" + (dir / "missing.crt").string() + "' does not exist");
+  CHECK(parse_error(tls("mqtts://h", node.key, node.cert, node.key)) ==
+        "line 6: mqtt.tls_ca_file: '" + node.key.string() + "' holds no PEM certificate");
+  CHECK(parse_error(tls("mqtts://h", ca.cert(), node.cert, other.key)) ==
+        "line 8: mqtt.tls_key_file: the key in '" + other.key.string() + "' does not match the certificate in '" +
+            node.cert.string() + "'");
+  CHECK(parse_error(tls("tcp://h:1883", ca.cert(), node.cert, node.key)) ==
+        "line 6: mqtt.tls_ca_file: set, but mqtt.uri 'tcp://h:1883' is plaintext (use mqtts://)");
+  CHECK(parse_error(kIdentity + "mqtt:\n  uri: mqtts://h\n  tls_insecure_skip_verify: maybe\n") ==
+        "line 6: mqtt.tls_insecure_skip_verify: 'maybe' is not one of false, true");
+  const AgentConfig insecure =
+      parse_ok(tls("mqtts://h", ca.cert(), node.cert, node.key) + "  tls_insecure_skip_verify: true\n");
+  CHECK_FALSE(insecure.tls()->verify_server);
+
+  // A message from the broker can never choose whom the agent trusts.
+  CHECK(remote_error(good, {{"mqtt.tls_ca_file", other.cert.string()}}) ==
+        "config.values.mqtt.tls_ca_file: TLS trust and identity keys cannot be changed remotely (a message "
+        "must never choose whom the agent trusts); edit the agent's file and restart");
+  CHECK_THAT(remote_error(good, {{"mqtt.tls_insecure_skip_verify", std::string("true")}}),
+             Catch::StartsWith("config.values.mqtt.tls_insecure_skip_verify: TLS trust and identity keys"));
+  std::filesystem::remove_all(dir);
 }

@@ -71,6 +71,7 @@ struct DrainOptions {
 struct AgentOptions {
   schemas::NodeState birth;  // identity and description (status/bdseq/ts filled in)
   std::string broker_uri = "tcp://127.0.0.1:1883";
+  std::optional<TlsFiles> tls;  // required for a TLS broker_uri (uplink.h)
   std::chrono::seconds keepalive{30};
   std::chrono::milliseconds reconnect_min{500};
   std::chrono::milliseconds reconnect_max{30'000};
@@ -163,6 +164,10 @@ class Agent {
   // Thread-safe: the loop applies the new tuning at its next iteration, without
   // losing the open batch or anything in the outbox.
   void reconfigure(const AgentTuning& tuning);
+  // Thread-safe: reconnects now, so that rotated TLS files are used (the connection is
+  // closed cleanly, so no will; tasks keep running and the outbox resends whatever the
+  // old connection had in flight).
+  void renew_uplink();
 
   // Stores a task result in the outbox "results" stream (position filled in here).
   // Loop thread only: it is the TaskRunner's result sink, called from its poll().

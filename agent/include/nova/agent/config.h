@@ -27,6 +27,7 @@
 #include <string_view>
 #include <vector>
 
+#include "nova/agent/uplink.h"
 #include "nova/common/log.h"
 #include "nova/schemas/messages.h"
 #include "nova/schemas/result.h"
@@ -55,6 +56,11 @@ struct AgentConfig {
     std::optional<std::uint32_t> keepalive_s;  // unset: the tier profile's (keepalive())
     std::uint32_t reconnect_min_ms = 500;      // jittered exponential back-off bounds
     std::uint32_t reconnect_max_ms = 30000;
+    // TLS (a TLS uri only): PEM files, read again at every connect.
+    std::string tls_ca_file;
+    std::string tls_cert_file;
+    std::string tls_key_file;
+    bool tls_insecure_skip_verify = false;  // the broker is not verified: lab use only
     friend bool operator==(const Mqtt&, const Mqtt&) = default;
   } mqtt;
   struct Metrics {
@@ -122,9 +128,15 @@ struct AgentConfig {
 
   // mqtt.keepalive_s if set, else tiers::profile(node.level).keepalive.
   std::chrono::seconds keepalive() const;
+  // The uplink's TLS files for a TLS mqtt.uri; nullopt for a plaintext one
+  // (is_plaintext_uri).
+  std::optional<TlsFiles> tls() const;
 
   friend bool operator==(const AgentConfig&, const AgentConfig&) = default;
 };
+
+// The key that names `file` ("mqtt.tls_cert_file"), for errors about it.
+std::string_view tls_file_key(TlsFileProblem::File file);
 
 // --- the key table ---------------------------------------------------------------------
 

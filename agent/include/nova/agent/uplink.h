@@ -1,5 +1,6 @@
 // The agent's MQTT transport to its local broker (the Paho C asynchronous API, MQTTAsync,
-// used as a plain transport; plain MQTT only, see docs/agent.md).
+// used as a plain transport), in plain MQTT or in TLS with a client certificate (see
+// docs/agent.md, "TLS").
 //
 // Paho's own offline buffer (100 messages) and automatic reconnect are not used: Paho
 // reports message loss during automatic reconnect, and the outbox is the only buffer
@@ -10,7 +11,11 @@
 //
 // Threading: Paho calls back on its own threads; Uplink turns every callback into an
 // Event on a queue that the agent's single loop thread drains with wait(). All other
-// methods are called from that loop thread.
+// methods are called from that loop thread, except renew() and wake().
+//
+// TLS: Paho reads the three files at every connect (a new TLS context per connection),
+// so a rotated certificate is used from the next reconnect on; renew() makes that
+// reconnect happen now. Only the Paho library the URI needs is loaded (paho_api.h).
 #pragma once
 
 #include <chrono>
@@ -22,12 +27,43 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace nova::agent {
+namespace detail {
+struct PahoApi;
+}
+
+// The one place that decides whether a broker URI is plaintext: everything but ssl://,
+// mqtts:// and wss:// is.
+bool is_plaintext_uri(std::string_view uri);
+
+// The uplink's TLS identity and trust: PEM files.
+struct TlsFiles {
+  std::string ca_file;    // CA certificates (chain) the broker's certificate must verify against
+  std::string cert_file;  // this node's certificate (and intermediates), presented to the broker
+  std::string key_file;   // its private key
+  // Verify the broker's certificate and its name (host name or IP address of the URI
+  // in its SAN). Off only through the config's insecure key.
+  bool verify_server = true;
+  friend bool operator==(const TlsFiles&, const TlsFiles&) = default;
+};
+
+// Why `files` cannot serve as a TLS identity, if they cannot: which file and why
+// (missing, unreadable, not PEM, the key does not match the certificate). Checked with
+// OpenSSL, which it loads (paho_api.h). An expired certificate passes: the broker
+// refuses it, the agent logs why and keeps retrying, and a renewed file is used at the
+// next attempt, without a restart.
+struct TlsFileProblem {
+  enum class File { ca, cert, key } file;
+  std::string reason;
+};
+std::optional<TlsFileProblem> check_tls_files(const TlsFiles& files);
 
 struct UplinkOptions {
-  std::string uri;        // tcp://host:port (mqtt:// and ws:// too; no TLS)
+  std::string uri;        // tcp://, mqtt://, ws:// (plain); ssl://, mqtts://, wss:// (TLS)
+  std::optional<TlsFiles> tls;  // required for a TLS uri, ignored otherwise
   std::string client_id;  // the node id: stable, so the broker keeps the session
   std::chrono::seconds keepalive{30};
   std::optional<std::string> username;
@@ -86,17 +122,26 @@ class Uplink {
   std::vector<UplinkEvent> wait(std::chrono::steady_clock::time_point deadline);
   // Wakes wait() from another thread (e.g. a signal-handling thread).
   void wake();
+  // Any thread: drop the connection (clean DISCONNECT, so no will) from the loop thread's
+  // next wait(), which reports it as connection_lost, so that the next connect reads the
+  // TLS files again. For a rotated certificate. Nothing if not connected.
+  void renew();
 
  private:
   struct Callbacks;  // Paho's C callbacks (uplink.cpp)
   void push(UplinkEvent e);
 
+  void take_renew();  // loop thread: performs a requested renew()
+
   UplinkOptions options_;
+  const detail::PahoApi& paho_;  // the library this URI needs (paho_api.h)
   void* client_ = nullptr;  // MQTTAsync handle
   mutable std::mutex mutex_;  // guards events_, woken_, pending_'s states, disconnected_
   std::condition_variable cv_;
   std::deque<UplinkEvent> events_;
   bool woken_ = false;
+  bool renew_ = false;
+  std::string tls_error_;  // OpenSSL's last error text of this connection attempt
   bool disconnected_ = false;  // the last disconnect() completed
   // One per publish, the context of its completion callbacks: owned here so that its
   // address stays valid until Paho reports the outcome (or the client is destroyed).
