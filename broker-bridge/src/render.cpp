@@ -36,6 +36,12 @@ void render_globals(std::ostringstream& out, const tiers::Site& site, const fs::
   }
   out << "per_listener_settings false\n"
       << "allow_anonymous true\n"
+      << "# Re-send a retained message only if its publisher may still write it (2.0.11's\n"
+         "# default is false, whatever the manual says). This keeps the bridge's own link\n"
+         "# record, published here by the bridge itself, from being re-sent upward when the\n"
+         "# bridge reconnects: that copy is queued before the connection and delivered after\n"
+         "# the fresh \"1\", so a parent would keep a stale \"0\" (docs/broker-hierarchy.md).\n"
+      << "check_retain_source true\n"
       << "acl_file " << acl_file.string() << "\n\n";
 
   out << "# Persistence: retained records, bridge sessions and queued QoS 1 messages survive\n"
@@ -131,6 +137,14 @@ std::string render_acl(const tiers::Topology& topology, const tiers::Site& site)
       << "pattern write nova/v1/up/%c/#\n"
       << "# Every client: its own probe topic, never bridged (read_link_state uses it).\n"
       << "pattern readwrite nova-bridge/probe/%c\n";
+  if (!site.is_root()) {
+    out << "\n# This site's own bridge, as the publisher of what it brings down. Bridges bypass\n"
+           "# their own broker's ACL; this grant only lets check_retain_source re-send retained\n"
+           "# downward records (configs, models) to later subscribers. Its own link record\n"
+           "# is deliberately not granted, so that record is never re-sent upward.\n"
+        << "user " << bridge_username(site) << "\n"
+        << "topic write " << topics::down_subtree(site.path) << "\n";
+  }
   for (const tiers::Site* child : bridging_children(topology, site)) {
     const bool backup = child->spec.parent != site.id();
     out << "\n# Bridge of " << (backup ? "backup child" : "child") << " '" << child->id() << "'.\n"

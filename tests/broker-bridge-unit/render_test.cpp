@@ -124,6 +124,9 @@ TEST_CASE("a metro site bridges to its parent with every pitfall handled", "[ren
   CHECK(value(conf, "max_packet_size") == std::to_string(256 * 1024 + 4 * 1024));
 
   CHECK(value(conf, "allow_anonymous") == "true");
+  // A retained record is re-sent only if its publisher may still write it: keeps the
+  // bridge's own link record from going up stale on every reconnect (restart_test).
+  CHECK(value(conf, "check_retain_source") == "true");
   CHECK(value(conf, "acl_file") == "/srv/nova/par/acl");
   CHECK(values(conf, "user").empty());  // only when asked
 }
@@ -249,12 +252,14 @@ TEST_CASE("the ACL grants nodes, child bridges, cloud and monitor what they need
           std::vector<std::string>{"topic write nova/v1/up/#", "topic read nova/v1/down/" + path + "/#"});
   }
   CHECK(acl.count("bridge.nyc-a1") == 0);
-  CHECK(acl.count("bridge.par") == 0);  // its own bridge bypasses its local ACL
+  // Its own bridge bypasses its local ACL; this grant is what check_retain_source checks
+  // before re-sending a retained downward record the bridge brought in. Not its link.
+  CHECK(acl.at("bridge.par") == std::vector<std::string>{"topic write nova/v1/down/cloud/eu/par/#"});
 
   CHECK(acl.at(nova::bridge::kCloudServiceUser) ==
         std::vector<std::string>{"topic readwrite nova/v1/#", "topic read $SYS/#"});
   CHECK(acl.at(nova::bridge::kMonitorUser) == std::vector<std::string>{"topic read nova/v1/up/+/link"});
-  CHECK(acl.size() == 1 + 1 + bridged.size() + 2);
+  CHECK(acl.size() == 1 + 1 + 1 + bridged.size() + 2);
 }
 
 TEST_CASE("every bridge's down map is what its parent's ACL lets it read", "[render][acl]") {
