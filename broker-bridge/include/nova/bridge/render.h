@@ -35,6 +35,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "nova/schemas/result.h"
 #include "nova/tiers/topology.h"
@@ -79,6 +80,12 @@ Status write_site(const tiers::Topology& topology, const tiers::Site& site,
 std::string link_topic(const tiers::Site& site);
 // Added: the same from a bare site id (nova-bridge status reads ids from hierarchy.json).
 std::string link_topic(std::string_view site_id);
+
+// The down topic filters a site's bridge maps in (and its parents' ACLs let it read):
+// its own subtree, nova/v1/down/<path>/#, then the subtree of every site outside it that
+// names a site in it as a backup parent, so that a site which failed over to a backup
+// still receives its downward traffic. Overlaps are left out.
+std::vector<std::string> down_routes(const tiers::Topology& topology, const tiers::Site& site);
 
 // The MQTT username a site's bridge presents to its parent (and backup parents); the
 // parent's ACL grants that user write on nova/v1/up/# and read on the child's
