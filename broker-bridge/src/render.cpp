@@ -191,7 +191,7 @@ std::vector<std::string> down_routes(const tiers::Topology& topology, const tier
   // Sites outside this subtree that may fail over into it: a site whose backup parent
   // is here (at this site or below) must be reachable through here too. Sites are in
   // parent-before-child order, so an outer subtree is listed before one nested in it,
-  // which it already covers (overlapping subscriptions would deliver twice).
+  // which it already covers.
   std::vector<const tiers::Site*> taken;
   for (const tiers::Site& s : topology.sites()) {
     if (in_subtree(topology, s, site)) continue;
