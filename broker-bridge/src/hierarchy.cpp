@@ -158,7 +158,6 @@ struct Hierarchy::Impl {
     return probe;
   }
 
-
   // --- the supervisor thread ---
   void start_thread() {
     wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
