@@ -231,7 +231,7 @@ TEST_CASE("RenderOptions::user renders the user line", "[render]") {
   CHECK(value(conf_of(t, "nyc", options), "user") == "root");
 }
 
-TEST_CASE("a site with backup parents keeps no session on them; its routes cover it there", "[render]") {
+TEST_CASE("a site with backup parents keeps no session on them, and its routes cover it there", "[render]") {
   const Topology t = example();
   // par-a1 (parent par, backup ber): a session kept on the parent it left would deliver
   // downward messages a second time when it moves back (failover_down_test).
