@@ -149,6 +149,14 @@ struct Hierarchy::Impl {
     if (site == nullptr || p == nullptr) return {};
     return "tcp://" + connect_host(site->spec.listener.address) + ":" + std::to_string(p->port);
   }
+  // Where a site's link is read: its parent's broker, then its backups' (link.h).
+  // Callers hold mu.
+  LinkProbe link_probe_of(const tiers::Site& site) const {
+    LinkProbe probe{{}, site.id()};
+    if (site.spec.parent) probe.parent_uris.push_back(uri_of(*site.spec.parent));
+    for (const std::string& b : site.spec.backup_parents) probe.parent_uris.push_back(uri_of(b));
+    return probe;
+  }
 
   // --- the supervisor thread ---
   void start_thread() {
@@ -479,7 +487,10 @@ Result<std::unique_ptr<Hierarchy>> Hierarchy::start(const tiers::Topology& topol
   std::vector<const tiers::Site*> bridged;
   for (const tiers::Site& s : hierarchy->topology().sites()) {
     if (s.is_root()) continue;
-    probes.push_back({hierarchy->uri(s.id()), s.id()});
+    {
+      std::lock_guard lock(in.mu);
+      probes.push_back(in.link_probe_of(s));
+    }
     bridged.push_back(&s);
   }
   const auto left = std::max(std::chrono::duration_cast<milliseconds>(deadline - Clock::now()), milliseconds(0));
@@ -582,20 +593,25 @@ bool Hierarchy::wait_link(const std::string& site, std::chrono::milliseconds tim
     });
     if (!running || impl_->find(site) == nullptr) return false;
   }
+  LinkProbe probe;
+  {
+    std::lock_guard lock(impl_->mu);
+    const tiers::Site* s = impl_->topology->find(site);
+    if (s == nullptr) return false;
+    probe = impl_->link_probe_of(*s);
+  }
   const auto left = std::max(std::chrono::duration_cast<milliseconds>(deadline - Clock::now()), milliseconds(0));
-  return wait_link_connected(uri(site), site, left);
+  return wait_link_connected(probe, left);
 }
 
 std::map<std::string, LinkState> Hierarchy::link_states() const {
-  std::vector<std::pair<std::string, std::string>> targets;
+  std::vector<LinkProbe> probes;
   {
     std::lock_guard lock(impl_->mu);
     for (const tiers::Site& s : impl_->topology->sites()) {
-      if (!s.is_root()) targets.emplace_back(s.id(), impl_->uri_of(s.id()));
+      if (!s.is_root()) probes.push_back(impl_->link_probe_of(s));
     }
   }
-  std::vector<LinkProbe> probes;
-  for (const auto& [id, uri] : targets) probes.push_back({uri, id});
   const std::vector<LinkState> states = read_link_states(probes, milliseconds(5'000));
   std::map<std::string, LinkState> out;
   for (std::size_t i = 0; i < probes.size(); ++i) out[probes[i].site_id] = states[i];

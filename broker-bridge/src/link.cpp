@@ -32,6 +32,13 @@ LinkState parse(const std::string& payload) {
   return LinkState::unknown;
 }
 
+// A site's state from two of its parents: the bridge is connected to at most one.
+LinkState either(LinkState a, LinkState b) {
+  if (a == LinkState::connected || b == LinkState::connected) return LinkState::connected;
+  if (a == LinkState::disconnected || b == LinkState::disconnected) return LinkState::disconnected;
+  return LinkState::unknown;
+}
+
 }  // namespace
 
 std::string_view to_string(LinkState state) {
@@ -86,20 +93,40 @@ bool wait_link_connected(const std::string& uri, std::string_view site_id, milli
 }
 
 std::vector<LinkState> read_link_states(const std::vector<LinkProbe>& probes, milliseconds timeout) {
-  std::vector<std::future<LinkState>> pending;
-  for (const LinkProbe& p : probes) {
-    pending.push_back(std::async(std::launch::async, [p, timeout] { return read_link_state(p.uri, p.site_id, timeout); }));
+  std::vector<std::vector<std::future<LinkState>>> pending(probes.size());
+  for (std::size_t i = 0; i < probes.size(); ++i) {
+    for (const std::string& uri : probes[i].parent_uris) {
+      pending[i].push_back(std::async(std::launch::async, [uri, site = probes[i].site_id, timeout] {
+        return read_link_state(uri, site, timeout);
+      }));
+    }
   }
   std::vector<LinkState> out;
-  for (auto& f : pending) out.push_back(f.get());
+  for (auto& per_site : pending) {
+    LinkState combined = LinkState::unknown;
+    for (auto& f : per_site) combined = either(combined, f.get());
+    out.push_back(combined);
+  }
   return out;
+}
+
+bool wait_link_connected(const LinkProbe& probe, milliseconds timeout) {
+  // One parent gets the whole time; with backups, each parent in turn for a bounded
+  // slice (a bridge on a backup reports there, and a retained "1" shows at once).
+  if (probe.parent_uris.size() == 1) return wait_link_connected(probe.parent_uris.front(), probe.site_id, timeout);
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    for (const std::string& uri : probe.parent_uris) {
+      if (wait_link_connected(uri, probe.site_id, std::min(milliseconds(300), left_until(deadline)))) return true;
+    }
+  }
+  return false;
 }
 
 std::vector<bool> wait_links_connected(const std::vector<LinkProbe>& probes, milliseconds timeout) {
   std::vector<std::future<bool>> pending;
   for (const LinkProbe& p : probes) {
-    pending.push_back(
-        std::async(std::launch::async, [p, timeout] { return wait_link_connected(p.uri, p.site_id, timeout); }));
+    pending.push_back(std::async(std::launch::async, [p, timeout] { return wait_link_connected(p, timeout); }));
   }
   std::vector<bool> out;
   for (auto& f : pending) out.push_back(f.get());

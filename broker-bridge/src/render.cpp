@@ -1,5 +1,6 @@
 #include "nova/bridge/render.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <system_error>
@@ -26,6 +27,14 @@ std::vector<const tiers::Site*> bridging_children(const tiers::Topology& topolog
   return out;
 }
 
+bool in_subtree(const tiers::Topology& topology, const tiers::Site& site, const tiers::Site& top) {
+  if (&site == &top) return true;
+  for (const tiers::Site* a : topology.ancestors(site)) {
+    if (a == &top) return true;
+  }
+  return false;
+}
+
 void render_globals(std::ostringstream& out, const tiers::Site& site, const fs::path& data_dir,
                     const fs::path& acl_file, const RenderOptions& options) {
   if (!options.user.empty()) {
@@ -36,6 +45,12 @@ void render_globals(std::ostringstream& out, const tiers::Site& site, const fs::
   }
   out << "per_listener_settings false\n"
       << "allow_anonymous true\n"
+      << "# Re-send a retained message only if its publisher may still write it (2.0.11's\n"
+         "# default is false, whatever the manual says). This keeps the bridge's own link\n"
+         "# record, published here by the bridge itself, from being re-sent upward when the\n"
+         "# bridge reconnects: that copy is queued before the connection and delivered after\n"
+         "# the fresh \"1\", so a parent would keep a stale \"0\" (docs/broker-hierarchy.md).\n"
+      << "check_retain_source true\n"
       << "acl_file " << acl_file.string() << "\n\n";
 
   out << "# Persistence: retained records, bridge sessions and queued QoS 1 messages survive\n"
@@ -96,9 +111,20 @@ void render_bridge(std::ostringstream& out, const tiers::Topology& topology, con
       << "round_robin false\n"
       << "start_type automatic\n"
       << "# MQTT v5 bridges do not keep their remote session in 2.0.11: use 3.1.1.\n"
-      << "bridge_protocol_version mqttv311\n"
-      << "# Persistent sessions on both ends: queued QoS 1 messages survive a broken link.\n"
-      << "cleansession false\n"
+      << "bridge_protocol_version mqttv311\n";
+  if (site.spec.backup_parents.empty()) {
+    out << "# The session on the parent persists: downward messages wait there while the\n"
+           "# link is down.\n"
+        << "cleansession false\n";
+  } else {
+    out << "# No session kept on a parent: downward messages reach this site through whichever\n"
+           "# parent it is connected to, and a parent it is not connected to drops them, so\n"
+           "# none is delivered again when the site moves back (at the price of downward\n"
+           "# messages sent while it has no parent at all; retained ones come back).\n"
+        << "cleansession true\n";
+  }
+  out << "# The local session (the upward queue) always persists: queued QoS 1 messages\n"
+         "# survive a broken link.\n"
       << "local_cleansession false\n"
       << "local_clientid " << bridge_username(site) << ".local\n"
       << "remote_clientid " << bridge_username(site) << "\n"
@@ -113,8 +139,8 @@ void render_bridge(std::ostringstream& out, const tiers::Topology& topology, con
       << "try_private true\n"
       << "# QoS 1 explicitly (the default is 0). Up goes out only; down comes in only, and\n"
          "# only this site's subtree. Never \"both\": the one-way prefixes cannot loop.\n"
-      << "topic nova/v1/up/# out 1\n"
-      << "topic " << topics::down_subtree(site.path) << " in 1\n";
+      << "topic nova/v1/up/# out 1\n";
+  for (const std::string& filter : down_routes(topology, site)) out << "topic " << filter << " in 1\n";
 }
 
 std::string render_acl(const tiers::Topology& topology, const tiers::Site& site) {
@@ -131,12 +157,20 @@ std::string render_acl(const tiers::Topology& topology, const tiers::Site& site)
       << "pattern write nova/v1/up/%c/#\n"
       << "# Every client: its own probe topic, never bridged (read_link_state uses it).\n"
       << "pattern readwrite nova-bridge/probe/%c\n";
+  if (!site.is_root()) {
+    out << "\n# This site's own bridge, as the publisher of what it brings down. Bridges bypass\n"
+           "# their own broker's ACL; this grant only lets check_retain_source re-send retained\n"
+           "# downward records (configs, models) to later subscribers. Its own link record\n"
+           "# is deliberately not granted, so that record is never re-sent upward.\n"
+        << "user " << bridge_username(site) << "\n";
+    for (const std::string& filter : down_routes(topology, site)) out << "topic write " << filter << "\n";
+  }
   for (const tiers::Site* child : bridging_children(topology, site)) {
     const bool backup = child->spec.parent != site.id();
     out << "\n# Bridge of " << (backup ? "backup child" : "child") << " '" << child->id() << "'.\n"
         << "user " << bridge_username(*child) << "\n"
-        << "topic write nova/v1/up/#\n"
-        << "topic read " << topics::down_subtree(child->path) << "\n";
+        << "topic write nova/v1/up/#\n";
+    for (const std::string& filter : down_routes(topology, *child)) out << "topic read " << filter << "\n";
   }
   out << "\n# Cloud services and operators.\n"
       << "user " << kCloudServiceUser << "\n"
@@ -151,6 +185,25 @@ std::string render_acl(const tiers::Topology& topology, const tiers::Site& site)
 bool has_line_break(const fs::path& p) { return p.string().find_first_of("\r\n") != std::string::npos; }
 
 }  // namespace
+
+std::vector<std::string> down_routes(const tiers::Topology& topology, const tiers::Site& site) {
+  std::vector<std::string> filters{topics::down_subtree(site.path)};
+  // Sites outside this subtree that may fail over into it: a site whose backup parent
+  // is here (at this site or below) must be reachable through here too. Sites are in
+  // parent-before-child order, so an outer subtree is listed before one nested in it,
+  // which it already covers.
+  std::vector<const tiers::Site*> taken;
+  for (const tiers::Site& s : topology.sites()) {
+    if (in_subtree(topology, s, site)) continue;
+    bool backup_here = false;
+    for (const std::string& b : s.spec.backup_parents) backup_here = backup_here || in_subtree(topology, topology.site(b), site);
+    if (!backup_here) continue;
+    if (std::any_of(taken.begin(), taken.end(), [&](const tiers::Site* t) { return in_subtree(topology, s, *t); })) continue;
+    taken.push_back(&s);
+    filters.push_back(topics::down_subtree(s.path));
+  }
+  return filters;
+}
 
 std::string link_topic(std::string_view site_id) { return "nova/v1/up/" + std::string(site_id) + "/link"; }
 

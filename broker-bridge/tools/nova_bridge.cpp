@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 #include <iomanip>
@@ -205,9 +206,14 @@ int cmd_status(const fs::path& run_dir) {
   for (std::size_t i = 0; i < state->sites.size(); ++i) {
     const bridge::SiteRecord& s = state->sites[i];
     up.push_back(bridge::process_alive(s.process) && bridge::accepts_connections(s.address, s.port));
-    if (s.parent && up.back()) {
-      const std::string host = s.address == "0.0.0.0" ? "127.0.0.1" : s.address;
-      probes.push_back({"tcp://" + host + ":" + std::to_string(s.port), s.id});
+    // A link is read at the parent's broker (link.h), which must be up: parents come
+    // before children in the file.
+    const auto parent = std::find_if(state->sites.begin(), state->sites.begin() + static_cast<std::ptrdiff_t>(i),
+                                     [&](const bridge::SiteRecord& p) { return s.parent && p.id == *s.parent; });
+    if (s.parent && parent != state->sites.begin() + static_cast<std::ptrdiff_t>(i) &&
+        up[static_cast<std::size_t>(parent - state->sites.begin())]) {
+      const std::string host = parent->address == "0.0.0.0" ? "127.0.0.1" : parent->address;
+      probes.push_back({{"tcp://" + host + ":" + std::to_string(parent->port)}, s.id});
       probed.push_back(i);
     }
   }
@@ -315,7 +321,7 @@ int main(int argc, char** argv) {
 
   fs::path status_dir;
   auto* status = app.add_subcommand(
-      "status", "print each broker (pid alive and accepting) and link (from its broker's retained link topic); "
+      "status", "print each broker (pid alive and accepting) and link (from its parent broker's retained link topic); "
                 "exit 0 only if all are up and connected");
   status->add_option("--run-dir", status_dir, "the run directory of `up`")->required();
 

@@ -103,9 +103,12 @@ TEST_CASE("a metro site bridges to its parent with every pitfall handled", "[ren
   CHECK(value(conf, "notification_topic") == "nova/v1/up/par/link");
   CHECK(value(conf, "try_private") == "true");
 
-  // QoS 1 named on every map, up out only, down in only and only this subtree.
+  // QoS 1 named on every map, up out only, down in only: this subtree, then the access
+  // sites of ber that name par as their backup parent (they may fail over to par).
   CHECK(values(conf, "topic") ==
-        std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/down/cloud/eu/par/# in 1"});
+        std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/down/cloud/eu/par/# in 1",
+                                 "nova/v1/down/cloud/eu/ber/ber-a1/# in 1",
+                                 "nova/v1/down/cloud/eu/ber/ber-a2/# in 1"});
   for (const std::string& line : directives(conf)) CHECK(line.find(" both") == std::string::npos);
 
   // Persistence with a short autosave instead of 1800 s.
@@ -124,6 +127,9 @@ TEST_CASE("a metro site bridges to its parent with every pitfall handled", "[ren
   CHECK(value(conf, "max_packet_size") == std::to_string(256 * 1024 + 4 * 1024));
 
   CHECK(value(conf, "allow_anonymous") == "true");
+  // A retained record is re-sent only if its publisher may still write it: keeps the
+  // bridge's own link record from going up stale on every reconnect (restart_test).
+  CHECK(value(conf, "check_retain_source") == "true");
   CHECK(value(conf, "acl_file") == "/srv/nova/par/acl");
   CHECK(values(conf, "user").empty());  // only when asked
 }
@@ -225,6 +231,20 @@ TEST_CASE("RenderOptions::user renders the user line", "[render]") {
   CHECK(value(conf_of(t, "nyc", options), "user") == "root");
 }
 
+TEST_CASE("a site with backup parents keeps no session on them, and its routes cover it there", "[render]") {
+  const Topology t = example();
+  // par-a1 (parent par, backup ber): a session kept on the parent it left would deliver
+  // downward messages a second time when it moves back (failover_down_test).
+  const std::string access = conf_of(t, "par-a1");
+  CHECK(value(access, "cleansession") == "true");
+  CHECK(value(access, "local_cleansession") == "false");  // the upward queue persists
+  CHECK(values(access, "topic") ==
+        std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/down/cloud/eu/par/par-a1/# in 1"});
+  // Regional eu already covers both par and ber: no extra route, no overlap.
+  CHECK(values(conf_of(t, "eu"), "topic") ==
+        std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/down/cloud/eu/# in 1"});
+}
+
 TEST_CASE("the ACL grants nodes, child bridges, cloud and monitor what they need", "[render][acl]") {
   const Topology t = example();
   const auto acl = acl_sections(render(t, t.site("par"), {"/srv/nova/par", {}, {}}).acl);
@@ -235,7 +255,8 @@ TEST_CASE("the ACL grants nodes, child bridges, cloud and monitor what they need
         std::vector<std::string>{"pattern write nova/v1/up/%c/#", "pattern readwrite nova-bridge/probe/%c"});
 
   // Children par-a1/par-a2, and ber-a1/ber-a2 which name par as their backup parent:
-  // each reads only its own subtree (its path under its *primary* parent).
+  // each reads only its own subtree (its path under its *primary* parent); no site
+  // fails over into an access site, so none has a second route.
   const std::map<std::string, std::string> bridged{
       {"bridge.par-a1", "cloud/eu/par/par-a1"},
       {"bridge.par-a2", "cloud/eu/par/par-a2"},
@@ -249,24 +270,35 @@ TEST_CASE("the ACL grants nodes, child bridges, cloud and monitor what they need
           std::vector<std::string>{"topic write nova/v1/up/#", "topic read nova/v1/down/" + path + "/#"});
   }
   CHECK(acl.count("bridge.nyc-a1") == 0);
-  CHECK(acl.count("bridge.par") == 0);  // its own bridge bypasses its local ACL
+  // Its own bridge bypasses its local ACL; this grant is what check_retain_source checks
+  // before re-sending a retained downward record the bridge brought in. Not its link.
+  CHECK(acl.at("bridge.par") == std::vector<std::string>{"topic write nova/v1/down/cloud/eu/par/#",
+                                                          "topic write nova/v1/down/cloud/eu/ber/ber-a1/#",
+                                                          "topic write nova/v1/down/cloud/eu/ber/ber-a2/#"});
 
   CHECK(acl.at(nova::bridge::kCloudServiceUser) ==
         std::vector<std::string>{"topic readwrite nova/v1/#", "topic read $SYS/#"});
   CHECK(acl.at(nova::bridge::kMonitorUser) == std::vector<std::string>{"topic read nova/v1/up/+/link"});
-  CHECK(acl.size() == 1 + 1 + bridged.size() + 2);
+  CHECK(acl.size() == 1 + 1 + 1 + bridged.size() + 2);
 }
 
-TEST_CASE("every bridge's down map is what its parent's ACL lets it read", "[render][acl]") {
+TEST_CASE("every bridge's down maps are what its parent's and backups' ACLs let it read", "[render][acl]") {
   const Topology t = example();
   for (const auto& site : t.sites()) {
     if (site.is_root()) continue;
     INFO(site.id());
-    const std::string down = values(conf_of(t, site.id()), "topic").at(1);
-    const std::string filter = down.substr(0, down.find(' '));
-    const auto parent_acl = acl_sections(render(t, *t.parent(site), {"/x", {}, {}}).acl);
-    const auto& grants = parent_acl.at(nova::bridge::bridge_username(site));
-    CHECK(std::find(grants.begin(), grants.end(), "topic read " + filter) != grants.end());
+    std::vector<const nova::tiers::Site*> parents{t.parent(site)};
+    for (const std::string& b : site.spec.backup_parents) parents.push_back(&t.site(b));
+    for (const std::string& map : values(conf_of(t, site.id()), "topic")) {
+      if (map.find(" in ") == std::string::npos) continue;
+      const std::string filter = map.substr(0, map.find(' '));
+      for (const nova::tiers::Site* parent : parents) {
+        INFO(filter << " at " << parent->id());
+        const auto parent_acl = acl_sections(render(t, *parent, {"/x", {}, {}}).acl);
+        const auto& grants = parent_acl.at(nova::bridge::bridge_username(site));
+        CHECK(std::find(grants.begin(), grants.end(), "topic read " + filter) != grants.end());
+      }
+    }
     CHECK(value(conf_of(t, site.id()), "remote_username") == nova::bridge::bridge_username(site));
   }
 }

@@ -63,16 +63,28 @@ struct Target {
 };
 
 // The topics each broker must see when `targets` are published at the cloud: a broker
-// carries a message exactly when the target's site is the broker's site or below it.
+// carries a message exactly when the target's site is the broker's site or below it, or
+// when the broker is (or is above) a backup parent of a site on the target's path, which
+// must reach that site if it fails over (issue 9, item 8). A broker on both routes
+// carries it once.
 std::map<std::string, std::multiset<std::string>> expected_routes(
     const Topology& topology, const std::vector<Target>& targets) {
   std::map<std::string, std::multiset<std::string>> expected;
   for (const auto& site : topology.sites()) expected[site.id()];
   for (const auto& target : targets) {
-    expected[target.site->id()].insert(target.topic);
+    std::set<std::string> carriers{target.site->id()};
+    std::vector<const Site*> path{target.site};
     for (const auto* ancestor : topology.ancestors(*target.site)) {
-      expected[ancestor->id()].insert(target.topic);
+      carriers.insert(ancestor->id());
+      path.push_back(ancestor);
     }
+    for (const Site* on_path : path) {
+      for (const std::string& backup : on_path->spec.backup_parents) {
+        carriers.insert(backup);
+        for (const auto* above : topology.ancestors(topology.site(backup))) carriers.insert(above->id());
+      }
+    }
+    for (const std::string& carrier : carriers) expected[carrier].insert(target.topic);
   }
   return expected;
 }
@@ -89,7 +101,7 @@ std::string describe(const std::map<std::string, std::vector<std::string>>& seen
 
 }  // namespace
 
-TEST_CASE("a down message reaches only the brokers on its target's branch",
+TEST_CASE("a down message reaches only the brokers on its target's branch and its backup routes",
           "[hierarchy][downward]") {
   auto running = start_example("downward");
   auto& hierarchy = **running;
@@ -171,16 +183,16 @@ TEST_CASE("a down message reaches only the brokers on its target's branch",
   };
 
   {  // One node's task reaches its access broker and no other access, metro or
-     // regional broker.
+     // regional broker; and par-a1's backup parent ber, ready for a failover.
     const auto target = target_for("dev-par-a1-1");
     route({target});
     const auto seen = board.seen();
-    // Spelled out for the reader: exactly the cloud, eu, par and par-a1 brokers.
+    // Spelled out for the reader: exactly the cloud, eu, par, ber and par-a1 brokers.
     std::set<std::string> saw;
     for (const auto& [site, topics] : seen) {
       if (!topics.empty()) saw.insert(site);
     }
-    CHECK(saw == std::set<std::string>{"cloud", "eu", "par", "par-a1"});
+    CHECK(saw == std::set<std::string>{"cloud", "eu", "par", "ber", "par-a1"});
   }
 
   {  // One task per site: every broker sees exactly its own subtree's tasks.

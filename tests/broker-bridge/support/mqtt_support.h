@@ -150,6 +150,11 @@ class Client : public virtual mqtt::callback {
   }
 
   bool connected() const { return connected_.load(); }
+  // Waits until the broker has closed the connection (e.g. it was stopped).
+  bool wait_disconnected(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return arrived_.wait_for(lock, timeout, [&] { return !connected_.load(); });
+  }
   std::size_t connections_lost() const { return lost_.load(); }
 
  private:
@@ -165,8 +170,10 @@ class Client : public virtual mqtt::callback {
   }
   void connected(const std::string&) override { connected_ = true; }
   void connection_lost(const std::string&) override {
+    std::lock_guard lock(mutex_);
     connected_ = false;
     ++lost_;
+    arrived_.notify_all();  // wakes wait_disconnected
   }
 
   mqtt::async_client client_;

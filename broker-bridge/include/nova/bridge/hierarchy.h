@@ -109,9 +109,12 @@ class Hierarchy {
   // Start a held site again, same port and data directory. Does not wait for links.
   void start_site(const std::string& site);
 
-  // Waits until the site's bridge to its parent reports connected.
+  // Waits until the site's bridge reports connected at its parent or a backup parent
+  // (link.h: a parent restarted after SIGKILL may serve a saved "1" until the bridge is
+  // back).
   bool wait_link(const std::string& site, std::chrono::milliseconds timeout) const;
-  // Each non-root site's link state, read from its own broker's retained link topic.
+  // Each non-root site's link state, read from the retained link topic at its parent and
+  // backup parents (connected if any says "1").
   std::map<std::string, LinkState> link_states() const;
 
   // Writes <run_dir>/hierarchy.json: sites, ports, pids, run_dir; used by

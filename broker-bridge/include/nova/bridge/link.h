@@ -1,11 +1,14 @@
-// Reading a bridge's link state from its own broker.
+// Reading a bridge's link state.
 //
 // A site's bridge publishes "1" (connected) or "0" (not) retained on
-// nova/v1/up/<site>/link on its *own* broker and on its parent's; "0" is also its will
-// on the parent. The site's own broker is the one to ask: Mosquitto 2.0.11 publishes the
-// local "0" before it accepts its first client after a (re)start, so a "1" restored from
-// the persistence database is never visible there, whereas a parent restarted from its
-// database serves whatever it saved until the child reconnects.
+// nova/v1/up/<site>/link on its own broker and on the parent it is connected to; "0" is
+// also its will there. The parent's copy is the one everybody above reads (the parent's
+// bridge carries it up to the cloud), so that is where these functions look: a site's
+// link is read from the brokers it bridges to, its parent and then its backups.
+// Its own broker's copy is not readable by later subscribers: every broker runs with
+// check_retain_source, and the ACL does not let the bridge's own identity write its link
+// topic, so that retained copy is never re-sent (to the bridge, which would carry a stale
+// "0" upward after the fresh "1" on every reconnect, or to anyone else).
 //
 // These functions connect as kMonitorUser with a fresh clean session per call, so they
 // are safe to call from any thread and from other processes (nova-bridge status). They
@@ -37,11 +40,16 @@ LinkState read_link_state(const std::string& uri, std::string_view site_id,
 bool wait_link_connected(const std::string& uri, std::string_view site_id,
                          std::chrono::milliseconds timeout);
 
-// The same for many sites at once, each on its own connection, in parallel.
+// Where to read one site's link: the brokers it bridges to (parent first, then backups).
+// It reads connected if any of them says "1" (the bridge is on one of them), else
+// disconnected if any says "0", else unknown.
 struct LinkProbe {
-  std::string uri;
+  std::vector<std::string> parent_uris;
   std::string site_id;
 };
+// Waits until one of the probe's parents reports "1".
+bool wait_link_connected(const LinkProbe& probe, std::chrono::milliseconds timeout);
+// Many sites at once, each broker on its own connection, in parallel.
 std::vector<LinkState> read_link_states(const std::vector<LinkProbe>& probes, std::chrono::milliseconds timeout);
 std::vector<bool> wait_links_connected(const std::vector<LinkProbe>& probes, std::chrono::milliseconds timeout);
 

@@ -4,12 +4,17 @@
 // setting: persistence with a short autosave (the default is 1800 s); max_queued_messages/
 // bytes sized per tier (they are global, cap every client's queue including the bridge's,
 // and the default of 1000 drops the excess with only a log line); an MQTT 3.1.1 bridge
-// (a v5 bridge does not keep its remote session) with cleansession false, the parent's
-// address followed by the backups' addresses, and a two-value restart_timeout (the
-// one-value form is ignored); QoS 1 on every topic map (the default is 0, and QoS 0 is
-// dropped while a link is down); "up" mapped out only, "down" mapped in only and
-// restricted to this site's subtree (the default direction is out, and "both" would
-// loop); bridge state notifications on nova/v1/up/<site>/link.
+// (a v5 bridge does not keep its remote session) with local_cleansession false, and
+// cleansession false unless the site has backup parents (then true: a parent it is not
+// connected to must not queue its downward messages, or they arrive twice when it moves
+// back), the parent's address followed by the backups' addresses, and a two-value
+// restart_timeout (the one-value form is ignored); QoS 1 on every topic map (the default
+// is 0, and QoS 0 is dropped while a link is down); "up" mapped out only, "down" mapped
+// in only and restricted to down_routes() (the default direction is out, and "both"
+// would loop); bridge state notifications on nova/v1/up/<site>/link; and
+// check_retain_source true (2.0.11's code defaults to false), which with the ACL below
+// keeps the bridge's own retained link record from being re-sent upward, stale, after
+// the fresh "1" of each reconnect.
 //
 // The ACL file, as Mosquitto 2.0.11 applies it (verified by
 // tests/broker-bridge-unit/acl_test.cpp against a real broker):
@@ -19,7 +24,11 @@
 //   - Anonymous clients (nodes, sensors; client id = node id) may write
 //     nova/v1/up/<own client id>/#, read nova/v1/down/#, read and write nova/v1/sensor/#.
 //   - bridge_username(child) of every child and of every site that names this one as a
-//     backup parent: write nova/v1/up/#, read nova/v1/down/<child's path>/#.
+//     backup parent: write nova/v1/up/#, read the child's down_routes().
+//   - bridge_username(this site): write this site's down_routes(). Never used to
+//     publish (a bridge bypasses its own broker's ACL); check_retain_source checks it
+//     before re-sending a retained record the bridge brought in. It has no grant on the
+//     site's link topic, so that record is never re-sent (to anyone).
 //   - kCloudServiceUser: read and write nova/v1/# (and read $SYS/#).
 //   - kMonitorUser: read nova/v1/up/+/link.
 //   - A denied publish is never delivered and the broker then closes the publisher's
@@ -35,6 +44,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "nova/schemas/result.h"
 #include "nova/tiers/topology.h"
@@ -79,6 +89,12 @@ Status write_site(const tiers::Topology& topology, const tiers::Site& site,
 std::string link_topic(const tiers::Site& site);
 // Added: the same from a bare site id (nova-bridge status reads ids from hierarchy.json).
 std::string link_topic(std::string_view site_id);
+
+// The down topic filters a site's bridge maps in (and its parents' ACLs let it read):
+// its own subtree, nova/v1/down/<path>/#, then the subtree of every site outside it that
+// names a site in it as a backup parent, so that a site which failed over to a backup
+// still receives its downward traffic. A subtree inside one already listed is left out.
+std::vector<std::string> down_routes(const tiers::Topology& topology, const tiers::Site& site);
 
 // The MQTT username a site's bridge presents to its parent (and backup parents); the
 // parent's ACL grants that user write on nova/v1/up/# and read on the child's

@@ -1,0 +1,83 @@
+// Downward traffic after failover (issue 9, item 8): site c's primary parent a is
+// stopped, c's bridge fails over to its backup parent b, and a task published at the top
+// for a node at c reaches that node exactly once; a is started again, c moves back, and
+// the next task also arrives exactly once, with no second copy of the first.
+//
+// Before the fix, the first task never arrived: b's bridge subscribed only to b's own
+// subtree on the top, so nothing addressed to c's path reached b.
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <map>
+#include <string>
+
+#include "nova/bridge/link.h"
+#include "nova/bridge/render.h"
+#include "test_common.h"
+
+using namespace nova::hiertest;
+
+namespace {
+
+const char* const kBranches = R"(name: failover-down
+sites:
+  - {id: top, level: 1}
+  - {id: a, level: 2, parent: top}
+  - {id: b, level: 2, parent: top}
+  - {id: c, level: 3, parent: a, backups: [b]}
+nodes:
+  - {id: node-c, site: c}
+)";
+
+}  // namespace
+
+TEST_CASE("a site on its backup parent gets its downward messages, each once", "[hierarchy][downward][failover]") {
+  RunDir topo_dir("nova-failover-topology");
+  const auto topo_file = topo_dir.path() / "branches.yaml";
+  std::ofstream(topo_file) << kBranches;
+  auto running = start_hierarchy(load_topology(topo_file), "nova-hier-failover");
+  auto& hierarchy = **running;
+
+  const std::string task_topic = "nova/v1/down/top/a/c/node-c/task";
+  Client node(hierarchy.uri("c"), "node-c");  // a node at c, anonymous like an agent
+  Client commander(hierarchy.uri("top"), "failover-commander", client_options(nova::bridge::kCloudServiceUser));
+  connect_all({&node, &commander});
+  node.subscribe("nova/v1/down/top/a/c/node-c/#");
+  auto copies_of = [&](const std::string& payload) {
+    std::size_t n = 0;
+    for (const Received& r : node.messages()) if (r.payload == payload) ++n;
+    return n;
+  };
+  auto arrives = [&](const std::string& payload) {
+    return node.wait_until(
+        [&](const std::vector<Received>& got) {
+          for (const Received& r : got) {
+            if (r.payload == payload) return true;
+          }
+          return false;
+        },
+        std::chrono::seconds(10));
+  };
+
+  commander.publish_wait(task_topic, "task-0", false);
+  REQUIRE(arrives("task-0"));  // the primary route works
+
+  hierarchy.stop("a");
+  REQUIRE(nova::bridge::wait_link_connected(hierarchy.uri("b"), "c", std::chrono::seconds(30)));  // failed over
+  commander.publish_wait(task_topic, "task-1", false);
+  CHECK(arrives("task-1"));
+
+  hierarchy.start_site("a");
+  // c moves back once a answers: a reports c's link "1" (a restored "0", its will).
+  REQUIRE(nova::bridge::wait_link_connected(hierarchy.uri("a"), "c", std::chrono::seconds(60)));
+  // Bounded quiet period: a second copy of task-1 would come with the move back.
+  CHECK_FALSE(node.arrives_within(std::chrono::milliseconds(500)));
+  commander.publish_wait(task_topic, "task-2", false);
+  CHECK(arrives("task-2"));
+  CHECK_FALSE(node.arrives_within(std::chrono::milliseconds(500)));  // and none via b
+
+  CHECK(copies_of("task-0") == 1);
+  CHECK(copies_of("task-1") == 1);
+  CHECK(copies_of("task-2") == 1);
+  CHECK(node.count() == 3);
+}
