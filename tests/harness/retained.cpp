@@ -3,7 +3,8 @@
 #include <cstdio>
 #include <memory>
 #include <stdexcept>
-#include <thread>
+
+#include "nova/testing/poll.h"
 
 namespace nova::testing {
 namespace {
@@ -58,13 +59,7 @@ RetainedMessages read_retained(const std::string& broker_uri, const std::string&
 
 bool retained_until(const std::string& broker_uri, const std::string& filter, std::size_t expected,
                     const std::function<bool(const RetainedMessages&)>& holds, std::chrono::milliseconds deadline) {
-  const auto until = std::chrono::steady_clock::now() + deadline;
-  for (;;) {
-    if (holds(read_retained(broker_uri, filter, expected))) return true;
-    if (std::chrono::steady_clock::now() >= until) return false;
-    // The state lives in another process (the broker): nothing to wait on but a re-read.
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  return poll_until([&] { return holds(read_retained(broker_uri, filter, expected)); }, deadline);
 }
 
 }  // namespace nova::testing
