@@ -14,6 +14,8 @@ packages=(
   # tests and benchmarks
   catch2 libbenchmark-dev mosquitto mosquitto-clients python3 python3-cbor2
   openssl procps
+  # the second broker implementation the integration tests run against (docs/brokers.md)
+  nats-server
   # bench/agent_vs_collectd.sh: the peer nova-agent is measured against (its mqtt plugin
   # needs libmosquitto1, which collectd-core only suggests); zstd decodes a batch
   collectd-core libmosquitto1 zstd

@@ -127,3 +127,23 @@ TEST_CASE("topic levels with '.': Mosquitto takes them, nats-server refuses them
     CHECK(client.is_connected() == (kind == BrokerKind::mosquitto));
   }
 }
+
+TEST_CASE("a will topic with '.': nats-server refuses the connection itself", "[harness][brokers]") {
+  // Every nova-agent registers its death record as its will, so a node id like "gw.1"
+  // cannot connect to nats-server at all.
+  for (BrokerKind kind : all_broker_kinds()) {
+    INFO("broker " << to_string(kind));
+    auto broker = start_broker(kind);
+    mqtt::client client(broker->uri(), "gw.1");
+    auto opts = options();
+    opts.set_will(mqtt::will_options("nova/v1/up/gw.1/state", std::string("dead"), 1, true));
+    bool connected = true;
+    try {
+      client.connect(opts);
+    } catch (const mqtt::exception&) {
+      connected = false;
+    }
+    CHECK(connected == (kind == BrokerKind::mosquitto));
+    if (connected) client.disconnect();
+  }
+}

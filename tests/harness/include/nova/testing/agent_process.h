@@ -13,8 +13,10 @@
 
 namespace nova::testing {
 
-// A config for a test agent: fast reconnect, no admission by host load (tests must not
-// depend on whatever else runs on the machine), state under `dir`. `extra` is appended
+// A config for a test agent: fast reconnect, admission limits at their loosest (tests
+// must not depend on whatever else runs on the machine; the loosest CPU limit still
+// defers a task while host CPU plus the task's cpu_millis share exceeds 100 %, so tests
+// that need a task to run give it cpu_millis 0), state under `dir`. `extra` is appended
 // (further YAML sections). Written to a temporary file and renamed, as config managers do.
 inline void write_agent_config(const std::filesystem::path& file, const std::string& node, const std::string& site,
                                int level, const std::string& uri, const std::filesystem::path& dir,
