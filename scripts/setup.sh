@@ -13,6 +13,8 @@ packages=(
   libleveldb-dev libsnappy-dev libzstd-dev libssl-dev libcpp-httplib-dev
   # tests and benchmarks
   catch2 libbenchmark-dev mosquitto mosquitto-clients python3 python3-cbor2
+  # tests/hostile: an MQTT client independent of the project's own code
+  python3-paho-mqtt
   openssl procps
   # the second broker implementation the integration tests run against (docs/brokers.md)
   nats-server

@@ -147,6 +147,7 @@ std::string Agent::birth_payload(schemas::NodeStatus status) const {
   s.bdseq = bdseq_;
   s.ts = wall_ms();
   if (status != schemas::NodeStatus::online) s.description.reset();
+  if (status == schemas::NodeStatus::online) s.refused.assign(refused_.begin(), refused_.end());
   const schemas::Bytes b = schemas::encode_cbor(s);
   return std::string(b.begin(), b.end());
 }
@@ -334,16 +335,20 @@ void Agent::on_connected(Clock::time_point now) {
   }
   filters.push_back(topics::sensor_all(node));  // local sensors' readings (sensors.h)
   uplink_->subscribe(filters);
-  uplink_->publish(topics::up(node, topics::UpKind::state), birth_payload(schemas::NodeStatus::online), true);
+  // The birth follows the SUBACK (on_subscribed), so it can say whether the node is ready.
+  birth_pending_ = true;
+  refused_.clear();
+  resubscribe_at_ = Clock::time_point::max();
+  resubscribe_backoff_ = 0ms;
+  update_counters([](AgentCounters& c) { c.subscriptions_missing = 0; });
   // Everything not yet acknowledged is sent again: the previous connection may have
   // died with publishes in flight. The cloud deduplicates.
-  sent_.clear();
-  for (const auto& [name, s] : outbox_->stats()) sent_[name] = s.acked;
+  // Nothing is sent in this session yet: no stall timer runs.
+  streams_.clear();
+  for (const auto& [name, s] : outbox_->stats()) streams_[name] = {s.acked, std::nullopt, options_.drain.resend_after};
   const auto jitter_ms = options_.drain.jitter.count();
-  resend_interval_ = options_.drain.resend_after;
   drain_after_ = now + std::chrono::milliseconds(
                            jitter_ms > 0 ? std::uniform_int_distribution<long>(0, jitter_ms)(rng_) : 0);
-  stall_since_.reset();  // nothing sent in this session yet
 }
 
 void Agent::on_disconnected(Clock::time_point now, const std::string& reason) {
@@ -355,6 +360,42 @@ void Agent::on_disconnected(Clock::time_point now, const std::string& reason) {
   backoff_ = std::clamp(backoff_ * 2, options_.reconnect_min, options_.reconnect_max);
   const auto delay = std::uniform_int_distribution<long>(options_.reconnect_min.count(), backoff_.count())(rng_);
   reconnect_at_ = now + std::chrono::milliseconds(delay);
+}
+
+void Agent::on_subscribed(Clock::time_point now, const UplinkEvent& e) {
+  if (!session_up_) return;  // a subscribe of a connection already lost
+  const std::set<std::string> before = refused_;
+  std::uint64_t refusals = 0;
+  for (const SubscriptionGrant& g : e.grants) {
+    if (g.qos >= 1 && g.qos != SubscriptionGrant::kRefused) {
+      refused_.erase(g.filter);
+      continue;
+    }
+    ++refusals;
+    refused_.insert(g.filter);
+    if (options_.log) {
+      options_.log("warning", "subscription_refused",
+                   "filter=" + g.filter + " granted=" + (g.qos == SubscriptionGrant::kRefused ? "0x80" : std::to_string(g.qos)) +
+                       (e.payload.empty() ? "" : " reason=\"" + e.payload + "\""));
+    }
+  }
+  update_counters([&](AgentCounters& c) {
+    c.subscriptions_refused += refusals;
+    c.subscriptions_missing = refused_.size();
+  });
+  if (refused_.empty()) {
+    resubscribe_backoff_ = 0ms;
+    resubscribe_at_ = Clock::time_point::max();
+    if (!before.empty() && options_.log) options_.log("info", "subscriptions_ready", "");
+  } else {
+    resubscribe_backoff_ = std::clamp(resubscribe_backoff_ * 2, options_.reconnect_min, options_.reconnect_max);
+    resubscribe_at_ = now + resubscribe_backoff_;
+  }
+  if (birth_pending_ || refused_ != before) {
+    birth_pending_ = false;
+    uplink_->publish(topics::up(id(options_.birth.node), topics::UpKind::state),
+                     birth_payload(schemas::NodeStatus::online), true);
+  }
 }
 
 void Agent::bad_input(const std::string& topic, const std::string& reason) {
@@ -395,31 +436,7 @@ void Agent::on_message(const std::string& topic, const std::string& payload) {
     return bad_input(topic, parsed ? "not addressed to this node" : parsed.error().message());
   }
   if (down->kind == topics::DownKind::ack) {
-    auto ack = schemas::decode_cbor<schemas::Ack>(payload);
-    if (!ack) return bad_input(topic, ack.error().message());
-    if (ack->node != options_.birth.node) return bad_input(topic, "ack for node '" + ack->node + "'");
-    bool progress = false;
-    for (const auto& [stream, watermark] : ack->watermarks) {
-      const std::uint64_t before = outbox_->stats()[stream].acked;
-      if (!outbox_->ack(stream, watermark)) {
-        update_counters([](AgentCounters& c) { ++c.outbox_errors; });
-        continue;
-      }
-      progress |= outbox_->stats()[stream].acked > before;
-    }
-    if (progress) {
-      // The stall timer restarts if records remain outstanding, and stops otherwise.
-      resend_interval_ = options_.drain.resend_after;
-      bool outstanding = false;
-      for (const auto& [name, s] : outbox_->stats()) outstanding |= sent_[name] > s.acked;
-      if (outstanding) {
-        stall_since_ = Clock::now();
-      } else {
-        stall_since_.reset();
-      }
-    }
-    update_counters([](AgentCounters& c) { ++c.acks; });
-    update_backlog();
+    on_ack(topic, payload);
   } else if (down->kind == topics::DownKind::task) {
     process_inbox();  // the callback stored this task (and any left from before)
   } else if (down->kind == topics::DownKind::config) {
@@ -430,6 +447,32 @@ void Agent::on_message(const std::string& topic, const std::string& payload) {
   } else if (down->kind == topics::DownKind::model) {
     on_model(topic, payload);
   }
+}
+
+void Agent::on_ack(const std::string& topic, const std::string& payload) {
+  auto ack = schemas::decode_cbor<schemas::Ack>(payload);
+  if (!ack) return bad_input(topic, ack.error().message());
+  if (ack->node != options_.birth.node) return bad_input(topic, "ack for node '" + ack->node + "'");
+  for (const auto& [stream, watermark] : ack->watermarks) {
+    const std::uint64_t before = outbox_->stats()[stream].acked;
+    if (!outbox_->ack(stream, watermark)) {
+      update_counters([](AgentCounters& c) { ++c.outbox_errors; });
+      continue;
+    }
+    const std::uint64_t acked = outbox_->stats()[stream].acked;
+    if (acked <= before) continue;
+    // Progress on this stream only: its stall timer restarts if it still has records
+    // outstanding, and stops otherwise. Other streams' timers keep running.
+    StreamProgress& p = streams_[stream];
+    p.resend_interval = options_.drain.resend_after;
+    if (p.sent > acked) {
+      p.stall_since = Clock::now();
+    } else {
+      p.stall_since.reset();
+    }
+  }
+  update_counters([](AgentCounters& c) { ++c.acks; });
+  update_backlog();
 }
 
 void Agent::on_model(const std::string& topic, const std::string& payload) {
@@ -457,28 +500,38 @@ void Agent::refill(Clock::time_point now) {
   tokens_ = std::min(options_.drain.burst, tokens_ + elapsed * options_.drain.rate_per_s);
 }
 
+void Agent::resend_stalled(Clock::time_point now, const std::map<std::string, StreamStats>& stats) {
+  for (const auto& [name, s] : stats) {
+    StreamProgress& p = streams_[name];
+    if (p.resend_interval == Clock::duration::zero()) p.resend_interval = options_.drain.resend_after;
+    if (p.sent <= s.acked) {
+      p.stall_since.reset();
+      continue;
+    }
+    if (!p.stall_since || now - *p.stall_since <= p.resend_interval) continue;
+    p.sent = s.acked;
+    p.stall_since.reset();  // restarts at the first send of the go-back
+    p.resend_interval = std::min<Clock::duration>(p.resend_interval * 2, options_.drain.resend_after * 16);
+    update_counters([](AgentCounters& c) { ++c.resends; });
+    if (options_.log) {
+      options_.log("info", "resend", "stream=" + name + " from_seq=" + std::to_string(s.acked + 1));
+    }
+  }
+}
+
 void Agent::drain(Clock::time_point now) {
   refill(now);
   if (!session_up_ || now < drain_after_) return;
   const auto delivered = uplink_->take_delivered();
   if (!delivered.empty()) update_counters([&](AgentCounters& c) { c.published += delivered.size(); });
   const auto stats = outbox_->stats();
-  // Go-back-N when acknowledgements stall with records outstanding: resend_interval_
-  // after the first unacknowledged send (or the last ack progress, if later).
-  bool outstanding = false;
-  for (const auto& [name, s] : stats) outstanding |= sent_[name] > s.acked;
-  if (!outstanding) stall_since_.reset();
-  if (outstanding && stall_since_ && now - *stall_since_ > resend_interval_) {
-    for (const auto& [name, s] : stats) sent_[name] = s.acked;
-    stall_since_.reset();  // restarts at the first send of the go-back
-    resend_interval_ = std::min<Clock::duration>(resend_interval_ * 2, options_.drain.resend_after * 16);
-    update_counters([](AgentCounters& c) { ++c.resends; });
-  }
+  resend_stalled(now, stats);
   const topics::Id node = id(options_.birth.node);
   for (const StreamDef& def : kStreams) {
     auto it = stats.find(def.name);
     if (it == stats.end()) continue;
-    std::uint64_t& sent = sent_[def.name];
+    StreamProgress& progress = streams_[def.name];
+    std::uint64_t& sent = progress.sent;
     sent = std::max(sent, it->second.first - 1);  // skip what eviction removed
     // Eviction removed unacknowledged records: every record sent declares the lowest
     // seq still held ("first"), so the cloud stops waiting for the evicted ones. Once
@@ -492,7 +545,7 @@ void Agent::drain(Clock::time_point now) {
       for (const OutboxRecord& r : *records) {
         const std::string payload = gap ? with_first(def.kind, r.payload, it->second.first) : std::string();
         if (!uplink_->publish(topics::up(node, def.kind), gap ? payload : r.payload, false, r.seq)) return;
-        if (!stall_since_) stall_since_ = now;
+        if (!progress.stall_since) progress.stall_since = now;
         sent = r.seq;
         tokens_ -= 1;
       }
@@ -528,6 +581,10 @@ void Agent::run() {
       uplink_->set_will_payload(birth_payload(schemas::NodeStatus::dead));
       uplink_->connect();
     }
+    if (session_up_ && now >= resubscribe_at_) {
+      resubscribe_at_ = Clock::time_point::max();  // set again by the answer
+      uplink_->subscribe(std::vector<std::string>(refused_.begin(), refused_.end()));
+    }
     if (options_.tasks != nullptr) options_.tasks->poll(wall_ms(), host_state());
     drain(now);
 
@@ -535,6 +592,7 @@ void Agent::run() {
     auto deadline = now + 1s;
     if (source_ != nullptr) deadline = std::min(deadline, next_sample);
     deadline = std::min(deadline, reconnect_at_);
+    if (session_up_) deadline = std::min(deadline, resubscribe_at_);
     if (session_up_ && tokens_ < 1) {
       deadline = std::min(deadline, now + std::chrono::milliseconds(
                                               static_cast<long>(1000.0 / options_.drain.rate_per_s) + 1));
@@ -551,6 +609,7 @@ void Agent::run() {
         case UplinkEvent::Kind::connect_failed:
         case UplinkEvent::Kind::connection_lost: on_disconnected(Clock::now(), e.payload); break;
         case UplinkEvent::Kind::message: on_message(e.topic, e.payload); break;
+        case UplinkEvent::Kind::subscribed: on_subscribed(Clock::now(), e); break;
         case UplinkEvent::Kind::delivered: break;
       }
     }

@@ -202,8 +202,8 @@ const std::vector<KeyDef>& table() {
           "A task is deferred while less memory than this is available; a task whose "
           "memory limit exceeds what this leaves is refused. Lower it on small devices."),
       def(NOVA_KEY(limits.cache_size_mb), integer(0, 1024 * 1024), Reload::restart,
-          "Budget for the agent's local caches (the seed's local cache size); components "
-          "that cache size themselves within it."),
+          "Not used yet: nothing reads it until the agent has a local cache (a later "
+          "issue). Accepted and validated so that existing files stay valid."),
 
       def(NOVA_KEY(tasks.dir), text(Check::absolute_path), Reload::restart,
           "Where queued tasks are persisted and run."),
@@ -240,9 +240,10 @@ const std::vector<KeyDef>& table() {
           "Memory of each gauge's running mean and variance, in samples (exponential "
           "weighting after the first this many)."),
 
-      def(NOVA_KEY(log.level), choice(kLogLevels), Reload::hot, "Least severe level logged."),
+      def(NOVA_KEY(log.level), choice(kLogLevels), Reload::hot,
+          "Least severe level logged; lines below it are not written."),
       def(NOVA_KEY(log.format), choice(kLogFormats), Reload::hot,
-          "logfmt (key=value) or one JSON object per line, on stderr."),
+          "logfmt (key=value) or json (one JSON object per line, for log shippers), on stderr."),
   };
   return keys;
 }
@@ -450,7 +451,7 @@ std::optional<std::string> check_string(Check check, const std::string& s) {
         if (scheme == "ssl" || scheme == "mqtts" || scheme == "wss") {
           return "TLS (" + std::string(scheme) +
                  "://) is not supported: the agent connects to its site broker in plain MQTT "
-                 "(tcp://, mqtt:// or ws://); TLS runs on the bridges";
+                 "(tcp://, mqtt:// or ws://)";
         }
       }
       if (sep == std::string::npos ||

@@ -34,6 +34,11 @@ struct Uplink::Pending {
   bool abandoned = false;     // its connection was lost; not counted, not reported
 };
 
+struct Uplink::Subscribe {
+  Uplink* owner;
+  std::vector<std::string> filters;
+};
+
 // Paho calls these on its own threads. No exception may cross them (C frames), and none
 // may wait for the loop thread: Paho may hold its client lock while calling (always for
 // messageArrived), and the loop thread may be inside a Paho call. They take only
@@ -41,7 +46,7 @@ struct Uplink::Pending {
 struct Uplink::Callbacks {
   static void connected(void* context, char* /*cause*/) {
     try {
-      static_cast<Uplink*>(context)->push({UplinkEvent::Kind::connected, {}, {}});
+      static_cast<Uplink*>(context)->push({UplinkEvent::Kind::connected, {}, {}, {}});
     } catch (...) {
     }
   }
@@ -51,7 +56,7 @@ struct Uplink::Callbacks {
       const int rc = response != nullptr ? response->code : MQTTASYNC_FAILURE;
       static_cast<Uplink*>(context)->push(
           {UplinkEvent::Kind::connect_failed, {},
-           "connect failed (" + describe(rc, response != nullptr ? response->message : nullptr) + ")"});
+           "connect failed (" + describe(rc, response != nullptr ? response->message : nullptr) + ")", {}});
     } catch (...) {
     }
   }
@@ -60,7 +65,7 @@ struct Uplink::Callbacks {
     try {
       static_cast<Uplink*>(context)->push(
           {UplinkEvent::Kind::connection_lost, {},
-           cause != nullptr && *cause != '\0' ? std::string(cause) : "connection lost"});
+           cause != nullptr && *cause != '\0' ? std::string(cause) : "connection lost", {}});
     } catch (...) {
     }
   }
@@ -78,7 +83,7 @@ struct Uplink::Callbacks {
       std::string payload(static_cast<const char*>(message->payload),
                           static_cast<std::size_t>(message->payloadlen));
       if (self->options_.before_ack) self->options_.before_ack(topic, payload);
-      self->push({UplinkEvent::Kind::message, std::move(topic), std::move(payload)});
+      self->push({UplinkEvent::Kind::message, std::move(topic), std::move(payload), {}});
     } catch (...) {
     }
     MQTTAsync_freeMessage(&message);
@@ -99,9 +104,43 @@ struct Uplink::Callbacks {
       p->state = state;  // p may be freed by the loop thread from here on
     }
     try {
-      owner->push({UplinkEvent::Kind::delivered, {}, {}});
+      owner->push({UplinkEvent::Kind::delivered, {}, {}, {}});
     } catch (...) {
     }
+  }
+
+  // Paho reports SUBACK failure codes either in the grant list or, for a single filter
+  // refused, as a failure; both end as one subscribed event.
+  static void subscribed(void* context, MQTTAsync_successData* response) {
+    auto* sub = static_cast<Subscribe*>(context);
+    std::vector<int> granted;
+    if (response != nullptr && sub->filters.size() == 1) {
+      granted.push_back(response->alt.qos);
+    } else if (response != nullptr && response->alt.qosList != nullptr) {
+      granted.assign(response->alt.qosList, response->alt.qosList + sub->filters.size());
+    }
+    finish_subscribe(sub, granted, {});
+  }
+  static void subscribe_failed(void* context, MQTTAsync_failureData* response) {
+    const int rc = response != nullptr ? response->code : MQTTASYNC_FAILURE;
+    if (rc == SubscriptionGrant::kRefused) {  // one filter, refused by the broker: a grant
+      return finish_subscribe(static_cast<Subscribe*>(context), {rc}, {});
+    }
+    finish_subscribe(static_cast<Subscribe*>(context), {},
+                     "subscribe failed (" + describe(rc, response != nullptr ? response->message : nullptr) + ")");
+  }
+  static void finish_subscribe(Subscribe* sub, const std::vector<int>& granted, const std::string& reason) {
+    Uplink* owner = sub->owner;
+    try {
+      UplinkEvent e{UplinkEvent::Kind::subscribed, {}, reason, {}};
+      for (std::size_t i = 0; i < sub->filters.size(); ++i) {
+        e.grants.push_back({sub->filters[i], i < granted.size() ? granted[i] : SubscriptionGrant::kRefused});
+      }
+      owner->push(std::move(e));
+    } catch (...) {
+    }
+    std::lock_guard lock(owner->mutex_);
+    std::erase_if(owner->subscribes_, [&](const std::unique_ptr<Subscribe>& s) { return s.get() == sub; });
   }
 
   static void disconnected(void* context, MQTTAsync_successData* /*response*/) {
@@ -187,7 +226,7 @@ void Uplink::connect() {
   opts.onFailure = &Callbacks::connect_failed;
   opts.context = this;
   if (const int rc = MQTTAsync_connect(client_, &opts); rc != MQTTASYNC_SUCCESS) {
-    push({UplinkEvent::Kind::connect_failed, {}, "connect failed (" + describe(rc, nullptr) + ")"});
+    push({UplinkEvent::Kind::connect_failed, {}, "connect failed (" + describe(rc, nullptr) + ")", {}});
   }
 }
 
@@ -199,15 +238,30 @@ bool Uplink::connected() const { return MQTTAsync_isConnected(client_) != 0; }
 
 void Uplink::subscribe(const std::vector<std::string>& filters) {
   if (filters.empty()) return;
+  auto owned = std::make_unique<Subscribe>(Subscribe{this, filters});
+  Subscribe* sub = owned.get();
+  {
+    std::lock_guard lock(mutex_);
+    subscribes_.push_back(std::move(owned));  // before sending: the SUBACK may come at once
+  }
   std::vector<char*> topics;
   topics.reserve(filters.size());
   // Paho copies the filters; its signature is not const-correct.
-  for (const std::string& f : filters) topics.push_back(const_cast<char*>(f.c_str()));
+  for (const std::string& f : sub->filters) topics.push_back(const_cast<char*>(f.c_str()));
   std::vector<int> qos(filters.size(), 1);
+  MQTTAsync_responseOptions ropts = MQTTAsync_responseOptions_initializer;
+  ropts.onSuccess = &Callbacks::subscribed;
+  ropts.onFailure = &Callbacks::subscribe_failed;
+  ropts.context = sub;
   const int rc = MQTTAsync_subscribeMany(client_, static_cast<int>(topics.size()), topics.data(),
-                                         qos.data(), nullptr);
+                                         qos.data(), &ropts);
   if (rc != MQTTASYNC_SUCCESS) {
-    push({UplinkEvent::Kind::connection_lost, {}, "subscribe failed: " + describe(rc, nullptr)});
+    // Not queued: Paho will never call back for it.
+    {
+      std::lock_guard lock(mutex_);
+      std::erase_if(subscribes_, [&](const std::unique_ptr<Subscribe>& s) { return s.get() == sub; });
+    }
+    push({UplinkEvent::Kind::connection_lost, {}, "subscribe failed: " + describe(rc, nullptr), {}});
   }
 }
 

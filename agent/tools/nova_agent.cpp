@@ -128,6 +128,9 @@ class LiveConfig {
   // Applies `next` if valid; logs which keys changed and which need a restart.
   void apply(Agent& agent, const AgentConfig& next, const char* source) {
     std::lock_guard lock(mutex_);
+    // The new log options apply from this line on, so the change itself is logged (or
+    // not) by the level and in the format it sets.
+    common::set_log_options(next.log.level, next.log.format);
     std::string restart_keys;
     for (const ConfigKey* k : changed_keys(current_, next)) {
       if (k->reload == Reload::restart) restart_keys += (restart_keys.empty() ? "" : ",") + std::string(k->name);
@@ -162,6 +165,7 @@ int main(int argc, char** argv) {
     return *exit_code;
   }
   const std::string& config_path = args.config_path;
+  common::set_log_options(config->log.level, config->log.format);
 
   // Signals are handled by one thread (signalfd below); every other thread blocks them.
   const sigset_t signals = common::block_daemon_signals();

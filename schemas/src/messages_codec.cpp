@@ -121,6 +121,7 @@ struct Codec<NodeState> {
           .put("res", resources_value(d.resources))
           .put_optional("region", d.region, optional_text);
       put_nonempty(w, "caps", d.capabilities);
+      put_nonempty(w, "refused", m.refused);
     }
     return w.done();
   }
@@ -142,6 +143,9 @@ struct Codec<NodeState> {
       d.resources = read_resources(r.field("res"));
       if (auto f = r.maybe("region")) d.region = f->id();
       m.description = std::move(d);
+      if (auto f = r.maybe("refused")) {
+        f->each(1, 16, [&](const Field& filter) { m.refused.push_back(filter.text(1024)); });
+      }
     }
     return m;
   }

@@ -193,7 +193,7 @@ TEST_CASE("every kind of bad input is refused with the key and the reason", "[co
     // nova-agent links the plain Paho C library: TLS URIs are refused, naming the key.
     CHECK(parse_error(kIdentity + "mqtt:\n  uri: ssl://broker:8883\n") ==
           "line 5: mqtt.uri: TLS (ssl://) is not supported: the agent connects to its site "
-          "broker in plain MQTT (tcp://, mqtt:// or ws://); TLS runs on the bridges");
+          "broker in plain MQTT (tcp://, mqtt:// or ws://)");
     CHECK_THAT(parse_error(kIdentity + "mqtt:\n  uri: mqtts://broker\n"),
                Catch::StartsWith("line 5: mqtt.uri: TLS (mqtts://) is not supported"));
     CHECK_THAT(parse_error(kIdentity + "mqtt:\n  uri: wss://broker/mqtt\n"),

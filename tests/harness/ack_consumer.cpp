@@ -116,6 +116,7 @@ void AckConsumer::on_message(const std::string& topic, const std::string& payloa
     }
     default: return;
   }
+  if (to_drop_.erase({stream, seq}) != 0) return;
   StreamCount& c = counts_[{node, stream}];
   if (!c.seqs.insert(seq).second) {
     ++c.duplicates;
@@ -164,6 +165,11 @@ bool AckConsumer::wait_for(const std::string& node, const std::string& stream, s
 std::uint64_t AckConsumer::acks_sent() const {
   std::lock_guard lock(mutex_);
   return acks_sent_;
+}
+
+void AckConsumer::drop_next(const std::string& stream, std::uint64_t seq) {
+  std::lock_guard lock(mutex_);
+  to_drop_.insert({stream, seq});
 }
 
 std::uint64_t AckConsumer::undecodable() const {

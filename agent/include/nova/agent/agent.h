@@ -6,14 +6,23 @@
 //   sample -> batch (qdelta: quantized, delta-encoded CBOR, zstd) -> Outbox::append (synced) -> publish QoS 1 upward
 //   -> cloud stores durably -> Ack{stream: watermark} downward -> Outbox::ack
 // Every record stays in the outbox until an ack covers it. A publish that a broker
-// acknowledged but then lost in a crash is sent again: when acks stop advancing for
-// resend_after while records are outstanding (counted from the first unacknowledged
-// send, or from the last ack progress if later), the drain goes back to the last
-// acknowledged seq (go-back-N); the cloud deduplicates on (node, stream, seq).
+// acknowledged but then lost in a crash is sent again: when a stream's acks stop
+// advancing for resend_after while that stream has records outstanding (counted from its
+// first unacknowledged send, or from its last ack progress if later), the drain goes
+// back to that stream's acknowledged seq (go-back-N); the cloud deduplicates on
+// (node, stream, seq). Each stream has its own stall timer and back-off: acks of the
+// alerts stream say nothing about a metrics batch lost after its PUBACK.
 //
-// Liveness: on every connect the agent publishes a retained "online" NodeState with a
-// new bdseq; the same topic carries its last will ("dead", same bdseq) and, on a clean
-// shutdown, an "offline" record.
+// Liveness: on every connect the agent subscribes, and once the broker has answered
+// (SUBACK) publishes a retained "online" NodeState with a new bdseq; the same topic
+// carries its last will ("dead", same bdseq) and, on a clean shutdown, an "offline"
+// record.
+//
+// Readiness: every grant of the SUBACK is checked. A filter the broker refuses (0x80, or
+// a QoS below 1) is logged (event=subscription_refused), counted, listed in the birth's
+// "refused" (the node is up but not fully ready), and subscribed again after a back-off
+// between reconnect_min and reconnect_max; when every filter is granted the birth is
+// published again without it. A reconnect starts over with every filter.
 //
 // After a reconnect the drain starts after a random delay in [0, jitter] and then
 // spends tokens from a bucket (rate, burst): a thousand agents reconnecting together do
@@ -31,6 +40,7 @@
 #include <optional>
 #include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -50,9 +60,10 @@ struct DrainOptions {
   double burst = 100;        // bucket size
   std::chrono::milliseconds jitter{2000};   // random delay before draining after connect
   std::size_t max_in_flight = 64;           // publishes awaiting PUBACK
-  // Go back to the ack watermark after this long without ack progress; the wait doubles
-  // after each resend that brings no progress (up to 16x), so a cloud that is down for
-  // hours does not make the agent resend its whole backlog every 30 s.
+  // Go back to a stream's ack watermark after this long without ack progress on that
+  // stream; its wait doubles after each resend that brings no progress (up to 16x), so a
+  // cloud that is down for hours does not make the agent resend its whole backlog every
+  // 30 s.
   std::chrono::seconds resend_after{30};
 };
 
@@ -108,7 +119,7 @@ struct AgentCounters {
   std::uint64_t samples = 0;
   std::uint64_t batches = 0;
   std::uint64_t published = 0;      // publishes acknowledged by the broker
-  std::uint64_t resends = 0;        // go-back-N restarts
+  std::uint64_t resends = 0;        // go-back-N restarts (of one stream each)
   std::uint64_t acks = 0;           // valid end-to-end acks applied
   std::uint64_t bad_messages = 0;   // malformed or misaddressed downward messages
   std::uint64_t connects = 0;
@@ -122,6 +133,8 @@ struct AgentCounters {
   std::uint64_t alerts = 0;           // alerts stored (warning, critical and recoveries)
   std::uint64_t decisions = 0;        // decision records stored
   std::uint64_t models_applied = 0;   // models put in force (a refused one is a bad message)
+  std::uint64_t subscriptions_refused = 0;  // filters refused by a SUBACK, each time
+  std::uint64_t subscriptions_missing = 0;  // gauge: filters refused now (0: ready)
 };
 
 class Agent {
@@ -138,7 +151,9 @@ class Agent {
 
   // Runs the loop until stop(). Samples only when a SampleSource was given.
   void run();
-  // Thread-safe and async-signal-safe to request; run() then flushes the open batch,
+  // Thread-safe, but not async-signal-safe (waking the loop takes the uplink's mutex):
+  // call it from a thread, never from a signal handler; nova-agent calls it from the
+  // thread that reads its signals through a signalfd. run() then flushes the open batch,
   // publishes "offline", disconnects and returns.
   void stop();
   // Thread-safe: the loop applies the new tuning at its next iteration, without
@@ -164,6 +179,7 @@ class Agent {
 
   void on_connected(Clock::time_point now);
   void on_disconnected(Clock::time_point now, const std::string& reason);
+  void on_subscribed(Clock::time_point now, const UplinkEvent& e);
   void on_message(const std::string& topic, const std::string& payload);
   void on_sensor_reading(const topics::SensorTopic& topic, const std::string& payload);
   void on_task(const std::string& topic, const std::string& payload);
@@ -174,6 +190,9 @@ class Agent {
   bool append_record(const char* stream, Priority priority, T& record);
   void apply_pending_tuning();
   void update_backlog();
+  void on_ack(const std::string& topic, const std::string& payload);
+  // Go-back-N for each stream whose acks stalled (drain()).
+  void resend_stalled(Clock::time_point now, const std::map<std::string, StreamStats>& stats);
   void bad_input(const std::string& topic, const std::string& reason);
   HostState host_state() const;
   void drain(Clock::time_point now);
@@ -192,15 +211,25 @@ class Agent {
   std::vector<Firing> firings_;  // reused for each sample's decisions
   std::vector<schemas::MetricSample> open_batch_;
   std::uint64_t bdseq_ = 0;
-  std::map<std::string, std::uint64_t> sent_;  // per stream: highest seq published this epoch
+  // Per upward stream: how far this session has sent, and its go-back-N stall timer.
+  struct StreamProgress {
+    std::uint64_t sent = 0;  // highest seq published this epoch
+    // When the oldest record still outstanding was sent, counted from the stream's last
+    // ack progress (an ack that advanced while records remain outstanding restarts it).
+    // Empty while nothing is outstanding, so a session's first send is not already
+    // "stalled" because the session is older than resend_after.
+    std::optional<Clock::time_point> stall_since;
+    Clock::duration resend_interval{};  // current go-back-N wait, backed off
+  };
+  std::map<std::string, StreamProgress> streams_;
   Clock::time_point drain_after_{};
-  // Go-back-N stall timer: when the oldest record still outstanding was sent, counted
-  // from the last ack progress (an ack that advanced while records remain outstanding
-  // restarts it). Empty while nothing is outstanding, so a session's first send is not
-  // already "stalled" because the session is older than resend_after.
-  std::optional<Clock::time_point> stall_since_;
-  Clock::duration resend_interval_{};  // current go-back-N wait, backed off
   Clock::time_point reconnect_at_{};
+  // This session's subscriptions: the birth waits for the first SUBACK; refused filters
+  // are retried at resubscribe_at_.
+  bool birth_pending_ = false;
+  std::set<std::string> refused_;
+  Clock::time_point resubscribe_at_ = Clock::time_point::max();
+  std::chrono::milliseconds resubscribe_backoff_{0};
   std::chrono::milliseconds backoff_{0};
   double tokens_ = 0;
   Clock::time_point last_refill_{};

@@ -26,13 +26,15 @@
 #include <string_view>
 #include <vector>
 
+#include "nova/common/log.h"
 #include "nova/schemas/messages.h"
 #include "nova/schemas/result.h"
 
 namespace nova::agent {
 
-enum class LogLevel { debug, info, warning, error };
-enum class LogFormat { logfmt, json };
+// log.level and log.format are the shared daemon logging's (nova/common/log.h).
+using common::LogFormat;
+using common::LogLevel;
 
 // The machine's architecture as `uname -m` reports it ("x86_64", "aarch64", ...).
 std::string host_arch();

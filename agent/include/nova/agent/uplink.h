@@ -39,11 +39,19 @@ struct UplinkOptions {
   std::function<void(const std::string& topic, const std::string& payload)> before_ack;
 };
 
+// What the broker answered for one filter of a subscribe (its SUBACK).
+struct SubscriptionGrant {
+  static constexpr int kRefused = 0x80;  // the SUBACK failure code
+  std::string filter;
+  int qos = kRefused;  // the QoS granted (0..2), or kRefused
+};
+
 struct UplinkEvent {
-  enum class Kind { connected, connect_failed, connection_lost, message, delivered };
+  enum class Kind { connected, connect_failed, connection_lost, message, delivered, subscribed };
   Kind kind;
   std::string topic;    // message
-  std::string payload;  // message; reason for connect_failed / connection_lost
+  std::string payload;  // message; reason for connect_failed / connection_lost / a failed subscribe
+  std::vector<SubscriptionGrant> grants;  // subscribed: one per filter, in request order
 };
 
 class Uplink {
@@ -60,7 +68,9 @@ class Uplink {
   void disconnect(std::chrono::milliseconds timeout);
   bool connected() const;
 
-  // QoS 1 subscribe; call after a connected event.
+  // QoS 1 subscribe; call after a connected event. The broker's answer arrives as a
+  // subscribed event with a grant per filter; a subscribe the broker or Paho failed as a
+  // whole reports every filter refused, with the reason in payload.
   void subscribe(const std::vector<std::string>& filters);
 
   // Publishes at QoS 1 and tracks the delivery until PUBACK. Returns false if not
@@ -92,6 +102,9 @@ class Uplink {
   // address stays valid until Paho reports the outcome (or the client is destroyed).
   struct Pending;
   std::vector<std::unique_ptr<Pending>> pending_;
+  // One per subscribe awaiting its SUBACK: the filters, for the grants (guarded by mutex_).
+  struct Subscribe;
+  std::vector<std::unique_ptr<Subscribe>> subscribes_;
 };
 
 }  // namespace nova::agent

@@ -83,6 +83,9 @@ struct NodeState {
   Timestamp ts = 0;         // "ts": for "dead", when the will was registered
   // Present exactly when status == online (flattened into the record on the wire).
   std::optional<NodeDescription> description;
+  // "refused": online only; the topic filters the node's broker refused (SUBACK failure or
+  // a QoS below the one asked). Non-empty: up but not fully ready. At most 16.
+  std::vector<std::string> refused;
 
   friend bool operator==(const NodeState&, const NodeState&) = default;
 };

@@ -42,6 +42,9 @@ class AckConsumer {
   bool wait_for(const std::string& node, const std::string& stream, std::size_t n,
                 std::chrono::milliseconds timeout) const;
   std::uint64_t acks_sent() const;
+  // Ignores the next delivery of `stream`'s record `seq` (of any node), as if the broker
+  // had lost it after its PUBACK: it is neither counted nor acknowledged.
+  void drop_next(const std::string& stream, std::uint64_t seq);
   std::uint64_t undecodable() const;
 
  private:
@@ -55,6 +58,7 @@ class AckConsumer {
   mutable std::condition_variable cv_;
   std::map<std::string, std::string> site_of_;  // node -> site path, from births
   std::map<std::pair<std::string, std::string>, StreamCount> counts_;
+  std::set<std::pair<std::string, std::uint64_t>> to_drop_;  // (stream, seq)
   std::uint64_t acks_sent_ = 0;
   std::uint64_t undecodable_ = 0;
 };

@@ -1,0 +1,74 @@
+// Go-back-N is per stream: one stream's acks must not hide another stream's loss.
+//
+// A broker that acknowledged a publish (PUBACK) can still lose it: it crashes before
+// saving, or it has no subscriber yet after a restart. The agent then learns of the loss
+// only because the cloud's acks for that stream stop advancing. Here the consumer drops
+// the first delivery of alert 1 on purpose, while metrics batches keep flowing and being
+// acknowledged every 100 ms; alert 1 must still be sent again.
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <thread>
+
+#include "nova/agent/agent.h"
+#include "nova/testing/ack_consumer.h"
+#include "nova/testing/broker.h"
+
+using namespace nova;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Samples one second apart (by their timestamps) with the CPU above the critical level:
+// every sample closes a one-second batch, and the first raises one alert (the next
+// would come only after `repeat`).
+class HotSamples final : public agent::SampleSource {
+ public:
+  const schemas::MetricSample* sample(schemas::Timestamp) override {
+    s_.ts = 1732650000000 + calls_++ * 1000;
+    s_.cpu_pct = 99;
+    s_.mem_pct = 40;
+    s_.disk_pct = 50;
+    return &s_;
+  }
+
+ private:
+  std::uint64_t calls_ = 0;
+  schemas::MetricSample s_;
+};
+
+}  // namespace
+
+TEST_CASE("an alert lost after its PUBACK is resent while metrics keep being acknowledged",
+          "[agent][resend][streams]") {
+  testing::Broker broker;
+  testing::AckConsumer consumer(broker.uri());
+  consumer.drop_next("alerts", 1);
+
+  HotSamples source;
+  agent::AgentOptions o;
+  o.birth.node = "gw-1";
+  o.birth.description = schemas::NodeDescription{4, "cloud/eu/par/par-a1", "x86_64", "test", {}, {1000, 512, 1024}, std::nullopt};
+  o.broker_uri = broker.uri();
+  o.outbox.dir = broker.data_dir() / "agent" / "outbox";
+  o.state_dir = broker.data_dir() / "agent" / "state";
+  o.sample_interval = 100ms;   // a metrics batch, and its ack, every 100 ms
+  o.batch_interval = 1s;       // of sample time: one sample per batch
+  o.drain.jitter = 0ms;
+  o.drain.resend_after = 1s;   // far longer than the gap between two metrics acks
+  o.decisions.zscore.threshold = 0;  // alert 1 stays the only alert
+  auto created = agent::Agent::create(o, &source);
+  REQUIRE(created.ok());
+  agent::Agent& a = *created.value();
+  std::thread loop([&] { a.run(); });
+
+  // The decision behind alert 1 arrives (acked); alert 1 itself was dropped.
+  REQUIRE(consumer.wait_for("gw-1", "decisions", 1, 30s));
+  REQUIRE(consumer.wait_for("gw-1", "alerts", 1, 30s));
+  const testing::StreamCount metrics = consumer.count("gw-1", "metrics");
+  CHECK(metrics.acked >= 5);  // metrics acks kept coming meanwhile
+  CHECK(a.counters().resends >= 1);
+  CHECK(a.counters().connects == 1);  // resent by the alerts stream's own stall timer
+  a.stop();
+  loop.join();
+}
