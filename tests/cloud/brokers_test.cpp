@@ -22,6 +22,7 @@
 #include <memory>
 
 #include "cloud_process.h"
+#include "workload_spec.h"
 #include "nova/agent/outbox.h"
 #include "nova/schemas/codec.h"
 #include "nova/testing/agent_process.h"
@@ -42,22 +43,7 @@ constexpr const char* kSite = "cloud/eu/par/par-a1";
 const std::vector<std::string> kDevices = {"dev-a", "dev-b"};
 constexpr auto kTrueAgainWithin = 5s;
 
-// cpu_millis 0: an agent defers a task while host CPU plus the task's share exceeds
-// limits.max_cpu_pct (at most 100), and this shared test machine is often near 100 %.
-std::string workload_spec(const std::string& id, const std::string& script) {
-  const json spec = {{"v", 1},
-                     {"workload_id", id},
-                     {"name", id},
-                     {"argv", {"/bin/sh", "-c", script}},
-                     {"res", {{"cpu_millis", 0}, {"memory_mb", 16}, {"storage_mb", 0}}},
-                     {"caps", json::array()},
-                     {"tiers", {5}},
-                     {"availability", 0.9},
-                     {"clusters_in", json::array()},
-                     {"clusters_out", json::array()},
-                     {"timeout_ms", 600000}};
-  return spec.dump();
-}
+using test::workload_spec;
 
 // One broker of a kind, one nova-cloud, two device agents (each restartable, with its
 // own outbox).
