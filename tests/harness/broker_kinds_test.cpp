@@ -75,6 +75,11 @@ TEST_CASE("each broker keeps retained messages and QoS 1 sessions across a resta
     CHECK(queued->get_payload_str() == "queued");
     durable.disconnect();
 
+    // A crash keeps what was stored (for Mosquitto: what its SIGTERM saved).
+    broker->kill();
+    broker->restart();
+    CHECK(read_retained(broker->uri(), "nova/v1/up/+/state", 1).count("nova/v1/up/n-1/state") == 1);
+
     // An empty retained message clears the record: an outside reader sees nothing.
     publish(*broker, "nova/v1/up/n-1/state", "", /*retained=*/true);
     CHECK(read_retained(broker->uri(), "nova/v1/up/+/state", 1).empty());

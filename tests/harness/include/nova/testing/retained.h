@@ -4,8 +4,10 @@
 //
 // A subscriber receives the retained messages at once after its SUBACK, but MQTT has no
 // "end of retained" marker: the read ends when `expected` messages arrived or after
-// `wait` (a whole number of seconds, mosquitto_sub's -W), whichever is first. Cleared
-// (empty) retained messages are never delivered, so they are simply absent.
+// `wait` (a whole number of seconds, mosquitto_sub's -W), whichever is first. So
+// `expected` must be the number of retained topics the filter can match: with more, the
+// read stops at a subset (in the broker's order). Cleared (empty) retained messages are
+// never delivered, so they are simply absent, and a read that expects them waits `wait`.
 #pragma once
 
 #include <chrono>
