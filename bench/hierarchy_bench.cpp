@@ -439,7 +439,8 @@ int run(const Options& options) {
     nova::schemas::NodeState birth{node, nova::schemas::NodeStatus::online, 1, 1732650000000,
                                    nova::schemas::NodeDescription{5, site_path, "armv7l",
                                                                   "0.1.0", {}, {500, 256, 1024},
-                                                                  std::nullopt}};
+                                                                  std::nullopt},
+                                   {}};
     const auto bytes = nova::schemas::encode_cbor(birth);
     const std::string topic = "nova/v1/up/" + node + "/state";
     const auto sent = Clock::now();

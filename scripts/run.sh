@@ -323,7 +323,7 @@ metrics: {{batch_interval_s: 10}}
 drain: {{jitter_ms: 200}}
 limits: {{max_cpu_pct: 100}}
 outbox: {{dir: {d}/outbox}}
-tasks: {{dir: {d}/tasks}}
+tasks: {{dir: {d}/tasks, allow: [/bin/sh]}}
 """)
     print(node["id"], site["path"])
 PY

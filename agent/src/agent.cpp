@@ -7,6 +7,7 @@
 #include <string>
 #include <fstream>
 
+#include "nova/common/log.h"
 #include "nova/schemas/codec.h"
 #include "nova/schemas/topic.h"
 
@@ -74,6 +75,10 @@ std::optional<std::uint8_t> extra_decimals(std::string_view name) {
   return std::nullopt;
 }
 
+// `text` as a logfmt value, with bytes that are not UTF-8 written as \xNN (text may
+// quote what a sender wrote).
+std::string logfmt_quoted(const std::string& text) { return common::logfmt_quote(schemas::printable_utf8(text)); }
+
 // Stream records named by their stream and seq, unique per node (alert/decision ids).
 void stamp_id(schemas::Alert& a, std::uint64_t seq) { a.alert_id = "alert-" + std::to_string(seq); }
 void stamp_id(schemas::DecisionRecord& d, std::uint64_t seq) { d.decision_id = "decision-" + std::to_string(seq); }
@@ -117,11 +122,7 @@ Agent::Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox>
                              id(options_.birth.node), topics::DownKind::task);
   UplinkOptions u;
   // Tasks are stored durably before Paho acknowledges them to the broker.
-  u.before_ack = [this](const std::string& topic, const std::string& payload) {
-    if (topic == task_topic_ && !inbox_->put(payload) && options_.log) {
-      options_.log("error", "inbox_write_failed", "topic=" + topic);
-    }
-  };
+  u.before_ack = [this](const std::string& topic, const std::string& payload) { hand_over(topic, payload); };
   u.uri = options_.broker_uri;
   u.client_id = options_.birth.node;
   u.keepalive = options_.keepalive;
@@ -131,6 +132,17 @@ Agent::Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox>
 }
 
 Agent::~Agent() = default;
+
+void Agent::hand_over(const std::string& topic, const std::string& payload) {
+  if (topic == task_topic_ && !inbox_->put(payload) && options_.log) {
+    options_.log("error", "inbox_write_failed", "topic=" + topic);
+  }
+}
+
+void Agent::deliver(const std::string& topic, const std::string& payload) {
+  hand_over(topic, payload);
+  guarded(topic, [&] { on_message(topic, payload); });
+}
 
 std::uint64_t Agent::next_bdseq() {
   const std::filesystem::path file = options_.state_dir / "bdseq";
@@ -203,10 +215,16 @@ bool Agent::append_record(const char* stream, Priority priority, T& record) {
 
 void Agent::flush_batch() {
   if (open_batch_.empty()) return;
+  std::vector<schemas::MetricSample> samples = std::move(open_batch_);
+  open_batch_.clear();
+  store_batch(samples);
+  update_backlog();
+}
+
+void Agent::store_batch(std::span<const schemas::MetricSample> samples) {
   schemas::MetricsBatch batch;
   batch.encoding = options_.batch_encoding;
-  batch.samples = std::move(open_batch_);
-  open_batch_.clear();
+  batch.samples.assign(samples.begin(), samples.end());
   if (batch.encoding == schemas::BatchEncoding::qdelta) {
     for (const schemas::MetricSample& s : batch.samples) {
       for (const auto& [name, value] : s.extra) {
@@ -214,8 +232,21 @@ void Agent::flush_batch() {
       }
     }
   }
+  // Many samples of many gauges (sensor gauges fill up to 128 more) can make a batch
+  // over a decoder's limits (message bytes, inflated bytes, gauge cells), and the cloud
+  // would refuse all of it: such a batch is stored as two halves instead. The trial
+  // encoding carries the seq append_record() will give it, so it is the stored bytes.
+  if (samples.size() > 1) {
+    batch.position = {options_.birth.node, "metrics", outbox_->next_seq("metrics")};
+    const schemas::Bytes trial = schemas::encode_cbor(batch);
+    if (trial.size() > schemas::Limits{}.max_message_bytes || !schemas::decode_cbor<schemas::MetricsBatch>(trial)) {
+      const std::size_t half = samples.size() / 2;
+      store_batch(samples.first(half));
+      store_batch(samples.subspan(half));
+      return;
+    }
+  }
   if (append_record("metrics", Priority::metrics, batch)) update_counters([](AgentCounters& c) { ++c.batches; });
-  update_backlog();
 }
 
 void Agent::reconfigure(const AgentTuning& tuning) {
@@ -288,7 +319,9 @@ void Agent::on_task(const std::string& topic, const std::string& payload) {
 
 void Agent::process_inbox() {
   for (const Inbox::Entry& e : inbox_->pending()) {
-    on_task(task_topic_, e.payload);
+    // Removed even when handling throws: a task that cannot be handled must not be
+    // handled again at every start (a crash loop).
+    guarded(task_topic_, [&] { on_task(task_topic_, e.payload); });
     inbox_->remove(e.id);
   }
 }
@@ -400,13 +433,19 @@ void Agent::on_subscribed(Clock::time_point now, const UplinkEvent& e) {
 
 void Agent::bad_input(const std::string& topic, const std::string& reason) {
   update_counters([](AgentCounters& c) { ++c.bad_messages; });
-  if (options_.log) {
-    std::string escaped;
-    for (char ch : reason) {
-      if (ch == '"' || ch == '\\') escaped += '\\';
-      escaped += ch;
-    }
-    options_.log("warning", "bad_message", "topic=" + topic + " error=\"" + escaped + "\"");
+  if (options_.log) options_.log("warning", "bad_message", "topic=" + topic + " error=" + logfmt_quoted(reason));
+}
+
+template <class Fn>
+void Agent::guarded(const std::string& topic, Fn handler) {
+  try {
+    handler();
+  } catch (const std::exception& e) {
+    update_counters([](AgentCounters& c) { ++c.handler_failures; });
+    bad_input(topic, std::string("handling failed: ") + e.what());
+  } catch (...) {
+    update_counters([](AgentCounters& c) { ++c.handler_failures; });
+    bad_input(topic, "handling failed: unknown exception");
   }
 }
 
@@ -419,11 +458,29 @@ void Agent::on_sensor_reading(const topics::SensorTopic& t, const std::string& p
   update_counters([](AgentCounters& c) { ++c.sensor_refused; });
   if (options_.log) {
     options_.log("warning", "sensor_reading_refused",
-                 "sensor=" + t.sensor.str() + " field=\"" + refused->error.field + "\" reason=\"" +
-                     refused->error.reason + "\"");
+                 "sensor=" + t.sensor.str() + " field=" + logfmt_quoted(refused->error.field) +
+                     " reason=" + logfmt_quoted(refused->error.reason));
   }
-  // The reply is best effort (QoS 1, not tracked): a sensor that misses it sends again.
-  uplink_->publish(topics::sensor_error(t.node, t.sensor), refused->payload, false);
+  // Every refusal gets its reply (QoS 1), queued until the uplink has room; only a
+  // sensor with 256 replies already waiting loses the newest (sensors.h).
+  if (!sensor_replies_.push(t.sensor.str(), {topics::sensor_error(t.node, t.sensor), std::move(refused->payload)})) {
+    update_counters([](AgentCounters& c) { ++c.sensor_replies_dropped; });
+    if (options_.log) options_.log("warning", "sensor_reply_dropped", "sensor=" + t.sensor.str());
+  }
+  send_sensor_replies();
+}
+
+void Agent::send_sensor_replies() {
+  // Replies share the uplink's in-flight budget with the drain: together they stay
+  // under Paho's buffer of queued publishes.
+  std::uint64_t sent = 0;
+  while (const SensorReplies::Reply* r = sensor_replies_.next()) {
+    if (uplink_->in_flight() >= options_.drain.max_in_flight) break;
+    if (!uplink_->publish(r->topic, r->payload, false)) break;  // not connected: later
+    sensor_replies_.pop();
+    ++sent;
+  }
+  if (sent > 0) update_counters([&](AgentCounters& c) { c.sensor_replies_sent += sent; });
 }
 
 void Agent::on_message(const std::string& topic, const std::string& payload) {
@@ -587,6 +644,7 @@ void Agent::run() {
     }
     if (options_.tasks != nullptr) options_.tasks->poll(wall_ms(), host_state());
     drain(now);
+    send_sensor_replies();
 
     // Sleep until the next thing to do: a sample, a reconnect, tokens, or an event.
     auto deadline = now + 1s;
@@ -608,7 +666,7 @@ void Agent::run() {
         case UplinkEvent::Kind::connected: on_connected(Clock::now()); break;
         case UplinkEvent::Kind::connect_failed:
         case UplinkEvent::Kind::connection_lost: on_disconnected(Clock::now(), e.payload); break;
-        case UplinkEvent::Kind::message: on_message(e.topic, e.payload); break;
+        case UplinkEvent::Kind::message: guarded(e.topic, [&] { on_message(e.topic, e.payload); }); break;
         case UplinkEvent::Kind::subscribed: on_subscribed(Clock::now(), e); break;
         case UplinkEvent::Kind::delivered: break;
       }

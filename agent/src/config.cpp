@@ -53,10 +53,11 @@ constexpr std::string_view accepts_text(Check c) {
 using FieldRef =
     std::variant<std::string*, std::vector<std::string>*, std::uint8_t*, std::uint32_t*,
                  std::uint64_t*, std::optional<std::uint32_t>*, LogLevel*, LogFormat*,
-                 schemas::BatchEncoding*>;
+                 schemas::BatchEncoding*, bool*>;
 
 struct KeyDef {
   ConfigKey key;
+  std::string_view file_only_reason;
   Check check = Check::none;
   FieldRef (*field)(AgentConfig&) = nullptr;
 };
@@ -88,16 +89,26 @@ struct Flags {
   bool required = false;
   bool remote = true;
   std::string_view default_note;
+  std::string_view file_only_reason;  // remote == false: why, for the refusal
 };
 
 // The node's identity: required, and fixed for the node's life (downward messages are
 // addressed by it), so only the file sets it.
 Flags identity() {
-  return Flags{true, false, "required"};
+  return Flags{true, false, "required",
+               "identity keys cannot be changed remotely (the node is addressed by them); "
+               "edit the agent's file and restart"};
+}
+// What tasks may run and as whom: a message that could change it could run anything,
+// so only the agent's local file sets it (issue 10).
+Flags task_policy() {
+  return Flags{false, false, "",
+               "only the agent's file sets what tasks may run and as whom; a remote config "
+               "cannot change it"};
 }
 // A default that depends on something else, described in words.
 Flags computed(std::string_view note) {
-  return Flags{false, true, note};
+  return Flags{false, true, note, ""};
 }
 
 KeyDef def(std::string_view name, FieldRef (*field)(AgentConfig&), Spec spec, Reload reload,
@@ -114,7 +125,7 @@ KeyDef def(std::string_view name, FieldRef (*field)(AgentConfig&), Spec spec, Re
   k.default_note = flags.default_note;
   k.accepts = accepts_text(spec.check);
   k.description = description;
-  return KeyDef{k, spec.check, field};
+  return KeyDef{k, flags.file_only_reason, spec.check, field};
 }
 
 // The name and the member it names, from one spelling.
@@ -122,10 +133,12 @@ KeyDef def(std::string_view name, FieldRef (*field)(AgentConfig&), Spec spec, Re
 #define NOVA_KEY(path) #path, [](AgentConfig& c) -> FieldRef { return &c.path; }
 // clang-format on
 
-constexpr std::array<std::string_view, 4> kLogLevels{"debug", "info", "warning", "error"};
-constexpr std::array<std::string_view, 2> kLogFormats{"logfmt", "json"};
+constexpr auto kLogLevels = common::kLogLevelNames;
+constexpr auto kLogFormats = common::kLogFormatNames;
 // In the order of schemas::BatchEncoding.
 constexpr std::array<std::string_view, 3> kBatchEncodings{"plain", "zstd", "qdelta"};
+// In the order of bool.
+constexpr std::array<std::string_view, 2> kBooleans{"false", "true"};
 
 template <class E>
 constexpr std::span<const std::string_view> names_of() {
@@ -133,6 +146,8 @@ constexpr std::span<const std::string_view> names_of() {
     return kLogLevels;
   else if constexpr (std::is_same_v<E, schemas::BatchEncoding>)
     return kBatchEncodings;
+  else if constexpr (std::is_same_v<E, bool>)
+    return kBooleans;
   else
     return kLogFormats;
 }
@@ -210,6 +225,18 @@ const std::vector<KeyDef>& table() {
       def(NOVA_KEY(tasks.max_concurrent), integer(1, 64), Reload::hot, "Tasks running at once."),
       def(NOVA_KEY(tasks.output_tail_bytes), size(0, 4096), Reload::hot,
           "Bytes of a task's stdout+stderr tail kept in its result (the schema allows 4096)."),
+      def(NOVA_KEY(tasks.allow), list(Check::absolute_path), Reload::restart,
+          "Programs a task may run. A task's argv[0] must resolve (symlinks and .. "
+          "followed) to one of them, or be the bare file name of one; empty refuses every "
+          "task.",
+          task_policy()),
+      def(NOVA_KEY(tasks.user), text(Check::none), Reload::restart,
+          "The user tasks run as when the agent runs as root; an agent that is not root "
+          "runs tasks as itself.",
+          task_policy()),
+      def(NOVA_KEY(tasks.allow_root), choice(kBooleans), Reload::restart,
+          "Whether tasks.user may be root (uid 0); false refuses to start with such a user.",
+          task_policy()),
 
       def(NOVA_KEY(alerts.cpu_pct_warning), integer(0, 100), Reload::hot,
           "A warning alert (and decision) is raised when host CPU use reaches this; 0 = off."),
@@ -523,7 +550,7 @@ std::optional<std::string> assign(AgentConfig& c, const KeyDef& d, Value value) 
           }
           *field = std::move(items);
         } else if constexpr (std::is_same_v<T, LogLevel> || std::is_same_v<T, LogFormat> ||
-                             std::is_same_v<T, schemas::BatchEncoding>) {
+                             std::is_same_v<T, schemas::BatchEncoding> || std::is_same_v<T, bool>) {
           const auto& s = std::get<std::string>(value);
           const auto names = names_of<T>();
           const auto it = std::find(names.begin(), names.end(), s);
@@ -579,6 +606,18 @@ std::vector<Violation> cross_check(const AgentConfig& c) {
                             " samples; a batch holds at most 4096";
     out.push_back({"metrics.batch_interval_s", why});
     out.push_back({"metrics.interval_ms", why});
+  }
+  // A task may name an allowed program by its bare file name: two with one name would
+  // make that name ambiguous.
+  for (std::size_t i = 0; i < c.tasks.allow.size(); ++i) {
+    for (std::size_t j = 0; j < i; ++j) {
+      const auto a = std::filesystem::path(c.tasks.allow[j]).filename();
+      if (a == std::filesystem::path(c.tasks.allow[i]).filename()) {
+        out.push_back({"tasks.allow", "items " + std::to_string(j) + " and " + std::to_string(i) +
+                                          " share the name '" + a.string() +
+                                          "', by which a task names the program"});
+      }
+    }
   }
   // A critical level below its warning level would never let the warning be seen.
   const struct {
@@ -780,7 +819,7 @@ std::string format_value(const AgentConfig& config, const ConfigKey& key) {
           for (const auto& s : *field) out += (out.size() > 1 ? ", " : "") + s;
           return out + "]";
         } else if constexpr (std::is_same_v<T, LogLevel> || std::is_same_v<T, LogFormat> ||
-                             std::is_same_v<T, schemas::BatchEncoding>) {
+                             std::is_same_v<T, schemas::BatchEncoding> || std::is_same_v<T, bool>) {
           return std::string(names_of<T>()[static_cast<std::size_t>(*field)]);
         } else if constexpr (std::is_same_v<T, std::optional<std::uint32_t>>) {
           return *field ? std::to_string(**field) : "unset";
@@ -821,15 +860,15 @@ Result<AgentConfig> apply_remote(const AgentConfig& current, const schemas::Conf
     const KeyDef* d = find_def(name);
     if (d == nullptr) return Error{where(name), "unknown key" + suggestion(name, key_names())};
     auto value = from_remote(raw, d->key);
-    if (auto* why = std::get_if<std::string>(&value)) return Error{where(name), *why};
     if (!d->key.remote) {
-      // Repeating the current value (a cloud that publishes whole configs) is no change.
-      const auto* s = std::get_if<std::string>(&std::get<Value>(value));
+      // Repeating the current value (a cloud that publishes whole configs) is no change;
+      // anything else is refused for what the key is, whatever its type.
+      const auto* v = std::get_if<Value>(&value);
+      const auto* s = v != nullptr ? std::get_if<std::string>(v) : nullptr;
       if (s != nullptr && *s == format_value(current, d->key)) continue;
-      return Error{where(name),
-                   "identity keys cannot be changed remotely (the node is addressed by them); "
-                   "edit the agent's file and restart"};
+      return Error{where(name), std::string(d->file_only_reason)};
     }
+    if (auto* why = std::get_if<std::string>(&value)) return Error{where(name), *why};
     if (auto problem = assign(next, *d, std::get<Value>(std::move(value)))) {
       return Error{where(name), *problem};
     }

@@ -1,6 +1,7 @@
 #include "nova/agent/sensors.h"
 
 #include "nova/schemas/codec.h"
+#include "nova/schemas/topic.h"
 
 namespace nova::agent {
 
@@ -14,31 +15,78 @@ bool looks_like_json(std::string_view payload) {
   return false;
 }
 
+// `text` made valid UTF-8 and cut to at most `max` bytes, never inside a character.
+std::string fitted(std::string_view text, std::size_t max) {
+  std::string s = schemas::printable_utf8(text);
+  if (s.size() <= max) return s;
+  std::size_t cut = max;
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xc0) == 0x80) --cut;  // a continuation byte
+  s.resize(cut);
+  return s;
+}
+
+// sensor.cddl: sensor-error's field is at most 256 bytes, its reason 1 to 4096.
+constexpr std::size_t kMaxField = 256;
+constexpr std::size_t kMaxReason = 4096;
+
 }  // namespace
+
+SensorIngest::Refusal sensor_refusal(const std::string& sensor, schemas::Timestamp now, std::string_view field,
+                                     std::string_view reason, bool json) {
+  SensorIngest::Refusal r;
+  r.error = schemas::SensorError{sensor, now, fitted(field, kMaxField), fitted(reason, kMaxReason)};
+  if (r.error.reason.empty()) r.error.reason = "refused";
+  if (json) {
+    r.payload = schemas::encode_json(r.error);
+  } else {
+    const schemas::Bytes bytes = schemas::encode_cbor(r.error);
+    r.payload.assign(bytes.begin(), bytes.end());
+  }
+  return r;
+}
 
 std::optional<SensorIngest::Refusal> SensorIngest::accept(const std::string& sensor, std::string_view payload,
                                                           schemas::Timestamp now) {
   const bool json = looks_like_json(payload);
+  auto refuse = [&](std::string_view field, std::string_view reason) {
+    ++counters_.refused;
+    return sensor_refusal(sensor, now, field, reason, json);
+  };
   auto reading = json ? schemas::decode_json<schemas::SensorReading>(payload)
                       : schemas::decode_cbor<schemas::SensorReading>(payload);
   if (!reading) {
-    ++counters_.refused;
-    Refusal r;
-    r.error = schemas::SensorError{sensor, now, reading.error().path, reading.error().reason};
-    if (json) {
-      r.payload = schemas::encode_json(r.error);
-    } else {
-      const schemas::Bytes bytes = schemas::encode_cbor(r.error);
-      r.payload.assign(bytes.begin(), bytes.end());
+    // The whole payload is at fault when it is no well-formed document, or is one but
+    // not a map (the error then names the root): field "" (sensor.cddl).
+    const schemas::Error& e = reading.error();
+    const bool whole = e.whole_input || e.path == schemas::root_name<schemas::SensorReading>();
+    return refuse(whole ? std::string_view() : std::string_view(e.path), e.reason);
+  }
+  // Check every value before keeping any: a reading is taken whole or refused whole.
+  const std::string prefix = "sensor." + sensor + ".";
+  std::size_t added = 0;
+  for (const auto& [name, value] : reading->values) {
+    const std::string key = prefix + name;
+    if (!topics::Id::valid(key)) {
+      return refuse("reading.values." + name,
+                    "gauge name \"" + key + "\" is " + std::to_string(key.size()) +
+                        " bytes, over the 64 of an id (sensor id and value name are too long together)");
     }
-    return r;
+    if (latest_.count(key) == 0) ++added;
+  }
+  const std::size_t own = gauges_of_.count(sensor) != 0 ? gauges_of_[sensor] : 0;
+  if (own + added > max_gauges_per_sensor_) {
+    return refuse("reading.values", "sensor " + sensor + " already has " + std::to_string(own) +
+                                        " gauges waiting for the next sample; at most " +
+                                        std::to_string(max_gauges_per_sensor_) + " per sensor");
+  }
+  if (latest_.size() + added > max_gauges_) {
+    return refuse("reading.values", std::to_string(latest_.size()) +
+                                        " sensor gauges already wait for the next sample; at most " +
+                                        std::to_string(max_gauges_));
   }
   ++counters_.accepted;
-  for (const auto& [name, value] : reading->values) {
-    const std::string key = "sensor." + sensor + "." + name;
-    if (latest_.size() >= max_gauges_ && latest_.count(key) == 0) continue;  // full: keep those we have
-    latest_[key] = value;
-  }
+  for (const auto& [name, value] : reading->values) latest_[prefix + name] = value;
+  if (added > 0) gauges_of_[sensor] = own + added;
   return std::nullopt;
 }
 
@@ -48,6 +96,36 @@ void SensorIngest::merge_into(std::map<std::string, double>& extra) {
     extra[key] = value;
   }
   latest_.clear();
+  gauges_of_.clear();
+}
+
+bool SensorReplies::push(const std::string& sensor, Reply reply) {
+  auto it = queues_.find(sensor);
+  if ((it != queues_.end() ? it->second.size() : 0) >= max_per_sensor_) {
+    ++dropped_;
+    return false;
+  }
+  queues_[sensor].push_back(std::move(reply));
+  ++waiting_;
+  return true;
+}
+
+const SensorReplies::Reply* SensorReplies::next() const {
+  if (queues_.empty()) return nullptr;
+  auto it = queues_.lower_bound(turn_);
+  if (it == queues_.end()) it = queues_.begin();
+  return &it->second.front();
+}
+
+void SensorReplies::pop() {
+  if (queues_.empty()) return;
+  auto it = queues_.lower_bound(turn_);
+  if (it == queues_.end()) it = queues_.begin();
+  it->second.pop_front();
+  --waiting_;
+  auto following = std::next(it);
+  turn_ = following == queues_.end() ? std::string() : following->first;
+  if (it->second.empty()) queues_.erase(it);
 }
 
 }  // namespace nova::agent

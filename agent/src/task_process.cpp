@@ -32,7 +32,7 @@ std::string errno_text(int err) { return std::strerror(err); }
 // calls (async-signal-safe): another thread of the agent may have held the malloc lock,
 // or any other lock, at the moment of fork, and the child has only the forking thread.
 
-enum class Step : int { setpgid = 1, pdeathsig, cgroup, rlimit, chdir, stdio, exec };
+enum class Step : int { setpgid = 1, pdeathsig, cgroup, rlimit, user, chdir, stdio, no_new_privs, exec };
 
 struct ChildFailure {
   int step = 0;
@@ -47,6 +47,9 @@ struct ChildPlan {
   const char* cgroup_procs = nullptr;  // nullptr: stay in the agent's cgroup
   bool set_rlimit_as = false;
   rlimit rlimit_as{};
+  bool switch_user = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
   int devnull = -1;
   int out_w = -1;
   int err_w = -1;
@@ -77,6 +80,7 @@ struct ChildPlan {
     child_fail(p, Step::pdeathsig, errno);
   }
   if (::getppid() != p.parent) ::_exit(127);  // the agent died before prctl
+  // Joining the cgroup and setting limits need the agent's privileges: before the switch.
   if (p.cgroup_procs != nullptr) {
     // Writing "0" to cgroup.procs moves the writer itself, before it allocates anything
     // under its limits.
@@ -90,6 +94,22 @@ struct ChildPlan {
   if (p.set_rlimit_as && ::setrlimit(RLIMIT_AS, &p.rlimit_as) != 0) {
     child_fail(p, Step::rlimit, errno);
   }
+  if (p.switch_user) {
+    // Raw system calls: glibc's setuid() and kin broadcast the change to every thread
+    // of the process under a lock that another thread of the agent may have held at
+    // fork. The child has one thread, so changing its own credentials is complete.
+    // Groups first (they need privilege), the user last (it gives privilege up).
+    const gid_t groups[1] = {p.gid};
+    if (::syscall(SYS_setgroups, 1, groups) != 0 || ::syscall(SYS_setresgid, p.gid, p.gid, p.gid) != 0 ||
+        ::syscall(SYS_setresuid, p.uid, p.uid, p.uid) != 0) {
+      child_fail(p, Step::user, errno);
+    }
+    // A change of credentials clears the parent-death signal: set it again.
+    if (::prctl(PR_SET_PDEATHSIG, static_cast<unsigned long>(SIGKILL)) != 0) {
+      child_fail(p, Step::pdeathsig, errno);
+    }
+    if (::getppid() != p.parent) ::_exit(127);
+  }
   if (p.work_dir != nullptr && ::chdir(p.work_dir) != 0) child_fail(p, Step::chdir, errno);
   // The three descriptors are >= 3 (the parent made sure), so no dup2 clobbers another.
   if (::dup2(p.devnull, 0) < 0 || ::dup2(p.out_w, 1) < 0 || ::dup2(p.out_w, 2) < 0) {
@@ -102,6 +122,8 @@ struct ChildPlan {
       if (fd != p.err_w) ::close(fd);
     }
   }
+  // Neither set-user-ID bits nor file capabilities raise what the task may do.
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1UL, 0UL, 0UL, 0UL) != 0) child_fail(p, Step::no_new_privs, errno);
   ::sigprocmask(SIG_SETMASK, p.unblocked, nullptr);
   ::execve(p.program, p.argv, p.envp);
   child_fail(p, Step::exec, errno);
@@ -113,6 +135,8 @@ const char* step_text(int step) {
     case Step::pdeathsig: return "set PR_SET_PDEATHSIG";
     case Step::cgroup: return "join the task's cgroup";
     case Step::rlimit: return "set RLIMIT_AS";
+    case Step::user: return "switch to the task's user";
+    case Step::no_new_privs: return "set PR_SET_NO_NEW_PRIVS";
     case Step::chdir: return "change to the working directory";
     case Step::stdio: return "set up stdin/stdout/stderr";
     case Step::exec: return "execute";
@@ -192,35 +216,10 @@ bool is_executable_file(const fs::path& path, int& err) {
 
 }  // namespace
 
-schemas::Result<std::string> resolve_program(const std::string& argv0, const std::string& path_env,
-                                             const fs::path& work_dir) {
-  if (argv0.empty()) return Error{"", "argv[0] is empty"};
-  if (argv0.find('\0') != std::string::npos) return Error{"", "argv[0] contains a NUL byte"};
+std::optional<std::string> not_executable(const std::string& path) {
   int err = 0;
-  if (argv0.find('/') != std::string::npos) {
-    const fs::path as_seen = work_dir.empty() || argv0.front() == '/' ? fs::path(argv0) : work_dir / argv0;
-    if (!is_executable_file(as_seen, err)) {
-      return Error{"", "argv[0] '" + argv0 + "' cannot be executed: " + errno_text(err)};
-    }
-    return argv0;
-  }
-  if (path_env.empty()) {
-    return Error{"", "argv[0] '" + argv0 + "' has no '/' and the task's environment has no PATH"};
-  }
-  std::string denied;
-  std::size_t begin = 0;
-  while (begin <= path_env.size()) {
-    std::size_t end = path_env.find(':', begin);
-    if (end == std::string::npos) end = path_env.size();
-    const std::string dir = path_env.substr(begin, end - begin);
-    begin = end + 1;
-    fs::path candidate = (dir.empty() ? fs::path(".") : fs::path(dir)) / argv0;
-    const fs::path as_seen = work_dir.empty() || candidate.is_absolute() ? candidate : work_dir / candidate;
-    if (is_executable_file(as_seen, err)) return candidate.string();
-    if (err == EACCES && denied.empty()) denied = as_seen.string();
-  }
-  if (!denied.empty()) return Error{"", "argv[0] '" + argv0 + "' found at " + denied + " but it is not executable"};
-  return Error{"", "argv[0] '" + argv0 + "' not found in PATH \"" + path_env + "\""};
+  if (is_executable_file(path, err)) return std::nullopt;
+  return "program " + path + " cannot be executed: " + errno_text(err);
 }
 
 schemas::Result<Child> spawn(const SpawnRequest& request) {
@@ -265,6 +264,9 @@ schemas::Result<Child> spawn(const SpawnRequest& request) {
     plan.rlimit_as.rlim_cur = request.rlimit_as_bytes;
     plan.rlimit_as.rlim_max = request.rlimit_as_bytes;
   }
+  plan.switch_user = request.switch_user;
+  plan.uid = static_cast<uid_t>(request.uid);
+  plan.gid = static_cast<gid_t>(request.gid);
   plan.devnull = devnull.fd;
   plan.out_w = out_w.fd;
   plan.err_w = err_w.fd;

@@ -15,20 +15,22 @@
 
 namespace nova::agent::detail {
 
-// Finds the program execve() will run: argv0 itself when it contains a '/' (relative to
-// work_dir when that is set), else the first executable match in `path_env`. Done in
-// the parent because execvp's search is not async-signal-safe, and so that "not found"
-// becomes a clear reason instead of exit code 127.
-schemas::Result<std::string> resolve_program(const std::string& argv0, const std::string& path_env,
-                                             const std::filesystem::path& work_dir);
+// Why execve() could not run `path` (missing, not a regular file, no execute
+// permission), checked in the parent so that the result names the cause instead of
+// exit code 127.
+std::optional<std::string> not_executable(const std::string& path);
 
 struct SpawnRequest {
-  std::string program;  // from resolve_program
+  std::string program;  // an absolute, resolved path
   std::vector<std::string> argv;
   std::map<std::string, std::string> env;  // the complete environment
   std::filesystem::path work_dir;          // empty: inherit
   std::uint64_t rlimit_as_bytes = 0;       // 0: no RLIMIT_AS
   std::filesystem::path cgroup;            // empty: none; else the child joins it
+  // The child drops to uid/gid (its only group) before execve; needs a root agent.
+  bool switch_user = false;
+  unsigned uid = 0;
+  unsigned gid = 0;
 };
 
 struct Child {
@@ -37,7 +39,9 @@ struct Child {
   int pidfd = -1;      // readable on exit; -1 when the kernel has no pidfd_open
 };
 
-// fork + execve. Returns once the child has exec'd; an exec failure (or a failure of the
+// fork + execve. The child: own process group, PR_SET_PDEATHSIG(SIGKILL), cgroup,
+// RLIMIT_AS, then the user switch, cwd, stdio, every other descriptor closed,
+// PR_SET_NO_NEW_PRIVS, default signal dispositions. Returns once the child has exec'd; an exec failure (or a failure of the
 // setup before it) is an error naming the step and errno, with the child already reaped.
 schemas::Result<Child> spawn(const SpawnRequest& request);
 

@@ -1,10 +1,13 @@
 #include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <set>
 #include <tuple>
@@ -12,6 +15,7 @@
 
 #include "nova/agent/tasks.h"
 #include "nova/schemas/topic.h"
+#include "task_policy.h"
 #include "task_process.h"
 #include "task_store.h"
 
@@ -53,6 +57,7 @@ struct Running {
   detail::Child child;
   std::string tail;  // last output_tail_bytes of stdout+stderr
   fs::path cgroup;   // empty: none
+  fs::path scratch;  // the task's private HOME/TMPDIR; empty: none
   bool rlimit_as = false;  // memory_mb enforced with RLIMIT_AS
   std::string cpu_note;    // why cpu_millis is not enforced, if it is not
   Timestamp deadline = 0;
@@ -72,6 +77,7 @@ struct TaskRunner::Impl {
   TaskResultSink sink;
   std::unique_ptr<detail::TaskStore> store;
   detail::Cgroups cgroups;
+  TaskUser user;
   std::uint64_t total_memory_mb = 0;
   std::uint32_t cores = 1;
   std::size_t tail_bytes = kMaxOutputBytes;
@@ -98,7 +104,47 @@ struct TaskRunner::Impl {
       detail::reap(r.child.pid);
       close_fds(r);
       if (!r.cgroup.empty()) cgroups.remove(r.cgroup);
+      remove_scratch(r.scratch);
     }
+  }
+
+  // ---- policy -------------------------------------------------------------------------
+
+  // The program the task may run, or why the local policy refuses it.
+  std::variant<detail::AllowedProgram, detail::PolicyRefusal> authorize(const Task& t) const {
+    if (auto refusal = detail::forbidden_env(t.env)) return *refusal;
+    return detail::allowed_program(t.argv.front(), options.allow);
+  }
+
+  // Counts and logs a refusal: the task id and the rule, never argv or env values.
+  void note_refusal(const Task& t, const detail::PolicyRefusal& refusal) {
+    counters.refused_by_policy += 1;
+    if (options.log) options.log("warning", "task_refused", "task_id=" + t.task_id + " rule=" + refusal.rule);
+  }
+
+  // A private directory owned by the task's user: its HOME, TMPDIR and (by default) cwd.
+  std::optional<fs::path> make_scratch(const std::string& task_id, std::string& why) const {
+    std::error_code ec;
+    fs::path root = options.scratch_root;
+    if (root.empty()) root = fs::temp_directory_path(ec);
+    if (root.empty()) root = "/tmp";  // TMPDIR names no directory
+    std::string templ = (root / ("nova-task-" + task_id + "-XXXXXX")).string();
+    if (::mkdtemp(templ.data()) == nullptr) {
+      why = "cannot create the task's directory under " + root.string() + ": " + std::strerror(errno);
+      return std::nullopt;
+    }
+    if (user.switched && ::chown(templ.c_str(), user.uid, user.gid) != 0) {
+      why = "cannot give the task's directory " + templ + " to " + user.name + ": " + std::strerror(errno);
+      ::rmdir(templ.c_str());
+      return std::nullopt;
+    }
+    return fs::path(templ);
+  }
+
+  static void remove_scratch(const fs::path& dir) {
+    if (dir.empty()) return;
+    std::error_code ec;
+    fs::remove_all(dir, ec);  // removes symlinks the task left, never what they point to
   }
 
   static void close_fds(Running& r) {
@@ -275,6 +321,7 @@ struct TaskRunner::Impl {
     const bool oom = !r.cgroup.empty() && t.memory_mb > 0 && cgroups.support().cgroup_memory &&
                      cgroups.oom_kills(r.cgroup) > 0;
     if (!r.cgroup.empty() && !cgroups.remove(r.cgroup)) cgroup_leftovers.push_back(r.cgroup);
+    remove_scratch(r.scratch);
 
     TaskResult res;
     res.task_id = t.task_id;
@@ -319,18 +366,32 @@ struct TaskRunner::Impl {
   bool start(Queued q, Timestamp now) {
     StoredTask record = std::move(q.record);
     const Task& t = record.task;
-    std::map<std::string, std::string> env = options.base_env;
-    env["NOVA_TASK_ID"] = t.task_id;
-    for (const auto& [k, v] : t.env) env[k] = v;
-    const auto path = env.find("PATH");
-    auto program = detail::resolve_program(t.argv.front(), path == env.end() ? "" : path->second,
-                                           options.work_dir);
-    if (!program) {
-      finish_unstarted(std::move(record), TaskStatus::failed, program.error().reason);
+    // Again at start: a task queued before a restart meets today's policy.
+    auto authorized = authorize(t);
+    if (const auto* refusal = std::get_if<detail::PolicyRefusal>(&authorized)) {
+      note_refusal(t, *refusal);
+      finish_unstarted(std::move(record), TaskStatus::refused, refusal->reason);
       return true;
     }
+    const auto& program = std::get<detail::AllowedProgram>(authorized);
+    if (auto why = detail::not_executable(program.exec_path)) {
+      finish_unstarted(std::move(record), TaskStatus::failed, *why);
+      return true;
+    }
+    std::string scratch_why;
+    const auto scratch = make_scratch(t.task_id, scratch_why);
+    if (!scratch) {
+      finish_unstarted(std::move(record), TaskStatus::failed, scratch_why);
+      return true;
+    }
+    std::map<std::string, std::string> env = options.base_env;
+    for (const auto& [k, v] : t.env) env[k] = v;  // none of the names below (authorize)
+    env["NOVA_TASK_ID"] = t.task_id;
+    env["HOME"] = env["TMPDIR"] = scratch->string();
+    env["USER"] = env["LOGNAME"] = user.name;
 
     Running r;
+    r.scratch = *scratch;
     const LimitSupport& support = cgroups.support();
     std::string cgroup_why;
     r.cgroup = cgroups.create(t.task_id, t.memory_mb, t.cpu_millis, cgroup_why);
@@ -348,6 +409,7 @@ struct TaskRunner::Impl {
     if (auto st = store->put(record); !st) {
       counters.storage_errors += 1;
       if (in_cgroup) cgroups.remove(r.cgroup);
+      remove_scratch(r.scratch);
       record.state = StoredTask::State::queued;
       record.started_ts = 0;
       q.record = std::move(record);
@@ -357,15 +419,20 @@ struct TaskRunner::Impl {
     }
 
     detail::SpawnRequest req;
-    req.program = std::move(program).value();
+    req.program = program.exec_path;
     req.argv = t.argv;
+    req.argv.front() = program.argv0;
     req.env = std::move(env);
-    req.work_dir = options.work_dir;
+    req.work_dir = options.work_dir.empty() ? r.scratch : options.work_dir;
+    req.switch_user = user.switched;
+    req.uid = user.uid;
+    req.gid = user.gid;
     req.rlimit_as_bytes = r.rlimit_as ? t.memory_mb * kMiB : 0;
     req.cgroup = r.cgroup;
     auto child = detail::spawn(req);
     if (!child) {
       if (in_cgroup) cgroups.remove(r.cgroup);
+      remove_scratch(r.scratch);
       finish_unstarted(std::move(record), TaskStatus::failed, child.error().reason);
       return true;
     }
@@ -409,6 +476,10 @@ Result<std::unique_ptr<TaskRunner>> TaskRunner::open(const TaskRunnerOptions& op
   }
   impl->cores = options.cpu_cores;
   if (impl->cores == 0) impl->cores = static_cast<std::uint32_t>(std::max(::sysconf(_SC_NPROCESSORS_ONLN), 1L));
+
+  auto user = detail::task_user(options.user, options.allow_root);
+  if (!user) return user.error();
+  impl->user = std::move(user).value();
 
   auto store = detail::TaskStore::open(options);
   if (!store) return store.error();
@@ -473,7 +544,13 @@ Result<Admission> TaskRunner::submit(const Task& task) {
   StoredTask record;
   record.seq = d.next_seq;
   record.task = task;
-  std::optional<std::string> refusal = d.never_fits(task);
+  std::optional<std::string> refusal;
+  const auto authorized = d.authorize(task);
+  if (const auto* policy = std::get_if<detail::PolicyRefusal>(&authorized)) {
+    d.note_refusal(task, *policy);
+    refusal = policy->reason;
+  }
+  if (!refusal) refusal = d.never_fits(task);
   if (!refusal && d.queued.size() >= d.options.max_queued) {
     refusal = "queue full: " + std::to_string(d.options.max_queued) + " tasks are waiting";
   }
@@ -627,5 +704,7 @@ std::vector<RunningTaskInfo> TaskRunner::running() const {
 }
 
 const LimitSupport& TaskRunner::limit_support() const { return impl_->cgroups.support(); }
+
+const TaskUser& TaskRunner::task_user() const { return impl_->user; }
 
 }  // namespace nova::agent

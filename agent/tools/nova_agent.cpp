@@ -1,7 +1,7 @@
 // nova-agent: NovaCron's offline-first edge agent.
 //
 // Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 runtime failure (outbox, metrics or
-// task store cannot be opened), 2 usage or configuration error.
+// task store cannot be opened), 2 usage or configuration error (tasks.user included).
 // Signals: SIGTERM/SIGINT store the open batch, publish "offline" and exit; SIGHUP, or
 // any change of the config file, re-reads it and applies what can change at run time
 // (an invalid file is refused, naming the key, and the running configuration stays).
@@ -185,12 +185,24 @@ int main(int argc, char** argv) {
   task_options.max_concurrent = config->tasks.max_concurrent;
   task_options.output_tail_bytes = config->tasks.output_tail_bytes;
   task_options.limits = tuning_of(*config).task_limits;
+  task_options.allow = config->tasks.allow;
+  task_options.user = config->tasks.user;
+  task_options.allow_root = config->tasks.allow_root;
+  task_options.log = log_line;
   auto tasks = TaskRunner::open(task_options, [&](const schemas::TaskResult& r) {
     if (agent_ptr != nullptr) agent_ptr->record_result(r);
   });
   if (!tasks) {
-    log_line("error", "task_store_unavailable", "error=" + logfmt_quote(tasks.error().message()));
-    return 1;
+    // tasks.user names no account, or root without tasks.allow_root: a configuration error.
+    const bool bad_user = tasks.error().path == "tasks.user";
+    log_line("error", bad_user ? "tasks_user_invalid" : "task_store_unavailable",
+             "error=" + logfmt_quote(tasks.error().message()));
+    return bad_user ? 2 : 1;
+  }
+  const TaskUser& task_user = tasks.value()->task_user();
+  if (task_user.root) log_line("warning", "tasks_run_as_root", "detail=" + logfmt_quote(task_user.detail));
+  if (config->tasks.allow.empty()) {
+    log_line("warning", "tasks_none_allowed", "detail=\"tasks.allow is empty: every task is refused\"");
   }
 
   LiveConfig live(*config, source);
@@ -215,7 +227,8 @@ int main(int argc, char** argv) {
   log_line("info", "started",
            "node=" + config->node.id + " site=" + config->node.site + " broker=" + logfmt_quote(config->mqtt.uri) +
                " metrics=" + logfmt_quote(collector.value()->describe()) +
-               " tasks_limits=" + logfmt_quote(tasks.value()->limit_support().detail));
+               " tasks_limits=" + logfmt_quote(tasks.value()->limit_support().detail) +
+               " tasks_user=" + logfmt_quote(task_user.detail));
 
   // One control thread waits on the signals and on the config file's directory (editors
   // and config managers replace files by rename, so the directory is watched).

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <array>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -43,6 +44,22 @@ Setter text(std::function<std::string&(CloudConfig&)> field, bool may_be_empty) 
   };
 }
 
+// A key taking one of `names`, stored as the enum value of the same position.
+template <class Enum, std::size_t N>
+Setter choice(std::function<Enum&(CloudConfig&)> field, const std::array<std::string_view, N>& names) {
+  return [field, names](CloudConfig& c, const YAML::Node& n) -> std::optional<std::string> {
+    std::string all;
+    for (std::size_t i = 0; i < N; ++i) {
+      if (n.IsScalar() && n.Scalar() == names[i]) {
+        field(c) = static_cast<Enum>(i);
+        return std::nullopt;
+      }
+      all += (i == 0 ? "" : ", ") + std::string(names[i]);
+    }
+    return "expected one of " + all;
+  };
+}
+
 // One table of keys: the parser's only knowledge of the file's shape.
 const std::map<std::string, Setter>& keys() {
   static const std::map<std::string, Setter> table = {
@@ -59,6 +76,10 @@ const std::map<std::string, Setter>& keys() {
        integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.store.record_retention_d; }, 1, 3650)},
       {"liveness.heartbeat_timeout_s",
        integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.liveness.heartbeat_timeout_s; }, 1, 86400)},
+      {"log.level", choice<common::LogLevel>([](CloudConfig& c) -> common::LogLevel& { return c.log.level; },
+                                              common::kLogLevelNames)},
+      {"log.format", choice<common::LogFormat>([](CloudConfig& c) -> common::LogFormat& { return c.log.format; },
+                                                common::kLogFormatNames)},
       {"http.listen", text([](CloudConfig& c) -> std::string& { return c.http.listen; }, false)},
       {"http.port", integer<std::uint16_t>([](CloudConfig& c) -> std::uint16_t& { return c.http.port; }, 0, 65535)},
       {"http.dashboard_dir", text([](CloudConfig& c) -> std::string& { return c.http.dashboard_dir; }, true)},

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -30,9 +31,11 @@ json to_json(const T& message) {
   return json::parse(encode_json(message));
 }
 
+// Strings from a request (a path, a query) may hold invalid UTF-8, which nlohmann's
+// dump() throws on: replaced by U+FFFD, the reply stays valid JSON with its status.
 void reply(httplib::Response& res, int status, const json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 
 void error(httplib::Response& res, int status, const std::string& message) { reply(res, status, {{"error", message}}); }
@@ -137,6 +140,13 @@ std::string prometheus_text(const CloudService& service) {
   if (c.rejected.empty()) out << "nova_cloud_records_rejected_total{reason=\"undecodable\"} 0\n";
   for (const auto& [reason, n] : c.rejected) out << "nova_cloud_records_rejected_total{reason=\"" << reason << "\"} " << n << '\n';
   metric("nova_cloud_liveness_changes_total", "counter", "Node liveness transitions.", c.liveness_changes);
+  metric("nova_cloud_subscriptions_refused_total", "counter",
+         "Subscriptions refused by the broker or granted without delivering (each time).", c.subscriptions_refused);
+  metric("nova_cloud_shared_subscription_fallbacks_total", "counter",
+         "Shared subscriptions replaced by plain ones because nothing came through them.", c.shared_fallbacks);
+  metric("nova_cloud_records_republished_total", "counter",
+         "Own workload, placement and cluster records published again after a connect.", c.republished);
+  metric("nova_cloud_ready", "gauge", "1 while GET /readyz answers 200.", service.readiness().empty() ? 1 : 0);
   metric("nova_cloud_ingest_queue_depth", "gauge", "Messages waiting for the ingest thread.", c.queue_depth);
   metric("nova_cloud_mqtt_connected", "gauge", "1 while the MQTT session is up.", c.connected ? 1 : 0);
   out << "# HELP nova_cloud_nodes Nodes by liveness.\n# TYPE nova_cloud_nodes gauge\n";
@@ -163,14 +173,43 @@ std::optional<std::uint64_t> uint_param(const httplib::Request& req, const char*
   return std::stoull(v);
 }
 
-}  // namespace
 
-schemas::Result<std::unique_ptr<HttpApi>> HttpApi::start(CloudService& service, const HttpOptions& options) {
-  std::unique_ptr<HttpApi> api(new HttpApi());
-  api->server_ = std::make_unique<httplib::Server>();
-  httplib::Server& s = *api->server_;
-  s.set_payload_max_length(options.max_body_bytes);
+// Fills the body of an error the router or httplib itself produced (no route, a body
+// over the limit, a malformed request), so every error reply is {"error": "..."}.
+void error_handler(const httplib::Request&, httplib::Response& res, std::size_t max_body_bytes) {
+  if (!res.body.empty()) return;
+  switch (res.status) {
+    case 404: return error(res, 404, "no such resource");
+    case 413: return error(res, 413, "body: larger than " + std::to_string(max_body_bytes) + " bytes");
+    default: return error(res, res.status, "request failed (HTTP " + std::to_string(res.status) + ")");
+  }
+}
+
+// The routes' registry. Named `s` where routes are added, as a server would be:
+// tests/cloud/openapi_check.py reads the s.Get/s.Post/s.Delete calls.
+struct Router {
+  struct Route {
+    std::string method;
+    std::string pattern;
+    std::regex regex;
+    httplib::Server::Handler handler;
+  };
+  void Get(const std::string& pattern, httplib::Server::Handler h) { add("GET", pattern, std::move(h)); }
+  void Post(const std::string& pattern, httplib::Server::Handler h) { add("POST", pattern, std::move(h)); }
+  void Delete(const std::string& pattern, httplib::Server::Handler h) { add("DELETE", pattern, std::move(h)); }
+  void add(const char* method, const std::string& pattern, httplib::Server::Handler h) {
+    routes.push_back({method, pattern, std::regex(pattern), std::move(h)});
+  }
+  std::vector<Route> routes;
+};
+
+void add_routes(Router& s, CloudService& service, const HttpOptions& options) {
   CloudService* svc = &service;
+  s.Get("/readyz", [svc](const httplib::Request&, httplib::Response& res) {
+    const std::vector<std::string> reasons = svc->readiness();
+    if (reasons.empty()) return reply(res, 200, {{"status", "ready"}});
+    reply(res, 503, {{"status", "not ready"}, {"error", reasons.front()}, {"reasons", reasons}});
+  });
 
   s.Get("/api/v1/health", [svc](const httplib::Request&, httplib::Response& res) {
     const CloudCounters c = svc->counters();
@@ -299,24 +338,64 @@ schemas::Result<std::unique_ptr<HttpApi>> HttpApi::start(CloudService& service, 
   });
   if (options.dashboard_dir.empty()) {
     s.Get("/", [](const httplib::Request&, httplib::Response& res) { res.set_content(kDashboardHtml, "text/html"); });
-  } else if (!s.set_mount_point("/", options.dashboard_dir)) {
-    return Error{"http.dashboard_dir", "'" + options.dashboard_dir + "' is not a readable directory"};
   }
-  s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (res.body.empty()) {
-      error(res, res.status, res.status == 404 ? std::string("no such resource") : "request failed (HTTP " + std::to_string(res.status) + ")");
-    }
+}
+
+}  // namespace
+
+struct HttpRoutes::Table {
+  Router router;
+  std::size_t max_body_bytes = 0;
+};
+
+HttpRoutes::HttpRoutes(CloudService& service, const HttpOptions& options) : table_(std::make_unique<Table>()) {
+  add_routes(table_->router, service, options);
+  table_->max_body_bytes = options.max_body_bytes;
+}
+HttpRoutes::~HttpRoutes() = default;
+
+void HttpRoutes::handle(httplib::Request& req, httplib::Response& res) const {
+  bool routed = false;
+  for (const auto& route : table_->router.routes) {
+    if (route.method != req.method || !std::regex_match(req.path, req.matches, route.regex)) continue;
+    route.handler(req, res);
+    routed = true;
+    break;
+  }
+  if (!routed) res.status = 404;
+  if (res.status == -1) res.status = 200;  // as httplib: a handler that set no status
+  if (res.status >= 400) error_handler(req, res, table_->max_body_bytes);
+}
+
+void HttpRoutes::install(httplib::Server& server) const {
+  for (const auto& route : table_->router.routes) {
+    if (route.method == "GET") server.Get(route.pattern, route.handler);
+    if (route.method == "POST") server.Post(route.pattern, route.handler);
+    if (route.method == "DELETE") server.Delete(route.pattern, route.handler);
+  }
+  server.set_error_handler([max = table_->max_body_bytes](const httplib::Request& req, httplib::Response& res) {
+    error_handler(req, res, max);
   });
-  s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+  server.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
     error(res, 500, "internal error");
   });
+}
 
+schemas::Result<std::unique_ptr<HttpApi>> HttpApi::start(CloudService& service, const HttpOptions& options) {
+  std::unique_ptr<HttpApi> api(new HttpApi());
+  api->server_ = std::make_unique<httplib::Server>();
+  httplib::Server& server = *api->server_;
+  server.set_payload_max_length(options.max_body_bytes);
+  HttpRoutes(service, options).install(server);
+  if (!options.dashboard_dir.empty() && !server.set_mount_point("/", options.dashboard_dir)) {
+    return Error{"http.dashboard_dir", "'" + options.dashboard_dir + "' is not a readable directory"};
+  }
   if (options.port == 0) {
-    const int port = s.bind_to_any_port(options.listen);
+    const int port = server.bind_to_any_port(options.listen);
     if (port <= 0) return Error{"http.listen", "cannot bind " + options.listen};
     api->port_ = static_cast<std::uint16_t>(port);
   } else {
-    if (!s.bind_to_port(options.listen, options.port)) {
+    if (!server.bind_to_port(options.listen, options.port)) {
       return Error{"http.port", "cannot bind " + options.listen + ":" + std::to_string(options.port)};
     }
     api->port_ = options.port;

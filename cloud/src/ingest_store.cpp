@@ -20,6 +20,7 @@ namespace nova::cloud {
 //   g/<node>/<bucket ts>              a MinuteAggregate
 //   r/<node>/<task id>                a task result, as received (value: ts + payload)
 //   d/<node>/<ts><seq>, a/<node>/<ts><seq>   decisions, alerts, as received
+//   c/<kind>/<id>                     a cloud record (workload, placement, cluster), CBOR
 // Fixed-width big-endian numbers keep each node's history in time order.
 namespace {
 
@@ -438,6 +439,29 @@ std::uint64_t IngestStore::sweep(Timestamp now) {
   sweep_tag('r', cutoff(options_.record_retention), true);
   if (deleted > 0) db_->Write(leveldb::WriteOptions(), &batch);
   return deleted;
+}
+
+schemas::Status IngestStore::put_cloud_record(const std::string& kind, const std::string& id,
+                                              const std::string& payload, bool sync) {
+  const std::string key = "c/" + kind + "/" + id;
+  leveldb::WriteOptions options;
+  options.sync = sync;
+  const leveldb::Status st = payload.empty() ? db_->Delete(options, key) : db_->Put(options, key, payload);
+  if (!st.ok()) return schemas::Error{"store", "write " + key + ": " + st.ToString()};
+  return schemas::Ok{};
+}
+
+std::vector<CloudRecord> IngestStore::cloud_records() {
+  std::vector<CloudRecord> out;
+  const std::string prefix = "c/";
+  std::unique_ptr<leveldb::Iterator> it(db_->NewIterator(leveldb::ReadOptions()));
+  for (it->Seek(prefix); it->Valid() && starts_with(it->key(), prefix); it->Next()) {
+    const std::string key = it->key().ToString();
+    const std::size_t slash = key.find('/', prefix.size());
+    if (slash == std::string::npos) continue;
+    out.push_back({key.substr(prefix.size(), slash - prefix.size()), key.substr(slash + 1), it->value().ToString()});
+  }
+  return out;
 }
 
 StoreCounters IngestStore::counters() const {

@@ -28,20 +28,38 @@ Timestamp now_ms() {
 // Shared between instances when a group is set; results go to every instance, since each
 // keeps the workloads' state.
 constexpr const char* kSharedKinds[] = {"metrics", "decision", "alert"};
+// Workloads, placements, clusters, presence: its SUBACK starts the republish countdown.
+constexpr const char* kCloudFilter = "nova/v1/cloud/#";
 
 }  // namespace
 
 class CloudService::Impl final : public virtual mqtt::callback {
  public:
-  Impl(CloudService& owner) : owner_(owner), topology_(static_cast<std::uint64_t>(owner.options_.heartbeat_timeout.count())) {}
+  struct Incoming {
+    std::string topic;
+    std::string payload;
+    bool retained = false;
+  };
+
+  Impl(CloudService& owner)
+      : owner_(owner),
+        topology_(static_cast<std::uint64_t>(owner.options_.heartbeat_timeout.count())),
+        watch_(owner.options_.client_id, owner.options_.subscriptions),
+        listener_(*this) {}
 
   // --- Paho side: queue and return -------------------------------------------------
   void connected(const std::string&) override {
+    const std::vector<std::string> filters = wanted_filters();
     {
       std::lock_guard lock(mutex_);
       counters_.connected = true;
+      watch_.reset(filters, now_ms());
+      republish_at_.reset();
     }
-    subscribe_all();
+    // A clean session forgets subscriptions with the connection: subscribe on every connect.
+    for (const auto& f : filters) subscribe(f);
+    // Presence: retained while connected; the will clears it.
+    owner_.publish(presence_topic(), {'1'}, true);
     log("info", "connected", "broker=" + owner_.options_.broker_uri);
   }
   void connection_lost(const std::string& cause) override {
@@ -52,43 +70,137 @@ class CloudService::Impl final : public virtual mqtt::callback {
     log("warning", "connection_lost", "cause=\"" + cause + "\"");
   }
   void message_arrived(mqtt::const_message_ptr msg) override {
-    std::lock_guard lock(mutex_);
-    queue_.push_back({msg->get_topic(), msg->get_payload_str(), msg->is_retained()});
-    ++counters_.messages;
-    cv_.notify_all();
+    accept({msg->get_topic(), msg->get_payload_str(), msg->is_retained()});
   }
 
-  // A clean session forgets subscriptions with the connection: subscribe on every connect.
-  void subscribe_all() {
+  // The one way in for a message, from the broker or deliver(): a subscription probe is
+  // noted and dropped, anything else queued for the ingest thread. False if dropped.
+  bool accept(Incoming in) {
+    std::lock_guard lock(mutex_);
+    if (SubscriptionWatch::is_probe(in.payload)) {
+      watch_.probe_arrived(in.payload, now_ms());
+      return false;
+    }
+    queue_.push_back(std::move(in));
+    ++counters_.messages;
+    cv_.notify_all();
+    return true;
+  }
+
+  std::vector<std::string> wanted_filters() const {
     const std::string& group = owner_.options_.shared_group;
-    std::vector<std::string> filters = {"nova/v1/up/+/state", "nova/v1/up/+/link", "nova/v1/up/+/result",
-                                        "nova/v1/cloud/#"};
+    std::vector<std::string> filters = {"nova/v1/up/+/state", "nova/v1/up/+/link", "nova/v1/up/+/result", kCloudFilter};
+    std::lock_guard lock(mutex_);
     for (const char* kind : kSharedKinds) {
       const std::string filter = std::string("nova/v1/up/+/") + kind;
-      filters.push_back(group.empty() ? filter : "$share/" + group + "/" + filter);
+      const std::string shared = "$share/" + group + "/" + filter;
+      filters.push_back(group.empty() || fallen_back_.count(shared) != 0 ? filter : shared);
     }
     // Peers' acks: how far the other instances have stored each stream.
     if (!group.empty()) filters.push_back("nova/v1/down/#");
+    return filters;
+  }
+
+  // Subscribes without waiting (Paho's callback thread must not block); the SUBACK
+  // reaches the watch through `listener_`.
+  void subscribe(const std::string& filter) {
+    if (!client_) return;
     try {
-      for (const auto& f : filters) client_->subscribe(f, 1);
-      // Presence: retained while connected; the will clears it.
-      owner_.publish(presence_topic(), {'1'}, true);
+      client_->subscribe(filter, 1, nullptr, listener_);
     } catch (const mqtt::exception& e) {
-      log("warning", "subscribe_failed", std::string("error=\"") + e.what() + "\"");
+      std::lock_guard lock(mutex_);
+      watch_.failed(filter, e.what(), now_ms());
     }
+  }
+
+  void on_suback(const mqtt::token& tok, bool success) {
+    const auto topics = tok.get_topics();
+    if (!topics || topics->empty()) return;
+    const std::string filter = (*topics)[0];
+    const Timestamp now = now_ms();
+    int code = 0x80;
+    if (success) {
+      try {
+        const auto codes = tok.get_subscribe_response().get_reason_codes();
+        code = codes.empty() ? 0 : static_cast<int>(codes.front());
+      } catch (const mqtt::exception&) {
+        code = 0;  // no response details: Paho reported success
+      }
+    }
+    std::lock_guard lock(mutex_);
+    // Paho C reports a 3.1.1 SUBACK of 0x80 for a single filter as a failure with that code.
+    if (success || tok.get_return_code() == 0x80) {
+      watch_.suback(filter, code, now);
+    } else {
+      watch_.failed(filter, "return code " + std::to_string(tok.get_return_code()), now);
+    }
+    // Retained records arrive right after this SUBACK; give them a moment before this
+    // instance publishes again what it owns.
+    if (filter == kCloudFilter && !republish_at_) {
+      republish_at_ = now + static_cast<Timestamp>(owner_.options_.republish_delay.count());
+    }
+  }
+
+  struct SubscribeListener final : public virtual mqtt::iaction_listener {
+    explicit SubscribeListener(Impl& impl) : impl_(impl) {}
+    void on_failure(const mqtt::token& tok) override { impl_.on_suback(tok, false); }
+    void on_success(const mqtt::token& tok) override { impl_.on_suback(tok, true); }
+    Impl& impl_;
+  };
+
+  // Carries out what the subscription watch asks for, and the republish after a connect.
+  void supervise(Timestamp now) {
+    SubscriptionWatch::Actions a;
+    bool republish = false;
+    {
+      std::lock_guard lock(mutex_);
+      a = watch_.due(now);
+      counters_.subscriptions_refused += a.refused.size();
+      counters_.shared_fallbacks += a.fallbacks.size();
+      for (const auto& [shared, plain] : a.fallbacks) fallen_back_.insert(shared);
+      if (republish_at_ && now >= *republish_at_ && counters_.connected) {
+        republish_at_.reset();
+        republish = true;
+      }
+    }
+    for (const auto& r : a.refused) {
+      log("error", "subscription_refused", "filter=\"" + r.filter + "\" reason=\"" + r.reason + "\"");
+    }
+    for (const auto& [shared, plain] : a.fallbacks) {
+      log("warning", "shared_subscription_fallback",
+          "filter=\"" + shared + "\" now=\"" + plain + "\" reason=\"granted, but no probe came back through it\"");
+    }
+    for (const auto& f : a.recovered) log("info", "subscription_delivering", "filter=\"" + f + "\"");
+    for (const auto& f : a.unsubscribe) {
+      try {
+        if (client_) client_->unsubscribe(f);
+      } catch (const mqtt::exception&) {
+      }
+    }
+    for (const auto& f : a.subscribe) subscribe(f);
+    for (const auto& [topic, payload] : a.probes) owner_.publish(topic, {payload.begin(), payload.end()}, false);
+    if (republish) {
+      const std::size_t n = owner_.workloads_->republish_owned();
+      {
+        std::lock_guard lock(mutex_);
+        counters_.republished += n;
+      }
+      log("info", "records_republished", "count=" + std::to_string(n));
+    }
+  }
+
+  void note_store_error(const std::string& message) {
+    {
+      std::lock_guard lock(mutex_);
+      ++counters_.store_errors;
+    }
+    log("error", "store_write_failed", "error=\"" + message + "\"");
   }
 
   std::string presence_topic() const { return "nova/v1/cloud/instance/" + owner_.options_.client_id; }
 
   // --- ingest thread ------------------------------------------------------------------
-  struct Incoming {
-    std::string topic;
-    std::string payload;
-    bool retained = false;
-  };
-
   void run() {
-    Timestamp next_sweep = now_ms() + static_cast<Timestamp>(owner_.options_.sweep_interval.count());
     for (;;) {
       std::vector<Incoming> group;
       {
@@ -101,23 +213,30 @@ class CloudService::Impl final : public virtual mqtt::callback {
         }
         counters_.queue_depth = queue_.size();
       }
-      process(group);
-      const Timestamp now = now_ms();
-      std::vector<LivenessChange> changes;
-      {
-        std::lock_guard lock(mutex_);
-        changes = topology_.check_heartbeats(now);
-        counters_.liveness_changes += changes.size();
-        nodes_cv_.notify_all();
-      }
-      after_liveness(changes);
-      owner_.workloads_->tick(now);
-      if (now >= next_sweep) {
-        const std::uint64_t deleted = owner_.store_->sweep(now);
-        if (deleted > 0) log("info", "retention_sweep", "deleted=" + std::to_string(deleted));
-        next_sweep = now + static_cast<Timestamp>(owner_.options_.sweep_interval.count());
-      }
+      step(group);
     }
+  }
+
+  // One turn of the ingest thread: the group, then everything driven by the clock.
+  void step(std::vector<Incoming>& group) {
+    process(group);
+    const Timestamp now = now_ms();
+    std::vector<LivenessChange> changes;
+    {
+      std::lock_guard lock(mutex_);
+      changes = topology_.check_heartbeats(now);
+      counters_.liveness_changes += changes.size();
+      nodes_cv_.notify_all();
+    }
+    after_liveness(changes);
+    owner_.workloads_->tick(now);
+    if (next_sweep_ == 0) next_sweep_ = now + static_cast<Timestamp>(owner_.options_.sweep_interval.count());
+    if (now >= next_sweep_) {
+      const std::uint64_t deleted = owner_.store_->sweep(now);
+      if (deleted > 0) log("info", "retention_sweep", "deleted=" + std::to_string(deleted));
+      next_sweep_ = now + static_cast<Timestamp>(owner_.options_.sweep_interval.count());
+    }
+    supervise(now);
   }
 
   void reject(const std::string& reason_class, const std::string& topic, const std::string& detail) {
@@ -368,11 +487,17 @@ class CloudService::Impl final : public virtual mqtt::callback {
   std::set<std::string> instances_;  // live nova-cloud instances, from presence records
   std::thread thread_;
   std::mutex publish_mutex_;
+  Timestamp next_sweep_ = 0;  // ingest thread only
+  SubscriptionWatch watch_;
+  std::set<std::string> fallen_back_;      // shared filters replaced by plain ones
+  std::optional<Timestamp> republish_at_;  // after a connect: publish owned records again
+  SubscribeListener listener_;
+  CloudService::PublishSink sink_;         // detached: where publishes go
 };
 
 CloudService::CloudService(CloudOptions options) : options_(std::move(options)) {}
 
-Result<std::unique_ptr<CloudService>> CloudService::start(CloudOptions options) {
+Result<std::unique_ptr<CloudService>> CloudService::prepare(CloudOptions options) {
   if (auto id = topics::Id::parse(options.client_id); !id) return Error{"mqtt.client_id", id.error().reason};
   if (!options.shared_group.empty()) {
     if (auto g = topics::Id::parse(options.shared_group); !g) return Error{"mqtt.shared_group", g.error().reason};
@@ -389,6 +514,51 @@ Result<std::unique_ptr<CloudService>> CloudService::start(CloudOptions options) 
       },
       [raw] { return raw->impl_->snapshot(); }, s->options_.log, s->options_.client_id,
       !s->options_.shared_group.empty());
+  s->workloads_->set_persistence(
+      [raw](topics::CloudKind kind, const std::string& id, const std::vector<std::uint8_t>& payload, bool own) {
+        auto st = raw->store_->put_cloud_record(std::string(topics::to_string(kind)), id,
+                                                std::string(payload.begin(), payload.end()), own);
+        if (!st) raw->impl_->note_store_error(st.error().message());
+      });
+  // What an earlier run kept, in dependency order: a placement needs its workload.
+  const std::vector<CloudRecord> kept = s->store_->cloud_records();
+  for (const auto kind : {topics::CloudKind::cluster, topics::CloudKind::workload, topics::CloudKind::placement}) {
+    for (const CloudRecord& r : kept) {
+      if (r.kind == topics::to_string(kind)) s->workloads_->restore(kind, r.id, r.payload);
+    }
+  }
+  // A run that ended before the restart stays ended: its result is in this store.
+  for (const WorkloadState& w : s->workloads_->list()) {
+    if (w.phase != Phase::running || !w.placement) continue;
+    if (auto r = s->store_->result(w.placement->node, w.task_id)) s->workloads_->restore_result(*r);
+  }
+  if (!kept.empty()) s->impl_->log("info", "cloud_records_restored", "count=" + std::to_string(kept.size()));
+  return s;
+}
+
+Result<std::unique_ptr<CloudService>> CloudService::start_detached(CloudOptions options, PublishSink sink) {
+  auto s = prepare(std::move(options));
+  if (!s) return s;
+  s.value()->impl_->sink_ = std::move(sink);
+  return s;
+}
+
+void CloudService::deliver(const std::string& topic, const std::string& payload, bool retained) {
+  if (!impl_->sink_ || !impl_->accept({topic, payload, retained})) return;
+  std::vector<Impl::Incoming> group;
+  {
+    std::lock_guard lock(impl_->mutex_);
+    group.assign(std::make_move_iterator(impl_->queue_.begin()), std::make_move_iterator(impl_->queue_.end()));
+    impl_->queue_.clear();
+  }
+  impl_->step(group);
+}
+
+Result<std::unique_ptr<CloudService>> CloudService::start(CloudOptions options) {
+  auto prepared = prepare(std::move(options));
+  if (!prepared) return prepared;
+  std::unique_ptr<CloudService> s = std::move(prepared).value();
+  CloudService* raw = s.get();
   try {
     mqtt::create_options create(MQTTVERSION_3_1_1);
     // Acks and tasks for thousands of nodes can be in flight at once.
@@ -439,6 +609,10 @@ void CloudService::stop() {
 }
 
 bool CloudService::publish(const std::string& topic, const std::vector<std::uint8_t>& payload, bool retained) {
+  if (impl_ && impl_->sink_) {
+    impl_->sink_(topic, payload, retained);
+    return true;
+  }
   if (!impl_ || !impl_->client_) return false;
   try {
     std::lock_guard lock(impl_->publish_mutex_);
@@ -474,6 +648,14 @@ std::vector<std::string> CloudService::instances() const {
 std::vector<std::string> CloudService::links_down() const {
   std::lock_guard lock(impl_->mutex_);
   return {impl_->topology_.links_down().begin(), impl_->topology_.links_down().end()};
+}
+
+std::vector<std::string> CloudService::readiness() const {
+  std::lock_guard lock(impl_->mutex_);
+  std::vector<std::string> reasons;
+  if (!impl_->counters_.connected) reasons.push_back("mqtt: not connected to " + options_.broker_uri);
+  for (auto& r : impl_->watch_.not_delivering()) reasons.push_back("subscription " + std::move(r));
+  return reasons;
 }
 
 CloudCounters CloudService::counters() const {

@@ -126,6 +126,8 @@ struct Workloads::Impl {
   bool shared = false;
   std::set<std::string> instances;
   PublishFn publish;
+  PersistFn persist;
+  bool restoring = false;  // restore(): the record is already kept
   NodesFn nodes;
   WorkloadLogFn log;
   mutable std::mutex mutex;
@@ -157,6 +159,16 @@ struct Workloads::Impl {
     return best;
   }
   bool owns(const std::string& workload_id) const { return owner(workload_id) == self; }
+  static std::string cluster_key(const std::string& cluster_id) { return "cluster/" + cluster_id; }
+
+  void keep(topics::CloudKind kind, const std::string& id, const std::vector<std::uint8_t>& payload, bool own) {
+    if (persist && !restoring) persist(kind, id, payload, own);
+  }
+  // The store is the record and the broker a cache: keep first, then publish retained.
+  void put_record(topics::CloudKind kind, const topics::Id& id, const std::vector<std::uint8_t>& payload) {
+    keep(kind, id.str(), payload, true);
+    publish(topics::cloud(kind, id), payload, true);
+  }
 
   tiers::Maintenance maintenance_of(const ClusterRecord& cluster) const {
     auto window = cluster.policies.find("maintenance_window");
@@ -213,9 +225,7 @@ struct Workloads::Impl {
     w.phase = Phase::running;
     w.history.push_back({now, p.node, p.revision, "rollback to " + p.node + ": " + why, 0, 0});
     ++counters.rollbacks;
-    if (auto wid = topics::Id::parse(w.spec.workload_id)) {
-      publish(topics::cloud(topics::CloudKind::placement, *wid), encode_cbor(p), true);
-    }
+    if (auto wid = topics::Id::parse(w.spec.workload_id)) put_record(topics::CloudKind::placement, *wid, encode_cbor(p));
     say("warning", "migration_rolled_back", "workload=" + w.spec.workload_id + " to=" + p.node + " reason=\"" + why + "\"");
   }
 
@@ -300,7 +310,7 @@ struct Workloads::Impl {
     auto node = topics::Id::parse(p.node);
     auto wid = topics::Id::parse(w.spec.workload_id);
     if (site && node && wid) {
-      publish(topics::cloud(topics::CloudKind::placement, *wid), encode_cbor(p), true);
+      put_record(topics::CloudKind::placement, *wid, encode_cbor(p));
       publish(topics::down(*site, *node, topics::DownKind::task), encode_cbor(task), false);
     }
     say("info", "workload_placed",
@@ -332,7 +342,7 @@ Result<WorkloadState> Workloads::submit(WorkloadSpec spec, Timestamp now) {
   w.spec = std::move(spec);
   w.submitted_ts = now;
   ++impl_->counters.submitted;
-  impl_->publish(topics::cloud(topics::CloudKind::workload, *wid), encode_cbor(w.spec), true);
+  impl_->put_record(topics::CloudKind::workload, *wid, encode_cbor(w.spec));
   if (impl_->owns(w.spec.workload_id)) {
     impl_->place(w, now, "submitted", 0, {});
   } else {
@@ -351,8 +361,8 @@ bool Workloads::remove(const std::string& workload_id, Timestamp now) {
   it->second.history.push_back({now, "", it->second.placement ? it->second.placement->revision : 0, "deleted", 0});
   // Clearing the retained records tells every instance (and late subscribers).
   if (auto wid = topics::Id::parse(workload_id)) {
-    impl_->publish(topics::cloud(topics::CloudKind::workload, *wid), {}, true);
-    impl_->publish(topics::cloud(topics::CloudKind::placement, *wid), {}, true);
+    impl_->put_record(topics::CloudKind::workload, *wid, {});
+    impl_->put_record(topics::CloudKind::placement, *wid, {});
   }
   return true;
 }
@@ -388,14 +398,14 @@ Status Workloads::register_cluster(const ClusterRecord& cluster) {
   }
   std::lock_guard lock(impl_->mutex);
   impl_->clusters[cluster.cluster_id] = cluster;
-  impl_->publish(topics::cloud(topics::CloudKind::cluster, *cid), encode_cbor(cluster), true);
+  impl_->put_record(topics::CloudKind::cluster, *cid, encode_cbor(cluster));
   return Ok{};
 }
 
 bool Workloads::remove_cluster(const std::string& cluster_id) {
   std::lock_guard lock(impl_->mutex);
   if (impl_->clusters.erase(cluster_id) == 0) return false;
-  if (auto cid = topics::Id::parse(cluster_id)) impl_->publish(topics::cloud(topics::CloudKind::cluster, *cid), {}, true);
+  if (auto cid = topics::Id::parse(cluster_id)) impl_->put_record(topics::CloudKind::cluster, *cid, {});
   return true;
 }
 
@@ -484,11 +494,15 @@ void Workloads::on_cloud_record(const topics::CloudTopic& topic, const std::stri
   switch (topic.kind) {
     case topics::CloudKind::cluster: {
       if (payload.empty()) {
-        impl_->clusters.erase(id);
+        if (impl_->clusters.erase(id) != 0) impl_->keep(topic.kind, id, {}, false);
         return;
       }
       auto c = decode_cbor<ClusterRecord>(payload);
-      if (c && c->cluster_id == id) impl_->clusters[id] = std::move(c).value();
+      if (!c || c->cluster_id != id) return;
+      auto known = impl_->clusters.find(id);
+      if (known != impl_->clusters.end() && known->second == *c) return;  // our own echo
+      impl_->clusters[id] = std::move(c).value();
+      impl_->keep(topic.kind, id, {payload.begin(), payload.end()}, false);
       return;
     }
     case topics::CloudKind::workload: {
@@ -497,7 +511,11 @@ void Workloads::on_cloud_record(const topics::CloudTopic& topic, const std::stri
       // time to arrive, so a restarted owner does not place it a second time.
       auto known = impl_->workloads.find(id);
       if (payload.empty()) {
-        if (known != impl_->workloads.end()) known->second.phase = Phase::deleted;
+        if (known != impl_->workloads.end() && known->second.phase != Phase::deleted) {
+          known->second.phase = Phase::deleted;
+          impl_->keep(topics::CloudKind::workload, id, {}, false);
+          impl_->keep(topics::CloudKind::placement, id, {}, false);
+        }
         return;
       }
       if (known != impl_->workloads.end() && known->second.phase != Phase::deleted) return;
@@ -508,6 +526,7 @@ void Workloads::on_cloud_record(const topics::CloudTopic& topic, const std::stri
       w.unplaced_reason = "waiting for its owner, instance " + impl_->owner(id);
       w.submitted_ts = impl_->clock_hint;
       impl_->workloads[id] = std::move(w);
+      impl_->keep(topic.kind, id, {payload.begin(), payload.end()}, false);
       return;
     }
     case topics::CloudKind::instance: return;  // the service tracks presence
@@ -523,9 +542,61 @@ void Workloads::on_cloud_record(const topics::CloudTopic& topic, const std::stri
       w.unplaced_reason.clear();
       w.task_id = id + ".r" + std::to_string(w.placement->revision);
       impl_->workload_of_task[w.task_id] = id;
+      impl_->keep(topic.kind, id, {payload.begin(), payload.end()}, false);
       return;
     }
   }
+}
+
+void Workloads::set_persistence(PersistFn persist) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->persist = std::move(persist);
+}
+
+void Workloads::restore(topics::CloudKind kind, const std::string& id, const std::string& payload) {
+  auto parsed = topics::Id::parse(id);
+  if (!parsed) return;
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->restoring = true;
+  }
+  on_cloud_record(topics::CloudTopic{kind, *parsed}, payload, true);
+  std::lock_guard lock(impl_->mutex);
+  impl_->restoring = false;
+}
+
+void Workloads::restore_result(const TaskResult& result) {
+  if (result.status == TaskStatus::refused) return;  // it is placed again, once connected
+  std::lock_guard lock(impl_->mutex);
+  auto t = impl_->workload_of_task.find(result.task_id);
+  if (t == impl_->workload_of_task.end()) return;
+  auto it = impl_->workloads.find(t->second);
+  if (it == impl_->workloads.end() || it->second.task_id != result.task_id || it->second.phase != Phase::running) return;
+  it->second.phase = result.status == TaskStatus::ok ? Phase::succeeded : Phase::failed;
+  it->second.result = result;
+}
+
+std::size_t Workloads::republish_owned() {
+  std::lock_guard lock(impl_->mutex);
+  std::size_t published = 0;
+  auto again = [&](topics::CloudKind kind, const std::string& id, const std::vector<std::uint8_t>& payload) {
+    auto parsed = topics::Id::parse(id);
+    if (parsed && impl_->publish(topics::cloud(kind, *parsed), payload, true)) ++published;
+  };
+  for (const auto& [id, w] : impl_->workloads) {
+    if (!impl_->owns(id)) continue;
+    if (w.phase == Phase::deleted) {  // clears a stale copy the broker may have kept
+      again(topics::CloudKind::workload, id, {});
+      again(topics::CloudKind::placement, id, {});
+      continue;
+    }
+    again(topics::CloudKind::workload, id, encode_cbor(w.spec));
+    if (w.placement) again(topics::CloudKind::placement, id, encode_cbor(*w.placement));
+  }
+  for (const auto& [cid, c] : impl_->clusters) {
+    if (impl_->owns(Impl::cluster_key(cid))) again(topics::CloudKind::cluster, cid, encode_cbor(c));
+  }
+  return published;
 }
 
 void Workloads::on_metrics(const std::string& node, const MetricSample& latest) {
@@ -565,7 +636,7 @@ void Workloads::tick(Timestamp now) {
       c.root_site = root;
       c.capabilities = {depth == 1 ? "cloud" : "edge_computing"};
       impl_->clusters[cid] = c;
-      if (impl_->owns("cluster/" + cid)) impl_->publish(topics::cloud(topics::CloudKind::cluster, *id), encode_cbor(c), true);
+      if (impl_->owns(Impl::cluster_key(cid))) impl_->put_record(topics::CloudKind::cluster, *id, encode_cbor(c));
     }
   }
 
@@ -614,7 +685,8 @@ void Workloads::set_instances(std::set<std::string> instances, Timestamp now) {
   const auto views = impl_->nodes();
   for (auto& [id, w] : impl_->workloads) {
     if (w.phase != Phase::running || !w.placement || !impl_->owns(id)) continue;
-    const auto node = std::find_if(views.begin(), views.end(), [&](const NodeView& n) { return n.id == w.placement->node; });
+    const std::string& placed_on = w.placement->node;  // clang 14 cannot capture a structured binding
+    const auto node = std::find_if(views.begin(), views.end(), [&](const NodeView& n) { return n.id == placed_on; });
     if (node != views.end() && node->liveness == Liveness::alive) continue;
     ++impl_->counters.failovers;
     impl_->place(w, now, "failover after adoption: node " + w.placement->node + " not alive", now, {w.placement->node});

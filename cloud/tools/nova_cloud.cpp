@@ -36,6 +36,8 @@ std::string changed_keys(const CloudConfig& a, const CloudConfig& b) {
   check("store.downsampled_retention_d", a.store.downsampled_retention_d != b.store.downsampled_retention_d);
   check("store.record_retention_d", a.store.record_retention_d != b.store.record_retention_d);
   check("liveness.heartbeat_timeout_s", a.liveness.heartbeat_timeout_s != b.liveness.heartbeat_timeout_s);
+  check("log.level", a.log.level != b.log.level);
+  check("log.format", a.log.format != b.log.format);
   check("http.listen", a.http.listen != b.http.listen);
   check("http.port", a.http.port != b.http.port);
   check("http.dashboard_dir", a.http.dashboard_dir != b.http.dashboard_dir);
@@ -54,6 +56,7 @@ int main(int argc, char** argv) {
     return *exit_code;
   }
   const std::string& config_path = args.config_path;
+  common::set_log_options(config->log.level, config->log.format);
   const sigset_t signals = common::block_daemon_signals();
 
   CloudOptions options = config->service_options();
@@ -87,8 +90,15 @@ int main(int argc, char** argv) {
         log_line("warning", "reload_refused", "error=" + logfmt_quote(next.error().message()));
         continue;
       }
+      // The log keys apply at once; every other key needs a restart.
+      common::set_log_options(next->log.level, next->log.format);
+      CloudConfig restart_view = *next;
+      restart_view.log = config->log;
       const std::string changed = changed_keys(*config, *next);
-      log_line("info", "reload", changed.empty() ? "changes=none" : "changes=" + changed + " needs_restart=" + changed);
+      const std::string needs_restart = changed_keys(*config, restart_view);
+      log_line("info", "reload", changed.empty() ? "changes=none"
+                                                 : "changes=" + changed + (needs_restart.empty() ? "" : " needs_restart=" + needs_restart));
+      config->log = next->log;
       continue;
     }
     log_line("info", "stopping", "signal=" + std::to_string(signo));

@@ -84,14 +84,14 @@ class Reader {
       : input_(input), limits_(limits) {}
 
   Value document(const PathNode& root) {
-    if (input_.empty()) fail(root, "empty input");
+    if (input_.empty()) fail_input(root, "empty input");
     if (input_.size() > limits_.max_message_bytes) {
-      fail(root, "message is " + std::to_string(input_.size()) + " bytes, over the limit of " +
+      fail_input(root, "message is " + std::to_string(input_.size()) + " bytes, over the limit of " +
                      std::to_string(limits_.max_message_bytes));
     }
     Value v = item(root, 0);
     if (pos_ != input_.size()) {
-      fail(root, std::to_string(input_.size() - pos_) + " trailing bytes after the message");
+      fail_input(root, std::to_string(input_.size() - pos_) + " trailing bytes after the message");
     }
     return v;
   }
@@ -101,16 +101,16 @@ class Reader {
 
   Head next(const PathNode& at) {
     Head head;
-    if (remaining() == 0) fail(at, "truncated input");
+    if (remaining() == 0) fail_input(at, "truncated input");
     cbor_decoder_result r =
         cbor_stream_decode(input_.data() + pos_, remaining(), &kCallbacks, &head);
-    if (r.status == CBOR_DECODER_NEDATA) fail(at, "truncated input");
+    if (r.status == CBOR_DECODER_NEDATA) fail_input(at, "truncated input");
     if (r.status != CBOR_DECODER_FINISHED || head.type == Head::Type::none) {
-      fail(at, "malformed CBOR at byte " + std::to_string(pos_));
+      fail_input(at, "malformed CBOR at byte " + std::to_string(pos_));
     }
     // Do not rely on the library alone for bounds: a claimed read past the end is
     // treated as truncation.
-    if (r.read == 0 || r.read > remaining()) fail(at, "truncated input");
+    if (r.read == 0 || r.read > remaining()) fail_input(at, "truncated input");
     pos_ += r.read;
     return head;
   }
@@ -135,7 +135,7 @@ class Reader {
       case Head::Type::null: return Value();
       case Head::Type::boolean: return Value::boolean(h.flag);
       case Head::Type::undefined: fail(at, "undefined is not allowed");
-      case Head::Type::brk: fail(at, "unexpected break outside an indefinite-length item");
+      case Head::Type::brk: fail_input(at, "unexpected break outside an indefinite-length item");
       case Head::Type::bytes: {
         check_string_size(h.size, at);
         return Value::bytes(Bytes(h.data, h.data + h.size));
@@ -158,7 +158,7 @@ class Reader {
       case Head::Type::tag:
       case Head::Type::none: break;
     }
-    fail(at, "malformed CBOR");
+    fail_input(at, "malformed CBOR");
   }
 
   void check_string_size(std::size_t size, const PathNode& at) const {
@@ -200,8 +200,8 @@ class Reader {
       fail(at, "declares " + std::to_string(count) + " items, over the limit of " +
                    std::to_string(limits_.max_items));
     }
-    if (count * bytes_per_item > remaining()) {
-      fail(at, "declares " + std::to_string(count) + " items but only " +
+    if (count * bytes_per_item > remaining()) {  // truncated
+      fail_input(at, "declares " + std::to_string(count) + " items but only " +
                    std::to_string(remaining()) + " bytes remain");
     }
   }
@@ -274,41 +274,75 @@ Value read_cbor(std::span<const std::uint8_t> input, const Limits& limits, const
   return Reader(input, limits).document(root);
 }
 
+namespace {
+
+// The length of the well-formed UTF-8 sequence at p (1 to 4 bytes), or 0 when the bytes
+// at p do not start one (overlongs, surrogates and code points past U+10FFFF included).
+std::size_t utf8_sequence_length(const unsigned char* p, const unsigned char* end) {
+  const unsigned char c = *p;
+  if (c < 0x80) return 1;
+  std::size_t n;
+  std::uint32_t cp;
+  if (c >= 0xc2 && c <= 0xdf) {
+    n = 1;
+    cp = c & 0x1fu;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    n = 2;
+    cp = c & 0x0fu;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    n = 3;
+    cp = c & 0x07u;
+  } else {
+    return 0;  // continuation byte, overlong lead (c0, c1) or past f4
+  }
+  if (static_cast<std::size_t>(end - p) <= n) return 0;
+  for (std::size_t i = 1; i <= n; ++i) {
+    if ((p[i] & 0xc0) != 0x80) return 0;
+    cp = (cp << 6) | (p[i] & 0x3fu);
+  }
+  if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+      (cp >= 0xd800 && cp <= 0xdfff)) {
+    return 0;
+  }
+  return n + 1;
+}
+
+}  // namespace
+
 bool valid_utf8(std::string_view text) {
   const auto* p = reinterpret_cast<const unsigned char*>(text.data());
   const unsigned char* end = p + text.size();
   while (p < end) {
-    const unsigned char c = *p;
-    if (c < 0x80) {
-      ++p;
-      continue;
-    }
-    std::size_t n;
-    std::uint32_t cp;
-    if (c >= 0xc2 && c <= 0xdf) {
-      n = 1;
-      cp = c & 0x1fu;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      n = 2;
-      cp = c & 0x0fu;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      n = 3;
-      cp = c & 0x07u;
-    } else {
-      return false;  // continuation byte, overlong lead (c0, c1) or past f4
-    }
-    if (static_cast<std::size_t>(end - p) <= n) return false;
-    for (std::size_t i = 1; i <= n; ++i) {
-      if ((p[i] & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (p[i] & 0x3fu);
-    }
-    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff)) {
-      return false;
-    }
-    p += n + 1;
+    const std::size_t n = utf8_sequence_length(p, end);
+    if (n == 0) return false;
+    p += n;
   }
   return true;
 }
 
 }  // namespace nova::schemas::detail
+
+namespace nova::schemas {
+
+std::string printable_utf8(std::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size());
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const unsigned char* end = p + bytes.size();
+  while (p < end) {
+    const std::size_t n = detail::utf8_sequence_length(p, end);
+    if (n == 0 || *p < 0x20 || *p == 0x7f) {  // not UTF-8, or a control byte
+      out += "\\x";
+      out += kHex[*p >> 4];
+      out += kHex[*p & 0xf];
+      ++p;
+      continue;
+    }
+    out.append(reinterpret_cast<const char*>(p), n);
+    p += n;
+  }
+  return out;
+}
+
+}  // namespace nova::schemas

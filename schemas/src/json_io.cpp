@@ -3,6 +3,8 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "nova/schemas/codec.h"
+
 namespace nova::schemas::detail {
 namespace {
 
@@ -50,12 +52,14 @@ class Builder final : public nlohmann::json_sax<json> {
     // Drop nlohmann's "[json.exception.parse_error.101] " prefix: the id is noise here.
     if (auto pos = what.find("] "); pos != std::string::npos) what = what.substr(pos + 2);
     (void)position;
-    error_ = Error{current_path(), "invalid JSON: " + what};
+    // nlohmann quotes the bytes it last read, which may be anything the sender wrote:
+    // a reason must stay valid UTF-8, or encoding the error reply would fail.
+    error_ = Error{current_path(), "invalid JSON: " + printable_utf8(what), true};
     return false;
   }
 
   Value take_result(bool parsed) {
-    if (!parsed || error_) throw DecodeFailure{error_.value_or(Error{root_.render(), "invalid JSON"})};
+    if (!parsed || error_) throw DecodeFailure{error_.value_or(Error{root_.render(), "invalid JSON", true})};
     return std::move(result_);
   }
 
@@ -186,7 +190,11 @@ Value read_json(std::string_view input, const Limits& limits, const PathNode& ro
   return builder.take_result(parsed);
 }
 
-std::string write_json(const Value& value) { return to_json(value).dump(); }
+// Text that is not valid UTF-8 (a caller's mistake: decoded text always is) is written
+// with U+FFFD for each bad byte rather than thrown about: an encoder never throws.
+std::string write_json(const Value& value) {
+  return to_json(value).dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 std::string base64_encode(const Bytes& bytes) {
   std::string out;

@@ -26,4 +26,8 @@ void fail(const PathNode& at, std::string reason) {
   throw DecodeFailure{Error{at.render(), std::move(reason)}};
 }
 
+void fail_input(const PathNode& at, std::string reason) {
+  throw DecodeFailure{Error{at.render(), std::move(reason), true}};
+}
+
 }  // namespace nova::schemas::detail

@@ -31,5 +31,7 @@ struct DecodeFailure {
 };
 
 [[noreturn]] void fail(const PathNode& at, std::string reason);
+// For input that is not a well-formed document (Error::whole_input).
+[[noreturn]] void fail_input(const PathNode& at, std::string reason);
 
 }  // namespace nova::schemas::detail

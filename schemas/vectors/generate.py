@@ -423,10 +423,12 @@ VECTORS = {
            "values": {f"ch{i:02d}": float(i) / 4 for i in range(32)}, "unit": "V"}),
     ],
     "sensor_error": [
-        V("whole_payload", "the whole payload was refused: field is empty",
+        V("whole_payload", "the agent's reply to the CBOR reading a1 61 76, cut short: "
+          "the whole payload is at fault, so field is empty",
           {"v": 1, "sensor": "s1", "ts": T0 + 2,
-           "field": "", "reason": "not a CBOR map nor a JSON object"}),
-        V("field_path", "a field's type was wrong",
+           "field": "", "reason": "truncated input"}),
+        V("field_path", "the agent's reply to the JSON reading "
+          "{\"v\":1,\"ts\":1732650000000,\"values\":{\"temp\":\"warm\"}}: a member's type was wrong",
           {"v": 1, "sensor": "thermo-7", "ts": T0 + 3,
            "field": "reading.values.temp", "reason": "expected float, got text string"}),
         V("unicode_reason", "non-ASCII reason text",

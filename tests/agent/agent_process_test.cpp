@@ -133,6 +133,16 @@ class Collector final : public virtual mqtt::callback {
     payloads_.push_back(msg->get_payload_str());
     cv_.notify_all();
   }
+  // Waits until `n` payloads arrived; returns how many did.
+  std::size_t wait_count(std::size_t n, std::chrono::seconds timeout) {
+    std::unique_lock lock(mutex_);
+    cv_.wait_for(lock, timeout, [&] { return payloads_.size() >= n; });
+    return payloads_.size();
+  }
+  std::vector<std::string> payloads() {
+    std::lock_guard lock(mutex_);
+    return payloads_;
+  }
   // Waits for a payload that satisfies `pred`; returns it, or "" on timeout.
   std::string wait_for(const std::function<bool(const std::string&)>& pred, std::chrono::seconds timeout) {
     std::unique_lock lock(mutex_);
@@ -157,7 +167,92 @@ class Collector final : public virtual mqtt::callback {
   std::vector<std::string> payloads_;
 };
 
+// Publishes each payload as one QoS 1 message with mosquitto_pub (-l: one message per
+// line of stdin, all on one connection, as fast as the broker takes them); returns its
+// exit status.
+int mosquitto_pub(const testing::Broker& broker, const std::string& topic, const std::vector<std::string>& payloads) {
+  const std::string cmd = "mosquitto_pub -h 127.0.0.1 -p " + std::to_string(broker.port()) + " -q 1 -i test-pub-" +
+                          std::to_string(::getpid()) + " -t '" + topic + "' -l";
+  FILE* in = ::popen(cmd.c_str(), "w");
+  if (in == nullptr) return -1;
+  for (const std::string& p : payloads) {
+    std::fwrite(p.data(), 1, p.size(), in);
+    std::fputc('\n', in);
+  }
+  return ::pclose(in);
+}
+
 }  // namespace
+
+TEST_CASE("nova-agent survives readings with invalid UTF-8 and answers each with an error", "[agent][process][sensors]") {
+  testing::Broker broker;
+  const fs::path dir = broker.data_dir() / "agent-utf8";
+  fs::create_directories(dir);
+  write_config(dir / "agent.yaml", broker.uri(), dir);
+  Collector errors(broker.uri(), "nova/v1/sensor/gw-proc/t1/error");
+  testing::AgentProcess agent(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
+  REQUIRE(agent.wait_log("event=connected", 20s));
+
+  // The 0xff byte inside a string (a key), then after the document.
+  REQUIRE(mosquitto_pub(broker, "nova/v1/sensor/gw-proc/t1",
+                        {"{\"v\":1,\"ts\":1732650000000,\"values\":{\"t\xff\":1}}",
+                         "{\"v\":1,\"ts\":1732650000000,\"values\":{\"t\":1}}\xff"}) == 0);
+  REQUIRE(errors.wait_count(2, 20s) == 2);
+  for (const std::string& reply : errors.payloads()) {
+    auto error = schemas::decode_json<schemas::SensorError>(reply);
+    REQUIRE(error.ok());
+    CHECK(error->field.empty());  // the payload as a whole is not JSON
+    CHECK_THAT(error->reason, Catch::Contains("\\xff"));
+  }
+  CHECK(agent.running());
+  // And it goes on serving: the next reading is answered too.
+  publish(broker.uri(), "nova/v1/sensor/gw-proc/t1", R"({"v":1,"ts":1732650000000,"values":{"temp":"warm"}})");
+  CHECK(errors.wait_count(3, 20s) == 3);
+  const int status = agent.signal(SIGTERM);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("nova-agent answers every one of 200 bad readings sent at once, and a quiet sensor still gets through", "[agent][process][sensors]") {
+  // The readings wait in the agent's session while it is stopped; with no in-flight cap
+  // the broker then hands all of them over at once, so the agent refuses 200 readings
+  // in one go (Paho's client refuses publishes past 100 waiting to be sent).
+  testing::BrokerOptions options;
+  options.extra_config = "max_inflight_messages 0\n";
+  testing::Broker broker(options);
+  const fs::path dir = broker.data_dir() / "agent-burst";
+  fs::create_directories(dir);
+  write_config(dir / "agent.yaml", broker.uri(), dir);
+  {
+    testing::AgentProcess agent(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent-first.log");
+    REQUIRE(agent.wait_log("event=connected", 20s));  // its session now holds the sensor filter
+    REQUIRE(WIFEXITED(agent.signal(SIGTERM)));
+  }
+  Collector errors(broker.uri(), "nova/v1/sensor/gw-proc/noisy/error");
+  Collector batches(broker.uri(), "nova/v1/up/gw-proc/metrics");
+  std::vector<std::string> flood;
+  for (int i = 0; i < 200; ++i) flood.push_back(R"({"v":1,"ts":)" + std::to_string(i) + R"(,"values":{"t":"warm"}})");
+  REQUIRE(mosquitto_pub(broker, "nova/v1/sensor/gw-proc/noisy", std::vector(flood.begin(), flood.begin() + 100)) == 0);
+  publish(broker.uri(), "nova/v1/sensor/gw-proc/quiet", R"({"v":1,"ts":1732650000000,"values":{"temp":21.5}})");
+  REQUIRE(mosquitto_pub(broker, "nova/v1/sensor/gw-proc/noisy", std::vector(flood.begin() + 100, flood.end())) == 0);
+
+  testing::AgentProcess agent(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
+  REQUIRE(agent.wait_log("event=sensor_reading_refused", 30s, 200));
+  CHECK(errors.wait_count(200, 30s) == 200);
+  CHECK(agent.text().find("event=sensor_reply_dropped") == std::string::npos);
+  const std::string batch = batches.wait_for(
+      [](const std::string& p) {
+        auto b = schemas::decode_cbor<schemas::MetricsBatch>(p);
+        if (!b) return false;
+        for (const auto& s : b->samples) {
+          if (s.extra.count("sensor.quiet.temp") != 0) return true;
+        }
+        return false;
+      },
+      40s);
+  CHECK_FALSE(batch.empty());
+  agent.signal(SIGTERM);
+}
 
 TEST_CASE("nova-agent answers a malformed sensor reading and sends good ones up in its metrics", "[agent][process][sensors]") {
   testing::Broker broker;

@@ -331,7 +331,35 @@ TEST_CASE("identity keys cannot be changed remotely", "[config]") {
              Catch::StartsWith("config.values.node.site: identity keys cannot be changed"));
   for (const ConfigKey& k : config_keys()) {
     INFO(k.name);
-    CHECK(k.remote == !(k.name == "node.id" || k.name == "node.site"));
-    CHECK(k.required == !k.remote);
+    const bool identity = k.name == "node.id" || k.name == "node.site";
+    const bool task_policy = k.name == "tasks.allow" || k.name == "tasks.user" || k.name == "tasks.allow_root";
+    CHECK(k.remote == !(identity || task_policy));
+    CHECK(k.required == identity);
   }
+}
+
+TEST_CASE("what tasks may run, and as whom, is set only by the agent's file", "[config]") {
+  const AgentConfig current = parse_ok(kIdentity + "tasks:\n  allow: [/bin/sh]\n  user: nobody\n");
+  CHECK(current.tasks.allow == std::vector<std::string>{"/bin/sh"});
+  CHECK_FALSE(current.tasks.allow_root);
+  const std::string why =
+      "only the agent's file sets what tasks may run and as whom; a remote config cannot change it";
+  CHECK(remote_error(current, {{"tasks.allow", std::string("/bin/sh,/usr/bin/id")}}) == "config.values.tasks.allow: " + why);
+  CHECK(remote_error(current, {{"tasks.allow", std::int64_t{1}}}) == "config.values.tasks.allow: " + why);
+  CHECK(remote_error(current, {{"tasks.user", std::string("root")}}) == "config.values.tasks.user: " + why);
+  CHECK(remote_error(current, {{"tasks.allow_root", true}}) == "config.values.tasks.allow_root: " + why);
+  CHECK(remote_error(current, {{"tasks.allow_root", std::string("true")}}) ==
+        "config.values.tasks.allow_root: " + why);
+  // Refused whole: a harmless key beside it does not apply either.
+  CHECK(remote_error(current, {{"tasks.max_concurrent", std::int64_t{3}}, {"tasks.allow", std::string("/usr/bin/id")}}) ==
+        "config.values.tasks.allow: " + why);
+
+  // In the file: absolute paths, one program per name; allow_root is true or false.
+  CHECK(parse_error(kIdentity + "tasks: {allow: [sh]}\n") ==
+        "line 4: tasks.allow: item 0: expected an absolute path, got 'sh'");
+  CHECK(parse_error(kIdentity + "tasks: {allow: [/bin/sh, /usr/bin/sh]}\n") ==
+        "line 4: tasks.allow: items 0 and 1 share the name 'sh', by which a task names the program");
+  CHECK(parse_error(kIdentity + "tasks: {allow_root: yes}\n") ==
+        "line 4: tasks.allow_root: 'yes' is not one of false, true");
+  CHECK(parse_ok(kIdentity + "tasks: {user: root, allow_root: true}\n").tasks.allow_root);
 }

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -95,7 +96,13 @@ struct Harness {
     options.cpu_cores = 4;
     options.sync = false;  // fsync adds nothing to what these tests check
     options.kill_grace_ms = 2000;
+    options.allow = {"/bin/sh", "/bin/sleep", "/bin/true", "/usr/bin/python3"};
+    options.log = [this](const char* level, const std::string& event, const std::string& fields) {
+      log += std::string(level) + " " + event + " " + fields + "\n";
+    };
   }
+
+  std::string log;  // what the runner logged
 
   void open() {
     runner.reset();
@@ -538,27 +545,11 @@ TEST_CASE("a program that cannot be started fails with a clear reason", "[tasks]
   Harness h;
   h.open();
 
-  SECTION("not found in PATH") {
-    h.submit(make_task("t-missing", {"nova-no-such-program", "--flag"}));
-    REQUIRE(h.run_until_results(1));
-    const TaskResult& r = h.only_result();
-    CHECK(r.status == TaskStatus::failed);
-    CHECK(reason_of(r) == "argv[0] 'nova-no-such-program' not found in PATH \"/usr/local/bin:/usr/bin:/bin\"");
-    CHECK_FALSE(r.exit_code.has_value());
-    CHECK_FALSE(r.started_ts.has_value());
-  }
-
-  SECTION("no PATH to search") {
-    h.options.base_env.clear();
-    h.open();
-    h.submit(make_task("t-nopath", {"sh", "-c", "true"}));
-    REQUIRE(h.run_until_results(1));
-    CHECK(reason_of(h.only_result()) == "argv[0] 'sh' has no '/' and the task's environment has no PATH");
-  }
-
   SECTION("a path that is not executable") {
     const fs::path file = h.dir.path / "not-executable";
     std::ofstream(file) << "#!/bin/sh\necho no\n";
+    h.options.allow.push_back(file.string());
+    h.open();
     h.submit(make_task("t-noexec", {file.string()}));
     REQUIRE(h.run_until_results(1));
     CHECK(h.only_result().status == TaskStatus::failed);
@@ -570,6 +561,8 @@ TEST_CASE("a program that cannot be started fails with a clear reason", "[tasks]
     const fs::path file = h.dir.path / "garbage";
     std::ofstream(file) << "\x7f" "ELF garbage";
     fs::permissions(file, fs::perms::owner_all);
+    h.options.allow.push_back(file.string());
+    h.open();
     h.submit(make_task("t-badexec", {file.string()}));
     REQUIRE(h.run_until_results(1));
     CHECK(h.only_result().status == TaskStatus::failed);
@@ -699,4 +692,155 @@ TEST_CASE("tasks in per-task cgroups when a delegated cgroup v2 root exists", "[
     CHECK_THAT(reason_of(h.results.back()), Catch::Contains("memory limit of 64 MB exceeded"));
   }
   h.runner.reset();
+}
+
+// ---- what a task may run (issue 10, item 6) ----------------------------------------------
+
+TEST_CASE("a program the allow-list does not name is refused with the reason, counted and logged", "[tasks][policy]") {
+  Harness h;
+  h.open();
+  const Admission a = h.submit(make_task("t-id", {"/usr/bin/id", "-u"}));
+  CHECK(a.outcome == Admission::Outcome::refused);
+  CHECK(h.submit(make_task("t-bare", {"id"})).outcome == Admission::Outcome::refused);
+  CHECK(h.submit(make_task("t-rel", {"bin/sh", "-c", "true"})).outcome == Admission::Outcome::refused);
+  REQUIRE(h.run_until_results(3));
+  for (const TaskResult& r : h.results) {
+    CHECK(r.status == TaskStatus::refused);
+    CHECK_FALSE(r.started_ts.has_value());
+  }
+  CHECK(reason_of(h.results[0]) == "argv[0] '/usr/bin/id' resolves to /usr/bin/id, which is not a program in tasks.allow");
+  CHECK(reason_of(h.results[1]) == "argv[0] 'id' is not the name of a program in tasks.allow");
+  CHECK_THAT(reason_of(h.results[2]), Catch::Contains("is a relative path"));
+  CHECK(h.runner->counters().refused_by_policy == 3);
+  CHECK(h.runner->counters().refused == 3);
+  CHECK_THAT(h.log, Catch::Contains("warning task_refused task_id=t-id rule=program_not_allowed"));
+
+  SECTION("an empty allow-list refuses every task") {
+    h.options.allow.clear();
+    h.open();
+    h.results.clear();
+    CHECK(h.submit(shell("t-any", "true")).outcome == Admission::Outcome::refused);
+    REQUIRE(h.run_until_results(1));
+    CHECK(reason_of(h.only_result()) == "this agent runs no programs: its tasks.allow list is empty");
+  }
+}
+
+TEST_CASE("neither a symlink nor '..' escapes the allow-list", "[tasks][policy]") {
+  Harness h;
+  h.open();
+  // A link whose name is an allowed program's, pointing at one that is not.
+  const fs::path links = h.dir.path / "bin";
+  fs::create_directories(links);
+  fs::create_symlink("/usr/bin/id", links / "sh");
+  fs::create_symlink("/bin/sh", links / "my-shell");
+  h.submit(make_task("t-link", {(links / "sh").string(), "-u"}));
+  h.submit(make_task("t-dots", {"/bin/../usr/bin/id", "-u"}));
+  // A link to an allowed program is that program, started as the list spells it.
+  h.submit(make_task("t-good-link", {(links / "my-shell").string(), "-c", "echo \"$0\""}));
+  REQUIRE(h.run_until_results(3));
+  std::map<std::string, TaskResult> by_id;
+  for (const TaskResult& r : h.results) by_id[r.task_id] = r;
+  CHECK(by_id["t-link"].status == TaskStatus::refused);
+  CHECK(reason_of(by_id["t-link"]) ==
+        "argv[0] '" + (links / "sh").string() + "' resolves to /usr/bin/id, which is not a program in tasks.allow");
+  CHECK(by_id["t-dots"].status == TaskStatus::refused);
+  CHECK(by_id["t-good-link"].status == TaskStatus::ok);
+  CHECK(by_id["t-good-link"].output == "/bin/sh\n");
+}
+
+TEST_CASE("a task's env may not set PATH, LD_* or other loader variables", "[tasks][policy]") {
+  Harness h;
+  h.open();
+  const std::pair<const char*, const char*> bad[] = {
+      {"LD_PRELOAD", "/tmp/evil-value.so"}, {"LD_LIBRARY_PATH", "/tmp/evil-value"}, {"PATH", "/tmp/evil-value"},
+      {"GCONV_PATH", "/tmp/evil-value"},     {"PYTHONPATH", "/tmp/evil-value"},     {"BASH_ENV", "/tmp/evil-value"},
+      {"HOME", "/tmp/evil-value"},           {"BAD=NAME", "evil-value"}};
+  int n = 0;
+  for (const auto& [name, value] : bad) {
+    Task t = shell("t-env-" + std::to_string(n++), "echo ran");
+    t.env = {{"HARMLESS", "ok"}, {name, value}};
+    CHECK(h.submit(t).outcome == Admission::Outcome::refused);
+  }
+  REQUIRE(h.run_until_results(std::size(bad)));
+  for (std::size_t i = 0; i < std::size(bad); ++i) {
+    INFO(bad[i].first);
+    CHECK(h.results[i].status == TaskStatus::refused);
+    CHECK_THAT(reason_of(h.results[i]), Catch::StartsWith(std::string("env.") + bad[i].first + ": "));
+    CHECK(reason_of(h.results[i]).find("evil-value") == std::string::npos);  // names, not values
+  }
+  CHECK(reason_of(h.results[0]) ==
+        "env.LD_PRELOAD: may not be set by a task: LD_* variables change what programs load");
+  CHECK(h.runner->counters().refused_by_policy == std::size(bad));
+  CHECK_THAT(h.log, Catch::Contains("task_id=t-env-0 rule=env_forbidden"));
+  CHECK(h.log.find("evil-value") == std::string::npos);
+}
+
+TEST_CASE("tasks run as the unprivileged tasks.user, without new privileges or inherited descriptors", "[tasks][policy]") {
+  if (::geteuid() != 0) {
+    WARN("not root: tasks run as the agent's own user, nothing to switch");
+    return;
+  }
+  Harness h;
+  h.options.allow.push_back("/usr/bin/id");
+  h.open();
+  const TaskUser& user = h.runner->task_user();
+  CHECK(user.name == "nobody");
+  CHECK(user.switched);
+  CHECK(user.uid != 0);
+  h.submit(make_task("t-uid", {"id", "-u"}));
+  h.submit(make_task("t-gid", {"/usr/bin/id", "-G"}));
+  // Its HOME is private (0700, its own), NoNewPrivs is set, only 0..2 are open.
+  h.submit(shell("t-env", "stat -c '%a %u' \"$HOME\"; [ \"$HOME\" = \"$TMPDIR\" ] && [ \"$PWD\" = \"$HOME\" ] && echo same;"
+                          " grep NoNewPrivs /proc/self/status; ls /proc/$$/fd; echo \"$USER\""));
+  REQUIRE(h.run_until_results(3));
+  std::map<std::string, TaskResult> by_id;
+  for (const TaskResult& r : h.results) by_id[r.task_id] = r;
+  CHECK(by_id["t-uid"].output == std::to_string(user.uid) + "\n");
+  CHECK(by_id["t-gid"].output == std::to_string(user.gid) + "\n");
+  INFO(by_id["t-env"].output);
+  CHECK(by_id["t-env"].output == "700 " + std::to_string(user.uid) + "\nsame\nNoNewPrivs:\t1\n0\n1\n2\nnobody\n");
+  // The private directory is gone once the task finished.
+  std::size_t left = 0;
+  for (const auto& e : fs::directory_iterator(fs::temp_directory_path())) {
+    if (e.path().filename().string().starts_with("nova-task-t-env-")) ++left;
+  }
+  CHECK(left == 0);
+}
+
+TEST_CASE("root runs tasks only with allow_root", "[tasks][policy]") {
+  if (::geteuid() != 0) {
+    WARN("not root: tasks run as the agent's own user, nothing to switch");
+    return;
+  }
+  Harness h;
+  h.options.allow.push_back("/usr/bin/id");
+  h.options.user = "root";
+  auto refused = TaskRunner::open(h.options, [](const TaskResult&) {});
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message() == "tasks.user: 'root' has uid 0: tasks run as root only with tasks.allow_root: true");
+  h.options.user = "nova-no-such-user";
+  auto missing = TaskRunner::open(h.options, [](const TaskResult&) {});
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().message() == "tasks.user: no user 'nova-no-such-user' on this host");
+
+  h.options.user = "root";
+  h.options.allow_root = true;
+  h.open();
+  CHECK(h.runner->task_user().root);
+  h.submit(make_task("t-root", {"id", "-u"}));
+  REQUIRE(h.run_until_results(1));
+  CHECK(h.only_result().output == "0\n");
+}
+
+TEST_CASE("a task queued before a restart meets the allow-list in force when it starts", "[tasks][policy]") {
+  Harness h;
+  h.options.allow.push_back("/usr/bin/id");
+  h.open();
+  CHECK(h.submit(make_task("t-queued-id", {"id", "-u"})).outcome == Admission::Outcome::queued);
+  h.options.allow.pop_back();  // the operator removed it, then the agent restarted
+  h.open();
+  REQUIRE(h.run_until_results(1));
+  CHECK(h.only_result().status == TaskStatus::refused);
+  CHECK(reason_of(h.only_result()) == "argv[0] 'id' is not the name of a program in tasks.allow");
+  CHECK(h.runner->counters().refused_by_policy == 1);
 }

@@ -513,7 +513,7 @@ def rest_cases(s):
            body=nested_json(10000).encode(), headers=js)
     s.http("REST: wrong content type, body not JSON", "POST", api + "/workloads", 400, "",
            body=b"argv=/bin/echo", headers={"Content-Type": "application/x-www-form-urlencoded"})
-    s.http("REST: body over 1 MiB", "POST", api + "/workloads", 413, "413",
+    s.http("REST: body over 1 MiB", "POST", api + "/workloads", 413, "larger than",
            body=b"{" + b" " * (2 << 20) + b"}", headers=js)
     s.http("REST: cluster garbage", "POST", api + "/clusters", 400, "", body=b"[]", headers=js)
     s.http("REST: optimize k=0", "POST", api + "/edge/optimize?k=0", 400, "k",

@@ -135,7 +135,7 @@ class Agent(Process):
             f.write(f"node: {{id: {self.NODE}, site: {self.SITE}, level: 4, capabilities: [{self.CAPABILITY}]}}\n"
                     f"mqtt: {{uri: \"{broker_uri}\", reconnect_min_ms: 100, reconnect_max_ms: 1000}}\n"
                     f"outbox: {{dir: {directory}/outbox}}\n"
-                    f"tasks: {{dir: {directory}/tasks}}\n"
+                    f"tasks: {{dir: {directory}/tasks, allow: [/bin/true, /bin/echo]}}\n"
                     "metrics: {interval_ms: 200, batch_interval_s: 10, encoding: plain}\n"
                     "drain: {jitter_ms: 0}\n"
                     "limits: {max_cpu_pct: 100, max_memory_pct: 100, min_free_memory_mb: 0}\n")

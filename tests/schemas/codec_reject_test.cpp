@@ -258,3 +258,42 @@ TEST_CASE("errors inside a compressed batch name the sample", "[codec][reject]")
   z["data"] = "AAAA";
   CHECK(json_error<MetricsBatch>(z.dump()) == "batch.data: not a zstd frame");
 }
+
+TEST_CASE("an error reason quoting invalid UTF-8 input is itself valid UTF-8", "[codec][reject]") {
+  // nlohmann quotes the last bytes read; the 0xff byte, inside a string or after the
+  // document, must not reach the reason raw (an error reply encoding it would throw).
+  for (std::string_view input : {std::string_view("{\"v\":1,\"ts\":1,\"values\":{\"t\xff\":1}}"),
+                                 std::string_view("{\"v\":1,\"ts\":1,\"values\":{\"t\":1}}\xff")}) {
+    auto r = decode_json<SensorReading>(input);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().whole_input);
+    CHECK(printable_utf8(r.error().reason) == r.error().reason);
+    CHECK_THAT(r.error().reason, Catch::Contains("\\xff"));
+    SensorError reply{"s", 1, "", r.error().reason};
+    CHECK(decode_json<SensorError>(encode_json(reply)).ok());
+  }
+}
+
+TEST_CASE("printable_utf8 keeps UTF-8 and escapes every other byte", "[codec]") {
+  CHECK(printable_utf8("clé ok") == "clé ok");
+  CHECK(printable_utf8("a\xff" "b") == "a\\xffb");
+  CHECK(printable_utf8("\xc3") == "\\xc3");           // a sequence cut short
+  CHECK(printable_utf8("\xed\xa0\x80") == "\\xed\\xa0\\x80");  // a surrogate
+  CHECK(printable_utf8("line\n") == "line\\x0a");
+}
+
+TEST_CASE("an encoder never throws on text that is not UTF-8", "[codec]") {
+  SensorError bad{"s", 1, "reading", "raw \xff byte"};
+  const std::string json_text = encode_json(bad);  // nlohmann would throw type_error 316
+  CHECK(decode_json<SensorError>(json_text).ok());
+}
+
+TEST_CASE("input that is not a well-formed document is flagged whole_input, a bad member is not", "[codec][reject]") {
+  auto whole = [](const Bytes& b) { return decode_cbor<SensorReading>(std::span<const std::uint8_t>(b)).error().whole_input; };
+  CHECK(whole(Bytes{}));
+  CHECK(whole(Bytes{0xa1, 0x61, 0x76}));  // truncated inside "v"
+  CHECK(whole(Bytes{0x1c}));
+  CHECK(decode_json<SensorReading>(R"({"v":1,)").error().whole_input);
+  CHECK_FALSE(decode_json<SensorReading>(R"({"v":1,"ts":1,"values":{"t":"warm"}})").error().whole_input);
+  CHECK_FALSE(decode_json<SensorReading>(R"([1])").error().whole_input);
+}

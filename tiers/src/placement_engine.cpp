@@ -933,8 +933,9 @@ std::string PlacementEngine::Impl::verify() const {
       auto t = target_ids.find(target);
       if (t == target_ids.end()) return who + "latency target '" + target + "' not indexed";
       const auto& list = lat_lists[t->second];
+      const double want = std::max(0.0, ms);  // clang 14 cannot capture a structured binding
       const auto n = std::count_if(list.begin(), list.end(), [&](const LatEntry& e) {
-        return e.slot == i && e.ms == std::max(0.0, ms);
+        return e.slot == i && e.ms == want;
       });
       if (n != 1) return who + "latency to '" + target + "' indexed " + std::to_string(n) + " times";
     }

@@ -41,6 +41,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -121,7 +122,8 @@ struct AgentCounters {
   std::uint64_t published = 0;      // publishes acknowledged by the broker
   std::uint64_t resends = 0;        // go-back-N restarts (of one stream each)
   std::uint64_t acks = 0;           // valid end-to-end acks applied
-  std::uint64_t bad_messages = 0;   // malformed or misaddressed downward messages
+  std::uint64_t bad_messages = 0;   // malformed or misaddressed messages, and messages whose handling failed
+  std::uint64_t handler_failures = 0;  // of those, messages whose handler threw (a bug; fuzzers watch this)
   std::uint64_t connects = 0;
   std::uint64_t outbox_errors = 0;
   std::uint64_t outbox_records = 0;  // gauge: records awaiting an end-to-end ack
@@ -130,6 +132,8 @@ struct AgentCounters {
   std::uint64_t reconfigurations = 0;
   std::uint64_t sensor_readings = 0;  // third-party readings accepted (sensors.h)
   std::uint64_t sensor_refused = 0;   // readings refused with an error reply
+  std::uint64_t sensor_replies_sent = 0;     // error replies handed to the broker
+  std::uint64_t sensor_replies_dropped = 0;  // error replies dropped: their sensor had 256 waiting
   std::uint64_t alerts = 0;           // alerts stored (warning, critical and recoveries)
   std::uint64_t decisions = 0;        // decision records stored
   std::uint64_t models_applied = 0;   // models put in force (a refused one is a bad message)
@@ -171,6 +175,14 @@ class Agent {
                 std::chrono::milliseconds timeout) const;
   bool connected() const;
 
+  // One message as if it had arrived from the broker on a subscribed topic: its durable
+  // hand-over (tasks go to the inbox first) and then its handling, exactly as the loop
+  // does. Loop thread only (before run(), or from a fuzzer that never calls run()).
+  // Never throws: a message whose handling throws is counted and logged as a bad
+  // message, and the agent goes on (Paho acknowledged it, so the broker will not
+  // deliver it again).
+  void deliver(const std::string& topic, const std::string& payload);
+
  private:
   Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox> outbox,
         std::unique_ptr<Inbox> inbox);
@@ -180,7 +192,15 @@ class Agent {
   void on_connected(Clock::time_point now);
   void on_disconnected(Clock::time_point now, const std::string& reason);
   void on_subscribed(Clock::time_point now, const UplinkEvent& e);
+  // Takes a message from Paho's thread before it is acknowledged (tasks: the inbox).
+  void hand_over(const std::string& topic, const std::string& payload);
+  // on_message (or any handler) run so that nothing it throws escapes.
+  template <class Fn>
+  void guarded(const std::string& topic, Fn handler);
   void on_message(const std::string& topic, const std::string& payload);
+  // Publishes waiting sensor error replies while the uplink has room (uplink.h: Paho
+  // refuses publishes past its buffer, so replies wait here rather than be lost).
+  void send_sensor_replies();
   void on_sensor_reading(const topics::SensorTopic& topic, const std::string& payload);
   void on_task(const std::string& topic, const std::string& payload);
   void on_model(const std::string& topic, const std::string& payload);
@@ -188,6 +208,8 @@ class Agent {
   // decisions: "<stream>-<seq>") filled in, encoded, appended to the outbox.
   template <class T>
   bool append_record(const char* stream, Priority priority, T& record);
+  // Stores `samples` as one metrics batch, or as several when one would not decode.
+  void store_batch(std::span<const schemas::MetricSample> samples);
   void apply_pending_tuning();
   void update_backlog();
   void on_ack(const std::string& topic, const std::string& payload);
@@ -207,6 +229,7 @@ class Agent {
   std::string task_topic_;
   std::unique_ptr<Uplink> uplink_;
   SensorIngest sensors_;
+  SensorReplies sensor_replies_;
   DecisionEngine decisions_;
   std::vector<Firing> firings_;  // reused for each sample's decisions
   std::vector<schemas::MetricSample> open_batch_;

@@ -13,6 +13,7 @@
 //   limits.max_cpu_pct: value 150 is out of range 1..100
 //   node.id: required key is missing
 //   config.values.node.site: identity keys cannot be changed remotely (...)
+//   config.values.tasks.allow: only the agent's file sets what tasks may run (...)
 // Unknown keys are errors, as in the topology file: a misspelt key must not silently
 // leave its default in force.
 #pragma once
@@ -87,6 +88,10 @@ struct AgentConfig {
     std::string dir = "/var/lib/nova-agent/tasks";
     std::uint32_t max_concurrent = 2;
     std::uint32_t output_tail_bytes = 4096;  // kept of stdout+stderr; the schema's maximum
+    // What a task may run and as whom: file only (see TaskRunnerOptions in tasks.h).
+    std::vector<std::string> allow;  // absolute paths; empty: every task is refused
+    std::string user = "nobody";     // applies when the agent runs as root
+    bool allow_root = false;
     friend bool operator==(const Tasks&, const Tasks&) = default;
   } tasks;
   // Local decisions (decisions.h): warning and critical levels of the core gauges,

@@ -27,6 +27,16 @@
 //   - The runner has no threads and no MQTT dependency: it keeps queueing, starting and
 //     finishing tasks while every uplink is down. The sink is called only from poll().
 //
+// What a task may run (local policy; see TaskRunnerOptions::allow and docs/agent.md):
+//   - argv[0] must name a program of the allow-list, after resolving symlinks and "..";
+//     an empty list refuses every task. A task's env may not set PATH, LD_*, HOME and
+//     other variables that change what a program loads (forbidden_env_reason()).
+//     Either refusal is status refused, with the reason in the result, counted in
+//     refused_by_policy and logged (task id and rule only).
+//   - When the agent is root, the child drops to TaskRunnerOptions::user (setgroups,
+//     setgid, setuid) unless allow_root; it always gets PR_SET_NO_NEW_PRIVS, no
+//     inherited descriptors but stdin/stdout/stderr, and a private HOME/TMPDIR.
+//
 // Limits and how they are enforced (see docs/agent.md, "Tasks"):
 //   - timeout_ms: SIGTERM to the task's process group at the deadline, SIGKILL (and
 //     cgroup.kill) after kill_grace_ms -> status timeout.
@@ -107,10 +117,30 @@ struct TaskRunnerOptions {
   // the agent itself in a leaf, so the root can enable controllers for its children).
   // Empty: no cgroups; memory is limited by RLIMIT_AS and CPU is not limited.
   std::filesystem::path cgroup_root;
-  // The whole environment a task starts with, before NOVA_TASK_ID and the task's own env
-  // (which may override these). The agent's own environment is never inherited.
+  // What a task may run and as whom: local settings only (the agent's file), never
+  // taken from a message. See docs/agent.md, "What a task may run".
+  //
+  // Programs a task may name: absolute paths. argv[0] is either one of these (any
+  // spelling that resolves, through symlinks and "..", to the same file) or the bare
+  // file name of one ("sh" for "/bin/sh"; two entries may not share a name). The
+  // program receives argv[0] as the list spells it. Empty: every task is refused.
+  std::vector<std::string> allow;
+  // The account tasks run as when the agent runs as root (setgroups/setgid/setuid in
+  // the child). An agent that is not root cannot switch: its tasks run as itself.
+  std::string user = "nobody";
+  bool allow_root = false;  // false: a `user` with uid 0 makes open() fail
+  // The environment a task starts with, before the runner's own variables (NOVA_TASK_ID,
+  // HOME, TMPDIR, USER, LOGNAME) and the task's env. A task's env may add variables but
+  // never set these or any that change what a program loads (forbidden_env_reason()).
+  // The agent's own environment is never inherited.
   std::map<std::string, std::string> base_env = {{"PATH", "/usr/local/bin:/usr/bin:/bin"}};
-  std::filesystem::path work_dir;  // children's cwd; empty: the agent's
+  // Each task gets a private directory here (mode 0700, owned by the task's user), its
+  // HOME and TMPDIR, removed when it finishes. Empty: the system's temporary directory.
+  std::filesystem::path scratch_root;
+  std::filesystem::path work_dir;  // children's cwd; empty: the task's private directory
+  // Structured log sink (level, event, logfmt fields), as the agent's. Policy refusals
+  // are logged with the task id and the rule, never with argv or env values.
+  std::function<void(const char* level, const std::string& event, const std::string& fields)> log;
   bool sync = true;                // fsync every state change
   // LevelDB memory, kept small: the store holds a few hundred small records. (LevelDB
   // raises max_open_files to at least 74; it opens table files lazily, so a store this
@@ -135,6 +165,16 @@ struct LimitSupport {
   std::string detail;          // how it was decided, or why not, for logs and docs
 };
 
+// Whom tasks run as, decided once when the runner opens.
+struct TaskUser {
+  std::string name;   // the account's name (the agent's own when it cannot switch)
+  unsigned uid = 0;
+  unsigned gid = 0;
+  bool switched = false;  // the child changes to uid/gid before execve
+  bool root = false;      // tasks run with uid 0 (tasks.allow_root)
+  std::string detail;     // for logs and docs
+};
+
 // For metrics. Gauges describe now; the rest count since open.
 struct TaskCounters {
   std::uint64_t queued = 0;    // gauge: waiting to start (deferred ones included)
@@ -145,6 +185,7 @@ struct TaskCounters {
   std::uint64_t timed_out = 0;   // status timeout
   std::uint64_t killed = 0;      // status killed
   std::uint64_t refused = 0;     // status refused
+  std::uint64_t refused_by_policy = 0;  // of those: program not allowed, forbidden env
   std::uint64_t duplicates = 0;  // submits ignored as already known
   std::uint64_t deferrals = 0;   // times a task went from startable to deferred
   std::uint64_t storage_errors = 0;   // LevelDB writes that failed
@@ -168,6 +209,12 @@ struct RunningTaskInfo {
 // Receives every result; the runner fills everything but `position`. Must not throw,
 // and must not call back into the runner.
 using TaskResultSink = std::function<void(const TaskResult&)>;
+
+// Why a task's environment variable `name` may not be set by a task, if it may not:
+// names of the runner's own variables, PATH, the dynamic loader's (LD_*), glibc's and
+// interpreters' (GCONV_PATH, PYTHON*, PERL5LIB, NODE_OPTIONS, BASH_ENV, ...) and names
+// that are not [A-Za-z_][A-Za-z0-9_]*.
+std::optional<std::string> forbidden_env_reason(const std::string& name);
 
 class TaskRunner {
  public:
@@ -209,6 +256,7 @@ class TaskRunner {
   std::vector<QueuedTaskInfo> queued() const;  // in start order
   std::vector<RunningTaskInfo> running() const;
   const LimitSupport& limit_support() const;
+  const TaskUser& task_user() const;
 
   TaskRunner(const TaskRunner&) = delete;
   TaskRunner& operator=(const TaskRunner&) = delete;

@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "nova/cloud/service.h"
+#include "nova/common/log.h"
 #include "nova/schemas/result.h"
 
 namespace nova::cloud {
@@ -34,6 +35,10 @@ struct CloudConfig {
   struct Liveness {
     std::uint32_t heartbeat_timeout_s = 180;  // silent this long -> not placeable, failover
   } liveness;
+  struct Log {
+    common::LogLevel level = common::LogLevel::info;     // lines below it are not written
+    common::LogFormat format = common::LogFormat::logfmt;  // or json: one object per line
+  } log;
   struct Http {
     std::string listen = "127.0.0.1";
     std::uint16_t port = 8080;        // 0: any free port (printed at start)

@@ -4,6 +4,8 @@
 //   {"error":"workload.res.cpu_millis: expected unsigned integer, got text string"}
 //
 //   GET    /api/v1/health                 liveness of the service and its MQTT session
+//   GET    /readyz                        200 ready, 503 with the reasons (not connected,
+//                                         a subscription that does not deliver)
 //   GET    /api/v1/nodes                  every node with its liveness
 //   GET    /api/v1/nodes/{id}             one node
 //   GET    /api/v1/nodes/{id}/metrics     ?from=&to= (ms) &resolution=raw|1m
@@ -28,7 +30,9 @@
 
 namespace httplib {
 class Server;
-}
+struct Request;
+struct Response;
+}  // namespace httplib
 
 namespace nova::cloud {
 
@@ -37,6 +41,24 @@ struct HttpOptions {
   std::uint16_t port = 8080;  // 0: any free port
   std::string dashboard_dir;  // empty: the built-in dashboard
   std::size_t max_body_bytes = 1 << 20;
+};
+
+// Every route and its handler, as a table: HttpApi installs them into httplib, and a
+// fuzzer (or a test) can call handle() with a request and no socket.
+class HttpRoutes {
+ public:
+  HttpRoutes(CloudService& service, const HttpOptions& options);
+  ~HttpRoutes();
+  // What the server does with a parsed request: the first route whose method matches and
+  // whose pattern matches the whole path (req.matches is set, as httplib does), else 404;
+  // 200 when the handler set no status; then the error handler fills the body of an error left without one. A handler's
+  // exception propagates (the server answers 500; a fuzzer reports a crash).
+  void handle(httplib::Request& req, httplib::Response& res) const;
+  void install(httplib::Server& server) const;
+
+ private:
+  struct Table;
+  std::unique_ptr<Table> table_;
 };
 
 class HttpApi {

@@ -29,6 +29,11 @@
 // to a second instance before the first one's ack is seen can be stored by both; the
 // union of the stores is exactly once after dedup on (node, stream, seq).
 //
+// The cloud's own records: the workloads, placements and clusters an instance knows are
+// kept here too (put_cloud_record), because the broker's retained copies are only a cache
+// for subscribers: a broker that loses its retained store (in memory, a lost disk) must
+// not make nova-cloud forget them. They are never swept.
+//
 // Retention: raw metric batches are kept for `raw_retention`, per-minute aggregates
 // (count/min/mean/max of the core gauges) for `downsampled_retention`; sweep() deletes
 // what is older. Task results, decisions and alerts are kept until sweep()'s
@@ -99,6 +104,13 @@ struct MinuteAggregate {
   std::map<std::string, GaugeStats> gauges;  // "cpu", "mem", "disk", "load1", "net_rx", "net_tx", "temp"
 };
 
+// One of the cloud's own records, as published retained on nova/v1/cloud/<kind>/<id>.
+struct CloudRecord {
+  std::string kind;     // "workload", "placement", "cluster"
+  std::string id;
+  std::string payload;  // CBOR, as published
+};
+
 struct StoreCounters {
   std::uint64_t records = 0;     // distinct records stored
   std::uint64_t duplicates = 0;  // records refused as already stored
@@ -134,6 +146,14 @@ class IngestStore {
                                              std::size_t limit = 100000);
   std::vector<MinuteAggregate> aggregates(const std::string& node, Timestamp from, Timestamp to);
   std::optional<schemas::TaskResult> result(const std::string& node, const std::string& task_id);
+
+  // Keeps (or, with an empty payload, forgets) a cloud record. `sync`: wait for the disk
+  // (what this instance decided) or not (a copy of what a peer published, which the
+  // broker and the peer still hold).
+  schemas::Status put_cloud_record(const std::string& kind, const std::string& id, const std::string& payload,
+                                   bool sync);
+  // Every cloud record kept, ordered by kind then id.
+  std::vector<CloudRecord> cloud_records();
 
   // Deletes history older than the retention periods, measured back from `now`.
   // Returns the number of entries deleted.

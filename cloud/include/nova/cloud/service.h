@@ -17,6 +17,14 @@
 // Records of a node whose birth has not been seen yet are stored; their ack waits for
 // the birth (the birth names the site path the ack topic needs).
 //
+// Every subscription is checked (subscriptions.h): its SUBACK, then a probe through it.
+// A filter that does not deliver is logged, counted, subscribed again, and fails
+// readiness() until it delivers.
+//
+// The cloud's own records (workloads, placements, clusters) are kept in the store and
+// loaded at start; after each (re)connect, once the retained records had a second to
+// arrive, this instance publishes again the ones it owns (workloads.h, Durability).
+//
 // Bad input never stops the service: an undecodable payload, a record whose node differs
 // from its topic, an unknown kind -- each is logged with the reason and counted by kind.
 #pragma once
@@ -33,6 +41,7 @@
 
 #include "nova/cloud/ingest_store.h"
 #include "nova/cloud/live_topology.h"
+#include "nova/cloud/subscriptions.h"
 #include "nova/schemas/messages.h"
 #include "nova/schemas/result.h"
 
@@ -51,6 +60,8 @@ struct CloudOptions {
   std::chrono::milliseconds heartbeat_timeout{180'000};
   std::chrono::milliseconds sweep_interval{3'600'000};
   std::size_t max_group = 512;  // records per synced write
+  SubscriptionTiming subscriptions;
+  std::chrono::milliseconds republish_delay{1000};  // after the cloud filter's SUBACK
   LogFn log;
 };
 
@@ -66,6 +77,9 @@ struct CloudCounters {
   std::uint64_t store_errors = 0;
   std::map<std::string, std::uint64_t> rejected;  // by reason class, e.g. "undecodable"
   std::uint64_t liveness_changes = 0;
+  std::uint64_t subscriptions_refused = 0;  // a filter refused or deaf, each time
+  std::uint64_t shared_fallbacks = 0;     // shared filters replaced by plain ones
+  std::uint64_t republished = 0;          // cloud records published again after a connect
   std::uint64_t queue_depth = 0;          // gauge
   bool connected = false;                 // gauge
 };
@@ -73,6 +87,14 @@ struct CloudCounters {
 class CloudService {
  public:
   static schemas::Result<std::unique_ptr<CloudService>> start(CloudOptions options);
+  // Without a broker, for fuzzing and tests of the handlers: nothing connects, no thread
+  // runs, publishes go to `sink`, and messages enter through deliver().
+  using PublishSink = std::function<void(const std::string& topic, const std::vector<std::uint8_t>& payload, bool retained)>;
+  static schemas::Result<std::unique_ptr<CloudService>> start_detached(CloudOptions options, PublishSink sink);
+  // Handles one message on the caller's thread exactly as one arriving from the broker
+  // (the same function the MQTT callback and the ingest thread run). Detached only.
+  void deliver(const std::string& topic, const std::string& payload, bool retained);
+
   ~CloudService();  // stops
   CloudService(const CloudService&) = delete;
   CloudService& operator=(const CloudService&) = delete;
@@ -93,6 +115,9 @@ class CloudService {
   // Live nova-cloud instances (this one included once its presence record came back).
   std::vector<std::string> instances() const;
   CloudCounters counters() const;
+  // Why this instance cannot serve fully now (not connected, a subscription that does not
+  // deliver); empty when ready.
+  std::vector<std::string> readiness() const;
   IngestStore& store() { return *store_; }
   Workloads& workloads() { return *workloads_; }
   const CloudOptions& options() const { return options_; }
@@ -104,6 +129,8 @@ class CloudService {
  private:
   class Impl;
   explicit CloudService(CloudOptions options);
+  // Opens the store, builds the workload manager and loads the kept cloud records.
+  static schemas::Result<std::unique_ptr<CloudService>> prepare(CloudOptions options);
 
   CloudOptions options_;
   std::unique_ptr<IngestStore> store_;

@@ -39,6 +39,15 @@
 // by the survivors. An instance that receives a submission it does not own publishes
 // the spec; the owner places it.
 //
+// Durability: the broker's retained records are a cache for subscribers, not the record.
+// Every record this instance publishes (spec, placement, cluster) or accepts from the
+// broker is kept through `persist` first (CloudService keeps them in its IngestStore),
+// restore() loads them at start, and republish_owned() publishes again what this
+// instance owns after each (re)connect -- so a broker that lost its retained store gets
+// everything back. Where the broker disagrees with the store, the owner's copy wins,
+// except a placement with a higher revision, which is newer (a previous owner's) and is
+// taken into the store like any other record from the broker.
+//
 // Thread-safe: REST threads submit while the ingest thread reports results and
 // liveness.
 #pragma once
@@ -63,6 +72,10 @@ namespace nova::cloud {
 
 using PublishFn = std::function<bool(const std::string& topic, const std::vector<std::uint8_t>& payload, bool retained)>;
 using NodesFn = std::function<std::vector<NodeView>()>;
+// Keeps a cloud record durably; an empty payload forgets it. `own`: this instance decided
+// it (wait for the disk), else it is a copy of a record from the broker.
+using PersistFn = std::function<void(topics::CloudKind kind, const std::string& id, const std::vector<std::uint8_t>& payload,
+                                     bool own)>;
 using WorkloadLogFn = std::function<void(const char* level, const std::string& event, const std::string& fields)>;
 
 enum class Phase { pending, running, succeeded, failed, deleted };
@@ -113,6 +126,19 @@ class Workloads {
  public:
   // `self`: this instance's id; `shared`: other instances may run (ownership applies).
   Workloads(PublishFn publish, NodesFn nodes, WorkloadLogFn log, std::string self = "nova-cloud", bool shared = false);
+
+  // Set before any traffic: where records are kept (see Durability above).
+  void set_persistence(PersistFn persist);
+  // Loads a record kept by an earlier run, as if it came retained from the broker
+  // (nothing is persisted again).
+  void restore(topics::CloudKind kind, const std::string& id, const std::string& payload);
+  // A result kept in the store for the current run of a restored workload: an ended run
+  // (ok, failed, timeout, killed) stays ended across a restart. Counts nothing.
+  void restore_result(const schemas::TaskResult& result);
+  // Publishes again, retained, every record this instance owns: each workload's spec and
+  // placement (an empty record for one deleted meanwhile) and each cluster. Returns how
+  // many messages were published.
+  std::size_t republish_owned();
 
   // The live instances (always including this one), from their presence records.
   void set_instances(std::set<std::string> instances, Timestamp now);

@@ -15,6 +15,7 @@
 // Until then: info, logfmt.
 #pragma once
 
+#include <array>
 #include <string>
 #include <string_view>
 
@@ -22,6 +23,9 @@ namespace nova::common {
 
 enum class LogLevel { debug, info, warning, error };
 enum class LogFormat { logfmt, json };
+// The config files' spellings, in the enums' order.
+inline constexpr std::array<std::string_view, 4> kLogLevelNames{"debug", "info", "warning", "error"};
+inline constexpr std::array<std::string_view, 2> kLogFormatNames{"logfmt", "json"};
 
 void set_log_options(LogLevel level, LogFormat format);
 

@@ -59,6 +59,11 @@ Result<T> decode_json(std::string_view input, const Limits& limits = {});
 // decode_cbor(encode_cbor(b)) == quantize(b) for every valid qdelta batch b.
 MetricsBatch quantize(const MetricsBatch& batch);
 
+// `bytes` as valid UTF-8 text, for error reasons and logs that quote untrusted input:
+// well-formed UTF-8 is kept, and each byte that is not part of it, or is a control byte,
+// becomes the four characters "\xNN". Never throws on any input.
+std::string printable_utf8(std::string_view bytes);
+
 // The root name a message type's error paths start with ("batch", "reading", ...).
 template <class T>
 std::string_view root_name();

@@ -16,6 +16,10 @@ struct Error {
   std::string path;
   // Human-readable reason, e.g. "expected float, got text string".
   std::string reason;
+  // True when the input is not a well-formed document at all (empty, over the size
+  // limit, truncated, malformed CBOR, invalid JSON, trailing bytes): no member is at
+  // fault, whatever position `path` names. Replies to a sender use field "" then.
+  bool whole_input = false;
 
   // "path: reason", or just "reason" when there is no path.
   std::string message() const { return path.empty() ? reason : path + ": " + reason; }

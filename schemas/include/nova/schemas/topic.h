@@ -1,7 +1,7 @@
 // The MQTT topic grammar of the NovaCron topic API (schemas/topics.md is its prose form).
 //
 //   nova/v1/up/<node>/<kind>                      upward, bridged toward the cloud only
-//   nova/v1/up/<node>/sensor/<sensor>             upward derived sensor data
+//   nova/v1/up/<node>/sensor/<sensor>             reserved (sensor data goes up in metrics)
 //   nova/v1/down/<site>/.../<site>/<node>/<kind>  downward, addressed by site path
 //   nova/v1/sensor/<node>/<sensor>                third-party readings, never bridged
 //   nova/v1/sensor/<node>/<sensor>/error          reply when a reading is refused

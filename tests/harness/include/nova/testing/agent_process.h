@@ -13,6 +13,9 @@
 
 namespace nova::testing {
 
+// The programs the tests' tasks run (tasks.allow); tasks run as the default tasks.user.
+inline constexpr const char* kTestTaskPrograms = "/bin/sh, /bin/true, /bin/echo, /bin/sleep";
+
 // A config for a test agent: fast reconnect, admission limits at their loosest (tests
 // must not depend on whatever else runs on the machine; the loosest CPU limit still
 // defers a task while host CPU plus the task's cpu_millis share exceeds 100 %, so tests
@@ -25,7 +28,7 @@ inline void write_agent_config(const std::filesystem::path& file, const std::str
   out << "node: {id: " << node << ", site: " << site << ", level: " << level << "}\n"
       << "mqtt: {uri: \"" << uri << "\", reconnect_min_ms: 100, reconnect_max_ms: 1000}\n"
       << "outbox: {dir: " << (dir / "outbox").string() << "}\n"
-      << "tasks: {dir: " << (dir / "tasks").string() << "}\n"
+      << "tasks: {dir: " << (dir / "tasks").string() << ", allow: [" << kTestTaskPrograms << "]}\n"
       << "limits: {max_cpu_pct: 100, max_memory_pct: 100, min_free_memory_mb: 0}\n"
       << extra;
   out.close();
@@ -40,6 +43,8 @@ class AgentProcess {
   }
 
   pid_t pid() const { return child_.pid(); }
+  // False once the process exited, for whatever reason (a crash included).
+  bool running() { return child_.running(); }
   // Sends `sig` and reaps the process; returns its wait status (0 if it was gone).
   int signal(int sig) { return child_.signal(sig); }
   // Waits for the agent to exit by itself; returns its wait status.

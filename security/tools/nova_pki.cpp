@@ -1,0 +1,333 @@
+// nova-pki: makes and keeps a NovaCron PKI folder (docs/security.md): the offline root,
+// regional intermediates, leaf identities, CRLs, renewal, device export, Ed25519 signing
+// keys, and everything a topology file needs in one command.
+//
+// Exit codes: 0 ok; 1 failure (a file cannot be read or written, a CA key needed for the
+// operation is not present, some renewals failed); 2 refused argument (invalid or
+// conflicting with the PKI: an unknown role, a bad name, an identity already issued, a
+// region without an intermediate, a root that already exists, an invalid topology).
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <iostream>
+#include <map>
+#include <set>
+
+#include "nova/security/pki.h"
+#include "nova/tiers/topology.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace nova;
+using security::Error;
+
+constexpr int kOk = 0;
+constexpr int kFailure = 1;
+constexpr int kRefused = 2;
+
+// The library names the field at fault; on the command line that field is an option.
+const std::set<std::string, std::less<>> kArguments = {"dir", "name",     "region", "role", "days",
+                                                       "san", "backdate", "within", "to"};
+
+int fail(const Error& error) {
+  const bool argument = kArguments.contains(error.path);
+  std::cerr << "nova-pki: " << (argument ? "--" : "") << error.message() << '\n';
+  return argument ? kRefused : kFailure;
+}
+
+int fail_usage(const std::string& message) {
+  std::cerr << "nova-pki: " << message << '\n';
+  return kRefused;
+}
+
+std::string date_of(security::Clock::time_point t) {
+  const std::time_t tt = security::Clock::to_time_t(t);
+  std::tm tm{};
+  ::gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+void print_issued(const security::CertificateInfo& info) {
+  std::cout << info.common_name << " serial " << info.serial_hex << " issuer "
+            << info.issuer_common_name << " valid until " << date_of(info.not_after) << '\n';
+}
+
+// The CN an identity argument names: the CN itself, or a role's name turned into one.
+std::optional<std::string> identity_cn(const std::string& role, const std::string& name,
+                                       int& code) {
+  if (role.empty()) return name;
+  auto parsed = security::parse_role(role);
+  if (!parsed) {
+    code = fail(parsed.error());
+    return std::nullopt;
+  }
+  auto cn = security::common_name(*parsed, name);
+  if (!cn) {
+    code = fail(cn.error());
+    return std::nullopt;
+  }
+  return *cn;
+}
+
+// --- topology ----------------------------------------------------------------------------
+
+// The region a site belongs to: its level-2 ancestor (or itself), "cloud" for the root.
+std::string region_of(const tiers::Topology& topology, const tiers::Site& site) {
+  if (site.is_root()) return "cloud";
+  if (site.level() == 2) return site.id();
+  for (const tiers::Site* s : topology.ancestors(site)) {
+    if (s->level() == 2) return s->id();
+  }
+  return "cloud";  // a site directly under the root but deeper than level 2
+}
+
+// The listener's address as a SAN, unless the fixed loopback SANs already cover it.
+std::vector<std::string> listener_sans(const tiers::Listener& listener) {
+  const std::string& a = listener.address;
+  if (a.empty() || a == "127.0.0.1" || a == "localhost" || a == "0.0.0.0" || a == "::") return {};
+  const bool ip =
+      a.find_first_not_of("0123456789.") == std::string::npos || a.find(':') != std::string::npos;
+  return {(ip ? "IP:" : "DNS:") + a};
+}
+
+int cmd_topology(security::Pki& pki, const fs::path& file, int days) {
+  const auto started = std::chrono::steady_clock::now();
+  auto topology = tiers::Topology::load(file);
+  if (!topology) return fail_usage("invalid topology: " + topology.error().message());
+
+  // Every identity the topology needs, and what it is (for an error naming both sides
+  // of a clash).
+  struct Wanted {
+    security::IssueRequest request;
+    std::string what;
+  };
+  std::vector<Wanted> wanted;
+  std::set<std::string> regions{"cloud"};
+  for (const auto& site : topology->sites()) {
+    const std::string region = region_of(*topology, site);
+    if (site.level() == 2 && region == "cloud") {
+      return fail_usage(
+          "invalid topology: site 'cloud': a regional site may not be called 'cloud' (the cloud's "
+          "region)");
+    }
+    regions.insert(region);
+    wanted.push_back(
+        {{security::Role::broker, site.id(), region, listener_sans(site.spec.listener), days, 0},
+         "site '" + site.id() + "' (broker)"});
+    if (!site.is_root()) {
+      wanted.push_back({{security::Role::bridge, site.id(), region, {}, days, 0},
+                        "site '" + site.id() + "' (bridge)"});
+    }
+  }
+  for (const auto& node : topology->nodes()) {
+    wanted.push_back({{security::Role::node,
+                       node.id,
+                       region_of(*topology, topology->site(node.site)),
+                       {},
+                       days,
+                       0},
+                      "node '" + node.id + "'"});
+  }
+  wanted.push_back(
+      {{security::Role::cloud, "nova-cloud", "cloud", {}, days, 0}, "the cloud service"});
+
+  // One CN, one identity: "already issued" must never hide a second identity that would
+  // reuse another's certificate (and its rights under use_identity_as_username).
+  std::map<std::string, std::string> owner_of;  // CN -> what
+  for (const auto& w : wanted) {
+    auto cn = security::common_name(w.request.role, w.request.name);
+    if (!cn) return fail_usage("invalid topology: " + w.what + ": " + cn.error().message());
+    auto [it, fresh] = owner_of.emplace(*cn, w.what);
+    if (!fresh) {
+      return fail_usage("invalid topology: " + w.what + " and " + it->second +
+                        " would share the certificate CN '" + *cn + "'");
+    }
+  }
+
+  if (!pki.has_root()) {
+    if (auto root = pki.init_root(); !root) return fail(root.error());
+  }
+  for (const auto& region : regions) {
+    if (pki.has_intermediate(region)) continue;
+    if (auto ca = pki.init_intermediate(region); !ca) return fail(ca.error());
+  }
+  std::size_t issued = 0;
+  std::size_t kept = 0;
+  for (const auto& w : wanted) {
+    if (pki.has_identity(*security::common_name(w.request.role, w.request.name))) {
+      ++kept;
+      continue;
+    }
+    if (auto info = pki.issue(w.request); !info) return fail(info.error());
+    ++issued;
+  }
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - started)
+                      .count();
+  std::cout << "topology '" << topology->name() << "': " << regions.size() << " regions, " << issued
+            << " identities issued, " << kept << " already issued, in " << ms << " ms\n";
+  return kOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "nova-pki: makes and keeps a NovaCron PKI folder: an offline root CA, one intermediate CA "
+      "per "
+      "region, leaf certificates (ECDSA P-256) for brokers, bridges, nodes, sensors, nova-cloud "
+      "and "
+      "operators, CRLs, renewal, device export and Ed25519 signing keys."};
+  app.set_version_flag("--version", std::string("nova-pki ") + NOVA_VERSION);
+  app.require_subcommand(1);
+  app.fallthrough();
+  app.footer(
+      "Exit codes: 0 ok; 1 failure (file I/O, a needed CA key is not present, a renewal failed); 2 "
+      "refused "
+      "argument (invalid, or conflicting with the PKI's state).\nSee docs/security.md for the "
+      "folder layout.");
+
+  fs::path dir;
+  app.add_option("--dir", dir, "the PKI folder")->required();
+
+  int days = 0;
+  auto* init_root = app.add_subcommand("init-root",
+                                       "make the root CA (its key stays in <dir>/root/: take it "
+                                       "offline once the intermediates exist)");
+  init_root->add_option("--days", days, "validity (default 7300)");
+
+  std::string region;
+  auto* init_intermediate = app.add_subcommand(
+      "init-intermediate", "make a region's intermediate CA, signed by the root");
+  init_intermediate->add_option("--region", region, "region: a level-2 site id, or 'cloud'")
+      ->required();
+  init_intermediate->add_option("--days", days, "validity (default 1825)");
+
+  security::IssueRequest request;
+  std::string role;
+  auto* issue = app.add_subcommand(
+      "issue", "make a key and a leaf certificate signed by the region's intermediate");
+  issue->add_option("--role", role, "broker|bridge|node|sensor|cloud|operator")->required();
+  issue
+      ->add_option(
+          "--name", request.name,
+          "site id (broker, bridge), node id, <node>.<sensor>, nova-cloud[.<i>], or operator name")
+      ->required();
+  issue->add_option("--region", request.region, "whose intermediate signs")->required();
+  issue->add_option("--san", request.subject_alt_names,
+                    "extra DNS:<name> or IP:<address> (brokers), repeatable");
+  issue->add_option("--days", request.days, "validity (default 90)");
+  issue->add_option("--backdate", request.backdate_days,
+                    "start the validity this many days ago (default 0)");
+
+  std::string name;
+  auto* revoke =
+      app.add_subcommand("revoke",
+                         "revoke a leaf (on its intermediate's CRL) or a region's intermediate "
+                         "(on the root's CRL); rewrites trust/crl.pem");
+  auto* revoke_name =
+      revoke->add_option("--name", name, "the identity's CN (or its name, with --role)");
+  revoke->add_option("--role", role, "turn --name into the CN as `issue` does");
+  auto* revoke_region =
+      revoke->add_option("--region", region, "revoke this region's intermediate CA");
+  revoke_name->excludes(revoke_region);
+
+  auto* crl = app.add_subcommand(
+      "crl", "re-sign the CRL of every CA whose key is here and rebuild trust/crl.pem");
+
+  double within_days = 0;
+  auto* renew =
+      app.add_subcommand("renew",
+                         "re-issue every leaf expiring within DAYS, and every leaf its region's "
+                         "current intermediate did not sign (same key and CN)");
+  renew->add_option("--within", within_days, "days")->required()->check(CLI::NonNegativeNumber);
+
+  fs::path to;
+  auto* exporter = app.add_subcommand(
+      "export", "write one identity's key.pem, cert.pem, ca.pem and crl.pem to DIR");
+  exporter->add_option("--name", name, "the identity's CN (or its name, with --role)")->required();
+  exporter->add_option("--role", role, "turn --name into the CN as `issue` does");
+  exporter->add_option("--to", to, "target directory (created 0700)")->required();
+
+  auto* signing_key =
+      app.add_subcommand("signing-key", "make an Ed25519 signing key pair signing/<name>.key/.pub");
+  signing_key->add_option("--name", name, "key name, e.g. nova-cloud")->required();
+
+  fs::path topology_file;
+  auto* topology =
+      app.add_subcommand("topology",
+                         "issue everything a topology needs: root, intermediates, a "
+                         "broker per site, a bridge per non-root site, a node per node, "
+                         "nova-cloud; keeps what is already issued");
+  topology->add_option("file", topology_file, "topology file (YAML)")->required();
+  topology->add_option("--days", request.days, "leaf validity (default 90)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? kOk : kRefused;
+  }
+
+  try {
+    auto opened = security::Pki::open(dir);
+    if (!opened) return fail(opened.error());
+    security::Pki& pki = opened.value();
+
+    if (init_root->parsed()) {
+      auto info = pki.init_root(days > 0 ? days : 7300);
+      if (!info) return fail(info.error());
+      print_issued(*info);
+    } else if (init_intermediate->parsed()) {
+      auto info = pki.init_intermediate(region, days > 0 ? days : 1825);
+      if (!info) return fail(info.error());
+      print_issued(*info);
+    } else if (issue->parsed()) {
+      auto parsed = security::parse_role(role);
+      if (!parsed) return fail(parsed.error());
+      request.role = *parsed;
+      auto info = pki.issue(request);
+      if (!info) return fail(info.error());
+      print_issued(*info);
+    } else if (revoke->parsed()) {
+      if (!region.empty()) {
+        if (auto s = pki.revoke_intermediate(region); !s) return fail(s.error());
+        std::cout << "revoked the intermediate CA of region " << region << '\n';
+      } else {
+        if (name.empty()) return fail_usage("revoke: give --name or --region");
+        int code = kOk;
+        auto cn = identity_cn(role, name, code);
+        if (!cn) return code;
+        if (auto s = pki.revoke_identity(*cn); !s) return fail(s.error());
+        std::cout << "revoked " << *cn << '\n';
+      }
+    } else if (crl->parsed()) {
+      if (auto s = pki.regenerate_crls(); !s) return fail(s.error());
+      std::cout << "CRLs written to " << pki.layout().trust_crl().string() << '\n';
+    } else if (renew->parsed()) {
+      const auto within = std::chrono::seconds(static_cast<std::int64_t>(within_days * 86400));
+      auto report = pki.renew(within);
+      for (const auto& info : report.renewed) print_issued(info);
+      for (const auto& e : report.failed) std::cerr << "nova-pki: renew " << e.message() << '\n';
+      std::cout << report.renewed.size() << " renewed, " << report.failed.size() << " failed\n";
+      return report.failed.empty() ? kOk : kFailure;
+    } else if (exporter->parsed()) {
+      int code = kOk;
+      auto cn = identity_cn(role, name, code);
+      if (!cn) return code;
+      if (auto s = pki.export_identity(*cn, to); !s) return fail(s.error());
+      std::cout << "exported " << *cn << " to " << to.string() << '\n';
+    } else if (signing_key->parsed()) {
+      if (auto s = pki.create_signing_key(name); !s) return fail(s.error());
+      std::cout << "wrote " << pki.layout().signing_key(name).string() << " and "
+                << pki.layout().signing_public_key(name).string() << '\n';
+    } else if (topology->parsed()) {
+      return cmd_topology(pki, topology_file, request.days);
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "nova-pki: " << e.what() << '\n';
+    return kFailure;
+  }
+  return kOk;
+}
