@@ -16,6 +16,8 @@ packages=(
   # tests/hostile: an MQTT client independent of the project's own code
   python3-paho-mqtt
   openssl procps
+  # the second broker implementation the integration tests run against (docs/brokers.md)
+  nats-server
   # bench/agent_vs_collectd.sh: the peer nova-agent is measured against (its mqtt plugin
   # needs libmosquitto1, which collectd-core only suggests); zstd decodes a batch
   collectd-core libmosquitto1 zstd

@@ -16,6 +16,7 @@
 #include "cloud_process.h"
 #include "hierarchy_support.h"
 #include "nova/testing/agent_process.h"
+#include "workload_spec.h"
 
 using namespace nova;
 using namespace std::chrono_literals;
@@ -39,21 +40,6 @@ bool poll(const test::CloudProcess& cloud, const std::string& path, const std::f
     std::this_thread::sleep_for(50ms);
   }
   return false;
-}
-
-std::string workload(const std::string& id, const std::string& script) {
-  json spec = {{"v", 1},
-               {"workload_id", id},
-               {"name", "e2e " + id},
-               {"argv", {"/bin/sh", "-c", script}},
-               {"res", {{"cpu_millis", 100}, {"memory_mb", 16}, {"storage_mb", 0}}},
-               {"caps", json::array()},
-               {"tiers", {5}},
-               {"availability", 0.9},
-               {"clusters_in", json::array()},
-               {"clusters_out", json::array()},
-               {"timeout_ms", 60000}};
-  return spec.dump();
 }
 
 const char* const kDevices[] = {"dev-par-a1-1", "dev-par-a2-1", "dev-ber-a1-1"};
@@ -97,7 +83,7 @@ TEST_CASE("workloads by REST run on devices three hops down and fail over when t
   }
 
   SECTION("a workload runs and its result comes back") {
-    auto submitted = cloud.post("/api/v1/workloads", workload("hello", "echo hello from $0"));
+    auto submitted = cloud.post("/api/v1/workloads", test::workload_spec("hello", "echo hello from $0", 60000));
     REQUIRE(submitted);
     INFO(submitted->body);
     REQUIRE(submitted->status == 201);
@@ -117,7 +103,7 @@ TEST_CASE("workloads by REST run on devices three hops down and fail over when t
     const fs::path marker = fs::temp_directory_path() / ("nova-e2e-started-" + std::to_string(::getpid()));
     fs::remove(marker);
     const std::string script = "echo $$ > " + marker.string() + "; /bin/sleep 2; echo done";
-    auto submitted = cloud.post("/api/v1/workloads", workload("survivor", script));
+    auto submitted = cloud.post("/api/v1/workloads", test::workload_spec("survivor", script, 60000));
     REQUIRE(submitted);
     REQUIRE(submitted->status == 201);
     const std::string first = json::parse(submitted->body)["placement"]["node"];

@@ -16,8 +16,10 @@ namespace nova::testing {
 // The programs the tests' tasks run (tasks.allow); tasks run as the default tasks.user.
 inline constexpr const char* kTestTaskPrograms = "/bin/sh, /bin/true, /bin/echo, /bin/sleep";
 
-// A config for a test agent: fast reconnect, no admission by host load (tests must not
-// depend on whatever else runs on the machine), state under `dir`. `extra` is appended
+// A config for a test agent: fast reconnect, admission limits at their loosest (tests
+// must not depend on whatever else runs on the machine; the loosest CPU limit still
+// defers a task while host CPU plus the task's cpu_millis share exceeds 100 %, so tests
+// that need a task to run give it cpu_millis 0), state under `dir`. `extra` is appended
 // (further YAML sections); `mqtt_extra` is appended inside the mqtt section
 // (", tls_ca_file: /path, ..."). Written to a temporary file and renamed, as config managers do.
 inline void write_agent_config(const std::filesystem::path& file, const std::string& node, const std::string& site,

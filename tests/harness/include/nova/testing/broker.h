@@ -30,6 +30,7 @@
 #include <string_view>
 
 #include "nova/bridge/broker_process.h"
+#include "nova/testing/test_broker.h"
 
 namespace nova::testing {
 
@@ -65,7 +66,7 @@ struct BrokerOptions {
 // Broker is.
 std::uint16_t free_loopback_port();
 
-class Broker {
+class Broker final : public TestBroker {
  public:
   // Creates the data directory (mkdtemp under $TMPDIR, else /tmp), writes the config
   // and starts the broker; returns once it accepts TCP connections. If the chosen port
@@ -74,7 +75,7 @@ class Broker {
 
   // SIGKILLs a broker still running and removes the data directory, unless the
   // environment variable NOVA_KEEP_TEST_DIRS is set (then its path is printed).
-  ~Broker();
+  ~Broker() override;
 
   Broker(const Broker&) = delete;
   Broker& operator=(const Broker&) = delete;
@@ -82,23 +83,24 @@ class Broker {
   // SIGTERM and wait for exit: a graceful shutdown that saves the database.
   // No-op if the broker is not running. Throws if it does not exit within the timeout
   // (after SIGKILLing it).
-  void stop();
+  void stop() override;
 
   // SIGKILL and wait for exit: a crash. No-op if the broker is not running.
-  void kill();
+  void kill() override;
 
   // Starts the broker again on the same port with the same data directory and
   // persistence database; stops it first (SIGTERM) if it is running. Retries while the
   // port is still held by the previous incarnation, up to the timeout.
-  void restart();
+  void restart() override;
 
-  std::uint16_t port() const { return port_; }
-  std::string uri() const;  // "tcp://127.0.0.1:<port>"
-  const std::filesystem::path& data_dir() const { return dir_; }
+  BrokerKind kind() const override { return BrokerKind::mosquitto; }
+  std::uint16_t port() const override { return port_; }
+  std::string uri() const override;  // "tcp://127.0.0.1:<port>"
+  const std::filesystem::path& data_dir() const override { return dir_; }
 
   // The broker's log file (all incarnations, appended), followed by anything the
   // process wrote to stdout/stderr (config errors surface there).
-  std::string log_text() const;
+  std::string log_text() const override;
 
   // How many times `needle` occurs in log_text().
   std::size_t log_count(std::string_view needle) const;
