@@ -48,6 +48,20 @@ TEST_CASE("a site on its backup parent gets its downward messages, each once", "
     for (const Received& r : node.messages()) if (r.payload == payload) ++n;
     return n;
   };
+  // The one timed wait: a copy of a task that is still on its way shows up well
+  // within 500 ms on loopback. (The retained config comes again at each reconnect of
+  // c's bridge, by design: it is not a task.)
+  auto more_tasks_within_500ms = [&](std::size_t tasks_now) {
+    return node.wait_until(
+        [&](const std::vector<Received>& got) {
+          std::size_t tasks = 0;
+          for (const Received& r : got) {
+            if (r.topic == task_topic) ++tasks;
+          }
+          return tasks > tasks_now;
+        },
+        std::chrono::milliseconds(500));
+  };
   auto arrives = [&](const std::string& payload) {
     return node.wait_until(
         [&](const std::vector<Received>& got) {
@@ -62,6 +76,21 @@ TEST_CASE("a site on its backup parent gets its downward messages, each once", "
   commander.publish_wait(task_topic, "task-0", false);
   REQUIRE(arrives("task-0"));  // the primary route works
 
+  // A retained config brought down by the bridges is still served to a node that
+  // subscribes later: check_retain_source re-sends it because each broker's ACL lets
+  // its own bridge's identity write its down maps (render.h).
+  const std::string config_topic = "nova/v1/down/top/a/c/node-c/config";
+  commander.publish_wait(config_topic, "config-1", /*retained=*/true);
+  REQUIRE(arrives("config-1"));
+  {
+    Client late(hierarchy.uri("c"), "node-c-late");
+    late.paho().connect(late.options())->wait();
+    late.subscribe(config_topic);
+    CHECK(late.wait_until(
+        [](const std::vector<Received>& got) { return !got.empty() && got.front().payload == "config-1" && got.front().retained; },
+        std::chrono::seconds(10)));
+  }
+
   hierarchy.stop("a");
   REQUIRE(nova::bridge::wait_link_connected(hierarchy.uri("b"), "c", std::chrono::seconds(30)));  // failed over
   commander.publish_wait(task_topic, "task-1", false);
@@ -70,14 +99,14 @@ TEST_CASE("a site on its backup parent gets its downward messages, each once", "
   hierarchy.start_site("a");
   // c moves back once a answers: a reports c's link "1" (a restored "0", its will).
   REQUIRE(nova::bridge::wait_link_connected(hierarchy.uri("a"), "c", std::chrono::seconds(60)));
-  // Bounded quiet period: a second copy of task-1 would come with the move back.
-  CHECK_FALSE(node.arrives_within(std::chrono::milliseconds(500)));
+  // A second copy of task-1 would come with the move back.
+  CHECK_FALSE(more_tasks_within_500ms(2));
   commander.publish_wait(task_topic, "task-2", false);
   CHECK(arrives("task-2"));
-  CHECK_FALSE(node.arrives_within(std::chrono::milliseconds(500)));  // and none via b
+  CHECK_FALSE(more_tasks_within_500ms(3));  // and none via b
 
   CHECK(copies_of("task-0") == 1);
   CHECK(copies_of("task-1") == 1);
   CHECK(copies_of("task-2") == 1);
-  CHECK(node.count() == 3);
+
 }
