@@ -112,17 +112,12 @@ void render_bridge(std::ostringstream& out, const tiers::Topology& topology, con
       << "start_type automatic\n"
       << "# MQTT v5 bridges do not keep their remote session in 2.0.11: use 3.1.1.\n"
       << "bridge_protocol_version mqttv311\n";
-  if (site.spec.backup_parents.empty()) {
-    out << "# The session on the parent persists: downward messages wait there while the\n"
-           "# link is down.\n"
-        << "cleansession false\n";
-  } else {
-    out << "# No session kept on a parent: downward messages reach this site through whichever\n"
-           "# parent it is connected to, and a parent it is not connected to drops them, so\n"
-           "# none is delivered again when the site moves back (at the price of downward\n"
-           "# messages sent while it has no parent at all; retained ones come back).\n"
-        << "cleansession true\n";
-  }
+  out << "# The session on every parent persists: downward messages wait there while the\n"
+         "# link is down. A site with backup parents may get a downward message twice (via\n"
+         "# the backup, then again from the primary's session when it moves back): agents\n"
+         "# drop a repeated task id, acks are cumulative, configs and models are retained\n"
+         "# and versioned, so a repeat changes nothing, and nothing is lost.\n"
+      << "cleansession false\n";
   out << "# The local session (the upward queue) always persists: queued QoS 1 messages\n"
          "# survive a broken link.\n"
       << "local_cleansession false\n"

@@ -4,10 +4,9 @@
 // setting: persistence with a short autosave (the default is 1800 s); max_queued_messages/
 // bytes sized per tier (they are global, cap every client's queue including the bridge's,
 // and the default of 1000 drops the excess with only a log line); an MQTT 3.1.1 bridge
-// (a v5 bridge does not keep its remote session) with local_cleansession false, and
-// cleansession false unless the site has backup parents (then true: a parent it is not
-// connected to must not queue its downward messages, or they arrive twice when it moves
-// back), the parent's address followed by the backups' addresses, and a two-value
+// (a v5 bridge does not keep its remote session) with cleansession false and
+// local_cleansession false (a site with backup parents may then receive a downward
+// message twice, never zero times: docs/broker-hierarchy.md, Failover), the parent's address followed by the backups' addresses, and a two-value
 // restart_timeout (the one-value form is ignored); QoS 1 on every topic map (the default
 // is 0, and QoS 0 is dropped while a link is down); "up" mapped out only, "down" mapped
 // in only and restricted to down_routes() (the default direction is out, and "both"
