@@ -191,12 +191,14 @@ struct TaskRunner::Impl {
   std::optional<std::string> defer_reason(const Task& t, const HostState& host, double committed_cpu_pct,
                                           std::uint64_t committed_mb) const {
     const AdmissionLimits& l = options.limits;
-    if (host.disk_pct >= l.max_disk_pct) {
+    // Deferred while use is *above* a limit (docs/agent.md), so a limit of 100 % never
+    // defers on the host's use alone: a fully busy host still runs a task asking for none.
+    if (host.disk_pct > l.max_disk_pct) {
       return "disk at " + pct(host.disk_pct) + ", limit " + pct(l.max_disk_pct);
     }
     const double cpu_now = host.cpu_pct + committed_cpu_pct;
     const double cpu_add = cpu_pct_of(t.cpu_millis);
-    if (cpu_now >= l.max_cpu_pct || cpu_now + cpu_add > l.max_cpu_pct) {
+    if (cpu_now > l.max_cpu_pct || (cpu_add > 0 && cpu_now + cpu_add > l.max_cpu_pct)) {
       std::string why = "cpu at " + pct(cpu_now);
       if (cpu_add > 0) why += " + " + pct(cpu_add) + " for cpu_millis " + std::to_string(t.cpu_millis);
       return why + ", limit " + pct(l.max_cpu_pct);
@@ -204,7 +206,7 @@ struct TaskRunner::Impl {
     const double total = static_cast<double>(std::max<std::uint64_t>(total_memory_mb, 1));
     const double mem_now = host.memory_pct + static_cast<double>(committed_mb) * 100 / total;
     const double mem_add = static_cast<double>(t.memory_mb) * 100 / total;
-    if (mem_now >= l.max_memory_pct || mem_now + mem_add > l.max_memory_pct) {
+    if (mem_now > l.max_memory_pct || (mem_add > 0 && mem_now + mem_add > l.max_memory_pct)) {
       std::string why = "memory at " + pct(mem_now);
       if (mem_add > 0) why += " + " + pct(mem_add) + " for memory_mb " + std::to_string(t.memory_mb);
       return why + ", limit " + pct(l.max_memory_pct);

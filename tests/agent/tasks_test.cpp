@@ -314,6 +314,24 @@ TEST_CASE("a task that does not fit now is deferred and starts when the host has
     CHECK(h.runner->counters().deferred == 0);
   }
 
+  SECTION("a limit is a ceiling on use above it: at 100 % a busy host still runs a task asking no share") {
+    h.runner.reset();
+    h.options.limits.max_cpu_pct = 100;
+    h.options.limits.max_memory_pct = 100;
+    h.open();
+    HostState saturated = roomy();
+    saturated.cpu_pct = 100;
+    saturated.memory_pct = 100;
+    Task t = shell("t-saturated", "true");
+    t.cpu_millis = 0;
+    t.memory_mb = 0;
+    h.submit(t);
+    h.runner->poll(now_ms(), saturated);
+    CHECK(h.runner->counters().deferred == 0);
+    REQUIRE(h.run_until_results(1));
+    CHECK(h.only_result().status == TaskStatus::ok);
+  }
+
   SECTION("disk over the limit") {
     HostState full = roomy();
     full.disk_pct = 95;
