@@ -74,6 +74,9 @@ const std::map<std::string, Setter>& keys() {
        integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.store.downsampled_retention_d; }, 1, 3650)},
       {"store.record_retention_d",
        integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.store.record_retention_d; }, 1, 3650)},
+      {"ingest.max_seq_ahead",
+       integer<std::uint64_t>([](CloudConfig& c) -> std::uint64_t& { return c.ingest.max_seq_ahead; }, 1,
+                              std::uint64_t{1} << 62)},
       {"liveness.heartbeat_timeout_s",
        integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.liveness.heartbeat_timeout_s; }, 1, 86400)},
       {"log.level", choice<common::LogLevel>([](CloudConfig& c) -> common::LogLevel& { return c.log.level; },
@@ -103,6 +106,7 @@ CloudOptions CloudConfig::service_options() const {
   o.store.raw_retention = std::chrono::hours(store.raw_retention_h);
   o.store.downsampled_retention = std::chrono::hours(24 * store.downsampled_retention_d);
   o.store.record_retention = std::chrono::hours(24 * store.record_retention_d);
+  o.store.max_seq_ahead = ingest.max_seq_ahead;
   o.heartbeat_timeout = std::chrono::seconds(liveness.heartbeat_timeout_s);
   return o;
 }

@@ -255,6 +255,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
   void process(std::vector<Incoming>& group) {
     const Timestamp now = now_ms();
     std::vector<IngestRecord> records;
+    std::vector<std::string> record_topics;  // records[i] arrived on record_topics[i]
     std::deque<Decoded> decoded;  // stable addresses
     std::vector<LivenessChange> changes;
     std::vector<std::string> peer_acks;
@@ -377,6 +378,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
         topology_.heartbeat(node, now);
       }
       records.push_back(std::move(r));
+      record_topics.push_back(in.topic);
     }
     {
       std::lock_guard lock(mutex_);
@@ -394,6 +396,10 @@ class CloudService::Impl final : public virtual mqtt::callback {
         log("error", "store_write_failed", "error=\"" + admitted.error().message() + "\"");
       } else {
         for (std::size_t i = 0; i < records.size(); ++i) {
+          if (const std::string& refused = admitted.value()[i].refused; !refused.empty()) {
+            reject("seq_too_far_ahead", record_topics[i], refused);
+            continue;
+          }
           ack_nodes.insert(records[i].position.node);
           if (admitted.value()[i].duplicate) continue;
           if (records[i].result != nullptr) owner_.workloads_->on_result(*records[i].result, now);

@@ -35,6 +35,7 @@ std::string changed_keys(const CloudConfig& a, const CloudConfig& b) {
   check("store.raw_retention_h", a.store.raw_retention_h != b.store.raw_retention_h);
   check("store.downsampled_retention_d", a.store.downsampled_retention_d != b.store.downsampled_retention_d);
   check("store.record_retention_d", a.store.record_retention_d != b.store.record_retention_d);
+  check("ingest.max_seq_ahead", a.ingest.max_seq_ahead != b.ingest.max_seq_ahead);
   check("liveness.heartbeat_timeout_s", a.liveness.heartbeat_timeout_s != b.liveness.heartbeat_timeout_s);
   check("log.level", a.log.level != b.log.level);
   check("log.format", a.log.format != b.log.format);

@@ -32,6 +32,11 @@ struct CloudConfig {
     std::uint32_t downsampled_retention_d = 30;  // per-minute aggregates
     std::uint32_t record_retention_d = 30;       // results, decisions, alerts
   } store;
+  struct Ingest {
+    // A record whose seq lies further than this beyond its stream's watermark is refused
+    // (a forged huge seq or first would otherwise stall the stream).
+    std::uint64_t max_seq_ahead = 1'000'000;
+  } ingest;
   struct Liveness {
     std::uint32_t heartbeat_timeout_s = 180;  // silent this long -> not placeable, failover
   } liveness;
