@@ -44,6 +44,29 @@ Setter text(std::function<std::string&(CloudConfig&)> field, bool may_be_empty) 
   };
 }
 
+Setter boolean(std::function<bool&(CloudConfig&)> field) {
+  return [field](CloudConfig& c, const YAML::Node& n) -> std::optional<std::string> {
+    if (n.IsScalar() && (n.Scalar() == "true" || n.Scalar() == "false")) {
+      field(c) = n.Scalar() == "true";
+      return std::nullopt;
+    }
+    return "expected true or false";
+  };
+}
+
+Setter strings(std::function<std::vector<std::string>&(CloudConfig&)> field) {
+  return [field](CloudConfig& c, const YAML::Node& n) -> std::optional<std::string> {
+    if (!n.IsSequence()) return "expected a list of strings";
+    std::vector<std::string> out;
+    for (const auto& item : n) {
+      if (!item.IsScalar() || item.Scalar().empty()) return "expected a list of non-empty strings";
+      out.push_back(item.Scalar());
+    }
+    field(c) = std::move(out);
+    return std::nullopt;
+  };
+}
+
 // A key taking one of `names`, stored as the enum value of the same position.
 template <class Enum, std::size_t N>
 Setter choice(std::function<Enum&(CloudConfig&)> field, const std::array<std::string_view, N>& names) {
@@ -86,6 +109,12 @@ const std::map<std::string, Setter>& keys() {
       {"http.listen", text([](CloudConfig& c) -> std::string& { return c.http.listen; }, false)},
       {"http.port", integer<std::uint16_t>([](CloudConfig& c) -> std::uint16_t& { return c.http.port; }, 0, 65535)},
       {"http.dashboard_dir", text([](CloudConfig& c) -> std::string& { return c.http.dashboard_dir; }, true)},
+      {"http.allowed_hosts", strings([](CloudConfig& c) -> std::vector<std::string>& { return c.http.allowed_hosts; })},
+      {"http.allowed_origins",
+       strings([](CloudConfig& c) -> std::vector<std::string>& { return c.http.allowed_origins; })},
+      {"auth.tokens_file", text([](CloudConfig& c) -> std::string& { return c.auth.tokens_file; }, true)},
+      {"auth.insecure_no_auth", boolean([](CloudConfig& c) -> bool& { return c.auth.insecure_no_auth; })},
+      {"auth.protect_metrics", boolean([](CloudConfig& c) -> bool& { return c.auth.protect_metrics; })},
   };
   return table;
 }

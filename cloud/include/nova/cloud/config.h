@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "nova/cloud/service.h"
 #include "nova/common/log.h"
@@ -48,7 +49,14 @@ struct CloudConfig {
     std::string listen = "127.0.0.1";
     std::uint16_t port = 8080;        // 0: any free port (printed at start)
     std::string dashboard_dir;        // static files served at /; empty: the built-in page
+    std::vector<std::string> allowed_hosts;    // Host values; empty: listen, localhost, 127.0.0.1 with the port
+    std::vector<std::string> allowed_origins;  // Origin values on writes; empty: http:// + each allowed host
   } http;
+  struct Auth {
+    std::string tokens_file;        // required unless insecure_no_auth (see auth.h for the format)
+    bool insecure_no_auth = false;  // no authentication at all: logs a warning at start
+    bool protect_metrics = false;   // /metrics needs a viewer token too
+  } auth;
 
   CloudOptions service_options() const;
 };
