@@ -286,6 +286,27 @@ std::optional<std::string> outside_scope(const WorkloadSpec& spec, const std::ve
   return std::nullopt;
 }
 
+// The built-in page is one file with an inline <style> and <script>; the CSP
+// (default-src 'self') runs neither inline, so they are served as files of their own.
+struct DashboardParts {
+  std::string html, css, js;
+};
+DashboardParts split_dashboard(std::string html) {
+  DashboardParts parts;
+  const auto take = [&html](const std::string& open, const std::string& close, const std::string& link) {
+    const std::size_t from = html.find(open);
+    const std::size_t to = html.find(close, from);
+    if (from == std::string::npos || to == std::string::npos) return std::string();
+    std::string inner = html.substr(from + open.size(), to - from - open.size());
+    html.replace(from, to + close.size() - from, link);
+    return inner;
+  };
+  parts.css = take("<style>", "</style>", R"(<link rel="stylesheet" href="/dashboard.css">)");
+  parts.js = take("<script>", "</script>", R"(<script src="/dashboard.js"></script>)");
+  parts.html = std::move(html);
+  return parts;
+}
+
 bool node_in_scope(const NodeView& n, const std::string& scope) {
   return scope.empty() || (n.description && in_scope(scope, n.description->site));
 }
@@ -468,7 +489,16 @@ void add_routes(Router& s, CloudService& service, const HttpOptions& options, st
     res.set_content(text, "text/plain; version=0.0.4");
   });
   if (options.dashboard_dir.empty()) {
-    s.Get("/", Access::open, [](const httplib::Request&, httplib::Response& res, const Caller&) { res.set_content(kDashboardHtml, "text/html"); });
+    auto page = std::make_shared<const DashboardParts>(split_dashboard(kDashboardHtml));
+    s.Get("/", Access::open, [page](const httplib::Request&, httplib::Response& res, const Caller&) {
+      res.set_content(page->html, "text/html");
+    });
+    s.Get("/dashboard.js", Access::open, [page](const httplib::Request&, httplib::Response& res, const Caller&) {
+      res.set_content(page->js, "text/javascript");
+    });
+    s.Get("/dashboard.css", Access::open, [page](const httplib::Request&, httplib::Response& res, const Caller&) {
+      res.set_content(page->css, "text/css");
+    });
   }
 }
 

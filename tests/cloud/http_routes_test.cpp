@@ -219,6 +219,21 @@ TEST_CASE("every reply carries the dashboard's framing and sniffing protections"
   }
 }
 
+TEST_CASE("the built-in dashboard runs under its CSP: no inline script or style", "[cloud][http][auth]") {
+  Detached d("dashboard");
+  const std::string page = d.call("GET", "/").body;
+  CHECK(page.find(R"(<script src="/dashboard.js"></script>)") != std::string::npos);
+  CHECK(page.find(R"(<link rel="stylesheet" href="/dashboard.css">)") != std::string::npos);
+  CHECK(page.find("<script>") == std::string::npos);
+  CHECK(page.find("<style>") == std::string::npos);
+  CHECK(page.find("style=") == std::string::npos);
+  const auto js = d.call("GET", "/dashboard.js");
+  CHECK(js.status == 200);
+  CHECK(js.get_header_value("Content-Type") == "text/javascript");
+  CHECK(js.body.find("sessionStorage") != std::string::npos);  // where the pasted token lives
+  CHECK(d.call("GET", "/dashboard.css").body.find(".push-right") != std::string::npos);
+}
+
 TEST_CASE("tokens file: errors name the line and the field", "[cloud][auth]") {
   const std::string hash(64, 'a');
   CHECK(cloud::parse_tokens("# c\n\n" + hash + " alice admin\n").value().size() == 1);

@@ -294,9 +294,9 @@ class Suite:
                          f"records_stored {before} -> {self.cloud.metric('nova_cloud_records_stored_total')}"
                          + (f"; {refused[0][:200]}" if refused else ""))
 
-    def http(self, name, method, path, status, must_contain="", body=None, headers=None):
+    def http(self, name, method, path, status, must_contain="", body=None, headers=None, token=True):
         """An HTTP request refused with `status` and {"error": "..."} naming the field."""
-        got, parsed, raw = self.cloud.request(method, path, body=body, headers=headers)
+        got, parsed, raw = self.cloud.request(method, path, body=body, headers=headers, token=token)
         error = parsed.get("error") if isinstance(parsed, dict) else None
         ok = got == status and isinstance(error, str) and must_contain in error
         alive = self.cloud_alive(name)
@@ -511,8 +511,22 @@ def rest_cases(s):
            body=b'{"v":1,"workload_id":"w-\xff\xfe","name":"x"}', headers=js)
     s.http("REST: JSON nested 10000 deep", "POST", api + "/workloads", 400, "",
            body=nested_json(10000).encode(), headers=js)
-    s.http("REST: wrong content type, body not JSON", "POST", api + "/workloads", 400, "",
+    s.http("REST: wrong content type, body not JSON", "POST", api + "/workloads", 415, "Content-Type",
            body=b"argv=/bin/echo", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    # Issue 10: writes without credentials, from a web page, under a foreign name.
+    s.http("REST: write without a token", "POST", api + "/workloads", 401, "Authorization",
+           body=as_json(workload("w-anon")), headers=js, token=False)
+    s.http("REST: cross-origin text/plain write without a token", "POST", api + "/workloads", 401, "Authorization",
+           body=as_json(workload("w-csrf")), headers={"Content-Type": "text/plain", "Origin": "http://evil.example"},
+           token=False)
+    s.http("REST: text/plain write with a token", "POST", api + "/workloads", 415, "Content-Type",
+           body=as_json(workload("w-plain")), headers={"Content-Type": "text/plain"})
+    s.http("REST: write from a foreign Origin", "POST", api + "/workloads", 403, "Origin",
+           body=as_json(workload("w-origin")), headers=dict(js, Origin="http://evil.example"))
+    s.http("REST: foreign Host (DNS rebinding)", "GET", api + "/nodes", 421, "Host",
+           headers={"Host": f"evil.example:{s.cloud.port}"})
+    s.http("REST: unknown token", "GET", api + "/nodes", 401, "Authorization",
+           headers={"Authorization": "Bearer " + "0" * 64})
     s.http("REST: body over 1 MiB", "POST", api + "/workloads", 413, "413",
            body=b"{" + b" " * (2 << 20) + b"}", headers=js)
     s.http("REST: cluster garbage", "POST", api + "/clusters", 400, "", body=b"[]", headers=js)
