@@ -275,6 +275,7 @@ store: {dir: $work_dir/cloud-store}
 liveness: {heartbeat_timeout_s: 60}
 http: {port: $http_port}
 auth: {tokens_file: $work_dir/cloud-tokens}
+audit: {file: $work_dir/cloud-audit.log}
 EOF
 "$cloud" --config "$work_dir/cloud.yaml" 2>"$work_dir/cloud.log" &
 cloud_pid=$!

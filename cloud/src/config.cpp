@@ -114,6 +114,7 @@ const std::map<std::string, Setter>& keys() {
        strings([](CloudConfig& c) -> std::vector<std::string>& { return c.http.allowed_origins; })},
       {"auth.tokens_file", text([](CloudConfig& c) -> std::string& { return c.auth.tokens_file; }, true)},
       {"auth.insecure_no_auth", boolean([](CloudConfig& c) -> bool& { return c.auth.insecure_no_auth; })},
+      {"audit.file", text([](CloudConfig& c) -> std::string& { return c.audit.file; }, false)},
       {"auth.protect_metrics", boolean([](CloudConfig& c) -> bool& { return c.auth.protect_metrics; })},
   };
   return table;

@@ -17,6 +17,7 @@
 #include "dashboard.h"
 #include "nova/cloud/workloads.h"
 #include "nova/schemas/codec.h"
+#include "nova/security/audit_log.h"
 
 namespace nova::cloud {
 
@@ -212,7 +213,8 @@ Role needed_role(Access access) {
 // Refusals by reason, for /metrics; shared by the routes and the server's guard.
 struct Refusals {
   static constexpr const char* kReasons[] = {"missing_host", "bad_host",  "missing_token", "bad_token",
-                                             "bad_origin",   "role",      "content_type",  "scope"};
+                                             "bad_origin",   "role",      "content_type",  "scope",
+                                             "audit_failed"};
   void count(const std::string& reason) {
     std::lock_guard lock(mutex);
     ++by_reason[reason];
@@ -517,8 +519,23 @@ struct HttpRoutes::Table {
   HttpOptions options;
   std::shared_ptr<Refusals> refusals = std::make_shared<Refusals>();
 
-  // Runs the route's guard (http_api.h lists the checks in order), then its handler.
+  // Runs the route, then records a write in the audit log before the reply goes out.
   void serve(const Router::Route& route, const httplib::Request& req, httplib::Response& res) const {
+    Caller caller;
+    guard_and_run(route, req, res, caller);
+    if (!options.audit || req.method == "GET" || req.method == "HEAD") return;
+    const int status = res.status == -1 ? 200 : res.status;
+    auto st = options.audit->append({caller.name, req.method + " " + route.pattern, req.path, std::to_string(status)});
+    if (!st) {
+      // Not recorded: the action happened, but is not acknowledged as if it were audited.
+      refusals->count("audit_failed");
+      error(res, 500, "audit: " + st.error().message());
+    }
+  }
+
+  // The route's guard (http_api.h lists the checks in order), then its handler.
+  void guard_and_run(const Router::Route& route, const httplib::Request& req, httplib::Response& res,
+                     Caller& caller) const {
     set_security_headers(res);
     const auto refuse = [&](const char* reason, int status, const std::string& message) {
       refusals->count(reason);
@@ -530,7 +547,6 @@ struct HttpRoutes::Table {
     if (!listed(options.allowed_hosts, host)) {
       return refuse("bad_host", 421, "Host: '" + host + "' is not an allowed host (http.allowed_hosts)");
     }
-    Caller caller;
     if (options.insecure_no_auth) {
       caller.role = Role::admin;
     } else if (route.access != Access::open) {

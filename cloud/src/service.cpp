@@ -11,6 +11,7 @@
 #include "nova/cloud/workloads.h"
 #include "nova/schemas/codec.h"
 #include "nova/schemas/topic.h"
+#include "nova/security/audit_log.h"
 
 namespace nova::cloud {
 
@@ -516,7 +517,12 @@ Result<std::unique_ptr<CloudService>> CloudService::prepare(CloudOptions options
   CloudService* raw = s.get();
   s->workloads_ = std::make_unique<Workloads>(
       [raw](const std::string& topic, const std::vector<std::uint8_t>& payload, bool retained) {
-        return raw->publish(topic, payload, retained);
+        const bool sent = raw->publish(topic, payload, retained);
+        if (raw->options_.audit) {
+          auto st = raw->options_.audit->append({raw->options_.client_id, "publish", topic, sent ? "sent" : "not sent"});
+          if (!st && raw->options_.log) raw->options_.log("error", "audit_failed", "error=\"" + st.error().message() + "\"");
+        }
+        return sent;
       },
       [raw] { return raw->impl_->snapshot(); }, s->options_.log, s->options_.client_id,
       !s->options_.shared_group.empty());

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "cloud_process.h"
+#include "nova/schemas/codec.h"
 #include "nova/testing/broker.h"
 
 using namespace nova;
@@ -137,4 +138,73 @@ TEST_CASE("nova-cloud token create appends a hashed token that SIGHUP makes vali
   CHECK((fs::status(fresh).permissions() & (fs::perms::group_all | fs::perms::others_all)) == fs::perms::none);
   run(std::string(NOVA_CLOUD_BIN) + " token create --name x --role root --tokens-file /dev/null 2>/dev/null", exit_code);
   CHECK(exit_code == 2);
+}
+
+// Issue 10 item 9: a REST write and the placement it caused are in the hash-chained audit
+// log, with the token's name as the actor; `nova-cloud audit verify` accepts the log and
+// names the entry whose byte was changed.
+TEST_CASE("a REST write and its placement are in the audit log, which verify checks", "[cloud][audit][process]") {
+  testing::Broker broker;
+  test::CloudProcess cloud(broker.uri(), broker.data_dir() / "cloud");
+  int exit_code = -1;
+  const std::string token = run(std::string(NOVA_CLOUD_BIN) + " token create --name ops-audit --role operator"
+                                " --tokens-file " + cloud.tokens_file().string(), exit_code).substr(0, 64);
+  REQUIRE(exit_code == 0);
+  REQUIRE(::kill(cloud.pid(), SIGHUP) == 0);
+  REQUIRE(log_has(cloud, "tokens_reloaded tokens=2", 10s));
+
+  // A node to place on, born by an outside client.
+  schemas::NodeState birth;
+  birth.node = "gw-audit";
+  birth.status = schemas::NodeStatus::online;
+  birth.bdseq = 1;
+  birth.description = schemas::NodeDescription{4, "cloud/eu/par/par-a1", "x86_64", "test", {}, {4000, 4096, 10000}, std::nullopt};
+  const auto bytes = schemas::encode_cbor(birth);
+  const fs::path birth_file = broker.data_dir() / "birth.cbor";
+  std::ofstream(birth_file, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
+                                                    static_cast<std::streamsize>(bytes.size()));
+  run("mosquitto_pub -p " + std::to_string(broker.port()) + " -q 1 -r -t nova/v1/up/gw-audit/state -f " +
+          birth_file.string(), exit_code);
+  REQUIRE(exit_code == 0);
+  const std::string api = "http://127.0.0.1:" + std::to_string(cloud.port());
+  const auto alive = [&] { return curl({"-H", "Authorization: Bearer " + token, api + "/api/v1/nodes/gw-audit"}).status == 200; };
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!alive() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(50ms);  // another process
+  REQUIRE(alive());
+
+  auto r = curl({"-X", "POST", "-H", "Authorization: Bearer " + token, "-H", "Content-Type: application/json", "--data",
+                 std::string(kWorkload), api + "/api/v1/workloads"});
+  REQUIRE(r.status == 201);
+  r = curl({"-X", "POST", "-H", "Content-Type: application/json", "--data", std::string(kWorkload), api + "/api/v1/workloads"});
+  REQUIRE(r.status == 401);
+
+  std::vector<std::string> lines;
+  {
+    std::ifstream in(cloud.audit_file());
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+  }
+  const auto has = [&](const std::string& a, const std::string& b) {
+    return std::any_of(lines.begin(), lines.end(), [&](const std::string& l) {
+      return l.find(a) != std::string::npos && l.find(b) != std::string::npos;
+    });
+  };
+  CHECK(has(R"("actor":"ops-audit","action":"POST /api/v1/workloads","target":"/api/v1/workloads","outcome":"201")", ""));
+  CHECK(has(R"("actor":"anonymous","action":"POST /api/v1/workloads")", R"("outcome":"401")"));
+  CHECK(has(R"("actor":"nova-cloud","action":"publish","target":"nova/v1/cloud/placement/w-attack","outcome":"sent")", ""));
+  CHECK(has(R"("actor":"nova-cloud","action":"publish","target":"nova/v1/down/cloud/eu/par/par-a1/gw-audit/task")", ""));
+
+  std::string out = run(std::string(NOVA_CLOUD_BIN) + " audit verify " + cloud.audit_file().string(), exit_code);
+  CHECK(exit_code == 0);
+  CHECK(out == cloud.audit_file().string() + ": " + std::to_string(lines.size()) + " entries, chain intact\n");
+  // One byte of entry 2 changed (its actor's first letter): verify names entry 2.
+  REQUIRE(lines.size() >= 3);
+  const std::size_t at = lines[1].find(R"("actor":")") + 9;
+  lines[1][at] = lines[1][at] == 'x' ? 'y' : 'x';
+  {
+    std::ofstream outf(cloud.audit_file(), std::ios::trunc);
+    for (const auto& l : lines) outf << l << '\n';
+  }
+  out = run(std::string(NOVA_CLOUD_BIN) + " audit verify " + cloud.audit_file().string(), exit_code);
+  CHECK(exit_code == 1);
+  CHECK(out.find(": entry 2 is broken: hash: does not match the entry's text (the entry was changed)") != std::string::npos);
 }

@@ -34,7 +34,7 @@ class CloudProcess {
                                       << "\n  shared_group: \"" << shared_group << "\"\nstore:\n  dir: " << (dir / "store").string()
                                       << "\nliveness:\n  heartbeat_timeout_s: " << heartbeat_timeout_s
                                       << "\nhttp:\n  port: " << port_ << "\nauth:\n  tokens_file: " << tokens_file().string()
-                                      << "\n";
+                                      << "\naudit:\n  file: " << audit_file().string() << "\n";
     start();
   }
   ~CloudProcess() = default;  // the child is SIGKILLed
@@ -54,6 +54,7 @@ class CloudProcess {
   std::filesystem::path store_dir() const { return dir_ / "store"; }
   std::filesystem::path log_file() const { return dir_ / "cloud.log"; }
   std::filesystem::path tokens_file() const { return dir_ / "tokens"; }
+  std::filesystem::path audit_file() const { return dir_ / "audit.log"; }
   const std::string& admin_token() const { return token_; }
 
   // Requests with the admin token.

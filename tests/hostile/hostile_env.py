@@ -161,7 +161,7 @@ class Cloud(Process):
         with open(config, "w") as f:
             f.write(f"mqtt:\n  uri: \"{broker_uri}\"\n  client_id: nova-cloud\n"
                     f"store:\n  dir: {directory}/store\nhttp:\n  port: {self.port}\n"
-                    f"auth:\n  tokens_file: {tokens}\n")
+                    f"auth:\n  tokens_file: {tokens}\naudit:\n  file: {directory}/audit.log\n")
         super().__init__([binary, "--config", config], os.path.join(directory, "cloud.log"))
         if not wait_until(lambda: self.healthy() or not self.alive(), 10) or not self.alive():
             raise RuntimeError("nova-cloud did not start:\n" + self.text()[-2000:])

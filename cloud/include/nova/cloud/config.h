@@ -57,6 +57,11 @@ struct CloudConfig {
     bool insecure_no_auth = false;  // no authentication at all: logs a warning at start
     bool protect_metrics = false;   // /metrics needs a viewer token too
   } auth;
+  struct Audit {
+    // The hash-chained audit log (security/audit_log.h): API writes and what nova-cloud
+    // publishes to nodes.
+    std::string file = "/var/lib/nova-cloud/audit.log";
+  } audit;
 
   CloudOptions service_options() const;
 };

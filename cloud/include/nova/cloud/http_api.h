@@ -28,7 +28,8 @@
 //   admin clusters)                                                   else 403
 //   on a POST: Content-Type application/json (kills text/plain CSRF)  else 415
 //   the token's scope holds what the request names                    else 403 / 404
-// Each refusal is counted on /metrics: nova_cloud_http_refused_total{reason}.
+// Each refusal is counted on /metrics: nova_cloud_http_refused_total{reason}. Every
+// request to a write route, served or refused, is appended to the audit log.
 // Every reply carries Content-Security-Policy, X-Frame-Options and X-Content-Type-Options.
 #pragma once
 
@@ -41,6 +42,10 @@
 #include "nova/cloud/auth.h"
 #include "nova/cloud/service.h"
 #include "nova/schemas/result.h"
+
+namespace nova::security {
+class AuditLog;
+}  // namespace nova::security
 
 namespace httplib {
 class Server;
@@ -64,6 +69,9 @@ struct HttpOptions {
   std::shared_ptr<const TokenStore> tokens;
   bool insecure_no_auth = false;  // every caller is an unscoped admin named "anonymous"
   bool protect_metrics = false;   // /metrics needs a viewer token too
+  // Every request to a write route (POST, DELETE), served or refused, is appended here
+  // (actor, "METHOD route", path, status) and synced before the reply is sent. Null: none.
+  std::shared_ptr<security::AuditLog> audit;
 };
 
 // The Host values accepted by default for a server on `listen`:`port`.
