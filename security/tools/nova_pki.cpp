@@ -277,9 +277,11 @@ int main(int argc, char** argv) {
     security::Pki& pki = opened.value();
     // Every certificate action, done or failed, goes to <dir>/audit.log (the same chain
     // as nova-cloud's: security/audit_log.h), synced before nova-pki reports it.
+    // Opened before any action: a log that cannot take entries refuses the run.
+    auto audit_log = security::AuditLog::open(dir / "audit.log");
+    if (!audit_log) return fail(audit_log.error());
     const auto record = [&](const std::string& action, const std::string& target, const std::string& outcome) {
-      auto log = security::AuditLog::open(dir / "audit.log");
-      auto st = log ? log.value()->append({"nova-pki", action, target, outcome}) : schemas::Status(log.error());
+      auto st = audit_log.value()->append({"nova-pki", action, target, outcome});
       if (!st) std::cerr << "nova-pki: " << st.error().message() << '\n';
       return static_cast<bool>(st);
     };
