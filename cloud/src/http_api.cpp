@@ -570,7 +570,9 @@ struct HttpRoutes::Table {
       return refuse("bad_origin", 403, "Origin: '" + req.get_header_value("Origin") + "' is not an allowed origin");
     }
     if (route.access != Access::open && static_cast<int>(caller.role) < static_cast<int>(needed_role(route.access))) {
-      return refuse("role", 403, "role: '" + caller.name + "' is a " + std::string(to_string(caller.role)) + "; " +
+      const std::string_view role = to_string(caller.role);
+      return refuse("role", 403, "role: '" + caller.name + "' is " + (role.front() == 'a' || role.front() == 'o' ? "an " : "a ") +
+                                     std::string(role) + "; " +
                                      req.method + " " + route.pattern + " needs " +
                                      std::string(to_string(needed_role(route.access))));
     }

@@ -22,16 +22,20 @@ const std::string kGenesis(64, '0');
 // `,"hash":"` + 64 hex digits + `"}`
 constexpr std::size_t kHashSuffix = 9 + 64 + 2;
 
-std::string cut(const std::string& text) { return text.size() <= kMaxField ? text : text.substr(0, kMaxField); }
+std::string cut(const std::string& text) {
+  return text.size() <= kMaxField ? text : text.substr(0, kMaxField);
+}
 
 std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
 // The line's text that its hash covers, or nothing when the line does not end in a hash.
 std::optional<std::string> hashed_part(const std::string& line, std::string& hash) {
-  if (line.size() < kHashSuffix + 2 || line.compare(line.size() - kHashSuffix, 9, R"(,"hash":")") != 0 ||
+  if (line.size() < kHashSuffix + 2 ||
+      line.compare(line.size() - kHashSuffix, 9, R"(,"hash":")") != 0 ||
       line.compare(line.size() - 2, 2, "\"}") != 0) {
     return std::nullopt;
   }
@@ -43,22 +47,27 @@ std::optional<std::string> hashed_part(const std::string& line, std::string& has
 std::string check_entry(const std::string& line, std::uint64_t seq, const std::string& prev) {
   std::string hash;
   const auto body = hashed_part(line, hash);
-  if (!body) return "hash: the line does not end with a \"hash\" member (truncated or not an entry)";
+  if (!body)
+    return "hash: the line does not end with a \"hash\" member (truncated or not an entry)";
   const auto j = nlohmann::json::parse(line, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return "the line is not a JSON object";
   for (const char* key : {"actor", "action", "target", "outcome", "prev", "hash"}) {
-    if (!j.contains(key) || !j[key].is_string()) return std::string(key) + ": missing or not a string";
+    if (!j.contains(key) || !j[key].is_string())
+      return std::string(key) + ": missing or not a string";
   }
-  if (!j.contains("seq") || !j["seq"].is_number_unsigned()) return "seq: missing or not an unsigned integer";
+  if (!j.contains("seq") || !j["seq"].is_number_unsigned())
+    return "seq: missing or not an unsigned integer";
   if (!j.contains("ts") || !j["ts"].is_number_integer()) return "ts: missing or not an integer";
-  if (sha256_hex(*body) != hash) return "hash: does not match the entry's text (the entry was changed)";
+  if (sha256_hex(*body) != hash)
+    return "hash: does not match the entry's text (the entry was changed)";
   const auto got = j["seq"].get<std::uint64_t>();
   if (got != seq) {
     return "seq: " + std::to_string(got) + ", expected " + std::to_string(seq) +
            " (an entry before it was removed, or entries were reordered)";
   }
   if (j["prev"].get<std::string>() != prev) {
-    return "prev: does not match the hash of entry " + std::to_string(seq - 1) + " (an entry was removed or replaced)";
+    return "prev: does not match the hash of entry " + std::to_string(seq - 1) +
+           " (an entry was removed or replaced)";
   }
   return {};
 }
@@ -68,7 +77,8 @@ std::string check_entry(const std::string& line, std::uint64_t seq, const std::s
 schemas::Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::filesystem::path& file) {
   std::unique_ptr<AuditLog> log(new AuditLog());
   log->fd_ = ::open(file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-  if (log->fd_ < 0) return Error{"audit", "cannot open " + file.string() + ": " + std::strerror(errno)};
+  if (log->fd_ < 0)
+    return Error{"audit", "cannot open " + file.string() + ": " + std::strerror(errno)};
   log->last_hash_ = kGenesis;
   // The last line, from the tail: entries are short (fields are cut at 1 KiB).
   std::ifstream in(file, std::ios::binary | std::ios::ate);
@@ -78,9 +88,11 @@ schemas::Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::filesystem:
   in.seekg(from);
   std::string tail(static_cast<std::size_t>(size - from), '\0');
   in.read(tail.data(), static_cast<std::streamsize>(tail.size()));
-  if (tail.back() != '\n') return Error{"audit", file.string() + ": the last entry is incomplete (run audit verify)"};
+  if (tail.back() != '\n')
+    return Error{"audit", file.string() + ": the last entry is incomplete (run audit verify)"};
   tail.pop_back();
-  const std::string last = tail.substr(tail.rfind('\n') == std::string::npos ? 0 : tail.rfind('\n') + 1);
+  const std::string last =
+      tail.substr(tail.rfind('\n') == std::string::npos ? 0 : tail.rfind('\n') + 1);
   std::string hash;
   const auto j = nlohmann::json::parse(last, nullptr, false);
   if (!hashed_part(last, hash) || j.is_discarded() || !j.is_object() || !j.contains("seq") ||
@@ -118,7 +130,8 @@ schemas::Status AuditLog::append(const AuditRecord& record) {
     if (n <= 0) return Error{"audit", std::string("write: ") + std::strerror(errno)};
     written += static_cast<std::size_t>(n);
   }
-  if (::fdatasync(fd_) != 0) return Error{"audit", std::string("fdatasync: ") + std::strerror(errno)};
+  if (::fdatasync(fd_) != 0)
+    return Error{"audit", std::string("fdatasync: ") + std::strerror(errno)};
   ++last_seq_;
   last_hash_ = hash;
   return schemas::Ok{};

@@ -280,13 +280,15 @@ int main(int argc, char** argv) {
     // Opened before any action: a log that cannot take entries refuses the run.
     auto audit_log = security::AuditLog::open(dir / "audit.log");
     if (!audit_log) return fail(audit_log.error());
-    const auto record = [&](const std::string& action, const std::string& target, const std::string& outcome) {
+    const auto record = [&](const std::string& action, const std::string& target,
+                            const std::string& outcome) {
       auto st = audit_log.value()->append({"nova-pki", action, target, outcome});
       if (!st) std::cerr << "nova-pki: " << st.error().message() << '\n';
       return static_cast<bool>(st);
     };
     // The outcome of `action` on `target`: recorded, then the exit code of a failure.
-    const auto audited_fail = [&](const std::string& action, const std::string& target, const schemas::Error& e) {
+    const auto audited_fail = [&](const std::string& action, const std::string& target,
+                                  const schemas::Error& e) {
       record(action, target, "failed: " + e.message());
       return fail(e);
     };
@@ -294,12 +296,14 @@ int main(int argc, char** argv) {
     if (init_root->parsed()) {
       auto info = pki.init_root(days > 0 ? days : 7300);
       if (!info) return audited_fail("init-root", "root", info.error());
-      if (!record("init-root", info->common_name + " serial " + info->serial_hex, "ok")) return kFailure;
+      if (!record("init-root", info->common_name + " serial " + info->serial_hex, "ok"))
+        return kFailure;
       print_issued(*info);
     } else if (init_intermediate->parsed()) {
       auto info = pki.init_intermediate(region, days > 0 ? days : 1825);
       if (!info) return audited_fail("init-intermediate", region, info.error());
-      if (!record("init-intermediate", info->common_name + " serial " + info->serial_hex, "ok")) return kFailure;
+      if (!record("init-intermediate", info->common_name + " serial " + info->serial_hex, "ok"))
+        return kFailure;
       print_issued(*info);
     } else if (issue->parsed()) {
       auto parsed = security::parse_role(role);
@@ -307,11 +311,13 @@ int main(int argc, char** argv) {
       request.role = *parsed;
       auto info = pki.issue(request);
       if (!info) return audited_fail("issue", role + " " + request.name, info.error());
-      if (!record("issue", info->common_name + " serial " + info->serial_hex, "ok")) return kFailure;
+      if (!record("issue", info->common_name + " serial " + info->serial_hex, "ok"))
+        return kFailure;
       print_issued(*info);
     } else if (revoke->parsed()) {
       if (!region.empty()) {
-        if (auto s = pki.revoke_intermediate(region); !s) return audited_fail("revoke", "region " + region, s.error());
+        if (auto s = pki.revoke_intermediate(region); !s)
+          return audited_fail("revoke", "region " + region, s.error());
         if (!record("revoke", "region " + region, "ok")) return kFailure;
         std::cout << "revoked the intermediate CA of region " << region << '\n';
       } else {
@@ -331,7 +337,8 @@ int main(int argc, char** argv) {
       const auto within = std::chrono::seconds(static_cast<std::int64_t>(within_days * 86400));
       auto report = pki.renew(within);
       for (const auto& info : report.renewed) {
-        if (!record("renew", info.common_name + " serial " + info.serial_hex, "ok")) return kFailure;
+        if (!record("renew", info.common_name + " serial " + info.serial_hex, "ok"))
+          return kFailure;
         print_issued(info);
       }
       for (const auto& e : report.failed) {
@@ -352,7 +359,8 @@ int main(int argc, char** argv) {
                 << pki.layout().signing_public_key(name).string() << '\n';
     } else if (topology->parsed()) {
       const int code = cmd_topology(pki, topology_file, request.days);
-      if (!record("topology", topology_file.string(), code == kOk ? "ok" : "failed (exit " + std::to_string(code) + ")")) {
+      if (!record("topology", topology_file.string(),
+                  code == kOk ? "ok" : "failed (exit " + std::to_string(code) + ")")) {
         return kFailure;
       }
       return code;

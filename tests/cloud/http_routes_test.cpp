@@ -161,7 +161,7 @@ TEST_CASE("roles: a viewer reads, an operator places, only an admin federates", 
   const std::string cluster = R"({"v":1,"cluster_id":"c-eu","name":"eu","role":"secondary","root_site":"cloud/eu"})";
   res = d.call("POST", "/api/v1/clusters", d.tokens.operator_eu, cluster);
   CHECK(res.status == 403);
-  CHECK(d.error_of(res) == "role: 'ops-eu' is a operator; POST /api/v1/clusters needs admin");
+  CHECK(d.error_of(res) == "role: 'ops-eu' is an operator; POST /api/v1/clusters needs admin");
   CHECK(d.call("POST", "/api/v1/clusters", d.tokens.admin, cluster).status == 201);
   CHECK(d.call("DELETE", "/api/v1/workloads/none", d.tokens.viewer).status == 403);
   const std::string metrics = d.call("GET", "/metrics").body;

@@ -1,6 +1,8 @@
 // The audit log's chain: append, resume after reopening, and verify naming the first
 // broken entry for a changed byte (anywhere in an entry), a removed entry, swapped
 // entries and an incomplete last line.
+#include "nova/security/audit_log.h"
+
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -8,8 +10,6 @@
 #include <fstream>
 #include <sstream>
 #include <vector>
-
-#include "nova/security/audit_log.h"
 
 using namespace nova::security;
 namespace fs = std::filesystem;
@@ -20,7 +20,8 @@ struct TempLog {
   fs::path dir;
   fs::path file;
   explicit TempLog(const std::string& name = "a")
-      : dir(fs::temp_directory_path() / ("nova-audit-test-" + std::to_string(::getpid()) + "-" + name)),
+      : dir(fs::temp_directory_path() /
+            ("nova-audit-test-" + std::to_string(::getpid()) + "-" + name)),
         file(dir / "audit.log") {
     fs::remove_all(dir);
     fs::create_directories(dir);
@@ -42,20 +43,27 @@ void append_five(const fs::path& file) {
   auto log = AuditLog::open(file);
   REQUIRE(log.ok());
   for (int i = 1; i <= 5; ++i) {
-    REQUIRE(log.value()->append({"ops-" + std::to_string(i), "POST /api/v1/workloads", "/api/v1/workloads", "201"}).ok());
+    REQUIRE(log.value()
+                ->append({"ops-" + std::to_string(i), "POST /api/v1/workloads", "/api/v1/workloads",
+                          "201"})
+                .ok());
   }
 }
 
 }  // namespace
 
-TEST_CASE("an intact audit log verifies and resumes its chain after reopening", "[security][audit]") {
+TEST_CASE("an intact audit log verifies and resumes its chain after reopening",
+          "[security][audit]") {
   TempLog t;
   append_five(t.file);
   {
     auto log = AuditLog::open(t.file);
     REQUIRE(log.ok());
     CHECK(log.value()->entries() == 5);
-    REQUIRE(log.value()->append({"nova-cloud", "publish task", "nova/v1/down/cloud/n1/task", "sent \"quoted\""}).ok());
+    REQUIRE(log.value()
+                ->append(
+                    {"nova-cloud", "publish task", "nova/v1/down/cloud/n1/task", "sent \"quoted\""})
+                .ok());
   }
   const AuditVerdict v = verify_audit_log(t.file);
   CHECK_FALSE(v.broken_at);
@@ -63,8 +71,11 @@ TEST_CASE("an intact audit log verifies and resumes its chain after reopening", 
   const auto lines = t.lines();
   REQUIRE(lines.size() == 6);
   CHECK(lines[0].rfind(R"({"seq":1,"ts":)", 0) == 0);
-  CHECK(lines[0].find(R"("prev":"0000000000000000000000000000000000000000000000000000000000000000")") != std::string::npos);
-  CHECK((fs::status(t.file).permissions() & (fs::perms::group_all | fs::perms::others_all)) == fs::perms::none);
+  CHECK(lines[0].find(
+            R"("prev":"0000000000000000000000000000000000000000000000000000000000000000")") !=
+        std::string::npos);
+  CHECK((fs::status(t.file).permissions() & (fs::perms::group_all | fs::perms::others_all)) ==
+        fs::perms::none);
 }
 
 TEST_CASE("changing any byte of an entry names that entry", "[security][audit]") {
@@ -95,7 +106,8 @@ TEST_CASE("a removed, reordered or cut entry is named", "[security][audit]") {
   AuditVerdict v = verify_audit_log(t.file);
   REQUIRE(v.broken_at);
   CHECK(*v.broken_at == 2);
-  CHECK(v.reason == "seq: 3, expected 2 (an entry before it was removed, or entries were reordered)");
+  CHECK(v.reason ==
+        "seq: 3, expected 2 (an entry before it was removed, or entries were reordered)");
 
   auto swapped = original;
   std::swap(swapped[3], swapped[4]);

@@ -323,10 +323,14 @@ TEST_CASE("nova-pki appends every certificate action to its audit log", "[securi
     const std::size_t at = l.find(R"("action":")") + 10;
     actions.push_back(l.substr(at, l.find('"', at) - at));
   }
-  CHECK(actions == std::vector<std::string>{"init-root", "init-intermediate", "issue", "issue", "renew", "revoke", "crl"});
-  CHECK_THAT(lines[2], Catch::Contains(R"("actor":"nova-pki","action":"issue","target":"gw-1 serial )") &&
-                           Catch::Contains(R"("outcome":"ok")"));
-  CHECK_THAT(lines[3], Catch::Contains(R"("target":"node gw-2")") && Catch::Contains(R"("outcome":"failed: region: no intermediate CA for region 'us')"));
+  CHECK(actions == std::vector<std::string>{"init-root", "init-intermediate", "issue", "issue",
+                                            "renew", "revoke", "crl"});
+  CHECK_THAT(lines[2],
+             Catch::Contains(R"("actor":"nova-pki","action":"issue","target":"gw-1 serial )") &&
+                 Catch::Contains(R"("outcome":"ok")"));
+  CHECK_THAT(lines[3], Catch::Contains(R"("target":"node gw-2")") &&
+                           Catch::Contains(
+                               R"("outcome":"failed: region: no intermediate CA for region 'us')"));
   const auto verdict = nova::security::verify_audit_log(d / "audit.log");
   CHECK_FALSE(verdict.broken_at);
   CHECK(verdict.entries == lines.size());
