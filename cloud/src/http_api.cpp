@@ -238,6 +238,7 @@ struct Router {
   struct Route {
     std::string method;
     std::string pattern;
+    std::string label;  // "DELETE /api/v1/workloads/{id}": the route as openapi.yaml names it
     std::regex regex;
     Access access;
     Handler handler;
@@ -246,7 +247,9 @@ struct Router {
   void Post(const std::string& pattern, Access a, Handler h) { add("POST", pattern, a, std::move(h)); }
   void Delete(const std::string& pattern, Access a, Handler h) { add("DELETE", pattern, a, std::move(h)); }
   void add(const char* method, const std::string& pattern, Access a, Handler h) {
-    routes.push_back({method, pattern, std::regex(pattern), a, std::move(h)});
+    static const std::regex capture(R"(\(\[\^/\]\+\))");  // ([^/]+)
+    routes.push_back({method, pattern, method + std::string(" ") + std::regex_replace(pattern, capture, "{id}"),
+                      std::regex(pattern), a, std::move(h)});
   }
   std::vector<Route> routes;
 };
@@ -525,7 +528,7 @@ struct HttpRoutes::Table {
     guard_and_run(route, req, res, caller);
     if (!options.audit || req.method == "GET" || req.method == "HEAD") return;
     const int status = res.status == -1 ? 200 : res.status;
-    auto st = options.audit->append({caller.name, req.method + " " + route.pattern, req.path, std::to_string(status)});
+    auto st = options.audit->append({caller.name, route.label, req.path, std::to_string(status)});
     if (!st) {
       // Not recorded: the action happened, but is not acknowledged as if it were audited.
       refusals->count("audit_failed");
@@ -572,8 +575,7 @@ struct HttpRoutes::Table {
     if (route.access != Access::open && static_cast<int>(caller.role) < static_cast<int>(needed_role(route.access))) {
       const std::string_view role = to_string(caller.role);
       return refuse("role", 403, "role: '" + caller.name + "' is " + (role.front() == 'a' || role.front() == 'o' ? "an " : "a ") +
-                                     std::string(role) + "; " +
-                                     req.method + " " + route.pattern + " needs " +
+                                     std::string(role) + "; " + route.label + " needs " +
                                      std::string(to_string(needed_role(route.access))));
     }
     // A form or fetch() without preflight can send text/plain, never application/json.

@@ -163,7 +163,9 @@ TEST_CASE("roles: a viewer reads, an operator places, only an admin federates", 
   CHECK(res.status == 403);
   CHECK(d.error_of(res) == "role: 'ops-eu' is an operator; POST /api/v1/clusters needs admin");
   CHECK(d.call("POST", "/api/v1/clusters", d.tokens.admin, cluster).status == 201);
-  CHECK(d.call("DELETE", "/api/v1/workloads/none", d.tokens.viewer).status == 403);
+  res = d.call("DELETE", "/api/v1/workloads/none", d.tokens.viewer);
+  CHECK(res.status == 403);
+  CHECK(d.error_of(res) == "role: 'watcher' is a viewer; DELETE /api/v1/workloads/{id} needs operator");
   const std::string metrics = d.call("GET", "/metrics").body;
   CHECK(metrics.find("nova_cloud_http_refused_total{reason=\"role\"} 3\n") != std::string::npos);
 }
