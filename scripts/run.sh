@@ -266,11 +266,16 @@ say "OK: birth record par-a1 -> par -> eu -> cloud, retained, byte-identical"
 # Port 8080 for the REST API and dashboard when it is free, else any free port.
 http_port=8080
 python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 8080))' 2>/dev/null || http_port=0
+# Authentication on: one admin token, shown once, for these curl calls and the dashboard.
+api_token=$("$cloud" token create --name demo-admin --role admin --tokens-file "$work_dir/cloud-tokens") ||
+  die "nova-cloud token create failed"
 cat >"$work_dir/cloud.yaml" <<EOF
 mqtt: {uri: "tcp://127.0.0.1:$cloud_port", client_id: nova-cloud-demo}
 store: {dir: $work_dir/cloud-store}
 liveness: {heartbeat_timeout_s: 60}
 http: {port: $http_port}
+auth: {tokens_file: $work_dir/cloud-tokens}
+audit: {file: $work_dir/cloud-audit.log}
 EOF
 "$cloud" --config "$work_dir/cloud.yaml" 2>"$work_dir/cloud.log" &
 cloud_pid=$!
@@ -284,7 +289,7 @@ say "nova-cloud (pid $cloud_pid) consumes the cloud broker; REST API and dashboa
 
 # GET $1 from the API and print the Python expression $2 over its JSON, named j.
 api_get() {
-  curl -fsS "$api$1" | python3 -c "import json, sys; j = json.load(sys.stdin); print($2)"
+  curl -fsS -H "Authorization: Bearer $api_token" "$api$1" | python3 -c "import json, sys; j = json.load(sys.stdin); print($2)"
 }
 # Polls GET $1 until the Python condition $2 over its JSON (j) holds, for at most $3 s.
 api_wait() {
@@ -346,7 +351,7 @@ printf '%s\n' '{"v":1,"workload_id":"demo-hello","name":"hello from the edge",' 
   '"argv":["/bin/sh","-c","echo hello from the edge"],"res":{"cpu_millis":100,"memory_mb":16,"storage_mb":0},' \
   '"caps":[],"tiers":[5],"availability":0.9,"clusters_in":[],"clusters_out":[],"timeout_ms":10000}' \
   >"$work_dir/workload.json"
-curl -fsS -X POST -H 'Content-Type: application/json' --data @"$work_dir/workload.json" \
+curl -fsS -X POST -H "Authorization: Bearer $api_token" -H 'Content-Type: application/json' --data @"$work_dir/workload.json" \
   "$api/api/v1/workloads" >"$work_dir/placed.json" || die "POST /api/v1/workloads failed"
 say "placed: $(python3 -c 'import json, sys; p = json.load(open(sys.argv[1]))["placement"]; print(p["node"], "at", p["site"], "score %.1f" % p["score"], "breakdown", {k: round(v, 1) for k, v in p["breakdown"].items()}, "failover", p["failover"])' "$work_dir/placed.json")"
 api_wait /api/v1/workloads/demo-hello "j['phase'] in ('succeeded', 'failed')" 60 ||
@@ -371,8 +376,9 @@ if $once; then
 fi
 
 say "the hierarchy, nova-cloud and $node_count agents keep running (run dir $run_dir); try:"
-say "  dashboard:   $api/"
-say "  REST API:    curl $api/api/v1/topology ; curl $api/api/v1/workloads"
+say "  dashboard:   $api/  (paste the API token when it asks)"
+say "  API token:   $api_token  (admin; shown once, its hash is in $work_dir/cloud-tokens)"
+say "  REST API:    curl -H 'Authorization: Bearer $api_token' $api/api/v1/topology"
 say "  mosquitto_sub -p $cloud_port -u nova-cloud -t 'nova/v1/up/#' -v     # births, metrics batches"
 say "  $bridge status --run-dir $run_dir"
 say "press Ctrl-C to stop"

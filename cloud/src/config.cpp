@@ -44,6 +44,29 @@ Setter text(std::function<std::string&(CloudConfig&)> field, bool may_be_empty) 
   };
 }
 
+Setter boolean(std::function<bool&(CloudConfig&)> field) {
+  return [field](CloudConfig& c, const YAML::Node& n) -> std::optional<std::string> {
+    if (n.IsScalar() && (n.Scalar() == "true" || n.Scalar() == "false")) {
+      field(c) = n.Scalar() == "true";
+      return std::nullopt;
+    }
+    return "expected true or false";
+  };
+}
+
+Setter strings(std::function<std::vector<std::string>&(CloudConfig&)> field) {
+  return [field](CloudConfig& c, const YAML::Node& n) -> std::optional<std::string> {
+    if (!n.IsSequence()) return "expected a list of strings";
+    std::vector<std::string> out;
+    for (const auto& item : n) {
+      if (!item.IsScalar() || item.Scalar().empty()) return "expected a list of non-empty strings";
+      out.push_back(item.Scalar());
+    }
+    field(c) = std::move(out);
+    return std::nullopt;
+  };
+}
+
 // A key taking one of `names`, stored as the enum value of the same position.
 template <class Enum, std::size_t N>
 Setter choice(std::function<Enum&(CloudConfig&)> field, const std::array<std::string_view, N>& names) {
@@ -74,6 +97,9 @@ const std::map<std::string, Setter>& keys() {
        integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.store.downsampled_retention_d; }, 1, 3650)},
       {"store.record_retention_d",
        integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.store.record_retention_d; }, 1, 3650)},
+      {"ingest.max_seq_ahead",
+       integer<std::uint64_t>([](CloudConfig& c) -> std::uint64_t& { return c.ingest.max_seq_ahead; }, 1,
+                              std::uint64_t{1} << 62)},
       {"liveness.heartbeat_timeout_s",
        integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.liveness.heartbeat_timeout_s; }, 1, 86400)},
       {"log.level", choice<common::LogLevel>([](CloudConfig& c) -> common::LogLevel& { return c.log.level; },
@@ -83,6 +109,13 @@ const std::map<std::string, Setter>& keys() {
       {"http.listen", text([](CloudConfig& c) -> std::string& { return c.http.listen; }, false)},
       {"http.port", integer<std::uint16_t>([](CloudConfig& c) -> std::uint16_t& { return c.http.port; }, 0, 65535)},
       {"http.dashboard_dir", text([](CloudConfig& c) -> std::string& { return c.http.dashboard_dir; }, true)},
+      {"http.allowed_hosts", strings([](CloudConfig& c) -> std::vector<std::string>& { return c.http.allowed_hosts; })},
+      {"http.allowed_origins",
+       strings([](CloudConfig& c) -> std::vector<std::string>& { return c.http.allowed_origins; })},
+      {"auth.tokens_file", text([](CloudConfig& c) -> std::string& { return c.auth.tokens_file; }, true)},
+      {"auth.insecure_no_auth", boolean([](CloudConfig& c) -> bool& { return c.auth.insecure_no_auth; })},
+      {"audit.file", text([](CloudConfig& c) -> std::string& { return c.audit.file; }, false)},
+      {"auth.protect_metrics", boolean([](CloudConfig& c) -> bool& { return c.auth.protect_metrics; })},
   };
   return table;
 }
@@ -103,6 +136,7 @@ CloudOptions CloudConfig::service_options() const {
   o.store.raw_retention = std::chrono::hours(store.raw_retention_h);
   o.store.downsampled_retention = std::chrono::hours(24 * store.downsampled_retention_d);
   o.store.record_retention = std::chrono::hours(24 * store.record_retention_d);
+  o.store.max_seq_ahead = ingest.max_seq_ahead;
   o.heartbeat_timeout = std::chrono::seconds(liveness.heartbeat_timeout_s);
   return o;
 }

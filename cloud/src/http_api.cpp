@@ -2,8 +2,13 @@
 
 #include <httplib.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <fstream>
+#include <functional>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
@@ -12,6 +17,7 @@
 #include "dashboard.h"
 #include "nova/cloud/workloads.h"
 #include "nova/schemas/codec.h"
+#include "nova/security/audit_log.h"
 
 namespace nova::cloud {
 
@@ -185,33 +191,140 @@ void error_handler(const httplib::Request&, httplib::Response& res, std::size_t 
   }
 }
 
+// Who is calling: the token's entry, or the anonymous caller of an open route (or of
+// every route in insecure mode).
+struct Caller {
+  std::string name = "anonymous";
+  Role role = Role::viewer;
+  std::string scope;  // empty: the whole hierarchy
+};
+
+// What a route needs from its caller.
+enum class Access { open, view, operate, administer };
+
+Role needed_role(Access access) {
+  switch (access) {
+    case Access::operate: return Role::operator_;
+    case Access::administer: return Role::admin;
+    default: return Role::viewer;
+  }
+}
+
+// Refusals by reason, for /metrics; shared by the routes and the server's guard.
+struct Refusals {
+  static constexpr const char* kReasons[] = {"missing_host", "bad_host",  "missing_token", "bad_token",
+                                             "bad_origin",   "role",      "content_type",  "scope",
+                                             "audit_failed"};
+  void count(const std::string& reason) {
+    std::lock_guard lock(mutex);
+    ++by_reason[reason];
+  }
+  std::map<std::string, std::uint64_t> snapshot() {
+    std::lock_guard lock(mutex);
+    std::map<std::string, std::uint64_t> out;
+    for (const char* r : kReasons) out[r] = 0;
+    for (const auto& [r, n] : by_reason) out[r] = n;
+    return out;
+  }
+  std::mutex mutex;
+  std::map<std::string, std::uint64_t> by_reason;
+};
+
+using Handler = std::function<void(const httplib::Request&, httplib::Response&, const Caller&)>;
+
 // The routes' registry. Named `s` where routes are added, as a server would be:
 // tests/cloud/openapi_check.py reads the s.Get/s.Post/s.Delete calls.
 struct Router {
   struct Route {
     std::string method;
     std::string pattern;
+    std::string label;  // "DELETE /api/v1/workloads/{id}": the route as openapi.yaml names it
     std::regex regex;
-    httplib::Server::Handler handler;
+    Access access;
+    Handler handler;
   };
-  void Get(const std::string& pattern, httplib::Server::Handler h) { add("GET", pattern, std::move(h)); }
-  void Post(const std::string& pattern, httplib::Server::Handler h) { add("POST", pattern, std::move(h)); }
-  void Delete(const std::string& pattern, httplib::Server::Handler h) { add("DELETE", pattern, std::move(h)); }
-  void add(const char* method, const std::string& pattern, httplib::Server::Handler h) {
-    routes.push_back({method, pattern, std::regex(pattern), std::move(h)});
+  void Get(const std::string& pattern, Access a, Handler h) { add("GET", pattern, a, std::move(h)); }
+  void Post(const std::string& pattern, Access a, Handler h) { add("POST", pattern, a, std::move(h)); }
+  void Delete(const std::string& pattern, Access a, Handler h) { add("DELETE", pattern, a, std::move(h)); }
+  void add(const char* method, const std::string& pattern, Access a, Handler h) {
+    static const std::regex capture(R"(\(\[\^/\]\+\))");  // ([^/]+)
+    routes.push_back({method, pattern, method + std::string(" ") + std::regex_replace(pattern, capture, "{id}"),
+                      std::regex(pattern), a, std::move(h)});
   }
   std::vector<Route> routes;
 };
 
-void add_routes(Router& s, CloudService& service, const HttpOptions& options) {
+// The dashboard may never be framed nor its replies sniffed into another type; its page
+// loads nothing from elsewhere.
+void set_security_headers(httplib::Response& res) {
+  res.set_header("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'");
+  res.set_header("X-Frame-Options", "DENY");
+  res.set_header("X-Content-Type-Options", "nosniff");
+}
+
+std::string lower(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
+}
+
+bool listed(const std::vector<std::string>& allowed, const std::string& value) {
+  const std::string v = lower(value);
+  return std::any_of(allowed.begin(), allowed.end(), [&](const std::string& a) { return lower(a) == v; });
+}
+
+// The cluster names a scoped caller's workload must be confined to: every one in
+// clusters_in, known, rooted by a site path (two levels or more, so it cannot match a
+// bare site id elsewhere in the tree) at or below the scope.
+std::optional<std::string> outside_scope(const WorkloadSpec& spec, const std::vector<ClusterRecord>& clusters,
+                                         const std::string& scope) {
+  if (scope.empty()) return std::nullopt;
+  const std::string need = "scope: a token scoped to '" + scope +
+                           "' may only name workloads confined by clusters_in to clusters whose root_site is at or below it";
+  if (spec.clusters_include.empty()) return need + " (clusters_in is empty)";
+  for (const auto& id : spec.clusters_include) {
+    auto c = std::find_if(clusters.begin(), clusters.end(), [&](const ClusterRecord& r) { return r.cluster_id == id; });
+    if (c == clusters.end() || !c->root_site || c->root_site->find('/') == std::string::npos ||
+        !in_scope(scope, *c->root_site)) {
+      return need + " (cluster '" + id + "' is not)";
+    }
+  }
+  return std::nullopt;
+}
+
+// The built-in page is one file with an inline <style> and <script>; the CSP
+// (default-src 'self') runs neither inline, so they are served as files of their own.
+struct DashboardParts {
+  std::string html, css, js;
+};
+DashboardParts split_dashboard(std::string html) {
+  DashboardParts parts;
+  const auto take = [&html](const std::string& open, const std::string& close, const std::string& link) {
+    const std::size_t from = html.find(open);
+    const std::size_t to = html.find(close, from);
+    if (from == std::string::npos || to == std::string::npos) return std::string();
+    std::string inner = html.substr(from + open.size(), to - from - open.size());
+    html.replace(from, to + close.size() - from, link);
+    return inner;
+  };
+  parts.css = take("<style>", "</style>", R"(<link rel="stylesheet" href="/dashboard.css">)");
+  parts.js = take("<script>", "</script>", R"(<script src="/dashboard.js"></script>)");
+  parts.html = std::move(html);
+  return parts;
+}
+
+bool node_in_scope(const NodeView& n, const std::string& scope) {
+  return scope.empty() || (n.description && in_scope(scope, n.description->site));
+}
+
+void add_routes(Router& s, CloudService& service, const HttpOptions& options, std::shared_ptr<Refusals> refusals) {
   CloudService* svc = &service;
-  s.Get("/readyz", [svc](const httplib::Request&, httplib::Response& res) {
+  s.Get("/readyz", Access::open, [svc](const httplib::Request&, httplib::Response& res, const Caller&) {
     const std::vector<std::string> reasons = svc->readiness();
     if (reasons.empty()) return reply(res, 200, {{"status", "ready"}});
     reply(res, 503, {{"status", "not ready"}, {"error", reasons.front()}, {"reasons", reasons}});
   });
 
-  s.Get("/api/v1/health", [svc](const httplib::Request&, httplib::Response& res) {
+  s.Get("/api/v1/health", Access::open, [svc](const httplib::Request&, httplib::Response& res, const Caller&) {
     const CloudCounters c = svc->counters();
     reply(res, 200, {{"status", "ok"},
                      {"instance", svc->options().client_id},
@@ -219,20 +332,26 @@ void add_routes(Router& s, CloudService& service, const HttpOptions& options) {
                      {"mqtt_connected", c.connected},
                      {"queue_depth", c.queue_depth}});
   });
-  s.Get("/api/v1/nodes", [svc](const httplib::Request&, httplib::Response& res) {
+  s.Get("/api/v1/nodes", Access::view, [svc](const httplib::Request&, httplib::Response& res, const Caller& caller) {
     json out = json::array();
-    for (const auto& n : svc->nodes()) out.push_back(node_json(n));
+    for (const auto& n : svc->nodes()) {
+      if (node_in_scope(n, caller.scope)) out.push_back(node_json(n));
+    }
     reply(res, 200, out);
   });
-  s.Get(R"(/api/v1/nodes/([^/]+))", [svc](const httplib::Request& req, httplib::Response& res) {
+  s.Get(R"(/api/v1/nodes/([^/]+))", Access::view, [svc](const httplib::Request& req, httplib::Response& res, const Caller& caller) {
     auto n = svc->node(req.matches[1]);
-    if (!n) return error(res, 404, "node '" + std::string(req.matches[1]) + "' is not known");
+    if (!n || !node_in_scope(*n, caller.scope)) return error(res, 404, "node '" + std::string(req.matches[1]) + "' is not known");
     json j = node_json(*n);
     j["watermarks"] = svc->store().watermarks(n->id);
     reply(res, 200, j);
   });
-  s.Get(R"(/api/v1/nodes/([^/]+)/metrics)", [svc](const httplib::Request& req, httplib::Response& res) {
+  s.Get(R"(/api/v1/nodes/([^/]+)/metrics)", Access::view, [svc](const httplib::Request& req, httplib::Response& res, const Caller& caller) {
     const std::string node = req.matches[1];
+    if (!caller.scope.empty()) {
+      auto n = svc->node(node);
+      if (!n || !node_in_scope(*n, caller.scope)) return error(res, 404, "node '" + node + "' is not known");
+    }
     const Timestamp now = now_ms();
     const auto from = uint_param(req, "from");
     const auto to = uint_param(req, "to");
@@ -261,61 +380,93 @@ void add_routes(Router& s, CloudService& service, const HttpOptions& options) {
     }
     reply(res, 200, out);
   });
-  s.Get("/api/v1/topology", [svc](const httplib::Request&, httplib::Response& res) {
-    reply(res, 200, {{"sites", topology_json(svc->nodes(), svc->links_down())}, {"links_down", svc->links_down()}});
+  s.Get("/api/v1/topology", Access::view, [svc](const httplib::Request&, httplib::Response& res, const Caller& caller) {
+    std::vector<NodeView> nodes = svc->nodes();
+    std::erase_if(nodes, [&](const NodeView& n) { return !node_in_scope(n, caller.scope); });
+    reply(res, 200, {{"sites", topology_json(nodes, svc->links_down())}, {"links_down", svc->links_down()}});
   });
-  s.Get("/api/v1/workloads", [svc](const httplib::Request&, httplib::Response& res) {
+  s.Get("/api/v1/workloads", Access::view, [svc](const httplib::Request&, httplib::Response& res, const Caller& caller) {
     json out = json::array();
-    for (const auto& w : svc->workloads().list()) out.push_back(workload_json(w));
+    const auto clusters = svc->workloads().clusters();
+    for (const auto& w : svc->workloads().list()) {
+      if (!outside_scope(w.spec, clusters, caller.scope)) out.push_back(workload_json(w));
+    }
     reply(res, 200, out);
   });
-  s.Post("/api/v1/workloads", [svc](const httplib::Request& req, httplib::Response& res) {
+  s.Post("/api/v1/workloads", Access::operate, [svc, refusals](const httplib::Request& req, httplib::Response& res,
+                                                                  const Caller& caller) {
     auto spec = decode_json<WorkloadSpec>(req.body);
     if (!spec) return error(res, 400, spec.error().message());
+    if (auto outside = outside_scope(*spec, svc->workloads().clusters(), caller.scope)) {
+      refusals->count("scope");
+      return error(res, 403, *outside);
+    }
     auto state = svc->workloads().submit(std::move(spec).value(), now_ms());
     if (!state) return error(res, state.error().reason.find("already exists") != std::string::npos ? 409 : 400, state.error().message());
     res.set_header("Location", "/api/v1/workloads/" + state->spec.workload_id);
     reply(res, 201, workload_json(*state));
   });
-  s.Get(R"(/api/v1/workloads/([^/]+))", [svc](const httplib::Request& req, httplib::Response& res) {
+  s.Get(R"(/api/v1/workloads/([^/]+))", Access::view, [svc](const httplib::Request& req, httplib::Response& res, const Caller& caller) {
     auto w = svc->workloads().get(req.matches[1]);
-    if (!w) return error(res, 404, "workload '" + std::string(req.matches[1]) + "' is not known");
+    if (!w || outside_scope(w->spec, svc->workloads().clusters(), caller.scope)) return error(res, 404, "workload '" + std::string(req.matches[1]) + "' is not known");
     reply(res, 200, workload_json(*w));
   });
-  s.Delete(R"(/api/v1/workloads/([^/]+))", [svc](const httplib::Request& req, httplib::Response& res) {
-    if (!svc->workloads().remove(req.matches[1], now_ms())) {
+  s.Delete(R"(/api/v1/workloads/([^/]+))", Access::operate, [svc](const httplib::Request& req, httplib::Response& res, const Caller& caller) {
+    auto w = svc->workloads().get(req.matches[1]);
+    const bool visible = w && !outside_scope(w->spec, svc->workloads().clusters(), caller.scope);
+    if (!visible || !svc->workloads().remove(req.matches[1], now_ms())) {
       return error(res, 404, "workload '" + std::string(req.matches[1]) + "' is not known");
     }
     res.status = 204;
   });
-  s.Get("/api/v1/placements", [svc](const httplib::Request&, httplib::Response& res) {
+  s.Get("/api/v1/placements", Access::view, [svc](const httplib::Request&, httplib::Response& res, const Caller& caller) {
     json out = json::array();
     for (const auto& w : svc->workloads().list()) {
-      if (w.placement && w.phase != Phase::deleted) out.push_back(to_json(*w.placement));
+      if (w.placement && w.phase != Phase::deleted && in_scope(caller.scope, w.placement->site)) {
+        out.push_back(to_json(*w.placement));
+      }
     }
     reply(res, 200, out);
   });
-  s.Get("/api/v1/clusters", [svc](const httplib::Request&, httplib::Response& res) {
+  s.Get("/api/v1/clusters", Access::view, [svc](const httplib::Request&, httplib::Response& res, const Caller& caller) {
     json out = json::array();
-    for (const auto& c : svc->workloads().clusters()) out.push_back(to_json(c));
+    for (const auto& c : svc->workloads().clusters()) {
+      if (caller.scope.empty() || (c.root_site && in_scope(caller.scope, *c.root_site))) out.push_back(to_json(c));
+    }
     reply(res, 200, out);
   });
-  s.Post("/api/v1/clusters", [svc](const httplib::Request& req, httplib::Response& res) {
+  s.Post("/api/v1/clusters", Access::administer, [svc, refusals](const httplib::Request& req, httplib::Response& res,
+                                                                   const Caller& caller) {
     auto cluster = decode_json<ClusterRecord>(req.body);
     if (!cluster) return error(res, 400, cluster.error().message());
+    if (!caller.scope.empty() && (!cluster->root_site || cluster->root_site->find('/') == std::string::npos ||
+                                  !in_scope(caller.scope, *cluster->root_site))) {
+      refusals->count("scope");
+      return error(res, 403, "scope: a token scoped to '" + caller.scope +
+                                 "' may only register clusters whose root_site is a site path at or below it");
+    }
     auto st = svc->workloads().register_cluster(*cluster);
     if (!st) return error(res, 400, st.error().message());
     reply(res, 201, to_json(*cluster));
   });
-  s.Delete(R"(/api/v1/clusters/([^/]+))", [svc](const httplib::Request& req, httplib::Response& res) {
-    if (!svc->workloads().remove_cluster(req.matches[1])) {
+  s.Delete(R"(/api/v1/clusters/([^/]+))", Access::administer, [svc](const httplib::Request& req, httplib::Response& res, const Caller& caller) {
+    const auto clusters = svc->workloads().clusters();
+    const bool visible = std::any_of(clusters.begin(), clusters.end(), [&](const ClusterRecord& c) {
+      return c.cluster_id == req.matches[1] && (caller.scope.empty() || (c.root_site && in_scope(caller.scope, *c.root_site)));
+    });
+    if (!visible || !svc->workloads().remove_cluster(req.matches[1])) {
       return error(res, 404, "cluster '" + std::string(req.matches[1]) + "' is not known");
     }
     res.status = 204;
   });
-  s.Post("/api/v1/edge/optimize", [svc](const httplib::Request& req, httplib::Response& res) {
+  s.Post("/api/v1/edge/optimize", Access::operate, [svc, refusals](const httplib::Request& req, httplib::Response& res,
+                                                                     const Caller& caller) {
     auto spec = decode_json<WorkloadSpec>(req.body);
     if (!spec) return error(res, 400, spec.error().message());
+    if (auto outside = outside_scope(*spec, svc->workloads().clusters(), caller.scope)) {
+      refusals->count("scope");
+      return error(res, 403, *outside);
+    }
     std::size_t k = 5;
     if (req.has_param("k")) {
       const auto v = uint_param(req, "k");
@@ -333,24 +484,120 @@ void add_routes(Router& s, CloudService& service, const HttpOptions& options) {
     }
     reply(res, 200, {{"workload_id", spec->workload_id}, {"recommendations", out}});
   });
-  s.Get("/metrics", [svc](const httplib::Request&, httplib::Response& res) {
-    res.set_content(prometheus_text(*svc), "text/plain; version=0.0.4");
+  s.Get("/metrics", options.protect_metrics ? Access::view : Access::open, [svc, refusals](const httplib::Request&, httplib::Response& res, const Caller&) {
+    std::string text = prometheus_text(*svc);
+    text += "# HELP nova_cloud_http_refused_total REST requests refused before their handler ran, by reason.\n"
+            "# TYPE nova_cloud_http_refused_total counter\n";
+    for (const auto& [reason, n] : refusals->snapshot()) {
+      text += "nova_cloud_http_refused_total{reason=\"" + reason + "\"} " + std::to_string(n) + "\n";
+    }
+    res.set_content(text, "text/plain; version=0.0.4");
   });
   if (options.dashboard_dir.empty()) {
-    s.Get("/", [](const httplib::Request&, httplib::Response& res) { res.set_content(kDashboardHtml, "text/html"); });
+    auto page = std::make_shared<const DashboardParts>(split_dashboard(kDashboardHtml));
+    s.Get("/", Access::open, [page](const httplib::Request&, httplib::Response& res, const Caller&) {
+      res.set_content(page->html, "text/html");
+    });
+    s.Get("/dashboard.js", Access::open, [page](const httplib::Request&, httplib::Response& res, const Caller&) {
+      res.set_content(page->js, "text/javascript");
+    });
+    s.Get("/dashboard.css", Access::open, [page](const httplib::Request&, httplib::Response& res, const Caller&) {
+      res.set_content(page->css, "text/css");
+    });
   }
 }
 
 }  // namespace
 
+std::vector<std::string> default_allowed_hosts(const std::string& listen, std::uint16_t port) {
+  const std::string p = ":" + std::to_string(port);
+  std::vector<std::string> hosts = {"localhost" + p, "127.0.0.1" + p};
+  const std::string bound = listen.find(':') != std::string::npos ? "[" + listen + "]" + p : listen + p;  // IPv6
+  if (!listed(hosts, bound)) hosts.push_back(bound);
+  return hosts;
+}
+
 struct HttpRoutes::Table {
   Router router;
-  std::size_t max_body_bytes = 0;
+  HttpOptions options;
+  std::shared_ptr<Refusals> refusals = std::make_shared<Refusals>();
+
+  // Runs the route, then records a write in the audit log before the reply goes out.
+  void serve(const Router::Route& route, const httplib::Request& req, httplib::Response& res) const {
+    Caller caller;
+    guard_and_run(route, req, res, caller);
+    if (!options.audit || req.method == "GET" || req.method == "HEAD") return;
+    const int status = res.status == -1 ? 200 : res.status;
+    auto st = options.audit->append({caller.name, route.label, req.path, std::to_string(status)});
+    if (!st) {
+      // Not recorded: the action happened, but is not acknowledged as if it were audited.
+      refusals->count("audit_failed");
+      error(res, 500, "audit: " + st.error().message());
+    }
+  }
+
+  // The route's guard (http_api.h lists the checks in order), then its handler.
+  void guard_and_run(const Router::Route& route, const httplib::Request& req, httplib::Response& res,
+                     Caller& caller) const {
+    set_security_headers(res);
+    const auto refuse = [&](const char* reason, int status, const std::string& message) {
+      refusals->count(reason);
+      error(res, status, message);
+    };
+    // DNS rebinding: a page on evil.example resolved to 127.0.0.1 sends its own name.
+    if (!req.has_header("Host")) return refuse("missing_host", 400, "Host: missing (HTTP/1.1 requires it)");
+    const std::string host = req.get_header_value("Host");
+    if (!listed(options.allowed_hosts, host)) {
+      return refuse("bad_host", 421, "Host: '" + host + "' is not an allowed host (http.allowed_hosts)");
+    }
+    if (options.insecure_no_auth) {
+      caller.role = Role::admin;
+    } else if (route.access != Access::open) {
+      const std::string authorization = req.get_header_value("Authorization");
+      static constexpr std::string_view kBearer = "Bearer ";
+      if (authorization.size() <= kBearer.size() || authorization.compare(0, kBearer.size(), kBearer) != 0) {
+        res.set_header("WWW-Authenticate", "Bearer realm=\"nova-cloud\"");
+        return refuse("missing_token", 401, "Authorization: expected \"Bearer <token>\"");
+      }
+      auto token = options.tokens ? options.tokens->find(std::string_view(authorization).substr(kBearer.size()))
+                                  : std::nullopt;
+      if (!token) {
+        res.set_header("WWW-Authenticate", "Bearer realm=\"nova-cloud\", error=\"invalid_token\"");
+        return refuse("bad_token", 401, "Authorization: the token is not in auth.tokens_file");
+      }
+      caller = {token->name, token->role, token->scope};
+    }
+    const bool write = req.method != "GET" && req.method != "HEAD";
+    // A browser sends Origin on every cross-origin write: a page elsewhere is refused.
+    if (write && req.has_header("Origin") && !listed(options.allowed_origins, req.get_header_value("Origin"))) {
+      return refuse("bad_origin", 403, "Origin: '" + req.get_header_value("Origin") + "' is not an allowed origin");
+    }
+    if (route.access != Access::open && static_cast<int>(caller.role) < static_cast<int>(needed_role(route.access))) {
+      const std::string_view role = to_string(caller.role);
+      return refuse("role", 403, "role: '" + caller.name + "' is " + (role.front() == 'a' || role.front() == 'o' ? "an " : "a ") +
+                                     std::string(role) + "; " + route.label + " needs " +
+                                     std::string(to_string(needed_role(route.access))));
+    }
+    // A form or fetch() without preflight can send text/plain, never application/json.
+    if (req.method == "POST") {
+      const std::string type = lower(req.get_header_value("Content-Type"));
+      if (type != "application/json" && type.rfind("application/json;", 0) != 0) {
+        return refuse("content_type", 415, "Content-Type: expected application/json, got '" + type + "'");
+      }
+    }
+    route.handler(req, res, caller);
+  }
 };
 
 HttpRoutes::HttpRoutes(CloudService& service, const HttpOptions& options) : table_(std::make_unique<Table>()) {
-  add_routes(table_->router, service, options);
-  table_->max_body_bytes = options.max_body_bytes;
+  table_->options = options;
+  if (table_->options.allowed_hosts.empty()) {
+    table_->options.allowed_hosts = default_allowed_hosts(options.listen, options.port);
+  }
+  if (table_->options.allowed_origins.empty()) {
+    for (const auto& h : table_->options.allowed_hosts) table_->options.allowed_origins.push_back("http://" + h);
+  }
+  add_routes(table_->router, service, table_->options, table_->refusals);
 }
 HttpRoutes::~HttpRoutes() = default;
 
@@ -358,22 +605,25 @@ void HttpRoutes::handle(httplib::Request& req, httplib::Response& res) const {
   bool routed = false;
   for (const auto& route : table_->router.routes) {
     if (route.method != req.method || !std::regex_match(req.path, req.matches, route.regex)) continue;
-    route.handler(req, res);
+    table_->serve(route, req, res);
     routed = true;
     break;
   }
   if (!routed) res.status = 404;
   if (res.status == -1) res.status = 200;  // as httplib: a handler that set no status
-  if (res.status >= 400) error_handler(req, res, table_->max_body_bytes);
+  if (res.status >= 400) error_handler(req, res, table_->options.max_body_bytes);
 }
 
 void HttpRoutes::install(httplib::Server& server) const {
   for (const auto& route : table_->router.routes) {
-    if (route.method == "GET") server.Get(route.pattern, route.handler);
-    if (route.method == "POST") server.Post(route.pattern, route.handler);
-    if (route.method == "DELETE") server.Delete(route.pattern, route.handler);
+    httplib::Server::Handler h = [table = table_.get(), &route](const httplib::Request& req, httplib::Response& res) {
+      table->serve(route, req, res);
+    };
+    if (route.method == "GET") server.Get(route.pattern, h);
+    if (route.method == "POST") server.Post(route.pattern, h);
+    if (route.method == "DELETE") server.Delete(route.pattern, h);
   }
-  server.set_error_handler([max = table_->max_body_bytes](const httplib::Request& req, httplib::Response& res) {
+  server.set_error_handler([max = table_->options.max_body_bytes](const httplib::Request& req, httplib::Response& res) {
     error_handler(req, res, max);
   });
   server.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
@@ -386,10 +636,7 @@ schemas::Result<std::unique_ptr<HttpApi>> HttpApi::start(CloudService& service, 
   api->server_ = std::make_unique<httplib::Server>();
   httplib::Server& server = *api->server_;
   server.set_payload_max_length(options.max_body_bytes);
-  HttpRoutes(service, options).install(server);
-  if (!options.dashboard_dir.empty() && !server.set_mount_point("/", options.dashboard_dir)) {
-    return Error{"http.dashboard_dir", "'" + options.dashboard_dir + "' is not a readable directory"};
-  }
+  // Bound first: the default allowed Host values hold the port really bound.
   if (options.port == 0) {
     const int port = server.bind_to_any_port(options.listen);
     if (port <= 0) return Error{"http.listen", "cannot bind " + options.listen};
@@ -400,6 +647,14 @@ schemas::Result<std::unique_ptr<HttpApi>> HttpApi::start(CloudService& service, 
     }
     api->port_ = options.port;
   }
+  HttpOptions bound = options;
+  bound.port = api->port_;
+  api->routes_ = std::make_unique<HttpRoutes>(service, bound);
+  api->routes_->install(server);
+  if (!options.dashboard_dir.empty() && !server.set_mount_point("/", options.dashboard_dir)) {
+    return Error{"http.dashboard_dir", "'" + options.dashboard_dir + "' is not a readable directory"};
+  }
+  server.set_file_request_handler([](const httplib::Request&, httplib::Response& res) { set_security_headers(res); });
   api->thread_ = std::thread([raw = api->server_.get()] { raw->listen_after_bind(); });
   return api;
 }

@@ -200,6 +200,17 @@ Result<std::vector<Admission>> IngestStore::admit(std::span<const IngestRecord> 
     const auto id = std::make_pair(node, name);
     if (before.emplace(id, s).second) initial_watermark[id] = s.watermark;
     const std::uint64_t seq = r.position.seq;
+    // Checked before `first` is used: a forged first would otherwise move the watermark.
+    // The codec guarantees first <= seq, so bounding seq bounds first too.
+    if (seq > s.watermark && seq - s.watermark > options_.max_seq_ahead) {
+      const bool first_too = r.position.first && *r.position.first > s.watermark + options_.max_seq_ahead;
+      out[i].refused = std::string(first_too ? "position.first: " + std::to_string(*r.position.first)
+                                             : "position.seq: " + std::to_string(seq)) +
+                       " is more than " + std::to_string(options_.max_seq_ahead) + " ahead of the stream's watermark " +
+                       std::to_string(s.watermark);
+      ++added.too_far_ahead;
+      continue;
+    }
     // The sender declares every seq below `first` gone (acknowledged or evicted): stop
     // waiting for the ones not stored. Only what this record says is used, and the codec
     // guarantees first <= seq; a duplicate may still carry news, so this comes first.
@@ -294,6 +305,7 @@ Result<std::vector<Admission>> IngestStore::admit(std::span<const IngestRecord> 
   counters_.duplicates += added.duplicates;
   counters_.samples += added.samples;
   counters_.skipped += added.skipped;
+  counters_.too_far_ahead += added.too_far_ahead;
   counters_.writes += 1;
   return out;
 }

@@ -11,6 +11,7 @@
 #include "nova/cloud/workloads.h"
 #include "nova/schemas/codec.h"
 #include "nova/schemas/topic.h"
+#include "nova/security/audit_log.h"
 
 namespace nova::cloud {
 
@@ -255,6 +256,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
   void process(std::vector<Incoming>& group) {
     const Timestamp now = now_ms();
     std::vector<IngestRecord> records;
+    std::vector<std::string> record_topics;  // records[i] arrived on record_topics[i]
     std::deque<Decoded> decoded;  // stable addresses
     std::vector<LivenessChange> changes;
     std::vector<std::string> peer_acks;
@@ -377,6 +379,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
         topology_.heartbeat(node, now);
       }
       records.push_back(std::move(r));
+      record_topics.push_back(in.topic);
     }
     {
       std::lock_guard lock(mutex_);
@@ -394,6 +397,10 @@ class CloudService::Impl final : public virtual mqtt::callback {
         log("error", "store_write_failed", "error=\"" + admitted.error().message() + "\"");
       } else {
         for (std::size_t i = 0; i < records.size(); ++i) {
+          if (const std::string& refused = admitted.value()[i].refused; !refused.empty()) {
+            reject("seq_too_far_ahead", record_topics[i], refused);
+            continue;
+          }
           ack_nodes.insert(records[i].position.node);
           if (admitted.value()[i].duplicate) continue;
           if (records[i].result != nullptr) owner_.workloads_->on_result(*records[i].result, now);
@@ -510,7 +517,12 @@ Result<std::unique_ptr<CloudService>> CloudService::prepare(CloudOptions options
   CloudService* raw = s.get();
   s->workloads_ = std::make_unique<Workloads>(
       [raw](const std::string& topic, const std::vector<std::uint8_t>& payload, bool retained) {
-        return raw->publish(topic, payload, retained);
+        const bool sent = raw->publish(topic, payload, retained);
+        if (raw->options_.audit) {
+          auto st = raw->options_.audit->append({raw->options_.client_id, "publish", topic, sent ? "sent" : "not sent"});
+          if (!st && raw->options_.log) raw->options_.log("error", "audit_failed", "error=\"" + st.error().message() + "\"");
+        }
+        return sent;
       },
       [raw] { return raw->impl_->snapshot(); }, s->options_.log, s->options_.client_id,
       !s->options_.shared_group.empty());

@@ -12,6 +12,7 @@
 #include <map>
 #include <set>
 
+#include "nova/security/audit_log.h"
 #include "nova/security/pki.h"
 #include "nova/tiers/topology.h"
 
@@ -274,42 +275,76 @@ int main(int argc, char** argv) {
     auto opened = security::Pki::open(dir);
     if (!opened) return fail(opened.error());
     security::Pki& pki = opened.value();
+    // Every certificate action, done or failed, goes to <dir>/audit.log (the same chain
+    // as nova-cloud's: security/audit_log.h), synced before nova-pki reports it.
+    // Opened before any action: a log that cannot take entries refuses the run.
+    auto audit_log = security::AuditLog::open(dir / "audit.log");
+    if (!audit_log) return fail(audit_log.error());
+    const auto record = [&](const std::string& action, const std::string& target,
+                            const std::string& outcome) {
+      auto st = audit_log.value()->append({"nova-pki", action, target, outcome});
+      if (!st) std::cerr << "nova-pki: " << st.error().message() << '\n';
+      return static_cast<bool>(st);
+    };
+    // The outcome of `action` on `target`: recorded, then the exit code of a failure.
+    const auto audited_fail = [&](const std::string& action, const std::string& target,
+                                  const schemas::Error& e) {
+      record(action, target, "failed: " + e.message());
+      return fail(e);
+    };
 
     if (init_root->parsed()) {
       auto info = pki.init_root(days > 0 ? days : 7300);
-      if (!info) return fail(info.error());
+      if (!info) return audited_fail("init-root", "root", info.error());
+      if (!record("init-root", info->common_name + " serial " + info->serial_hex, "ok"))
+        return kFailure;
       print_issued(*info);
     } else if (init_intermediate->parsed()) {
       auto info = pki.init_intermediate(region, days > 0 ? days : 1825);
-      if (!info) return fail(info.error());
+      if (!info) return audited_fail("init-intermediate", region, info.error());
+      if (!record("init-intermediate", info->common_name + " serial " + info->serial_hex, "ok"))
+        return kFailure;
       print_issued(*info);
     } else if (issue->parsed()) {
       auto parsed = security::parse_role(role);
       if (!parsed) return fail(parsed.error());
       request.role = *parsed;
       auto info = pki.issue(request);
-      if (!info) return fail(info.error());
+      if (!info) return audited_fail("issue", role + " " + request.name, info.error());
+      if (!record("issue", info->common_name + " serial " + info->serial_hex, "ok"))
+        return kFailure;
       print_issued(*info);
     } else if (revoke->parsed()) {
       if (!region.empty()) {
-        if (auto s = pki.revoke_intermediate(region); !s) return fail(s.error());
+        if (auto s = pki.revoke_intermediate(region); !s)
+          return audited_fail("revoke", "region " + region, s.error());
+        if (!record("revoke", "region " + region, "ok")) return kFailure;
         std::cout << "revoked the intermediate CA of region " << region << '\n';
       } else {
         if (name.empty()) return fail_usage("revoke: give --name or --region");
         int code = kOk;
         auto cn = identity_cn(role, name, code);
         if (!cn) return code;
-        if (auto s = pki.revoke_identity(*cn); !s) return fail(s.error());
+        if (auto s = pki.revoke_identity(*cn); !s) return audited_fail("revoke", *cn, s.error());
+        if (!record("revoke", *cn, "ok")) return kFailure;
         std::cout << "revoked " << *cn << '\n';
       }
     } else if (crl->parsed()) {
-      if (auto s = pki.regenerate_crls(); !s) return fail(s.error());
+      if (auto s = pki.regenerate_crls(); !s) return audited_fail("crl", "all CAs", s.error());
+      if (!record("crl", "all CAs", "ok")) return kFailure;
       std::cout << "CRLs written to " << pki.layout().trust_crl().string() << '\n';
     } else if (renew->parsed()) {
       const auto within = std::chrono::seconds(static_cast<std::int64_t>(within_days * 86400));
       auto report = pki.renew(within);
-      for (const auto& info : report.renewed) print_issued(info);
-      for (const auto& e : report.failed) std::cerr << "nova-pki: renew " << e.message() << '\n';
+      for (const auto& info : report.renewed) {
+        if (!record("renew", info.common_name + " serial " + info.serial_hex, "ok"))
+          return kFailure;
+        print_issued(info);
+      }
+      for (const auto& e : report.failed) {
+        record("renew", e.path, "failed: " + e.message());
+        std::cerr << "nova-pki: renew " << e.message() << '\n';
+      }
       std::cout << report.renewed.size() << " renewed, " << report.failed.size() << " failed\n";
       return report.failed.empty() ? kOk : kFailure;
     } else if (exporter->parsed()) {
@@ -323,7 +358,12 @@ int main(int argc, char** argv) {
       std::cout << "wrote " << pki.layout().signing_key(name).string() << " and "
                 << pki.layout().signing_public_key(name).string() << '\n';
     } else if (topology->parsed()) {
-      return cmd_topology(pki, topology_file, request.days);
+      const int code = cmd_topology(pki, topology_file, request.days);
+      if (!record("topology", topology_file.string(),
+                  code == kOk ? "ok" : "failed (exit " + std::to_string(code) + ")")) {
+        return kFailure;
+      }
+      return code;
     }
   } catch (const std::exception& e) {
     std::cerr << "nova-pki: " << e.what() << '\n';

@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 
+#include "nova/cloud/auth.h"
 #include "nova/testing/broker.h"
 #include "nova/testing/child_process.h"
 
@@ -24,10 +25,16 @@ class CloudProcess {
                const std::string& shared_group = "", std::uint32_t heartbeat_timeout_s = 180)
       : dir_(dir), port_(testing::free_loopback_port()) {
     std::filesystem::create_directories(dir);
+    // Authentication on, as in production: an admin token the test's client sends.
+    auto admin = cloud::create_token("test-admin", cloud::Role::admin, "");
+    if (!admin) throw std::runtime_error(admin.error().message());
+    token_ = admin->token;
+    std::ofstream(tokens_file(), std::ios::app) << admin->line << '\n';
     std::ofstream(dir / "cloud.yaml") << "mqtt:\n  uri: \"" << broker_uri << "\"\n  client_id: " << client_id
                                       << "\n  shared_group: \"" << shared_group << "\"\nstore:\n  dir: " << (dir / "store").string()
                                       << "\nliveness:\n  heartbeat_timeout_s: " << heartbeat_timeout_s
-                                      << "\nhttp:\n  port: " << port_ << "\n";
+                                      << "\nhttp:\n  port: " << port_ << "\nauth:\n  tokens_file: " << tokens_file().string()
+                                      << "\naudit:\n  file: " << audit_file().string() << "\n";
     start();
   }
   ~CloudProcess() = default;  // the child is SIGKILLed
@@ -46,7 +53,11 @@ class CloudProcess {
   pid_t pid() const { return child_.pid(); }
   std::filesystem::path store_dir() const { return dir_ / "store"; }
   std::filesystem::path log_file() const { return dir_ / "cloud.log"; }
+  std::filesystem::path tokens_file() const { return dir_ / "tokens"; }
+  std::filesystem::path audit_file() const { return dir_ / "audit.log"; }
+  const std::string& admin_token() const { return token_; }
 
+  // Requests with the admin token.
   httplib::Result get(const std::string& path) const { return client().Get(path.c_str()); }
   httplib::Result post(const std::string& path, const std::string& body) const {
     return client().Post(path.c_str(), body, "application/json");
@@ -62,6 +73,7 @@ class CloudProcess {
     httplib::Client c("127.0.0.1", port_);
     c.set_connection_timeout(std::chrono::seconds(2));
     c.set_read_timeout(std::chrono::seconds(10));
+    c.set_bearer_token_auth(token_.c_str());
     return c;
   }
   void wait_ready() {
@@ -77,6 +89,7 @@ class CloudProcess {
 
   std::filesystem::path dir_;
   std::uint16_t port_;
+  std::string token_;
   testing::ChildProcess child_;
 };
 

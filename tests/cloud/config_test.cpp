@@ -17,6 +17,23 @@ TEST_CASE("the example configuration parses", "[cloud][config]") {
   auto c = load_config(NOVA_SOURCE_DIR "/cloud/examples/cloud.yaml");
   INFO((c.ok() ? "" : c.error().message()));
   REQUIRE(c.ok());
+  CHECK(c->auth.tokens_file == "/etc/nova-cloud/tokens");
+  CHECK_FALSE(c->auth.insecure_no_auth);
+  CHECK(c->ingest.max_seq_ahead == 1'000'000);
+}
+
+TEST_CASE("auth, audit and the HTTP allow-lists", "[cloud][config]") {
+  auto c = parse_config("http:\n  allowed_hosts: [\"cloud.example:8443\"]\nauth:\n  insecure_no_auth: true\n"
+                        "audit:\n  file: /tmp/a.log\n");
+  REQUIRE(c.ok());
+  CHECK(c->http.allowed_hosts == std::vector<std::string>{"cloud.example:8443"});
+  CHECK(c->auth.insecure_no_auth);
+  CHECK(c->audit.file == "/tmp/a.log");
+  CHECK(parse_config("auth:\n  insecure_no_auth: maybe\n").error().message() ==
+        "line 2: auth.insecure_no_auth: expected true or false");
+  CHECK(parse_config("http:\n  allowed_hosts: localhost\n").error().message() ==
+        "line 2: http.allowed_hosts: expected a list of strings");
+  CHECK(parse_config("ingest:\n  max_seq_ahead: 0\n").error().message().find("line 2: ingest.max_seq_ahead: value 0") == 0);
 }
 
 TEST_CASE("errors name the key and the line and the reason", "[cloud][config]") {

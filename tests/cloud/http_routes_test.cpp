@@ -4,10 +4,14 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "nova/cloud/auth.h"
 #include "nova/cloud/http_api.h"
 #include "nova/cloud/service.h"
+#include "nova/cloud/workloads.h"
+#include "nova/schemas/codec.h"
 
 using namespace nova;
 namespace fs = std::filesystem;
@@ -15,32 +19,57 @@ using nlohmann::json;
 
 namespace {
 
+// Tokens of every role, in the tokens file the Detached routes load.
+struct Tokens {
+  std::string admin, viewer, operator_eu;
+};
+
 struct Detached {
   fs::path dir;
+  Tokens tokens;
   std::unique_ptr<cloud::CloudService> service;
   std::unique_ptr<cloud::HttpRoutes> routes;
-  explicit Detached(const std::string& name) : dir(fs::temp_directory_path() / ("nova-http-routes-" + name)) {
+  explicit Detached(const std::string& name, cloud::HttpOptions http = {})
+      : dir(fs::temp_directory_path() / ("nova-http-routes-" + name)) {
     fs::remove_all(dir);
+    fs::create_directories(dir);
     cloud::CloudOptions options;
     options.store.dir = dir / "store";
     auto s = cloud::CloudService::start_detached(std::move(options), [](auto&&...) {});
     REQUIRE(s.ok());
     service = std::move(s).value();
-    routes = std::make_unique<cloud::HttpRoutes>(*service, cloud::HttpOptions{});
+    auto admin = cloud::create_token("root-admin", cloud::Role::admin, "");
+    auto viewer = cloud::create_token("watcher", cloud::Role::viewer, "");
+    auto op = cloud::create_token("ops-eu", cloud::Role::operator_, "cloud/eu");
+    REQUIRE((admin.ok() && viewer.ok() && op.ok()));
+    tokens = {admin->token, viewer->token, op->token};
+    std::ofstream(dir / "tokens") << "# test tokens\n" << admin->line << '\n' << viewer->line << '\n' << op->line << '\n';
+    auto store = cloud::TokenStore::load(dir / "tokens");
+    REQUIRE(store.ok());
+    http.tokens = store.value();
+    http.port = 8080;
+    routes = std::make_unique<cloud::HttpRoutes>(*service, http);
   }
   ~Detached() {
     routes.reset();
     service.reset();
     fs::remove_all(dir);
   }
-  httplib::Response call(const std::string& method, const std::string& path) {
+  // A request as a browser or curl sends it to 127.0.0.1:8080, with `token` (if any).
+  httplib::Response call(const std::string& method, const std::string& path, const std::string& token = "",
+                         const std::string& body = "", httplib::Headers headers = {{"Host", "127.0.0.1:8080"}}) {
     httplib::Request req;
     req.method = method;
     req.path = path;
+    req.headers = std::move(headers);
+    if (!token.empty()) req.headers.emplace("Authorization", "Bearer " + token);
+    if (!body.empty() && !req.has_header("Content-Type")) req.headers.emplace("Content-Type", "application/json");
+    req.body = body;
     httplib::Response res;
     routes->handle(req, res);
     return res;
   }
+  std::string error_of(const httplib::Response& res) { return json::parse(res.body)["error"].get<std::string>(); }
 };
 
 }  // namespace
@@ -48,7 +77,7 @@ struct Detached {
 TEST_CASE("an id with invalid UTF-8 in the path is a 404 naming it, not an exception", "[cloud][http]") {
   Detached d("utf8");
   // httplib decodes %F9 in the path to the byte 0xF9 before routing.
-  const auto res = d.call("GET", std::string("/api/v1/workloads/w-\xf9"));
+  const auto res = d.call("GET", std::string("/api/v1/workloads/w-\xf9"), d.tokens.viewer);
   CHECK(res.status == 404);
   const json body = json::parse(res.body);
   CHECK(body["error"].get<std::string>().find("is not known") != std::string::npos);
@@ -64,7 +93,161 @@ TEST_CASE("/readyz answers 503 with the reason while there is no broker", "[clou
 
 TEST_CASE("an unknown route is a JSON 404", "[cloud][http]") {
   Detached d("unknown");
-  const auto res = d.call("PUT", "/api/v1/nowhere");
+  const auto res = d.call("PUT", "/api/v1/nowhere", d.tokens.admin);
   CHECK(res.status == 404);
   CHECK(json::parse(res.body)["error"] == "no such resource");
+}
+
+// Issue 10: the REST API took writes from anyone, from any web page (text/plain needs no
+// preflight), under any Host name (DNS rebinding).
+constexpr const char* kWorkload = R"({"v":1,"workload_id":"w1","name":"n","argv":["true"],"timeout_ms":1000,"availability":0.9,)"
+                                  R"("res":{"cpu_millis":100,"memory_mb":16,"storage_mb":0}})";
+
+TEST_CASE("a write without a token is a 401 with WWW-Authenticate: Bearer", "[cloud][http][auth]") {
+  Detached d("no-token");
+  auto res = d.call("POST", "/api/v1/workloads", "", kWorkload);
+  CHECK(res.status == 401);
+  CHECK(res.get_header_value("WWW-Authenticate") == "Bearer realm=\"nova-cloud\"");
+  CHECK(d.error_of(res) == "Authorization: expected \"Bearer <token>\"");
+  res = d.call("POST", "/api/v1/workloads", std::string(64, 'a'), kWorkload);
+  CHECK(res.status == 401);
+  CHECK(res.get_header_value("WWW-Authenticate").find("error=\"invalid_token\"") != std::string::npos);
+  CHECK(d.call("GET", "/api/v1/nodes").status == 401);  // reads too
+  CHECK(d.service->workloads().list().empty());
+  // Liveness, readiness, Prometheus and the dashboard page stay open.
+  CHECK(d.call("GET", "/api/v1/health").status == 200);
+  CHECK(d.call("GET", "/metrics").status == 200);
+  CHECK(d.call("GET", "/").status == 200);
+  CHECK(d.call("GET", "/readyz").status == 503);  // no broker, but not a 401
+}
+
+TEST_CASE("a cross-origin text/plain write is refused even with a token", "[cloud][http][auth]") {
+  Detached d("csrf");
+  auto res = d.call("POST", "/api/v1/workloads", d.tokens.admin, kWorkload,
+                    {{"Host", "127.0.0.1:8080"}, {"Content-Type", "text/plain"}});
+  CHECK(res.status == 415);
+  CHECK(d.error_of(res) == "Content-Type: expected application/json, got 'text/plain'");
+  res = d.call("POST", "/api/v1/workloads", d.tokens.admin, kWorkload,
+               {{"Host", "127.0.0.1:8080"}, {"Origin", "http://evil.example"}});
+  CHECK(res.status == 403);
+  CHECK(d.error_of(res) == "Origin: 'http://evil.example' is not an allowed origin");
+  CHECK(d.service->workloads().list().empty());
+  res = d.call("POST", "/api/v1/workloads", d.tokens.admin, kWorkload,
+               {{"Host", "127.0.0.1:8080"}, {"Origin", "http://127.0.0.1:8080"}});
+  INFO(res.body);
+  CHECK(res.status == 201);
+}
+
+TEST_CASE("a Host that is not this server's is refused (DNS rebinding)", "[cloud][http][auth]") {
+  Detached d("host");
+  auto res = d.call("GET", "/api/v1/nodes", d.tokens.admin, "", {{"Host", "evil.example:8080"}});
+  CHECK(res.status == 421);
+  CHECK(d.error_of(res) == "Host: 'evil.example:8080' is not an allowed host (http.allowed_hosts)");
+  res = d.call("GET", "/api/v1/health", "", "", {});
+  CHECK(res.status == 400);
+  CHECK(d.error_of(res) == "Host: missing (HTTP/1.1 requires it)");
+  CHECK(d.call("GET", "/api/v1/nodes", d.tokens.admin, "", {{"Host", "LOCALHOST:8080"}}).status == 200);
+  const std::string metrics = d.call("GET", "/metrics").body;
+  CHECK(metrics.find("nova_cloud_http_refused_total{reason=\"bad_host\"} 1\n") != std::string::npos);
+  CHECK(metrics.find("nova_cloud_http_refused_total{reason=\"missing_host\"} 1\n") != std::string::npos);
+}
+
+TEST_CASE("roles: a viewer reads, an operator places, only an admin federates", "[cloud][http][auth]") {
+  Detached d("roles");
+  CHECK(d.call("GET", "/api/v1/workloads", d.tokens.viewer).status == 200);
+  auto res = d.call("POST", "/api/v1/workloads", d.tokens.viewer, kWorkload);
+  CHECK(res.status == 403);
+  CHECK(d.error_of(res) == "role: 'watcher' is a viewer; POST /api/v1/workloads needs operator");
+  const std::string cluster = R"({"v":1,"cluster_id":"c-eu","name":"eu","role":"secondary","root_site":"cloud/eu"})";
+  res = d.call("POST", "/api/v1/clusters", d.tokens.operator_eu, cluster);
+  CHECK(res.status == 403);
+  CHECK(d.error_of(res) == "role: 'ops-eu' is an operator; POST /api/v1/clusters needs admin");
+  CHECK(d.call("POST", "/api/v1/clusters", d.tokens.admin, cluster).status == 201);
+  res = d.call("DELETE", "/api/v1/workloads/none", d.tokens.viewer);
+  CHECK(res.status == 403);
+  CHECK(d.error_of(res) == "role: 'watcher' is a viewer; DELETE /api/v1/workloads/{id} needs operator");
+  const std::string metrics = d.call("GET", "/metrics").body;
+  CHECK(metrics.find("nova_cloud_http_refused_total{reason=\"role\"} 3\n") != std::string::npos);
+}
+
+TEST_CASE("scope: an operator scoped to cloud/eu cannot place outside it nor see it", "[cloud][http][auth]") {
+  Detached d("scope");
+  using namespace nova::schemas;
+  for (const auto& [node, site] : {std::pair{"eu-1", "cloud/eu/par"}, std::pair{"us-1", "cloud/us/nyc"}}) {
+    NodeState st;
+    st.node = node;
+    st.status = NodeStatus::online;
+    st.bdseq = 1;
+    st.description = NodeDescription{3, site, "x86_64", "t", {}, {4000, 4096, 10000}, std::nullopt};
+    const auto bytes = encode_cbor(st);
+    d.service->deliver(std::string("nova/v1/up/") + node + "/state", std::string(bytes.begin(), bytes.end()), true);
+  }
+  const std::string admin = d.tokens.admin, eu = d.tokens.operator_eu;
+  REQUIRE(d.call("POST", "/api/v1/clusters", admin, R"({"v":1,"cluster_id":"c-eu","name":"eu","role":"secondary","root_site":"cloud/eu"})").status == 201);
+  REQUIRE(d.call("POST", "/api/v1/clusters", admin, R"({"v":1,"cluster_id":"c-us","name":"us","role":"secondary","root_site":"cloud/us"})").status == 201);
+
+  auto res = d.call("GET", "/api/v1/nodes", eu);
+  REQUIRE(res.status == 200);
+  const json nodes = json::parse(res.body);
+  REQUIRE(nodes.size() == 1);
+  CHECK(nodes[0]["id"] == "eu-1");
+  CHECK(d.call("GET", "/api/v1/nodes/us-1", eu).status == 404);
+  CHECK(d.call("GET", "/api/v1/nodes/us-1/metrics", eu).status == 404);
+  CHECK(json::parse(d.call("GET", "/api/v1/nodes", admin).body).size() == 2);
+
+  const std::string base = R"({"v":1,"name":"n","argv":["true"],"timeout_ms":1000,"availability":0.9,"res":{"cpu_millis":100,"memory_mb":16,"storage_mb":0})";
+  res = d.call("POST", "/api/v1/workloads", eu, base + R"(,"workload_id":"free"})");
+  CHECK(res.status == 403);
+  CHECK(d.error_of(res).find("scope: a token scoped to 'cloud/eu' may only name workloads confined") == 0);
+  res = d.call("POST", "/api/v1/workloads", eu, base + R"(,"workload_id":"to-us","clusters_in":["c-us"]})");
+  CHECK(res.status == 403);
+  CHECK(d.error_of(res).find("(cluster 'c-us' is not)") != std::string::npos);
+  res = d.call("POST", "/api/v1/workloads", eu, base + R"(,"workload_id":"in-eu","clusters_in":["c-eu"]})");
+  REQUIRE(res.status == 201);
+  CHECK(json::parse(res.body)["placement"]["node"] == "eu-1");
+  // The admin's unconfined workload is invisible to the scoped operator, and so undeletable.
+  REQUIRE(d.call("POST", "/api/v1/workloads", admin, base + R"(,"workload_id":"global"})").status == 201);
+  CHECK(json::parse(d.call("GET", "/api/v1/workloads", eu).body).size() == 1);
+  CHECK(d.call("DELETE", "/api/v1/workloads/global", eu).status == 404);
+  CHECK(d.call("DELETE", "/api/v1/workloads/in-eu", eu).status == 204);
+}
+
+TEST_CASE("every reply carries the dashboard's framing and sniffing protections", "[cloud][http][auth]") {
+  Detached d("headers");
+  for (const auto& res : {d.call("GET", "/"), d.call("GET", "/api/v1/nodes")}) {
+    CHECK(res.get_header_value("Content-Security-Policy") == "default-src 'self'; frame-ancestors 'none'");
+    CHECK(res.get_header_value("X-Frame-Options") == "DENY");
+    CHECK(res.get_header_value("X-Content-Type-Options") == "nosniff");
+  }
+}
+
+TEST_CASE("the built-in dashboard runs under its CSP: no inline script or style", "[cloud][http][auth]") {
+  Detached d("dashboard");
+  const std::string page = d.call("GET", "/").body;
+  CHECK(page.find(R"(<script src="/dashboard.js"></script>)") != std::string::npos);
+  CHECK(page.find(R"(<link rel="stylesheet" href="/dashboard.css">)") != std::string::npos);
+  CHECK(page.find("<script>") == std::string::npos);
+  CHECK(page.find("<style>") == std::string::npos);
+  CHECK(page.find("style=") == std::string::npos);
+  const auto js = d.call("GET", "/dashboard.js");
+  CHECK(js.status == 200);
+  CHECK(js.get_header_value("Content-Type") == "text/javascript");
+  CHECK(js.body.find("sessionStorage") != std::string::npos);  // where the pasted token lives
+  CHECK(d.call("GET", "/dashboard.css").body.find(".push-right") != std::string::npos);
+}
+
+TEST_CASE("tokens file: errors name the line and the field", "[cloud][auth]") {
+  const std::string hash(64, 'a');
+  CHECK(cloud::parse_tokens("# c\n\n" + hash + " alice admin\n").value().size() == 1);
+  CHECK(cloud::parse_tokens(hash + " alice root\n").error().message() == "line 1: role: expected viewer, operator or admin");
+  CHECK(cloud::parse_tokens("abc alice admin\n").error().message() ==
+        "line 1: hash: expected 64 lower-case hex digits (SHA-256 of the token)");
+  CHECK(cloud::parse_tokens(hash + " al/ice admin\n").error().message().find("line 1: name: ") == 0);
+  CHECK(cloud::parse_tokens(hash + " alice admin cloud//eu\n").error().message().find("line 1: scope: ") == 0);
+  CHECK(cloud::parse_tokens(hash + " a admin\n" + hash + " b viewer\n").error().message() ==
+        "line 2: hash: the same token is listed twice");
+  CHECK(cloud::in_scope("cloud/eu", "cloud/eu/par"));
+  CHECK(cloud::in_scope("cloud/eu", "cloud/eu"));
+  CHECK_FALSE(cloud::in_scope("cloud/eu", "cloud/europe"));
+  CHECK_FALSE(cloud::in_scope("cloud/eu", "cloud/us/eu"));
 }

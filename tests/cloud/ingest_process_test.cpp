@@ -210,6 +210,57 @@ TEST_CASE("malformed upward records are refused and counted and ingest goes on",
   client.disconnect()->wait();
 }
 
+// Issue 10's attack on ingest: an outside client publishes one metrics record for a node
+// with a huge seq and first. Before the bound, it moved the node's watermark to ~10^12,
+// every later genuine record was a "duplicate", and the ack made the agent delete records
+// the cloud never stored. Now it is refused and counted; the real agent's records are all
+// stored and acknowledged with the watermark they earn.
+TEST_CASE("a forged record far ahead of the watermark is refused and the real agent's records still land",
+          "[cloud][ingest][hostile]") {
+  testing::Broker broker;
+  const fs::path dir = broker.data_dir();
+  test::CloudProcess cloud(broker.uri(), dir / "cloud");
+
+  mqtt::async_client forger(broker.uri(), "forger", mqtt::create_options(MQTTVERSION_3_1_1));
+  forger.connect()->wait();
+  schemas::MetricsBatch forged;
+  forged.position = {"gw-forged", "metrics", 1'000'000'000'000, 999'999'999'999};
+  forged.samples.push_back(schemas::MetricSample{kStart, 1, 2, 3, 0, 0, 0, {}, {}, {}, {}});
+  const auto forged_bytes = schemas::encode_cbor(forged);
+  forger.publish("nova/v1/up/gw-forged/metrics", forged_bytes.data(), forged_bytes.size(), 1, false)->wait();
+  forger.disconnect()->wait();
+  const auto counted = [&] {
+    auto m = cloud.get("/metrics");
+    return m && (m->body.find("nova_cloud_records_rejected_total{reason=\"seq_too_far_ahead\"} 1\n") != std::string::npos ||
+                 m->body.find("nova_cloud_records_stored_total 1\n") != std::string::npos);
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (!counted() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(50ms);  // another process
+  REQUIRE(counted());
+
+  constexpr std::uint64_t kSamples = 1'200;  // 20 batches of 60
+  test::Generator generator(kSamples);
+  auto created = agent::Agent::create(test::streaming_agent("gw-forged", broker.uri(), dir / "agent"), &generator);
+  REQUIRE(created.ok());
+  std::thread loop([&] { created.value()->run(); });
+  const bool drained = created.value()->wait_for(
+      [](const agent::AgentCounters& c) { return c.samples == kSamples && c.outbox_records == 0; }, 60s);
+  const std::uint64_t batches = created.value()->counters().batches;
+  created.value()->stop();
+  loop.join();
+  REQUIRE(drained);
+  CHECK(cloud_watermark(cloud, "gw-forged") == batches);
+  auto metrics = cloud.get("/metrics");
+  REQUIRE(metrics);
+  CHECK(metrics->body.find("nova_cloud_records_rejected_total{reason=\"seq_too_far_ahead\"} 1\n") != std::string::npos);
+  CHECK(metrics->body.find("nova_cloud_records_stored_total " + std::to_string(batches) + "\n") != std::string::npos);
+  CHECK(metrics->body.find("nova_cloud_seqs_skipped_total 0\n") != std::string::npos);
+  std::ifstream log(cloud.log_file());
+  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  CHECK(text.find("reason=seq_too_far_ahead topic=\"nova/v1/up/gw-forged/metrics\" error=\"position.first: 999999999999 is "
+                  "more than 1000000 ahead of the stream's watermark 0\"") != std::string::npos);
+}
+
 TEST_CASE("malformed REST requests get a 4xx with the reason", "[cloud][bad-input]") {
   testing::Broker broker;
   test::CloudProcess cloud(broker.uri(), broker.data_dir() / "cloud");
@@ -239,10 +290,12 @@ TEST_CASE("malformed REST requests get a 4xx with the reason", "[cloud][bad-inpu
   auto health = cloud.get("/api/v1/health");
   REQUIRE(health);
   CHECK(health->status == 200);
-  auto dashboard = cloud.get("/");  // the embedded page
+  auto dashboard = cloud.get("/");  // the embedded page, its script served apart (CSP)
   REQUIRE(dashboard);
   CHECK(dashboard->status == 200);
-  CHECK(dashboard->body.find("/api/v1/topology") != std::string::npos);
+  auto script = cloud.get("/dashboard.js");
+  REQUIRE(script);
+  CHECK(script->body.find("/api/v1/topology") != std::string::npos);
   auto unknown = cloud.get("/api/v2/nothing");
   REQUIRE(unknown);
   CHECK(unknown->status == 404);

@@ -168,6 +168,41 @@ TEST_CASE("a record's first declares the seqs below it gone and closes the gap",
   CHECK(dup.value()[1].duplicate);
 }
 
+// The attack of issue 10: one forged record with a huge seq (or first) would have moved
+// the watermark so that every later genuine record of the node counted as a duplicate.
+TEST_CASE("a record too far ahead of the watermark is refused and genuine records still land", "[cloud][store]") {
+  TempDir dir;
+  StoreOptions options{dir.path};
+  options.max_seq_ahead = 1000;
+  auto store = IngestStore::open(options);
+  REQUIRE(store.ok());
+  IngestStore& s = *store.value();
+  Batch b1("n1", 1, kT0, 1), b2("n1", 2, kT0 + 1000, 1);
+  REQUIRE(s.admit(std::vector{b1.record()}).ok());
+
+  Batch forged_first("n1", 1'000'000'000, kT0 + 5000, 1, 999'999'999);
+  Batch forged_seq("n1", 1002, kT0 + 6000, 1);      // 1001 ahead of watermark 1
+  Batch edge("n1", 1001, kT0 + 7000, 1);            // exactly 1000 ahead: allowed
+  auto r = s.admit(std::vector{forged_first.record(), forged_seq.record(), edge.record(), b2.record()});
+  REQUIRE(r.ok());
+  CHECK(r.value()[0].refused == "position.first: 999999999 is more than 1000 ahead of the stream's watermark 1");
+  CHECK(r.value()[1].refused == "position.seq: 1002 is more than 1000 ahead of the stream's watermark 1");
+  CHECK(r.value()[2].refused.empty());
+  CHECK_FALSE(r.value()[3].duplicate);
+  CHECK(r.value()[3].watermark == 2);  // the forged first moved nothing
+  CHECK(s.counters().too_far_ahead == 2);
+  CHECK(s.counters().skipped == 0);
+  CHECK(s.counters().records == 3);  // 1, 1001 (pending), 2
+  CHECK(s.samples("n1", 0, kT0 + 100000).size() == 3);
+
+  // A genuine eviction gap inside the window still closes.
+  Batch evicted_gap("n1", 900, kT0 + 8000, 1, 900);
+  r = s.admit(std::vector{evicted_gap.record()});
+  REQUIRE(r.ok());
+  CHECK(r.value()[0].refused.empty());
+  CHECK(r.value()[0].watermark == 900);
+}
+
 TEST_CASE("random replay and reordering never double counts", "[cloud][store]") {
   TempDir dir;
   auto store = IngestStore::open({dir.path});

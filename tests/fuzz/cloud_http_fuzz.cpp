@@ -6,6 +6,10 @@
 // empty line, then the body. The query is parsed by httplib's own parser. A few nodes
 // are born first, so submissions, placements and recommendations have somewhere to go.
 //
+// Authentication is off (insecure_no_auth) and a request without Host or Content-Type
+// gets the allowed ones, so the seeds reach the handlers; the guard itself is tested in
+// tests/cloud/http_routes_test.cpp.
+//
 // Invariants: the status is 1xx..5xx; a JSON reply parses, and an error reply (>= 400)
 // is an object whose "error" is a non-empty string.
 #include <httplib.h>
@@ -22,7 +26,12 @@ namespace {
 
 struct Api {
   nova::fuzz::FuzzedCloud cloud;
-  nova::cloud::HttpRoutes routes{cloud.service(), nova::cloud::HttpOptions{}};
+  nova::cloud::HttpRoutes routes{cloud.service(), options()};
+  static nova::cloud::HttpOptions options() {
+    nova::cloud::HttpOptions o;
+    o.insecure_no_auth = true;
+    return o;
+  }
   Api() {
     using namespace nova::schemas;
     const char* const sites[] = {"cloud", "cloud/eu", "cloud/eu/par", "cloud/eu/par/par-a1"};
@@ -64,6 +73,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     req.headers.emplace(line.substr(0, colon), colon == std::string::npos ? std::string() : line.substr(colon + 1));
   }
   if (at != std::string::npos) req.body = input.substr(at + 1);
+  if (!req.has_header("Host")) req.headers.emplace("Host", "127.0.0.1:8080");
+  if (!req.has_header("Content-Type")) req.headers.emplace("Content-Type", "application/json");
 
   api.routes.handle(req, res);
 

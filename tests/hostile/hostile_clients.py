@@ -294,9 +294,9 @@ class Suite:
                          f"records_stored {before} -> {self.cloud.metric('nova_cloud_records_stored_total')}"
                          + (f"; {refused[0][:200]}" if refused else ""))
 
-    def http(self, name, method, path, status, must_contain="", body=None, headers=None):
+    def http(self, name, method, path, status, must_contain="", body=None, headers=None, token=True):
         """An HTTP request refused with `status` and {"error": "..."} naming the field."""
-        got, parsed, raw = self.cloud.request(method, path, body=body, headers=headers)
+        got, parsed, raw = self.cloud.request(method, path, body=body, headers=headers, token=token)
         error = parsed.get("error") if isinstance(parsed, dict) else None
         ok = got == status and isinstance(error, str) and must_contain in error
         alive = self.cloud_alive(name)
@@ -488,7 +488,10 @@ def cloud_cases(s):
     s.cloud_rejects("up topic: node id with '$'", up("bad$node", "state"), as_cbor(birth("h-c24")), "bad_topic")
     s.cloud_rejects("up topic: node id of 65 bytes", up("n" * 65, "metrics"), as_cbor(batch("h-c25", 1)), "bad_topic")
     # A huge seq is valid (uint): stored, waiting above the watermark for its predecessors.
-    s.cloud_stores("metrics: seq 2^64-1", up("h-c26", "metrics"), as_cbor(batch("h-c26", 2**64 - 1)))
+    # Valid CBOR, but 2^64-1 is far beyond a new stream's watermark (ingest.max_seq_ahead):
+    # stored, it would have made the stream's later records wait or count as duplicates.
+    s.cloud_rejects("metrics: seq 2^64-1", up("h-c26", "metrics"), as_cbor(batch("h-c26", 2**64 - 1)),
+                    "seq_too_far_ahead")
 
     # A will with a bdseq other than the held birth's is stale: ignored, node stays alive.
     status, node, _ = s.cloud.request("GET", f"/api/v1/nodes/{NODE}")
@@ -511,9 +514,23 @@ def rest_cases(s):
            body=b'{"v":1,"workload_id":"w-\xff\xfe","name":"x"}', headers=js)
     s.http("REST: JSON nested 10000 deep", "POST", api + "/workloads", 400, "",
            body=nested_json(10000).encode(), headers=js)
-    s.http("REST: wrong content type, body not JSON", "POST", api + "/workloads", 400, "",
+    s.http("REST: wrong content type, body not JSON", "POST", api + "/workloads", 415, "Content-Type",
            body=b"argv=/bin/echo", headers={"Content-Type": "application/x-www-form-urlencoded"})
-    s.http("REST: body over 1 MiB", "POST", api + "/workloads", 413, "larger than",
+    # Issue 10: writes without credentials, from a web page, under a foreign name.
+    s.http("REST: write without a token", "POST", api + "/workloads", 401, "Authorization",
+           body=as_json(workload("w-anon")), headers=js, token=False)
+    s.http("REST: cross-origin text/plain write without a token", "POST", api + "/workloads", 401, "Authorization",
+           body=as_json(workload("w-csrf")), headers={"Content-Type": "text/plain", "Origin": "http://evil.example"},
+           token=False)
+    s.http("REST: text/plain write with a token", "POST", api + "/workloads", 415, "Content-Type",
+           body=as_json(workload("w-plain")), headers={"Content-Type": "text/plain"})
+    s.http("REST: write from a foreign Origin", "POST", api + "/workloads", 403, "Origin",
+           body=as_json(workload("w-origin")), headers=dict(js, Origin="http://evil.example"))
+    s.http("REST: foreign Host (DNS rebinding)", "GET", api + "/nodes", 421, "Host",
+           headers={"Host": f"evil.example:{s.cloud.port}"})
+    s.http("REST: unknown token", "GET", api + "/nodes", 401, "Authorization",
+           headers={"Authorization": "Bearer " + "0" * 64})
+    s.http("REST: body over 1 MiB", "POST", api + "/workloads", 413, "body: larger than 1048576 bytes",
            body=b"{" + b" " * (2 << 20) + b"}", headers=js)
     s.http("REST: cluster garbage", "POST", api + "/clusters", 400, "", body=b"[]", headers=js)
     s.http("REST: optimize k=0", "POST", api + "/edge/optimize?k=0", 400, "k",

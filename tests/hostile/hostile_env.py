@@ -153,18 +153,28 @@ class Cloud(Process):
     def __init__(self, binary, directory, broker_uri):
         self.port = free_loopback_port()
         config = os.path.join(directory, "cloud.yaml")
+        tokens = os.path.join(directory, "tokens")
+        # Authentication on, as in production: an admin token every request carries.
+        self.token = subprocess.run([binary, "token", "create", "--name", "hostile-admin", "--role", "admin",
+                                     "--tokens-file", tokens], check=True, capture_output=True,
+                                    text=True).stdout.strip()
         with open(config, "w") as f:
             f.write(f"mqtt:\n  uri: \"{broker_uri}\"\n  client_id: nova-cloud\n"
-                    f"store:\n  dir: {directory}/store\nhttp:\n  port: {self.port}\n")
+                    f"store:\n  dir: {directory}/store\nhttp:\n  port: {self.port}\n"
+                    f"auth:\n  tokens_file: {tokens}\naudit:\n  file: {directory}/audit.log\n")
         super().__init__([binary, "--config", config], os.path.join(directory, "cloud.log"))
         if not wait_until(lambda: self.healthy() or not self.alive(), 10) or not self.alive():
             raise RuntimeError("nova-cloud did not start:\n" + self.text()[-2000:])
 
-    def request(self, method, path, body=None, headers=None, timeout_s=10):
-        """(status, parsed JSON or None, raw body) or (None, None, error text)."""
+    def request(self, method, path, body=None, headers=None, timeout_s=10, token=True):
+        """(status, parsed JSON or None, raw body) or (None, None, error text). With the
+        admin token unless `token` is False."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout_s)
+        headers = dict(headers or {})
+        if token:
+            headers.setdefault("Authorization", "Bearer " + self.token)
         try:
-            conn.request(method, path, body=body, headers=headers or {})
+            conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
             raw = resp.read()
             try:

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <fstream>
 
+#include "nova/security/audit_log.h"
 #include "nova/security/layout.h"
 #include "pki_fixture.h"
 
@@ -299,4 +300,38 @@ TEST_CASE("nova-pki topology puts a broker's non-loopback listener address in it
       Catch::Contains("DNS:cloud, DNS:localhost, IP Address:127.0.0.1, IP Address:192.0.2.10"));
   CHECK_THAT(x509_text(layout.identity_cert("eu")),
              Catch::Contains("IP Address:127.0.0.1, DNS:broker-eu.example"));
+}
+
+// Issue 10 item 9: nova-pki's certificate actions, done or refused, are in <dir>/audit.log,
+// chained as nova-cloud's log is (security/audit_log.h).
+TEST_CASE("nova-pki appends every certificate action to its audit log", "[security][audit]") {
+  TempDir dir;
+  const fs::path d = dir.path() / "pki";
+  REQUIRE(pki(d, {"init-root"}).exit_code == 0);
+  REQUIRE(pki(d, {"init-intermediate", "--region", "eu"}).exit_code == 0);
+  REQUIRE(pki(d, {"issue", "--role", "node", "--name", "gw-1", "--region", "eu"}).exit_code == 0);
+  CHECK(pki(d, {"issue", "--role", "node", "--name", "gw-2", "--region", "us"}).exit_code == 2);
+  REQUIRE(pki(d, {"renew", "--within", "3650"}).exit_code == 0);
+  REQUIRE(pki(d, {"revoke", "--role", "node", "--name", "gw-1"}).exit_code == 0);
+  REQUIRE(pki(d, {"crl"}).exit_code == 0);
+
+  std::ifstream in(d / "audit.log");
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  std::vector<std::string> actions;
+  for (const auto& l : lines) {
+    const std::size_t at = l.find(R"("action":")") + 10;
+    actions.push_back(l.substr(at, l.find('"', at) - at));
+  }
+  CHECK(actions == std::vector<std::string>{"init-root", "init-intermediate", "issue", "issue",
+                                            "renew", "revoke", "crl"});
+  CHECK_THAT(lines[2],
+             Catch::Contains(R"("actor":"nova-pki","action":"issue","target":"gw-1 serial )") &&
+                 Catch::Contains(R"("outcome":"ok")"));
+  CHECK_THAT(lines[3], Catch::Contains(R"("target":"node gw-2")") &&
+                           Catch::Contains(
+                               R"("outcome":"failed: region: no intermediate CA for region 'us')"));
+  const auto verdict = nova::security::verify_audit_log(d / "audit.log");
+  CHECK_FALSE(verdict.broken_at);
+  CHECK(verdict.entries == lines.size());
 }

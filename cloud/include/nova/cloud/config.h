@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "nova/cloud/service.h"
 #include "nova/common/log.h"
@@ -32,6 +33,11 @@ struct CloudConfig {
     std::uint32_t downsampled_retention_d = 30;  // per-minute aggregates
     std::uint32_t record_retention_d = 30;       // results, decisions, alerts
   } store;
+  struct Ingest {
+    // A record whose seq lies further than this beyond its stream's watermark is refused
+    // (a forged huge seq or first would otherwise stall the stream).
+    std::uint64_t max_seq_ahead = 1'000'000;
+  } ingest;
   struct Liveness {
     std::uint32_t heartbeat_timeout_s = 180;  // silent this long -> not placeable, failover
   } liveness;
@@ -43,7 +49,19 @@ struct CloudConfig {
     std::string listen = "127.0.0.1";
     std::uint16_t port = 8080;        // 0: any free port (printed at start)
     std::string dashboard_dir;        // static files served at /; empty: the built-in page
+    std::vector<std::string> allowed_hosts;    // Host values; empty: listen, localhost, 127.0.0.1 with the port
+    std::vector<std::string> allowed_origins;  // Origin values on writes; empty: http:// + each allowed host
   } http;
+  struct Auth {
+    std::string tokens_file;        // required unless insecure_no_auth (see auth.h for the format)
+    bool insecure_no_auth = false;  // no authentication at all: logs a warning at start
+    bool protect_metrics = false;   // /metrics needs a viewer token too
+  } auth;
+  struct Audit {
+    // The hash-chained audit log (security/audit_log.h): API writes and what nova-cloud
+    // publishes to nodes.
+    std::string file = "/var/lib/nova-cloud/audit.log";
+  } audit;
 
   CloudOptions service_options() const;
 };

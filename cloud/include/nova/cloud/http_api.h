@@ -18,15 +18,34 @@
 //   POST   /api/v1/edge/optimize          ranked recommendations, nothing committed
 //   GET    /metrics                       Prometheus text format 0.0.4
 //   GET    /                              the dashboard
+//
+// Every request passes, in this order (docs/security.md, "The REST API"):
+//   Host header in allowed_hosts                   else 400 (missing) / 421 (DNS rebinding)
+//   bearer token (routes other than /api/v1/health, /readyz, /metrics, /)
+//                                                  else 401 + WWW-Authenticate: Bearer
+//   on a write: Origin, when present, in allowed_origins              else 403
+//   the token's role allows the route (viewer GET, operator workloads and placements,
+//   admin clusters)                                                   else 403
+//   on a POST: Content-Type application/json (kills text/plain CSRF)  else 415
+//   the token's scope holds what the request names                    else 403 / 404
+// Each refusal is counted on /metrics: nova_cloud_http_refused_total{reason}. Every
+// request to a write route, served or refused, is appended to the audit log.
+// Every reply carries Content-Security-Policy, X-Frame-Options and X-Content-Type-Options.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "nova/cloud/auth.h"
 #include "nova/cloud/service.h"
 #include "nova/schemas/result.h"
+
+namespace nova::security {
+class AuditLog;
+}  // namespace nova::security
 
 namespace httplib {
 class Server;
@@ -41,7 +60,22 @@ struct HttpOptions {
   std::uint16_t port = 8080;  // 0: any free port
   std::string dashboard_dir;  // empty: the built-in dashboard
   std::size_t max_body_bytes = 1 << 20;
+  // Host header values accepted (host:port, compared case-insensitively). Empty: the
+  // listen address, localhost and 127.0.0.1, each with the bound port.
+  std::vector<std::string> allowed_hosts;
+  // Origin header values accepted on a write. Empty: "http://" + each allowed host.
+  std::vector<std::string> allowed_origins;
+  // The tokens file. Null (and not insecure_no_auth): every protected route is a 401.
+  std::shared_ptr<const TokenStore> tokens;
+  bool insecure_no_auth = false;  // every caller is an unscoped admin named "anonymous"
+  bool protect_metrics = false;   // /metrics needs a viewer token too
+  // Every request to a write route (POST, DELETE), served or refused, is appended here
+  // (actor, "METHOD route", path, status) and synced before the reply is sent. Null: none.
+  std::shared_ptr<security::AuditLog> audit;
 };
+
+// The Host values accepted by default for a server on `listen`:`port`.
+std::vector<std::string> default_allowed_hosts(const std::string& listen, std::uint16_t port);
 
 // Every route and its handler, as a table: HttpApi installs them into httplib, and a
 // fuzzer (or a test) can call handle() with a request and no socket.
@@ -71,6 +105,7 @@ class HttpApi {
 
  private:
   HttpApi() = default;
+  std::unique_ptr<HttpRoutes> routes_;  // the server's handlers point into it
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   std::uint16_t port_ = 0;

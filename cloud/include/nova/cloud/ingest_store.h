@@ -23,6 +23,13 @@
 // `skipped`, and the record is then admitted as usual (even a duplicate carries this).
 // Only what a record says is used; without "first" a gap waits for its seqs forever.
 //
+// Bounded ahead: a record whose seq (and so its first, which is never above it) lies more
+// than `max_seq_ahead` beyond its stream's watermark is refused. It is not stored, moves
+// no watermark and leaves no pending marker, so one forged record with a huge seq or
+// first cannot make every later genuine record of that stream a "duplicate". Genuine
+// gaps stay far below the window: an agent's eviction gap is at most the records its
+// capped outbox produced while the cloud was away.
+//
 // Several instances (shared ingest): each stores the records the broker hands it, and
 // learns the others' progress from their acks (observe_ack). The watermark invariant
 // then reads "stored here or by the instance that acknowledged it". A record replayed
@@ -72,6 +79,7 @@ struct StoreOptions {
   std::chrono::seconds downsample_bucket{60};
   std::size_t block_cache_bytes = 8 << 20;
   std::size_t write_buffer_bytes = 4 << 20;
+  std::uint64_t max_seq_ahead = 1'000'000;  // records further ahead are refused (see above)
 };
 
 // One decoded upward record, ready to store. `payload` is what arrived on the wire and is
@@ -89,6 +97,9 @@ struct IngestRecord {
 
 struct Admission {
   bool duplicate = false;
+  // Non-empty: the record was refused and nothing of it was stored; the reason names
+  // the field, e.g. "position.seq: 5000000 is more than 1000000 ahead of watermark 12".
+  std::string refused;
   std::uint64_t watermark = 0;  // the stream's watermark after this group
   bool advanced = false;        // the watermark moved because of this group
 };
@@ -117,6 +128,7 @@ struct StoreCounters {
   std::uint64_t samples = 0;     // metric samples in distinct batches
   std::uint64_t writes = 0;      // synced writes (groups)
   std::uint64_t skipped = 0;     // seqs never stored that the sender declared gone ("first")
+  std::uint64_t too_far_ahead = 0;  // records refused: seq beyond watermark + max_seq_ahead
 };
 
 // Thread-safe: one ingest thread admits while API threads query.

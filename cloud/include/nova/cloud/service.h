@@ -45,6 +45,10 @@
 #include "nova/schemas/messages.h"
 #include "nova/schemas/result.h"
 
+namespace nova::security {
+class AuditLog;
+}  // namespace nova::security
+
 namespace nova::cloud {
 
 class Workloads;
@@ -63,6 +67,10 @@ struct CloudOptions {
   SubscriptionTiming subscriptions;
   std::chrono::milliseconds republish_delay{1000};  // after the cloud filter's SUBACK
   LogFn log;
+  // Every message the workload manager publishes (tasks down to nodes, placement,
+  // workload and cluster records) is appended here, synced, after the publish. Acks are
+  // not: one per stored batch, they carry no decision. Null: none.
+  std::shared_ptr<security::AuditLog> audit;
 };
 
 // Counters for /metrics. Monotonic unless named as a gauge.
