@@ -88,8 +88,10 @@ Result<SignedEnvelope> decode_cose_sign1(std::span<const std::uint8_t> input, co
   outer.max_string_bytes = std::max(limits.max_string_bytes, outer.max_message_bytes);
   const PathNode root{nullptr, "signed", 0, false};
   try {
-    // The tag is optional (RFC 9052 section 4.2: the context may imply it); read_cbor
-    // skips tags, so tagged and untagged read alike.
+    // The tag is optional (RFC 9052 section 4.2: the context may imply it). Its one-byte
+    // head is taken off here: libcbor 0.8's streaming decoder calls the heads d0..d4
+    // (tags 16..20, COSE's among them) malformed, although they are well-formed CBOR.
+    if (!input.empty() && input.front() == kCoseSign1Tag) input = input.subspan(1);
     const Value cose = detail::read_cbor(input, outer, root);
     if (!cose.is(Value::Kind::array) || cose.as_array().size() != 4) {
       detail::fail(root, "not a COSE_Sign1 (expected an array of 4: protected, unprotected, payload, signature)");
