@@ -849,6 +849,11 @@ Result<AgentConfig> apply_remote(const AgentConfig& current, const schemas::Conf
       // Repeating the current value (a cloud that publishes whole configs) is no change.
       const auto* s = std::get_if<std::string>(&std::get<Value>(value));
       if (s != nullptr && *s == format_value(current, d->key)) continue;
+      if (name.starts_with("trust.")) {
+        return Error{where(name),
+                     "trust keys cannot be changed remotely (a message must never choose whom the agent "
+                     "trusts); edit the agent's file and restart"};
+      }
       return Error{where(name),
                    "identity keys cannot be changed remotely (the node is addressed by them); "
                    "edit the agent's file and restart"};

@@ -123,7 +123,10 @@ TEST_CASE("the example file loads and holds the defaults", "[config]") {
   auto c = load_config(path);
   INFO((c ? "" : c.error().message()));
   REQUIRE(c.ok());
-  CHECK(c.value() == with_identity(c->node.id, c->node.site));
+  // Defaults everywhere but the trusted key file: nova-agent does not start without one.
+  AgentConfig expected = with_identity(c->node.id, c->node.site);
+  expected.trust.signing_keys = {"/etc/nova-agent/nova-cloud-signing.pub"};
+  CHECK(c.value() == expected);
   CHECK_FALSE(c->node.id.empty());
 
   // Every key is documented there (set, or commented out with its default).
@@ -331,7 +334,29 @@ TEST_CASE("identity keys cannot be changed remotely", "[config]") {
              Catch::StartsWith("config.values.node.site: identity keys cannot be changed"));
   for (const ConfigKey& k : config_keys()) {
     INFO(k.name);
-    CHECK(k.remote == !(k.name == "node.id" || k.name == "node.site"));
-    CHECK(k.required == !k.remote);
+    const bool identity = k.name == "node.id" || k.name == "node.site";
+    CHECK(k.remote == !(identity || k.name.starts_with("trust.")));
+    CHECK(k.required == identity);
   }
+}
+
+TEST_CASE("a remote config cannot change whom the agent trusts", "[config][trust]") {
+  const AgentConfig current = parse_ok(kIdentity);
+  const std::string why =
+      "trust keys cannot be changed remotely (a message must never choose whom the agent trusts); "
+      "edit the agent's file and restart";
+  CHECK(remote_error(current, {{"trust.signing_keys", std::string("/tmp/attacker.pub")}}) ==
+        "config.values.trust.signing_keys: " + why);
+  CHECK(remote_error(current, {{"trust.insecure_unsigned", std::string("true")}}) ==
+        "config.values.trust.insecure_unsigned: " + why);
+  CHECK(remote_error(current, {{"trust.clock_skew_s", std::int64_t{86400}}}) ==
+        "config.values.trust.clock_skew_s: " + why);
+  // The file sets them.
+  const AgentConfig c = parse_ok(kIdentity + "trust:\n  signing_keys: [/etc/nova/a.pub, /etc/nova/b.pub]\n"
+                                             "  insecure_unsigned: true\n  clock_skew_s: 60\n");
+  CHECK(c.trust.signing_keys == std::vector<std::string>{"/etc/nova/a.pub", "/etc/nova/b.pub"});
+  CHECK(c.trust.insecure_unsigned == Insecure::on);
+  CHECK(c.trust.clock_skew_s == 60);
+  CHECK(parse_error(kIdentity + "trust:\n  signing_keys: [keys/a.pub]\n") ==
+        "line 5: trust.signing_keys: item 0: expected an absolute path, got 'keys/a.pub'");
 }

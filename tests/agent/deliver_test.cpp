@@ -9,6 +9,7 @@
 
 #include "nova/agent/agent.h"
 #include "nova/schemas/codec.h"
+#include "nova/testing/signer.h"
 
 using namespace nova;
 namespace fs = std::filesystem;
@@ -23,6 +24,7 @@ TEST_CASE("a message whose handler throws is counted as a bad message and the ag
     o.broker_uri = "tcp://127.0.0.1:1";  // never reached: run() is not called
     o.outbox.dir = dir / "outbox";
     o.state_dir = dir / "state";
+    o.control.keys = {testing::test_signer().verify_key()};
     int configs = 0;
     o.on_remote_config = [&](const schemas::Config&) {
       if (++configs == 1) throw std::runtime_error("boom");
@@ -36,10 +38,11 @@ TEST_CASE("a message whose handler throws is counted as a bad message and the ag
     config.values = {{"drain.rate_per_s", std::int64_t{25}}};
     const schemas::Bytes b = schemas::encode_cbor(config);
     const std::string topic = "nova/v1/down/cloud/eu/par/par-a1/gw-1/config";
-    REQUIRE_NOTHROW(a.deliver(topic, std::string(b.begin(), b.end())));
+    const std::string message(b.begin(), b.end());
+    REQUIRE_NOTHROW(a.deliver(topic, testing::test_signer().sign(topic, message)));
     CHECK(a.counters().handler_failures == 1);
     CHECK(a.counters().bad_messages == 1);
-    a.deliver(topic, std::string(b.begin(), b.end()));  // the next one is handled
+    a.deliver(topic, testing::test_signer().sign(topic, message));  // the next one is handled
     CHECK(configs == 2);
     CHECK(a.counters().configs_received == 2);
     CHECK(a.counters().handler_failures == 1);

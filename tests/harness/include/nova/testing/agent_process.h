@@ -10,12 +10,15 @@
 #include <thread>
 
 #include "nova/testing/child_process.h"
+#include "nova/testing/signer.h"
 
 namespace nova::testing {
 
 // A config for a test agent: fast reconnect, no admission by host load (tests must not
-// depend on whatever else runs on the machine), state under `dir`. `extra` is appended
-// (further YAML sections). Written to a temporary file and renamed, as config managers do.
+// depend on whatever else runs on the machine), state under `dir`, trusting the test
+// signer's key (signer.h) unless `extra` has a trust section of its own. `extra` is
+// appended (further YAML sections). Written to a temporary file and renamed, as config
+// managers do.
 inline void write_agent_config(const std::filesystem::path& file, const std::string& node, const std::string& site,
                                int level, const std::string& uri, const std::filesystem::path& dir,
                                const std::string& extra = "") {
@@ -25,7 +28,7 @@ inline void write_agent_config(const std::filesystem::path& file, const std::str
       << "outbox: {dir: " << (dir / "outbox").string() << "}\n"
       << "tasks: {dir: " << (dir / "tasks").string() << "}\n"
       << "limits: {max_cpu_pct: 100, max_memory_pct: 100, min_free_memory_mb: 0}\n"
-      << extra;
+      << (extra.find("trust:") == std::string::npos ? trust_test_signer_yaml() : "") << extra;
   out.close();
   std::filesystem::rename(file.string() + ".tmp", file);
 }

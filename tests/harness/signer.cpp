@@ -1,0 +1,80 @@
+#include "nova/testing/signer.h"
+
+#include <atomic>
+#include <random>
+#include <stdexcept>
+
+#include <unistd.h>
+
+#include "nova/schemas/topic.h"
+#include "nova/security/control.h"
+
+namespace nova::testing {
+namespace {
+
+security::SigningKey save_into(const std::filesystem::path& dir, const std::filesystem::path& priv,
+                               const std::filesystem::path& pub, security::SigningKey key) {
+  std::filesystem::create_directories(dir);
+  if (auto s = key.save(priv, pub); !s) throw std::runtime_error(s.error().message());
+  return key;
+}
+
+constexpr std::uint8_t kTestSeedByte = 0x4e;
+
+schemas::Timestamp now_ms() {
+  return static_cast<schemas::Timestamp>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count());
+}
+
+}  // namespace
+
+TestSigner::TestSigner(const std::filesystem::path& dir) : TestSigner(dir, security::SigningKey::generate().value()) {}
+
+TestSigner::TestSigner(const std::filesystem::path& dir, security::SigningKey key)
+    : private_file_(dir / "signing.key"), public_file_(dir / "signing.pub"),
+      key_(save_into(dir, private_file_, public_file_, std::move(key))) {}
+
+schemas::SignedClaims TestSigner::claims_for(const std::string& topic, std::chrono::milliseconds ttl) {
+  auto parsed = topics::parse(topic);
+  const auto* down = parsed ? std::get_if<topics::DownTopic>(&*parsed) : nullptr;
+  if (down == nullptr) throw std::invalid_argument("not a down topic: " + topic);
+  // Unique across processes and runs: tests share brokers' retained state only within a
+  // run, but agents keep the ids they accepted in their state directories.
+  static std::atomic<std::uint64_t> counter{0};
+  static const std::uint64_t run = std::random_device{}() ^ now_ms();
+  // Strictly increasing issue times: a retained kind's next message must be newer than
+  // the one in force, even when both are signed within one millisecond.
+  static std::atomic<schemas::Timestamp> last{0};
+  schemas::Timestamp now = now_ms();
+  for (schemas::Timestamp prev = last.load(); !last.compare_exchange_weak(prev, std::max(now, prev + 1));) {
+  }
+  now = last.load();
+  return {down->node.str(), down->site.str(), std::string(topics::to_string(down->kind)),
+          "test-" + std::to_string(run) + "-" + std::to_string(++counter), now,
+          now + static_cast<schemas::Timestamp>(ttl.count())};
+}
+
+std::string TestSigner::sign(const std::string& topic, const std::string& message,
+                             std::chrono::milliseconds ttl) const {
+  return sign(claims_for(topic, ttl), message);
+}
+
+std::string TestSigner::sign(const schemas::SignedClaims& claims, const std::string& message) const {
+  const auto bytes = security::sign_control(
+      key_, claims, std::span(reinterpret_cast<const std::uint8_t*>(message.data()), message.size()));
+  return std::string(bytes.begin(), bytes.end());
+}
+
+const TestSigner& test_signer() {
+  static const TestSigner signer(
+      std::filesystem::temp_directory_path() / ("nova-test-signer-" + std::to_string(::getpid())),
+      security::SigningKey::from_seed(std::vector<std::uint8_t>(32, kTestSeedByte)).value());
+  return signer;
+}
+
+std::string trust_test_signer_yaml() {
+  return "trust: {signing_keys: [" + test_signer().public_file().string() + "]}\n";
+}
+
+}  // namespace nova::testing
