@@ -1,6 +1,34 @@
 #include "nova/security/control.h"
 
+#include <openssl/rand.h>
+
+#include <new>
+#include <variant>
+
+#include "nova/schemas/topic.h"
+
 namespace nova::security {
+
+schemas::Result<schemas::SignedClaims> claims_for_topic(const std::string& topic, schemas::Timestamp now_ms,
+                                                        std::chrono::milliseconds ttl) {
+  auto parsed = topics::parse(topic);
+  const auto* down = parsed ? std::get_if<topics::DownTopic>(&*parsed) : nullptr;
+  if (down == nullptr) return schemas::Error{"topic", "'" + topic + "' is not a down topic"};
+  return schemas::SignedClaims{down->node.str(), down->site.str(), std::string(topics::to_string(down->kind)),
+                               random_message_id(), now_ms, now_ms + static_cast<schemas::Timestamp>(ttl.count())};
+}
+
+std::string random_message_id() {
+  unsigned char raw[16];
+  if (RAND_bytes(raw, sizeof raw) != 1) throw std::bad_alloc();  // the generator failing is not recoverable
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id;
+  for (unsigned char b : raw) {
+    id += kHex[b >> 4];
+    id += kHex[b & 0xf];
+  }
+  return id;
+}
 
 schemas::Bytes sign_control(const SigningKey& key, const schemas::SignedClaims& claims,
                             std::span<const std::uint8_t> message) {

@@ -6,7 +6,6 @@
 
 #include <unistd.h>
 
-#include "nova/schemas/topic.h"
 #include "nova/security/control.h"
 
 namespace nova::testing {
@@ -36,23 +35,16 @@ TestSigner::TestSigner(const std::filesystem::path& dir, security::SigningKey ke
       key_(save_into(dir, private_file_, public_file_, std::move(key))) {}
 
 schemas::SignedClaims TestSigner::claims_for(const std::string& topic, std::chrono::milliseconds ttl) {
-  auto parsed = topics::parse(topic);
-  const auto* down = parsed ? std::get_if<topics::DownTopic>(&*parsed) : nullptr;
-  if (down == nullptr) throw std::invalid_argument("not a down topic: " + topic);
-  // Unique across processes and runs: tests share brokers' retained state only within a
-  // run, but agents keep the ids they accepted in their state directories.
-  static std::atomic<std::uint64_t> counter{0};
-  static const std::uint64_t run = std::random_device{}() ^ now_ms();
   // Strictly increasing issue times: a retained kind's next message must be newer than
   // the one in force, even when both are signed within one millisecond.
   static std::atomic<schemas::Timestamp> last{0};
-  schemas::Timestamp now = now_ms();
-  for (schemas::Timestamp prev = last.load(); !last.compare_exchange_weak(prev, std::max(now, prev + 1));) {
+  const schemas::Timestamp now = now_ms();
+  schemas::Timestamp prev = last.load();
+  while (!last.compare_exchange_weak(prev, std::max(now, prev + 1))) {
   }
-  now = last.load();
-  return {down->node.str(), down->site.str(), std::string(topics::to_string(down->kind)),
-          "test-" + std::to_string(run) + "-" + std::to_string(++counter), now,
-          now + static_cast<schemas::Timestamp>(ttl.count())};
+  auto claims = security::claims_for_topic(topic, std::max(now, prev + 1), ttl);
+  if (!claims) throw std::invalid_argument(claims.error().message());
+  return claims.value();
 }
 
 std::string TestSigner::sign(const std::string& topic, const std::string& message,

@@ -36,6 +36,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,7 @@
 #include "nova/cloud/subscriptions.h"
 #include "nova/schemas/messages.h"
 #include "nova/schemas/result.h"
+#include "nova/security/signing.h"
 
 namespace nova::cloud {
 
@@ -63,6 +65,10 @@ struct CloudOptions {
   SubscriptionTiming subscriptions;
   std::chrono::milliseconds republish_delay{1000};  // after the cloud filter's SUBACK
   LogFn log;
+  // Signs every message published on a down topic (security/control.h), valid for
+  // control_ttl from when it is sent. None: sent unsigned (signing.insecure_unsigned).
+  std::optional<security::SigningKey> signing_key;
+  std::chrono::milliseconds control_ttl{std::chrono::hours(24)};
 };
 
 // Counters for /metrics. Monotonic unless named as a gauge.
@@ -72,6 +78,7 @@ struct CloudCounters {
   std::uint64_t duplicates = 0;           // replayed records refused by dedup
   std::uint64_t samples = 0;              // metric samples stored
   std::uint64_t acks_sent = 0;
+  std::uint64_t control_signed = 0;       // downward messages signed
   std::uint64_t acks_deferred = 0;        // acks waiting for a node's birth
   std::uint64_t store_writes = 0;
   std::uint64_t store_errors = 0;
@@ -127,6 +134,8 @@ class CloudService {
                       std::chrono::milliseconds timeout) const;
 
  private:
+  // `payload` in a signed envelope when `topic` is a down topic and a key is set.
+  std::vector<std::uint8_t> signed_if_down(const std::string& topic, const std::vector<std::uint8_t>& payload);
   class Impl;
   explicit CloudService(CloudOptions options);
   // Opens the store, builds the workload manager and loads the kept cloud records.

@@ -10,6 +10,7 @@
 // receiver's (agent/src/control_gate.h keeps the ids it accepted).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -21,6 +22,15 @@
 #include "nova/security/signing.h"
 
 namespace nova::security {
+
+// The claims of a message on the down topic `topic` (node, site and kind read from it),
+// issued at `now_ms` and valid for `ttl`, with a random message id. Error when `topic`
+// is not a down topic.
+schemas::Result<schemas::SignedClaims> claims_for_topic(const std::string& topic, schemas::Timestamp now_ms,
+                                                        std::chrono::milliseconds ttl);
+// 32 hex digits from OpenSSL's random generator: unique without coordination between
+// signers (several nova-cloud instances, restarts).
+std::string random_message_id();
 
 // The whole envelope, ready to publish.
 schemas::Bytes sign_control(const SigningKey& key, const schemas::SignedClaims& claims,
