@@ -3,6 +3,8 @@
 #include "nova/security/control.h"
 
 #include <catch2/catch.hpp>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 using namespace nova::security;
 using nova::schemas::Bytes;
@@ -114,4 +116,38 @@ TEST_CASE("the envelope decoder names the member at fault", "[security][control]
   CHECK(reason_of(sign_control(key, claims, kMessage)) == "signed.payload.site: 'cloud//x' is not a site path");
   // A hostile count in the outer array is refused before anything is allocated.
   CHECK(reason_of({0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}).find("items") != std::string::npos);
+}
+
+namespace {
+
+Bytes from_hex(const std::string& hex) {
+  Bytes out;
+  for (std::size_t i = 0; i + 1 < hex.size(); i += 2) out.push_back(static_cast<std::uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("the golden signed envelopes are what sign_control makes with the test key", "[security][control][vectors]") {
+  std::ifstream in(NOVA_VECTORS_DIR "/signed/signed.json");
+  REQUIRE(in);
+  const auto doc = nlohmann::json::parse(in);
+  const SigningKey key = SigningKey::from_seed(from_hex(doc["key"]["seed"])).value();
+  CHECK(key.verify_key().raw() == from_hex(doc["key"]["public"]));
+  REQUIRE(doc["vectors"].size() >= 3);
+  for (const auto& v : doc["vectors"]) {
+    INFO(v["name"].get<std::string>());
+    const auto& c = v["claims"];
+    const SignedClaims claims{c["node"], c["site"], c["kind"], c["mid"], c["iat"], c["exp"]};
+    const Bytes message = from_hex(v["message_cbor"]);
+    CHECK(nova::schemas::encode_signed_payload(claims, message) == from_hex(v["payload"]));
+    CHECK(nova::schemas::cose_sig_structure(from_hex(v["payload"])) == from_hex(v["sig_structure"]));
+    CHECK(sign_control(key, claims, message) == from_hex(v["cose"]));
+    const ControlCheck check = check_control(from_hex(v["cose"]), std::vector{key.verify_key()},
+                                             {claims.node, claims.site, claims.kind, claims.issued_ts, 0});
+    CHECK_FALSE(check.refusal);
+    CHECK(check.envelope.claims == claims);
+    CHECK(check.envelope.message == message);
+    CHECK(check.envelope.signature == from_hex(v["signature"]));
+  }
 }
