@@ -2,6 +2,7 @@
 // attack is sent by an outside client (mosquitto_pub with a payload file), and each is
 // refused with a log line naming the reason while the agent keeps serving.
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -85,7 +86,10 @@ struct SignedAgent {
   }
   void kill_and_restart() {
     process->signal(SIGKILL);
-    start();  // a new log: what it says is counted from here
+    // A new log, counted from here. Removed first: the child truncates it only once it
+    // runs, and until then a wait would read the old run's lines.
+    fs::remove(dir / "agent.log");
+    start();
   }
   bool refused(const std::string& reason, std::size_t n = 1) const {
     return process->wait_log("event=control_refused reason=" + reason, 10s, n);
@@ -176,8 +180,9 @@ TEST_CASE("a forged ack deletes nothing: the records are delivered and acked by 
   REQUIRE(agent.refused("untrusted_key"));
 
   // Had the forged ack deleted the result, a restarted agent would have nothing to send.
-  agent.kill_and_restart();
+  // The real cloud listens before the restart, so it sees the restarted agent's drain.
   testing::AckConsumer cloud(broker.uri());
+  agent.kill_and_restart();
   REQUIRE(cloud.wait_for(kNode, "results", 1, 30s));
   CHECK(cloud.count(kNode, "results").seqs.count(1) == 1);
   CHECK(cloud.acks_sent() >= 1);  // signed with the trusted key: not refused
@@ -225,4 +230,38 @@ TEST_CASE("retained configs: a forged one is never applied, a signed one once, a
   REQUIRE(agent.process->wait_log("event=remote_config_refused", 10s));
   CHECK(agent.count("trust keys cannot be changed remotely") == 1);
   CHECK(agent.process->running());
+
+  // The retained config in force after a restart is put in force again, once.
+  config.revision = 4;
+  config.values = {{"drain.rate_per_s", std::int64_t{11}}};
+  outside_publish(broker, down("config"), testing::test_signer().sign(down("config"), cbor(config)), true);
+  REQUIRE(agent.process->wait_log("source=remote", 10s, 2));
+  agent.kill_and_restart();
+  REQUIRE(agent.process->wait_log("source=remote", 10s));
+  REQUIRE(agent.refused("unsigned"));  // the forged model, still retained at the broker
+  CHECK(agent.count("event=control_refused") == 1);
+  CHECK(agent.count("source=remote") == 1);
+}
+
+TEST_CASE("nova-agent does not start without a trusted key unless insecure_unsigned says so",
+          "[agent][process][signing]") {
+  testing::Broker broker;
+  const fs::path dir = broker.data_dir() / "agent";
+  fs::create_directories(dir);
+  testing::write_agent_config(dir / "agent.yaml", kNode, kSite, 4, broker.uri(), dir, "trust: {clock_skew_s: 30}\n");
+  {
+    testing::AgentProcess agent(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
+    const int status = agent.wait();
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 1);
+    CHECK_THAT(agent.text(), Catch::Contains("event=trust_unavailable") && Catch::Contains("trust.signing_keys"));
+  }
+  // Explicitly insecure: it starts, warns, and runs an unsigned task.
+  testing::write_agent_config(dir / "agent.yaml", kNode, kSite, 4, broker.uri(), dir,
+                              "trust: {insecure_unsigned: true}\n");
+  testing::AgentProcess agent(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
+  REQUIRE(agent.wait_log("event=connected", 20s));
+  CHECK_THAT(agent.text(), Catch::Contains("level=warning event=insecure_unsigned"));
+  outside_publish(broker, down("task"), append_task("plain", dir / "ran"));
+  REQUIRE(wait_lines(dir / "ran", 1, 20s));
 }
