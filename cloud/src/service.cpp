@@ -632,10 +632,6 @@ std::vector<std::uint8_t> CloudService::signed_if_down(const std::string& topic,
                                               .count());
   auto claims = security::claims_for_topic(topic, now, options_.control_ttl);
   if (!claims) return payload;  // not a down topic after all: nothing to address
-  {
-    std::lock_guard lock(impl_->mutex_);
-    ++impl_->counters_.control_signed;
-  }
   return security::sign_control(*options_.signing_key, *claims, payload);
 }
 

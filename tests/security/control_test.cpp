@@ -44,6 +44,7 @@ TEST_CASE("each refusal reason of a control message", "[security][control]") {
   const std::vector trusted{fixed_key(9).verify_key(), key.verify_key()};  // rotation: two keys
   const Bytes env = sign_control(key, kClaims, kMessage);
   REQUIRE_FALSE(refusal_of(env, trusted));
+  CHECK_FALSE(refusal_of(sign_control(fixed_key(9), kClaims, kMessage), trusted));  // either key
 
   CHECK(refusal_of(kMessage, trusted) == Refusal::unsigned_message);
   CHECK(refusal_of({}, trusted) == Refusal::unsigned_message);

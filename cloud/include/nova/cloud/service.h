@@ -78,7 +78,6 @@ struct CloudCounters {
   std::uint64_t duplicates = 0;           // replayed records refused by dedup
   std::uint64_t samples = 0;              // metric samples stored
   std::uint64_t acks_sent = 0;
-  std::uint64_t control_signed = 0;       // downward messages signed
   std::uint64_t acks_deferred = 0;        // acks waiting for a node's birth
   std::uint64_t store_writes = 0;
   std::uint64_t store_errors = 0;
