@@ -265,3 +265,28 @@ TEST_CASE("nova-agent does not start without a trusted key unless insecure_unsig
   outside_publish(broker, down("task"), append_task("plain", dir / "ran"));
   REQUIRE(wait_lines(dir / "ran", 1, 20s));
 }
+
+TEST_CASE("an operator signs a config with `nova-pki sign` and the agent applies it", "[agent][process][signing]") {
+  testing::Broker broker;
+  const fs::path dir = broker.data_dir() / "agent";
+  const fs::path pki = broker.data_dir() / "pki";
+  fs::create_directories(dir);
+  REQUIRE(std::system((std::string(NOVA_PKI_BIN) + " --dir " + pki.string() + " signing-key --name ops >/dev/null").c_str()) == 0);
+  testing::write_agent_config(dir / "agent.yaml", kNode, kSite, 4, broker.uri(), dir,
+                              "trust: {signing_keys: [" + (pki / "signing" / "ops.pub").string() + "]}\n");
+  testing::AgentProcess agent(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
+  REQUIRE(agent.wait_log("event=connected", 20s));
+
+  schemas::Config config;
+  config.revision = 1;
+  config.values = {{"drain.rate_per_s", std::int64_t{13}}};
+  std::ofstream(dir / "config.cbor", std::ios::binary) << cbor(config);
+  const std::string sign = std::string(NOVA_PKI_BIN) + " --dir " + pki.string() + " sign --name ops --topic " +
+                           down("config") + " --ttl-s 3600 < " + (dir / "config.cbor").string() + " > " +
+                           (dir / "config.signed").string();
+  REQUIRE(std::system(sign.c_str()) == 0);
+  std::ifstream in(dir / "config.signed", std::ios::binary);
+  const std::string envelope{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  outside_publish(broker, down("config"), envelope, true);
+  REQUIRE(agent.wait_log("source=remote changes=\"drain.rate_per_s: 50 -> 13\"", 10s));
+}
