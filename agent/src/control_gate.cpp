@@ -10,12 +10,15 @@ namespace {
 
 using security::Refusal;
 
-bool retained(const std::string& kind) { return kind == "config" || kind == "model"; }
+bool retained(const std::string& kind) {
+  return kind == "config" || kind == "model";
+}
 
 // Big-endian, so LevelDB's byte order is time order.
 std::string be64(std::uint64_t v) {
   std::string s(8, '\0');
-  for (int i = 0; i < 8; ++i) s[static_cast<std::size_t>(i)] = static_cast<char>((v >> (56 - 8 * i)) & 0xffu);
+  for (int i = 0; i < 8; ++i)
+    s[static_cast<std::size_t>(i)] = static_cast<char>((v >> (56 - 8 * i)) & 0xffu);
   return s;
 }
 std::uint64_t from_be64(std::string_view s) {
@@ -26,23 +29,35 @@ std::uint64_t from_be64(std::string_view s) {
 
 // Keys: "seen/<id>" -> expiry; "exp/<expiry be64><id>" (to forget in expiry order);
 // "inforce/<kind>" -> <iat be64><id>.
-std::string seen_key(const std::string& id) { return "seen/" + id; }
-std::string expiry_key(std::uint64_t exp, const std::string& id) { return "exp/" + be64(exp) + id; }
-std::string in_force_key(const std::string& kind) { return "inforce/" + kind; }
+std::string seen_key(const std::string& id) {
+  return "seen/" + id;
+}
+std::string expiry_key(std::uint64_t exp, const std::string& id) {
+  return "exp/" + be64(exp) + id;
+}
+std::string in_force_key(const std::string& kind) {
+  return "inforce/" + kind;
+}
 
 }  // namespace
 
-schemas::Result<std::unique_ptr<ControlGate>> ControlGate::open(const std::filesystem::path& dir, ControlTrust trust,
-                                                                std::string node, std::string site) {
+schemas::Result<std::unique_ptr<ControlGate>> ControlGate::open(const std::filesystem::path& dir,
+                                                                ControlTrust trust,
+                                                                std::string node,
+                                                                std::string site) {
   auto opened = open_small_db(dir, {}, "control gate");
   if (!opened) return opened.error();
-  return std::unique_ptr<ControlGate>(new ControlGate(std::move(opened.value().cache), std::move(opened.value().db),
-                                                      std::move(trust), std::move(node), std::move(site)));
+  return std::unique_ptr<ControlGate>(
+      new ControlGate(std::move(opened.value().cache), std::move(opened.value().db),
+                      std::move(trust), std::move(node), std::move(site)));
 }
 
-ControlGate::ControlGate(std::unique_ptr<leveldb::Cache> cache, std::unique_ptr<leveldb::DB> db, ControlTrust trust,
-                         std::string node, std::string site)
-    : cache_(std::move(cache)), db_(std::move(db)), trust_(std::move(trust)), node_(std::move(node)),
+ControlGate::ControlGate(std::unique_ptr<leveldb::Cache> cache, std::unique_ptr<leveldb::DB> db,
+                         ControlTrust trust, std::string node, std::string site)
+    : cache_(std::move(cache)),
+      db_(std::move(db)),
+      trust_(std::move(trust)),
+      node_(std::move(node)),
       site_(std::move(site)) {}
 
 ControlGate::~ControlGate() {
@@ -65,9 +80,11 @@ void ControlGate::forget_expired(std::uint64_t now_ms) {
   db_->Write(leveldb::WriteOptions(), &batch);
 }
 
-ControlGate::Outcome ControlGate::admit(const std::string& kind, const std::string& payload, std::uint64_t now_ms) {
+ControlGate::Outcome ControlGate::admit(const std::string& kind, const std::string& payload,
+                                        std::uint64_t now_ms) {
   Outcome out;
-  const auto bytes = std::span(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size());
+  const auto bytes =
+      std::span(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size());
   security::ControlCheck c = security::check_control(
       bytes, trust_.keys,
       {node_, site_, kind, now_ms, static_cast<std::uint64_t>(trust_.skew.count())});
@@ -97,8 +114,8 @@ ControlGate::Outcome ControlGate::admit(const std::string& kind, const std::stri
         }
       } else if (claims.issued_ts <= held_iat) {
         out.refusal = Refusal::stale;
-        out.reason = "issued at " + std::to_string(claims.issued_ts) + ", not after the " + kind + " in force (" +
-                     held_id + ", issued at " + std::to_string(held_iat) + ")";
+        out.reason = "issued at " + std::to_string(claims.issued_ts) + ", not after the " + kind +
+                     " in force (" + held_id + ", issued at " + std::to_string(held_iat) + ")";
         return out;
       }
     }

@@ -1,10 +1,10 @@
 #include "nova/testing/signer.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <random>
 #include <stdexcept>
-
-#include <unistd.h>
 
 #include "nova/security/control.h"
 
@@ -28,13 +28,16 @@ schemas::Timestamp now_ms() {
 
 }  // namespace
 
-TestSigner::TestSigner(const std::filesystem::path& dir) : TestSigner(dir, security::SigningKey::generate().value()) {}
+TestSigner::TestSigner(const std::filesystem::path& dir)
+    : TestSigner(dir, security::SigningKey::generate().value()) {}
 
 TestSigner::TestSigner(const std::filesystem::path& dir, security::SigningKey key)
-    : private_file_(dir / "signing.key"), public_file_(dir / "signing.pub"),
+    : private_file_(dir / "signing.key"),
+      public_file_(dir / "signing.pub"),
       key_(save_into(dir, private_file_, public_file_, std::move(key))) {}
 
-schemas::SignedClaims TestSigner::claims_for(const std::string& topic, std::chrono::milliseconds ttl) {
+schemas::SignedClaims TestSigner::claims_for(const std::string& topic,
+                                             std::chrono::milliseconds ttl) {
   // Strictly increasing issue times: a retained kind's next message must be newer than
   // the one in force, even when both are signed within one millisecond.
   static std::atomic<schemas::Timestamp> last{0};
@@ -52,9 +55,11 @@ std::string TestSigner::sign(const std::string& topic, const std::string& messag
   return sign(claims_for(topic, ttl), message);
 }
 
-std::string TestSigner::sign(const schemas::SignedClaims& claims, const std::string& message) const {
+std::string TestSigner::sign(const schemas::SignedClaims& claims,
+                             const std::string& message) const {
   const auto bytes = security::sign_control(
-      key_, claims, std::span(reinterpret_cast<const std::uint8_t*>(message.data()), message.size()));
+      key_, claims,
+      std::span(reinterpret_cast<const std::uint8_t*>(message.data()), message.size()));
   return std::string(bytes.begin(), bytes.end());
 }
 

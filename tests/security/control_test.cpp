@@ -27,7 +27,8 @@ std::optional<Refusal> refusal_of(const Bytes& env, const std::vector<VerifyKey>
 
 }  // namespace
 
-TEST_CASE("a signed control message round-trips and is accepted where it is addressed", "[security][control]") {
+TEST_CASE("a signed control message round-trips and is accepted where it is addressed",
+          "[security][control]") {
   const SigningKey key = fixed_key(7);
   const Bytes env = sign_control(key, kClaims, kMessage);
   CHECK(env.front() == 0xd2);  // COSE_Sign1 tag 18
@@ -99,11 +100,13 @@ TEST_CASE("the envelope decoder names the member at fault", "[security][control]
     return r.error().message();
   };
   CHECK(reason_of({0xd2, 0x83, 0x40, 0xa0, 0x40}) ==
-        "signed: not a COSE_Sign1 (expected an array of 4: protected, unprotected, payload, signature)");
+        "signed: not a COSE_Sign1 (expected an array of 4: protected, unprotected, payload, "
+        "signature)");
   // alg ES256 (-7) instead of EdDSA (-8).
   Bytes es256 = sign_control(key, kClaims, kMessage);
   es256[4] = 0x26;
-  CHECK(reason_of(es256) == "signed.protected: expected the header {1: -8} (alg EdDSA), encoded a1 01 27");
+  CHECK(reason_of(es256) ==
+        "signed.protected: expected the header {1: -8} (alg EdDSA), encoded a1 01 27");
   auto claims = kClaims;
   claims.expires_ts = claims.issued_ts;
   CHECK(reason_of(sign_control(key, claims, kMessage)) ==
@@ -111,25 +114,30 @@ TEST_CASE("the envelope decoder names the member at fault", "[security][control]
   claims = kClaims;
   claims.kind = "command";
   CHECK(reason_of(sign_control(key, claims, kMessage)) ==
-        "signed.payload.kind: unknown kind 'command' (expected one of: task, config, model, ack, verdict)");
+        "signed.payload.kind: unknown kind 'command' (expected one of: task, config, model, ack, "
+        "verdict)");
   claims = kClaims;
   claims.site = "cloud//x";
-  CHECK(reason_of(sign_control(key, claims, kMessage)) == "signed.payload.site: 'cloud//x' is not a site path");
+  CHECK(reason_of(sign_control(key, claims, kMessage)) ==
+        "signed.payload.site: 'cloud//x' is not a site path");
   // A hostile count in the outer array is refused before anything is allocated.
-  CHECK(reason_of({0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}).find("items") != std::string::npos);
+  CHECK(reason_of({0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}).find("items") !=
+        std::string::npos);
 }
 
 namespace {
 
 Bytes from_hex(const std::string& hex) {
   Bytes out;
-  for (std::size_t i = 0; i + 1 < hex.size(); i += 2) out.push_back(static_cast<std::uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  for (std::size_t i = 0; i + 1 < hex.size(); i += 2)
+    out.push_back(static_cast<std::uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16)));
   return out;
 }
 
 }  // namespace
 
-TEST_CASE("the golden signed envelopes are what sign_control makes with the test key", "[security][control][vectors]") {
+TEST_CASE("the golden signed envelopes are what sign_control makes with the test key",
+          "[security][control][vectors]") {
   std::ifstream in(NOVA_VECTORS_DIR "/signed/signed.json");
   REQUIRE(in);
   const auto doc = nlohmann::json::parse(in);
@@ -142,10 +150,12 @@ TEST_CASE("the golden signed envelopes are what sign_control makes with the test
     const SignedClaims claims{c["node"], c["site"], c["kind"], c["mid"], c["iat"], c["exp"]};
     const Bytes message = from_hex(v["message_cbor"]);
     CHECK(nova::schemas::encode_signed_payload(claims, message) == from_hex(v["payload"]));
-    CHECK(nova::schemas::cose_sig_structure(from_hex(v["payload"])) == from_hex(v["sig_structure"]));
+    CHECK(nova::schemas::cose_sig_structure(from_hex(v["payload"])) ==
+          from_hex(v["sig_structure"]));
     CHECK(sign_control(key, claims, message) == from_hex(v["cose"]));
-    const ControlCheck check = check_control(from_hex(v["cose"]), std::vector{key.verify_key()},
-                                             {claims.node, claims.site, claims.kind, claims.issued_ts, 0});
+    const ControlCheck check =
+        check_control(from_hex(v["cose"]), std::vector{key.verify_key()},
+                      {claims.node, claims.site, claims.kind, claims.issued_ts, 0});
     CHECK_FALSE(check.refusal);
     CHECK(check.envelope.claims == claims);
     CHECK(check.envelope.message == message);

@@ -46,8 +46,9 @@ struct ControlTrust {
 
 class ControlGate {
  public:
-  static schemas::Result<std::unique_ptr<ControlGate>> open(const std::filesystem::path& dir, ControlTrust trust,
-                                                            std::string node, std::string site);
+  static schemas::Result<std::unique_ptr<ControlGate>> open(const std::filesystem::path& dir,
+                                                            ControlTrust trust, std::string node,
+                                                            std::string site);
   ~ControlGate();
 
   struct Outcome {
@@ -60,8 +61,8 @@ class ControlGate {
   Outcome admit(const std::string& kind, const std::string& payload, std::uint64_t now_ms);
 
  private:
-  ControlGate(std::unique_ptr<leveldb::Cache> cache, std::unique_ptr<leveldb::DB> db, ControlTrust trust,
-              std::string node, std::string site);
+  ControlGate(std::unique_ptr<leveldb::Cache> cache, std::unique_ptr<leveldb::DB> db,
+              ControlTrust trust, std::string node, std::string site);
   void forget_expired(std::uint64_t now_ms);
 
   std::unique_ptr<leveldb::Cache> cache_;

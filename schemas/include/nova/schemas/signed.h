@@ -25,12 +25,12 @@ namespace nova::schemas {
 
 // What the signer vouches for besides the message. Every member is required.
 struct SignedClaims {
-  std::string node;         // "node": the target node id
-  std::string site;         // "site": the target's site path, as in its down topic
-  std::string kind;         // "kind": the down topic kind: task, config, model, ack, verdict
-  std::string message_id;   // "mid": an id unique to this message (replay detection)
-  Timestamp issued_ts = 0;  // "iat": when it was signed, ms since the epoch
-  Timestamp expires_ts = 0; // "exp": when it stops being valid, ms; after iat
+  std::string node;          // "node": the target node id
+  std::string site;          // "site": the target's site path, as in its down topic
+  std::string kind;          // "kind": the down topic kind: task, config, model, ack, verdict
+  std::string message_id;    // "mid": an id unique to this message (replay detection)
+  Timestamp issued_ts = 0;   // "iat": when it was signed, ms since the epoch
+  Timestamp expires_ts = 0;  // "exp": when it stops being valid, ms; after iat
 
   bool operator==(const SignedClaims&) const = default;
 };
@@ -52,13 +52,15 @@ Bytes encode_signed_payload(const SignedClaims& claims, std::span<const std::uin
 Bytes cose_sig_structure(std::span<const std::uint8_t> payload);
 
 // The tagged COSE_Sign1 around `payload` and its signature.
-Bytes encode_cose_sign1(std::span<const std::uint8_t> payload, std::span<const std::uint8_t> signature);
+Bytes encode_cose_sign1(std::span<const std::uint8_t> payload,
+                        std::span<const std::uint8_t> signature);
 
 // Takes a COSE_Sign1 apart (tagged or not) and decodes its claims under the streaming
 // decoder's rules. Checks the structure only: whether the signature is good and the claims
 // fit the receiver is for nova/security/control.h. Errors are at path "signed...".
 // The envelope may be up to `limits.max_message_bytes` + 1 KiB, so that any message the
 // codec accepts fits in one.
-Result<SignedEnvelope> decode_cose_sign1(std::span<const std::uint8_t> input, const Limits& limits = {});
+Result<SignedEnvelope> decode_cose_sign1(std::span<const std::uint8_t> input,
+                                         const Limits& limits = {});
 
 }  // namespace nova::schemas

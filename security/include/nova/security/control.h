@@ -26,7 +26,8 @@ namespace nova::security {
 // The claims of a message on the down topic `topic` (node, site and kind read from it),
 // issued at `now_ms` and valid for `ttl`, with a random message id. Error when `topic`
 // is not a down topic.
-schemas::Result<schemas::SignedClaims> claims_for_topic(const std::string& topic, schemas::Timestamp now_ms,
+schemas::Result<schemas::SignedClaims> claims_for_topic(const std::string& topic,
+                                                        schemas::Timestamp now_ms,
                                                         std::chrono::milliseconds ttl);
 // 32 hex digits from OpenSSL's random generator: unique without coordination between
 // signers (several nova-cloud instances, restarts).

@@ -3,9 +3,9 @@
 // test_signer() is the fixed test key (the seed of 32 bytes 0x4e, also the key of the golden
 // vectors in schemas/vectors/signed.json), its files written to a temporary directory on
 // first use. Being fixed, it is the same in a test and in the processes it starts (an
-// in-process agent in a crash child, say). The acking consumer signs its acks with it, write_agent_config() makes
-// test agents trust its public key file, and in-process agents get verify_key(). A test
-// that needs a key the agent does not trust makes a TestSigner of its own.
+// in-process agent in a crash child, say). The acking consumer signs its acks with it,
+// write_agent_config() makes test agents trust its public key file, and in-process agents get
+// verify_key(). A test that needs a key the agent does not trust makes a TestSigner of its own.
 #pragma once
 
 #include <chrono>
