@@ -64,10 +64,19 @@ std::string TestSigner::sign(const schemas::SignedClaims& claims,
 }
 
 const TestSigner& test_signer() {
-  static const TestSigner signer(
-      std::filesystem::temp_directory_path() / ("nova-test-signer-" + std::to_string(::getpid())),
-      security::SigningKey::from_seed(std::vector<std::uint8_t>(32, kTestSeedByte)).value());
-  return signer;
+  // Its files live as long as the test process: removed at exit.
+  struct Shared {
+    std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                ("nova-test-signer-" + std::to_string(::getpid()));
+    TestSigner signer{
+        dir, security::SigningKey::from_seed(std::vector<std::uint8_t>(32, kTestSeedByte)).value()};
+    ~Shared() {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+  };
+  static const Shared shared;
+  return shared.signer;
 }
 
 std::string trust_test_signer_yaml() {
