@@ -8,7 +8,9 @@
 # free port), then a nova-agent for every node of the topology (30: one per site, two
 # devices per access site). nova-cloud sees every agent alive and acknowledges their
 # metrics end to end; a workload submitted through its REST API is placed on a device,
-# goes down as a task three bridge hops, and its result comes back up.
+# goes down as a task three bridge hops, and its result comes back up. Everything nova-cloud
+# sends down (tasks, acks) is signed with an Ed25519 key made for the demo by
+# `nova-pki signing-key` (build/security/nova-pki, or $NOVA_PKI); every agent trusts it.
 #
 #   scripts/run.sh              set up, build, run the demo, keep the hierarchy up until ^C
 #   scripts/run.sh --once       ... then stop the hierarchy and exit (0 ok, 1 failure)
@@ -35,6 +37,7 @@ codec="${NOVA_CODEC:-}"
 bridge="${NOVA_BRIDGE:-}"
 agent="${NOVA_AGENT:-}"
 cloud="${NOVA_CLOUD:-}"
+pki="${NOVA_PKI:-}"
 while (($# > 0)); do
   case "$1" in
     --once) once=true ;;
@@ -60,6 +63,7 @@ done
 [[ -z "$bridge" || "$bridge" == /* ]] || bridge="$PWD/$bridge"
 [[ -z "$agent" || "$agent" == /* ]] || agent="$PWD/$agent"
 [[ -z "$cloud" || "$cloud" == /* ]] || cloud="$PWD/$cloud"
+[[ -z "$pki" || "$pki" == /* ]] || pki="$PWD/$pki"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 topology="$repo/broker-bridge/examples/five-tier.yaml"
@@ -139,10 +143,12 @@ codec="${codec:-$repo/build/schemas/nova-codec}"
 bridge="${bridge:-$repo/build/broker-bridge/nova-bridge}"
 agent="${agent:-$repo/build/agent/nova-agent}"
 cloud="${cloud:-$repo/build/cloud/nova-cloud}"
+pki="${pki:-$repo/build/security/nova-pki}"
 [[ -x "$codec" ]] || die "no nova-codec at $codec (build first, or pass --codec PATH)"
 [[ -x "$bridge" ]] || die "no nova-bridge at $bridge (build first, or pass --bridge PATH)"
 [[ -x "$agent" ]] || die "no nova-agent at $agent (build first, or pass --agent PATH)"
 [[ -x "$cloud" ]] || die "no nova-cloud at $cloud (build first, or pass --cloud PATH)"
+[[ -x "$pki" ]] || die "no nova-pki at $pki (build first, or set NOVA_PKI)"
 /usr/bin/python3 -c 'import yaml' 2>/dev/null || die "Debian's python3-yaml is missing (run scripts/setup.sh)"
 for tool in mosquitto_pub mosquitto_sub python3 cmp tail grep timeout curl; do
   command -v "$tool" >/dev/null || die "$tool not found (run scripts/setup.sh)"
@@ -269,6 +275,11 @@ python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 8080))' 2>/
 # Authentication on: one admin token, shown once, for these curl calls and the dashboard.
 api_token=$("$cloud" token create --name demo-admin --role admin --tokens-file "$work_dir/cloud-tokens") ||
   die "nova-cloud token create failed"
+# The key nova-cloud signs control messages with; the agents trust its public half.
+"$pki" --dir "$work_dir/pki" signing-key --name nova-cloud >/dev/null || die "nova-pki signing-key failed"
+signing_key="$work_dir/pki/signing/nova-cloud.key"
+signing_pub="$work_dir/pki/signing/nova-cloud.pub"
+say "control messages are signed with $signing_key (nova-pki signing-key)"
 cat >"$work_dir/cloud.yaml" <<EOF
 mqtt: {uri: "tcp://127.0.0.1:$cloud_port", client_id: nova-cloud-demo}
 store: {dir: $work_dir/cloud-store}
@@ -276,6 +287,7 @@ liveness: {heartbeat_timeout_s: 60}
 http: {port: $http_port}
 auth: {tokens_file: $work_dir/cloud-tokens}
 audit: {file: $work_dir/cloud-audit.log}
+signing: {key_file: $signing_key}
 EOF
 "$cloud" --config "$work_dir/cloud.yaml" 2>"$work_dir/cloud.log" &
 cloud_pid=$!
@@ -309,7 +321,7 @@ api_wait() {
 # agents and 15 brokers share this one machine, so its load says nothing about a node.
 agents_dir="$work_dir/agents"
 mkdir -p "$agents_dir"
-/usr/bin/python3 - "$topology" "$run_dir/hierarchy.json" "$agents_dir" >"$work_dir/nodes.txt" <<'PY' ||
+/usr/bin/python3 - "$topology" "$run_dir/hierarchy.json" "$agents_dir" "$signing_pub" >"$work_dir/nodes.txt" <<'PY' ||
 import json, os, sys, yaml
 topology = yaml.safe_load(open(sys.argv[1]))
 sites = {s["id"]: s for s in json.load(open(sys.argv[2]))["sites"]}
@@ -329,6 +341,7 @@ drain: {{jitter_ms: 200}}
 limits: {{max_cpu_pct: 100}}
 outbox: {{dir: {d}/outbox}}
 tasks: {{dir: {d}/tasks, allow: [/bin/sh]}}
+trust: {{signing_keys: [{sys.argv[4]}]}}
 """)
     print(node["id"], site["path"])
 PY

@@ -12,7 +12,7 @@ packages=(
   libpaho-mqttpp-dev libpaho-mqtt-dev
   libleveldb-dev libsnappy-dev libzstd-dev libssl-dev libcpp-httplib-dev
   # tests and benchmarks
-  catch2 libbenchmark-dev mosquitto mosquitto-clients python3 python3-cbor2
+  catch2 libbenchmark-dev mosquitto mosquitto-clients python3 python3-cbor2 python3-cryptography
   # tests/hostile: an MQTT client independent of the project's own code
   python3-paho-mqtt
   openssl procps

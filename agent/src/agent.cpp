@@ -111,17 +111,20 @@ schemas::Result<std::unique_ptr<Agent>> Agent::create(AgentOptions options, Samp
   if (ec) return Error{"", "agent: cannot create state dir " + options.state_dir.string() + ": " + ec.message()};
   auto inbox = Inbox::open(options.state_dir / "inbox");
   if (!inbox) return inbox.error();
+  auto gate = ControlGate::open(options.state_dir / "control", options.control, options.birth.node,
+                                options.birth.description->site);
+  if (!gate) return gate.error();
   try {
-    return std::unique_ptr<Agent>(
-        new Agent(std::move(options), source, std::move(outbox).value(), std::move(inbox).value()));
+    return std::unique_ptr<Agent>(new Agent(std::move(options), source, std::move(outbox).value(),
+                                            std::move(inbox).value(), std::move(gate).value()));
   } catch (const std::runtime_error& e) {  // the uplink: its Paho library cannot be loaded
     return Error{"", std::string("agent: ") + e.what()};
   }
 }
 
 Agent::Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox> outbox,
-             std::unique_ptr<Inbox> inbox)
-    : options_(std::move(options)), source_(source), outbox_(std::move(outbox)),
+             std::unique_ptr<Inbox> inbox, std::unique_ptr<ControlGate> gate)
+    : options_(std::move(options)), source_(source), outbox_(std::move(outbox)), gate_(std::move(gate)),
       inbox_(std::move(inbox)), decisions_(options_.decisions), rng_(std::random_device{}()) {
   task_topic_ = topics::down(topics::SitePath::parse(options_.birth.description->site).value(),
                              id(options_.birth.node), topics::DownKind::task);
@@ -307,8 +310,39 @@ void Agent::update_backlog() {
   update_counters([&](AgentCounters& c) { c.outbox_records = records; });
 }
 
-void Agent::on_task(const std::string& topic, const std::string& payload) {
-  auto task = schemas::decode_cbor<schemas::Task>(payload);
+std::optional<std::string> Agent::admit_control(const std::string& topic, topics::DownKind kind,
+                                                const std::string& payload) {
+  const std::string kind_name(topics::to_string(kind));
+  ControlGate::Outcome o = gate_->admit(kind_name, payload, wall_ms());
+  if (o.message) return std::move(o.message);
+  if (o.duplicate) {
+    update_counters([](AgentCounters& c) { ++c.control_duplicates; });
+    if (options_.log) options_.log("debug", "control_duplicate", "topic=" + topic + " detail=" + logfmt_quoted(o.reason));
+    return std::nullopt;
+  }
+  update_counters([&](AgentCounters& c) {
+    switch (*o.refusal) {
+      case security::Refusal::unsigned_message: ++c.control_unsigned; break;
+      case security::Refusal::untrusted: ++c.control_untrusted; break;
+      case security::Refusal::misaddressed: ++c.control_misaddressed; break;
+      case security::Refusal::expired: ++c.control_expired; break;
+      case security::Refusal::not_yet_valid: ++c.control_not_yet_valid; break;
+      case security::Refusal::replayed: ++c.control_replayed; break;
+      case security::Refusal::stale: ++c.control_stale; break;
+    }
+  });
+  if (options_.log) {
+    options_.log("warning", "control_refused",
+                 "reason=" + std::string(security::refusal_name(*o.refusal)) + " topic=" + topic +
+                     " detail=" + logfmt_quoted(o.reason));
+  }
+  return std::nullopt;
+}
+
+void Agent::on_task(const std::string& topic, const std::string& signed_payload) {
+  const auto payload = admit_control(topic, topics::DownKind::task, signed_payload);
+  if (!payload) return;
+  auto task = schemas::decode_cbor<schemas::Task>(*payload);
   if (!task) return bad_input(topic, task.error().message());
   if (options_.tasks == nullptr) return bad_input(topic, "this agent runs no tasks");
   update_counters([](AgentCounters& c) { ++c.tasks_received; });
@@ -500,17 +534,22 @@ void Agent::on_message(const std::string& topic, const std::string& payload) {
   if (down == nullptr || down->node.str() != options_.birth.node) {
     return bad_input(topic, parsed ? "not addressed to this node" : parsed.error().message());
   }
-  if (down->kind == topics::DownKind::ack) {
-    on_ack(topic, payload);
-  } else if (down->kind == topics::DownKind::task) {
+  if (down->kind == topics::DownKind::task) {
     process_inbox();  // the callback stored this task (and any left from before)
+    return;
+  }
+  // Everything else that comes down is a signed control message too.
+  const auto message = admit_control(topic, down->kind, payload);
+  if (!message) return;
+  if (down->kind == topics::DownKind::ack) {
+    on_ack(topic, *message);
   } else if (down->kind == topics::DownKind::config) {
-    auto config = schemas::decode_cbor<schemas::Config>(payload);
+    auto config = schemas::decode_cbor<schemas::Config>(*message);
     if (!config) return bad_input(topic, config.error().message());
     update_counters([](AgentCounters& c) { ++c.configs_received; });
     if (options_.on_remote_config) options_.on_remote_config(*config);
   } else if (down->kind == topics::DownKind::model) {
-    on_model(topic, payload);
+    on_model(topic, *message);
   }
 }
 

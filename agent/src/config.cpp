@@ -53,7 +53,7 @@ constexpr std::string_view accepts_text(Check c) {
 using FieldRef =
     std::variant<std::string*, std::vector<std::string>*, std::uint8_t*, std::uint32_t*,
                  std::uint64_t*, std::optional<std::uint32_t>*, LogLevel*, LogFormat*,
-                 schemas::BatchEncoding*, bool*>;
+                 schemas::BatchEncoding*, bool*, Insecure*>;
 
 struct KeyDef {
   ConfigKey key;
@@ -113,6 +113,12 @@ Flags local_only() {
                "TLS trust and identity keys cannot be changed remotely (a message must never "
                "choose whom the agent trusts); edit the agent's file and restart"};
 }
+// Never set by a remote config: what decides whom the agent trusts.
+Flags file_only() {
+  return Flags{false, false, "",
+               "trust keys cannot be changed remotely (a message must never choose whom the agent "
+               "trusts); edit the agent's file and restart"};
+}
 // A default that depends on something else, described in words.
 Flags computed(std::string_view note) {
   return Flags{false, true, note, ""};
@@ -146,6 +152,8 @@ constexpr auto kLogFormats = common::kLogFormatNames;
 constexpr std::array<std::string_view, 3> kBatchEncodings{"plain", "zstd", "qdelta"};
 // A yes/no key is a choice, in the order of bool.
 constexpr std::array<std::string_view, 2> kBooleans{"false", "true"};
+// In the order of Insecure.
+constexpr std::array<std::string_view, 2> kSwitch{"false", "true"};
 
 template <class E>
 constexpr std::span<const std::string_view> names_of() {
@@ -155,6 +163,8 @@ constexpr std::span<const std::string_view> names_of() {
     return kBatchEncodings;
   else if constexpr (std::is_same_v<E, bool>)
     return kBooleans;
+  else if constexpr (std::is_same_v<E, Insecure>)
+    return kSwitch;
   else
     return kLogFormats;
 }
@@ -289,6 +299,21 @@ const std::vector<KeyDef>& table() {
       def(NOVA_KEY(anomaly.window), integer(1, 1000000), Reload::hot,
           "Memory of each gauge's running mean and variance, in samples (exponential "
           "weighting after the first this many)."),
+
+      def(NOVA_KEY(trust.signing_keys), list(Check::absolute_path), Reload::restart,
+          "Ed25519 public key files (PEM, from `nova-pki signing-key`) whose signatures the "
+          "agent accepts on control messages (tasks, configs, models, acks, verdicts). List "
+          "the new key next to the old one while a key is rotated. Required unless "
+          "trust.insecure_unsigned is true.",
+          file_only()),
+      def(NOVA_KEY(trust.insecure_unsigned), choice(kSwitch), Reload::restart,
+          "true accepts unsigned control messages (for a nova-cloud that does not sign); "
+          "the agent logs a warning at start. Signed ones are still checked.",
+          file_only()),
+      def(NOVA_KEY(trust.clock_skew_s), integer(0, 86400), Reload::restart,
+          "How far the signer's and the node's clocks may disagree: a control message is "
+          "accepted this long before its issue time and after its expiry.",
+          file_only()),
 
       def(NOVA_KEY(log.level), choice(kLogLevels), Reload::hot,
           "Least severe level logged; lines below it are not written."),
@@ -564,7 +589,8 @@ std::optional<std::string> assign(AgentConfig& c, const KeyDef& d, Value value) 
           }
           *field = std::move(items);
         } else if constexpr (std::is_same_v<T, LogLevel> || std::is_same_v<T, LogFormat> ||
-                             std::is_same_v<T, schemas::BatchEncoding> || std::is_same_v<T, bool>) {
+                             std::is_same_v<T, schemas::BatchEncoding> || std::is_same_v<T, bool> ||
+                             std::is_same_v<T, Insecure>) {
           const auto& s = std::get<std::string>(value);
           const auto names = names_of<T>();
           const auto it = std::find(names.begin(), names.end(), s);
@@ -863,7 +889,8 @@ std::string format_value(const AgentConfig& config, const ConfigKey& key) {
           for (const auto& s : *field) out += (out.size() > 1 ? ", " : "") + s;
           return out + "]";
         } else if constexpr (std::is_same_v<T, LogLevel> || std::is_same_v<T, LogFormat> ||
-                             std::is_same_v<T, schemas::BatchEncoding> || std::is_same_v<T, bool>) {
+                             std::is_same_v<T, schemas::BatchEncoding> || std::is_same_v<T, bool> ||
+                             std::is_same_v<T, Insecure>) {
           return std::string(names_of<T>()[static_cast<std::size_t>(*field)]);
         } else if constexpr (std::is_same_v<T, std::optional<std::uint32_t>>) {
           return *field ? std::to_string(**field) : "unset";

@@ -123,6 +123,25 @@ AgentOptions agent_options(const AgentConfig& c) {
   return o;
 }
 
+// The keys named by trust.signing_keys. Without any, the agent starts only when
+// trust.insecure_unsigned says so: it would refuse every control message otherwise.
+schemas::Result<ControlTrust> control_trust(const AgentConfig& c) {
+  ControlTrust t;
+  t.insecure_unsigned = c.trust.insecure_unsigned == Insecure::on;
+  t.skew = std::chrono::seconds(c.trust.clock_skew_s);
+  for (const std::string& file : c.trust.signing_keys) {
+    auto key = security::VerifyKey::load(file);
+    if (!key) return schemas::Error{"trust.signing_keys", key.error().message()};
+    t.keys.push_back(std::move(key).value());
+  }
+  if (t.keys.empty() && !t.insecure_unsigned) {
+    return schemas::Error{"trust.signing_keys",
+                          "no key to check control messages with: name nova-cloud's public signing key "
+                          "file(s), or set trust.insecure_unsigned: true to accept unsigned ones"};
+  }
+  return t;
+}
+
 // The running configuration, shared by the loop thread (remote config) and the signal
 // thread (SIGHUP).
 class LiveConfig {
@@ -237,8 +256,20 @@ int main(int argc, char** argv) {
     log_line("warning", "tasks_none_allowed", "detail=\"tasks.allow is empty: every task is refused\"");
   }
 
+  auto trust = control_trust(*config);
+  if (!trust) {
+    log_line("error", "trust_unavailable", "error=" + logfmt_quote(trust.error().message()));
+    return 1;
+  }
+  if (config->trust.insecure_unsigned == Insecure::on) {
+    log_line("warning", "insecure_unsigned",
+             "detail=\"unsigned control messages are accepted: anyone who can publish on this node's down "
+             "topics can run tasks and change its config (trust.insecure_unsigned)\"");
+  }
+
   LiveConfig live(*config, source);
   AgentOptions options = agent_options(*config);
+  options.control = std::move(trust).value();
   options.tasks = tasks.value().get();
   options.on_remote_config = [&](const schemas::Config& remote) {
     auto next = apply_remote(live.get(), remote);

@@ -106,6 +106,16 @@ const std::map<std::string, Setter>& keys() {
                                               common::kLogLevelNames)},
       {"log.format", choice<common::LogFormat>([](CloudConfig& c) -> common::LogFormat& { return c.log.format; },
                                                 common::kLogFormatNames)},
+      {"signing.key_file", text([](CloudConfig& c) -> std::string& { return c.signing.key_file; }, true)},
+      {"signing.insecure_unsigned", [](CloudConfig& c, const YAML::Node& n) -> std::optional<std::string> {
+         if (n.IsScalar() && (n.Scalar() == "true" || n.Scalar() == "false")) {
+           c.signing.insecure_unsigned = n.Scalar() == "true";
+           return std::nullopt;
+         }
+         return "expected true or false";
+       }},
+      {"signing.ttl_s", integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.signing.ttl_s; }, 1,
+                                               30 * 86400)},
       {"http.listen", text([](CloudConfig& c) -> std::string& { return c.http.listen; }, false)},
       {"http.port", integer<std::uint16_t>([](CloudConfig& c) -> std::uint16_t& { return c.http.port; }, 0, 65535)},
       {"http.dashboard_dir", text([](CloudConfig& c) -> std::string& { return c.http.dashboard_dir; }, true)},
@@ -138,7 +148,21 @@ CloudOptions CloudConfig::service_options() const {
   o.store.record_retention = std::chrono::hours(24 * store.record_retention_d);
   o.store.max_seq_ahead = ingest.max_seq_ahead;
   o.heartbeat_timeout = std::chrono::seconds(liveness.heartbeat_timeout_s);
-  return o;
+  o.control_ttl = std::chrono::seconds(signing.ttl_s);
+  return o;  // the signing key is loaded by signing_key() (a file, with its own errors)
+}
+
+schemas::Result<std::optional<security::SigningKey>> CloudConfig::signing_key() const {
+  const std::string& key_file = signing.key_file;
+  if (key_file.empty()) {
+    if (signing.insecure_unsigned) return std::optional<security::SigningKey>();
+    return Error{"signing.key_file",
+                 "no key to sign control messages with: agents refuse unsigned ones. Make one with "
+                 "`nova-pki signing-key` and name its private key file, or set signing.insecure_unsigned: true"};
+  }
+  auto key = security::SigningKey::load(key_file);
+  if (!key) return Error{"signing.key_file", key.error().message()};
+  return std::optional<security::SigningKey>(std::move(key).value());
 }
 
 schemas::Result<CloudConfig> parse_config(std::string_view yaml_text) {

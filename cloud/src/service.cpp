@@ -12,6 +12,7 @@
 #include "nova/schemas/codec.h"
 #include "nova/schemas/topic.h"
 #include "nova/security/audit_log.h"
+#include "nova/security/control.h"
 
 namespace nova::cloud {
 
@@ -421,8 +422,10 @@ class CloudService::Impl final : public virtual mqtt::callback {
     for (const std::string& n : births_) ack_nodes.insert(n);
     births_.clear();
     // An ack (ours or a peer's) may close a gap in front of records held here.
-    for (const std::string& payload : peer_acks) {
-      auto ack = decode_cbor<Ack>(payload);
+    for (const std::string& envelope : peer_acks) {
+      const auto payload = peer_ack_message(envelope);
+      if (!payload) continue;
+      auto ack = decode_cbor<Ack>(*payload);
       if (!ack) continue;
       for (const auto& [stream, w] : ack->watermarks) {
         auto ahead = owner_.store_->observe_ack(ack->node, stream, w);
@@ -431,6 +434,19 @@ class CloudService::Impl final : public virtual mqtt::callback {
     }
     for (const std::string& n : ack_nodes) send_ack(n, now);
     after_liveness(changes);
+  }
+
+  // The ack inside a peer instance's signed envelope, if our own key signed it (the
+  // instances share one key); as it is when this instance does not sign.
+  std::optional<std::string> peer_ack_message(const std::string& payload) const {
+    if (!owner_.options_.signing_key) return payload;
+    auto env = schemas::decode_cose_sign1(
+        std::span(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()));
+    if (!env || !owner_.options_.signing_key->verify_key().verify(schemas::cose_sig_structure(env->payload),
+                                                                   env->signature)) {
+      return std::nullopt;
+    }
+    return std::string(env->message.begin(), env->message.end());
   }
 
   void send_ack(const std::string& node, Timestamp now) {
@@ -620,7 +636,21 @@ void CloudService::stop() {
   }
 }
 
-bool CloudService::publish(const std::string& topic, const std::vector<std::uint8_t>& payload, bool retained) {
+std::vector<std::uint8_t> CloudService::signed_if_down(const std::string& topic,
+                                                       const std::vector<std::uint8_t>& payload) {
+  if (!options_.signing_key || !topic.starts_with("nova/v1/down/")) return payload;
+  const auto now = static_cast<Timestamp>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count());
+  auto claims = security::claims_for_topic(topic, now, options_.control_ttl);
+  if (!claims) return payload;  // not a down topic after all: nothing to address
+  return security::sign_control(*options_.signing_key, *claims, payload);
+}
+
+bool CloudService::publish(const std::string& topic, const std::vector<std::uint8_t>& unsigned_payload,
+                           bool retained) {
+  // Every message down to the nodes leaves signed: agents refuse anything else.
+  const std::vector<std::uint8_t> payload = signed_if_down(topic, unsigned_payload);
   if (impl_ && impl_->sink_) {
     impl_->sink_(topic, payload, retained);
     return true;

@@ -145,6 +145,17 @@ int main(int argc, char** argv) {
   const sigset_t signals = common::block_daemon_signals();
 
   CloudOptions options = config->service_options();
+  auto signing_key = config->signing_key();
+  if (!signing_key) {
+    log_line("error", "start_failed", "error=" + logfmt_quote(signing_key.error().message()));
+    return 1;
+  }
+  options.signing_key = std::move(signing_key).value();
+  if (!options.signing_key) {
+    log_line("warning", "insecure_unsigned",
+             "detail=\"control messages are sent unsigned (signing.insecure_unsigned); agents that check "
+             "signatures refuse them\"");
+  }
   options.log = [](const char* level, const std::string& event, const std::string& fields) { log_line(level, event, fields); };
   auto audit = security::AuditLog::open(config->audit.file);
   if (!audit) {

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Writes the golden vectors of the NovaCron topic API: schemas/vectors/<type>.json.
 
-Run with Debian's Python (it needs python3-cbor2 5.4.6 and libzstd1 from Debian 12):
+Run with Debian's Python (it needs python3-cbor2 5.4.6, python3-cryptography and libzstd1
+from Debian 12):
 
     /usr/bin/python3 schemas/vectors/generate.py          # (re)write the files
     /usr/bin/python3 schemas/vectors/generate.py --check  # exit 1 if the files differ
@@ -18,6 +19,11 @@ encoder whose zstd output differs in bytes can still be checked after inflating.
 qdelta batch has "inflated": {"columns": {...}, "cbor": <hex of the columns map that was
 compressed>, "samples": [...]}, the samples being what decoding yields (the quantized
 values); this script builds the columns and decodes them again with its own code.
+
+It also writes schemas/vectors/signed/signed.json: signed envelopes (cddl/signed.cddl,
+COSE_Sign1 with EdDSA) made with the fixed test key of seed 32 x 0x4e, each with its
+claims, message, COSE payload, Sig_structure, Ed25519 signature (python3-cryptography)
+and the whole envelope, read back by cbor2.
 
 Before writing, every vector is checked:
   - against its CDDL rule in schemas/cddl/ (cddl_check.py), and the vectors of a type
@@ -654,9 +660,70 @@ def build():
     return files
 
 
+# --------------------------------------------------------------------------------------
+# Signed envelopes (cddl/signed.cddl): COSE_Sign1 with EdDSA, made with a fixed test key
+
+SIGNING_SEED = bytes([0x4E]) * 32  # the test key of tests/harness (signer.h)
+COSE_PROTECTED = bytes([0xA1, 0x01, 0x27])  # {1: -8}: alg EdDSA
+
+SIGNED_VECTORS = [
+    ("task", "a task for node dev-1 at cloud/eu/par/acc-01, valid for 10 minutes",
+     {"node": "dev-1", "site": "cloud/eu/par/acc-01", "kind": "task",
+      "mid": "0f1e2d3c4b5a69788796a5b4c3d2e1f0", "iat": T0, "exp": T0 + 600000},
+     {"v": 1, "task_id": "t-42", "argv": ["/usr/bin/uptime"], "timeout_ms": 10000,
+      "memory_mb": 0, "cpu_millis": 0, "priority": 5, "issued_ts": T0}),
+    ("ack", "an end-to-end ack, valid for a day",
+     {"node": "dev-1", "site": "cloud/eu/par/acc-01", "kind": "ack",
+      "mid": "00000000000000000000000000000001", "iat": T0, "exp": T0 + 86400000},
+     {"v": 1, "node": "dev-1", "ts": T0, "watermarks": {"metrics": 17}}),
+    ("config", "a retained config",
+     {"node": "gw-7", "site": "cloud/eu", "kind": "config",
+      "mid": "cfg-2024-11-26", "iat": T0, "exp": T0 + 30 * 86400000},
+     {"v": 1, "revision": 3, "ts": T0, "values": {"drain.rate_per_s": 25}}),
+]
+
+
+def build_signed():
+    schema = cddl_check.Schema(*sorted(CDDL_DIR.glob("*.cddl")), strict_floats=True)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives import serialization
+
+    key = Ed25519PrivateKey.from_private_bytes(SIGNING_SEED)
+    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    out = []
+    for name, description, claims, message in SIGNED_VECTORS:
+        msg = encode(message)
+        payload_map = dict(claims, v=1, msg=msg)
+        error, _ = schema.validate("signed-claims", payload_map)
+        if error:
+            raise SystemExit(f"signed/{name}: claims: {error}")
+        error, _ = schema.validate(claims["kind"] if claims["kind"] != "verdict" else "decision-verdict", message)
+        if error:
+            raise SystemExit(f"signed/{name}: message: {error}")
+        payload = encode(payload_map)
+        sig_structure = encode(["Signature1", COSE_PROTECTED, b"", payload])
+        signature = key.sign(sig_structure)
+        key.public_key().verify(signature, sig_structure)
+        array = encode([COSE_PROTECTED, {}, payload, signature])
+        error, _ = schema.validate("cose-sign1", [COSE_PROTECTED, {}, payload, signature])
+        if error:
+            raise SystemExit(f"signed/{name}: envelope: {error}")
+        cose = bytes([0xD2]) + array  # tag 18
+        decoded = cbor2.loads(cose)
+        if not (isinstance(decoded, cbor2.CBORTag) and decoded.tag == 18 and decoded.value[2] == payload):
+            raise SystemExit(f"signed/{name}: cbor2 does not read the COSE_Sign1 back")
+        out.append({"name": name, "description": description, "claims": claims, "message": message,
+                    "message_cbor": msg.hex(), "payload": payload.hex(),
+                    "sig_structure": sig_structure.hex(), "signature": signature.hex(),
+                    "cose": cose.hex()})
+    doc = {"key": {"seed": SIGNING_SEED.hex(), "public": public.hex()}, "vectors": out}
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
 def main(argv):
     check = "--check" in argv[1:]
     files = build()
+    files["signed/signed.json"] = build_signed()
     stale = []
     for name, text in files.items():
         path = HERE / name
@@ -664,6 +731,7 @@ def main(argv):
             if not path.exists() or path.read_text(encoding="utf-8") != text:
                 stale.append(name)
         else:
+            path.parent.mkdir(exist_ok=True)
             path.write_text(text, encoding="utf-8")
     count = sum(len(v) for v in VECTORS.values())
     if check:

@@ -23,6 +23,7 @@ namespace {
 
 constexpr std::size_t kSignatureSize = 64;
 constexpr std::size_t kPublicKeySize = 32;
+constexpr std::size_t kSeedSize = 32;
 
 bool is_ed25519(EVP_PKEY* key) {
   return EVP_PKEY_is_a(key, "ED25519") == 1;
@@ -42,6 +43,13 @@ Result<SigningKey> SigningKey::load(const std::filesystem::path& file) {
   ossl::Pkey key = ossl::parse_private_key(*text);
   if (!key) return ossl::error(file.string(), "not a PEM private key");
   if (!is_ed25519(key.get())) return Error{file.string(), "not an Ed25519 key"};
+  return SigningKey(std::make_shared<const Impl>(Impl{std::move(key)}));
+}
+
+Result<SigningKey> SigningKey::from_seed(std::span<const std::uint8_t> seed) {
+  if (seed.size() != kSeedSize) return Error{"seed", "expected 32 bytes, got " + std::to_string(seed.size())};
+  ossl::Pkey key(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, seed.data(), seed.size()));
+  if (!key) return ossl::error("seed", "not an Ed25519 seed");
   return SigningKey(std::make_shared<const Impl>(Impl{std::move(key)}));
 }
 

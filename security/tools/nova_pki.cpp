@@ -9,10 +9,12 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <set>
 
 #include "nova/security/audit_log.h"
+#include "nova/security/control.h"
 #include "nova/security/pki.h"
 #include "nova/tiers/topology.h"
 
@@ -256,6 +258,17 @@ int main(int argc, char** argv) {
       app.add_subcommand("signing-key", "make an Ed25519 signing key pair signing/<name>.key/.pub");
   signing_key->add_option("--name", name, "key name, e.g. nova-cloud")->required();
 
+  std::string topic;
+  std::uint32_t ttl_s = 86400;
+  auto* sign = app.add_subcommand(
+      "sign",
+      "sign a control message for a down topic with signing/<name>.key: the message (CBOR) on "
+      "stdin, the signed envelope on stdout (schemas/cddl/signed.cddl)");
+  sign->add_option("--name", name, "key name, e.g. nova-cloud")->required();
+  sign->add_option("--topic", topic, "the down topic it is for, nova/v1/down/<site path>/<node>/<kind>")
+      ->required();
+  sign->add_option("--ttl-s", ttl_s, "seconds it stays valid (default 86400)")->check(CLI::Range(1u, 31u * 86400u));
+
   fs::path topology_file;
   auto* topology =
       app.add_subcommand("topology",
@@ -357,6 +370,21 @@ int main(int argc, char** argv) {
       if (auto s = pki.create_signing_key(name); !s) return fail(s.error());
       std::cout << "wrote " << pki.layout().signing_key(name).string() << " and "
                 << pki.layout().signing_public_key(name).string() << '\n';
+    } else if (sign->parsed()) {
+      auto key = security::SigningKey::load(pki.layout().signing_key(name));
+      if (!key) return fail(key.error());
+      const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+      auto claims = security::claims_for_topic(topic, static_cast<schemas::Timestamp>(now), std::chrono::seconds(ttl_s));
+      if (!claims) {
+        std::cerr << "nova-pki: --topic: " << claims.error().reason << '\n';
+        return kRefused;
+      }
+      const std::string message{std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
+      const auto envelope = security::sign_control(
+          *key, *claims, std::span(reinterpret_cast<const std::uint8_t*>(message.data()), message.size()));
+      std::cout.write(reinterpret_cast<const char*>(envelope.data()), static_cast<std::streamsize>(envelope.size()));
     } else if (topology->parsed()) {
       const int code = cmd_topology(pki, topology_file, request.days);
       if (!record("topology", topology_file.string(),

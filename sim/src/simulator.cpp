@@ -17,6 +17,7 @@
 #include "nova/bridge/mqtt_wire.h"
 #include "nova/common/log.h"
 #include "nova/schemas/codec.h"
+#include "nova/schemas/signed.h"
 #include "nova/schemas/messages.h"
 
 namespace nova::sim {
@@ -375,7 +376,13 @@ struct Simulator::Impl {
     }
     if (p->qos > 0 && !send(n, mqtt::puback_packet(p->id))) return;
     if (!p->topic.ends_with("/ack")) return;
-    auto ack = schemas::decode_cbor<schemas::Ack>(std::string_view(p->payload));
+    // nova-cloud signs its acks. A simulated node is load, not a security boundary: it
+    // takes the ack out of the envelope without checking the signature (nova-agent does).
+    std::string_view payload(p->payload);
+    const auto envelope = schemas::decode_cose_sign1(
+        std::span(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()));
+    if (envelope) payload = std::string_view(reinterpret_cast<const char*>(envelope->message.data()), envelope->message.size());
+    auto ack = schemas::decode_cbor<schemas::Ack>(payload);
     if (!ack || ack->node != n.id) {
       ++stats.bad_acks;
       return;

@@ -37,10 +37,13 @@ void write_config(const fs::path& file, const std::string& uri, const fs::path& 
                               (own_metrics ? "" : "metrics: {interval_ms: 200, batch_interval_s: 10}\n") + extra);
 }
 
+// Publishes `payload` as it is, except on a down topic, where it goes in an envelope
+// signed by the key test agents trust (signer.h), as nova-cloud sends it.
 void publish(const std::string& uri, const std::string& topic, const std::string& payload, bool retained = false) {
   mqtt::async_client c(uri, "test-publisher", mqtt::create_options(MQTTVERSION_3_1_1));
   c.connect()->wait();
-  c.publish(topic, payload.data(), payload.size(), 1, retained)->wait();
+  const std::string sent = topic.starts_with("nova/v1/down/") ? testing::test_signer().sign(topic, payload) : payload;
+  c.publish(topic, sent.data(), sent.size(), 1, retained)->wait();
   c.disconnect()->wait();
 }
 

@@ -125,7 +125,10 @@ TEST_CASE("the example file loads and holds the defaults", "[config]") {
   auto c = load_config(path);
   INFO((c ? "" : c.error().message()));
   REQUIRE(c.ok());
-  CHECK(c.value() == with_identity(c->node.id, c->node.site));
+  // Defaults everywhere but the trusted key file: nova-agent does not start without one.
+  AgentConfig expected = with_identity(c->node.id, c->node.site);
+  expected.trust.signing_keys = {"/etc/nova-agent/nova-cloud-signing.pub"};
+  CHECK(c.value() == expected);
   CHECK_FALSE(c->node.id.empty());
 
   // Every key is documented there (set, or commented out with its default).
@@ -331,7 +334,7 @@ TEST_CASE("identity keys cannot be changed remotely", "[config]") {
     const bool identity = k.name == "node.id" || k.name == "node.site";
     const bool task_policy = k.name == "tasks.allow" || k.name == "tasks.user" || k.name == "tasks.allow_root";
     // Identity, task policy and TLS trust (file only) cannot come from a message.
-    CHECK(k.remote == !(identity || task_policy || k.name.starts_with("mqtt.tls_")));
+    CHECK(k.remote == !(identity || task_policy || k.name.starts_with("mqtt.tls_") || k.name.starts_with("trust.")));
     CHECK(k.required == identity);
   }
 }
@@ -410,4 +413,25 @@ TEST_CASE("TLS: the uri decides, and the files are checked at load naming the ke
   CHECK_THAT(remote_error(good, {{"mqtt.tls_insecure_skip_verify", std::string("true")}}),
              Catch::StartsWith("config.values.mqtt.tls_insecure_skip_verify: TLS trust and identity keys"));
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a remote config cannot change whom the agent trusts", "[config][trust]") {
+  const AgentConfig current = parse_ok(kIdentity);
+  const std::string why =
+      "trust keys cannot be changed remotely (a message must never choose whom the agent trusts); "
+      "edit the agent's file and restart";
+  CHECK(remote_error(current, {{"trust.signing_keys", std::string("/tmp/attacker.pub")}}) ==
+        "config.values.trust.signing_keys: " + why);
+  CHECK(remote_error(current, {{"trust.insecure_unsigned", std::string("true")}}) ==
+        "config.values.trust.insecure_unsigned: " + why);
+  CHECK(remote_error(current, {{"trust.clock_skew_s", std::int64_t{86400}}}) ==
+        "config.values.trust.clock_skew_s: " + why);
+  // The file sets them.
+  const AgentConfig c = parse_ok(kIdentity + "trust:\n  signing_keys: [/etc/nova/a.pub, /etc/nova/b.pub]\n"
+                                             "  insecure_unsigned: true\n  clock_skew_s: 60\n");
+  CHECK(c.trust.signing_keys == std::vector<std::string>{"/etc/nova/a.pub", "/etc/nova/b.pub"});
+  CHECK(c.trust.insecure_unsigned == Insecure::on);
+  CHECK(c.trust.clock_skew_s == 60);
+  CHECK(parse_error(kIdentity + "trust:\n  signing_keys: [keys/a.pub]\n") ==
+        "line 5: trust.signing_keys: item 0: expected an absolute path, got 'keys/a.pub'");
 }

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "nova/agent/agent.h"
+#include "nova/testing/signer.h"
 
 namespace {
 
@@ -54,6 +55,7 @@ int main(int argc, char** argv) {
   o.drain.resend_after = std::chrono::seconds(2);
   o.outbox.dir = std::string(argv[2]) + "/outbox";
   o.state_dir = std::string(argv[2]) + "/state";
+  o.control.keys = {nova::testing::test_signer().verify_key()};  // the acking consumer's key
   Counter source(!drain_only);
   auto agent = nova::agent::Agent::create(o, &source);
   if (!agent) {

@@ -9,6 +9,7 @@
 
 #include "nova/agent/agent.h"
 #include "nova/schemas/codec.h"
+#include "nova/testing/signer.h"
 
 using namespace nova;
 namespace fs = std::filesystem;
@@ -23,6 +24,7 @@ TEST_CASE("a message whose handler throws is counted as a bad message and the ag
     o.broker_uri = "tcp://127.0.0.1:1";  // never reached: run() is not called
     o.outbox.dir = dir / "outbox";
     o.state_dir = dir / "state";
+    o.control.keys = {testing::test_signer().verify_key()};
     int configs = 0;
     o.on_remote_config = [&](const schemas::Config&) {
       if (++configs == 1) throw std::runtime_error("boom");
@@ -36,10 +38,11 @@ TEST_CASE("a message whose handler throws is counted as a bad message and the ag
     config.values = {{"drain.rate_per_s", std::int64_t{25}}};
     const schemas::Bytes b = schemas::encode_cbor(config);
     const std::string topic = "nova/v1/down/cloud/eu/par/par-a1/gw-1/config";
-    REQUIRE_NOTHROW(a.deliver(topic, std::string(b.begin(), b.end())));
+    const std::string message(b.begin(), b.end());
+    REQUIRE_NOTHROW(a.deliver(topic, testing::test_signer().sign(topic, message)));
     CHECK(a.counters().handler_failures == 1);
     CHECK(a.counters().bad_messages == 1);
-    a.deliver(topic, std::string(b.begin(), b.end()));  // the next one is handled
+    a.deliver(topic, testing::test_signer().sign(topic, message));  // the next one is handled
     CHECK(configs == 2);
     CHECK(a.counters().configs_received == 2);
     CHECK(a.counters().handler_failures == 1);
@@ -92,6 +95,66 @@ TEST_CASE("every batch the agent stores decodes, however many sensor gauges its 
     }
     CHECK(samples == 2000);  // split, never lost
     CHECK(records->size() > 1);
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("the control gate counts each refusal by reason and applies a retained message once per run",
+          "[agent][deliver][signing]") {
+  const fs::path dir = fs::temp_directory_path() / ("nova-deliver-gate-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  const std::string config_topic = "nova/v1/down/cloud/eu/par/par-a1/gw-1/config";
+  const std::string ack_topic = "nova/v1/down/cloud/eu/par/par-a1/gw-1/ack";
+  schemas::Config config;
+  config.revision = 1;
+  config.values = {{"drain.rate_per_s", std::int64_t{25}}};
+  const schemas::Bytes cb = schemas::encode_cbor(config);
+  const std::string config_cbor(cb.begin(), cb.end());
+  const std::string older = testing::test_signer().sign(config_topic, config_cbor);
+  const std::string newer = testing::test_signer().sign(config_topic, config_cbor);
+  const schemas::Bytes ab = schemas::encode_cbor(schemas::Ack{"gw-1", 1, {{"metrics", 0}}});
+  const std::string ack = testing::test_signer().sign(ack_topic, std::string(ab.begin(), ab.end()));
+  auto make = [&](int& configs) {
+    agent::AgentOptions o;
+    o.birth.node = "gw-1";
+    o.birth.description = schemas::NodeDescription{4, "cloud/eu/par/par-a1", "x86_64", "test", {}, {1000, 512, 1024}, std::nullopt};
+    o.broker_uri = "tcp://127.0.0.1:1";  // never reached: run() is not called
+    o.outbox.dir = dir / "outbox";
+    o.state_dir = dir / "state";
+    o.control.keys = {testing::test_signer().verify_key()};
+    o.on_remote_config = [&](const schemas::Config&) { ++configs; };
+    return agent::Agent::create(std::move(o), nullptr).value();
+  };
+  {
+    int configs = 0;
+    auto a = make(configs);
+    a->deliver(config_topic, newer);
+    a->deliver(config_topic, newer);  // the broker's re-delivery on a reconnect
+    a->deliver(config_topic, older);  // issued before the one in force
+    a->deliver(config_topic, config_cbor);  // unsigned
+    a->deliver(ack_topic, ack);
+    a->deliver(ack_topic, ack);
+    CHECK(configs == 1);
+    const agent::AgentCounters c = a->counters();
+    CHECK(c.control_duplicates == 1);
+    CHECK(c.control_stale == 1);
+    CHECK(c.control_unsigned == 1);
+    CHECK(c.control_replayed == 1);
+    CHECK(c.acks == 1);
+    CHECK(c.control_refused() == 3);
+    CHECK(c.bad_messages == 0);
+  }
+  {
+    // Restarted on the same state: the config in force is put in force again, once; the
+    // ack is still a replay.
+    int configs = 0;
+    auto a = make(configs);
+    a->deliver(config_topic, newer);
+    a->deliver(config_topic, newer);
+    a->deliver(ack_topic, ack);
+    CHECK(configs == 1);
+    CHECK(a->counters().control_duplicates == 1);
+    CHECK(a->counters().control_replayed == 1);
   }
   fs::remove_all(dir);
 }

@@ -15,6 +15,7 @@
 #include "nova/schemas/codec.h"
 #include "nova/testing/ack_consumer.h"
 #include "nova/testing/broker.h"
+#include "nova/testing/signer.h"
 
 using namespace nova;
 using namespace std::chrono_literals;
@@ -65,6 +66,7 @@ agent::AgentOptions options_for(const std::string& uri, const fs::path& dir) {
   o.sample_interval = 0ms;
   o.outbox.dir = dir / "outbox";
   o.state_dir = dir / "state";
+  o.control.keys = {testing::test_signer().verify_key()};  // the acking consumer's key
   return o;
 }
 

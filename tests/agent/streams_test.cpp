@@ -12,6 +12,7 @@
 #include "nova/agent/agent.h"
 #include "nova/testing/ack_consumer.h"
 #include "nova/testing/broker.h"
+#include "nova/testing/signer.h"
 
 using namespace nova;
 using namespace std::chrono_literals;
@@ -52,6 +53,7 @@ TEST_CASE("an alert lost after its PUBACK is resent while metrics keep being ack
   o.broker_uri = broker.uri();
   o.outbox.dir = broker.data_dir() / "agent" / "outbox";
   o.state_dir = broker.data_dir() / "agent" / "state";
+  o.control.keys = {testing::test_signer().verify_key()};  // the acking consumer's key
   o.sample_interval = 100ms;   // a metrics batch, and its ack, every 100 ms
   o.batch_interval = 1s;       // of sample time: one sample per batch
   o.drain.jitter = 0ms;

@@ -15,6 +15,7 @@
 #include "nova/agent/agent.h"
 #include "nova/schemas/codec.h"
 #include "nova/testing/broker.h"
+#include "nova/testing/signer.h"
 
 using namespace nova;
 using namespace std::chrono_literals;
@@ -85,6 +86,7 @@ TEST_CASE("a refused subscription is logged, counted, retried and keeps the birt
   o.reconnect_max = 400ms;
   o.outbox.dir = broker.data_dir() / "agent" / "outbox";
   o.state_dir = broker.data_dir() / "agent" / "state";
+  o.control.keys = {testing::test_signer().verify_key()};  // the acking consumer's key
   std::vector<std::string> log;
   std::mutex log_mutex;
   o.log = [&](const char* level, const std::string& event, const std::string& fields) {

@@ -1,6 +1,7 @@
 // A real nova-cloud process for integration tests: written config, a free HTTP port,
 // started with PR_SET_PDEATHSIG (it never outlives the test), ready once /api/v1/health
-// answers. SIGKILL and restart on the same store keep the port and the data.
+// answers. SIGKILL and restart on the same store keep the port and the data. It signs
+// control messages with the test signer's key (nova/testing/signer.h).
 #pragma once
 
 #include <httplib.h>
@@ -16,6 +17,7 @@
 #include "nova/cloud/auth.h"
 #include "nova/testing/broker.h"
 #include "nova/testing/child_process.h"
+#include "nova/testing/signer.h"
 
 namespace nova::test {
 
@@ -34,7 +36,10 @@ class CloudProcess {
                                       << "\n  shared_group: \"" << shared_group << "\"\nstore:\n  dir: " << (dir / "store").string()
                                       << "\nliveness:\n  heartbeat_timeout_s: " << heartbeat_timeout_s
                                       << "\nhttp:\n  port: " << port_ << "\nauth:\n  tokens_file: " << tokens_file().string()
-                                      << "\naudit:\n  file: " << audit_file().string() << "\n";
+                                      << "\naudit:\n  file: " << audit_file().string()
+                                      // Signs with the key test agents trust (signer.h).
+                                      << "\nsigning:\n  key_file: " << testing::test_signer().private_file().string()
+                                      << "\n";
     start();
   }
   ~CloudProcess() = default;  // the child is SIGKILLed

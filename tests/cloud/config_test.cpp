@@ -50,3 +50,27 @@ TEST_CASE("errors name the key and the line and the reason", "[cloud][config]") 
   REQUIRE_FALSE(section.ok());
   CHECK(section.error().message() == "line 2: bogus.x: unknown key");
 }
+
+TEST_CASE("signing: a key file, or an explicit insecure_unsigned", "[cloud][config][signing]") {
+  auto none = parse_config("mqtt:\n  uri: tcp://127.0.0.1:1883\n");
+  REQUIRE(none.ok());
+  auto refused = none->signing_key();
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().path == "signing.key_file");
+  CHECK(refused.error().reason.find("signing.insecure_unsigned: true") != std::string::npos);
+
+  auto insecure = parse_config("signing:\n  insecure_unsigned: true\n");
+  REQUIRE(insecure.ok());
+  auto no_key = insecure->signing_key();
+  REQUIRE(no_key.ok());
+  CHECK_FALSE(no_key->has_value());
+
+  auto missing = parse_config("signing:\n  key_file: /nonexistent/nova-cloud.key\n  ttl_s: 600\n");
+  REQUIRE(missing.ok());
+  CHECK(missing->service_options().control_ttl == std::chrono::seconds(600));
+  auto unreadable = missing->signing_key();
+  REQUIRE_FALSE(unreadable.ok());
+  CHECK(unreadable.error().path == "signing.key_file");
+  CHECK(parse_config("signing:\n  insecure_unsigned: yes\n").error().message() ==
+        "line 2: signing.insecure_unsigned: expected true or false");
+}

@@ -19,6 +19,7 @@
 #include "nova/agent/agent.h"
 #include "nova/cloud/ingest_store.h"
 #include "nova/schemas/codec.h"
+#include "nova/schemas/signed.h"
 #include "nova/testing/broker.h"
 
 using namespace nova;
@@ -69,7 +70,12 @@ class TaskCounter final : public virtual mqtt::callback {
   }
   void message_arrived(mqtt::const_message_ptr msg) override {
     if (msg->get_topic().size() < 5 || msg->get_topic().substr(msg->get_topic().size() - 5) != "/task") return;
-    auto task = schemas::decode_cbor<schemas::Task>(msg->get_payload_str());
+    // nova-cloud signs its tasks (signer.h's key): the task is the envelope's message.
+    const auto& payload = msg->get_payload();
+    auto envelope = schemas::decode_cose_sign1(
+        std::span(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()));
+    if (!envelope) return;
+    auto task = schemas::decode_cbor<schemas::Task>(envelope->message);
     if (!task) return;
     std::lock_guard lock(mutex_);
     ++sent_[task->task_id];

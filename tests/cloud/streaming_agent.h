@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "nova/agent/agent.h"
+#include "nova/testing/signer.h"
 
 namespace nova::test {
 
@@ -59,6 +60,7 @@ inline agent::AgentOptions streaming_agent(const std::string& node, const std::s
   o.outbox.dir = dir / "outbox";
   if (outbox_max_bytes != 0) o.outbox.max_bytes = outbox_max_bytes;
   o.state_dir = dir / "state";
+  o.control.keys = {testing::test_signer().verify_key()};  // nova-cloud's key in these tests
   return o;
 }
 

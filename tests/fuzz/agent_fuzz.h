@@ -58,6 +58,10 @@ struct AgentUnderFuzz {
     o.outbox.max_bytes = 1 << 20;
     o.state_dir = dir / "state";
     o.tasks = tasks.get();
+    // Unsigned payloads pass the control gate, so the fuzzer reaches the decoders behind
+    // it; a payload shaped like a signed envelope is decoded by the gate first (and then
+    // refused: no key is trusted).
+    o.control.insecure_unsigned = true;
     o.on_remote_config = [this](const schemas::Config& remote) {
       if (auto next = agent::apply_remote(config, remote)) (void)agent::describe_changes(config, *next);
     };

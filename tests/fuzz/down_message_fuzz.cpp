@@ -1,7 +1,8 @@
 // libFuzzer target: the agent's handling of its downward messages. The first input byte
 // picks the topic (ack, task, config, model, verdict of this node, a task for another
 // node, a reading of a local sensor), the rest is the payload, delivered with
-// Agent::deliver as the loop does: the task inbox's hand-over, decode, and what the
+// Agent::deliver as the loop does: the task inbox's hand-over, the control gate (signed
+// envelopes decoded; unsigned messages let through, see agent_fuzz.h), decode, and what the
 // agent does with it (outbox acks, task admission with its refusal result encoded and
 // stored, a config applied over the agent's own, a model put in force). Checked: no
 // handler throws, and every task result the agent stored decodes.

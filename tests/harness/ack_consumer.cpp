@@ -7,6 +7,7 @@
 
 #include "nova/schemas/codec.h"
 #include "nova/schemas/topic.h"
+#include "nova/testing/signer.h"
 
 namespace nova::testing {
 
@@ -132,9 +133,11 @@ void AckConsumer::on_message(const std::string& topic, const std::string& payloa
   if (!send_acks_ || site == site_of_.end() || w == 0 || w <= c.acked) return;
   c.acked = w;
   Ack ack{node, 0, {{stream, w}}};
-  const Bytes bytes = encode_cbor(ack);
+  const Bytes unsigned_ack = encode_cbor(ack);
   const std::string ack_topic = topics::down(topics::SitePath::parse(site->second).value(),
                                              topics::Id::parse(node).value(), topics::DownKind::ack);
+  // Signed as nova-cloud signs its acks; test agents trust this key (signer.h).
+  const std::string bytes = test_signer().sign(ack_topic, std::string(unsigned_ack.begin(), unsigned_ack.end()));
   ++acks_sent_;
   lock.unlock();
   try {

@@ -25,7 +25,7 @@ import time
 
 import cbor2
 
-from hostile_env import Agent, Broker, Cloud, MqttClient, wait_until
+from hostile_env import Agent, Broker, Cloud, MqttClient, Signer, wait_until
 
 NODE, SITE = Agent.NODE, Agent.SITE
 SENSOR_PREFIX = f"nova/v1/sensor/{NODE}/"
@@ -131,8 +131,9 @@ class Suite:
         self.dir = workdir
         self.report = Report()
         self.broker = Broker(workdir)
-        self.cloud = Cloud(args.cloud, self._sub("cloud"), self.broker.uri)
-        self.agent = Agent(args.agent, self._sub("agent"), self.broker.uri)
+        self.signer = Signer(self._sub("keys"))
+        self.cloud = Cloud(args.cloud, self._sub("cloud"), self.broker.uri, self.signer)
+        self.agent = Agent(args.agent, self._sub("agent"), self.broker.uri, self.signer)
         self.agent_restarts = 0
         self.cloud_restarts = 0
         self.undecodable_sent = 0  # what this suite sent that nova-cloud must count as undecodable
@@ -248,10 +249,12 @@ class Suite:
 
     # --------------------------------------------------------------- down topics
 
-    def agent_logs(self, name, topic, payload, event, must_contain, retain=False):
-        """A refused downward message: one log line `event=<event>` naming the topic's field."""
+    def agent_logs(self, name, topic, payload, event, must_contain, retain=False, signed=True):
+        """A refused downward message: one log line `event=<event>` naming the topic's field.
+        Sent in a validly signed envelope (as nova-cloud would), so that the message inside
+        is judged, unless `signed` is False."""
         log_at = self.agent.log_size()
-        self.pub.publish(topic, payload, retain=retain)
+        self.pub.publish(topic, self.signer.sign(topic, payload) if signed else payload, retain=retain)
 
         def line():
             return next((l for l in self.agent.lines_since(log_at) if f"event={event}" in l and must_contain in l), None)
@@ -395,11 +398,21 @@ def down_cases(s):
     s.agent_logs("task: timeout_ms 0 (range 1..)", t + "task", as_cbor(task("t-timeout", timeout_ms=0)),
                  "bad_message", "task.timeout_ms")
     s.agent_logs("task: task_id not an id", t + "task", as_cbor(task("../etc/passwd")), "bad_message", "task.task_id")
+    # Over the size limit, the envelope itself is refused before anything is verified.
     s.agent_logs("task: over 256 KiB", t + "task", as_cbor(task("t-huge", env={"PAD": "a" * OVER_LIMIT})),
-                 "bad_message", "task")
+                 "control_refused", "over the limit")
     s.agent_logs("task: CBOR bomb", t + "task", bytes.fromhex("9a9a9a9a9a9a9a53"), "bad_message", "task")
     s.agent_ignores("down topic: unknown kind", t + "bogus", as_cbor(task("t-kind")), "not subscribed")
     s.agent_ignores("down topic: extra level", t + "task/extra", as_cbor(task("t-extra")), "not subscribed")
+    # Unsigned, claiming nothing but the topic: refused before the message is looked at.
+    s.agent_logs("task: unsigned", t + "task", as_cbor(task("t-unsigned")), "control_refused", "reason=unsigned",
+                 signed=False)
+    s.agent_logs("ack: unsigned (forged)", t + "ack",
+                 as_cbor({"v": 1, "node": NODE, "ts": now_ms(), "watermarks": {"metrics": 1 << 40}}),
+                 "control_refused", "reason=unsigned", signed=False)
+    s.agent_logs("config: retained unsigned", t + "config",
+                 as_cbor({"v": 1, "revision": 99, "ts": now_ms(), "values": {"drain.burst": 5}}),
+                 "control_refused", "reason=unsigned", retain=True, signed=False)
     s.agent_logs("ack: garbage", t + "ack", b"\xff\xff", "bad_message", "ack")
     s.agent_logs("ack: for another node", t + "ack",
                  as_cbor({"v": 1, "node": "someone-else", "ts": now_ms(), "watermarks": {"metrics": 1}}),
@@ -420,7 +433,7 @@ def down_cases(s):
                  "remote_config_refused", "drain.burst")
     s.agent_logs("config: over 256 KiB", t + "config",
                  as_cbor({"v": 1, "revision": 9, "ts": now_ms(), "values": {"log.level": "a" * OVER_LIMIT}}),
-                 "bad_message", "config")
+                 "control_refused", "over the limit")
     s.agent_logs("model: unknown kind", t + "model",
                  as_cbor({"v": 1, "model_id": "m1", "revision": 1, "kind": "linear", "ts": now_ms()}),
                  "bad_message", "linear")
@@ -435,7 +448,8 @@ def down_cases(s):
 
     # A task on another node's topic is not delivered to this agent: it never runs
     # (judged in final_checks, once a task published after it has run).
-    s.pub.publish(f"nova/v1/down/{SITE}/gw-other/task", as_cbor(task("t-other")))
+    other = f"nova/v1/down/{SITE}/gw-other/task"
+    s.pub.publish(other, s.signer.sign(other, as_cbor(task("t-other"))))
 
     # Retained garbage comes back on every (re)connect: a restart must not crash-loop.
     connects = s.agent.count("event=connected")
@@ -594,8 +608,9 @@ def final_checks(s):
     def ack_covers(topic, payload):
         if topic != f"nova/v1/down/{SITE}/h-probe/ack":
             return False
+        message = s.signer.open(payload)  # nova-cloud signs its acks
         try:
-            return cbor2.loads(payload).get("watermarks", {}).get("metrics", 0) >= 1
+            return message is not None and cbor2.loads(message).get("watermarks", {}).get("metrics", 0) >= 1
         except (ValueError, cbor2.CBORDecodeError, AttributeError):
             return False
 

@@ -22,7 +22,10 @@ import subprocess
 import threading
 import time
 
+import cbor2
 import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 POLL_S = 0.02
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -39,6 +42,55 @@ def wait_until(predicate, timeout_s):
         if time.monotonic() >= deadline:
             return None
         time.sleep(POLL_S)  # a file or an HTTP counter of another process: nothing to block on
+
+
+class Signer:
+    """Signs downward messages as nova-cloud does (schemas/cddl/signed.cddl: COSE_Sign1,
+    EdDSA), with python3-cryptography: independent of the project's own signer. The key
+    is the fixed test key (seed 32 x 0x4e) of tests/harness and the golden vectors; its
+    PEM files are written to `directory` for nova-cloud (key) and nova-agent (pub)."""
+
+    PROTECTED = bytes([0xA1, 0x01, 0x27])  # {1: -8}: alg EdDSA
+
+    def __init__(self, directory):
+        self.key = Ed25519PrivateKey.from_private_bytes(bytes([0x4E]) * 32)
+        self.key_file = os.path.join(directory, "signing.key")
+        self.pub_file = os.path.join(directory, "signing.pub")
+        with open(self.key_file, "wb") as f:
+            f.write(self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+        os.chmod(self.key_file, 0o600)
+        with open(self.pub_file, "wb") as f:
+            f.write(self.key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                       serialization.PublicFormat.SubjectPublicKeyInfo))
+        self.last_iat = 0
+        self.count = 0
+
+    def sign(self, topic, message, ttl_ms=600_000):
+        """`message` (bytes) in an envelope for the down topic `topic`, issued now."""
+        levels = topic.split("/")  # nova/v1/down/<site path...>/<node>/<kind>
+        # Strictly increasing: a retained kind's next message must be newer than the last.
+        self.last_iat = max(int(time.time() * 1000), self.last_iat + 1)
+        self.count += 1
+        claims = {"v": 1, "node": levels[-2], "site": "/".join(levels[3:-2]), "kind": levels[-1],
+                  "mid": f"hostile-{os.getpid()}-{self.count}", "iat": self.last_iat,
+                  "exp": self.last_iat + ttl_ms, "msg": message}
+        payload = cbor2.dumps(claims, canonical=True)
+        signature = self.key.sign(cbor2.dumps(["Signature1", self.PROTECTED, b"", payload], canonical=True))
+        return cbor2.dumps(cbor2.CBORTag(18, [self.PROTECTED, {}, payload, signature]))
+
+
+    def open(self, envelope):
+        """The message inside a signed envelope from nova-cloud, or None when it is not one
+        or the signature does not verify with the test key."""
+        try:
+            cose = cbor2.loads(envelope)
+            protected, _, payload, signature = cose.value if isinstance(cose, cbor2.CBORTag) else cose
+            self.key.public_key().verify(signature, cbor2.dumps(["Signature1", protected, b"", payload],
+                                                                canonical=True))
+            return cbor2.loads(payload)["msg"]
+        except Exception:  # anything malformed or forged is simply not a signed message
+            return None
 
 
 def free_loopback_port():
@@ -127,7 +179,7 @@ class Agent(Process):
     SITE = "cloud/eu/par/par-a1"
     CAPABILITY = "hostile-suite"
 
-    def __init__(self, binary, directory, broker_uri):
+    def __init__(self, binary, directory, broker_uri, signer):
         config = os.path.join(directory, "agent.yaml")
         with open(config, "w") as f:
             # plain batches, so this client decodes them with a stock CBOR library; 200 ms
@@ -138,7 +190,8 @@ class Agent(Process):
                     f"tasks: {{dir: {directory}/tasks, allow: [/bin/true, /bin/echo]}}\n"
                     "metrics: {interval_ms: 200, batch_interval_s: 10, encoding: plain}\n"
                     "drain: {jitter_ms: 0}\n"
-                    "limits: {max_cpu_pct: 100, max_memory_pct: 100, min_free_memory_mb: 0}\n")
+                    "limits: {max_cpu_pct: 100, max_memory_pct: 100, min_free_memory_mb: 0}\n"
+                    f"trust: {{signing_keys: [{signer.pub_file}]}}\n")
         self.binary = binary
         super().__init__([binary, "--config", config], os.path.join(directory, "agent.log"))
 
@@ -150,7 +203,7 @@ class Agent(Process):
 
 
 class Cloud(Process):
-    def __init__(self, binary, directory, broker_uri):
+    def __init__(self, binary, directory, broker_uri, signer):
         self.port = free_loopback_port()
         config = os.path.join(directory, "cloud.yaml")
         tokens = os.path.join(directory, "tokens")
@@ -161,7 +214,8 @@ class Cloud(Process):
         with open(config, "w") as f:
             f.write(f"mqtt:\n  uri: \"{broker_uri}\"\n  client_id: nova-cloud\n"
                     f"store:\n  dir: {directory}/store\nhttp:\n  port: {self.port}\n"
-                    f"auth:\n  tokens_file: {tokens}\naudit:\n  file: {directory}/audit.log\n")
+                    f"auth:\n  tokens_file: {tokens}\naudit:\n  file: {directory}/audit.log\n"
+                    f"signing:\n  key_file: {signer.key_file}\n")
         super().__init__([binary, "--config", config], os.path.join(directory, "cloud.log"))
         if not wait_until(lambda: self.healthy() or not self.alive(), 10) or not self.alive():
             raise RuntimeError("nova-cloud did not start:\n" + self.text()[-2000:])

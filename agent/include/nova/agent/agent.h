@@ -45,6 +45,7 @@
 #include <string>
 #include <vector>
 
+#include "nova/agent/control_gate.h"
 #include "nova/agent/decisions.h"
 #include "nova/agent/inbox.h"
 #include "nova/agent/outbox.h"
@@ -94,6 +95,9 @@ struct AgentOptions {
   std::function<void(const schemas::Config&)> on_remote_config;
   // Structured log sink (level, event, logfmt fields); none: silent.
   std::function<void(const char* level, const std::string& event, const std::string& fields)> log;
+  // Who may send control messages down (control_gate.h). The default trusts no key, so
+  // every control message is refused until keys (or insecure_unsigned) are given.
+  ControlTrust control;
 };
 
 // The settings that can change while the agent runs (hot configuration).
@@ -140,6 +144,19 @@ struct AgentCounters {
   std::uint64_t models_applied = 0;   // models put in force (a refused one is a bad message)
   std::uint64_t subscriptions_refused = 0;  // filters refused by a SUBACK, each time
   std::uint64_t subscriptions_missing = 0;  // gauge: filters refused now (0: ready)
+  // Control messages refused by the gate (control_gate.h), by reason; not bad_messages.
+  std::uint64_t control_unsigned = 0;
+  std::uint64_t control_untrusted = 0;
+  std::uint64_t control_misaddressed = 0;
+  std::uint64_t control_expired = 0;
+  std::uint64_t control_not_yet_valid = 0;
+  std::uint64_t control_replayed = 0;
+  std::uint64_t control_stale = 0;
+  std::uint64_t control_duplicates = 0;  // retained messages already in force: ignored
+  std::uint64_t control_refused() const {
+    return control_unsigned + control_untrusted + control_misaddressed + control_expired + control_not_yet_valid +
+           control_replayed + control_stale;
+  }
 };
 
 class Agent {
@@ -190,7 +207,7 @@ class Agent {
 
  private:
   Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox> outbox,
-        std::unique_ptr<Inbox> inbox);
+        std::unique_ptr<Inbox> inbox, std::unique_ptr<ControlGate> gate);
   void process_inbox();
   using Clock = std::chrono::steady_clock;
 
@@ -208,6 +225,9 @@ class Agent {
   void send_sensor_replies();
   void on_sensor_reading(const topics::SensorTopic& topic, const std::string& payload);
   void on_task(const std::string& topic, const std::string& payload);
+  // The inner message of a control message the gate lets in; none when refused (counted
+  // and logged here) or a duplicate.
+  std::optional<std::string> admit_control(const std::string& topic, topics::DownKind kind, const std::string& payload);
   void on_model(const std::string& topic, const std::string& payload);
   // The one way a record enters an upward stream: its position (and id, for alerts and
   // decisions: "<stream>-<seq>") filled in, encoded, appended to the outbox.
@@ -230,6 +250,7 @@ class Agent {
   AgentOptions options_;
   SampleSource* source_;
   std::unique_ptr<Outbox> outbox_;
+  std::unique_ptr<ControlGate> gate_;
   std::unique_ptr<Inbox> inbox_;  // tasks received but not yet handed to the runner
   std::string task_topic_;
   std::unique_ptr<Uplink> uplink_;

@@ -42,6 +42,9 @@ using common::LogLevel;
 std::string host_arch();
 
 // Defaults are written here once; docs and the example file are checked against them.
+// A yes/no setting that is off unless explicitly turned on (YAML false/true).
+enum class Insecure { off, on };
+
 struct AgentConfig {
   struct Node {
     std::string id;          // required; a topic Id, the MQTT client id
@@ -120,6 +123,14 @@ struct AgentConfig {
     std::uint32_t window = 600;      // the baseline's memory, in samples
     friend bool operator==(const Anomaly&, const Anomaly&) = default;
   } anomaly;
+  // Who may send control messages down (control_gate.h). File only: a remote config that
+  // names a trust key is refused, so no message can make the agent trust its sender.
+  struct Trust {
+    std::vector<std::string> signing_keys;  // Ed25519 public key files (PEM); several during a rotation
+    Insecure insecure_unsigned = Insecure::off;  // on: unsigned control messages are accepted
+    std::uint32_t clock_skew_s = 300;             // allowance on iat and exp
+    friend bool operator==(const Trust&, const Trust&) = default;
+  } trust;
   struct Log {
     LogLevel level = LogLevel::info;
     LogFormat format = LogFormat::logfmt;

@@ -45,6 +45,12 @@ struct CloudConfig {
     common::LogLevel level = common::LogLevel::info;     // lines below it are not written
     common::LogFormat format = common::LogFormat::logfmt;  // or json: one object per line
   } log;
+  // Downward control messages are signed with this Ed25519 key (security/control.h).
+  struct Signing {
+    std::string key_file;            // PEM private key from `nova-pki signing-key`
+    bool insecure_unsigned = false;  // true: start without key_file, sending unsigned (warned)
+    std::uint32_t ttl_s = 86400;     // a message is valid this long after it is sent
+  } signing;
   struct Http {
     std::string listen = "127.0.0.1";
     std::uint16_t port = 8080;        // 0: any free port (printed at start)
@@ -64,6 +70,8 @@ struct CloudConfig {
   } audit;
 
   CloudOptions service_options() const;
+  // The key named by signing.key_file; none when signing.insecure_unsigned allows it.
+  schemas::Result<std::optional<security::SigningKey>> signing_key() const;
 };
 
 schemas::Result<CloudConfig> parse_config(std::string_view yaml_text);

@@ -36,6 +36,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,7 @@
 #include "nova/cloud/subscriptions.h"
 #include "nova/schemas/messages.h"
 #include "nova/schemas/result.h"
+#include "nova/security/signing.h"
 
 namespace nova::security {
 class AuditLog;
@@ -71,6 +73,10 @@ struct CloudOptions {
   // workload and cluster records) is appended here, synced, after the publish. Acks are
   // not: one per stored batch, they carry no decision. Null: none.
   std::shared_ptr<security::AuditLog> audit;
+  // Signs every message published on a down topic (security/control.h), valid for
+  // control_ttl from when it is sent. None: sent unsigned (signing.insecure_unsigned).
+  std::optional<security::SigningKey> signing_key;
+  std::chrono::milliseconds control_ttl{std::chrono::hours(24)};
 };
 
 // Counters for /metrics. Monotonic unless named as a gauge.
@@ -135,6 +141,8 @@ class CloudService {
                       std::chrono::milliseconds timeout) const;
 
  private:
+  // `payload` in a signed envelope when `topic` is a down topic and a key is set.
+  std::vector<std::uint8_t> signed_if_down(const std::string& topic, const std::vector<std::uint8_t>& payload);
   class Impl;
   explicit CloudService(CloudOptions options);
   // Opens the store, builds the workload manager and loads the kept cloud records.

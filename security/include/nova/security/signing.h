@@ -29,6 +29,9 @@ class SigningKey {
   static schemas::Result<SigningKey> generate();
   // PKCS#8 PEM private key, as save() writes; error path is the file.
   static schemas::Result<SigningKey> load(const std::filesystem::path& file);
+  // The key of a 32-byte RFC 8032 seed. For fixed test keys (golden vectors): a real
+  // key comes from generate().
+  static schemas::Result<SigningKey> from_seed(std::span<const std::uint8_t> seed);
 
   // Writes the private key (PEM, 0600) and the public key (PEM) atomically.
   schemas::Status save(const std::filesystem::path& private_file,

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "nova/testing/child_process.h"
+#include "nova/testing/signer.h"
 
 namespace nova::testing {
 
@@ -21,7 +22,8 @@ inline constexpr const char* kTestTaskPrograms = "/bin/sh, /bin/true, /bin/echo,
 // defers a task while host CPU plus the task's cpu_millis share exceeds 100 %, so tests
 // that need a task to run give it cpu_millis 0), state under `dir`. `extra` is appended
 // (further YAML sections); `mqtt_extra` is appended inside the mqtt section
-// (", tls_ca_file: /path, ..."). Written to a temporary file and renamed, as config managers do.
+// (", tls_ca_file: /path, ..."). Trusts the test signer's key (signer.h) unless `extra`
+// has a trust section of its own. Written to a temporary file and renamed, as config managers do.
 inline void write_agent_config(const std::filesystem::path& file, const std::string& node, const std::string& site,
                                int level, const std::string& uri, const std::filesystem::path& dir,
                                const std::string& extra = "", const std::string& mqtt_extra = "") {
@@ -31,7 +33,7 @@ inline void write_agent_config(const std::filesystem::path& file, const std::str
       << "outbox: {dir: " << (dir / "outbox").string() << "}\n"
       << "tasks: {dir: " << (dir / "tasks").string() << ", allow: [" << kTestTaskPrograms << "]}\n"
       << "limits: {max_cpu_pct: 100, max_memory_pct: 100, min_free_memory_mb: 0}\n"
-      << extra;
+      << (extra.find("trust:") == std::string::npos ? trust_test_signer_yaml() : "") << extra;
   out.close();
   std::filesystem::rename(file.string() + ".tmp", file);
 }
