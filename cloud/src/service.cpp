@@ -514,6 +514,7 @@ Result<std::unique_ptr<CloudService>> CloudService::prepare(CloudOptions options
       },
       [raw] { return raw->impl_->snapshot(); }, s->options_.log, s->options_.client_id,
       !s->options_.shared_group.empty());
+  s->workloads_->set_heartbeat_timeout(static_cast<Timestamp>(s->options_.heartbeat_timeout.count()));
   s->workloads_->set_persistence(
       [raw](topics::CloudKind kind, const std::string& id, const std::vector<std::uint8_t>& payload, bool own) {
         auto st = raw->store_->put_cloud_record(std::string(topics::to_string(kind)), id,

@@ -15,7 +15,11 @@
 // workload again with a new revision, on the nodes alive now minus the lost one (the
 // published failover list is the decision's runners-up at placement time; a fresh
 // decision also sees what changed since). Each failover records when the loss was seen
-// and, once the new run reports, when it started (GET /api/v1/workloads/<id>).
+// and, once the new run reports, when it started (GET /api/v1/workloads/<id>). Failover
+// follows the node's state, not only its changes: every tick, a placed workload whose
+// node is not alive fails over (a node that died while this instance was down, a
+// retained placement taken after its node's will), and so does one whose node no record
+// has named for the heartbeat timeout since this instance started.
 //
 // Migration (migration.h): tick() checks the owned running workloads' nodes for the
 // triggers (utilisation, thermal, maintenance window, flapping connectivity, cost) and
@@ -46,7 +50,9 @@
 // instance owns after each (re)connect -- so a broker that lost its retained store gets
 // everything back. Where the broker disagrees with the store, the owner's copy wins,
 // except a placement with a higher revision, which is newer (a previous owner's) and is
-// taken into the store like any other record from the broker.
+// taken into the store like any other record from the broker. Retained records arrive
+// in any order: a placement that comes before its workload record is held (and kept)
+// until the workload arrives, then taken as the current run -- never placed again.
 //
 // Thread-safe: REST threads submit while the ingest thread reports results and
 // liveness.
@@ -129,6 +135,9 @@ class Workloads {
 
   // Set before any traffic: where records are kept (see Durability above).
   void set_persistence(PersistFn persist);
+  // Set before any traffic: a placed workload whose node no record has named for this
+  // long since the first tick() fails over (see Failover above). 0 (the default): never.
+  void set_heartbeat_timeout(Timestamp ms);
   // Loads a record kept by an earlier run, as if it came retained from the broker
   // (nothing is persisted again).
   void restore(topics::CloudKind kind, const std::string& id, const std::string& payload);
