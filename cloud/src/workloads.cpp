@@ -127,6 +127,7 @@ struct Workloads::Impl {
   std::set<std::string> instances;
   PublishFn publish;
   PersistFn persist;
+  WaitDeliveredFn wait_delivered;
   bool restoring = false;  // restore(): the record is already kept
   NodesFn nodes;
   WorkloadLogFn log;
@@ -381,24 +382,38 @@ Workloads::Workloads(PublishFn publish, NodesFn nodes, WorkloadLogFn log, std::s
 Result<WorkloadState> Workloads::submit(WorkloadSpec spec, Timestamp now) {
   auto wid = topics::Id::parse(spec.workload_id);
   if (!wid) return Error{"workload.workload_id", wid.error().reason};
-  std::lock_guard lock(impl_->mutex);
-  auto existing = impl_->workloads.find(spec.workload_id);
-  if (existing != impl_->workloads.end() && existing->second.phase != Phase::deleted) {
-    return Error{"workload.workload_id", "'" + spec.workload_id + "' already exists"};
+  WorkloadState state;
+  WaitDeliveredFn wait_delivered;
+  {
+    std::lock_guard lock(impl_->mutex);
+    auto existing = impl_->workloads.find(spec.workload_id);
+    if (existing != impl_->workloads.end() && existing->second.phase != Phase::deleted) {
+      return Error{"workload.workload_id", "'" + spec.workload_id + "' already exists"};
+    }
+    WorkloadState w;
+    w.spec = std::move(spec);
+    w.submitted_ts = now;
+    ++impl_->counters.submitted;
+    impl_->put_record(topics::CloudKind::workload, *wid, encode_cbor(w.spec));
+    if (impl_->owns(w.spec.workload_id)) {
+      impl_->place(w, now, "submitted", 0, {});
+    } else {
+      w.unplaced_reason = "handed to its owner, instance " + impl_->owner(w.spec.workload_id);
+    }
+    auto& slot = impl_->workloads[w.spec.workload_id];
+    slot = std::move(w);
+    state = slot;
+    wait_delivered = impl_->wait_delivered;
   }
-  WorkloadState w;
-  w.spec = std::move(spec);
-  w.submitted_ts = now;
-  ++impl_->counters.submitted;
-  impl_->put_record(topics::CloudKind::workload, *wid, encode_cbor(w.spec));
-  if (impl_->owns(w.spec.workload_id)) {
-    impl_->place(w, now, "submitted", 0, {});
-  } else {
-    w.unplaced_reason = "handed to its owner, instance " + impl_->owner(w.spec.workload_id);
+  // The store holds the records (synced), but the task is only in the MQTT client's
+  // memory until the broker acknowledges it: the caller's answer waits for that, outside
+  // the lock (ingest goes on meanwhile).
+  if (wait_delivered && !wait_delivered(kDeliveryWait)) {
+    impl_->say("warning", "task_unconfirmed",
+               "workload=" + state.spec.workload_id + " reason=\"the broker did not acknowledge within " +
+                   std::to_string(kDeliveryWait.count()) + " ms\"");
   }
-  auto& slot = impl_->workloads[w.spec.workload_id];
-  slot = std::move(w);
-  return slot;
+  return state;
 }
 
 bool Workloads::remove(const std::string& workload_id, Timestamp now) {
@@ -598,6 +613,11 @@ void Workloads::on_cloud_record(const topics::CloudTopic& topic, const std::stri
       return;
     }
   }
+}
+
+void Workloads::set_delivery_wait(WaitDeliveredFn wait_delivered) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->wait_delivered = std::move(wait_delivered);
 }
 
 void Workloads::set_heartbeat_timeout(Timestamp ms) {

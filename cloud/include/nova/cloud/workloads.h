@@ -58,6 +58,7 @@
 // liveness.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -83,6 +84,9 @@ using NodesFn = std::function<std::vector<NodeView>()>;
 using PersistFn = std::function<void(topics::CloudKind kind, const std::string& id, const std::vector<std::uint8_t>& payload,
                                      bool own)>;
 using WorkloadLogFn = std::function<void(const char* level, const std::string& event, const std::string& fields)>;
+// Waits until the broker has acknowledged everything published so far (QoS 1 PUBACKs), at
+// most `timeout`; false if it has not.
+using WaitDeliveredFn = std::function<bool(std::chrono::milliseconds timeout)>;
 
 enum class Phase { pending, running, succeeded, failed, deleted };
 std::string_view to_string(Phase p);
@@ -154,8 +158,16 @@ class Workloads {
   // The instance that places `workload_id` under the current membership.
   std::string owner(const std::string& workload_id) const;
 
+  // Set before any traffic: how submit() waits for the broker (below). Unset: no wait.
+  void set_delivery_wait(WaitDeliveredFn wait_delivered);
+  // How long submit() waits for the broker's acknowledgements.
+  static constexpr std::chrono::milliseconds kDeliveryWait{5000};
+
   // Validates and places; the state says where it went or why it waits. Errors name
-  // the field ("workload_id: already exists").
+  // the field ("workload_id: already exists"). Returns once the spec and placement are in
+  // the store (synced) and the broker has acknowledged the task (at most kDeliveryWait;
+  // `task_unconfirmed` is logged when it has not): a crash right after the answer loses
+  // neither the records nor the run.
   schemas::Result<WorkloadState> submit(schemas::WorkloadSpec spec, Timestamp now);
   bool remove(const std::string& workload_id, Timestamp now);
   std::vector<WorkloadState> list() const;
