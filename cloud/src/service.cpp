@@ -199,6 +199,22 @@ class CloudService::Impl final : public virtual mqtt::callback {
     log("error", "store_write_failed", "error=\"" + message + "\"");
   }
 
+  // Everything published so far acknowledged by the broker, within `timeout`. Detached
+  // (no broker), nothing is pending.
+  bool wait_delivered(std::chrono::milliseconds timeout) const {
+    if (sink_) return true;
+    if (!client_) return false;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    try {
+      for (const auto& token : client_->get_pending_delivery_tokens()) {
+        if (!token->wait_until(deadline)) return false;
+      }
+    } catch (const mqtt::exception&) {
+      return false;  // a publish failed: not delivered
+    }
+    return true;
+  }
+
   std::string presence_topic() const { return "nova/v1/cloud/instance/" + owner_.options_.client_id; }
 
   // --- ingest thread ------------------------------------------------------------------
@@ -542,6 +558,8 @@ Result<std::unique_ptr<CloudService>> CloudService::prepare(CloudOptions options
       },
       [raw] { return raw->impl_->snapshot(); }, s->options_.log, s->options_.client_id,
       !s->options_.shared_group.empty());
+  s->workloads_->set_delivery_wait([raw](std::chrono::milliseconds timeout) { return raw->impl_->wait_delivered(timeout); });
+  s->workloads_->set_heartbeat_timeout(static_cast<Timestamp>(s->options_.heartbeat_timeout.count()));
   s->workloads_->set_persistence(
       [raw](topics::CloudKind kind, const std::string& id, const std::vector<std::uint8_t>& payload, bool own) {
         auto st = raw->store_->put_cloud_record(std::string(topics::to_string(kind)), id,

@@ -127,11 +127,16 @@ struct Workloads::Impl {
   std::set<std::string> instances;
   PublishFn publish;
   PersistFn persist;
+  WaitDeliveredFn wait_delivered;
   bool restoring = false;  // restore(): the record is already kept
   NodesFn nodes;
   WorkloadLogFn log;
   mutable std::mutex mutex;
   std::map<std::string, WorkloadState> workloads;
+  // Retained placements whose workload record has not arrived yet: MQTT orders messages
+  // per topic only, and Mosquitto sends retained ones in the order their topics were
+  // created, so a placement can come first. The highest revision is held until then.
+  std::map<std::string, Placement> early_placements;
   std::map<std::string, std::string> workload_of_task;
   std::map<std::string, ClusterRecord> clusters;
   std::map<std::string, MetricSample> latest;  // per node, for utilisation and migration
@@ -140,6 +145,8 @@ struct Workloads::Impl {
   WorkloadCounters counters;
   Timestamp next_retry = 0;
   Timestamp clock_hint = 0;  // the last tick's time, for records that carry none
+  Timestamp started = 0;     // the first tick's time
+  Timestamp heartbeat_timeout_ms = 0;  // see set_heartbeat_timeout(); 0: never
 
   void say(const char* level, const std::string& event, const std::string& fields) const {
     if (log) log(level, event, fields);
@@ -227,6 +234,48 @@ struct Workloads::Impl {
     ++counters.rollbacks;
     if (auto wid = topics::Id::parse(w.spec.workload_id)) put_record(topics::CloudKind::placement, *wid, encode_cbor(p));
     say("warning", "migration_rolled_back", "workload=" + w.spec.workload_id + " to=" + p.node + " reason=\"" + why + "\"");
+  }
+
+  // Takes a placement decided earlier (by a peer, or a previous run of this instance) as
+  // the current one: no task is sent, the run it started is the workload's run.
+  void adopt(WorkloadState& w, Placement p) {
+    w.placement = std::move(p);
+    w.phase = Phase::running;
+    w.unplaced_reason.clear();
+    w.task_id = w.spec.workload_id + ".r" + std::to_string(w.placement->revision);
+    workload_of_task[w.task_id] = w.spec.workload_id;
+  }
+
+  // The node of running workload `w` is no longer alive (`state`, seen by `cause`): a
+  // migration in flight returns to its source, anything else fails over.
+  void lose_node(WorkloadState& w, const std::string& state, const std::string& cause, Timestamp now) {
+    const std::string node = w.placement->node;
+    if (w.migration) {  // the target died before it reported: back to the source
+      roll_back(w, now, "target " + node + " " + state);
+      return;
+    }
+    ++counters.failovers;
+    place(w, now, "failover: node " + node + " " + state + " (" + cause + ")", now, {node});
+  }
+
+  // Failover by state, not only by change: a placed workload whose node is not alive now
+  // fails over although no change was seen -- a node that died while this instance was
+  // down, a retained placement taken after its node's will, an adopted workload. One
+  // whose node no record has named since this instance started fails over once the
+  // heartbeat timeout has passed (its births may never come back: a broker that lost
+  // its retained store).
+  void fail_over_lost(Timestamp now) {
+    const auto views = nodes();
+    for (auto& [id, w] : workloads) {
+      if (w.phase != Phase::running || !w.placement || !owns(id)) continue;
+      const std::string& placed_on = w.placement->node;
+      const auto node = std::find_if(views.begin(), views.end(), [&](const NodeView& n) { return n.id == placed_on; });
+      if (node != views.end()) {
+        if (node->liveness != Liveness::alive) lose_node(w, std::string(to_string(node->liveness)), "state at check", now);
+      } else if (heartbeat_timeout_ms > 0 && started > 0 && now >= started + heartbeat_timeout_ms) {
+        lose_node(w, "silent", "not heard of in " + std::to_string((now - started) / 1000) + " s since start", now);
+      }
+    }
   }
 
   // What each alive node has left, from the births and what running workloads hold.
@@ -333,24 +382,38 @@ Workloads::Workloads(PublishFn publish, NodesFn nodes, WorkloadLogFn log, std::s
 Result<WorkloadState> Workloads::submit(WorkloadSpec spec, Timestamp now) {
   auto wid = topics::Id::parse(spec.workload_id);
   if (!wid) return Error{"workload.workload_id", wid.error().reason};
-  std::lock_guard lock(impl_->mutex);
-  auto existing = impl_->workloads.find(spec.workload_id);
-  if (existing != impl_->workloads.end() && existing->second.phase != Phase::deleted) {
-    return Error{"workload.workload_id", "'" + spec.workload_id + "' already exists"};
+  WorkloadState state;
+  WaitDeliveredFn wait_delivered;
+  {
+    std::lock_guard lock(impl_->mutex);
+    auto existing = impl_->workloads.find(spec.workload_id);
+    if (existing != impl_->workloads.end() && existing->second.phase != Phase::deleted) {
+      return Error{"workload.workload_id", "'" + spec.workload_id + "' already exists"};
+    }
+    WorkloadState w;
+    w.spec = std::move(spec);
+    w.submitted_ts = now;
+    ++impl_->counters.submitted;
+    impl_->put_record(topics::CloudKind::workload, *wid, encode_cbor(w.spec));
+    if (impl_->owns(w.spec.workload_id)) {
+      impl_->place(w, now, "submitted", 0, {});
+    } else {
+      w.unplaced_reason = "handed to its owner, instance " + impl_->owner(w.spec.workload_id);
+    }
+    auto& slot = impl_->workloads[w.spec.workload_id];
+    slot = std::move(w);
+    state = slot;
+    wait_delivered = impl_->wait_delivered;
   }
-  WorkloadState w;
-  w.spec = std::move(spec);
-  w.submitted_ts = now;
-  ++impl_->counters.submitted;
-  impl_->put_record(topics::CloudKind::workload, *wid, encode_cbor(w.spec));
-  if (impl_->owns(w.spec.workload_id)) {
-    impl_->place(w, now, "submitted", 0, {});
-  } else {
-    w.unplaced_reason = "handed to its owner, instance " + impl_->owner(w.spec.workload_id);
+  // The store holds the records (synced), but the task is only in the MQTT client's
+  // memory until the broker acknowledges it: the caller's answer waits for that, outside
+  // the lock (ingest goes on meanwhile).
+  if (wait_delivered && !wait_delivered(kDeliveryWait)) {
+    impl_->say("warning", "task_unconfirmed",
+               "workload=" + state.spec.workload_id + " reason=\"the broker did not acknowledge within " +
+                   std::to_string(kDeliveryWait.count()) + " ms\"");
   }
-  auto& slot = impl_->workloads[w.spec.workload_id];
-  slot = std::move(w);
-  return slot;
+  return state;
 }
 
 bool Workloads::remove(const std::string& workload_id, Timestamp now) {
@@ -428,14 +491,7 @@ void Workloads::on_liveness(const std::vector<LivenessChange>& changes, Timestam
         continue;
       }
       if (w.placement->node != change.node) continue;
-      if (w.migration) {  // the target died before it reported: back to the source
-        impl_->roll_back(w, now, "target " + change.node + " " + std::string(to_string(change.to)));
-        continue;
-      }
-      ++impl_->counters.failovers;
-      const std::string reason =
-          "failover: node " + change.node + " " + std::string(to_string(change.to)) + " (" + change.cause + ")";
-      impl_->place(w, now, reason, now, {change.node});
+      impl_->lose_node(w, std::string(to_string(change.to)), change.cause, now);
     }
   }
 }
@@ -525,27 +581,48 @@ void Workloads::on_cloud_record(const topics::CloudTopic& topic, const std::stri
       w.spec = std::move(spec).value();
       w.unplaced_reason = "waiting for its owner, instance " + impl_->owner(id);
       w.submitted_ts = impl_->clock_hint;
+      if (auto held = impl_->early_placements.find(id); held != impl_->early_placements.end()) {
+        impl_->adopt(w, std::move(held->second));
+        impl_->early_placements.erase(held);
+      }
       impl_->workloads[id] = std::move(w);
       impl_->keep(topic.kind, id, {payload.begin(), payload.end()}, false);
       return;
     }
     case topics::CloudKind::instance: return;  // the service tracks presence
     case topics::CloudKind::placement: {
-      if (payload.empty()) return;
+      if (payload.empty()) {
+        impl_->early_placements.erase(id);
+        return;
+      }
       auto p = decode_cbor<Placement>(payload);
+      if (!p || p->workload_id != id) return;
       auto it = impl_->workloads.find(id);
-      if (!p || it == impl_->workloads.end()) return;
+      if (it == impl_->workloads.end()) {
+        auto held = impl_->early_placements.find(id);
+        if (held != impl_->early_placements.end() && held->second.revision >= p->revision) return;
+        impl_->early_placements[id] = std::move(p).value();
+        impl_->keep(topic.kind, id, {payload.begin(), payload.end()}, false);
+        return;
+      }
       WorkloadState& w = it->second;
-      if (w.placement && w.placement->revision >= p->revision) return;  // our own echo
-      w.placement = std::move(p).value();
-      w.phase = Phase::running;
-      w.unplaced_reason.clear();
-      w.task_id = id + ".r" + std::to_string(w.placement->revision);
-      impl_->workload_of_task[w.task_id] = id;
+      // Our own echo, or an older copy than the store's: the higher revision is the record.
+      if (w.placement && w.placement->revision >= p->revision) return;
+      impl_->adopt(w, std::move(p).value());
       impl_->keep(topic.kind, id, {payload.begin(), payload.end()}, false);
       return;
     }
   }
+}
+
+void Workloads::set_delivery_wait(WaitDeliveredFn wait_delivered) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->wait_delivered = std::move(wait_delivered);
+}
+
+void Workloads::set_heartbeat_timeout(Timestamp ms) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->heartbeat_timeout_ms = ms;
 }
 
 void Workloads::set_persistence(PersistFn persist) {
@@ -607,6 +684,7 @@ void Workloads::on_metrics(const std::string& node, const MetricSample& latest) 
 void Workloads::tick(Timestamp now) {
   std::lock_guard lock(impl_->mutex);
   impl_->clock_hint = now;
+  if (impl_->started == 0) impl_->started = now;
   if (now < impl_->next_retry) return;
   impl_->next_retry = now + 1000;
   // Pending workloads wait for a node to be born or to free resources, or, when seen
@@ -616,6 +694,7 @@ void Workloads::tick(Timestamp now) {
     if (w.history.empty() && now < w.submitted_ts + 1000) continue;
     impl_->place(w, now, w.history.empty() ? "placed by owner " + impl_->self : "retry: " + w.unplaced_reason, 0, {});
   }
+  impl_->fail_over_lost(now);
   // Federation: regional and metro sites join as secondary edge clusters, the root as
   // the primary, unless registered already (an operator's record wins).
   for (const auto& n : impl_->nodes()) {
@@ -682,15 +761,7 @@ void Workloads::set_instances(std::set<std::string> instances, Timestamp now) {
   for (const auto& i : impl_->instances) members += (members.empty() ? "" : ",") + i;
   impl_->say("info", "instances_changed", "instances=" + members);
   // Workloads adopted from a departed owner whose node died meanwhile fail over now.
-  const auto views = impl_->nodes();
-  for (auto& [id, w] : impl_->workloads) {
-    if (w.phase != Phase::running || !w.placement || !impl_->owns(id)) continue;
-    const std::string& placed_on = w.placement->node;  // clang 14 cannot capture a structured binding
-    const auto node = std::find_if(views.begin(), views.end(), [&](const NodeView& n) { return n.id == placed_on; });
-    if (node != views.end() && node->liveness == Liveness::alive) continue;
-    ++impl_->counters.failovers;
-    impl_->place(w, now, "failover after adoption: node " + w.placement->node + " not alive", now, {w.placement->node});
-  }
+  impl_->fail_over_lost(now);
 }
 
 std::string Workloads::owner(const std::string& workload_id) const {

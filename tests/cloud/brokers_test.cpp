@@ -10,8 +10,9 @@
 // again on the same store; after each step the retained nova/v1/cloud/* records (its
 // presence, the workload, its placement) -- read with an outside client, mosquitto_sub
 // -- and its REST view of node liveness must be true again within 5 s, including an
-// agent killed while nova-cloud was down. Across all of it every metrics record the
-// agents' outboxes created is stored once (the cloud's dedup watermark).
+// agent killed while nova-cloud was down (its workload fails over to the other agent).
+// Across all of it every metrics record the agents' outboxes created is stored once (the
+// cloud's dedup watermark).
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -232,7 +233,7 @@ void restart_cloud_suite(testing::BrokerKind kind) {
   CHECK(WEXITSTATUS(status) == 0);
   true_again(d, "SIGTERM", kept);
   d.cloud->start();
-  // (Not "the same revision": the second known bug at the end can place it anew.)
+  // (Not "the same revision": a migration off a busy node may move it meanwhile.)
   true_again(d, "restart after SIGTERM",
              [&](const CloudRecords& c) { return c.present && c.workload && agrees_with_rest(c); }, both_alive);
 
@@ -246,9 +247,11 @@ void restart_cloud_suite(testing::BrokerKind kind) {
   d.agents.at(holder)->signal(SIGKILL);
   true_again(d, "SIGKILL of the workload's node while nova-cloud is down", kept);
   d.cloud->start();
-  // (That the workload then moves to `other` is the known-bug case at the end.)
+  // The workload fails over to `other`: its node died while nova-cloud was down.
   true_again(d, "restart after SIGKILL with a node killed meanwhile",
-             [&](const CloudRecords& c) { return c.present && c.workload && agrees_with_rest(c); },
+             [&](const CloudRecords& c) {
+               return c.present && c.workload && agrees_with_rest(c) && c.placement->node == other;
+             },
              [&] { return d.liveness(holder) == "dead" && d.liveness(other) == "alive"; });
 
   // Count: every metrics record each outbox created is stored once. Stop each agent
@@ -291,9 +294,8 @@ TEST_CASE("nova-cloud stopped and killed on nats-server: its retained records an
   restart_cloud_suite(testing::BrokerKind::nats);
 }
 
-// Known nova-cloud bugs the restart suite found, reproduced without agents on Mosquitto
-// (both are independent of the broker). Tagged [!shouldfail] (passes while the bug is
-// there; whoever fixes it removes the tag) or [!mayfail] (not deterministic).
+// Restart reconciliation, without agents, on Mosquitto (independent of the broker): the
+// cases the restart suite found (first as known bugs), and the 201 of a submission.
 namespace {
 
 void publish_retained(const testing::TestBroker& broker, const std::string& topic, const schemas::Bytes& payload) {
@@ -314,13 +316,34 @@ void publish_state(const testing::TestBroker& broker, const std::string& node, s
   publish_retained(broker, "nova/v1/up/" + node + "/state", schemas::encode_cbor(s));
 }
 
+// Retained: a placement of workload "w" (revision 7 on `node`), then its spec. MQTT
+// orders messages per topic only; Mosquitto sends retained ones in the order their topics
+// were first created (here: placement, then workload), nats-server in an order that
+// changes from one subscription to the next.
+void publish_placement_then_workload(const testing::TestBroker& broker, const std::string& node) {
+  schemas::Placement placement;
+  placement.workload_id = "w";
+  placement.node = node;
+  placement.site = kSite;
+  placement.score = 90;
+  placement.revision = 7;
+  placement.ts = 1;
+  publish_retained(broker, "nova/v1/cloud/placement/w", schemas::encode_cbor(placement));
+  auto spec = schemas::decode_json<schemas::WorkloadSpec>(workload_spec("w", "exec /bin/sleep 600"));
+  REQUIRE(spec.ok());
+  publish_retained(broker, "nova/v1/cloud/workload/w", schemas::encode_cbor(*spec));
+}
+
+std::size_t count_lines_with(const fs::path& file, const std::string& text) {
+  std::ifstream in(file);
+  std::size_t n = 0;
+  for (std::string line; std::getline(in, line);) n += line.find(text) != std::string::npos;
+  return n;
+}
+
 }  // namespace
 
-// Not deterministic: one run in about eight was seen failing the workload over (when the
-// retained workload records reached the restarted instance before the node's death, it
-// seems), so it may fail without failing the suite.
-TEST_CASE("known bug: a restarted nova-cloud leaves a workload on a node that died while it was down",
-          "[cloud][restart][!mayfail]") {
+TEST_CASE("a restarted nova-cloud fails over a workload whose node died while it was down", "[cloud][restart]") {
   auto broker = testing::start_broker(testing::BrokerKind::mosquitto);
   publish_state(*broker, "sim-1", schemas::NodeStatus::online);
   publish_state(*broker, "sim-2", schemas::NodeStatus::online);
@@ -339,8 +362,7 @@ TEST_CASE("known bug: a restarted nova-cloud leaves a workload on a node that di
   cloud.kill(SIGKILL);
   publish_state(*broker, holder, schemas::NodeStatus::dead);  // its will, while nova-cloud is down
   cloud.start();
-  // The node is seen dead at once; the workload should move to the live one. It stays:
-  // failover follows a liveness *change*, and this node was never alive in this run.
+  // The node is seen dead at once (its retained will); the workload moves to the live one.
   REQUIRE(testing::poll_until([&] {
     const json n = cloud.get_json("/api/v1/nodes/" + holder);
     return n.is_object() && n["liveness"] == "dead";
@@ -350,30 +372,74 @@ TEST_CASE("known bug: a restarted nova-cloud leaves a workload on a node that di
   INFO(cloud.get_json("/api/v1/workloads/w").dump());
 }
 
-TEST_CASE("known bug: a restarted nova-cloud places again a workload whose retained placement arrives first",
-          "[cloud][restart][!shouldfail]") {
-  // MQTT orders messages per topic only. Mosquitto sends retained messages in the order
-  // their topics were first created (here: placement, then workload); nats-server in an
-  // order that changes from one subscription to the next.
+TEST_CASE("a restarted nova-cloud takes a retained placement that arrives before its workload: no second task",
+          "[cloud][restart]") {
   auto broker = testing::start_broker(testing::BrokerKind::mosquitto);
   publish_state(*broker, "sim-1", schemas::NodeStatus::online);
-  schemas::Placement placement;
-  placement.workload_id = "w";
-  placement.node = "sim-1";
-  placement.site = kSite;
-  placement.score = 90;
-  placement.revision = 7;
-  placement.ts = 1;
-  publish_retained(*broker, "nova/v1/cloud/placement/w", schemas::encode_cbor(placement));
-  auto spec = schemas::decode_json<schemas::WorkloadSpec>(workload_spec("w", "exec /bin/sleep 600"));
-  REQUIRE(spec.ok());
-  publish_retained(*broker, "nova/v1/cloud/workload/w", schemas::encode_cbor(*spec));
-
+  publish_placement_then_workload(*broker, "sim-1");
   test::CloudProcess cloud(broker->uri(), broker->data_dir() / "cloud");
-  // Adopted, it keeps revision 7; dropped (no workload yet when it arrived), nova-cloud
-  // places the workload anew a second later with revision 1 and sends its task again.
+  // Taken, it keeps revision 7. (It was dropped, no workload being known when it arrived,
+  // and nova-cloud placed the workload anew a second later at revision 1, sending its task
+  // again.) Checked again once nova-cloud has published its records again, a second
+  // after its SUBACK: a second placement would have come by then.
   CHECK(testing::poll_until([&] { return cloud.get_json("/api/v1/workloads/w")["placement"]["revision"] == 7; },
                             kTrueAgainWithin));
+  REQUIRE(testing::poll_until([&] { return count_lines_with(cloud.log_file(), "event=records_republished") >= 1; },
+                              kTrueAgainWithin));
+  const json w = cloud.get_json("/api/v1/workloads/w");
+  INFO(w.dump());
+  CHECK(w["placement"]["revision"] == 7);
+  CHECK(w["phase"] == "running");
+  CHECK(w["history"].size() == 0);
+}
+
+TEST_CASE("a nova-cloud that finds a retained placement on a dead node fails the workload over", "[cloud][restart]") {
+  auto broker = testing::start_broker(testing::BrokerKind::mosquitto);
+  publish_state(*broker, "sim-1", schemas::NodeStatus::online);
+  publish_state(*broker, "sim-1", schemas::NodeStatus::dead);  // its will: sent before the placement
+  publish_state(*broker, "sim-2", schemas::NodeStatus::online);
+  publish_placement_then_workload(*broker, "sim-1");
+  test::CloudProcess cloud(broker->uri(), broker->data_dir() / "cloud");
+  // The placement is taken (revision 7), and its node is dead: failover, revision 8. (A
+  // failover follows a liveness change, and sim-1 was dead before the placement came.)
+  CHECK(testing::poll_until([&] {
+    const json p = cloud.get_json("/api/v1/workloads/w")["placement"];
+    return p.is_object() && p["node"] == "sim-2" && p["revision"] == 8;
+  }, kTrueAgainWithin));
   INFO(cloud.get_json("/api/v1/workloads/w").dump());
-  CHECK(cloud.get_json("/api/v1/workloads/w")["history"].size() == 0);
+}
+
+TEST_CASE("a submission answered 201 survives a SIGKILL right after it and is placed once", "[cloud][restart]") {
+  auto broker = testing::start_broker(testing::BrokerKind::mosquitto);
+  publish_state(*broker, "sim-1", schemas::NodeStatus::online);
+  // Every task sent to sim-1, across both runs of nova-cloud.
+  mqtt::client tasks(broker->uri(), "test-task-watcher");
+  tasks.connect(mqtt::connect_options_builder().mqtt_version(MQTTVERSION_3_1_1).clean_session(true).finalize());
+  tasks.start_consuming();
+  tasks.subscribe("nova/v1/down/+/+/+/+/sim-1/task", 1);
+  test::CloudProcess cloud(broker->uri(), broker->data_dir() / "cloud");
+  REQUIRE(testing::poll_until([&] { return cloud.get_json("/api/v1/nodes").size() == 1; }, 30s));
+  auto submitted = cloud.post("/api/v1/workloads", workload_spec("w", "exec /bin/sleep 600"));
+  REQUIRE(submitted);
+  REQUIRE(submitted->status == 201);
+  cloud.kill(SIGKILL);  // right after the 201: the records must already be on disk
+  const std::size_t republished_before = count_lines_with(cloud.log_file(), "event=records_republished");
+  cloud.start();
+  REQUIRE(testing::poll_until([&] {
+    return count_lines_with(cloud.log_file(), "event=records_republished") > republished_before;
+  }, kTrueAgainWithin));
+  const json w = cloud.get_json("/api/v1/workloads/w");
+  INFO(w.dump());
+  CHECK(w["phase"] == "running");
+  CHECK(w["placement"]["node"] == "sim-1");
+  CHECK(w["placement"]["revision"] == 1);
+  CHECK(w["history"].size() == 0);  // restored, not placed again
+  CHECK(count_lines_with(cloud.log_file(), "event=cloud_records_restored") == 1);  // from the store
+  // The task was sent exactly once: the 201 waits for the broker's PUBACK of it. (It
+  // did not: the SIGKILL took the task along, still in the MQTT client's memory.)
+  std::size_t task_count = 0;
+  mqtt::const_message_ptr m;
+  while (tasks.try_consume_message_for(&m, 500ms)) task_count += m && !m->get_payload().empty();
+  CHECK(task_count == 1);
+  tasks.disconnect();
 }

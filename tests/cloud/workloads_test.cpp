@@ -267,3 +267,85 @@ TEST_CASE("with two instances each workload has one owner that places it", "[clo
   CHECK(placed_by_a > 0);
   CHECK(placed_by_b > 0);
 }
+
+// Restart reconciliation: retained records arrive in any order, and a node can die while
+// nova-cloud is down.
+namespace {
+
+schemas::Placement placed_on(const std::string& workload, const std::string& node, std::uint64_t revision) {
+  schemas::Placement p;
+  p.workload_id = workload;
+  p.node = node;
+  p.site = "cloud/eu/par/a1";
+  p.score = 90;
+  p.revision = revision;
+  p.ts = kNoon - 60'000;
+  return p;
+}
+
+// Delivers the placement first, then the workload record, as Mosquitto does when the
+// placement's topic was created first.
+void placement_then_workload(Cloud& c, const schemas::Placement& p) {
+  const auto id = topics::Id::parse(p.workload_id).value();
+  const auto placement = schemas::encode_cbor(p);
+  const auto workload = schemas::encode_cbor(spec(p.workload_id));
+  c.workloads.on_cloud_record({topics::CloudKind::placement, id}, {placement.begin(), placement.end()}, true);
+  c.workloads.on_cloud_record({topics::CloudKind::workload, id}, {workload.begin(), workload.end()}, true);
+}
+
+}  // namespace
+
+TEST_CASE("a placement that arrives before its workload record is the run: nothing placed or sent again",
+          "[cloud][workloads][restart]") {
+  Cloud c;
+  c.nodes = {node("d1", "cloud/eu/par/a1"), node("d2", "cloud/eu/ber/b1")};
+  placement_then_workload(c, placed_on("w1", "d1", 7));
+  c.workloads.tick(kNoon);
+  c.workloads.tick(kNoon + 5000);  // past the second a workload seen retained waits
+  const auto w = c.workloads.get("w1");
+  REQUIRE(w);
+  CHECK(w->phase == Phase::running);
+  CHECK(w->placement->node == "d1");
+  CHECK(w->placement->revision == 7);
+  CHECK(w->task_id == "w1.r7");
+  CHECK(w->history.empty());
+  CHECK(c.tasks().empty());
+  // An older copy (a broker's stale retained record) changes nothing.
+  const auto older = schemas::encode_cbor(placed_on("w1", "d2", 6));
+  c.workloads.on_cloud_record({topics::CloudKind::placement, topics::Id::parse("w1").value()},
+                              {older.begin(), older.end()}, true);
+  CHECK(c.workloads.get("w1")->placement->revision == 7);
+}
+
+TEST_CASE("a placed workload whose node is already dead fails over without a liveness change",
+          "[cloud][workloads][restart]") {
+  Cloud c;
+  c.nodes = {node("d1", "cloud/eu/par/a1"), node("d2", "cloud/eu/ber/b1")};
+  c.set("d1", Liveness::dead);  // its will came before the placement
+  placement_then_workload(c, placed_on("w1", "d1", 7));
+  c.workloads.tick(kNoon);
+  const auto w = c.workloads.get("w1");
+  REQUIRE(w);
+  CHECK(w->placement->node == "d2");
+  CHECK(w->placement->revision == 8);
+  CHECK(w->history.back().reason == "failover: node d1 dead (state at check)");
+  CHECK(c.tasks().size() == 1);
+  CHECK(c.workloads.counters().failovers == 1);
+}
+
+TEST_CASE("a placed workload whose node never reports fails over after the heartbeat timeout",
+          "[cloud][workloads][restart]") {
+  Cloud c;
+  c.workloads.set_heartbeat_timeout(180'000);
+  c.nodes = {node("d2", "cloud/eu/ber/b1")};  // d1's birth never comes back
+  placement_then_workload(c, placed_on("w1", "d1", 7));
+  c.workloads.tick(kNoon);
+  c.workloads.tick(kNoon + 179'000);
+  CHECK(c.workloads.get("w1")->placement->node == "d1");  // it may still be born
+  c.workloads.tick(kNoon + 181'000);
+  const auto w = c.workloads.get("w1");
+  CHECK(w->placement->node == "d2");
+  CHECK(w->placement->revision == 8);
+  CHECK(w->history.back().reason == "failover: node d1 silent (not heard of in 181 s since start)");
+  CHECK(c.tasks().size() == 1);
+}

@@ -15,7 +15,11 @@
 // workload again with a new revision, on the nodes alive now minus the lost one (the
 // published failover list is the decision's runners-up at placement time; a fresh
 // decision also sees what changed since). Each failover records when the loss was seen
-// and, once the new run reports, when it started (GET /api/v1/workloads/<id>).
+// and, once the new run reports, when it started (GET /api/v1/workloads/<id>). Failover
+// follows the node's state, not only its changes: every tick, a placed workload whose
+// node is not alive fails over (a node that died while this instance was down, a
+// retained placement taken after its node's will), and so does one whose node no record
+// has named for the heartbeat timeout since this instance started.
 //
 // Migration (migration.h): tick() checks the owned running workloads' nodes for the
 // triggers (utilisation, thermal, maintenance window, flapping connectivity, cost) and
@@ -46,12 +50,15 @@
 // instance owns after each (re)connect -- so a broker that lost its retained store gets
 // everything back. Where the broker disagrees with the store, the owner's copy wins,
 // except a placement with a higher revision, which is newer (a previous owner's) and is
-// taken into the store like any other record from the broker.
+// taken into the store like any other record from the broker. Retained records arrive
+// in any order: a placement that comes before its workload record is held (and kept)
+// until the workload arrives, then taken as the current run -- never placed again.
 //
 // Thread-safe: REST threads submit while the ingest thread reports results and
 // liveness.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -77,6 +84,9 @@ using NodesFn = std::function<std::vector<NodeView>()>;
 using PersistFn = std::function<void(topics::CloudKind kind, const std::string& id, const std::vector<std::uint8_t>& payload,
                                      bool own)>;
 using WorkloadLogFn = std::function<void(const char* level, const std::string& event, const std::string& fields)>;
+// Waits until the broker has acknowledged everything published so far (QoS 1 PUBACKs), at
+// most `timeout`; false if it has not.
+using WaitDeliveredFn = std::function<bool(std::chrono::milliseconds timeout)>;
 
 enum class Phase { pending, running, succeeded, failed, deleted };
 std::string_view to_string(Phase p);
@@ -129,6 +139,9 @@ class Workloads {
 
   // Set before any traffic: where records are kept (see Durability above).
   void set_persistence(PersistFn persist);
+  // Set before any traffic: a placed workload whose node no record has named for this
+  // long since the first tick() fails over (see Failover above). 0 (the default): never.
+  void set_heartbeat_timeout(Timestamp ms);
   // Loads a record kept by an earlier run, as if it came retained from the broker
   // (nothing is persisted again).
   void restore(topics::CloudKind kind, const std::string& id, const std::string& payload);
@@ -145,8 +158,16 @@ class Workloads {
   // The instance that places `workload_id` under the current membership.
   std::string owner(const std::string& workload_id) const;
 
+  // Set before any traffic: how submit() waits for the broker (below). Unset: no wait.
+  void set_delivery_wait(WaitDeliveredFn wait_delivered);
+  // How long submit() waits for the broker's acknowledgements.
+  static constexpr std::chrono::milliseconds kDeliveryWait{5000};
+
   // Validates and places; the state says where it went or why it waits. Errors name
-  // the field ("workload_id: already exists").
+  // the field ("workload_id: already exists"). Returns once the spec and placement are in
+  // the store (synced) and the broker has acknowledged the task (at most kDeliveryWait;
+  // `task_unconfirmed` is logged when it has not): a crash right after the answer loses
+  // neither the records nor the run.
   schemas::Result<WorkloadState> submit(schemas::WorkloadSpec spec, Timestamp now);
   bool remove(const std::string& workload_id, Timestamp now);
   std::vector<WorkloadState> list() const;
