@@ -1,0 +1,91 @@
+#include "nova/testing/test_pki.h"
+
+#include <cstdlib>
+#include <iostream>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <vector>
+
+#include "nova/security/pki.h"
+
+namespace nova::testing {
+namespace {
+
+constexpr const char* kRegion = "test";
+constexpr const char* kBrokerName = "test-broker";
+
+class ProcessPki {
+ public:
+  ProcessPki() {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string pattern = (tmp != nullptr && *tmp != '\0') ? tmp : "/tmp";
+    pattern += "/nova-test-pki-XXXXXX";
+    std::vector<char> buffer(pattern.begin(), pattern.end());
+    buffer.push_back('\0');
+    if (::mkdtemp(buffer.data()) == nullptr) throw std::runtime_error("test PKI: mkdtemp " + pattern + " failed");
+    dir_ = buffer.data();
+    auto pki = security::Pki::open(dir_ / "pki");
+    if (!pki) fail("open", pki.error().message());
+    pki_.emplace(std::move(pki).value());
+    if (auto root = pki_->init_root(30); !root) fail("root", root.error().message());
+    if (auto ca = pki_->init_intermediate(kRegion, 30); !ca) fail("intermediate", ca.error().message());
+  }
+  ~ProcessPki() {
+    pki_.reset();  // releases the folder's lock
+    if (std::getenv("NOVA_KEEP_TEST_DIRS") != nullptr) {
+      std::cerr << "nova::testing test PKI: kept " << dir_.string() << "\n";
+      return;
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  TlsIdentity identity(security::Role role, const std::string& name) {
+    std::lock_guard lock(mutex_);
+    auto cn = security::common_name(role, name);
+    if (!cn) fail(name, cn.error().message());
+    if (!pki_->has_identity(*cn)) {
+      security::IssueRequest request;
+      request.role = role;
+      request.name = name;
+      request.region = kRegion;
+      request.days = 30;
+      if (auto issued = pki_->issue(request); !issued) fail(*cn, issued.error().message());
+    }
+    const security::Layout& l = pki_->layout();
+    return {l.trust_ca(), l.identity_cert(*cn), l.identity_key(*cn)};
+  }
+
+  std::filesystem::path crl() const { return pki_->layout().trust_crl(); }
+
+ private:
+  [[noreturn]] static void fail(const std::string& what, const std::string& why) {
+    throw std::runtime_error("test PKI: " + what + ": " + why);
+  }
+
+  std::mutex mutex_;
+  std::filesystem::path dir_;
+  std::optional<security::Pki> pki_;
+};
+
+ProcessPki& process_pki() {
+  static ProcessPki pki;  // made on first use, removed at exit
+  return pki;
+}
+
+}  // namespace
+
+TlsIdentity client_identity(const std::string& cn) {
+  const bool cloud = cn == "nova-cloud" || cn.starts_with("nova-cloud.");
+  return process_pki().identity(cloud ? security::Role::cloud : security::Role::node, cn);
+}
+
+TlsIdentity broker_identity() { return process_pki().identity(security::Role::broker, kBrokerName); }
+
+std::filesystem::path test_pki_crl() {
+  broker_identity();  // the CRL bundle exists once the PKI does
+  return process_pki().crl();
+}
+
+}  // namespace nova::testing
