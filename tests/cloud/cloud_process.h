@@ -15,6 +15,7 @@
 
 #include "nova/testing/broker.h"
 #include "nova/testing/child_process.h"
+#include "nova/testing/test_pki.h"
 
 namespace nova::test {
 
@@ -25,12 +26,22 @@ class CloudProcess {
       : dir_(dir), port_(testing::free_loopback_port()) {
     std::filesystem::create_directories(dir);
     std::ofstream(dir / "cloud.yaml") << "mqtt:\n  uri: \"" << broker_uri << "\"\n  client_id: " << client_id
-                                      << "\n  shared_group: \"" << shared_group << "\"\nstore:\n  dir: " << (dir / "store").string()
+                                      << "\n  shared_group: \"" << shared_group << "\"\n" << tls_keys(broker_uri)
+                                      << "store:\n  dir: " << (dir / "store").string()
                                       << "\nliveness:\n  heartbeat_timeout_s: " << heartbeat_timeout_s
                                       << "\nhttp:\n  port: " << port_ << "\n";
     start();
   }
   ~CloudProcess() = default;  // the child is SIGKILLed
+
+  // The mqtt.tls_* keys for a TLS test broker (mqtts://): nova-cloud's identity of the
+  // test PKI; none for a plaintext one.
+  static std::string tls_keys(const std::string& broker_uri) {
+    if (!broker_uri.starts_with("mqtts://")) return "";
+    const testing::TlsIdentity id = testing::client_identity("nova-cloud");
+    return "  tls_ca_file: " + id.ca.string() + "\n  tls_cert_file: " + id.cert.string() + "\n  tls_key_file: " +
+           id.key.string() + "\n";
+  }
   CloudProcess(const CloudProcess&) = delete;
   CloudProcess& operator=(const CloudProcess&) = delete;
 

@@ -66,6 +66,13 @@ struct BrokerOptions {
   std::chrono::milliseconds timeout{10'000};
 };
 
+// The default options with the mutual TLS listener: `Broker broker(mutual_tls());`.
+inline BrokerOptions mutual_tls() {
+  BrokerOptions options;
+  options.tls = true;
+  return options;
+}
+
 // Returns a TCP port on 127.0.0.1 that was free when asked (bind to port 0, read the
 // port back, close): nova::bridge::free_loopback_port, throwing on failure. Another
 // process may take it before the caller binds it; callers must be ready to retry, as
