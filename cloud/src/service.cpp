@@ -198,7 +198,13 @@ class CloudService::Impl final : public virtual mqtt::callback {
     Timestamp delay = 0;
     {
       std::lock_guard lock(mutex_);
-      if (!tls_error_.empty()) reason += "; tls: " + tls_error_;
+      if (!tls_error_.empty()) {
+        reason += "; tls: " + tls_error_;
+      } else if (!security::is_plaintext_uri(owner_.options_.broker_uri)) {
+        // Under TLS 1.3 the server checks the client certificate after the client's
+        // handshake is done: a refused certificate leaves no error on this side.
+        reason += "; tls: no error on this side (a certificate the broker refuses shows only in the broker's log)";
+      }
       tls_error_.clear();
       ++counters_.connect_failures;
       delay = connect_backoff_;
