@@ -30,13 +30,18 @@ inline mqtt::ssl_options ssl_options(const std::string& cn) {
   return ssl;
 }
 
-// MQTT 3.1.1 connect options (clean session) for `cn`; TLS when the broker has it.
-inline mqtt::connect_options connect_options(const Broker& broker, const std::string& cn) {
+// MQTT 3.1.1 connect options (clean session) for `cn`; TLS when `uri` is mqtts://
+// (a Broker's uri() with tls).
+inline mqtt::connect_options connect_options(const std::string& uri, const std::string& cn) {
   mqtt::connect_options opts;
   opts.set_mqtt_version(MQTTVERSION_3_1_1);
   opts.set_clean_session(true);
-  if (broker.tls()) opts.set_ssl(ssl_options(cn));
+  if (uri.starts_with("mqtts://")) opts.set_ssl(ssl_options(cn));
   return opts;
+}
+
+inline mqtt::connect_options connect_options(const Broker& broker, const std::string& cn) {
+  return connect_options(broker.uri(), cn);
 }
 
 }  // namespace nova::testing
