@@ -3,6 +3,7 @@
 // it does with a certificate the broker refuses, with TLS files that cannot work, and
 // with a plaintext URI. That its subscriptions work over TLS is shown by every test of
 // cloud_faults_test, cloud_ingest_test and cloud_scale_out_test, which run on TLS brokers.
+#include <signal.h>
 #include <sys/wait.h>
 
 #include <catch2/catch.hpp>
@@ -110,6 +111,17 @@ TEST_CASE("nova-cloud with its own certificate connects over TLS as its certific
   auto ready = cloud.get("/readyz");
   REQUIRE(ready);
   CHECK(ready->status == 200);
+
+  // The TLS files are read at start only: a changed path is reported, not applied.
+  const fs::path config = broker.data_dir() / "cloud" / "cloud.yaml";
+  const fs::path key_copy = broker.data_dir() / "cloud" / "key-copy.pem";
+  fs::copy_file(testing::client_identity("nova-cloud").key, key_copy);
+  std::string yaml = read_file(config);
+  const std::string old_key = testing::client_identity("nova-cloud").key.string();
+  yaml.replace(yaml.find(old_key), old_key.size(), key_copy.string());
+  std::ofstream(config, std::ios::trunc) << yaml;
+  REQUIRE(::kill(cloud.pid(), SIGHUP) == 0);
+  REQUIRE(wait_log(cloud.log_file(), "needs_restart=mqtt.tls_key_file", 1, 10s));
 }
 
 TEST_CASE("nova-cloud refuses TLS files that cannot work with exit 2 naming the key", "[cloud][tls]") {
