@@ -10,7 +10,6 @@
 #include <thread>
 
 #include "nova/agent/agent.h"
-#include "nova/agent/uplink.h"
 #include "nova/testing/test_pki.h"
 
 namespace nova::test {
@@ -47,10 +46,7 @@ inline agent::AgentOptions streaming_agent(const std::string& node, const std::s
   o.birth.description =
       schemas::NodeDescription{4, "cloud/eu/par/par-a1", "x86_64", "test", {}, {1000, 512, 1024}, std::nullopt};
   o.broker_uri = uri;
-  if (!agent::is_plaintext_uri(uri)) {  // a TLS test broker: the node's identity of the test PKI
-    const testing::TlsIdentity id = testing::client_identity(node);
-    o.tls = security::TlsFiles{id.ca.string(), id.cert.string(), id.key.string()};
-  }
+  o.tls = testing::tls_files_for(uri, node);
   o.reconnect_min = 100ms;
   o.reconnect_max = 500ms;
   o.sample_interval = 0ms;

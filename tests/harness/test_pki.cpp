@@ -83,6 +83,12 @@ TlsIdentity client_identity(const std::string& cn) {
 
 TlsIdentity broker_identity() { return process_pki().identity(security::Role::broker, kBrokerName); }
 
+std::optional<security::TlsFiles> tls_files_for(const std::string& uri, const std::string& cn) {
+  if (security::is_plaintext_uri(uri)) return std::nullopt;
+  const TlsIdentity id = client_identity(cn);
+  return security::TlsFiles{id.ca.string(), id.cert.string(), id.key.string()};
+}
+
 std::filesystem::path test_pki_crl() {
   broker_identity();  // the CRL bundle exists once the PKI does
   return process_pki().crl();

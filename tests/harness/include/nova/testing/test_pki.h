@@ -13,7 +13,10 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string>
+
+#include "nova/security/tls_files.h"
 
 namespace nova::testing {
 
@@ -35,5 +38,9 @@ TlsIdentity broker_identity();
 
 // The CRL bundle of the PKI (a broker's crlfile).
 std::filesystem::path test_pki_crl();
+
+// For an in-process client of `uri` (an agent's AgentOptions::tls): the identity of `cn`
+// when `uri` is TLS (mqtts://), nullopt for a plaintext uri.
+std::optional<security::TlsFiles> tls_files_for(const std::string& uri, const std::string& cn);
 
 }  // namespace nova::testing
