@@ -17,7 +17,6 @@
 #include "cloud_process.h"
 #include "nova/testing/broker.h"
 #include "nova/testing/child_process.h"
-#include "nova/testing/test_ca.h"
 #include "nova/testing/test_pki.h"
 
 using namespace nova;
@@ -72,9 +71,9 @@ std::pair<int, std::string> run_to_exit(const fs::path& dir, const std::string& 
 TEST_CASE("nova-cloud with a certificate of a foreign CA is refused, logs why, retries and is not ready",
           "[cloud][tls]") {
   testing::Broker broker(testing::mutual_tls());
-  // Same CN, same trust anchor for the broker: only the certificate's issuer is wrong.
-  testing::TestCa foreign(broker.data_dir() / "foreign-ca", "nova-root-ca");
-  const auto stranger = foreign.issue({"nova-cloud", {}, 30});
+  // Same CN, same names in its chain, the right trust anchor for the broker: only the
+  // certificate's root is another one.
+  const testing::TlsIdentity stranger = testing::foreign_identity(broker.data_dir() / "foreign-pki", "nova-cloud");
   const testing::TlsIdentity identity{testing::client_identity("nova-cloud").ca, stranger.cert, stranger.key};
   test::CloudProcess cloud(broker.uri(), broker.data_dir() / "cloud", "nova-cloud", "", 180, identity);
 

@@ -17,7 +17,6 @@
 
 #include "nova/testing/broker.h"
 #include "nova/testing/paho_tls.h"
-#include "nova/testing/test_ca.h"
 
 namespace {
 
@@ -96,8 +95,7 @@ TEST_CASE("a TLS broker takes a client certificate of the test PKI as the userna
   CHECK(std::system(("mosquitto_pub -h 127.0.0.1 -p " + std::to_string(broker.port()) + " --cafile '" +
                      nova::testing::client_identity("gw-cli").ca.string() + "' -t t -m x 2>/dev/null")
                         .c_str()) != 0);
-  nova::testing::TestCa foreign(broker.data_dir() / "foreign-ca");
-  const auto stranger = foreign.issue({"gw-cli", {}, 30});
+  const auto stranger = nova::testing::foreign_identity(broker.data_dir() / "foreign-pki", "gw-cli");
   CHECK(std::system(("mosquitto_pub -h 127.0.0.1 -p " + std::to_string(broker.port()) + " --cafile '" +
                      nova::testing::client_identity("gw-cli").ca.string() + "' --cert '" + stranger.cert.string() +
                      "' --key '" + stranger.key.string() + "' -t t -m x 2>/dev/null")

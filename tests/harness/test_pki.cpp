@@ -15,6 +15,39 @@ namespace {
 constexpr const char* kRegion = "test";
 constexpr const char* kBrokerName = "test-broker";
 
+[[noreturn]] void fail(const std::string& what, const std::string& why) {
+  throw std::runtime_error("test PKI: " + what + ": " + why);
+}
+
+security::Role client_role(const std::string& cn) {
+  return cn == "nova-cloud" || cn.starts_with("nova-cloud.") ? security::Role::cloud : security::Role::node;
+}
+
+// A root and the test region's intermediate in `dir`.
+security::Pki make_pki(const std::filesystem::path& dir) {
+  auto opened = security::Pki::open(dir);
+  if (!opened) fail("open " + dir.string(), opened.error().message());
+  security::Pki pki = std::move(opened).value();
+  if (auto root = pki.init_root(30); !root) fail("root", root.error().message());
+  if (auto ca = pki.init_intermediate(kRegion, 30); !ca) fail("intermediate", ca.error().message());
+  return pki;
+}
+
+TlsIdentity issue(security::Pki& pki, security::Role role, const std::string& name) {
+  auto cn = security::common_name(role, name);
+  if (!cn) fail(name, cn.error().message());
+  if (!pki.has_identity(*cn)) {
+    security::IssueRequest request;
+    request.role = role;
+    request.name = name;
+    request.region = kRegion;
+    request.days = 30;
+    if (auto issued = pki.issue(request); !issued) fail(*cn, issued.error().message());
+  }
+  const security::Layout& l = pki.layout();
+  return {l.trust_ca(), l.identity_cert(*cn), l.identity_key(*cn)};
+}
+
 class ProcessPki {
  public:
   ProcessPki() {
@@ -25,11 +58,7 @@ class ProcessPki {
     buffer.push_back('\0');
     if (::mkdtemp(buffer.data()) == nullptr) throw std::runtime_error("test PKI: mkdtemp " + pattern + " failed");
     dir_ = buffer.data();
-    auto pki = security::Pki::open(dir_ / "pki");
-    if (!pki) fail("open", pki.error().message());
-    pki_.emplace(std::move(pki).value());
-    if (auto root = pki_->init_root(30); !root) fail("root", root.error().message());
-    if (auto ca = pki_->init_intermediate(kRegion, 30); !ca) fail("intermediate", ca.error().message());
+    pki_.emplace(make_pki(dir_ / "pki"));
   }
   ~ProcessPki() {
     pki_.reset();  // releases the folder's lock
@@ -43,27 +72,12 @@ class ProcessPki {
 
   TlsIdentity identity(security::Role role, const std::string& name) {
     std::lock_guard lock(mutex_);
-    auto cn = security::common_name(role, name);
-    if (!cn) fail(name, cn.error().message());
-    if (!pki_->has_identity(*cn)) {
-      security::IssueRequest request;
-      request.role = role;
-      request.name = name;
-      request.region = kRegion;
-      request.days = 30;
-      if (auto issued = pki_->issue(request); !issued) fail(*cn, issued.error().message());
-    }
-    const security::Layout& l = pki_->layout();
-    return {l.trust_ca(), l.identity_cert(*cn), l.identity_key(*cn)};
+    return issue(*pki_, role, name);
   }
 
   std::filesystem::path crl() const { return pki_->layout().trust_crl(); }
 
  private:
-  [[noreturn]] static void fail(const std::string& what, const std::string& why) {
-    throw std::runtime_error("test PKI: " + what + ": " + why);
-  }
-
   std::mutex mutex_;
   std::filesystem::path dir_;
   std::optional<security::Pki> pki_;
@@ -76,9 +90,11 @@ ProcessPki& process_pki() {
 
 }  // namespace
 
-TlsIdentity client_identity(const std::string& cn) {
-  const bool cloud = cn == "nova-cloud" || cn.starts_with("nova-cloud.");
-  return process_pki().identity(cloud ? security::Role::cloud : security::Role::node, cn);
+TlsIdentity client_identity(const std::string& cn) { return process_pki().identity(client_role(cn), cn); }
+
+TlsIdentity foreign_identity(const std::filesystem::path& dir, const std::string& cn) {
+  security::Pki pki = make_pki(dir);
+  return issue(pki, client_role(cn), cn);
 }
 
 TlsIdentity broker_identity() { return process_pki().identity(security::Role::broker, kBrokerName); }

@@ -36,6 +36,10 @@ TlsIdentity client_identity(const std::string& cn);
 // DNS:localhost, so clients verify it against a 127.0.0.1 URI.
 TlsIdentity broker_identity();
 
+// A client identity `cn` of another PKI, made in `dir` (which must not hold one yet):
+// the same names as the test PKI's, another root, so no test broker trusts it.
+TlsIdentity foreign_identity(const std::filesystem::path& dir, const std::string& cn);
+
 // The CRL bundle of the PKI (a broker's crlfile).
 std::filesystem::path test_pki_crl();
 
