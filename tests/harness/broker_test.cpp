@@ -57,6 +57,7 @@ bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
 
 }  // namespace
 
+// The cases without `tls` check the plaintext mode itself, on purpose.
 TEST_CASE("a started broker accepts a Paho client", "[harness]") {
   Broker broker;
   REQUIRE(broker.running());
