@@ -843,17 +843,6 @@ std::chrono::seconds AgentConfig::keepalive() const {
   return tiers::profile(node.level).keepalive;
 }
 
-std::string_view tls_file_key(TlsFileProblem::File file) {
-  switch (file) {
-    case TlsFileProblem::File::ca:
-      return "mqtt.tls_ca_file";
-    case TlsFileProblem::File::cert:
-      return "mqtt.tls_cert_file";
-    case TlsFileProblem::File::key:
-      return "mqtt.tls_key_file";
-  }
-  return "mqtt.tls_ca_file";
-}
 
 std::optional<TlsFiles> AgentConfig::tls() const {
   if (is_plaintext_uri(mqtt.uri)) return std::nullopt;

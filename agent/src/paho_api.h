@@ -12,10 +12,8 @@
 #pragma once
 
 #include <MQTTAsync.h>
-#include <openssl/bio.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
+
+#include "nova/security/tls_files.h"
 
 #include <string>
 
@@ -40,10 +38,10 @@ struct PahoApi {
   NOVA_PAHO_FUNCTIONS(NOVA_DECLARE)
 };
 
-struct OpenSslApi {
-  NOVA_OPENSSL_FUNCTIONS(NOVA_DECLARE)
 #undef NOVA_DECLARE
-};
+
+// The calls security::check_tls_files needs, bound by NOVA_OPENSSL_FUNCTIONS' names.
+using OpenSslApi = security::OpenSslCalls;
 
 // The API for a plaintext (tls == false) or TLS uplink, loaded once per process and kept
 // for its life. Throws std::runtime_error naming the library and the loader's reason.

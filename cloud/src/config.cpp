@@ -9,6 +9,8 @@
 #include <map>
 #include <sstream>
 
+#include "nova/security/tls_files.h"
+
 namespace nova::cloud {
 
 using schemas::Error;
@@ -90,6 +92,9 @@ const std::map<std::string, Setter>& keys() {
       {"mqtt.username", text([](CloudConfig& c) -> std::string& { return c.mqtt.username; }, false)},
       {"mqtt.client_id", text([](CloudConfig& c) -> std::string& { return c.mqtt.client_id; }, false)},
       {"mqtt.shared_group", text([](CloudConfig& c) -> std::string& { return c.mqtt.shared_group; }, true)},
+      {"mqtt.tls_ca_file", text([](CloudConfig& c) -> std::string& { return c.mqtt.tls_ca_file; }, true)},
+      {"mqtt.tls_cert_file", text([](CloudConfig& c) -> std::string& { return c.mqtt.tls_cert_file; }, true)},
+      {"mqtt.tls_key_file", text([](CloudConfig& c) -> std::string& { return c.mqtt.tls_key_file; }, true)},
       {"store.dir", text([](CloudConfig& c) -> std::string& { return c.store.dir; }, false)},
       {"store.raw_retention_h",
        integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.store.raw_retention_h; }, 1, 24 * 365)},
@@ -134,6 +139,23 @@ std::string at_line(const YAML::Node& n) {
   return n.Mark().line >= 0 ? "line " + std::to_string(n.Mark().line + 1) + ": " : "";
 }
 
+// A TLS uri needs usable files; files beside a plaintext uri would be silently unused.
+std::optional<Error> check_tls_keys(const CloudConfig& c) {
+  const CloudOptions options = c.service_options();
+  if (options.tls) {
+    if (auto problem = security::check_tls_files(*options.tls, security::linked_openssl())) {
+      return Error{std::string(security::tls_file_key(problem->file)), problem->reason};
+    }
+    return std::nullopt;
+  }
+  for (const auto& [key, value] : {std::pair{"mqtt.tls_ca_file", &c.mqtt.tls_ca_file},
+                                   std::pair{"mqtt.tls_cert_file", &c.mqtt.tls_cert_file},
+                                   std::pair{"mqtt.tls_key_file", &c.mqtt.tls_key_file}}) {
+    if (!value->empty()) return Error{key, "set, but mqtt.uri '" + c.mqtt.uri + "' is plaintext (use mqtts://)"};
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 CloudOptions CloudConfig::service_options() const {
@@ -142,6 +164,9 @@ CloudOptions CloudConfig::service_options() const {
   o.username = mqtt.username;
   o.client_id = mqtt.client_id;
   o.shared_group = mqtt.shared_group;
+  if (!security::is_plaintext_uri(mqtt.uri)) {
+    o.tls = security::TlsFiles{mqtt.tls_ca_file, mqtt.tls_cert_file, mqtt.tls_key_file};
+  }
   o.store.dir = store.dir;
   o.store.raw_retention = std::chrono::hours(store.raw_retention_h);
   o.store.downsampled_retention = std::chrono::hours(24 * store.downsampled_retention_d);
@@ -197,7 +222,10 @@ schemas::Result<CloudConfig> load_config(const std::filesystem::path& file) {
   if (!in) return Error{"", "cannot read " + file.string()};
   std::stringstream text;
   text << in.rdbuf();
-  return parse_config(text.str());
+  auto config = parse_config(text.str());
+  if (!config) return config;
+  if (auto problem = check_tls_keys(*config)) return *problem;
+  return config;
 }
 
 }  // namespace nova::cloud

@@ -152,6 +152,9 @@ std::string prometheus_text(const CloudService& service) {
          "Shared subscriptions replaced by plain ones because nothing came through them.", c.shared_fallbacks);
   metric("nova_cloud_records_republished_total", "counter",
          "Own workload, placement and cluster records published again after a connect.", c.republished);
+  metric("nova_cloud_connect_failures_total", "counter",
+         "Connects to the broker refused or failed (a certificate refused, the broker down); each is retried.",
+         c.connect_failures);
   metric("nova_cloud_ready", "gauge", "1 while GET /readyz answers 200.", service.readiness().empty() ? 1 : 0);
   metric("nova_cloud_ingest_queue_depth", "gauge", "Messages waiting for the ingest thread.", c.queue_depth);
   metric("nova_cloud_mqtt_connected", "gauge", "1 while the MQTT session is up.", c.connected ? 1 : 0);

@@ -33,6 +33,24 @@ constexpr const char* kSharedKinds[] = {"metrics", "decision", "alert"};
 // Workloads, placements, clusters, presence: its SUBACK starts the republish countdown.
 constexpr const char* kCloudFilter = "nova/v1/cloud/#";
 
+
+// Mutual TLS: the broker must chain to ca_file and carry the URI's host in its SAN; this
+// client presents cert_file. TLS 1.2 at least: Paho C ignores sslVersion with OpenSSL
+// 1.1 and later, so the floor is set as the agent does, through OpenSSL security level
+// 2 (which refuses TLS 1.0 and 1.1).
+mqtt::ssl_options tls_options(const security::TlsFiles& files, mqtt::ssl_options::error_handler on_error) {
+  mqtt::ssl_options ssl;
+  ssl.set_trust_store(files.ca_file);
+  ssl.set_key_store(files.cert_file);
+  ssl.set_private_key(files.key_file);
+  ssl.set_ssl_version(MQTT_SSL_VERSION_TLS_1_2);
+  ssl.set_enabled_cipher_suites("DEFAULT:@SECLEVEL=2");
+  ssl.set_enable_server_cert_auth(files.verify_server);
+  ssl.set_verify(files.verify_server);
+  ssl.set_error_handler(std::move(on_error));
+  return ssl;
+}
+
 }  // namespace
 
 class CloudService::Impl final : public virtual mqtt::callback {
@@ -47,7 +65,8 @@ class CloudService::Impl final : public virtual mqtt::callback {
       : owner_(owner),
         topology_(static_cast<std::uint64_t>(owner.options_.heartbeat_timeout.count())),
         watch_(owner.options_.client_id, owner.options_.subscriptions),
-        listener_(*this) {}
+        listener_(*this),
+        connect_listener_(*this) {}
 
   // --- Paho side: queue and return -------------------------------------------------
   void connected(const std::string&) override {
@@ -57,7 +76,10 @@ class CloudService::Impl final : public virtual mqtt::callback {
       counters_.connected = true;
       watch_.reset(filters, now_ms());
       republish_at_.reset();
+      connect_backoff_ = kFirstConnectRetry;
+      first_attempt_done_ = true;
     }
+    connect_cv_.notify_all();
     // A clean session forgets subscriptions with the connection: subscribe on every connect.
     for (const auto& f : filters) subscribe(f);
     // Presence: retained while connected; the will clears it.
@@ -150,10 +172,66 @@ class CloudService::Impl final : public virtual mqtt::callback {
     Impl& impl_;
   };
 
+  // --- connecting --------------------------------------------------------------------
+  // Paho's automatic reconnect covers a lost connection only, not a connect that fails
+  // before the first success (broker down at start, certificate refused): the ingest
+  // thread retries those (supervise), with a doubling delay up to kLastConnectRetry.
+  static constexpr Timestamp kFirstConnectRetry = 100;
+  static constexpr Timestamp kLastConnectRetry = 5000;
+
+  struct ConnectListener final : public virtual mqtt::iaction_listener {
+    explicit ConnectListener(Impl& impl) : impl_(impl) {}
+    void on_failure(const mqtt::token& tok) override {
+      const char* text = MQTTAsync_strerror(tok.get_return_code());
+      impl_.on_connect_failed("rc " + std::to_string(tok.get_return_code()) + (text ? std::string(": ") + text : ""));
+    }
+    void on_success(const mqtt::token&) override {}
+    Impl& impl_;
+  };
+
+  // Paho's reason for a failed handshake is only "failure"; OpenSSL's own (unknown ca,
+  // certificate verify failed) comes through the TLS error handler and is added.
+  void note_tls_error(const std::string& text) {
+    std::lock_guard lock(mutex_);
+    if (tls_error_.size() < 1024) tls_error_ += (tls_error_.empty() ? "" : "; ") + text;
+  }
+
+  void on_connect_failed(std::string reason) {
+    Timestamp delay = 0;
+    {
+      std::lock_guard lock(mutex_);
+      if (!tls_error_.empty()) {
+        reason += "; tls: " + tls_error_;
+      } else if (!security::is_plaintext_uri(owner_.options_.broker_uri)) {
+        // Under TLS 1.3 the server checks the client certificate after the client's
+        // handshake is done: a refused certificate leaves no error on this side.
+        reason += "; tls: no error on this side (a certificate the broker refuses shows only in the broker's log)";
+      }
+      tls_error_.clear();
+      ++counters_.connect_failures;
+      delay = connect_backoff_;
+      connect_backoff_ = std::min(connect_backoff_ * 2, kLastConnectRetry);
+      connect_retry_at_ = now_ms() + delay;
+      first_attempt_done_ = true;
+    }
+    connect_cv_.notify_all();
+    log("warning", "connect_failed",
+        "broker=\"" + owner_.options_.broker_uri + "\" reason=\"" + reason + "\" retry_ms=" + std::to_string(delay));
+  }
+
+  void connect() {
+    try {
+      client_->connect(connect_options_, nullptr, connect_listener_);
+    } catch (const mqtt::exception& e) {
+      on_connect_failed(e.what());
+    }
+  }
+
   // Carries out what the subscription watch asks for, and the republish after a connect.
   void supervise(Timestamp now) {
     SubscriptionWatch::Actions a;
     bool republish = false;
+    bool reconnect = false;
     {
       std::lock_guard lock(mutex_);
       a = watch_.due(now);
@@ -164,7 +242,12 @@ class CloudService::Impl final : public virtual mqtt::callback {
         republish_at_.reset();
         republish = true;
       }
+      if (connect_retry_at_ && now >= *connect_retry_at_ && !stopping_) {
+        connect_retry_at_.reset();
+        reconnect = true;
+      }
     }
+    if (reconnect) connect();
     for (const auto& r : a.refused) {
       log("error", "subscription_refused", "filter=\"" + r.filter + "\" reason=\"" + r.reason + "\"");
     }
@@ -532,6 +615,13 @@ class CloudService::Impl final : public virtual mqtt::callback {
   std::optional<Timestamp> republish_at_;  // after a connect: publish owned records again
   SubscribeListener listener_;
   CloudService::PublishSink sink_;         // detached: where publishes go
+  mqtt::connect_options connect_options_;  // set once in start(), before the first connect
+  ConnectListener connect_listener_;
+  std::condition_variable connect_cv_;     // first_attempt_done_
+  bool first_attempt_done_ = false;        // connected once, or a connect failed
+  Timestamp connect_backoff_ = kFirstConnectRetry;
+  std::optional<Timestamp> connect_retry_at_;  // a failed connect is retried then
+  std::string tls_error_;                  // OpenSSL's errors of the current attempt
 };
 
 CloudService::CloudService(CloudOptions options) : options_(std::move(options)) {}
@@ -605,13 +695,16 @@ Result<std::unique_ptr<CloudService>> CloudService::start(CloudOptions options) 
   if (!prepared) return prepared;
   std::unique_ptr<CloudService> s = std::move(prepared).value();
   CloudService* raw = s.get();
+  if (!security::is_plaintext_uri(s->options_.broker_uri) && !s->options_.tls) {
+    return Error{"mqtt.tls_ca_file", "required for a TLS uri (ssl://, mqtts://, wss://)"};
+  }
   try {
     mqtt::create_options create(MQTTVERSION_3_1_1);
     // Acks and tasks for thousands of nodes can be in flight at once.
     create.set_max_buffered_messages(100000);
     s->impl_->client_ = std::make_unique<mqtt::async_client>(s->options_.broker_uri, s->options_.client_id, create);
     s->impl_->client_->set_callback(*s->impl_);
-    mqtt::connect_options opts;
+    mqtt::connect_options& opts = s->impl_->connect_options_;
     opts.set_clean_session(true);
     opts.set_user_name(s->options_.username);
     opts.set_keep_alive_interval(std::chrono::seconds(30));
@@ -619,15 +712,24 @@ Result<std::unique_ptr<CloudService>> CloudService::start(CloudOptions options) 
     opts.set_automatic_reconnect(std::chrono::milliseconds(100), std::chrono::seconds(5));
     // An empty retained will clears this instance's presence record when it dies.
     opts.set_will(mqtt::message(s->impl_->presence_topic(), "", 1, true));
-    s->impl_->thread_ = std::thread([raw] { raw->impl_->run(); });
-    s->impl_->client_->connect(opts)->wait_for(std::chrono::seconds(10));
-    if (!s->impl_->client_->is_connected()) {
-      s->stop();
-      return Error{"mqtt.uri", "cannot connect to " + s->options_.broker_uri};
+    if (s->options_.tls && !security::is_plaintext_uri(s->options_.broker_uri)) {
+      opts.set_ssl(tls_options(*s->options_.tls, [raw](const std::string& text) { raw->impl_->note_tls_error(text); }));
+    } else {
+      s->impl_->log("warning", "plaintext_uplink",
+                    "broker=\"" + s->options_.broker_uri +
+                        "\" reason=\"MQTT without TLS: readable and forgeable on the path\"");
     }
   } catch (const mqtt::exception& e) {
-    s->stop();
-    return Error{"mqtt.uri", std::string("cannot connect to ") + s->options_.broker_uri + ": " + e.what()};
+    return Error{"mqtt.uri", std::string("cannot use ") + s->options_.broker_uri + ": " + e.what()};
+  }
+  s->impl_->thread_ = std::thread([raw] { raw->impl_->run(); });
+  s->impl_->connect();
+  // Returns connected when the broker accepts at once (callers publish right away);
+  // otherwise after the first refusal, logged, with retries going on in the background
+  // (readiness() says "not connected" meanwhile).
+  {
+    std::unique_lock lock(s->impl_->mutex_);
+    s->impl_->connect_cv_.wait_for(lock, std::chrono::seconds(10), [&] { return s->impl_->first_attempt_done_; });
   }
   return s;
 }

@@ -1,7 +1,10 @@
 // nova-cloud: NovaCron's cloud consumer service.
 //
-// Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 runtime failure (store, broker or
-// HTTP port unavailable), 2 usage or configuration error.
+// Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 runtime failure (store or HTTP port
+// unavailable), 2 usage or configuration error (TLS files included: a key that does not
+// match its certificate names mqtt.tls_key_file). A broker that is down or refuses the
+// certificate is not fatal: the connect is logged (connect_failed) and retried, and
+// /readyz answers 503 until it succeeds.
 // Signals: SIGTERM/SIGINT stop the API, store what is queued, ack it, and exit.
 // SIGHUP re-reads the configuration file: an invalid file is refused naming the key;
 // changed keys are listed, and those that only take effect at start are named. It also
@@ -47,6 +50,9 @@ std::string changed_keys(const CloudConfig& a, const CloudConfig& b) {
   check("mqtt.username", a.mqtt.username != b.mqtt.username);
   check("mqtt.client_id", a.mqtt.client_id != b.mqtt.client_id);
   check("mqtt.shared_group", a.mqtt.shared_group != b.mqtt.shared_group);
+  check("mqtt.tls_ca_file", a.mqtt.tls_ca_file != b.mqtt.tls_ca_file);
+  check("mqtt.tls_cert_file", a.mqtt.tls_cert_file != b.mqtt.tls_cert_file);
+  check("mqtt.tls_key_file", a.mqtt.tls_key_file != b.mqtt.tls_key_file);
   check("store.dir", a.store.dir != b.store.dir);
   check("store.raw_retention_h", a.store.raw_retention_h != b.store.raw_retention_h);
   check("store.downsampled_retention_d", a.store.downsampled_retention_d != b.store.downsampled_retention_d);

@@ -19,6 +19,7 @@
 #include "nova/testing/ack_consumer.h"
 #include "nova/testing/agent_process.h"
 #include "nova/testing/broker.h"
+#include "nova/testing/paho_tls.h"
 
 using namespace nova;
 using namespace std::chrono_literals;
@@ -41,7 +42,7 @@ void write_config(const fs::path& file, const std::string& uri, const fs::path& 
 // signed by the key test agents trust (signer.h), as nova-cloud sends it.
 void publish(const std::string& uri, const std::string& topic, const std::string& payload, bool retained = false) {
   mqtt::async_client c(uri, "test-publisher", mqtt::create_options(MQTTVERSION_3_1_1));
-  c.connect()->wait();
+  c.connect(testing::connect_options(uri, "test-publisher"))->wait();
   const std::string sent = topic.starts_with("nova/v1/down/") ? testing::test_signer().sign(topic, payload) : payload;
   c.publish(topic, sent.data(), sent.size(), 1, retained)->wait();
   c.disconnect()->wait();
@@ -57,7 +58,7 @@ std::string down_topic(const char* kind) { return std::string("nova/v1/down/") +
 }  // namespace
 
 TEST_CASE("nova-agent runs tasks, survives bad input, reloads config, stops cleanly", "[agent][process]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   testing::AckConsumer consumer(broker.uri());
   const fs::path dir = broker.data_dir() / "agent";
   fs::create_directories(dir);
@@ -103,6 +104,7 @@ TEST_CASE("nova-agent runs tasks, survives bad input, reloads config, stops clea
 TEST_CASE("nova-agent refuses a bad config file with exit code 2 naming the key", "[agent][process]") {
   const fs::path dir = fs::temp_directory_path() / ("nova-agent-badcfg-" + std::to_string(::getpid()));
   fs::create_directories(dir);
+  // Plaintext uri on purpose: the agent exits on the config before any connect.
   write_config(dir / "agent.yaml", "tcp://127.0.0.1:1", dir, "metrics: {interval_ms: 5}\n");
   {
     testing::AgentProcess agent(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
@@ -122,7 +124,7 @@ class Collector final : public virtual mqtt::callback {
   Collector(const std::string& uri, const std::string& filter)
       : client_(uri, "test-collector-" + std::to_string(next_id_++), mqtt::create_options(MQTTVERSION_3_1_1)) {
     client_.set_callback(*this);
-    client_.connect()->wait();
+    client_.connect(testing::connect_options(uri, "test-collector"))->wait();
     client_.subscribe(filter, 1)->wait();
   }
   ~Collector() override {
@@ -174,7 +176,7 @@ class Collector final : public virtual mqtt::callback {
 // line of stdin, all on one connection, as fast as the broker takes them); returns its
 // exit status.
 int mosquitto_pub(const testing::Broker& broker, const std::string& topic, const std::vector<std::string>& payloads) {
-  const std::string cmd = "mosquitto_pub -h 127.0.0.1 -p " + std::to_string(broker.port()) + " -q 1 -i test-pub-" +
+  const std::string cmd = "mosquitto_pub " + broker.mosquitto_client_args("test-pub") + " -q 1 -i test-pub-" +
                           std::to_string(::getpid()) + " -t '" + topic + "' -l";
   FILE* in = ::popen(cmd.c_str(), "w");
   if (in == nullptr) return -1;
@@ -188,7 +190,7 @@ int mosquitto_pub(const testing::Broker& broker, const std::string& topic, const
 }  // namespace
 
 TEST_CASE("nova-agent survives readings with invalid UTF-8 and answers each with an error", "[agent][process][sensors]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   const fs::path dir = broker.data_dir() / "agent-utf8";
   fs::create_directories(dir);
   write_config(dir / "agent.yaml", broker.uri(), dir);
@@ -220,7 +222,7 @@ TEST_CASE("nova-agent answers every one of 200 bad readings sent at once, and a 
   // The readings wait in the agent's session while it is stopped; with no in-flight cap
   // the broker then hands all of them over at once, so the agent refuses 200 readings
   // in one go (Paho's client refuses publishes past 100 waiting to be sent).
-  testing::BrokerOptions options;
+  testing::BrokerOptions options = testing::mutual_tls();
   options.extra_config = "max_inflight_messages 0\n";
   testing::Broker broker(options);
   const fs::path dir = broker.data_dir() / "agent-burst";
@@ -258,7 +260,7 @@ TEST_CASE("nova-agent answers every one of 200 bad readings sent at once, and a 
 }
 
 TEST_CASE("nova-agent answers a malformed sensor reading and sends good ones up in its metrics", "[agent][process][sensors]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   testing::AckConsumer consumer(broker.uri());
   const fs::path dir = broker.data_dir() / "agent-sensors";
   fs::create_directories(dir);
@@ -293,7 +295,7 @@ TEST_CASE("nova-agent answers a malformed sensor reading and sends good ones up 
 }
 
 TEST_CASE("nova-agent decides locally: an alert and its decision reach the cloud on their streams", "[agent][process][decisions]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   testing::AckConsumer consumer(broker.uri());
   const fs::path dir = broker.data_dir() / "agent-decisions";
   fs::create_directories(dir);

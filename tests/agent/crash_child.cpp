@@ -3,6 +3,7 @@
 // milliseconds instead of minutes.
 //   crash_child <broker uri> <dir> [--drain-only]
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -45,6 +46,9 @@ int main(int argc, char** argv) {
   o.birth.node = "gw-crash";
   o.birth.description = nova::schemas::NodeDescription{4, "cloud/eu/par/par-a1", "x86_64", "test", {}, {1000, 512, 1024}, std::nullopt};
   o.broker_uri = argv[1];
+  if (const char* ca = std::getenv("NOVA_CRASH_TLS_CA")) {  // set for a TLS uri (crash_child_support.h)
+    o.tls = nova::agent::TlsFiles{ca, std::getenv("NOVA_CRASH_TLS_CERT"), std::getenv("NOVA_CRASH_TLS_KEY")};
+  }
   o.reconnect_min = std::chrono::milliseconds(50);
   o.reconnect_max = std::chrono::milliseconds(200);
   o.sample_interval = std::chrono::milliseconds(1);

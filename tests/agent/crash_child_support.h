@@ -13,15 +13,24 @@
 #include <string>
 
 #include "nova/agent/outbox.h"
+#include "nova/testing/test_pki.h"
 
 namespace nova::test {
 
 // Starts crash_child against `uri` with its state under `dir`; with drain_only it
-// produces no samples and exits once its outbox is fully acknowledged.
+// produces no samples and exits once its outbox is fully acknowledged. For a TLS uri
+// its identity (gw-crash, of this process's test PKI) goes in NOVA_CRASH_TLS_CA, _CERT
+// and _KEY: the child has no PKI of its own.
 inline pid_t spawn_crash_child(const std::string& uri, const std::filesystem::path& dir, bool drain_only) {
+  const auto tls = testing::tls_files_for(uri, "gw-crash");
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a test that failed or crashed
+    if (tls) {
+      ::setenv("NOVA_CRASH_TLS_CA", tls->ca_file.c_str(), 1);
+      ::setenv("NOVA_CRASH_TLS_CERT", tls->cert_file.c_str(), 1);
+      ::setenv("NOVA_CRASH_TLS_KEY", tls->key_file.c_str(), 1);
+    }
     const std::string d = dir.string();
     ::execl(NOVA_CRASH_CHILD, NOVA_CRASH_CHILD, uri.c_str(), d.c_str(), drain_only ? "--drain-only" : nullptr,
             nullptr);

@@ -20,7 +20,7 @@ namespace fs = std::filesystem;
 
 
 TEST_CASE("SIGKILL during buffering and draining loses nothing that was stored", "[agent][crash]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   const std::string uri = broker.uri();
   testing::AckConsumer consumer(uri);
   const fs::path dir = broker.data_dir() / "agent";

@@ -12,6 +12,7 @@
 #include "nova/testing/agent_process.h"
 #include "nova/testing/broker.h"
 #include "nova/testing/signer.h"
+#include "nova/testing/paho_tls.h"
 
 using namespace nova;
 using namespace std::chrono_literals;
@@ -35,12 +36,12 @@ std::vector<std::string> lines(const std::string& text) {
 }  // namespace
 
 TEST_CASE("nova-agent logs at its log.level in its log.format, and reloads both", "[agent][process][log]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   // A retained malformed (signed) config: the agent answers it with a warning as soon as it has
   // subscribed, which shows that it runs without any info line.
   {
     mqtt::async_client c(broker.uri(), "test-publisher", mqtt::create_options(MQTTVERSION_3_1_1));
-    c.connect()->wait();
+    c.connect(testing::connect_options(broker, "test-publisher"))->wait();
     const std::string topic = std::string("nova/v1/down/") + kSite + "/gw-log/config";
     const std::string signed_config = testing::test_signer().sign(topic, "not cbor");  // signed, so it is decoded
     c.publish(topic, signed_config.data(), signed_config.size(), 1, true)->wait();

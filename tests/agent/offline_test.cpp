@@ -16,6 +16,7 @@
 #include "nova/testing/ack_consumer.h"
 #include "nova/testing/broker.h"
 #include "nova/testing/signer.h"
+#include "nova/testing/test_pki.h"
 
 using namespace nova;
 using namespace std::chrono_literals;
@@ -61,6 +62,7 @@ agent::AgentOptions options_for(const std::string& uri, const fs::path& dir) {
   o.birth.node = "gw-1";
   o.birth.description = schemas::NodeDescription{4, "cloud/eu/par/par-a1", "x86_64", "test", {}, {1000, 512, 1024}, std::nullopt};
   o.broker_uri = uri;
+  o.tls = testing::tls_files_for(uri, "gw-1");
   o.reconnect_min = 100ms;
   o.reconnect_max = 500ms;
   o.sample_interval = 0ms;
@@ -73,7 +75,7 @@ agent::AgentOptions options_for(const std::string& uri, const fs::path& dir) {
 }  // namespace
 
 TEST_CASE("a day offline: 86,400 samples buffered, then delivered exactly once", "[agent][offline]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   const std::string uri = broker.uri();
   broker.stop();  // the uplink is gone for the whole day
 
@@ -170,7 +172,7 @@ TEST_CASE("the go-back-N stall timer starts at the first unacknowledged send", "
   // The session is older than resend_after when its first batch is sent; that batch
   // must still get resend_after to be acknowledged before it is sent again. Only lower
   // bounds on elapsed time are checked, so a slow machine cannot fail this test.
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   const fs::path dir = broker.data_dir() / "agent-stall";
   GatedSamples source;
   agent::AgentOptions o = options_for(broker.uri(), dir);

@@ -13,6 +13,7 @@
 #include "nova/testing/ack_consumer.h"
 #include "nova/testing/broker.h"
 #include "nova/testing/signer.h"
+#include "nova/testing/test_pki.h"
 
 using namespace nova;
 using namespace std::chrono_literals;
@@ -42,7 +43,7 @@ class HotSamples final : public agent::SampleSource {
 
 TEST_CASE("an alert lost after its PUBACK is resent while metrics keep being acknowledged",
           "[agent][resend][streams]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   testing::AckConsumer consumer(broker.uri());
   consumer.drop_next("alerts", 1);
 
@@ -51,6 +52,7 @@ TEST_CASE("an alert lost after its PUBACK is resent while metrics keep being ack
   o.birth.node = "gw-1";
   o.birth.description = schemas::NodeDescription{4, "cloud/eu/par/par-a1", "x86_64", "test", {}, {1000, 512, 1024}, std::nullopt};
   o.broker_uri = broker.uri();
+  o.tls = testing::tls_files_for(broker.uri(), "gw-1");
   o.outbox.dir = broker.data_dir() / "agent" / "outbox";
   o.state_dir = broker.data_dir() / "agent" / "state";
   o.control.keys = {testing::test_signer().verify_key()};  // the acking consumer's key

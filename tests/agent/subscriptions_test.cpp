@@ -72,6 +72,9 @@ TEST_CASE("a refused subscription is logged, counted, retried and keeps the birt
           "[agent][subscriptions]") {
   const fs::path dynsec = fs::temp_directory_path() / ("nova-dynsec-" + std::to_string(::getpid()) + ".json");
   std::ofstream(dynsec) << kDynsecConfig;
+  // Plaintext on purpose: the dynamic security plugin's rules here are for its anonymous
+  // group; under TLS every client is a certificate identity and the rules would be
+  // per-client (not rewritten yet).
   testing::BrokerOptions bo;
   bo.extra_config = "allow_anonymous true\nplugin " NOVA_MOSQUITTO_DYNSEC "\nplugin_opt_config_file " +
                     dynsec.string() + "\n";

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -18,13 +19,17 @@
 #include "nova/testing/broker.h"
 #include "nova/testing/child_process.h"
 #include "nova/testing/signer.h"
+#include "nova/testing/test_pki.h"
 
 namespace nova::test {
 
 class CloudProcess {
  public:
+  // With a TLS broker_uri (mqtts://), nova-cloud presents `identity`, by default the
+  // test PKI's nova-cloud identity.
   CloudProcess(const std::string& broker_uri, const std::filesystem::path& dir, const std::string& client_id = "nova-cloud",
-               const std::string& shared_group = "", std::uint32_t heartbeat_timeout_s = 180)
+               const std::string& shared_group = "", std::uint32_t heartbeat_timeout_s = 180,
+               const std::optional<testing::TlsIdentity>& identity = std::nullopt)
       : dir_(dir), port_(testing::free_loopback_port()) {
     std::filesystem::create_directories(dir);
     // Authentication on, as in production: an admin token the test's client sends.
@@ -33,7 +38,8 @@ class CloudProcess {
     token_ = admin->token;
     std::ofstream(tokens_file(), std::ios::app) << admin->line << '\n';
     std::ofstream(dir / "cloud.yaml") << "mqtt:\n  uri: \"" << broker_uri << "\"\n  client_id: " << client_id
-                                      << "\n  shared_group: \"" << shared_group << "\"\nstore:\n  dir: " << (dir / "store").string()
+                                      << "\n  shared_group: \"" << shared_group << "\"\n" << tls_keys(broker_uri, identity)
+                                      << "store:\n  dir: " << (dir / "store").string()
                                       << "\nliveness:\n  heartbeat_timeout_s: " << heartbeat_timeout_s
                                       << "\nhttp:\n  port: " << port_ << "\nauth:\n  tokens_file: " << tokens_file().string()
                                       << "\naudit:\n  file: " << audit_file().string()
@@ -43,6 +49,14 @@ class CloudProcess {
     start();
   }
   ~CloudProcess() = default;  // the child is SIGKILLed
+
+  // The mqtt.tls_* keys for a TLS test broker (mqtts://); none for a plaintext one.
+  static std::string tls_keys(const std::string& broker_uri, const std::optional<testing::TlsIdentity>& identity) {
+    if (!broker_uri.starts_with("mqtts://")) return "";
+    const testing::TlsIdentity id = identity ? *identity : testing::client_identity("nova-cloud");
+    return "  tls_ca_file: " + id.ca.string() + "\n  tls_cert_file: " + id.cert.string() + "\n  tls_key_file: " +
+           id.key.string() + "\n";
+  }
   CloudProcess(const CloudProcess&) = delete;
   CloudProcess& operator=(const CloudProcess&) = delete;
 

@@ -18,6 +18,7 @@
 #include "cloud_process.h"
 #include "nova/schemas/codec.h"
 #include "nova/testing/broker.h"
+#include "nova/testing/paho_tls.h"
 
 using namespace nova;
 using namespace std::chrono_literals;
@@ -38,7 +39,7 @@ bool poll(const std::function<bool()>& done, std::chrono::milliseconds timeout) 
 // What a fresh outside subscriber receives as retained under `filter`: topic -> payload.
 // Retained messages follow the SUBACK at once; the collection ends once `expected` topics
 // are in or after `wait`.
-std::map<std::string, std::string> retained(const std::string& uri, const std::string& filter, std::size_t expected,
+std::map<std::string, std::string> retained(const testing::Broker& broker, const std::string& filter, std::size_t expected,
                                             std::chrono::milliseconds wait = 500ms) {
   struct Collector final : public virtual mqtt::callback {
     std::mutex mutex;
@@ -51,9 +52,9 @@ std::map<std::string, std::string> retained(const std::string& uri, const std::s
       cv.notify_all();
     }
   } collector;
-  mqtt::async_client client(uri, "test-retained-reader", mqtt::create_options(MQTTVERSION_3_1_1));
+  mqtt::async_client client(broker.uri(), "test-retained-reader", mqtt::create_options(MQTTVERSION_3_1_1));
   client.set_callback(collector);
-  client.connect()->wait();
+  client.connect(testing::connect_options(broker, "test-retained-reader"))->wait();
   client.subscribe(filter, 1)->wait();
   std::map<std::string, std::string> out;
   {
@@ -65,9 +66,9 @@ std::map<std::string, std::string> retained(const std::string& uri, const std::s
   return out;
 }
 
-void publish(const std::string& uri, const std::string& topic, const schemas::Bytes& payload, bool retain) {
-  mqtt::async_client client(uri, "test-publisher", mqtt::create_options(MQTTVERSION_3_1_1));
-  client.connect()->wait();
+void publish(const testing::Broker& broker, const std::string& topic, const schemas::Bytes& payload, bool retain) {
+  mqtt::async_client client(broker.uri(), "test-publisher", mqtt::create_options(MQTTVERSION_3_1_1));
+  client.connect(testing::connect_options(broker, "test-publisher"))->wait();
   client.publish(topic, payload.data(), payload.size(), 1, retain)->wait();
   client.disconnect()->wait();
 }
@@ -102,10 +103,11 @@ TEST_CASE("a broker that lost its retained store gets the cloud's records back f
           "[cloud][faults]") {
   testing::BrokerOptions options;
   options.persistence = false;  // as a broker that keeps retained messages in memory only
+  options.tls = true;
   testing::Broker broker(options);
   test::CloudProcess cloud(broker.uri(), broker.data_dir() / "cloud");
 
-  publish(broker.uri(), "nova/v1/up/gw-1/state", schemas::encode_cbor(birth("gw-1")), true);
+  publish(broker, "nova/v1/up/gw-1/state", schemas::encode_cbor(birth("gw-1")), true);
   REQUIRE(poll([&] { return cloud.get_json("/api/v1/nodes").size() == 1; }, 10s));
   for (const char* id : {"keep-me", "done-1"}) {
     auto submitted = cloud.post("/api/v1/workloads", workload_spec(id).dump());
@@ -119,7 +121,7 @@ TEST_CASE("a broker that lost its retained store gets the cloud's records back f
   result.status = schemas::TaskStatus::ok;
   result.exit_code = 0;
   result.finished_ts = 1;
-  publish(broker.uri(), "nova/v1/up/gw-1/result", schemas::encode_cbor(result), false);
+  publish(broker, "nova/v1/up/gw-1/result", schemas::encode_cbor(result), false);
   REQUIRE(poll([&] { return cloud.get_json("/api/v1/workloads/done-1")["phase"] == "succeeded"; }, 10s));
   const json cluster = {{"v", 1}, {"cluster_id", "ops-eu"}, {"name", "operators' eu"}, {"role", "secondary"},
                         {"root_site", "cloud/eu"}, {"caps", json::array()}, {"policies", json::object()}};
@@ -129,18 +131,18 @@ TEST_CASE("a broker that lost its retained store gets the cloud's records back f
   const std::set<std::string> records = {"nova/v1/cloud/workload/keep-me", "nova/v1/cloud/placement/keep-me",
                                          "nova/v1/cloud/cluster/ops-eu"};
   auto held = [&] {
-    const auto now = retained(broker.uri(), "nova/v1/cloud/#", 16);
+    const auto now = retained(broker, "nova/v1/cloud/#", 16);
     for (const auto& topic : records) {
       if (now.count(topic) == 0 || now.at(topic).empty()) return false;
     }
     return true;
   };
   REQUIRE(poll(held, 10s));
-  const auto before = retained(broker.uri(), "nova/v1/cloud/placement/keep-me", 1);
+  const auto before = retained(broker, "nova/v1/cloud/placement/keep-me", 1);
 
   cloud.kill(SIGKILL);
   broker.restart();  // no persistence: every retained record is gone
-  REQUIRE(retained(broker.uri(), "nova/v1/cloud/#", 1, 300ms).count("nova/v1/cloud/workload/keep-me") == 0);
+  REQUIRE(retained(broker, "nova/v1/cloud/#", 1, 300ms).count("nova/v1/cloud/workload/keep-me") == 0);
   const auto restarted = std::chrono::steady_clock::now();
   cloud.start();
 
@@ -149,7 +151,7 @@ TEST_CASE("a broker that lost its retained store gets the cloud's records back f
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - restarted).count();
   WARN("records back on the broker " << back_ms << " ms after nova-cloud was started again");
   // The same placement, not a new one: revision and node unchanged.
-  const auto after = retained(broker.uri(), "nova/v1/cloud/placement/keep-me", 1);
+  const auto after = retained(broker, "nova/v1/cloud/placement/keep-me", 1);
   REQUIRE(after.size() == 1);
   auto p_before = schemas::decode_cbor<schemas::Placement>(before.begin()->second);
   auto p_after = schemas::decode_cbor<schemas::Placement>(after.begin()->second);
@@ -184,8 +186,7 @@ TEST_CASE("a subscription the broker's ACL denies fails readiness, is counted an
   const fs::path acl = dir / "acl";
   auto write_acl = [&](bool alerts_readable) {
     std::ofstream out(acl, std::ios::trunc);
-    out << "topic readwrite nova/#\n"  // anonymous: the test's own clients
-        << "user nova-cloud\n"
+    out << "user nova-cloud\n"
         << "topic readwrite nova/v1/up/+/state\ntopic readwrite nova/v1/up/+/link\n"
         << "topic readwrite nova/v1/up/+/result\ntopic readwrite nova/v1/up/+/metrics\n"
         << "topic readwrite nova/v1/up/+/decision\n"
@@ -195,6 +196,7 @@ TEST_CASE("a subscription the broker's ACL denies fails readiness, is counted an
   write_acl(false);
   testing::BrokerOptions options;
   options.extra_config = "acl_file " + acl.string() + "\n";
+  options.tls = true;  // the ACL's user is nova-cloud's certificate identity
   testing::Broker broker(options);
   test::CloudProcess cloud(broker.uri(), broker.data_dir() / "cloud");
 

@@ -20,6 +20,7 @@
 #include "nova/cloud/ingest_store.h"
 #include "nova/schemas/codec.h"
 #include "nova/testing/broker.h"
+#include "nova/testing/paho_tls.h"
 
 using namespace nova;
 using namespace std::chrono_literals;
@@ -48,7 +49,7 @@ bool wait_watermark(const test::CloudProcess& cloud, const std::string& node, st
 }  // namespace
 
 TEST_CASE("nova-cloud SIGKILLed three times mid-stream stores every sample exactly once", "[cloud][ingest]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   const fs::path dir = broker.data_dir();
   auto cloud = std::make_unique<test::CloudProcess>(broker.uri(), dir / "cloud");
 
@@ -105,7 +106,7 @@ TEST_CASE("nova-cloud SIGKILLed three times mid-stream stores every sample exact
 // seqs instead of waiting for them forever: everything held is acknowledged, the
 // outbox drains to empty, and the cloud counts exactly the evicted seqs as skipped.
 TEST_CASE("seqs evicted while nova-cloud is away are declared gone and the rest is acknowledged", "[cloud][ingest][eviction]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   const fs::path dir = broker.data_dir();
   constexpr std::uint64_t kSamples = 12'000;  // 200 batches of 60
   constexpr std::uint64_t kCap = 16 * 1024;   // a few dozen batches
@@ -172,10 +173,10 @@ TEST_CASE("seqs evicted while nova-cloud is away are declared gone and the rest 
 }
 
 TEST_CASE("malformed upward records are refused and counted and ingest goes on", "[cloud][bad-input]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   test::CloudProcess cloud(broker.uri(), broker.data_dir() / "cloud");
   mqtt::async_client client(broker.uri(), "gw-bad", mqtt::create_options(MQTTVERSION_3_1_1));
-  client.connect()->wait();
+  client.connect(testing::connect_options(broker, "gw-bad"))->wait();
   auto send = [&](const std::string& topic, const std::string& payload) {
     client.publish(topic, payload.data(), payload.size(), 1, false)->wait();
   };
@@ -262,7 +263,7 @@ TEST_CASE("a forged record far ahead of the watermark is refused and the real ag
 }
 
 TEST_CASE("malformed REST requests get a 4xx with the reason", "[cloud][bad-input]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   test::CloudProcess cloud(broker.uri(), broker.data_dir() / "cloud");
   auto truncated = cloud.post("/api/v1/workloads", "{\"v\":1,\"workload_id\":");
   REQUIRE(truncated);
@@ -303,7 +304,7 @@ TEST_CASE("malformed REST requests get a 4xx with the reason", "[cloud][bad-inpu
 }
 
 TEST_CASE("nova-cloud refuses a bad config with exit 2 and reloads on SIGHUP and stops on SIGTERM", "[cloud][process]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   const fs::path dir = broker.data_dir() / "cloud-proc";
   fs::create_directories(dir);
   {

@@ -21,6 +21,7 @@
 #include "nova/schemas/codec.h"
 #include "nova/schemas/signed.h"
 #include "nova/testing/broker.h"
+#include "nova/testing/paho_tls.h"
 
 using namespace nova;
 using namespace std::chrono_literals;
@@ -57,9 +58,10 @@ std::uint64_t watermark(const test::CloudProcess& c, const std::string& node) {
 // Counts the task messages sent downward, per task id.
 class TaskCounter final : public virtual mqtt::callback {
  public:
-  explicit TaskCounter(const std::string& uri) : client_(uri, "test-task-counter", mqtt::create_options(MQTTVERSION_3_1_1)) {
+  explicit TaskCounter(const testing::Broker& broker)
+      : client_(broker.uri(), "test-task-counter", mqtt::create_options(MQTTVERSION_3_1_1)) {
     client_.set_callback(*this);
-    client_.connect()->wait();
+    client_.connect(testing::connect_options(broker, "test-task-counter"))->wait();
     client_.subscribe("nova/v1/down/#", 1)->wait();
   }
   ~TaskCounter() override {
@@ -109,7 +111,7 @@ schemas::NodeState node_state(const std::string& node, schemas::NodeStatus statu
 
 TEST_CASE("two instances share ingest and one is SIGKILLed mid-stream: nothing lost and nothing twice",
           "[cloud][scale-out]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   const fs::path dir = broker.data_dir();
   test::CloudProcess a(broker.uri(), dir / "cloud-a", "cloud-a", "ingest");
   test::CloudProcess b(broker.uri(), dir / "cloud-b", "cloud-b", "ingest");
@@ -159,12 +161,12 @@ TEST_CASE("two instances share ingest and one is SIGKILLed mid-stream: nothing l
 }
 
 TEST_CASE("two instances place each workload once and the survivor adopts and fails over", "[cloud][scale-out]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   const fs::path dir = broker.data_dir();
   test::CloudProcess a(broker.uri(), dir / "cloud-a", "cloud-a", "ingest");
   test::CloudProcess b(broker.uri(), dir / "cloud-b", "cloud-b", "ingest");
   REQUIRE(both_see_two(a, b));
-  TaskCounter tasks(broker.uri());
+  TaskCounter tasks(broker);
   for (const char* node : {"sim-1", "sim-2"}) {
     tasks.publish(std::string("nova/v1/up/") + node + "/state", schemas::encode_cbor(node_state(node, schemas::NodeStatus::online)), true);
   }

@@ -11,6 +11,7 @@
 
 #include "nova/agent/agent.h"
 #include "nova/testing/signer.h"
+#include "nova/testing/test_pki.h"
 
 namespace nova::test {
 
@@ -46,6 +47,7 @@ inline agent::AgentOptions streaming_agent(const std::string& node, const std::s
   o.birth.description =
       schemas::NodeDescription{4, "cloud/eu/par/par-a1", "x86_64", "test", {}, {1000, 512, 1024}, std::nullopt};
   o.broker_uri = uri;
+  o.tls = testing::tls_files_for(uri, node);
   o.reconnect_min = 100ms;
   o.reconnect_max = 500ms;
   o.sample_interval = 0ms;

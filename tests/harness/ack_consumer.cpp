@@ -1,4 +1,5 @@
 #include "nova/testing/ack_consumer.h"
+#include "nova/testing/paho_tls.h"
 
 #include <mqtt/async_client.h>
 
@@ -37,7 +38,9 @@ AckConsumer::AckConsumer(const std::string& uri, const std::string& username, bo
   client_ = std::make_unique<mqtt::async_client>(uri, "test-ack-consumer", mqtt::create_options(MQTTVERSION_3_1_1));
   handler_ = std::make_unique<Handler>(*this);
   client_->set_callback(*handler_);
-  mqtt::connect_options opts;
+  // TLS for an mqtts:// uri: the certificate of `username`, which the broker makes the
+  // MQTT username.
+  mqtt::connect_options opts = connect_options(uri, username);
   opts.set_clean_session(true);
   opts.set_user_name(username);
   opts.set_automatic_reconnect(std::chrono::milliseconds(50), std::chrono::milliseconds(500));

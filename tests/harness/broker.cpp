@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "nova/bridge/net.h"
+#include "nova/testing/test_pki.h"
 
 // Process handling (fork/exec with PR_SET_PDEATHSIG, readiness on pidfd + inotify + TCP
 // connect, SIGTERM/SIGKILL, reaping) is nova::bridge::BrokerProcess; this file only
@@ -74,7 +75,18 @@ Broker::~Broker() {
   }
 }
 
-std::string Broker::uri() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+std::string Broker::uri() const {
+  return (options_.tls ? "mqtts://127.0.0.1:" : "tcp://127.0.0.1:") + std::to_string(port_);
+}
+
+std::string Broker::mosquitto_client_args(const std::string& cn) const {
+  std::string args = "-h 127.0.0.1 -p " + std::to_string(port_);
+  if (options_.tls) {
+    const TlsIdentity id = client_identity(cn);
+    args += " --cafile '" + id.ca.string() + "' --cert '" + id.cert.string() + "' --key '" + id.key.string() + "'";
+  }
+  return args;
+}
 
 pid_t Broker::pid() const { return running() ? process_.pid() : -1; }
 
@@ -127,8 +139,20 @@ void Broker::write_config() const {
     // autosave fails with "Permission denied" while the broker keeps running.
     out << "user root\n";
   }
-  out << "listener " << port_ << " 127.0.0.1\n"
-      << "allow_anonymous true\n";
+  out << "listener " << port_ << " 127.0.0.1\n";
+  if (options_.tls) {
+    const TlsIdentity server = broker_identity();
+    out << "cafile " << server.ca.string() << "\n"
+        << "certfile " << server.cert.string() << "\n"
+        << "keyfile " << server.key.string() << "\n"
+        << "crlfile " << test_pki_crl().string() << "\n"
+        << "require_certificate true\n"
+        << "use_identity_as_username true\n"
+        << "tls_version tlsv1.2\n"
+        << "allow_anonymous false\n";
+  } else {
+    out << "allow_anonymous true\n";
+  }
   if (options_.persistence) {
     out << "persistence true\n"
         << "persistence_location " << dir_.string() << "/\n"

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "nova/testing/broker.h"
+#include "nova/testing/paho_tls.h"
 
 namespace {
 
@@ -56,6 +57,7 @@ bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
 
 }  // namespace
 
+// The cases without `tls` check the plaintext mode itself, on purpose.
 TEST_CASE("a started broker accepts a Paho client", "[harness]") {
   Broker broker;
   REQUIRE(broker.running());
@@ -70,6 +72,36 @@ TEST_CASE("a started broker accepts a Paho client", "[harness]") {
   client.disconnect();
 
   CHECK(broker.log_text().find("running") != std::string::npos);
+}
+
+TEST_CASE("a TLS broker takes a client certificate of the test PKI as the username, and only that", "[harness]") {
+  BrokerOptions options;
+  options.tls = true;
+  Broker broker(options);
+  REQUIRE(broker.uri() == "mqtts://127.0.0.1:" + std::to_string(broker.port()));
+
+  mqtt::client client(broker.uri(), "harness-tls");
+  auto opts = nova::testing::connect_options(broker, "gw-harness");
+  opts.set_connect_timeout(5s);
+  client.connect(opts);
+  CHECK(client.is_connected());
+  client.disconnect();
+  CHECK(broker.log_count("u'gw-harness'") == 1);
+
+  // mosquitto_pub with the arguments the harness gives.
+  CHECK(std::system(("mosquitto_pub " + broker.mosquitto_client_args("gw-cli") + " -t t -m x -q 1").c_str()) == 0);
+  CHECK(broker.log_count("u'gw-cli'") == 1);
+
+  // Refused: no certificate, and a certificate of another CA with the same name.
+  CHECK(std::system(("mosquitto_pub -h 127.0.0.1 -p " + std::to_string(broker.port()) + " --cafile '" +
+                     nova::testing::client_identity("gw-cli").ca.string() + "' -t t -m x 2>/dev/null")
+                        .c_str()) != 0);
+  const auto stranger = nova::testing::foreign_identity(broker.data_dir() / "foreign-pki", "gw-cli");
+  CHECK(std::system(("mosquitto_pub -h 127.0.0.1 -p " + std::to_string(broker.port()) + " --cafile '" +
+                     nova::testing::client_identity("gw-cli").ca.string() + "' --cert '" + stranger.cert.string() +
+                     "' --key '" + stranger.key.string() + "' -t t -m x 2>/dev/null")
+                        .c_str()) != 0);
+  CHECK(broker.log_count("u'gw-cli'") == 1);
 }
 
 TEST_CASE("a retained QoS 1 message survives SIGTERM and restart", "[harness]") {

@@ -15,6 +15,7 @@
 #include "nova/schemas/messages.h"
 #include "nova/schemas/topic.h"
 #include "nova/testing/broker.h"
+#include "nova/testing/paho_tls.h"
 
 namespace {
 
@@ -30,12 +31,11 @@ nova::topics::Id id(std::string_view text) {
   return std::move(parsed).value();
 }
 
-mqtt::connect_options connect_options() {
-  return mqtt::connect_options_builder()
-      .mqtt_version(MQTTVERSION_3_1_1)
-      .clean_session(true)
-      .connect_timeout(5s)
-      .finalize();
+// With the client's certificate of the test PKI (client ids are valid CNs here).
+mqtt::connect_options client_options(const Broker& broker, const std::string& client_id) {
+  mqtt::connect_options opts = nova::testing::connect_options(broker, client_id);
+  opts.set_connect_timeout(5s);
+  return opts;
 }
 
 // A connected client (no client-side persistence) that queues every message it
@@ -45,7 +45,7 @@ class Client {
   Client(const Broker& broker, const std::string& client_id)
       : client_(broker.uri(), client_id) {
     client_.start_consuming();
-    REQUIRE(client_.connect(connect_options())->wait_for(kTimeout));
+    REQUIRE(client_.connect(client_options(broker, client_id))->wait_for(kTimeout));
   }
   ~Client() {
     try {
@@ -129,7 +129,7 @@ nova::schemas::MetricsBatch sample_batch(std::size_t samples) {
 
 TEST_CASE("a retained NodeState birth reaches a subscriber that connects later",
           "[integration][codec]") {
-  Broker broker;
+  Broker broker(nova::testing::mutual_tls());
   const auto node = id("gw-01");
   const std::string topic = nova::topics::up(node, nova::topics::UpKind::state);
   const auto birth = sample_birth();
@@ -163,7 +163,7 @@ TEST_CASE("a retained NodeState birth reaches a subscriber that connects later",
 
 TEST_CASE("a zstd MetricsBatch of 60 samples travels at QoS 1 and decodes equal",
           "[integration][codec]") {
-  Broker broker;
+  Broker broker(nova::testing::mutual_tls());
   const auto node = id("gw-01");
   const std::string topic = nova::topics::up(node, nova::topics::UpKind::metrics);
   const auto batch = sample_batch(60);

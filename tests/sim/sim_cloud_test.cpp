@@ -132,6 +132,8 @@ int exit_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 
 }  // namespace
 
+// Plaintext brokers: nova-sim has no TLS options yet (its clients would need a
+// certificate per simulated node).
 TEST_CASE("nova-sim: 200 nodes are alive at nova-cloud, acked, and dead after a SIGKILL", "[sim]") {
   testing::Broker broker;
   const fs::path dir = broker.data_dir() / "work";

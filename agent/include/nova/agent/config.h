@@ -147,7 +147,7 @@ struct AgentConfig {
 };
 
 // The key that names `file` ("mqtt.tls_cert_file"), for errors about it.
-std::string_view tls_file_key(TlsFileProblem::File file);
+using security::tls_file_key;
 
 // --- the key table ---------------------------------------------------------------------
 

@@ -30,35 +30,21 @@
 #include <string_view>
 #include <vector>
 
+#include "nova/security/tls_files.h"
+
 namespace nova::agent {
 namespace detail {
 struct PahoApi;
 }
 
-// The one place that decides whether a broker URI is plaintext: everything but ssl://,
-// mqtts:// and wss:// is.
-bool is_plaintext_uri(std::string_view uri);
+// The TLS identity, its check and the plaintext test have one home, shared with
+// nova-cloud: nova/security/tls_files.h.
+using security::is_plaintext_uri;
+using security::TlsFileProblem;
+using security::TlsFiles;
 
-// The uplink's TLS identity and trust: PEM files.
-struct TlsFiles {
-  std::string ca_file;    // CA certificates (chain) the broker's certificate must verify against
-  std::string cert_file;  // this node's certificate (and intermediates), presented to the broker
-  std::string key_file;   // its private key
-  // Verify the broker's certificate and its name (host name or IP address of the URI
-  // in its SAN). Off only through the config's insecure key.
-  bool verify_server = true;
-  friend bool operator==(const TlsFiles&, const TlsFiles&) = default;
-};
-
-// Why `files` cannot serve as a TLS identity, if they cannot: which file and why
-// (missing, unreadable, not PEM, the key does not match the certificate). Checked with
-// OpenSSL, which it loads (paho_api.h). An expired certificate passes: the broker
-// refuses it, the agent logs why and keeps retrying, and a renewed file is used at the
-// next attempt, without a restart.
-struct TlsFileProblem {
-  enum class File { ca, cert, key } file;
-  std::string reason;
-};
+// security::check_tls_files on the OpenSSL the agent loads at run time (paho_api.h), so
+// that a plaintext agent never maps libcrypto.
 std::optional<TlsFileProblem> check_tls_files(const TlsFiles& files);
 
 struct UplinkOptions {

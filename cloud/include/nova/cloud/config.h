@@ -26,6 +26,11 @@ struct CloudConfig {
     std::string username = "nova-cloud";       // the ACL's cloud service user
     std::string client_id = "nova-cloud";      // unique per instance
     std::string shared_group;                  // set on every instance to share ingest
+    // TLS (a TLS uri, mqtts:// or ssl://, only): PEM files of the PKI (docs/security.md).
+    // Read at start and at every reconnect; a change needs a restart (SIGHUP reports it).
+    std::string tls_ca_file;
+    std::string tls_cert_file;
+    std::string tls_key_file;
   } mqtt;
   struct Store {
     std::string dir = "/var/lib/nova-cloud/store";
@@ -74,7 +79,12 @@ struct CloudConfig {
   schemas::Result<std::optional<security::SigningKey>> signing_key() const;
 };
 
+// The file's shape and values only (no file is opened).
 schemas::Result<CloudConfig> parse_config(std::string_view yaml_text);
+// parse_config, then the TLS files: a TLS uri needs all three, readable, the key matching
+// the certificate (security::check_tls_files), and a plaintext uri refuses them (they
+// would be ignored). Errors name the key: "mqtt.tls_key_file: the key in ... does not
+// match the certificate in ...".
 schemas::Result<CloudConfig> load_config(const std::filesystem::path& file);
 
 }  // namespace nova::cloud

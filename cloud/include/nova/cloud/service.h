@@ -46,6 +46,7 @@
 #include "nova/schemas/messages.h"
 #include "nova/schemas/result.h"
 #include "nova/security/signing.h"
+#include "nova/security/tls_files.h"
 
 namespace nova::security {
 class AuditLog;
@@ -62,6 +63,9 @@ struct CloudOptions {
   std::string username = "nova-cloud";
   std::string client_id = "nova-cloud";
   std::string shared_group;  // empty: this instance consumes all ingest alone
+  // Required for a TLS broker_uri (mqtts://, ssl://): verifies the broker against
+  // ca_file (TLS 1.2 at least) and presents cert_file. Ignored for a plaintext uri.
+  std::optional<security::TlsFiles> tls;
   StoreOptions store;
   std::chrono::milliseconds heartbeat_timeout{180'000};
   std::chrono::milliseconds sweep_interval{3'600'000};
@@ -94,6 +98,7 @@ struct CloudCounters {
   std::uint64_t subscriptions_refused = 0;  // a filter refused or deaf, each time
   std::uint64_t shared_fallbacks = 0;     // shared filters replaced by plain ones
   std::uint64_t republished = 0;          // cloud records published again after a connect
+  std::uint64_t connect_failures = 0;     // connects refused or failed before a first success
   std::uint64_t queue_depth = 0;          // gauge
   bool connected = false;                 // gauge
 };

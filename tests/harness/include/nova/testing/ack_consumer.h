@@ -32,7 +32,8 @@ struct StreamCount {
 
 class AckConsumer {
  public:
-  // Connects as user `username` (the cloud service user when the broker has ACLs).
+  // Connects as user `username` (the cloud service user when the broker has ACLs); for
+  // an mqtts:// uri with the test PKI's certificate of that CN (paho_tls.h).
   explicit AckConsumer(const std::string& uri, const std::string& username = "nova-cloud",
                        bool send_acks = true);
   ~AckConsumer();

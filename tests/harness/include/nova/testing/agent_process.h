@@ -11,6 +11,7 @@
 
 #include "nova/testing/child_process.h"
 #include "nova/testing/signer.h"
+#include "nova/testing/test_pki.h"
 
 namespace nova::testing {
 
@@ -24,12 +25,21 @@ inline constexpr const char* kTestTaskPrograms = "/bin/sh, /bin/true, /bin/echo,
 // (further YAML sections); `mqtt_extra` is appended inside the mqtt section
 // (", tls_ca_file: /path, ..."). Trusts the test signer's key (signer.h) unless `extra`
 // has a trust section of its own. Written to a temporary file and renamed, as config managers do.
+// (", tls_ca_file: /path, ..."). A TLS uri (mqtts://, a Broker with tls) gets the node's
+// identity of the test PKI (test_pki.h) unless `mqtt_extra` names TLS files itself.
+// Written to a temporary file and renamed, as config managers do.
 inline void write_agent_config(const std::filesystem::path& file, const std::string& node, const std::string& site,
                                int level, const std::string& uri, const std::filesystem::path& dir,
                                const std::string& extra = "", const std::string& mqtt_extra = "") {
   std::ofstream out(file.string() + ".tmp");
   out << "node: {id: " << node << ", site: " << site << ", level: " << level << "}\n"
-      << "mqtt: {uri: \"" << uri << "\", reconnect_min_ms: 100, reconnect_max_ms: 1000" << mqtt_extra << "}\n"
+      << "mqtt: {uri: \"" << uri << "\", reconnect_min_ms: 100, reconnect_max_ms: 1000" << mqtt_extra;
+  if (uri.starts_with("mqtts://") && mqtt_extra.find("tls_") == std::string::npos) {
+    const TlsIdentity id = client_identity(node);
+    out << ", tls_ca_file: " << id.ca.string() << ", tls_cert_file: " << id.cert.string()
+        << ", tls_key_file: " << id.key.string();
+  }
+  out << "}\n"
       << "outbox: {dir: " << (dir / "outbox").string() << "}\n"
       << "tasks: {dir: " << (dir / "tasks").string() << ", allow: [" << kTestTaskPrograms << "]}\n"
       << "limits: {max_cpu_pct: 100, max_memory_pct: 100, min_free_memory_mb: 0}\n"

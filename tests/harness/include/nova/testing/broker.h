@@ -53,12 +53,26 @@ struct BrokerOptions {
   unsigned autosave_interval = 1;
   bool autosave_on_changes = false;
 
+  // Mutual TLS, as nova-bridge renders a production listener: the listener takes only
+  // clients with a certificate of the test process's PKI (test_pki.h), requires one
+  // (require_certificate), makes its CN the MQTT username (use_identity_as_username),
+  // checks the PKI's CRL, refuses anonymous clients and TLS below 1.2. uri() is then
+  // mqtts://; clients get their options from paho_tls.h or mosquitto_client_args().
+  bool tls = false;
+
   // Adds "log_type all": every packet is logged. Handy when debugging a test.
   bool verbose_log = false;
 
   // How long start, restart and stop may take before they throw.
   std::chrono::milliseconds timeout{10'000};
 };
+
+// The default options with the mutual TLS listener: `Broker broker(mutual_tls());`.
+inline BrokerOptions mutual_tls() {
+  BrokerOptions options;
+  options.tls = true;
+  return options;
+}
 
 // Returns a TCP port on 127.0.0.1 that was free when asked (bind to port 0, read the
 // port back, close): nova::bridge::free_loopback_port, throwing on failure. Another
@@ -95,7 +109,11 @@ class Broker final : public TestBroker {
 
   BrokerKind kind() const override { return BrokerKind::mosquitto; }
   std::uint16_t port() const override { return port_; }
-  std::string uri() const override;  // "tcp://127.0.0.1:<port>"
+  std::string uri() const override;  // "tcp://127.0.0.1:<port>", "mqtts://127.0.0.1:<port>" with tls
+  bool tls() const { return options_.tls; }
+  // The host, port and (with tls) certificate options of mosquitto_pub/mosquitto_sub
+  // for a client whose identity is `cn`: "-h 127.0.0.1 -p N [--cafile A --cert B --key C]".
+  std::string mosquitto_client_args(const std::string& cn) const;
   const std::filesystem::path& data_dir() const override { return dir_; }
 
   // The broker's log file (all incarnations, appended), followed by anything the
