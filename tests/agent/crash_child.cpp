@@ -2,9 +2,14 @@
 // drain, acks) fed by a fast synthetic sample source, so batches accumulate in
 // milliseconds instead of minutes.
 //   crash_child <broker uri> <dir> [--drain-only]
+// With NOVA_CRASH_CHILD_LOG set in the environment it writes the agent's log to stderr,
+// each line stamped with the wall clock in ms (to line up with the brokers' logs that
+// NOVA_KEEP_TEST_DIRS keeps).
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -60,6 +65,16 @@ int main(int argc, char** argv) {
   o.outbox.dir = std::string(argv[2]) + "/outbox";
   o.state_dir = std::string(argv[2]) + "/state";
   o.control.keys = {nova::testing::test_signer().verify_key()};  // the acking consumer's key
+  if (std::getenv("NOVA_CRASH_CHILD_LOG") != nullptr) {
+    const char* role = drain_only ? "drainer" : "generator";
+    o.log = [role](const char* level, const std::string& event, const std::string& fields) {
+      using namespace std::chrono;
+      const auto ms = duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+      std::fprintf(stderr, "%lld.%03lld crash_child %s %s %s %s\n",
+                   static_cast<long long>(ms / 1000), static_cast<long long>(ms % 1000), role,
+                   level, event.c_str(), fields.c_str());
+    };
+  }
   Counter source(!drain_only);
   auto agent = nova::agent::Agent::create(o, &source);
   if (!agent) {

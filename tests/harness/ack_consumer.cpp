@@ -122,7 +122,8 @@ void AckConsumer::on_message(const std::string& topic, const std::string& payloa
   }
   if (to_drop_.erase({stream, seq}) != 0) return;
   StreamCount& c = counts_[{node, stream}];
-  if (!c.seqs.insert(seq).second) {
+  const bool repeated = !c.seqs.insert(seq).second;
+  if (repeated) {
     ++c.duplicates;
   } else {
     c.samples += samples;
@@ -131,9 +132,17 @@ void AckConsumer::on_message(const std::string& topic, const std::string& payloa
   while (c.seqs.count(w + 1) != 0) ++w;
   c.watermark = w;
   cv_.notify_all();
+  // Acks are cumulative: an advance is worth sending, and so is the current watermark
+  // in answer to a repeated record, as nova-cloud does (docs/cloud.md). A sender repeats
+  // only what it holds unacknowledged, so it missed our ack; without an answer its
+  // go-back-N would wait for an advance that may never come.
+  if (!send_acks_ || w == 0 || (w <= c.acked && !repeated)) return;
+  if (lose_acks_) {  // "sent", and lost on the way: it needs no address
+    c.acked = w;
+    return;
+  }
   auto site = site_of_.find(node);
-  // Acks are cumulative, so only an advance is worth sending.
-  if (!send_acks_ || site == site_of_.end() || w == 0 || w <= c.acked) return;
+  if (site == site_of_.end()) return;
   c.acked = w;
   Ack ack{node, 0, {{stream, w}}};
   const Bytes unsigned_ack = encode_cbor(ack);
@@ -176,6 +185,11 @@ std::uint64_t AckConsumer::acks_sent() const {
 void AckConsumer::drop_next(const std::string& stream, std::uint64_t seq) {
   std::lock_guard lock(mutex_);
   to_drop_.insert({stream, seq});
+}
+
+void AckConsumer::lose_acks(bool on) {
+  std::lock_guard lock(mutex_);
+  lose_acks_ = on;
 }
 
 std::uint64_t AckConsumer::undecodable() const {

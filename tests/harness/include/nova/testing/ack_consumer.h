@@ -1,7 +1,10 @@
 // A minimal cloud-side consumer for tests: it receives upward records (metrics, results,
 // alerts, decisions) at one broker, counts them per (node, stream) with duplicates, and
 // acknowledges end to end the way nova-cloud does (Ack with per-stream watermarks on the
-// node's down topic), learning each node's site path from its retained birth.
+// node's down topic), learning each node's site path from its retained birth. Like
+// nova-cloud it acks a record that advances the watermark, and answers a repeated record
+// with the current watermark: the sender repeats only what it holds unacknowledged, so it
+// missed an ack, and silence would leave its go-back-N waiting for an ack that never comes.
 //
 // It keeps what it received in memory only, so its acks are not "after a durable
 // write": it stands in for nova-cloud in agent tests, not in production.
@@ -46,6 +49,9 @@ class AckConsumer {
   // Ignores the next delivery of `stream`'s record `seq` (of any node), as if the broker
   // had lost it after its PUBACK: it is neither counted nor acknowledged.
   void drop_next(const std::string& stream, std::uint64_t seq);
+  // While on, every ack is worked out and recorded as sent but not published: as if each
+  // were lost on its way down (a partition, or an agent that stopped before applying it).
+  void lose_acks(bool on);
   std::uint64_t undecodable() const;
 
  private:
@@ -55,6 +61,7 @@ class AckConsumer {
   std::unique_ptr<mqtt::async_client> client_;
   std::unique_ptr<Handler> handler_;
   bool send_acks_;
+  bool lose_acks_ = false;
   mutable std::mutex mutex_;
   mutable std::condition_variable cv_;
   std::map<std::string, std::string> site_of_;  // node -> site path, from births
