@@ -283,6 +283,8 @@ struct Hierarchy::Impl {
     const tiers::Site& site = t->site(s.id);
     RenderOptions render_options;
     render_options.user = user;
+    render_options.pki_dir = options.pki_dir;
+    render_options.insecure_plaintext = options.insecure_plaintext;
     auto status = write_site(*t, site, s.dir, render_options);
     if (!status) return status;
     s.conf = read_text_file(s.dir / "mosquitto.conf");
@@ -429,6 +431,9 @@ Hierarchy::~Hierarchy() {
 Result<std::unique_ptr<Hierarchy>> Hierarchy::start(const tiers::Topology& topology, HierarchyOptions options) {
   const auto deadline = Clock::now() + options.ready_timeout;
   if (options.run_dir.empty()) return Error{"", "no run directory given"};
+  if (!options.insecure_plaintext) {
+    return Error{"pki_dir", "the link monitor cannot read TLS brokers yet: start with insecure_plaintext"};
+  }
   std::error_code ec;
   fs::create_directories(options.run_dir, ec);
   if (ec) return Error{"", "cannot create " + options.run_dir.string() + ": " + ec.message()};

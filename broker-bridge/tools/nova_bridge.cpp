@@ -64,6 +64,11 @@ std::optional<tiers::Topology> load_topology(const fs::path& file) {
   return std::move(topology).value();
 }
 
+void warn_insecure() {
+  std::cerr << "nova-bridge: WARNING: --insecure-plaintext: brokers without TLS, anonymous clients "
+               "allowed, identities anybody may claim. Development only.\n";
+}
+
 // --- render ----------------------------------------------------------------------------
 
 struct RenderArgs {
@@ -72,6 +77,8 @@ struct RenderArgs {
   fs::path out;
   fs::path data_dir;
   std::string user;
+  fs::path pki;
+  bool insecure_plaintext = false;
 };
 
 int cmd_render(const RenderArgs& args) {
@@ -94,6 +101,9 @@ int cmd_render(const RenderArgs& args) {
   bridge::RenderOptions options;
   options.data_dir = args.data_dir;
   options.user = args.user;
+  options.pki_dir = args.pki;
+  options.insecure_plaintext = args.insecure_plaintext;
+  if (args.insecure_plaintext) warn_insecure();
   if (auto st = bridge::write_site(*topology, *site, args.out, options); !st) {
     return fail(kRuntimeFailure, st.error().message());
   }
@@ -108,6 +118,7 @@ struct UpArgs {
   fs::path run_dir;
   bool free_ports = false;
   int ready_timeout_s = 60;
+  bool insecure_plaintext = false;
 };
 
 void print_table(const bridge::Hierarchy& h) {
@@ -144,6 +155,8 @@ int cmd_up(const UpArgs& args) {
   options.ports = args.free_ports ? bridge::PortPolicy::free_for_all : bridge::PortPolicy::free_for_zero;
   options.ready_timeout = std::chrono::seconds(args.ready_timeout_s);
   options.on_event = [](const bridge::HierarchyEvent& e) { log_line(bridge::format_event(e)); };
+  options.insecure_plaintext = args.insecure_plaintext;
+  if (args.insecure_plaintext) warn_insecure();
   log_event("starting", "topology '" + topology->name() + "' (" + std::to_string(topology->sites().size()) +
                             " sites) in " + args.run_dir.string());
   auto started = bridge::Hierarchy::start(*topology, options);
@@ -306,6 +319,9 @@ int main(int argc, char** argv) {
   render->add_option("--out", render_args.out, "output directory")->required();
   render->add_option("--data-dir", render_args.data_dir, "broker data directory (default: --out)");
   render->add_option("--user", render_args.user, "render `user NAME` (needed when mosquitto starts as root)");
+  render->add_option("--pki", render_args.pki, "PKI folder (nova-pki) for mutual TLS; required unless --insecure-plaintext");
+  render->add_flag("--insecure-plaintext", render_args.insecure_plaintext,
+                   "render plaintext listeners and a client-id ACL anybody can bypass (development only)");
 
   UpArgs up_args;
   auto* up = app.add_subcommand(
@@ -318,6 +334,9 @@ int main(int argc, char** argv) {
       ->required();
   up->add_flag("--free-ports", up_args.free_ports, "give every site a free loopback port (default: only port 0)");
   up->add_option("--ready-timeout", up_args.ready_timeout_s, "seconds to wait for every link (default 60)");
+  up->add_flag("--insecure-plaintext", up_args.insecure_plaintext,
+               "plaintext brokers and a client-id ACL anybody can bypass (development only; required until "
+               "the link monitor speaks TLS)");
 
   fs::path status_dir;
   auto* status = app.add_subcommand(

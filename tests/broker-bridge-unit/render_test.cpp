@@ -247,7 +247,7 @@ TEST_CASE("a site with backup parents keeps no session on them, and its routes c
 
 TEST_CASE("the ACL grants nodes, child bridges, cloud and monitor what they need", "[render][acl]") {
   const Topology t = example();
-  const auto acl = acl_sections(render(t, t.site("par"), {"/srv/nova/par", {}, {}}).acl);
+  const auto acl = acl_sections(render(t, t.site("par"), {"/srv/nova/par", {}, {}, {}, /*insecure_plaintext=*/true}).acl);
 
   // Anonymous clients: read down, sensors; no `topic` grant on up (only the pattern).
   CHECK(acl.at("") == std::vector<std::string>{"topic read nova/v1/down/#", "topic readwrite nova/v1/sensor/#"});
@@ -294,7 +294,7 @@ TEST_CASE("every bridge's down maps are what its parent's and backups' ACLs let 
       const std::string filter = map.substr(0, map.find(' '));
       for (const nova::tiers::Site* parent : parents) {
         INFO(filter << " at " << parent->id());
-        const auto parent_acl = acl_sections(render(t, *parent, {"/x", {}, {}}).acl);
+        const auto parent_acl = acl_sections(render(t, *parent, {"/x", {}, {}, {}, /*insecure_plaintext=*/true}).acl);
         const auto& grants = parent_acl.at(nova::bridge::bridge_username(site));
         CHECK(std::find(grants.begin(), grants.end(), "topic read " + filter) != grants.end());
       }
@@ -314,7 +314,9 @@ TEST_CASE("write_site writes both files and refers to the ACL by absolute path",
   const Topology t = example();
   const fs::path dir = fs::temp_directory_path() / ("nova-render-test-" + std::to_string(::getpid()));
   fs::remove_all(dir);
-  REQUIRE(nova::bridge::write_site(t, t.site("sfo-a2"), dir).ok());
+  RenderOptions insecure;
+  insecure.insecure_plaintext = true;
+  REQUIRE(nova::bridge::write_site(t, t.site("sfo-a2"), dir, insecure).ok());
   std::ifstream conf_in(dir / "mosquitto.conf");
   std::stringstream conf;
   conf << conf_in.rdbuf();
@@ -332,10 +334,12 @@ sites:
 )");
   REQUIRE(t.ok());
   const fs::path dir = fs::temp_directory_path() / ("nova-render-test0-" + std::to_string(::getpid()));
-  auto root = nova::bridge::write_site(*t, t->site("root"), dir);
+  RenderOptions insecure;
+  insecure.insecure_plaintext = true;
+  auto root = nova::bridge::write_site(*t, t->site("root"), dir, insecure);
   REQUIRE_FALSE(root.ok());
   CHECK(root.error().message().find("site 'root'") != std::string::npos);
-  auto child = nova::bridge::write_site(*t, t->site("gw"), dir);
+  auto child = nova::bridge::write_site(*t, t->site("gw"), dir, insecure);
   REQUIRE_FALSE(child.ok());
   CHECK(child.error().message().find("cannot bridge to 'root'") != std::string::npos);
   fs::remove_all(dir);
