@@ -15,7 +15,7 @@ using schemas::Error;
 
 constexpr const char* kTlsVersion = "tlsv1.2";
 
-fs::path absolute_path(const fs::path& p) { return fs::absolute(p).lexically_normal(); }
+fs::path absolute_path(const fs::path& p) { return fs::absolute(p.empty() ? fs::path(".") : p).lexically_normal(); }
 
 std::string host_port(const tiers::Site& s) {
   return s.spec.listener.address + ":" + std::to_string(s.spec.listener.port);
@@ -240,7 +240,7 @@ std::string render_identity_acl(const tiers::Topology& topology, const tiers::Si
       << ").\n# Usernames are certificate CNs (use_identity_as_username). Mosquitto 2.0.11: the\n"
          "# first line of a user's section that matches a topic decides; `deny` refuses read\n"
          "# and write. A denied publish is dropped and its client disconnected; a denied\n"
-         "# subscription is granted and delivers nothing. No %c: client ids prove nothing.\n\n"
+         "# subscription is granted and delivers nothing. No grant names a client id.\n\n"
       << "# Every identity: its own probe topic, never bridged (read_link_state uses it).\n"
       << "pattern readwrite nova-bridge/probe/%u\n";
   for (const tiers::NodeSpec& node : topology.nodes()) {

@@ -113,7 +113,8 @@ struct RenderedSite {
 };
 
 // Precondition: `site` belongs to `topology`, and every site it bridges to (parent,
-// backups) has a non-zero port.
+// backups) has a non-zero port; in TLS mode, pki_dir names the PKI (write_site checks
+// its files; render() only writes the paths).
 RenderedSite render(const tiers::Topology& topology, const tiers::Site& site,
                     const RenderOptions& options);
 
