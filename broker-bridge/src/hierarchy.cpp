@@ -152,7 +152,7 @@ struct Hierarchy::Impl {
   // Where a site's link is read: its parent's broker, then its backups' (link.h).
   // Callers hold mu.
   LinkProbe link_probe_of(const tiers::Site& site) const {
-    LinkProbe probe{{}, site.id()};
+    LinkProbe probe{{}, site.id(), monitor_tls_in(options.pki_dir)};
     if (site.spec.parent) probe.parent_uris.push_back(uri_of(*site.spec.parent));
     for (const std::string& b : site.spec.backup_parents) probe.parent_uris.push_back(uri_of(b));
     return probe;
@@ -253,6 +253,7 @@ struct Hierarchy::Impl {
       std::lock_guard lock(mu);
       state.name = topology->name();
       state.run_dir = fs::absolute(options.run_dir);
+      state.pki_dir = options.pki_dir;
       state.supervisor = this_process();
       for (const auto& s : sites) {
         const tiers::Site& site = topology->site(s->id);
@@ -431,9 +432,10 @@ Hierarchy::~Hierarchy() {
 Result<std::unique_ptr<Hierarchy>> Hierarchy::start(const tiers::Topology& topology, HierarchyOptions options) {
   const auto deadline = Clock::now() + options.ready_timeout;
   if (options.run_dir.empty()) return Error{"", "no run directory given"};
-  if (!options.insecure_plaintext) {
-    return Error{"pki_dir", "the link monitor cannot read TLS brokers yet: start with insecure_plaintext"};
+  if (!options.insecure_plaintext && options.pki_dir.empty()) {
+    return Error{"pki_dir", "required: a PKI folder for mutual TLS (or start with insecure_plaintext)"};
   }
+  if (!options.pki_dir.empty()) options.pki_dir = fs::absolute(options.pki_dir).lexically_normal();
   std::error_code ec;
   fs::create_directories(options.run_dir, ec);
   if (ec) return Error{"", "cannot create " + options.run_dir.string() + ": " + ec.message()};

@@ -21,6 +21,8 @@
 #include "nova/bridge/hierarchy.h"
 #include "nova/bridge/net.h"
 #include "nova/bridge/render.h"
+#include "nova/security/pki.h"
+#include "nova/security/topology_identities.h"
 #include "nova/bridge/state_file.h"
 
 namespace {
@@ -119,7 +121,40 @@ struct UpArgs {
   bool free_ports = false;
   int ready_timeout_s = 60;
   bool insecure_plaintext = false;
+  fs::path pki;  // empty: <run-dir>/pki, made (or completed) for the topology
 };
+
+// The PKI of a TLS hierarchy: every identity the topology needs (nova-pki topology's
+// code) plus the link monitor's, issued where missing. An existing folder without the
+// CA keys works as long as nothing is missing.
+std::optional<fs::path> prepare_pki(const tiers::Topology& topology, const fs::path& dir) {
+  auto opened = security::Pki::open(dir);
+  if (!opened) {
+    fail(kRuntimeFailure, "--pki: " + opened.error().message());
+    return std::nullopt;
+  }
+  security::Pki pki = std::move(opened).value();
+  auto report = security::issue_topology_identities(pki, topology);
+  if (!report) {
+    fail(report.error().path == "topology" ? kUsageError : kRuntimeFailure, "--pki: " + report.error().message());
+    return std::nullopt;
+  }
+  std::size_t issued = report->issued;
+  if (!pki.has_identity(bridge::kMonitorIdentity)) {
+    security::IssueRequest monitor;
+    monitor.role = security::Role::operator_;
+    monitor.name = bridge::kMonitorOperatorName;
+    monitor.region = "cloud";
+    if (auto monitor_cert = pki.issue(monitor); !monitor_cert) {
+      fail(kRuntimeFailure, "--pki: " + monitor_cert.error().message());
+      return std::nullopt;
+    }
+    ++issued;
+  }
+  log_event("pki_ready", dir.string() + ": " + std::to_string(issued) + " identities issued, " +
+                             std::to_string(report->kept) + " kept");
+  return dir;
+}
 
 void print_table(const bridge::Hierarchy& h) {
   const tiers::Topology& t = h.topology();
@@ -156,7 +191,13 @@ int cmd_up(const UpArgs& args) {
   options.ready_timeout = std::chrono::seconds(args.ready_timeout_s);
   options.on_event = [](const bridge::HierarchyEvent& e) { log_line(bridge::format_event(e)); };
   options.insecure_plaintext = args.insecure_plaintext;
-  if (args.insecure_plaintext) warn_insecure();
+  if (args.insecure_plaintext) {
+    warn_insecure();
+  } else {
+    const auto pki = prepare_pki(*topology, args.pki.empty() ? args.run_dir / "pki" : args.pki);
+    if (!pki) return kRuntimeFailure;
+    options.pki_dir = *pki;
+  }
   log_event("starting", "topology '" + topology->name() + "' (" + std::to_string(topology->sites().size()) +
                             " sites) in " + args.run_dir.string());
   auto started = bridge::Hierarchy::start(*topology, options);
@@ -226,7 +267,7 @@ int cmd_status(const fs::path& run_dir) {
     if (s.parent && parent != state->sites.begin() + static_cast<std::ptrdiff_t>(i) &&
         up[static_cast<std::size_t>(parent - state->sites.begin())]) {
       const std::string host = parent->address == "0.0.0.0" ? "127.0.0.1" : parent->address;
-      probes.push_back({{"tcp://" + host + ":" + std::to_string(parent->port)}, s.id});
+      probes.push_back({{"tcp://" + host + ":" + std::to_string(parent->port)}, s.id, bridge::monitor_tls_in(state->pki_dir)});
       probed.push_back(i);
     }
   }
@@ -334,9 +375,10 @@ int main(int argc, char** argv) {
       ->required();
   up->add_flag("--free-ports", up_args.free_ports, "give every site a free loopback port (default: only port 0)");
   up->add_option("--ready-timeout", up_args.ready_timeout_s, "seconds to wait for every link (default 60)");
+  up->add_option("--pki", up_args.pki,
+                 "PKI folder (default <run-dir>/pki); identities the topology needs are issued where missing");
   up->add_flag("--insecure-plaintext", up_args.insecure_plaintext,
-               "plaintext brokers and a client-id ACL anybody can bypass (development only; required until "
-               "the link monitor speaks TLS)");
+               "plaintext brokers and a client-id ACL anybody can bypass (development only)");
 
   fs::path status_dir;
   auto* status = app.add_subcommand(

@@ -73,9 +73,9 @@ struct HierarchyOptions {
   bool supervise = true;  // restart brokers that exit without stop()
   std::chrono::milliseconds ready_timeout{30'000};
   std::function<void(const HierarchyEvent&)> on_event;  // called from the supervisor thread
-  // Passed to every site's RenderOptions. The link monitor (link.h) does not speak TLS
-  // yet, so start() refuses a hierarchy without insecure_plaintext (error path
-  // "pki_dir"); callers say insecure_plaintext explicitly until it does.
+  // Passed to every site's RenderOptions: mutual TLS with this PKI folder, which must
+  // hold the topology's identities and the monitor's (kMonitorIdentity, which the link
+  // reads use), or else insecure_plaintext. Neither: start() fails (error path "pki_dir").
   std::filesystem::path pki_dir;
   bool insecure_plaintext = false;
 };
