@@ -129,7 +129,7 @@ inline std::unique_ptr<RunningHierarchy> start_hierarchy(const tiers::Topology& 
   options.run_dir = running->dir.path();
   options.ports = bridge::PortPolicy::free_for_all;
   options.supervise = true;
-  options.insecure_plaintext = true;  // the link monitor does not speak TLS yet (hierarchy.h)
+  options.insecure_plaintext = true;  // its Paho clients speak plaintext (not converted to TLS yet)
   options.on_event = [events = running->events](const bridge::HierarchyEvent& event) {
     events->add(event);
   };
