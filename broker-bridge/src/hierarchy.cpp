@@ -23,6 +23,8 @@
 #include "nova/bridge/broker_process.h"
 #include "nova/bridge/net.h"
 #include "nova/bridge/render.h"
+#include "nova/security/pki.h"
+#include "nova/security/topology_identities.h"
 #include "nova/bridge/state_file.h"
 
 namespace nova::bridge {
@@ -427,6 +429,24 @@ Hierarchy::~Hierarchy() {
   impl_->run([this] { impl_->shutdown(); });
   impl_->thread.join();
   ::close(impl_->wake_fd);
+}
+
+Result<std::size_t> prepare_pki(const fs::path& dir, const tiers::Topology& topology) {
+  auto opened = security::Pki::open(dir);
+  if (!opened) return opened.error();
+  security::Pki pki = std::move(opened).value();
+  auto report = security::issue_topology_identities(pki, topology);
+  if (!report) return report.error();
+  std::size_t issued = report->issued;
+  if (!pki.has_identity(kMonitorIdentity)) {
+    security::IssueRequest monitor;
+    monitor.role = security::Role::operator_;
+    monitor.name = kMonitorOperatorName;
+    monitor.region = "cloud";
+    if (auto made = pki.issue(monitor); !made) return made.error();
+    ++issued;
+  }
+  return issued;
 }
 
 Result<std::unique_ptr<Hierarchy>> Hierarchy::start(const tiers::Topology& topology, HierarchyOptions options) {

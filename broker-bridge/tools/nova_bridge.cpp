@@ -21,8 +21,6 @@
 #include "nova/bridge/hierarchy.h"
 #include "nova/bridge/net.h"
 #include "nova/bridge/render.h"
-#include "nova/security/pki.h"
-#include "nova/security/topology_identities.h"
 #include "nova/bridge/state_file.h"
 
 namespace {
@@ -124,35 +122,14 @@ struct UpArgs {
   fs::path pki;  // empty: <run-dir>/pki, made (or completed) for the topology
 };
 
-// The PKI of a TLS hierarchy: every identity the topology needs (nova-pki topology's
-// code) plus the link monitor's, issued where missing. An existing folder without the
-// CA keys works as long as nothing is missing.
+// The PKI of a TLS hierarchy, made or completed (bridge::prepare_pki).
 std::optional<fs::path> prepare_pki(const tiers::Topology& topology, const fs::path& dir) {
-  auto opened = security::Pki::open(dir);
-  if (!opened) {
-    fail(kRuntimeFailure, "--pki: " + opened.error().message());
+  auto issued = bridge::prepare_pki(dir, topology);
+  if (!issued) {
+    fail(issued.error().path == "topology" ? kUsageError : kRuntimeFailure, "--pki: " + issued.error().message());
     return std::nullopt;
   }
-  security::Pki pki = std::move(opened).value();
-  auto report = security::issue_topology_identities(pki, topology);
-  if (!report) {
-    fail(report.error().path == "topology" ? kUsageError : kRuntimeFailure, "--pki: " + report.error().message());
-    return std::nullopt;
-  }
-  std::size_t issued = report->issued;
-  if (!pki.has_identity(bridge::kMonitorIdentity)) {
-    security::IssueRequest monitor;
-    monitor.role = security::Role::operator_;
-    monitor.name = bridge::kMonitorOperatorName;
-    monitor.region = "cloud";
-    if (auto monitor_cert = pki.issue(monitor); !monitor_cert) {
-      fail(kRuntimeFailure, "--pki: " + monitor_cert.error().message());
-      return std::nullopt;
-    }
-    ++issued;
-  }
-  log_event("pki_ready", dir.string() + ": " + std::to_string(issued) + " identities issued, " +
-                             std::to_string(report->kept) + " kept");
+  log_event("pki_ready", dir.string() + ": " + std::to_string(*issued) + " identities issued");
   return dir;
 }
 

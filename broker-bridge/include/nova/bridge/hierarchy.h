@@ -88,6 +88,13 @@ struct ReloadSummary {
   std::vector<std::string> removed;    // stopped and forgotten (their directories stay)
 };
 
+// Makes or completes the PKI folder of a TLS hierarchy: every identity the topology
+// needs (security::issue_topology_identities, what `nova-pki topology` runs) and the
+// link monitor's (kMonitorIdentity), each issued only where missing. Returns how many
+// were issued. Errors: path "topology" for a topology the PKI refuses (two identities
+// with one CN), else the PKI's own (a missing CA key, a file it cannot write).
+Result<std::size_t> prepare_pki(const std::filesystem::path& dir, const tiers::Topology& topology);
+
 class Hierarchy {
  public:
   // Renders every site, starts every broker (parents first), and returns once each
