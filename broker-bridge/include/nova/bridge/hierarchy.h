@@ -7,9 +7,10 @@
 // the event; stop(site) holds a site down until start(site), which is how tests cut a
 // link for a sustained period.
 //
-// Clients of these brokers must follow the rendered ACL (render.h): a node publishes
-// anonymously with its node id as client id; cloud services and tests that read upward
-// traffic connect with username kCloudServiceUser.
+// Clients of these brokers must follow the rendered ACL (render.h). With TLS (pki_dir),
+// each presents its certificate from the PKI folder (its CN is its identity); in insecure
+// plaintext mode a node publishes anonymously with its node id as client id, and cloud
+// services and tests that read upward traffic connect with username kCloudServiceUser.
 //
 // Threading: every broker is forked, signalled and reaped by the Hierarchy's own
 // supervisor thread, which lives as long as the Hierarchy. (A broker's parent-death

@@ -10,9 +10,11 @@
 // topic, so that retained copy is never re-sent (to the bridge, which would carry a stale
 // "0" upward after the fresh "1" on every reconnect, or to anyone else).
 //
-// These functions connect as kMonitorUser with a fresh clean session per call, so they
-// are safe to call from any thread and from other processes (nova-bridge status). They
-// speak MQTT 3.1.1 over a plain socket rather than through Paho: Paho C 1.3.12 makes a
+// These functions connect as kMonitorUser (plaintext) or with kMonitorIdentity's
+// certificate (MonitorTls) with a fresh clean session per call, so they are safe to call
+// from any thread and from other processes (nova-bridge status; see MonitorTls for the
+// one-connection-per-identity rule under TLS). They speak MQTT 3.1.1 over a socket of
+// their own (OpenSSL for TLS) rather than through Paho: Paho C 1.3.12 makes a
 // new connection wait up to two 1 s poll cycles of its shared receive thread whenever
 // another client of the process is connected (2.1 s per read, measured).
 #pragma once
