@@ -210,6 +210,9 @@ TEST_CASE("nobody claims nova-cloud or another node or a bridge and nobody forge
 
   // What the cloud holds, read by a late subscriber: the true link state, no forged
   // record; n1's own birth, published after the attacks, crosses the bridge.
+  // nova-cloud writes up under its own id only (its subscription probes), never a link.
+  pair.publish_as("cloud", "nova-cloud", "nova/v1/up/nova-cloud/link", "forged cloud link", {"-r"});
+  REQUIRE(pair.publish_as("cloud", "nova-cloud", "nova/v1/up/nova-cloud/state", "cloud's own", {"-r"}).exit_code == 0);
   REQUIRE(pair.publish_as("eu", "n1", "nova/v1/up/n1/state", "alive", {"-r"}).exit_code == 0);
   TestClient cloud(pair.uri("cloud"), "ignored", "", pair.identity("nova-cloud"));
   REQUIRE(cloud.subscribe("nova/v1/up/#"));
@@ -218,7 +221,8 @@ TEST_CASE("nobody claims nova-cloud or another node or a bridge and nobody forge
   CHECK(std::find(got.begin(), got.end(), std::pair<std::string, std::string>{"nova/v1/up/eu/link", "1"}) !=
         got.end());
   CHECK(got.back().second == "alive");
-  for (const char* forged : {"forged birth", "forged death", "forged forward", "0"}) {
+  CHECK(has_payload(got, "cloud's own"));
+  for (const char* forged : {"forged birth", "forged death", "forged forward", "forged cloud link", "0"}) {
     INFO(forged);
     CHECK_FALSE(has_payload(got, forged));
   }

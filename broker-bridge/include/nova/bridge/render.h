@@ -31,8 +31,8 @@
 //
 // The identity ACL (TLS mode), as Mosquitto 2.0.11 applies it (verified against a real
 // broker by tests/broker-bridge-unit/acl_test.cpp). Usernames are certificate CNs, never
-// client ids: no %c anywhere. The first matching line of a user's
-// section decides (a `deny` line refuses reads and writes), then nothing else applies.
+// client ids: no %c anywhere. A `topic deny` line refuses reading and writing its topic
+// whatever the section's other lines grant (rendered first, before the grants).
 //   - node N of this site: write nova/v1/up/N/# except nova/v1/up/N/link; read
 //     nova/v1/down/<site path>/N/#; read nova/v1/sensor/N/+ (its sensors' readings) and
 //     write nova/v1/sensor/N/+/error (the replies).
@@ -42,8 +42,9 @@
 //     write nova/v1/up/# except the link topic of every site whose link it does not
 //     carry (link_carriers()), read the child's down_routes().
 //   - bridge.<this site>: write this site's down_routes() (check_retain_source, below).
-//   - nova-cloud: read nova/v1/up/#, read and write nova/v1/down/# and nova/v1/cloud/#,
-//     read $SYS/#. Only it writes down.
+//   - nova-cloud: read nova/v1/up/#, and write nova/v1/up/nova-cloud/# except its link
+//     (the probes of cloud/subscriptions.h publish there); read and write
+//     nova/v1/down/# and nova/v1/cloud/#, read $SYS/#. Only it writes down.
 //   - operator.nova-monitor (kMonitorIdentity): read nova/v1/up/+/link; every identity
 //     may read and write its own probe topic nova-bridge/probe/<CN>.
 //   Known gap: a child's bridge may write any node's up topics (not links), since
