@@ -3,7 +3,8 @@
 # through the real five-tier broker hierarchy, measured at nova-cloud and at a peer
 # consumer in the same run. docs/benchmarks.md has the method and results.
 #
-# Starts the five-tier example (nova-bridge up, free ports: 1 cloud, 2 regional, 4 metro,
+# Starts the five-tier example (nova-bridge up --insecure-plaintext: nova-sim and nova-cloud
+# speak no TLS yet; free ports: 1 cloud, 2 regional, 4 metro,
 # 8 access brokers), nova-cloud on the cloud broker (fresh store, free HTTP port), then
 # bench/cloud_scale_bench.py runs nova-sim against the 8 access brokers:
 #   1. a small mass birth (--small, default 1,000 nodes), stopped with SIGTERM (goodbyes);
@@ -113,7 +114,7 @@ die() {
 }
 
 # --- the hierarchy -----------------------------------------------------------------------
-"$bridge_bin" up "$root/broker-bridge/examples/five-tier.yaml" --free-ports --run-dir "$run_dir" \
+"$bridge_bin" up "$root/broker-bridge/examples/five-tier.yaml" --free-ports --insecure-plaintext --run-dir "$run_dir" \
   >"$tmp/up.out" 2>"$tmp/up.err" &
 up_pid=$!
 # tail -f wakes on writes (inotify) and ends with the supervisor (--pid).

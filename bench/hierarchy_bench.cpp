@@ -4,7 +4,12 @@
 // prints each figure next to its target with "met" or "MISSED".
 //
 //   hierarchy_bench [--latency-messages N] [--throughput-messages N] [--births N]
-//                   [--window N] [--runs N]
+//                   [--window N] [--runs N] [--tls]
+//
+// --tls: after the plaintext measurements, the same latency and throughput runs again on
+// hierarchies rendered with mutual TLS (every client with its own certificate), in the
+// same process, and a table puts the two side by side. Births are measured in plaintext
+// only (200 nodes outside the topology have no ACL grant under TLS).
 //
 // Method (docs/benchmarks.md, "Broker hierarchy", has the results):
 // - Latency: one publisher at a site k bridges below the cloud, one subscriber at the
@@ -66,6 +71,14 @@ struct Options {
   std::size_t births = 200;
   std::size_t window = 100;
   std::size_t runs = 5;
+  bool tls = false;
+};
+
+// What one mode measured, for the side-by-side table of --tls.
+struct ModeFigures {
+  std::vector<double> p99_by_hops;  // index = hop count (0..4)
+  double single_rate = 0;
+  double chain_rate = 0;
 };
 
 constexpr std::size_t kPayloadBytes = 128;
@@ -239,6 +252,9 @@ nova::tiers::Topology chain_topology(const Options& options) {
   node.id = "dev-c5";
   node.site = "c5";
   spec.nodes.push_back(node);
+  node.id = "bench-single";  // the single-broker publisher: a node of c1 for the TLS ACL
+  node.site = "c1";
+  spec.nodes.push_back(node);
   auto topology = nova::tiers::Topology::build(std::move(spec));
   if (!topology.ok()) throw std::runtime_error("chain topology: " + topology.error().message());
   return std::move(topology).value();
@@ -258,6 +274,10 @@ Options parse_options(int argc, char** argv) {
   Options options;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
+    if (arg == "--tls") {
+      options.tls = true;
+      continue;
+    }
     if (i + 1 >= argc) {
       std::fprintf(stderr, "hierarchy_bench: %s needs a value\n", argv[i]);
       std::exit(2);
@@ -307,36 +327,57 @@ void print_header(const Options& options) {
               options.throughput_messages, options.window, options.runs, options.births);
 }
 
-int run(const Options& options) {
-  print_header(options);
+// The example topology plus the 0-hop publisher as a node of the cloud site (the TLS
+// ACL grants a node its own up topics only).
+nova::tiers::Topology five_tier_topology() {
+  auto spec = load_topology(NOVA_FIVE_TIER_YAML).spec();
+  nova::tiers::NodeSpec local;
+  local.id = "bench-cloud-local";
+  local.site = "cloud";
+  spec.nodes.push_back(local);
+  auto topology = nova::tiers::Topology::build(std::move(spec));
+  if (!topology.ok()) throw std::runtime_error("five-tier topology: " + topology.error().message());
+  return std::move(topology).value();
+}
 
-  auto example = start_hierarchy(load_topology(NOVA_FIVE_TIER_YAML), "nova-bench-five");
-  auto chain = start_hierarchy(chain_topology(options), "nova-bench-chain");
+ModeFigures run_mode(const Options& options, bool tls) {
+  std::printf("=== %s ===\n", tls ? "MUTUAL TLS (TLS 1.2+, client certificates, identity ACL)"
+                                 : "PLAINTEXT (--insecure-plaintext rendering)");
+  ModeFigures figures;
+  auto example = start_hierarchy(five_tier_topology(), "nova-bench-five", tls);
+  auto chain = start_hierarchy(chain_topology(options), "nova-bench-chain", tls);
   auto& five = **example;
   auto& line = **chain;
-  const auto cloud_user = client_options(nova::bridge::kCloudServiceUser);
+  // A client of site `site` in hierarchy `h` as `identity`: its node id (client id and,
+  // with TLS, certificate CN), or nova-cloud for the subscribers.
+  auto uri_of = [&](RunningHierarchy& h, const std::string& site) {
+    const std::string uri = h->uri(site);
+    return tls ? "ssl://" + uri.substr(uri.find("://") + 3) : uri;
+  };
+  auto options_of = [&](RunningHierarchy& h, const std::string& identity) {
+    if (tls) return tls_client_options(h.dir.path() / "pki", identity);
+    return identity == nova::bridge::kCloudServiceUser ? client_options(identity) : client_options();
+  };
 
   // Every client, connected together before any measurement.
   LatencySink five_sink;
   LatencySink chain_sink;
-  Client five_cloud(five.uri("cloud"), "bench-five-cloud", cloud_user);
-  Client chain_top(line.uri("c1"), "bench-chain-top", cloud_user);
+  Client five_cloud(uri_of(*example, "cloud"), "bench-five-cloud", options_of(*example, nova::bridge::kCloudServiceUser));
+  Client chain_top(uri_of(*chain, "c1"), "bench-chain-top", options_of(*chain, nova::bridge::kCloudServiceUser));
   std::vector<std::unique_ptr<Client>> hop_clients;
   std::vector<LatencyPath> paths;
-  auto add_path = [&](std::size_t hops, const std::string& path, const std::string& uri,
+  auto add_path = [&](std::size_t hops, const std::string& path, RunningHierarchy& h, const std::string& site,
                       const std::string& node, Client& subscriber, LatencySink& sink) {
-    hop_clients.push_back(std::make_unique<Client>(uri, node));
+    hop_clients.push_back(std::make_unique<Client>(uri_of(h, site), node, options_of(h, node)));
     paths.push_back(LatencyPath{hops, path, hop_clients.back().get(),
                                 "nova/v1/up/" + node + "/metrics", &subscriber, &sink, {}});
   };
-  add_path(0, "cloud (same broker)", five.uri("cloud"), "bench-cloud-local", five_cloud,
-           five_sink);
-  add_path(1, "eu -> cloud", five.uri("eu"), "agent-eu", five_cloud, five_sink);
-  add_path(2, "par -> eu -> cloud", five.uri("par"), "agent-par", five_cloud, five_sink);
-  add_path(3, "par-a1 -> par -> eu -> cloud", five.uri("par-a1"), "gw-par-a1", five_cloud,
-           five_sink);
-  add_path(4, "c5 -> c4 -> c3 -> c2 -> c1", line.uri("c5"), "dev-c5", chain_top, chain_sink);
-  Client single_publisher(line.uri("c1"), "bench-single");
+  add_path(0, "cloud (same broker)", *example, "cloud", "bench-cloud-local", five_cloud, five_sink);
+  add_path(1, "eu -> cloud", *example, "eu", "agent-eu", five_cloud, five_sink);
+  add_path(2, "par -> eu -> cloud", *example, "par", "agent-par", five_cloud, five_sink);
+  add_path(3, "par-a1 -> par -> eu -> cloud", *example, "par-a1", "gw-par-a1", five_cloud, five_sink);
+  add_path(4, "c5 -> c4 -> c3 -> c2 -> c1", *chain, "c5", "dev-c5", chain_top, chain_sink);
+  Client single_publisher(uri_of(*chain, "c1"), "bench-single", options_of(*chain, "bench-single"));
 
   std::vector<Client*> all{&five_cloud, &chain_top, &single_publisher};
   for (auto& client : hop_clients) all.push_back(client.get());
@@ -359,6 +400,7 @@ int run(const Options& options) {
   measure_latency(paths, options);
   for (const auto& hop : paths) {
     const auto p = percentiles(hop.values);
+    figures.p99_by_hops.push_back(p.p99);
     if (hop.hops == 0) {
       std::printf("  0 hops  %-30s %7.3f %7.3f %7.3f         -  (baseline)\n", hop.path.c_str(),
                   p.p50, p.p99, p.max);
@@ -393,6 +435,8 @@ int run(const Options& options) {
   }
   const double single_rate = median(single_rates);
   const double chain_rate = median(chain_rates);
+  figures.single_rate = single_rate;
+  figures.chain_rate = chain_rate;
   const double ratio = chain_rate / single_rate;
   const bool throughput_met = ratio >= 0.5;
   std::printf("\nTHROUGHPUT, QoS 1, window %zu, %zu x %zu-byte messages (msg/s, median of %zu)\n",
@@ -410,6 +454,11 @@ int run(const Options& options) {
     if (chain->log_of(site.id()).find("dropped") != std::string::npos) {
       std::printf("  WARNING: broker %s logged dropped messages\n", site.id().c_str());
     }
+  }
+
+  if (tls) {
+    std::printf("\nSUMMARY (TLS): latency %s, throughput %s\n\n", verdict(all_met), verdict(throughput_met));
+    return figures;
   }
 
   // --- birth visibility --------------------------------------------------------------
@@ -470,8 +519,25 @@ int run(const Options& options) {
   std::printf("  p50 %.3f  p99 %.3f  max %.3f   target p99 <= 50 ms  %s  (seed: < 5 s)\n",
               births.p50, births.p99, births.max, verdict(births_met));
 
-  std::printf("\nSUMMARY: latency %s, throughput %s, birth visibility %s\n", verdict(all_met),
+  std::printf("\nSUMMARY: latency %s, throughput %s, birth visibility %s\n\n", verdict(all_met),
               verdict(throughput_met), verdict(births_met));
+  return figures;
+}
+
+int run(const Options& options) {
+  print_header(options);
+  const ModeFigures plain = run_mode(options, false);
+  if (!options.tls) return 0;
+  const ModeFigures tls = run_mode(options, true);
+  std::printf("TLS COST, same run                     plaintext        TLS   TLS/plain\n");
+  for (std::size_t hops = 0; hops < plain.p99_by_hops.size() && hops < tls.p99_by_hops.size(); ++hops) {
+    std::printf("  latency p99, %zu hop%s (ms)          %9.3f  %9.3f   %9.2f\n", hops, hops == 1 ? " " : "s",
+                plain.p99_by_hops[hops], tls.p99_by_hops[hops], tls.p99_by_hops[hops] / plain.p99_by_hops[hops]);
+  }
+  std::printf("  throughput, single broker (msg/s)  %9.0f  %9.0f   %9.2f\n", plain.single_rate, tls.single_rate,
+              tls.single_rate / plain.single_rate);
+  std::printf("  throughput, 4-hop chain (msg/s)    %9.0f  %9.0f   %9.2f\n", plain.chain_rate, tls.chain_rate,
+              tls.chain_rate / plain.chain_rate);
   return 0;
 }
 

@@ -178,7 +178,7 @@ EOF
 # once every link is connected) or its exit. Returns 0 when ready.
 start_hierarchy() {
   : >"$work_dir/up.out"
-  "$bridge" up "$topology" --run-dir "$run_dir" "$@" >"$work_dir/up.out" 2>>"$work_dir/up.err" &
+  "$bridge" up "$topology" --run-dir "$run_dir" --insecure-plaintext "$@" >"$work_dir/up.out" 2>>"$work_dir/up.err" &
   up_pid=$!
   # tail -f wakes on writes (inotify) and ends with the supervisor (--pid).
   if timeout 120 grep -q -m 1 '^ready: ' < <(tail --pid="$up_pid" -n +1 -f "$work_dir/up.out"); then

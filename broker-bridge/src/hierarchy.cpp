@@ -23,6 +23,8 @@
 #include "nova/bridge/broker_process.h"
 #include "nova/bridge/net.h"
 #include "nova/bridge/render.h"
+#include "nova/security/pki.h"
+#include "nova/security/topology_identities.h"
 #include "nova/bridge/state_file.h"
 
 namespace nova::bridge {
@@ -152,7 +154,7 @@ struct Hierarchy::Impl {
   // Where a site's link is read: its parent's broker, then its backups' (link.h).
   // Callers hold mu.
   LinkProbe link_probe_of(const tiers::Site& site) const {
-    LinkProbe probe{{}, site.id()};
+    LinkProbe probe{{}, site.id(), monitor_tls_in(options.pki_dir)};
     if (site.spec.parent) probe.parent_uris.push_back(uri_of(*site.spec.parent));
     for (const std::string& b : site.spec.backup_parents) probe.parent_uris.push_back(uri_of(b));
     return probe;
@@ -253,6 +255,7 @@ struct Hierarchy::Impl {
       std::lock_guard lock(mu);
       state.name = topology->name();
       state.run_dir = fs::absolute(options.run_dir);
+      state.pki_dir = options.pki_dir;
       state.supervisor = this_process();
       for (const auto& s : sites) {
         const tiers::Site& site = topology->site(s->id);
@@ -283,6 +286,8 @@ struct Hierarchy::Impl {
     const tiers::Site& site = t->site(s.id);
     RenderOptions render_options;
     render_options.user = user;
+    render_options.pki_dir = options.pki_dir;
+    render_options.insecure_plaintext = options.insecure_plaintext;
     auto status = write_site(*t, site, s.dir, render_options);
     if (!status) return status;
     s.conf = read_text_file(s.dir / "mosquitto.conf");
@@ -426,9 +431,31 @@ Hierarchy::~Hierarchy() {
   ::close(impl_->wake_fd);
 }
 
+Result<std::size_t> prepare_pki(const fs::path& dir, const tiers::Topology& topology) {
+  auto opened = security::Pki::open(dir);
+  if (!opened) return opened.error();
+  security::Pki pki = std::move(opened).value();
+  auto report = security::issue_topology_identities(pki, topology);
+  if (!report) return report.error();
+  std::size_t issued = report->issued;
+  if (!pki.has_identity(kMonitorIdentity)) {
+    security::IssueRequest monitor;
+    monitor.role = security::Role::operator_;
+    monitor.name = kMonitorOperatorName;
+    monitor.region = "cloud";
+    if (auto made = pki.issue(monitor); !made) return made.error();
+    ++issued;
+  }
+  return issued;
+}
+
 Result<std::unique_ptr<Hierarchy>> Hierarchy::start(const tiers::Topology& topology, HierarchyOptions options) {
   const auto deadline = Clock::now() + options.ready_timeout;
   if (options.run_dir.empty()) return Error{"", "no run directory given"};
+  if (!options.insecure_plaintext && options.pki_dir.empty()) {
+    return Error{"pki_dir", "required: a PKI folder for mutual TLS (or start with insecure_plaintext)"};
+  }
+  if (!options.pki_dir.empty()) options.pki_dir = fs::absolute(options.pki_dir).lexically_normal();
   std::error_code ec;
   fs::create_directories(options.run_dir, ec);
   if (ec) return Error{"", "cannot create " + options.run_dir.string() + ": " + ec.message()};

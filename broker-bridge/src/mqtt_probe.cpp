@@ -8,8 +8,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <signal.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include <algorithm>
 #include <cerrno>
+#include <memory>
 
 #include "nova/bridge/mqtt_wire.h"
 
@@ -26,6 +34,36 @@ int millis_left(MqttProbe::Deadline deadline) {
   return static_cast<int>(std::clamp<milliseconds::rep>(left.count(), 0, 60'000));
 }
 
+// SSL_write writes with write(2), which raises SIGPIPE when the broker has closed the
+// connection (plaintext sends use MSG_NOSIGNAL instead). While a guard lives, SIGPIPE is
+// blocked in this thread; one it raised is consumed before the old mask comes back.
+class SigpipeGuard {
+ public:
+  SigpipeGuard() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+  }
+  ~SigpipeGuard() {
+    if (!was_pending_) {
+      const timespec zero{0, 0};
+      while (sigtimedwait(&pipe_, nullptr, &zero) == SIGPIPE) {
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SigpipeGuard(const SigpipeGuard&) = delete;
+  SigpipeGuard& operator=(const SigpipeGuard&) = delete;
+
+ private:
+  sigset_t pipe_{};
+  sigset_t old_{};
+  bool was_pending_ = false;
+};
+
 }  // namespace
 
 MqttProbe::~MqttProbe() {
@@ -34,13 +72,15 @@ MqttProbe::~MqttProbe() {
 }
 
 void MqttProbe::close() {
+  if (ssl_ != nullptr) SSL_free(ssl_);
+  ssl_ = nullptr;
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   connected_ = false;
 }
 
 bool MqttProbe::connect(const std::string& uri, const std::string& client_id, const std::string& username,
-                        Deadline deadline) {
+                        Deadline deadline, const ProbeTls& tls) {
   std::string host;
   std::string port;
   if (!split_uri(uri, host, port)) return false;
@@ -67,6 +107,10 @@ bool MqttProbe::connect(const std::string& uri, const std::string& client_id, co
   if (fd_ < 0) return false;
   const int one = 1;
   ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (tls.enabled() && !handshake(host, tls, deadline)) {
+    close();
+    return false;
+  }
 
   // Clean session, keepalive 0: the deadlines bound every wait.
   if (!send(connect_packet(client_id, username, 0, true), deadline)) return false;
@@ -108,9 +152,59 @@ std::optional<MqttProbe::Message> MqttProbe::next(Deadline deadline) {
   }
 }
 
+bool MqttProbe::handshake(const std::string& host, const ProbeTls& tls, Deadline deadline) {
+  const std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
+  if (!ctx || SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION) != 1 ||
+      SSL_CTX_load_verify_locations(ctx.get(), tls.ca_file.c_str(), nullptr) != 1 ||
+      SSL_CTX_use_certificate_chain_file(ctx.get(), tls.cert_file.c_str()) != 1 ||
+      SSL_CTX_use_PrivateKey_file(ctx.get(), tls.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    ERR_clear_error();
+    return false;
+  }
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  ssl_ = SSL_new(ctx.get());  // holds its own reference to ctx
+  if (ssl_ == nullptr || SSL_set_fd(ssl_, fd_) != 1) return false;
+  // The broker's certificate must name the address we dialled (brokers carry
+  // IP:127.0.0.1 and DNS:localhost, docs/security.md).
+  X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
+  in6_addr probe_addr{};
+  const bool is_ip = ::inet_pton(AF_INET, host.c_str(), &probe_addr) == 1 || ::inet_pton(AF_INET6, host.c_str(), &probe_addr) == 1;
+  if ((is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str()) : X509_VERIFY_PARAM_set1_host(param, host.c_str(), 0)) != 1) {
+    return false;
+  }
+  for (;;) {
+    const int rc = SSL_connect(ssl_);
+    if (rc == 1) return true;
+    const int error = SSL_get_error(ssl_, rc);
+    ERR_clear_error();
+    if (error == SSL_ERROR_WANT_READ && wait_io(POLLIN, deadline)) continue;
+    if (error == SSL_ERROR_WANT_WRITE && wait_io(POLLOUT, deadline)) continue;
+    return false;
+  }
+}
+
+bool MqttProbe::wait_io(short events, Deadline deadline) const {
+  pollfd pfd{fd_, events, 0};
+  return ::poll(&pfd, 1, millis_left(deadline)) == 1;
+}
+
 bool MqttProbe::send(const std::string& bytes, Deadline deadline) {
   std::size_t sent = 0;
-  while (fd_ >= 0 && sent < bytes.size()) {
+  const SigpipeGuard no_sigpipe;
+  while (ssl_ != nullptr && sent < bytes.size()) {
+    const int n = SSL_write(ssl_, bytes.data() + sent, static_cast<int>(bytes.size() - sent));
+    if (n > 0) {
+      sent += static_cast<std::size_t>(n);
+      continue;
+    }
+    const int error = SSL_get_error(ssl_, n);
+    ERR_clear_error();
+    if (error == SSL_ERROR_WANT_WRITE && wait_io(POLLOUT, deadline)) continue;
+    if (error == SSL_ERROR_WANT_READ && wait_io(POLLIN, deadline)) continue;
+    close();
+    return false;
+  }
+  while (fd_ >= 0 && ssl_ == nullptr && sent < bytes.size()) {
     const auto n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
     if (n > 0) {
       sent += static_cast<std::size_t>(n);
@@ -128,7 +222,23 @@ bool MqttProbe::send(const std::string& bytes, Deadline deadline) {
 
 bool MqttProbe::fill(std::size_t bytes, Deadline deadline) {
   char buffer[4096];
-  while (fd_ >= 0 && in_.size() < bytes) {
+  while (ssl_ != nullptr && in_.size() < bytes) {
+    const int n = SSL_read(ssl_, buffer, sizeof buffer);
+    if (n > 0) {
+      in_.append(buffer, static_cast<std::size_t>(n));
+      continue;
+    }
+    const int error = SSL_get_error(ssl_, n);
+    ERR_clear_error();
+    if (error == SSL_ERROR_WANT_READ) {
+      if (wait_io(POLLIN, deadline)) continue;
+      return false;  // timeout: the connection stays usable
+    }
+    if (error == SSL_ERROR_WANT_WRITE && wait_io(POLLOUT, deadline)) continue;
+    close();  // closed by the broker, or an error
+    return false;
+  }
+  while (fd_ >= 0 && ssl_ == nullptr && in_.size() < bytes) {
     const auto n = ::recv(fd_, buffer, sizeof buffer, 0);
     if (n > 0) {
       in_.append(buffer, static_cast<std::size_t>(n));

@@ -11,11 +11,23 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
 
+struct ssl_st;
+
 namespace nova::bridge::detail {
+
+// A client certificate for TLS brokers (OpenSSL, TLS 1.2 or later, the broker's
+// certificate and host name or IP address checked against ca_file). Empty: plaintext.
+struct ProbeTls {
+  std::filesystem::path ca_file;
+  std::filesystem::path cert_file;  // certificate chain (leaf, then intermediate)
+  std::filesystem::path key_file;
+  bool enabled() const { return !ca_file.empty(); }
+};
 
 class MqttProbe {
  public:
@@ -34,8 +46,9 @@ class MqttProbe {
 
   // "tcp://host:port". Clean session, keepalive 0 (the deadlines bound every wait).
   // False if the broker is unreachable or refuses the connection.
+  // With `tls` enabled the handshake comes first (within the same deadline).
   bool connect(const std::string& uri, const std::string& client_id, const std::string& username,
-               Deadline deadline);
+               Deadline deadline, const ProbeTls& tls = {});
   // Subscribes to every filter at QoS 1 and waits for the SUBACK; false if any is refused.
   bool subscribe(const std::vector<std::string>& filters, Deadline deadline);
   // Sends a QoS 1 PUBLISH (does not wait for its PUBACK).
@@ -52,9 +65,14 @@ class MqttProbe {
   bool send(const std::string& bytes, Deadline deadline);
   std::optional<Packet> read_packet(Deadline deadline);
   bool fill(std::size_t bytes, Deadline deadline);
+  bool handshake(const std::string& host, const ProbeTls& tls, Deadline deadline);
+  // Waits until the socket is ready for what the last SSL call wants (or either, for
+  // plaintext `events`). False on timeout.
+  bool wait_io(short events, Deadline deadline) const;
   void close();
 
   int fd_ = -1;
+  ssl_st* ssl_ = nullptr;  // set while a TLS connection is open
   bool connected_ = false;
   std::uint16_t next_id_ = 1;
   std::string in_;  // bytes received and not yet parsed

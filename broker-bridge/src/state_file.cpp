@@ -67,10 +67,11 @@ std::string to_json(const StateFile& state) {
     if (s.parent) site["parent"] = *s.parent;
     sites.push_back(std::move(site));
   }
-  const json doc{{"name", state.name},
-                 {"run_dir", state.run_dir.string()},
-                 {"supervisor", process_json(state.supervisor)},
-                 {"sites", std::move(sites)}};
+  json doc{{"name", state.name},
+           {"run_dir", state.run_dir.string()},
+           {"supervisor", process_json(state.supervisor)},
+           {"sites", std::move(sites)}};
+  if (!state.pki_dir.empty()) doc["pki_dir"] = state.pki_dir.string();
   return doc.dump(2) + "\n";
 }
 
@@ -81,6 +82,7 @@ schemas::Result<StateFile> parse_state_file(const std::string& text) {
     state.name = doc.at("name").get<std::string>();
     state.run_dir = doc.at("run_dir").get<std::string>();
     state.supervisor = process_from(doc.at("supervisor"));
+    if (doc.contains("pki_dir")) state.pki_dir = doc.at("pki_dir").get<std::string>();
     for (const json& s : doc.at("sites")) {
       SiteRecord r;
       r.id = s.at("id").get<std::string>();

@@ -64,6 +64,11 @@ std::optional<tiers::Topology> load_topology(const fs::path& file) {
   return std::move(topology).value();
 }
 
+void warn_insecure() {
+  std::cerr << "nova-bridge: WARNING: --insecure-plaintext: brokers without TLS, anonymous clients "
+               "allowed, identities anybody may claim. Development only.\n";
+}
+
 // --- render ----------------------------------------------------------------------------
 
 struct RenderArgs {
@@ -72,6 +77,8 @@ struct RenderArgs {
   fs::path out;
   fs::path data_dir;
   std::string user;
+  fs::path pki;
+  bool insecure_plaintext = false;
 };
 
 int cmd_render(const RenderArgs& args) {
@@ -94,6 +101,9 @@ int cmd_render(const RenderArgs& args) {
   bridge::RenderOptions options;
   options.data_dir = args.data_dir;
   options.user = args.user;
+  options.pki_dir = args.pki;
+  options.insecure_plaintext = args.insecure_plaintext;
+  if (args.insecure_plaintext) warn_insecure();
   if (auto st = bridge::write_site(*topology, *site, args.out, options); !st) {
     return fail(kRuntimeFailure, st.error().message());
   }
@@ -108,7 +118,20 @@ struct UpArgs {
   fs::path run_dir;
   bool free_ports = false;
   int ready_timeout_s = 60;
+  bool insecure_plaintext = false;
+  fs::path pki;  // empty: <run-dir>/pki, made (or completed) for the topology
 };
+
+// The PKI of a TLS hierarchy, made or completed (bridge::prepare_pki).
+std::optional<fs::path> prepare_pki(const tiers::Topology& topology, const fs::path& dir) {
+  auto issued = bridge::prepare_pki(dir, topology);
+  if (!issued) {
+    fail(issued.error().path == "topology" ? kUsageError : kRuntimeFailure, "--pki: " + issued.error().message());
+    return std::nullopt;
+  }
+  log_event("pki_ready", dir.string() + ": " + std::to_string(*issued) + " identities issued");
+  return dir;
+}
 
 void print_table(const bridge::Hierarchy& h) {
   const tiers::Topology& t = h.topology();
@@ -144,6 +167,14 @@ int cmd_up(const UpArgs& args) {
   options.ports = args.free_ports ? bridge::PortPolicy::free_for_all : bridge::PortPolicy::free_for_zero;
   options.ready_timeout = std::chrono::seconds(args.ready_timeout_s);
   options.on_event = [](const bridge::HierarchyEvent& e) { log_line(bridge::format_event(e)); };
+  options.insecure_plaintext = args.insecure_plaintext;
+  if (args.insecure_plaintext) {
+    warn_insecure();
+  } else {
+    const auto pki = prepare_pki(*topology, args.pki.empty() ? args.run_dir / "pki" : args.pki);
+    if (!pki) return kRuntimeFailure;
+    options.pki_dir = *pki;
+  }
   log_event("starting", "topology '" + topology->name() + "' (" + std::to_string(topology->sites().size()) +
                             " sites) in " + args.run_dir.string());
   auto started = bridge::Hierarchy::start(*topology, options);
@@ -213,7 +244,7 @@ int cmd_status(const fs::path& run_dir) {
     if (s.parent && parent != state->sites.begin() + static_cast<std::ptrdiff_t>(i) &&
         up[static_cast<std::size_t>(parent - state->sites.begin())]) {
       const std::string host = parent->address == "0.0.0.0" ? "127.0.0.1" : parent->address;
-      probes.push_back({{"tcp://" + host + ":" + std::to_string(parent->port)}, s.id});
+      probes.push_back({{"tcp://" + host + ":" + std::to_string(parent->port)}, s.id, bridge::monitor_tls_in(state->pki_dir)});
       probed.push_back(i);
     }
   }
@@ -306,6 +337,9 @@ int main(int argc, char** argv) {
   render->add_option("--out", render_args.out, "output directory")->required();
   render->add_option("--data-dir", render_args.data_dir, "broker data directory (default: --out)");
   render->add_option("--user", render_args.user, "render `user NAME` (needed when mosquitto starts as root)");
+  render->add_option("--pki", render_args.pki, "PKI folder (nova-pki) for mutual TLS; required unless --insecure-plaintext");
+  render->add_flag("--insecure-plaintext", render_args.insecure_plaintext,
+                   "render plaintext listeners and a client-id ACL anybody can bypass (development only)");
 
   UpArgs up_args;
   auto* up = app.add_subcommand(
@@ -318,6 +352,10 @@ int main(int argc, char** argv) {
       ->required();
   up->add_flag("--free-ports", up_args.free_ports, "give every site a free loopback port (default: only port 0)");
   up->add_option("--ready-timeout", up_args.ready_timeout_s, "seconds to wait for every link (default 60)");
+  up->add_option("--pki", up_args.pki,
+                 "PKI folder (default <run-dir>/pki); identities the topology needs are issued where missing");
+  up->add_flag("--insecure-plaintext", up_args.insecure_plaintext,
+               "plaintext brokers and a client-id ACL anybody can bypass (development only)");
 
   fs::path status_dir;
   auto* status = app.add_subcommand(

@@ -16,6 +16,7 @@
 #include "nova/security/audit_log.h"
 #include "nova/security/control.h"
 #include "nova/security/pki.h"
+#include "nova/security/topology_identities.h"
 #include "nova/tiers/topology.h"
 
 namespace {
@@ -76,101 +77,21 @@ std::optional<std::string> identity_cn(const std::string& role, const std::strin
 
 // --- topology ----------------------------------------------------------------------------
 
-// The region a site belongs to: its level-2 ancestor (or itself), "cloud" for the root.
-std::string region_of(const tiers::Topology& topology, const tiers::Site& site) {
-  if (site.is_root()) return "cloud";
-  if (site.level() == 2) return site.id();
-  for (const tiers::Site* s : topology.ancestors(site)) {
-    if (s->level() == 2) return s->id();
-  }
-  return "cloud";  // a site directly under the root but deeper than level 2
-}
-
-// The listener's address as a SAN, unless the fixed loopback SANs already cover it.
-std::vector<std::string> listener_sans(const tiers::Listener& listener) {
-  const std::string& a = listener.address;
-  if (a.empty() || a == "127.0.0.1" || a == "localhost" || a == "0.0.0.0" || a == "::") return {};
-  const bool ip =
-      a.find_first_not_of("0123456789.") == std::string::npos || a.find(':') != std::string::npos;
-  return {(ip ? "IP:" : "DNS:") + a};
-}
-
 int cmd_topology(security::Pki& pki, const fs::path& file, int days) {
   const auto started = std::chrono::steady_clock::now();
   auto topology = tiers::Topology::load(file);
   if (!topology) return fail_usage("invalid topology: " + topology.error().message());
-
-  // Every identity the topology needs, and what it is (for an error naming both sides
-  // of a clash).
-  struct Wanted {
-    security::IssueRequest request;
-    std::string what;
-  };
-  std::vector<Wanted> wanted;
-  std::set<std::string> regions{"cloud"};
-  for (const auto& site : topology->sites()) {
-    const std::string region = region_of(*topology, site);
-    if (site.level() == 2 && region == "cloud") {
-      return fail_usage(
-          "invalid topology: site 'cloud': a regional site may not be called 'cloud' (the cloud's "
-          "region)");
-    }
-    regions.insert(region);
-    wanted.push_back(
-        {{security::Role::broker, site.id(), region, listener_sans(site.spec.listener), days, 0},
-         "site '" + site.id() + "' (broker)"});
-    if (!site.is_root()) {
-      wanted.push_back({{security::Role::bridge, site.id(), region, {}, days, 0},
-                        "site '" + site.id() + "' (bridge)"});
-    }
-  }
-  for (const auto& node : topology->nodes()) {
-    wanted.push_back({{security::Role::node,
-                       node.id,
-                       region_of(*topology, topology->site(node.site)),
-                       {},
-                       days,
-                       0},
-                      "node '" + node.id + "'"});
-  }
-  wanted.push_back(
-      {{security::Role::cloud, "nova-cloud", "cloud", {}, days, 0}, "the cloud service"});
-
-  // One CN, one identity: "already issued" must never hide a second identity that would
-  // reuse another's certificate (and its rights under use_identity_as_username).
-  std::map<std::string, std::string> owner_of;  // CN -> what
-  for (const auto& w : wanted) {
-    auto cn = security::common_name(w.request.role, w.request.name);
-    if (!cn) return fail_usage("invalid topology: " + w.what + ": " + cn.error().message());
-    auto [it, fresh] = owner_of.emplace(*cn, w.what);
-    if (!fresh) {
-      return fail_usage("invalid topology: " + w.what + " and " + it->second +
-                        " would share the certificate CN '" + *cn + "'");
-    }
-  }
-
-  if (!pki.has_root()) {
-    if (auto root = pki.init_root(); !root) return fail(root.error());
-  }
-  for (const auto& region : regions) {
-    if (pki.has_intermediate(region)) continue;
-    if (auto ca = pki.init_intermediate(region); !ca) return fail(ca.error());
-  }
-  std::size_t issued = 0;
-  std::size_t kept = 0;
-  for (const auto& w : wanted) {
-    if (pki.has_identity(*security::common_name(w.request.role, w.request.name))) {
-      ++kept;
-      continue;
-    }
-    if (auto info = pki.issue(w.request); !info) return fail(info.error());
-    ++issued;
+  auto report = security::issue_topology_identities(pki, *topology, days);
+  if (!report) {
+    if (report.error().path == "topology") return fail_usage("invalid topology: " + report.error().reason);
+    return fail(report.error());
   }
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::steady_clock::now() - started)
                       .count();
-  std::cout << "topology '" << topology->name() << "': " << regions.size() << " regions, " << issued
-            << " identities issued, " << kept << " already issued, in " << ms << " ms\n";
+  std::cout << "topology '" << topology->name() << "': " << report->regions << " regions, "
+            << report->issued << " identities issued, " << report->kept << " already issued, in " << ms
+            << " ms\n";
   return kOk;
 }
 

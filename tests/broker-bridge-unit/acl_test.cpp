@@ -23,6 +23,7 @@
 #include "nova/bridge/net.h"
 #include "nova/bridge/render.h"
 #include "nova/tiers/topology.h"
+#include "test_client.h"
 
 namespace {
 
@@ -30,66 +31,8 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using nova::bridge::kCloudServiceUser;
 using nova::bridge::kMonitorUser;
-
-using Received = std::vector<std::pair<std::string, std::string>>;  // topic, payload
-
-class TestClient {
- public:
-  TestClient(const std::string& uri, const std::string& id, const std::string& user = "")
-      : client_(uri, id) {
-    client_.start_consuming();
-    auto builder = mqtt::connect_options_builder();
-    builder.mqtt_version(MQTTVERSION_3_1_1).clean_session(true).connect_timeout(5s);
-    if (!user.empty()) builder.user_name(user);
-    client_.connect(builder.finalize())->wait();
-  }
-  ~TestClient() {
-    try {
-      if (client_.is_connected()) client_.disconnect()->wait();
-    } catch (const mqtt::exception&) {  // already gone (e.g. disconnected by the broker)
-    }
-  }
-  TestClient(const TestClient&) = delete;
-  TestClient& operator=(const TestClient&) = delete;
-
-  // True when the broker granted the subscription (SUBACK without 0x80).
-  bool subscribe(const std::string& filter) {
-    try {
-      client_.subscribe(filter, 1)->wait();
-      return true;
-    } catch (const mqtt::exception&) {
-      return false;
-    }
-  }
-  // QoS 1; returns once the broker's PUBACK arrived.
-  void publish(const std::string& topic, const std::string& payload, bool retained = false) {
-    client_.publish(mqtt::make_message(topic, payload, 1, retained))->wait();
-  }
-  // Everything received up to and including a message on `marker`.
-  Received until(const std::string& marker) {
-    Received got;
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    mqtt::const_message_ptr m;
-    while (client_.try_consume_message_until(&m, deadline) && m) {
-      got.emplace_back(m->get_topic(), m->get_payload_str());
-      if (m->get_topic() == marker) return got;
-    }
-    FAIL("no message on " << marker << " within 10 s");
-    return got;
-  }
-  // Waits for Paho's connection-lost notice (an empty message in the consumer queue).
-  bool wait_connection_lost() {
-    mqtt::const_message_ptr m;
-    while (client_.try_consume_message_for(&m, 10s)) {
-      if (!m) return true;
-    }
-    return false;
-  }
-  mqtt::async_client& paho() { return client_; }
-
- private:
-  mqtt::async_client client_;
-};
+using nova::bridge::testing::Received;
+using nova::bridge::testing::TestClient;
 
 // The example's root site on a free port, with its rendered config and ACL.
 class RootBroker {
@@ -108,6 +51,7 @@ class RootBroker {
     fs::remove_all(dir_);
     nova::bridge::RenderOptions options;
     if (::geteuid() == 0) options.user = "root";
+    options.insecure_plaintext = true;  // these cases pin the plaintext ACL; tls_test.cpp the TLS one
     REQUIRE(nova::bridge::write_site(*topology, topology->site("cloud"), dir_, options).ok());
     nova::bridge::BrokerLaunch launch;
     launch.config = dir_ / "mosquitto.conf";

@@ -77,6 +77,7 @@ std::map<std::string, std::vector<std::string>> acl_sections(const std::string& 
 
 std::string conf_of(const Topology& t, const std::string& site, RenderOptions options = {}) {
   if (options.data_dir.empty()) options.data_dir = "/srv/nova/" + site;
+  if (options.pki_dir.empty()) options.pki_dir = "/srv/nova/pki";
   return render(t, t.site(site), options).mosquitto_conf;
 }
 
@@ -126,7 +127,7 @@ TEST_CASE("a metro site bridges to its parent with every pitfall handled", "[ren
   CHECK(value(conf, "queue_qos0_messages") == "false");
   CHECK(value(conf, "max_packet_size") == std::to_string(256 * 1024 + 4 * 1024));
 
-  CHECK(value(conf, "allow_anonymous") == "true");
+  CHECK(value(conf, "allow_anonymous") == "false");
   // A retained record is re-sent only if its publisher may still write it: keeps the
   // bridge's own link record from going up stale on every reconnect (restart_test).
   CHECK(value(conf, "check_retain_source") == "true");
@@ -247,7 +248,7 @@ TEST_CASE("a site with backup parents keeps its session on them, and its routes 
 
 TEST_CASE("the ACL grants nodes, child bridges, cloud and monitor what they need", "[render][acl]") {
   const Topology t = example();
-  const auto acl = acl_sections(render(t, t.site("par"), {"/srv/nova/par", {}, {}}).acl);
+  const auto acl = acl_sections(render(t, t.site("par"), {"/srv/nova/par", {}, {}, {}, /*insecure_plaintext=*/true}).acl);
 
   // Anonymous clients: read down, sensors; no `topic` grant on up (only the pattern).
   CHECK(acl.at("") == std::vector<std::string>{"topic read nova/v1/down/#", "topic readwrite nova/v1/sensor/#"});
@@ -294,7 +295,7 @@ TEST_CASE("every bridge's down maps are what its parent's and backups' ACLs let 
       const std::string filter = map.substr(0, map.find(' '));
       for (const nova::tiers::Site* parent : parents) {
         INFO(filter << " at " << parent->id());
-        const auto parent_acl = acl_sections(render(t, *parent, {"/x", {}, {}}).acl);
+        const auto parent_acl = acl_sections(render(t, *parent, {"/x", {}, {}, {}, /*insecure_plaintext=*/true}).acl);
         const auto& grants = parent_acl.at(nova::bridge::bridge_username(site));
         CHECK(std::find(grants.begin(), grants.end(), "topic read " + filter) != grants.end());
       }
@@ -314,7 +315,9 @@ TEST_CASE("write_site writes both files and refers to the ACL by absolute path",
   const Topology t = example();
   const fs::path dir = fs::temp_directory_path() / ("nova-render-test-" + std::to_string(::getpid()));
   fs::remove_all(dir);
-  REQUIRE(nova::bridge::write_site(t, t.site("sfo-a2"), dir).ok());
+  RenderOptions insecure;
+  insecure.insecure_plaintext = true;
+  REQUIRE(nova::bridge::write_site(t, t.site("sfo-a2"), dir, insecure).ok());
   std::ifstream conf_in(dir / "mosquitto.conf");
   std::stringstream conf;
   conf << conf_in.rdbuf();
@@ -332,11 +335,100 @@ sites:
 )");
   REQUIRE(t.ok());
   const fs::path dir = fs::temp_directory_path() / ("nova-render-test0-" + std::to_string(::getpid()));
-  auto root = nova::bridge::write_site(*t, t->site("root"), dir);
+  RenderOptions insecure;
+  insecure.insecure_plaintext = true;
+  auto root = nova::bridge::write_site(*t, t->site("root"), dir, insecure);
   REQUIRE_FALSE(root.ok());
   CHECK(root.error().message().find("site 'root'") != std::string::npos);
-  auto child = nova::bridge::write_site(*t, t->site("gw"), dir);
+  auto child = nova::bridge::write_site(*t, t->site("gw"), dir, insecure);
   REQUIRE_FALSE(child.ok());
   CHECK(child.error().message().find("cannot bridge to 'root'") != std::string::npos);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("TLS mode renders mutual TLS on the listener and on the bridge", "[render][tls]") {
+  const Topology t = example();
+  const std::string conf = conf_of(t, "par");
+  CHECK(value(conf, "allow_anonymous") == "false");
+  CHECK(value(conf, "cafile") == "/srv/nova/pki/trust/ca.pem");
+  CHECK(value(conf, "certfile") == "/srv/nova/pki/identities/par/cert.pem");
+  CHECK(value(conf, "keyfile") == "/srv/nova/pki/identities/par/key.pem");
+  CHECK(value(conf, "crlfile") == "/srv/nova/pki/trust/crl.pem");
+  CHECK(value(conf, "require_certificate") == "true");
+  CHECK(value(conf, "use_identity_as_username") == "true");
+  CHECK(value(conf, "use_username_as_clientid") == "true");
+  CHECK(value(conf, "tls_version") == "tlsv1.2");
+  CHECK(value(conf, "bridge_cafile") == "/srv/nova/pki/trust/ca.pem");
+  CHECK(value(conf, "bridge_certfile") == "/srv/nova/pki/identities/bridge.par/cert.pem");
+  CHECK(value(conf, "bridge_keyfile") == "/srv/nova/pki/identities/bridge.par/key.pem");
+  CHECK(value(conf, "bridge_insecure") == "false");
+  CHECK(value(conf, "bridge_tls_version") == "tlsv1.2");
+  CHECK(conf.find("INSECURE") == std::string::npos);
+  // The TLS settings belong to the listener: they follow its line.
+  CHECK(conf.find("listener ") < conf.find("cafile "));
+}
+
+TEST_CASE("insecure plaintext mode says so at the top of both files", "[render][tls]") {
+  const Topology t = example();
+  RenderOptions options;
+  options.insecure_plaintext = true;
+  const auto rendered = render(t, t.site("par"), options);
+  CHECK(rendered.mosquitto_conf.rfind("# INSECURE: ", 0) == 0);
+  CHECK(rendered.acl.rfind("# INSECURE: ", 0) == 0);
+  CHECK(value(rendered.mosquitto_conf, "allow_anonymous") == "true");
+  CHECK(values(rendered.mosquitto_conf, "cafile").empty());
+  CHECK(values(rendered.mosquitto_conf, "bridge_certfile").empty());
+}
+
+TEST_CASE("the identity ACL binds every grant to a certificate CN", "[render][acl][tls]") {
+  const Topology t = example();
+  const std::string text = render(t, t.site("par"), {"/srv/nova/par", {}, {}, "/nonexistent-pki", false}).acl;
+  CHECK(text.find("%c") == std::string::npos);
+  const auto acl = acl_sections(text);
+  CHECK(acl.at("").empty());  // nothing for anonymous clients (and they are refused anyway)
+  CHECK(acl.at("pattern") == std::vector<std::string>{"pattern readwrite nova-bridge/probe/%u"});
+  // The site's node: its own up topics except a link, its own down topics, its sensors.
+  CHECK(acl.at("agent-par") == std::vector<std::string>{"topic deny nova/v1/up/agent-par/link",
+                                                          "topic write nova/v1/up/agent-par/#",
+                                                          "topic read nova/v1/down/cloud/eu/par/agent-par/#",
+                                                          "topic read nova/v1/sensor/agent-par/+",
+                                                          "topic write nova/v1/sensor/agent-par/+/error"});
+  CHECK(acl.count("agent-eu") == 0);  // a node of another site has nothing here
+  // A child's bridge: every other site's link denied before its up grant. par-a1 is an
+  // access site: it carries its own link only.
+  const auto& child = acl.at("bridge.par-a1");
+  CHECK(std::count(child.begin(), child.end(), "topic deny nova/v1/up/par-a1/link") == 0);
+  CHECK(std::count(child.begin(), child.end(), "topic deny nova/v1/up/par/link") == 1);
+  CHECK(std::count(child.begin(), child.end(), "topic deny nova/v1/up/ber-a1/link") == 1);
+  CHECK(child.size() == t.sites().size() - 1 + 2);
+  CHECK(child.at(child.size() - 2) == "topic write nova/v1/up/#");
+  CHECK(child.back() == "topic read nova/v1/down/cloud/eu/par/par-a1/#");
+  CHECK(acl.at(nova::bridge::kCloudServiceUser) ==
+        std::vector<std::string>{"topic deny nova/v1/up/nova-cloud/link", "topic write nova/v1/up/nova-cloud/#",
+                                 "topic read nova/v1/up/#", "topic readwrite nova/v1/down/#",
+                                 "topic readwrite nova/v1/cloud/#", "topic read $SYS/#"});
+  CHECK(acl.at(nova::bridge::kMonitorIdentity) == std::vector<std::string>{"topic read nova/v1/up/+/link"});
+}
+
+TEST_CASE("a regional bridge carries the links of its subtree and of what fails over into it", "[render][acl][tls]") {
+  const Topology t = example();
+  std::vector<std::string> carried;
+  for (const auto* s : nova::bridge::link_carriers(t, t.site("eu"))) carried.push_back(s->id());
+  CHECK(carried == std::vector<std::string>{"eu", "par", "ber", "par-a1", "par-a2", "ber-a1", "ber-a2"});
+}
+
+TEST_CASE("write_site in TLS mode needs the PKI's files and names the field", "[render][tls]") {
+  const Topology t = example();
+  const fs::path dir = fs::temp_directory_path() / ("nova-render-tls-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  auto none = nova::bridge::write_site(t, t.site("par"), dir);
+  REQUIRE_FALSE(none.ok());
+  CHECK(none.error().path == "pki_dir");
+  RenderOptions options;
+  options.pki_dir = dir / "no-pki";
+  auto missing = nova::bridge::write_site(t, t.site("par"), dir, options);
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().path == "pki_dir");
+  CHECK(missing.error().message().find("trust/ca.pem") != std::string::npos);
   fs::remove_all(dir);
 }

@@ -122,13 +122,23 @@ struct RunningHierarchy {
   }
 };
 
+// With `tls`, the hierarchy runs with mutual TLS and a PKI made in <run dir>/pki
+// (bridge::prepare_pki); clients then need certificates (pki_dir()). Without it, the
+// explicit insecure plaintext mode: the tests' Paho clients are not converted to TLS yet.
 inline std::unique_ptr<RunningHierarchy> start_hierarchy(const tiers::Topology& topology,
-                                                         const std::string& prefix) {
+                                                         const std::string& prefix, bool tls = false) {
   auto running = std::make_unique<RunningHierarchy>(prefix);
   bridge::HierarchyOptions options;
   options.run_dir = running->dir.path();
   options.ports = bridge::PortPolicy::free_for_all;
   options.supervise = true;
+  options.insecure_plaintext = !tls;
+  if (tls) {
+    options.pki_dir = running->dir.path() / "pki";
+    if (auto made = bridge::prepare_pki(options.pki_dir, topology); !made) {
+      throw std::runtime_error("prepare_pki: " + made.error().message());
+    }
+  }
   options.on_event = [events = running->events](const bridge::HierarchyEvent& event) {
     events->add(event);
   };

@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <initializer_list>
 #include <memory>
@@ -32,6 +33,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "nova/security/layout.h"
 
 namespace nova::hiertest {
 
@@ -49,6 +52,22 @@ inline mqtt::connect_options client_options(const std::string& username = {},
                      .connect_timeout(std::chrono::seconds(10));
   if (!username.empty()) builder.user_name(username);
   return builder.finalize();
+}
+
+// The same with a client certificate of a PKI folder (nova/security/layout.h paths):
+// the broker makes its CN the username and the client id (docs/broker-hierarchy.md).
+// The URI must be ssl://.
+inline mqtt::connect_options tls_client_options(const std::filesystem::path& pki_dir, const std::string& cn) {
+  const security::Layout pki(pki_dir);
+  auto options = client_options();
+  options.set_ssl(mqtt::ssl_options_builder()
+                      .trust_store(pki.trust_ca().string())
+                      .key_store(pki.identity_cert(cn).string())
+                      .private_key(pki.identity_key(cn).string())
+                      .enable_server_cert_auth(true)
+                      .verify(true)
+                      .finalize());
+  return options;
 }
 
 struct Received {

@@ -7,9 +7,10 @@
 // the event; stop(site) holds a site down until start(site), which is how tests cut a
 // link for a sustained period.
 //
-// Clients of these brokers must follow the rendered ACL (render.h): a node publishes
-// anonymously with its node id as client id; cloud services and tests that read upward
-// traffic connect with username kCloudServiceUser.
+// Clients of these brokers must follow the rendered ACL (render.h). With TLS (pki_dir),
+// each presents its certificate from the PKI folder (its CN is its identity); in insecure
+// plaintext mode a node publishes anonymously with its node id as client id, and cloud
+// services and tests that read upward traffic connect with username kCloudServiceUser.
 //
 // Threading: every broker is forked, signalled and reaped by the Hierarchy's own
 // supervisor thread, which lives as long as the Hierarchy. (A broker's parent-death
@@ -73,6 +74,11 @@ struct HierarchyOptions {
   bool supervise = true;  // restart brokers that exit without stop()
   std::chrono::milliseconds ready_timeout{30'000};
   std::function<void(const HierarchyEvent&)> on_event;  // called from the supervisor thread
+  // Passed to every site's RenderOptions: mutual TLS with this PKI folder, which must
+  // hold the topology's identities and the monitor's (kMonitorIdentity, which the link
+  // reads use), or else insecure_plaintext. Neither: start() fails (error path "pki_dir").
+  std::filesystem::path pki_dir;
+  bool insecure_plaintext = false;
 };
 
 // What reload() changed, by site id.
@@ -82,6 +88,13 @@ struct ReloadSummary {
   std::vector<std::string> acl_reloaded;  // only the ACL changed: SIGHUP, no restart
   std::vector<std::string> removed;    // stopped and forgotten (their directories stay)
 };
+
+// Makes or completes the PKI folder of a TLS hierarchy: every identity the topology
+// needs (security::issue_topology_identities, what `nova-pki topology` runs) and the
+// link monitor's (kMonitorIdentity), each issued only where missing. Returns how many
+// were issued. Errors: path "topology" for a topology the PKI refuses (two identities
+// with one CN), else the PKI's own (a missing CA key, a file it cannot write).
+Result<std::size_t> prepare_pki(const std::filesystem::path& dir, const tiers::Topology& topology);
 
 class Hierarchy {
  public:

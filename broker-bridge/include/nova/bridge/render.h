@@ -15,8 +15,42 @@
 // keeps the bridge's own retained link record from being re-sent upward, stale, after
 // the fresh "1" of each reconnect.
 //
-// The ACL file, as Mosquitto 2.0.11 applies it (verified by
-// tests/broker-bridge-unit/acl_test.cpp against a real broker):
+// Two modes (RenderOptions): mutual TLS (the default, needs a PKI folder, layout.h) and
+// an explicit insecure plaintext mode kept for development, which the config says in a
+// comment at its top.
+//
+// Mutual TLS: every listener has cafile trust/ca.pem, the site's broker certificate and
+// key, crlfile trust/crl.pem, require_certificate, use_identity_as_username (the
+// certificate's CN is the MQTT username, whatever the client sends), tls_version tlsv1.2
+// (2.0.11 treats it as the minimum: TLS 1.3 is accepted, 1.1 refused), allow_anonymous
+// false, and use_username_as_clientid (the client id is the CN too, so nobody can claim a
+// bridge's or a node's client id and take over its session: one connection per
+// identity). The bridge presents bridge.<site>'s certificate and checks the parent's
+// (bridge_insecure false; the parent's certificate names 127.0.0.1/localhost/its id).
+//
+// The identity ACL (TLS mode), as Mosquitto 2.0.11 applies it (verified against a real
+// broker by tests/broker-bridge-unit/acl_test.cpp). Usernames are certificate CNs, never
+// client ids: no %c anywhere. A `topic deny` line refuses reading and writing its topic
+// whatever the section's other lines grant (rendered first, before the grants).
+//   - node N of this site: write nova/v1/up/N/# except nova/v1/up/N/link; read
+//     nova/v1/down/<site path>/N/#; read nova/v1/sensor/N/+ (its sensors' readings) and
+//     write nova/v1/sensor/N/+/error (the replies).
+//   - sensor.N.S (a sensor certificate found in the PKI folder, for a node of this site):
+//     write nova/v1/sensor/N/S, read nova/v1/sensor/N/S/error.
+//   - bridge.<child> of every child and of every site naming this one as a backup parent:
+//     write nova/v1/up/# except the link topic of every site whose link it does not
+//     carry (link_carriers()), read the child's down_routes().
+//   - bridge.<this site>: write this site's down_routes() (check_retain_source, below).
+//   - nova-cloud: read nova/v1/up/#, and write nova/v1/up/nova-cloud/# except its link
+//     (the probes of cloud/subscriptions.h publish there); read and write
+//     nova/v1/down/# and nova/v1/cloud/#, read $SYS/#. Only it writes down.
+//   - operator.nova-monitor (kMonitorIdentity): read nova/v1/up/+/link; every identity
+//     may read and write its own probe topic nova-bridge/probe/<CN>.
+//   Known gap: a child's bridge may write any node's up topics (not links), since
+//   Mosquitto cannot tell what it forwards from what it makes up; the access broker's ACL
+//   is what binds a node's up topics to its certificate.
+//
+// The plaintext ACL (insecure mode), unchanged from before TLS:
 //   - `topic` lines before the first `user` line apply to anonymous clients only, the
 //     `topic` lines after a `user` line to that user only, and `pattern` lines to every
 //     client. %c is the client id.
@@ -30,13 +64,12 @@
 //     site's link topic, so that record is never re-sent (to anyone).
 //   - kCloudServiceUser: read and write nova/v1/# (and read $SYS/#).
 //   - kMonitorUser: read nova/v1/up/+/link.
-//   - A denied publish is never delivered and the broker then closes the publisher's
-//     connection (a QoS 1 publisher gets its PUBACK first); the log says only "Bad
-//     socket read/write on client <id>: Unknown error." ("Denied PUBLISH" is debug).
-//     A denied subscription is granted and delivers nothing. Bridges bypass the ACL
-//     of their own (local) broker.
-//   - There are no passwords: the usernames are labels for the ACL, not authentication.
-//     Production deployments add TLS and password_file on the listener.
+//   - There are no passwords: the usernames are labels anybody may claim.
+// In both modes: a denied publish is never delivered and the broker then closes the
+// publisher's connection (a QoS 1 publisher gets its PUBACK first); the log says only
+// "Bad socket read/write on client <id>: Unknown error." ("Denied PUBLISH" is debug).
+// A denied subscription is granted and delivers nothing. Bridges bypass the ACL of
+// their own (local) broker.
 #pragma once
 
 #include <cstdint>
@@ -65,6 +98,13 @@ struct RenderOptions {
   // Added so write_site can name the ACL it writes; render() uses it for `acl_file`.
   // Default: <data_dir>/acl.
   std::filesystem::path acl_file;
+  // The PKI folder (nova/security/layout.h) whose files the TLS listener and bridge
+  // name, rendered as absolute paths. Required unless insecure_plaintext.
+  std::filesystem::path pki_dir;
+  // Renders the old plaintext listener and client-id ACL, with a warning comment at the
+  // top of both files: anybody who can reach the port can claim any identity. For
+  // development only; nova-bridge spells it --insecure-plaintext.
+  bool insecure_plaintext = false;
 };
 
 struct RenderedSite {
@@ -73,13 +113,16 @@ struct RenderedSite {
 };
 
 // Precondition: `site` belongs to `topology`, and every site it bridges to (parent,
-// backups) has a non-zero port.
+// backups) has a non-zero port; in TLS mode, pki_dir names the PKI (write_site checks
+// its files; render() only writes the paths).
 RenderedSite render(const tiers::Topology& topology, const tiers::Site& site,
                     const RenderOptions& options);
 
 // Renders and writes <out_dir>/mosquitto.conf and <out_dir>/acl (creating out_dir and
 // the data directory). The config refers to the ACL file by absolute path. Fails on a
-// path Mosquitto's config cannot express (a line break) or a missing parent port.
+// path Mosquitto's config cannot express (a line break), a missing parent port, or
+// (TLS mode) no pki_dir or a missing certificate or key of this site (error path
+// "pki_dir", naming the file).
 Status write_site(const tiers::Topology& topology, const tiers::Site& site,
                   const std::filesystem::path& out_dir, RenderOptions options = {});
 
@@ -103,6 +146,17 @@ std::string bridge_username(const tiers::Site& site);
 
 // The MQTT username of cloud services (nova-cloud, operators): read and write nova/v1/#.
 inline constexpr const char* kCloudServiceUser = "nova-cloud";
+
+// The certificate CN of the link monitor in TLS mode: the operator identity
+// "nova-monitor" (nova-bridge up issues it next to the topology's identities).
+inline constexpr const char* kMonitorOperatorName = "nova-monitor";
+inline constexpr const char* kMonitorIdentity = "operator.nova-monitor";
+
+// The sites whose link topic `bridging_site`'s bridge may write at the brokers it
+// bridges to: its own and those it carries upward (its subtree, and the subtrees that
+// fail over into it, as down_routes()).
+std::vector<const tiers::Site*> link_carriers(const tiers::Topology& topology,
+                                              const tiers::Site& bridging_site);
 
 // Added: the MQTT username of the hierarchy's own monitor (Hierarchy, nova-bridge
 // status): read nova/v1/up/+/link only. It also uses nova-bridge/probe/<client id>,

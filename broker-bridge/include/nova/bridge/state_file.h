@@ -48,6 +48,9 @@ struct StateFile {
   std::filesystem::path run_dir;
   ProcessId supervisor;
   std::vector<SiteRecord> sites;  // parents before children
+  // The PKI folder of a TLS hierarchy ("pki_dir", absent for insecure plaintext): where
+  // `nova-bridge status` finds the monitor's certificate.
+  std::filesystem::path pki_dir;
 };
 
 inline constexpr const char* kStateFileName = "hierarchy.json";

@@ -1,0 +1,256 @@
+// The attacks of issue 10 against brokers rendered by nova-bridge in TLS mode (the
+// default): a root site 'cloud' and its child 'eu', bridged over mutual TLS, with a PKI
+// made for them. The attacker is mosquitto_pub with a certificate of this PKI (or none,
+// or a bad one); the legitimate readers are Paho clients with their own certificates.
+//
+// Absence is proven with markers, as in acl_test.cpp: a denied publish is followed by a
+// legitimate one that travels the same path, and a reader reads everything up to that
+// marker. use_username_as_clientid makes the client id the certificate CN, so one
+// identity has one connection: an attack never uses the identity of a connected reader.
+#include <unistd.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "nova/bridge/broker_process.h"
+#include "nova/bridge/net.h"
+#include "nova/bridge/render.h"
+#include "nova/tiers/topology.h"
+#include "pki_fixture.h"  // tests/security: TempDir, TestPki, run
+#include "test_client.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using nova::bridge::testing::Received;
+using nova::bridge::testing::TestClient;
+using nova::bridge::testing::TlsIdentity;
+using nova::security::Role;
+using nova::security::testing::CommandResult;
+using nova::security::testing::run;
+using nova::security::testing::TestPki;
+
+// cloud <- eu over mutual TLS; 'us' is in the topology (its bridge certificate exists)
+// but not started. Nodes n1 and n2 belong to eu.
+class TlsPair {
+ public:
+  TlsPair() {
+    pki_.issue(Role::broker, "cloud", "cloud");
+    pki_.issue(Role::broker, "eu");
+    pki_.issue(Role::bridge, "eu");
+    pki_.issue(Role::bridge, "us");
+    pki_.issue(Role::node, "n1");
+    pki_.issue(Role::node, "n2");
+    pki_.issue(Role::sensor, "n1.t1");
+    pki_.issue(Role::cloud, "nova-cloud", "cloud");
+    pki_.issue(Role::node, "old", "eu", 1, 10);  // expired 9 days ago
+    // A node revoked before the brokers start (mosquitto_test.cpp covers a SIGHUP).
+    pki_.issue(Role::node, "gone");
+    fs::create_directories(revoked_identity());
+    fs::copy_file(pki_.layout().identity_cert("gone"), revoked_identity() / "cert.pem");
+    fs::copy_file(pki_.layout().identity_key("gone"), revoked_identity() / "key.pem");
+    REQUIRE(pki_.pki.revoke_identity("gone").ok());
+    const auto cloud_port = nova::bridge::free_loopback_port();
+    const auto eu_port = nova::bridge::free_loopback_port();
+    REQUIRE((cloud_port.ok() && eu_port.ok()));
+    ports_ = {*cloud_port, *eu_port};
+    auto topology = nova::tiers::Topology::parse_yaml(
+        "name: tls-pair\nsites:\n"
+        "  - {id: cloud, level: 1, port: " + std::to_string(ports_[0]) + "}\n"
+        "  - {id: eu, level: 2, parent: cloud, port: " + std::to_string(ports_[1]) + "}\n"
+        "  - {id: us, level: 2, parent: cloud, port: 1}\n"
+        "nodes:\n  - {id: n1, site: eu}\n  - {id: n2, site: eu}\n");
+    INFO((topology.ok() ? "" : topology.error().message()));
+    REQUIRE(topology.ok());
+    for (std::size_t i = 0; i < 2; ++i) {
+      const std::string site = i == 0 ? "cloud" : "eu";
+      const fs::path dir = pki_.dir.path() / site;
+      nova::bridge::RenderOptions options;
+      options.pki_dir = pki_.layout().dir();
+      // Started as root, Mosquitto would switch to user mosquitto, which cannot read
+      // the 0700 identity folders.
+      if (::geteuid() == 0) options.user = "root";
+      const auto written = nova::bridge::write_site(*topology, topology->site(site), dir, options);
+      INFO((written.ok() ? "" : written.error().message()));
+      REQUIRE(written.ok());
+      nova::bridge::BrokerLaunch launch;
+      launch.config = dir / "mosquitto.conf";
+      launch.log = dir / "mosquitto.log";
+      launch.stdio = dir / "mosquitto.stdio";
+      launch.port = ports_[i];
+      const auto started = brokers_[i].start(launch);
+      INFO(started.message);
+      REQUIRE(started.ok());
+    }
+    // The bridge is up once the cloud holds eu's link record "1".
+    TestClient cloud(uri("cloud"), "ignored", "", identity("nova-cloud"));
+    REQUIRE(cloud.subscribe(nova::bridge::link_topic("eu")));
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    bool up = false;
+    while (!up && std::chrono::steady_clock::now() < deadline) {
+      mqtt::const_message_ptr m;
+      if (cloud.paho().try_consume_message_until(&m, deadline) && m) up = m->get_payload_str() == "1";
+    }
+    REQUIRE(up);
+  }
+  ~TlsPair() {
+    brokers_[1].stop(10s);
+    brokers_[0].stop(10s);
+  }
+
+  std::uint16_t port(const std::string& site) const { return ports_[site == "cloud" ? 0 : 1]; }
+  std::string uri(const std::string& site) const { return "ssl://127.0.0.1:" + std::to_string(port(site)); }
+  fs::path log(const std::string& site) const { return pki_.dir.path() / site / "mosquitto.log"; }
+  TlsIdentity identity(const std::string& cn) const {
+    return {pki_.layout().trust_ca(), pki_.layout().identity_cert(cn), pki_.layout().identity_key(cn)};
+  }
+  TestPki& pki() { return pki_; }
+  fs::path revoked_identity() const { return pki_.dir.path() / "kept-gone"; }
+
+  // mosquitto_pub, QoS 1, checking the broker's certificate. `cert_dir` holds cert.pem
+  // and key.pem; empty: no client certificate.
+  CommandResult publish(const std::string& site, const fs::path& cert_dir, const std::string& topic,
+                        const std::string& payload, std::vector<std::string> extra = {}) const {
+    std::vector<std::string> args{"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(port(site)),
+                                  "--cafile", pki_.layout().trust_ca().string(), "-q", "1", "-t", topic,
+                                  "-m", payload, "-V", "mqttv311"};
+    if (!cert_dir.empty()) {
+      args.insert(args.end(), {"--cert", (cert_dir / "cert.pem").string(), "--key", (cert_dir / "key.pem").string()});
+    }
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run(args);
+  }
+  CommandResult publish_as(const std::string& site, const std::string& cn, const std::string& topic,
+                           const std::string& payload, std::vector<std::string> extra = {}) const {
+    return publish(site, pki_.layout().identity_dir(cn), topic, payload, std::move(extra));
+  }
+
+ private:
+  TestPki pki_;
+  std::vector<std::uint16_t> ports_;
+  nova::bridge::BrokerProcess brokers_[2];
+};
+
+bool has_payload(const Received& got, const std::string& payload) {
+  return std::any_of(got.begin(), got.end(), [&](const auto& m) { return m.second == payload; });
+}
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("TLS brokers refuse no certificate and expired or revoked or foreign ones and TLS 1.1",
+          "[acl][tls]") {
+  TlsPair pair;
+  TestPki foreign;
+  foreign.issue(Role::node, "n1");  // same CN, another root
+
+  const std::string topic = "nova/v1/up/n1/state";
+  CHECK(pair.publish("eu", {}, topic, "anonymous").exit_code != 0);
+  CHECK(pair.publish("eu", pair.pki().layout().identity_dir("old"), topic, "expired").exit_code != 0);
+  CHECK(pair.publish("eu", pair.revoked_identity(), topic, "revoked").exit_code != 0);
+  CHECK(pair.publish("eu", foreign.layout().identity_dir("n1"), topic, "foreign").exit_code != 0);
+  const std::string log = nova::bridge::read_text_file(pair.log("eu"));
+  CHECK(count_of(log, "peer did not return a certificate") >= 1);
+  CHECK(count_of(log, "certificate verify failed") >= 3);
+
+  // tls_version tlsv1.2 is a minimum in Mosquitto 2.0.11: 1.3 is accepted, 1.1 refused.
+  const auto handshake = [&](const std::string& version) {
+    return run({"openssl", "s_client", "-connect", "127.0.0.1:" + std::to_string(pair.port("eu")), version,
+                "-CAfile", pair.pki().layout().trust_ca().string(), "-cert",
+                pair.pki().layout().identity_cert("n2").string(), "-key",
+                pair.pki().layout().identity_key("n2").string()});
+  };
+  const CommandResult tls11 = handshake("-tls1_1");
+  INFO(tls11.output);
+  CHECK(tls11.output.find("alert protocol version") != std::string::npos);
+  const CommandResult tls13 = handshake("-tls1_3");
+  INFO(tls13.output);
+  CHECK(tls13.output.find("TLSv1.3") != std::string::npos);
+  CHECK(tls13.output.find("Verify return code: 0 (ok)") != std::string::npos);
+}
+
+TEST_CASE("nobody claims nova-cloud or another node or a bridge and nobody forges deaths or links",
+          "[acl][tls]") {
+  TlsPair pair;
+  // Attacks, each denied (the broker drops the publish and closes the connection).
+  // n2 claims the username nova-cloud and publishes a task for n1, at the cloud and at
+  // its own broker.
+  pair.publish_as("cloud", "n2", "nova/v1/down/cloud/eu/n1/task", "forged task", {"-u", "nova-cloud"});
+  pair.publish_as("eu", "n2", "nova/v1/down/cloud/eu/n1/task", "forged task", {"-u", "nova-cloud"});
+  // A fake birth: n2 publishes as n1, and as a node nobody enrolled.
+  pair.publish_as("eu", "n2", "nova/v1/up/n1/state", "forged birth", {"-r"});
+  pair.publish_as("eu", "n2", "nova/v1/up/fake/state", "forged birth", {"-r"});
+  // Retained forged deaths and link states.
+  pair.publish_as("eu", "n2", "nova/v1/up/n1/death", "forged death", {"-r"});
+  pair.publish_as("eu", "n1", "nova/v1/up/eu/link", "0", {"-r"});
+  pair.publish_as("eu", "n1", "nova/v1/up/n1/link", "0", {"-r"});
+  pair.publish_as("cloud", "nova-cloud", "nova/v1/up/eu/link", "0", {"-r"});
+  // A device certificate used as a bridge: n1 at the cloud, forwarding as eu's bridge
+  // would, under the bridge's client id.
+  pair.publish_as("cloud", "n1", "nova/v1/up/n2/state", "forged forward", {"-i", "bridge.eu", "-r"});
+  pair.publish_as("cloud", "n1", "nova/v1/up/eu/link", "0", {"-i", "bridge.eu", "-r"});
+  // A bridge certificate of another site writes eu's link.
+  pair.publish_as("cloud", "bridge.us", "nova/v1/up/eu/link", "0", {"-r"});
+
+  // The client id is the certificate's CN: claiming bridge.eu's id did not take over
+  // the bridge's session.
+  const std::string cloud_log = nova::bridge::read_text_file(pair.log("cloud"));
+  CHECK(cloud_log.find("as n1 (p2, c1, k60, u'n1')") != std::string::npos);
+  CHECK(cloud_log.find("Client bridge.eu already connected") == std::string::npos);
+
+  // What the cloud holds, read by a late subscriber: the true link state, no forged
+  // record; n1's own birth, published after the attacks, crosses the bridge.
+  // nova-cloud writes up under its own id only (its subscription probes), never a link.
+  pair.publish_as("cloud", "nova-cloud", "nova/v1/up/nova-cloud/link", "forged cloud link", {"-r"});
+  REQUIRE(pair.publish_as("cloud", "nova-cloud", "nova/v1/up/nova-cloud/state", "cloud's own", {"-r"}).exit_code == 0);
+  REQUIRE(pair.publish_as("eu", "n1", "nova/v1/up/n1/state", "alive", {"-r"}).exit_code == 0);
+  TestClient cloud(pair.uri("cloud"), "ignored", "", pair.identity("nova-cloud"));
+  REQUIRE(cloud.subscribe("nova/v1/up/#"));
+  Received got = cloud.until("nova/v1/up/n1/state");
+  INFO(got.size());
+  CHECK(std::find(got.begin(), got.end(), std::pair<std::string, std::string>{"nova/v1/up/eu/link", "1"}) !=
+        got.end());
+  CHECK(got.back().second == "alive");
+  CHECK(has_payload(got, "cloud's own"));
+  for (const char* forged : {"forged birth", "forged death", "forged forward", "forged cloud link", "0"}) {
+    INFO(forged);
+    CHECK_FALSE(has_payload(got, forged));
+  }
+}
+
+TEST_CASE("only nova-cloud writes down and a node reads only its own down topics", "[acl][tls]") {
+  TlsPair pair;
+  TestClient n1(pair.uri("eu"), "ignored", "", pair.identity("n1"));
+  TestClient n2(pair.uri("eu"), "ignored", "", pair.identity("n2"));
+  // Subscribing to everybody's tasks is granted and delivers only one's own.
+  REQUIRE(n1.subscribe("nova/v1/down/#"));
+  REQUIRE(n2.subscribe("nova/v1/down/#"));
+  pair.publish_as("cloud", "bridge.us", "nova/v1/down/cloud/eu/n1/task", "forged by a bridge");
+  REQUIRE(pair.publish_as("cloud", "nova-cloud", "nova/v1/down/cloud/eu/n1/task", "for n1").exit_code == 0);
+  REQUIRE(pair.publish_as("cloud", "nova-cloud", "nova/v1/down/cloud/eu/n2/task", "for n2").exit_code == 0);
+  REQUIRE(pair.publish_as("cloud", "nova-cloud", "nova/v1/down/cloud/eu/n1/config", "marker").exit_code == 0);
+  CHECK(n2.until("nova/v1/down/cloud/eu/n2/task") == Received{{"nova/v1/down/cloud/eu/n2/task", "for n2"}});
+  CHECK(n1.until("nova/v1/down/cloud/eu/n1/config") ==
+        Received{{"nova/v1/down/cloud/eu/n1/task", "for n1"}, {"nova/v1/down/cloud/eu/n1/config", "marker"}});
+}
+
+TEST_CASE("a sensor writes only its own topic and its node reads it", "[acl][tls]") {
+  TlsPair pair;
+  TestClient n1(pair.uri("eu"), "ignored", "", pair.identity("n1"));
+  REQUIRE(n1.subscribe("nova/v1/sensor/n1/+"));
+  pair.publish_as("eu", "sensor.n1.t1", "nova/v1/sensor/n1/t2", "another sensor's");
+  pair.publish_as("eu", "sensor.n1.t1", "nova/v1/up/n1/state", "forged birth");
+  pair.publish_as("eu", "n2", "nova/v1/sensor/n1/t1", "n2 as a sensor");
+  REQUIRE(pair.publish_as("eu", "sensor.n1.t1", "nova/v1/sensor/n1/t1", "reading").exit_code == 0);
+  CHECK(n1.until("nova/v1/sensor/n1/t1") == Received{{"nova/v1/sensor/n1/t1", "reading"}});
+}
