@@ -213,12 +213,11 @@ const std::string kInsecureWarning =
     "# INSECURE: rendered with --insecure-plaintext. No TLS, anonymous clients allowed, and\n"
     "# the ACL trusts usernames and client ids that any client may claim. Development only.\n\n";
 
-// The sensor identities the PKI folder holds for `node` ("sensor.<node>.<sensor>" ->
-// sensor ids), sorted. Sensors are not in the topology: enrolling one is issuing its
-// certificate, and a re-render (nova-bridge's SIGHUP) grants it its topics.
-std::vector<std::string> enrolled_sensors(const fs::path& pki_dir, const std::string& node) {
+// The identities the PKI folder holds whose CN starts with `prefix`, as the rest of
+// the CN, sorted. Sensors and operators are not in the topology: enrolling one is
+// issuing its certificate, and a re-render (nova-bridge's SIGHUP) grants it its topics.
+std::vector<std::string> enrolled_identities(const fs::path& pki_dir, const std::string& prefix) {
   std::vector<std::string> out;
-  const std::string prefix = "sensor." + node + ".";
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(security::Layout(pki_dir).identities_dir(), ec)) {
     const std::string cn = entry.path().filename().string();
@@ -249,7 +248,7 @@ std::string render_identity_acl(const tiers::Topology& topology, const tiers::Si
         << "topic read " << down.substr(0, down.size() - 1) << node.id << "/#\n"
         << "topic read nova/v1/sensor/" << node.id << "/+\n"
         << "topic write nova/v1/sensor/" << node.id << "/+/error\n";
-    for (const std::string& sensor : enrolled_sensors(pki_dir, node.id)) {
+    for (const std::string& sensor : enrolled_identities(pki_dir, "sensor." + node.id + ".")) {
       const std::string topic = "nova/v1/sensor/" + node.id + "/" + sensor;
       out << "\n# Sensor '" << sensor << "' of node '" << node.id << "'.\n"
           << "user sensor." << node.id << "." << sensor << "\n"
@@ -289,6 +288,13 @@ std::string render_identity_acl(const tiers::Topology& topology, const tiers::Si
       << "\n# The hierarchy's link monitor (nova-bridge status).\n"
       << "user " << kMonitorIdentity << "\n"
       << "topic read nova/v1/up/+/link\n";
+  for (const std::string& name : enrolled_identities(pki_dir, kOperatorPrefix)) {
+    if (name == kMonitorOperatorName) continue;  // the monitor keeps its narrower grant
+    out << "\n# Operator '" << name << "': watches what goes up (births, metrics, results, links);\n"
+           "# writes nothing and reads nothing downward (tasks may carry secrets in their env).\n"
+        << "user " << kOperatorPrefix << name << "\n"
+        << "topic read nova/v1/up/#\n";
+  }
   return out.str();
 }
 

@@ -48,6 +48,7 @@ class TlsPair {
     pki_.issue(Role::node, "n2");
     pki_.issue(Role::sensor, "n1.t1");
     pki_.issue(Role::cloud, "nova-cloud", "cloud");
+    pki_.issue(Role::operator_, "ops", "cloud");  // found in the PKI folder by the renderer
     pki_.issue(Role::node, "old", "eu", 1, 10);  // expired 9 days ago
     // A node revoked before the brokers start (mosquitto_test.cpp covers a SIGHUP).
     pki_.issue(Role::node, "gone");
@@ -253,4 +254,26 @@ TEST_CASE("a sensor writes only its own topic and its node reads it", "[acl][tls
   pair.publish_as("eu", "n2", "nova/v1/sensor/n1/t1", "n2 as a sensor");
   REQUIRE(pair.publish_as("eu", "sensor.n1.t1", "nova/v1/sensor/n1/t1", "reading").exit_code == 0);
   CHECK(n1.until("nova/v1/sensor/n1/t1") == Received{{"nova/v1/sensor/n1/t1", "reading"}});
+}
+
+TEST_CASE("an enrolled operator reads everything upward, writes nothing and reads nothing downward",
+          "[acl][tls]") {
+  TlsPair pair;
+  {
+    // The operator's writes, each denied: n1 reads its own down topics up to a marker.
+    TestClient n1(pair.uri("eu"), "ignored", "", pair.identity("n1"));
+    REQUIRE(n1.subscribe("nova/v1/down/cloud/eu/n1/#"));
+    pair.publish_as("cloud", "operator.ops", "nova/v1/down/cloud/eu/n1/task", "forged by an operator");
+    pair.publish_as("eu", "operator.ops", "nova/v1/up/n1/state", "forged birth", {"-r"});
+    REQUIRE(pair.publish_as("cloud", "nova-cloud", "nova/v1/down/cloud/eu/n1/config", "marker").exit_code == 0);
+    CHECK(n1.until("nova/v1/down/cloud/eu/n1/config") == Received{{"nova/v1/down/cloud/eu/n1/config", "marker"}});
+  }
+  // At the cloud it reads n1's birth from two hops down (and no forged retained one
+  // before it), but not the task nova-cloud sent down before that birth.
+  TestClient ops(pair.uri("cloud"), "ignored", "", pair.identity("operator.ops"));
+  REQUIRE(ops.subscribe("nova/v1/down/#"));
+  REQUIRE(ops.subscribe("nova/v1/up/n1/#"));
+  REQUIRE(pair.publish_as("cloud", "nova-cloud", "nova/v1/down/cloud/eu/n1/task", "a task").exit_code == 0);
+  REQUIRE(pair.publish_as("eu", "n1", "nova/v1/up/n1/state", "alive", {"-r"}).exit_code == 0);
+  CHECK(ops.until("nova/v1/up/n1/state") == Received{{"nova/v1/up/n1/state", "alive"}});
 }

@@ -46,6 +46,9 @@
 //     nova/v1/down/# and nova/v1/cloud/#, read $SYS/#. Only it writes down.
 //   - operator.nova-monitor (kMonitorIdentity): read nova/v1/up/+/link; every identity
 //     may read and write its own probe topic nova-bridge/probe/<CN>.
+//   - every other operator.<name> certificate found in the PKI folder: read
+//     nova/v1/up/# (births, metrics, results, links), at every site. Nothing downward,
+//     nothing written: an operator watches; nova-cloud alone acts.
 //   Known gap: a child's bridge may write any node's up topics (not links), since
 //   Mosquitto cannot tell what it forwards from what it makes up; the access broker's ACL
 //   is what binds a node's up topics to its certificate.
@@ -151,6 +154,8 @@ inline constexpr const char* kCloudServiceUser = "nova-cloud";
 // "nova-monitor" (nova-bridge up issues it next to the topology's identities).
 inline constexpr const char* kMonitorOperatorName = "nova-monitor";
 inline constexpr const char* kMonitorIdentity = "operator.nova-monitor";
+// The CN prefix of operator identities (nova-pki issue --role operator --name <name>).
+inline constexpr const char* kOperatorPrefix = "operator.";
 
 // The sites whose link topic `bridging_site`'s bridge may write at the brokers it
 // bridges to: its own and those it carries upward (its subtree, and the subtrees that
