@@ -277,9 +277,10 @@ std::string render_identity_acl(const tiers::Topology& topology, const tiers::Si
     for (const std::string& filter : down_routes(topology, *child)) out << "topic read " << filter << "\n";
   }
   out << "\n# nova-cloud: reads everything upward, is the only writer of down. It writes up only\n"
-         "# under its own id (its subscription probes, cloud/subscriptions.h), never a link.\n"
+         "# under its own id: its subscription probes (cloud/subscriptions.h), the one for\n"
+         "# nova/v1/up/+/link on nova/v1/up/nova-cloud/link. No site can be called nova-cloud\n"
+         "# (its broker would need that CN), so that is no site's link.\n"
       << "user " << kCloudServiceUser << "\n"
-      << "topic deny " << link_topic(kCloudServiceUser) << "\n"
       << "topic write nova/v1/up/" << kCloudServiceUser << "/#\n"
       << "topic read nova/v1/up/#\n"
       << "topic readwrite nova/v1/down/#\n"

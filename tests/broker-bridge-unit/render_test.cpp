@@ -404,7 +404,7 @@ TEST_CASE("the identity ACL binds every grant to a certificate CN", "[render][ac
   CHECK(child.at(child.size() - 2) == "topic write nova/v1/up/#");
   CHECK(child.back() == "topic read nova/v1/down/cloud/eu/par/par-a1/#");
   CHECK(acl.at(nova::bridge::kCloudServiceUser) ==
-        std::vector<std::string>{"topic deny nova/v1/up/nova-cloud/link", "topic write nova/v1/up/nova-cloud/#",
+        std::vector<std::string>{"topic write nova/v1/up/nova-cloud/#",
                                  "topic read nova/v1/up/#", "topic readwrite nova/v1/down/#",
                                  "topic readwrite nova/v1/cloud/#", "topic read $SYS/#"});
   CHECK(acl.at(nova::bridge::kMonitorIdentity) == std::vector<std::string>{"topic read nova/v1/up/+/link"});

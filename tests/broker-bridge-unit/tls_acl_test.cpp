@@ -211,8 +211,7 @@ TEST_CASE("nobody claims nova-cloud or another node or a bridge and nobody forge
 
   // What the cloud holds, read by a late subscriber: the true link state, no forged
   // record; n1's own birth, published after the attacks, crosses the bridge.
-  // nova-cloud writes up under its own id only (its subscription probes), never a link.
-  pair.publish_as("cloud", "nova-cloud", "nova/v1/up/nova-cloud/link", "forged cloud link", {"-r"});
+  // nova-cloud writes up under its own id only (its subscription probes).
   REQUIRE(pair.publish_as("cloud", "nova-cloud", "nova/v1/up/nova-cloud/state", "cloud's own", {"-r"}).exit_code == 0);
   REQUIRE(pair.publish_as("eu", "n1", "nova/v1/up/n1/state", "alive", {"-r"}).exit_code == 0);
   TestClient cloud(pair.uri("cloud"), "ignored", "", pair.identity("nova-cloud"));
@@ -223,10 +222,23 @@ TEST_CASE("nobody claims nova-cloud or another node or a bridge and nobody forge
         got.end());
   CHECK(got.back().second == "alive");
   CHECK(has_payload(got, "cloud's own"));
-  for (const char* forged : {"forged birth", "forged death", "forged forward", "forged cloud link", "0"}) {
+  for (const char* forged : {"forged birth", "forged death", "forged forward", "0"}) {
     INFO(forged);
     CHECK_FALSE(has_payload(got, forged));
   }
+}
+
+TEST_CASE("nova-cloud's probe of its link subscription comes back and keeps it connected", "[acl][tls]") {
+  TlsPair pair;
+  // nova-cloud subscribes to nova/v1/up/+/link and proves it delivers by publishing on
+  // nova/v1/up/nova-cloud/link (cloud/subscriptions.h). A denied publish would close its
+  // connection, at every probe.
+  TestClient cloud(pair.uri("cloud"), "ignored", "", pair.identity("nova-cloud"));
+  REQUIRE(cloud.subscribe("nova/v1/up/+/link"));
+  cloud.publish("nova/v1/up/nova-cloud/link", "nova-cloud-probe nova-cloud nova/v1/up/+/link");
+  Received got = cloud.until("nova/v1/up/nova-cloud/link");
+  CHECK(got.back().second == "nova-cloud-probe nova-cloud nova/v1/up/+/link");
+  CHECK(cloud.paho().is_connected());
 }
 
 TEST_CASE("only nova-cloud writes down and a node reads only its own down topics", "[acl][tls]") {

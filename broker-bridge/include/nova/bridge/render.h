@@ -41,8 +41,10 @@
 //     write nova/v1/up/# except the link topic of every site whose link it does not
 //     carry (link_carriers()), read the child's down_routes().
 //   - bridge.<this site>: write this site's down_routes() (check_retain_source, below).
-//   - nova-cloud: read nova/v1/up/#, and write nova/v1/up/nova-cloud/# except its link
-//     (the probes of cloud/subscriptions.h publish there); read and write
+//   - nova-cloud: read nova/v1/up/#, and write nova/v1/up/nova-cloud/# (the probes of
+//     cloud/subscriptions.h publish there, nova/v1/up/nova-cloud/link included: a denied
+//     publish disconnects, and nova-cloud probes its link subscription; no site can be
+//     named nova-cloud, as its broker certificate would need that CN); read and write
 //     nova/v1/down/# and nova/v1/cloud/#, read $SYS/#. Only it writes down.
 //   - operator.nova-monitor (kMonitorIdentity): read nova/v1/up/+/link; every identity
 //     may read and write its own probe topic nova-bridge/probe/<CN>.
