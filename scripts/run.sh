@@ -3,14 +3,17 @@
 # bridged Mosquitto brokers with `nova-bridge up` (1 cloud, 2 regional, 4 metro, 8
 # access sites), wait until every broker is up and every bridge connected, publish a
 # device's retained birth record (encoded by nova-codec) at its access broker, and show
-# it arriving at the cloud broker four hops up, retained and byte for byte. Then start a
+# it arriving at the cloud broker four hops up, retained and byte for byte. Every hop is
+# mutual TLS: a PKI made for the run by `nova-pki topology` (build/security/nova-pki, or
+# $NOVA_PKI) gives every broker, bridge, agent and nova-cloud its certificate, whose CN
+# the brokers' ACLs name; this script reads as the operator `demo` it enrols. Then start a
 # nova-cloud at the cloud broker (REST API, /metrics and dashboard on port 8080, or a
 # free port), then a nova-agent for every node of the topology (30: one per site, two
 # devices per access site). nova-cloud sees every agent alive and acknowledges their
 # metrics end to end; a workload submitted through its REST API is placed on a device,
 # goes down as a task three bridge hops, and its result comes back up. Everything nova-cloud
 # sends down (tasks, acks) is signed with an Ed25519 key made for the demo by
-# `nova-pki signing-key` (build/security/nova-pki, or $NOVA_PKI); every agent trusts it.
+# `nova-pki signing-key`; every agent trusts it. The REST API takes a bearer token.
 #
 #   scripts/run.sh              set up, build, run the demo, keep the hierarchy up until ^C
 #   scripts/run.sh --once       ... then stop the hierarchy and exit (0 ok, 1 failure)
@@ -25,11 +28,11 @@
 #                               or $NOVA_CLOUD)
 #
 # The example's fixed ports 18830-18844 are used when all are free, else free ports.
-# Configs, logs and databases live in one fresh temporary directory, removed on exit
-# unless NOVA_KEEP_TEST_DIRS is set.
+# Configs, logs, databases and the PKI (keys included) live in one fresh temporary
+# directory, removed on exit unless NOVA_KEEP_TEST_DIRS is set.
 set -euo pipefail
 
-usage() { sed -n '2,27s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,30s/^# \{0,1\}//p' "$0"; }
 
 once=false
 build=true
@@ -156,8 +159,27 @@ done
 
 work_dir="$(mktemp -d "${TMPDIR:-/tmp}/nova-run-XXXXXX")"
 run_dir="$work_dir/run"
+pki_dir="$work_dir/pki"
 
-# --- 2. start the hierarchy ----------------------------------------------------------
+# --- 2. the PKI: every identity of the topology, and an operator for this script ------
+
+# `nova-bridge up` would make the topology's identities itself; making them first lets
+# the operator be enrolled before the brokers' ACLs are rendered (an operator certificate
+# found in the PKI folder may read nova/v1/up/# at every broker: docs/broker-hierarchy.md).
+"$pki" --dir "$pki_dir" topology "$topology" >"$work_dir/pki.out" 2>&1 ||
+  { cat "$work_dir/pki.out" >&2; die "nova-pki topology failed"; }
+"$pki" --dir "$pki_dir" issue --role operator --name demo --region cloud >>"$work_dir/pki.out" 2>&1 ||
+  { cat "$work_dir/pki.out" >&2; die "nova-pki issue --role operator failed"; }
+say "PKI for mutual TLS on every hop: $pki_dir (nova-pki topology, plus operator.demo)"
+
+# mosquitto_pub/sub options to connect as certificate identity $1 (one connection per
+# identity at a time: the broker makes the CN the client id).
+tls_as() {
+  printf '%s\n' --cafile "$pki_dir/trust/ca.pem" --cert "$pki_dir/identities/$1/cert.pem" --key "$pki_dir/identities/$1/key.pem"
+}
+mapfile -t operator_tls < <(tls_as operator.demo)
+
+# --- 3. start the hierarchy ----------------------------------------------------------
 
 # Succeeds when every port of the example (18830-18844) can be bound right now.
 example_ports_free() {
@@ -178,7 +200,7 @@ EOF
 # once every link is connected) or its exit. Returns 0 when ready.
 start_hierarchy() {
   : >"$work_dir/up.out"
-  "$bridge" up "$topology" --run-dir "$run_dir" --insecure-plaintext "$@" >"$work_dir/up.out" 2>>"$work_dir/up.err" &
+  "$bridge" up "$topology" --run-dir "$run_dir" --pki "$pki_dir" "$@" >"$work_dir/up.out" 2>>"$work_dir/up.err" &
   up_pid=$!
   # tail -f wakes on writes (inotify) and ends with the supervisor (--pid).
   if timeout 120 grep -q -m 1 '^ready: ' < <(tail --pid="$up_pid" -n +1 -f "$work_dir/up.out"); then
@@ -217,7 +239,7 @@ EOF
 access_port="$(port_of par-a1)" || die "no port for par-a1 in $run_dir/hierarchy.json"
 cloud_port="$(port_of cloud)" || die "no port for cloud in $run_dir/hierarchy.json"
 
-# --- 3. a device's birth, from its access broker to the cloud ------------------------
+# --- 4. a device's birth, from its access broker to the cloud ------------------------
 
 node="dev-par-a1-1"
 # The topic API's upward state topic (schemas/topics.md): nova/v1/up/<node>/state.
@@ -231,14 +253,15 @@ EOF
   die "nova-codec could not encode $work_dir/birth.json"
 say "encoded $node's birth record: $(stat -c %s "$work_dir/birth.cbor") bytes of CBOR"
 
-# A cloud service listens at the cloud broker (the ACL lets user nova-cloud read up).
-mosquitto_sub -h 127.0.0.1 -p "$cloud_port" -V mqttv311 -u nova-cloud -i nova-run-cloud \
+# The operator listens at the cloud broker (the ACL lets operators read up).
+mosquitto_sub -h 127.0.0.1 -p "$cloud_port" -V mqttv311 "${operator_tls[@]}" \
   -t "$topic" -q 1 -C 1 -N -W 30 >"$work_dir/arrived.cbor" &
 sub_pid=$!
 
-# The device publishes at its access broker: anonymous, client id = node id (the ACL
-# lets a node write only under nova/v1/up/<its client id>/).
-mosquitto_pub -h 127.0.0.1 -p "$access_port" -V mqttv311 -i "$node" \
+# The device publishes at its access broker with its own certificate (the ACL lets a
+# node write only under nova/v1/up/<its CN>/), before its agent takes that identity over.
+mapfile -t node_tls < <(tls_as "$node")
+mosquitto_pub -h 127.0.0.1 -p "$access_port" -V mqttv311 "${node_tls[@]}" \
   -t "$topic" -q 1 -r -f "$work_dir/birth.cbor" ||
   die "mosquitto_pub at par-a1 failed"
 say "published retained at QoS 1 at access broker par-a1 (port $access_port)"
@@ -248,7 +271,7 @@ say "arrived at the cloud broker (port $cloud_port) via par -> eu -> cloud: $(st
 cmp -s "$work_dir/birth.cbor" "$work_dir/arrived.cbor" || die "the payload at the cloud differs from the one published"
 
 # A late subscriber at the cloud gets it as a retained record.
-mosquitto_sub -h 127.0.0.1 -p "$cloud_port" -V mqttv311 -u nova-cloud -i nova-run-late \
+mosquitto_sub -h 127.0.0.1 -p "$cloud_port" -V mqttv311 "${operator_tls[@]}" \
   -t "$topic" -q 1 -C 1 -N -W 10 --retained-only >"$work_dir/retained.cbor" ||
   die "no retained record on $topic at the cloud broker"
 cmp -s "$work_dir/birth.cbor" "$work_dir/retained.cbor" || die "the retained record at the cloud differs"
@@ -267,7 +290,7 @@ EOF
 say "decoded at the cloud: $(cat "$work_dir/received.json")"
 say "OK: birth record par-a1 -> par -> eu -> cloud, retained, byte-identical"
 
-# --- 4. nova-cloud at the cloud broker ----------------------------------------------
+# --- 5. nova-cloud at the cloud broker ----------------------------------------------
 
 # Port 8080 for the REST API and dashboard when it is free, else any free port.
 http_port=8080
@@ -276,12 +299,19 @@ python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 8080))' 2>/
 api_token=$("$cloud" token create --name demo-admin --role admin --tokens-file "$work_dir/cloud-tokens") ||
   die "nova-cloud token create failed"
 # The key nova-cloud signs control messages with; the agents trust its public half.
-"$pki" --dir "$work_dir/pki" signing-key --name nova-cloud >/dev/null || die "nova-pki signing-key failed"
-signing_key="$work_dir/pki/signing/nova-cloud.key"
-signing_pub="$work_dir/pki/signing/nova-cloud.pub"
+"$pki" --dir "$pki_dir" signing-key --name nova-cloud >/dev/null || die "nova-pki signing-key failed"
+signing_key="$pki_dir/signing/nova-cloud.key"
+signing_pub="$pki_dir/signing/nova-cloud.pub"
 say "control messages are signed with $signing_key (nova-pki signing-key)"
 cat >"$work_dir/cloud.yaml" <<EOF
-mqtt: {uri: "tcp://127.0.0.1:$cloud_port", client_id: nova-cloud-demo}
+# The client id is the certificate's CN: the ACL lets nova-cloud's subscription probes
+# write only under nova/v1/up/nova-cloud/.
+mqtt:
+  uri: "mqtts://127.0.0.1:$cloud_port"
+  client_id: nova-cloud
+  tls_ca_file: $pki_dir/trust/ca.pem
+  tls_cert_file: $pki_dir/identities/nova-cloud/cert.pem
+  tls_key_file: $pki_dir/identities/nova-cloud/key.pem
 store: {dir: $work_dir/cloud-store}
 liveness: {heartbeat_timeout_s: 60}
 http: {port: $http_port}
@@ -313,21 +343,22 @@ api_wait() {
   return 1
 }
 
-# --- 5. an agent on every node -------------------------------------------------------
+# --- 6. an agent on every node -------------------------------------------------------
 
 # One config per node of the topology: its site path and its site broker's port come
-# from the topology and the state file; everything else keeps nova-agent's defaults,
+# from the topology and the state file, its certificate from the PKI; everything else keeps nova-agent's defaults,
 # except a 10 s batch so the demo shows metrics soon, and no CPU admission limit: 30
 # agents and 15 brokers share this one machine, so its load says nothing about a node.
 agents_dir="$work_dir/agents"
 mkdir -p "$agents_dir"
-/usr/bin/python3 - "$topology" "$run_dir/hierarchy.json" "$agents_dir" "$signing_pub" >"$work_dir/nodes.txt" <<'PY' ||
+/usr/bin/python3 - "$topology" "$run_dir/hierarchy.json" "$agents_dir" "$signing_pub" "$pki_dir" >"$work_dir/nodes.txt" <<'PY' ||
 import json, os, sys, yaml
 topology = yaml.safe_load(open(sys.argv[1]))
 sites = {s["id"]: s for s in json.load(open(sys.argv[2]))["sites"]}
 for node in topology.get("nodes", []):
     site = sites[node["site"]]
     d = os.path.join(sys.argv[3], node["id"])
+    pki, ident = sys.argv[5], os.path.join(sys.argv[5], "identities", node["id"])
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, "agent.yaml"), "w") as f:
         f.write(f"""node:
@@ -335,7 +366,13 @@ for node in topology.get("nodes", []):
   site: {site["path"]}
   level: {node.get("level", site["level"])}
   capabilities: [{", ".join(node.get("capabilities", []))}]
-mqtt: {{uri: "tcp://127.0.0.1:{site["port"]}", reconnect_min_ms: 200, reconnect_max_ms: 5000}}
+mqtt:
+  uri: "mqtts://127.0.0.1:{site["port"]}"
+  tls_ca_file: {pki}/trust/ca.pem
+  tls_cert_file: {ident}/cert.pem
+  tls_key_file: {ident}/key.pem
+  reconnect_min_ms: 200
+  reconnect_max_ms: 5000
 metrics: {{batch_interval_s: 10}}
 drain: {{jitter_ms: 200}}
 limits: {{max_cpu_pct: 100}}
@@ -378,7 +415,7 @@ api_wait /api/v1/nodes/dev-par-a1-1 "j['watermarks'].get('metrics', 0) >= 1" 60 
   die "no metrics batch of dev-par-a1-1 was acknowledged"
 say "OK: metrics stored and acknowledged end to end ($(curl -fsS "$api/metrics" | grep -E '^nova_cloud_(records_stored|acks_sent)_total' | tr '\n' ' '))"
 
-# --- 6. keep running or stop ---------------------------------------------------------
+# --- 7. keep running or stop ---------------------------------------------------------
 
 if $once; then
   stop_agents
@@ -392,7 +429,7 @@ say "the hierarchy, nova-cloud and $node_count agents keep running (run dir $run
 say "  dashboard:   $api/  (paste the API token when it asks)"
 say "  API token:   $api_token  (admin; shown once, its hash is in $work_dir/cloud-tokens)"
 say "  REST API:    curl -H 'Authorization: Bearer $api_token' $api/api/v1/topology"
-say "  mosquitto_sub -p $cloud_port -u nova-cloud -t 'nova/v1/up/#' -v     # births, metrics batches"
+say "  mosquitto_sub -h 127.0.0.1 -p $cloud_port ${operator_tls[*]} -t 'nova/v1/up/#' -v   # births, metrics batches (as operator.demo)"
 say "  $bridge status --run-dir $run_dir"
 say "press Ctrl-C to stop"
 # `wait` returns early when INT/TERM arrives; the trap then stops the hierarchy.

@@ -218,12 +218,11 @@ const std::string kInsecureWarning =
     "# INSECURE: rendered with --insecure-plaintext. No TLS, anonymous clients allowed, and\n"
     "# the ACL trusts usernames and client ids that any client may claim. Development only.\n\n";
 
-// The sensor identities the PKI folder holds for `node` ("sensor.<node>.<sensor>" ->
-// sensor ids), sorted. Sensors are not in the topology: enrolling one is issuing its
-// certificate, and a re-render (nova-bridge's SIGHUP) grants it its topics.
-std::vector<std::string> enrolled_sensors(const fs::path& pki_dir, const std::string& node) {
+// The identities the PKI folder holds whose CN starts with `prefix`, as the rest of
+// the CN, sorted. Sensors and operators are not in the topology: enrolling one is
+// issuing its certificate, and a re-render (nova-bridge's SIGHUP) grants it its topics.
+std::vector<std::string> enrolled_identities(const fs::path& pki_dir, const std::string& prefix) {
   std::vector<std::string> out;
-  const std::string prefix = "sensor." + node + ".";
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(security::Layout(pki_dir).identities_dir(), ec)) {
     const std::string cn = entry.path().filename().string();
@@ -254,7 +253,7 @@ std::string render_identity_acl(const tiers::Topology& topology, const tiers::Si
         << "topic read " << down.substr(0, down.size() - 1) << node.id << "/#\n"
         << "topic read nova/v1/sensor/" << node.id << "/+\n"
         << "topic write nova/v1/sensor/" << node.id << "/+/error\n";
-    for (const std::string& sensor : enrolled_sensors(pki_dir, node.id)) {
+    for (const std::string& sensor : enrolled_identities(pki_dir, "sensor." + node.id + ".")) {
       const std::string topic = "nova/v1/sensor/" + node.id + "/" + sensor;
       out << "\n# Sensor '" << sensor << "' of node '" << node.id << "'.\n"
           << "user sensor." << node.id << "." << sensor << "\n"
@@ -276,9 +275,10 @@ std::string render_identity_acl(const tiers::Topology& topology, const tiers::Si
     for (const std::string& filter : down_routes(topology, *child)) out << "topic read " << filter << "\n";
   }
   out << "\n# nova-cloud: reads everything upward, is the only writer of down. It writes up only\n"
-         "# under its own id (its subscription probes, cloud/subscriptions.h), never a link.\n"
+         "# under its own id: its subscription probes (cloud/subscriptions.h), the one for\n"
+         "# nova/v1/up/+/link on nova/v1/up/nova-cloud/link. No site can be called nova-cloud\n"
+         "# (its broker would need that CN), so that is no site's link.\n"
       << "user " << kCloudServiceUser << "\n"
-      << "topic deny " << link_topic(kCloudServiceUser) << "\n"
       << "topic write nova/v1/up/" << kCloudServiceUser << "/#\n"
       << "topic read nova/v1/up/#\n"
       << "topic readwrite nova/v1/down/#\n"
@@ -287,6 +287,13 @@ std::string render_identity_acl(const tiers::Topology& topology, const tiers::Si
       << "\n# The hierarchy's link monitor (nova-bridge status).\n"
       << "user " << kMonitorIdentity << "\n"
       << "topic read nova/v1/up/+/link\n";
+  for (const std::string& name : enrolled_identities(pki_dir, kOperatorPrefix)) {
+    if (name == kMonitorOperatorName) continue;  // the monitor keeps its narrower grant
+    out << "\n# Operator '" << name << "': watches what goes up (births, metrics, results, links);\n"
+           "# writes nothing and reads nothing downward (tasks may carry secrets in their env).\n"
+        << "user " << kOperatorPrefix << name << "\n"
+        << "topic read nova/v1/up/#\n";
+  }
   return out.str();
 }
 

@@ -404,10 +404,26 @@ TEST_CASE("the identity ACL binds every grant to a certificate CN", "[render][ac
   CHECK(child.at(child.size() - 2) == "topic write nova/v1/up/#");
   CHECK(child.back() == "topic read nova/v1/down/cloud/eu/par/par-a1/#");
   CHECK(acl.at(nova::bridge::kCloudServiceUser) ==
-        std::vector<std::string>{"topic deny nova/v1/up/nova-cloud/link", "topic write nova/v1/up/nova-cloud/#",
+        std::vector<std::string>{"topic write nova/v1/up/nova-cloud/#",
                                  "topic read nova/v1/up/#", "topic readwrite nova/v1/down/#",
                                  "topic readwrite nova/v1/cloud/#", "topic read $SYS/#"});
   CHECK(acl.at(nova::bridge::kMonitorIdentity) == std::vector<std::string>{"topic read nova/v1/up/+/link"});
+}
+
+TEST_CASE("an operator enrolled in the PKI folder reads everything upward and nothing else", "[render][acl][tls]") {
+  const Topology t = example();
+  // The renderer reads only the names of the identity folders.
+  const fs::path pki = fs::temp_directory_path() / ("nova-render-operators-" + std::to_string(::getpid()));
+  fs::remove_all(pki);
+  for (const char* cn : {"operator.ops", "operator.nova-monitor", "dev-par-a1-1"}) fs::create_directories(pki / "identities" / cn);
+  for (const char* site : {"cloud", "par-a1"}) {
+    INFO("site " << site);
+    const auto acl = acl_sections(render(t, t.site(site), {std::string("/srv/nova/") + site, {}, {}, pki, false}).acl);
+    CHECK(acl.at("operator.ops") == std::vector<std::string>{"topic read nova/v1/up/#"});
+    // The link monitor keeps its narrower grant.
+    CHECK(acl.at(nova::bridge::kMonitorIdentity) == std::vector<std::string>{"topic read nova/v1/up/+/link"});
+  }
+  fs::remove_all(pki);
 }
 
 TEST_CASE("a regional bridge carries the links of its subtree and of what fails over into it", "[render][acl][tls]") {

@@ -48,6 +48,7 @@ class TlsPair {
     pki_.issue(Role::node, "n2");
     pki_.issue(Role::sensor, "n1.t1");
     pki_.issue(Role::cloud, "nova-cloud", "cloud");
+    pki_.issue(Role::operator_, "ops", "cloud");  // found in the PKI folder by the renderer
     pki_.issue(Role::node, "old", "eu", 1, 10);  // expired 9 days ago
     // A node revoked before the brokers start (mosquitto_test.cpp covers a SIGHUP).
     pki_.issue(Role::node, "gone");
@@ -210,8 +211,7 @@ TEST_CASE("nobody claims nova-cloud or another node or a bridge and nobody forge
 
   // What the cloud holds, read by a late subscriber: the true link state, no forged
   // record; n1's own birth, published after the attacks, crosses the bridge.
-  // nova-cloud writes up under its own id only (its subscription probes), never a link.
-  pair.publish_as("cloud", "nova-cloud", "nova/v1/up/nova-cloud/link", "forged cloud link", {"-r"});
+  // nova-cloud writes up under its own id only (its subscription probes).
   REQUIRE(pair.publish_as("cloud", "nova-cloud", "nova/v1/up/nova-cloud/state", "cloud's own", {"-r"}).exit_code == 0);
   REQUIRE(pair.publish_as("eu", "n1", "nova/v1/up/n1/state", "alive", {"-r"}).exit_code == 0);
   TestClient cloud(pair.uri("cloud"), "ignored", "", pair.identity("nova-cloud"));
@@ -222,10 +222,23 @@ TEST_CASE("nobody claims nova-cloud or another node or a bridge and nobody forge
         got.end());
   CHECK(got.back().second == "alive");
   CHECK(has_payload(got, "cloud's own"));
-  for (const char* forged : {"forged birth", "forged death", "forged forward", "forged cloud link", "0"}) {
+  for (const char* forged : {"forged birth", "forged death", "forged forward", "0"}) {
     INFO(forged);
     CHECK_FALSE(has_payload(got, forged));
   }
+}
+
+TEST_CASE("nova-cloud's probe of its link subscription comes back and keeps it connected", "[acl][tls]") {
+  TlsPair pair;
+  // nova-cloud subscribes to nova/v1/up/+/link and proves it delivers by publishing on
+  // nova/v1/up/nova-cloud/link (cloud/subscriptions.h). A denied publish would close its
+  // connection, at every probe.
+  TestClient cloud(pair.uri("cloud"), "ignored", "", pair.identity("nova-cloud"));
+  REQUIRE(cloud.subscribe("nova/v1/up/+/link"));
+  cloud.publish("nova/v1/up/nova-cloud/link", "nova-cloud-probe nova-cloud nova/v1/up/+/link");
+  Received got = cloud.until("nova/v1/up/nova-cloud/link");
+  CHECK(got.back().second == "nova-cloud-probe nova-cloud nova/v1/up/+/link");
+  CHECK(cloud.paho().is_connected());
 }
 
 TEST_CASE("only nova-cloud writes down and a node reads only its own down topics", "[acl][tls]") {
@@ -253,4 +266,26 @@ TEST_CASE("a sensor writes only its own topic and its node reads it", "[acl][tls
   pair.publish_as("eu", "n2", "nova/v1/sensor/n1/t1", "n2 as a sensor");
   REQUIRE(pair.publish_as("eu", "sensor.n1.t1", "nova/v1/sensor/n1/t1", "reading").exit_code == 0);
   CHECK(n1.until("nova/v1/sensor/n1/t1") == Received{{"nova/v1/sensor/n1/t1", "reading"}});
+}
+
+TEST_CASE("an enrolled operator reads everything upward, writes nothing and reads nothing downward",
+          "[acl][tls]") {
+  TlsPair pair;
+  {
+    // The operator's writes, each denied: n1 reads its own down topics up to a marker.
+    TestClient n1(pair.uri("eu"), "ignored", "", pair.identity("n1"));
+    REQUIRE(n1.subscribe("nova/v1/down/cloud/eu/n1/#"));
+    pair.publish_as("cloud", "operator.ops", "nova/v1/down/cloud/eu/n1/task", "forged by an operator");
+    pair.publish_as("eu", "operator.ops", "nova/v1/up/n1/state", "forged birth", {"-r"});
+    REQUIRE(pair.publish_as("cloud", "nova-cloud", "nova/v1/down/cloud/eu/n1/config", "marker").exit_code == 0);
+    CHECK(n1.until("nova/v1/down/cloud/eu/n1/config") == Received{{"nova/v1/down/cloud/eu/n1/config", "marker"}});
+  }
+  // At the cloud it reads n1's birth from two hops down (and no forged retained one
+  // before it), but not the task nova-cloud sent down before that birth.
+  TestClient ops(pair.uri("cloud"), "ignored", "", pair.identity("operator.ops"));
+  REQUIRE(ops.subscribe("nova/v1/down/#"));
+  REQUIRE(ops.subscribe("nova/v1/up/n1/#"));
+  REQUIRE(pair.publish_as("cloud", "nova-cloud", "nova/v1/down/cloud/eu/n1/task", "a task").exit_code == 0);
+  REQUIRE(pair.publish_as("eu", "n1", "nova/v1/up/n1/state", "alive", {"-r"}).exit_code == 0);
+  CHECK(ops.until("nova/v1/up/n1/state") == Received{{"nova/v1/up/n1/state", "alive"}});
 }

@@ -115,6 +115,15 @@ struct RunningHierarchy {
   bridge::Hierarchy& operator*() { return *hierarchy; }
   bridge::Hierarchy* operator->() { return hierarchy.get(); }
 
+  // The PKI folder of a TLS hierarchy (start_hierarchy with tls): nova/security/layout.h
+  // names each identity's files in it.
+  std::filesystem::path pki_dir() const { return dir.path() / "pki"; }
+  // A site broker's URI for a TLS client (the TLS listener is the site's one port).
+  std::string tls_uri(const std::string& site) const {
+    const std::string plain = hierarchy->uri(site);  // tcp://127.0.0.1:<port>
+    return "mqtts://" + plain.substr(plain.find("://") + 3);
+  }
+
   // Every site's log file, or "" if the site wrote none.
   std::string log_of(const std::string& site) const {
     std::ifstream in(hierarchy->site_dir(site) / "mosquitto.log");
@@ -134,7 +143,7 @@ inline std::unique_ptr<RunningHierarchy> start_hierarchy(const tiers::Topology& 
   options.supervise = true;
   options.insecure_plaintext = !tls;
   if (tls) {
-    options.pki_dir = running->dir.path() / "pki";
+    options.pki_dir = running->pki_dir();
     if (auto made = bridge::prepare_pki(options.pki_dir, topology); !made) {
       throw std::runtime_error("prepare_pki: " + made.error().message());
     }

@@ -41,11 +41,16 @@
 //     write nova/v1/up/# except the link topic of every site whose link it does not
 //     carry (link_carriers()), read the child's down_routes().
 //   - bridge.<this site>: write this site's down_routes() (check_retain_source, below).
-//   - nova-cloud: read nova/v1/up/#, and write nova/v1/up/nova-cloud/# except its link
-//     (the probes of cloud/subscriptions.h publish there); read and write
+//   - nova-cloud: read nova/v1/up/#, and write nova/v1/up/nova-cloud/# (the probes of
+//     cloud/subscriptions.h publish there, nova/v1/up/nova-cloud/link included: a denied
+//     publish disconnects, and nova-cloud probes its link subscription; no site can be
+//     named nova-cloud, as its broker certificate would need that CN); read and write
 //     nova/v1/down/# and nova/v1/cloud/#, read $SYS/#. Only it writes down.
 //   - operator.nova-monitor (kMonitorIdentity): read nova/v1/up/+/link; every identity
 //     may read and write its own probe topic nova-bridge/probe/<CN>.
+//   - every other operator.<name> certificate found in the PKI folder: read
+//     nova/v1/up/# (births, metrics, results, links), at every site. Nothing downward,
+//     nothing written: an operator watches; nova-cloud alone acts.
 //   Known gap: a child's bridge may write any node's up topics (not links), since
 //   Mosquitto cannot tell what it forwards from what it makes up; the access broker's ACL
 //   is what binds a node's up topics to its certificate.
@@ -151,6 +156,8 @@ inline constexpr const char* kCloudServiceUser = "nova-cloud";
 // "nova-monitor" (nova-bridge up issues it next to the topology's identities).
 inline constexpr const char* kMonitorOperatorName = "nova-monitor";
 inline constexpr const char* kMonitorIdentity = "operator.nova-monitor";
+// The CN prefix of operator identities (nova-pki issue --role operator --name <name>).
+inline constexpr const char* kOperatorPrefix = "operator.";
 
 // The sites whose link topic `bridging_site`'s bridge may write at the brokers it
 // bridges to: its own and those it carries upward (its subtree, and the subtrees that
