@@ -71,6 +71,16 @@ void outside_publish(const testing::Broker& broker, const std::string& topic,
   REQUIRE(std::system(cmd.c_str()) == 0);
 }
 
+// Where a task may write what the test reads: tasks run as the unprivileged tasks.user
+// (docs/agent.md), which cannot enter the test's own 0700 directories.
+fs::path task_output(const std::string& name) {
+  const fs::path out = fs::temp_directory_path() / ("nova-signed-" + std::to_string(::getpid()) + "-" + name);
+  fs::remove(out);
+  std::ofstream{out};
+  fs::permissions(out, fs::perms::all & ~(fs::perms::owner_exec | fs::perms::group_exec | fs::perms::others_exec));
+  return out;
+}
+
 struct SignedAgent {
   testing::Broker& broker;
   fs::path dir;
@@ -113,7 +123,7 @@ TEST_CASE("unsigned, forged, misaddressed, expired and future tasks never run",
           "[agent][process][signing]") {
   testing::Broker broker;
   SignedAgent agent(broker, "agent");
-  const fs::path ran = agent.dir / "ran";
+  const fs::path ran = task_output("ran");
   const testing::TestSigner attacker(agent.dir / "attacker-key");  // a key the agent does not trust
 
   // Attack: claim username nova-cloud and publish a task on the node's down topic.
@@ -157,7 +167,7 @@ TEST_CASE("a replayed signed task is refused, also after the agent restarts",
           "[agent][process][signing]") {
   testing::Broker broker;
   SignedAgent agent(broker, "agent");
-  const fs::path ran = agent.dir / "ran";
+  const fs::path ran = task_output("ran");
   const std::string task = testing::test_signer().sign(down("task"), append_task("once", ran));
 
   outside_publish(broker, down("task"), task);
@@ -176,7 +186,7 @@ TEST_CASE("a forged ack deletes nothing: the records are delivered and acked by 
           "[agent][process][signing]") {
   testing::Broker broker;
   SignedAgent agent(broker, "agent");
-  const fs::path ran = agent.dir / "ran";
+  const fs::path ran = task_output("ran");
   {
     // A cloud that stores but does not acknowledge yet: the task's result is held.
     testing::AckConsumer silent(broker.uri(), "nova-cloud", false);
@@ -282,8 +292,9 @@ TEST_CASE("nova-agent does not start without a trusted key unless insecure_unsig
   testing::AgentProcess agent(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
   REQUIRE(agent.wait_log("event=connected", 20s));
   CHECK_THAT(agent.text(), Catch::Contains("level=warning event=insecure_unsigned"));
-  outside_publish(broker, down("task"), append_task("plain", dir / "ran"));
-  REQUIRE(wait_lines(dir / "ran", 1, 20s));
+  const fs::path plain_ran = task_output("plain-ran");
+  outside_publish(broker, down("task"), append_task("plain", plain_ran));
+  REQUIRE(wait_lines(plain_ran, 1, 20s));
 }
 
 TEST_CASE("an operator signs a config with `nova-pki sign` and the agent applies it",

@@ -13,6 +13,7 @@
 #include "nova/testing/ack_consumer.h"
 #include "nova/testing/agent_process.h"
 #include "nova/testing/broker.h"
+#include "nova/testing/signer.h"
 
 using namespace nova;
 using namespace std::chrono_literals;
@@ -26,7 +27,9 @@ constexpr const char* kNode = "gw-sec";
 void publish(const std::string& uri, const std::string& topic, const std::string& payload, bool retained = false) {
   mqtt::async_client c(uri, "test-publisher", mqtt::create_options(MQTTVERSION_3_1_1));
   c.connect()->wait();
-  c.publish(topic, payload.data(), payload.size(), 1, retained)->wait();
+  // Control messages are signed by the key test agents trust (signer.h), as nova-cloud's are.
+  const std::string sent = topic.starts_with("nova/v1/down/") ? testing::test_signer().sign(topic, payload) : payload;
+  c.publish(topic, sent.data(), sent.size(), 1, retained)->wait();
   c.disconnect()->wait();
 }
 
