@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "nova/schemas/codec.h"
+#include "nova/testing/publish.h"
 #include "nova/testing/ack_consumer.h"
 #include "nova/testing/agent_process.h"
 #include "nova/testing/broker.h"
@@ -41,11 +42,7 @@ void write_config(const fs::path& file, const std::string& uri, const fs::path& 
 // Publishes `payload` as it is, except on a down topic, where it goes in an envelope
 // signed by the key test agents trust (signer.h), as nova-cloud sends it.
 void publish(const std::string& uri, const std::string& topic, const std::string& payload, bool retained = false) {
-  mqtt::async_client c(uri, "test-publisher", mqtt::create_options(MQTTVERSION_3_1_1));
-  c.connect(testing::connect_options(uri, "test-publisher"))->wait();
-  const std::string sent = topic.starts_with("nova/v1/down/") ? testing::test_signer().sign(topic, payload) : payload;
-  c.publish(topic, sent.data(), sent.size(), 1, retained)->wait();
-  c.disconnect()->wait();
+  testing::publish_as_cloud(uri, topic, payload, retained);
 }
 
 std::string cbor(const auto& message) {

@@ -10,6 +10,7 @@
 #include <mqtt/async_client.h>
 
 #include "nova/schemas/codec.h"
+#include "nova/testing/publish.h"
 #include "nova/testing/ack_consumer.h"
 #include "nova/testing/agent_process.h"
 #include "nova/testing/broker.h"
@@ -25,12 +26,7 @@ constexpr const char* kSite = "cloud/eu/par/par-a1";
 constexpr const char* kNode = "gw-sec";
 
 void publish(const std::string& uri, const std::string& topic, const std::string& payload, bool retained = false) {
-  mqtt::async_client c(uri, "test-publisher", mqtt::create_options(MQTTVERSION_3_1_1));
-  c.connect()->wait();
-  // Control messages are signed by the key test agents trust (signer.h), as nova-cloud's are.
-  const std::string sent = topic.starts_with("nova/v1/down/") ? testing::test_signer().sign(topic, payload) : payload;
-  c.publish(topic, sent.data(), sent.size(), 1, retained)->wait();
-  c.disconnect()->wait();
+  testing::publish_as_cloud(uri, topic, payload, retained);
 }
 
 std::string cbor(const auto& message) {
