@@ -697,6 +697,35 @@ Status Pki::write_crl_bundle() {
   return files::write_atomic(layout_.trust_crl(), bundle, files::kPublic);
 }
 
+namespace {
+// Re-signs the leaf `old` of `cn` with `ca`: same key, subject and extensions (the key
+// identifiers are made afresh by sign_certificate), a new serial, the same validity
+// length starting `now`. cert.pem is replaced atomically.
+schemas::Result<CertificateInfo> reissue_leaf(const Layout& layout, std::string_view cn, X509* old,
+                                              const Ca& ca, Clock::time_point now) {
+  auto key = load_key(layout.identity_key(cn));
+  if (!key) return key.error();
+  std::vector<ossl::Ext> extensions;
+  for (int i = 0; i < X509_get_ext_count(old); ++i) {
+    X509_EXTENSION* ext = X509_get_ext(old, i);
+    const int nid = OBJ_obj2nid(X509_EXTENSION_get_object(ext));
+    if (nid != NID_subject_key_identifier && nid != NID_authority_key_identifier) {
+      extensions.emplace_back(X509_EXTENSION_dup(ext));
+    }
+  }
+  const auto info = info_of(old);
+  const auto length = info.not_after - info.not_before;
+  auto cert = sign_certificate(X509_get_subject_name(old), key->get(), &ca, ca.key.get(),
+                               {now, now + length}, extensions);
+  if (!cert) return cert.error();
+  if (auto s = files::write_atomic(layout.identity_cert(cn), leaf_file_content(cert->get(), ca),
+                                   files::kPublic);
+      !s)
+    return s.error();
+  return info_of(cert->get());
+}
+}  // namespace
+
 RenewReport Pki::renew(std::chrono::seconds within, Clock::time_point now) {
   RenewReport report;
   std::map<std::string, Ca, std::less<>> cas;  // loaded once per region
@@ -731,36 +760,30 @@ RenewReport Pki::renew(std::chrono::seconds within, Clock::time_point now) {
       }
       ca_it = cas.emplace(region, std::move(ca).value()).first;
     }
-    auto key = load_key(layout_.identity_key(cn));
-    if (!key) {
-      fail(key.error());
+    auto renewed = reissue_leaf(layout_, cn, old->get(), ca_it->second, now);
+    if (!renewed) {
+      fail(renewed.error());
       continue;
     }
-    // Same subject and extensions; the key identifiers are made afresh by sign_certificate.
-    std::vector<ossl::Ext> extensions;
-    for (int i = 0; i < X509_get_ext_count(old->get()); ++i) {
-      X509_EXTENSION* ext = X509_get_ext(old->get(), i);
-      const int nid = OBJ_obj2nid(X509_EXTENSION_get_object(ext));
-      if (nid != NID_subject_key_identifier && nid != NID_authority_key_identifier) {
-        extensions.emplace_back(X509_EXTENSION_dup(ext));
-      }
-    }
-    const auto length = info.not_after - info.not_before;
-    auto cert = sign_certificate(X509_get_subject_name(old->get()), key->get(), &ca_it->second,
-                                 ca_it->second.key.get(), {now, now + length}, extensions);
-    if (!cert) {
-      fail(cert.error());
-      continue;
-    }
-    if (auto s = files::write_atomic(layout_.identity_cert(cn),
-                                     leaf_file_content(cert->get(), ca_it->second), files::kPublic);
-        !s) {
-      fail(s.error());
-      continue;
-    }
-    report.renewed.push_back(info_of(cert->get()));
+    report.renewed.push_back(std::move(renewed).value());
   }
   return report;
+}
+
+Result<CertificateInfo> Pki::renew_identity(std::string_view cn, Clock::time_point now) {
+  if (!has_identity(cn))
+    return Error{"name", "no identity " + in_quotes(cn) + " in " + layout_.dir().string()};
+  auto old = load_cert(layout_.identity_cert(cn));
+  if (!old) return old.error();
+  const auto info = info_of(old->get());
+  const std::string region = region_of_issuer(info.issuer_common_name);
+  if (region.empty() || !has_intermediate(region)) {
+    return Error{layout_.identity_cert(cn).string(),
+                 "issuer " + in_quotes(info.issuer_common_name) + " is not a CA here"};
+  }
+  auto ca = load_ca(layout_.ca_cert(region), layout_.ca_key(region), "to renew its leaves");
+  if (!ca) return ca.error();
+  return reissue_leaf(layout_, cn, old->get(), *ca, now);
 }
 
 Status Pki::export_identity(std::string_view cn, const fs::path& to) {

@@ -165,8 +165,14 @@ int main(int argc, char** argv) {
   auto* renew =
       app.add_subcommand("renew",
                          "re-issue every leaf expiring within DAYS, and every leaf its region's "
-                         "current intermediate did not sign (same key and CN)");
-  renew->add_option("--within", within_days, "days")->required()->check(CLI::NonNegativeNumber);
+                         "current intermediate did not sign; or, with --name, that one leaf now "
+                         "(same key and CN, a new serial)");
+  auto* renew_within =
+      renew->add_option("--within", within_days, "days")->check(CLI::NonNegativeNumber);
+  auto* renew_name =
+      renew->add_option("--name", name, "re-issue this identity now: its CN (or its name, with --role)");
+  renew->add_option("--role", role, "turn --name into the CN as `issue` does");
+  renew_name->excludes(renew_within);
 
   fs::path to;
   auto* exporter = app.add_subcommand(
@@ -267,7 +273,16 @@ int main(int argc, char** argv) {
       if (auto s = pki.regenerate_crls(); !s) return audited_fail("crl", "all CAs", s.error());
       if (!record("crl", "all CAs", "ok")) return kFailure;
       std::cout << "CRLs written to " << pki.layout().trust_crl().string() << '\n';
+    } else if (renew->parsed() && !name.empty()) {
+      int code = kOk;
+      auto cn = identity_cn(role, name, code);
+      if (!cn) return code;
+      auto info = pki.renew_identity(*cn);
+      if (!info) return audited_fail("renew", *cn, info.error());
+      if (!record("renew", info->common_name + " serial " + info->serial_hex, "ok")) return kFailure;
+      print_issued(*info);
     } else if (renew->parsed()) {
+      if (renew_within->count() == 0) return fail_usage("renew: give --within or --name");
       const auto within = std::chrono::seconds(static_cast<std::int64_t>(within_days * 86400));
       auto report = pki.renew(within);
       for (const auto& info : report.renewed) {

@@ -196,6 +196,27 @@ TEST_CASE("renew keeps the CN, and the renewed certificate verifies", "[security
             .output != serial_before.output);
   CHECK(verify(layout, layout.identity_cert("par"), "sslserver").exit_code == 0);
   CHECK(verify(layout, layout.identity_cert("sensor.dev-1.temp"), "sslclient").exit_code == 0);
+
+  // renew --name: one identity now, far from its expiry (the sensor's 90 days).
+  const auto sensor_serial = run({"openssl", "x509", "-in", layout.identity_cert("sensor.dev-1.temp").string(),
+                                  "-noout", "-serial"});
+  const auto par_serial =
+      run({"openssl", "x509", "-in", layout.identity_cert("par").string(), "-noout", "-serial"});
+  const auto one = pki(layout.dir(), {"renew", "--role", "sensor", "--name", "dev-1.temp"});
+  INFO(one.output);
+  CHECK(one.exit_code == 0);
+  CHECK_THAT(one.output, Catch::StartsWith("sensor.dev-1.temp serial "));
+  CHECK(run({"openssl", "x509", "-in", layout.identity_cert("sensor.dev-1.temp").string(), "-noout", "-serial"})
+            .output != sensor_serial.output);
+  CHECK(run({"openssl", "x509", "-in", layout.identity_cert("par").string(), "-noout", "-serial"}).output ==
+        par_serial.output);
+  CHECK(verify(layout, layout.identity_cert("sensor.dev-1.temp"), "sslclient").exit_code == 0);
+  const auto unknown = pki(layout.dir(), {"renew", "--name", "nobody"});
+  CHECK(unknown.exit_code == 2);
+  CHECK_THAT(unknown.output, Catch::Contains("--name: no identity 'nobody'"));
+  const auto neither = pki(layout.dir(), {"renew"});
+  CHECK(neither.exit_code == 2);
+  CHECK_THAT(neither.output, Catch::Contains("renew: give --within or --name"));
 }
 
 TEST_CASE("nova-pki's exit codes and errors name the argument", "[security]") {

@@ -233,6 +233,38 @@ TEST_CASE("renew re-issues what expires within the window, keeping CN, key and S
   CHECK(read_certificate(t.layout().identity_cert("far"))->serial_hex == far.serial_hex);
 }
 
+TEST_CASE("renew_identity re-issues one leaf now, whatever its expiry, and nothing else",
+          "[security]") {
+  TestPki t;
+  IssueRequest broker;
+  broker.role = Role::broker;
+  broker.name = "par";
+  broker.region = "eu";
+  broker.days = 90;  // far from expiry: renew --within 30 would leave it alone
+  broker.subject_alt_names = {"IP:10.0.0.7"};
+  const auto old_broker = *t.pki.issue(broker);
+  const auto other = t.issue(Role::node, "n1", "eu", 90);
+  const std::string key_before = contents(t.layout().identity_key("par"));
+
+  auto renewed = t.pki.renew_identity("par");
+  REQUIRE(renewed.ok());
+  CHECK(renewed->common_name == "par");
+  CHECK(renewed->serial_hex != old_broker.serial_hex);
+  CHECK(renewed->subject_alt_names == old_broker.subject_alt_names);
+  CHECK(renewed->not_after - renewed->not_before == std::chrono::hours(24 * 90));
+  CHECK(contents(t.layout().identity_key("par")) == key_before);
+  CHECK(read_certificate(t.layout().identity_cert("par"))->serial_hex == renewed->serial_hex);
+  CHECK(read_certificate(t.layout().identity_cert("n1"))->serial_hex == other.serial_hex);
+
+  auto unknown = t.pki.renew_identity("nobody");
+  REQUIRE_FALSE(unknown.ok());
+  CHECK(unknown.error().path == "name");
+  fs::remove(t.layout().ca_key("eu"));
+  auto no_ca = t.pki.renew_identity("n1");
+  REQUIRE_FALSE(no_ca.ok());
+  CHECK_THAT(no_ca.error().message(), Catch::Contains("ca.key: not present"));
+}
+
 TEST_CASE("renew reports a leaf whose intermediate key is absent and renews the others",
           "[security]") {
   TestPki t;

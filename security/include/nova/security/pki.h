@@ -144,6 +144,14 @@ class Pki {
   // absent are reported as failed; the others are renewed all the same.
   RenewReport renew(std::chrono::seconds within, Clock::time_point now = Clock::now());
 
+  // Re-issues one leaf now, whatever its expiry: a rotation on demand (a broker's or a
+  // bridge's certificate before a planned change, a node's after a scare). As renew:
+  // same key, CN, SANs and extensions, a new serial. Error path "name" for an unknown CN.
+  // Re-signs with the region's current intermediate (needs its key). The old
+  // certificate stays valid until it expires: revoke_identity and issue replace the key
+  // and invalidate the old certificate at once.
+  Result<CertificateInfo> renew_identity(std::string_view cn, Clock::time_point now = Clock::now());
+
   // Copies one identity's bundle into `to` (created 0700): key.pem (0600), cert.pem,
   // ca.pem (trust anchor), crl.pem (CRL bundle). The only way a key leaves its folder.
   Status export_identity(std::string_view cn, const std::filesystem::path& to);
