@@ -367,6 +367,16 @@ RenderedSite render(const tiers::Topology& topology, const tiers::Site& site,
                                       : render_identity_acl(topology, site, options.pki_dir)};
 }
 
+SiteTlsFiles site_tls_files(const fs::path& pki_dir, const tiers::Site& site) {
+  const security::Layout pki(absolute_path(pki_dir));
+  SiteTlsFiles files;
+  files.listener = {pki.trust_ca(), pki.trust_crl(), pki.identity_cert(site.id()), pki.identity_key(site.id())};
+  if (!site.is_root()) {
+    files.bridge = {pki.trust_ca(), pki.identity_cert(bridge_username(site)), pki.identity_key(bridge_username(site))};
+  }
+  return files;
+}
+
 Status write_site(const tiers::Topology& topology, const tiers::Site& site, const fs::path& out_dir,
                   RenderOptions options) {
   const std::string where = "site '" + site.id() + "': ";
@@ -385,17 +395,15 @@ Status write_site(const tiers::Topology& topology, const tiers::Site& site, cons
     if (options.pki_dir.empty()) {
       return Error{"pki_dir", "required: a PKI folder for mutual TLS (or render with insecure plaintext)"};
     }
-    const security::Layout pki(absolute_path(options.pki_dir));
-    std::vector<fs::path> needed{pki.trust_ca(), pki.trust_crl(), pki.identity_cert(site.id()),
-                                 pki.identity_key(site.id())};
-    if (!site.is_root()) {
-      needed.push_back(pki.identity_cert(bridge_username(site)));
-      needed.push_back(pki.identity_key(bridge_username(site)));
+    const SiteTlsFiles files = site_tls_files(options.pki_dir, site);
+    for (const auto* group : {&files.listener, &files.bridge}) {
+      for (const fs::path& file : *group) {
+        if (!fs::exists(file)) return Error{"pki_dir", where + "no " + file.string() + " (issue the topology's identities first)"};
+      }
     }
-    for (const fs::path& file : needed) {
-      if (!fs::exists(file)) return Error{"pki_dir", where + "no " + file.string() + " (issue the topology's identities first)"};
+    if (has_line_break(absolute_path(options.pki_dir))) {
+      return Error{"pki_dir", "a path with a line break cannot be written into mosquitto.conf"};
     }
-    if (has_line_break(pki.dir())) return Error{"pki_dir", "a path with a line break cannot be written into mosquitto.conf"};
   }
   std::error_code ec;
   fs::create_directories(out_dir, ec);
