@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <sys/file.h>
@@ -679,6 +680,49 @@ Status Pki::regenerate_crls() {
         !s)
       return s;
   }
+  return write_crl_bundle();
+}
+
+Status Pki::revoke_lost_intermediate(std::string_view region, const fs::path& ca_cert_file) {
+  if (auto s = check_region(region); !s) return s;
+  auto text = files::read(ca_cert_file);
+  if (!text) return Error{"ca-cert", text.error().message()};
+  // The file may be a leaf's cert.pem (leaf, then its intermediate) or the CA's own.
+  const std::string cn = std::string(kIntermediatePrefix) + std::string(region);
+  ossl::Cert found;
+  ossl::Bio bio(BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
+  while (bio) {
+    ossl::Cert next(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+    if (!next) break;
+    if (info_of(next.get()).is_ca && common_name_of(X509_get_subject_name(next.get())) == cn) {
+      found = std::move(next);
+      break;
+    }
+  }
+  ERR_clear_error();  // the end of the file reads as an error
+  if (!found) {
+    return Error{"ca-cert", ca_cert_file.string() + " holds no CA certificate " + in_quotes(cn)};
+  }
+  auto root = load_ca(layout_.root_cert(), layout_.root_key(),
+                      "to revoke an intermediate (bring the offline root back)");
+  if (!root) return root.error();
+  if (X509_verify(found.get(), X509_get0_pubkey(root->cert.get())) != 1) {
+    ERR_clear_error();
+    return Error{"ca-cert", in_quotes(cn) + " in " + ca_cert_file.string() + " was not signed by this PKI's root"};
+  }
+  const std::string serial = info_of(found.get()).serial_hex;
+  if (has_intermediate(region)) {
+    auto current = load_cert(layout_.ca_cert(region));
+    if (current && info_of(current->get()).serial_hex == serial) return revoke_intermediate(region);
+  }
+  for (const auto& entry : read_revoked(layout_.root_revoked())) {
+    if (entry.serial_hex == serial)
+      return Error{"ca-cert", in_quotes(cn) + " serial " + serial + " is already on the root's CRL"};
+  }
+  const RevokedEntry entry{serial, to_time_t(Clock::now()), std::string(region)};
+  if (auto s = append_revoked(layout_.root_revoked(), entry); !s) return s;
+  if (auto s = write_crl(*root, layout_.root_revoked(), layout_.root_crl(), kRootCrlDays); !s)
+    return s;
   return write_crl_bundle();
 }
 

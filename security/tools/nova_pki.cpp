@@ -31,7 +31,7 @@ constexpr int kRefused = 2;
 
 // The library names the field at fault; on the command line that field is an option.
 const std::set<std::string, std::less<>> kArguments = {"dir", "name",     "region", "role", "days",
-                                                       "san", "backdate", "within", "to"};
+                                                       "san", "backdate", "within", "to", "ca-cert"};
 
 int fail(const Error& error) {
   const bool argument = kArguments.contains(error.path);
@@ -157,6 +157,11 @@ int main(int argc, char** argv) {
   auto* revoke_region =
       revoke->add_option("--region", region, "revoke this region's intermediate CA");
   revoke_name->excludes(revoke_region);
+  fs::path ca_cert;
+  revoke->add_option("--ca-cert", ca_cert,
+                     "with --region: revoke the region's CA found in this file (a leaf's cert.pem will do), "
+                     "for an intermediate whose folder is lost or already replaced")
+      ->needs(revoke_region);
 
   auto* crl = app.add_subcommand(
       "crl", "re-sign the CRL of every CA whose key is here and rebuild trust/crl.pem");
@@ -256,7 +261,8 @@ int main(int argc, char** argv) {
       print_issued(*info);
     } else if (revoke->parsed()) {
       if (!region.empty()) {
-        if (auto s = pki.revoke_intermediate(region); !s)
+        if (auto s = ca_cert.empty() ? pki.revoke_intermediate(region) : pki.revoke_lost_intermediate(region, ca_cert);
+            !s)
           return audited_fail("revoke", "region " + region, s.error());
         if (!record("revoke", "region " + region, "ok")) return kFailure;
         std::cout << "revoked the intermediate CA of region " << region << '\n';

@@ -132,6 +132,16 @@ class Pki {
   // Its leaves stay in identities/; `renew` re-signs them once the region has a new CA.
   Status revoke_intermediate(std::string_view region);
 
+  // Recovery of an intermediate whose folder is lost (destroyed, or taken with its key):
+  // puts the CA certificate named "nova-ca.<region>" found in `ca_cert_file` on the
+  // root's CRL (needs root/ca.key) and rebuilds trust/crl.pem. Any leaf's cert.pem
+  // carries its intermediate, so a device's copy or an export will do. The file's CA
+  // must be signed by this root (error path "ca-cert" otherwise, and when the file holds
+  // no such CA or it is already revoked). When ca/<region>/ holds that same CA, this is
+  // revoke_intermediate; a different (replacement) CA there is left alone, so the old
+  // one can also be revoked after init-intermediate made the new one.
+  Status revoke_lost_intermediate(std::string_view region, const std::filesystem::path& ca_cert_file);
+
   // Re-signs the CRL of every CA whose key is present (a CRL is valid 30 days for an
   // intermediate and 365 for the root, so this must run before those run out), then
   // rebuilds trust/crl.pem from every CA's CRL file.
