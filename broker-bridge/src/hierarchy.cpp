@@ -23,6 +23,7 @@
 #include "nova/bridge/broker_process.h"
 #include "nova/bridge/net.h"
 #include "nova/bridge/render.h"
+#include "nova/security/digest.h"
 #include "nova/security/pki.h"
 #include "nova/security/topology_identities.h"
 #include "nova/bridge/state_file.h"
@@ -98,8 +99,9 @@ std::string format_event(const HierarchyEvent& event) {
 // --- Impl ------------------------------------------------------------------------------
 
 namespace {
-// The contents of a site's PKI files (site_tls_files), compared on reload to find what a
-// rotation changed. Empty in insecure plaintext mode.
+// A digest of a site's PKI files (site_tls_files), compared on reload to find what a
+// rotation changed: a SHA-256 over each group's contents, so that the supervisor keeps
+// no copy of a private key. Empty in insecure plaintext mode.
 struct TlsContents {
   std::string listener;
   std::string bridge;
@@ -316,8 +318,13 @@ struct Hierarchy::Impl {
       site = topology->find(s.id);
     }
     const SiteTlsFiles files = site_tls_files(options.pki_dir, *site);
-    for (const fs::path& f : files.listener) out.listener += read_text_file(f) + '\0';
-    for (const fs::path& f : files.bridge) out.bridge += read_text_file(f) + '\0';
+    const auto digest = [](const std::vector<fs::path>& group) {
+      std::string text;
+      for (const fs::path& f : group) text += security::sha256_hex(read_text_file(f));
+      return security::sha256_hex(text);
+    };
+    out.listener = digest(files.listener);
+    out.bridge = digest(files.bridge);
     return out;
   }
 
