@@ -22,6 +22,7 @@ break is reported, so that a check that never fires cannot pass unnoticed.
 Prints one line per problem, naming the file, the object and the field; exits 1 if any.
 """
 import copy
+import functools
 import inspect
 import os
 import re
@@ -51,6 +52,7 @@ def model_class(api_version, kind):
     return getattr(models, version.capitalize() + kind, None)
 
 
+@functools.lru_cache(maxsize=None)
 def required_fields(cls):
     required = set()
     for attr in cls.openapi_types:

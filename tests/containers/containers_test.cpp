@@ -59,6 +59,16 @@ std::vector<std::string> container_args(const std::string& file, const std::stri
   return manifest(file, kind, name)["spec"]["template"]["spec"]["containers"][0]["args"].as<std::vector<std::string>>();
 }
 
+// The paths a workload's container may write: its volume mounts not marked readOnly (its
+// root filesystem is read-only: readOnlyRootFilesystem).
+std::vector<std::string> writable_mounts(const std::string& file, const std::string& kind, const std::string& name) {
+  std::vector<std::string> paths;
+  for (const auto& m : manifest(file, kind, name)["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]) {
+    if (!(m["readOnly"] && m["readOnly"].as<bool>())) paths.push_back(m["mountPath"].as<std::string>());
+  }
+  return paths;
+}
+
 // "host:8080" -> "host:<port>": the manifests' port on loopback's free port.
 std::string on_port(const std::string& host, std::uint16_t port) {
   return host.substr(0, host.rfind(':')) + ":" + std::to_string(port);
@@ -149,17 +159,19 @@ TEST_CASE("the nova-cloud image serves its REST API over a mutual-TLS broker fro
   yaml << config;
   image.put_text(image.args().back(), yaml.c_str());  // the image's Cmd: --config <file>
 
-  image.start(work.path / "cloud.log");
+  image.start(work.path / "cloud.log", writable_mounts("nova-cloud.yaml", "Deployment", "nova-cloud"));
   // What the kubelet's probes send (the Deployment's Host header).
   const auto probe = manifest("nova-cloud.yaml", "Deployment", "nova-cloud")["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"];
   const std::string probe_host = on_port(probe["httpHeaders"][0]["value"].as<std::string>(), port);
   httplib::Client client("127.0.0.1", port);
   client.set_connection_timeout(2s);
   const httplib::Headers probe_headers = {{"Host", probe_host}};
-  const bool ready = testing::poll_until(
+  bool ready = false;
+  testing::poll_until(  // until ready, or the process exited
       [&] {
         auto r = client.Get(probe["path"].as<std::string>().c_str(), probe_headers);
-        return r && r->status == 200;
+        ready = r && r->status == 200;
+        return ready || !image.running();
       },
       60s);
   INFO(file_text(work.path / "cloud.log"));
@@ -199,7 +211,7 @@ TEST_CASE("the nova-agent image publishes its birth over mutual TLS from its own
   yaml << config;
   image.put_text(image.args().back(), yaml.c_str());
 
-  image.start(work.path / "agent.log");
+  image.start(work.path / "agent.log", writable_mounts("nova-agent.yaml", "DaemonSet", "nova-agent"));
   const auto birth = retained_state(broker, node);
   INFO(file_text(work.path / "agent.log"));
   REQUIRE(birth);

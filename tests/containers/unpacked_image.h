@@ -9,7 +9,7 @@
 // Example:
 //   UnpackedImage image(images_dir, "nova-cloud", work_dir);
 //   image.put("/etc/nova-cloud/tls/ca.pem", host_file);   // as a Secret would be mounted
-//   image.start(log_file);                                 // config.json's args, user, env
+//   image.start(log_file, {"/var/lib/nova-cloud", "/tmp"});  // config.json's args, user, env
 //
 // Every failure throws std::runtime_error naming the image and the step.
 #pragma once
@@ -97,11 +97,18 @@ class UnpackedImage {
   }
 
   // Starts the image's process (config.json's args, env, user, cwd) as PID 1 of a new
-  // PID namespace, in a mount namespace with its own /proc; stderr to `log_file`. The
+  // PID namespace, in a mount namespace with its own /proc and a read-only root where
+  // only `writable` (paths in the image, as a pod's writable volumes) can be written, as
+  // with Kubernetes' readOnlyRootFilesystem; stderr to `log_file`. The
   // test's child waits for it, and both die with the test: each sets PR_SET_PDEATHSIG
   // itself, the image's process after taking the image's user (a change of user clears
   // the parent-death signal, so the chroot(1) --userspec of a shell would lose it).
-  void start(const std::filesystem::path& log_file) {
+  void start(const std::filesystem::path& log_file, const std::vector<std::string>& writable) {
+    std::vector<std::string> volumes;
+    for (const auto& path : writable) {
+      std::filesystem::create_directories(host_path(path));
+      volumes.push_back(host_path(path).string());
+    }
     std::vector<std::string> strings = args_;
     std::vector<char*> argv, envp;
     for (auto& a : strings) argv.push_back(a.data());
@@ -123,6 +130,13 @@ class UnpackedImage {
       ::waitpid(init, &status, 0);
       ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
     }
+    // The root becomes a mount of its own, the volumes mounts inside it; then only the
+    // root is made read-only.
+    if (::mount(root.c_str(), root.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) fail("bind root");
+    for (const auto& v : volumes) {
+      if (::mount(v.c_str(), v.c_str(), nullptr, MS_BIND, nullptr) != 0) fail("bind volume");
+    }
+    if (::mount(nullptr, root.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) != 0) fail("remount root ro");
     if (::mount("proc", proc.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) fail("mount proc");
     if (::chroot(root.c_str()) != 0 || ::chdir(cwd_.c_str()) != 0) fail("chroot");
     if (::setgroups(0, nullptr) != 0 || ::setgid(gid_) != 0 || ::setuid(uid_) != 0) fail("setuid");
