@@ -18,7 +18,7 @@
 # for nova-agent the Paho C libraries it loads with dlopen (agent/src/paho_api.cpp);
 # their documentation, glibc's charset converters (gconv) and apt's files are left out.
 # No shell, no package manager. It runs as UID/GID 65532 ("nova"), numeric so that
-# Kubernetes' runNonRoot can check it, with /var/lib/IMAGE owned by that user.
+# Kubernetes' runAsNonRoot can check it, with /var/lib/IMAGE owned by that user.
 #
 # Runs as root (mmdebstrap and umoci unpack/repack keep file ownership). Prints the
 # image's sizes as its last lines. Exit 0 on success; any failure names its cause.

@@ -165,11 +165,14 @@ class UnpackedImage {
     pid_ = -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
+  // SIGKILLs the image's process first, so that the test's child reaps it and exits: a
+  // PID namespace's init whose parent died is left to the host's PID 1, which may never
+  // reap it.
   ~UnpackedImage() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
+    if (pid_ <= 0) return;
+    const pid_t process_pid = process();
+    ::kill(process_pid > 0 ? process_pid : pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
   }
 
  private:
