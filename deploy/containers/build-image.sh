@@ -80,7 +80,7 @@ ldd_output=$(ldd "$binary") || die "BINARY: ldd '$binary' failed (not a dynamic 
 if grep -q 'not found' <<<"$ldd_output"; then
   die "BINARY: libraries not found: $(grep 'not found' <<<"$ldd_output" | tr -s ' \t\n' ' ')"
 fi
-libraries=($(awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$ldd_output"))
+mapfile -t libraries < <(awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$ldd_output")
 libraries+=("${dlopened_libraries[@]}")
 packages=$(for library in "${libraries[@]}"; do package_of_library "$library"; done | sort -u)
 
@@ -91,6 +91,7 @@ for file in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/source
   [[ -f $file ]] && grep -qvE '^\s*(#|$)' "$file" && sources+=("$file")
 done
 ((${#sources[@]} > 0)) || die "no apt source configured in /etc/apt"
+# shellcheck source=/dev/null
 suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
 [[ -n $suite ]] || die "/etc/os-release names no VERSION_CODENAME"
 arch=$(dpkg --print-architecture)
