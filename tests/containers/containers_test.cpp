@@ -69,6 +69,23 @@ std::vector<std::string> writable_mounts(const std::string& file, const std::str
   return paths;
 }
 
+// The workload's memory limit in bytes (a Mi or Gi quantity, as the manifests write it).
+std::uint64_t memory_limit(const std::string& file, const std::string& kind, const std::string& name) {
+  const auto text = manifest(file, kind, name)["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"].as<std::string>();
+  const std::uint64_t unit = text.ends_with("Gi") ? 1ull << 30 : text.ends_with("Mi") ? 1ull << 20 : 0;
+  if (unit == 0) throw std::runtime_error("memory limit '" + text + "': not a Mi or Gi quantity");
+  return std::stoull(text.substr(0, text.size() - 2)) * unit;
+}
+
+// The peak resident memory of process `pid` so far (VmHWM), in bytes.
+std::uint64_t peak_rss(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.starts_with("VmHWM:")) return std::stoull(line.substr(6)) * 1024;
+  }
+  throw std::runtime_error("no VmHWM for pid " + std::to_string(pid));
+}
+
 // "host:8080" -> "host:<port>": the manifests' port on loopback's free port.
 std::string on_port(const std::string& host, std::uint16_t port) {
   return host.substr(0, host.rfind(':')) + ":" + std::to_string(port);
@@ -187,6 +204,10 @@ TEST_CASE("the nova-cloud image serves its REST API over a mutual-TLS broker fro
   CHECK(nodes->status == 200);
   // The store is in the image's volume, written by the image's user.
   CHECK(owner(image.host_path("/var/lib/nova-cloud/store")) == image.uid());
+  // Within the Deployment's memory limit (the peak so far, connected and serving).
+  const auto rss = peak_rss(image.process());
+  WARN("nova-cloud VmHWM " << rss / 1024 << " KiB");
+  CHECK(rss < memory_limit("nova-cloud.yaml", "Deployment", "nova-cloud"));
   CHECK(image.running());
 }
 
@@ -218,6 +239,10 @@ TEST_CASE("the nova-agent image publishes its birth over mutual TLS from its own
   CHECK(birth->status == schemas::NodeStatus::online);
   // Its outbox is on the state volume, written by the image's user.
   CHECK(owner(image.host_path(config["outbox"]["dir"].as<std::string>())) == image.uid());
+  // Within the DaemonSet's memory limit (the peak so far, TLS connected and born).
+  const auto rss = peak_rss(image.process());
+  WARN("nova-agent VmHWM " << rss / 1024 << " KiB");
+  CHECK(rss < memory_limit("nova-agent.yaml", "DaemonSet", "nova-agent"));
 
   // Deleting the pod: the runtime sends SIGTERM to the container's PID 1, which has no
   // default action for it; the agent handles it, says goodbye and exits 0.
