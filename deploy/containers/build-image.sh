@@ -16,7 +16,8 @@
 #
 # What the image holds: the packages owning every library `ldd BINARY` resolves, plus
 # for nova-agent the Paho C libraries it loads with dlopen (agent/src/paho_api.cpp);
-# their documentation, glibc's charset converters (gconv) and apt's files are left out.
+# their /usr/share (documentation and the like), glibc's charset converters (gconv) and
+# apt's files are left out.
 # No shell, no package manager. It runs as UID/GID 65532 ("nova"), numeric so that
 # Kubernetes' runAsNonRoot can check it, with /var/lib/IMAGE owned by that user.
 #
