@@ -23,6 +23,10 @@ packages=(
   collectd-core libmosquitto1 zstd
   # scripts/run.sh reads the example topology's nodes and talks to nova-cloud's REST API
   python3-yaml curl
+  # deploy/containers: images built without a container engine (mmdebstrap extracts the
+  # runtime libraries, umoci makes the OCI image, skopeo reads its config back), and the
+  # Kubernetes API's models that deploy/kubernetes/validate.py checks manifests against
+  mmdebstrap umoci skopeo python3-kubernetes
 )
 
 missing=()
