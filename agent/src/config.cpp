@@ -315,6 +315,11 @@ const std::vector<KeyDef>& table() {
           "accepted this long before its issue time and after its expiry.",
           file_only()),
 
+      def(NOVA_KEY(update.dir), text(Check::absolute_path), Reload::restart,
+          "Installation folder of over-the-air updates, as laid out by nova-agent-launch "
+          "(versions/, current, pending); empty refuses every update offer.",
+          file_only()),
+
       def(NOVA_KEY(log.level), choice(kLogLevels), Reload::hot,
           "Least severe level logged; lines below it are not written."),
       def(NOVA_KEY(log.format), choice(kLogFormats), Reload::hot,

@@ -17,12 +17,13 @@ constexpr std::array<std::pair<UpKind, std::string_view>, 6> kUpKinds{{
     {UpKind::alert, "alert"},
     {UpKind::link, "link"},
 }};
-constexpr std::array<std::pair<DownKind, std::string_view>, 5> kDownKinds{{
+constexpr std::array<std::pair<DownKind, std::string_view>, 6> kDownKinds{{
     {DownKind::task, "task"},
     {DownKind::config, "config"},
     {DownKind::model, "model"},
     {DownKind::ack, "ack"},
     {DownKind::verdict, "verdict"},
+    {DownKind::update, "update"},
 }};
 constexpr std::array<std::pair<CloudKind, std::string_view>, 4> kCloudKinds{{
     {CloudKind::workload, "workload"},
@@ -180,6 +181,7 @@ std::string sensor_error(const Id& node, const Id& s) {
   return join({"sensor", node.str(), s.str(), "error"});
 }
 std::string cloud(CloudKind kind, const Id& id) { return join({"cloud", to_string(kind), id.str()}); }
+std::string bundle(const Id& sha256) { return join({"bundle", sha256.str()}); }
 
 std::string up_all() { return join({"up", "#"}); }
 std::string down_subtree(const SitePath& site) { return join({"down", site.str(), "#"}); }

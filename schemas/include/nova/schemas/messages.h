@@ -267,6 +267,18 @@ struct Model {
   friend bool operator==(const Model&, const Model&) = default;
 };
 
+// An offer to update the agent (retained, signed, schemas/cddl/update.cddl): the bundle
+// with this SHA-256 waits, retained, on nova/v1/bundle/<sha256>; its agent reports
+// `version` in its birth once it runs.
+struct UpdateOffer {
+  std::string version;  // "version": 1..256 bytes, as the new agent's birth will say it
+  std::string sha256;   // "sha256": 64 lower-case hex digits of the bundle's bytes
+  std::uint64_t size = 0;  // "size": bytes of the bundle, 1 .. 256 MiB
+  Timestamp ts = 0;     // "ts"
+
+  friend bool operator==(const UpdateOffer&, const UpdateOffer&) = default;
+};
+
 // ---------------------------------------------------------------------------------------
 // End-to-end acknowledgement: the cloud has durably stored every record of each named
 // stream of this node up to and including the watermark seq.

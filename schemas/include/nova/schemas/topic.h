@@ -69,7 +69,7 @@ class SitePath {
 };
 
 enum class UpKind { state, metrics, result, decision, alert, link };
-enum class DownKind { task, config, model, ack, verdict };
+enum class DownKind { task, config, model, ack, verdict, update };
 // instance: a running nova-cloud's presence (retained "1", cleared by its will).
 enum class CloudKind { workload, placement, cluster, instance };
 
@@ -85,6 +85,9 @@ std::string down(const SitePath& site, const Id& node, DownKind kind);
 std::string sensor(const Id& node, const Id& sensor);
 std::string sensor_error(const Id& node, const Id& sensor);
 std::string cloud(CloudKind kind, const Id& id);
+// nova/v1/bundle/<sha256>: an update bundle's bytes, retained, shared by every node of
+// a broker (schemas/topics.md, Updates). `sha256` is the bundle's 64 hex digits.
+std::string bundle(const Id& sha256);
 
 // --- subscription filters --------------------------------------------------------------
 
