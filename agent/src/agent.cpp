@@ -421,8 +421,8 @@ void Agent::on_connected(Clock::time_point now) {
                              topics::DownKind::model, topics::DownKind::verdict, topics::DownKind::update}) {
     filters.push_back(topics::down(site, node, k));
   }
-  // A bundle still awaited: the broker re-sends its retained copy on this subscribe.
-  if (offer_) filters.push_back(topics::bundle(id(offer_->sha256)));
+  // A bundle still awaited: the broker re-sends its retained chunks on this subscribe.
+  if (const auto& offer = updater_.fetching()) filters.push_back(topics::bundle_chunks(id(offer->sha256)));
   filters.push_back(topics::sensor_all(node));  // local sensors' readings (sensors.h)
   uplink_->subscribe(filters);
   // The birth follows the SUBACK (on_subscribed), so it can say whether the node is ready.
@@ -541,7 +541,11 @@ void Agent::send_sensor_replies() {
 }
 
 void Agent::on_message(const std::string& topic, const std::string& payload) {
-  if (offer_ && topic == topics::bundle(id(offer_->sha256))) return on_bundle(payload);
+  if (const auto& offer = updater_.fetching()) {
+    const std::string chunks = topics::bundle_chunks(id(offer->sha256));  // ".../<sha256>/+"
+    const std::string_view prefix = std::string_view(chunks).substr(0, chunks.size() - 1);
+    if (topic.starts_with(prefix)) return on_bundle_chunk(std::string_view(topic).substr(prefix.size()), payload);
+  }
   auto parsed = topics::parse(topic);
   if (const auto* sensor = parsed ? std::get_if<topics::SensorTopic>(&*parsed) : nullptr) {
     if (!sensor->error_reply && sensor->node.str() == options_.birth.node) return on_sensor_reading(*sensor, payload);
@@ -576,35 +580,40 @@ void Agent::on_update_offer(const std::string& topic, const std::string& payload
   if (!offer) return bad_input(topic, offer.error().message());
   const Updater::Decision d = updater_.consider(*offer);
   const std::string what = "version=" + logfmt_quoted(offer->version) + " sha256=" + offer->sha256;
+  updater_.cancel();  // a newer offer replaces the one being fetched
   if (d.verdict == Updater::Verdict::current) {
-    offer_.reset();
     if (options_.log) options_.log("info", "update_current", what);
     return;
   }
-  offer_ = std::move(offer).value();
-  if (d.verdict == Updater::Verdict::refuse) return refuse_update(d.reason);
-  if (options_.log) options_.log("info", "update_offered", what + " size=" + std::to_string(offer_->size));
-  uplink_->subscribe({topics::bundle(id(offer_->sha256))});
+  if (d.verdict == Updater::Verdict::rolled_back) {
+    // Reported once already, when the launcher rolled it back (report_rollbacks).
+    if (options_.log) options_.log("info", "update_skipped", what + " detail=" + logfmt_quoted(d.reason));
+    return;
+  }
+  if (d.verdict == Updater::Verdict::refuse) return refuse_update(*offer, d.reason);
+  if (options_.log) options_.log("info", "update_offered", what + " size=" + std::to_string(offer->size));
+  updater_.fetch(*offer);
+  uplink_->subscribe({topics::bundle_chunks(id(offer->sha256))});
 }
 
-void Agent::on_bundle(const std::string& payload) {
-  if (payload.empty()) return;  // the retained bundle was cleared: wait for it
-  if (auto refused = updater_.stage(*offer_, payload)) return refuse_update(*refused);
+void Agent::on_bundle_chunk(std::string_view index, const std::string& payload) {
+  if (payload.empty()) return;  // a retained chunk was cleared: wait for it
+  const schemas::UpdateOffer offer = *updater_.fetching();
+  Updater::ChunkOutcome o = updater_.add_chunk(index, payload);
+  if (o.error) return refuse_update(offer, *o.error);
+  if (!o.staged) return;
   update_counters([](AgentCounters& c) { ++c.updates_staged; });
   if (options_.log) {
     options_.log("info", "update_staged",
-                 "version=" + logfmt_quoted(offer_->version) + " sha256=" + offer_->sha256 +
+                 "version=" + logfmt_quoted(offer.version) + " sha256=" + offer.sha256 +
                      " detail=\"stopping for the launcher to start it\"");
   }
-  offer_.reset();
   update_staged_ = true;
   stop_requested_ = true;
 }
 
-void Agent::refuse_update(const std::string& detail) {
-  const std::string message =
-      "update to " + offer_->version + " (sha256 " + offer_->sha256 + ") refused: " + detail;
-  offer_.reset();
+void Agent::refuse_update(const schemas::UpdateOffer& offer, const std::string& detail) {
+  const std::string message = "update to " + offer.version + " (sha256 " + offer.sha256 + ") refused: " + detail;
   update_counters([](AgentCounters& c) { ++c.updates_refused; });
   if (options_.log) options_.log("warning", "update_refused", "detail=" + logfmt_quoted(message));
   schemas::Alert a = update_alert(message, wall_ms());

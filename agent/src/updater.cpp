@@ -1,5 +1,6 @@
 #include "nova/agent/updater.h"
 
+#include <charconv>
 #include <fstream>
 #include <sstream>
 #include <system_error>
@@ -33,12 +34,48 @@ Updater::Decision Updater::consider(const schemas::UpdateOffer& offer) const {
   const fs::path rolled = dir_ / "rolled-back" / offer.sha256;
   std::error_code ec;
   if (fs::exists(rolled, ec) || fs::exists(rolled.string() + kReportedSuffix, ec)) {
-    return {Verdict::refuse, "bundle " + offer.sha256 + " was rolled back on this node before"};
+    return {Verdict::rolled_back, "bundle " + offer.sha256 + " was rolled back on this node before"};
   }
   return {Verdict::fetch, ""};
 }
 
-std::optional<std::string> Updater::stage(const schemas::UpdateOffer& offer, const std::string& bytes) const {
+void Updater::fetch(const schemas::UpdateOffer& offer) {
+  offer_ = offer;
+  chunks_.clear();
+}
+
+Updater::ChunkOutcome Updater::add_chunk(std::string_view index_text, std::string bytes) {
+  ChunkOutcome out;
+  if (!offer_) return out;
+  const std::uint64_t size = offer_->size;
+  const std::uint64_t count = (size + schemas::kBundleChunkBytes - 1) / schemas::kBundleChunkBytes;
+  std::uint64_t index = 0;
+  const auto [end, ec] = std::from_chars(index_text.data(), index_text.data() + index_text.size(), index);
+  const bool canonical = !index_text.empty() && (index_text == "0" || index_text.front() != '0');
+  if (ec != std::errc() || end != index_text.data() + index_text.size() || !canonical || index >= count) {
+    out.error = "bundle chunk '" + std::string(index_text) + "' is not an index 0.." + std::to_string(count - 1) +
+                " of a bundle of " + std::to_string(size) + " bytes";
+  } else if (const std::uint64_t expected =
+                 index + 1 < count ? schemas::kBundleChunkBytes : size - (count - 1) * schemas::kBundleChunkBytes;
+             bytes.size() != expected) {
+    out.error = "bundle chunk " + std::to_string(index) + " has " + std::to_string(bytes.size()) +
+                " bytes, expected " + std::to_string(expected) + " for a bundle of " + std::to_string(size) + " bytes";
+  } else {
+    chunks_[index] = std::move(bytes);
+    if (chunks_.size() < count) return out;
+    std::string whole;
+    whole.reserve(size);
+    for (const auto& [i, chunk] : chunks_) whole += chunk;
+    chunks_.clear();
+    out.error = stage(whole);
+    out.staged = !out.error;
+  }
+  cancel();
+  return out;
+}
+
+std::optional<std::string> Updater::stage(const std::string& bytes) const {
+  const schemas::UpdateOffer& offer = *offer_;
   if (bytes.size() != offer.size) {
     return "bundle has " + std::to_string(bytes.size()) + " bytes, the offer says " + std::to_string(offer.size);
   }

@@ -181,12 +181,16 @@ std::string sensor_error(const Id& node, const Id& s) {
   return join({"sensor", node.str(), s.str(), "error"});
 }
 std::string cloud(CloudKind kind, const Id& id) { return join({"cloud", to_string(kind), id.str()}); }
-std::string bundle(const Id& sha256) { return join({"bundle", sha256.str()}); }
+std::string bundle_chunk(const Id& sha256, std::uint64_t index) {
+  return join({"bundle", sha256.str(), std::to_string(index)});
+}
 
 std::string up_all() { return join({"up", "#"}); }
 std::string down_subtree(const SitePath& site) { return join({"down", site.str(), "#"}); }
 std::string sensor_all(const Id& node) { return join({"sensor", node.str(), "+"}); }
 std::string cloud_all(CloudKind kind) { return join({"cloud", to_string(kind), "+"}); }
+std::string bundle_all() { return join({"bundle", "#"}); }
+std::string bundle_chunks(const Id& sha256) { return join({"bundle", sha256.str(), "+"}); }
 
 Result<Topic> parse(std::string_view topic) {
   if (topic.size() > kMaxTopicBytes) {

@@ -391,6 +391,7 @@ TEST_CASE("the identity ACL binds every grant to a certificate CN", "[render][ac
   CHECK(acl.at("agent-par") == std::vector<std::string>{"topic deny nova/v1/up/agent-par/link",
                                                           "topic write nova/v1/up/agent-par/#",
                                                           "topic read nova/v1/down/cloud/eu/par/agent-par/#",
+                                                          "topic read nova/v1/bundle/#",
                                                           "topic read nova/v1/sensor/agent-par/+",
                                                           "topic write nova/v1/sensor/agent-par/+/error"});
   CHECK(acl.count("agent-eu") == 0);  // a node of another site has nothing here
@@ -400,13 +401,15 @@ TEST_CASE("the identity ACL binds every grant to a certificate CN", "[render][ac
   CHECK(std::count(child.begin(), child.end(), "topic deny nova/v1/up/par-a1/link") == 0);
   CHECK(std::count(child.begin(), child.end(), "topic deny nova/v1/up/par/link") == 1);
   CHECK(std::count(child.begin(), child.end(), "topic deny nova/v1/up/ber-a1/link") == 1);
-  CHECK(child.size() == t.sites().size() - 1 + 2);
-  CHECK(child.at(child.size() - 2) == "topic write nova/v1/up/#");
-  CHECK(child.back() == "topic read nova/v1/down/cloud/eu/par/par-a1/#");
+  CHECK(child.size() == t.sites().size() - 1 + 3);
+  CHECK(child.at(child.size() - 3) == "topic write nova/v1/up/#");
+  CHECK(child.at(child.size() - 2) == "topic read nova/v1/down/cloud/eu/par/par-a1/#");
+  CHECK(child.back() == "topic read nova/v1/bundle/#");
   CHECK(acl.at(nova::bridge::kCloudServiceUser) ==
         std::vector<std::string>{"topic write nova/v1/up/nova-cloud/#",
                                  "topic read nova/v1/up/#", "topic readwrite nova/v1/down/#",
-                                 "topic readwrite nova/v1/cloud/#", "topic read $SYS/#"});
+                                 "topic readwrite nova/v1/bundle/#", "topic readwrite nova/v1/cloud/#",
+                                 "topic read $SYS/#"});
   CHECK(acl.at(nova::bridge::kMonitorIdentity) == std::vector<std::string>{"topic read nova/v1/up/+/link"});
 }
 
@@ -447,4 +450,27 @@ TEST_CASE("write_site in TLS mode needs the PKI's files and names the field", "[
   CHECK(missing.error().path == "pki_dir");
   CHECK(missing.error().message().find("trust/ca.pem") != std::string::npos);
   fs::remove_all(dir);
+}
+
+TEST_CASE("update bundles come down every bridge, nodes read them, only nova-cloud writes them",
+          "[render][acl][tls]") {
+  const Topology t = example();
+  const std::vector<std::string> conf = directives(conf_of(t, "par-a1"));
+  CHECK(std::count(conf.begin(), conf.end(), "topic nova/v1/bundle/# in 1") == 1);
+  CHECK(conf_of(t, "cloud").find("nova/v1/bundle") == std::string::npos);  // the root has no bridge
+  const auto acl = acl_sections(render(t, t.site("par"), {"/srv/nova/par", {}, {}, "/nonexistent-pki", false}).acl);
+  for (const auto& [user, lines] : acl) {
+    INFO("user " << user);
+    const bool reads = std::count(lines.begin(), lines.end(), "topic read nova/v1/bundle/#") == 1;
+    const bool writes = std::count(lines.begin(), lines.end(), "topic write nova/v1/bundle/#") == 1 ||
+                        std::count(lines.begin(), lines.end(), "topic readwrite nova/v1/bundle/#") == 1;
+    // par's own bridge writes what it brings down (re-sent retained to later subscribers).
+    const bool writer = user == nova::bridge::kCloudServiceUser || user == "bridge.par";
+    CHECK(writes == writer);
+    const bool reader = user == "agent-par" || user.rfind("bridge.par-", 0) == 0;
+    if (reader) CHECK(reads);
+  }
+  // Plaintext (lab) mode: anonymous clients, the nodes there, read them too.
+  const auto plain = acl_sections(render(t, t.site("par"), {"/srv/nova/par", {}, {}, {}, true}).acl);
+  CHECK(std::count(plain.at("").begin(), plain.at("").end(), "topic read nova/v1/bundle/#") == 1);
 }

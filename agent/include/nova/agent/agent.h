@@ -43,6 +43,7 @@
 #include <set>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "nova/agent/control_gate.h"
@@ -240,9 +241,9 @@ class Agent {
   std::optional<std::string> admit_control(const std::string& topic, topics::DownKind kind, const std::string& payload);
   void on_model(const std::string& topic, const std::string& payload);
   void on_update_offer(const std::string& topic, const std::string& payload);
-  void on_bundle(const std::string& payload);
+  void on_bundle_chunk(std::string_view index, const std::string& payload);
   // A refused offer or bundle: counted, logged and sent up as an alert ("update").
-  void refuse_update(const std::string& detail);
+  void refuse_update(const schemas::UpdateOffer& offer, const std::string& detail);
   // Reports the launcher's rollbacks not reported yet (alerts), at start.
   void report_rollbacks();
   // The one way a record enters an upward stream: its position (and id, for alerts and
@@ -300,8 +301,7 @@ class Agent {
   Clock::time_point last_refill_{};
   bool session_up_ = false;
   std::optional<schemas::MetricSample> last_sample_;
-  Updater updater_;
-  std::optional<schemas::UpdateOffer> offer_;  // admitted, its bundle not yet received
+  Updater updater_;  // also holds the offer whose bundle is being fetched
   bool healthy_marked_ = false;  // this run's birth was acknowledged (updater.h)
   std::atomic<bool> update_staged_{false};
   std::atomic<bool> stop_requested_{false};

@@ -14,13 +14,17 @@
 //                                  renames it to <sha256>.reported
 //
 // An offer (schemas/cddl/update.cddl) names a bundle by its SHA-256; the bundle's bytes come
-// on nova/v1/bundle/<sha256>. stage() accepts them only when size and SHA-256 match the
-// offer, writes them durably (temporary file, fsync, rename) and then writes `pending`.
+// in chunks on nova/v1/bundle/<sha256>/<index> (schemas/topics.md, Updates), collected in
+// memory. Once all are here, the whole is accepted only when its size and SHA-256 match
+// the offer, written durably (temporary file, fsync, rename), and then `pending` is.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "nova/schemas/messages.h"
@@ -35,8 +39,9 @@ class Updater {
 
   enum class Verdict {
     fetch,    // subscribe to the bundle and stage it
-    current,  // this version runs already: nothing to do
-    refuse,   // see reason
+    current,      // this version runs already: nothing to do
+    rolled_back,  // the launcher rolled this bundle back here before: never again
+    refuse,       // see reason
   };
   struct Decision {
     Verdict verdict = Verdict::refuse;
@@ -44,8 +49,22 @@ class Updater {
   };
   Decision consider(const schemas::UpdateOffer& offer) const;
 
-  // The bundle's bytes for `offer`: checked and staged. The error says what did not match.
-  std::optional<std::string> stage(const schemas::UpdateOffer& offer, const std::string& bytes) const;
+  // Starts collecting the chunks of `offer`'s bundle (forgetting any other).
+  void fetch(const schemas::UpdateOffer& offer);
+  // A chunk of the bundle being fetched: `index` is its topic's last level. Error: it
+  // cannot be part of the offered bundle (index or size), or the whole does not match
+  // the offer, or cannot be written; the fetch is then over. `staged`: the last chunk
+  // came and the version is staged.
+  struct ChunkOutcome {
+    std::optional<std::string> error;
+    bool staged = false;
+  };
+  ChunkOutcome add_chunk(std::string_view index, std::string bytes);
+  const std::optional<schemas::UpdateOffer>& fetching() const { return offer_; }
+  void cancel() {
+    offer_.reset();
+    chunks_.clear();
+  }
 
   // Writes `healthy` naming the version this process runs from (the folder of
   // /proc/self/exe, when it is one of versions/). Nothing when updates are off.
@@ -63,8 +82,13 @@ class Updater {
   bool enabled() const { return !dir_.empty(); }
 
  private:
+  // The whole bundle, checked against the offer and staged.
+  std::optional<std::string> stage(const std::string& bytes) const;
+
   std::filesystem::path dir_;
   std::string running_version_;
+  std::optional<schemas::UpdateOffer> offer_;
+  std::map<std::uint64_t, std::string> chunks_;
 };
 
 }  // namespace nova::agent

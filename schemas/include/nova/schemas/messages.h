@@ -268,8 +268,8 @@ struct Model {
 };
 
 // An offer to update the agent (retained, signed, schemas/cddl/update.cddl): the bundle
-// with this SHA-256 waits, retained, on nova/v1/bundle/<sha256>; its agent reports
-// `version` in its birth once it runs.
+// with this SHA-256 waits, retained, in chunks on nova/v1/bundle/<sha256>/<index>; its
+// agent reports `version` in its birth once it runs.
 struct UpdateOffer {
   std::string version;  // "version": 1..256 bytes, as the new agent's birth will say it
   std::string sha256;   // "sha256": 64 lower-case hex digits of the bundle's bytes
@@ -278,6 +278,9 @@ struct UpdateOffer {
 
   friend bool operator==(const UpdateOffer&, const UpdateOffer&) = default;
 };
+// Every chunk of a bundle holds this many bytes, the last one the rest (1..this many): a
+// chunk fits every broker's packet limit (docs/broker-hierarchy.md, max_packet_size).
+inline constexpr std::uint64_t kBundleChunkBytes = 128 * 1024;
 
 // ---------------------------------------------------------------------------------------
 // End-to-end acknowledgement: the cloud has durably stored every record of each named

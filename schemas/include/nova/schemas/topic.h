@@ -15,6 +15,7 @@
 // Builders take validated Ids and cannot fail; parse() and Id::parse() validate input.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -85,9 +86,9 @@ std::string down(const SitePath& site, const Id& node, DownKind kind);
 std::string sensor(const Id& node, const Id& sensor);
 std::string sensor_error(const Id& node, const Id& sensor);
 std::string cloud(CloudKind kind, const Id& id);
-// nova/v1/bundle/<sha256>: an update bundle's bytes, retained, shared by every node of
-// a broker (schemas/topics.md, Updates). `sha256` is the bundle's 64 hex digits.
-std::string bundle(const Id& sha256);
+// nova/v1/bundle/<sha256>/<index>: chunk `index` (0, 1, ...) of an update bundle, retained,
+// shared by every node of a broker (schemas/topics.md, Updates).
+std::string bundle_chunk(const Id& sha256, std::uint64_t index);
 
 // --- subscription filters --------------------------------------------------------------
 
@@ -95,6 +96,8 @@ std::string up_all();                              // nova/v1/up/#
 std::string down_subtree(const SitePath& site);    // nova/v1/down/<site path>/#
 std::string sensor_all(const Id& node);            // nova/v1/sensor/<node>/+
 std::string cloud_all(CloudKind kind);             // nova/v1/cloud/<kind>/+
+std::string bundle_all();                          // nova/v1/bundle/#
+std::string bundle_chunks(const Id& sha256);       // nova/v1/bundle/<sha256>/+
 
 // --- parsing ---------------------------------------------------------------------------
 
