@@ -23,6 +23,8 @@ packages=(
   collectd-core libmosquitto1 zstd
   # scripts/run.sh reads the example topology's nodes and talks to nova-cloud's REST API
   python3-yaml curl
+  # tests/firmware: systemd-analyze verify checks the device bundle's unit
+  systemd
 )
 
 missing=()

@@ -302,7 +302,8 @@ const std::vector<KeyDef>& table() {
 
       def(NOVA_KEY(trust.signing_keys), list(Check::absolute_path), Reload::restart,
           "Ed25519 public key files (PEM, from `nova-pki signing-key`) whose signatures the "
-          "agent accepts on control messages (tasks, configs, models, acks, verdicts). List "
+          "agent accepts on control messages (tasks, configs, models, acks, verdicts, update "
+          "offers). List "
           "the new key next to the old one while a key is rotated. Required unless "
           "trust.insecure_unsigned is true.",
           file_only()),
