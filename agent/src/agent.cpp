@@ -546,6 +546,9 @@ void Agent::on_message(const std::string& topic, const std::string& payload) {
     const std::string_view prefix = std::string_view(chunks).substr(0, chunks.size() - 1);
     if (topic.starts_with(prefix)) return on_bundle_chunk(std::string_view(topic).substr(prefix.size()), payload);
   }
+  // Chunks of a bundle no longer fetched (refused, or replaced by a newer offer) still
+  // come on its subscription until the next reconnect: nothing is wrong with them.
+  if (topic.starts_with(topics::bundle_all().substr(0, topics::bundle_all().size() - 1))) return;
   auto parsed = topics::parse(topic);
   if (const auto* sensor = parsed ? std::get_if<topics::SensorTopic>(&*parsed) : nullptr) {
     if (!sensor->error_reply && sensor->node.str() == options_.birth.node) return on_sensor_reading(*sensor, payload);

@@ -266,9 +266,9 @@ TEST_CASE("a signed update rolls out in waves, broken versions roll back by them
   // v2 in two waves: dev-1 first; the others once it reported v2.
   publish_bundle(broker, v2.file, v2.sha256);
   const auto t0 = std::chrono::steady_clock::now();
-  for (const std::vector<int>& wave : {std::vector<int>{0}, std::vector<int>{1, 2}}) {
-    for (int i : wave) nova::testing::publish_as_cloud(broker.uri(), devices[i]->update_topic(), offer_cbor("2.0.0-test", v2), true);
-    for (int i : wave) {
+  for (const std::vector<std::size_t>& wave : {std::vector<std::size_t>{0}, std::vector<std::size_t>{1, 2}}) {
+    for (std::size_t i : wave) nova::testing::publish_as_cloud(broker.uri(), devices[i]->update_topic(), offer_cbor("2.0.0-test", v2), true);
+    for (std::size_t i : wave) {
       auto b = births.wait_version(devices[i]->node(), "2.0.0-test", bdseq[devices[i]->node()]);
       REQUIRE(b);
       bdseq[devices[i]->node()] = *b;
@@ -290,7 +290,7 @@ TEST_CASE("a signed update rolls out in waves, broken versions roll back by them
                                ": exited with status 1 during its trial"));
   REQUIRE(devices[1]->wait_log("rolling back from " + v3_silent.sha256 + " to " + v2.sha256 +
                                ": no acknowledged birth within " + std::to_string(kTrialS) + "s"));
-  for (int i : {0, 1}) {
+  for (std::size_t i : {std::size_t{0}, std::size_t{1}}) {
     auto b = births.wait_version(devices[i]->node(), "2.0.0-test", bdseq[devices[i]->node()]);
     REQUIRE(b);
     bdseq[devices[i]->node()] = *b;
