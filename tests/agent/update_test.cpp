@@ -279,38 +279,49 @@ TEST_CASE("a signed update rolls out in waves, broken versions roll back by them
             << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()
             << " ms\n";
 
-  // Broken v3s: each device goes back to v2 by itself and says so upward.
+  // The init script's reload is a SIGHUP the launcher passes on: the agent reads its file
+  // again (an invalid one, so that the reload says which trigger it had), then the file
+  // is put back.
+  const fs::path config3 = tmp.path / "dev-3/etc/nova-agent/agent.yaml";
+  const std::string config3_text = read_file(config3);
+  write_file(config3, config3_text + "log: {level: loud}\n");
+  run(quoted(tmp.path / "dev-3/etc/init.d/nova-agent") + " reload >/dev/null");
+  CHECK(devices[2]->wait_log("event=reload_refused trigger=sighup"));
+  write_file(config3, config3_text);
+
+  // Broken v3s: each device goes back to v2 by itself and says so upward, dev-1 as
+  // systemd runs it, dev-3 under the init script.
   const std::uint64_t alerts_before_1 = consumer.count("dev-1", "alerts").seqs.size();
-  const std::uint64_t alerts_before_2 = consumer.count("dev-2", "alerts").seqs.size();
+  const std::uint64_t alerts_before_3 = consumer.count("dev-3", "alerts").seqs.size();
   publish_bundle(broker, v3_exits.file, v3_exits.sha256);
   publish_bundle(broker, v3_silent.file, v3_silent.sha256);
   nova::testing::publish_as_cloud(broker.uri(), devices[0]->update_topic(), offer_cbor("3.0.0-exits", v3_exits), true);
-  nova::testing::publish_as_cloud(broker.uri(), devices[1]->update_topic(), offer_cbor("3.0.0-silent", v3_silent), true);
+  nova::testing::publish_as_cloud(broker.uri(), devices[2]->update_topic(), offer_cbor("3.0.0-silent", v3_silent), true);
   REQUIRE(devices[0]->wait_log("rolling back from " + v3_exits.sha256 + " to " + v2.sha256 +
                                ": exited with status 1 during its trial"));
-  REQUIRE(devices[1]->wait_log("rolling back from " + v3_silent.sha256 + " to " + v2.sha256 +
+  REQUIRE(devices[2]->wait_log("rolling back from " + v3_silent.sha256 + " to " + v2.sha256 +
                                ": no acknowledged birth within " + std::to_string(kTrialS) + "s"));
-  for (std::size_t i : {std::size_t{0}, std::size_t{1}}) {
+  for (std::size_t i : {std::size_t{0}, std::size_t{2}}) {
     auto b = births.wait_version(devices[i]->node(), "2.0.0-test", bdseq[devices[i]->node()]);
     REQUIRE(b);
     bdseq[devices[i]->node()] = *b;
     CHECK(devices[i]->wait_log("event=update_rolled_back"));
   }
   CHECK(consumer.wait_for("dev-1", "alerts", alerts_before_1 + 1, 30s));
-  CHECK(consumer.wait_for("dev-2", "alerts", alerts_before_2 + 1, 30s));
+  CHECK(consumer.wait_for("dev-3", "alerts", alerts_before_3 + 1, 30s));
   // The retained v3 offer stays; the rolled-back bundle is never installed again.
   CHECK(devices[0]->count("switching from " + v2.sha256 + " to " + v3_exits.sha256) == 1);
 
-  // Refusals, on dev-3: unsigned, signed by a key it does not trust, a bundle whose bytes
+  // Refusals, on dev-2: unsigned, signed by a key it does not trust, a bundle whose bytes
   // do not match the offer's SHA-256. Each is counted and logged; the mismatch goes up.
   const std::string offer_v4 = offer_cbor("4.0.0", v2);
   write_file(tmp.path / "unsigned", offer_v4);
-  publish_file(broker, devices[2]->update_topic(), tmp.path / "unsigned", false);
-  CHECK(devices[2]->wait_log("event=control_refused reason=unsigned topic=" + devices[2]->update_topic()));
+  publish_file(broker, devices[1]->update_topic(), tmp.path / "unsigned", false);
+  CHECK(devices[1]->wait_log("event=control_refused reason=unsigned topic=" + devices[1]->update_topic()));
   nova::testing::TestSigner stranger(tmp.path / "stranger");
-  write_file(tmp.path / "stranger-signed", stranger.sign(devices[2]->update_topic(), offer_v4));
-  publish_file(broker, devices[2]->update_topic(), tmp.path / "stranger-signed", false);
-  CHECK(devices[2]->wait_log("event=control_refused reason=untrusted_key topic=" + devices[2]->update_topic()));
+  write_file(tmp.path / "stranger-signed", stranger.sign(devices[1]->update_topic(), offer_v4));
+  publish_file(broker, devices[1]->update_topic(), tmp.path / "stranger-signed", false);
+  CHECK(devices[1]->wait_log("event=control_refused reason=untrusted_key topic=" + devices[1]->update_topic()));
 
   std::string tampered = v3_exits.bytes;
   tampered[tampered.size() - 2] = '7';  // "exit 7": same size, other bytes
@@ -318,12 +329,12 @@ TEST_CASE("a signed update rolls out in waves, broken versions roll back by them
   Bundle claimed = v3_exits;
   claimed.sha256 = nova::security::sha256_hex("a bundle that is not on the broker");
   publish_bundle(broker, tmp.path / "tampered", claimed.sha256);
-  const std::uint64_t alerts_before_3 = consumer.count("dev-3", "alerts").seqs.size();
-  nova::testing::publish_as_cloud(broker.uri(), devices[2]->update_topic(), offer_cbor("5.0.0-tampered", claimed), true);
-  CHECK(devices[2]->wait_log("event=update_refused detail=\"update to 5.0.0-tampered (sha256 " + claimed.sha256 +
+  const std::uint64_t alerts_before_2 = consumer.count("dev-2", "alerts").seqs.size();
+  nova::testing::publish_as_cloud(broker.uri(), devices[1]->update_topic(), offer_cbor("5.0.0-tampered", claimed), true);
+  CHECK(devices[1]->wait_log("event=update_refused detail=\"update to 5.0.0-tampered (sha256 " + claimed.sha256 +
                              ") refused: bundle sha256 is " + nova::security::sha256_hex(tampered)));
-  CHECK(consumer.wait_for("dev-3", "alerts", alerts_before_3 + 1, 30s));
-  CHECK(devices[2]->count("event=update_staged") == 1);  // v2 only
+  CHECK(consumer.wait_for("dev-2", "alerts", alerts_before_2 + 1, 30s));
+  CHECK(devices[1]->count("event=update_staged") == 1);  // v2 only
 
   // Every batch made reaches the consumer: stop all, count what each device made, start
   // them again so the last ones drain, and compare.

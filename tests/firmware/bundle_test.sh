@@ -2,10 +2,14 @@
 # The device bundle end to end without a broker: a bundle of the real nova-agent, one
 # device provisioned from a PKI made with nova-pki, and what the device would run checked:
 # the stamped config by nova-agent --check-config, the systemd unit by systemd-analyze
-# verify, the scripts by sh -n; refusals name the option. Usage: bundle_test.sh NOVA_AGENT NOVA_PKI
+# verify, the scripts by sh -n; refusals name the option. An update by hand: the chunks
+# cut by `chunks` put back together are the binary, and an offer for them, encoded by
+# nova-codec, is signed by `nova-pki sign`.
+# Usage: bundle_test.sh NOVA_AGENT NOVA_PKI NOVA_CODEC
 set -eu
 agent=$1
 pki_bin=$2
+codec=$3
 tool=$(cd "$(dirname "$0")/../../firmware" && pwd)/nova-device-bundle
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -44,4 +48,18 @@ out=$("$tool" provision --bundle "$tmp/bundle" --out "$tmp/y" --node dev-8 --sit
   --signing-key "$tmp/pki/signing/nova-cloud.pub" 2>&1) && fail "unknown identity accepted"
 echo "$out" | grep -q -- "--pki: cannot export the identity 'dev-8'" || fail "unexpected: $out"
 if [ -e "$tmp/x" ] || [ -e "$tmp/y" ]; then fail "a refused provision left its output"; fi
+# An update by hand, as docs/agent.md (Updates) describes it.
+# shellcheck disable=SC2046 # split on purpose: sha256, size, count
+set -- $("$tool" chunks --binary "$agent" --out "$tmp/chunks")
+[ "$1" = "$sha" ] || fail "chunks prints sha256 $1, not $sha"
+[ "$2" = "$(wc -c < "$agent" | tr -d ' ')" ] || fail "chunks prints size $2"
+i=0; : > "$tmp/joined"
+while [ $i -lt "$3" ]; do cat "$tmp/chunks/$i" >> "$tmp/joined"; i=$((i + 1)); done
+cmp -s "$agent" "$tmp/joined" || fail "the chunks put together are not the binary"
+[ ! -e "$tmp/chunks/$3" ] || fail "more chunks than printed"
+printf '{"v":1,"version":"2.0.0","sha256":"%s","size":%s,"ts":%s000}' "$1" "$2" "$(date +%s)" |
+  "$codec" encode update_offer > "$tmp/offer.cbor"
+"$pki_bin" --dir "$tmp/pki" sign --name nova-cloud --topic nova/v1/down/cloud/eu/par/dev-7/update \
+  < "$tmp/offer.cbor" > "$tmp/offer.signed"
+[ "$(wc -c < "$tmp/offer.signed")" -gt "$(wc -c < "$tmp/offer.cbor")" ] || fail "nova-pki sign wrote no envelope"
 echo "bundle_test: ok"
