@@ -290,8 +290,9 @@ TEST_CASE("an enrolled operator reads everything upward, writes nothing and read
   CHECK(ops.until("nova/v1/up/n1/state") == Received{{"nova/v1/up/n1/state", "alive"}});
 }
 
-TEST_CASE("an update bundle from nova-cloud comes down the bridge to every node, retained; nobody else writes one",
-          "[acl][tls]") {
+TEST_CASE(
+    "an update bundle from nova-cloud comes down the bridge to every node, retained, and nobody else writes one",
+    "[acl][tls]") {
   TlsPair pair;
   const std::string bundle = "nova/v1/bundle/" + std::string(64, 'a');
   const std::string marker = "nova/v1/bundle/" + std::string(64, 'b');
