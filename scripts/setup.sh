@@ -27,6 +27,8 @@ packages=(
   # runtime libraries, umoci makes the OCI image, skopeo reads its config back), and the
   # Kubernetes API's models that deploy/kubernetes/validate.py checks manifests against
   mmdebstrap umoci skopeo python3-kubernetes
+  # tests/firmware: systemd-analyze verify checks the device bundle's unit
+  systemd
 )
 
 missing=()
