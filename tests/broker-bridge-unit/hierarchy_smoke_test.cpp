@@ -372,6 +372,8 @@ sites:
   const Run usage = run_bridge({"status"}, dir, "usage");
   CHECK(usage.status == 2);
 
+  // A render that succeeds, for the exit code 0: plaintext so that it needs no PKI
+  // folder (render's TLS mode is covered by render_test and tls_acl_test).
   const Run ok = run_bridge({"render", NOVA_FIVE_TIER_YAML, "--site", "par", "--out", (dir / "par").string(), "--insecure-plaintext"}, dir,
                             "render");
   CHECK(ok.status == 0);
