@@ -165,7 +165,7 @@ TEST_CASE("restart of every broker of a chain: retained state true at the top wi
       // since the consumer acknowledged the previous scenario's records, it would hold
       // them as still queued for the consumer and deliver them again after the restart
       // (QoS 1 after a crash: at least once), and the test would count those copies as
-      // this scenario's (seen once in ten runs). Wait for a save made after them.
+      // this scenario's (seen once in 13 runs). Wait for a save made after them.
       if (scenario.has("top")) {
         REQUIRE(wait_for_file_count(top_log, kSaved, count_in_file(top_log, kSaved) + 1, std::chrono::seconds(10)));
       }
