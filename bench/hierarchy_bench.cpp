@@ -344,6 +344,7 @@ ModeFigures run_mode(const Options& options, bool tls) {
   std::printf("=== %s ===\n", tls ? "MUTUAL TLS (TLS 1.2+, client certificates, identity ACL)"
                                  : "PLAINTEXT (--insecure-plaintext rendering)");
   ModeFigures figures;
+  // Plaintext on purpose: the named other half of the TLS/plaintext comparison.
   const Transport transport = tls ? Transport::mutual_tls : Transport::insecure_plaintext;
   auto example = start_hierarchy(five_tier_topology(), "nova-bench-five", transport);
   auto chain = start_hierarchy(chain_topology(options), "nova-bench-chain", transport);

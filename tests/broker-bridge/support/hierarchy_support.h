@@ -1,6 +1,7 @@
 // Starting a private nova::bridge::Hierarchy for one test or benchmark: a fresh run
-// directory, free loopback ports for every site, and a thread-safe record of the
-// supervisor's events that can be awaited. Header-only (shared with the benchmark).
+// directory, free loopback ports for every site, mutual TLS with a PKI of its own
+// (unless plaintext is asked for by name), and a thread-safe record of the supervisor's
+// events that can be awaited. Header-only (shared with the benchmark).
 #pragma once
 
 #include <stdlib.h>

@@ -1,7 +1,8 @@
 // Paho MQTT C++ 1.2 helpers shared by the broker-hierarchy integration tests and
 // bench/hierarchy_bench.cpp: collecting subscribers that can be awaited, publishers with
-// a bounded window of unacknowledged QoS 1 messages, and concurrent connection of many
-// clients. Header-only so the benchmark can use it without the test libraries.
+// a bounded window of unacknowledged QoS 1 messages, concurrent connection of many
+// clients, and where and how an identity connects to a hierarchy's broker (endpoint).
+// Header-only so the benchmark can use it without the test libraries.
 //
 // Two Paho behaviours shape this file (measured on Debian 12, Paho C 1.3.12 / C++ 1.2):
 //
