@@ -248,6 +248,8 @@ TEST_CASE("a site with backup parents keeps its session on them, and its routes 
         std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/down/cloud/eu/# in 1", "nova/v1/bundle/# in 1"});
 }
 
+// Plaintext on purpose: this case pins the ACL --insecure-plaintext renders; the TLS
+// ACL's grants are pinned against real brokers by tls_acl_test.cpp.
 TEST_CASE("the ACL grants nodes, child bridges, cloud and monitor what they need", "[render][acl]") {
   const Topology t = example();
   const auto acl = acl_sections(render(t, t.site("par"), {"/srv/nova/par", {}, {}, {}, /*insecure_plaintext=*/true}).acl);
@@ -300,6 +302,8 @@ TEST_CASE("every bridge's down maps are what its parent's and backups' ACLs let 
       const std::string filter = map.substr(0, map.find(' '));
       for (const nova::tiers::Site* parent : parents) {
         INFO(filter << " at " << parent->id());
+        // The plaintext ACL on purpose: its bridge sections hold grants only; in the TLS
+        // ACL they also deny link topics, with the same read grants after them.
         const auto parent_acl = acl_sections(render(t, *parent, {"/x", {}, {}, {}, /*insecure_plaintext=*/true}).acl);
         const auto& grants = parent_acl.at(nova::bridge::bridge_username(site));
         CHECK(std::find(grants.begin(), grants.end(), "topic read " + filter) != grants.end());
@@ -320,6 +324,8 @@ TEST_CASE("write_site writes both files and refers to the ACL by absolute path",
   const Topology t = example();
   const fs::path dir = fs::temp_directory_path() / ("nova-render-test-" + std::to_string(::getpid()));
   fs::remove_all(dir);
+  // Paths do not depend on the mode; plaintext because a TLS write_site needs a PKI
+  // folder on disk (it checks the CA, CRL and certificate files first).
   RenderOptions insecure;
   insecure.insecure_plaintext = true;
   REQUIRE(nova::bridge::write_site(t, t.site("sfo-a2"), dir, insecure).ok());
@@ -340,6 +346,7 @@ sites:
 )");
   REQUIRE(t.ok());
   const fs::path dir = fs::temp_directory_path() / ("nova-render-test0-" + std::to_string(::getpid()));
+  // Port errors do not depend on the mode; plaintext needs no PKI folder on disk.
   RenderOptions insecure;
   insecure.insecure_plaintext = true;
   auto root = nova::bridge::write_site(*t, t->site("root"), dir, insecure);
@@ -373,6 +380,7 @@ TEST_CASE("TLS mode renders mutual TLS on the listener and on the bridge", "[ren
   CHECK(conf.find("listener ") < conf.find("cafile "));
 }
 
+// Plaintext on purpose: what the explicit insecure mode renders, and that it says so.
 TEST_CASE("insecure plaintext mode says so at the top of both files", "[render][tls]") {
   const Topology t = example();
   RenderOptions options;
