@@ -58,10 +58,6 @@ nodes:
 
 long long ms(Clock::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
 
-std::string ssl_uri(const nova::bridge::Hierarchy& h, const std::string& site) {
-  return "ssl://127.0.0.1:" + std::to_string(h.port(site));
-}
-
 Pki open_pki(const fs::path& dir) {
   auto pki = Pki::open(dir);
   if (!pki) throw std::runtime_error(pki.error().message());
@@ -128,16 +124,16 @@ TEST_CASE("rotating a broker's and a bridge's certificate mid-stream: nothing lo
   RunDir topo_dir("nova-rotation-topology");
   const auto topo_file = topo_dir.path() / "chain.yaml";
   std::ofstream(topo_file) << kChain;
-  auto running = start_hierarchy(load_topology(topo_file), "nova-hier-rotation", /*tls=*/true);
+  auto running = start_hierarchy(load_topology(topo_file), "nova-hier-rotation", Transport::mutual_tls);
   auto& hierarchy = **running;
   const Layout pki(running->pki_dir());
   const std::string node = "node-low";
 
   // The consumer at the top (nova-cloud's certificate), the publisher at low and a birth
   // at mid, each with its own certificate.
-  Client consumer(ssl_uri(hierarchy, "top"), "consumer", tls_client_options(pki.dir(), "nova-cloud"));
-  Client publisher(ssl_uri(hierarchy, "low"), node, tls_client_options(pki.dir(), node));
-  Client mid_node(ssl_uri(hierarchy, "mid"), "node-mid", tls_client_options(pki.dir(), "node-mid"));
+  Client consumer(running->tls_uri("top"), "consumer", tls_client_options(pki.dir(), "nova-cloud"));
+  Client publisher(running->tls_uri("low"), node, tls_client_options(pki.dir(), node));
+  Client mid_node(running->tls_uri("mid"), "node-mid", tls_client_options(pki.dir(), "node-mid"));
   connect_all({&consumer, &publisher, &mid_node});
   SeqTally tally;
   Timing timing;
