@@ -61,7 +61,9 @@ root=$work/root
 ip link set lo up
 for fs in proc sys dev; do mount --rbind "/$fs" "$root/$fs"; done
 
-in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
+# A command in the root, with systemd's PATH and nothing else from this environment.
+in_root_cmd=(chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
+in_root() { "${in_root_cmd[@]}" "$@"; }
 # The file list the purge must restore. Left out: what apt, dpkg and adduser keep about
 # themselves (logs, caches, status and its backups, /etc/passwd- and friends) and the
 # mount points' contents.
@@ -100,7 +102,8 @@ start() {
   user=$(unit_key "$d" User)
   read -r -a exec_start <<<"$(unit_key "$d" ExecStart)"
   say "starting $d as $user: ${exec_start[*]}"
-  in_root setpriv --reuid="$user" --regid="$user" --init-groups -- "${exec_start[@]}" >"$work/$d.log" 2>&1 &
+  # Not through a function: $! must be the daemon itself (chroot, env and setpriv exec).
+  "${in_root_cmd[@]}" setpriv --reuid="$user" --regid="$user" --init-groups -- "${exec_start[@]}" >"$work/$d.log" 2>&1 &
   pid[$d]=$!
 }
 running() { kill -0 "${pid[$1]}"; }
