@@ -6,8 +6,8 @@
 #  1. The root: mmdebstrap from this machine's own Debian 12 apt sources (read from
 #     /etc/apt/sources.list.d/ now) with every dependency of the .debs, kept as a tarball
 #     in CACHE_DIR under a key of those sources and dependencies (debian_root.sh).
-#  2. In private mount and network namespaces (the example topology's fixed broker ports
-#     are the namespace's own): the .debs installed with apt in the root; every unit
+#  2. In private mount, network and PID namespaces (the example topology's fixed broker
+#     ports are the namespace's own): the .debs installed with apt in the root; every unit
 #     checked by the root's systemd-analyze verify.
 #  3. Each daemon started in the root as its unit's User= with its unit's ExecStart= line
 #     (no systemd there), configured as an operator would (packaging/README.md):
@@ -51,15 +51,17 @@ if [[ ${NOVA_INSTALL_TEST_INSIDE:-} != 1 ]]; then
   tar -C "$work/root" -xf "$tarball"
   mkdir "$work/root/tmp/debs"
   cp "$debs_dir"/*.deb "$work/root/tmp/debs/"
-  NOVA_INSTALL_TEST_INSIDE=1 unshare --mount --net --fork -- "$0" "$work"
+  # A PID namespace too: whatever way the inner script ends, the daemons end with it.
+  NOVA_INSTALL_TEST_INSIDE=1 unshare --mount --net --pid --fork --kill-child -- "$0" "$work"
   exit $?
 fi
 
-# --- inside: private mount and network namespaces ---------------------------------------
+# --- inside: private mount, network and PID namespaces ------------------------------------
 work=$1
 root=$work/root
 ip link set lo up
-for fs in proc sys dev; do mount --rbind "/$fs" "$root/$fs"; done
+mount -t proc proc "$root/proc"
+for fs in sys dev; do mount --rbind "/$fs" "$root/$fs"; done
 
 # A command in the root, with systemd's PATH and nothing else from this environment.
 in_root_cmd=(chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
