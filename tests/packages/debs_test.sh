@@ -10,6 +10,14 @@ source_dir=$1 build_dir=$2 debs_dir=$3
 lintian --pedantic --fail-on error,warning,pedantic "$debs_dir"/*.deb 2> >(grep -v 'running with root privileges' >&2)
 echo "lintian: no errors, warnings or pedantic tags"
 
+# Each daemon's configuration in /etc/nova is a conffile (dpkg keeps local edits).
+for pair in nova-agent:agent.yaml nova-bridge:topology.yaml nova-cloud:cloud.yaml; do
+  pkg=${pair%%:*}
+  conffiles=$(dpkg-deb --ctrl-tarfile "$debs_dir/${pkg}_"*.deb | tar -xO ./conffiles)
+  [[ $conffiles == "/etc/nova/${pair#*:}" ]] || { echo "$pkg: conffiles are '$conffiles', not /etc/nova/${pair#*:}" >&2; exit 1; }
+done
+echo "conffiles: /etc/nova/agent.yaml, topology.yaml, cloud.yaml"
+
 # `cmake --install` lays out the tree the packages hold: the same paths, once /usr/etc and
 # /usr/lib/systemd are where Debian keeps them and without what debhelper adds (changelog,
 # copyright, manual pages, .gz compression of docs).
