@@ -5,9 +5,9 @@
 #
 # It is made by mmdebstrap (variant apt) from this machine's own Debian 12 apt sources,
 # read from /etc/apt/sources.list.d/ and /etc/apt/sources.list at every run, and kept in
-# CACHE_DIR under a key of those sources, the dependencies and the architecture: a later
-# run with the same key reuses it (the install test then needs no network); a run with
-# another key makes a new one and removes the old.
+# CACHE_DIR under a key of those sources, the dependencies and the packages'
+# architecture: a later run with the same key reuses it (the install test then needs no
+# network); a run with another key makes a new one and removes the old.
 set -euo pipefail
 
 (($# >= 2)) || { echo "usage: $0 CACHE_DIR DEB..." >&2; exit 2; }
@@ -58,7 +58,9 @@ PY
 # none of our own packages; and systemd.
 includes=$( (for deb in "$@"; do dpkg-deb --field "$deb" Depends; echo; done; echo systemd) |
   tr ',' '\n' | sed -E 's/\|.*//; s/\(.*\)//; s/:any//; s/[[:space:]]//g' | grep -v -E '^$|^nova-' | sort -u | paste -sd, -)
-arch=$(dpkg --print-architecture)
+# The root's architecture is the packages' (today the host's, amd64).
+arch=$(for deb in "$@"; do dpkg-deb --field "$deb" Architecture; done | grep -v '^all$' | sort -u)
+[[ $arch != *$'\n'* && -n $arch ]] || { echo "$0: the packages are not of one architecture: $arch" >&2; exit 2; }
 key=$(printf '%s\n' "$arch" "$includes" "${sources[@]}" | sha256sum | cut -c1-16)
 tarball="$cache/bookworm-$arch-$key.tar"
 
