@@ -24,8 +24,9 @@ packages=(
   # scripts/run.sh reads the example topology's nodes and talks to nova-cloud's REST API
   python3-yaml curl
   # packaging/: the Debian packages (debhelper, man pages from --help), their checks
-  # (lintian) and the install test's fresh Debian 12 root (mmdebstrap)
-  debhelper help2man lintian mmdebstrap
+  # (lintian) and the install test's fresh Debian 12 root (mmdebstrap), booted with its
+  # own systemd (systemd-nspawn)
+  debhelper help2man lintian mmdebstrap systemd-container
 )
 
 missing=()
