@@ -247,7 +247,12 @@ umount_api
 # === stage 2: the units under the root's own systemd, sandbox and all ========================
 boot
 trap 'kill -RTMIN+4 "$(container_pid)" 2>/dev/null; wait' EXIT
-say "booted the root's systemd (systemd-nspawn)"
+# Installed neither enabled nor started (each needs its site's settings first).
+for d in "${daemons[@]}"; do
+  state="$(in_root systemctl is-enabled "$d.service" || true) $(in_root systemctl is-active "$d.service" || true)"
+  [[ $state == "disabled inactive" ]] || die "$d.service is '$state' after install and boot, not 'disabled inactive'"
+done
+say "booted the root's systemd (systemd-nspawn): the three units disabled and inactive"
 journal_has() { in_root journalctl --no-pager -o cat -u "$1.service" | grep -q -- "$2"; }
 fail_with_journal() { in_root journalctl --no-pager -o cat -u "$1.service" | tail -n 30 >&2; die "$2"; }
 main_pid() { in_root systemctl show --property=MainPID --value "$1.service"; }
