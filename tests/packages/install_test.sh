@@ -39,6 +39,37 @@ wait_for() {
   done
 }
 
+# systemd-nspawn makes its "payload" and "supervisor" cgroups beside its own (here in
+# the systemd and unified hierarchies): a cgroup of this run's own keeps them apart from
+# any other run, and is removed at the end.
+own_cgroups=()
+enter_own_cgroup() {
+  local key path dir line lines
+  # Read before moving: /proc/self/cgroup changes with each move.
+  mapfile -t lines </proc/self/cgroup
+  for line in "${lines[@]}"; do
+    IFS=: read -r _ key path <<<"$line"
+    case $key in
+      name=systemd) dir=/sys/fs/cgroup/systemd$path ;;
+      "") dir=/sys/fs/cgroup/unified$path
+          [[ $(stat -fc %T /sys/fs/cgroup) != cgroup2fs ]] || dir=/sys/fs/cgroup$path ;;
+      *) continue ;;
+    esac
+    [[ -d $dir ]] && own_cgroups+=("${dir%/}")
+  done
+  for dir in "${own_cgroups[@]}"; do
+    mkdir "$dir/nova-install-test.$$"
+    echo $$ >"$dir/nova-install-test.$$/cgroup.procs"
+  done
+}
+leave_own_cgroup() {
+  local dir
+  for dir in "${own_cgroups[@]}"; do
+    echo $$ >"$dir/cgroup.procs"
+    find "$dir/nova-install-test.$$" -depth -type d -exec rmdir {} +
+  done
+}
+
 # --- outside the namespaces: the root, then this script again inside them -------------
 if [[ ${NOVA_INSTALL_TEST_INSIDE:-} != 1 ]]; then
   (($# == 2)) || { echo "usage: $0 DEBS_DIR CACHE_DIR" >&2; exit 2; }
@@ -50,7 +81,8 @@ if [[ ${NOVA_INSTALL_TEST_INSIDE:-} != 1 ]]; then
   work=$(mktemp -d "$cache_dir/run.XXXXXX")
   # Mounts live in the inner mount namespace only, so they are gone when it exits; the
   # removal stays on this file system all the same.
-  trap 'rm -rf --one-file-system "$work"' EXIT
+  trap 'leave_own_cgroup; rm -rf --one-file-system "$work"' EXIT
+  enter_own_cgroup
   mkdir "$work/root"
   tar -C "$work/root" -xf "$tarball"
   mkdir "$work/root/tmp/debs"
