@@ -81,7 +81,7 @@ if [[ ${NOVA_INSTALL_TEST_INSIDE:-} != 1 ]]; then
   work=$(mktemp -d "$cache_dir/run.XXXXXX")
   # Mounts live in the inner mount namespace only, so they are gone when it exits; the
   # removal stays on this file system all the same.
-  trap 'leave_own_cgroup; rm -rf --one-file-system "$work"' EXIT
+  trap 'leave_own_cgroup || true; rm -rf --one-file-system "$work"' EXIT
   enter_own_cgroup
   mkdir "$work/root"
   tar -C "$work/root" -xf "$tarball"
