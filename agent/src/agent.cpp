@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "nova/common/log.h"
+#include "nova/common/resident_pages.h"
 #include "nova/schemas/codec.h"
 #include "nova/schemas/topic.h"
 
@@ -424,6 +425,18 @@ void Agent::on_connected(Clock::time_point now) {
   const auto jitter_ms = options_.drain.jitter.count();
   drain_after_ = now + std::chrono::milliseconds(
                            jitter_ms > 0 ? std::uniform_int_distribution<long>(0, jitter_ms)(rng_) : 0);
+  if (options_.release_startup_pages) release_startup_pages();
+}
+
+void Agent::release_startup_pages() {
+  const common::ReleasedPages r = common::release_clean_file_pages();
+  if (!options_.log) return;
+  if (!r.error.empty()) {
+    options_.log("warning", "startup_pages_kept", "error=" + common::logfmt_quote(r.error));
+    return;
+  }
+  options_.log("info", "startup_pages_released",
+               "mappings=" + std::to_string(r.mappings) + " kib=" + std::to_string(r.kib));
 }
 
 void Agent::on_disconnected(Clock::time_point now, const std::string& reason) {
