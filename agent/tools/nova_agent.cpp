@@ -281,7 +281,7 @@ int main(int argc, char** argv) {
     live.apply(*agent_ptr, *next, "remote");
   };
   options.log = log_line;
-  options.release_startup_pages = true;  // VmRSS: docs/agent.md, "Memory"
+  options.release_memory = true;  // VmRSS: docs/agent.md, "Memory"
   auto agent = Agent::create(std::move(options), &source);
   if (!agent) {
     log_line("error", "agent_start_failed", "error=" + logfmt_quote(agent.error().message()));

@@ -1,5 +1,6 @@
 #include "nova/common/resident_pages.h"
 
+#include <malloc.h>
 #include <sys/mman.h>
 
 #include <cstdio>
@@ -73,5 +74,7 @@ ReleasedPages release_clean_file_pages() {
   }
   return out;
 }
+
+bool release_free_heap_pages() { return ::malloc_trim(0) == 1; }
 
 }  // namespace nova::common

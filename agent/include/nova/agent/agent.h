@@ -98,11 +98,13 @@ struct AgentOptions {
   // Who may send control messages down (control_gate.h). The default trusts no key, so
   // every control message is refused until keys (or insecure_unsigned) are given.
   ControlTrust control;
-  // At every connect (start-up and TLS handshake done), release the clean file-backed
-  // pages only start-up touched (nova/common/resident_pages.h). nova-agent sets it: its
-  // VmRSS with TLS is 4 MB lower for it (docs/agent.md, "Memory"). Off by default, as a
-  // library should not change its host process's page tables unasked.
-  bool release_startup_pages = false;
+  // Give memory the agent no longer uses back to the kernel (nova/common/resident_pages.h):
+  // at every connect (start-up or a TLS handshake just done) the clean file-backed pages
+  // only start-up touched and the free heap pages, and after each batch the free heap
+  // pages (its compression workspace). nova-agent sets it: its VmRSS with TLS is about
+  // 4 MB lower for it (docs/agent.md, "Memory"). Off by default, as a library should
+  // not change its host process's page tables and heap unasked.
+  bool release_memory = false;
 };
 
 // The settings that can change while the agent runs (hot configuration).
@@ -217,7 +219,7 @@ class Agent {
   using Clock = std::chrono::steady_clock;
 
   void on_connected(Clock::time_point now);
-  void release_startup_pages();  // options_.release_startup_pages, logged
+  void release_startup_pages();  // options_.release_memory, at connect; logged
   void on_disconnected(Clock::time_point now, const std::string& reason);
   void on_subscribed(Clock::time_point now, const UplinkEvent& e);
   // Takes a message from Paho's thread before it is acknowledged (tasks: the inbox).

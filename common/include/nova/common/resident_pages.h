@@ -1,6 +1,9 @@
-// Releasing, from this process's page tables, the clean file-backed pages it touched
-// while starting: the code and read-only data of its binary and libraries that only
-// start-up used (configuration parsing, OpenSSL's provider and TLS context set-up, ...).
+// Giving memory the process no longer uses back to the kernel, for daemons whose VmRSS
+// matters (nova-agent on devices: docs/agent.md, "Memory"). Two kinds:
+//
+// 1. The clean file-backed pages it touched while starting: the code and read-only data
+// of its binary and libraries that only start-up used (configuration parsing, OpenSSL's
+// provider and TLS context set-up, ...).
 //
 // Why: VmRSS counts every page of a shared library that is mapped into the process, and
 // the kernel maps 64 kB around each page fault on a file ("fault-around"), so starting
@@ -17,6 +20,11 @@
 // Not free memory: the pages stay in the page cache, shared with every other process
 // mapping the same files, and are reclaimable there. What it lowers is the process's
 // own VmRSS (RssFile), to the pages the process uses again.
+//
+// 2. Free heap pages: memory freed after a burst (a batch's compression workspace, a
+// TLS handshake's buffers) that glibc's malloc keeps in its arenas below the top of the
+// heap, where its automatic trimming never reaches. malloc_trim(0) gives the whole free
+// pages of every arena back (RssAnon).
 #pragma once
 
 #include <cstddef>
@@ -32,5 +40,9 @@ struct ReleasedPages {
 
 // Safe to call from any thread at any time; costs one read of /proc/self/smaps.
 ReleasedPages release_clean_file_pages();
+
+// malloc_trim(0): returns whether any memory went back to the kernel. Safe from any
+// thread; it locks each arena in turn while walking its free chunks.
+bool release_free_heap_pages();
 
 }  // namespace nova::common
