@@ -210,8 +210,9 @@ void warn_insecure_uplink(const AgentConfig& c) {
 // (AgentOptions::release_memory); bound lazily, each library function called for the
 // first time after that looks its name up through the symbol tables of every library
 // and maps their pages again (about 1 MB of VmRSS with TLS, measured: docs/benchmarks.md,
-// "Latest: RSS with TLS and a signing key"). Linking nova-agent with -z now binds only its own calls, not those between
-// libraries (libstdc++ to libc, say). If the exec fails, the agent goes on, bound lazily.
+// "Latest: RSS with TLS and a signing key"). Linking nova-agent with -z now binds only
+// its own calls, not those between libraries (libstdc++ to libc, say). If the exec
+// fails, the agent goes on, bound lazily.
 void bind_symbols_now(char** argv) {
   constexpr const char* kMarker = "NOVA_AGENT_BIND_NOW";  // set by us: this is the second start
   if (::getenv(kMarker) != nullptr) {

@@ -8,7 +8,8 @@
 // Why: VmRSS counts every page of a shared library that is mapped into the process, and
 // the kernel maps 64 kB around each page fault on a file ("fault-around"), so starting
 // once leaves almost all of libcrypto (4 MB) resident in a TLS nova-agent although its
-// steady state uses a fraction of it (docs/benchmarks.md, "Latest: RSS with TLS and a signing key").
+// steady state uses a fraction of it (docs/benchmarks.md, "Latest: RSS with TLS and a
+// signing key").
 //
 // What it does: madvise(MADV_DONTNEED) on every private file mapping that is not
 // writable and holds no anonymous (copied-on-write) page, as /proc/self/smaps reports
