@@ -54,6 +54,7 @@ class AuditLog;
 
 namespace nova::cloud {
 
+class Rollouts;
 class Workloads;
 
 using LogFn = std::function<void(const char* level, const std::string& event, const std::string& fields)>;
@@ -139,6 +140,7 @@ class CloudService {
   std::vector<std::string> readiness() const;
   IngestStore& store() { return *store_; }
   Workloads& workloads() { return *workloads_; }
+  Rollouts& rollouts() { return *rollouts_; }
   const CloudOptions& options() const { return options_; }
 
   // Waits until `pred` holds on the current node table (tests, readiness).
@@ -156,6 +158,7 @@ class CloudService {
   CloudOptions options_;
   std::unique_ptr<IngestStore> store_;
   std::unique_ptr<Workloads> workloads_;
+  std::unique_ptr<Rollouts> rollouts_;
   std::unique_ptr<Impl> impl_;
 };
 
