@@ -569,6 +569,11 @@ void add_routes(Router& s, CloudService& service, const HttpOptions& options, st
                               std::chrono::seconds(deadline_s), caller.name};
     auto rollout = svc->rollouts().start(std::move(request), req.body, now_ms());
     if (!rollout) return error(res, 503, rollout.error().message());
+    // As a submission: answered once the broker holds the chunks and the first offers, so
+    // a nova-cloud killed right after the 201 resumes a rollout its nodes already have.
+    if (!svc->wait_delivered(std::chrono::seconds(30)) && svc->options().log) {
+      svc->options().log("warning", "rollout_unconfirmed", "rollout=" + rollout->id + " detail=\"the broker did not acknowledge within 30 s\"");
+    }
     res.set_header("Location", "/api/v1/rollouts/" + rollout->id);
     reply(res, 201, json::parse(rollout_json(*rollout)));
   }, Body{"application/octet-stream", kMaxBundleBytes});

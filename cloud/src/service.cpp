@@ -776,6 +776,8 @@ Result<std::unique_ptr<CloudService>> CloudService::start(CloudOptions options) 
 
 CloudService::~CloudService() { stop(); }
 
+bool CloudService::wait_delivered(std::chrono::milliseconds timeout) const { return impl_->wait_delivered(timeout); }
+
 void CloudService::stop() {
   if (!impl_) return;
   {

@@ -21,17 +21,19 @@ std::string update_refused_message(const std::string& version, const std::string
 std::optional<UpdateOutcome> parse_update_alert(const Alert& alert) {
   if (alert.metric != kUpdateAlertMetric) return std::nullopt;
   const std::string& m = alert.message;
-  if (m.rfind(kRolledBackPrefix, 0) == 0 &&
+  if (m.rfind(kRolledBackPrefix, 0) == 0 && m.size() >= kRolledBackPrefix.size() + kShaDigits &&
       m.compare(kRolledBackPrefix.size() + kShaDigits, kRolledBackMiddle.size(), kRolledBackMiddle) == 0) {
     return UpdateOutcome{UpdateOutcome::Kind::rolled_back, m.substr(kRolledBackPrefix.size(), kShaDigits),
                          m.substr(kRolledBackPrefix.size() + kShaDigits + kRolledBackMiddle.size())};
   }
-  // The version may hold anything but the sha256 and what follows it are fixed: search from the end.
-  const std::size_t middle = m.rfind(kRefusedMiddle);
-  if (m.rfind("update to ", 0) == 0 && middle != std::string::npos && middle >= kShaDigits + kRefusedSha.size() &&
-      m.compare(middle - kShaDigits - kRefusedSha.size(), kRefusedSha.size(), kRefusedSha) == 0) {
-    return UpdateOutcome{UpdateOutcome::Kind::refused, m.substr(middle - kShaDigits, kShaDigits),
-                         m.substr(middle + kRefusedMiddle.size())};
+  // The version may hold anything: the first " (sha256 <64 digits>) refused: " ends it.
+  if (m.rfind("update to ", 0) != 0) return std::nullopt;
+  for (std::size_t at = m.find(kRefusedSha); at != std::string::npos; at = m.find(kRefusedSha, at + 1)) {
+    const std::size_t middle = at + kRefusedSha.size() + kShaDigits;
+    if (middle <= m.size() && m.compare(middle, kRefusedMiddle.size(), kRefusedMiddle) == 0) {
+      return UpdateOutcome{UpdateOutcome::Kind::refused, m.substr(at + kRefusedSha.size(), kShaDigits),
+                           m.substr(middle + kRefusedMiddle.size())};
+    }
   }
   return std::nullopt;
 }

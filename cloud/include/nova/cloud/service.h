@@ -125,6 +125,9 @@ class CloudService {
   // Publishes (QoS 1) from any thread; false if the client refused it (disconnected or
   // buffer full). Used by the workload manager and the API.
   bool publish(const std::string& topic, const std::vector<std::uint8_t>& payload, bool retained);
+  // Everything published so far acknowledged by the broker (QoS 1 PUBACK) within
+  // `timeout`; true at once when detached.
+  bool wait_delivered(std::chrono::milliseconds timeout) const;
 
   // Snapshots for the API.
   std::vector<NodeView> nodes() const;
