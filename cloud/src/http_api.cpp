@@ -173,6 +173,12 @@ std::string prometheus_text(const CloudService& service) {
   metric("nova_cloud_workloads_failed_total", "counter", "Workload runs that ended failed.", w.failed);
   metric("nova_cloud_last_failover_recovery_ms", "gauge", "Loss seen to replacement run started, last failover.",
          w.last_failover_recovery_ms);
+  const RolloutCounters r = const_cast<CloudService&>(service).rollouts().counters();
+  metric("nova_cloud_rollouts_started_total", "counter", "Rollouts started through the API.", r.started);
+  metric("nova_cloud_rollouts_succeeded_total", "counter", "Rollouts whose every wave reported the version.", r.succeeded);
+  metric("nova_cloud_rollouts_halted_total", "counter", "Rollouts halted by a rollback, a refusal or a missed deadline.", r.halted);
+  metric("nova_cloud_update_offers_total", "counter", "Signed update offers published.", r.offers);
+  metric("nova_cloud_bundle_chunks_published_total", "counter", "Bundle chunks published (retained).", r.chunks);
   return out.str();
 }
 
@@ -579,7 +585,7 @@ void add_routes(Router& s, CloudService& service, const HttpOptions& options, st
   }, Body{"application/octet-stream", kMaxBundleBytes});
   s.Get("/metrics", options.protect_metrics ? Access::view : Access::open, [svc, refusals](const httplib::Request&, httplib::Response& res, const Caller&) {
     std::string text = prometheus_text(*svc);
-    text += "# HELP nova_cloud_http_refused_total REST requests refused before their handler ran, by reason.\n"
+    text += "# HELP nova_cloud_http_refused_total REST requests refused, by reason.\n"
             "# TYPE nova_cloud_http_refused_total counter\n";
     for (const auto& [reason, n] : refusals->snapshot()) {
       text += "nova_cloud_http_refused_total{reason=\"" + reason + "\"} " + std::to_string(n) + "\n";

@@ -54,7 +54,9 @@ struct World {
     rollouts.on_state(s, now);
   }
   RolloutNodePhase phase(const std::string& id, const std::string& node) const {
-    for (const auto& n : rollouts.get(id)->nodes) {
+    const auto r = rollouts.get(id);
+    REQUIRE(r);
+    for (const auto& n : r->nodes) {
       if (n.node == node) return n.phase;
     }
     FAIL("no node " << node);
