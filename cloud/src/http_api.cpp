@@ -630,6 +630,28 @@ struct HttpRoutes::Table {
     for (const auto& route : router.routes) largest = std::max(largest, body_limit(route));
     return largest;
   }
+  // The token of "Authorization: Bearer <token>", if the header has that form.
+  static std::optional<std::string> bearer_token(const httplib::Request& req) {
+    const std::string authorization = req.get_header_value("Authorization");
+    static constexpr std::string_view kBearer = "Bearer ";
+    if (authorization.size() <= kBearer.size() || authorization.compare(0, kBearer.size(), kBearer) != 0) {
+      return std::nullopt;
+    }
+    return authorization.substr(kBearer.size());
+  }
+  // Whether the body of `req`, declared `length` bytes, is refused before it is read: a
+  // length over every route's limit always (httplib would only read and discard it), one
+  // over its route's limit only from a caller without a valid token, who may not make
+  // the server hold up to the largest limit in memory. A token holder's body is read and
+  // refused by the guard: a client that does not expect an answer before it sent its
+  // whole body (httplib's own: SIGPIPE) keeps getting its 413.
+  bool refuse_unread(const httplib::Request& req, std::uint64_t length) const {
+    if (length <= body_limit(req)) return false;
+    if (length > largest_body()) return true;
+    if (options.insecure_no_auth) return false;
+    const std::optional<std::string> bearer = bearer_token(req);
+    return !bearer || !options.tokens || !options.tokens->find(*bearer);
+  }
   // The limit of the route `req` goes to (the JSON one when none does).
   std::size_t body_limit(const httplib::Request& req) const {
     std::smatch matches;
@@ -668,14 +690,12 @@ struct HttpRoutes::Table {
     if (options.insecure_no_auth) {
       caller.role = Role::admin;
     } else if (route.access != Access::open) {
-      const std::string authorization = req.get_header_value("Authorization");
-      static constexpr std::string_view kBearer = "Bearer ";
-      if (authorization.size() <= kBearer.size() || authorization.compare(0, kBearer.size(), kBearer) != 0) {
+      const std::optional<std::string> bearer = bearer_token(req);
+      if (!bearer) {
         res.set_header("WWW-Authenticate", "Bearer realm=\"nova-cloud\"");
         return refuse("missing_token", 401, "Authorization: expected \"Bearer <token>\"");
       }
-      auto token = options.tokens ? options.tokens->find(std::string_view(authorization).substr(kBearer.size()))
-                                  : std::nullopt;
+      auto token = options.tokens ? options.tokens->find(*bearer) : std::nullopt;
       if (!token) {
         res.set_header("WWW-Authenticate", "Bearer realm=\"nova-cloud\", error=\"invalid_token\"");
         return refuse("bad_token", 401, "Authorization: the token is not in auth.tokens_file");
@@ -744,16 +764,15 @@ void HttpRoutes::install(httplib::Server& server) const {
     error_handler(req, res, table->body_limit(req));
   });
   server.set_payload_max_length(table_->largest_body());
-  // Runs before httplib reads a body: a declared length over the route's limit is refused
-  // at once, so a caller without a token cannot make the server read 64 MiB into memory.
+  // Runs before httplib reads a body (Table::refuse_unread says which are refused so).
   server.set_pre_routing_handler([table = table_.get()](const httplib::Request& req, httplib::Response& res) {
-    const std::size_t limit = table->body_limit(req);
-    if (!req.has_header("Content-Length") || req.get_header_value<std::uint64_t>("Content-Length") <= limit) {
+    if (!req.has_header("Content-Length") ||
+        !table->refuse_unread(req, req.get_header_value<std::uint64_t>("Content-Length"))) {
       return httplib::Server::HandlerResponse::Unhandled;
     }
     set_security_headers(res);
     table->refusals->count("body_too_large");
-    error(res, 413, too_large(limit));
+    error(res, 413, too_large(table->body_limit(req)));
     res.set_header("Connection", "close");  // the body was not read
     return httplib::Server::HandlerResponse::Handled;
   });

@@ -222,27 +222,33 @@ TEST_CASE("bad rollout requests get a 4xx naming the field, are counted and audi
   CHECK(status == 400);
   CHECK(error == "version: expected 1..256 bytes, what the new agent's birth reports");
 
-  // Over the limit: python's http.client declares a body of 64 MiB + 1 and sends none of
-  // it; nova-cloud answers from the declared length, before reading a byte of the body.
+  // Over the limit: python's http.client declares a body and sends none of it; nova-cloud
+  // answers from the declared length, before reading a byte of the body: a bundle of
+  // 64 MiB + 1 (with a token), and 2 MiB of JSON from a caller without a token.
   const fs::path py = tmp.path / "oversized.py";
   write_file(py, "import http.client, sys\n"
-                 "c = http.client.HTTPConnection('127.0.0.1', " + std::to_string(cloud.port()) + ", timeout=10)\n"
-                 "c.putrequest('POST', '/api/v1/rollouts?version=2&node=dev-1')\n"
-                 "c.putheader('Authorization', 'Bearer " + admin + "')\n"
-                 "c.putheader('Content-Type', 'application/octet-stream')\n"
-                 "c.putheader('Content-Length', str(" + std::to_string(nova::cloud::kMaxBundleBytes) + " + 1))\n"
-                 "c.endheaders()\n"
-                 "r = c.getresponse()\n"
-                 "print(r.status, r.read().decode())\n");
+                 "def declare(path, token, length):\n"
+                 "    c = http.client.HTTPConnection('127.0.0.1', " + std::to_string(cloud.port()) + ", timeout=10)\n"
+                 "    c.putrequest('POST', path)\n"
+                 "    if token: c.putheader('Authorization', 'Bearer ' + token)\n"
+                 "    c.putheader('Content-Type', 'application/octet-stream' if 'rollouts' in path else 'application/json')\n"
+                 "    c.putheader('Content-Length', str(length))\n"
+                 "    c.endheaders()\n"
+                 "    r = c.getresponse()\n"
+                 "    print(r.status, r.read().decode())\n"
+                 "declare('/api/v1/rollouts?version=2&node=dev-1', '" + admin + "', " +
+                     std::to_string(nova::cloud::kMaxBundleBytes) + " + 1)\n"
+                 "declare('/api/v1/workloads', '', 2 << 20)\n");
   run("/usr/bin/python3 " + quoted(py) + " > " + quoted(tmp.path / "oversized.out"));
-  CHECK(read_file(tmp.path / "oversized.out") == "413 {\"error\":\"body: larger than 67108864 bytes\"}\n");
+  CHECK(read_file(tmp.path / "oversized.out") == "413 {\"error\":\"body: larger than 67108864 bytes\"}\n"
+                                                 "413 {\"error\":\"body: larger than 1048576 bytes\"}\n");
 
   CHECK(metric(cloud, "nova_cloud_http_refused_total{reason=\"missing_token\"}") == 1);
   CHECK(metric(cloud, "nova_cloud_http_refused_total{reason=\"role\"}") == 1);
   CHECK(metric(cloud, "nova_cloud_http_refused_total{reason=\"content_type\"}") == 1);
   CHECK(metric(cloud, "nova_cloud_http_refused_total{reason=\"bad_request\"}") == 4);
   CHECK(metric(cloud, "nova_cloud_http_refused_total{reason=\"unknown_target\"}") == 1);
-  CHECK(metric(cloud, "nova_cloud_http_refused_total{reason=\"body_too_large\"}") == 1);
+  CHECK(metric(cloud, "nova_cloud_http_refused_total{reason=\"body_too_large\"}") == 2);
   // Every request that reached a route is in the audit log with its status.
   const std::string audit = read_file(cloud.audit_file());
   for (const char* outcome : {"401", "403", "415", "400", "404"}) {
