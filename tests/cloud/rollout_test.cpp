@@ -132,6 +132,15 @@ TEST_CASE("nova-cloud rolls an update out in waves, resumes after a SIGKILL, hal
     bdseq[devices[i]->node()] = *b;
   }
 
+  // The request and each offer are in nova-cloud's audit log.
+  const std::string audit = read_file(cloud.audit_file());
+  CHECK(audit.find("\"action\":\"POST /api/v1/rollouts\",\"target\":\"/api/v1/rollouts\",\"outcome\":\"201\"") !=
+        std::string::npos);
+  for (auto& d : devices) {
+    CHECK(audit.find("\"action\":\"publish\",\"target\":\"" + d->update_topic() + "\",\"outcome\":\"sent\"") !=
+          std::string::npos);
+  }
+
   // (b) a v3 that exits at once: dev-1's launcher rolls it back, its agent says so, the
   // rollout halts, and dev-2 and dev-3 are never offered it.
   json h = start_rollout(cloud, "version=3.0.0-exits&subtree=cloud/ota&wave_size=1&deadline_s=60", v3.bytes);
