@@ -188,3 +188,16 @@ TEST_CASE("update alerts read back what the agent writes", "[cloud][rollouts]") 
   a.message = "update to sha256 short rolled back by the launcher: x";
   CHECK(!nova::schemas::parse_update_alert(a));
 }
+
+TEST_CASE("a node that runs the version is updated without an offer, a bundle's chunks go out once", "[cloud][rollouts]") {
+  World w;
+  std::vector<TargetNode> nodes = {{"a", "cloud/s", "2"}, {"b", "cloud/s", "1"}};
+  auto r = w.rollouts.start({"2", "site:cloud/s", nodes, 1, std::chrono::seconds(60), "tester"}, kBundle, 1000);
+  REQUIRE(r);
+  CHECK(r->nodes[0].phase == RolloutNodePhase::updated);
+  CHECK(r->wave == 1);  // a's wave was done at once
+  CHECK(w.offers == std::vector<std::string>{"nova/v1/down/cloud/s/b/update"});
+  auto again = w.rollouts.start({"2", "node:b", {nodes[1]}, 1, std::chrono::seconds(60), "tester"}, kBundle, 1001);
+  REQUIRE(again);
+  CHECK(w.chunks == 1);
+}
