@@ -56,7 +56,7 @@ struct AgentConfig {
   } node;
   struct Mqtt {
     std::string uri = "tcp://127.0.0.1:1883";  // the site's local broker
-    std::optional<std::uint32_t> keepalive_s;  // unset: the tier profile's (keepalive())
+    std::optional<std::uint32_t> keepalive_s;  // unset: kDefaultKeepalive (keepalive())
     std::uint32_t reconnect_min_ms = 500;      // jittered exponential back-off bounds
     std::uint32_t reconnect_max_ms = 30000;
     // TLS (a TLS uri only): PEM files, read again at every connect.
