@@ -21,7 +21,6 @@
 #include <variant>
 
 #include "nova/schemas/topic.h"
-#include "nova/tiers/profile.h"
 
 namespace nova::agent {
 namespace {
@@ -182,8 +181,8 @@ const std::vector<KeyDef>& table() {
           "addressed by it.",
           identity()),
       def(NOVA_KEY(node.level), integer(1, 5), Reload::restart,
-          "The node's tier (1 cloud .. 5 device); not above its site's depth. Sets the "
-          "default keepalive and is published in the birth record."),
+          "The node's tier (1 cloud .. 5 device); not above its site's depth. Published in "
+          "the birth record."),
       def(NOVA_KEY(node.arch), text(Check::id), Reload::restart,
           "Architecture published in the birth record, for placement.",
           computed("the machine's `uname -m`")),
@@ -194,9 +193,12 @@ const std::vector<KeyDef>& table() {
           "The local broker (the site's Mosquitto). A TLS uri needs mqtt.tls_ca_file, "
           "mqtt.tls_cert_file and mqtt.tls_key_file; a plaintext one is logged as "
           "plaintext_uplink at every start."),
-      def(NOVA_KEY(mqtt.keepalive_s), integer(5, 65535), Reload::restart,
-          "MQTT keepalive; the broker declares the node dead after 1.5 times this.",
-          computed("the tier profile's for node.level (30 at levels 4-5, 45 at 3, 60 at 1-2)")),
+      def(NOVA_KEY(mqtt.keepalive_s), integer(2, 65535), Reload::restart,
+          "MQTT keepalive; the broker publishes the node's will (dead) once more than 1.5 times "
+          "this has passed without a packet from it. Mosquitto 2.0.11 checks every 6 s, so at 2 "
+          "a node that vanishes without closing its connection is dead within 10 s. Each idle "
+          "interval costs a PINGREQ and a PINGRESP (docs/agent.md, Liveness).",
+          computed("2, at every level")),
       def(NOVA_KEY(mqtt.reconnect_min_ms), integer(100, 60000), Reload::hot,
           "First reconnect delay; doubles per failed attempt, with jitter."),
       def(NOVA_KEY(mqtt.reconnect_max_ms), integer(1000, 3600000), Reload::hot,
@@ -845,8 +847,7 @@ std::string host_arch() {
 }
 
 std::chrono::seconds AgentConfig::keepalive() const {
-  if (mqtt.keepalive_s) return std::chrono::seconds(*mqtt.keepalive_s);
-  return tiers::profile(node.level).keepalive;
+  return mqtt.keepalive_s ? std::chrono::seconds(*mqtt.keepalive_s) : kDefaultKeepalive;
 }
 
 

@@ -107,6 +107,18 @@ const std::map<std::string, Setter>& keys() {
                               std::uint64_t{1} << 62)},
       {"liveness.heartbeat_timeout_s",
        integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.liveness.heartbeat_timeout_s; }, 1, 86400)},
+      {"migration.overload_high_pct",
+       integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.migration.overload_high_pct; }, 1, 100)},
+      {"migration.overload_low_pct",
+       integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.migration.overload_low_pct; }, 0, 99)},
+      {"migration.overload_sustain_s",
+       integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.migration.overload_sustain_s; }, 0, 86400)},
+      {"migration.min_dwell_s",
+       integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.migration.min_dwell_s; }, 0, 86400)},
+      {"migration.max_per_node",
+       integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.migration.max_per_node; }, 1, 1000)},
+      {"migration.per_node_window_s",
+       integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.migration.per_node_window_s; }, 1, 86400)},
       {"log.level", choice<common::LogLevel>([](CloudConfig& c) -> common::LogLevel& { return c.log.level; },
                                               common::kLogLevelNames)},
       {"log.format", choice<common::LogFormat>([](CloudConfig& c) -> common::LogFormat& { return c.log.format; },
@@ -173,6 +185,12 @@ CloudOptions CloudConfig::service_options() const {
   o.store.record_retention = std::chrono::hours(24 * store.record_retention_d);
   o.store.max_seq_ahead = ingest.max_seq_ahead;
   o.heartbeat_timeout = std::chrono::seconds(liveness.heartbeat_timeout_s);
+  o.migration.high_pct = migration.overload_high_pct;
+  o.migration.low_pct = migration.overload_low_pct;
+  o.migration.sustain_ms = std::uint64_t{migration.overload_sustain_s} * 1000;
+  o.migration.min_dwell_ms = std::uint64_t{migration.min_dwell_s} * 1000;
+  o.migration.max_per_node = migration.max_per_node;
+  o.migration.node_window_ms = std::uint64_t{migration.per_node_window_s} * 1000;
   o.control_ttl = std::chrono::seconds(signing.ttl_s);
   return o;  // the signing key is loaded by signing_key() (a file, with its own errors)
 }
@@ -213,6 +231,12 @@ schemas::Result<CloudConfig> parse_config(std::string_view yaml_text) {
       if (it == keys().end()) return Error{"", at_line(entry.first) + key + ": unknown key"};
       if (auto problem = it->second(config, entry.second)) return Error{"", at_line(entry.second) + key + ": " + *problem};
     }
+  }
+  // Without a gap between the marks there is no hysteresis: a node at the mark would flip.
+  if (config.migration.overload_low_pct >= config.migration.overload_high_pct) {
+    return Error{"migration.overload_low_pct", "must be below migration.overload_high_pct (" +
+                                                   std::to_string(config.migration.overload_high_pct) + "), got " +
+                                                   std::to_string(config.migration.overload_low_pct)};
   }
   return config;
 }

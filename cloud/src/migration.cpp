@@ -4,13 +4,45 @@
 
 namespace nova::cloud {
 
-std::optional<std::string> migration_trigger(const NodeSignals& node) {
-  if (node.latest) {
-    const auto& s = *node.latest;
-    if (s.cpu_pct > 90) return "cpu " + std::to_string(static_cast<int>(s.cpu_pct)) + " % > 90 %";
-    if (s.mem_pct > 90) return "memory " + std::to_string(static_cast<int>(s.mem_pct)) + " % > 90 %";
-    if (s.throttled.value_or(false)) return std::string("thermal throttling");
+void OverloadTracker::Gauge::observe(double value, Timestamp ts, const MigrationPolicy& policy) {
+  last = value;
+  if (overloaded) {
+    if (value <= policy.low_pct) {
+      overloaded = false;
+      above_since.reset();
+    }
+    return;  // between the marks an overloaded node stays overloaded
   }
+  if (value <= policy.high_pct) {
+    above_since.reset();  // the run above the high mark is broken: start over
+    return;
+  }
+  if (!above_since) above_since = ts;
+  overloaded = ts - *above_since >= policy.sustain_ms;
+}
+
+void OverloadTracker::observe(const schemas::MetricSample& sample, const MigrationPolicy& policy) {
+  if (seen_ && sample.ts <= newest_) return;
+  seen_ = true;
+  newest_ = sample.ts;
+  high_pct_ = policy.high_pct;
+  cpu_.observe(sample.cpu_pct, sample.ts, policy);
+  mem_.observe(sample.mem_pct, sample.ts, policy);
+}
+
+std::optional<std::string> OverloadTracker::overloaded() const {
+  for (const Gauge* g : {&cpu_, &mem_}) {
+    if (!g->overloaded) continue;
+    const Timestamp since = g->above_since ? newest_ - *g->above_since : 0;
+    return std::string(g->name) + " above " + std::to_string(static_cast<int>(high_pct_)) + " % for " +
+           std::to_string(since / 1000) + " s (last sample " + std::to_string(static_cast<int>(g->last)) + " %)";
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> migration_trigger(const NodeSignals& node) {
+  if (node.overloaded) return node.overloaded;
+  if (node.throttled) return std::string("thermal throttling");
   if (node.maintenance == tiers::Maintenance::now) return std::string("maintenance window open");
   if (node.maintenance == tiers::Maintenance::soon) return std::string("maintenance window opens within 30 min");
   if (node.liveness_changes_10min >= 3) {

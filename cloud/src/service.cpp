@@ -521,7 +521,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
           if (records[i].result != nullptr) owner_.workloads_->on_result(*records[i].result, now);
           if (record_alerts[i] != nullptr) owner_.rollouts_->on_alert(records[i].position.node, *record_alerts[i], now);
           if (records[i].batch != nullptr && !records[i].batch->samples.empty()) {
-            owner_.workloads_->on_metrics(records[i].position.node, records[i].batch->samples.back());
+            owner_.workloads_->on_metrics(records[i].position.node, records[i].batch->samples);
           }
         }
         const StoreCounters sc = owner_.store_->counters();
@@ -671,6 +671,7 @@ Result<std::unique_ptr<CloudService>> CloudService::prepare(CloudOptions options
       !s->options_.shared_group.empty());
   s->workloads_->set_delivery_wait([raw](std::chrono::milliseconds timeout) { return raw->impl_->wait_delivered(timeout); });
   s->workloads_->set_heartbeat_timeout(static_cast<Timestamp>(s->options_.heartbeat_timeout.count()));
+  s->workloads_->set_migration_policy(s->options_.migration);
   s->workloads_->set_persistence(
       [raw](topics::CloudKind kind, const std::string& id, const std::vector<std::uint8_t>& payload, bool own) {
         auto st = raw->store_->put_cloud_record(std::string(topics::to_string(kind)), id,

@@ -139,8 +139,11 @@ struct Workloads::Impl {
   std::map<std::string, Placement> early_placements;
   std::map<std::string, std::string> workload_of_task;
   std::map<std::string, ClusterRecord> clusters;
-  std::map<std::string, MetricSample> latest;  // per node, for utilisation and migration
-  std::map<std::string, Timestamp> migration_hold;  // workload -> no new migration before
+  std::map<std::string, MetricSample> latest;  // per node: its newest sample (throttling)
+  std::map<std::string, OverloadTracker> load;  // per node: utilisation with hysteresis
+  MigrationPolicy policy;
+  std::map<std::string, std::deque<Timestamp>> migrations_off;  // per node, within policy.node_window_ms
+  std::map<std::string, Timestamp> migration_hold;  // workload -> no new attempt before (nowhere to go, cap)
   std::map<std::string, std::deque<Timestamp>> liveness_changes;  // per node, last 10 min
   WorkloadCounters counters;
   Timestamp next_retry = 0;
@@ -212,7 +215,8 @@ struct Workloads::Impl {
 
   NodeSignals signals_of(const std::string& node, const std::string& site_path, Timestamp now) {
     NodeSignals sig;
-    if (auto m = latest.find(node); m != latest.end()) sig.latest = m->second;
+    if (auto m = latest.find(node); m != latest.end()) sig.throttled = m->second.throttled.value_or(false);
+    if (auto l = load.find(node); l != load.end()) sig.overloaded = l->second.overloaded();
     auto& changes = liveness_changes[node];
     while (!changes.empty() && changes.front() + 600'000 < now) changes.pop_front();
     sig.liveness_changes_10min = changes.size();
@@ -676,9 +680,17 @@ std::size_t Workloads::republish_owned() {
   return published;
 }
 
-void Workloads::on_metrics(const std::string& node, const MetricSample& latest) {
+void Workloads::on_metrics(const std::string& node, const std::vector<MetricSample>& samples) {
+  if (samples.empty()) return;
   std::lock_guard lock(impl_->mutex);
-  impl_->latest[node] = latest;
+  OverloadTracker& load = impl_->load[node];
+  for (const MetricSample& s : samples) load.observe(s, impl_->policy);
+  impl_->latest[node] = samples.back();
+}
+
+void Workloads::set_migration_policy(const MigrationPolicy& policy) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->policy = policy;
 }
 
 void Workloads::tick(Timestamp now) {
@@ -719,11 +731,15 @@ void Workloads::tick(Timestamp now) {
     }
   }
 
-  // Migration: at most once a minute per workload, so a loaded cluster does not
-  // ping-pong; only to a node that passes every hard constraint.
+  // Migration, only to a node that passes every hard constraint. A placement younger
+  // than the dwell time stays (a migration is a placement: this also spaces one
+  // workload's moves), and at most policy.max_per_node moves leave a node per window, so
+  // a loaded cluster does not ping-pong.
+  const MigrationPolicy& policy = impl_->policy;
   for (auto& [id, w] : impl_->workloads) {
     if (w.phase != Phase::running || !w.placement || w.migration || !impl_->owns(id)) continue;
     if (auto hold = impl_->migration_hold.find(id); hold != impl_->migration_hold.end() && hold->second > now) continue;
+    if (now < w.placement->ts + policy.min_dwell_ms) continue;
     const Placement current = *w.placement;
     auto trigger = migration_trigger(impl_->signals_of(current.node, current.site, now));
     if (!trigger) {
@@ -738,16 +754,30 @@ void Workloads::tick(Timestamp now) {
       if (!cheaper) continue;
       trigger = "cost: " + std::to_string(cost) + " here, a node at <= 70 % of it scores within 5 points";
     }
-    impl_->migration_hold[id] = now + 60'000;
+    auto& recent = impl_->migrations_off[current.node];
+    while (!recent.empty() && recent.front() + policy.node_window_ms <= now) recent.pop_front();
+    if (recent.size() >= policy.max_per_node) {
+      impl_->migration_hold[id] = recent.front() + policy.node_window_ms;  // when the window frees one
+      impl_->say("info", "migration_capped", "workload=" + id + " node=" + current.node + " trigger=\"" + *trigger +
+                                                 "\" recent=" + std::to_string(recent.size()));
+      continue;
+    }
     const WorkloadState before = w;
     const std::string sync = w.spec.resources.storage_mb == 0 ? "restart" : "copy-then-switch";
-    if (!impl_->place(w, now, "migration from " + current.node + ": " + *trigger, 0, {current.node},
+    // Never onto an overloaded node: two hot nodes would trade the workload back and forth.
+    std::set<std::string> avoid = {current.node};
+    for (const auto& [node, load] : impl_->load) {
+      if (load.overloaded()) avoid.insert(node);
+    }
+    if (!impl_->place(w, now, "migration from " + current.node + ": " + *trigger, 0, avoid,
                       {{"NOVA_MIGRATED_FROM", current.node}, {"NOVA_SYNC_STRATEGY", sync}})) {
-      w = before;  // nowhere to go: stay
+      w = before;  // nowhere to go: stay, and look again in a minute
+      impl_->migration_hold[id] = now + 60'000;
       impl_->say("info", "migration_skipped", "workload=" + id + " node=" + current.node + " trigger=\"" + *trigger + "\"");
       continue;
     }
     w.migration = plan_migration(w.spec, current, *w.placement, *trigger, now);
+    recent.push_back(now);
     ++impl_->counters.migrations;
   }
 }

@@ -59,6 +59,12 @@ std::string changed_keys(const CloudConfig& a, const CloudConfig& b) {
   check("store.record_retention_d", a.store.record_retention_d != b.store.record_retention_d);
   check("ingest.max_seq_ahead", a.ingest.max_seq_ahead != b.ingest.max_seq_ahead);
   check("liveness.heartbeat_timeout_s", a.liveness.heartbeat_timeout_s != b.liveness.heartbeat_timeout_s);
+  check("migration.overload_high_pct", a.migration.overload_high_pct != b.migration.overload_high_pct);
+  check("migration.overload_low_pct", a.migration.overload_low_pct != b.migration.overload_low_pct);
+  check("migration.overload_sustain_s", a.migration.overload_sustain_s != b.migration.overload_sustain_s);
+  check("migration.min_dwell_s", a.migration.min_dwell_s != b.migration.min_dwell_s);
+  check("migration.max_per_node", a.migration.max_per_node != b.migration.max_per_node);
+  check("migration.per_node_window_s", a.migration.per_node_window_s != b.migration.per_node_window_s);
   check("log.level", a.log.level != b.log.level);
   check("log.format", a.log.format != b.log.format);
   check("http.listen", a.http.listen != b.http.listen);

@@ -8,7 +8,6 @@
 #include <sstream>
 
 #include "nova/testing/test_ca.h"
-#include "nova/tiers/profile.h"
 
 using namespace nova::agent;
 using nova::schemas::Config;
@@ -71,7 +70,7 @@ TEST_CASE("defaults are the documented ones", "[config]") {
   CHECK_FALSE(c.node.arch.empty());
   CHECK(c.mqtt.uri == "tcp://127.0.0.1:1883");
   CHECK_FALSE(c.mqtt.keepalive_s.has_value());
-  CHECK(c.keepalive() == nova::tiers::profile(5).keepalive);
+  CHECK(c.keepalive() == std::chrono::seconds(2));
   CHECK(c.mqtt.reconnect_min_ms == 500);
   CHECK(c.mqtt.reconnect_max_ms == 30000);
   CHECK(c.metrics.interval_ms == 1000);
@@ -183,7 +182,7 @@ TEST_CASE("every kind of bad input is refused with the key and the reason", "[co
     CHECK(parse_error(kIdentity + "outbox:\n  max_bytes: 100 GiB\n") ==
           "line 5: outbox.max_bytes: value 100 GiB is out of range 1 MiB..64 GiB");
     CHECK(parse_error(kIdentity + "mqtt:\n  keepalive_s: -1\n") ==
-          "line 5: mqtt.keepalive_s: value -1 is out of range 5..65535");
+          "line 5: mqtt.keepalive_s: value -1 is out of range 2..65535");
   }
   SECTION("values that are not what a string key needs") {
     CHECK(parse_error("node:\n  id: gw/1\n  site: cloud\n") ==
@@ -232,7 +231,7 @@ TEST_CASE("every kind of bad input is refused with the key and the reason", "[co
   }
 }
 
-TEST_CASE("sizes take units, and keepalive falls back to the tier profile", "[config]") {
+TEST_CASE("sizes take units, and keepalive is 2 s at every level unless set", "[config]") {
   CHECK(parse_ok(kIdentity + "outbox:\n  max_bytes: 32MiB\n").outbox.max_bytes == 32u << 20);
   CHECK(parse_ok(kIdentity + "outbox:\n  max_bytes: 2 GB\n").outbox.max_bytes == 2'000'000'000u);
   CHECK(parse_ok(kIdentity + "outbox:\n  max_bytes: 1048576\n").outbox.max_bytes == 1u << 20);
@@ -241,7 +240,7 @@ TEST_CASE("sizes take units, and keepalive falls back to the tier profile", "[co
 
   const AgentConfig access =
       parse_ok("node:\n  id: gw-1\n  site: cloud/eu/par/par-a1\n  level: 4\n");
-  CHECK(access.keepalive() == nova::tiers::profile(4).keepalive);
+  CHECK(access.keepalive() == std::chrono::seconds(2));  // not the bridges' 30 s
   CHECK(parse_ok(kIdentity + "mqtt:\n  keepalive_s: 90\n").keepalive() == std::chrono::seconds(90));
   const AgentConfig full = parse_ok(kIdentity +
                                     "  capabilities: [gpu, arm64]\n  arch: riscv64\n"

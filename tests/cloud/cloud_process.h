@@ -26,10 +26,10 @@ namespace nova::test {
 class CloudProcess {
  public:
   // With a TLS broker_uri (mqtts://), nova-cloud presents `identity`, by default the
-  // test PKI's nova-cloud identity.
+  // test PKI's nova-cloud identity. `extra_yaml`: further sections of the config file.
   CloudProcess(const std::string& broker_uri, const std::filesystem::path& dir, const std::string& client_id = "nova-cloud",
                const std::string& shared_group = "", std::uint32_t heartbeat_timeout_s = 180,
-               const std::optional<testing::TlsIdentity>& identity = std::nullopt)
+               const std::optional<testing::TlsIdentity>& identity = std::nullopt, const std::string& extra_yaml = "")
       : dir_(dir), port_(testing::free_loopback_port()) {
     std::filesystem::create_directories(dir);
     // Authentication on, as in production: an admin token the test's client sends.
@@ -45,7 +45,7 @@ class CloudProcess {
                                       << "\naudit:\n  file: " << audit_file().string()
                                       // Signs with the key test agents trust (signer.h).
                                       << "\nsigning:\n  key_file: " << testing::test_signer().private_file().string()
-                                      << "\n";
+                                      << "\n" << extra_yaml;
     start();
   }
   ~CloudProcess() = default;  // the child is SIGKILLed

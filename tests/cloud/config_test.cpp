@@ -74,3 +74,34 @@ TEST_CASE("signing: a key file, or an explicit insecure_unsigned", "[cloud][conf
   CHECK(parse_config("signing:\n  insecure_unsigned: yes\n").error().message() ==
         "line 2: signing.insecure_unsigned: expected true or false");
 }
+
+TEST_CASE("migration: watermarks, sustained window, dwell time and per-node cap", "[cloud][config][migration]") {
+  auto defaults = parse_config("");
+  REQUIRE(defaults.ok());
+  const MigrationPolicy p = defaults->service_options().migration;
+  CHECK(p.high_pct == 90);
+  CHECK(p.low_pct == 75);
+  CHECK(p.sustain_ms == 60'000);
+  CHECK(p.min_dwell_ms == 300'000);
+  CHECK(p.max_per_node == 2);
+  CHECK(p.node_window_ms == 600'000);
+
+  auto set = parse_config(
+      "migration:\n  overload_high_pct: 95\n  overload_low_pct: 60\n  overload_sustain_s: 5\n  min_dwell_s: 10\n"
+      "  max_per_node: 1\n  per_node_window_s: 30\n");
+  REQUIRE(set.ok());
+  const MigrationPolicy q = set->service_options().migration;
+  CHECK(q.high_pct == 95);
+  CHECK(q.low_pct == 60);
+  CHECK(q.sustain_ms == 5000);
+  CHECK(q.min_dwell_ms == 10'000);
+  CHECK(q.max_per_node == 1);
+  CHECK(q.node_window_ms == 30'000);
+
+  auto no_gap = parse_config("migration:\n  overload_high_pct: 80\n  overload_low_pct: 80\n");
+  REQUIRE_FALSE(no_gap.ok());
+  CHECK(no_gap.error().message() == "migration.overload_low_pct: must be below migration.overload_high_pct (80), got 80");
+  auto range = parse_config("migration:\n  max_per_node: 0\n");
+  REQUIRE_FALSE(range.ok());
+  CHECK(range.error().message() == "line 2: migration.max_per_node: value 0 is out of range 1..1000");
+}

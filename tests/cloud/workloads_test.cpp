@@ -77,6 +77,21 @@ schemas::TaskResult result(const std::string& node, const std::string& task, sch
   return r;
 }
 
+// One sample a second from `from` for `seconds` seconds, each with this cpu and memory.
+std::vector<schemas::MetricSample> samples(Timestamp from, int seconds, double cpu, double mem = 40) {
+  std::vector<schemas::MetricSample> out;
+  for (int i = 0; i < seconds; ++i) {
+    schemas::MetricSample s;
+    s.ts = from + static_cast<Timestamp>(i) * 1000;
+    s.cpu_pct = cpu;
+    s.mem_pct = mem;
+    out.push_back(s);
+  }
+  return out;
+}
+
+constexpr Timestamp kDwell = MigrationPolicy{}.min_dwell_ms;
+
 }  // namespace
 
 TEST_CASE("a submission is placed and published and its task sent to the node", "[cloud][workloads]") {
@@ -122,14 +137,12 @@ TEST_CASE("a hot node triggers a migration that rolls back when the target refus
   auto w = c.workloads.submit(spec("w1", 200), kNoon);
   REQUIRE(w.ok());
   const std::string source = w->placement->node;
-  schemas::MetricSample hot;
-  hot.cpu_pct = 97;
-  c.workloads.on_metrics(source, hot);
-  c.workloads.tick(kNoon + 1000);
+  c.workloads.on_metrics(source, samples(kNoon, 61, 97));  // 60 s above 90 %: overloaded
+  c.workloads.tick(kNoon + kDwell);
   auto moving = c.workloads.get("w1");
   REQUIRE(moving->migration);
   CHECK(moving->migration->from == source);
-  CHECK(moving->migration->trigger == "cpu 97 % > 90 %");
+  CHECK(moving->migration->trigger == "cpu above 90 % for 60 s (last sample 97 %)");
   CHECK(moving->migration->sync == "copy-then-switch");
   CHECK(moving->migration->data_mb == 200);
   CHECK(moving->migration->estimated_transfer_ms == 16000);  // 200 MB at 12.5 MB/s
@@ -139,7 +152,7 @@ TEST_CASE("a hot node triggers a migration that rolls back when the target refus
   CHECK(tasks.back().env.at("NOVA_SYNC_STRATEGY") == "copy-then-switch");
 
   c.workloads.on_result(result(moving->placement->node, moving->task_id, schemas::TaskStatus::refused, std::nullopt),
-                        kNoon + 2000);
+                        kNoon + kDwell + 2000);
   auto back = c.workloads.get("w1");
   CHECK_FALSE(back->migration);
   CHECK(back->placement->node == source);
@@ -154,19 +167,21 @@ TEST_CASE("a migration completes when the target runs and stays put when nowhere
   c.nodes = {node("d1", "cloud/eu/par/a1")};
   auto w = c.workloads.submit(spec("w1"), kNoon);
   REQUIRE(w.ok());
-  schemas::MetricSample hot;
-  hot.mem_pct = 95;
-  c.workloads.on_metrics("d1", hot);
-  c.workloads.tick(kNoon + 1000);
+  c.workloads.on_metrics("d1", samples(kNoon, 61, 10, 95));
+  c.workloads.tick(kNoon + kDwell);
   CHECK_FALSE(c.workloads.get("w1")->migration);  // one node: stay
   CHECK(c.workloads.get("w1")->placement->node == "d1");
 
   c.nodes.push_back(node("d2", "cloud/eu/ber/b1"));
-  c.workloads.tick(kNoon + 61'000);  // after the once-a-minute hold
+  c.workloads.tick(kNoon + kDwell + 30'000);  // nowhere to go was a minute's hold
+  CHECK_FALSE(c.workloads.get("w1")->migration);
+  c.workloads.tick(kNoon + kDwell + 61'000);
   auto moving = c.workloads.get("w1");
   REQUIRE(moving->migration);
+  CHECK(moving->migration->trigger.starts_with("memory above 90 %"));
   CHECK(moving->migration->sync == "restart");
-  c.workloads.on_result(result("d2", moving->task_id, schemas::TaskStatus::ok, kNoon + 61'500), kNoon + 62'000);
+  c.workloads.on_result(result("d2", moving->task_id, schemas::TaskStatus::ok, kNoon + kDwell + 61'500),
+                        kNoon + kDwell + 62'000);
   CHECK_FALSE(c.workloads.get("w1")->migration);
   CHECK(c.workloads.get("w1")->phase == Phase::succeeded);
   CHECK(c.workloads.counters().migrations == 1);
@@ -193,11 +208,13 @@ TEST_CASE("maintenance windows in cluster policy move work off and keep new work
   maint.policies = {{"maintenance_window", "11:30-12:30"}};
   REQUIRE(c.workloads.register_cluster(maint).ok());
   c.workloads.tick(kNoon + 1000);
+  CHECK_FALSE(c.workloads.get("w1")->migration);  // placed a second ago: it dwells first
+  c.workloads.tick(kNoon + kDwell);               // 12:05, the window still open
   auto moved = c.workloads.get("w1");
   REQUIRE(moved->migration);
   CHECK(moved->migration->trigger == "maintenance window open");
   CHECK(moved->placement->node != first);
-  auto second = c.workloads.submit(spec("w2"), kNoon + 1500);
+  auto second = c.workloads.submit(spec("w2"), kNoon + kDwell + 500);
   REQUIRE(second.ok());
   CHECK(second->placement->node != first);  // infeasible while the window is open
 }
@@ -348,4 +365,106 @@ TEST_CASE("a placed workload whose node never reports fails over after the heart
   CHECK(w->placement->revision == 8);
   CHECK(w->history.back().reason == "failover: node d1 silent (not heard of in 181 s since start)");
   CHECK(c.tasks().size() == 1);
+}
+
+TEST_CASE("a node is overloaded only after the sustained window and until the low watermark", "[cloud][migration]") {
+  const MigrationPolicy policy;  // 90 % high, 75 % low, 60 s sustained
+  OverloadTracker t;
+  auto feed = [&](const std::vector<schemas::MetricSample>& batch) {
+    for (const auto& s : batch) t.observe(s, policy);
+  };
+  feed(samples(kNoon, 60, 100));  // 59 s above the mark
+  CHECK_FALSE(t.overloaded());
+  feed(samples(kNoon + 60'000, 1, 100));  // 60 s
+  REQUIRE(t.overloaded());
+  CHECK(*t.overloaded() == "cpu above 90 % for 60 s (last sample 100 %)");
+  feed(samples(kNoon + 61'000, 30, 80));  // between the marks: still overloaded
+  CHECK(t.overloaded());
+  feed(samples(kNoon + 91'000, 1, 75));  // at the low mark: no longer
+  CHECK_FALSE(t.overloaded());
+
+  // A replayed older batch changes nothing.
+  feed(samples(kNoon, 120, 100));
+  CHECK_FALSE(t.overloaded());
+
+  // Around the high mark, above and below in turn, the run above never lasts 60 s.
+  Timestamp ts = kNoon + 100'000;
+  for (int i = 0; i < 600; ++i, ts += 1000) feed(samples(ts, 1, i % 2 == 0 ? 93 : 87));
+  CHECK_FALSE(t.overloaded());
+  // Memory is judged on its own.
+  feed(samples(ts, 61, 10, 96));
+  REQUIRE(t.overloaded());
+  CHECK(t.overloaded()->starts_with("memory above 90 %"));
+
+  // A sustained window of 0: the first sample above the mark.
+  OverloadTracker at_once;
+  MigrationPolicy instant;
+  instant.sustain_ms = 0;
+  at_once.observe(samples(kNoon, 1, 91).front(), instant);
+  CHECK(at_once.overloaded());
+}
+
+TEST_CASE("a workload dwells on an overloaded node, then moves, never onto an overloaded node",
+          "[cloud][migration]") {
+  Cloud c;
+  c.nodes = {node("d1", "cloud/eu/par/a1"), node("d2", "cloud/eu/ber/b1"), node("d3", "cloud/eu/ber/b2")};
+  auto w = c.workloads.submit(spec("w1"), kNoon);
+  REQUIRE(w.ok());
+  const std::string source = w->placement->node;
+  std::vector<std::string> others;
+  for (const auto& n : c.nodes) {
+    if (n.id != source) others.push_back(n.id);
+  }
+  // The source at 100 % from its placement on, one other node as well: overloaded after
+  // 60 s, but the workload stays for the dwell time (300 s).
+  for (Timestamp t = kNoon; t < kNoon + kDwell; t += 1000) {
+    c.workloads.on_metrics(source, samples(t, 1, 100));
+    c.workloads.on_metrics(others[0], samples(t, 1, 100));
+    c.workloads.tick(t);
+    REQUIRE_FALSE(c.workloads.get("w1")->migration);
+  }
+  c.workloads.tick(kNoon + kDwell);
+  auto moved = c.workloads.get("w1");
+  REQUIRE(moved->migration);
+  CHECK(moved->placement->node == others[1]);  // not onto the other overloaded node
+  CHECK(moved->history.back().ts == kNoon + kDwell);
+}
+
+TEST_CASE("a node around 90 % keeps its workload", "[cloud][migration]") {
+  Cloud c;
+  c.nodes = {node("d1", "cloud/eu/par/a1"), node("d2", "cloud/eu/ber/b1")};
+  auto w = c.workloads.submit(spec("w1"), kNoon);
+  REQUIRE(w.ok());
+  const std::string source = w->placement->node;
+  for (Timestamp t = kNoon; t < kNoon + 2 * kDwell; t += 1000) {
+    c.workloads.on_metrics(source, samples(t, 1, (t / 1000) % 2 == 0 ? 95 : 85));
+    c.workloads.tick(t);
+  }
+  CHECK_FALSE(c.workloads.get("w1")->migration);
+  CHECK(c.workloads.get("w1")->placement->node == source);
+  CHECK(c.workloads.counters().migrations == 0);
+}
+
+TEST_CASE("at most max_per_node migrations leave one node per window", "[cloud][migration]") {
+  Cloud c;
+  c.nodes = {node("d1", "cloud/eu/par/a1", 64000)};
+  for (const char* id : {"w1", "w2", "w3"}) REQUIRE(c.workloads.submit(spec(id), kNoon).ok());
+  c.nodes.push_back(node("d2", "cloud/eu/ber/b1", 64000));
+  MigrationPolicy policy;
+  policy.max_per_node = 2;
+  policy.node_window_ms = 600'000;
+  c.workloads.set_migration_policy(policy);
+  c.workloads.on_metrics("d1", samples(kNoon, 61, 100));
+  c.workloads.tick(kNoon + kDwell);
+  auto moving = [&] {
+    int n = 0;
+    for (const auto& w : c.workloads.list()) n += w.migration ? 1 : 0;
+    return n;
+  };
+  CHECK(moving() == 2);
+  c.workloads.tick(kNoon + kDwell + 599'000);
+  CHECK(moving() == 2);  // the third waits for the window
+  c.workloads.tick(kNoon + kDwell + 600'000);
+  CHECK(moving() == 3);
+  CHECK(c.workloads.counters().migrations == 3);
 }

@@ -56,7 +56,7 @@ struct AgentConfig {
   } node;
   struct Mqtt {
     std::string uri = "tcp://127.0.0.1:1883";  // the site's local broker
-    std::optional<std::uint32_t> keepalive_s;  // unset: the tier profile's (keepalive())
+    std::optional<std::uint32_t> keepalive_s;  // unset: kDefaultKeepalive (keepalive())
     std::uint32_t reconnect_min_ms = 500;      // jittered exponential back-off bounds
     std::uint32_t reconnect_max_ms = 30000;
     // TLS (a TLS uri only): PEM files, read again at every connect.
@@ -143,8 +143,13 @@ struct AgentConfig {
     friend bool operator==(const Log&, const Log&) = default;
   } log;
 
-  // mqtt.keepalive_s if set, else tiers::profile(node.level).keepalive.
+  // mqtt.keepalive_s if set, else kDefaultKeepalive.
   std::chrono::seconds keepalive() const;
+  // Not the tier profile's (30-60 s, what bridges use): a node that vanishes without
+  // closing its connection must be dead at nova-cloud within 10 s. Mosquitto 2.0.11
+  // drops a client once more than 1.5 keepalives (whole seconds, rounded down) passed
+  // since its last packet, and looks only every 6 s: at 2, at most 4 + 6 s.
+  static constexpr std::chrono::seconds kDefaultKeepalive{2};
   // The uplink's TLS files for a TLS mqtt.uri; nullopt for a plaintext one
   // (is_plaintext_uri).
   std::optional<TlsFiles> tls() const;

@@ -46,6 +46,16 @@ struct CloudConfig {
   struct Liveness {
     std::uint32_t heartbeat_timeout_s = 180;  // silent this long -> not placeable, failover
   } liveness;
+  // When utilisation moves a workload (migration.h): hysteresis between two watermarks,
+  // a dwell time after each placement, a cap per node.
+  struct Migration {
+    std::uint32_t overload_high_pct = 90;    // CPU or memory above this ...
+    std::uint32_t overload_sustain_s = 60;   // ... for this long: the node is overloaded
+    std::uint32_t overload_low_pct = 75;     // until a sample at or below this (< high)
+    std::uint32_t min_dwell_s = 300;         // no migration of a placement younger than this
+    std::uint32_t max_per_node = 2;          // migrations off one node ...
+    std::uint32_t per_node_window_s = 600;   // ... per this sliding window
+  } migration;
   struct Log {
     common::LogLevel level = common::LogLevel::info;     // lines below it are not written
     common::LogFormat format = common::LogFormat::logfmt;  // or json: one object per line

@@ -1,7 +1,9 @@
 // Migration: when a running workload should leave its node, and the plan for moving it.
 //
 // Triggers (first match wins, checked every second for the workloads an instance owns):
-//   utilisation   the node's latest sample shows CPU or memory above 90 %
+//   utilisation   the node is overloaded (OverloadTracker below): its CPU or memory has
+//                 stayed above the high watermark for the sustained window, and it stays
+//                 overloaded until a sample at or below the low watermark
 //   thermal       the node reports thermal throttling
 //   maintenance   the node's cluster has a maintenance window that is open now or opens
 //                 within 30 minutes (cluster policy "maintenance_window": "HH:MM-HH:MM",
@@ -10,6 +12,12 @@
 //                 flapping uplink; a node that is down outright fails over instead)
 //   cost          the node's cluster costs more (policy "cost", relative, default 1) and
 //                 a node costing at most 70 % of it scores within 5 points
+//
+// Limits (MigrationPolicy, the cloud config's migration.* keys): no trigger moves a
+// workload placed less than the minimum dwell time ago (a migration is a placement too,
+// so this also spaces one workload's moves), and at most max_per_node migrations leave
+// one node per window -- so a node that crosses 90 % keeps its work for the sustained
+// window, and a node hovering around the mark never sheds it.
 //
 // A plan moves a workload only to a node that passes every hard constraint. It carries
 // the data to move (the workload's storage_mb), the sync strategy ("restart" for a
@@ -34,9 +42,46 @@ namespace nova::cloud {
 
 using schemas::Timestamp;
 
+// When utilisation moves work, and how much. Defaults are the cloud config's.
+struct MigrationPolicy {
+  double high_pct = 90;               // above this for `sustain_ms`: overloaded
+  double low_pct = 75;                // overloaded until a sample at or below this
+  Timestamp sustain_ms = 60'000;      // in the samples' own time
+  Timestamp min_dwell_ms = 300'000;   // a placement younger than this is never migrated
+  std::uint32_t max_per_node = 2;     // migrations off one node ...
+  Timestamp node_window_ms = 600'000; // ... per this sliding window
+};
+
+// One node's CPU and memory judged with hysteresis, each on its own, from every sample
+// of its batches in the samples' own time: a batch of 60 one-second samples counts as
+// 60 s of evidence however late it arrives, and the agent's clock skew cancels out.
+class OverloadTracker {
+ public:
+  // Samples not newer than the newest seen are ignored (a replay after a reconnect).
+  void observe(const schemas::MetricSample& sample, const MigrationPolicy& policy);
+  // While overloaded, why: "cpu above 90 % for 65 s (last sample 100 %)"; else nullopt.
+  std::optional<std::string> overloaded() const;
+
+ private:
+  struct Gauge {
+    explicit Gauge(const char* gauge_name) : name(gauge_name) {}
+    const char* name;
+    std::optional<Timestamp> above_since;  // first sample of the current run above high
+    bool overloaded = false;
+    double last = 0;
+    void observe(double value, Timestamp ts, const MigrationPolicy& policy);
+  };
+  Gauge cpu_{"cpu"};
+  Gauge mem_{"memory"};
+  double high_pct_ = 90;
+  Timestamp newest_ = 0;
+  bool seen_ = false;
+};
+
 // What the cloud knows about a node when it considers moving work off it.
 struct NodeSignals {
-  std::optional<schemas::MetricSample> latest;
+  std::optional<std::string> overloaded;  // OverloadTracker::overloaded()
+  bool throttled = false;                 // its latest sample reports thermal throttling
   std::size_t liveness_changes_10min = 0;
   tiers::Maintenance maintenance = tiers::Maintenance::none;
 };

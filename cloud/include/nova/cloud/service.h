@@ -40,6 +40,7 @@
 #include <string>
 #include <vector>
 
+#include "nova/cloud/migration.h"
 #include "nova/cloud/ingest_store.h"
 #include "nova/cloud/live_topology.h"
 #include "nova/cloud/subscriptions.h"
@@ -69,6 +70,7 @@ struct CloudOptions {
   std::optional<security::TlsFiles> tls;
   StoreOptions store;
   std::chrono::milliseconds heartbeat_timeout{180'000};
+  MigrationPolicy migration;  // utilisation watermarks, dwell time, per-node cap
   std::chrono::milliseconds sweep_interval{3'600'000};
   std::size_t max_group = 512;  // records per synced write
   SubscriptionTiming subscriptions;

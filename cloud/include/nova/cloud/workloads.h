@@ -22,8 +22,9 @@
 // has named for the heartbeat timeout since this instance started.
 //
 // Migration (migration.h): tick() checks the owned running workloads' nodes for the
-// triggers (utilisation, thermal, maintenance window, flapping connectivity, cost) and
-// moves a workload with a MigrationPlan when another node passes every hard constraint;
+// triggers (utilisation with hysteresis, thermal, maintenance window, flapping
+// connectivity, cost) and moves a workload placed at least the dwell time ago, within
+// the per-node cap, with a MigrationPlan when another node passes every hard constraint;
 // if the target fails to start, the plan rolls back to the source. There is no
 // task-cancel message yet, so failover and migration start a new run and an old run on
 // a node that is still alive runs to completion.
@@ -142,6 +143,9 @@ class Workloads {
   // Set before any traffic: a placed workload whose node no record has named for this
   // long since the first tick() fails over (see Failover above). 0 (the default): never.
   void set_heartbeat_timeout(Timestamp ms);
+  // Set before any traffic: the utilisation trigger's watermarks, the dwell time and the
+  // per-node cap (migration.h). Unset: MigrationPolicy's defaults.
+  void set_migration_policy(const MigrationPolicy& policy);
   // Loads a record kept by an earlier run, as if it came retained from the broker
   // (nothing is persisted again).
   void restore(topics::CloudKind kind, const std::string& id, const std::string& payload);
@@ -183,7 +187,8 @@ class Workloads {
   void on_liveness(const std::vector<LivenessChange>& changes, Timestamp now);
   void on_result(const schemas::TaskResult& result, Timestamp now);
   void on_cloud_record(const topics::CloudTopic& topic, const std::string& payload, bool retained);
-  void on_metrics(const std::string& node, const schemas::MetricSample& latest);
+  // Every sample of a node's stored batch, oldest first (utilisation, throttling).
+  void on_metrics(const std::string& node, const std::vector<schemas::MetricSample>& samples);
   void tick(Timestamp now);
 
   WorkloadCounters counters() const;
