@@ -1,0 +1,6 @@
+# nova-agent for 32-bit ARMv7 with hardware floating point (Debian armhf), on Debian 12's
+# cross compiler and libraries.
+set(CMAKE_SYSTEM_PROCESSOR armv7l)
+set(NOVA_CROSS_TRIPLE arm-linux-gnueabihf)
+set(NOVA_CROSS_QEMU qemu-arm)
+include(${CMAKE_CURRENT_LIST_DIR}/cross.cmake)
