@@ -9,8 +9,18 @@
 # top of the tree, so they are visible everywhere and the find_package() calls in the
 # subdirectories reuse them; each is then pointed at its static archive.
 
+# The sysroot's /usr/include is the compiler's own: never repeated as -isystem, which
+# would move it ahead of the C++ headers' #include_next (firmware/cmake/riscv64.cmake).
+list(APPEND CMAKE_C_IMPLICIT_INCLUDE_DIRECTORIES ${CMAKE_SYSROOT}/usr/include)
+list(APPEND CMAKE_CXX_IMPLICIT_INCLUDE_DIRECTORIES ${CMAKE_SYSROOT}/usr/include)
+
 set(OPENSSL_USE_STATIC_LIBS TRUE)
 find_package(OpenSSL 3 REQUIRED)
+# Debian 13's libcrypto.a calls zlib; an archive only adds what something calls.
+find_library(NOVA_ZLIB_ARCHIVE NAMES libz.a)
+if(NOVA_ZLIB_ARCHIVE)
+  set_property(TARGET OpenSSL::Crypto APPEND PROPERTY INTERFACE_LINK_LIBRARIES ${NOVA_ZLIB_ARCHIVE})
+endif()
 find_package(leveldb REQUIRED)
 find_package(yaml-cpp REQUIRED)
 find_package(zstd REQUIRED)
@@ -30,7 +40,16 @@ function(nova_use_static_archive target)
   set_target_properties(${target} PROPERTIES IMPORTED_NO_SONAME TRUE)
 endfunction()
 
-foreach(target leveldb::leveldb yaml-cpp zstd::libzstd_shared eclipse-paho-mqtt-c::paho-mqtt3as)
+# yaml-cpp 0.8 (Debian 13) names its target yaml-cpp::yaml-cpp; 0.7 (Debian 12), which
+# the rest of the tree is written for, names it yaml-cpp.
+if(NOT TARGET yaml-cpp)
+  add_library(yaml-cpp INTERFACE IMPORTED)
+  target_link_libraries(yaml-cpp INTERFACE yaml-cpp::yaml-cpp)
+  nova_use_static_archive(yaml-cpp::yaml-cpp)
+else()
+  nova_use_static_archive(yaml-cpp)
+endif()
+foreach(target leveldb::leveldb zstd::libzstd_shared eclipse-paho-mqtt-c::paho-mqtt3as)
   nova_use_static_archive(${target})
 endforeach()
 # LevelDB's config names snappy as a bare library name, which the linker resolves to the
