@@ -7,6 +7,9 @@ set -euo pipefail
 packages=(
   # toolchain
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
+  # firmware/: cross compilers, Debian sysroots (mmdebstrap) and qemu-user to run the result
+  crossbuild-essential-arm64 crossbuild-essential-armhf gcc-riscv64-linux-gnu g++-riscv64-linux-gnu
+  mmdebstrap qemu-user
   # libraries
   libcbor-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
   libpaho-mqttpp-dev libpaho-mqtt-dev
