@@ -7,9 +7,10 @@ set -euo pipefail
 packages=(
   # toolchain
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
-  # firmware/: cross compilers, Debian sysroots (mmdebstrap) and qemu-user to run the result
+  # firmware/build.sh: cross compilers and qemu-user to run what they build (its sysroots
+  # are made with mmdebstrap, below)
   crossbuild-essential-arm64 crossbuild-essential-armhf gcc-riscv64-linux-gnu g++-riscv64-linux-gnu
-  mmdebstrap qemu-user
+  qemu-user
   # libraries
   libcbor-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
   libpaho-mqttpp-dev libpaho-mqtt-dev
@@ -26,6 +27,12 @@ packages=(
   collectd-core libmosquitto1 zstd
   # scripts/run.sh reads the example topology's nodes and talks to nova-cloud's REST API
   python3-yaml curl
+  # deploy/containers: images built without a container engine (mmdebstrap extracts the
+  # runtime libraries, umoci makes the OCI image, skopeo reads its config back), and the
+  # Kubernetes API's models that deploy/kubernetes/validate.py checks manifests against
+  mmdebstrap umoci skopeo python3-kubernetes
+  # tests/firmware: systemd-analyze verify checks the device bundle's unit
+  systemd
 )
 
 missing=()

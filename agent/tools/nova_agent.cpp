@@ -1,6 +1,7 @@
 // nova-agent: NovaCron's offline-first edge agent.
 //
-// Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 runtime failure (outbox, metrics or
+// Exit codes: 0 clean shutdown (SIGTERM/SIGINT, or an update staged for the launcher
+// to start: docs/agent.md, Updates), 1 runtime failure (outbox, metrics or
 // task store cannot be opened), 2 usage or configuration error (tasks.user included).
 // Signals: SIGTERM/SIGINT store the open batch, publish "offline" and exit; SIGHUP, or
 // any change of the config file, re-reads it and applies what can change at run time
@@ -121,6 +122,7 @@ AgentOptions agent_options(const AgentConfig& c) {
   o.outbox.dir = c.outbox.dir;
   o.outbox.max_bytes = c.outbox.max_bytes;
   o.state_dir = std::filesystem::path(c.outbox.dir).parent_path() / "state";
+  o.update_dir = c.update.dir;
   return o;
 }
 
@@ -370,6 +372,7 @@ int main(int argc, char** argv) {
   }
   const AgentCounters c = agent_ptr->counters();
   log_line("info", "stopped", "samples=" + std::to_string(c.samples) + " batches=" + std::to_string(c.batches) +
-                                  " published=" + std::to_string(c.published) + " acks=" + std::to_string(c.acks));
+                                  " published=" + std::to_string(c.published) + " acks=" + std::to_string(c.acks) +
+                                  (agent_ptr->update_staged() ? " reason=update_staged" : ""));
   return 0;
 }
