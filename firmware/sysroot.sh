@@ -33,7 +33,25 @@ if [[ -f $dir/.done && $(cat "$dir/.done") == "$want" ]]; then
   exit 0
 fi
 
-. "$(dirname "$0")/mirror.sh"
+# mirror_url: the machine's Debian mirror, the first deb URI of its apt sources (deb822
+# or one-line format) that serves the main archive (not the security one).
+mirror_url() {
+  local f url
+  url=$(
+    for f in /etc/apt/sources.list.d/*.sources; do
+      if [[ -f $f ]]; then awk '/^URIs:/ {for (i = 2; i <= NF; i++) print $i}' "$f"; fi
+    done
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+      if [[ -f $f ]]; then awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /:\/\//) {print $i; break}}' "$f"; fi
+    done
+  )
+  url=$(grep -v -- '-security' <<<"$url" | head -n 1)
+  if [[ -z $url ]]; then
+    echo "firmware: no Debian mirror found in the machine's apt sources" >&2
+    return 1
+  fi
+  echo "$url"
+}
 url=$(mirror_url)
 
 rm -rf "$dir"
