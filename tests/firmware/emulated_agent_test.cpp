@@ -40,8 +40,7 @@ void check_emulated_agent(const std::string& arch, const std::string& qemu, cons
   // The launcher runs the bundle's loader under this emulator (firmware/README.md).
   ::setenv("NOVA_AGENT_EMULATOR", qemu.c_str(), 1);
   testing::AgentProcess agent(launcher.string(), dir / "agent.yaml", dir / "agent.log");
-  INFO("agent log:\n" << agent.text());
-  REQUIRE(agent.wait_log("event=connected", 60s));
+  if (!agent.wait_log("event=connected", 60s)) FAIL("no event=connected; the agent's log:\n" << agent.text());
 
   // Birth: decoded on the host, naming the emulated machine.
   const std::optional<schemas::NodeState> birth = consumer.wait_state(node, 30s);
