@@ -33,6 +33,10 @@ packages=(
   mmdebstrap umoci skopeo python3-kubernetes
   # tests/firmware: systemd-analyze verify checks the device bundle's unit
   systemd
+  # packaging/: the Debian packages (debhelper, man pages from --help), their checks
+  # (lintian) and the install test's fresh Debian 12 root (mmdebstrap), booted with its
+  # own systemd (systemd-nspawn)
+  debhelper help2man lintian systemd-container
 )
 
 missing=()

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "nova/common/log.h"
+#include "nova/common/resident_pages.h"
 #include "nova/schemas/codec.h"
 #include "nova/schemas/topic.h"
 #include "durable_file.h"
@@ -240,6 +241,8 @@ void Agent::flush_batch() {
   std::vector<schemas::MetricSample> samples = std::move(open_batch_);
   open_batch_.clear();
   store_batch(samples);
+  // The batch's encoding and compression workspace is free now (AgentOptions::release_memory).
+  if (options_.release_memory) common::release_free_heap_pages();
   update_backlog();
 }
 
@@ -439,6 +442,20 @@ void Agent::on_connected(Clock::time_point now) {
   const auto jitter_ms = options_.drain.jitter.count();
   drain_after_ = now + std::chrono::milliseconds(
                            jitter_ms > 0 ? std::uniform_int_distribution<std::int64_t>(0, jitter_ms)(rng_) : 0);
+  if (options_.release_memory) release_startup_pages();
+}
+
+void Agent::release_startup_pages() {
+  const common::ReleasedPages r = common::release_clean_file_pages();
+  const bool heap = common::release_free_heap_pages();
+  if (!options_.log) return;
+  if (!r.error.empty()) {
+    options_.log("warning", "startup_pages_kept", "error=" + common::logfmt_quote(r.error));
+    return;
+  }
+  options_.log("info", "startup_pages_released",
+               "mappings=" + std::to_string(r.mappings) + " kib=" + std::to_string(r.kib) +
+                   " free_heap_released=" + (heap ? "true" : "false"));
 }
 
 void Agent::on_disconnected(Clock::time_point now, const std::string& reason) {

@@ -124,7 +124,7 @@ bool wait_listening(std::uint16_t port, std::chrono::milliseconds timeout) {
 
 }  // namespace
 
-TEST_CASE("nova-agent connects over TLS with its certificate: its birth and a metrics batch arrive",
+TEST_CASE("nova-agent connects over TLS with its certificate: its birth and a metrics batch arrive, also after it released its start-up pages",
           "[agent][tls][integration]") {
   TlsSite site;
   const auto node = site.ca.issue({kNode, {}, 30});
@@ -138,6 +138,9 @@ TEST_CASE("nova-agent connects over TLS with its certificate: its birth and a me
   REQUIRE(site.broker.wait_for_log("u'operator'", 10s));
   testing::AgentProcess agent(NOVA_AGENT_BIN, site.agent_config(site.ca.cert(), node), site.dir / "agent.log");
   REQUIRE(agent.wait_log("event=connected", 20s));
+  // It releases the pages only start-up used at connect (docs/agent.md, "Memory"), and
+  // its TLS uplink goes on working: the batch below is sent afterwards.
+  REQUIRE(agent.wait_log("event=startup_pages_released", 10s));
   std::string seen;
   const auto deadline = std::chrono::steady_clock::now() + 30s;  // one batch is due after 10 s
   while (seen.find("nova/v1/up/gw-tls/metrics") == std::string::npos && std::chrono::steady_clock::now() < deadline) {
