@@ -2,7 +2,7 @@
 # firmware/build.sh [aarch64] [armhf] [riscv64]: builds nova-agent for each architecture
 # named (all three by default) and packs a self-contained bundle of it:
 #
-#   <out>/nova-agent-<arch>/nova-agent        launcher (POSIX sh): run this on the device
+#   <out>/nova-agent-<arch>/nova-agent        launcher (POSIX sh, nova-agent-portable.in): run this
 #   <out>/nova-agent-<arch>/lib/nova-agent    the agent, stripped; its dependencies linked in
 #   <out>/nova-agent-<arch>/lib/...           the loader, glibc and libcbor it runs with
 #
@@ -61,14 +61,7 @@ bundle() {
     echo "build.sh: $binary names no ld-linux loader" >&2
     return 1
   fi
-  # The loader is run by path, so the device's own loader and libraries are never used;
-  # NOVA_AGENT_EMULATOR (e.g. qemu-aarch64) runs the bundle on another architecture.
-  cat >"$dir/nova-agent" <<LAUNCHER
-#!/bin/sh
-# nova-agent for $arch with the loader and libraries beside it in lib/ (firmware/README.md).
-here=\$(dirname "\$(readlink -f "\$0")")
-exec \${NOVA_AGENT_EMULATOR:+"\$NOVA_AGENT_EMULATOR"} "\$here/lib/$loader" --library-path "\$here/lib" "\$here/lib/nova-agent" "\$@"
-LAUNCHER
+  sed "s|@LOADER@|$loader|" firmware/nova-agent-portable.in >"$dir/nova-agent"
   chmod +x "$dir/nova-agent"
 }
 

@@ -44,6 +44,7 @@ void check_emulated_agent(const std::string& arch, const std::string& qemu, cons
 
   // Birth: decoded on the host, naming the emulated machine.
   const std::optional<schemas::NodeState> birth = consumer.wait_state(node, 30s);
+  INFO("the agent's log when its state arrived:\n" << agent.text());
   REQUIRE(birth);
   CHECK(birth->status == schemas::NodeStatus::online);
   REQUIRE(birth->description);
