@@ -13,6 +13,7 @@
 #include "nova/common/resident_pages.h"
 #include "nova/schemas/codec.h"
 #include "nova/schemas/topic.h"
+#include "nova/schemas/update_alert.h"
 #include "durable_file.h"
 
 namespace nova::agent {
@@ -58,7 +59,7 @@ schemas::Alert update_alert(std::string message, schemas::Timestamp now) {
   schemas::Alert a;
   a.ts = now;
   a.severity = schemas::Severity::warning;
-  a.metric = "update";
+  a.metric = schemas::kUpdateAlertMetric;
   a.message = std::move(message);
   return a;
 }
@@ -633,7 +634,7 @@ void Agent::on_bundle_chunk(std::string_view index, const std::string& payload) 
 }
 
 void Agent::refuse_update(const schemas::UpdateOffer& offer, const std::string& detail) {
-  const std::string message = "update to " + offer.version + " (sha256 " + offer.sha256 + ") refused: " + detail;
+  const std::string message = schemas::update_refused_message(offer.version, offer.sha256, detail);
   update_counters([](AgentCounters& c) { ++c.updates_refused; });
   if (options_.log) options_.log("warning", "update_refused", "detail=" + logfmt_quoted(message));
   schemas::Alert a = update_alert(message, wall_ms());
@@ -643,7 +644,7 @@ void Agent::refuse_update(const schemas::UpdateOffer& offer, const std::string& 
 
 void Agent::report_rollbacks() {
   for (const Updater::Rollback& r : updater_.unreported_rollbacks()) {
-    const std::string message = "update to sha256 " + r.sha256 + " rolled back by the launcher: " + r.reason;
+    const std::string message = schemas::update_rolled_back_message(r.sha256, r.reason);
     if (options_.log) options_.log("warning", "update_rolled_back", "detail=" + logfmt_quoted(message));
     schemas::Alert a = update_alert(message, wall_ms());
     if (!append_record("alerts", Priority::alerts, a)) continue;  // stays unreported: tried again next start

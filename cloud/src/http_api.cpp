@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "dashboard.h"
+#include "nova/cloud/rollouts.h"
 #include "nova/cloud/workloads.h"
 #include "nova/schemas/codec.h"
 #include "nova/security/audit_log.h"
@@ -172,6 +173,12 @@ std::string prometheus_text(const CloudService& service) {
   metric("nova_cloud_workloads_failed_total", "counter", "Workload runs that ended failed.", w.failed);
   metric("nova_cloud_last_failover_recovery_ms", "gauge", "Loss seen to replacement run started, last failover.",
          w.last_failover_recovery_ms);
+  const RolloutCounters r = const_cast<CloudService&>(service).rollouts().counters();
+  metric("nova_cloud_rollouts_started_total", "counter", "Rollouts started through the API.", r.started);
+  metric("nova_cloud_rollouts_succeeded_total", "counter", "Rollouts whose every wave reported the version.", r.succeeded);
+  metric("nova_cloud_rollouts_halted_total", "counter", "Rollouts halted by a rollback, a refusal or a missed deadline.", r.halted);
+  metric("nova_cloud_update_offers_total", "counter", "Signed update offers published.", r.offers);
+  metric("nova_cloud_bundle_chunks_published_total", "counter", "Bundle chunks published (retained).", r.chunks);
   return out.str();
 }
 
@@ -183,13 +190,15 @@ std::optional<std::uint64_t> uint_param(const httplib::Request& req, const char*
 }
 
 
+std::string too_large(std::size_t limit) { return "body: larger than " + std::to_string(limit) + " bytes"; }
+
 // Fills the body of an error the router or httplib itself produced (no route, a body
 // over the limit, a malformed request), so every error reply is {"error": "..."}.
 void error_handler(const httplib::Request&, httplib::Response& res, std::size_t max_body_bytes) {
   if (!res.body.empty()) return;
   switch (res.status) {
     case 404: return error(res, 404, "no such resource");
-    case 413: return error(res, 413, "body: larger than " + std::to_string(max_body_bytes) + " bytes");
+    case 413: return error(res, 413, too_large(max_body_bytes));
     default: return error(res, res.status, "request failed (HTTP " + std::to_string(res.status) + ")");
   }
 }
@@ -217,7 +226,7 @@ Role needed_role(Access access) {
 struct Refusals {
   static constexpr const char* kReasons[] = {"missing_host", "bad_host",  "missing_token", "bad_token",
                                              "bad_origin",   "role",      "content_type",  "scope",
-                                             "audit_failed"};
+                                             "audit_failed", "body_too_large", "bad_request", "unknown_target"};
   void count(const std::string& reason) {
     std::lock_guard lock(mutex);
     ++by_reason[reason];
@@ -235,6 +244,13 @@ struct Refusals {
 
 using Handler = std::function<void(const httplib::Request&, httplib::Response&, const Caller&)>;
 
+// What a route takes as its body: JSON up to http's max_body_bytes (max 0), unless
+// it says otherwise.
+struct Body {
+  std::string content_type = "application/json";
+  std::size_t max = 0;
+};
+
 // The routes' registry. Named `s` where routes are added, as a server would be:
 // tests/cloud/openapi_check.py reads the s.Get/s.Post/s.Delete calls.
 struct Router {
@@ -245,14 +261,24 @@ struct Router {
     std::regex regex;
     Access access;
     Handler handler;
+    Body body;
   };
-  void Get(const std::string& pattern, Access a, Handler h) { add("GET", pattern, a, std::move(h)); }
-  void Post(const std::string& pattern, Access a, Handler h) { add("POST", pattern, a, std::move(h)); }
-  void Delete(const std::string& pattern, Access a, Handler h) { add("DELETE", pattern, a, std::move(h)); }
-  void add(const char* method, const std::string& pattern, Access a, Handler h) {
+  void Get(const std::string& pattern, Access a, Handler h) { add("GET", pattern, a, std::move(h), {}); }
+  void Post(const std::string& pattern, Access a, Handler h, Body body = {}) {
+    add("POST", pattern, a, std::move(h), std::move(body));
+  }
+  void Delete(const std::string& pattern, Access a, Handler h) { add("DELETE", pattern, a, std::move(h), {}); }
+  void add(const char* method, const std::string& pattern, Access a, Handler h, Body body) {
     static const std::regex capture(R"(\(\[\^/\]\+\))");  // ([^/]+)
     routes.push_back({method, pattern, method + std::string(" ") + std::regex_replace(pattern, capture, "{id}"),
-                      std::regex(pattern), a, std::move(h)});
+                      std::regex(pattern), a, std::move(h), std::move(body)});
+  }
+  // The route `req` goes to (method and whole path), or null.
+  const Route* find(const httplib::Request& req, std::smatch& matches) const {
+    for (const Route& route : routes) {
+      if (route.method == req.method && std::regex_match(req.path, matches, route.regex)) return &route;
+    }
+    return nullptr;
   }
   std::vector<Route> routes;
 };
@@ -317,6 +343,11 @@ DashboardParts split_dashboard(std::string html) {
 
 bool node_in_scope(const NodeView& n, const std::string& scope) {
   return scope.empty() || (n.description && in_scope(scope, n.description->site));
+}
+
+// A scoped token sees a rollout when every node of it is in its scope.
+bool rollout_in_scope(const Rollout& r, const std::string& scope) {
+  return std::all_of(r.nodes.begin(), r.nodes.end(), [&](const RolloutNode& n) { return in_scope(scope, n.site); });
 }
 
 void add_routes(Router& s, CloudService& service, const HttpOptions& options, std::shared_ptr<Refusals> refusals) {
@@ -487,9 +518,74 @@ void add_routes(Router& s, CloudService& service, const HttpOptions& options, st
     }
     reply(res, 200, {{"workload_id", spec->workload_id}, {"recommendations", out}});
   });
+  // Rollouts replace the agent on every node they reach: the most powerful write, admin.
+  s.Get("/api/v1/rollouts", Access::view, [svc](const httplib::Request&, httplib::Response& res, const Caller& caller) {
+    json out = json::array();
+    for (const Rollout& r : svc->rollouts().list()) {
+      if (rollout_in_scope(r, caller.scope)) out.push_back(json::parse(rollout_json(r)));
+    }
+    reply(res, 200, out);
+  });
+  s.Get(R"(/api/v1/rollouts/([^/]+))", Access::view, [svc](const httplib::Request& req, httplib::Response& res, const Caller& caller) {
+    auto r = svc->rollouts().get(req.matches[1]);
+    if (!r || !rollout_in_scope(*r, caller.scope)) return error(res, 404, "rollout '" + std::string(req.matches[1]) + "' is not known");
+    reply(res, 200, json::parse(rollout_json(*r)));
+  });
+  s.Post("/api/v1/rollouts", Access::administer, [svc, refusals](const httplib::Request& req, httplib::Response& res,
+                                                                   const Caller& caller) {
+    const auto bad = [&](const char* reason, int status, const std::string& message) {
+      refusals->count(reason);
+      error(res, status, message);
+    };
+    const std::string version = req.get_param_value("version");
+    if (version.empty() || version.size() > 256) return bad("bad_request", 400, "version: expected 1..256 bytes, what the new agent's birth reports");
+    std::vector<std::string> kinds;
+    for (const char* kind : {"node", "site", "subtree"}) {
+      if (req.has_param(kind)) kinds.push_back(kind);
+    }
+    if (kinds.size() != 1) return bad("bad_request", 400, "target: give exactly one of node, site or subtree");
+    const std::string& kind = kinds.front();
+    const std::string value = req.get_param_value(kind.c_str());
+    std::size_t wave_size = 1;
+    if (req.has_param("wave_size")) {
+      const auto v = uint_param(req, "wave_size");
+      if (!v || *v < 1 || *v > 10000) return bad("bad_request", 400, "wave_size: expected an integer 1..10000");
+      wave_size = *v;
+    }
+    std::uint64_t deadline_s = 600;
+    if (req.has_param("deadline_s")) {
+      const auto v = uint_param(req, "deadline_s");
+      if (!v || *v < 1 || *v > 604800) return bad("bad_request", 400, "deadline_s: expected an integer 1..604800");
+      deadline_s = *v;
+    }
+    if (auto problem = bundle_problem(req.body)) return bad("bad_request", 400, *problem);
+    if (kind != "node" && !in_scope(caller.scope, value)) {
+      return bad("scope", 403, kind + ": '" + value + "' is outside the token's scope '" + caller.scope + "'");
+    }
+    std::vector<TargetNode> known;
+    for (const NodeView& n : svc->nodes()) {
+      if (n.description) known.push_back({n.id, n.description->site, n.description->version});
+    }
+    auto nodes = resolve_target(kind, value, known, caller.scope);
+    if (!nodes) {
+      const bool malformed = nodes.error().reason.find("is not a valid") != std::string::npos;
+      return bad(malformed ? "bad_request" : "unknown_target", malformed ? 400 : 404, nodes.error().message());
+    }
+    Rollouts::Request request{version, kind + ":" + value, std::move(nodes).value(), wave_size,
+                              std::chrono::seconds(deadline_s), caller.name};
+    auto rollout = svc->rollouts().start(std::move(request), req.body, now_ms());
+    if (!rollout) return error(res, 503, rollout.error().message());
+    // As a submission: answered once the broker holds the chunks and the first offers, so
+    // a nova-cloud killed right after the 201 resumes a rollout its nodes already have.
+    if (!svc->wait_delivered(std::chrono::seconds(30)) && svc->options().log) {
+      svc->options().log("warning", "rollout_unconfirmed", "rollout=" + rollout->id + " detail=\"the broker did not acknowledge within 30 s\"");
+    }
+    res.set_header("Location", "/api/v1/rollouts/" + rollout->id);
+    reply(res, 201, json::parse(rollout_json(*rollout)));
+  }, Body{"application/octet-stream", kMaxBundleBytes});
   s.Get("/metrics", options.protect_metrics ? Access::view : Access::open, [svc, refusals](const httplib::Request&, httplib::Response& res, const Caller&) {
     std::string text = prometheus_text(*svc);
-    text += "# HELP nova_cloud_http_refused_total REST requests refused before their handler ran, by reason.\n"
+    text += "# HELP nova_cloud_http_refused_total REST requests refused, by reason.\n"
             "# TYPE nova_cloud_http_refused_total counter\n";
     for (const auto& [reason, n] : refusals->snapshot()) {
       text += "nova_cloud_http_refused_total{reason=\"" + reason + "\"} " + std::to_string(n) + "\n";
@@ -525,6 +621,44 @@ struct HttpRoutes::Table {
   HttpOptions options;
   std::shared_ptr<Refusals> refusals = std::make_shared<Refusals>();
 
+  std::size_t body_limit(const Router::Route& route) const {
+    return route.body.max != 0 ? route.body.max : options.max_body_bytes;
+  }
+  // The largest body any route takes: what httplib may read at all.
+  std::size_t largest_body() const {
+    std::size_t largest = options.max_body_bytes;
+    for (const auto& route : router.routes) largest = std::max(largest, body_limit(route));
+    return largest;
+  }
+  // The token of "Authorization: Bearer <token>", if the header has that form.
+  static std::optional<std::string> bearer_token(const httplib::Request& req) {
+    const std::string authorization = req.get_header_value("Authorization");
+    static constexpr std::string_view kBearer = "Bearer ";
+    if (authorization.size() <= kBearer.size() || authorization.compare(0, kBearer.size(), kBearer) != 0) {
+      return std::nullopt;
+    }
+    return authorization.substr(kBearer.size());
+  }
+  // Whether the body of `req`, declared `length` bytes, is refused before it is read: a
+  // length over every route's limit always (httplib would only read and discard it), one
+  // over its route's limit only from a caller without a valid token, who may not make
+  // the server hold up to the largest limit in memory. A token holder's body is read and
+  // refused by the guard: a client that does not expect an answer before it sent its
+  // whole body (httplib's own: SIGPIPE) keeps getting its 413.
+  bool refuse_unread(const httplib::Request& req, std::uint64_t length) const {
+    if (length <= body_limit(req)) return false;
+    if (length > largest_body()) return true;
+    if (options.insecure_no_auth) return false;
+    const std::optional<std::string> bearer = bearer_token(req);
+    return !bearer || !options.tokens || !options.tokens->find(*bearer);
+  }
+  // The limit of the route `req` goes to (the JSON one when none does).
+  std::size_t body_limit(const httplib::Request& req) const {
+    std::smatch matches;
+    const Router::Route* route = router.find(req, matches);
+    return route != nullptr ? body_limit(*route) : options.max_body_bytes;
+  }
+
   // Runs the route, then records a write in the audit log before the reply goes out.
   void serve(const Router::Route& route, const httplib::Request& req, httplib::Response& res) const {
     Caller caller;
@@ -556,14 +690,12 @@ struct HttpRoutes::Table {
     if (options.insecure_no_auth) {
       caller.role = Role::admin;
     } else if (route.access != Access::open) {
-      const std::string authorization = req.get_header_value("Authorization");
-      static constexpr std::string_view kBearer = "Bearer ";
-      if (authorization.size() <= kBearer.size() || authorization.compare(0, kBearer.size(), kBearer) != 0) {
+      const std::optional<std::string> bearer = bearer_token(req);
+      if (!bearer) {
         res.set_header("WWW-Authenticate", "Bearer realm=\"nova-cloud\"");
         return refuse("missing_token", 401, "Authorization: expected \"Bearer <token>\"");
       }
-      auto token = options.tokens ? options.tokens->find(std::string_view(authorization).substr(kBearer.size()))
-                                  : std::nullopt;
+      auto token = options.tokens ? options.tokens->find(*bearer) : std::nullopt;
       if (!token) {
         res.set_header("WWW-Authenticate", "Bearer realm=\"nova-cloud\", error=\"invalid_token\"");
         return refuse("bad_token", 401, "Authorization: the token is not in auth.tokens_file");
@@ -581,13 +713,18 @@ struct HttpRoutes::Table {
                                      std::string(role) + "; " + route.label + " needs " +
                                      std::string(to_string(needed_role(route.access))));
     }
-    // A form or fetch() without preflight can send text/plain, never application/json.
+    // A form or fetch() without preflight can send text/plain, never application/json
+    // or application/octet-stream.
     if (req.method == "POST") {
       const std::string type = lower(req.get_header_value("Content-Type"));
-      if (type != "application/json" && type.rfind("application/json;", 0) != 0) {
-        return refuse("content_type", 415, "Content-Type: expected application/json, got '" + type + "'");
+      const std::string& want = route.body.content_type;
+      if (type != want && type.rfind(want + ";", 0) != 0) {
+        return refuse("content_type", 415, "Content-Type: expected " + want + ", got '" + type + "'");
       }
     }
+    // The server refuses a declared length over the route's limit before reading the body
+    // (install()); this catches a chunked one.
+    if (req.body.size() > body_limit(route)) return refuse("body_too_large", 413, too_large(body_limit(route)));
     route.handler(req, res, caller);
   }
 };
@@ -605,16 +742,13 @@ HttpRoutes::HttpRoutes(CloudService& service, const HttpOptions& options) : tabl
 HttpRoutes::~HttpRoutes() = default;
 
 void HttpRoutes::handle(httplib::Request& req, httplib::Response& res) const {
-  bool routed = false;
-  for (const auto& route : table_->router.routes) {
-    if (route.method != req.method || !std::regex_match(req.path, req.matches, route.regex)) continue;
-    table_->serve(route, req, res);
-    routed = true;
-    break;
+  if (const Router::Route* route = table_->router.find(req, req.matches)) {
+    table_->serve(*route, req, res);
+  } else {
+    res.status = 404;
   }
-  if (!routed) res.status = 404;
   if (res.status == -1) res.status = 200;  // as httplib: a handler that set no status
-  if (res.status >= 400) error_handler(req, res, table_->options.max_body_bytes);
+  if (res.status >= 400) error_handler(req, res, table_->body_limit(req));
 }
 
 void HttpRoutes::install(httplib::Server& server) const {
@@ -626,8 +760,21 @@ void HttpRoutes::install(httplib::Server& server) const {
     if (route.method == "POST") server.Post(route.pattern, h);
     if (route.method == "DELETE") server.Delete(route.pattern, h);
   }
-  server.set_error_handler([max = table_->options.max_body_bytes](const httplib::Request& req, httplib::Response& res) {
-    error_handler(req, res, max);
+  server.set_error_handler([table = table_.get()](const httplib::Request& req, httplib::Response& res) {
+    error_handler(req, res, table->body_limit(req));
+  });
+  server.set_payload_max_length(table_->largest_body());
+  // Runs before httplib reads a body (Table::refuse_unread says which are refused so).
+  server.set_pre_routing_handler([table = table_.get()](const httplib::Request& req, httplib::Response& res) {
+    if (!req.has_header("Content-Length") ||
+        !table->refuse_unread(req, req.get_header_value<std::uint64_t>("Content-Length"))) {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    set_security_headers(res);
+    table->refusals->count("body_too_large");
+    error(res, 413, too_large(table->body_limit(req)));
+    res.set_header("Connection", "close");  // the body was not read
+    return httplib::Server::HandlerResponse::Handled;
   });
   server.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
     error(res, 500, "internal error");
@@ -638,7 +785,6 @@ schemas::Result<std::unique_ptr<HttpApi>> HttpApi::start(CloudService& service, 
   std::unique_ptr<HttpApi> api(new HttpApi());
   api->server_ = std::make_unique<httplib::Server>();
   httplib::Server& server = *api->server_;
-  server.set_payload_max_length(options.max_body_bytes);
   // Bound first: the default allowed Host values hold the port really bound.
   if (options.port == 0) {
     const int port = server.bind_to_any_port(options.listen);

@@ -8,6 +8,7 @@
 #include <thread>
 #include <variant>
 
+#include "nova/cloud/rollouts.h"
 #include "nova/cloud/workloads.h"
 #include "nova/schemas/codec.h"
 #include "nova/schemas/topic.h"
@@ -30,6 +31,7 @@ Timestamp now_ms() {
 // Shared between instances when a group is set; results go to every instance, since each
 // keeps the workloads' state.
 constexpr const char* kSharedKinds[] = {"metrics", "decision", "alert"};
+constexpr const char* kRolloutRecordKind = "rollout";  // store key c/rollout/<id>
 // Workloads, placements, clusters, presence: its SUBACK starts the republish countdown.
 constexpr const char* kCloudFilter = "nova/v1/cloud/#";
 
@@ -76,6 +78,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
       counters_.connected = true;
       watch_.reset(filters, now_ms());
       republish_at_.reset();
+      births_settled_ = false;
       connect_backoff_ = kFirstConnectRetry;
       first_attempt_done_ = true;
     }
@@ -90,6 +93,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
     {
       std::lock_guard lock(mutex_);
       counters_.connected = false;
+      births_settled_ = false;
     }
     log("warning", "connection_lost", "cause=\"" + cause + "\"");
   }
@@ -241,6 +245,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
       if (republish_at_ && now >= *republish_at_ && counters_.connected) {
         republish_at_.reset();
         republish = true;
+        births_settled_ = true;
       }
       if (connect_retry_at_ && now >= *connect_retry_at_ && !stopping_) {
         connect_retry_at_.reset();
@@ -331,6 +336,12 @@ class CloudService::Impl final : public virtual mqtt::callback {
     }
     after_liveness(changes);
     owner_.workloads_->tick(now);
+    bool settled = false;
+    {
+      std::lock_guard lock(mutex_);
+      settled = births_settled_ && counters_.connected;
+    }
+    owner_.rollouts_->tick(now, settled);
     if (next_sweep_ == 0) next_sweep_ = now + static_cast<Timestamp>(owner_.options_.sweep_interval.count());
     if (now >= next_sweep_) {
       const std::uint64_t deleted = owner_.store_->sweep(now);
@@ -357,6 +368,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
     const Timestamp now = now_ms();
     std::vector<IngestRecord> records;
     std::vector<std::string> record_topics;  // records[i] arrived on record_topics[i]
+    std::vector<const Alert*> record_alerts;  // records[i]'s alert, or null
     std::deque<Decoded> decoded;  // stable addresses
     std::vector<LivenessChange> changes;
     std::vector<std::string> peer_acks;
@@ -409,6 +421,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
             c = topology_.apply_state(*st, now);
           }
           if (st->status == NodeStatus::online) births_.insert(node);
+          owner_.rollouts_->on_state(*st, now);
           changes.insert(changes.end(), c.begin(), c.end());
           continue;
         }
@@ -458,6 +471,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
           if (!x) { error = x.error(); break; }
           r.kind = IngestRecord::Kind::alert;
           r.position = x->position;
+          d.value.emplace<Alert>(std::move(x).value());
           break;
         }
         default: continue;
@@ -480,6 +494,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
       }
       records.push_back(std::move(r));
       record_topics.push_back(in.topic);
+      record_alerts.push_back(std::get_if<Alert>(&d.value));
     }
     {
       std::lock_guard lock(mutex_);
@@ -504,6 +519,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
           ack_nodes.insert(records[i].position.node);
           if (admitted.value()[i].duplicate) continue;
           if (records[i].result != nullptr) owner_.workloads_->on_result(*records[i].result, now);
+          if (record_alerts[i] != nullptr) owner_.rollouts_->on_alert(records[i].position.node, *record_alerts[i], now);
           if (records[i].batch != nullptr && !records[i].batch->samples.empty()) {
             owner_.workloads_->on_metrics(records[i].position.node, records[i].batch->samples.back());
           }
@@ -613,6 +629,9 @@ class CloudService::Impl final : public virtual mqtt::callback {
   SubscriptionWatch watch_;
   std::set<std::string> fallen_back_;      // shared filters replaced by plain ones
   std::optional<Timestamp> republish_at_;  // after a connect: publish owned records again
+  // The retained births had their second to arrive since the last connect (set with the
+  // republish): rollout deadlines are enforced only then.
+  bool births_settled_ = false;
   SubscribeListener listener_;
   CloudService::PublishSink sink_;         // detached: where publishes go
   mqtt::connect_options connect_options_;  // set once in start(), before the first connect
@@ -637,15 +656,17 @@ Result<std::unique_ptr<CloudService>> CloudService::prepare(CloudOptions options
   s->store_ = std::move(store).value();
   s->impl_ = std::make_unique<Impl>(*s);
   CloudService* raw = s.get();
+  // A publish that carries a decision (a task, a record, an update offer), audited.
+  const auto audited_publish = [raw](const std::string& topic, const std::vector<std::uint8_t>& payload, bool retained) {
+    const bool sent = raw->publish(topic, payload, retained);
+    if (raw->options_.audit) {
+      auto st = raw->options_.audit->append({raw->options_.client_id, "publish", topic, sent ? "sent" : "not sent"});
+      if (!st && raw->options_.log) raw->options_.log("error", "audit_failed", "error=\"" + st.error().message() + "\"");
+    }
+    return sent;
+  };
   s->workloads_ = std::make_unique<Workloads>(
-      [raw](const std::string& topic, const std::vector<std::uint8_t>& payload, bool retained) {
-        const bool sent = raw->publish(topic, payload, retained);
-        if (raw->options_.audit) {
-          auto st = raw->options_.audit->append({raw->options_.client_id, "publish", topic, sent ? "sent" : "not sent"});
-          if (!st && raw->options_.log) raw->options_.log("error", "audit_failed", "error=\"" + st.error().message() + "\"");
-        }
-        return sent;
-      },
+      audited_publish,
       [raw] { return raw->impl_->snapshot(); }, s->options_.log, s->options_.client_id,
       !s->options_.shared_group.empty());
   s->workloads_->set_delivery_wait([raw](std::chrono::milliseconds timeout) { return raw->impl_->wait_delivered(timeout); });
@@ -662,6 +683,25 @@ Result<std::unique_ptr<CloudService>> CloudService::prepare(CloudOptions options
     for (const CloudRecord& r : kept) {
       if (r.kind == topics::to_string(kind)) s->workloads_->restore(kind, r.id, r.payload);
     }
+  }
+  // Rollouts: the offers are decisions (audited); the bundle's chunks are its bytes.
+  s->rollouts_ = std::make_unique<Rollouts>(Rollouts::Hooks{
+      [raw, audited_publish](const std::string& topic, const std::vector<std::uint8_t>& payload, bool retained) {
+        return topic.rfind("nova/v1/down/", 0) == 0 ? audited_publish(topic, payload, retained)
+                                                    : raw->publish(topic, payload, retained);
+      },
+      [raw](const std::string& id, const std::string& json) {
+        return raw->store_->put_cloud_record(kRolloutRecordKind, id, json, true);
+      },
+      s->options_.log});
+  for (const CloudRecord& r : kept) {
+    if (r.kind != kRolloutRecordKind) continue;
+    auto rollout = rollout_from_json(r.payload);
+    if (!rollout) {
+      s->impl_->log("error", "rollout_unreadable", "id=" + r.id + " error=\"" + rollout.error().message() + "\"");
+      continue;
+    }
+    s->rollouts_->restore(std::move(rollout).value());
   }
   // A run that ended before the restart stays ended: its result is in this store.
   for (const WorkloadState& w : s->workloads_->list()) {
@@ -735,6 +775,8 @@ Result<std::unique_ptr<CloudService>> CloudService::start(CloudOptions options) 
 }
 
 CloudService::~CloudService() { stop(); }
+
+bool CloudService::wait_delivered(std::chrono::milliseconds timeout) const { return impl_->wait_delivered(timeout); }
 
 void CloudService::stop() {
   if (!impl_) return;

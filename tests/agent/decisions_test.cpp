@@ -111,7 +111,7 @@ TEST_CASE("a threshold condition ends 5% below its level, with an info alert", "
   CHECK(run(e, s).size() == 1);
 }
 
-TEST_CASE("a level of 0 is off; temp is judged only when the sample has it", "[agent][decisions]") {
+TEST_CASE("a level of 0 is off, temp is judged only when the sample has it", "[agent][decisions]") {
   DecisionOptions o = thresholds_only();
   o.cpu = {0, 0};
   DecisionEngine e(o);
@@ -194,7 +194,7 @@ TEST_CASE("the z-score detector fires on a spike after min_samples, not before",
   CHECK(run(fresh, s).size() == 1);
 }
 
-TEST_CASE("a zscore model replaces the parameters; an unknown kind is refused", "[agent][decisions]") {
+TEST_CASE("a zscore model replaces the parameters, an unknown kind is refused", "[agent][decisions]") {
   DecisionOptions o;
   o.cpu = o.mem = o.disk = o.temp = {0, 0};
   o.zscore = {4, 60, 600};

@@ -78,8 +78,9 @@ class CloudProcess {
 
   // Requests with the admin token.
   httplib::Result get(const std::string& path) const { return client().Get(path.c_str()); }
-  httplib::Result post(const std::string& path, const std::string& body) const {
-    return client().Post(path.c_str(), body, "application/json");
+  httplib::Result post(const std::string& path, const std::string& body,
+                       const std::string& content_type = "application/json") const {
+    return client().Post(path.c_str(), body, content_type.c_str());
   }
   nlohmann::json get_json(const std::string& path) const {
     auto r = get(path);

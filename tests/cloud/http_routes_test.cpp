@@ -21,7 +21,7 @@ namespace {
 
 // Tokens of every role, in the tokens file the Detached routes load.
 struct Tokens {
-  std::string admin, viewer, operator_eu;
+  std::string admin, viewer, operator_eu, admin_eu;
 };
 
 struct Detached {
@@ -41,9 +41,11 @@ struct Detached {
     auto admin = cloud::create_token("root-admin", cloud::Role::admin, "");
     auto viewer = cloud::create_token("watcher", cloud::Role::viewer, "");
     auto op = cloud::create_token("ops-eu", cloud::Role::operator_, "cloud/eu");
-    REQUIRE((admin.ok() && viewer.ok() && op.ok()));
-    tokens = {admin->token, viewer->token, op->token};
-    std::ofstream(dir / "tokens") << "# test tokens\n" << admin->line << '\n' << viewer->line << '\n' << op->line << '\n';
+    auto admin_eu = cloud::create_token("admin-eu", cloud::Role::admin, "cloud/eu");
+    REQUIRE((admin.ok() && viewer.ok() && op.ok() && admin_eu.ok()));
+    tokens = {admin->token, viewer->token, op->token, admin_eu->token};
+    std::ofstream(dir / "tokens") << "# test tokens\n" << admin->line << '\n' << viewer->line << '\n' << op->line << '\n'
+                                  << admin_eu->line << '\n';
     auto store = cloud::TokenStore::load(dir / "tokens");
     REQUIRE(store.ok());
     http.tokens = store.value();
@@ -60,7 +62,9 @@ struct Detached {
                          const std::string& body = "", httplib::Headers headers = {{"Host", "127.0.0.1:8080"}}) {
     httplib::Request req;
     req.method = method;
-    req.path = path;
+    req.path = path.substr(0, path.find('?'));
+    // As httplib does: the query goes to params.
+    if (path.find('?') != std::string::npos) httplib::detail::parse_query_text(path.substr(path.find('?') + 1), req.params);
     req.headers = std::move(headers);
     if (!token.empty()) req.headers.emplace("Authorization", "Bearer " + token);
     if (!body.empty() && !req.has_header("Content-Type")) req.headers.emplace("Content-Type", "application/json");
@@ -170,8 +174,9 @@ TEST_CASE("roles: a viewer reads, an operator places, only an admin federates", 
   CHECK(metrics.find("nova_cloud_http_refused_total{reason=\"role\"} 3\n") != std::string::npos);
 }
 
-TEST_CASE("scope: an operator scoped to cloud/eu cannot place outside it nor see it", "[cloud][http][auth]") {
-  Detached d("scope");
+namespace {
+// Births of eu-1 at cloud/eu/par and us-1 at cloud/us/nyc.
+void two_regions(Detached& d) {
   using namespace nova::schemas;
   for (const auto& [node, site] : {std::pair{"eu-1", "cloud/eu/par"}, std::pair{"us-1", "cloud/us/nyc"}}) {
     NodeState st;
@@ -182,6 +187,12 @@ TEST_CASE("scope: an operator scoped to cloud/eu cannot place outside it nor see
     const auto bytes = encode_cbor(st);
     d.service->deliver(std::string("nova/v1/up/") + node + "/state", std::string(bytes.begin(), bytes.end()), true);
   }
+}
+}  // namespace
+
+TEST_CASE("scope: an operator scoped to cloud/eu cannot place outside it nor see it", "[cloud][http][auth]") {
+  Detached d("scope");
+  two_regions(d);
   const std::string admin = d.tokens.admin, eu = d.tokens.operator_eu;
   REQUIRE(d.call("POST", "/api/v1/clusters", admin, R"({"v":1,"cluster_id":"c-eu","name":"eu","role":"secondary","root_site":"cloud/eu"})").status == 201);
   REQUIRE(d.call("POST", "/api/v1/clusters", admin, R"({"v":1,"cluster_id":"c-us","name":"us","role":"secondary","root_site":"cloud/us"})").status == 201);
@@ -250,4 +261,37 @@ TEST_CASE("tokens file: errors name the line and the field", "[cloud][auth]") {
   CHECK(cloud::in_scope("cloud/eu", "cloud/eu"));
   CHECK_FALSE(cloud::in_scope("cloud/eu", "cloud/europe"));
   CHECK_FALSE(cloud::in_scope("cloud/eu", "cloud/us/eu"));
+}
+
+TEST_CASE("rollouts: admin only, a scoped admin reaches and sees only its subtree", "[cloud][http][auth][rollouts]") {
+  Detached d("rollout-scope");
+  two_regions(d);
+  const httplib::Headers bundle = {{"Host", "127.0.0.1:8080"}, {"Content-Type", "application/octet-stream"}};
+  const std::string script = "#!/bin/sh\nexit 0\n";
+  const auto post = [&](const std::string& token, const std::string& query) {
+    return d.call("POST", "/api/v1/rollouts?" + query, token, script, bundle);
+  };
+  auto res = post(d.tokens.operator_eu, "version=2&subtree=cloud/eu");
+  CHECK(res.status == 403);
+  CHECK(d.error_of(res) == "role: 'ops-eu' is an operator; POST /api/v1/rollouts needs admin");
+  res = post(d.tokens.admin_eu, "version=2&subtree=cloud/us");
+  CHECK(res.status == 403);
+  CHECK(d.error_of(res) == "subtree: 'cloud/us' is outside the token's scope 'cloud/eu'");
+  res = post(d.tokens.admin_eu, "version=2&node=us-1");
+  CHECK(res.status == 404);
+  CHECK(d.error_of(res) == "node: 'us-1' names no node known here within the token's scope 'cloud/eu'");
+  res = post(d.tokens.admin_eu, "version=2&subtree=cloud/eu");
+  REQUIRE(res.status == 201);
+  const json eu = json::parse(res.body);
+  REQUIRE(eu["nodes"].size() == 1);
+  CHECK(eu["nodes"][0]["node"] == "eu-1");
+  CHECK(eu["created_by"] == "admin-eu");
+  // The unscoped admin's rollout reaches us-1 too: hidden from the scoped admin.
+  res = post(d.tokens.admin, "version=3&subtree=cloud");
+  REQUIRE(res.status == 201);
+  const std::string everywhere = json::parse(res.body)["id"];
+  CHECK(json::parse(d.call("GET", "/api/v1/rollouts", d.tokens.admin_eu).body).size() == 1);
+  CHECK(json::parse(d.call("GET", "/api/v1/rollouts", d.tokens.viewer).body).size() == 2);
+  CHECK(d.call("GET", "/api/v1/rollouts/" + everywhere, d.tokens.admin_eu).status == 404);
+  CHECK(d.call("GET", "/api/v1/rollouts/" + everywhere, d.tokens.viewer).status == 200);
 }

@@ -22,7 +22,7 @@ TEST_CASE("probe topics are concrete topics the filter matches", "[cloud][subscr
   CHECK_FALSE(SubscriptionWatch::unshared("nova/v1/up/+/alert"));
 }
 
-TEST_CASE("a filter delivers once its probe comes back; a peer's probe is not ours", "[cloud][subscriptions]") {
+TEST_CASE("a filter delivers once its probe comes back, a peer's probe is not ours", "[cloud][subscriptions]") {
   SubscriptionWatch w("cloud-a");
   w.reset({"nova/v1/up/+/state"}, 0);
   CHECK(w.not_delivering().size() == 1);

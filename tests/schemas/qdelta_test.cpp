@@ -202,7 +202,7 @@ TEST_CASE("qdelta is much smaller than zstd for agent samples", "[codec][qdelta]
   CHECK(q * 2 < z);
 }
 
-TEST_CASE("hand-made qdelta columns decode; malformed ones are refused naming the cell", "[codec][qdelta][reject]") {
+TEST_CASE("hand-made qdelta columns decode, malformed ones are refused naming the cell", "[codec][qdelta][reject]") {
   auto ok = decode_cbor<MetricsBatch>(qdelta_with(good_columns(), 3));
   INFO((ok ? "" : ok.error().message()));
   REQUIRE(ok.ok());

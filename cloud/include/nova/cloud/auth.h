@@ -10,7 +10,7 @@
 // Roles, each including the ones before it:
 //   viewer    GET of every API route
 //   operator  + workloads (submit, delete) and placements (edge/optimize)
-//   admin     + cluster and federation writes
+//   admin     + cluster and federation writes, agent rollouts
 // Scope: a site path ("cloud/eu"); the token sees only nodes, placements and workloads
 // at or below it, and may submit only workloads confined to clusters at or below it.
 // Errors name the line and the field: "line 3: role: expected viewer, operator or admin".

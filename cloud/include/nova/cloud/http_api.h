@@ -16,6 +16,8 @@
 //   GET    /api/v1/clusters               POST: register a ClusterRecord
 //   DELETE /api/v1/clusters/{id}
 //   POST   /api/v1/edge/optimize          ranked recommendations, nothing committed
+//   GET    /api/v1/rollouts               POST: a new agent (the body) to a target in waves
+//   GET    /api/v1/rollouts/{id}          a rollout with each node's phase (rollouts.h)
 //   GET    /metrics                       Prometheus text format 0.0.4
 //   GET    /                              the dashboard
 //
@@ -25,8 +27,12 @@
 //                                                  else 401 + WWW-Authenticate: Bearer
 //   on a write: Origin, when present, in allowed_origins              else 403
 //   the token's role allows the route (viewer GET, operator workloads and placements,
-//   admin clusters)                                                   else 403
+//   admin clusters and rollouts)                                      else 403
 //   on a POST: Content-Type application/json (kills text/plain CSRF)  else 415
+//     (application/octet-stream for a rollout's bundle)
+//   the body within the route's limit (max_body_bytes; kMaxBundleBytes for a
+//     rollout), refused unread when declared over every limit or by a caller
+//     without a valid token                                          else 413
 //   the token's scope holds what the request names                    else 403 / 404
 // Each refusal is counted on /metrics: nova_cloud_http_refused_total{reason}. Every
 // request to a write route, served or refused, is appended to the audit log.

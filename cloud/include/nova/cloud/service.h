@@ -54,6 +54,7 @@ class AuditLog;
 
 namespace nova::cloud {
 
+class Rollouts;
 class Workloads;
 
 using LogFn = std::function<void(const char* level, const std::string& event, const std::string& fields)>;
@@ -124,6 +125,9 @@ class CloudService {
   // Publishes (QoS 1) from any thread; false if the client refused it (disconnected or
   // buffer full). Used by the workload manager and the API.
   bool publish(const std::string& topic, const std::vector<std::uint8_t>& payload, bool retained);
+  // Everything published so far acknowledged by the broker (QoS 1 PUBACK) within
+  // `timeout`; true at once when detached.
+  bool wait_delivered(std::chrono::milliseconds timeout) const;
 
   // Snapshots for the API.
   std::vector<NodeView> nodes() const;
@@ -139,6 +143,7 @@ class CloudService {
   std::vector<std::string> readiness() const;
   IngestStore& store() { return *store_; }
   Workloads& workloads() { return *workloads_; }
+  Rollouts& rollouts() { return *rollouts_; }
   const CloudOptions& options() const { return options_; }
 
   // Waits until `pred` holds on the current node table (tests, readiness).
@@ -156,6 +161,7 @@ class CloudService {
   CloudOptions options_;
   std::unique_ptr<IngestStore> store_;
   std::unique_ptr<Workloads> workloads_;
+  std::unique_ptr<Rollouts> rollouts_;
   std::unique_ptr<Impl> impl_;
 };
 
