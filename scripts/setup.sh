@@ -7,6 +7,10 @@ set -euo pipefail
 packages=(
   # toolchain
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
+  # firmware/build.sh: cross compilers and qemu-user to run what they build (its sysroots
+  # are made with mmdebstrap, below)
+  crossbuild-essential-arm64 crossbuild-essential-armhf gcc-riscv64-linux-gnu g++-riscv64-linux-gnu
+  qemu-user
   # libraries
   libcbor-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
   libpaho-mqttpp-dev libpaho-mqtt-dev

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine: installs packages, then builds
-# and runs three configurations:
-#   build/       RelWithDebInfo, -Werror: unit + integration tests (and benchmarks built)
+# and runs these configurations:
+#   build/firmware/  nova-agent cross-built for aarch64, armhf and riscv64 (firmware/build.sh);
+#                the aarch64 build's unit tests run under qemu-user
+#   build/       RelWithDebInfo, -Werror: unit + integration tests (and benchmarks built),
+#                with the cross-built agents end to end under qemu-user (tests/firmware)
 #   build-asan/  AddressSanitizer + UBSan: unit tests
 #   build-fuzz/  clang + libFuzzer: regression inputs, then each fuzzer for a bounded time
 # Prints one closing line "N passed, M failed" over all three. Exit 0 only if all passed.
@@ -50,8 +53,23 @@ configure_and_build() {
     cmake --build "$dir" -j "$(nproc)"
 }
 
+echo "== firmware: nova-agent for aarch64, armhf and riscv64"
+firmware_start=$SECONDS
+if firmware/build.sh; then
+  # The agent's unit tests on a non-x86 architecture, under qemu-user. Not the memory
+  # limit's: qemu-user accepts setrlimit(RLIMIT_AS) and does not apply it (firmware/README.md).
+  if cmake --build build/firmware/build-aarch64 --target agent_outbox_test agent_tasks_test; then
+    run_ctest build/firmware/build-aarch64 -L unit -E "memory hog over memory_mb"
+  else
+    echo "test.sh: aarch64 unit tests failed to build"; status=1; total_failed=$((total_failed + 1))
+  fi
+else
+  echo "test.sh: firmware build failed"; status=1; total_failed=$((total_failed + 1))
+fi
+echo "test.sh: firmware builds and their unit tests took $((SECONDS - firmware_start)) s"
+
 echo "== build: RelWithDebInfo, -Werror"
-if configure_and_build build -DCMAKE_BUILD_TYPE=RelWithDebInfo; then
+if configure_and_build build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNOVA_FIRMWARE_TESTS=ON; then
   run_ctest build
 else
   echo "test.sh: build failed"; status=1; total_failed=$((total_failed + 1))

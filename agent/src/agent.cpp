@@ -442,7 +442,7 @@ void Agent::on_connected(Clock::time_point now) {
   for (const auto& [name, s] : outbox_->stats()) streams_[name] = {s.acked, std::nullopt, options_.drain.resend_after};
   const auto jitter_ms = options_.drain.jitter.count();
   drain_after_ = now + std::chrono::milliseconds(
-                           jitter_ms > 0 ? std::uniform_int_distribution<long>(0, jitter_ms)(rng_) : 0);
+                           jitter_ms > 0 ? std::uniform_int_distribution<std::int64_t>(0, jitter_ms)(rng_) : 0);
   if (options_.release_memory) release_startup_pages();
 }
 
@@ -466,7 +466,7 @@ void Agent::on_disconnected(Clock::time_point now, const std::string& reason) {
   session_up_ = false;
   // Full-jitter exponential back-off between reconnect_min and reconnect_max.
   backoff_ = std::clamp(backoff_ * 2, options_.reconnect_min, options_.reconnect_max);
-  const auto delay = std::uniform_int_distribution<long>(options_.reconnect_min.count(), backoff_.count())(rng_);
+  const auto delay = std::uniform_int_distribution<std::int64_t>(options_.reconnect_min.count(), backoff_.count())(rng_);
   reconnect_at_ = now + std::chrono::milliseconds(delay);
 }
 

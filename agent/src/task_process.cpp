@@ -260,9 +260,12 @@ schemas::Result<Child> spawn(const SpawnRequest& request) {
   plan.work_dir = work_dir.empty() ? nullptr : work_dir.c_str();
   plan.cgroup_procs = procs.empty() ? nullptr : procs.c_str();
   if (request.rlimit_as_bytes > 0) {
+    // rlim_t has 32 bits on armhf: a limit beyond it is beyond the address space, so no
+    // limit at all (truncating it would make 4097 MB a 1 MB limit).
+    const auto limit = static_cast<rlim_t>(std::min<std::uint64_t>(request.rlimit_as_bytes, RLIM_INFINITY));
     plan.set_rlimit_as = true;
-    plan.rlimit_as.rlim_cur = request.rlimit_as_bytes;
-    plan.rlimit_as.rlim_max = request.rlimit_as_bytes;
+    plan.rlimit_as.rlim_cur = limit;
+    plan.rlimit_as.rlim_max = limit;
   }
   plan.switch_user = request.switch_user;
   plan.uid = static_cast<uid_t>(request.uid);

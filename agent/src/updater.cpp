@@ -64,7 +64,7 @@ Updater::ChunkOutcome Updater::add_chunk(std::string_view index_text, std::strin
     chunks_[index] = std::move(bytes);
     if (chunks_.size() < count) return out;
     std::string whole;
-    whole.reserve(size);
+    whole.reserve(static_cast<std::size_t>(size));  // every chunk arrived, so it is in memory
     for (const auto& [i, chunk] : chunks_) whole += chunk;
     chunks_.clear();
     out.error = stage(whole);

@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <iostream>
@@ -366,9 +367,11 @@ int main(int argc, char** argv) {
         bool ours = false;
         for (ssize_t n; (n = ::read(ifd, buf, sizeof buf)) > 0;) {
           for (char* p = buf; p < buf + n;) {
-            const auto* ev = reinterpret_cast<const inotify_event*>(p);
-            if (ev->len > 0 && config_file.filename() == ev->name) ours = true;
-            p += sizeof(inotify_event) + ev->len;
+            inotify_event ev;  // copied out: -Wcast-align on 32-bit ARM
+            std::memcpy(&ev, p, sizeof ev);
+            const char* name = p + sizeof ev;
+            if (ev.len > 0 && config_file.filename() == name) ours = true;
+            p += sizeof ev + ev.len;
           }
         }
         if (ours) reload("file_changed");

@@ -6,7 +6,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace nova::common {
@@ -38,6 +40,20 @@ bool header(const std::string& line, Mapping& m) {
   return true;
 }
 
+// The ranges /proc/self/maps lists. The kernel's smaps and maps are one list; qemu-user
+// emulates maps for a 32-bit guest but passes smaps through as the host's, whose
+// addresses are not the guest's (madvise there zeroed the agent's own code under
+// qemu-arm: firmware/README.md). Only what both list is released.
+std::set<std::pair<unsigned long, unsigned long>> mapped_ranges() {
+  std::set<std::pair<unsigned long, unsigned long>> out;
+  std::ifstream maps("/proc/self/maps");
+  Mapping m;
+  for (std::string line; std::getline(maps, line);) {
+    if (header(line, m)) out.emplace(m.start, m.end);
+  }
+  return out;
+}
+
 }  // namespace
 
 ReleasedPages release_clean_file_pages() {
@@ -65,7 +81,9 @@ ReleasedPages release_clean_file_pages() {
     field(line, "Rss:", current.rss_kib) || field(line, "Anonymous:", current.anonymous_kib);
   }
   choose();
+  const auto ranges = mapped_ranges();
   for (const Mapping& m : chosen) {
+    if (ranges.count({m.start, m.end}) == 0) continue;
     if (::madvise(reinterpret_cast<void*>(m.start), m.end - m.start, MADV_DONTNEED) == 0) {
       ++out.mappings;
       out.kib += m.rss_kib;

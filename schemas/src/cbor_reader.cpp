@@ -220,7 +220,7 @@ class Reader {
     Array out;
     if (definite) {
       check_count(h.number, 1, at);
-      out.reserve(h.number);
+      out.reserve(static_cast<std::size_t>(h.number));  // check_count: <= remaining() bytes
     }
     for (std::size_t i = 0;; ++i) {
       if (definite ? i == h.number : at_break()) break;
@@ -236,7 +236,7 @@ class Reader {
     Object out;
     if (definite) {
       check_count(h.number, 2, at);
-      out.reserve(h.number);
+      out.reserve(static_cast<std::size_t>(h.number));  // check_count: <= remaining() bytes
     }
     for (std::size_t i = 0;; ++i) {
       if (definite ? i == h.number : at_break()) break;

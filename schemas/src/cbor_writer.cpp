@@ -18,17 +18,19 @@ void put_head(EncodeFn fn, std::uint64_t n, Bytes& out) {
   out.insert(out.end(), buf, buf + len);
 }
 
+// libcbor takes these lengths as size_t (32 bits on armhf). Each `n` is the size() of
+// something in memory (put_head's callers), so it fits.
 std::size_t encode_bytes_head(std::uint64_t n, unsigned char* b, std::size_t s) {
-  return cbor_encode_bytestring_start(n, b, s);
+  return cbor_encode_bytestring_start(static_cast<std::size_t>(n), b, s);
 }
 std::size_t encode_text_head(std::uint64_t n, unsigned char* b, std::size_t s) {
-  return cbor_encode_string_start(n, b, s);
+  return cbor_encode_string_start(static_cast<std::size_t>(n), b, s);
 }
 std::size_t encode_array_head(std::uint64_t n, unsigned char* b, std::size_t s) {
-  return cbor_encode_array_start(n, b, s);
+  return cbor_encode_array_start(static_cast<std::size_t>(n), b, s);
 }
 std::size_t encode_map_head(std::uint64_t n, unsigned char* b, std::size_t s) {
-  return cbor_encode_map_start(n, b, s);
+  return cbor_encode_map_start(static_cast<std::size_t>(n), b, s);
 }
 
 // The IEEE 754 binary16 bits of `f` when it converts to half precision without loss.

@@ -502,7 +502,8 @@ struct Codec<MetricsBatch> {
                               [&](const Field& f) { m.samples.push_back(read_sample(f)); });
       return m;
     }
-    const std::uint64_t count = r.field("count").uint(1, kMaxSamples);
+    // At most kMaxSamples: a size_t on 32-bit devices too.
+    const auto count = static_cast<std::size_t>(r.field("count").uint(1, kMaxSamples));
     Field data = r.field("data");
     const Bytes packed = data.bytes(r.context().limits.max_message_bytes);
     const Bytes raw = inflate(packed, data);

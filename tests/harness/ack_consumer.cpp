@@ -66,13 +66,15 @@ void AckConsumer::on_message(const std::string& topic, const std::string& payloa
   std::string stream;
   std::uint64_t seq = 0;
   std::uint64_t samples = 0;
+  std::optional<TaskResult> result;
   switch (up->kind) {
     case topics::UpKind::state: {
       auto s = decode_cbor<NodeState>(payload);
       if (!s) {
         ++undecodable_;
-      } else if (s->description) {
-        site_of_[node] = s->description->site;
+      } else {
+        if (s->description) site_of_[node] = s->description->site;
+        states_[node] = *s;
       }
       cv_.notify_all();
       return;
@@ -96,6 +98,7 @@ void AckConsumer::on_message(const std::string& topic, const std::string& payloa
       }
       stream = r->position.stream;
       seq = r->position.seq;
+      result = std::move(*r);
       break;
     }
     case topics::UpKind::alert: {
@@ -121,6 +124,7 @@ void AckConsumer::on_message(const std::string& topic, const std::string& payloa
     default: return;
   }
   if (to_drop_.erase({stream, seq}) != 0) return;
+  if (result) results_[node].push_back(std::move(*result));
   StreamCount& c = counts_[{node, stream}];
   const bool repeated = !c.seqs.insert(seq).second;
   if (repeated) {
@@ -190,6 +194,18 @@ void AckConsumer::drop_next(const std::string& stream, std::uint64_t seq) {
 void AckConsumer::lose_acks(bool on) {
   std::lock_guard lock(mutex_);
   lose_acks_ = on;
+}
+
+std::optional<NodeState> AckConsumer::wait_state(const std::string& node, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mutex_);
+  if (!cv_.wait_for(lock, timeout, [&] { return states_.count(node) != 0; })) return std::nullopt;
+  return states_.at(node);
+}
+
+std::vector<TaskResult> AckConsumer::results(const std::string& node) const {
+  std::lock_guard lock(mutex_);
+  const auto it = results_.find(node);
+  return it == results_.end() ? std::vector<TaskResult>{} : it->second;
 }
 
 std::uint64_t AckConsumer::undecodable() const {

@@ -16,8 +16,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
+#include <vector>
+
+#include "nova/schemas/messages.h"
 
 namespace mqtt {
 class async_client;
@@ -53,6 +57,11 @@ class AckConsumer {
   // were lost on its way down (a partition, or an agent that stopped before applying it).
   void lose_acks(bool on);
   std::uint64_t undecodable() const;
+  // What `node` sent, as decoded: its last state record (birth; waits up to `timeout`
+  // for one), and its task results in the order they arrived (repeats included, those
+  // drop_next ignored left out).
+  std::optional<schemas::NodeState> wait_state(const std::string& node, std::chrono::milliseconds timeout) const;
+  std::vector<schemas::TaskResult> results(const std::string& node) const;
 
  private:
   class Handler;
@@ -65,6 +74,8 @@ class AckConsumer {
   mutable std::mutex mutex_;
   mutable std::condition_variable cv_;
   std::map<std::string, std::string> site_of_;  // node -> site path, from births
+  std::map<std::string, schemas::NodeState> states_;
+  std::map<std::string, std::vector<schemas::TaskResult>> results_;
   std::map<std::pair<std::string, std::string>, StreamCount> counts_;
   std::set<std::pair<std::string, std::uint64_t>> to_drop_;  // (stream, seq)
   std::uint64_t acks_sent_ = 0;
