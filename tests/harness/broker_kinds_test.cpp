@@ -153,3 +153,30 @@ TEST_CASE("a will topic with '.': nats-server refuses the connection itself", "[
     if (connected) client.disconnect();
   }
 }
+
+TEST_CASE("each broker's TLS listener refuses a client without a certificate of the test PKI", "[harness][brokers][tls]") {
+  for (BrokerKind kind : all_broker_kinds()) {
+    INFO("broker " << to_string(kind));
+    auto broker = start_broker(kind, Transport::mutual_tls);
+    const auto refused = [&](const mqtt::ssl_options& ssl) {
+      mqtt::client client(broker->uri(), "kinds-no-cert");
+      auto opts = options(*broker, "kinds-no-cert");
+      opts.set_ssl(ssl);
+      try {
+        client.connect(opts);
+      } catch (const mqtt::exception&) {
+        return true;
+      }
+      client.disconnect();
+      return false;
+    };
+    mqtt::ssl_options no_certificate;  // trusts the broker, presents nothing
+    no_certificate.set_trust_store(client_identity("kinds-no-cert").ca.string());
+    CHECK(refused(no_certificate));
+    const TlsIdentity foreign = foreign_identity(broker->data_dir() / "foreign", "kinds-foreign");
+    mqtt::ssl_options foreign_certificate = ssl_options(foreign);
+    foreign_certificate.set_trust_store(client_identity("kinds-no-cert").ca.string());
+    CHECK(refused(foreign_certificate));
+    CHECK_FALSE(refused(ssl_options("kinds-no-cert")));  // the control: the PKI's own
+  }
+}
