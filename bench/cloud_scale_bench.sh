@@ -3,9 +3,9 @@
 # through the real five-tier broker hierarchy, measured at nova-cloud and at a peer
 # consumer in the same run. docs/benchmarks.md has the method and results.
 #
-# Starts the five-tier example (nova-bridge up --insecure-plaintext: nova-sim and nova-cloud
-# speak no TLS yet; free ports: 1 cloud, 2 regional, 4 metro,
-# 8 access brokers), nova-cloud on the cloud broker (fresh store, free HTTP port), then
+# Starts the five-tier example (nova-bridge up --insecure-plaintext: nova-sim's nodes share
+# one certificate, for which nova-bridge renders no grant, docs/benchmarks.md; free ports:
+# 1 cloud, 2 regional, 4 metro, 8 access brokers), nova-cloud on the cloud broker (fresh store, free HTTP port), then
 # bench/cloud_scale_bench.py runs nova-sim against the 8 access brokers:
 #   1. a small mass birth (--small, default 1,000 nodes), stopped with SIGTERM (goodbyes);
 #   2. the large one (--nodes, default 10,000): after the births, every node sends a
