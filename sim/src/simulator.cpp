@@ -281,6 +281,10 @@ struct Simulator::Impl {
   // Writes what the kernel takes now; the rest waits for EPOLLOUT. False if dropped.
   bool flush(Node& n) {
     std::size_t sent = 0;
+    // OpenSSL may need to read before it can write (a TLS 1.3 key update): then the
+    // rest waits for EPOLLIN (on_event flushes after reading), not for EPOLLOUT, which a
+    // writable socket would report at once, again and again.
+    bool needs_read = false;
     while (n.ssl != nullptr && sent < n.out.size()) {
       const int w = SSL_write(n.ssl, n.out.data() + sent, static_cast<int>(n.out.size() - sent));
       if (w > 0) {
@@ -288,7 +292,8 @@ struct Simulator::Impl {
         continue;
       }
       const int error = SSL_get_error(n.ssl, w);
-      if (error == SSL_ERROR_WANT_WRITE || error == SSL_ERROR_WANT_READ) break;  // EPOLLIN is always on
+      needs_read = error == SSL_ERROR_WANT_READ;
+      if (error == SSL_ERROR_WANT_WRITE || needs_read) break;
       drop(n, tls_error(n.ssl, error));
       return false;
     }
@@ -304,7 +309,7 @@ struct Simulator::Impl {
       return false;
     }
     n.out.erase(0, sent);
-    set_writing(n, !n.out.empty());
+    set_writing(n, !n.out.empty() && !needs_read);
     if (n.out.empty() && n.state == State::closing) ::shutdown(n.fd, SHUT_WR);  // then read until EOF
     return true;
   }
@@ -565,7 +570,7 @@ struct Simulator::Impl {
       on_readable(n);
       if (n.fd < 0 || static_cast<std::uint32_t>(data >> 32) != n.gen) return;
     }
-    if ((events & EPOLLOUT) != 0) flush(n);
+    if ((events & EPOLLOUT) != 0 || (n.ssl != nullptr && !n.out.empty() && !n.writing)) flush(n);
   }
 
   void on_timer(const Timer& t) {
