@@ -6,10 +6,13 @@
 # for --seconds (default 300), both publishing host metrics every second to that broker,
 # and prints for each: RSS at the end, CPU use over the run, time from exec to the first
 # record at the broker, and uplink bytes and messages per hour, with the ratio
-# nova-agent/collectd and the issue's targets (met/MISSED). A second nova-agent runs in
+# nova-agent/collectd and the issue's targets (met/MISSED). Two more nova-agents run in
 # the same window over TLS (mqtts:// with a client certificate, EC P-256 made here with
-# the openssl command, on a second listener of the same broker that requires one), and
-# its RSS and CPU are printed beside the plain agent's (issue 10, item 4).
+# the openssl command, on a second listener of the same broker that requires one), one
+# of them also checking control messages with an Ed25519 signing key (trust.signing_keys,
+# made here with openssl), and their RSS and CPU are printed beside the plain agent's
+# (issue 10, item 4). The plain and the first TLS agent run with
+# trust.insecure_unsigned: true, as nova-agent needs a key or that switch to start.
 #
 #   cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 #   cmake --build build-bench --target nova-agent
@@ -105,8 +108,8 @@ cleanup() {
   if alive "$sleep_pid"; then kill -TERM "$sleep_pid" 2>/dev/null; fi
   # Publishers first (the broker must outlive them for their clean disconnect), then
   # the sampler and subscribers, then the broker.
-  stop agent agent_tls collectd
-  stop sampler sub_agent sub_agent_tls sub_collectd
+  stop agent agent_tls agent_tls_key collectd
+  stop sampler sub_agent sub_agent_tls sub_agent_tls_key sub_collectd
   stop mosquitto
   if ((keep_temp)); then
     echo "temp dir kept: $tmp" >&2
@@ -159,6 +162,9 @@ make_tls() {
     >"$tmp/tls/openssl.log" 2>&1
   issue_cert server localhost "subjectAltName=IP:127.0.0.1,DNS:localhost"
   issue_cert agent bench-agent-tls "basicConstraints=CA:false"
+  # nova-cloud's signing key, as `nova-pki signing-key` makes it: Ed25519, public half PEM.
+  openssl genpkey -algorithm ED25519 -out "$tmp/tls/signing.key" >>"$tmp/tls/openssl.log" 2>&1
+  openssl pkey -in "$tmp/tls/signing.key" -pubout -out "$tmp/tls/signing.pub" >>"$tmp/tls/openssl.log" 2>&1
 }
 
 # ---------------------------------------------------------------- broker
@@ -277,6 +283,7 @@ sampler() {
   while :; do
     if alive "${pids[agent]}"; then sample_proc agent "${pids[agent]}"; fi
     if alive "${pids[agent_tls]:-}"; then sample_proc agent_tls "${pids[agent_tls]}"; fi
+    if alive "${pids[agent_tls_key]:-}"; then sample_proc agent_tls_key "${pids[agent_tls_key]}"; fi
     if alive "${pids[collectd]}"; then sample_proc collectd "${pids[collectd]}"; fi
     sleep "$sample_every" &
     sp=$!
@@ -332,6 +339,8 @@ outbox:
   dir: $tmp/agent/outbox
 tasks:
   dir: $tmp/agent/tasks
+trust:
+  insecure_unsigned: true
 EOF
 "$agent_bin" --check-config --config "$tmp/agent-conf/agent.yaml" >/dev/null
 # The same agent over TLS: only its id, uri, TLS files and state dir differ.
@@ -353,8 +362,16 @@ outbox:
   dir: $tmp/agent_tls/outbox
 tasks:
   dir: $tmp/agent_tls/tasks
+trust:
+  insecure_unsigned: true
 EOF
 "$agent_bin" --check-config --config "$tmp/agent-conf/agent_tls.yaml" >/dev/null
+# The TLS agent as deployed: it checks control messages with a trusted signing key.
+mkdir -p "$tmp/agent_tls_key"
+sed -e "s|bench-agent-tls|bench-agent-tls-key|" -e "s|$tmp/agent_tls/|$tmp/agent_tls_key/|" \
+  -e "s|insecure_unsigned: true|signing_keys: [$tmp/tls/signing.pub]|" \
+  "$tmp/agent-conf/agent_tls.yaml" >"$tmp/agent-conf/agent_tls_key.yaml"
+"$agent_bin" --check-config --config "$tmp/agent-conf/agent_tls_key.yaml" >/dev/null
 meta agent_batch_interval_s 60
 
 # collectd: bench/collectd/collectd.conf.in with this run's dir, port and names.
@@ -371,6 +388,7 @@ sed -e "s|@DIR@|$tmp/collectd|g" -e "s|@PORT@|$port|g" -e "s|@HOSTNAME@|bench-co
 start_subscriber agent "nova/v1/up/bench-agent/#"
 start_subscriber collectd "$collectd_prefix/#"
 start_subscriber agent_tls "nova/v1/up/bench-agent-tls/#"
+start_subscriber agent_tls_key "nova/v1/up/bench-agent-tls-key/#"
 
 # Startup: besides the run's own start, `startups` starts of each peer, each stopped once
 # its first record has arrived (nova-agent with a fresh state dir each time). What they
@@ -391,6 +409,7 @@ echo "broker 127.0.0.1:$port; starting nova-agent, then collectd; running ${seco
 launch agent "$tmp/agent.t0" "$tmp/agent.log" "$agent_bin" --config "$tmp/agent-conf/agent.yaml"
 launch collectd "$tmp/collectd.t0" "$tmp/collectd.log" "$collectd_bin" -f -C "$tmp/collectd/collectd.conf"
 launch agent_tls "$tmp/agent_tls.t0" "$tmp/agent_tls.log" "$agent_bin" --config "$tmp/agent-conf/agent_tls.yaml"
+launch agent_tls_key "$tmp/agent_tls_key.t0" "$tmp/agent_tls_key.log" "$agent_bin" --config "$tmp/agent-conf/agent_tls_key.yaml"
 meta agent_pid "${pids[agent]}"
 meta collectd_pid "${pids[collectd]}"
 
@@ -403,9 +422,11 @@ end_us=$((${t_collectd0%.*} * 1000000 + 10#${t_collectd0#*.} + seconds * 1000000
 while :; do
   left_us=$((end_us - $(now_us)))
   ((left_us > 0)) || break
-  if ! alive "${pids[agent]}" || ! alive "${pids[collectd]}" || ! alive "${pids[agent_tls]}"; then
+  if ! alive "${pids[agent]}" || ! alive "${pids[collectd]}" || ! alive "${pids[agent_tls]}" ||
+    ! alive "${pids[agent_tls_key]}"; then
     echo "a peer exited during the run:" >&2
-    tail -20 "$tmp/agent.log" "$tmp/agent_tls.log" "$tmp/collectd.log" "$tmp/collectd/collectd.log" >&2
+    tail -20 "$tmp/agent.log" "$tmp/agent_tls.log" "$tmp/agent_tls_key.log" "$tmp/collectd.log" \
+      "$tmp/collectd/collectd.log" >&2
     exit 1
   fi
   ((left_us > 10000000)) && left_us=10000000
@@ -419,11 +440,12 @@ stop sampler
 snapshot agent "${pids[agent]}" end
 snapshot collectd "${pids[collectd]}" end
 snapshot agent_tls "${pids[agent_tls]}" end
+snapshot agent_tls_key "${pids[agent_tls_key]}" end
 meta loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 meta agent_outbox_bytes "$(du -sb "$tmp/agent/outbox" | cut -f1)"
 meta agent_state_bytes "$(du -sb "$tmp/agent" | cut -f1)"
-stop agent agent_tls collectd
+stop agent agent_tls agent_tls_key collectd
 nap 0.5
-stop sub_agent sub_agent_tls sub_collectd
+stop sub_agent sub_agent_tls sub_agent_tls_key sub_collectd
 
 python3 "$here/agent_vs_collectd_report.py" "$tmp"

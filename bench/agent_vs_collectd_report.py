@@ -18,7 +18,10 @@ import time
 from collections import Counter, defaultdict
 
 PEERS = ("agent", "collectd")
-LABEL = {"agent": "nova-agent", "collectd": "collectd"}
+LABEL = {"agent": "nova-agent", "collectd": "collectd", "agent_tls": "nova-agent, TLS",
+         "agent_tls_key": "nova-agent, TLS + signing key"}
+# The TLS agents of the same run (issue 10), measured like the others when present.
+TLS_PEERS = ("agent_tls", "agent_tls_key")
 
 # Issue 4's targets, and the seed's. "MB" and "KB" are read as powers of 1000 (the
 # stricter reading); /proc reports kB = KiB.
@@ -250,8 +253,8 @@ def main():
     batch_s = int(meta.get("agent_batch_interval_s", "60"))
     warmup = 10.0
 
-    # The TLS agent of the same run (issue 10), measured like the others when present.
-    measured = PEERS + (("agent_tls",) if os.path.exists(os.path.join(d, "agent_tls.t0")) else ())
+    tls_peers = tuple(p for p in TLS_PEERS if os.path.exists(os.path.join(d, f"{p}.t0")))
+    measured = PEERS + tls_peers
     t0 = {}
     for p in measured:
         with open(os.path.join(d, f"{p}.t0")) as f:
@@ -446,29 +449,36 @@ def main():
     row("    messages / h", a["msgs_ph"], c["msgs_ph"])
     row("  in the window: payload bytes", a["payload"], c["payload"])
     row("    messages", a["msgs"], c["msgs"])
-    if "agent_tls" in r:
-        t = r["agent_tls"]
+    if tls_peers:
+        ts = [r[p] for p in tls_peers]
         w("")
-        w(f"TLS, same window: a second nova-agent over mqtts:// with a client certificate (EC P-256) on a "
-          f"listener requiring one (127.0.0.1:{meta.get('tls_port', '?')}); ran {t['elapsed']:.1f} s")
-        w(f"{'':44} {'plain':>12} {'TLS':>12} {'TLS-plain':>10}   {'target':<22} TLS")
-        diff = lambda tv, pv: "-" if tv is None or pv is None else f"{tv - pv:+.3f}" if isinstance(tv, float) else f"{tv - pv:+d}"
+        w(f"TLS, same window: nova-agent over mqtts:// with a client certificate (EC P-256) on a listener requiring "
+          f"one (127.0.0.1:{meta.get('tls_port', '?')}); ran {ts[0]['elapsed']:.1f} s")
+        if "agent_tls_key" in tls_peers:
+            w("  'TLS + key' also checks control messages with an Ed25519 signing key (trust.signing_keys); the plain "
+              "and 'TLS' agents run with trust.insecure_unsigned")
+        heads = {"agent_tls": "TLS", "agent_tls_key": "TLS + key"}
+        w(f"{'':44} {'plain':>12} " + " ".join(f"{heads[p]:>12}" for p in tls_peers) + f"   {'target':<22} verdict")
 
-        def trow(label, pv, tv, fmt=fmt_int, target="", verdict_text=""):
-            w(f"{label:44} {fmt(pv):>12} {fmt(tv):>12} {diff(tv, pv):>10}   {target:<22} {verdict_text}")
+        def trow(label, key, fmt=fmt_int, target="", judge=False):
+            vals = " ".join(f"{fmt(t[key]):>12}" for t in ts)
+            verdicts = ""
+            if judge:
+                verdicts = ", ".join(f"{heads[p]}: " + verdict(r[p][key] * 1024 if r[p][key] is not None else None,
+                                                                TARGET_RSS_BYTES, SEED_RSS_BYTES) for p in tls_peers)
+            w(f"{label:44} {fmt(a[key]):>12} {vals}   {target:<22} {verdicts}")
 
-        trow("RSS at end, VmRSS (kB)", a["rss"], t["rss"], target="<= 8 MB (issue 10)",
-             verdict_text=verdict(t["rss"] * 1024 if t["rss"] is not None else None, TARGET_RSS_BYTES, SEED_RSS_BYTES))
-        trow("  peak, VmHWM (kB)", a["hwm"], t["hwm"])
-        trow("  anonymous, RssAnon (kB)", a["rss_anon"], t["rss_anon"])
-        trow("  file-backed, RssFile (kB)", a["rss_file"], t["rss_file"])
-        trow("  PSS, shared pages divided (kB)", a["pss"], t["pss"])
-        trow("  private pages (kB)", a["private"], t["private"])
-        trow("CPU, % of one core, exec to end", a["cpu_pct"], t["cpu_pct"], fmt=f3)
-        trow(f"  after the first {warmup:.0f} s", a["cpu_pct_steady"], t["cpu_pct_steady"], fmt=f3)
-        trow("  threads", a["threads"], t["threads"])
-        trow("startup, the run's own start (ms)", a["startup_ms"], t["startup_ms"], fmt=f1)
-        trow("  messages in the window", a["msgs"], t["msgs"])
+        trow("RSS at end, VmRSS (kB)", "rss", target="<= 8 MB (issue 10)", judge=True)
+        trow("  peak, VmHWM (kB)", "hwm")
+        trow("  anonymous, RssAnon (kB)", "rss_anon")
+        trow("  file-backed, RssFile (kB)", "rss_file")
+        trow("  PSS, shared pages divided (kB)", "pss")
+        trow("  private pages (kB)", "private")
+        trow("CPU, % of one core, exec to end", "cpu_pct", fmt=f3)
+        trow(f"  after the first {warmup:.0f} s", "cpu_pct_steady", fmt=f3)
+        trow("  threads", "threads")
+        trow("startup, the run's own start (ms)", "startup_ms", fmt=f1)
+        trow("  messages in the window", "msgs")
     w("")
     w(f"(a) nova-agent: an hour of acknowledged operation, {3600 // batch_s} whole batches (mean of the first sends "
       "in the window) plus the birth record;")
@@ -548,11 +558,8 @@ def main():
 
     w("")
     w("RSS BY MAPPING at the end (kB): Rss / Pss / Private")
-    exes = {"agent": os.path.realpath(meta["agent_bin"]), "collectd": None}
-    for p in PEERS:
-        exe = exes[p]
-        if p == "collectd":
-            exe = "/usr/sbin/collectd"
+    for p in PEERS + tls_peers:
+        exe = "/usr/sbin/collectd" if p == "collectd" else os.path.realpath(meta["agent_bin"])
         cats, libs = smaps_breakdown(os.path.join(d, f"{p}.smaps.end"), exe)
         w(f"  {LABEL[p]}")
         for name, v in sorted(cats.items(), key=lambda kv: -kv[1]["Rss"]):
@@ -563,7 +570,7 @@ def main():
 
     w("")
     w("RSS OVER THE RUN (VmRSS kB at seconds after exec)")
-    for p in PEERS:
+    for p in PEERS + tls_peers:
         tl = r[p]["timeline"]
         if not tl:
             continue
@@ -571,7 +578,7 @@ def main():
         pts = tl[::step]
         if pts[-1] is not tl[-1]:
             pts.append(tl[-1])
-        w(f"  {LABEL[p]:10} " + "  ".join(f"{s[0] - t0[p]:.0f}s:{s[1]}" for s in pts) + f"  end:{r[p]['rss']}")
+        w(f"  {LABEL[p]:30} " + "  ".join(f"{s[0] - t0[p]:.0f}s:{s[1]}" for s in pts) + f"  end:{r[p]['rss']}")
 
     w("")
     w("WRITES over the run: bytes passed to write()/send() (files and sockets, /proc/<pid>/io wchar);")

@@ -344,31 +344,25 @@ ModeFigures run_mode(const Options& options, bool tls) {
   std::printf("=== %s ===\n", tls ? "MUTUAL TLS (TLS 1.2+, client certificates, identity ACL)"
                                  : "PLAINTEXT (--insecure-plaintext rendering)");
   ModeFigures figures;
-  auto example = start_hierarchy(five_tier_topology(), "nova-bench-five", tls);
-  auto chain = start_hierarchy(chain_topology(options), "nova-bench-chain", tls);
+  // Plaintext on purpose: the named other half of the TLS/plaintext comparison.
+  const Transport transport = tls ? Transport::mutual_tls : Transport::insecure_plaintext;
+  auto example = start_hierarchy(five_tier_topology(), "nova-bench-five", transport);
+  auto chain = start_hierarchy(chain_topology(options), "nova-bench-chain", transport);
   auto& five = **example;
   auto& line = **chain;
-  // A client of site `site` in hierarchy `h` as `identity`: its node id (client id and,
-  // with TLS, certificate CN), or nova-cloud for the subscribers.
-  auto uri_of = [&](RunningHierarchy& h, const std::string& site) {
-    const std::string uri = h->uri(site);
-    return tls ? "ssl://" + uri.substr(uri.find("://") + 3) : uri;
-  };
-  auto options_of = [&](RunningHierarchy& h, const std::string& identity) {
-    if (tls) return tls_client_options(h.dir.path() / "pki", identity);
-    return identity == nova::bridge::kCloudServiceUser ? client_options(identity) : client_options();
-  };
+  // Clients connect as their identity (mqtt_support.h, endpoint()): a publisher as its
+  // node (with TLS, its certificate), the subscribers as nova-cloud.
 
   // Every client, connected together before any measurement.
   LatencySink five_sink;
   LatencySink chain_sink;
-  Client five_cloud(uri_of(*example, "cloud"), "bench-five-cloud", options_of(*example, nova::bridge::kCloudServiceUser));
-  Client chain_top(uri_of(*chain, "c1"), "bench-chain-top", options_of(*chain, nova::bridge::kCloudServiceUser));
+  Client five_cloud(endpoint(*example, "cloud", nova::bridge::kCloudServiceUser));
+  Client chain_top(endpoint(*chain, "c1", nova::bridge::kCloudServiceUser));
   std::vector<std::unique_ptr<Client>> hop_clients;
   std::vector<LatencyPath> paths;
   auto add_path = [&](std::size_t hops, const std::string& path, RunningHierarchy& h, const std::string& site,
                       const std::string& node, Client& subscriber, LatencySink& sink) {
-    hop_clients.push_back(std::make_unique<Client>(uri_of(h, site), node, options_of(h, node)));
+    hop_clients.push_back(std::make_unique<Client>(endpoint(h, site, node)));
     paths.push_back(LatencyPath{hops, path, hop_clients.back().get(),
                                 "nova/v1/up/" + node + "/metrics", &subscriber, &sink, {}});
   };
@@ -377,7 +371,7 @@ ModeFigures run_mode(const Options& options, bool tls) {
   add_path(2, "par -> eu -> cloud", *example, "par", "agent-par", five_cloud, five_sink);
   add_path(3, "par-a1 -> par -> eu -> cloud", *example, "par-a1", "gw-par-a1", five_cloud, five_sink);
   add_path(4, "c5 -> c4 -> c3 -> c2 -> c1", *chain, "c5", "dev-c5", chain_top, chain_sink);
-  Client single_publisher(uri_of(*chain, "c1"), "bench-single", options_of(*chain, "bench-single"));
+  Client single_publisher(endpoint(*chain, "c1", "bench-single"));
 
   std::vector<Client*> all{&five_cloud, &chain_top, &single_publisher};
   for (auto& client : hop_clients) all.push_back(client.get());

@@ -23,6 +23,16 @@ packages=(
   collectd-core libmosquitto1 zstd
   # scripts/run.sh reads the example topology's nodes and talks to nova-cloud's REST API
   python3-yaml curl
+  # deploy/containers: images built without a container engine (mmdebstrap extracts the
+  # runtime libraries, umoci makes the OCI image, skopeo reads its config back), and the
+  # Kubernetes API's models that deploy/kubernetes/validate.py checks manifests against
+  mmdebstrap umoci skopeo python3-kubernetes
+  # tests/firmware: systemd-analyze verify checks the device bundle's unit
+  systemd
+  # packaging/: the Debian packages (debhelper, man pages from --help), their checks
+  # (lintian) and the install test's fresh Debian 12 root (mmdebstrap), booted with its
+  # own systemd (systemd-nspawn)
+  debhelper help2man lintian systemd-container
 )
 
 missing=()

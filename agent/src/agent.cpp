@@ -4,13 +4,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <fstream>
 
 #include "nova/common/log.h"
+#include "nova/common/resident_pages.h"
 #include "nova/schemas/codec.h"
 #include "nova/schemas/topic.h"
+#include "durable_file.h"
 
 namespace nova::agent {
 namespace {
@@ -38,6 +41,27 @@ schemas::Timestamp wall_ms() {
 }
 
 topics::Id id(const std::string& s) { return topics::Id::parse(s).value(); }
+
+// The uplink tag of birth publishes: their PUBACK tells that the broker took the birth
+// (updater.h, healthy). Outbox records are tagged with their seq, which never gets here.
+constexpr std::uint64_t kBirthTag = std::numeric_limits<std::uint64_t>::max();
+
+// What an update's refusal or rollback sends up: a warning alert on "update", its message
+// cut to the alert's 1024 bytes at a UTF-8 character boundary.
+schemas::Alert update_alert(std::string message, schemas::Timestamp now) {
+  constexpr std::size_t kMaxMessage = 1024;
+  if (message.size() > kMaxMessage) {
+    std::size_t cut = kMaxMessage;
+    while (cut > 0 && (static_cast<unsigned char>(message[cut]) & 0xc0) == 0x80) --cut;
+    message.resize(cut);
+  }
+  schemas::Alert a;
+  a.ts = now;
+  a.severity = schemas::Severity::warning;
+  a.metric = "update";
+  a.message = std::move(message);
+  return a;
+}
 
 // A stored record re-encoded with position.first = `first` (messages.h StreamPosition).
 // The payload was encoded when the record was created, before any eviction it now has to
@@ -85,17 +109,6 @@ void stamp_id(schemas::Alert& a, std::uint64_t seq) { a.alert_id = "alert-" + st
 void stamp_id(schemas::DecisionRecord& d, std::uint64_t seq) { d.decision_id = "decision-" + std::to_string(seq); }
 void stamp_id(auto&, std::uint64_t) {}
 
-// Writes `text` to `path` atomically and durably: temp file, fsync, rename.
-bool write_file_durably(const std::filesystem::path& path, const std::string& text) {
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return false;
-  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-                  ::fsync(fd) == 0;
-  ::close(fd);
-  return ok && ::rename(tmp.c_str(), path.c_str()) == 0;
-}
-
 }  // namespace
 
 schemas::Result<std::unique_ptr<Agent>> Agent::create(AgentOptions options, SampleSource* source) {
@@ -125,7 +138,8 @@ schemas::Result<std::unique_ptr<Agent>> Agent::create(AgentOptions options, Samp
 Agent::Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox> outbox,
              std::unique_ptr<Inbox> inbox, std::unique_ptr<ControlGate> gate)
     : options_(std::move(options)), source_(source), outbox_(std::move(outbox)), gate_(std::move(gate)),
-      inbox_(std::move(inbox)), decisions_(options_.decisions), rng_(std::random_device{}()) {
+      inbox_(std::move(inbox)), decisions_(options_.decisions),
+      updater_(options_.update_dir, options_.birth.description->version), rng_(std::random_device{}()) {
   task_topic_ = topics::down(topics::SitePath::parse(options_.birth.description->site).value(),
                              id(options_.birth.node), topics::DownKind::task);
   UplinkOptions u;
@@ -227,6 +241,8 @@ void Agent::flush_batch() {
   std::vector<schemas::MetricSample> samples = std::move(open_batch_);
   open_batch_.clear();
   store_batch(samples);
+  // The batch's encoding and compression workspace is free now (AgentOptions::release_memory).
+  if (options_.release_memory) common::release_free_heap_pages();
   update_backlog();
 }
 
@@ -405,9 +421,11 @@ void Agent::on_connected(Clock::time_point now) {
   const topics::Id node = id(options_.birth.node);
   std::vector<std::string> filters;
   for (topics::DownKind k : {topics::DownKind::ack, topics::DownKind::task, topics::DownKind::config,
-                             topics::DownKind::model, topics::DownKind::verdict}) {
+                             topics::DownKind::model, topics::DownKind::verdict, topics::DownKind::update}) {
     filters.push_back(topics::down(site, node, k));
   }
+  // A bundle still awaited: the broker re-sends its retained chunks on this subscribe.
+  if (const auto& offer = updater_.fetching()) filters.push_back(topics::bundle_chunks(id(offer->sha256)));
   filters.push_back(topics::sensor_all(node));  // local sensors' readings (sensors.h)
   uplink_->subscribe(filters);
   // The birth follows the SUBACK (on_subscribed), so it can say whether the node is ready.
@@ -424,6 +442,20 @@ void Agent::on_connected(Clock::time_point now) {
   const auto jitter_ms = options_.drain.jitter.count();
   drain_after_ = now + std::chrono::milliseconds(
                            jitter_ms > 0 ? std::uniform_int_distribution<long>(0, jitter_ms)(rng_) : 0);
+  if (options_.release_memory) release_startup_pages();
+}
+
+void Agent::release_startup_pages() {
+  const common::ReleasedPages r = common::release_clean_file_pages();
+  const bool heap = common::release_free_heap_pages();
+  if (!options_.log) return;
+  if (!r.error.empty()) {
+    options_.log("warning", "startup_pages_kept", "error=" + common::logfmt_quote(r.error));
+    return;
+  }
+  options_.log("info", "startup_pages_released",
+               "mappings=" + std::to_string(r.mappings) + " kib=" + std::to_string(r.kib) +
+                   " free_heap_released=" + (heap ? "true" : "false"));
 }
 
 void Agent::on_disconnected(Clock::time_point now, const std::string& reason) {
@@ -469,7 +501,7 @@ void Agent::on_subscribed(Clock::time_point now, const UplinkEvent& e) {
   if (birth_pending_ || refused_ != before) {
     birth_pending_ = false;
     uplink_->publish(topics::up(id(options_.birth.node), topics::UpKind::state),
-                     birth_payload(schemas::NodeStatus::online), true);
+                     birth_payload(schemas::NodeStatus::online), true, kBirthTag);
   }
 }
 
@@ -526,6 +558,14 @@ void Agent::send_sensor_replies() {
 }
 
 void Agent::on_message(const std::string& topic, const std::string& payload) {
+  if (const auto& offer = updater_.fetching()) {
+    const std::string chunks = topics::bundle_chunks(id(offer->sha256));  // ".../<sha256>/+"
+    const std::string_view prefix = std::string_view(chunks).substr(0, chunks.size() - 1);
+    if (topic.starts_with(prefix)) return on_bundle_chunk(std::string_view(topic).substr(prefix.size()), payload);
+  }
+  // Chunks of a bundle no longer fetched (refused, or replaced by a newer offer) still
+  // come on its subscription until the next reconnect: nothing is wrong with them.
+  if (topic.starts_with(topics::bundle_all().substr(0, topics::bundle_all().size() - 1))) return;
   auto parsed = topics::parse(topic);
   if (const auto* sensor = parsed ? std::get_if<topics::SensorTopic>(&*parsed) : nullptr) {
     if (!sensor->error_reply && sensor->node.str() == options_.birth.node) return on_sensor_reading(*sensor, payload);
@@ -550,7 +590,67 @@ void Agent::on_message(const std::string& topic, const std::string& payload) {
     if (options_.on_remote_config) options_.on_remote_config(*config);
   } else if (down->kind == topics::DownKind::model) {
     on_model(topic, *message);
+  } else if (down->kind == topics::DownKind::update) {
+    on_update_offer(topic, *message);
   }
+}
+
+void Agent::on_update_offer(const std::string& topic, const std::string& payload) {
+  auto offer = schemas::decode_cbor<schemas::UpdateOffer>(payload);
+  if (!offer) return bad_input(topic, offer.error().message());
+  const Updater::Decision d = updater_.consider(*offer);
+  const std::string what = "version=" + logfmt_quoted(offer->version) + " sha256=" + offer->sha256;
+  updater_.cancel();  // a newer offer replaces the one being fetched
+  if (d.verdict == Updater::Verdict::current) {
+    if (options_.log) options_.log("info", "update_current", what);
+    return;
+  }
+  if (d.verdict == Updater::Verdict::rolled_back) {
+    // Reported once already, when the launcher rolled it back (report_rollbacks).
+    if (options_.log) options_.log("info", "update_skipped", what + " detail=" + logfmt_quoted(d.reason));
+    return;
+  }
+  if (d.verdict == Updater::Verdict::refuse) return refuse_update(*offer, d.reason);
+  if (options_.log) options_.log("info", "update_offered", what + " size=" + std::to_string(offer->size));
+  updater_.fetch(*offer);
+  uplink_->subscribe({topics::bundle_chunks(id(offer->sha256))});
+}
+
+void Agent::on_bundle_chunk(std::string_view index, const std::string& payload) {
+  if (payload.empty()) return;  // a retained chunk was cleared: wait for it
+  const schemas::UpdateOffer offer = *updater_.fetching();
+  Updater::ChunkOutcome o = updater_.add_chunk(index, payload);
+  if (o.error) return refuse_update(offer, *o.error);
+  if (!o.staged) return;
+  update_counters([](AgentCounters& c) { ++c.updates_staged; });
+  if (options_.log) {
+    options_.log("info", "update_staged",
+                 "version=" + logfmt_quoted(offer.version) + " sha256=" + offer.sha256 +
+                     " detail=\"stopping for the launcher to start it\"");
+  }
+  update_staged_ = true;
+  stop_requested_ = true;
+}
+
+void Agent::refuse_update(const schemas::UpdateOffer& offer, const std::string& detail) {
+  const std::string message = "update to " + offer.version + " (sha256 " + offer.sha256 + ") refused: " + detail;
+  update_counters([](AgentCounters& c) { ++c.updates_refused; });
+  if (options_.log) options_.log("warning", "update_refused", "detail=" + logfmt_quoted(message));
+  schemas::Alert a = update_alert(message, wall_ms());
+  if (append_record("alerts", Priority::alerts, a)) update_counters([](AgentCounters& c) { ++c.alerts; });
+  update_backlog();
+}
+
+void Agent::report_rollbacks() {
+  for (const Updater::Rollback& r : updater_.unreported_rollbacks()) {
+    const std::string message = "update to sha256 " + r.sha256 + " rolled back by the launcher: " + r.reason;
+    if (options_.log) options_.log("warning", "update_rolled_back", "detail=" + logfmt_quoted(message));
+    schemas::Alert a = update_alert(message, wall_ms());
+    if (!append_record("alerts", Priority::alerts, a)) continue;  // stays unreported: tried again next start
+    update_counters([](AgentCounters& c) { ++c.alerts; });
+    updater_.mark_reported(r.sha256);
+  }
+  update_backlog();
 }
 
 void Agent::on_ack(const std::string& topic, const std::string& payload) {
@@ -628,6 +728,10 @@ void Agent::drain(Clock::time_point now) {
   if (!session_up_ || now < drain_after_) return;
   const auto delivered = uplink_->take_delivered();
   if (!delivered.empty()) update_counters([&](AgentCounters& c) { c.published += delivered.size(); });
+  if (!healthy_marked_ && std::find(delivered.begin(), delivered.end(), kBirthTag) != delivered.end()) {
+    healthy_marked_ = true;
+    updater_.mark_healthy();
+  }
   const auto stats = outbox_->stats();
   resend_stalled(now, stats);
   const topics::Id node = id(options_.birth.node);
@@ -661,6 +765,7 @@ void Agent::run() {
   auto now = Clock::now();
   last_refill_ = now;
   update_backlog();
+  report_rollbacks();
   process_inbox();  // tasks received before a crash
   next_bdseq();
   uplink_->set_will_payload(birth_payload(schemas::NodeStatus::dead));

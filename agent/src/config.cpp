@@ -302,7 +302,8 @@ const std::vector<KeyDef>& table() {
 
       def(NOVA_KEY(trust.signing_keys), list(Check::absolute_path), Reload::restart,
           "Ed25519 public key files (PEM, from `nova-pki signing-key`) whose signatures the "
-          "agent accepts on control messages (tasks, configs, models, acks, verdicts). List "
+          "agent accepts on control messages (tasks, configs, models, acks, verdicts, update "
+          "offers). List "
           "the new key next to the old one while a key is rotated. Required unless "
           "trust.insecure_unsigned is true.",
           file_only()),
@@ -313,6 +314,11 @@ const std::vector<KeyDef>& table() {
       def(NOVA_KEY(trust.clock_skew_s), integer(0, 86400), Reload::restart,
           "How far the signer's and the node's clocks may disagree: a control message is "
           "accepted this long before its issue time and after its expiry.",
+          file_only()),
+
+      def(NOVA_KEY(update.dir), text(Check::absolute_path), Reload::restart,
+          "Installation folder of over-the-air updates, as laid out by nova-agent-launch "
+          "(versions/, current, pending); empty refuses every update offer.",
           file_only()),
 
       def(NOVA_KEY(log.level), choice(kLogLevels), Reload::hot,

@@ -1,6 +1,7 @@
 // nova-agent: NovaCron's offline-first edge agent.
 //
-// Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 runtime failure (outbox, metrics or
+// Exit codes: 0 clean shutdown (SIGTERM/SIGINT, or an update staged for the launcher
+// to start: docs/agent.md, Updates), 1 runtime failure (outbox, metrics or
 // task store cannot be opened), 2 usage or configuration error (tasks.user included).
 // Signals: SIGTERM/SIGINT store the open batch, publish "offline" and exit; SIGHUP, or
 // any change of the config file, re-reads it and applies what can change at run time
@@ -120,6 +121,7 @@ AgentOptions agent_options(const AgentConfig& c) {
   o.outbox.dir = c.outbox.dir;
   o.outbox.max_bytes = c.outbox.max_bytes;
   o.state_dir = std::filesystem::path(c.outbox.dir).parent_path() / "state";
+  o.update_dir = c.update.dir;
   return o;
 }
 
@@ -204,9 +206,35 @@ void warn_insecure_uplink(const AgentConfig& c) {
   }
 }
 
+// Binds every symbol of every library at start-up rather than at each function's first
+// call: runs nova-agent again (exec, same pid and arguments) with LD_BIND_NOW set, unless
+// it is set already. Why: the agent releases the pages only start-up used at connect
+// (AgentOptions::release_memory); bound lazily, each library function called for the
+// first time after that looks its name up through the symbol tables of every library
+// and maps their pages again (about 1 MB of VmRSS with TLS, measured: docs/benchmarks.md,
+// "Latest: RSS with TLS and a signing key"). Linking nova-agent with -z now binds only
+// its own calls, not those between libraries (libstdc++ to libc, say). If the exec
+// fails, the agent goes on, bound lazily.
+void bind_symbols_now(char** argv) {
+  constexpr const char* kMarker = "NOVA_AGENT_BIND_NOW";  // set by us: this is the second start
+  if (::getenv(kMarker) != nullptr) {
+    ::unsetenv(kMarker);
+    ::unsetenv("LD_BIND_NOW");  // ours, not the operator's: nothing the agent starts inherits it
+    return;
+  }
+  const char* bind_now = ::getenv("LD_BIND_NOW");
+  if (bind_now != nullptr && *bind_now != '\0') return;  // the operator's, bound already
+  ::setenv("LD_BIND_NOW", "1", 1);
+  ::setenv(kMarker, "1", 1);
+  ::execv("/proc/self/exe", argv);
+  ::unsetenv("LD_BIND_NOW");
+  ::unsetenv(kMarker);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  bind_symbols_now(argv);
   const common::DaemonInfo daemon{"nova-agent", "NovaCron's offline-first edge agent.", NOVA_VERSION,
                                 "/etc/nova-agent/agent.yaml", "agent/examples/agent.yaml"};
   common::DaemonArgs args;
@@ -281,6 +309,7 @@ int main(int argc, char** argv) {
     live.apply(*agent_ptr, *next, "remote");
   };
   options.log = log_line;
+  options.release_memory = true;  // VmRSS: docs/agent.md, "Memory"
   auto agent = Agent::create(std::move(options), &source);
   if (!agent) {
     log_line("error", "agent_start_failed", "error=" + logfmt_quote(agent.error().message()));
@@ -367,6 +396,7 @@ int main(int argc, char** argv) {
   }
   const AgentCounters c = agent_ptr->counters();
   log_line("info", "stopped", "samples=" + std::to_string(c.samples) + " batches=" + std::to_string(c.batches) +
-                                  " published=" + std::to_string(c.published) + " acks=" + std::to_string(c.acks));
+                                  " published=" + std::to_string(c.published) + " acks=" + std::to_string(c.acks) +
+                                  (agent_ptr->update_staged() ? " reason=update_staged" : ""));
   return 0;
 }

@@ -23,6 +23,7 @@
 #include "nova/bridge/broker_process.h"
 #include "nova/bridge/net.h"
 #include "nova/bridge/render.h"
+#include "nova/security/digest.h"
 #include "nova/security/pki.h"
 #include "nova/security/topology_identities.h"
 #include "nova/bridge/state_file.h"
@@ -97,6 +98,16 @@ std::string format_event(const HierarchyEvent& event) {
 
 // --- Impl ------------------------------------------------------------------------------
 
+namespace {
+// A digest of a site's PKI files (site_tls_files), compared on reload to find what a
+// rotation changed: a SHA-256 over each group's contents, so that the supervisor keeps
+// no copy of a private key. Empty in insecure plaintext mode.
+struct TlsContents {
+  std::string listener;
+  std::string bridge;
+};
+}  // namespace
+
 struct Hierarchy::Impl {
   // One site's broker. `process`, `restart_at`, `failures` and `started_at` belong to
   // the supervisor thread; the rest is shared under `mu`.
@@ -115,6 +126,7 @@ struct Hierarchy::Impl {
     Clock::time_point started_at{};
     std::string conf;  // as last written
     std::string acl;
+    TlsContents tls;  // the PKI files as the running broker read them
   };
 
   HierarchyOptions options;
@@ -295,12 +307,34 @@ struct Hierarchy::Impl {
     return schemas::Ok{};
   }
 
+  // Read before a start or a SIGHUP: a file replaced after the read is seen as changed
+  // at the next reload, so no rotation is missed.
+  TlsContents tls_contents(const SiteProc& s) const {
+    TlsContents out;
+    if (options.insecure_plaintext) return out;
+    const tiers::Site* site = nullptr;
+    {
+      std::lock_guard lock(mu);
+      site = topology->find(s.id);
+    }
+    const SiteTlsFiles files = site_tls_files(options.pki_dir, *site);
+    const auto digest = [](const std::vector<fs::path>& group) {
+      std::string text;
+      for (const fs::path& f : group) text += security::sha256_hex(read_text_file(f));
+      return security::sha256_hex(text);
+    };
+    out.listener = digest(files.listener);
+    out.bridge = digest(files.bridge);
+    return out;
+  }
+
   StartResult spawn(SiteProc& s) {
     const tiers::Site* site = nullptr;
     {
       std::lock_guard lock(mu);
       site = topology->find(s.id);
     }
+    s.tls = tls_contents(s);
     BrokerLaunch launch;
     launch.config = s.dir / "mosquitto.conf";
     launch.log = s.dir / "mosquitto.log";
@@ -727,24 +761,41 @@ Result<ReloadSummary> Hierarchy::reload(const tiers::Topology& next) {
       const std::string old_conf = s->conf;
       const std::string old_acl = s->acl;
       if (auto st = in.render_site(*s); !st) return Error{"", "site '" + s->id + "': " + st.error().message()};
+      const TlsContents tls = in.tls_contents(*s);
+      const bool listener_tls_changed = tls.listener != s->tls.listener;
       if (fresh) {
         s->held = false;
         in.try_restart(*s, "broker_started");
         summary.started.push_back(s->id);
-      } else if (s->conf != old_conf) {
+      } else if (s->conf != old_conf || tls.bridge != s->tls.bridge) {
         summary.restarted.push_back(s->id);
-        in.emit({s->id, "rendered mosquitto.conf changed; bridges reload only on restart", "config_changed"});
+        if (s->conf != old_conf) {
+          in.emit({s->id, "rendered mosquitto.conf changed; bridges reload only on restart", "config_changed"});
+        } else {
+          in.emit({s->id, "the bridge's certificate, key or CA changed; a bridge reads them only when it connects",
+                   "bridge_tls_changed"});
+        }
         if (!s->held) {
           if (s->process.pid() > 0) s->process.stop(kStopTimeout);
           s->restart_at.reset();
           s->failures = 0;
           in.try_restart(*s, "broker_restarted");
         }
-      } else if (s->acl != old_acl) {
-        summary.acl_reloaded.push_back(s->id);
+      } else if (s->acl != old_acl || listener_tls_changed) {
+        if (s->acl != old_acl) summary.acl_reloaded.push_back(s->id);
+        if (listener_tls_changed) summary.tls_reloaded.push_back(s->id);
+        s->tls = tls;
         if (s->process.signal(SIGHUP)) {
-          in.emit({s->id, "ACL changed; SIGHUP (Mosquitto reloads acl_file on SIGHUP)", "acl_reloaded",
-                   s->process.pid()});
+          if (s->acl != old_acl) {
+            in.emit({s->id, "ACL changed; SIGHUP (Mosquitto reloads acl_file on SIGHUP)", "acl_reloaded",
+                     s->process.pid()});
+          }
+          if (listener_tls_changed) {
+            in.emit({s->id,
+                     "listener certificate, key, CA or CRL changed; SIGHUP (Mosquitto reads them again for new "
+                     "connections)",
+                     "tls_reloaded", s->process.pid()});
+          }
         }
       }
     }

@@ -168,6 +168,8 @@ void render_bridge(std::ostringstream& out, const tiers::Topology& topology, con
          "# only this site's subtree. Never \"both\": the one-way prefixes cannot loop.\n"
       << "topic nova/v1/up/# out 1\n";
   for (const std::string& filter : down_routes(topology, site)) out << "topic " << filter << " in 1\n";
+  out << "# Update bundles (schemas/topics.md, Updates): retained, one copy per broker.\n"
+      << "topic " << topics::bundle_all() << " in 1\n";
 }
 
 // The ACL lines of a site's own bridge (every site but the root), the same in both
@@ -180,6 +182,7 @@ void render_own_bridge_grant(std::ostringstream& out, const tiers::Topology& top
          "# is deliberately not granted, so that record is never re-sent upward.\n"
       << "user " << bridge_username(site) << "\n";
   for (const std::string& filter : down_routes(topology, site)) out << "topic write " << filter << "\n";
+  out << "topic write " << topics::bundle_all() << "\n";
 }
 
 std::string render_plaintext_acl(const tiers::Topology& topology, const tiers::Site& site) {
@@ -191,6 +194,7 @@ std::string render_plaintext_acl(const tiers::Topology& topology, const tiers::S
          "# is granted and delivers nothing.\n\n"
       << "# Anonymous clients: nodes (client id = node id) and sensors.\n"
       << "topic read nova/v1/down/#\n"
+      << "topic read " << topics::bundle_all() << "\n"
       << "topic readwrite nova/v1/sensor/#\n\n"
       << "# Every client: a node publishes upward only under its own id.\n"
       << "pattern write nova/v1/up/%c/#\n"
@@ -203,6 +207,7 @@ std::string render_plaintext_acl(const tiers::Topology& topology, const tiers::S
         << "user " << bridge_username(*child) << "\n"
         << "topic write nova/v1/up/#\n";
     for (const std::string& filter : down_routes(topology, *child)) out << "topic read " << filter << "\n";
+    out << "topic read " << topics::bundle_all() << "\n";
   }
   out << "\n# Cloud services and operators.\n"
       << "user " << kCloudServiceUser << "\n"
@@ -246,11 +251,13 @@ std::string render_identity_acl(const tiers::Topology& topology, const tiers::Si
     if (node.site != site.id()) continue;
     const std::string down = topics::down_subtree(site.path);  // nova/v1/down/<path>/#
     out << "\n# Node '" << node.id << "': its own up topics (never a link), its own down topics,\n"
+           "# the update bundles (not secret: its signed update offer names the one to take),\n"
            "# its sensors' readings and the replies to them.\n"
         << "user " << node.id << "\n"
         << "topic deny " << link_topic(node.id) << "\n"
         << "topic write nova/v1/up/" << node.id << "/#\n"
         << "topic read " << down.substr(0, down.size() - 1) << node.id << "/#\n"
+        << "topic read " << topics::bundle_all() << "\n"
         << "topic read nova/v1/sensor/" << node.id << "/+\n"
         << "topic write nova/v1/sensor/" << node.id << "/+/error\n";
     for (const std::string& sensor : enrolled_identities(pki_dir, "sensor." + node.id + ".")) {
@@ -273,15 +280,18 @@ std::string render_identity_acl(const tiers::Topology& topology, const tiers::Si
     }
     out << "topic write nova/v1/up/#\n";
     for (const std::string& filter : down_routes(topology, *child)) out << "topic read " << filter << "\n";
+    out << "topic read " << topics::bundle_all() << "\n";
   }
-  out << "\n# nova-cloud: reads everything upward, is the only writer of down. It writes up only\n"
-         "# under its own id: its subscription probes (cloud/subscriptions.h), the one for\n"
+  out << "\n# nova-cloud: reads everything upward, is the only writer of down and of the update\n"
+         "# bundles. It writes up only under its own id: its subscription probes\n"
+         "# (cloud/subscriptions.h), the one for\n"
          "# nova/v1/up/+/link on nova/v1/up/nova-cloud/link. No site can be called nova-cloud\n"
          "# (its broker would need that CN), so that is no site's link.\n"
       << "user " << kCloudServiceUser << "\n"
       << "topic write nova/v1/up/" << kCloudServiceUser << "/#\n"
       << "topic read nova/v1/up/#\n"
       << "topic readwrite nova/v1/down/#\n"
+      << "topic readwrite " << topics::bundle_all() << "\n"
       << "topic readwrite nova/v1/cloud/#\n"
       << "topic read $SYS/#\n"
       << "\n# The hierarchy's link monitor (nova-bridge status).\n"
@@ -367,6 +377,16 @@ RenderedSite render(const tiers::Topology& topology, const tiers::Site& site,
                                       : render_identity_acl(topology, site, options.pki_dir)};
 }
 
+SiteTlsFiles site_tls_files(const fs::path& pki_dir, const tiers::Site& site) {
+  const security::Layout pki(absolute_path(pki_dir));
+  SiteTlsFiles files;
+  files.listener = {pki.trust_ca(), pki.trust_crl(), pki.identity_cert(site.id()), pki.identity_key(site.id())};
+  if (!site.is_root()) {
+    files.bridge = {pki.trust_ca(), pki.identity_cert(bridge_username(site)), pki.identity_key(bridge_username(site))};
+  }
+  return files;
+}
+
 Status write_site(const tiers::Topology& topology, const tiers::Site& site, const fs::path& out_dir,
                   RenderOptions options) {
   const std::string where = "site '" + site.id() + "': ";
@@ -385,17 +405,15 @@ Status write_site(const tiers::Topology& topology, const tiers::Site& site, cons
     if (options.pki_dir.empty()) {
       return Error{"pki_dir", "required: a PKI folder for mutual TLS (or render with insecure plaintext)"};
     }
-    const security::Layout pki(absolute_path(options.pki_dir));
-    std::vector<fs::path> needed{pki.trust_ca(), pki.trust_crl(), pki.identity_cert(site.id()),
-                                 pki.identity_key(site.id())};
-    if (!site.is_root()) {
-      needed.push_back(pki.identity_cert(bridge_username(site)));
-      needed.push_back(pki.identity_key(bridge_username(site)));
+    const SiteTlsFiles files = site_tls_files(options.pki_dir, site);
+    for (const auto* group : {&files.listener, &files.bridge}) {
+      for (const fs::path& file : *group) {
+        if (!fs::exists(file)) return Error{"pki_dir", where + "no " + file.string() + " (issue the topology's identities first)"};
+      }
     }
-    for (const fs::path& file : needed) {
-      if (!fs::exists(file)) return Error{"pki_dir", where + "no " + file.string() + " (issue the topology's identities first)"};
+    if (has_line_break(absolute_path(options.pki_dir))) {
+      return Error{"pki_dir", "a path with a line break cannot be written into mosquitto.conf"};
     }
-    if (has_line_break(pki.dir())) return Error{"pki_dir", "a path with a line break cannot be written into mosquitto.conf"};
   }
   std::error_code ec;
   fs::create_directories(out_dir, ec);

@@ -197,7 +197,8 @@ int cmd_up(const UpArgs& args) {
       break;
     }
     // SIGHUP: Mosquitto does not reload bridges on SIGHUP, so re-render every site and
-    // restart the brokers whose config changed (Hierarchy::reload).
+    // restart the brokers whose config or bridge certificate changed; SIGHUP those whose
+    // ACL or listener certificate alone changed (Hierarchy::reload).
     auto next = tiers::Topology::load(args.topology);
     if (!next) {
       log_event("reload_failed", "topology unchanged: " + next.error().message(), "error");
@@ -211,6 +212,7 @@ int cmd_up(const UpArgs& args) {
     log_event("reloaded", std::to_string(summary->started.size()) + " started, " +
                               std::to_string(summary->restarted.size()) + " restarted, " +
                               std::to_string(summary->acl_reloaded.size()) + " ACLs reloaded, " +
+                              std::to_string(summary->tls_reloaded.size()) + " listener certificates reloaded, " +
                               std::to_string(summary->removed.size()) + " removed");
     hierarchy->write_state_file();
   }
@@ -345,8 +347,9 @@ int main(int argc, char** argv) {
   auto* up = app.add_subcommand(
       "up",
       "start every broker (parents first), wait for every link, then supervise in the foreground. SIGTERM/SIGINT: "
-      "stop all and exit 0. SIGHUP: re-read the topology and restart the brokers whose config changed (Mosquitto "
-      "does not reload bridges on SIGHUP).");
+      "stop all and exit 0. SIGHUP: re-read the topology and the PKI files; restart the brokers whose config or "
+      "bridge certificate changed (Mosquitto does not reload bridges on SIGHUP), send SIGHUP to those whose ACL or "
+      "listener certificate, key or CRL alone changed.");
   up->add_option("topology", up_args.topology, "topology file (YAML)")->required();
   up->add_option("--run-dir", up_args.run_dir, "directory for the sites' configs, data, logs and hierarchy.json")
       ->required();

@@ -858,6 +858,36 @@ struct Codec<Model> {
   }
 };
 
+template <>
+struct Codec<UpdateOffer> {
+  static constexpr std::string_view root = "update";
+  static constexpr std::uint64_t kMaxBundleBytes = 256ull << 20;
+
+  static Value encode(const UpdateOffer& m) {
+    return versioned()
+        .put("version", Value::text(m.version))
+        .put("sha256", Value::text(m.sha256))
+        .put("size", Value::uint(m.size))
+        .put("ts", ts_value(m.ts))
+        .done();
+  }
+
+  static UpdateOffer decode(const MapReader& r) {
+    UpdateOffer m;
+    m.version = r.field("version").text(256);
+    const Field sha = r.field("sha256");
+    m.sha256 = sha.text(64);
+    if (m.sha256.size() != 64 ||
+        m.sha256.find_first_not_of("0123456789abcdef") != std::string::npos) {
+      sha.reject("'" + m.sha256 + "' is not 64 lower-case hex digits");
+    }
+    const Field size = r.field("size");
+    m.size = size.uint(1, kMaxBundleBytes);
+    m.ts = r.field("ts").uint();
+    return m;
+  }
+};
+
 // --- acknowledgements -------------------------------------------------------------------
 
 template <>
@@ -1086,6 +1116,7 @@ NOVA_CODEC_INSTANTIATE(Alert)
 NOVA_CODEC_INSTANTIATE(Config)
 NOVA_CODEC_INSTANTIATE(Model)
 NOVA_CODEC_INSTANTIATE(Ack)
+NOVA_CODEC_INSTANTIATE(UpdateOffer)
 NOVA_CODEC_INSTANTIATE(WorkloadSpec)
 NOVA_CODEC_INSTANTIATE(Placement)
 NOVA_CODEC_INSTANTIATE(ClusterRecord)

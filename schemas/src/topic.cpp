@@ -17,12 +17,13 @@ constexpr std::array<std::pair<UpKind, std::string_view>, 6> kUpKinds{{
     {UpKind::alert, "alert"},
     {UpKind::link, "link"},
 }};
-constexpr std::array<std::pair<DownKind, std::string_view>, 5> kDownKinds{{
+constexpr std::array<std::pair<DownKind, std::string_view>, 6> kDownKinds{{
     {DownKind::task, "task"},
     {DownKind::config, "config"},
     {DownKind::model, "model"},
     {DownKind::ack, "ack"},
     {DownKind::verdict, "verdict"},
+    {DownKind::update, "update"},
 }};
 constexpr std::array<std::pair<CloudKind, std::string_view>, 4> kCloudKinds{{
     {CloudKind::workload, "workload"},
@@ -180,11 +181,16 @@ std::string sensor_error(const Id& node, const Id& s) {
   return join({"sensor", node.str(), s.str(), "error"});
 }
 std::string cloud(CloudKind kind, const Id& id) { return join({"cloud", to_string(kind), id.str()}); }
+std::string bundle_chunk(const Id& sha256, std::uint64_t index) {
+  return join({"bundle", sha256.str(), std::to_string(index)});
+}
 
 std::string up_all() { return join({"up", "#"}); }
 std::string down_subtree(const SitePath& site) { return join({"down", site.str(), "#"}); }
 std::string sensor_all(const Id& node) { return join({"sensor", node.str(), "+"}); }
 std::string cloud_all(CloudKind kind) { return join({"cloud", to_string(kind), "+"}); }
+std::string bundle_all() { return join({"bundle", "#"}); }
+std::string bundle_chunks(const Id& sha256) { return join({"bundle", sha256.str(), "+"}); }
 
 Result<Topic> parse(std::string_view topic) {
   if (topic.size() > kMaxTopicBytes) {

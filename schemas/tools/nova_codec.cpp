@@ -53,7 +53,7 @@ constexpr TypeEntry kTypes[] = {
     entry<Alert>("alert"),                  entry<Config>("config"),
     entry<Model>("model"),                  entry<Ack>("ack"),
     entry<WorkloadSpec>("workload_spec"),   entry<Placement>("placement"),
-    entry<ClusterRecord>("cluster_record"),
+    entry<ClusterRecord>("cluster_record"), entry<UpdateOffer>("update_offer"),
 };
 
 const TypeEntry* find_type(const std::string& name) {

@@ -71,6 +71,7 @@ TYPES = {
     "config": ("config", "config.cddl", "config"),
     "model": ("model", "model.cddl", "model"),
     "ack": ("ack", "ack.cddl", "ack"),
+    "update_offer": ("update", "update.cddl", "update-offer"),
     "workload_spec": ("workload", "workload.cddl", "workload-spec"),
     "placement": ("placement", "workload.cddl", "placement"),
     "cluster_record": ("cluster", "cluster.cddl", "cluster-record"),
@@ -558,6 +559,14 @@ VECTORS = {
           {"v": 1, "node": "gw-par-01", "ts": T0 + 190,
            "watermarks": {"alerts": 3, "decisions": 17, "metrics": 4294967297,
                           "results": 250}}),
+    ],
+    "update_offer": [
+        V("agent_2_0_0", "an offer of agent 2.0.0, a bundle of 1.8 MB",
+          {"v": 1, "version": "2.0.0", "size": 1843200, "ts": T0 + 200,
+           "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}),
+        V("long_version", "a version with a build suffix; the smallest bundle",
+          {"v": 1, "version": "2.1.0-rc.1+g1a2b3c4", "size": 1, "ts": T0 + 210,
+           "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}),
     ],
     "workload_spec": [
         V("full", "every optional member; non-ASCII name",

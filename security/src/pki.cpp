@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <sys/file.h>
@@ -682,6 +683,49 @@ Status Pki::regenerate_crls() {
   return write_crl_bundle();
 }
 
+Status Pki::revoke_lost_intermediate(std::string_view region, const fs::path& ca_cert_file) {
+  if (auto s = check_region(region); !s) return s;
+  auto text = files::read(ca_cert_file);
+  if (!text) return Error{"ca-cert", text.error().message()};
+  // The file may be a leaf's cert.pem (leaf, then its intermediate) or the CA's own.
+  const std::string cn = std::string(kIntermediatePrefix) + std::string(region);
+  ossl::Cert found;
+  ossl::Bio bio(BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
+  while (bio) {
+    ossl::Cert next(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+    if (!next) break;
+    if (info_of(next.get()).is_ca && common_name_of(X509_get_subject_name(next.get())) == cn) {
+      found = std::move(next);
+      break;
+    }
+  }
+  ERR_clear_error();  // the end of the file reads as an error
+  if (!found) {
+    return Error{"ca-cert", ca_cert_file.string() + " holds no CA certificate " + in_quotes(cn)};
+  }
+  auto root = load_ca(layout_.root_cert(), layout_.root_key(),
+                      "to revoke an intermediate (bring the offline root back)");
+  if (!root) return root.error();
+  if (X509_verify(found.get(), X509_get0_pubkey(root->cert.get())) != 1) {
+    ERR_clear_error();
+    return Error{"ca-cert", in_quotes(cn) + " in " + ca_cert_file.string() + " was not signed by this PKI's root"};
+  }
+  const std::string serial = info_of(found.get()).serial_hex;
+  if (has_intermediate(region)) {
+    auto current = load_cert(layout_.ca_cert(region));
+    if (current && info_of(current->get()).serial_hex == serial) return revoke_intermediate(region);
+  }
+  for (const auto& entry : read_revoked(layout_.root_revoked())) {
+    if (entry.serial_hex == serial)
+      return Error{"ca-cert", in_quotes(cn) + " serial " + serial + " is already on the root's CRL"};
+  }
+  const RevokedEntry entry{serial, to_time_t(Clock::now()), std::string(region)};
+  if (auto s = append_revoked(layout_.root_revoked(), entry); !s) return s;
+  if (auto s = write_crl(*root, layout_.root_revoked(), layout_.root_crl(), kRootCrlDays); !s)
+    return s;
+  return write_crl_bundle();
+}
+
 Status Pki::write_crl_bundle() {
   std::string bundle;
   auto add = [&](const fs::path& file) -> Status {
@@ -696,6 +740,35 @@ Status Pki::write_crl_bundle() {
   }
   return files::write_atomic(layout_.trust_crl(), bundle, files::kPublic);
 }
+
+namespace {
+// Re-signs the leaf `old` of `cn` with `ca`: same key, subject and extensions (the key
+// identifiers are made afresh by sign_certificate), a new serial, the same validity
+// length starting `now`. cert.pem is replaced atomically.
+schemas::Result<CertificateInfo> reissue_leaf(const Layout& layout, std::string_view cn, X509* old,
+                                              const Ca& ca, Clock::time_point now) {
+  auto key = load_key(layout.identity_key(cn));
+  if (!key) return key.error();
+  std::vector<ossl::Ext> extensions;
+  for (int i = 0; i < X509_get_ext_count(old); ++i) {
+    X509_EXTENSION* ext = X509_get_ext(old, i);
+    const int nid = OBJ_obj2nid(X509_EXTENSION_get_object(ext));
+    if (nid != NID_subject_key_identifier && nid != NID_authority_key_identifier) {
+      extensions.emplace_back(X509_EXTENSION_dup(ext));
+    }
+  }
+  const auto info = info_of(old);
+  const auto length = info.not_after - info.not_before;
+  auto cert = sign_certificate(X509_get_subject_name(old), key->get(), &ca, ca.key.get(),
+                               {now, now + length}, extensions);
+  if (!cert) return cert.error();
+  if (auto s = files::write_atomic(layout.identity_cert(cn), leaf_file_content(cert->get(), ca),
+                                   files::kPublic);
+      !s)
+    return s.error();
+  return info_of(cert->get());
+}
+}  // namespace
 
 RenewReport Pki::renew(std::chrono::seconds within, Clock::time_point now) {
   RenewReport report;
@@ -731,36 +804,30 @@ RenewReport Pki::renew(std::chrono::seconds within, Clock::time_point now) {
       }
       ca_it = cas.emplace(region, std::move(ca).value()).first;
     }
-    auto key = load_key(layout_.identity_key(cn));
-    if (!key) {
-      fail(key.error());
+    auto renewed = reissue_leaf(layout_, cn, old->get(), ca_it->second, now);
+    if (!renewed) {
+      fail(renewed.error());
       continue;
     }
-    // Same subject and extensions; the key identifiers are made afresh by sign_certificate.
-    std::vector<ossl::Ext> extensions;
-    for (int i = 0; i < X509_get_ext_count(old->get()); ++i) {
-      X509_EXTENSION* ext = X509_get_ext(old->get(), i);
-      const int nid = OBJ_obj2nid(X509_EXTENSION_get_object(ext));
-      if (nid != NID_subject_key_identifier && nid != NID_authority_key_identifier) {
-        extensions.emplace_back(X509_EXTENSION_dup(ext));
-      }
-    }
-    const auto length = info.not_after - info.not_before;
-    auto cert = sign_certificate(X509_get_subject_name(old->get()), key->get(), &ca_it->second,
-                                 ca_it->second.key.get(), {now, now + length}, extensions);
-    if (!cert) {
-      fail(cert.error());
-      continue;
-    }
-    if (auto s = files::write_atomic(layout_.identity_cert(cn),
-                                     leaf_file_content(cert->get(), ca_it->second), files::kPublic);
-        !s) {
-      fail(s.error());
-      continue;
-    }
-    report.renewed.push_back(info_of(cert->get()));
+    report.renewed.push_back(std::move(renewed).value());
   }
   return report;
+}
+
+Result<CertificateInfo> Pki::renew_identity(std::string_view cn, Clock::time_point now) {
+  if (!has_identity(cn))
+    return Error{"name", "no identity " + in_quotes(cn) + " in " + layout_.dir().string()};
+  auto old = load_cert(layout_.identity_cert(cn));
+  if (!old) return old.error();
+  const auto info = info_of(old->get());
+  const std::string region = region_of_issuer(info.issuer_common_name);
+  if (region.empty() || !has_intermediate(region)) {
+    return Error{layout_.identity_cert(cn).string(),
+                 "issuer " + in_quotes(info.issuer_common_name) + " is not a CA here"};
+  }
+  auto ca = load_ca(layout_.ca_cert(region), layout_.ca_key(region), "to renew its leaves");
+  if (!ca) return ca.error();
+  return reissue_leaf(layout_, cn, old->get(), *ca, now);
 }
 
 Status Pki::export_identity(std::string_view cn, const fs::path& to) {

@@ -31,7 +31,7 @@ constexpr int kRefused = 2;
 
 // The library names the field at fault; on the command line that field is an option.
 const std::set<std::string, std::less<>> kArguments = {"dir", "name",     "region", "role", "days",
-                                                       "san", "backdate", "within", "to"};
+                                                       "san", "backdate", "within", "to", "ca-cert"};
 
 int fail(const Error& error) {
   const bool argument = kArguments.contains(error.path);
@@ -157,6 +157,11 @@ int main(int argc, char** argv) {
   auto* revoke_region =
       revoke->add_option("--region", region, "revoke this region's intermediate CA");
   revoke_name->excludes(revoke_region);
+  fs::path ca_cert;
+  revoke->add_option("--ca-cert", ca_cert,
+                     "with --region: revoke the region's CA found in this file (a leaf's cert.pem will do), "
+                     "for an intermediate whose folder is lost or already replaced")
+      ->needs(revoke_region);
 
   auto* crl = app.add_subcommand(
       "crl", "re-sign the CRL of every CA whose key is here and rebuild trust/crl.pem");
@@ -165,8 +170,14 @@ int main(int argc, char** argv) {
   auto* renew =
       app.add_subcommand("renew",
                          "re-issue every leaf expiring within DAYS, and every leaf its region's "
-                         "current intermediate did not sign (same key and CN)");
-  renew->add_option("--within", within_days, "days")->required()->check(CLI::NonNegativeNumber);
+                         "current intermediate did not sign; or, with --name, that one leaf now "
+                         "(same key and CN, a new serial)");
+  auto* renew_within =
+      renew->add_option("--within", within_days, "days")->check(CLI::NonNegativeNumber);
+  auto* renew_name =
+      renew->add_option("--name", name, "re-issue this identity now: its CN (or its name, with --role)");
+  renew->add_option("--role", role, "turn --name into the CN as `issue` does");
+  renew_name->excludes(renew_within);
 
   fs::path to;
   auto* exporter = app.add_subcommand(
@@ -250,7 +261,8 @@ int main(int argc, char** argv) {
       print_issued(*info);
     } else if (revoke->parsed()) {
       if (!region.empty()) {
-        if (auto s = pki.revoke_intermediate(region); !s)
+        if (auto s = ca_cert.empty() ? pki.revoke_intermediate(region) : pki.revoke_lost_intermediate(region, ca_cert);
+            !s)
           return audited_fail("revoke", "region " + region, s.error());
         if (!record("revoke", "region " + region, "ok")) return kFailure;
         std::cout << "revoked the intermediate CA of region " << region << '\n';
@@ -267,7 +279,16 @@ int main(int argc, char** argv) {
       if (auto s = pki.regenerate_crls(); !s) return audited_fail("crl", "all CAs", s.error());
       if (!record("crl", "all CAs", "ok")) return kFailure;
       std::cout << "CRLs written to " << pki.layout().trust_crl().string() << '\n';
+    } else if (renew->parsed() && !name.empty()) {
+      int code = kOk;
+      auto cn = identity_cn(role, name, code);
+      if (!cn) return code;
+      auto info = pki.renew_identity(*cn);
+      if (!info) return audited_fail("renew", *cn, info.error());
+      if (!record("renew", info->common_name + " serial " + info->serial_hex, "ok")) return kFailure;
+      print_issued(*info);
     } else if (renew->parsed()) {
+      if (renew_within->count() == 0) return fail_usage("renew: give --within or --name");
       const auto within = std::chrono::seconds(static_cast<std::int64_t>(within_days * 86400));
       auto report = pki.renew(within);
       for (const auto& info : report.renewed) {

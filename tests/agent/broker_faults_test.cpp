@@ -49,7 +49,8 @@ void finish_and_check(pid_t generator, const std::string& access_uri, const fs::
 
 TEST_CASE("metro broker SIGKILLed mid-stream: the agent's outbox closes the gap", "[agent][faults]") {
   const tiers::Topology topology = hiertest::load_topology(NOVA_EXAMPLE_TOPOLOGY);
-  auto h = hiertest::start_hierarchy(topology, "nova-agent-crash");
+  // Plaintext only until its agent (crash_child) is given a certificate: not converted yet (issue 10).
+  auto h = hiertest::start_hierarchy(topology, "nova-agent-crash", hiertest::Transport::insecure_plaintext);
   testing::AckConsumer consumer((*h)->uri("cloud"));
   const fs::path dir = h->dir.path() / "agent";
   const std::string access = (*h)->uri("par-a1");
@@ -69,7 +70,8 @@ TEST_CASE("metro broker SIGKILLed mid-stream: the agent's outbox closes the gap"
 
 TEST_CASE("regional broker held down: everything buffered below arrives once", "[agent][faults]") {
   const tiers::Topology topology = hiertest::load_topology(NOVA_EXAMPLE_TOPOLOGY);
-  auto h = hiertest::start_hierarchy(topology, "nova-agent-partition");
+  // Plaintext only until its agent (crash_child) is given a certificate: not converted yet (issue 10).
+  auto h = hiertest::start_hierarchy(topology, "nova-agent-partition", hiertest::Transport::insecure_plaintext);
   testing::AckConsumer consumer((*h)->uri("cloud"));
   const fs::path dir = h->dir.path() / "agent";
   const std::string access = (*h)->uri("par-a1");

@@ -18,10 +18,12 @@
 #include <string>
 #include <thread>
 
+#include "nova/schemas/codec.h"
 #include "nova/testing/ack_consumer.h"
 #include "nova/testing/agent_process.h"
 #include "nova/testing/broker.h"
 #include "nova/testing/child_process.h"
+#include "nova/testing/publish.h"
 #include "nova/testing/test_ca.h"
 
 using namespace nova;
@@ -84,6 +86,21 @@ struct TlsSite {
 
 bool alive(pid_t pid) { return pid > 0 && ::kill(pid, 0) == 0; }
 
+std::string read_file(const fs::path& file) {
+  std::ifstream in(file);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Waits until `file` exists; another process (a task) makes it.
+bool wait_file(const fs::path& file, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!fs::exists(file)) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a file another process writes
+  }
+  return true;
+}
+
 // Replaces `to` by `from` in one rename, as a certificate manager does.
 void install(const fs::path& from, const fs::path& to) {
   fs::copy_file(from, to.string() + ".new", fs::copy_options::overwrite_existing);
@@ -109,7 +126,7 @@ bool wait_listening(std::uint16_t port, std::chrono::milliseconds timeout) {
 
 }  // namespace
 
-TEST_CASE("nova-agent connects over TLS with its certificate: its birth and a metrics batch arrive",
+TEST_CASE("nova-agent connects over TLS with its certificate: its birth and a metrics batch arrive, also after it released its start-up pages",
           "[agent][tls][integration]") {
   TlsSite site;
   const auto node = site.ca.issue({kNode, {}, 30});
@@ -123,6 +140,9 @@ TEST_CASE("nova-agent connects over TLS with its certificate: its birth and a me
   REQUIRE(site.broker.wait_for_log("u'operator'", 10s));
   testing::AgentProcess agent(NOVA_AGENT_BIN, site.agent_config(site.ca.cert(), node), site.dir / "agent.log");
   REQUIRE(agent.wait_log("event=connected", 20s));
+  // It releases the pages only start-up used at connect (docs/agent.md, "Memory"), and
+  // its TLS uplink goes on working: the batch below is sent afterwards.
+  REQUIRE(agent.wait_log("event=startup_pages_released", 10s));
   std::string seen;
   const auto deadline = std::chrono::steady_clock::now() + 30s;  // one batch is due after 10 s
   while (seen.find("nova/v1/up/gw-tls/metrics") == std::string::npos && std::chrono::steady_clock::now() < deadline) {
@@ -191,6 +211,22 @@ TEST_CASE("a rotated certificate is used after SIGHUP without losing a record, a
   REQUIRE(agent.wait_log("event=connected", 20s));
   REQUIRE(consumer.wait_for(kNode, "metrics", 1, 30s));
 
+  // A workload that runs across the rotation: it says it started, then waits for the
+  // test's word (a file) that the rotation is over. In a folder of its own that the
+  // task's user (tasks.user) can write.
+  const fs::path work = temp_dir();
+  fs::permissions(work, fs::perms::all);
+  const schemas::Task task{"t-rotation", std::nullopt,
+                           {"/bin/sh", "-c",
+                            "echo started >> \"$1/started\"; while [ ! -e \"$1/go\" ]; do /bin/sleep 0.05; done; "
+                            "echo finished > \"$1/finished\"",
+                            "sh", work.string()},
+                           {}, 60000, 0, 0, 1, 1};
+  const schemas::Bytes task_cbor = schemas::encode_cbor(task);
+  testing::publish_as_cloud(site.plain_uri(), std::string("nova/v1/down/") + kSite + "/" + kNode + "/task",
+                            std::string(task_cbor.begin(), task_cbor.end()));
+  REQUIRE(wait_file(work / "started", 30s));
+
   // Rotation: a new key and certificate, installed by rename; the old one revoked.
   const auto second = site.ca.issue({kNode, {}, 30});
   install(second.key, live.key);
@@ -216,9 +252,16 @@ TEST_CASE("a rotated certificate is used after SIGHUP without losing a record, a
   CHECK(*count.seqs.begin() == 1);
   CHECK(*count.seqs.rbegin() == count.seqs.size());
   CHECK(alive(agent.pid()));
-  // Only the connection was renewed: the agent itself started once.
+  // Only the connection was renewed: the agent itself started once, and the workload
+  // started before the rotation ran through it, once, and its result came up.
   const std::string log = agent.text();
   CHECK(log.find("event=started") == log.rfind("event=started"));
+  CHECK_FALSE(fs::exists(work / "finished"));
+  std::ofstream(work / "go").close();
+  CHECK(consumer.wait_for(kNode, "results", 1, 30s));
+  CHECK(read_file(work / "finished") == "finished\n");
+  CHECK(read_file(work / "started") == "started\n");
+  fs::remove_all(work);
   std::cout << "tls rotation: SIGHUP to reconnected " << std::chrono::duration_cast<std::chrono::milliseconds>(reconnect).count()
             << " ms; metrics records " << count.seqs.size() << " received, " << count.duplicates
             << " duplicates, none missing\n";

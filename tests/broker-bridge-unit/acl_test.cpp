@@ -51,7 +51,10 @@ class RootBroker {
     fs::remove_all(dir_);
     nova::bridge::RenderOptions options;
     if (::geteuid() == 0) options.user = "root";
-    options.insecure_plaintext = true;  // these cases pin the plaintext ACL; tls_test.cpp the TLS one
+    // Plaintext on purpose: these cases pin the plaintext ACL that --insecure-plaintext
+    // still renders (and must keep denying what it denies); tls_acl_test.cpp pins the
+    // TLS one, which every hierarchy test runs with.
+    options.insecure_plaintext = true;
     REQUIRE(nova::bridge::write_site(*topology, topology->site("cloud"), dir_, options).ok());
     nova::bridge::BrokerLaunch launch;
     launch.config = dir_ / "mosquitto.conf";

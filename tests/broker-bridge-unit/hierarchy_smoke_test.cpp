@@ -13,11 +13,13 @@
 #include <filesystem>
 #include <fstream>
 #include <mqtt/async_client.h>
+#include <map>
 #include <mutex>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "mqtt_support.h"  // tests/broker-bridge/support
 #include "nova/bridge/broker_process.h"
 #include "nova/bridge/hierarchy.h"
 #include "nova/bridge/render.h"
@@ -79,22 +81,18 @@ class Events {
   std::vector<HierarchyEvent> events_;
 };
 
-// Publishes a node's record at `site` (anonymous, client id = node id) and waits for it
-// at the cloud broker (as the cloud service user).
-bool travels_up(const Hierarchy& h, const std::string& site, const std::string& node) {
+std::string tls_uri(const Hierarchy& h, const std::string& site) { return "mqtts://127.0.0.1:" + std::to_string(h.port(site)); }
+
+// Publishes a node's record at `site` with the node's certificate and waits for it at
+// the cloud broker (as nova-cloud, which reads everything upward).
+bool travels_up(const Hierarchy& h, const fs::path& pki_dir, const std::string& site, const std::string& node) {
   const std::string topic = "nova/v1/up/" + node + "/state";
-  mqtt::async_client cloud(h.uri("cloud"), "smoke-cloud-" + node);
+  mqtt::async_client cloud(tls_uri(h, "cloud"), nova::bridge::kCloudServiceUser);
   cloud.start_consuming();
-  const auto options = [](const std::string& user) {
-    auto b = mqtt::connect_options_builder();
-    b.mqtt_version(MQTTVERSION_3_1_1).clean_session(true);
-    if (!user.empty()) b.user_name(user);
-    return b.finalize();
-  };
-  cloud.connect(options(nova::bridge::kCloudServiceUser))->wait();
+  cloud.connect(nova::hiertest::tls_client_options(pki_dir, nova::bridge::kCloudServiceUser))->wait();
   cloud.subscribe(topic, 1)->wait();
-  mqtt::async_client node_client(h.uri(site), node);
-  node_client.connect(options(""))->wait();
+  mqtt::async_client node_client(tls_uri(h, site), node);
+  node_client.connect(nova::hiertest::tls_client_options(pki_dir, node))->wait();
   node_client.publish(mqtt::make_message(topic, "birth of " + node, 1, true))->wait();
   node_client.disconnect()->wait();
   mqtt::const_message_ptr m;
@@ -111,7 +109,10 @@ TEST_CASE("the example hierarchy comes up, survives a crash and a held site", "[
   nova::bridge::HierarchyOptions options;
   options.run_dir = run_dir;
   options.ports = nova::bridge::PortPolicy::free_for_all;
-  options.insecure_plaintext = true;  // its Paho clients speak plaintext (not converted to TLS yet)
+  // Mutual TLS, as nova-bridge up runs it: a PKI with the topology's identities.
+  const fs::path pki_dir = run_dir / "pki";
+  REQUIRE(nova::bridge::prepare_pki(pki_dir, example()).ok());
+  options.pki_dir = pki_dir;
   options.on_event = [events](const HierarchyEvent& e) { events->add(e); };
   auto started = Hierarchy::start(example(), options);
   INFO((started.ok() ? "" : started.error().message()));
@@ -135,7 +136,7 @@ TEST_CASE("the example hierarchy comes up, survives a crash and a held site", "[
     CHECK(events->has(s.id(), "broker_started"));
     pids.push_back(h->pid(s.id()));
   }
-  CHECK(travels_up(*h, "par-a1", "dev-par-a1-1"));
+  CHECK(travels_up(*h, pki_dir, "par-a1", "dev-par-a1-1"));
 
   // The state file, as nova-bridge status reads it.
   h->write_state_file();
@@ -159,7 +160,7 @@ TEST_CASE("the example hierarchy comes up, survives a crash and a held site", "[
     // Its children reconnect (to it or, meanwhile, to their backup 'ber').
     CHECK(h->wait_link("par-a1", 60s));
     CHECK(h->wait_link("par-a2", 60s));
-    CHECK(travels_up(*h, "par-a2", "dev-par-a2-1"));
+    CHECK(travels_up(*h, pki_dir, "par-a2", "dev-par-a2-1"));
     // The state file followed the restart.
     auto after = nova::bridge::read_state_file(run_dir / nova::bridge::kStateFileName);
     REQUIRE(after.ok());
@@ -192,23 +193,39 @@ TEST_CASE("the example hierarchy comes up, survives a crash and a held site", "[
     extra.level = 4;
     extra.parent = "nyc";
     spec.sites.push_back(extra);  // port 0: a free one
+    nova::tiers::NodeSpec extra_node;
+    extra_node.id = "dev-nyc-a3-1";
+    extra_node.site = "nyc-a3";
+    spec.nodes.push_back(extra_node);
     auto next = nova::tiers::Topology::build(spec);
     REQUIRE(next.ok());
+    // The new site's broker and bridge and its node need certificates first, as
+    // `nova-pki topology` issues them for a changed topology file.
+    REQUIRE(nova::bridge::prepare_pki(pki_dir, *next).ok());
     const pid_t sfo = h->pid("sfo");
-    const pid_t nyc = h->pid("nyc");
+    // nyc's ACL gets a new bridge user; and since each child bridge's section denies the
+    // link topic of every site it does not carry, every other ACL with a child bridge
+    // gets nyc-a3's link denied (sfo's too, but sfo restarts anyway).
+    const std::vector<std::string> acl_changed = {"cloud", "eu", "us", "par", "ber", "nyc"};
+    std::map<std::string, pid_t> acl_pids;
+    for (const auto& site : acl_changed) acl_pids[site] = h->pid(site);
     auto summary = h->reload(*next);
     REQUIRE(summary.ok());
     CHECK(summary->restarted == std::vector<std::string>{"sfo"});
     CHECK(summary->started == std::vector<std::string>{"nyc-a3"});
-    CHECK(summary->acl_reloaded == std::vector<std::string>{"nyc"});  // a new bridge user
+    CHECK(summary->acl_reloaded == acl_changed);
     CHECK(summary->removed.empty());
     CHECK(h->pid("sfo") != sfo);
-    CHECK(h->pid("nyc") == nyc);  // SIGHUP reloads its ACL without a restart
+    for (const auto& [site, pid] : acl_pids) {
+      INFO(site);
+      CHECK(h->pid(site) == pid);  // SIGHUP reloads its ACL without a restart
+    }
     REQUIRE(h->wait_link("nyc-a3", 30s));
-    CHECK(travels_up(*h, "nyc-a3", "dev-nyc-a3-1"));
+    CHECK(travels_up(*h, pki_dir, "nyc-a3", "dev-nyc-a3-1"));
     CHECK(h->wait_link("sfo", 30s));
 
     spec.sites.pop_back();
+    spec.nodes.pop_back();
     auto without = nova::tiers::Topology::build(spec);
     REQUIRE(without.ok());
     const pid_t extra_pid = h->pid("nyc-a3");
@@ -355,6 +372,8 @@ sites:
   const Run usage = run_bridge({"status"}, dir, "usage");
   CHECK(usage.status == 2);
 
+  // A render that succeeds, for the exit code 0: plaintext so that it needs no PKI
+  // folder (render's TLS mode is covered by render_test and tls_acl_test).
   const Run ok = run_bridge({"render", NOVA_FIVE_TIER_YAML, "--site", "par", "--out", (dir / "par").string(), "--insecure-plaintext"}, dir,
                             "render");
   CHECK(ok.status == 0);

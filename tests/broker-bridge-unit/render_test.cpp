@@ -109,7 +109,7 @@ TEST_CASE("a metro site bridges to its parent with every pitfall handled", "[ren
   CHECK(values(conf, "topic") ==
         std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/down/cloud/eu/par/# in 1",
                                  "nova/v1/down/cloud/eu/ber/ber-a1/# in 1",
-                                 "nova/v1/down/cloud/eu/ber/ber-a2/# in 1"});
+                                 "nova/v1/down/cloud/eu/ber/ber-a2/# in 1", "nova/v1/bundle/# in 1"});
   for (const std::string& line : directives(conf)) CHECK(line.find(" both") == std::string::npos);
 
   // Persistence with a short autosave instead of 1800 s.
@@ -156,7 +156,8 @@ TEST_CASE("an access site lists its parent, then its backups in order", "[render
   CHECK(value(conf, "address") == "127.0.0.1:18833 127.0.0.1:18834");
   CHECK(value(conf, "connection") == "par-a1-to-par");
   CHECK(values(conf, "topic") ==
-        std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/down/cloud/eu/par/par-a1/# in 1"});
+        std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/down/cloud/eu/par/par-a1/# in 1",
+                                 "nova/v1/bundle/# in 1"});
   CHECK(value(conf, "keepalive_interval") == "30");
   CHECK(value(conf, "restart_timeout") == "2 30");
   // Access caps: 32 x 2000 x 5/4 = 80,000 messages, x 2048 B = 164 MB.
@@ -186,7 +187,7 @@ TEST_CASE("a regional site has the regional queue caps", "[render]") {
   CHECK(value(conf, "restart_timeout") == "1 15");
   CHECK(value(conf, "address") == "127.0.0.1:18830");
   CHECK(values(conf, "topic") ==
-        std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/down/cloud/eu/# in 1"});
+        std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/down/cloud/eu/# in 1", "nova/v1/bundle/# in 1"});
 }
 
 TEST_CASE("the root has no bridge", "[render]") {
@@ -240,18 +241,22 @@ TEST_CASE("a site with backup parents keeps its session on them, and its routes 
   CHECK(value(access, "cleansession") == "false");
   CHECK(value(access, "local_cleansession") == "false");  // the upward queue persists
   CHECK(values(access, "topic") ==
-        std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/down/cloud/eu/par/par-a1/# in 1"});
+        std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/down/cloud/eu/par/par-a1/# in 1",
+                                 "nova/v1/bundle/# in 1"});
   // Regional eu already covers both par and ber: no extra route, no overlap.
   CHECK(values(conf_of(t, "eu"), "topic") ==
-        std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/down/cloud/eu/# in 1"});
+        std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/down/cloud/eu/# in 1", "nova/v1/bundle/# in 1"});
 }
 
+// Plaintext on purpose: this case pins the ACL --insecure-plaintext renders; the TLS
+// ACL's grants are pinned against real brokers by tls_acl_test.cpp.
 TEST_CASE("the ACL grants nodes, child bridges, cloud and monitor what they need", "[render][acl]") {
   const Topology t = example();
   const auto acl = acl_sections(render(t, t.site("par"), {"/srv/nova/par", {}, {}, {}, /*insecure_plaintext=*/true}).acl);
 
-  // Anonymous clients: read down, sensors; no `topic` grant on up (only the pattern).
-  CHECK(acl.at("") == std::vector<std::string>{"topic read nova/v1/down/#", "topic readwrite nova/v1/sensor/#"});
+  // Anonymous clients: read down, bundles, sensors; no `topic` grant on up (only the pattern).
+  CHECK(acl.at("") == std::vector<std::string>{"topic read nova/v1/down/#", "topic read nova/v1/bundle/#",
+                                               "topic readwrite nova/v1/sensor/#"});
   CHECK(acl.at("pattern") ==
         std::vector<std::string>{"pattern write nova/v1/up/%c/#", "pattern readwrite nova-bridge/probe/%c"});
 
@@ -268,14 +273,16 @@ TEST_CASE("the ACL grants nodes, child bridges, cloud and monitor what they need
     INFO(user);
     REQUIRE(acl.count(user) == 1);
     CHECK(acl.at(user) ==
-          std::vector<std::string>{"topic write nova/v1/up/#", "topic read nova/v1/down/" + path + "/#"});
+          std::vector<std::string>{"topic write nova/v1/up/#", "topic read nova/v1/down/" + path + "/#",
+                                   "topic read nova/v1/bundle/#"});
   }
   CHECK(acl.count("bridge.nyc-a1") == 0);
   // Its own bridge bypasses its local ACL; this grant is what check_retain_source checks
   // before re-sending a retained downward record the bridge brought in. Not its link.
   CHECK(acl.at("bridge.par") == std::vector<std::string>{"topic write nova/v1/down/cloud/eu/par/#",
                                                           "topic write nova/v1/down/cloud/eu/ber/ber-a1/#",
-                                                          "topic write nova/v1/down/cloud/eu/ber/ber-a2/#"});
+                                                          "topic write nova/v1/down/cloud/eu/ber/ber-a2/#",
+                                                          "topic write nova/v1/bundle/#"});
 
   CHECK(acl.at(nova::bridge::kCloudServiceUser) ==
         std::vector<std::string>{"topic readwrite nova/v1/#", "topic read $SYS/#"});
@@ -295,6 +302,8 @@ TEST_CASE("every bridge's down maps are what its parent's and backups' ACLs let 
       const std::string filter = map.substr(0, map.find(' '));
       for (const nova::tiers::Site* parent : parents) {
         INFO(filter << " at " << parent->id());
+        // The plaintext ACL on purpose: its bridge sections hold grants only; in the TLS
+        // ACL they also deny link topics, with the same read grants after them.
         const auto parent_acl = acl_sections(render(t, *parent, {"/x", {}, {}, {}, /*insecure_plaintext=*/true}).acl);
         const auto& grants = parent_acl.at(nova::bridge::bridge_username(site));
         CHECK(std::find(grants.begin(), grants.end(), "topic read " + filter) != grants.end());
@@ -315,6 +324,8 @@ TEST_CASE("write_site writes both files and refers to the ACL by absolute path",
   const Topology t = example();
   const fs::path dir = fs::temp_directory_path() / ("nova-render-test-" + std::to_string(::getpid()));
   fs::remove_all(dir);
+  // Paths do not depend on the mode; plaintext because a TLS write_site needs a PKI
+  // folder on disk (it checks the CA, CRL and certificate files first).
   RenderOptions insecure;
   insecure.insecure_plaintext = true;
   REQUIRE(nova::bridge::write_site(t, t.site("sfo-a2"), dir, insecure).ok());
@@ -335,6 +346,7 @@ sites:
 )");
   REQUIRE(t.ok());
   const fs::path dir = fs::temp_directory_path() / ("nova-render-test0-" + std::to_string(::getpid()));
+  // Port errors do not depend on the mode; plaintext needs no PKI folder on disk.
   RenderOptions insecure;
   insecure.insecure_plaintext = true;
   auto root = nova::bridge::write_site(*t, t->site("root"), dir, insecure);
@@ -368,6 +380,7 @@ TEST_CASE("TLS mode renders mutual TLS on the listener and on the bridge", "[ren
   CHECK(conf.find("listener ") < conf.find("cafile "));
 }
 
+// Plaintext on purpose: what the explicit insecure mode renders, and that it says so.
 TEST_CASE("insecure plaintext mode says so at the top of both files", "[render][tls]") {
   const Topology t = example();
   RenderOptions options;
@@ -391,6 +404,7 @@ TEST_CASE("the identity ACL binds every grant to a certificate CN", "[render][ac
   CHECK(acl.at("agent-par") == std::vector<std::string>{"topic deny nova/v1/up/agent-par/link",
                                                           "topic write nova/v1/up/agent-par/#",
                                                           "topic read nova/v1/down/cloud/eu/par/agent-par/#",
+                                                          "topic read nova/v1/bundle/#",
                                                           "topic read nova/v1/sensor/agent-par/+",
                                                           "topic write nova/v1/sensor/agent-par/+/error"});
   CHECK(acl.count("agent-eu") == 0);  // a node of another site has nothing here
@@ -400,13 +414,15 @@ TEST_CASE("the identity ACL binds every grant to a certificate CN", "[render][ac
   CHECK(std::count(child.begin(), child.end(), "topic deny nova/v1/up/par-a1/link") == 0);
   CHECK(std::count(child.begin(), child.end(), "topic deny nova/v1/up/par/link") == 1);
   CHECK(std::count(child.begin(), child.end(), "topic deny nova/v1/up/ber-a1/link") == 1);
-  CHECK(child.size() == t.sites().size() - 1 + 2);
-  CHECK(child.at(child.size() - 2) == "topic write nova/v1/up/#");
-  CHECK(child.back() == "topic read nova/v1/down/cloud/eu/par/par-a1/#");
+  CHECK(child.size() == t.sites().size() - 1 + 3);
+  CHECK(child.at(child.size() - 3) == "topic write nova/v1/up/#");
+  CHECK(child.at(child.size() - 2) == "topic read nova/v1/down/cloud/eu/par/par-a1/#");
+  CHECK(child.back() == "topic read nova/v1/bundle/#");
   CHECK(acl.at(nova::bridge::kCloudServiceUser) ==
         std::vector<std::string>{"topic write nova/v1/up/nova-cloud/#",
                                  "topic read nova/v1/up/#", "topic readwrite nova/v1/down/#",
-                                 "topic readwrite nova/v1/cloud/#", "topic read $SYS/#"});
+                                 "topic readwrite nova/v1/bundle/#", "topic readwrite nova/v1/cloud/#",
+                                 "topic read $SYS/#"});
   CHECK(acl.at(nova::bridge::kMonitorIdentity) == std::vector<std::string>{"topic read nova/v1/up/+/link"});
 }
 
@@ -447,4 +463,27 @@ TEST_CASE("write_site in TLS mode needs the PKI's files and names the field", "[
   CHECK(missing.error().path == "pki_dir");
   CHECK(missing.error().message().find("trust/ca.pem") != std::string::npos);
   fs::remove_all(dir);
+}
+
+TEST_CASE("update bundles come down every bridge, nodes read them, only nova-cloud writes them",
+          "[render][acl][tls]") {
+  const Topology t = example();
+  const std::vector<std::string> conf = directives(conf_of(t, "par-a1"));
+  CHECK(std::count(conf.begin(), conf.end(), "topic nova/v1/bundle/# in 1") == 1);
+  CHECK(conf_of(t, "cloud").find("nova/v1/bundle") == std::string::npos);  // the root has no bridge
+  const auto acl = acl_sections(render(t, t.site("par"), {"/srv/nova/par", {}, {}, "/nonexistent-pki", false}).acl);
+  for (const auto& [user, lines] : acl) {
+    INFO("user " << user);
+    const bool reads = std::count(lines.begin(), lines.end(), "topic read nova/v1/bundle/#") == 1;
+    const bool writes = std::count(lines.begin(), lines.end(), "topic write nova/v1/bundle/#") == 1 ||
+                        std::count(lines.begin(), lines.end(), "topic readwrite nova/v1/bundle/#") == 1;
+    // par's own bridge writes what it brings down (re-sent retained to later subscribers).
+    const bool writer = user == nova::bridge::kCloudServiceUser || user == "bridge.par";
+    CHECK(writes == writer);
+    const bool reader = user == "agent-par" || user.rfind("bridge.par-", 0) == 0;
+    if (reader) CHECK(reads);
+  }
+  // Plaintext (lab) mode: anonymous clients, the nodes there, read them too.
+  const auto plain = acl_sections(render(t, t.site("par"), {"/srv/nova/par", {}, {}, {}, true}).acl);
+  CHECK(std::count(plain.at("").begin(), plain.at("").end(), "topic read nova/v1/bundle/#") == 1);
 }

@@ -289,3 +289,24 @@ TEST_CASE("an enrolled operator reads everything upward, writes nothing and read
   REQUIRE(pair.publish_as("eu", "n1", "nova/v1/up/n1/state", "alive", {"-r"}).exit_code == 0);
   CHECK(ops.until("nova/v1/up/n1/state") == Received{{"nova/v1/up/n1/state", "alive"}});
 }
+
+TEST_CASE(
+    "an update bundle from nova-cloud comes down the bridge to every node, retained, and nobody else writes one",
+    "[acl][tls]") {
+  TlsPair pair;
+  const std::string bundle = "nova/v1/bundle/" + std::string(64, 'a');
+  const std::string marker = "nova/v1/bundle/" + std::string(64, 'b');
+  TestClient n1(pair.uri("eu"), "ignored", "", pair.identity("n1"));
+  REQUIRE(n1.subscribe("nova/v1/bundle/#"));
+  REQUIRE(pair.publish_as("cloud", "nova-cloud", bundle, "bundle bytes", {"-r"}).exit_code == 0);
+  CHECK(n1.until(bundle) == Received{{bundle, "bundle bytes"}});
+  // Forgeries, retained: a node at its own broker, a bridge at the cloud.
+  pair.publish_as("eu", "n2", bundle, "forged by a node", {"-r"});
+  pair.publish_as("cloud", "bridge.us", bundle, "forged by a bridge", {"-r"});
+  REQUIRE(pair.publish_as("cloud", "nova-cloud", marker, "marker", {"-r"}).exit_code == 0);
+  CHECK(n1.until(marker) == Received{{marker, "marker"}});
+  // A node that subscribes later gets the copy its own broker retained.
+  TestClient n2(pair.uri("eu"), "ignored", "", pair.identity("n2"));
+  REQUIRE(n2.subscribe(bundle));
+  CHECK(n2.until(bundle) == Received{{bundle, "bundle bytes"}});
+}

@@ -49,7 +49,7 @@ TEST_CASE("SIGKILL of a metro broker mid-stream: what arrives at the cloud",
   constexpr std::uint64_t kKillAfter = 3000;    // acked by the access broker
   constexpr std::size_t kWindow = 100;
 
-  auto running = start_example("crash");
+  auto running = start_example("crash", {"crash-cloud"});
   auto& hierarchy = **running;
   const auto& topology = hierarchy.topology();
   const std::string node = "gw-par-a1";
@@ -58,13 +58,13 @@ TEST_CASE("SIGKILL of a metro broker mid-stream: what arrives at the cloud",
   REQUIRE(topology.parent(site)->id() == metro);
 
   // The cloud consumer is connected before the first record and stays connected (the
-  // cloud broker is never touched), so a clean session loses nothing here.
+  // cloud broker is never touched), so a clean session loses nothing here. It is an
+  // operator (reads upward only); the publisher is the node with its own certificate.
   SeqTally tally;
-  Client cloud(hierarchy.uri(topology.root().id()), "test-crash-cloud",
-               client_options(nova::bridge::kCloudServiceUser));
+  Client cloud(endpoint(*running, topology.root().id(), operator_identity("crash-cloud")));
   cloud.record_payloads(false);
   cloud.on_message([&tally](const Received& message) { tally.add_payload(message.payload); });
-  Client publisher(hierarchy.uri(site.id()), node);
+  Client publisher(endpoint(*running, site.id(), node));
   connect_all({&cloud, &publisher});
   cloud.subscribe("nova/v1/up/+/metrics");
 

@@ -106,23 +106,22 @@ TEST_CASE("a down message reaches only the brokers on its target's branch and it
   auto running = start_example("downward");
   auto& hierarchy = **running;
   const auto& topology = hierarchy.topology();
-  const auto cloud = hierarchy.uri(topology.root().id());
 
-  // One observer per broker, subscribed to every down topic.
+  // One observer per broker, subscribed to every down topic. Only nova-cloud may read
+  // every down topic, and one identity has one connection per broker, so each observer
+  // is nova-cloud at its broker, and the cloud's observer is also the commander.
   Board board;
   std::vector<std::unique_ptr<Client>> observers;
   std::vector<Client*> to_connect;
+  Client* commander = nullptr;
   for (const auto& site : topology.sites()) {
-    observers.push_back(std::make_unique<Client>(
-        hierarchy.uri(site.id()), "test-down-observer-" + site.id(),
-        client_options(nova::bridge::kCloudServiceUser)));
+    observers.push_back(std::make_unique<Client>(endpoint(*running, site.id(), nova::bridge::kCloudServiceUser)));
     observers.back()->on_message(
         [&board, id = site.id()](const Received& message) { board.add(id, message.topic); });
     to_connect.push_back(observers.back().get());
+    if (site.is_root()) commander = observers.back().get();
   }
-  Client commander(cloud, "test-down-commander",
-                   client_options(nova::bridge::kCloudServiceUser));
-  to_connect.push_back(&commander);
+  REQUIRE(commander != nullptr);
   connect_all(to_connect);
   for (auto& observer : observers) observer->subscribe("nova/v1/down/#");
 
@@ -147,7 +146,7 @@ TEST_CASE("a down message reaches only the brokers on its target's branch and it
   auto route = [&](const std::vector<Target>& targets) {
     board.clear();
     const auto expected = expected_routes(topology, targets);
-    for (const auto& target : targets) commander.publish_wait(target.topic, payload, false);
+    for (const auto& target : targets) commander->publish_wait(target.topic, payload, false);
     auto complete = [&](const std::map<std::string, std::vector<std::string>>& seen) {
       for (const auto& [site, topics] : expected) {
         const auto it = seen.find(site);

@@ -42,8 +42,9 @@ TEST_CASE("a site on its backup parent gets its downward messages, each once", "
   auto& hierarchy = **running;
 
   const std::string task_topic = "nova/v1/down/top/a/c/node-c/task";
-  Client node(hierarchy.uri("c"), "node-c");  // a node at c, anonymous like an agent
-  Client commander(hierarchy.uri("top"), "failover-commander", client_options(nova::bridge::kCloudServiceUser));
+  // The node at c with its own certificate, as an agent connects; nova-cloud sends.
+  Client node(endpoint(*running, "c", "node-c"));
+  Client commander(endpoint(*running, "top", nova::bridge::kCloudServiceUser));
   connect_all({&node, &commander});
   node.subscribe("nova/v1/down/top/a/c/node-c/#");
   auto copies_of = [&](const std::string& payload) {
@@ -81,27 +82,34 @@ TEST_CASE("a site on its backup parent gets its downward messages, each once", "
 
   // A retained config brought down by the bridges is still served to a node that
   // subscribes later: check_retain_source re-sends it because each broker's ACL lets
-  // its own bridge's identity write its down maps (render.h).
+  // its own bridge's identity write its down maps (render.h). The later subscription is
+  // the node's own (a second connection with its certificate would take over the
+  // first's session): a new subscription gets the retained copy, with the retain flag.
   const std::string config_topic = "nova/v1/down/top/a/c/node-c/config";
   commander.publish_wait(config_topic, "config-1", /*retained=*/true);
   REQUIRE(arrives("config-1"));
   {
-    Client late(hierarchy.uri("c"), "node-c-late");
-    late.paho().connect(late.options())->wait();
-    late.subscribe(config_topic);
-    CHECK(late.wait_until(
-        [](const std::vector<Received>& got) { return !got.empty() && got.front().payload == "config-1" && got.front().retained; },
+    const std::size_t before = node.count();
+    node.subscribe(config_topic);
+    CHECK(node.wait_until(
+        [&](const std::vector<Received>& got) {
+          for (std::size_t i = before; i < got.size(); ++i) {
+            if (got[i].topic == config_topic && got[i].payload == "config-1" && got[i].retained) return true;
+          }
+          return false;
+        },
         std::chrono::seconds(10)));
+    REQUIRE(node.paho().unsubscribe(config_topic)->wait_for(std::chrono::seconds(10)));
   }
 
   hierarchy.stop("a");
-  REQUIRE(nova::bridge::wait_link_connected(hierarchy.uri("b"), "c", std::chrono::seconds(30)));  // failed over
+  REQUIRE(nova::bridge::wait_link_connected(hierarchy.uri("b"), "c", std::chrono::seconds(30), running->monitor_tls()));  // failed over
   commander.publish_wait(task_topic, "task-1", false);
   CHECK(arrives("task-1"));
 
   hierarchy.start_site("a");
   // c moves back once a answers: a reports c's link "1" (a restored "0", its will).
-  REQUIRE(nova::bridge::wait_link_connected(hierarchy.uri("a"), "c", std::chrono::seconds(60)));
+  REQUIRE(nova::bridge::wait_link_connected(hierarchy.uri("a"), "c", std::chrono::seconds(60), running->monitor_tls()));
   commander.publish_wait(task_topic, "task-2", false);
   CHECK(arrives("task-2"));
   const std::size_t tasks_now = 2 + copies_of("task-1");

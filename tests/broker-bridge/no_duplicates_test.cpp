@@ -19,7 +19,7 @@ TEST_CASE("N QoS 1 messages sent up through four brokers arrive exactly once eac
   constexpr std::uint64_t kMessages = 2000;
   constexpr std::size_t kWindow = 100;
 
-  auto running = start_example("nodup");
+  auto running = start_example("nodup", {"nodup-observer"});
   auto& hierarchy = **running;
   const auto& topology = hierarchy.topology();
   const std::string node = "gw-par-a1";
@@ -28,21 +28,21 @@ TEST_CASE("N QoS 1 messages sent up through four brokers arrive exactly once eac
 
   // An observer on every broker: the cloud must get each record once, every broker on
   // the path once, and no broker of another branch any (up traffic goes only toward
-  // the root, never sideways or back down).
+  // the root, never sideways or back down). The observers are one operator (read-only
+  // upward), one connection at each broker.
   std::map<std::string, std::unique_ptr<SeqTally>> tallies;
   std::vector<std::unique_ptr<Client>> observers;
   std::vector<Client*> clients;
   for (const auto& each : topology.sites()) {
     auto& tally = *(tallies[each.id()] = std::make_unique<SeqTally>());
-    observers.push_back(std::make_unique<Client>(hierarchy.uri(each.id()),
-                                                 "test-nodup-observer-" + each.id(),
-                                                 client_options(nova::bridge::kCloudServiceUser)));
+    observers.push_back(
+        std::make_unique<Client>(endpoint(*running, each.id(), operator_identity("nodup-observer"))));
     observers.back()->record_payloads(false);
     observers.back()->on_message(
         [&tally](const Received& message) { tally.add_payload(message.payload); });
     clients.push_back(observers.back().get());
   }
-  Client publisher(hierarchy.uri(site.id()), node);  // anonymous, client id = node id
+  Client publisher(endpoint(*running, site.id(), node));  // the node's own certificate
   clients.push_back(&publisher);
   connect_all(clients);
   for (auto& observer : observers) observer->subscribe("nova/v1/up/+/metrics");

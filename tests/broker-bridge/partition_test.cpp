@@ -21,7 +21,7 @@ TEST_CASE("every QoS 1 record published during a regional partition arrives once
   constexpr std::uint64_t kPerNode = 2500;  // two nodes: 5,000 records
   constexpr std::size_t kWindow = 100;
 
-  auto running = start_example("partition");
+  auto running = start_example("partition", {"partition-observer"});
   auto& hierarchy = **running;
   const auto& topology = hierarchy.topology();
   const std::string regional = "eu";
@@ -29,14 +29,13 @@ TEST_CASE("every QoS 1 record published during a regional partition arrives once
   const std::vector<std::string> metros = {"par", "ber"};
 
   // Consumers: the cloud, and each metro, to see the records wait there during the
-  // partition. Publishers: each node at its own access broker.
+  // partition: one operator (reads upward only), one connection at each broker.
+  // Publishers: each node at its own access broker, with its own certificate.
   SeqTally at_cloud;
   std::vector<std::unique_ptr<SeqTally>> at_metro;
   std::vector<std::unique_ptr<Client>> clients;
   auto consumer = [&](const std::string& site, SeqTally& tally) -> Client& {
-    clients.push_back(std::make_unique<Client>(hierarchy.uri(site),
-                                               "test-partition-observer-" + site,
-                                               client_options(nova::bridge::kCloudServiceUser)));
+    clients.push_back(std::make_unique<Client>(endpoint(*running, site, operator_identity("partition-observer"))));
     clients.back()->record_payloads(false);
     clients.back()->on_message(
         [&tally](const Received& message) { tally.add_payload(message.payload); });
@@ -51,7 +50,7 @@ TEST_CASE("every QoS 1 record published during a regional partition arrives once
   for (const auto& node : nodes) {
     const auto& site = topology.site(topology.find_node(node)->site);
     REQUIRE(topology.ancestors(site).at(1)->id() == regional);
-    clients.push_back(std::make_unique<Client>(hierarchy.uri(site.id()), node));
+    clients.push_back(std::make_unique<Client>(endpoint(*running, site.id(), node)));
     publishers.push_back(clients.back().get());
   }
   std::vector<Client*> all;

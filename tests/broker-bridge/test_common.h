@@ -29,14 +29,17 @@
 #include "hierarchy_support.h"
 #include "nova/schemas/codec.h"
 #include "nova/schemas/messages.h"
+#include "nova/security/layout.h"
 
 namespace nova::hiertest {
 
 // Set by CMake: the example topology every test starts from.
 inline tiers::Topology example_topology() { return load_topology(NOVA_FIVE_TIER_YAML); }
 
-inline std::unique_ptr<RunningHierarchy> start_example(const std::string& test_name) {
-  return start_hierarchy(example_topology(), "nova-hier-" + test_name);
+// The example over mutual TLS, with `operators` enrolled (start_hierarchy).
+inline std::unique_ptr<RunningHierarchy> start_example(const std::string& test_name,
+                                                       const std::vector<std::string>& operators = {}) {
+  return start_hierarchy(example_topology(), "nova-hier-" + test_name, Transport::mutual_tls, operators);
 }
 
 inline std::string as_string(const schemas::Bytes& bytes) {
@@ -296,5 +299,20 @@ class ChildProcess {
   pid_t pid_ = -1;
   int out_ = -1;
 };
+
+// The command line of will_publisher (NOVA_WILL_PUBLISHER) as node `node` at `site`'s
+// broker, with the node's certificate under mutual TLS: a birth and a last will on
+// `topic`.
+inline std::vector<std::string> will_publisher_argv(const RunningHierarchy& running, const std::string& site,
+                                                    const std::string& node, const std::string& topic,
+                                                    const std::string& will, const std::string& birth) {
+  std::vector<std::string> argv{NOVA_WILL_PUBLISHER, running.client_uri(site), node, topic, to_hex(will),
+                                to_hex(birth)};
+  if (running.transport == Transport::mutual_tls) {
+    const security::Layout pki(running.pki_dir());
+    argv.insert(argv.end(), {pki.trust_ca().string(), pki.identity_cert(node).string(), pki.identity_key(node).string()});
+  }
+  return argv;
+}
 
 }  // namespace nova::hiertest

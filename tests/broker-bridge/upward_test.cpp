@@ -31,7 +31,7 @@ bool has_payload(const std::vector<Received>& messages, const std::string& paylo
 TEST_CASE("a retained birth at an access broker reaches the cloud retained and "
           "byte-identical, and the node's last will follows it",
           "[hierarchy][upward]") {
-  auto running = start_example("upward");
+  auto running = start_example("upward", {"upward-live", "upward-after-birth", "upward-after-death"});
   auto& hierarchy = **running;
   const auto& topology = hierarchy.topology();
 
@@ -55,17 +55,17 @@ TEST_CASE("a retained birth at an access broker reaches the cloud retained and "
   // the start; the other two subscribe only after the record is at the cloud, so what
   // they get comes from the cloud broker's retained store, exactly as for a consumer
   // that connects afterwards (MQTT sends retained messages per new subscription).
-  const auto cloud = hierarchy.uri(topology.root().id());
-  const auto cloud_options = client_options(nova::bridge::kCloudServiceUser);
-  Client live(cloud, "test-upward-live", cloud_options);
-  Client after_birth(cloud, "test-upward-after-birth", cloud_options);
-  Client after_death(cloud, "test-upward-after-death", cloud_options);
+  // Each is an operator of its own (read-only upward; one identity per connection).
+  const std::string cloud = topology.root().id();
+  Client live(endpoint(*running, cloud, operator_identity("upward-live")));
+  Client after_birth(endpoint(*running, cloud, operator_identity("upward-after-birth")));
+  Client after_death(endpoint(*running, cloud, operator_identity("upward-after-death")));
   connect_all({&live, &after_birth, &after_death});
   live.subscribe(topic);
 
   // The node: a separate process, so that SIGKILL leaves its broker to fire the will.
-  ChildProcess node_process({NOVA_WILL_PUBLISHER, hierarchy.uri(site.id()), node, topic,
-                             to_hex(will_bytes), to_hex(birth_bytes)});
+  // It presents its own node certificate at its access broker.
+  ChildProcess node_process(will_publisher_argv(*running, site.id(), node, topic, will_bytes, birth_bytes));
   REQUIRE(node_process.wait_for_line("ready", std::chrono::seconds(20)));  // birth PUBACKed
 
   REQUIRE(live.wait_until([&](const auto& m) { return has_payload(m, birth_bytes); },

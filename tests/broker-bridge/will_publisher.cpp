@@ -1,11 +1,12 @@
 // A node stand-in for tests that need a publisher in another process, so that a SIGKILL
 // can make its broker fire its last will.
 //
-//   will_publisher <uri> <client id> <topic> <will hex> <birth hex>
+//   will_publisher <uri> <client id> <topic> <will hex> <birth hex> [<ca> <cert> <key>]
 //
-// Connects (MQTT 3.1.1, anonymous, clean session) with a retained QoS 1 last will of
-// <will hex> on <topic>, publishes <birth hex> there retained at QoS 1, waits for the
-// PUBACK, prints "ready" on stdout and blocks until killed. It dies with its parent
+// Connects (MQTT 3.1.1, clean session; with the three files, mutual TLS as the
+// certificate's identity to an mqtts:// uri, else anonymously) with a retained QoS 1
+// last will of <will hex> on <topic>, publishes <birth hex> there retained at QoS 1,
+// waits for the PUBACK, prints "ready" on stdout and blocks until killed. It dies with its parent
 // (PR_SET_PDEATHSIG), so a failed test never leaks it. Exit codes: 2 usage, 1 failure.
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -42,8 +43,8 @@ std::optional<std::string> from_hex(std::string_view hex) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 6) {
-    std::cerr << "usage: will_publisher <uri> <client id> <topic> <will hex> <birth hex>\n";
+  if (argc != 6 && argc != 9) {
+    std::cerr << "usage: will_publisher <uri> <client id> <topic> <will hex> <birth hex> [<ca> <cert> <key>]\n";
     return 2;
   }
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -67,6 +68,15 @@ int main(int argc, char** argv) {
                        .connect_timeout(std::chrono::seconds(10))
                        .will(mqtt::message(topic, *will, 1, true))
                        .finalize();
+    if (argc == 9) {
+      options.set_ssl(mqtt::ssl_options_builder()
+                          .trust_store(argv[6])
+                          .key_store(argv[7])
+                          .private_key(argv[8])
+                          .enable_server_cert_auth(true)
+                          .verify(true)
+                          .finalize());
+    }
     if (!client.connect(options)->wait_for(std::chrono::seconds(15))) {
       std::cerr << "will_publisher: connect timeout\n";
       return 1;

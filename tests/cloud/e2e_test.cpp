@@ -58,7 +58,7 @@ testing::TlsIdentity identity(const hiertest::RunningHierarchy& h, const std::st
 TEST_CASE("workloads by REST run on devices three hops down and fail over when their agent dies",
           "[cloud][e2e]") {
   const tiers::Topology topology = hiertest::load_topology(NOVA_EXAMPLE_TOPOLOGY);
-  auto h = hiertest::start_hierarchy(topology, "nova-cloud-e2e", /*tls=*/true);
+  auto h = hiertest::start_hierarchy(topology, "nova-cloud-e2e", hiertest::Transport::mutual_tls);
   const fs::path dir = h->dir.path() / "e2e";
   // The client id is the certificate's CN: the ACL lets nova-cloud's probes write only
   // under nova/v1/up/nova-cloud/.

@@ -297,3 +297,27 @@ TEST_CASE("input that is not a well-formed document is flagged whole_input, a ba
   CHECK_FALSE(decode_json<SensorReading>(R"({"v":1,"ts":1,"values":{"t":"warm"}})").error().whole_input);
   CHECK_FALSE(decode_json<SensorReading>(R"([1])").error().whole_input);
 }
+
+TEST_CASE("an update offer names a bundle by 64 lower-case hex digits and a size of 1 byte to 256 MiB",
+          "[codec][reject]") {
+  const std::string sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+  const json ok = {{"v", 1}, {"version", "2.0.0"}, {"sha256", sha}, {"size", 3}, {"ts", 1}};
+  CHECK(cbor_error<UpdateOffer>(ok) == "(accepted)");
+  json upper = ok;
+  upper["sha256"] = "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08";
+  CHECK(cbor_error<UpdateOffer>(upper) ==
+        "update.sha256: '9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08' is not 64 lower-case "
+        "hex digits");
+  json short_sha = ok;
+  short_sha["sha256"] = "9f86";
+  CHECK(cbor_error<UpdateOffer>(short_sha) == "update.sha256: '9f86' is not 64 lower-case hex digits");
+  json empty = ok;
+  empty["size"] = 0;
+  CHECK(cbor_error<UpdateOffer>(empty) == "update.size: value 0 is out of range 1..268435456");
+  json huge = ok;
+  huge["size"] = 268435457;
+  CHECK(cbor_error<UpdateOffer>(huge) == "update.size: value 268435457 is out of range 1..268435456");
+  json no_version = ok;
+  no_version["version"] = "";
+  CHECK(cbor_error<UpdateOffer>(no_version) == "update.version: must not be empty");
+}

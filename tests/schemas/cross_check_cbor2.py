@@ -45,7 +45,7 @@ TYPES = {
     "sensor_error": "error", "task": "task", "task_result": "result",
     "decision_record": "decision", "decision_verdict": "verdict", "alert": "alert",
     "config": "config", "model": "model", "ack": "ack", "workload_spec": "workload",
-    "placement": "placement", "cluster_record": "cluster",
+    "placement": "placement", "cluster_record": "cluster", "update_offer": "update",
 }
 TIMEOUT_S = 20
 

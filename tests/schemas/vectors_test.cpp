@@ -79,6 +79,7 @@ TEST_CASE("golden vectors decode to their values and re-encode byte for byte", "
   n += check_file<Config>("config");
   n += check_file<Model>("model");
   n += check_file<Ack>("ack");
+  n += check_file<UpdateOffer>("update_offer");
   n += check_file<WorkloadSpec>("workload_spec");
   n += check_file<Placement>("placement");
   n += check_file<ClusterRecord>("cluster_record");

@@ -173,6 +173,38 @@ TEST_CASE("a revoked leaf and a revoked intermediate's leaves are refused", "[se
   CHECK(verify(t.layout, t.layout.identity_cert("agent-us")).exit_code == 0);
 }
 
+TEST_CASE("an intermediate whose folder was destroyed is revoked from a leaf's cert.pem and replaced",
+          "[security]") {
+  FiveTier t;
+  REQUIRE(t.made.exit_code == 0);
+  const fs::path kept = t.dir.path() / "agent-us.pem";  // a device's copy: leaf + intermediate
+  fs::copy_file(t.layout.identity_cert("agent-us"), kept);
+  const auto old_serial = run({"openssl", "x509", "-in", t.layout.ca_cert("us").string(), "-noout", "-serial"});
+  fs::remove_all(t.layout.ca_dir("us"));
+
+  const auto plain = pki(t.layout.dir(), {"revoke", "--region", "us"});
+  CHECK(plain.exit_code == 2);
+  CHECK_THAT(plain.output, Catch::Contains("--region: no intermediate CA for region 'us'"));
+  const auto lost = pki(t.layout.dir(), {"revoke", "--region", "us", "--ca-cert", kept.string()});
+  INFO(lost.output);
+  REQUIRE(lost.exit_code == 0);
+  // openssl prints "serial=<hex>"; the CRL lists "Serial Number: <hex>".
+  const std::string serial = old_serial.output.substr(old_serial.output.find('=') + 1, 32);
+  CHECK_THAT(run({"openssl", "crl", "-in", t.layout.root_crl().string(), "-noout", "-text"}).output,
+             Catch::Contains("Serial Number: " + serial));
+  CHECK(verify(t.layout, kept).exit_code != 0);
+
+  REQUIRE(pki(t.layout.dir(), {"init-intermediate", "--region", "us"}).exit_code == 0);
+  const auto renewed = pki(t.layout.dir(), {"renew", "--within", "0"});
+  INFO(renewed.output);
+  CHECK(renewed.exit_code == 0);
+  CHECK_THAT(renewed.output, Catch::Contains("29 renewed, 0 failed"));
+  CHECK(verify(t.layout, t.layout.identity_cert("agent-us")).exit_code == 0);
+  CHECK(verify(t.layout, kept).exit_code != 0);
+  const auto no_region = pki(t.layout.dir(), {"revoke", "--ca-cert", kept.string()});
+  CHECK(no_region.exit_code == 2);
+}
+
 TEST_CASE("renew keeps the CN, and the renewed certificate verifies", "[security]") {
   TempDir dir;
   const Layout layout(dir.path() / "pki");
@@ -196,6 +228,27 @@ TEST_CASE("renew keeps the CN, and the renewed certificate verifies", "[security
             .output != serial_before.output);
   CHECK(verify(layout, layout.identity_cert("par"), "sslserver").exit_code == 0);
   CHECK(verify(layout, layout.identity_cert("sensor.dev-1.temp"), "sslclient").exit_code == 0);
+
+  // renew --name: one identity now, far from its expiry (the sensor's 90 days).
+  const auto sensor_serial = run({"openssl", "x509", "-in", layout.identity_cert("sensor.dev-1.temp").string(),
+                                  "-noout", "-serial"});
+  const auto par_serial =
+      run({"openssl", "x509", "-in", layout.identity_cert("par").string(), "-noout", "-serial"});
+  const auto one = pki(layout.dir(), {"renew", "--role", "sensor", "--name", "dev-1.temp"});
+  INFO(one.output);
+  CHECK(one.exit_code == 0);
+  CHECK_THAT(one.output, Catch::StartsWith("sensor.dev-1.temp serial "));
+  CHECK(run({"openssl", "x509", "-in", layout.identity_cert("sensor.dev-1.temp").string(), "-noout", "-serial"})
+            .output != sensor_serial.output);
+  CHECK(run({"openssl", "x509", "-in", layout.identity_cert("par").string(), "-noout", "-serial"}).output ==
+        par_serial.output);
+  CHECK(verify(layout, layout.identity_cert("sensor.dev-1.temp"), "sslclient").exit_code == 0);
+  const auto unknown = pki(layout.dir(), {"renew", "--name", "nobody"});
+  CHECK(unknown.exit_code == 2);
+  CHECK_THAT(unknown.output, Catch::Contains("--name: no identity 'nobody'"));
+  const auto neither = pki(layout.dir(), {"renew"});
+  CHECK(neither.exit_code == 2);
+  CHECK_THAT(neither.output, Catch::Contains("renew: give --within or --name"));
 }
 
 TEST_CASE("nova-pki's exit codes and errors name the argument", "[security]") {

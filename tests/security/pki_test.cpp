@@ -233,6 +233,38 @@ TEST_CASE("renew re-issues what expires within the window, keeping CN, key and S
   CHECK(read_certificate(t.layout().identity_cert("far"))->serial_hex == far.serial_hex);
 }
 
+TEST_CASE("renew_identity re-issues one leaf now, whatever its expiry, and nothing else",
+          "[security]") {
+  TestPki t;
+  IssueRequest broker;
+  broker.role = Role::broker;
+  broker.name = "par";
+  broker.region = "eu";
+  broker.days = 90;  // far from expiry: renew --within 30 would leave it alone
+  broker.subject_alt_names = {"IP:10.0.0.7"};
+  const auto old_broker = *t.pki.issue(broker);
+  const auto other = t.issue(Role::node, "n1", "eu", 90);
+  const std::string key_before = contents(t.layout().identity_key("par"));
+
+  auto renewed = t.pki.renew_identity("par");
+  REQUIRE(renewed.ok());
+  CHECK(renewed->common_name == "par");
+  CHECK(renewed->serial_hex != old_broker.serial_hex);
+  CHECK(renewed->subject_alt_names == old_broker.subject_alt_names);
+  CHECK(renewed->not_after - renewed->not_before == std::chrono::hours(24 * 90));
+  CHECK(contents(t.layout().identity_key("par")) == key_before);
+  CHECK(read_certificate(t.layout().identity_cert("par"))->serial_hex == renewed->serial_hex);
+  CHECK(read_certificate(t.layout().identity_cert("n1"))->serial_hex == other.serial_hex);
+
+  auto unknown = t.pki.renew_identity("nobody");
+  REQUIRE_FALSE(unknown.ok());
+  CHECK(unknown.error().path == "name");
+  fs::remove(t.layout().ca_key("eu"));
+  auto no_ca = t.pki.renew_identity("n1");
+  REQUIRE_FALSE(no_ca.ok());
+  CHECK_THAT(no_ca.error().message(), Catch::Contains("ca.key: not present"));
+}
+
 TEST_CASE("renew reports a leaf whose intermediate key is absent and renews the others",
           "[security]") {
   TestPki t;
@@ -265,6 +297,45 @@ TEST_CASE("after a region's intermediate is replaced, renew re-signs its leaves 
   CHECK(report.renewed.front().serial_hex != leaf.serial_hex);
   CHECK(read_certificate(t.layout().identity_cert("n2"))->serial_hex == other.serial_hex);
   CHECK(t.pki.renew(std::chrono::hours(24)).renewed.empty());  // now current: nothing to do
+}
+
+TEST_CASE("an intermediate whose folder is lost is revoked from a leaf's certificate file, then replaced",
+          "[security]") {
+  TestPki t;
+  t.issue(Role::node, "n1", "eu", 365);
+  const fs::path kept = t.dir.path() / "n1-cert.pem";  // a device's copy: leaf + intermediate
+  fs::copy_file(t.layout().identity_cert("n1"), kept);
+  const auto old_ca = read_certificate(t.layout().ca_cert("eu"));
+  REQUIRE(old_ca.ok());
+  fs::remove_all(t.layout().ca_dir("eu"));  // destroyed, or taken
+  auto plain = t.pki.revoke_intermediate("eu");
+  REQUIRE_FALSE(plain.ok());
+  CHECK(plain.error().path == "region");  // its certificate went with the folder
+
+  // Refusals name the file: another region's CA, another PKI's CA.
+  auto wrong_region = t.pki.revoke_lost_intermediate("cloud", kept);
+  REQUIRE_FALSE(wrong_region.ok());
+  CHECK(wrong_region.error().path == "ca-cert");
+  CHECK_THAT(wrong_region.error().reason, Catch::Contains("holds no CA certificate 'nova-ca.cloud'"));
+  TestPki other;
+  auto foreign = t.pki.revoke_lost_intermediate("eu", other.layout().ca_cert("eu"));
+  REQUIRE_FALSE(foreign.ok());
+  CHECK(foreign.error().path == "ca-cert");
+  CHECK_THAT(foreign.error().reason, Catch::Contains("was not signed by this PKI's root"));
+
+  REQUIRE(t.pki.revoke_lost_intermediate("eu", kept).ok());
+  CHECK_THAT(contents(t.layout().root_revoked()), Catch::StartsWith(old_ca->serial_hex + "\t"));
+  auto again = t.pki.revoke_lost_intermediate("eu", kept);
+  REQUIRE_FALSE(again.ok());
+  CHECK_THAT(again.error().reason, Catch::Contains("already on the root's CRL"));
+
+  // The region gets a new CA and its leaves are re-signed by it, keys kept.
+  REQUIRE(t.pki.init_intermediate("eu").ok());
+  auto report = t.pki.renew(std::chrono::hours(24));
+  CHECK(report.failed.empty());
+  REQUIRE(report.renewed.size() == 1);
+  CHECK(report.renewed.front().issuer_common_name == "nova-ca.eu");
+  CHECK(read_certificate(t.layout().ca_cert("eu"))->serial_hex != old_ca->serial_hex);
 }
 
 TEST_CASE("a Pki holds the folder's lock for its lifetime", "[security]") {

@@ -1,6 +1,7 @@
 // Starting a private nova::bridge::Hierarchy for one test or benchmark: a fresh run
-// directory, free loopback ports for every site, and a thread-safe record of the
-// supervisor's events that can be awaited. Header-only (shared with the benchmark).
+// directory, free loopback ports for every site, mutual TLS with a PKI of its own
+// (unless plaintext is asked for by name), and a thread-safe record of the supervisor's
+// events that can be awaited. Header-only (shared with the benchmark).
 #pragma once
 
 #include <stdlib.h>
@@ -22,6 +23,9 @@
 #include <vector>
 
 #include "nova/bridge/hierarchy.h"
+#include "nova/bridge/render.h"
+#include "nova/security/layout.h"
+#include "nova/security/pki.h"
 #include "nova/tiers/topology.h"
 
 namespace nova::hiertest {
@@ -103,25 +107,79 @@ inline tiers::Topology load_topology(const std::filesystem::path& file) {
   return std::move(topology).value();
 }
 
+// How the brokers of a test hierarchy listen and bridge, and how its clients connect.
+enum class Transport {
+  mutual_tls,          // nova-bridge's default: certificates on every hop, identity ACLs
+  insecure_plaintext,  // the explicit insecure mode (--insecure-plaintext)
+};
+
+// The CN of operator `name`: under TLS the ACL lets it read nova/v1/up/# at every
+// broker and nothing else (docs/broker-hierarchy.md, "The ACL").
+inline std::string operator_identity(const std::string& name) { return bridge::kOperatorPrefix + name; }
+
+// Issues operator.<name> for each name not yet in the PKI folder `pki_dir`; a render
+// after this grants each its read of nova/v1/up/#.
+inline void enrol_operators(const std::filesystem::path& pki_dir, const std::vector<std::string>& names) {
+  if (names.empty()) return;
+  auto opened = security::Pki::open(pki_dir);
+  if (!opened) throw std::runtime_error("Pki::open: " + opened.error().message());
+  security::Pki pki = std::move(opened).value();
+  for (const std::string& name : names) {
+    if (pki.has_identity(operator_identity(name))) continue;
+    security::IssueRequest request;
+    request.role = security::Role::operator_;
+    request.name = name;
+    request.region = "cloud";
+    if (auto issued = pki.issue(request); !issued) {
+      throw std::runtime_error("issuing operator '" + name + "': " + issued.error().message());
+    }
+  }
+}
+
 // A running hierarchy with its run directory and event record. Members are destroyed in
 // reverse order: the hierarchy (brokers stopped) before the directory is removed.
 struct RunningHierarchy {
-  explicit RunningHierarchy(const std::string& prefix) : dir(prefix) {}
+  RunningHierarchy(const std::string& prefix, Transport how) : dir(prefix), transport(how) {}
 
   RunDir dir;
+  Transport transport;
   std::shared_ptr<EventLog> events = std::make_shared<EventLog>();
   std::unique_ptr<bridge::Hierarchy> hierarchy;
 
   bridge::Hierarchy& operator*() { return *hierarchy; }
   bridge::Hierarchy* operator->() { return hierarchy.get(); }
 
-  // The PKI folder of a TLS hierarchy (start_hierarchy with tls): nova/security/layout.h
-  // names each identity's files in it.
+  // The PKI folder of a mutual TLS hierarchy: nova/security/layout.h names each
+  // identity's files in it.
   std::filesystem::path pki_dir() const { return dir.path() / "pki"; }
   // A site broker's URI for a TLS client (the TLS listener is the site's one port).
   std::string tls_uri(const std::string& site) const {
     const std::string plain = hierarchy->uri(site);  // tcp://127.0.0.1:<port>
     return "mqtts://" + plain.substr(plain.find("://") + 3);
+  }
+  // A site broker's URI for a client of this hierarchy's transport.
+  std::string client_uri(const std::string& site) const {
+    return transport == Transport::mutual_tls ? tls_uri(site) : hierarchy->uri(site);
+  }
+
+  // The link monitor's certificate for nova::bridge::read_link_state and
+  // wait_link_connected (link.h); empty (plaintext) in the insecure mode.
+  bridge::MonitorTls monitor_tls() const {
+    return transport == Transport::mutual_tls ? bridge::monitor_tls_in(pki_dir()) : bridge::MonitorTls{};
+  }
+
+  // The connection arguments of mosquitto_sub/mosquitto_pub as `identity` at `site`'s
+  // broker (the same identities as mqtt_support.h's endpoint()): its certificate under
+  // mutual TLS; in the plaintext mode anonymous for a node, else the cloud service user.
+  std::string mosquitto_client_args(const std::string& site, const std::string& identity) const {
+    std::string args = "-h 127.0.0.1 -p " + std::to_string(hierarchy->port(site));
+    if (transport == Transport::mutual_tls) {
+      const security::Layout pki(pki_dir());
+      return args + " --cafile '" + pki.trust_ca().string() + "' --cert '" + pki.identity_cert(identity).string() +
+             "' --key '" + pki.identity_key(identity).string() + "'";
+    }
+    if (hierarchy->topology().find_node(identity) != nullptr) return args + " -i '" + identity + "'";
+    return args + " -u " + bridge::kCloudServiceUser;
   }
 
   // Every site's log file, or "" if the site wrote none.
@@ -131,22 +189,28 @@ struct RunningHierarchy {
   }
 };
 
-// With `tls`, the hierarchy runs with mutual TLS and a PKI made in <run dir>/pki
-// (bridge::prepare_pki); clients then need certificates (pki_dir()). Without it, the
-// explicit insecure plaintext mode: the tests' Paho clients are not converted to TLS yet.
+// Starts `topology` with free loopback ports and supervision. With mutual TLS (what
+// nova-bridge renders by default) it first makes the PKI in <run dir>/pki
+// (bridge::prepare_pki: every identity of the topology, nova-cloud and the link monitor)
+// and enrols `operators` there as operator.<name>, so the rendered ACLs let each of them
+// read nova/v1/up/# at every broker. Plaintext is the explicit insecure mode, kept for
+// the benchmark's named TLS/plaintext comparison and for tests not converted yet.
 inline std::unique_ptr<RunningHierarchy> start_hierarchy(const tiers::Topology& topology,
-                                                         const std::string& prefix, bool tls = false) {
-  auto running = std::make_unique<RunningHierarchy>(prefix);
+                                                         const std::string& prefix,
+                                                         Transport transport = Transport::mutual_tls,
+                                                         const std::vector<std::string>& operators = {}) {
+  auto running = std::make_unique<RunningHierarchy>(prefix, transport);
   bridge::HierarchyOptions options;
   options.run_dir = running->dir.path();
   options.ports = bridge::PortPolicy::free_for_all;
   options.supervise = true;
-  options.insecure_plaintext = !tls;
-  if (tls) {
+  options.insecure_plaintext = transport == Transport::insecure_plaintext;
+  if (transport == Transport::mutual_tls) {
     options.pki_dir = running->pki_dir();
     if (auto made = bridge::prepare_pki(options.pki_dir, topology); !made) {
       throw std::runtime_error("prepare_pki: " + made.error().message());
     }
+    enrol_operators(options.pki_dir, operators);
   }
   options.on_event = [events = running->events](const bridge::HierarchyEvent& event) {
     events->add(event);

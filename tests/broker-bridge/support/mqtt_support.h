@@ -1,7 +1,8 @@
 // Paho MQTT C++ 1.2 helpers shared by the broker-hierarchy integration tests and
 // bench/hierarchy_bench.cpp: collecting subscribers that can be awaited, publishers with
-// a bounded window of unacknowledged QoS 1 messages, and concurrent connection of many
-// clients. Header-only so the benchmark can use it without the test libraries.
+// a bounded window of unacknowledged QoS 1 messages, concurrent connection of many
+// clients, and where and how an identity connects to a hierarchy's broker (endpoint).
+// Header-only so the benchmark can use it without the test libraries.
 //
 // Two Paho behaviours shape this file (measured on Debian 12, Paho C 1.3.12 / C++ 1.2):
 //
@@ -34,6 +35,8 @@
 #include <utility>
 #include <vector>
 
+#include "hierarchy_support.h"
+#include "nova/bridge/render.h"
 #include "nova/security/layout.h"
 
 namespace nova::hiertest {
@@ -56,10 +59,11 @@ inline mqtt::connect_options client_options(const std::string& username = {},
 
 // The same with a client certificate of a PKI folder (nova/security/layout.h paths):
 // the broker makes its CN the username and the client id (docs/broker-hierarchy.md).
-// The URI must be ssl://.
-inline mqtt::connect_options tls_client_options(const std::filesystem::path& pki_dir, const std::string& cn) {
+// The URI must be ssl:// or mqtts://.
+inline mqtt::connect_options tls_client_options(const std::filesystem::path& pki_dir, const std::string& cn,
+                                                bool clean_session = true) {
   const security::Layout pki(pki_dir);
-  auto options = client_options();
+  auto options = client_options({}, clean_session);
   options.set_ssl(mqtt::ssl_options_builder()
                       .trust_store(pki.trust_ca().string())
                       .key_store(pki.identity_cert(cn).string())
@@ -68,6 +72,31 @@ inline mqtt::connect_options tls_client_options(const std::filesystem::path& pki
                       .verify(true)
                       .finalize());
   return options;
+}
+
+// Where and how one identity connects to one broker of a test hierarchy.
+struct Endpoint {
+  std::string uri;
+  std::string client_id;
+  mqtt::connect_options options;
+};
+
+// `identity` at `site`'s broker: a node id (which the ACL lets publish its own up
+// topics at its own site only), nova-cloud (the only writer of down topics) or an
+// operator enrolled with start_hierarchy (operator_identity(name): reads up only).
+// Under mutual TLS it presents that identity's certificate, and the broker makes the CN
+// the client id: two connections of one identity to one broker take over each other's
+// session, so concurrent readers of one broker need distinct identities. In the
+// insecure plaintext mode a node connects anonymously with its id as client id (the
+// plaintext ACL's pattern) and anyone else as the cloud service user.
+inline Endpoint endpoint(const RunningHierarchy& running, const std::string& site, const std::string& identity,
+                         bool clean_session = true) {
+  if (running.transport == Transport::mutual_tls) {
+    return {running.tls_uri(site), identity, tls_client_options(running.pki_dir(), identity, clean_session)};
+  }
+  const bool node = running.hierarchy->topology().find_node(identity) != nullptr;
+  return {running.hierarchy->uri(site), identity,
+          client_options(node ? std::string() : std::string(bridge::kCloudServiceUser), clean_session)};
 }
 
 struct Received {
@@ -88,6 +117,7 @@ class Client : public virtual mqtt::callback {
       : client_(uri, client_id), options_(std::move(options)) {
     client_.set_callback(*this);
   }
+  explicit Client(Endpoint where) : Client(where.uri, where.client_id, std::move(where.options)) {}
   ~Client() override {
     try {
       if (client_.is_connected()) client_.disconnect(0)->wait_for(std::chrono::seconds(5));

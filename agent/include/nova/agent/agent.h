@@ -43,6 +43,7 @@
 #include <set>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "nova/agent/control_gate.h"
@@ -51,6 +52,7 @@
 #include "nova/agent/outbox.h"
 #include "nova/agent/sensors.h"
 #include "nova/agent/tasks.h"
+#include "nova/agent/updater.h"
 #include "nova/agent/uplink.h"
 #include "nova/schemas/messages.h"
 #include "nova/schemas/topic.h"
@@ -98,6 +100,18 @@ struct AgentOptions {
   // Who may send control messages down (control_gate.h). The default trusts no key, so
   // every control message is refused until keys (or insecure_unsigned) are given.
   ControlTrust control;
+  // Installation folder for over-the-air updates (updater.h); empty: offers are refused.
+  // The version offered is compared with birth.description->version.
+  std::filesystem::path update_dir;
+
+  // Give memory the agent no longer uses back to the kernel (nova/common/resident_pages.h):
+  // at every connect (start-up or a TLS handshake just done) the clean file-backed pages
+  // only start-up touched and the free heap pages, and after each batch the free heap
+  // pages (its compression workspace). nova-agent sets it: its VmRSS with TLS went from
+  // 13.0 to 6.8 MB with this and binding symbols at start (docs/agent.md, "Memory").
+  // Off by default, as a library should not change its host process's page tables and
+  // heap unasked.
+  bool release_memory = false;
 };
 
 // The settings that can change while the agent runs (hot configuration).
@@ -153,6 +167,10 @@ struct AgentCounters {
   std::uint64_t control_replayed = 0;
   std::uint64_t control_stale = 0;
   std::uint64_t control_duplicates = 0;  // retained messages already in force: ignored
+  // Over-the-air updates (updater.h): bundles staged (the agent then stops for the
+  // launcher to start them), offers or bundles refused (each also sent up as an alert).
+  std::uint64_t updates_staged = 0;
+  std::uint64_t updates_refused = 0;
   std::uint64_t control_refused() const {
     return control_unsigned + control_untrusted + control_misaddressed + control_expired + control_not_yet_valid +
            control_replayed + control_stale;
@@ -196,6 +214,8 @@ class Agent {
   bool wait_for(const std::function<bool(const AgentCounters&)>& done,
                 std::chrono::milliseconds timeout) const;
   bool connected() const;
+  // True once run() returned because an update was staged: the launcher starts it next.
+  bool update_staged() const { return update_staged_.load(); }
 
   // One message as if it had arrived from the broker on a subscribed topic: its durable
   // hand-over (tasks go to the inbox first) and then its handling, exactly as the loop
@@ -212,6 +232,7 @@ class Agent {
   using Clock = std::chrono::steady_clock;
 
   void on_connected(Clock::time_point now);
+  void release_startup_pages();  // options_.release_memory, at connect; logged
   void on_disconnected(Clock::time_point now, const std::string& reason);
   void on_subscribed(Clock::time_point now, const UplinkEvent& e);
   // Takes a message from Paho's thread before it is acknowledged (tasks: the inbox).
@@ -229,6 +250,12 @@ class Agent {
   // and logged here) or a duplicate.
   std::optional<std::string> admit_control(const std::string& topic, topics::DownKind kind, const std::string& payload);
   void on_model(const std::string& topic, const std::string& payload);
+  void on_update_offer(const std::string& topic, const std::string& payload);
+  void on_bundle_chunk(std::string_view index, const std::string& payload);
+  // A refused offer or bundle: counted, logged and sent up as an alert ("update").
+  void refuse_update(const schemas::UpdateOffer& offer, const std::string& detail);
+  // Reports the launcher's rollbacks not reported yet (alerts), at start.
+  void report_rollbacks();
   // The one way a record enters an upward stream: its position (and id, for alerts and
   // decisions: "<stream>-<seq>") filled in, encoded, appended to the outbox.
   template <class T>
@@ -284,6 +311,9 @@ class Agent {
   Clock::time_point last_refill_{};
   bool session_up_ = false;
   std::optional<schemas::MetricSample> last_sample_;
+  Updater updater_;  // also holds the offer whose bundle is being fetched
+  bool healthy_marked_ = false;  // this run's birth was acknowledged (updater.h)
+  std::atomic<bool> update_staged_{false};
   std::atomic<bool> stop_requested_{false};
   std::mutex tuning_mutex_;
   std::optional<AgentTuning> pending_tuning_;

@@ -131,6 +131,12 @@ struct AgentConfig {
     std::uint32_t clock_skew_s = 300;             // allowance on iat and exp
     friend bool operator==(const Trust&, const Trust&) = default;
   } trust;
+  struct Update {
+    // The installation folder the launcher (firmware/nova-agent-launch) runs versions
+    // from; empty: over-the-air updates are refused (docs/agent.md, Updates).
+    std::string dir;
+    friend bool operator==(const Update&, const Update&) = default;
+  } update;
   struct Log {
     LogLevel level = LogLevel::info;
     LogFormat format = LogFormat::logfmt;

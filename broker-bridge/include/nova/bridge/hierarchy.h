@@ -57,7 +57,8 @@ struct HierarchyEvent {
   std::string what;  // e.g. "broker exited (killed by signal Killed)"
   // Added for structured logs (`nova-bridge up` prints format_event lines):
   // broker_started, broker_exited, broker_restarted, restart_failed, broker_killed,
-  // broker_stopped, config_changed, acl_reloaded, site_removed.
+  // broker_stopped, config_changed, bridge_tls_changed, acl_reloaded, tls_reloaded,
+  // site_removed.
   std::string kind;
   pid_t pid = -1;             // the broker's pid the event is about, -1 if none
   std::string level = "info";  // "info", "warn" or "error"
@@ -84,8 +85,14 @@ struct HierarchyOptions {
 // What reload() changed, by site id.
 struct ReloadSummary {
   std::vector<std::string> started;    // new sites
-  std::vector<std::string> restarted;  // mosquitto.conf changed (bridges need a restart)
-  std::vector<std::string> acl_reloaded;  // only the ACL changed: SIGHUP, no restart
+  // mosquitto.conf changed, or the bridge's certificate, key or CA (a bridge reads them
+  // only when it connects, and is not reloaded on SIGHUP): SIGTERM, then started again
+  // on the same port and database (queued QoS 1 messages survive).
+  std::vector<std::string> restarted;
+  // Nothing that needs a restart changed, but the ACL (acl_reloaded) or the listener's
+  // certificate, key, CA or CRL (tls_reloaded) did: SIGHUP, no client disconnected.
+  std::vector<std::string> acl_reloaded;
+  std::vector<std::string> tls_reloaded;
   std::vector<std::string> removed;    // stopped and forgotten (their directories stay)
 };
 
@@ -135,11 +142,13 @@ class Hierarchy {
   // file is kept current: the supervisor rewrites it after every start, exit and stop.
   void write_state_file() const;
 
-  // Added for `nova-bridge up` on SIGHUP: adopts a changed topology. Mosquitto does not
-  // reload bridges on SIGHUP, so every broker whose rendered mosquitto.conf changed is
-  // restarted (parents first); one whose ACL alone changed gets SIGHUP; new sites are
-  // started and removed ones stopped. Sites keep their ports unless the topology names a
-  // different non-zero port (and the policy is not free_for_all). Does not wait for links.
+  // Added for `nova-bridge up` on SIGHUP: adopts a changed topology and rotated PKI
+  // files (certificate rotation: docs/security.md). Mosquitto does not reload bridges on
+  // SIGHUP, so every broker whose rendered mosquitto.conf or bridge files
+  // (site_tls_files) changed is restarted (parents first); one whose ACL or listener
+  // files alone changed gets SIGHUP; new sites are started and removed ones stopped.
+  // Sites keep their ports unless the topology names a different non-zero port (and the
+  // policy is not free_for_all). Does not wait for links.
   Result<ReloadSummary> reload(const tiers::Topology& topology);
 
  private:

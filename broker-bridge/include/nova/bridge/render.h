@@ -131,6 +131,22 @@ RenderedSite render(const tiers::Topology& topology, const tiers::Site& site,
 Status write_site(const tiers::Topology& topology, const tiers::Site& site,
                   const std::filesystem::path& out_dir, RenderOptions options = {});
 
+// The PKI files a TLS site's broker reads, by when Mosquitto 2.0.11 reads them (its
+// source at v2.0.11: src/loop.c, src/security_default.c, lib/net_mosq.c; measured by
+// tests/broker-bridge/rotation_test.cpp):
+// - `listener`: CA, CRL, the site's certificate and key, read at start and again on
+//   SIGHUP. For a listener with crlfile and require_certificate, as rendered here, the
+//   SIGHUP makes a whole new TLS context from all four, used by new connections;
+//   connected clients keep theirs.
+// - `bridge`: CA, the bridge's certificate and key, read each time the bridge connects.
+//   SIGHUP never makes a running bridge reconnect, so a change reaches it by a restart.
+// A root has no bridge files. Paths are absolute.
+struct SiteTlsFiles {
+  std::vector<std::filesystem::path> listener;
+  std::vector<std::filesystem::path> bridge;
+};
+SiteTlsFiles site_tls_files(const std::filesystem::path& pki_dir, const tiers::Site& site);
+
 // The retained topic on which a site's bridge reports its link to the parent:
 // "1" connected, "0" not (Mosquitto's notification payloads).
 std::string link_topic(const tiers::Site& site);

@@ -267,6 +267,21 @@ struct Model {
   friend bool operator==(const Model&, const Model&) = default;
 };
 
+// An offer to update the agent (retained, signed, schemas/cddl/update.cddl): the bundle
+// with this SHA-256 waits, retained, in chunks on nova/v1/bundle/<sha256>/<index>; its
+// agent reports `version` in its birth once it runs.
+struct UpdateOffer {
+  std::string version;  // "version": 1..256 bytes, as the new agent's birth will say it
+  std::string sha256;   // "sha256": 64 lower-case hex digits of the bundle's bytes
+  std::uint64_t size = 0;  // "size": bytes of the bundle, 1 .. 256 MiB
+  Timestamp ts = 0;     // "ts"
+
+  friend bool operator==(const UpdateOffer&, const UpdateOffer&) = default;
+};
+// Every chunk of a bundle holds this many bytes, the last one the rest (1..this many): a
+// chunk fits every broker's packet limit (docs/broker-hierarchy.md, max_packet_size).
+inline constexpr std::uint64_t kBundleChunkBytes = 128 * 1024;
+
 // ---------------------------------------------------------------------------------------
 // End-to-end acknowledgement: the cloud has durably stored every record of each named
 // stream of this node up to and including the watermark seq.

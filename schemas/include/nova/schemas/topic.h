@@ -15,6 +15,7 @@
 // Builders take validated Ids and cannot fail; parse() and Id::parse() validate input.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -69,7 +70,7 @@ class SitePath {
 };
 
 enum class UpKind { state, metrics, result, decision, alert, link };
-enum class DownKind { task, config, model, ack, verdict };
+enum class DownKind { task, config, model, ack, verdict, update };
 // instance: a running nova-cloud's presence (retained "1", cleared by its will).
 enum class CloudKind { workload, placement, cluster, instance };
 
@@ -85,6 +86,9 @@ std::string down(const SitePath& site, const Id& node, DownKind kind);
 std::string sensor(const Id& node, const Id& sensor);
 std::string sensor_error(const Id& node, const Id& sensor);
 std::string cloud(CloudKind kind, const Id& id);
+// nova/v1/bundle/<sha256>/<index>: chunk `index` (0, 1, ...) of an update bundle, retained,
+// shared by every node of a broker (schemas/topics.md, Updates).
+std::string bundle_chunk(const Id& sha256, std::uint64_t index);
 
 // --- subscription filters --------------------------------------------------------------
 
@@ -92,6 +96,8 @@ std::string up_all();                              // nova/v1/up/#
 std::string down_subtree(const SitePath& site);    // nova/v1/down/<site path>/#
 std::string sensor_all(const Id& node);            // nova/v1/sensor/<node>/+
 std::string cloud_all(CloudKind kind);             // nova/v1/cloud/<kind>/+
+std::string bundle_all();                          // nova/v1/bundle/#
+std::string bundle_chunks(const Id& sha256);       // nova/v1/bundle/<sha256>/+
 
 // --- parsing ---------------------------------------------------------------------------
 

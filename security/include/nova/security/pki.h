@@ -132,6 +132,16 @@ class Pki {
   // Its leaves stay in identities/; `renew` re-signs them once the region has a new CA.
   Status revoke_intermediate(std::string_view region);
 
+  // Recovery of an intermediate whose folder is lost (destroyed, or taken with its key):
+  // puts the CA certificate named "nova-ca.<region>" found in `ca_cert_file` on the
+  // root's CRL (needs root/ca.key) and rebuilds trust/crl.pem. Any leaf's cert.pem
+  // carries its intermediate, so a device's copy or an export will do. The file's CA
+  // must be signed by this root (error path "ca-cert" otherwise, and when the file holds
+  // no such CA or it is already revoked). When ca/<region>/ holds that same CA, this is
+  // revoke_intermediate; a different (replacement) CA there is left alone, so the old
+  // one can also be revoked after init-intermediate made the new one.
+  Status revoke_lost_intermediate(std::string_view region, const std::filesystem::path& ca_cert_file);
+
   // Re-signs the CRL of every CA whose key is present (a CRL is valid 30 days for an
   // intermediate and 365 for the root, so this must run before those run out), then
   // rebuilds trust/crl.pem from every CA's CRL file.
@@ -143,6 +153,14 @@ class Pki {
   // starting now. cert.pem is replaced atomically. Leaves whose intermediate key is
   // absent are reported as failed; the others are renewed all the same.
   RenewReport renew(std::chrono::seconds within, Clock::time_point now = Clock::now());
+
+  // Re-issues one leaf now, whatever its expiry: a rotation on demand (a broker's or a
+  // bridge's certificate before a planned change, a node's after a scare). As renew:
+  // same key, CN, SANs and extensions, a new serial. Error path "name" for an unknown CN.
+  // Re-signs with the region's current intermediate (needs its key). The old
+  // certificate stays valid until it expires: revoke_identity and issue replace the key
+  // and invalidate the old certificate at once.
+  Result<CertificateInfo> renew_identity(std::string_view cn, Clock::time_point now = Clock::now());
 
   // Copies one identity's bundle into `to` (created 0700): key.pem (0600), cert.pem,
   // ca.pem (trust anchor), crl.pem (CRL bundle). The only way a key leaves its folder.
