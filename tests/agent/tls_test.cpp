@@ -223,8 +223,8 @@ TEST_CASE("a rotated certificate is used after SIGHUP without losing a record, a
                             "sh", work.string()},
                            {}, 60000, 0, 0, 1, 1};
   const schemas::Bytes task_cbor = schemas::encode_cbor(task);
-  testing::publish_as_cloud(site.plain_uri(), std::string("nova/v1/down/") + kSite + "/" + kNode + "/task",
-                            std::string(task_cbor.begin(), task_cbor.end()));
+  testing::publish_as_cloud(site.tls_uri(), std::string("nova/v1/down/") + kSite + "/" + kNode + "/task",
+                            std::string(task_cbor.begin(), task_cbor.end()), false, site.identity("nova-cloud"));
   REQUIRE(wait_file(work / "started", 30s));
 
   // Rotation: a new key and certificate, installed by rename; the old one revoked.
