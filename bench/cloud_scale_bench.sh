@@ -3,9 +3,9 @@
 # through the real five-tier broker hierarchy, measured at nova-cloud and at a peer
 # consumer in the same run. docs/benchmarks.md has the method and results.
 #
-# Starts the five-tier example (nova-bridge up --insecure-plaintext: nova-sim and nova-cloud
-# speak no TLS yet; free ports: 1 cloud, 2 regional, 4 metro,
-# 8 access brokers), nova-cloud on the cloud broker (fresh store, free HTTP port), then
+# Starts the five-tier example (nova-bridge up --insecure-plaintext: nova-sim's nodes share
+# one certificate, for which nova-bridge renders no grant, docs/benchmarks.md; free ports:
+# 1 cloud, 2 regional, 4 metro, 8 access brokers), nova-cloud on the cloud broker (fresh store, free HTTP port), then
 # bench/cloud_scale_bench.py runs nova-sim against the 8 access brokers:
 #   1. a small mass birth (--small, default 1,000 nodes), stopped with SIGTERM (goodbyes);
 #   2. the large one (--nodes, default 10,000): after the births, every node sends a
@@ -19,7 +19,7 @@
 # offline/dead after the sim stops.
 #
 #   cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
-#   cmake --build build-bench --target nova-sim nova-cloud nova-bridge
+#   cmake --build build-bench --target nova-sim nova-cloud nova-bridge nova-pki
 #   bench/cloud_scale_bench.sh [--nodes N] [--small N] [--metrics-s S] [--bin-dir DIR]
 #
 # Raises the open-files limit (ulimit -n) to the hard limit before starting nova-bridge:
@@ -50,8 +50,8 @@ usage: $0 [--nodes N] [--small N] [--metrics-s S] [--metrics-interval-s S] [--co
   --metrics-s S           metrics window after the large birth (default 60; 0: skip)
   --metrics-interval-s S  one batch per node this often in that window (default 10)
   --connect-rate R        nova-sim's connects per second (default 2000)
-  --bin-dir DIR           build dir holding sim/nova-sim, cloud/nova-cloud and
-                          broker-bridge/nova-bridge (default build-bench)
+  --bin-dir DIR           build dir holding sim/nova-sim, cloud/nova-cloud,
+                          broker-bridge/nova-bridge and security/nova-pki (default build-bench)
   --keep-temp             keep the temp dir (logs, configs, store) and print its path
 EOF
 }
@@ -77,8 +77,9 @@ done
 sim_bin="$bin_dir/sim/nova-sim"
 cloud_bin="$bin_dir/cloud/nova-cloud"
 bridge_bin="$bin_dir/broker-bridge/nova-bridge"
-for b in "$sim_bin" "$cloud_bin" "$bridge_bin"; do
-  [[ -x $b ]] || { echo "missing $b (build nova-sim nova-cloud nova-bridge in $bin_dir, or pass --bin-dir)" >&2; exit 1; }
+pki_bin="$bin_dir/security/nova-pki"
+for b in "$sim_bin" "$cloud_bin" "$bridge_bin" "$pki_bin"; do
+  [[ -x $b ]] || { echo "missing $b (build nova-sim nova-cloud nova-bridge nova-pki in $bin_dir, or pass --bin-dir)" >&2; exit 1; }
 done
 for tool in mosquitto mosquitto_sub python3; do
   command -v "$tool" >/dev/null || { echo "$tool not found (run scripts/setup.sh)" >&2; exit 1; }
@@ -131,6 +132,10 @@ cloud_port=$(python3 -c 'import json,sys; print(next(s["port"] for s in json.loa
 http_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
 # --- nova-cloud ----------------------------------------------------------------------------
+# As in production: acks signed (nova-sim unwraps them without checking), an API token
+# file (the bench reads only the open /metrics and /api/v1/health), an audit log.
+"$pki_bin" --dir "$tmp/pki" signing-key --name bench >/dev/null
+"$cloud_bin" token create --name bench --role viewer --tokens-file "$tmp/tokens" >/dev/null
 cat >"$tmp/cloud.yaml" <<EOF
 mqtt:
   uri: "tcp://127.0.0.1:$cloud_port"
@@ -139,6 +144,12 @@ store:
   dir: $tmp/store
 http:
   port: $http_port
+auth:
+  tokens_file: $tmp/tokens
+signing:
+  key_file: $tmp/pki/signing/bench.key
+audit:
+  file: $tmp/audit.log
 EOF
 "$cloud_bin" --config "$tmp/cloud.yaml" 2>"$tmp/cloud.log" &
 cloud_pid=$!

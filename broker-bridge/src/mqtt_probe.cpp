@@ -8,18 +8,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
-#include <pthread.h>
-#include <signal.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <memory>
 
 #include "nova/bridge/mqtt_wire.h"
+#include "nova/bridge/tls_client.h"
 
 namespace nova::bridge::detail {
 namespace {
@@ -33,36 +30,6 @@ int millis_left(MqttProbe::Deadline deadline) {
   const auto left = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
   return static_cast<int>(std::clamp<milliseconds::rep>(left.count(), 0, 60'000));
 }
-
-// SSL_write writes with write(2), which raises SIGPIPE when the broker has closed the
-// connection (plaintext sends use MSG_NOSIGNAL instead). While a guard lives, SIGPIPE is
-// blocked in this thread; one it raised is consumed before the old mask comes back.
-class SigpipeGuard {
- public:
-  SigpipeGuard() {
-    sigemptyset(&pipe_);
-    sigaddset(&pipe_, SIGPIPE);
-    sigset_t pending;
-    sigpending(&pending);
-    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
-    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
-  }
-  ~SigpipeGuard() {
-    if (!was_pending_) {
-      const timespec zero{0, 0};
-      while (sigtimedwait(&pipe_, nullptr, &zero) == SIGPIPE) {
-      }
-    }
-    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-  SigpipeGuard(const SigpipeGuard&) = delete;
-  SigpipeGuard& operator=(const SigpipeGuard&) = delete;
-
- private:
-  sigset_t pipe_{};
-  sigset_t old_{};
-  bool was_pending_ = false;
-};
 
 }  // namespace
 
@@ -153,25 +120,11 @@ std::optional<MqttProbe::Message> MqttProbe::next(Deadline deadline) {
 }
 
 bool MqttProbe::handshake(const std::string& host, const ProbeTls& tls, Deadline deadline) {
-  const std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
-  if (!ctx || SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION) != 1 ||
-      SSL_CTX_load_verify_locations(ctx.get(), tls.ca_file.c_str(), nullptr) != 1 ||
-      SSL_CTX_use_certificate_chain_file(ctx.get(), tls.cert_file.c_str()) != 1 ||
-      SSL_CTX_use_PrivateKey_file(ctx.get(), tls.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
-    ERR_clear_error();
-    return false;
-  }
-  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  // A context per handshake: a renewed certificate file is used at the next probe.
+  const SslCtxPtr ctx = client_tls_context(tls.ca_file.string(), tls.cert_file.string(), tls.key_file.string());
+  if (!ctx) return false;
   ssl_ = SSL_new(ctx.get());  // holds its own reference to ctx
-  if (ssl_ == nullptr || SSL_set_fd(ssl_, fd_) != 1) return false;
-  // The broker's certificate must name the address we dialled (brokers carry
-  // IP:127.0.0.1 and DNS:localhost, docs/security.md).
-  X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
-  in6_addr probe_addr{};
-  const bool is_ip = ::inet_pton(AF_INET, host.c_str(), &probe_addr) == 1 || ::inet_pton(AF_INET6, host.c_str(), &probe_addr) == 1;
-  if ((is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str()) : X509_VERIFY_PARAM_set1_host(param, host.c_str(), 0)) != 1) {
-    return false;
-  }
+  if (ssl_ == nullptr || SSL_set_fd(ssl_, fd_) != 1 || !expect_broker_name(ssl_, host)) return false;
   for (;;) {
     const int rc = SSL_connect(ssl_);
     if (rc == 1) return true;

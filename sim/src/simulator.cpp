@@ -14,7 +14,12 @@
 #include <deque>
 #include <queue>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include "nova/bridge/mqtt_wire.h"
+#include "nova/bridge/tls_client.h"
 #include "nova/common/log.h"
 #include "nova/schemas/codec.h"
 #include "nova/schemas/signed.h"
@@ -49,14 +54,41 @@ std::uint32_t next_random(std::uint32_t& state) {
   return state;
 }
 
+// Why the last OpenSSL call failed, for a log line; clears OpenSSL's error queue.
+std::string tls_error(SSL* ssl, int error) {
+  std::string why;
+  if (const long verify = SSL_get_verify_result(ssl); verify != X509_V_OK) {
+    why = std::string("certificate: ") + X509_verify_cert_error_string(verify);
+  } else if (const unsigned long e = ERR_peek_last_error(); e != 0) {
+    char buffer[256];
+    ERR_error_string_n(e, buffer, sizeof buffer);
+    why = buffer;
+  } else if (error == SSL_ERROR_ZERO_RETURN || error == SSL_ERROR_SYSCALL) {
+    why = "closed by the broker";
+  } else {
+    why = "SSL error " + std::to_string(error);
+  }
+  ERR_clear_error();
+  return "TLS: " + why;
+}
+
 }  // namespace
 
 schemas::Result<BrokerTarget> parse_broker(const std::string& spec) {
   const auto eq = spec.find('=');
   if (eq == std::string::npos) return schemas::Error{"broker", "expected URI=SITE_PATH, e.g. tcp://127.0.0.1:1883=cloud/eu/par/acc-01"};
   BrokerTarget t;
+  const std::string uri = spec.substr(0, eq);
+  if (const auto scheme_end = uri.find("://"); scheme_end != std::string::npos) {
+    const std::string scheme = uri.substr(0, scheme_end);
+    if (scheme == "mqtts" || scheme == "ssl") {
+      t.tls = true;
+    } else if (scheme != "tcp" && scheme != "mqtt") {
+      return schemas::Error{"broker", "scheme '" + scheme + "://' is not tcp:// or mqtt:// (plaintext), mqtts:// or ssl:// (TLS)"};
+    }
+  }
   std::string port;
-  if (!mqtt::split_uri(spec.substr(0, eq), t.host, port)) return schemas::Error{"broker", "'" + spec.substr(0, eq) + "' is not tcp://host:port"};
+  if (!mqtt::split_uri(uri, t.host, port)) return schemas::Error{"broker", "'" + uri + "' is not tcp://host:port or mqtts://host:port"};
   char* end = nullptr;
   const unsigned long p = std::strtoul(port.c_str(), &end, 10);
   if (*end != '\0' || p == 0 || p > 65535) return schemas::Error{"broker", "port '" + port + "' is not 1..65535"};
@@ -77,13 +109,15 @@ std::string Simulator::node_id(const std::string& prefix, std::size_t index, std
 }
 
 struct Simulator::Impl {
-  enum class State : std::uint8_t { idle, connecting, handshake, online, closing };
+  // connecting: TCP; tls: the TLS handshake (TLS brokers only); handshake: CONNECT sent.
+  enum class State : std::uint8_t { idle, connecting, tls, handshake, online, closing };
   enum class TimerKind : std::uint8_t { connect_timeout, ping, metrics, reconnect };
 
   struct Node {
     std::string id;
     std::uint32_t broker = 0;
     int fd = -1;
+    SSL* ssl = nullptr;  // a TLS broker's connection, from the TCP connect on
     State state = State::idle;
     std::uint32_t gen = 0;  // bumped whenever the connection is reset; events and timers carry it
     std::uint64_t bdseq = 0;
@@ -107,6 +141,7 @@ struct Simulator::Impl {
   };
 
   const SimOptions& opt;
+  bridge::SslCtxPtr tls_ctx;  // when any broker is TLS
   std::vector<Node> nodes;
   std::vector<sockaddr_storage> addrs;
   std::vector<socklen_t> addr_lens;
@@ -120,6 +155,7 @@ struct Simulator::Impl {
   explicit Impl(const SimOptions& o) : opt(o) {}
   ~Impl() {
     for (Node& n : nodes) {
+      if (n.ssl != nullptr) SSL_free(n.ssl);
       if (n.fd >= 0) ::close(n.fd);
     }
     if (ep >= 0) ::close(ep);
@@ -154,6 +190,19 @@ struct Simulator::Impl {
       addr_lens.push_back(found->ai_addrlen);
       ::freeaddrinfo(found);
     }
+    return schemas::Ok{};
+  }
+
+  // One context for the run: the files are read and checked once, not per connection.
+  schemas::Status load_tls() {
+    if (std::none_of(opt.brokers.begin(), opt.brokers.end(), [](const BrokerTarget& b) { return b.tls; })) {
+      return schemas::Ok{};
+    }
+    if (!opt.tls) return schemas::Error{"tls", "a broker is mqtts:// but no TLS files were given"};
+    tls_ctx = bridge::client_tls_context(opt.tls->ca_file, opt.tls->cert_file, opt.tls->key_file);
+    if (!tls_ctx) return schemas::Error{"tls", "the CA, certificate or key file cannot be loaded, or the key does not match"};
+    SSL_CTX_set_mode(tls_ctx.get(), SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                        SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     return schemas::Ok{};
   }
 
@@ -197,13 +246,15 @@ struct Simulator::Impl {
   // Closes the connection (if any); a node that was online counts as a disconnect, one
   // that never got its CONNACK as a failed connect. Retried unless we are stopping.
   void drop(Node& n, const std::string& why) {
+    if (n.ssl != nullptr) SSL_free(n.ssl);
+    n.ssl = nullptr;
     if (n.fd >= 0) ::close(n.fd);  // also removes it from the epoll set
     n.fd = -1;
     if (n.state == State::online) {
       --stats.online;
       ++stats.disconnects;
       log_failure(2, "connection_lost", n, why);
-    } else if (n.state == State::connecting || n.state == State::handshake) {
+    } else if (n.state == State::connecting || n.state == State::tls || n.state == State::handshake) {
       ++stats.connect_failures;
       log_failure(0, "connect_failed", n, why);
     }
@@ -230,7 +281,23 @@ struct Simulator::Impl {
   // Writes what the kernel takes now; the rest waits for EPOLLOUT. False if dropped.
   bool flush(Node& n) {
     std::size_t sent = 0;
-    while (sent < n.out.size()) {
+    // OpenSSL may need to read before it can write (a TLS 1.3 key update): then the
+    // rest waits for EPOLLIN (on_event flushes after reading), not for EPOLLOUT, which a
+    // writable socket would report at once, again and again.
+    bool needs_read = false;
+    while (n.ssl != nullptr && sent < n.out.size()) {
+      const int w = SSL_write(n.ssl, n.out.data() + sent, static_cast<int>(n.out.size() - sent));
+      if (w > 0) {
+        sent += static_cast<std::size_t>(w);
+        continue;
+      }
+      const int error = SSL_get_error(n.ssl, w);
+      needs_read = error == SSL_ERROR_WANT_READ;
+      if (error == SSL_ERROR_WANT_WRITE || needs_read) break;
+      drop(n, tls_error(n.ssl, error));
+      return false;
+    }
+    while (n.ssl == nullptr && sent < n.out.size()) {
       const auto w = ::send(n.fd, n.out.data() + sent, n.out.size() - sent, MSG_NOSIGNAL);
       if (w > 0) {
         sent += static_cast<std::size_t>(w);
@@ -242,7 +309,7 @@ struct Simulator::Impl {
       return false;
     }
     n.out.erase(0, sent);
-    set_writing(n, !n.out.empty());
+    set_writing(n, !n.out.empty() && !needs_read);
     if (n.out.empty() && n.state == State::closing) ::shutdown(n.fd, SHUT_WR);  // then read until EOF
     return true;
   }
@@ -289,6 +356,38 @@ struct Simulator::Impl {
     }
     const schemas::Bytes b = schemas::encode_cbor(s);
     return {b.begin(), b.end()};
+  }
+
+  // The TCP connection is up: a TLS broker's handshake first, then CONNECT.
+  void on_tcp_connected(Node& n) {
+    if (!opt.brokers[n.broker].tls) {
+      on_connected(n);
+      return;
+    }
+    n.ssl = SSL_new(tls_ctx.get());
+    if (n.ssl == nullptr || SSL_set_fd(n.ssl, n.fd) != 1 || !bridge::expect_broker_name(n.ssl, opt.brokers[n.broker].host)) {
+      drop(n, tls_error(n.ssl, SSL_ERROR_SSL));
+      return;
+    }
+    SSL_set_connect_state(n.ssl);
+    n.state = State::tls;
+    continue_tls_handshake(n);
+  }
+
+  // One non-blocking step of the handshake; the socket's next event resumes it.
+  void continue_tls_handshake(Node& n) {
+    const int rc = SSL_do_handshake(n.ssl);
+    if (rc == 1) {
+      set_writing(n, false);
+      on_connected(n);
+      return;
+    }
+    const int error = SSL_get_error(n.ssl, rc);
+    if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
+      set_writing(n, error == SSL_ERROR_WANT_WRITE);
+      return;
+    }
+    drop(n, tls_error(n.ssl, error));
   }
 
   void on_connected(Node& n) {
@@ -393,7 +492,22 @@ struct Simulator::Impl {
 
   void on_readable(Node& n) {
     char buffer[16 * 1024];
-    for (;;) {
+    while (n.ssl != nullptr) {
+      const int r = SSL_read(n.ssl, buffer, sizeof buffer);
+      if (r > 0) {
+        n.in.append(buffer, static_cast<std::size_t>(r));
+        continue;  // until OpenSSL has nothing left: level-triggered epoll sees only the socket
+      }
+      const int error = SSL_get_error(n.ssl, r);
+      if (error == SSL_ERROR_WANT_READ) break;
+      if (error == SSL_ERROR_WANT_WRITE) {
+        set_writing(n, true);
+        break;
+      }
+      drop(n, error == SSL_ERROR_ZERO_RETURN ? std::string("closed by the broker") : tls_error(n.ssl, error));
+      return;
+    }
+    while (n.ssl == nullptr) {
       const auto r = ::recv(n.fd, buffer, sizeof buffer, 0);
       if (r > 0) {
         n.in.append(buffer, static_cast<std::size_t>(r));
@@ -445,14 +559,18 @@ struct Simulator::Impl {
       }
       n.writing = true;  // forces set_writing to rewrite the mask with EPOLLIN
       set_writing(n, false);
-      on_connected(n);
+      on_tcp_connected(n);
+      return;
+    }
+    if (n.state == State::tls) {
+      continue_tls_handshake(n);
       return;
     }
     if ((events & EPOLLIN) != 0 || (events & (EPOLLERR | EPOLLHUP)) != 0) {
       on_readable(n);
       if (n.fd < 0 || static_cast<std::uint32_t>(data >> 32) != n.gen) return;
     }
-    if ((events & EPOLLOUT) != 0) flush(n);
+    if ((events & EPOLLOUT) != 0 || (n.ssl != nullptr && !n.out.empty() && !n.writing)) flush(n);
   }
 
   void on_timer(const Timer& t) {
@@ -460,7 +578,9 @@ struct Simulator::Impl {
     if (t.gen != n.gen) return;
     switch (t.kind) {
       case TimerKind::connect_timeout:
-        if (n.state == State::connecting || n.state == State::handshake) drop(n, "connect timed out");
+        if (n.state == State::connecting || n.state == State::tls || n.state == State::handshake) {
+          drop(n, "connect timed out");
+        }
         break;
       case TimerKind::reconnect:
         if (n.state == State::idle && !stopping) to_connect.push_back(t.node);
@@ -529,6 +649,8 @@ schemas::Result<SimStats> Simulator::run(int stop_fd, std::chrono::milliseconds 
   if (options_.brokers.empty()) return schemas::Error{"broker", "no broker given"};
   Impl impl(options_);
   if (auto s = impl.resolve(); !s) return s.error();
+  if (auto s = impl.load_tls(); !s) return s.error();
+  const bridge::SigpipeGuard no_sigpipe;  // SSL_write raises SIGPIPE on a closed connection
   impl.ep = ::epoll_create1(EPOLL_CLOEXEC);
   if (impl.ep < 0) return schemas::Error{"", std::string("epoll_create1: ") + std::strerror(errno)};
   if (stop_fd >= 0) {

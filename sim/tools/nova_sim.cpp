@@ -2,7 +2,13 @@
 //
 // Exit codes: 0 every node was born (and the run ended as asked), 1 failure (the births
 // did not complete within --births-timeout-s, not enough file descriptors, a broker
-// host that does not resolve), 2 usage.
+// host that does not resolve), 2 usage (TLS files that cannot serve included).
+//
+// TLS: an mqtts:// (or ssl://) --broker needs --tls-ca-file, --tls-cert-file and
+// --tls-key-file, named like nova-agent's and nova-cloud's mqtt.tls_* keys and checked
+// like theirs (nova/security/tls_files.h); every simulated node presents that one
+// certificate (sim/README.md). A plaintext --broker is logged as plaintext_uplink at
+// start, as the daemons do.
 // Signals: SIGTERM/SIGINT stop the run: every node says goodbye ("offline") unless
 // --no-goodbye. SIGKILL leaves the wills to the brokers ("dead").
 //
@@ -16,11 +22,13 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <iostream>
 
 #include "nova/common/log.h"
+#include "nova/security/tls_files.h"
 #include "nova/sim/simulator.h"
 
 namespace {
@@ -68,6 +76,33 @@ bool raise_fd_limit(std::size_t nodes) {
   return true;
 }
 
+// The --tls-* option that names `file`.
+const char* tls_option(security::TlsFileProblem::File file) {
+  switch (file) {
+    case security::TlsFileProblem::File::ca: return "--tls-ca-file";
+    case security::TlsFileProblem::File::cert: return "--tls-cert-file";
+    case security::TlsFileProblem::File::key: return "--tls-key-file";
+  }
+  return "--tls-*";
+}
+
+// The TLS identity for the brokers that are TLS: nullopt and no error when none is;
+// an error naming the option otherwise (files missing, unusable, or beside only
+// plaintext brokers, where they would be silently unused).
+schemas::Result<std::optional<security::TlsFiles>> tls_identity(const std::vector<sim::BrokerTarget>& brokers,
+                                                                 const security::TlsFiles& files) {
+  const bool any_tls = std::any_of(brokers.begin(), brokers.end(), [](const sim::BrokerTarget& b) { return b.tls; });
+  const bool any_file = !files.ca_file.empty() || !files.cert_file.empty() || !files.key_file.empty();
+  if (!any_tls) {
+    if (any_file) return schemas::Error{"--tls-ca-file", "set, but every --broker is plaintext (use mqtts://)"};
+    return std::optional<security::TlsFiles>{};
+  }
+  if (const auto problem = security::check_tls_files(files, security::linked_openssl())) {
+    return schemas::Error{tls_option(problem->file), problem->reason};
+  }
+  return std::optional<security::TlsFiles>{files};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -87,12 +122,18 @@ int main(int argc, char** argv) {
   double reconnect_s = 1;
   bool no_acks = false;
   bool no_goodbye = false;
+  security::TlsFiles tls_files;
   o.bdseq = static_cast<std::uint64_t>(std::time(nullptr));  // grows across runs without state
 
   app.add_option("-b,--broker", broker_specs,
-                 "URI=SITE_PATH, e.g. tcp://127.0.0.1:18837=cloud/eu/par/par-a1; repeat it: nodes are "
-                 "spread round-robin over the brokers and their births carry that site path")
+                 "URI=SITE_PATH, e.g. mqtts://127.0.0.1:18837=cloud/eu/par/par-a1 (tcp:// for plaintext); "
+                 "repeat it: nodes are spread round-robin over the brokers and their births carry that site path")
       ->required();
+  app.add_option("--tls-ca-file", tls_files.ca_file,
+                 "TLS brokers (mqtts://): PEM trust anchor the broker's certificate must chain to");
+  app.add_option("--tls-cert-file", tls_files.cert_file,
+                 "TLS brokers: the certificate (and intermediates, PEM) every simulated node presents");
+  app.add_option("--tls-key-file", tls_files.key_file, "TLS brokers: its private key (PEM, unencrypted)");
   app.add_option("-n,--nodes", o.nodes, "simulated nodes")->capture_default_str()->check(CLI::Range(1, 1'000'000));
   app.add_option("--prefix", o.prefix, "node ids are <prefix>-<index> (index from 1, zero-padded); must not be a site id")
       ->capture_default_str();
@@ -139,6 +180,12 @@ int main(int argc, char** argv) {
     }
     o.brokers.push_back(*b);
   }
+  auto tls = tls_identity(o.brokers, tls_files);
+  if (!tls) {
+    std::cerr << "nova-sim: " << tls.error().path << ": " << tls.error().reason << "\n";
+    return 2;
+  }
+  o.tls = *tls;
   auto ms = [](double s) { return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000)); };
   o.metrics_interval = ms(metrics_interval_s);
   o.metrics_delay = ms(metrics_delay_s);
@@ -161,9 +208,18 @@ int main(int argc, char** argv) {
   }
 
   std::string targets;
-  for (const auto& b : o.brokers) targets += (targets.empty() ? "" : ",") + b.host + ":" + std::to_string(b.port) + "=" + b.site_path;
+  std::string plaintext;
+  for (const auto& b : o.brokers) {
+    const std::string target = b.host + ":" + std::to_string(b.port) + "=" + b.site_path;
+    targets += (targets.empty() ? "" : ",") + target;
+    if (!b.tls) plaintext += (plaintext.empty() ? "" : ",") + target;
+  }
+  if (!plaintext.empty()) {
+    log_line("warning", "plaintext_uplink",
+             "brokers=" + logfmt_quote(plaintext) + " reason=\"MQTT without TLS: readable and forgeable on the path\"");
+  }
   log_line("info", "started", "nodes=" + std::to_string(o.nodes) + " prefix=" + o.prefix + " brokers=" +
-                                  logfmt_quote(targets) + " connect_rate=" + number(o.connect_rate) +
+                                  logfmt_quote(targets) + " connect_rate=" + number(o.connect_rate) + " tls=" + (o.tls ? "on" : "off") +
                                   " bdseq=" + std::to_string(o.bdseq));
 
   sim::Simulator simulator(o);

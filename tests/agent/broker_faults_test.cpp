@@ -49,7 +49,10 @@ void finish_and_check(pid_t generator, const std::string& access_uri, const fs::
 
 TEST_CASE("metro broker SIGKILLed mid-stream: the agent's outbox closes the gap", "[agent][faults]") {
   const tiers::Topology topology = hiertest::load_topology(NOVA_EXAMPLE_TOPOLOGY);
-  // Plaintext only until its agent (crash_child) is given a certificate: not converted yet (issue 10).
+  // Plaintext only until its agent (crash_child) is given a certificate: not converted yet
+  // (issue 10). Its node, gw-crash, is not in the example topology, and the rendered TLS
+  // ACL grants only the topology's nodes: it needs a topology with gw-crash at par-a1, its
+  // identity of the hierarchy's PKI (NOVA_CRASH_TLS_*), and the consumer nova-cloud's.
   auto h = hiertest::start_hierarchy(topology, "nova-agent-crash", hiertest::Transport::insecure_plaintext);
   testing::AckConsumer consumer((*h)->uri("cloud"));
   const fs::path dir = h->dir.path() / "agent";
@@ -70,7 +73,10 @@ TEST_CASE("metro broker SIGKILLed mid-stream: the agent's outbox closes the gap"
 
 TEST_CASE("regional broker held down: everything buffered below arrives once", "[agent][faults]") {
   const tiers::Topology topology = hiertest::load_topology(NOVA_EXAMPLE_TOPOLOGY);
-  // Plaintext only until its agent (crash_child) is given a certificate: not converted yet (issue 10).
+  // Plaintext only until its agent (crash_child) is given a certificate: not converted yet
+  // (issue 10). Its node, gw-crash, is not in the example topology, and the rendered TLS
+  // ACL grants only the topology's nodes: it needs a topology with gw-crash at par-a1, its
+  // identity of the hierarchy's PKI (NOVA_CRASH_TLS_*), and the consumer nova-cloud's.
   auto h = hiertest::start_hierarchy(topology, "nova-agent-partition", hiertest::Transport::insecure_plaintext);
   testing::AckConsumer consumer((*h)->uri("cloud"));
   const fs::path dir = h->dir.path() / "agent";

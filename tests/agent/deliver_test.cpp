@@ -57,7 +57,7 @@ TEST_CASE("every batch the agent stores decodes, however many sensor gauges its 
     agent::AgentOptions o;
     o.birth.node = "gw-1";
     o.birth.description = schemas::NodeDescription{4, "cloud/eu/par/par-a1", "x86_64", "test", {}, {1000, 512, 1024}, std::nullopt};
-    o.broker_uri = "tcp://127.0.0.1:1";
+    o.broker_uri = "tcp://127.0.0.1:1";  // never reached: run() is not called
     o.outbox.dir = dir / "outbox";
     o.outbox.sync = false;
     o.state_dir = dir / "state";

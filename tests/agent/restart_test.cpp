@@ -68,7 +68,7 @@ schemas::NodeState wait_state(const testing::TestBroker& broker, schemas::NodeSt
 }
 
 void restart_agent_suite(testing::BrokerKind kind) {
-  auto broker = testing::start_broker(kind);
+  auto broker = testing::start_broker(kind, testing::Transport::mutual_tls);
   testing::AckConsumer consumer(broker->uri());
   const fs::path dir = broker->data_dir() / "agent";
   fs::create_directories(dir);

@@ -58,14 +58,17 @@ bool wait_lines(const fs::path& file, std::size_t n, std::chrono::seconds timeou
   return true;
 }
 
-// An outside client: mosquitto_pub of `payload` (from a file, byte for byte) claiming the
-// username nova-cloud, as an attacker on the same network would.
+// An outside client: mosquitto_pub of `payload` (from a file, byte for byte) with a
+// certificate of the PKI that is not nova-cloud's (a compromised device's), as an attacker
+// inside the network would be. It also claims the username nova-cloud, which the TLS
+// broker ignores (use_identity_as_username): the test broker has no ACL, so only the
+// agent's signature check stands between this client and the agent.
 void outside_publish(const testing::Broker& broker, const std::string& topic,
                      const std::string& payload, bool retained = false) {
   static int n = 0;
   const fs::path file = broker.data_dir() / ("payload-" + std::to_string(++n));
   std::ofstream(file, std::ios::binary) << payload;
-  const std::string cmd = "mosquitto_pub -h 127.0.0.1 -p " + std::to_string(broker.port()) +
+  const std::string cmd = "mosquitto_pub " + broker.mosquitto_client_args("outside-device") +
                           " -q 1 -u nova-cloud -i outside-" + std::to_string(n) + " -t '" + topic +
                           "' -f " + file.string() + (retained ? " -r" : "");
   REQUIRE(std::system(cmd.c_str()) == 0);
@@ -121,7 +124,7 @@ struct SignedAgent {
 
 TEST_CASE("unsigned, forged, misaddressed, expired and future tasks never run",
           "[agent][process][signing]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   SignedAgent agent(broker, "agent");
   const fs::path ran = task_output("ran");
   const testing::TestSigner attacker(agent.dir / "attacker-key");  // a key the agent does not trust
@@ -165,7 +168,7 @@ TEST_CASE("unsigned, forged, misaddressed, expired and future tasks never run",
 
 TEST_CASE("a replayed signed task is refused, also after the agent restarts",
           "[agent][process][signing]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   SignedAgent agent(broker, "agent");
   const fs::path ran = task_output("ran");
   const std::string task = testing::test_signer().sign(down("task"), append_task("once", ran));
@@ -184,7 +187,7 @@ TEST_CASE("a replayed signed task is refused, also after the agent restarts",
 
 TEST_CASE("a forged ack deletes nothing: the records are delivered and acked by the real cloud",
           "[agent][process][signing]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   SignedAgent agent(broker, "agent");
   const fs::path ran = task_output("ran");
   {
@@ -218,7 +221,7 @@ TEST_CASE("a forged ack deletes nothing: the records are delivered and acked by 
 TEST_CASE(
     "retained configs: a forged one is never applied, a signed one once, an older one is refused",
     "[agent][process][signing]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   SignedAgent agent(broker, "agent");
 
   schemas::Config config;
@@ -273,7 +276,7 @@ TEST_CASE(
 
 TEST_CASE("nova-agent does not start without a trusted key unless insecure_unsigned says so",
           "[agent][process][signing]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   const fs::path dir = broker.data_dir() / "agent";
   fs::create_directories(dir);
   testing::write_agent_config(dir / "agent.yaml", kNode, kSite, 4, broker.uri(), dir,
@@ -299,7 +302,7 @@ TEST_CASE("nova-agent does not start without a trusted key unless insecure_unsig
 
 TEST_CASE("an operator signs a config with `nova-pki sign` and the agent applies it",
           "[agent][process][signing]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   const fs::path dir = broker.data_dir() / "agent";
   const fs::path pki = broker.data_dir() / "pki";
   fs::create_directories(dir);

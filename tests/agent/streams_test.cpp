@@ -95,7 +95,7 @@ TEST_CASE("an alert lost after its PUBACK is resent while metrics keep being ack
 // (docs/cloud.md), and so must the consumer that stands in for it.
 TEST_CASE("records resent after their acks were lost are answered and the outbox empties",
           "[agent][resend][streams]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   testing::AckConsumer consumer(broker.uri());
   consumer.lose_acks(true);
 

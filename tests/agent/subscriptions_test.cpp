@@ -3,9 +3,11 @@
 //
 // Mosquitto 2.0.11 grants an acl_file-denied subscription (SUBACK 1) and drops its
 // messages silently; its dynamic security plugin refuses it with SUBACK 0x80 (checked
-// with mosquitto_sub -d). This test uses the plugin: anonymous clients may subscribe
-// below nova/v1/down/ and nova/v1/up/ only, so the agent's sensor filter is refused
-// until the test adds an ACL through the plugin's $CONTROL topic.
+// with mosquitto_sub -d). This test uses the plugin on a mutual-TLS broker: every client
+// is the CN of its certificate (use_identity_as_username, so the plugin never checks a
+// password), and the plugin knows the test's CNs as clients with one role, which may
+// subscribe below nova/v1/down/ and nova/v1/up/ only. The agent's sensor filter is
+// refused until the test adds an ACL to that role through the plugin's $CONTROL topic.
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +17,8 @@
 #include "nova/agent/agent.h"
 #include "nova/schemas/codec.h"
 #include "nova/testing/broker.h"
+#include "nova/testing/paho_tls.h"
+#include "nova/testing/test_pki.h"
 #include "nova/testing/signer.h"
 
 using namespace nova;
@@ -23,24 +27,32 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// The certificate CNs of the test's clients: the agent, the birth watchers, the admin.
+constexpr const char* kAgentCn = "gw-1";
+constexpr const char* kWatcherCn = "test-birth-watcher";
+constexpr const char* kAdminCn = "test-acl-admin";
+
+// The plugin's clients are the CNs above. Clients without a password: a TLS listener with use_identity_as_username authenticates
+// them by certificate and only asks the plugin for its ACLs.
 constexpr const char* kDynsecConfig = R"({
   "defaultACLAccess": {"publishClientSend": true, "publishClientReceive": true, "subscribe": false, "unsubscribe": true},
-  "anonymousGroup": "anonymous",
-  "groups": [{"groupname": "anonymous", "roles": [{"rolename": "site"}]}],
   "roles": [{"rolename": "site", "acls": [
     {"acltype": "subscribePattern", "topic": "nova/v1/down/#", "allow": true},
     {"acltype": "subscribePattern", "topic": "nova/v1/up/#", "allow": true},
     {"acltype": "publishClientSend", "topic": "$CONTROL/dynamic-security/#", "allow": true}]}],
-  "clients": []
+  "clients": [
+    {"username": "gw-1", "roles": [{"rolename": "site"}]},
+    {"username": "test-birth-watcher", "roles": [{"rolename": "site"}]},
+    {"username": "test-acl-admin", "roles": [{"rolename": "site"}]}]
 })";
 
 // The latest "online" birth seen on the node's state topic.
 class BirthWatcher {
  public:
   BirthWatcher(const std::string& uri, const std::string& node)
-      : client_(uri, "test-birth-watcher", mqtt::create_options(MQTTVERSION_3_1_1)) {
+      : client_(uri, kWatcherCn, mqtt::create_options(MQTTVERSION_3_1_1)) {
     client_.start_consuming();
-    client_.connect()->wait();
+    client_.connect(testing::connect_options(uri, kWatcherCn))->wait();
     client_.subscribe("nova/v1/up/" + node + "/state", 1)->wait();
   }
   ~BirthWatcher() {
@@ -72,19 +84,20 @@ TEST_CASE("a refused subscription is logged, counted, retried and keeps the birt
           "[agent][subscriptions]") {
   const fs::path dynsec = fs::temp_directory_path() / ("nova-dynsec-" + std::to_string(::getpid()) + ".json");
   std::ofstream(dynsec) << kDynsecConfig;
-  // Plaintext on purpose: the dynamic security plugin's rules here are for its anonymous
-  // group; under TLS every client is a certificate identity and the rules would be
-  // per-client (not rewritten yet).
-  testing::BrokerOptions bo;
-  bo.extra_config = "allow_anonymous true\nplugin " NOVA_MOSQUITTO_DYNSEC "\nplugin_opt_config_file " +
-                    dynsec.string() + "\n";
+  struct RemoveAtExit {  // also when a REQUIRE fails
+    fs::path file;
+    ~RemoveAtExit() { fs::remove(file); }
+  } remove_dynsec{dynsec};
+  testing::BrokerOptions bo = testing::mutual_tls();
+  bo.extra_config = "plugin " NOVA_MOSQUITTO_DYNSEC "\nplugin_opt_config_file " + dynsec.string() + "\n";
   testing::Broker broker(bo);
-  BirthWatcher births(broker.uri(), "gw-1");
+  BirthWatcher births(broker.uri(), kAgentCn);
 
   agent::AgentOptions o;
-  o.birth.node = "gw-1";
+  o.birth.node = kAgentCn;
   o.birth.description = schemas::NodeDescription{4, "cloud/eu/par/par-a1", "x86_64", "test", {}, {1000, 512, 1024}, std::nullopt};
   o.broker_uri = broker.uri();
+  o.tls = testing::tls_files_for(broker.uri(), kAgentCn);
   o.reconnect_min = 100ms;
   o.reconnect_max = 400ms;
   o.outbox.dir = broker.data_dir() / "agent" / "outbox";
@@ -127,8 +140,8 @@ TEST_CASE("a refused subscription is logged, counted, retried and keeps the birt
   // The broker's ACL is fixed. The plugin then disconnects the clients of the role it
   // changed (the agent and the watcher too): the agent's next SUBACK grants everything.
   {
-    mqtt::async_client admin(broker.uri(), "test-acl-admin", mqtt::create_options(MQTTVERSION_3_1_1));
-    admin.connect()->wait();
+    mqtt::async_client admin(broker.uri(), kAdminCn, mqtt::create_options(MQTTVERSION_3_1_1));
+    admin.connect(testing::connect_options(broker, kAdminCn))->wait();
     const std::string command =
         R"({"commands":[{"command":"addRoleACL","rolename":"site","acltype":"subscribePattern",)"
         R"("topic":"nova/v1/sensor/#","allow":true}]})";
@@ -138,8 +151,7 @@ TEST_CASE("a refused subscription is logged, counted, retried and keeps the birt
     }
   }
   REQUIRE(a.wait_for([](const agent::AgentCounters& c) { return c.subscriptions_missing == 0; }, 20s));
-  BirthWatcher after(broker.uri(), "gw-1");  // the retained birth, and any later one
+  BirthWatcher after(broker.uri(), kAgentCn);  // the retained birth, and any later one
   auto ready = after.wait_birth([](const schemas::NodeState& s) { return s.refused.empty(); }, 20s);
   REQUIRE(ready);
-  fs::remove(dynsec);
 }

@@ -14,6 +14,7 @@
 #include "nova/testing/ack_consumer.h"
 #include "nova/testing/agent_process.h"
 #include "nova/testing/broker.h"
+#include "nova/testing/paho_tls.h"
 #include "nova/testing/signer.h"
 
 using namespace nova;
@@ -39,7 +40,7 @@ std::string cbor(const auto& message) {
 bool wait_for_birth(const std::string& uri, std::chrono::seconds timeout) {
   mqtt::async_client c(uri, "test-birth-watch", mqtt::create_options(MQTTVERSION_3_1_1));
   c.start_consuming();
-  c.connect()->wait();
+  c.connect(testing::connect_options(uri, "test-birth-watch"))->wait();
   c.subscribe(std::string("nova/v1/up/") + kNode + "/state", 1)->wait();
   mqtt::const_message_ptr msg;
   const bool got = c.try_consume_message_for(&msg, timeout) && msg;
@@ -62,7 +63,7 @@ schemas::Task task(const std::string& id, std::vector<std::string> argv, std::ma
 }  // namespace
 
 TEST_CASE("a real agent keeps its task policy local and never logs a task's argv or env", "[agent][process][tasks]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   testing::AckConsumer consumer(broker.uri());
   const fs::path dir = broker.data_dir() / "agent";
   fs::create_directories(dir);

@@ -42,13 +42,12 @@ fs::path temp_dir() {
 }
 
 // One site: a CA, a broker whose TLS listener requires a certificate of that CA (and
-// honours its CRL), and a plain listener on a second port for the test's own consumer.
+// honours its CRL). The test's own clients present certificates of that CA too.
 struct TlsSite {
   fs::path dir = temp_dir();
   testing::TestCa ca{dir / "ca"};
   testing::CertFiles server = ca.issue_server();
   fs::path crl = ca.crl();
-  std::uint16_t plain_port = testing::free_loopback_port();
   testing::Broker broker{options()};
 
   ~TlsSite() {
@@ -59,12 +58,15 @@ struct TlsSite {
     testing::BrokerOptions o;
     o.extra_config = "cafile " + ca.cert().string() + "\ncertfile " + server.cert.string() + "\nkeyfile " +
                      server.key.string() + "\ncrlfile " + crl.string() +
-                     "\nrequire_certificate true\nuse_identity_as_username true\ntls_version tlsv1.2\n"
-                     "listener " + std::to_string(plain_port) + " 127.0.0.1\n";
+                     "\nrequire_certificate true\nuse_identity_as_username true\ntls_version tlsv1.2\n";
     return o;
   }
   std::string tls_uri() const { return "mqtts://127.0.0.1:" + std::to_string(broker.port()); }
-  std::string plain_uri() const { return "tcp://127.0.0.1:" + std::to_string(plain_port); }
+  // A client identity of this site's CA, for the test's own Paho clients.
+  testing::TlsIdentity identity(const std::string& cn) {
+    const testing::CertFiles files = ca.issue({cn, {}, 30});
+    return {ca.cert(), files.cert, files.key};
+  }
 
   // The agent's config: TLS with these files, a metrics batch every 10 s.
   fs::path agent_config(const fs::path& ca_file, const testing::CertFiles& identity) const {
@@ -203,7 +205,7 @@ TEST_CASE("a rotated certificate is used after SIGHUP without losing a record, a
   const testing::CertFiles live{site.dir / "node.crt", site.dir / "node.key", first.serial};
   install(first.cert, live.cert);
   install(first.key, live.key);
-  testing::AckConsumer consumer(site.plain_uri());
+  testing::AckConsumer consumer(site.tls_uri(), "nova-cloud", true, site.identity("nova-cloud"));
   testing::AgentProcess agent(NOVA_AGENT_BIN, site.agent_config(site.ca.cert(), live), site.dir / "agent.log");
   INFO(agent.text());
   REQUIRE(agent.wait_log("event=connected", 20s));
@@ -221,8 +223,8 @@ TEST_CASE("a rotated certificate is used after SIGHUP without losing a record, a
                             "sh", work.string()},
                            {}, 60000, 0, 0, 1, 1};
   const schemas::Bytes task_cbor = schemas::encode_cbor(task);
-  testing::publish_as_cloud(site.plain_uri(), std::string("nova/v1/down/") + kSite + "/" + kNode + "/task",
-                            std::string(task_cbor.begin(), task_cbor.end()));
+  testing::publish_as_cloud(site.tls_uri(), std::string("nova/v1/down/") + kSite + "/" + kNode + "/task",
+                            std::string(task_cbor.begin(), task_cbor.end()), false, site.identity("nova-cloud"));
   REQUIRE(wait_file(work / "started", 30s));
 
   // Rotation: a new key and certificate, installed by rename; the old one revoked.

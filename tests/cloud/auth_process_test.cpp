@@ -69,7 +69,7 @@ constexpr const char* kWorkload =
 }  // namespace
 
 TEST_CASE("REST attacks from an outside client are refused with a reason and counted", "[cloud][auth][hostile]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   test::CloudProcess cloud(broker.uri(), broker.data_dir() / "cloud");
   const std::string api = "http://127.0.0.1:" + std::to_string(cloud.port());
   const std::string workloads = api + "/api/v1/workloads";
@@ -112,7 +112,7 @@ TEST_CASE("REST attacks from an outside client are refused with a reason and cou
 }
 
 TEST_CASE("nova-cloud token create appends a hashed token that SIGHUP makes valid", "[cloud][auth][process]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   test::CloudProcess cloud(broker.uri(), broker.data_dir() / "cloud");
   const std::string nodes = "http://127.0.0.1:" + std::to_string(cloud.port()) + "/api/v1/nodes";
   int exit_code = -1;
@@ -144,7 +144,7 @@ TEST_CASE("nova-cloud token create appends a hashed token that SIGHUP makes vali
 // log, with the token's name as the actor; `nova-cloud audit verify` accepts the log and
 // names the entry whose byte was changed.
 TEST_CASE("a REST write and its placement are in the audit log, which verify checks", "[cloud][audit][process]") {
-  testing::Broker broker;
+  testing::Broker broker(testing::mutual_tls());
   test::CloudProcess cloud(broker.uri(), broker.data_dir() / "cloud");
   int exit_code = -1;
   const std::string token = run(std::string(NOVA_CLOUD_BIN) + " token create --name ops-audit --role operator"
@@ -163,7 +163,7 @@ TEST_CASE("a REST write and its placement are in the audit log, which verify che
   const fs::path birth_file = broker.data_dir() / "birth.cbor";
   std::ofstream(birth_file, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
                                                     static_cast<std::streamsize>(bytes.size()));
-  run("mosquitto_pub -p " + std::to_string(broker.port()) + " -q 1 -r -t nova/v1/up/gw-audit/state -f " +
+  run("mosquitto_pub " + broker.mosquitto_client_args("gw-audit") + " -q 1 -r -t nova/v1/up/gw-audit/state -f " +
           birth_file.string(), exit_code);
   REQUIRE(exit_code == 0);
   const std::string api = "http://127.0.0.1:" + std::to_string(cloud.port());

@@ -1,6 +1,7 @@
 // nova-cloud and nova-agent processes on every broker the suite runs against
 // (nova/testing/test_broker.h): Mosquitto and nats-server, one broker, one nova-cloud,
-// two device agents. docs/brokers.md records the results.
+// two device agents, all on mutual TLS (test_broker.h). docs/brokers.md records the
+// results.
 //
 // End to end: both agents seen alive over REST, their metrics acknowledged end to end,
 // a workload's result back from a device, failover when the agent running a workload
@@ -29,6 +30,7 @@
 #include "nova/agent/outbox.h"
 #include "nova/schemas/codec.h"
 #include "nova/testing/agent_process.h"
+#include "nova/testing/paho_tls.h"
 #include "nova/testing/poll.h"
 #include "nova/testing/retained.h"
 #include "nova/testing/test_broker.h"
@@ -55,7 +57,7 @@ using test::workload_spec;
 // own outbox).
 struct Deployment {
   explicit Deployment(testing::BrokerKind kind)
-      : broker(testing::start_broker(kind)),
+      : broker(testing::start_broker(kind, testing::Transport::mutual_tls)),
         cloud(std::make_unique<test::CloudProcess>(broker->uri(), broker->data_dir() / "cloud")) {
     for (const auto& node : kDevices) {
       fs::create_directories(dir(node));
@@ -300,7 +302,7 @@ namespace {
 
 void publish_retained(const testing::TestBroker& broker, const std::string& topic, const schemas::Bytes& payload) {
   mqtt::client c(broker.uri(), "test-retained-publisher");
-  c.connect(mqtt::connect_options_builder().mqtt_version(MQTTVERSION_3_1_1).finalize());
+  c.connect(testing::connect_options(broker.uri(), "test-retained-publisher"));
   c.publish(mqtt::make_message(topic, payload.data(), payload.size(), 1, true));
   c.disconnect();
 }
@@ -344,7 +346,7 @@ std::size_t count_lines_with(const fs::path& file, const std::string& text) {
 }  // namespace
 
 TEST_CASE("a restarted nova-cloud fails over a workload whose node died while it was down", "[cloud][restart]") {
-  auto broker = testing::start_broker(testing::BrokerKind::mosquitto);
+  auto broker = testing::start_broker(testing::BrokerKind::mosquitto, testing::Transport::mutual_tls);
   publish_state(*broker, "sim-1", schemas::NodeStatus::online);
   publish_state(*broker, "sim-2", schemas::NodeStatus::online);
   test::CloudProcess cloud(broker->uri(), broker->data_dir() / "cloud");
@@ -374,7 +376,7 @@ TEST_CASE("a restarted nova-cloud fails over a workload whose node died while it
 
 TEST_CASE("a restarted nova-cloud takes a retained placement that arrives before its workload: no second task",
           "[cloud][restart]") {
-  auto broker = testing::start_broker(testing::BrokerKind::mosquitto);
+  auto broker = testing::start_broker(testing::BrokerKind::mosquitto, testing::Transport::mutual_tls);
   publish_state(*broker, "sim-1", schemas::NodeStatus::online);
   publish_placement_then_workload(*broker, "sim-1");
   test::CloudProcess cloud(broker->uri(), broker->data_dir() / "cloud");
@@ -394,7 +396,7 @@ TEST_CASE("a restarted nova-cloud takes a retained placement that arrives before
 }
 
 TEST_CASE("a nova-cloud that finds a retained placement on a dead node fails the workload over", "[cloud][restart]") {
-  auto broker = testing::start_broker(testing::BrokerKind::mosquitto);
+  auto broker = testing::start_broker(testing::BrokerKind::mosquitto, testing::Transport::mutual_tls);
   publish_state(*broker, "sim-1", schemas::NodeStatus::online);
   publish_state(*broker, "sim-1", schemas::NodeStatus::dead);  // its will: sent before the placement
   publish_state(*broker, "sim-2", schemas::NodeStatus::online);
@@ -410,11 +412,11 @@ TEST_CASE("a nova-cloud that finds a retained placement on a dead node fails the
 }
 
 TEST_CASE("a submission answered 201 survives a SIGKILL right after it and is placed once", "[cloud][restart]") {
-  auto broker = testing::start_broker(testing::BrokerKind::mosquitto);
+  auto broker = testing::start_broker(testing::BrokerKind::mosquitto, testing::Transport::mutual_tls);
   publish_state(*broker, "sim-1", schemas::NodeStatus::online);
   // Every task sent to sim-1, across both runs of nova-cloud.
   mqtt::client tasks(broker->uri(), "test-task-watcher");
-  tasks.connect(mqtt::connect_options_builder().mqtt_version(MQTTVERSION_3_1_1).clean_session(true).finalize());
+  tasks.connect(testing::connect_options(broker->uri(), "test-task-watcher"));  // clean session
   tasks.start_consuming();
   tasks.subscribe("nova/v1/down/+/+/+/+/sim-1/task", 1);
   test::CloudProcess cloud(broker->uri(), broker->data_dir() / "cloud");

@@ -33,7 +33,8 @@ class AckConsumer::Handler final : public virtual mqtt::callback {
   AckConsumer& owner_;
 };
 
-AckConsumer::AckConsumer(const std::string& uri, const std::string& username, bool send_acks)
+AckConsumer::AckConsumer(const std::string& uri, const std::string& username, bool send_acks,
+                         const std::optional<TlsIdentity>& identity)
     : send_acks_(send_acks) {
   client_ = std::make_unique<mqtt::async_client>(uri, "test-ack-consumer", mqtt::create_options(MQTTVERSION_3_1_1));
   handler_ = std::make_unique<Handler>(*this);
@@ -41,6 +42,7 @@ AckConsumer::AckConsumer(const std::string& uri, const std::string& username, bo
   // TLS for an mqtts:// uri: the certificate of `username`, which the broker makes the
   // MQTT username.
   mqtt::connect_options opts = connect_options(uri, username);
+  if (identity && uri.starts_with("mqtts://")) opts.set_ssl(ssl_options(*identity));
   opts.set_clean_session(true);
   opts.set_user_name(username);
   opts.set_automatic_reconnect(std::chrono::milliseconds(50), std::chrono::milliseconds(500));

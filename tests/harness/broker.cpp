@@ -80,12 +80,7 @@ std::string Broker::uri() const {
 }
 
 std::string Broker::mosquitto_client_args(const std::string& cn) const {
-  std::string args = "-h 127.0.0.1 -p " + std::to_string(port_);
-  if (options_.tls) {
-    const TlsIdentity id = client_identity(cn);
-    args += " --cafile '" + id.ca.string() + "' --cert '" + id.cert.string() + "' --key '" + id.key.string() + "'";
-  }
-  return args;
+  return "-h 127.0.0.1 -p " + std::to_string(port_) + mosquitto_tls_args(uri(), cn);
 }
 
 pid_t Broker::pid() const { return running() ? process_.pid() : -1; }

@@ -1,11 +1,13 @@
 // What each broker the suite runs against does with the MQTT 3.1.1 our components
 // speak: the facts docs/brokers.md states, checked with a real Paho client against a
-// real Mosquitto and a real nats-server (nova/testing/test_broker.h).
+// real Mosquitto and a real nats-server (nova/testing/test_broker.h), both on mutual TLS;
+// each client presents the certificate of the CN it uses as its client id.
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <mqtt/client.h>
 #include <string>
 
+#include "nova/testing/paho_tls.h"
 #include "nova/testing/retained.h"
 #include "nova/testing/test_broker.h"
 
@@ -14,17 +16,16 @@ namespace {
 using namespace nova::testing;
 using namespace std::chrono_literals;
 
-mqtt::connect_options options(bool clean_session = true) {
-  return mqtt::connect_options_builder()
-      .mqtt_version(MQTTVERSION_3_1_1)
-      .clean_session(clean_session)
-      .connect_timeout(5s)
-      .finalize();
+mqtt::connect_options options(const TestBroker& broker, const std::string& cn, bool clean_session = true) {
+  mqtt::connect_options opts = connect_options(broker.uri(), cn);
+  opts.set_clean_session(clean_session);
+  opts.set_connect_timeout(5s);
+  return opts;
 }
 
 void publish(const TestBroker& broker, const std::string& topic, const std::string& payload, bool retained) {
   mqtt::client publisher(broker.uri(), "kinds-pub");
-  publisher.connect(options());
+  publisher.connect(options(broker, "kinds-pub"));
   publisher.publish(mqtt::make_message(topic, payload, 1, retained));
   publisher.disconnect();
 }
@@ -48,12 +49,12 @@ bool subscription_granted(mqtt::client& client, const std::string& filter) {
 TEST_CASE("each broker keeps retained messages and QoS 1 sessions across a restart", "[harness][brokers]") {
   for (BrokerKind kind : all_broker_kinds()) {
     INFO("broker " << to_string(kind));
-    auto broker = start_broker(kind);
+    auto broker = start_broker(kind, Transport::mutual_tls);
 
     // A durable subscriber registers its session, then goes away.
     {
       mqtt::client durable(broker->uri(), "kinds-durable");
-      durable.connect(options(/*clean_session=*/false));
+      durable.connect(options(*broker, "kinds-durable", /*clean_session=*/false));
       REQUIRE(subscription_granted(durable, "nova/v1/up/+/metrics"));
       durable.disconnect();
     }
@@ -68,7 +69,7 @@ TEST_CASE("each broker keeps retained messages and QoS 1 sessions across a resta
 
     mqtt::client durable(broker->uri(), "kinds-durable");
     durable.start_consuming();
-    const auto session = durable.connect(options(/*clean_session=*/false));
+    const auto session = durable.connect(options(*broker, "kinds-durable", /*clean_session=*/false));
     CHECK(session.is_session_present());
     mqtt::const_message_ptr queued;
     REQUIRE(durable.try_consume_message_for(&queued, 10s));
@@ -89,10 +90,10 @@ TEST_CASE("each broker keeps retained messages and QoS 1 sessions across a resta
 TEST_CASE("shared subscriptions: Mosquitto delivers, nats-server grants them and delivers nothing", "[harness][brokers]") {
   for (BrokerKind kind : all_broker_kinds()) {
     INFO("broker " << to_string(kind));
-    auto broker = start_broker(kind);
+    auto broker = start_broker(kind, Transport::mutual_tls);
     mqtt::client consumer(broker->uri(), "kinds-shared");
     consumer.start_consuming();
-    consumer.connect(options());
+    consumer.connect(options(*broker, "kinds-shared"));
     CHECK(subscription_granted(consumer, "$share/g/nova/v1/up/+/metrics"));
     CHECK(subscription_granted(consumer, "nova/v1/up/+/state"));
     // The plain topic goes second: once it arrives, a delivered shared one has too
@@ -116,9 +117,9 @@ TEST_CASE("topic levels with '.': Mosquitto takes them, nats-server refuses them
   // Our id grammar allows '.' (schemas/topics.md), so a node id like "gw.1" is valid.
   for (BrokerKind kind : all_broker_kinds()) {
     INFO("broker " << to_string(kind));
-    auto broker = start_broker(kind);
+    auto broker = start_broker(kind, Transport::mutual_tls);
     mqtt::client client(broker->uri(), "kinds-dots");
-    client.connect(options());
+    client.connect(options(*broker, "kinds-dots"));
     const bool granted = subscription_granted(client, "nova/v1/up/gw.1/state");
     CHECK(granted == (kind == BrokerKind::mosquitto));
     // Publishing to such a topic: Mosquitto acks it, nats-server closes the connection.
@@ -138,9 +139,9 @@ TEST_CASE("a will topic with '.': nats-server refuses the connection itself", "[
   // cannot connect to nats-server at all.
   for (BrokerKind kind : all_broker_kinds()) {
     INFO("broker " << to_string(kind));
-    auto broker = start_broker(kind);
+    auto broker = start_broker(kind, Transport::mutual_tls);
     mqtt::client client(broker->uri(), "gw.1");
-    auto opts = options();
+    auto opts = options(*broker, "gw-1");  // the certificate's CN cannot hold a '.': any CN
     opts.set_will(mqtt::will_options("nova/v1/up/gw.1/state", std::string("dead"), 1, true));
     bool connected = true;
     try {
@@ -150,5 +151,32 @@ TEST_CASE("a will topic with '.': nats-server refuses the connection itself", "[
     }
     CHECK(connected == (kind == BrokerKind::mosquitto));
     if (connected) client.disconnect();
+  }
+}
+
+TEST_CASE("each broker's TLS listener refuses a client without a certificate of the test PKI", "[harness][brokers][tls]") {
+  for (BrokerKind kind : all_broker_kinds()) {
+    INFO("broker " << to_string(kind));
+    auto broker = start_broker(kind, Transport::mutual_tls);
+    const auto refused = [&](const mqtt::ssl_options& ssl) {
+      mqtt::client client(broker->uri(), "kinds-no-cert");
+      auto opts = options(*broker, "kinds-no-cert");
+      opts.set_ssl(ssl);
+      try {
+        client.connect(opts);
+      } catch (const mqtt::exception&) {
+        return true;
+      }
+      client.disconnect();
+      return false;
+    };
+    mqtt::ssl_options no_certificate;  // trusts the broker, presents nothing
+    no_certificate.set_trust_store(client_identity("kinds-no-cert").ca.string());
+    CHECK(refused(no_certificate));
+    const TlsIdentity foreign = foreign_identity(broker->data_dir() / "foreign", "kinds-foreign");
+    mqtt::ssl_options foreign_certificate = ssl_options(foreign);
+    foreign_certificate.set_trust_store(client_identity("kinds-no-cert").ca.string());
+    CHECK(refused(foreign_certificate));
+    CHECK_FALSE(refused(ssl_options("kinds-no-cert")));  // the control: the PKI's own
   }
 }

@@ -12,6 +12,7 @@
 #include "nova/bridge/broker_process.h"
 #include "nova/bridge/net.h"
 #include "nova/testing/broker.h"
+#include "nova/testing/test_pki.h"
 
 namespace nova::testing {
 namespace {
@@ -43,7 +44,8 @@ std::string find_nats_server() {
 
 }  // namespace
 
-NatsBroker::NatsBroker(std::chrono::milliseconds timeout) : timeout_(timeout) {
+NatsBroker::NatsBroker(Transport transport, std::chrono::milliseconds timeout)
+    : transport_(transport), timeout_(timeout) {
   const char* tmp = std::getenv("TMPDIR");
   std::string pattern = (tmp != nullptr && *tmp != '\0') ? tmp : "/tmp";
   pattern += "/nova-nats-XXXXXX";
@@ -80,7 +82,9 @@ NatsBroker::~NatsBroker() {
   }
 }
 
-std::string NatsBroker::uri() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+std::string NatsBroker::uri() const {
+  return (transport_ == Transport::mutual_tls ? "mqtts://127.0.0.1:" : "tcp://127.0.0.1:") + std::to_string(port_);
+}
 
 std::string NatsBroker::log_text() const { return bridge::read_text_file(dir_ / kLogName); }
 
@@ -105,7 +109,20 @@ void NatsBroker::write_config() const {
       << "server_name: nova-test-" << port_ << "\n"
       << "listen: 127.0.0.1:-1\n"
       << "jetstream {\n  store_dir: \"" << (dir_ / "jetstream").string() << "\"\n}\n"
-      << "mqtt {\n  listen: 127.0.0.1:" << port_ << "\n}\n";
+      << "mqtt {\n  listen: 127.0.0.1:" << port_ << "\n";
+  if (transport_ == Transport::mutual_tls) {
+    const TlsIdentity server = broker_identity();
+    out << "  tls {\n"
+        << "    cert_file: \"" << server.cert.string() << "\"\n"
+        << "    key_file: \"" << server.key.string() << "\"\n"
+        << "    ca_file: \"" << server.ca.string() << "\"\n"
+        << "    verify: true\n"
+        // The default 0.5 s handshake limit closed Paho clients: a second client of one
+        // process waits ~2 s for the shared receive thread before it answers the server.
+        << "    timeout: 10\n"
+        << "  }\n";
+  }
+  out << "}\n";
   if (!out) throw std::runtime_error("NatsBroker: cannot write " + (dir_ / kConfigName).string());
 }
 
@@ -113,7 +130,9 @@ NatsBroker::Started NatsBroker::start() {
   write_config();
   const std::size_t log_start = log_text().size();
   process_.start({find_nats_server(), "-c", (dir_ / kConfigName).string()}, dir_ / kLogName, /*append=*/true);
-  const std::string listening = "Listening for MQTT clients on mqtt://127.0.0.1:" + std::to_string(port_);
+  const std::string listening = std::string("Listening for MQTT clients on ") +
+                                (transport_ == Transport::mutual_tls ? "tls" : "mqtt") + "://127.0.0.1:" +
+                                std::to_string(port_);
   bool exited = false;
   const auto this_start = [&] {
     const std::string text = log_text();

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "nova/testing/poll.h"
+#include "nova/testing/test_pki.h"
 
 namespace nova::testing {
 namespace {
@@ -32,7 +33,8 @@ RetainedMessages read_retained(const std::string& broker_uri, const std::string&
   const auto [host, port] = host_port(broker_uri);
   // %t: topic (our topics hold no spaces), %x: the payload in hex (it is CBOR).
   // --retained-only: stop at the first live (non-retained) message.
-  const std::string command = "mosquitto_sub -h " + host + " -p " + port + " -V mqttv311 -q 1 --retained-only -t '" +
+  const std::string command = "mosquitto_sub -h " + host + " -p " + port +
+                              mosquitto_tls_args(broker_uri, "test-retained-reader") + " -V mqttv311 -q 1 --retained-only -t '" +
                               filter + "' -F '%t %x' -C " + std::to_string(expected) + " -W " +
                               std::to_string(std::max<long>(1, wait.count())) + " 2>/dev/null";
   std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(command.c_str(), "r"), ::pclose);

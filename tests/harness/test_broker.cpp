@@ -15,10 +15,14 @@ std::string to_string(BrokerKind kind) {
 
 std::vector<BrokerKind> all_broker_kinds() { return {BrokerKind::mosquitto, BrokerKind::nats}; }
 
-std::unique_ptr<TestBroker> start_broker(BrokerKind kind) {
+std::unique_ptr<TestBroker> start_broker(BrokerKind kind, Transport transport) {
   switch (kind) {
-    case BrokerKind::mosquitto: return std::make_unique<Broker>();
-    case BrokerKind::nats: return std::make_unique<NatsBroker>();
+    case BrokerKind::mosquitto: {
+      BrokerOptions options;
+      options.tls = transport == Transport::mutual_tls;
+      return std::make_unique<Broker>(options);
+    }
+    case BrokerKind::nats: return std::make_unique<NatsBroker>(transport);
   }
   throw std::invalid_argument("start_broker: unknown broker kind");
 }

@@ -105,6 +105,12 @@ std::optional<security::TlsFiles> tls_files_for(const std::string& uri, const st
   return security::TlsFiles{id.ca.string(), id.cert.string(), id.key.string()};
 }
 
+std::string mosquitto_tls_args(const std::string& uri, const std::string& cn) {
+  const auto files = tls_files_for(uri, cn);
+  if (!files) return "";
+  return " --cafile '" + files->ca_file + "' --cert '" + files->cert_file + "' --key '" + files->key_file + "'";
+}
+
 std::filesystem::path test_pki_crl() {
   broker_identity();  // the CRL bundle exists once the PKI does
   return process_pki().crl();

@@ -3,6 +3,10 @@
 // decoded by the cloud's codec), their metrics batches stored and acknowledged, and
 // after a SIGKILL of the simulator every node must be dead: the brokers fired the wills
 // the simulator registered, with the bdseq of the birth the cloud holds.
+//
+// On a mutual-TLS broker (broker.h) whose ACL denies what it does not grant: nova-cloud
+// is granted everything, the simulator's one identity (CN nova-sim, every simulated node
+// presents it) exactly the grant sim/README.md documents.
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
@@ -13,6 +17,7 @@
 #include <catch2/catch.hpp>
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
 #include <thread>
@@ -20,6 +25,7 @@
 
 #include "cloud_process.h"
 #include "nova/testing/broker.h"
+#include "nova/testing/test_pki.h"
 
 using namespace nova;
 using namespace std::chrono_literals;
@@ -30,6 +36,38 @@ namespace {
 constexpr std::size_t kNodes = 200;
 constexpr const char* kPrefix = "simt";
 constexpr const char* kSite = "cloud/eu/par/par-a1";
+constexpr const char* kSimIdentity = "nova-sim";
+
+// The ACL of the site broker: nova-cloud may do anything; nova-sim gets the grant of
+// sim/README.md for this site; nobody else anything. One file per test process (the
+// broker reads it at start), removed at exit.
+struct SiteAcl {
+  fs::path file = fs::temp_directory_path() / ("nova-sim-acl-" + std::to_string(::getpid()));
+  SiteAcl() {
+    std::ofstream(file) << "user nova-cloud\ntopic readwrite #\n"
+                        << "user " << kSimIdentity << "\n"
+                        << "topic write nova/v1/up/+/state\n"
+                        << "topic write nova/v1/up/+/metrics\n"
+                        << "topic read nova/v1/down/" << kSite << "/+/ack\n";
+  }
+  ~SiteAcl() { fs::remove(file); }
+};
+
+testing::BrokerOptions site_broker_options() {
+  static const SiteAcl acl;
+  testing::BrokerOptions options = testing::mutual_tls();
+  options.extra_config = "acl_file " + acl.file.string() + "\n";
+  return options;
+}
+
+// nova-sim's arguments for `broker`, presenting the nova-sim identity.
+std::vector<std::string> sim_args(const testing::Broker& broker, std::vector<std::string> more) {
+  const testing::TlsIdentity id = testing::client_identity(kSimIdentity);
+  std::vector<std::string> args = {"--broker", broker.uri() + "=" + kSite, "--tls-ca-file", id.ca.string(),
+                                   "--tls-cert-file", id.cert.string(), "--tls-key-file", id.key.string()};
+  args.insert(args.end(), more.begin(), more.end());
+  return args;
+}
 
 // nova-sim as a child process, its stdout on a pipe; dies with the test.
 class SimProcess {
@@ -132,16 +170,13 @@ int exit_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 
 }  // namespace
 
-// Plaintext brokers: nova-sim has no TLS options yet (its clients would need a
-// certificate per simulated node).
 TEST_CASE("nova-sim: 200 nodes are alive at nova-cloud, acked, and dead after a SIGKILL", "[sim]") {
-  testing::Broker broker;
+  testing::Broker broker(site_broker_options());
   const fs::path dir = broker.data_dir() / "work";
   test::CloudProcess cloud(broker.uri(), dir / "cloud");
 
-  SimProcess sim({"--broker", broker.uri() + "=" + kSite, "-n", std::to_string(kNodes), "--prefix", kPrefix,
-                  "--connect-rate", "1000", "--metrics-interval-s", "1", "--births-timeout-s", "30",
-                  "--progress-s", "0"},
+  SimProcess sim(sim_args(broker, {"-n", std::to_string(kNodes), "--prefix", kPrefix, "--connect-rate", "1000",
+                                   "--metrics-interval-s", "1", "--births-timeout-s", "30", "--progress-s", "0"}),
                  dir / "sim.log");
   const std::string born = sim.wait_line("born: ", 30s);
   INFO("nova-sim log: " << (dir / "sim.log").string());
@@ -164,13 +199,12 @@ TEST_CASE("nova-sim: 200 nodes are alive at nova-cloud, acked, and dead after a 
 }
 
 TEST_CASE("nova-sim: SIGTERM says goodbye, usage errors exit 2", "[sim]") {
-  testing::Broker broker;
+  testing::Broker broker(site_broker_options());
   const fs::path dir = broker.data_dir() / "work";
   test::CloudProcess cloud(broker.uri(), dir / "cloud");
 
   {
-    SimProcess sim({"--broker", broker.uri() + "=" + kSite, "-n", "20", "--prefix", kPrefix, "--progress-s", "0"},
-                   dir / "sim.log");
+    SimProcess sim(sim_args(broker, {"-n", "20", "--prefix", kPrefix, "--progress-s", "0"}), dir / "sim.log");
     REQUIRE_FALSE(sim.wait_line("born: ", 30s).empty());
     REQUIRE(eventually([&] { return count(sim_nodes(cloud), "alive") == 20; }, 20s));
     CHECK(exit_code(sim.kill(SIGTERM)) == 0);
@@ -186,4 +220,61 @@ TEST_CASE("nova-sim: SIGTERM says goodbye, usage errors exit 2", "[sim]") {
     CHECK(sim.wait_line("born: ", 10s).empty());
     CHECK(exit_code(sim.kill(0)) == 2);
   }
+}
+
+// What nova-sim says about TLS it cannot do, and about plaintext.
+TEST_CASE("nova-sim: unusable TLS files exit 2 naming the option, a foreign certificate is refused, plaintext warns",
+          "[sim][tls]") {
+  testing::Broker broker(site_broker_options());
+  const fs::path dir = broker.data_dir() / "work";
+  fs::create_directories(dir);
+  const auto run_to_exit = [&](const std::vector<std::string>& args, const std::string& log_name) {
+    SimProcess sim(args, dir / log_name);
+    const int code = exit_code(sim.kill(0));
+    std::ifstream in(dir / log_name);
+    return std::pair{code, std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>())};
+  };
+  const testing::TlsIdentity id = testing::client_identity(kSimIdentity);
+  const std::string tls_broker = broker.uri() + "=" + kSite;
+
+  // An mqtts:// broker without TLS files, a missing key, a key of another certificate.
+  auto [code, err] = run_to_exit({"--broker", tls_broker, "-n", "1"}, "no-files.log");
+  CHECK(code == 2);
+  CHECK_THAT(err, Catch::Contains("nova-sim: --tls-ca-file: required for a TLS uri"));
+  std::tie(code, err) = run_to_exit({"--broker", tls_broker, "--tls-ca-file", id.ca.string(), "--tls-cert-file",
+                                     id.cert.string(), "--tls-key-file", (dir / "absent.pem").string(), "-n", "1"},
+                                    "absent-key.log");
+  CHECK(code == 2);
+  CHECK_THAT(err, Catch::Contains("nova-sim: --tls-key-file: ") && Catch::Contains("absent.pem"));
+  const testing::TlsIdentity other = testing::client_identity("simt-other");
+  std::tie(code, err) = run_to_exit({"--broker", tls_broker, "--tls-ca-file", id.ca.string(), "--tls-cert-file",
+                                     id.cert.string(), "--tls-key-file", other.key.string(), "-n", "1"},
+                                    "wrong-key.log");
+  CHECK(code == 2);
+  CHECK_THAT(err, Catch::Contains("nova-sim: --tls-key-file: ") && Catch::Contains("does not match"));
+  // TLS files beside a plaintext broker only: they would be silently unused.
+  std::tie(code, err) = run_to_exit({"--broker", "tcp://127.0.0.1:1=" + std::string(kSite), "--tls-ca-file",
+                                     id.ca.string(), "--tls-cert-file", id.cert.string(), "--tls-key-file",
+                                     id.key.string(), "-n", "1"},
+                                    "plain-files.log");
+  CHECK(code == 2);
+  CHECK_THAT(err, Catch::Contains("--tls-ca-file: set, but every --broker is plaintext (use mqtts://)"));
+
+  // A certificate of another PKI: the broker refuses the handshake; nova-sim counts and
+  // logs the failed connects, keeps retrying, and fails when the births time out.
+  const testing::TlsIdentity foreign = testing::foreign_identity(dir / "foreign-pki", kSimIdentity);
+  std::tie(code, err) = run_to_exit({"--broker", tls_broker, "--tls-ca-file", id.ca.string(), "--tls-cert-file",
+                                     foreign.cert.string(), "--tls-key-file", foreign.key.string(), "-n", "2",
+                                     "--births-timeout-s", "2", "--reconnect-s", "0.2", "--progress-s", "0"},
+                                    "foreign.log");
+  CHECK(code == 1);
+  CHECK_THAT(err, Catch::Contains("event=connect_failed") && Catch::Contains("TLS") &&
+                      Catch::Contains("event=births_timeout"));
+
+  // Plaintext is allowed and logged as such at start, as nova-agent and nova-cloud do.
+  std::tie(code, err) = run_to_exit({"--broker", "tcp://127.0.0.1:1=" + std::string(kSite), "-n", "1",
+                                     "--births-timeout-s", "1", "--progress-s", "0"},
+                                    "plain.log");
+  CHECK(code == 1);
+  CHECK_THAT(err, Catch::Contains("level=warning event=plaintext_uplink brokers=\"127.0.0.1:1=" + std::string(kSite)));
 }

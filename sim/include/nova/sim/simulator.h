@@ -3,8 +3,11 @@
 //
 // Each simulated node behaves like a nova-agent as the topic API sees it
 // (schemas/topics.md):
-//   - connects to its site's broker with client id = node id (the site ACL lets a node
-//     write only under nova/v1/up/<its client id>/), anonymous, clean session;
+//   - connects to its site's broker with client id = node id, clean session, without a
+//     username; over TLS (an mqtts:// broker) every node presents the simulator's one
+//     client certificate, so a broker that makes the certificate's CN the username
+//     (use_identity_as_username) sees every node as that one identity and needs a grant
+//     for it (sim/README.md); a plaintext broker's ACL may key on the client id instead;
 //   - registers its last will: NodeState "dead" with this connection's bdseq, QoS 1,
 //     retained, on nova/v1/up/<node>/state;
 //   - subscribes to its ack topic nova/v1/down/<site path>/<node>/ack (when asked);
@@ -31,15 +34,24 @@
 // paced at `connect_rate` per second so a mass start does not flood the brokers' accept
 // queues. The caller must allow enough open files: one descriptor per node (nova-sim
 // raises RLIMIT_NOFILE to its hard limit).
+//
+// TLS (OpenSSL, nova/bridge/tls_client.h): TLS 1.2 or later, the broker's certificate
+// verified against the trust anchor and required to name the host dialled; the
+// handshake runs non-blocking on the same loop, within connect_timeout. One context
+// (the files loaded once per run) serves every connection, with SSL_MODE_RELEASE_BUFFERS
+// so idle connections hold no record buffers. While run() runs, SIGPIPE is blocked in
+// its thread (SSL_write raises it on a closed connection).
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "nova/schemas/result.h"
+#include "nova/security/tls_files.h"
 
 namespace nova::sim {
 
@@ -48,13 +60,18 @@ struct BrokerTarget {
   std::string host = "127.0.0.1";
   std::uint16_t port = 1883;
   std::string site_path;  // e.g. "cloud/eu/par/par-a1"
+  bool tls = false;       // mqtts:// or ssl://
 };
 
 // "tcp://127.0.0.1:18837=cloud/eu/par/par-a1" -> BrokerTarget; errors name the part.
+// Schemes: tcp:// or mqtt:// (plaintext, also without a scheme), mqtts:// or ssl:// (TLS).
 schemas::Result<BrokerTarget> parse_broker(const std::string& spec);
 
 struct SimOptions {
   std::vector<BrokerTarget> brokers;  // nodes are spread over them round-robin
+  // The client identity every node presents to a TLS broker; required when one is TLS.
+  // verify_server is always on: the simulator has no switch to turn it off.
+  std::optional<security::TlsFiles> tls;
   std::size_t nodes = 1000;
   std::string prefix = "sim";         // node ids: <prefix>-<index>, index from 1, zero-padded
   double connect_rate = 2000;         // new TCP connects per second, all brokers together
@@ -107,7 +124,8 @@ class Simulator {
   // and returns the final counters (nodes_born < nodes: the births did not complete).
   // `on_born` runs once, when every node's first birth is PUBACKed; `on_progress` about
   // once per `progress_every`. Fails only when it cannot start (no brokers, a host that
-  // does not resolve, an epoll error); unreachable brokers are retried, not errors.
+  // does not resolve, a TLS broker without usable TLS files, an epoll error); unreachable
+  // brokers and failed handshakes are retried and counted, not errors.
   schemas::Result<SimStats> run(int stop_fd, std::chrono::milliseconds run_for, const StatsFn& on_born,
                                 const StatsFn& on_progress, std::chrono::milliseconds progress_every);
 

@@ -23,6 +23,8 @@
 
 #include "nova/schemas/messages.h"
 
+#include "nova/testing/test_pki.h"
+
 namespace mqtt {
 class async_client;
 }
@@ -40,9 +42,10 @@ struct StreamCount {
 class AckConsumer {
  public:
   // Connects as user `username` (the cloud service user when the broker has ACLs); for
-  // an mqtts:// uri with the test PKI's certificate of that CN (paho_tls.h).
+  // an mqtts:// uri with `identity` when given (a broker of a test's own CA), else the
+  // test PKI's certificate of that CN (paho_tls.h).
   explicit AckConsumer(const std::string& uri, const std::string& username = "nova-cloud",
-                       bool send_acks = true);
+                       bool send_acks = true, const std::optional<TlsIdentity>& identity = std::nullopt);
   ~AckConsumer();
 
   StreamCount count(const std::string& node, const std::string& stream) const;

@@ -12,6 +12,14 @@
 // the directory is removed by the destructor unless NOVA_KEEP_TEST_DIRS is set, and a
 // failure throws std::runtime_error ending with the tail of the server's log.
 //
+// With Transport::mutual_tls the MQTT listener runs TLS with the test broker's
+// certificate (test_pki.h) and `verify: true`: it takes only clients presenting a
+// certificate of the test PKI, and uri() is mqtts://. Two differences from Mosquitto's TLS
+// listener (broker.h): nats-server 2.9 has no CRL file option (it checks revocation by
+// OCSP only), so the PKI's CRL is not consulted; and the certificate is not mapped to a
+// user (`verify_and_map` needs every client's subject listed in the config beforehand),
+// which only an ACL would use, and test brokers have none.
+//
 // The executable is $NOVA_NATS_SERVER, else nats-server found on $PATH or in /usr/sbin
 // (where Debian installs it, often missing from a non-root PATH).
 #pragma once
@@ -31,7 +39,7 @@ class NatsBroker final : public TestBroker {
   // Creates the data directory, writes the config, starts the server and returns once
   // its MQTT listener accepts connections (retrying on another port if the chosen one
   // was taken meanwhile).
-  explicit NatsBroker(std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  explicit NatsBroker(Transport transport, std::chrono::milliseconds timeout = std::chrono::seconds(20));
   ~NatsBroker() override;
   NatsBroker(const NatsBroker&) = delete;
   NatsBroker& operator=(const NatsBroker&) = delete;
@@ -51,6 +59,7 @@ class NatsBroker final : public TestBroker {
   void write_config() const;
   [[noreturn]] void fail(const std::string& what) const;
 
+  Transport transport_;
   std::chrono::milliseconds timeout_;
   std::filesystem::path dir_;
   std::uint16_t port_ = 0;

@@ -19,8 +19,8 @@
 
 namespace nova::testing {
 
-inline mqtt::ssl_options ssl_options(const std::string& cn) {
-  const TlsIdentity id = client_identity(cn);
+// Presents `id` and verifies the broker against id.ca (any CA: a test's own, too).
+inline mqtt::ssl_options ssl_options(const TlsIdentity& id) {
   mqtt::ssl_options ssl;
   ssl.set_trust_store(id.ca.string());
   ssl.set_key_store(id.cert.string());
@@ -29,6 +29,8 @@ inline mqtt::ssl_options ssl_options(const std::string& cn) {
   ssl.set_verify(true);
   return ssl;
 }
+
+inline mqtt::ssl_options ssl_options(const std::string& cn) { return ssl_options(client_identity(cn)); }
 
 // MQTT 3.1.1 connect options (clean session) for `cn`; TLS when `uri` is mqtts://
 // (a Broker's uri() with tls).

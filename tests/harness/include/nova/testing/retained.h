@@ -1,6 +1,7 @@
 // What an outside client reads as retained state: runs `mosquitto_sub` (Debian's
 // mosquitto-clients, a client that shares no code with ours) against any MQTT 3.1.1
-// broker and returns the retained messages that match a filter.
+// broker and returns the retained messages that match a filter. For an mqtts:// uri it
+// presents the test PKI's certificate of CN test-retained-reader (test_pki.h).
 //
 // A subscriber receives the retained messages at once after its SUBACK, but MQTT has no
 // "end of retained" marker: the read ends when `expected` messages arrived or after

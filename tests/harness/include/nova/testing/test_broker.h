@@ -5,7 +5,7 @@
 //
 // Example:
 //   for (BrokerKind kind : all_broker_kinds()) {
-//     auto broker = start_broker(kind);
+//     auto broker = start_broker(kind, Transport::mutual_tls);
 //     ... broker->uri() ... broker->kill(); broker->restart(); ...
 //   }
 //
@@ -23,6 +23,16 @@ namespace nova::testing {
 
 enum class BrokerKind { mosquitto, nats };
 
+// How clients reach a test broker (the names of the hierarchy tests' own Transport).
+enum class Transport {
+  // The broker takes only clients presenting a certificate of the test process's PKI
+  // (test_pki.h) and uri() is mqtts://; clients get their options from paho_tls.h
+  // (Mosquitto's listener as BrokerOptions::tls describes; nats-server's in nats_broker.h).
+  mutual_tls,
+  // tcp://, anyone: only for tests whose point is plaintext.
+  insecure_plaintext,
+};
+
 // "mosquitto", "nats": for test names and messages.
 std::string to_string(BrokerKind kind);
 
@@ -34,7 +44,7 @@ class TestBroker {
   virtual ~TestBroker() = default;
 
   virtual BrokerKind kind() const = 0;
-  virtual std::string uri() const = 0;  // "tcp://127.0.0.1:<port>"
+  virtual std::string uri() const = 0;  // "mqtts://127.0.0.1:<port>", "tcp://..." in plaintext
   virtual std::uint16_t port() const = 0;
   // The broker's own directory (config, log, persistence); tests may put theirs below.
   virtual const std::filesystem::path& data_dir() const = 0;
@@ -48,8 +58,8 @@ class TestBroker {
   virtual std::string log_text() const = 0;
 };
 
-// Starts a broker of `kind` with the harness's default options; throws
+// Starts a broker of `kind` with the harness's default options and `transport`; throws
 // std::runtime_error (with the tail of its log) if it cannot.
-std::unique_ptr<TestBroker> start_broker(BrokerKind kind);
+std::unique_ptr<TestBroker> start_broker(BrokerKind kind, Transport transport);
 
 }  // namespace nova::testing

@@ -47,4 +47,8 @@ std::filesystem::path test_pki_crl();
 // when `uri` is TLS (mqtts://), nullopt for a plaintext uri.
 std::optional<security::TlsFiles> tls_files_for(const std::string& uri, const std::string& cn);
 
+// For mosquitto_pub/mosquitto_sub as `cn`: " --cafile 'A' --cert 'B' --key 'C'" when
+// `uri` is TLS (mqtts://), "" for a plaintext uri.
+std::string mosquitto_tls_args(const std::string& uri, const std::string& cn);
+
 }  // namespace nova::testing
