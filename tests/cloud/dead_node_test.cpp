@@ -57,7 +57,7 @@ std::string topology_liveness(const json& sites, const std::string& node) {
 
 TEST_CASE("a node that stops answering without closing its connection is dead within 10 s and its work fails over",
           "[cloud][liveness][integration]") {
-  auto broker = testing::start_broker(testing::BrokerKind::mosquitto);
+  auto broker = testing::start_broker(testing::BrokerKind::mosquitto, testing::Transport::mutual_tls);
   test::CloudProcess cloud(broker->uri(), broker->data_dir() / "cloud");
   std::map<std::string, std::unique_ptr<testing::AgentProcess>> agents;
   for (const auto& node : kNodes) {
@@ -149,7 +149,7 @@ SocketCounters counters_of(pid_t pid, std::uint16_t port) {
 TEST_CASE("idle uplink bytes per hour by keepalive", "[.][keepalive_cost]") {
   const char* env = std::getenv("NOVA_KEEPALIVE_COST_S");
   const std::uint64_t span_s = env != nullptr ? std::stoull(env) : 300;
-  auto broker = testing::start_broker(testing::BrokerKind::mosquitto);
+  auto broker = testing::start_broker(testing::BrokerKind::mosquitto, testing::Transport::mutual_tls);
   test::CloudProcess cloud(broker->uri(), broker->data_dir() / "cloud");
   const std::map<std::string, int> keepalive = {{"ka-2", 2}, {"ka-5", 5}, {"ka-30", 30}};
   std::map<std::string, std::unique_ptr<testing::AgentProcess>> agents;

@@ -31,6 +31,7 @@
 #include "workload_spec.h"
 #include "nova/schemas/codec.h"
 #include "nova/testing/agent_process.h"
+#include "nova/testing/paho_tls.h"
 #include "nova/testing/poll.h"
 #include "nova/testing/test_broker.h"
 
@@ -61,7 +62,7 @@ enum class Load { calm, around_90, full };
 class CpuFeed {
  public:
   explicit CpuFeed(const std::string& uri) : client_(uri, "test-cpu-feed") {
-    client_.connect(mqtt::connect_options_builder().mqtt_version(MQTTVERSION_3_1_1).clean_session(true).finalize());
+    client_.connect(testing::connect_options(uri, "test-cpu-feed"));
     for (const auto& n : kNodes) load_[n] = Load::calm;
     thread_ = std::thread([this] { run(); });
   }
@@ -151,7 +152,7 @@ std::optional<json> migration_of(const test::CloudProcess& cloud, const std::str
 
 TEST_CASE("a node at 100 % keeps its workload for the dwell time and a node around 90 % keeps it",
           "[cloud][migration][integration]") {
-  auto broker = testing::start_broker(testing::BrokerKind::mosquitto);
+  auto broker = testing::start_broker(testing::BrokerKind::mosquitto, testing::Transport::mutual_tls);
   test::CloudProcess cloud(broker->uri(), broker->data_dir() / "cloud", "nova-cloud", "", 180, std::nullopt,
                            kMigrationYaml);
   std::map<std::string, std::unique_ptr<testing::AgentProcess>> agents;
