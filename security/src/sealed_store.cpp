@@ -94,7 +94,7 @@ std::string StoreSeal::seal(std::string_view key, std::string_view value) const 
 schemas::Result<std::string> StoreSeal::open(std::string_view key, std::string_view value) const {
   if (!sealer_) return std::string(value);
   auto plain = sealer_->open(associated(key), value);
-  if (!plain) return schemas::Error{"", store_ + ": key " + printable_key(key) + ": " + plain.error().message()};
+  if (!plain) return schemas::Error{printable_key(key), plain.error().reason};
   return plain;
 }
 

@@ -103,7 +103,7 @@ TEST_CASE("a record moved to another key or store does not open", "[sealed]") {
   const auto moved = seal.value().open(seq_8, at_seq_7);
   REQUIRE_FALSE(moved);
   CHECK(moved.error().message() ==
-        "outbox: key rmetrics\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x08: authentication failed (a changed byte, "
+        "rmetrics\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x08: authentication failed (a changed byte, "
         "or a record moved from another key)");
   TempDir other_dir;
   auto other_db = open_db(other_dir.path);

@@ -45,8 +45,8 @@ class StoreSeal {
   std::uint64_t migrated() const { return migrated_; }
 
   std::string seal(std::string_view key, std::string_view value) const;
-  // The value, or an Error (path "") whose message reads
-  // "<store>: key <printable key>: <reason>", ready for a log line.
+  // The value, or an Error whose path is the record's key (printable_key) and whose
+  // reason says why it does not open (sealed_records.h).
   schemas::Result<std::string> open(std::string_view key, std::string_view value) const;
 
   static bool is_marker(std::string_view key) { return key == kMarkerKey; }
