@@ -385,6 +385,13 @@ void Agent::process_inbox() {
     // handled again at every start (a crash loop).
     guarded(task_topic_, [&] { on_task(task_topic_, e.payload); });
     inbox_->remove(e.id);
+  }  count_corrupt();
+}
+
+void Agent::count_corrupt() {
+  const std::uint64_t corrupt = corrupt_ ? corrupt_->load() : 0;
+  if (corrupt != counters().corrupt_records) {
+    update_counters([&](AgentCounters& c) { c.corrupt_records = corrupt; });
   }
 }
 
@@ -399,9 +406,7 @@ bool Agent::connected() const { return uplink_->connected(); }
 
 AgentCounters Agent::counters() const {
   std::lock_guard lock(counters_mutex_);
-  AgentCounters c = counters_;
-  c.corrupt_records = corrupt_ ? corrupt_->load() : 0;
-  return c;
+  return counters_;
 }
 
 template <class Fn>
@@ -790,6 +795,7 @@ void Agent::run() {
     }
     if (options_.tasks != nullptr) options_.tasks->poll(wall_ms(), host_state());
     drain(now);
+    count_corrupt();
     send_sensor_replies();
 
     // Sleep until the next thing to do: a sample, a reconnect, tokens, or an event.

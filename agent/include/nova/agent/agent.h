@@ -266,6 +266,8 @@ class Agent {
   void bad_input(const std::string& topic, const std::string& reason);
   HostState host_state() const;
   void drain(Clock::time_point now);
+  // Copies the stores' count of corrupt records (reported from inside them) into counters_.
+  void count_corrupt();
   void refill(Clock::time_point now);
   std::uint64_t next_bdseq();
   std::string birth_payload(schemas::NodeStatus status) const;
