@@ -28,13 +28,8 @@ schemas::Result<SmallDb> open_small_db(const std::filesystem::path& dir, const S
 }
 
 std::optional<std::string> SmallDb::open_value(const leveldb::Slice& key, const leveldb::Slice& value) const {
-  auto plain = seal->open(std::string_view(key.data(), key.size()), std::string_view(value.data(), value.size()));
-  if (plain) return std::move(plain).value();
-  if (storage.on_corrupt) {
-    storage.on_corrupt(CorruptRecord{seal->store(), plain.error().path, storage.key ? storage.key->id_hex() : "",
-                                     plain.error().reason});
-  }
-  return std::nullopt;
+  return seal->open_or_report(std::string_view(key.data(), key.size()), std::string_view(value.data(), value.size()),
+                              storage.on_corrupt);
 }
 
 StorageOptions reported_storage(std::optional<security::StorageKey> key, StorageLog log,

@@ -26,7 +26,7 @@ struct SmallDbOptions {
   int max_open_files = 16;
   // Off for stores whose values are compressed already (zstd batches).
   bool snappy = true;
-  StorageOptions storage;
+  StorageOptions storage{};
 };
 
 // The cache must outlive the database: members are destroyed in reverse order.

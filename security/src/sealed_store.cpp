@@ -98,4 +98,12 @@ schemas::Result<std::string> StoreSeal::open(std::string_view key, std::string_v
   return plain;
 }
 
+std::optional<std::string> StoreSeal::open_or_report(std::string_view key, std::string_view value,
+                                                     const CorruptRecordSink& sink) const {
+  auto plain = open(key, value);
+  if (plain) return std::move(plain).value();
+  if (sink) sink(CorruptRecord{store_, plain.error().path, sealer_->key().id_hex(), plain.error().reason});
+  return std::nullopt;
+}
+
 }  // namespace nova::security

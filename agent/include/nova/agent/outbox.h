@@ -48,7 +48,7 @@ struct OutboxOptions {
   std::size_t block_cache_bytes = 256 * 1024;
   int max_open_files = 32;
   // Encryption at rest (storage.h): records and counters sealed with this key.
-  StorageOptions storage;
+  StorageOptions storage{};
 };
 
 struct OutboxRecord {

@@ -10,23 +10,17 @@
 #include <string>
 
 #include "nova/security/sealed_records.h"
+#include "nova/security/sealed_store.h"
 
 namespace nova::agent {
 
-// A stored record that failed to open: which store, its key (printable), the storage
-// key's id and the reason. The record has been deleted; it is never decoded or sent.
-struct CorruptRecord {
-  std::string store;
-  std::string key;
-  std::string storage_key;
-  std::string reason;
-};
+using security::CorruptRecord;
 
 struct StorageOptions {
   // nullopt: values are stored in plaintext (storage.key_file unset, logged at start).
-  std::optional<security::StorageKey> key;
+  std::optional<security::StorageKey> key{};
   // Called on the thread that read the record; none: only counted by the store's owner.
-  std::function<void(const CorruptRecord&)> on_corrupt;
+  std::function<void(const CorruptRecord&)> on_corrupt{};
 };
 
 // The agent's reporting of corrupt records, one shape for every store: an error line

@@ -101,7 +101,7 @@ struct AdmissionLimits {
 
 struct TaskRunnerOptions {
   std::filesystem::path dir;  // the runner's own LevelDB
-  StorageOptions storage;     // encryption at rest of that LevelDB (storage.h)
+  StorageOptions storage{};   // encryption at rest of that LevelDB (storage.h)
   std::size_t max_concurrent = 2;
   // Queued tasks beyond this are refused ("queue full"): the disk the queue may take
   // stays bounded on a device whose cloud keeps sending.

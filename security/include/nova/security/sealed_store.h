@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -31,6 +32,16 @@ class Slice;
 namespace nova::security {
 
 inline constexpr std::string_view kMarkerKey{"\0nova.sealed-store", 18};
+
+// A stored record that failed to open: which store, its key (printable_key), the
+// storage key's id and the reason. Its owner deletes it; it is never decoded or sent.
+struct CorruptRecord {
+  std::string store;
+  std::string key;
+  std::string storage_key;
+  std::string reason;
+};
+using CorruptRecordSink = std::function<void(const CorruptRecord&)>;
 
 class StoreSeal {
  public:
@@ -48,6 +59,10 @@ class StoreSeal {
   // The value, or an Error whose path is the record's key (printable_key) and whose
   // reason says why it does not open (sealed_records.h).
   schemas::Result<std::string> open(std::string_view key, std::string_view value) const;
+
+  // The value, or nullopt after telling `sink` (may be empty) why it does not open.
+  std::optional<std::string> open_or_report(std::string_view key, std::string_view value,
+                                            const CorruptRecordSink& sink) const;
 
   static bool is_marker(std::string_view key) { return key == kMarkerKey; }
 
