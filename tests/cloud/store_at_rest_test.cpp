@@ -7,9 +7,11 @@
 #include <leveldb/db.h>
 
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <vector>
 
+#include "nova/cloud/config.h"
 #include "nova/cloud/ingest_store.h"
 #include "nova/schemas/codec.h"
 
@@ -175,4 +177,20 @@ TEST_CASE("a plaintext cloud store is sealed at its first open with a key, one w
   REQUIRE_FALSE(without.ok());
   CHECK(without.error().message() == "store.key_file: cloud: sealed with storage key " + test_key().id_hex() +
                                          ", and no storage key is configured (storage.key_file)");
+}
+
+TEST_CASE("store.key_file: a key that others may read is refused, naming the key", "[cloud][config][at_rest]") {
+  TempDir dir;
+  const fs::path file = dir.path / "storage.key";
+  std::ofstream(file) << security::new_storage_key_text();
+  fs::permissions(file, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read);
+  auto config = parse_config("store:\n  key_file: " + file.string() + "\n");
+  REQUIRE(config.ok());
+  CHECK(config.value().storage_key().error().message() ==
+        "store.key_file: " + file.string() + ": mode 0644 lets group or others read the storage key: chmod 600 it");
+  fs::permissions(file, fs::perms::owner_read | fs::perms::owner_write);
+  auto key = config.value().storage_key();
+  REQUIRE(key.ok());
+  CHECK(key.value().has_value());
+  CHECK_FALSE(parse_config("").value().storage_key().value().has_value());  // plaintext, warned at start
 }
