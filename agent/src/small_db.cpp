@@ -20,7 +20,7 @@ schemas::Result<SmallDb> open_small_db(const std::filesystem::path& dir, const S
   const leveldb::Status st = leveldb::DB::Open(o, dir.string(), &raw);
   if (!st.ok()) return schemas::Error{"", std::string(what) + ": open " + dir.string() + ": " + st.ToString()};
   out.db.reset(raw);
-  auto seal = security::StoreSeal::attach(*out.db, std::string(what), options.storage.key);
+  auto seal = security::StoreSeal::attach(*out.db, std::string(what), options.storage.key, "storage.key_file");
   if (!seal) return seal.error();
   out.seal = std::move(seal).value();
   out.storage = options.storage;

@@ -162,8 +162,8 @@ Result<std::unique_ptr<IngestStore>> IngestStore::open(const StoreOptions& optio
   const leveldb::Status st = leveldb::DB::Open(o, options.dir.string(), &raw);
   if (!st.ok()) return schemas::Error{"store.dir", "open " + options.dir.string() + ": " + st.ToString()};
   store->db_.reset(raw);
-  auto seal = security::StoreSeal::attach(*store->db_, "cloud", options.storage_key);
-  if (!seal) return schemas::Error{"store.key_file", seal.error().message()};
+  auto seal = security::StoreSeal::attach(*store->db_, "cloud", options.storage_key, "store.key_file");
+  if (!seal) return seal.error();
   store->seal_ = std::move(seal).value();
   return store;
 }

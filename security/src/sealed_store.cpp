@@ -40,7 +40,8 @@ std::string printable_key(std::string_view key) {
   return out;
 }
 
-schemas::Result<StoreSeal> StoreSeal::attach(leveldb::DB& db, std::string store, const std::optional<StorageKey>& key) {
+schemas::Result<StoreSeal> StoreSeal::attach(leveldb::DB& db, std::string store, const std::optional<StorageKey>& key,
+                                             std::string_view key_setting) {
   std::string marker;
   const leveldb::Status found = db.Get(leveldb::ReadOptions(), leveldb::Slice(kMarkerKey.data(), kMarkerKey.size()), &marker);
   if (!found.ok() && !found.IsNotFound()) return schemas::Error{"", store + ": read the seal marker: " + found.ToString()};
@@ -49,7 +50,7 @@ schemas::Result<StoreSeal> StoreSeal::attach(leveldb::DB& db, std::string store,
   if (!key) {
     if (sealed) {
       return schemas::Error{"", store + ": sealed with storage key " + id_hex_of(marker) +
-                                    ", and no storage key is configured (storage.key_file)"};
+                                    ", and no storage key is configured (" + std::string(key_setting) + ")"};
     }
     return StoreSeal(std::move(store), std::nullopt);
   }
@@ -57,7 +58,8 @@ schemas::Result<StoreSeal> StoreSeal::attach(leveldb::DB& db, std::string store,
   if (sealed) {
     if (marker != id_bytes(key->id)) {
       return schemas::Error{"", out.store_ + ": sealed with storage key " + id_hex_of(marker) +
-                                    ", not with the configured key " + key->id_hex()};
+                                    ", not with the configured key " + key->id_hex() + " (" +
+                                    std::string(key_setting) + ")"};
     }
     return out;
   }

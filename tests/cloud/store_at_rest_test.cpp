@@ -175,8 +175,8 @@ TEST_CASE("a plaintext cloud store is sealed at its first open with a key, one w
   }
   const auto without = IngestStore::open(options_for(dir.path, std::nullopt));
   REQUIRE_FALSE(without.ok());
-  CHECK(without.error().message() == "store.key_file: cloud: sealed with storage key " + test_key().id_hex() +
-                                         ", and no storage key is configured (storage.key_file)");
+  CHECK(without.error().message() == "cloud: sealed with storage key " + test_key().id_hex() +
+                                         ", and no storage key is configured (store.key_file)");
 }
 
 TEST_CASE("store.key_file: a key that others may read is refused, naming the key", "[cloud][config][at_rest]") {

@@ -96,7 +96,7 @@ TEST_CASE("the reasons name what is wrong", "[sealed]") {
 TEST_CASE("a record moved to another key or store does not open", "[sealed]") {
   TempDir dir;
   auto db = open_db(dir.path);
-  auto seal = StoreSeal::attach(*db, "outbox", key_of(5));
+  auto seal = StoreSeal::attach(*db, "outbox", key_of(5), "storage.key_file");
   REQUIRE(seal);
   const std::string at_seq_7 = seal.value().seal(std::string("rmetrics\0\0\0\0\0\0\0\0\x07", 17), "batch 7");
   const std::string seq_8(std::string("rmetrics\0\0\0\0\0\0\0\0\x08", 17));
@@ -107,7 +107,7 @@ TEST_CASE("a record moved to another key or store does not open", "[sealed]") {
         "or a record moved from another key)");
   TempDir other_dir;
   auto other_db = open_db(other_dir.path);
-  auto inbox = StoreSeal::attach(*other_db, "inbox", key_of(5));
+  auto inbox = StoreSeal::attach(*other_db, "inbox", key_of(5), "storage.key_file");
   REQUIRE(inbox);
   CHECK_FALSE(inbox.value().open(std::string("rmetrics\0\0\0\0\0\0\0\0\x07", 17), at_seq_7));
 }
@@ -157,14 +157,14 @@ TEST_CASE("a plaintext store is sealed once; a sealed one needs its key", "[seal
     auto db = open_db(dir.path);
     REQUIRE(db->Put(leveldb::WriteOptions(), "a", "plain a").ok());
     REQUIRE(db->Put(leveldb::WriteOptions(), "b", "plain b").ok());
-    auto plain = StoreSeal::attach(*db, "tasks", std::nullopt);
+    auto plain = StoreSeal::attach(*db, "tasks", std::nullopt, "storage.key_file");
     REQUIRE(plain);
     CHECK_FALSE(plain.value().sealing());
     CHECK(plain.value().open("a", "plain a").value() == "plain a");
   }
   {
     auto db = open_db(dir.path);
-    auto seal = StoreSeal::attach(*db, "tasks", key_of(7));
+    auto seal = StoreSeal::attach(*db, "tasks", key_of(7), "storage.key_file");
     REQUIRE(seal);
     CHECK(seal.value().migrated() == 2);
     std::string raw;
@@ -176,14 +176,14 @@ TEST_CASE("a plaintext store is sealed once; a sealed one needs its key", "[seal
   }
   {
     auto db = open_db(dir.path);
-    auto again = StoreSeal::attach(*db, "tasks", key_of(7));
+    auto again = StoreSeal::attach(*db, "tasks", key_of(7), "storage.key_file");
     REQUIRE(again);
     CHECK(again.value().migrated() == 0);
-    const auto without = StoreSeal::attach(*db, "tasks", std::nullopt);
+    const auto without = StoreSeal::attach(*db, "tasks", std::nullopt, "storage.key_file");
     CHECK(without.error().message() == "tasks: sealed with storage key " + key_of(7).id_hex() +
                                            ", and no storage key is configured (storage.key_file)");
-    const auto other = StoreSeal::attach(*db, "tasks", key_of(8));
+    const auto other = StoreSeal::attach(*db, "tasks", key_of(8), "storage.key_file");
     CHECK(other.error().message() == "tasks: sealed with storage key " + key_of(7).id_hex() +
-                                         ", not with the configured key " + key_of(8).id_hex());
+                                         ", not with the configured key " + key_of(8).id_hex() + " (storage.key_file)");
   }
 }

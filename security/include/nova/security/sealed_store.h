@@ -47,8 +47,10 @@ class StoreSeal {
  public:
   // `store` names the store in errors and in the associated data ("outbox", "tasks",
   // "inbox", "cloud"). Without a key the store stays plaintext and values pass through.
-  // Errors: path "", message "<store>: ...".
-  static schemas::Result<StoreSeal> attach(leveldb::DB& db, std::string store, const std::optional<StorageKey>& key);
+  // Errors: path "", message "<store>: ...", naming `key_setting` (the configuration key
+  // of the key file) when the key is missing or another one.
+  static schemas::Result<StoreSeal> attach(leveldb::DB& db, std::string store, const std::optional<StorageKey>& key,
+                                           std::string_view key_setting);
 
   bool sealing() const { return sealer_.has_value(); }
   const std::string& store() const { return store_; }
