@@ -385,7 +385,8 @@ void Agent::process_inbox() {
     // handled again at every start (a crash loop).
     guarded(task_topic_, [&] { on_task(task_topic_, e.payload); });
     inbox_->remove(e.id);
-  }  count_corrupt();
+  }
+  count_corrupt();
 }
 
 void Agent::count_corrupt() {

@@ -220,6 +220,23 @@ TEST_CASE("inbox and task store: a flipped byte is reported, counted and deleted
     CHECK(inbox.value()->pending().size() == 2);
   }
 
+  SECTION("outbox counters: not guessed, the outbox refuses to open") {
+    agent::OutboxOptions o;
+    o.dir = dir / "outbox";
+    o.storage = storage;
+    {
+      auto box = agent::Outbox::open(o);
+      REQUIRE(box.ok());
+      REQUIRE(box.value()->append("metrics", agent::Priority::metrics, std::string("batch")).ok());
+    }
+    flip_a_byte(*open_raw(dir / "outbox"), "mmetrics");
+    const auto box = agent::Outbox::open(o);
+    REQUIRE_FALSE(box.ok());
+    CHECK(box.error().message() ==
+          "outbox: corrupt counters for stream 'metrics': authentication failed (a changed byte, or a record moved "
+          "from another key)");
+  }
+
   SECTION("task store") {
     agent::TaskRunnerOptions o;
     o.dir = dir / "tasks";
