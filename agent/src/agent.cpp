@@ -118,19 +118,24 @@ schemas::Result<std::unique_ptr<Agent>> Agent::create(AgentOptions options, Samp
   if (!topics::SitePath::parse(options.birth.description->site)) {
     return Error{"", "agent: invalid site path '" + options.birth.description->site + "'"};
   }
+  auto corrupt = std::make_shared<std::atomic<std::uint64_t>>(0);
+  const StorageOptions storage = reported_storage(options.storage_key, options.log, corrupt);
+  options.outbox.storage = storage;
   auto outbox = Outbox::open(options.outbox);
   if (!outbox) return outbox.error();
   std::error_code ec;
   std::filesystem::create_directories(options.state_dir, ec);
   if (ec) return Error{"", "agent: cannot create state dir " + options.state_dir.string() + ": " + ec.message()};
-  auto inbox = Inbox::open(options.state_dir / "inbox");
+  auto inbox = Inbox::open(options.state_dir / "inbox", storage);
   if (!inbox) return inbox.error();
   auto gate = ControlGate::open(options.state_dir / "control", options.control, options.birth.node,
                                 options.birth.description->site);
   if (!gate) return gate.error();
   try {
-    return std::unique_ptr<Agent>(new Agent(std::move(options), source, std::move(outbox).value(),
-                                            std::move(inbox).value(), std::move(gate).value()));
+    auto agent = std::unique_ptr<Agent>(new Agent(std::move(options), source, std::move(outbox).value(),
+                                                  std::move(inbox).value(), std::move(gate).value()));
+    agent->corrupt_ = std::move(corrupt);
+    return agent;
   } catch (const std::runtime_error& e) {  // the uplink: its Paho library cannot be loaded
     return Error{"", std::string("agent: ") + e.what()};
   }
@@ -208,6 +213,10 @@ void Agent::add_sample(const schemas::MetricSample& sample) {
   extra["agent.outbox_records"] = static_cast<double>(records);
   extra["agent.outbox_bytes"] = static_cast<double>(outbox_->total_bytes());
   extra["agent.outbox_evicted"] = static_cast<double>(evicted);
+  // Only once there is something to report, so a healthy sample keeps its gauge set.
+  if (const std::uint64_t corrupt = corrupt_ ? corrupt_->load() : 0; corrupt > 0) {
+    extra["agent.corrupt_records"] = static_cast<double>(corrupt);
+  }
   sensors_.merge_into(extra);  // third-party readings since the last sample
   // Decided here, on the sample as it goes up (sensor gauges included), whether or not
   // the uplink is there: the outbox keeps what is decided offline until it can be sent.
@@ -380,6 +389,14 @@ void Agent::process_inbox() {
     // handled again at every start (a crash loop).
     guarded(task_topic_, [&] { on_task(task_topic_, e.payload); });
     inbox_->remove(e.id);
+  }
+  count_corrupt();
+}
+
+void Agent::count_corrupt() {
+  const std::uint64_t corrupt = corrupt_ ? corrupt_->load() : 0;
+  if (corrupt != counters().corrupt_records) {
+    update_counters([&](AgentCounters& c) { c.corrupt_records = corrupt; });
   }
 }
 
@@ -797,6 +814,7 @@ void Agent::run() {
     }
     if (options_.tasks != nullptr) options_.tasks->poll(wall_ms(), host_state());
     drain(now);
+    count_corrupt();
     send_sensor_replies();
 
     // Sleep until the next thing to do: a sample, a reconnect, tokens, or an event.

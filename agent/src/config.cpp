@@ -318,6 +318,13 @@ const std::vector<KeyDef>& table() {
           "accepted this long before its issue time and after its expiry.",
           file_only()),
 
+      def(NOVA_KEY(storage.key_file), text(Check::absolute_path), Reload::restart,
+          "Storage key (64 hex digits, written by device provisioning; refused if group or "
+          "others may read it): the outbox, task store and inbox are sealed with "
+          "AES-256-GCM. Empty: they are stored in plaintext, logged as storage_plaintext at "
+          "every start. A plaintext store is sealed at the first start with a key (one way).",
+          file_only()),
+
       def(NOVA_KEY(update.dir), text(Check::absolute_path), Reload::restart,
           "Installation folder of over-the-air updates, as laid out by nova-agent-launch "
           "(versions/, current, pending); empty refuses every update offer.",

@@ -19,43 +19,59 @@ std::uint64_t id_of(const leveldb::Slice& k) {
   return id;
 }
 
+bool is_marker(const leveldb::Slice& k) { return security::StoreSeal::is_marker(std::string_view(k.data(), k.size())); }
+
 }  // namespace
 
-schemas::Result<std::unique_ptr<Inbox>> Inbox::open(const std::filesystem::path& dir) {
-  auto opened = open_small_db(dir, {}, "inbox");
+schemas::Result<std::unique_ptr<Inbox>> Inbox::open(const std::filesystem::path& dir, const StorageOptions& storage) {
+  SmallDbOptions options;
+  options.storage = storage;
+  auto opened = open_small_db(dir, options, "inbox");
   if (!opened) return opened.error();
-  std::unique_ptr<leveldb::Cache> cache = std::move(opened.value().cache);
-  std::unique_ptr<leveldb::DB> db = std::move(opened.value().db);
+  auto db = std::make_unique<SmallDb>(std::move(opened).value());
   std::uint64_t next = 1;
-  std::unique_ptr<leveldb::Iterator> it(db->NewIterator(leveldb::ReadOptions()));
-  it->SeekToLast();
+  std::unique_ptr<leveldb::Iterator> it(db->db->NewIterator(leveldb::ReadOptions()));
+  // The seal marker sorts after every id below 2^54 ("\0n..."), so it can be the last key.
+  for (it->SeekToLast(); it->Valid() && is_marker(it->key()); it->Prev()) {
+  }
   if (it->Valid()) next = id_of(it->key()) + 1;
   it.reset();
-  return std::unique_ptr<Inbox>(new Inbox(std::move(cache), std::move(db), next));
+  return std::unique_ptr<Inbox>(new Inbox(std::move(db), next));
 }
 
-Inbox::Inbox(std::unique_ptr<leveldb::Cache> cache, std::unique_ptr<leveldb::DB> db, std::uint64_t next_id)
-    : cache_(std::move(cache)), db_(std::move(db)), next_id_(next_id) {}
+Inbox::Inbox(std::unique_ptr<SmallDb> db, std::uint64_t next_id) : db_(std::move(db)), next_id_(next_id) {}
 
 Inbox::~Inbox() = default;
 
 bool Inbox::put(const std::string& payload) {
   leveldb::WriteOptions w;
   w.sync = true;
-  return db_->Put(w, key_of(next_id_.fetch_add(1)), payload).ok();
+  const std::string key = key_of(next_id_.fetch_add(1));
+  return db_->db->Put(w, key, db_->seal->seal(key, payload)).ok();
 }
 
-std::vector<Inbox::Entry> Inbox::pending() const {
+std::vector<Inbox::Entry> Inbox::pending() {
   std::vector<Entry> out;
-  std::unique_ptr<leveldb::Iterator> it(db_->NewIterator(leveldb::ReadOptions()));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) out.push_back({id_of(it->key()), it->value().ToString()});
+  std::vector<std::uint64_t> corrupt;
+  std::unique_ptr<leveldb::Iterator> it(db_->db->NewIterator(leveldb::ReadOptions()));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (is_marker(it->key())) continue;
+    auto payload = db_->open_value(it->key(), it->value());
+    if (payload) {
+      out.push_back({id_of(it->key()), std::move(*payload)});
+    } else {
+      corrupt.push_back(id_of(it->key()));
+    }
+  }
+  it.reset();
+  for (std::uint64_t id : corrupt) remove(id);
   return out;
 }
 
 void Inbox::remove(std::uint64_t id) {
   leveldb::WriteOptions w;
   w.sync = true;
-  db_->Delete(w, key_of(id));
+  db_->db->Delete(w, key_of(id));
 }
 
 }  // namespace nova::agent

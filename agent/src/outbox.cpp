@@ -6,6 +6,7 @@
 #include <leveldb/db.h>
 #include <leveldb/write_batch.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace nova::agent {
@@ -74,10 +75,30 @@ Error db_error(const leveldb::Status& st, std::string_view what) {
 
 struct Outbox::Impl {
   OutboxOptions options;
-  std::unique_ptr<leveldb::Cache> cache;
-  std::unique_ptr<leveldb::DB> db;
+  SmallDb store;
+  leveldb::DB* db = nullptr;  // store.db
   std::map<std::string, StreamStats, std::less<>> streams;
   std::uint64_t total_bytes = 0;
+  std::uint64_t corrupt = 0;
+
+  // The cap and the counters count payload bytes, sealed or not.
+  std::uint64_t payload_bytes(const leveldb::Slice& stored) const {
+    const std::size_t overhead = store.seal->sealing() ? security::kSealOverhead : 0;
+    return stored.size() > overhead ? stored.size() - overhead : 0;
+  }
+
+  void put_meta(leveldb::WriteBatch& batch, const std::string& name, const StreamStats& s) const {
+    const std::string key = meta_key(name);
+    batch.Put(key, store.seal->seal(key, encode_meta(s)));
+  }
+
+  // The lowest seq of `name` still stored at or after `from` (next_seq when none): after
+  // a deletion the stream's `first` is what the drain declares, so it must be held.
+  std::uint64_t first_held(const std::string& name, const StreamStats& s, std::uint64_t from) const {
+    std::unique_ptr<leveldb::Iterator> it(db->NewIterator(leveldb::ReadOptions()));
+    it->Seek(record_key(name, from));
+    return it->Valid() && it->key().starts_with(record_prefix(name)) ? seq_of(it->key()) : s.next_seq;
+  }
 
   leveldb::WriteOptions write_options() const {
     leveldb::WriteOptions w;
@@ -96,13 +117,14 @@ struct Outbox::Impl {
          it->Next()) {
       if (seq_of(it->key()) > last) break;
       batch.Delete(it->key());
+      const std::uint64_t bytes = std::min(payload_bytes(it->value()), s.bytes);
       s.count -= 1;
-      s.bytes -= it->value().size();
-      freed += it->value().size();
+      s.bytes -= bytes;
+      freed += bytes;
       if (count_as_evicted) s.evicted += 1;
     }
     total_bytes -= freed;
-    s.first = s.count == 0 ? s.next_seq : std::max(s.first, last + 1);
+    s.first = s.count == 0 ? s.next_seq : first_held(name, s, std::max(s.first, last + 1));
     return freed;
   }
 
@@ -119,7 +141,7 @@ struct Outbox::Impl {
       }
       if (victim == streams.end()) return false;
       drop_through(victim->first, victim->second, victim->second.first, batch, true);
-      batch.Put(meta_key(victim->first), encode_meta(victim->second));
+      put_meta(batch, victim->first, victim->second);
     }
     return true;
   }
@@ -133,17 +155,24 @@ Result<std::unique_ptr<Outbox>> Outbox::open(const OutboxOptions& options) {
   impl->options = options;
   // Payloads are zstd-compressed already; snappy would only cost CPU.
   auto opened = open_small_db(
-      options.dir, {options.write_buffer_bytes, options.block_cache_bytes, options.max_open_files, false}, "outbox");
+      options.dir,
+      {options.write_buffer_bytes, options.block_cache_bytes, options.max_open_files, false, options.storage},
+      "outbox");
   if (!opened) return opened.error();
-  impl->cache = std::move(opened.value().cache);
-  impl->db = std::move(opened.value().db);
+  impl->store = std::move(opened).value();
+  impl->db = impl->store.db.get();
 
   // Only the counter keys are read: they all sort under "m", before every record.
   std::unique_ptr<leveldb::Iterator> it(impl->db->NewIterator(leveldb::ReadOptions()));
   for (it->Seek("m"); it->Valid() && it->key().starts_with("m"); it->Next()) {
     StreamStats s;
-    if (!decode_meta(it->value().ToString(), s)) {
-      return Error{"", "outbox: corrupt counters for stream '" + it->key().ToString().substr(1) + "'"};
+    // Counters that do not open or decode stop the start: guessing them could resend
+    // or skip records. The error names the stream (and, sealed, the reason).
+    auto meta = impl->store.seal->open(std::string_view(it->key().data(), it->key().size()),
+                                       std::string_view(it->value().data(), it->value().size()));
+    if (!meta || !decode_meta(meta.value(), s)) {
+      return Error{"", "outbox: corrupt counters for stream '" + it->key().ToString().substr(1) + "'" +
+                           (meta ? std::string() : ": " + meta.error().reason)};
     }
     impl->total_bytes += s.bytes;
     impl->streams.emplace(it->key().ToString().substr(1), s);
@@ -179,13 +208,14 @@ Result<std::uint64_t> Outbox::append(std::string_view stream, Priority priority,
   const std::uint64_t first = s.next_seq;
   if (s.count == 0) s.first = first;
   for (const std::string& p : payloads) {
-    batch.Put(record_key(name, s.next_seq), p);
+    const std::string key = record_key(name, s.next_seq);
+    batch.Put(key, d.store.seal->seal(key, p));
     s.next_seq += 1;
     s.count += 1;
     s.bytes += p.size();
   }
   d.total_bytes += needed;
-  batch.Put(meta_key(name), encode_meta(s));
+  d.put_meta(batch, name, s);
   leveldb::Status st = d.db->Write(d.write_options(), &batch);
   if (!st.ok()) {
     d.streams = saved_streams;
@@ -213,7 +243,7 @@ Status Outbox::ack(std::string_view stream, std::uint64_t watermark) {
   leveldb::WriteBatch batch;
   if (s.count > 0 && watermark >= s.first) d.drop_through(found->first, s, watermark, batch, false);
   s.acked = watermark;
-  batch.Put(meta_key(found->first), encode_meta(s));
+  d.put_meta(batch, found->first, s);
   leveldb::Status st = d.db->Write(d.write_options(), &batch);
   if (!st.ok()) {
     s = saved;
@@ -226,15 +256,42 @@ Status Outbox::ack(std::string_view stream, std::uint64_t watermark) {
 Result<std::vector<OutboxRecord>> Outbox::read(std::string_view stream, std::uint64_t after,
                                                std::size_t max) const {
   std::vector<OutboxRecord> out;
-  auto found = impl_->streams.find(stream);
-  if (found == impl_->streams.end() || max == 0) return out;
+  Impl& d = *impl_;
+  auto found = d.streams.find(stream);
+  if (found == d.streams.end() || max == 0) return out;
+  StreamStats& s = found->second;
   const std::string prefix = record_prefix(stream);
-  std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions()));
-  for (it->Seek(record_key(stream, std::max(after + 1, found->second.first)));
+  leveldb::WriteBatch corrupt;
+  std::uint64_t corrupt_bytes = 0;
+  std::unique_ptr<leveldb::Iterator> it(d.db->NewIterator(leveldb::ReadOptions()));
+  for (it->Seek(record_key(stream, std::max(after + 1, s.first)));
        it->Valid() && out.size() < max && it->key().starts_with(prefix); it->Next()) {
-    out.push_back(OutboxRecord{seq_of(it->key()), it->value().ToString()});
+    auto payload = d.store.open_value(it->key(), it->value());
+    if (payload) {
+      out.push_back(OutboxRecord{seq_of(it->key()), std::move(*payload)});
+      continue;
+    }
+    // Reported by open_value; deleted so it is never sent. Its seq becomes a gap the
+    // drain declares with `first` like an eviction's, once it is the lowest held.
+    corrupt.Delete(it->key());
+    corrupt_bytes += std::min(d.payload_bytes(it->value()), s.bytes - corrupt_bytes);
+    s.count -= 1;
+    d.corrupt += 1;
   }
   if (!it->status().ok()) return db_error(it->status(), "read");
+  it.reset();
+  if (corrupt.ApproximateSize() > leveldb::WriteBatch().ApproximateSize()) {
+    // Rare, so two writes: the deletions, then the counters with the lowest seq held.
+    const leveldb::Status st = d.db->Write(d.write_options(), &corrupt);
+    if (!st.ok()) return db_error(st, "delete corrupt records");
+    s.bytes -= corrupt_bytes;
+    d.total_bytes -= corrupt_bytes;
+    s.first = s.count == 0 ? s.next_seq : d.first_held(found->first, s, s.first);
+    leveldb::WriteBatch meta;
+    d.put_meta(meta, found->first, s);
+    const leveldb::Status m = d.db->Write(d.write_options(), &meta);
+    if (!m.ok()) return db_error(m, "write counters");
+  }
   return out;
 }
 
@@ -248,5 +305,7 @@ std::map<std::string, StreamStats> Outbox::stats() const {
 }
 
 std::uint64_t Outbox::total_bytes() const { return impl_->total_bytes; }
+
+std::uint64_t Outbox::corrupt_records() const { return impl_->corrupt; }
 
 }  // namespace nova::agent

@@ -163,9 +163,11 @@ std::optional<StoredTask> decode_record(const std::string& raw) {
 }
 
 struct TaskStore::Impl {
-  std::unique_ptr<leveldb::Cache> cache;
-  std::unique_ptr<leveldb::DB> db;
+  SmallDb store;
+  leveldb::DB* db = nullptr;  // store.db
   bool sync = true;
+
+  std::string seal(const std::string& key, const std::string& value) const { return store.seal->seal(key, value); }
 
   leveldb::WriteOptions write_options() const {
     leveldb::WriteOptions w;
@@ -181,10 +183,12 @@ schemas::Result<std::unique_ptr<TaskStore>> TaskStore::open(const TaskRunnerOpti
   auto impl = std::make_unique<Impl>();
   impl->sync = options.sync;
   auto opened = open_small_db(
-      options.dir, {options.write_buffer_bytes, options.block_cache_bytes, options.max_open_files, true}, "tasks");
+      options.dir,
+      {options.write_buffer_bytes, options.block_cache_bytes, options.max_open_files, true, options.storage},
+      "tasks");
   if (!opened) return opened.error();
-  impl->cache = std::move(opened.value().cache);
-  impl->db = std::move(opened.value().db);
+  impl->store = std::move(opened).value();
+  impl->db = impl->store.db.get();
   return std::unique_ptr<TaskStore>(new TaskStore(std::move(impl)));
 }
 
@@ -194,16 +198,19 @@ schemas::Result<StoreContents> TaskStore::load() {
   std::unique_ptr<leveldb::Iterator> it(impl_->db->NewIterator(leveldb::ReadOptions()));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     const leveldb::Slice key = it->key();
-    if (key.starts_with("t")) {
-      auto record = decode_record(it->value().ToString());
+    if (security::StoreSeal::is_marker(std::string_view(key.data(), key.size()))) continue;
+    // A sealed value that does not open is reported by open_value and dropped below.
+    const std::optional<std::string> value = impl_->store.open_value(key, it->value());
+    if (value && key.starts_with("t")) {
+      auto record = decode_record(*value);
       if (record && record->task.task_id == key.ToString().substr(1)) {
         out.tasks.push_back(std::move(*record));
         continue;
       }
-    } else if (key.starts_with("f") && key.size() == 9) {
+    } else if (value && key.starts_with("f") && key.size() == 9) {
       std::uint64_t seq = 0;
       for (std::size_t i = 1; i < 9; ++i) seq = seq << 8 | static_cast<std::uint8_t>(key[i]);
-      out.finished.emplace_back(seq, it->value().ToString());  // keys sort by seq
+      out.finished.emplace_back(seq, *value);  // keys sort by seq
       continue;
     }
     drop.Delete(key);
@@ -218,8 +225,8 @@ schemas::Result<StoreContents> TaskStore::load() {
 }
 
 schemas::Status TaskStore::put(const StoredTask& record) {
-  leveldb::Status st =
-      impl_->db->Put(impl_->write_options(), task_key(record.task.task_id), encode_record(record));
+  const std::string key = task_key(record.task.task_id);
+  leveldb::Status st = impl_->db->Put(impl_->write_options(), key, impl_->seal(key, encode_record(record)));
   if (!st.ok()) return db_error(st, "write task " + record.task.task_id);
   return Ok{};
 }
@@ -228,7 +235,7 @@ schemas::Status TaskStore::retire(const std::string& task_id, std::uint64_t ring
                                   const std::vector<std::uint64_t>& evict) {
   leveldb::WriteBatch batch;
   batch.Delete(task_key(task_id));
-  batch.Put(ring_key(ring_seq), task_id);
+  batch.Put(ring_key(ring_seq), impl_->seal(ring_key(ring_seq), task_id));
   for (std::uint64_t seq : evict) batch.Delete(ring_key(seq));
   leveldb::Status st = impl_->db->Write(impl_->write_options(), &batch);
   if (!st.ok()) return db_error(st, "retire task " + task_id);

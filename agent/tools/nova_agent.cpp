@@ -32,6 +32,7 @@
 #include "nova/agent/tasks.h"
 #include "nova/common/daemon.h"
 #include "nova/common/log.h"
+#include "nova/security/sealed_records.h"
 
 namespace {
 
@@ -259,8 +260,24 @@ int main(int argc, char** argv) {
   }
   CollectorSource source(*collector.value());
 
+  // Encryption at rest: one key for the outbox, the task store and the inbox.
+  std::optional<security::StorageKey> storage_key;
+  if (!config->storage.key_file.empty()) {
+    auto key = security::load_storage_key(config->storage.key_file);
+    if (!key) {
+      log_line("error", "storage_key_unavailable",
+               "key=storage.key_file error=" + logfmt_quote(key.error().message()));
+      return 1;
+    }
+    storage_key = std::move(key).value();
+  } else {
+    log_line("warning", "storage_plaintext",
+             "detail=\"storage.key_file is not set: the outbox, task store and inbox are not encrypted at rest\"");
+  }
+
   Agent* agent_ptr = nullptr;
   TaskRunnerOptions task_options;
+  task_options.storage = reported_storage(storage_key, log_line, nullptr);
   task_options.dir = config->tasks.dir;
   task_options.max_concurrent = config->tasks.max_concurrent;
   task_options.output_tail_bytes = config->tasks.output_tail_bytes;
@@ -311,6 +328,7 @@ int main(int argc, char** argv) {
   };
   options.log = log_line;
   options.release_memory = true;  // VmRSS: docs/agent.md, "Memory"
+  options.storage_key = storage_key;
   auto agent = Agent::create(std::move(options), &source);
   if (!agent) {
     log_line("error", "agent_start_failed", "error=" + logfmt_quote(agent.error().message()));

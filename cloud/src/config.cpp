@@ -96,6 +96,7 @@ const std::map<std::string, Setter>& keys() {
       {"mqtt.tls_cert_file", text([](CloudConfig& c) -> std::string& { return c.mqtt.tls_cert_file; }, true)},
       {"mqtt.tls_key_file", text([](CloudConfig& c) -> std::string& { return c.mqtt.tls_key_file; }, true)},
       {"store.dir", text([](CloudConfig& c) -> std::string& { return c.store.dir; }, false)},
+      {"store.key_file", text([](CloudConfig& c) -> std::string& { return c.store.key_file; }, true)},
       {"store.raw_retention_h",
        integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.store.raw_retention_h; }, 1, 24 * 365)},
       {"store.downsampled_retention_d",
@@ -206,6 +207,13 @@ schemas::Result<std::optional<security::SigningKey>> CloudConfig::signing_key() 
   auto key = security::SigningKey::load(key_file);
   if (!key) return Error{"signing.key_file", key.error().message()};
   return std::optional<security::SigningKey>(std::move(key).value());
+}
+
+schemas::Result<std::optional<security::StorageKey>> CloudConfig::storage_key() const {
+  if (store.key_file.empty()) return std::optional<security::StorageKey>();
+  auto key = security::load_storage_key(store.key_file);
+  if (!key) return Error{"store.key_file", key.error().message()};
+  return std::optional<security::StorageKey>(std::move(key).value());
 }
 
 schemas::Result<CloudConfig> parse_config(std::string_view yaml_text) {

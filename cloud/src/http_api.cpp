@@ -137,6 +137,9 @@ std::string prometheus_text(const CloudService& service) {
   metric("nova_cloud_records_stored_total", "counter", "Distinct upward records stored durably.", c.records_stored);
   metric("nova_cloud_records_duplicate_total", "counter", "Replayed records refused by deduplication.", c.duplicates);
   metric("nova_cloud_seqs_skipped_total", "counter", "Seqs the sender declared evicted (never coming).", const_cast<CloudService&>(service).store().counters().skipped);
+  metric("nova_cloud_store_corrupt_records_total", "counter",
+         "Stored values that did not open (sealed store): reported, deleted, never served.",
+         const_cast<CloudService&>(service).store().counters().corrupt);
   metric("nova_cloud_samples_stored_total", "counter", "Metric samples stored.", c.samples);
   metric("nova_cloud_acks_sent_total", "counter", "End-to-end acks published.", c.acks_sent);
   metric("nova_cloud_acks_deferred_total", "counter", "Acks waiting for the node's birth.", c.acks_deferred);

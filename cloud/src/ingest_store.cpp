@@ -162,7 +162,25 @@ Result<std::unique_ptr<IngestStore>> IngestStore::open(const StoreOptions& optio
   const leveldb::Status st = leveldb::DB::Open(o, options.dir.string(), &raw);
   if (!st.ok()) return schemas::Error{"store.dir", "open " + options.dir.string() + ": " + st.ToString()};
   store->db_.reset(raw);
+  auto seal = security::StoreSeal::attach(*store->db_, "cloud", options.storage_key, "store.key_file");
+  if (!seal) return seal.error();
+  store->seal_ = std::move(seal).value();
   return store;
+}
+
+void IngestStore::put_sealed(leveldb::WriteBatch& batch, const std::string& key, std::string_view value) const {
+  batch.Put(key, seal_->seal(key, value));
+}
+
+std::optional<std::string> IngestStore::opened(const leveldb::Slice& key, const leveldb::Slice& value) {
+  auto plain = seal_->open_or_report(std::string_view(key.data(), key.size()),
+                                     std::string_view(value.data(), value.size()), options_.on_corrupt);
+  if (!plain) {
+    // Reported once: deleted, so it is never served, re-published or counted again.
+    corrupt_.fetch_add(1);
+    db_->Delete(leveldb::WriteOptions(), key);
+  }
+  return plain;
 }
 
 // Loads a stream's state on first use: its watermark and its few pending markers.
@@ -171,8 +189,9 @@ IngestStore::StreamState& IngestStore::stream(const std::string& node, const std
   if (slot) return *slot;
   slot = std::make_unique<StreamState>();
   std::string value;
-  if (db_->Get(leveldb::ReadOptions(), watermark_key(node, stream), &value).ok() && value.size() == 8) {
-    slot->watermark = get_be64(value.data());
+  const std::string key = watermark_key(node, stream);
+  if (db_->Get(leveldb::ReadOptions(), key, &value).ok()) {
+    if (auto plain = opened(key, value); plain && plain->size() == 8) slot->watermark = get_be64(plain->data());
   }
   const std::string prefix = pending_prefix(node, stream);
   std::unique_ptr<leveldb::Iterator> it(db_->NewIterator(leveldb::ReadOptions()));
@@ -242,14 +261,14 @@ Result<std::vector<Admission>> IngestStore::admit(std::span<const IngestRecord> 
       }
     } else {
       s.pending.insert(seq);
-      batch.Put(pending_key(node, name, seq), "");
+      put_sealed(batch, pending_key(node, name, seq), "");
     }
     ++added.records;
 
     switch (r.kind) {
       case IngestRecord::Kind::metrics: {
         const Timestamp first_ts = (r.batch != nullptr && !r.batch->samples.empty()) ? r.batch->samples.front().ts : r.received;
-        batch.Put(timed_key('h', node, first_ts, seq), r.payload);
+        put_sealed(batch, timed_key('h', node, first_ts, seq), r.payload);
         if (r.batch == nullptr) break;
         added.samples += r.batch->samples.size();
         const std::uint64_t width = static_cast<std::uint64_t>(options_.downsample_bucket.count()) * 1000;
@@ -261,7 +280,9 @@ Result<std::vector<Admission>> IngestStore::admit(std::span<const IngestRecord> 
             std::string value;
             MinuteAggregate a;
             a.bucket = bucket;
-            if (db_->Get(leveldb::ReadOptions(), key, &value).ok()) a = deserialize(bucket, value);
+            if (db_->Get(leveldb::ReadOptions(), key, &value).ok()) {
+              if (auto plain = opened(key, value)) a = deserialize(bucket, *plain);
+            }
             it = buckets.emplace(key, std::move(a)).first;
           }
           add(it->second, sample);
@@ -273,20 +294,20 @@ Result<std::vector<Admission>> IngestStore::admit(std::span<const IngestRecord> 
         std::string value;
         put_be64(value, r.received);
         value += r.payload;
-        batch.Put(node_prefix('r', node) + task, value);
+        put_sealed(batch, node_prefix('r', node) + task, value);
         break;
       }
-      case IngestRecord::Kind::decision: batch.Put(timed_key('d', node, r.received, seq), r.payload); break;
-      case IngestRecord::Kind::alert: batch.Put(timed_key('a', node, r.received, seq), r.payload); break;
+      case IngestRecord::Kind::decision: put_sealed(batch, timed_key('d', node, r.received, seq), r.payload); break;
+      case IngestRecord::Kind::alert: put_sealed(batch, timed_key('a', node, r.received, seq), r.payload); break;
     }
   }
-  for (const auto& [key, aggregate] : buckets) batch.Put(key, serialize(aggregate));
+  for (const auto& [key, aggregate] : buckets) put_sealed(batch, key, serialize(aggregate));
   for (const auto& [id, old_watermark] : initial_watermark) {
     const StreamState& s = *streams_[id];
     if (s.watermark == old_watermark) continue;
     std::string value;
     put_be64(value, s.watermark);
-    batch.Put(watermark_key(id.first, id.second), value);
+    put_sealed(batch, watermark_key(id.first, id.second), value);
   }
 
   leveldb::WriteOptions sync;
@@ -328,7 +349,7 @@ Result<std::uint64_t> IngestStore::observe_ack(const std::string& node, const st
   }
   std::string value;
   put_be64(value, s.watermark);
-  batch.Put(watermark_key(node, name), value);
+  put_sealed(batch, watermark_key(node, name), value);
   leveldb::WriteOptions sync;
   sync.sync = true;
   const leveldb::Status st = db_->Write(sync, &batch);
@@ -350,7 +371,9 @@ std::map<std::string, std::uint64_t> IngestStore::watermarks(const std::string& 
   const std::string prefix = node_prefix('w', node);
   std::unique_ptr<leveldb::Iterator> it(db_->NewIterator(leveldb::ReadOptions()));
   for (it->Seek(prefix); it->Valid() && starts_with(it->key(), prefix); it->Next()) {
-    if (it->value().size() == 8) out[it->key().ToString().substr(prefix.size())] = get_be64(it->value().data());
+    if (auto plain = opened(it->key(), it->value()); plain && plain->size() == 8) {
+      out[it->key().ToString().substr(prefix.size())] = get_be64(plain->data());
+    }
   }
   // Streams admitted in this process but whose watermark is still 0 have no key yet.
   for (auto s = streams_.lower_bound({node, ""}); s != streams_.end() && s->first.first == node; ++s) {
@@ -370,8 +393,10 @@ std::vector<schemas::MetricSample> IngestStore::samples(const std::string& node,
   for (it->Seek(start); it->Valid() && starts_with(it->key(), prefix) && out.size() < limit; it->Next()) {
     if (it->key().size() != prefix.size() + 16) continue;
     if (get_be64(it->key().data() + prefix.size()) >= to) break;
+    const auto plain = opened(it->key(), it->value());
+    if (!plain) continue;
     auto batch = schemas::decode_cbor<schemas::MetricsBatch>(
-        std::span(reinterpret_cast<const std::uint8_t*>(it->value().data()), it->value().size()));
+        std::span(reinterpret_cast<const std::uint8_t*>(plain->data()), plain->size()));
     if (!batch) continue;
     for (auto& s : batch.value().samples) {
       if (s.ts >= from && s.ts < to && out.size() < limit) out.push_back(std::move(s));
@@ -391,16 +416,18 @@ std::vector<MinuteAggregate> IngestStore::aggregates(const std::string& node, Ti
     if (it->key().size() != prefix.size() + 8) continue;
     const Timestamp bucket = get_be64(it->key().data() + prefix.size());
     if (bucket >= to) break;
-    out.push_back(deserialize(bucket, it->value().ToString()));
+    if (auto plain = opened(it->key(), it->value())) out.push_back(deserialize(bucket, *plain));
   }
   return out;
 }
 
 std::optional<schemas::TaskResult> IngestStore::result(const std::string& node, const std::string& task_id) {
-  std::string value;
-  if (!db_->Get(leveldb::ReadOptions(), node_prefix('r', node) + task_id, &value).ok() || value.size() < 8) {
-    return std::nullopt;
-  }
+  std::string stored;
+  const std::string key = node_prefix('r', node) + task_id;
+  if (!db_->Get(leveldb::ReadOptions(), key, &stored).ok()) return std::nullopt;
+  const auto plain = opened(key, stored);
+  if (!plain || plain->size() < 8) return std::nullopt;
+  const std::string& value = *plain;
   auto r = schemas::decode_cbor<schemas::TaskResult>(
       std::span(reinterpret_cast<const std::uint8_t*>(value.data()) + 8, value.size() - 8));
   if (!r) return std::nullopt;
@@ -429,7 +456,8 @@ std::uint64_t IngestStore::sweep(Timestamp now) {
       }
       Timestamp ts = 0;
       if (value_holds_ts) {
-        ts = it->value().size() >= 8 ? get_be64(it->value().data()) : 0;
+        const auto plain = opened(it->key(), it->value());  // a corrupt one is deleted there
+        ts = plain && plain->size() >= 8 ? get_be64(plain->data()) : 0;
       } else if (key.size() >= slash + 9) {
         ts = get_be64(key.data() + slash + 1);
       }
@@ -458,7 +486,8 @@ schemas::Status IngestStore::put_cloud_record(const std::string& kind, const std
   const std::string key = "c/" + kind + "/" + id;
   leveldb::WriteOptions options;
   options.sync = sync;
-  const leveldb::Status st = payload.empty() ? db_->Delete(options, key) : db_->Put(options, key, payload);
+  const leveldb::Status st =
+      payload.empty() ? db_->Delete(options, key) : db_->Put(options, key, seal_->seal(key, payload));
   if (!st.ok()) return schemas::Error{"store", "write " + key + ": " + st.ToString()};
   return schemas::Ok{};
 }
@@ -471,14 +500,18 @@ std::vector<CloudRecord> IngestStore::cloud_records() {
     const std::string key = it->key().ToString();
     const std::size_t slash = key.find('/', prefix.size());
     if (slash == std::string::npos) continue;
-    out.push_back({key.substr(prefix.size(), slash - prefix.size()), key.substr(slash + 1), it->value().ToString()});
+    if (auto plain = opened(it->key(), it->value())) {
+      out.push_back({key.substr(prefix.size(), slash - prefix.size()), key.substr(slash + 1), std::move(*plain)});
+    }
   }
   return out;
 }
 
 StoreCounters IngestStore::counters() const {
   std::lock_guard lock(mutex_);
-  return counters_;
+  StoreCounters c = counters_;
+  c.corrupt = corrupt_.load();
+  return c;
 }
 
 }  // namespace nova::cloud

@@ -168,6 +168,20 @@ int main(int argc, char** argv) {
              "detail=\"control messages are sent unsigned (signing.insecure_unsigned); agents that check "
              "signatures refuse them\"");
   }
+  auto storage_key = config->storage_key();
+  if (!storage_key) {
+    log_line("error", "start_failed", "error=" + logfmt_quote(storage_key.error().message()));
+    return 1;
+  }
+  options.store.storage_key = std::move(storage_key).value();
+  if (!options.store.storage_key) {
+    log_line("warning", "storage_plaintext", "detail=\"store.key_file is not set: the store is not encrypted at rest\"");
+  }
+  options.store.on_corrupt = [](const security::CorruptRecord& r) {
+    log_line("error", "corrupt_record",
+             "store=" + r.store + " key=" + logfmt_quote(r.key) + " storage_key=" + r.storage_key +
+                 " reason=" + logfmt_quote(r.reason) + " action=deleted");
+  };
   options.log = [](const char* level, const std::string& event, const std::string& fields) { log_line(level, event, fields); };
   auto audit = security::AuditLog::open(config->audit.file);
   if (!audit) {

@@ -332,10 +332,10 @@ TEST_CASE("identity keys cannot be changed remotely", "[config]") {
     INFO(k.name);
     const bool identity = k.name == "node.id" || k.name == "node.site";
     const bool task_policy = k.name == "tasks.allow" || k.name == "tasks.user" || k.name == "tasks.allow_root";
-    // Identity, task policy, TLS trust and the update folder (file only) cannot come
-    // from a message.
+    // Identity, task policy, TLS trust, the storage key and the update folder (file
+    // only) cannot come from a message.
     CHECK(k.remote == !(identity || task_policy || k.name.starts_with("mqtt.tls_") || k.name.starts_with("trust.") ||
-                        k.name == "update.dir"));
+                        k.name.starts_with("storage.") || k.name == "update.dir"));
     CHECK(k.required == identity);
   }
 }

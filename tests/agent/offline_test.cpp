@@ -7,8 +7,11 @@
 // (batching on the samples' own timestamps). Everything else — outbox, batching,
 // reconnect, drain rate, acks — runs as in production.
 #include <catch2/catch.hpp>
+#include <time.h>
+
 #include <atomic>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include "nova/agent/agent.h"
@@ -72,9 +75,26 @@ agent::AgentOptions options_for(const std::string& uri, const fs::path& dir) {
   return o;
 }
 
-}  // namespace
+// What a day offline cost, for the encryption-at-rest comparison (docs/benchmarks.md).
+struct DayFigures {
+  double buffer_s = 0;    // wall time to take and store the day's samples
+  double flush_s = 0;     // broker back -> every batch received
+  double loop_cpu_s = 0;  // CPU time of the agent's loop thread, buffering and flush
+};
 
-TEST_CASE("a day offline: 86,400 samples buffered, then delivered exactly once", "[agent][offline]") {
+double thread_cpu_s() {
+  timespec t{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The day, with the outbox and inbox sealed under `storage_key` or in plaintext.
+DayFigures day_offline(std::optional<security::StorageKey> storage_key) {
+  DayFigures figures;
   testing::Broker broker(testing::mutual_tls());
   const std::string uri = broker.uri();
   broker.stop();  // the uplink is gone for the whole day
@@ -82,13 +102,20 @@ TEST_CASE("a day offline: 86,400 samples buffered, then delivered exactly once",
   const fs::path dir = broker.data_dir() / "agent";
   constexpr std::uint64_t kSamples = 86'400;
   DayOfSamples day(kSamples);
-  auto created = agent::Agent::create(options_for(uri, dir), &day);
+  agent::AgentOptions options = options_for(uri, dir);
+  options.storage_key = storage_key;
+  auto created = agent::Agent::create(options, &day);
   REQUIRE(created.ok());
   agent::Agent& a = *created.value();
-  std::thread loop([&] { a.run(); });
+  const auto start = std::chrono::steady_clock::now();
+  std::thread loop([&] {
+    a.run();
+    figures.loop_cpu_s = thread_cpu_s();
+  });
 
   // The loop samples as fast as it can; a batch closes every 60 samples of time.
   REQUIRE(a.wait_for([&](const agent::AgentCounters& c) { return c.samples == kSamples; }, 120s));
+  figures.buffer_s = seconds_since(start);
   REQUIRE_FALSE(a.connected());
   const std::uint64_t batches = a.counters().batches;
   CHECK(batches == kSamples / 60 - 1);  // the last batch is still open
@@ -102,9 +129,8 @@ TEST_CASE("a day offline: 86,400 samples buffered, then delivered exactly once",
   testing::AckConsumer consumer(broker.uri());
   const auto t0 = std::chrono::steady_clock::now();
   REQUIRE(consumer.wait_for("gw-1", "metrics", batches, 180s));
-  const auto flush = std::chrono::steady_clock::now() - t0;
-  WARN("flush of " << batches << " batches after reconnect: "
-                   << std::chrono::duration_cast<std::chrono::milliseconds>(flush).count() << " ms");
+  figures.flush_s = seconds_since(t0);
+  WARN("flush of " << batches << " batches after reconnect: " << static_cast<long>(figures.flush_s * 1000) << " ms");
   a.stop();
   loop.join();
   created.value().reset();  // releases the outbox (LevelDB allows one owner)
@@ -112,6 +138,7 @@ TEST_CASE("a day offline: 86,400 samples buffered, then delivered exactly once",
     // Each sample reports the outbox's own state upward (backlog, evictions).
     agent::OutboxOptions o;
     o.dir = dir / "outbox";
+    if (storage_key) o.storage.key = storage_key;
     auto box = agent::Outbox::open(o);
     REQUIRE(box.ok());
     auto pending = box.value()->read("metrics", 0, 1);
@@ -128,7 +155,9 @@ TEST_CASE("a day offline: 86,400 samples buffered, then delivered exactly once",
   // Restart the agent on the same outbox: the batch left open at stop was stored and
   // now goes up too, and nothing acknowledged is sent again.
   DayOfSamples none(0);
-  auto again = agent::Agent::create(options_for(broker.uri(), dir), &none);
+  auto again_options = options_for(broker.uri(), dir);
+  again_options.storage_key = storage_key;
+  auto again = agent::Agent::create(again_options, &none);
   REQUIRE(again.ok());
   std::thread loop2([&] { again.value()->run(); });
   REQUIRE(consumer.wait_for("gw-1", "metrics", batches + 1, 60s));
@@ -142,6 +171,27 @@ TEST_CASE("a day offline: 86,400 samples buffered, then delivered exactly once",
   CHECK(*c.seqs.rbegin() == batches + 1);
   WARN("duplicates delivered (removed by dedup): " << c.duplicates);
   CHECK(consumer.undecodable() == 0);
+  return figures;
+}
+
+}  // namespace
+
+TEST_CASE("a day offline: 86,400 samples buffered, then delivered exactly once", "[agent][offline]") {
+  day_offline(std::nullopt);
+}
+
+// The cost of encryption at rest, plaintext and sealed in one run (docs/benchmarks.md).
+// Hidden: it repeats the day three times each; run it by its tag.
+TEST_CASE("a day offline, plaintext and sealed", "[.][at_rest_bench]") {
+  const security::StorageKey key = security::derive_storage_key("bench secret", "gw-1");
+  for (int round = 1; round <= 3; ++round) {
+    const DayFigures plain = day_offline(std::nullopt);
+    const DayFigures sealed = day_offline(key);
+    WARN("round " << round << ": buffer " << plain.buffer_s << " s plaintext, " << sealed.buffer_s
+                  << " s sealed (x" << sealed.buffer_s / plain.buffer_s << "); flush " << plain.flush_s << " s, "
+                  << sealed.flush_s << " s (x" << sealed.flush_s / plain.flush_s << "); loop CPU " << plain.loop_cpu_s
+                  << " s, " << sealed.loop_cpu_s << " s (x" << sealed.loop_cpu_s / plain.loop_cpu_s << ")");
+  }
 }
 
 namespace {

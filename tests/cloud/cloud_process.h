@@ -27,9 +27,11 @@ class CloudProcess {
  public:
   // With a TLS broker_uri (mqtts://), nova-cloud presents `identity`, by default the
   // test PKI's nova-cloud identity. `extra_yaml`: further sections of the config file.
+  // A `store_key_file` seals the store (store.key_file).
   CloudProcess(const std::string& broker_uri, const std::filesystem::path& dir, const std::string& client_id = "nova-cloud",
                const std::string& shared_group = "", std::uint32_t heartbeat_timeout_s = 180,
-               const std::optional<testing::TlsIdentity>& identity = std::nullopt, const std::string& extra_yaml = "")
+               const std::optional<testing::TlsIdentity>& identity = std::nullopt, const std::string& extra_yaml = "",
+               const std::filesystem::path& store_key_file = {})
       : dir_(dir), port_(testing::free_loopback_port()) {
     std::filesystem::create_directories(dir);
     // Authentication on, as in production: an admin token the test's client sends.
@@ -40,6 +42,7 @@ class CloudProcess {
     std::ofstream(dir / "cloud.yaml") << "mqtt:\n  uri: \"" << broker_uri << "\"\n  client_id: " << client_id
                                       << "\n  shared_group: \"" << shared_group << "\"\n" << tls_keys(broker_uri, identity)
                                       << "store:\n  dir: " << (dir / "store").string()
+                                      << (store_key_file.empty() ? "" : "\n  key_file: " + store_key_file.string())
                                       << "\nliveness:\n  heartbeat_timeout_s: " << heartbeat_timeout_s
                                       << "\nhttp:\n  port: " << port_ << "\nauth:\n  tokens_file: " << tokens_file().string()
                                       << "\naudit:\n  file: " << audit_file().string()

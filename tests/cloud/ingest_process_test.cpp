@@ -7,7 +7,10 @@
 // Also: malformed records and topics at the cloud broker are refused, counted by reason
 // on /metrics, and the service keeps ingesting.
 #include <catch2/catch.hpp>
+#include <leveldb/db.h>
+
 #include <filesystem>
+#include <memory>
 #include <fstream>
 #include <mqtt/async_client.h>
 #include <set>
@@ -170,6 +173,68 @@ TEST_CASE("seqs evicted while nova-cloud is away are declared gone and the rest 
   CHECK(st.evicted == evicted);  // nothing more was evicted while draining
   WARN(batches << " batches, " << evicted << " evicted while the cloud was away and skipped by it, "
                << held << " acknowledged");
+}
+
+TEST_CASE("nova-cloud's sealed store: a flipped byte is reported, counted and never served", "[cloud][ingest][at_rest]") {
+  testing::Broker broker(testing::mutual_tls());
+  const fs::path dir = broker.data_dir();
+  const fs::path key_file = dir / "storage.key";
+  std::ofstream(key_file) << security::new_storage_key_text();
+  fs::permissions(key_file, fs::perms::owner_read | fs::perms::owner_write);
+  test::CloudProcess cloud(broker.uri(), dir / "cloud", "nova-cloud", "", 180, std::nullopt, "", key_file);
+  constexpr std::uint64_t kBatches = 10;
+  {
+    test::Generator generator(kBatches * 60 + 1);  // the last sample closes batch 10
+    auto created = agent::Agent::create(test::streaming_agent("gw-sealed", broker.uri(), dir / "agent"), &generator);
+    REQUIRE(created.ok());
+    std::thread loop([&] { created.value()->run(); });
+    const bool stored = wait_watermark(cloud, "gw-sealed", kBatches, 60s);
+    created.value()->stop();
+    loop.join();
+    REQUIRE(stored);
+  }
+  auto samples_served = [&] {
+    auto j = cloud.get_json("/api/v1/nodes/gw-sealed/metrics?from=" + std::to_string(kStart) +
+                            "&to=" + std::to_string(kStart + 86'400'000));
+    std::set<schemas::Timestamp> ts;
+    if (j.is_array()) {
+      for (const auto& s : j) ts.insert(s["ts"].get<schemas::Timestamp>());
+    }
+    return ts;
+  };
+  REQUIRE(samples_served().size() >= kBatches * 60);
+  cloud.kill(SIGTERM);
+  {
+    // A byte of batch 5's stored value flipped on disk while nova-cloud is stopped.
+    leveldb::DB* raw = nullptr;
+    REQUIRE(leveldb::DB::Open(leveldb::Options(), cloud.store_dir().string(), &raw).ok());
+    std::unique_ptr<leveldb::DB> db(raw);
+    std::vector<std::string> history;
+    std::unique_ptr<leveldb::Iterator> it(db->NewIterator(leveldb::ReadOptions()));
+    for (it->Seek("h/gw-sealed/"); it->Valid() && it->key().starts_with("h/gw-sealed/"); it->Next()) {
+      history.push_back(it->key().ToString());
+    }
+    it.reset();
+    REQUIRE(history.size() >= kBatches);
+    std::string value;
+    REQUIRE(db->Get(leveldb::ReadOptions(), history[4], &value).ok());
+    value[value.size() / 2] = static_cast<char>(value[value.size() / 2] ^ 0x01);
+    REQUIRE(db->Put(leveldb::WriteOptions(), history[4], value).ok());
+  }
+  cloud.start();
+  const std::set<schemas::Timestamp> served = samples_served();
+  CHECK(served.size() >= (kBatches - 1) * 60);
+  for (std::uint64_t i = 4 * 60; i < 5 * 60; ++i) CHECK(served.count(kStart + i * 1000) == 0);  // batch 5's samples
+  CHECK(served.count(kStart) == 1);
+  CHECK(served.count(kStart + 5 * 60 * 1000) == 1);
+  auto metrics = cloud.get("/metrics");
+  REQUIRE(metrics);
+  CHECK(metrics->body.find("nova_cloud_store_corrupt_records_total 1\n") != std::string::npos);
+  std::ifstream log(cloud.log_file());
+  const std::string lines((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  CHECK_THAT(lines, Catch::Contains("level=error event=corrupt_record store=cloud key=\"h/gw-sealed/") &&
+                        Catch::Contains("reason=\"authentication failed (a changed byte, or a record moved from another "
+                                        "key)\" action=deleted"));
 }
 
 TEST_CASE("malformed upward records are refused and counted and ingest goes on", "[cloud][bad-input]") {

@@ -31,6 +31,15 @@ cmp -s "$agent" "$tmp/bundle/opt/nova-agent/versions/$sha/nova-agent" || fail "t
 dev=$tmp/dev-7
 for f in key.pem cert.pem ca.pem crl.pem; do [ -s "$dev/etc/nova-agent/tls/$f" ] || fail "tls/$f missing"; done
 [ "$(stat -c %a "$dev/etc/nova-agent/tls/key.pem")" = 600 ] || fail "the key is not 0600"
+[ "$(stat -c %a "$dev/etc/nova-agent/storage.key")" = 600 ] || fail "the storage key is not 0600"
+grep -Eqx '[0-9a-f]{64}' "$dev/etc/nova-agent/storage.key" || fail "the storage key is not 64 hex digits"
+grep -q "storage: {key_file: $dev/etc/nova-agent/storage.key}" "$dev/etc/nova-agent/agent.yaml" || fail "storage.key_file not stamped"
+# Like ssh with a private key, the agent refuses a storage key that others may read.
+chmod 0644 "$dev/etc/nova-agent/storage.key"
+out=$(timeout 30 "$agent" --config "$dev/etc/nova-agent/agent.yaml" 2>&1) && fail "a world-readable storage key was accepted"
+echo "$out" | grep -qF "event=storage_key_unavailable key=storage.key_file error=\"$dev/etc/nova-agent/storage.key: mode 0644 lets group or others read the storage key: chmod 600 it\"" \
+  || fail "unexpected: $out"
+chmod 0600 "$dev/etc/nova-agent/storage.key"
 "$agent" --config "$dev/etc/nova-agent/agent.yaml" --check-config >/dev/null || fail "the stamped config is refused"
 grep -q "id: dev-7, site: cloud/eu/par, level: 5" "$dev/etc/nova-agent/agent.yaml" || fail "identity not stamped"
 grep -q "update: {dir: $dev/opt/nova-agent}" "$dev/etc/nova-agent/agent.yaml" || fail "update.dir not stamped"

@@ -82,8 +82,13 @@ struct AgentOptions {
   std::chrono::seconds batch_interval{60};
   // How batches are encoded; qdelta rounds each value to its precision (messages.h).
   schemas::BatchEncoding batch_encoding = schemas::BatchEncoding::qdelta;
-  OutboxOptions outbox;
+  OutboxOptions outbox;  // its `storage` is set from storage_key below
   DrainOptions drain;
+  // Encryption at rest of the outbox and the inbox (storage.h); nullopt: plaintext. The
+  // caller gives the task runner the same key (TaskRunnerOptions::storage). A record that
+  // does not open is logged (event=corrupt_record), counted (corrupt_records), deleted,
+  // and never sent.
+  std::optional<security::StorageKey> storage_key;
   std::filesystem::path state_dir;  // holds the persisted bdseq
   // Tasks from the node's down task topic go to this runner (owned by the caller;
   // none: task messages are counted as unhandled). Its results go up via the outbox.
@@ -145,6 +150,7 @@ struct AgentCounters {
   std::uint64_t handler_failures = 0;  // of those, messages whose handler threw (a bug; fuzzers watch this)
   std::uint64_t connects = 0;
   std::uint64_t outbox_errors = 0;
+  std::uint64_t corrupt_records = 0;  // outbox and inbox records that did not open (deleted, never sent)
   std::uint64_t outbox_records = 0;  // gauge: records awaiting an end-to-end ack
   std::uint64_t tasks_received = 0;
   std::uint64_t configs_received = 0;
@@ -270,6 +276,8 @@ class Agent {
   void bad_input(const std::string& topic, const std::string& reason);
   HostState host_state() const;
   void drain(Clock::time_point now);
+  // Copies the stores' count of corrupt records (reported from inside them) into counters_.
+  void count_corrupt();
   void refill(Clock::time_point now);
   std::uint64_t next_bdseq();
   std::string birth_payload(schemas::NodeStatus status) const;
@@ -278,6 +286,7 @@ class Agent {
   SampleSource* source_;
   std::unique_ptr<Outbox> outbox_;
   std::unique_ptr<ControlGate> gate_;
+  std::shared_ptr<std::atomic<std::uint64_t>> corrupt_;  // filled by the stores' on_corrupt
   std::unique_ptr<Inbox> inbox_;  // tasks received but not yet handed to the runner
   std::string task_topic_;
   std::unique_ptr<Uplink> uplink_;

@@ -131,6 +131,11 @@ struct AgentConfig {
     std::uint32_t clock_skew_s = 300;             // allowance on iat and exp
     friend bool operator==(const Trust&, const Trust&) = default;
   } trust;
+  // Encryption at rest of the outbox, task store and inbox (docs/agent.md). File only.
+  struct Storage {
+    std::string key_file;  // 64 hex digits, mode 0600; empty: plaintext, warned at every start
+    friend bool operator==(const Storage&, const Storage&) = default;
+  } storage;
   struct Update {
     // The installation folder the launcher (firmware/nova-agent-launch) runs versions
     // from; empty: over-the-air updates are refused (docs/agent.md, Updates).

@@ -16,18 +16,18 @@
 #include <string>
 #include <vector>
 
+#include "nova/agent/storage.h"
 #include "nova/schemas/result.h"
-
-namespace leveldb {
-class Cache;
-class DB;
-}
 
 namespace nova::agent {
 
+struct SmallDb;
+
 class Inbox {
  public:
-  static schemas::Result<std::unique_ptr<Inbox>> open(const std::filesystem::path& dir);
+  // With storage.key the messages are sealed at rest (storage.h).
+  static schemas::Result<std::unique_ptr<Inbox>> open(const std::filesystem::path& dir,
+                                                      const StorageOptions& storage = {});
   ~Inbox();
 
   // Thread-safe. Returns false if the write failed (the message is then not acked
@@ -38,14 +38,14 @@ class Inbox {
     std::uint64_t id;
     std::string payload;
   };
-  // Loop thread: everything pending, oldest first.
-  std::vector<Entry> pending() const;
+  // Loop thread: everything pending, oldest first. A sealed message that does not open
+  // is reported to storage.on_corrupt and removed, never returned.
+  std::vector<Entry> pending();
   void remove(std::uint64_t id);
 
  private:
-  Inbox(std::unique_ptr<leveldb::Cache> cache, std::unique_ptr<leveldb::DB> db, std::uint64_t next_id);
-  std::unique_ptr<leveldb::Cache> cache_;  // outlives db_ (destroyed after it)
-  std::unique_ptr<leveldb::DB> db_;
+  Inbox(std::unique_ptr<SmallDb> db, std::uint64_t next_id);
+  std::unique_ptr<SmallDb> db_;
   std::atomic<std::uint64_t> next_id_;
 };
 

@@ -28,6 +28,7 @@
 #include <string_view>
 #include <vector>
 
+#include "nova/agent/storage.h"
 #include "nova/schemas/result.h"
 
 namespace nova::agent {
@@ -46,6 +47,8 @@ struct OutboxOptions {
   std::size_t write_buffer_bytes = 256 * 1024;
   std::size_t block_cache_bytes = 256 * 1024;
   int max_open_files = 32;
+  // Encryption at rest (storage.h): records and counters sealed with this key.
+  StorageOptions storage{};
 };
 
 struct OutboxRecord {
@@ -78,7 +81,11 @@ class Outbox {
   // forward; an older or repeated ack is a no-op.
   Status ack(std::string_view stream, std::uint64_t watermark);
 
-  // Up to `max` stored records of `stream` with seq > after, in seq order.
+  // Up to `max` stored records of `stream` with seq > after, in seq order. A sealed
+  // record that does not open (a changed byte, moved, another key) is reported to
+  // options.storage.on_corrupt, deleted and skipped: never returned, so never sent. Its
+  // seq is then a gap like an evicted one's (`first` in stats() moves past it once it is
+  // the lowest held).
   Result<std::vector<OutboxRecord>> read(std::string_view stream, std::uint64_t after,
                                          std::size_t max) const;
 
@@ -88,6 +95,8 @@ class Outbox {
 
   std::map<std::string, StreamStats> stats() const;
   std::uint64_t total_bytes() const;
+  // Records deleted by read() because they did not open, since open().
+  std::uint64_t corrupt_records() const;
 
   Outbox(const Outbox&) = delete;
   Outbox& operator=(const Outbox&) = delete;

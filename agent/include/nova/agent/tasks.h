@@ -68,7 +68,9 @@
 #include <string>
 #include <vector>
 
+#include "nova/agent/storage.h"
 #include "nova/schemas/messages.h"
+#include "nova/agent/storage.h"
 #include "nova/schemas/result.h"
 
 namespace nova::agent {
@@ -99,6 +101,7 @@ struct AdmissionLimits {
 
 struct TaskRunnerOptions {
   std::filesystem::path dir;  // the runner's own LevelDB
+  StorageOptions storage{};   // encryption at rest of that LevelDB (storage.h)
   std::size_t max_concurrent = 2;
   // Queued tasks beyond this are refused ("queue full"): the disk the queue may take
   // stays bounded on a device whose cloud keeps sending.

@@ -17,6 +17,7 @@
 #include "nova/cloud/service.h"
 #include "nova/common/log.h"
 #include "nova/schemas/result.h"
+#include "nova/security/sealed_records.h"
 
 namespace nova::cloud {
 
@@ -37,6 +38,9 @@ struct CloudConfig {
     std::uint32_t raw_retention_h = 24;          // raw metric batches
     std::uint32_t downsampled_retention_d = 30;  // per-minute aggregates
     std::uint32_t record_retention_d = 30;       // results, decisions, alerts
+    // Encryption at rest: 64 hex digits, mode 0600 (security/sealed_records.h); empty:
+    // the store is plaintext, warned at every start.
+    std::string key_file;
   } store;
   struct Ingest {
     // A record whose seq lies further than this beyond its stream's watermark is refused
@@ -87,6 +91,8 @@ struct CloudConfig {
   CloudOptions service_options() const;
   // The key named by signing.key_file; none when signing.insecure_unsigned allows it.
   schemas::Result<std::optional<security::SigningKey>> signing_key() const;
+  // The key named by store.key_file; none when it is empty.
+  schemas::Result<std::optional<security::StorageKey>> storage_key() const;
 };
 
 // The file's shape and values only (no file is opened).

@@ -47,6 +47,7 @@
 // `record_retention`.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -60,10 +61,13 @@
 
 #include "nova/schemas/messages.h"
 #include "nova/schemas/result.h"
+#include "nova/security/sealed_store.h"
 
 namespace leveldb {
 class DB;
 class Cache;
+class Slice;
+class WriteBatch;
 }  // namespace leveldb
 
 namespace nova::cloud {
@@ -80,6 +84,11 @@ struct StoreOptions {
   std::size_t block_cache_bytes = 8 << 20;
   std::size_t write_buffer_bytes = 4 << 20;
   std::uint64_t max_seq_ahead = 1'000'000;  // records further ahead are refused (see above)
+  // Encryption at rest (nova/security/sealed_store.h): every value sealed with this key;
+  // nullopt: plaintext. A value that does not open is reported to on_corrupt, counted
+  // (StoreCounters::corrupt), deleted, and never served or published.
+  std::optional<security::StorageKey> storage_key{};
+  security::CorruptRecordSink on_corrupt{};
 };
 
 // One decoded upward record, ready to store. `payload` is what arrived on the wire and is
@@ -129,6 +138,7 @@ struct StoreCounters {
   std::uint64_t writes = 0;      // synced writes (groups)
   std::uint64_t skipped = 0;     // seqs never stored that the sender declared gone ("first")
   std::uint64_t too_far_ahead = 0;  // records refused: seq beyond watermark + max_seq_ahead
+  std::uint64_t corrupt = 0;        // stored values that did not open (sealed store), deleted
 };
 
 // Thread-safe: one ingest thread admits while API threads query.
@@ -177,6 +187,9 @@ class IngestStore {
   struct StreamState;
   explicit IngestStore(const StoreOptions& options);
   StreamState& stream(const std::string& node, const std::string& stream);
+  void put_sealed(leveldb::WriteBatch& batch, const std::string& key, std::string_view value) const;
+  // The value under `key`, or nullopt after reporting, counting and deleting it.
+  std::optional<std::string> opened(const leveldb::Slice& key, const leveldb::Slice& value);
 
   StoreOptions options_;
   mutable std::mutex mutex_;  // admit() runs on the ingest thread, queries on HTTP threads
@@ -184,6 +197,8 @@ class IngestStore {
   std::unique_ptr<leveldb::DB> db_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<StreamState>> streams_;
   StoreCounters counters_;
+  std::optional<security::StoreSeal> seal_;  // set by open()
+  std::atomic<std::uint64_t> corrupt_{0};
 };
 
 }  // namespace nova::cloud

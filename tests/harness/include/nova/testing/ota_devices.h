@@ -30,6 +30,7 @@
 #include "nova/agent/outbox.h"
 #include "nova/schemas/codec.h"
 #include "nova/security/digest.h"
+#include "nova/security/sealed_records.h"
 #include "nova/testing/broker.h"
 #include "nova/testing/child_process.h"
 #include "nova/testing/paho_tls.h"
@@ -178,7 +179,14 @@ class Device {
   // Metrics batches this device made, every version and run of it: the last seq its
   // outbox gave. Only while stopped (LevelDB admits one process).
   std::uint64_t batches_made() const {
-    auto outbox = nova::agent::Outbox::open({root_ / "var/lib/nova-agent/outbox"});
+    // Sealed with the storage key provisioning wrote (docs/security.md, Encryption at rest).
+    nova::agent::OutboxOptions options;
+    options.dir = root_ / "var/lib/nova-agent/outbox";
+    auto key = nova::security::load_storage_key(root_ / "etc/nova-agent/storage.key");
+    REQUIRE(key);
+    options.storage.key = key.value();
+    auto outbox = nova::agent::Outbox::open(options);
+    INFO((outbox ? "" : outbox.error().message()));
     REQUIRE(outbox);
     return outbox.value()->next_seq("metrics") - 1;
   }
