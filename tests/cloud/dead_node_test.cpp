@@ -38,8 +38,6 @@ using nlohmann::json;
 
 namespace {
 
-using test::kDeviceSite;
-using test::kTwoDevices;
 constexpr auto kDeadWithin = 10s;
 constexpr auto kMargin = 5s;
 
@@ -61,17 +59,24 @@ TEST_CASE("a node that stops answering without closing its connection is dead wi
   auto broker = testing::start_broker(testing::BrokerKind::mosquitto, testing::Transport::mutual_tls);
   test::CloudProcess cloud(broker->uri(), broker->data_dir() / "cloud");
   std::map<std::string, std::unique_ptr<testing::AgentProcess>> agents;
-  for (const auto& node : kTwoDevices) {
+  for (const auto& node : test::kTwoDevices) {
     const fs::path dir = broker->data_dir() / node;
     fs::create_directories(dir);
-    testing::write_agent_config(dir / "agent.yaml", node, kDeviceSite, 5, broker->uri(), dir);  // default keepalive
-    agents[node] = std::make_unique<testing::AgentProcess>(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
+    testing::write_agent_config(dir / "agent.yaml", node, test::kDeviceSite, 5, broker->uri(),
+                                dir);  // default keepalive
+    agents[node] = std::make_unique<testing::AgentProcess>(NOVA_AGENT_BIN, dir / "agent.yaml",
+                                                           dir / "agent.log");
   }
   auto liveness = [&](const std::string& node) {
     const json n = cloud.get_json("/api/v1/nodes/" + node);
     return n.is_object() && n.contains("liveness") ? n["liveness"].get<std::string>() : "";
   };
-  REQUIRE(testing::poll_until([&] { return liveness(kTwoDevices[0]) == "alive" && liveness(kTwoDevices[1]) == "alive"; }, 30s));
+  REQUIRE(testing::poll_until(
+      [&] {
+        return liveness(test::kTwoDevices[0]) == "alive" &&
+               liveness(test::kTwoDevices[1]) == "alive";
+      },
+      30s));
 
   auto submitted = cloud.post("/api/v1/workloads", test::workload_spec("survivor", "/bin/sleep 90"));
   REQUIRE(submitted);
@@ -159,7 +164,7 @@ TEST_CASE("idle uplink bytes per hour by keepalive", "[.][keepalive_cost]") {
   for (const auto& [node, seconds] : keepalive) {
     const fs::path dir = broker->data_dir() / node;
     fs::create_directories(dir);
-    testing::write_agent_config(dir / "agent.yaml", node, kDeviceSite, 5, broker->uri(), dir, "",
+    testing::write_agent_config(dir / "agent.yaml", node, test::kDeviceSite, 5, broker->uri(), dir, "",
                                 ", keepalive_s: " + std::to_string(seconds));
     agents[node] = std::make_unique<testing::AgentProcess>(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
   }

@@ -43,8 +43,6 @@ using nlohmann::json;
 
 namespace {
 
-using test::kDeviceSite;
-using test::kTwoDevices;
 constexpr schemas::Timestamp kDwellMs = 10'000;
 constexpr schemas::Timestamp kSustainMs = 3'000;
 constexpr const char* kMigrationYaml =
@@ -64,7 +62,7 @@ class CpuFeed {
  public:
   explicit CpuFeed(const std::string& uri) : client_(uri, "test-cpu-feed") {
     client_.connect(testing::connect_options(uri, "test-cpu-feed"));  // the test PKI's certificate for mqtts://
-    for (const auto& n : kTwoDevices) load_[n] = Load::calm;
+    for (const auto& n : test::kTwoDevices) load_[n] = Load::calm;
     thread_ = std::thread([this] { run(); });
   }
   ~CpuFeed() {
@@ -94,7 +92,7 @@ class CpuFeed {
     std::uint64_t seq = 0;
     while (!stop_) {
       ++seq;
-      for (const auto& node : kTwoDevices) {
+      for (const auto& node : test::kTwoDevices) {
         schemas::MetricsBatch batch;
         batch.position = {node, "cpu-feed", seq};
         schemas::MetricSample s;
@@ -157,11 +155,11 @@ TEST_CASE("a node at 100 % keeps its workload for the dwell time and a node arou
   test::CloudProcess cloud(broker->uri(), broker->data_dir() / "cloud", "nova-cloud", "", 180, std::nullopt,
                            kMigrationYaml);
   std::map<std::string, std::unique_ptr<testing::AgentProcess>> agents;
-  for (const auto& node : kTwoDevices) {
+  for (const auto& node : test::kTwoDevices) {
     const fs::path dir = broker->data_dir() / node;
     fs::create_directories(dir);
     // No batches of their own during the test: the feed is the only CPU the cloud sees.
-    testing::write_agent_config(dir / "agent.yaml", node, kDeviceSite, 5, broker->uri(), dir,
+    testing::write_agent_config(dir / "agent.yaml", node, test::kDeviceSite, 5, broker->uri(), dir,
                                 "metrics: {interval_ms: 1000, batch_interval_s: 3600}\n");
     agents[node] = std::make_unique<testing::AgentProcess>(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
   }
@@ -169,7 +167,7 @@ TEST_CASE("a node at 100 % keeps its workload for the dwell time and a node arou
     const json n = cloud.get_json("/api/v1/nodes/" + node);
     return n.is_object() && n["liveness"] == "alive";
   };
-  REQUIRE(testing::poll_until([&] { return alive(kTwoDevices[0]) && alive(kTwoDevices[1]); }, 30s));
+  REQUIRE(testing::poll_until([&] { return alive(test::kTwoDevices[0]) && alive(test::kTwoDevices[1]); }, 30s));
   CpuFeed feed(broker->uri());
 
   // 1. At 100 % from the placement on: overloaded after 3 s, but the workload dwells 10 s.
