@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "nova/agent/outbox.h"
@@ -17,12 +18,22 @@
 
 namespace nova::test {
 
+// The node crash_child publishes as (its birth names site path cloud/eu/par/par-a1).
+inline constexpr const char* kCrashChildNode = "gw-crash";
+
 // Starts crash_child against `uri` with its state under `dir`; with drain_only it
 // produces no samples and exits once its outbox is fully acknowledged. For a TLS uri
-// its identity (gw-crash, of this process's test PKI) goes in NOVA_CRASH_TLS_CA, _CERT
-// and _KEY: the child has no PKI of its own.
-inline pid_t spawn_crash_child(const std::string& uri, const std::filesystem::path& dir, bool drain_only) {
-  const auto tls = testing::tls_files_for(uri, "gw-crash");
+// its identity goes in NOVA_CRASH_TLS_CA, _CERT and _KEY (the child has no PKI of its
+// own): `identity` when given (a hierarchy's PKI), else gw-crash of this process's test
+// PKI.
+inline pid_t spawn_crash_child(const std::string& uri, const std::filesystem::path& dir, bool drain_only,
+                               const std::optional<testing::TlsIdentity>& identity = std::nullopt) {
+  std::optional<security::TlsFiles> tls;
+  if (identity) {
+    tls = security::TlsFiles{identity->ca.string(), identity->cert.string(), identity->key.string()};
+  } else {
+    tls = testing::tls_files_for(uri, kCrashChildNode);
+  }
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a test that failed or crashed

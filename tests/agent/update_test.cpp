@@ -181,12 +181,7 @@ TEST_CASE("a signed update rolls out in waves, broken versions roll back by them
 
   // Every batch made reaches the consumer: stop all, count what each device made, start
   // them again so the last ones drain, and compare.
-  std::map<std::string, std::uint64_t> made;
-  for (auto& d : devices) d->stop();
-  for (auto& d : devices) {
-    made[d->node()] = d->batches_made();
-    d->start();
-  }
+  std::map<std::string, std::uint64_t> made = batches_made_then_restart(devices);
   for (auto& d : devices) {
     INFO(d->node() << " made " << made[d->node()] << " batches");
     CHECK(made[d->node()] >= 3);

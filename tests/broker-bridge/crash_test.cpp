@@ -37,12 +37,6 @@
 
 using namespace nova::hiertest;
 
-namespace {
-long long ms(Clock::duration duration) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(duration).count();
-}
-}  // namespace
-
 TEST_CASE("SIGKILL of a metro broker mid-stream: what arrives at the cloud",
           "[hierarchy][crash]") {
   constexpr std::uint64_t kMessages = 10'000;
@@ -123,7 +117,7 @@ TEST_CASE("SIGKILL of a metro broker mid-stream: what arrives at the cloud",
             << "crash: all:            " << all.summary() << '\n'
             << "crash: before kill:    " << before.summary() << '\n'
             << "crash: kill..restart:  " << during.summary() << '\n'
-            << "crash: (the restart was reported " << ms(restart_seen - killed_at)
+            << "crash: (the restart was reported " << whole_ms(restart_seen - killed_at)
             << " ms after the kill; the access bridge then reconnects with its back-off)\n"
             << "crash: after restart:  " << after.summary() << '\n'
             << "crash: lost seqs: " << (all.lost.empty() ? "none" : ranges(all.lost)) << '\n'

@@ -19,7 +19,6 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <string>
@@ -34,18 +33,6 @@ using nova::bridge::LinkState;
 namespace {
 
 constexpr auto kTrueWithin = std::chrono::milliseconds(5000);  // the requirement
-
-const char* const kChain = R"(name: restart-chain
-sites:
-  - {id: top, level: 1}
-  - {id: mid, level: 2, parent: top, overrides: {restart_timeout: [1, 2]}}
-  - {id: low, level: 3, parent: mid, overrides: {restart_timeout: [1, 2]}}
-nodes:
-  - {id: node-mid, site: mid}
-  - {id: node-low, site: low}
-)";
-
-long long ms(Clock::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
 
 // A bridge's connections as its parent logged them ("New bridge connected ... as bridge.mid").
 std::size_t bridge_connections(const RunningHierarchy& running, const std::string& parent, const std::string& child) {
@@ -99,10 +86,7 @@ std::map<std::string, std::string> retained_by_mosquitto_sub(const RunningHierar
 
 TEST_CASE("restart of every broker of a chain: retained state true at the top within 5 s, QoS 1 once",
           "[hierarchy][restart]") {
-  RunDir topo_dir("nova-restart-topology");
-  const auto topo_file = topo_dir.path() / "chain.yaml";
-  std::ofstream(topo_file) << kChain;
-  auto running = start_hierarchy(load_topology(topo_file), "nova-hier-restart", Transport::mutual_tls,
+  auto running = start_hierarchy(chain_topology("restart-chain"), "nova-hier-restart", Transport::mutual_tls,
                                  {"restart-consumer", "restart-outside"});
   auto& hierarchy = **running;
 
@@ -185,7 +169,7 @@ TEST_CASE("restart of every broker of a chain: retained state true at the top wi
     const auto took = links_true_at_top(*running, seen, restarted);
     if (took) {
       std::cout << "restart of " << name << " by " << kind << ": links true at the top after "
-                << ms(*took) << " ms\n";
+                << whole_ms(*took) << " ms\n";
     }
     CHECK(took.has_value());
 

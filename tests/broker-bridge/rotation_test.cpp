@@ -46,18 +46,6 @@ using nova::security::testing::run;
 
 namespace {
 
-const char* const kChain = R"(name: rotation-chain
-sites:
-  - {id: top, level: 1}
-  - {id: mid, level: 2, parent: top, overrides: {restart_timeout: [1, 2]}}
-  - {id: low, level: 3, parent: mid, overrides: {restart_timeout: [1, 2]}}
-nodes:
-  - {id: node-mid, site: mid}
-  - {id: node-low, site: low}
-)";
-
-long long ms(Clock::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
-
 Pki open_pki(const fs::path& dir) {
   auto pki = Pki::open(dir);
   if (!pki) throw std::runtime_error(pki.error().message());
@@ -121,10 +109,8 @@ class Timing {
 
 TEST_CASE("rotating a broker's and a bridge's certificate mid-stream: nothing lost, the new certificates in use",
           "[hierarchy][tls][rotation]") {
-  RunDir topo_dir("nova-rotation-topology");
-  const auto topo_file = topo_dir.path() / "chain.yaml";
-  std::ofstream(topo_file) << kChain;
-  auto running = start_hierarchy(load_topology(topo_file), "nova-hier-rotation", Transport::mutual_tls);
+  RunDir scratch("nova-rotation-scratch");
+  auto running = start_hierarchy(chain_topology("rotation-chain"), "nova-hier-rotation", Transport::mutual_tls);
   auto& hierarchy = **running;
   const Layout pki(running->pki_dir());
   const std::string node = "node-low";
@@ -183,7 +169,7 @@ TEST_CASE("rotating a broker's and a bridge's certificate mid-stream: nothing lo
   const std::uint64_t baseline_end = last_sent;
 
   // 1. mid's broker certificate: renewed, then reload (SIGHUP to mid).
-  const std::string old_mid_serial = served_serial(pki, hierarchy.port("mid"), topo_dir.path() / "hello.txt");
+  const std::string old_mid_serial = served_serial(pki, hierarchy.port("mid"), scratch.path() / "hello.txt");
   REQUIRE(old_mid_serial == nova::security::read_certificate(pki.identity_cert("mid"))->serial_hex);
   CertificateInfo renewed;
   {
@@ -204,7 +190,7 @@ TEST_CASE("rotating a broker's and a bridge's certificate mid-stream: nothing lo
   // SIGHUP is handled in Mosquitto's main loop: the log line says it is done.
   CHECK(wait_for_file_count(hierarchy.site_dir("mid") / "mosquitto.log", "Reloading config.", 1,
                               std::chrono::seconds(10)));
-  const std::string new_mid_serial = served_serial(pki, hierarchy.port("mid"), topo_dir.path() / "hello.txt");
+  const std::string new_mid_serial = served_serial(pki, hierarchy.port("mid"), scratch.path() / "hello.txt");
   CHECK(new_mid_serial == renewed.serial_hex);
   CHECK(new_mid_serial != old_mid_serial);
   REQUIRE(records_flow(200));
@@ -217,7 +203,7 @@ TEST_CASE("rotating a broker's and a bridge's certificate mid-stream: nothing lo
   CHECK(consumer.connections_lost() == 0);
 
   // 2. bridge.mid's key and certificate replaced, the old one revoked.
-  const fs::path old_bridge = topo_dir.path() / "old-bridge.mid";
+  const fs::path old_bridge = scratch.path() / "old-bridge.mid";
   fs::create_directories(old_bridge);
   fs::copy_file(pki.identity_cert("bridge.mid"), old_bridge / "cert.pem");
   fs::copy_file(pki.identity_key("bridge.mid"), old_bridge / "key.pem");
@@ -302,13 +288,13 @@ TEST_CASE("rotating a broker's and a bridge's certificate mid-stream: nothing lo
   const auto broker = timing.delays(broker_rotation_first, broker_rotation_last, slow);
   const auto bridge = timing.delays(bridge_rotation_first, bridge_rotation_last, slow);
   std::cout << "rotation: " << accounting.summary() << "\n"
-            << "rotation: before, records 1-" << baseline_end << ": worst delay " << ms(base.first) << " ms, "
+            << "rotation: before, records 1-" << baseline_end << ": worst delay " << whole_ms(base.first) << " ms, "
             << base.second << " over 100 ms\n"
             << "rotation: broker certificate (SIGHUP), records " << broker_rotation_first << "-"
-            << broker_rotation_last << ": worst delay " << ms(broker.first) << " ms, " << broker.second
+            << broker_rotation_last << ": worst delay " << whole_ms(broker.first) << " ms, " << broker.second
             << " over 100 ms, 0 reconnects\n"
             << "rotation: bridge certificate (restart of mid), records " << bridge_rotation_first << "-"
-            << bridge_rotation_last << ": worst delay " << ms(bridge.first) << " ms, " << bridge.second
-            << " over 100 ms; mid's bridge back at the top after " << ms(mid_back) << " ms, low's at mid after "
-            << ms(low_back) << " ms\n";
+            << bridge_rotation_last << ": worst delay " << whole_ms(bridge.first) << " ms, " << bridge.second
+            << " over 100 ms; mid's bridge back at the top after " << whole_ms(mid_back) << " ms, low's at mid after "
+            << whole_ms(low_back) << " ms\n";
 }

@@ -1,4 +1,5 @@
-// Shared pieces of the broker-hierarchy acceptance tests: the example topology, payloads
+// Shared pieces of the broker-hierarchy acceptance tests: the example topology and a
+// three-broker chain, payloads
 // built with the codec, a per-(node, seq) tally that can be awaited, and a child process
 // that can be SIGKILLed.
 #pragma once
@@ -35,6 +36,29 @@ namespace nova::hiertest {
 
 // Set by CMake: the example topology every test starts from.
 inline tiers::Topology example_topology() { return load_topology(NOVA_FIVE_TIER_YAML); }
+
+// A chain of three brokers, top (level 1) <- mid (2) <- low (3), named `name`, with a node
+// at mid and one at low. mid's and low's bridges retry after 1-2 s (restart_timeout), so
+// tests that restart or rotate a broker see its bridges back quickly.
+inline tiers::Topology chain_topology(const std::string& name) {
+  const std::string yaml = "name: " + name + R"(
+sites:
+  - {id: top, level: 1}
+  - {id: mid, level: 2, parent: top, overrides: {restart_timeout: [1, 2]}}
+  - {id: low, level: 3, parent: mid, overrides: {restart_timeout: [1, 2]}}
+nodes:
+  - {id: node-mid, site: mid}
+  - {id: node-low, site: low}
+)";
+  auto topology = tiers::Topology::parse_yaml(yaml);
+  if (!topology.ok()) throw std::runtime_error(name + ": " + topology.error().message());
+  return std::move(topology).value();
+}
+
+// A duration in whole milliseconds, for the figures tests print.
+inline long long whole_ms(Clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
 
 // The example over mutual TLS, with `operators` enrolled (start_hierarchy).
 inline std::unique_ptr<RunningHierarchy> start_example(const std::string& test_name,

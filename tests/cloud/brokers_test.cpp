@@ -27,6 +27,7 @@
 
 #include "cloud_process.h"
 #include "workload_spec.h"
+#include "two_devices.h"
 #include "nova/agent/outbox.h"
 #include "nova/schemas/codec.h"
 #include "nova/testing/agent_process.h"
@@ -44,8 +45,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char* kSite = "cloud/eu/par/par-a1";
-const std::vector<std::string> kDevices = {"dev-a", "dev-b"};
 constexpr auto kTrueAgainWithin = 5s;
 // An agent defers a task while host CPU is at 100 %, and nova-cloud may migrate it off a
 // node above 90 %: on a loaded test machine a result can take this long.
@@ -59,7 +58,7 @@ struct Deployment {
   explicit Deployment(testing::BrokerKind kind)
       : broker(testing::start_broker(kind, testing::Transport::mutual_tls)),
         cloud(std::make_unique<test::CloudProcess>(broker->uri(), broker->data_dir() / "cloud")) {
-    for (const auto& node : kDevices) {
+    for (const auto& node : test::kTwoDevices) {
       fs::create_directories(dir(node));
       configure(node, "{interval_ms: 1000, batch_interval_s: 10}");
       start(node);
@@ -68,7 +67,7 @@ struct Deployment {
 
   fs::path dir(const std::string& node) const { return broker->data_dir() / node; }
   void configure(const std::string& node, const std::string& metrics) {
-    testing::write_agent_config(dir(node) / "agent.yaml", node, kSite, 5, broker->uri(), dir(node),
+    testing::write_agent_config(dir(node) / "agent.yaml", node, test::kDeviceSite, 5, broker->uri(), dir(node),
                                 "metrics: " + metrics + "\ndrain: {jitter_ms: 0}\n");
   }
   void start(const std::string& node) {
@@ -107,7 +106,7 @@ void end_to_end(testing::BrokerKind kind) {
   REQUIRE(testing::poll_until([&] { return d.liveness("dev-a") == "alive" && d.liveness("dev-b") == "alive"; }, 30s));
 
   // Metrics stored and acknowledged (the restart suite shows the acks drain outboxes).
-  for (const auto& node : kDevices) {
+  for (const auto& node : test::kTwoDevices) {
     REQUIRE(testing::poll_until([&] { return d.watermark(node) >= 1; }, 30s));
   }
 
@@ -205,7 +204,7 @@ void restart_cloud_suite(testing::BrokerKind kind) {
   Deployment d(kind);
   auto both_alive = [&] { return d.liveness("dev-a") == "alive" && d.liveness("dev-b") == "alive"; };
   REQUIRE(testing::poll_until(both_alive, 30s));
-  for (const auto& node : kDevices) {  // a first batch stored and acked before the faults
+  for (const auto& node : test::kTwoDevices) {  // a first batch stored and acked before the faults
     REQUIRE(testing::poll_until([&] { return d.watermark(node) >= 1; }, 30s));
   }
   auto submitted = d.cloud->post("/api/v1/workloads", workload_spec("long", "exec /bin/sleep 600"));
@@ -261,13 +260,13 @@ void restart_cloud_suite(testing::BrokerKind kind) {
   // batch for an hour drain the rest.
   d.agents.at(other)->signal(SIGTERM);
   std::map<std::string, std::uint64_t> created;
-  for (const auto& node : kDevices) {
+  for (const auto& node : test::kTwoDevices) {
     d.agents.at(node).reset();
     created[node] = d.created(node);
     d.configure(node, "{interval_ms: 60000, batch_interval_s: 3600}");
     d.start(node);
   }
-  for (const auto& node : kDevices) {
+  for (const auto& node : test::kTwoDevices) {
     INFO(node << ": created " << created[node] << ", cloud watermark " << d.watermark(node));
     CHECK(testing::poll_until([&] { return d.watermark(node) == created[node]; }, 30s));
     WARN(testing::to_string(kind) << ": " << node << " sent " << created[node]
@@ -313,7 +312,8 @@ void publish_state(const testing::TestBroker& broker, const std::string& node, s
   s.status = status;
   s.bdseq = 1;
   if (status == schemas::NodeStatus::online) {
-    s.description = schemas::NodeDescription{5, kSite, "x86_64", "test", {}, {4000, 4096, 10000}, std::nullopt};
+    s.description = schemas::NodeDescription{5,  test::kDeviceSite,   "x86_64",    "test",
+                                             {}, {4000, 4096, 10000}, std::nullopt};
   }
   publish_retained(broker, "nova/v1/up/" + node + "/state", schemas::encode_cbor(s));
 }
@@ -326,7 +326,7 @@ void publish_placement_then_workload(const testing::TestBroker& broker, const st
   schemas::Placement placement;
   placement.workload_id = "w";
   placement.node = node;
-  placement.site = kSite;
+  placement.site = test::kDeviceSite;
   placement.score = 90;
   placement.revision = 7;
   placement.ts = 1;

@@ -24,6 +24,7 @@
 
 #include "cloud_process.h"
 #include "workload_spec.h"
+#include "two_devices.h"
 #include "nova/schemas/codec.h"
 #include "nova/testing/agent_process.h"
 #include "nova/testing/poll.h"
@@ -37,8 +38,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char* kSite = "cloud/eu/par/par-a1";
-const std::vector<std::string> kNodes = {"dev-a", "dev-b"};
 constexpr auto kDeadWithin = 10s;
 constexpr auto kMargin = 5s;
 
@@ -60,17 +59,24 @@ TEST_CASE("a node that stops answering without closing its connection is dead wi
   auto broker = testing::start_broker(testing::BrokerKind::mosquitto, testing::Transport::mutual_tls);
   test::CloudProcess cloud(broker->uri(), broker->data_dir() / "cloud");
   std::map<std::string, std::unique_ptr<testing::AgentProcess>> agents;
-  for (const auto& node : kNodes) {
+  for (const auto& node : test::kTwoDevices) {
     const fs::path dir = broker->data_dir() / node;
     fs::create_directories(dir);
-    testing::write_agent_config(dir / "agent.yaml", node, kSite, 5, broker->uri(), dir);  // default keepalive
-    agents[node] = std::make_unique<testing::AgentProcess>(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
+    testing::write_agent_config(dir / "agent.yaml", node, test::kDeviceSite, 5, broker->uri(),
+                                dir);  // default keepalive
+    agents[node] = std::make_unique<testing::AgentProcess>(NOVA_AGENT_BIN, dir / "agent.yaml",
+                                                           dir / "agent.log");
   }
   auto liveness = [&](const std::string& node) {
     const json n = cloud.get_json("/api/v1/nodes/" + node);
     return n.is_object() && n.contains("liveness") ? n["liveness"].get<std::string>() : "";
   };
-  REQUIRE(testing::poll_until([&] { return liveness(kNodes[0]) == "alive" && liveness(kNodes[1]) == "alive"; }, 30s));
+  REQUIRE(testing::poll_until(
+      [&] {
+        return liveness(test::kTwoDevices[0]) == "alive" &&
+               liveness(test::kTwoDevices[1]) == "alive";
+      },
+      30s));
 
   auto submitted = cloud.post("/api/v1/workloads", test::workload_spec("survivor", "/bin/sleep 90"));
   REQUIRE(submitted);
@@ -82,7 +88,7 @@ TEST_CASE("a node that stops answering without closing its connection is dead wi
     victim = w["placement"]["node"].get<std::string>();
     return true;
   }, 10s));
-  const std::string survivor_node = victim == kNodes[0] ? kNodes[1] : kNodes[0];
+  const std::string survivor_node = test::other_device(victim);
 
   REQUIRE(::kill(agents[victim]->pid(), SIGSTOP) == 0);
   const auto stopped = std::chrono::steady_clock::now();
@@ -149,14 +155,16 @@ SocketCounters counters_of(pid_t pid, std::uint16_t port) {
 TEST_CASE("idle uplink bytes per hour by keepalive", "[.][keepalive_cost]") {
   const char* env = std::getenv("NOVA_KEEPALIVE_COST_S");
   const std::uint64_t span_s = env != nullptr ? std::stoull(env) : 300;
-  auto broker = testing::start_broker(testing::BrokerKind::mosquitto, testing::Transport::mutual_tls);
+  // Plaintext on purpose: the figures (docs/benchmarks.md) are MQTT's own keepalive
+  // bytes and segments, without TLS records around them.
+  auto broker = testing::start_broker(testing::BrokerKind::mosquitto, testing::Transport::insecure_plaintext);
   test::CloudProcess cloud(broker->uri(), broker->data_dir() / "cloud");
   const std::map<std::string, int> keepalive = {{"ka-2", 2}, {"ka-5", 5}, {"ka-30", 30}};
   std::map<std::string, std::unique_ptr<testing::AgentProcess>> agents;
   for (const auto& [node, seconds] : keepalive) {
     const fs::path dir = broker->data_dir() / node;
     fs::create_directories(dir);
-    testing::write_agent_config(dir / "agent.yaml", node, kSite, 5, broker->uri(), dir, "",
+    testing::write_agent_config(dir / "agent.yaml", node, test::kDeviceSite, 5, broker->uri(), dir, "",
                                 ", keepalive_s: " + std::to_string(seconds));
     agents[node] = std::make_unique<testing::AgentProcess>(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
   }

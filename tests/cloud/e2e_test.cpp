@@ -17,7 +17,6 @@
 
 #include "cloud_process.h"
 #include "hierarchy_support.h"
-#include "nova/security/layout.h"
 #include "nova/testing/agent_process.h"
 #include "workload_spec.h"
 
@@ -47,22 +46,16 @@ bool poll(const test::CloudProcess& cloud, const std::string& path, const std::f
 
 const char* const kDevices[] = {"dev-par-a1-1", "dev-par-a2-1", "dev-ber-a1-1"};
 
-// An identity's files in the hierarchy's PKI.
-testing::TlsIdentity identity(const hiertest::RunningHierarchy& h, const std::string& cn) {
-  const security::Layout pki(h.pki_dir());
-  return {pki.trust_ca(), pki.identity_cert(cn), pki.identity_key(cn)};
-}
-
 }  // namespace
 
 TEST_CASE("workloads by REST run on devices three hops down and fail over when their agent dies",
           "[cloud][e2e]") {
   const tiers::Topology topology = hiertest::load_topology(NOVA_EXAMPLE_TOPOLOGY);
-  auto h = hiertest::start_hierarchy(topology, "nova-cloud-e2e", hiertest::Transport::mutual_tls);
+  auto h = hiertest::start_hierarchy(topology, "nova-cloud-e2e", testing::Transport::mutual_tls);
   const fs::path dir = h->dir.path() / "e2e";
   // The client id is the certificate's CN: the ACL lets nova-cloud's probes write only
   // under nova/v1/up/nova-cloud/.
-  test::CloudProcess cloud(h->tls_uri("cloud"), dir / "cloud", "nova-cloud", "", 180, identity(*h, "nova-cloud"));
+  test::CloudProcess cloud(h->tls_uri("cloud"), dir / "cloud", "nova-cloud", "", 180, h->identity("nova-cloud"));
 
   std::map<std::string, std::unique_ptr<testing::AgentProcess>> agents;
   for (const char* node : kDevices) {
@@ -71,7 +64,7 @@ TEST_CASE("workloads by REST run on devices three hops down and fail over when t
     const tiers::Site& site = topology.site(spec->site);
     const fs::path adir = dir / node;
     fs::create_directories(adir);
-    const testing::TlsIdentity id = identity(*h, node);
+    const testing::TlsIdentity id = h->identity(node);
     testing::write_agent_config(adir / "agent.yaml", node, site.path.str(), 5, h->tls_uri(site.id()), adir,
                                 "metrics: {interval_ms: 1000, batch_interval_s: 10}\ndrain: {jitter_ms: 0}\n",
                                 ", tls_ca_file: " + id.ca.string() + ", tls_cert_file: " + id.cert.string() +

@@ -29,6 +29,7 @@
 
 #include "cloud_process.h"
 #include "workload_spec.h"
+#include "two_devices.h"
 #include "nova/schemas/codec.h"
 #include "nova/testing/agent_process.h"
 #include "nova/testing/paho_tls.h"
@@ -42,8 +43,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char* kSite = "cloud/eu/par/par-a1";
-const std::array<std::string, 2> kNodes = {"dev-a", "dev-b"};
 constexpr schemas::Timestamp kDwellMs = 10'000;
 constexpr schemas::Timestamp kSustainMs = 3'000;
 constexpr const char* kMigrationYaml =
@@ -62,8 +61,8 @@ enum class Load { calm, around_90, full };
 class CpuFeed {
  public:
   explicit CpuFeed(const std::string& uri) : client_(uri, "test-cpu-feed") {
-    client_.connect(testing::connect_options(uri, "test-cpu-feed"));
-    for (const auto& n : kNodes) load_[n] = Load::calm;
+    client_.connect(testing::connect_options(uri, "test-cpu-feed"));  // the test PKI's certificate for mqtts://
+    for (const auto& n : test::kTwoDevices) load_[n] = Load::calm;
     thread_ = std::thread([this] { run(); });
   }
   ~CpuFeed() {
@@ -93,7 +92,7 @@ class CpuFeed {
     std::uint64_t seq = 0;
     while (!stop_) {
       ++seq;
-      for (const auto& node : kNodes) {
+      for (const auto& node : test::kTwoDevices) {
         schemas::MetricsBatch batch;
         batch.position = {node, "cpu-feed", seq};
         schemas::MetricSample s;
@@ -156,11 +155,11 @@ TEST_CASE("a node at 100 % keeps its workload for the dwell time and a node arou
   test::CloudProcess cloud(broker->uri(), broker->data_dir() / "cloud", "nova-cloud", "", 180, std::nullopt,
                            kMigrationYaml);
   std::map<std::string, std::unique_ptr<testing::AgentProcess>> agents;
-  for (const auto& node : kNodes) {
+  for (const auto& node : test::kTwoDevices) {
     const fs::path dir = broker->data_dir() / node;
     fs::create_directories(dir);
     // No batches of their own during the test: the feed is the only CPU the cloud sees.
-    testing::write_agent_config(dir / "agent.yaml", node, kSite, 5, broker->uri(), dir,
+    testing::write_agent_config(dir / "agent.yaml", node, test::kDeviceSite, 5, broker->uri(), dir,
                                 "metrics: {interval_ms: 1000, batch_interval_s: 3600}\n");
     agents[node] = std::make_unique<testing::AgentProcess>(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
   }
@@ -168,9 +167,8 @@ TEST_CASE("a node at 100 % keeps its workload for the dwell time and a node arou
     const json n = cloud.get_json("/api/v1/nodes/" + node);
     return n.is_object() && n["liveness"] == "alive";
   };
-  REQUIRE(testing::poll_until([&] { return alive(kNodes[0]) && alive(kNodes[1]); }, 30s));
+  REQUIRE(testing::poll_until([&] { return alive(test::kTwoDevices[0]) && alive(test::kTwoDevices[1]); }, 30s));
   CpuFeed feed(broker->uri());
-  auto other_than = [](const std::string& node) { return node == kNodes[0] ? kNodes[1] : kNodes[0]; };
 
   // 1. At 100 % from the placement on: overloaded after 3 s, but the workload dwells 10 s.
   auto submitted = cloud.post("/api/v1/workloads", test::workload_spec("first", "/bin/sleep 90"));
@@ -185,7 +183,7 @@ TEST_CASE("a node at 100 % keeps its workload for the dwell time and a node arou
   const auto moved_ts = (*moved)["ts"].get<schemas::Timestamp>();
   CHECK(moved_ts >= first.ts + kDwellMs);
   CHECK(moved_ts >= feed.first_full(first.node) + kSustainMs);
-  CHECK((*moved)["node"] == other_than(first.node));
+  CHECK((*moved)["node"] == test::other_device(first.node));
   CHECK((*moved)["reason"].get<std::string>().find("cpu above 90 % for ") != std::string::npos);
   feed.set(first.node, Load::calm);
 
@@ -206,5 +204,5 @@ TEST_CASE("a node at 100 % keeps its workload for the dwell time and a node arou
   REQUIRE(testing::poll_until([&] { return (moved = migration_of(cloud, "second")).has_value(); }, 20s));
   INFO("migration: " << moved->dump());
   CHECK((*moved)["ts"].get<schemas::Timestamp>() >= feed.first_full(second.node) + kSustainMs);
-  CHECK((*moved)["node"] == other_than(second.node));
+  CHECK((*moved)["node"] == test::other_device(second.node));
 }

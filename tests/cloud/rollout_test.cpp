@@ -158,12 +158,7 @@ TEST_CASE("nova-cloud rolls an update out in waves, resumes after a SIGKILL, hal
   // Every batch each device made is stored at nova-cloud: stop all, count what each
   // made, start them again so the last ones drain; nova-cloud's watermark of each
   // metrics stream (every seq at or below it stored, and none declared gone) reaches it.
-  std::map<std::string, std::uint64_t> made;
-  for (auto& d : devices) d->stop();
-  for (auto& d : devices) {
-    made[d->node()] = d->batches_made();
-    d->start();
-  }
+  std::map<std::string, std::uint64_t> made = batches_made_then_restart(devices);
   for (auto& d : devices) {
     INFO(d->node() << " made " << made[d->node()] << " batches");
     CHECK(made[d->node()] >= 2);

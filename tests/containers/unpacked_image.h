@@ -35,6 +35,8 @@
 #include <string>
 #include <vector>
 
+#include "nova/testing/child_process.h"
+
 
 namespace nova::test {
 
@@ -145,19 +147,9 @@ class UnpackedImage {
     fail("exec");
   }
   // The image's process as the host sees it (the namespace's PID 1), or -1.
-  pid_t process() const {
-    std::ifstream children("/proc/" + std::to_string(pid_) + "/task/" + std::to_string(pid_) + "/children");
-    pid_t pid = -1;
-    children >> pid;
-    return pid;
-  }
+  pid_t process() const { return nova::testing::only_child_of(pid_); }
   // Whether the image's process still runs (reaps the test's child if it exited).
-  bool running() {
-    if (pid_ <= 0) return false;
-    if (::waitpid(pid_, nullptr, WNOHANG) != pid_) return true;
-    pid_ = -1;
-    return false;
-  }
+  bool running() { return nova::testing::still_running(pid_); }
   // Waits for the image's process to exit; its exit code (128 + signal if killed).
   int wait() {
     int status = 0;

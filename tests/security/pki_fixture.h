@@ -79,17 +79,35 @@ struct TestPki {
 
   const Layout& layout() const { return pki.layout(); }
 
-  CertificateInfo issue(Role role, const std::string& name, const std::string& region = "eu",
-                        int days = 90, int backdate_days = 0) {
+  // The request for `role` `name` in `region`, valid for `days` from `backdate_days` ago:
+  // tests that expect a refusal change a field and pass it to pki.issue themselves.
+  static IssueRequest request_for(Role role, const std::string& name, const std::string& region = "eu",
+                                  int days = 90, int backdate_days = 0) {
     IssueRequest request;
     request.role = role;
     request.name = name;
     request.region = region;
     request.days = days;
     request.backdate_days = backdate_days;
+    return request;
+  }
+
+  // Issues `request`; throws with the refusal's message.
+  CertificateInfo issue(const IssueRequest& request) {
     auto info = pki.issue(request);
     if (!info) throw std::runtime_error(info.error().message());
     return *info;
+  }
+  CertificateInfo issue(Role role, const std::string& name, const std::string& region = "eu",
+                        int days = 90, int backdate_days = 0) {
+    return issue(request_for(role, name, region, days, backdate_days));
+  }
+  // The broker certificate of site `name` (region eu) carrying `sans`.
+  CertificateInfo issue_broker(const std::string& name, const std::vector<std::string>& sans, int days = 90,
+                               int backdate_days = 0) {
+    IssueRequest request = request_for(Role::broker, name, "eu", days, backdate_days);
+    request.subject_alt_names = sans;
+    return issue(request);
   }
 };
 

@@ -68,20 +68,14 @@ TEST_CASE("bad names and roles are refused naming the field and the rule", "[sec
 TEST_CASE("a broker certificate names its site and loopback, and chains to its region",
           "[security]") {
   TestPki t;
-  IssueRequest request;
-  request.role = Role::broker;
-  request.name = "par";
-  request.region = "eu";
-  request.subject_alt_names = {"DNS:broker.example", "IP:10.0.0.7", "DNS:localhost"};
-  auto info = t.pki.issue(request);
-  REQUIRE(info.ok());
-  CHECK(info->common_name == "par");
-  CHECK(info->issuer_common_name == "nova-ca.eu");
-  CHECK_FALSE(info->is_ca);
-  CHECK(info->subject_alt_names == std::vector<std::string>{"DNS:par", "DNS:localhost",
+  const auto info = t.issue_broker("par", {"DNS:broker.example", "IP:10.0.0.7", "DNS:localhost"});
+  CHECK(info.common_name == "par");
+  CHECK(info.issuer_common_name == "nova-ca.eu");
+  CHECK_FALSE(info.is_ca);
+  CHECK(info.subject_alt_names == std::vector<std::string>{"DNS:par", "DNS:localhost",
                                                             "IP:127.0.0.1", "DNS:broker.example",
                                                             "IP:10.0.0.7"});
-  CHECK(info->not_after - info->not_before == std::chrono::hours(24 * 90));
+  CHECK(info.not_after - info.not_before == std::chrono::hours(24 * 90));
 
   // cert.pem holds the leaf, then the intermediate that issued it.
   const std::string pem = contents(t.layout().identity_cert("par"));
@@ -90,7 +84,7 @@ TEST_CASE("a broker certificate names its site and loopback, and chains to its r
         contents(t.layout().ca_cert("eu")));
   auto read_back = read_certificate(t.layout().identity_cert("par"));
   REQUIRE(read_back.ok());
-  CHECK(read_back->serial_hex == info->serial_hex);
+  CHECK(read_back->serial_hex == info.serial_hex);
 
   auto root = read_certificate(t.layout().root_cert());
   REQUIRE(root.ok());
@@ -133,10 +127,7 @@ TEST_CASE("private keys are 0600 in 0700 folders, public files 0644", "[security
 TEST_CASE("issuing refuses what it cannot do, naming the argument", "[security]") {
   TestPki t;
   t.issue(Role::node, "n1");
-  IssueRequest request;
-  request.role = Role::node;
-  request.name = "n1";
-  request.region = "eu";
+  IssueRequest request = TestPki::request_for(Role::node, "n1");
   auto again = t.pki.issue(request);
   REQUIRE_FALSE(again.ok());
   CHECK(again.error().message() ==
@@ -208,14 +199,7 @@ TEST_CASE("revoking an intermediate moves it aside so the region can get a new o
 TEST_CASE("renew re-issues what expires within the window, keeping CN, key and SANs",
           "[security]") {
   TestPki t;
-  IssueRequest broker;
-  broker.role = Role::broker;
-  broker.name = "par";
-  broker.region = "eu";
-  broker.days = 5;
-  broker.backdate_days = 1;  // 4 days left
-  broker.subject_alt_names = {"IP:10.0.0.7"};
-  const auto old_broker = *t.pki.issue(broker);
+  const auto old_broker = t.issue_broker("par", {"IP:10.0.0.7"}, 5, 1);  // 4 days left
   const auto far = t.issue(Role::node, "far", "eu", 365);
   const std::string key_before = contents(t.layout().identity_key("par"));
 
@@ -236,13 +220,8 @@ TEST_CASE("renew re-issues what expires within the window, keeping CN, key and S
 TEST_CASE("renew_identity re-issues one leaf now, whatever its expiry, and nothing else",
           "[security]") {
   TestPki t;
-  IssueRequest broker;
-  broker.role = Role::broker;
-  broker.name = "par";
-  broker.region = "eu";
-  broker.days = 90;  // far from expiry: renew --within 30 would leave it alone
-  broker.subject_alt_names = {"IP:10.0.0.7"};
-  const auto old_broker = *t.pki.issue(broker);
+  // 90 days, far from expiry: renew --within 30 would leave it alone.
+  const auto old_broker = t.issue_broker("par", {"IP:10.0.0.7"}, 90);
   const auto other = t.issue(Role::node, "n1", "eu", 90);
   const std::string key_before = contents(t.layout().identity_key("par"));
 

@@ -26,6 +26,8 @@
 #include "nova/bridge/render.h"
 #include "nova/security/layout.h"
 #include "nova/security/pki.h"
+#include "nova/testing/test_pki.h"
+#include "nova/testing/transport.h"
 #include "nova/tiers/topology.h"
 
 namespace nova::hiertest {
@@ -107,11 +109,9 @@ inline tiers::Topology load_topology(const std::filesystem::path& file) {
   return std::move(topology).value();
 }
 
-// How the brokers of a test hierarchy listen and bridge, and how its clients connect.
-enum class Transport {
-  mutual_tls,          // nova-bridge's default: certificates on every hop, identity ACLs
-  insecure_plaintext,  // the explicit insecure mode (--insecure-plaintext)
-};
+// How the hierarchy's brokers listen and bridge, and how its clients connect: the
+// harness's one Transport (mutual_tls is nova-bridge's default).
+using testing::Transport;
 
 // The CN of operator `name`: under TLS the ACL lets it read nova/v1/up/# at every
 // broker and nothing else (docs/broker-hierarchy.md, "The ACL").
@@ -152,6 +152,12 @@ struct RunningHierarchy {
   // The PKI folder of a mutual TLS hierarchy: nova/security/layout.h names each
   // identity's files in it.
   std::filesystem::path pki_dir() const { return dir.path() / "pki"; }
+  // The files of identity `cn` in that PKI (a node id, nova-cloud, or an enrolled
+  // operator's operator_identity), for a client of mqtts:// URIs (tls_uri).
+  testing::TlsIdentity identity(const std::string& cn) const {
+    const security::Layout pki(pki_dir());
+    return {pki.trust_ca(), pki.identity_cert(cn), pki.identity_key(cn)};
+  }
   // A site broker's URI for a TLS client (the TLS listener is the site's one port).
   std::string tls_uri(const std::string& site) const {
     const std::string plain = hierarchy->uri(site);  // tcp://127.0.0.1:<port>

@@ -11,10 +11,30 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
 namespace nova::testing {
+
+// Whether the test's child `pid` still runs. If it has exited, reaps it and sets `pid`
+// to -1, so that nothing signals or waits for a reused pid later.
+inline bool still_running(pid_t& pid) {
+  if (pid <= 0) return false;
+  if (::waitpid(pid, nullptr, WNOHANG) != pid) return true;
+  pid = -1;
+  return false;
+}
+
+// The only child of process `pid` (e.g. the agent a launcher runs, or a PID namespace's
+// init), or -1 if it has none.
+inline pid_t only_child_of(pid_t pid) {
+  const std::string id = std::to_string(pid);
+  std::ifstream children("/proc/" + id + "/task/" + id + "/children");
+  pid_t child = -1;
+  children >> child;
+  return child;
+}
 
 class ChildProcess {
  public:
@@ -40,12 +60,7 @@ class ChildProcess {
 
   pid_t pid() const { return pid_; }
   // True while the process has not exited (reaps it if it has).
-  bool running() {
-    if (pid_ <= 0) return false;
-    if (::waitpid(pid_, nullptr, WNOHANG) != pid_) return true;
-    pid_ = -1;
-    return false;
-  }
+  bool running() { return still_running(pid_); }
   // Waits for the process to exit by itself; returns its wait status.
   int wait() {
     if (pid_ <= 0) return 0;

@@ -26,6 +26,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "nova/agent/outbox.h"
 #include "nova/schemas/codec.h"
@@ -191,14 +192,7 @@ class Device {
     return outbox.value()->next_seq("metrics") - 1;
   }
   // The agent the launcher runs now (the launcher's only child), or -1.
-  pid_t agent_pid() const {
-    if (!launcher_) return -1;
-    const std::string pid = std::to_string(launcher_->pid());
-    std::ifstream children("/proc/" + pid + "/task/" + pid + "/children");
-    pid_t child = -1;
-    children >> child;
-    return child;
-  }
+  pid_t agent_pid() const { return launcher_ ? only_child_of(launcher_->pid()) : -1; }
   fs::path versions() const { return root_ / "opt/nova-agent/versions"; }
   const std::string& node() const { return node_; }
   std::string update_topic() const { return "nova/v1/down/" + site_ + "/" + node_ + "/update"; }
@@ -211,6 +205,20 @@ class Device {
   int trial_s_;
   std::unique_ptr<nova::testing::ChildProcess> launcher_;
 };
+
+// Stops every device, reads how many metrics batches each made (node -> count), and
+// starts them again so that their last batches drain: what each must have delivered by
+// the end of a test.
+inline std::map<std::string, std::uint64_t> batches_made_then_restart(
+    const std::vector<std::unique_ptr<Device>>& devices) {
+  std::map<std::string, std::uint64_t> made;
+  for (const auto& d : devices) d->stop();
+  for (const auto& d : devices) {
+    made[d->node()] = d->batches_made();
+    d->start();
+  }
+  return made;
+}
 
 // An update bundle: the new nova-agent binary (what nova-device-bundle chunks cuts).
 struct Bundle {

@@ -19,19 +19,11 @@
 #include <string>
 #include <vector>
 
+#include "nova/testing/transport.h"
+
 namespace nova::testing {
 
 enum class BrokerKind { mosquitto, nats };
-
-// How clients reach a test broker (the names of the hierarchy tests' own Transport).
-enum class Transport {
-  // The broker takes only clients presenting a certificate of the test process's PKI
-  // (test_pki.h) and uri() is mqtts://; clients get their options from paho_tls.h
-  // (Mosquitto's listener as BrokerOptions::tls describes; nats-server's in nats_broker.h).
-  mutual_tls,
-  // tcp://, anyone: only for tests whose point is plaintext.
-  insecure_plaintext,
-};
 
 // "mosquitto", "nats": for test names and messages.
 std::string to_string(BrokerKind kind);
