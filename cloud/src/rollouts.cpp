@@ -171,7 +171,6 @@ schemas::Result<Rollout> Rollouts::start(Request request, const std::string& bun
   Rollout r;
   r.sha256 = security::sha256_hex(bundle);
   r.size = bundle.size();
-  r.id = "ro-" + r.sha256.substr(0, 12) + "-" + std::to_string(now);
   r.version = std::move(request.version);
   r.target = std::move(request.target);
   r.wave_size = request.wave_size;
@@ -183,7 +182,11 @@ schemas::Result<Rollout> Rollouts::start(Request request, const std::string& bun
     r.nodes.push_back({t.node, t.site, i / r.wave_size, RolloutNodePhase::waiting, t.version, "", 0, 0});
   }
   std::lock_guard lock(mutex_);
-  if (rollouts_.count(r.id) != 0) return Error{"rollout", "'" + r.id + "' exists already (one a millisecond)"};
+  // The bundle and the millisecond name a rollout; a second one of the same bundle within
+  // the same millisecond (two quick requests) gets a counter after it.
+  const std::string base_id = "ro-" + r.sha256.substr(0, 12) + "-" + std::to_string(now);
+  r.id = base_id;
+  for (unsigned n = 2; rollouts_.count(r.id) != 0; ++n) r.id = base_id + "-" + std::to_string(n);
   // The chunks before any offer: an agent that has its offer finds them retained.
   if (!chunks_published_[r.sha256]) {
     const auto sha = topics::Id::parse(r.sha256).value();

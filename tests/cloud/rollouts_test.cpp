@@ -201,3 +201,13 @@ TEST_CASE("a node that runs the version is updated without an offer, a bundle's 
   REQUIRE(again);
   CHECK(w.chunks == 1);
 }
+
+TEST_CASE("two rollouts of one bundle in the same millisecond get their own ids", "[cloud][rollouts]") {
+  World w;
+  const Rollout first = w.start(1, 5000);
+  const Rollout second = w.start(1, 5000);
+  CHECK(first.id != second.id);
+  CHECK(second.id == first.id + "-2");
+  CHECK(w.rollouts.get(first.id));
+  CHECK(w.rollouts.get(second.id));
+}

@@ -151,7 +151,7 @@ TEST_CASE("a key derived from a secure element's secret is stable per node", "[s
   CHECK(RecordSealer(derive_storage_key("secret from the element", "dev-7")).open("k", sealed).value() == "v");
 }
 
-TEST_CASE("a plaintext store is sealed once; a sealed one needs its key", "[sealed]") {
+TEST_CASE("a plaintext store is sealed once, and a sealed one needs its key", "[sealed]") {
   TempDir dir;
   {
     auto db = open_db(dir.path);
