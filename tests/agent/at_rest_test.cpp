@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 
+#include "gateway_options.h"
 #include "nova/agent/agent.h"
 #include "nova/agent/inbox.h"
 #include "nova/agent/tasks.h"
@@ -60,18 +61,8 @@ struct Log {
 
 agent::AgentOptions options_for(const std::string& uri, const fs::path& dir, Log& log,
                                 std::optional<security::StorageKey> key) {
-  agent::AgentOptions o;
-  o.birth.node = "gw-1";
-  o.birth.description = schemas::NodeDescription{4, "cloud/eu/par/par-a1", "x86_64", "test", {}, {1000, 512, 1024}, std::nullopt};
-  o.broker_uri = uri;
-  o.tls = testing::tls_files_for(uri, "gw-1");
-  o.reconnect_min = 100ms;
-  o.reconnect_max = 500ms;
-  o.sample_interval = 0ms;
+  agent::AgentOptions o = test::gateway_options(uri, dir);
   o.drain.jitter = 0ms;
-  o.outbox.dir = dir / "outbox";
-  o.state_dir = dir / "state";
-  o.control.keys = {testing::test_signer().verify_key()};
   o.storage_key = std::move(key);
   o.log = [&log](const char* level, const std::string& event, const std::string& fields) { log(level, event, fields); };
   return o;

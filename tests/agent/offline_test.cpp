@@ -14,6 +14,7 @@
 #include <optional>
 #include <thread>
 
+#include "gateway_options.h"
 #include "nova/agent/agent.h"
 #include "nova/schemas/codec.h"
 #include "nova/testing/ack_consumer.h"
@@ -60,20 +61,7 @@ std::uint64_t disk_usage(const fs::path& dir) {
   return total;
 }
 
-agent::AgentOptions options_for(const std::string& uri, const fs::path& dir) {
-  agent::AgentOptions o;
-  o.birth.node = "gw-1";
-  o.birth.description = schemas::NodeDescription{4, "cloud/eu/par/par-a1", "x86_64", "test", {}, {1000, 512, 1024}, std::nullopt};
-  o.broker_uri = uri;
-  o.tls = testing::tls_files_for(uri, "gw-1");
-  o.reconnect_min = 100ms;
-  o.reconnect_max = 500ms;
-  o.sample_interval = 0ms;
-  o.outbox.dir = dir / "outbox";
-  o.state_dir = dir / "state";
-  o.control.keys = {testing::test_signer().verify_key()};  // the acking consumer's key
-  return o;
-}
+agent::AgentOptions options_for(const std::string& uri, const fs::path& dir) { return test::gateway_options(uri, dir); }
 
 // What a day offline cost, for the encryption-at-rest comparison (docs/benchmarks.md).
 struct DayFigures {
