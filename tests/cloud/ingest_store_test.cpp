@@ -7,6 +7,7 @@
 
 #include "nova/cloud/ingest_store.h"
 #include "nova/schemas/codec.h"
+#include "nova/testing/temp_dir.h"
 
 using namespace nova;
 using namespace nova::cloud;
@@ -14,15 +15,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("nova-store-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  static inline int counter = 0;
-};
+using testing::TempDir;
 
 // A batch of `n` one-second samples starting at `ts`, as an agent would send it.
 struct Batch {

@@ -14,6 +14,7 @@
 #include "nova/cloud/config.h"
 #include "nova/cloud/ingest_store.h"
 #include "nova/schemas/codec.h"
+#include "nova/testing/temp_dir.h"
 
 using namespace nova;
 using namespace nova::cloud;
@@ -21,14 +22,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char templ[] = "/tmp/nova-cloud-at-rest-XXXXXX";
-    path = ::mkdtemp(templ);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using testing::TempDir;
 
 constexpr schemas::Timestamp kT0 = 1'732'650'000'000;
 
