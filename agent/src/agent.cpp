@@ -383,6 +383,21 @@ void Agent::on_task(const std::string& topic, const std::string& signed_payload)
   }
 }
 
+// Not kept in the inbox: a cancel lost to a crash before it was acted on is sent again
+// by nova-cloud, which repeats it until the task's result comes (docs/cloud.md).
+void Agent::on_cancel(const std::string& topic, const std::string& payload) {
+  auto cancel = schemas::decode_cbor<schemas::TaskCancel>(payload);
+  if (!cancel) return bad_input(topic, cancel.error().message());
+  if (options_.tasks == nullptr) return bad_input(topic, "this agent runs no tasks");
+  process_inbox();  // a task delivered before its cancel is submitted first
+  update_counters([](AgentCounters& c) { ++c.cancels_received; });
+  auto outcome = options_.tasks->cancel(cancel->task_id, cancel->reason.value_or(""), wall_ms());
+  if (!outcome) return bad_input(topic, outcome.error().message());
+  if (options_.log) {
+    options_.log("info", "task_cancel", "task_id=" + cancel->task_id + " outcome=" + std::string(to_string(*outcome)));
+  }
+}
+
 void Agent::process_inbox() {
   for (const Inbox::Entry& e : inbox_->pending()) {
     // Removed even when handling throws: a task that cannot be handled must not be
@@ -439,7 +454,8 @@ void Agent::on_connected(Clock::time_point now) {
   const topics::Id node = id(options_.birth.node);
   std::vector<std::string> filters;
   for (topics::DownKind k : {topics::DownKind::ack, topics::DownKind::task, topics::DownKind::config,
-                             topics::DownKind::model, topics::DownKind::verdict, topics::DownKind::update}) {
+                             topics::DownKind::model, topics::DownKind::verdict, topics::DownKind::update,
+                             topics::DownKind::cancel}) {
     filters.push_back(topics::down(site, node, k));
   }
   // A bundle still awaited: the broker re-sends its retained chunks on this subscribe.
@@ -610,6 +626,8 @@ void Agent::on_message(const std::string& topic, const std::string& payload) {
     on_model(topic, *message);
   } else if (down->kind == topics::DownKind::update) {
     on_update_offer(topic, *message);
+  } else if (down->kind == topics::DownKind::cancel) {
+    on_cancel(topic, *message);
   }
 }
 

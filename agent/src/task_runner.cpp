@@ -63,6 +63,7 @@ struct Running {
   Timestamp deadline = 0;
   std::optional<Timestamp> term_sent;
   bool kill_sent = false;
+  std::optional<std::string> cancelled;  // cancel()'s reason: SIGTERM was its doing
 };
 
 struct Queued {
@@ -231,6 +232,7 @@ struct TaskRunner::Impl {
       case TaskStatus::timeout: counters.timed_out += 1; break;
       case TaskStatus::killed: counters.killed += 1; break;
       case TaskStatus::refused: counters.refused += 1; break;
+      case TaskStatus::cancelled: counters.cancelled += 1; break;
     }
   }
 
@@ -299,11 +301,14 @@ struct TaskRunner::Impl {
     }
   }
 
+  void terminate(Running& r, Timestamp now) {
+    ::kill(-r.child.pid, SIGTERM);
+    r.term_sent = now;
+    dirty = true;
+  }
+
   void enforce_timeout(Running& r, Timestamp now) {
-    if (!r.term_sent && now >= r.deadline) {
-      ::kill(-r.child.pid, SIGTERM);
-      r.term_sent = now;
-    }
+    if (!r.term_sent && now >= r.deadline) terminate(r, now);
     if (r.term_sent && !r.kill_sent && now >= *r.term_sent + options.kill_grace_ms) {
       ::kill(-r.child.pid, SIGKILL);
       if (!r.cgroup.empty()) cgroups.kill_all(r.cgroup);
@@ -341,7 +346,11 @@ struct TaskRunner::Impl {
     } else {
       if (WIFEXITED(status)) res.exit_code = WEXITSTATUS(status);
       if (WIFSIGNALED(status)) res.exit_code = -static_cast<std::int64_t>(WTERMSIG(status));
-      if (r.term_sent) {
+      if (r.cancelled) {
+        res.status = TaskStatus::cancelled;
+        reason = "cancelled: " + *r.cancelled + ": SIGTERM sent to its process group";
+        if (r.kill_sent) reason += ", SIGKILL after " + std::to_string(options.kill_grace_ms) + " ms";
+      } else if (r.term_sent) {
         res.status = TaskStatus::timeout;
         reason = "timed out after " + std::to_string(t.timeout_ms) + " ms: SIGTERM sent to its process group";
         if (r.kill_sent) reason += ", SIGKILL after " + std::to_string(options.kill_grace_ms) + " ms";
@@ -581,6 +590,52 @@ Result<Admission> TaskRunner::submit(const Task& task) {
   d.requeue(Queued{std::move(record), {}});
   d.dirty = true;
   return Admission{Admission::Outcome::queued, {}};
+}
+
+std::string_view to_string(CancelOutcome outcome) {
+  switch (outcome) {
+    case CancelOutcome::not_started: return "not_started";
+    case CancelOutcome::stopping: return "stopping";
+    case CancelOutcome::finished: return "finished";
+    case CancelOutcome::fenced: return "fenced";
+  }
+  return "unknown";
+}
+
+Result<CancelOutcome> TaskRunner::cancel(const std::string& task_id, const std::string& reason, Timestamp now) {
+  Impl& d = *impl_;
+  if (!topics::Id::valid(task_id)) return Error{"cancel.task_id", "not a valid id"};
+  const std::string why = "cancelled: " + (reason.empty() ? std::string("no reason given") : reason);
+  if (auto q = d.queued.find(task_id); q != d.queued.end()) {
+    Queued taken = d.unqueue({q->second.record.task.priority, q->second.record.seq, task_id});
+    d.finish_unstarted(std::move(taken.record), TaskStatus::cancelled, why + " before it started");
+    return CancelOutcome::not_started;
+  }
+  if (auto r = d.running.find(task_id); r != d.running.end()) {
+    Running& run = r->second;
+    if (!run.term_sent) {
+      run.cancelled = reason.empty() ? std::string("no reason given") : reason;
+      d.terminate(run, now);
+    }
+    return CancelOutcome::stopping;
+  }
+  if (d.pending_ids.contains(task_id) || d.ring_ids.contains(task_id)) return CancelOutcome::finished;
+  // Never seen: the cancel overtook its task (or the task was lost). Its cancelled result
+  // is persisted like a refusal, so a later delivery is a duplicate and never runs.
+  StoredTask record;
+  record.seq = d.next_seq;
+  record.task.task_id = task_id;
+  record.state = StoredTask::State::finished;
+  record.result.task_id = task_id;
+  record.result.status = TaskStatus::cancelled;
+  record.result.reason = clamp_reason(why + " before it arrived");
+  if (auto st = d.store->put(record); !st) {
+    d.counters.storage_errors += 1;
+    return st.error();
+  }
+  d.next_seq += 1;
+  d.enqueue_result(std::move(record));
+  return CancelOutcome::fenced;
 }
 
 void TaskRunner::poll(Timestamp now, const HostState& host) {

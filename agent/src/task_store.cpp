@@ -148,7 +148,7 @@ std::optional<StoredTask> decode_record(const std::string& raw) {
     std::uint8_t status = 0, has_exit = 0, has_started = 0, has_reason = 0;
     std::uint64_t exit_code = 0, started = 0;
     std::string reason;
-    if (!r.str(x.task_id) || !r.u8(status) || status > 4 || !r.u8(has_exit) ||
+    if (!r.str(x.task_id) || !r.u8(status) || status > static_cast<std::uint8_t>(TaskStatus::cancelled) || !r.u8(has_exit) ||
         !r.u64(exit_code) || !r.u8(has_started) || !r.u64(started) ||
         !r.u64(x.finished_ts) || !r.str(x.output) || !r.u8(has_reason) || !r.str(reason)) {
       return std::nullopt;

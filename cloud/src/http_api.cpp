@@ -88,6 +88,12 @@ json workload_json(const WorkloadState& w) {
     history.push_back(std::move(h));
   }
   j["history"] = std::move(history);
+  if (w.stopping) {
+    const Fence& f = *w.stopping;
+    j["stopping"] = {{"task_id", f.task_id}, {"node", f.node}, {"reason", f.reason}, {"since", f.since},
+                     {"last_cancel_ts", f.last_sent}};
+    if (f.next) j["stopping"]["next"] = {{"task_id", f.next->task_id}, {"node", f.next_node}};
+  }
   if (w.migration) {
     const MigrationPlan& m = *w.migration;
     j["migration"] = {{"from", m.from}, {"to", m.to}, {"trigger", m.trigger}, {"score_from", m.score_from},
@@ -174,6 +180,9 @@ std::string prometheus_text(const CloudService& service) {
   metric("nova_cloud_migration_rollbacks_total", "counter", "Migrations rolled back to their source.", w.rollbacks);
   metric("nova_cloud_workloads_succeeded_total", "counter", "Workload runs that ended ok.", w.succeeded);
   metric("nova_cloud_workloads_failed_total", "counter", "Workload runs that ended failed.", w.failed);
+  metric("nova_cloud_workloads_cancelled_total", "counter", "Workloads that ended cancelled.", w.cancelled);
+  metric("nova_cloud_cancels_sent_total", "counter", "Task cancels published (fences and operators' cancels, repeats included).",
+         w.cancels_sent);
   metric("nova_cloud_last_failover_recovery_ms", "gauge", "Loss seen to replacement run started, last failover.",
          w.last_failover_recovery_ms);
   const RolloutCounters r = const_cast<CloudService&>(service).rollouts().counters();
@@ -447,6 +456,28 @@ void add_routes(Router& s, CloudService& service, const HttpOptions& options, st
     auto w = svc->workloads().get(req.matches[1]);
     if (!w || outside_scope(w->spec, svc->workloads().clusters(), caller.scope)) return error(res, 404, "workload '" + std::string(req.matches[1]) + "' is not known");
     reply(res, 200, workload_json(*w));
+  });
+  // Body: optional, {"reason": "<1..1024 bytes>"}; the reason goes into the cancel and
+  // the run's result. 202: the cancel is sent (or the workload, pending, ended at once).
+  s.Post(R"(/api/v1/workloads/([^/]+)/cancel)", Access::operate, [svc](const httplib::Request& req, httplib::Response& res,
+                                                                        const Caller& caller) {
+    auto w = svc->workloads().get(req.matches[1]);
+    if (!w || outside_scope(w->spec, svc->workloads().clusters(), caller.scope)) {
+      return error(res, 404, "workload '" + std::string(req.matches[1]) + "' is not known");
+    }
+    std::string reason;
+    if (!req.body.empty()) {
+      const json body = json::parse(req.body, nullptr, false);
+      if (!body.is_object()) return error(res, 400, "body: expected a JSON object");
+      if (body.contains("reason")) {
+        if (!body["reason"].is_string()) return error(res, 400, "reason: expected a string");
+        reason = body["reason"].get<std::string>();
+        if (reason.empty() || reason.size() > 1024) return error(res, 400, "reason: must be 1..1024 bytes");
+      }
+    }
+    auto state = svc->workloads().cancel(req.matches[1], reason.empty() ? "cancelled by " + caller.name : reason, now_ms());
+    if (!state) return error(res, 409, state.error().message());
+    reply(res, 202, workload_json(*state));
   });
   s.Delete(R"(/api/v1/workloads/([^/]+))", Access::operate, [svc](const httplib::Request& req, httplib::Response& res, const Caller& caller) {
     auto w = svc->workloads().get(req.matches[1]);

@@ -18,6 +18,7 @@ std::string_view to_string(Phase p) {
     case Phase::running: return "running";
     case Phase::succeeded: return "succeeded";
     case Phase::failed: return "failed";
+    case Phase::cancelled: return "cancelled";
     case Phase::deleted: return "deleted";
   }
   return "unknown";
@@ -224,20 +225,141 @@ struct Workloads::Impl {
     return sig;
   }
 
-  // Returns the workload to its migration's source, whose run never stopped.
+  // Returns the workload to its migration's source with a new run there: the source's
+  // run was cancelled (fence.h). While that run is still being stopped, the new one waits
+  // for it in the fence's place of the target's.
   void roll_back(WorkloadState& w, Timestamp now, const std::string& why) {
     const MigrationPlan plan = *w.migration;
     w.migration.reset();
     Placement p = plan.rollback;
     p.revision = w.placement ? w.placement->revision + 1 : p.revision + 1;
     p.ts = now;
-    w.task_id = w.spec.workload_id + ".r" + std::to_string(plan.rollback.revision);
     w.placement = p;
     w.phase = Phase::running;
+    w.task_id = w.spec.workload_id + ".r" + std::to_string(p.revision);
+    workload_of_task[w.task_id] = w.spec.workload_id;
     w.history.push_back({now, p.node, p.revision, "rollback to " + p.node + ": " + why, 0, 0});
     ++counters.rollbacks;
     if (auto wid = topics::Id::parse(w.spec.workload_id)) put_record(topics::CloudKind::placement, *wid, encode_cbor(p));
+    const Task task = task_for(w, now, {});
+    if (w.stopping && w.stopping->next) {
+      w.stopping->next = task;
+      w.stopping->next_node = p.node;
+      w.stopping->next_site = p.site;
+    } else {
+      send_task(task, p.site, p.node);
+    }
     say("warning", "migration_rolled_back", "workload=" + w.spec.workload_id + " to=" + p.node + " reason=\"" + why + "\"");
+  }
+
+  // ---- fencing (fence.h) ------------------------------------------------------------
+
+  // The current run's task, as sent to its node.
+  Task task_for(const WorkloadState& w, Timestamp now, const std::map<std::string, std::string>& env) const {
+    Task task;
+    task.task_id = w.task_id;
+    task.workload_id = w.spec.workload_id;
+    task.argv = w.spec.argv;
+    task.timeout_ms = w.spec.timeout_ms;
+    task.memory_mb = w.spec.resources.memory_mb;
+    task.cpu_millis = w.spec.resources.cpu_millis;
+    task.priority = 3;
+    task.issued_ts = now;
+    task.env = env;
+    return task;
+  }
+
+  void send_task(const Task& task, const std::string& site_path, const std::string& node_id) {
+    auto site = topics::SitePath::parse(site_path);
+    auto node = topics::Id::parse(node_id);
+    if (site && node) publish(topics::down(*site, *node, topics::DownKind::task), encode_cbor(task), false);
+  }
+
+  // Publishes the fence's cancel (again).
+  void send_cancel(Fence& f, Timestamp now) {
+    auto site = topics::SitePath::parse(f.site);
+    auto node = topics::Id::parse(f.node);
+    if (site && node) publish(topics::down(*site, *node, topics::DownKind::cancel), encode_cbor(cancel_message(f, now)), false);
+    if (f.since == 0) f.since = now;
+    f.last_sent = now;
+    ++counters.cancels_sent;
+  }
+
+  // A fence on the current run of `w`, its cancel sent.
+  Fence stop_current(const WorkloadState& w, const std::string& reason, Timestamp now) {
+    Fence f;
+    f.task_id = w.task_id;
+    f.node = w.placement->node;
+    f.site = w.placement->site;
+    f.reason = reason;
+    send_cancel(f, now);
+    say("info", "run_cancel_sent", "workload=" + w.spec.workload_id + " task=" + f.task_id + " node=" + f.node +
+                                       " reason=\"" + reason + "\"");
+    return f;
+  }
+
+  // The run ended (its final result): the workload's phase and counters follow its status.
+  void end_run(WorkloadState& w, const TaskResult& result) {
+    w.result = result;
+    switch (result.status) {
+      case TaskStatus::ok:
+        w.phase = Phase::succeeded;
+        ++counters.succeeded;
+        break;
+      case TaskStatus::cancelled:
+        w.phase = Phase::cancelled;
+        ++counters.cancelled;
+        break;
+      default:
+        w.phase = Phase::failed;
+        ++counters.failed;
+        break;
+    }
+  }
+
+  // The run `w.stopping` waits on is known stopped: its `result` came, or (null) its node
+  // was declared dead (`how`). The next run starts, unless the old one ended on its own
+  // first; without a next run (an operator's cancel) the workload ends.
+  void release(WorkloadState& w, const TaskResult* result, Timestamp now, const std::string& how) {
+    Fence f = std::move(*w.stopping);
+    w.stopping.reset();
+    const std::uint64_t revision = w.placement ? w.placement->revision : 0;
+    w.history.push_back({now, f.node, revision, "stopped " + f.task_id + ": " + how, 0, 0});
+    const bool stands = result != nullptr && after_stop(result->status) == AfterStop::outcome_stands;
+    if (f.next && !stands) {
+      send_task(*f.next, f.next_site, f.next_node);
+      say("info", "fence_released", "workload=" + w.spec.workload_id + " stopped=" + f.task_id + " started=" +
+                                        f.next->task_id + " node=" + f.next_node + " how=\"" + how + "\"");
+      return;
+    }
+    w.migration.reset();
+    if (result != nullptr && (stands || result->status == TaskStatus::cancelled)) {
+      end_run(w, *result);
+    } else {  // cancelled before it ran, or its node is dead: fenced, never to be run again here
+      TaskResult fenced;
+      fenced.task_id = f.task_id;
+      fenced.status = TaskStatus::cancelled;
+      fenced.finished_ts = now;
+      fenced.reason = "cancelled: " + f.reason + " (" + how + ")";
+      end_run(w, fenced);
+    }
+    say("info", "run_stopped", "workload=" + w.spec.workload_id + " task=" + f.task_id + " phase=" +
+                                   std::string(to_string(w.phase)) + " how=\"" + how + "\"");
+  }
+
+  // Every tick: a fence whose old node is no longer alive is released; one still waiting
+  // sends its cancel again when due.
+  void tend_fences(Timestamp now) {
+    const auto views = nodes();
+    for (auto& [id, w] : workloads) {
+      if (!w.stopping || !owns(id)) continue;
+      const auto node = std::find_if(views.begin(), views.end(), [&](const NodeView& n) { return n.id == w.stopping->node; });
+      if (node != views.end() && node->liveness != Liveness::alive) {
+        release(w, nullptr, now, "node " + node->id + " " + std::string(to_string(node->liveness)));
+      } else if (cancel_due(*w.stopping, now)) {
+        send_cancel(*w.stopping, now);
+      }
+    }
   }
 
   // Takes a placement decided earlier (by a peer, or a previous run of this instance) as
@@ -259,7 +381,7 @@ struct Workloads::Impl {
       return;
     }
     ++counters.failovers;
-    place(w, now, "failover: node " + node + " " + state + " (" + cause + ")", now, {node});
+    place(w, now, "failover: node " + node + " " + state + " (" + cause + ")", now, {node}, {}, OldRun::cancel);
   }
 
   // Failover by state, not only by change: a placed workload whose node is not alive now
@@ -321,10 +443,19 @@ struct Workloads::Impl {
     return out;
   }
 
-  // Places (or places again) `w`; publishes the placement and sends the task. Returns
-  // false, leaving w pending with the reason, when no node is feasible.
+  // What place() does with the run `w` has now.
+  enum class OldRun {
+    none,    // there is none (first placement, a refused or failed run)
+    cancel,  // its node is dead (failover): cancel it for when the node comes back, start at once
+    fence,   // its node is alive (migration): start the new run once it is known stopped
+  };
+
+  // Places (or places again) `w`; publishes the placement and sends the task (or holds it
+  // behind a fence). Returns false, leaving w pending with the reason, when no node is
+  // feasible (then nothing is sent, the old run neither).
   bool place(WorkloadState& w, Timestamp now, const std::string& reason, Timestamp detected_ts,
-             const std::set<std::string>& exclude, const std::map<std::string, std::string>& env = {}) {
+             const std::set<std::string>& exclude, const std::map<std::string, std::string>& env = {},
+             OldRun old_run = OldRun::none) {
     const auto views = nodes();
     const auto cands = candidates(w.spec, views, exclude);
     const tiers::Decision d = tiers::place_one(w.spec, cands, {});
@@ -338,6 +469,8 @@ struct Workloads::Impl {
       }
       return false;
     }
+    std::optional<Fence> fence;
+    if (old_run != OldRun::none && w.phase == Phase::running && w.placement) fence = stop_current(w, reason, now);
     Placement p = tiers::to_placement(w.spec, d);
     p.revision = w.placement ? w.placement->revision + 1 : 1;
     p.ts = now;
@@ -349,22 +482,15 @@ struct Workloads::Impl {
     w.history.push_back({now, p.node, p.revision, reason, detected_ts});
     ++counters.placements;
 
-    Task task;
-    task.task_id = w.task_id;
-    task.workload_id = w.spec.workload_id;
-    task.argv = w.spec.argv;
-    task.timeout_ms = w.spec.timeout_ms;
-    task.memory_mb = w.spec.resources.memory_mb;
-    task.cpu_millis = w.spec.resources.cpu_millis;
-    task.priority = 3;
-    task.issued_ts = now;
-    task.env = env;
-    auto site = topics::SitePath::parse(p.site);
-    auto node = topics::Id::parse(p.node);
-    auto wid = topics::Id::parse(w.spec.workload_id);
-    if (site && node && wid) {
-      put_record(topics::CloudKind::placement, *wid, encode_cbor(p));
-      publish(topics::down(*site, *node, topics::DownKind::task), encode_cbor(task), false);
+    const Task task = task_for(w, now, env);
+    if (auto wid = topics::Id::parse(w.spec.workload_id)) put_record(topics::CloudKind::placement, *wid, encode_cbor(p));
+    if (fence && old_run == OldRun::fence) {
+      fence->next = task;
+      fence->next_node = p.node;
+      fence->next_site = p.site;
+      w.stopping = std::move(fence);
+    } else {
+      send_task(task, p.site, p.node);
     }
     say("info", "workload_placed",
         "workload=" + w.spec.workload_id + " node=" + p.node + " revision=" + std::to_string(p.revision) +
@@ -434,6 +560,39 @@ bool Workloads::remove(const std::string& workload_id, Timestamp now) {
   return true;
 }
 
+Result<WorkloadState> Workloads::cancel(const std::string& workload_id, const std::string& reason, Timestamp now) {
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->workloads.find(workload_id);
+  if (it == impl_->workloads.end() || it->second.phase == Phase::deleted) {
+    return Error{"workload_id", "'" + workload_id + "' is not known"};
+  }
+  WorkloadState& w = it->second;
+  const std::string why = reason.empty() ? "cancelled by an operator" : reason;
+  const std::uint64_t revision = w.placement ? w.placement->revision : 0;
+  if (w.phase == Phase::pending) {
+    w.phase = Phase::cancelled;
+    ++impl_->counters.cancelled;
+    w.history.push_back({now, "", revision, "cancelled while pending: " + why, 0, 0});
+    return w;
+  }
+  if (w.phase != Phase::running || !w.placement) {
+    return Error{"workload.phase", "'" + workload_id + "' is " + std::string(to_string(w.phase)) + ": nothing to cancel"};
+  }
+  if (w.stopping && !w.stopping->next) {
+    return Error{"workload", "a cancel of '" + workload_id + "' is under way since " + std::to_string(w.stopping->since)};
+  }
+  w.migration.reset();
+  if (w.stopping) {
+    // A move waits for the old run to stop: the new run never starts.
+    w.stopping->next.reset();
+    w.history.push_back({now, w.stopping->node, revision, "cancel requested while moving: " + why, 0, 0});
+    return w;
+  }
+  w.stopping = impl_->stop_current(w, why, now);
+  w.history.push_back({now, w.placement->node, revision, "cancel requested: " + why, 0, 0});
+  return w;
+}
+
 std::vector<WorkloadState> Workloads::list() const {
   std::lock_guard lock(impl_->mutex);
   std::vector<WorkloadState> out;
@@ -489,6 +648,9 @@ void Workloads::on_liveness(const std::vector<LivenessChange>& changes, Timestam
     impl_->liveness_changes[change.node].push_back(now);
     if (change.to == Liveness::alive) continue;
     for (auto& [id, w] : impl_->workloads) {
+      if (w.stopping && w.stopping->node == change.node && impl_->owns(id)) {
+        impl_->release(w, nullptr, now, "node " + change.node + " " + std::string(to_string(change.to)) + " (" + change.cause + ")");
+      }
       if (w.phase != Phase::running || !w.placement || !impl_->owns(id)) continue;
       if (w.migration && w.migration->from == change.node) {
         w.migration.reset();  // the source is gone: the target's run is the only one
@@ -507,6 +669,12 @@ void Workloads::on_result(const TaskResult& result, Timestamp now) {
   auto it = impl_->workloads.find(t->second);
   if (it == impl_->workloads.end()) return;
   WorkloadState& w = it->second;
+  if (w.stopping && w.stopping->task_id == result.task_id) {
+    const std::string how = std::string(result.status == TaskStatus::cancelled ? "cancelled" : "ended") + " on " +
+                            result.position.node + (result.reason ? ": " + *result.reason : "");
+    impl_->release(w, &result, now, how);
+    return;
+  }
   if (w.task_id != result.task_id || w.phase != Phase::running) {
     // A run that failover or migration replaced: note it, keep the current one.
     w.history.push_back({now, result.position.node, 0, "late result of " + result.task_id + ": " +
@@ -529,23 +697,14 @@ void Workloads::on_result(const TaskResult& result, Timestamp now) {
     w.history.back().started_ts = *result.started_ts;
     impl_->counters.last_failover_recovery_ms = *result.started_ts - w.history.back().detected_ts;
   }
-  switch (result.status) {
-    case TaskStatus::ok:
-      w.phase = Phase::succeeded;
-      w.result = result;
-      ++impl_->counters.succeeded;
-      break;
-    case TaskStatus::refused:
-      if (!impl_->owns(w.spec.workload_id)) break;
+  if (result.status == TaskStatus::refused) {
+    if (impl_->owns(w.spec.workload_id)) {
       impl_->place(w, now, "refused by " + result.position.node + ": " + result.reason.value_or(""), 0,
                    {result.position.node});
-      break;
-    default:
-      w.phase = Phase::failed;
-      w.result = result;
-      ++impl_->counters.failed;
-      break;
+    }
+    return;
   }
+  impl_->end_run(w, result);
 }
 
 void Workloads::on_cloud_record(const topics::CloudTopic& topic, const std::string& payload, bool) {
@@ -653,7 +812,9 @@ void Workloads::restore_result(const TaskResult& result) {
   if (t == impl_->workload_of_task.end()) return;
   auto it = impl_->workloads.find(t->second);
   if (it == impl_->workloads.end() || it->second.task_id != result.task_id || it->second.phase != Phase::running) return;
-  it->second.phase = result.status == TaskStatus::ok ? Phase::succeeded : Phase::failed;
+  it->second.phase = result.status == TaskStatus::ok          ? Phase::succeeded
+                     : result.status == TaskStatus::cancelled ? Phase::cancelled
+                                                              : Phase::failed;
   it->second.result = result;
 }
 
@@ -706,6 +867,7 @@ void Workloads::tick(Timestamp now) {
     if (w.history.empty() && now < w.submitted_ts + 1000) continue;
     impl_->place(w, now, w.history.empty() ? "placed by owner " + impl_->self : "retry: " + w.unplaced_reason, 0, {});
   }
+  impl_->tend_fences(now);
   impl_->fail_over_lost(now);
   // Federation: regional and metro sites join as secondary edge clusters, the root as
   // the primary, unless registered already (an operator's record wins).
@@ -737,7 +899,7 @@ void Workloads::tick(Timestamp now) {
   // a loaded cluster does not ping-pong.
   const MigrationPolicy& policy = impl_->policy;
   for (auto& [id, w] : impl_->workloads) {
-    if (w.phase != Phase::running || !w.placement || w.migration || !impl_->owns(id)) continue;
+    if (w.phase != Phase::running || !w.placement || w.migration || w.stopping || !impl_->owns(id)) continue;
     if (auto hold = impl_->migration_hold.find(id); hold != impl_->migration_hold.end() && hold->second > now) continue;
     if (now < w.placement->ts + policy.min_dwell_ms) continue;
     const Placement current = *w.placement;
@@ -770,7 +932,7 @@ void Workloads::tick(Timestamp now) {
       if (load.overloaded()) avoid.insert(node);
     }
     if (!impl_->place(w, now, "migration from " + current.node + ": " + *trigger, 0, avoid,
-                      {{"NOVA_MIGRATED_FROM", current.node}, {"NOVA_SYNC_STRATEGY", sync}})) {
+                      {{"NOVA_MIGRATED_FROM", current.node}, {"NOVA_SYNC_STRATEGY", sync}}, Impl::OldRun::fence)) {
       w = before;  // nowhere to go: stay, and look again in a minute
       impl_->migration_hold[id] = now + 60'000;
       impl_->say("info", "migration_skipped", "workload=" + id + " node=" + current.node + " trigger=\"" + *trigger + "\"");

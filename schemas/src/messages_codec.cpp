@@ -644,7 +644,8 @@ struct Codec<TaskResult> {
                          : m.status == TaskStatus::failed  ? "failed"
                          : m.status == TaskStatus::timeout ? "timeout"
                          : m.status == TaskStatus::killed  ? "killed"
-                                                           : "refused";
+                         : m.status == TaskStatus::refused ? "refused"
+                                                           : "cancelled";
     return w.put("task_id", Value::text(m.task_id))
         .put("status", Value::text(status))
         .put_optional("exit_code", m.exit_code, Value::integer)
@@ -663,7 +664,8 @@ struct Codec<TaskResult> {
                                                      {"failed", TaskStatus::failed},
                                                      {"timeout", TaskStatus::timeout},
                                                      {"killed", TaskStatus::killed},
-                                                     {"refused", TaskStatus::refused}});
+                                                     {"refused", TaskStatus::refused},
+                                                     {"cancelled", TaskStatus::cancelled}});
     if (auto f = r.maybe("exit_code")) {
       m.exit_code = f->integer(std::numeric_limits<std::int32_t>::min(),
                                std::numeric_limits<std::int32_t>::max());
@@ -672,6 +674,27 @@ struct Codec<TaskResult> {
     m.finished_ts = r.field("finished_ts").uint();
     m.output = r.field("output").text(kLongText, true);
     if (auto f = r.maybe("reason")) m.reason = f->text(kLongText);
+    return m;
+  }
+};
+
+template <>
+struct Codec<TaskCancel> {
+  static constexpr std::string_view root = "cancel";
+
+  static Value encode(const TaskCancel& m) {
+    return versioned()
+        .put("task_id", Value::text(m.task_id))
+        .put_optional("reason", m.reason, optional_text)
+        .put("issued_ts", ts_value(m.issued_ts))
+        .done();
+  }
+
+  static TaskCancel decode(const MapReader& r) {
+    TaskCancel m;
+    m.task_id = r.field("task_id").id();
+    if (auto f = r.maybe("reason")) m.reason = f->text(kLongText);
+    m.issued_ts = r.field("issued_ts").uint();
     return m;
   }
 };
@@ -1111,6 +1134,7 @@ NOVA_CODEC_INSTANTIATE(SensorReading)
 NOVA_CODEC_INSTANTIATE(SensorError)
 NOVA_CODEC_INSTANTIATE(Task)
 NOVA_CODEC_INSTANTIATE(TaskResult)
+NOVA_CODEC_INSTANTIATE(TaskCancel)
 NOVA_CODEC_INSTANTIATE(DecisionRecord)
 NOVA_CODEC_INSTANTIATE(DecisionVerdict)
 NOVA_CODEC_INSTANTIATE(Alert)

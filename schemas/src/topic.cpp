@@ -17,13 +17,14 @@ constexpr std::array<std::pair<UpKind, std::string_view>, 6> kUpKinds{{
     {UpKind::alert, "alert"},
     {UpKind::link, "link"},
 }};
-constexpr std::array<std::pair<DownKind, std::string_view>, 6> kDownKinds{{
+constexpr std::array<std::pair<DownKind, std::string_view>, 7> kDownKinds{{
     {DownKind::task, "task"},
     {DownKind::config, "config"},
     {DownKind::model, "model"},
     {DownKind::ack, "ack"},
     {DownKind::verdict, "verdict"},
     {DownKind::update, "update"},
+    {DownKind::cancel, "cancel"},
 }};
 constexpr std::array<std::pair<CloudKind, std::string_view>, 4> kCloudKinds{{
     {CloudKind::workload, "workload"},

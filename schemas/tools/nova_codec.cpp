@@ -54,6 +54,7 @@ constexpr TypeEntry kTypes[] = {
     entry<Model>("model"),                  entry<Ack>("ack"),
     entry<WorkloadSpec>("workload_spec"),   entry<Placement>("placement"),
     entry<ClusterRecord>("cluster_record"), entry<UpdateOffer>("update_offer"),
+    entry<TaskCancel>("task_cancel"),
 };
 
 const TypeEntry* find_type(const std::string& name) {

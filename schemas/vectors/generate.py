@@ -65,6 +65,7 @@ TYPES = {
     "sensor_error": ("error", "sensor.cddl", "sensor-error"),
     "task": ("task", "task.cddl", "task"),
     "task_result": ("result", "task.cddl", "task-result"),
+    "task_cancel": ("cancel", "task.cddl", "task-cancel"),
     "decision_record": ("decision", "decision.cddl", "decision-record"),
     "decision_verdict": ("verdict", "decision.cddl", "decision-verdict"),
     "alert": ("alert", "alert.cddl", "alert"),
@@ -467,10 +468,22 @@ VECTORS = {
           {"v": 1, **pos("dev-0042", "results", 5000000000), "task_id": "t-4",
            "status": "refused", "finished_ts": T0 + 30, "output": "",
            "reason": "queue full (64 tasks)"}),
+        V("cancelled_by_signal", "cancelled: stopped by SIGTERM, with the cancel's reason",
+          {"v": 1, **pos("gw-par-01", "results", 10), "task_id": "wl-anomaly.r1",
+           "status": "cancelled", "exit_code": -15, "started_ts": T0 + 300,
+           "finished_ts": T0 + 420, "output": "",
+           "reason": "cancelled: migration to dev-b: SIGTERM sent to its process group"}),
         V("ok_first_equals_seq", "success; first == seq: this is the oldest record held",
           {"v": 1, **pos("gw-par-01", "results", 9, first=9), "task_id": "t-9",
            "status": "ok", "exit_code": 0, "started_ts": T0 + 200, "finished_ts": T0 + 300,
            "output": ""}),
+    ],
+    "task_cancel": [
+        V("with_reason", "a migration's cancel, with its reason",
+          {"v": 1, "task_id": "wl-anomaly.r1", "reason": "migration to dev-b: cpu above 90 %",
+           "issued_ts": T0 + 400}),
+        V("minimal", "no reason",
+          {"v": 1, "task_id": "t-2", "issued_ts": T0 + 5}),
     ],
     "decision_record": [
         V("offline_with_inputs", "taken offline, with inputs",
@@ -685,11 +698,19 @@ SIGNED_VECTORS = [
      {"node": "dev-1", "site": "cloud/eu/par/acc-01", "kind": "ack",
       "mid": "00000000000000000000000000000001", "iat": T0, "exp": T0 + 86400000},
      {"v": 1, "node": "dev-1", "ts": T0, "watermarks": {"metrics": 17}}),
+    ("cancel", "a task cancel for node dev-1, valid for 10 minutes",
+     {"node": "dev-1", "site": "cloud/eu/par/acc-01", "kind": "cancel",
+      "mid": "0f1e2d3c4b5a69788796a5b4c3d2e1f1", "iat": T0, "exp": T0 + 600000},
+     {"v": 1, "task_id": "t-42", "reason": "operator", "issued_ts": T0}),
     ("config", "a retained config",
      {"node": "gw-7", "site": "cloud/eu", "kind": "config",
       "mid": "cfg-2024-11-26", "iat": T0, "exp": T0 + 30 * 86400000},
      {"v": 1, "revision": 3, "ts": T0, "values": {"drain.rate_per_s": 25}}),
 ]
+
+
+# A down topic kind whose CDDL rule has another name.
+SIGNED_RULES = {"verdict": "decision-verdict", "cancel": "task-cancel"}
 
 
 def build_signed():
@@ -706,7 +727,7 @@ def build_signed():
         error, _ = schema.validate("signed-claims", payload_map)
         if error:
             raise SystemExit(f"signed/{name}: claims: {error}")
-        error, _ = schema.validate(claims["kind"] if claims["kind"] != "verdict" else "decision-verdict", message)
+        error, _ = schema.validate(SIGNED_RULES.get(claims["kind"], claims["kind"]), message)
         if error:
             raise SystemExit(f"signed/{name}: message: {error}")
         payload = encode(payload_map)

@@ -229,6 +229,91 @@ TEST_CASE("a timeout terminates the process group", "[tasks]") {
   }
 }
 
+TEST_CASE("cancel stops a running task's process group and reports it cancelled", "[tasks][cancel]") {
+  Harness h;
+  h.open();
+
+  SECTION("SIGTERM suffices; the exit code does not make it ok") {
+    // The shell exits 0 on SIGTERM: the result is still "cancelled".
+    h.submit(shell("t-run", "trap 'exit 0' TERM; sleep 30 & echo started; wait"));
+    REQUIRE(h.run_until([&] { return h.runner->running().size() == 1; }));
+    const int pgid = h.runner->running().front().pid;
+    auto outcome = h.runner->cancel("t-run", "migration to dev-b", now_ms());
+    REQUIRE(outcome.ok());
+    CHECK(*outcome == CancelOutcome::stopping);
+    CHECK(h.runner->running().front().terminating);
+    REQUIRE(h.run_until_results(1));
+    const TaskResult& r = h.only_result();
+    CHECK(r.status == TaskStatus::cancelled);
+    CHECK(r.started_ts.has_value());
+    CHECK(reason_of(r) == "cancelled: migration to dev-b: SIGTERM sent to its process group");
+    CHECK(h.run_until([&] { return live_in_group(pgid) == 0; }));
+    CHECK(h.runner->counters().cancelled == 1);
+    CHECK(h.runner->running().empty());
+  }
+
+  SECTION("SIGKILL after the grace period for a task that ignores SIGTERM") {
+    h.options.kill_grace_ms = 300;
+    h.open();
+    h.submit(shell("t-stubborn", "trap '' TERM; sleep 30 & echo started; wait"));
+    REQUIRE(h.run_until([&] { return h.runner->running().size() == 1; }));
+    const int pgid = h.runner->running().front().pid;
+    REQUIRE(h.runner->cancel("t-stubborn", "operator", now_ms()).ok());
+    REQUIRE(h.run_until_results(1));
+    const TaskResult& r = h.only_result();
+    CHECK(r.status == TaskStatus::cancelled);
+    CHECK(r.exit_code == -SIGKILL);
+    CHECK(reason_of(r) == "cancelled: operator: SIGTERM sent to its process group, SIGKILL after 300 ms");
+    CHECK(h.run_until([&] { return live_in_group(pgid) == 0; }));
+  }
+}
+
+TEST_CASE("cancel of a queued, a finished and an unknown task", "[tasks][cancel]") {
+  Harness h;
+  h.options.max_concurrent = 1;
+  h.open();
+  h.submit(make_task("t-first", {"sleep", "30"}));
+  REQUIRE(h.run_until([&] { return h.runner->running().size() == 1; }));
+  h.submit(make_task("t-queued", {"true"}));
+
+  // Queued: finished without starting.
+  auto queued = h.runner->cancel("t-queued", "operator", now_ms());
+  REQUIRE(queued.ok());
+  CHECK(*queued == CancelOutcome::not_started);
+  REQUIRE(h.run_until_results(1));
+  CHECK(h.results[0].task_id == "t-queued");
+  CHECK(h.results[0].status == TaskStatus::cancelled);
+  CHECK_FALSE(h.results[0].started_ts.has_value());
+  CHECK(reason_of(h.results[0]) == "cancelled: operator before it started");
+
+  // Unknown: a fence. Its result goes up, and the task, arriving late, never runs --
+  // not even after a restart of the runner.
+  auto unknown = h.runner->cancel("t-late", "failover", now_ms());
+  REQUIRE(unknown.ok());
+  CHECK(*unknown == CancelOutcome::fenced);
+  REQUIRE(h.run_until_results(2));
+  CHECK(h.results[1].task_id == "t-late");
+  CHECK(h.results[1].status == TaskStatus::cancelled);
+  CHECK(reason_of(h.results[1]) == "cancelled: failover before it arrived");
+  CHECK(h.submit(make_task("t-late", {"true"})).outcome == Admission::Outcome::duplicate);
+  h.open();  // t-first is reported "agent restarted"; t-late stays fenced
+  CHECK(h.submit(make_task("t-late", {"true"})).outcome == Admission::Outcome::duplicate);
+  REQUIRE(h.run_until_results(3));
+  CHECK(h.results[2].task_id == "t-first");
+
+  // Finished: its own result stands, and nothing more is reported.
+  auto finished = h.runner->cancel("t-first", "operator", now_ms());
+  REQUIRE(finished.ok());
+  CHECK(*finished == CancelOutcome::finished);
+  h.runner->poll(now_ms(), roomy());
+  CHECK(h.results.size() == 3);
+
+  // A bad id is an error naming the field.
+  auto bad = h.runner->cancel("no/such", "x", now_ms());
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().message() == "cancel.task_id: not a valid id");
+}
+
 TEST_CASE("processes a task leaves behind die with it", "[tasks]") {
   Harness h;
   h.open();

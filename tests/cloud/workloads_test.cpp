@@ -1,6 +1,7 @@
 // Workloads as pure logic: a fake publisher records what would go on the wire, a fake
 // node table stands in for the live topology. Placement, failover, migration with
-// rollback, maintenance windows, federation and ownership between instances.
+// fencing and rollback, cancels, maintenance windows, federation and ownership between
+// instances.
 #include <catch2/catch.hpp>
 
 #include "nova/cloud/migration.h"
@@ -42,6 +43,18 @@ struct Cloud {
             },
             [this] { return nodes; }, nullptr, std::move(self), shared) {}
 
+  // The task ids of the cancels published, in order, with the node they went to.
+  std::vector<std::pair<std::string, std::string>> cancels() const {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& p : published) {
+      if (!p.topic.ends_with("/cancel")) continue;
+      const auto node_end = p.topic.rfind('/');
+      const auto node_start = p.topic.rfind('/', node_end - 1) + 1;
+      out.emplace_back(schemas::decode_cbor<schemas::TaskCancel>(p.payload).value().task_id,
+                       p.topic.substr(node_start, node_end - node_start));
+    }
+    return out;
+  }
   std::vector<schemas::Task> tasks() const {
     std::vector<schemas::Task> out;
     for (const auto& p : published) {
@@ -146,8 +159,13 @@ TEST_CASE("a hot node triggers a migration that rolls back when the target refus
   CHECK(moving->migration->sync == "copy-then-switch");
   CHECK(moving->migration->data_mb == 200);
   CHECK(moving->migration->estimated_transfer_ms == 16000);  // 200 MB at 12.5 MB/s
+  // The target's task waits for the source's run to stop.
+  CHECK(c.tasks().size() == 1);
+  CHECK(c.cancels() == std::vector<std::pair<std::string, std::string>>{{"w1.r1", source}});
+  c.workloads.on_result(result(source, "w1.r1", schemas::TaskStatus::cancelled, kNoon), kNoon + kDwell + 1000);
   const auto tasks = c.tasks();
   REQUIRE(tasks.size() == 2);
+  CHECK(tasks.back().task_id == "w1.r2");
   CHECK(tasks.back().env.at("NOVA_MIGRATED_FROM") == source);
   CHECK(tasks.back().env.at("NOVA_SYNC_STRATEGY") == "copy-then-switch");
 
@@ -156,10 +174,12 @@ TEST_CASE("a hot node triggers a migration that rolls back when the target refus
   auto back = c.workloads.get("w1");
   CHECK_FALSE(back->migration);
   CHECK(back->placement->node == source);
-  CHECK(back->task_id == "w1.r1");  // the source's run, never stopped
+  CHECK(back->task_id == "w1.r3");  // a new run: the source's was cancelled
   CHECK(back->history.back().reason.starts_with("rollback to " + source));
   CHECK(c.workloads.counters().rollbacks == 1);
-  CHECK(c.tasks().size() == 2);  // no new task for a rollback
+  REQUIRE(c.tasks().size() == 3);
+  CHECK(c.tasks().back().task_id == "w1.r3");
+  CHECK(c.published.back().topic.find("/" + source + "/task") != std::string::npos);
 }
 
 TEST_CASE("a migration completes when the target runs and stays put when nowhere fits", "[cloud][migration]") {
@@ -180,6 +200,7 @@ TEST_CASE("a migration completes when the target runs and stays put when nowhere
   REQUIRE(moving->migration);
   CHECK(moving->migration->trigger.starts_with("memory above 90 %"));
   CHECK(moving->migration->sync == "restart");
+  c.workloads.on_result(result("d1", "w1.r1", schemas::TaskStatus::cancelled, kNoon), kNoon + kDwell + 61'200);
   c.workloads.on_result(result("d2", moving->task_id, schemas::TaskStatus::ok, kNoon + kDwell + 61'500),
                         kNoon + kDwell + 62'000);
   CHECK_FALSE(c.workloads.get("w1")->migration);
@@ -467,4 +488,150 @@ TEST_CASE("at most max_per_node migrations leave one node per window", "[cloud][
   c.workloads.tick(kNoon + kDwell + 600'000);
   CHECK(moving() == 3);
   CHECK(c.workloads.counters().migrations == 3);
+}
+
+// Fencing (fence.h): the old run is known stopped before the new one starts.
+namespace {
+
+// A workload placed on the first of two nodes and overloaded there, so the next tick
+// past the dwell time moves it.
+struct Moving {
+  Cloud c;
+  std::string source, target;
+  Moving() {
+    c.nodes = {node("d1", "cloud/eu/par/a1"), node("d2", "cloud/eu/ber/b1")};
+    auto w = c.workloads.submit(spec("w1"), kNoon);
+    REQUIRE(w.ok());
+    source = w->placement->node;
+    target = source == "d1" ? "d2" : "d1";
+    c.workloads.on_metrics(source, samples(kNoon, 61, 97));
+    c.workloads.tick(kNoon + kDwell);
+    auto moving = c.workloads.get("w1");
+    REQUIRE(moving->migration);
+    REQUIRE(moving->stopping);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a migration cancels the old run, repeats the cancel, and starts the new run only after its result",
+          "[cloud][migration][fence]") {
+  Moving m;
+  Cloud& c = m.c;
+  auto w = c.workloads.get("w1");
+  CHECK(w->placement->node == m.target);
+  CHECK(w->stopping->task_id == "w1.r1");
+  CHECK(w->stopping->node == m.source);
+  CHECK(w->stopping->next->task_id == "w1.r2");
+  CHECK(c.tasks().size() == 1);  // nothing for the target yet
+  c.workloads.tick(kNoon + kDwell + 4000);
+  CHECK(c.cancels().size() == 1);
+  c.workloads.tick(kNoon + kDwell + 5000);  // no answer: sent again
+  CHECK(c.cancels().size() == 2);
+  CHECK(c.tasks().size() == 1);
+  // A late result of another run changes nothing; the old run's result releases the fence.
+  c.workloads.on_result(result(m.source, "w1.r1", schemas::TaskStatus::cancelled, kNoon), kNoon + kDwell + 5500);
+  w = c.workloads.get("w1");
+  CHECK_FALSE(w->stopping);
+  REQUIRE(c.tasks().size() == 2);
+  CHECK(c.tasks().back().task_id == "w1.r2");
+  CHECK(c.published.back().topic == "nova/v1/down/" + w->placement->site + "/" + m.target + "/task");
+  CHECK(w->history.back().reason == "stopped w1.r1: cancelled on " + m.source);
+  CHECK(c.workloads.counters().cancels_sent == 2);
+  c.workloads.tick(kNoon + kDwell + 20'000);
+  CHECK(c.cancels().size() == 2);  // no more
+}
+
+TEST_CASE("a fence is released when the old run's node is declared dead", "[cloud][migration][fence]") {
+  Moving m;
+  Cloud& c = m.c;
+  SECTION("by a liveness change") {
+    c.set(m.source, Liveness::dead);
+    c.workloads.on_liveness({{m.source, Liveness::alive, Liveness::dead, "will"}}, kNoon + kDwell + 3000);
+  }
+  SECTION("by its state at a tick") {
+    c.set(m.source, Liveness::silent);
+    c.workloads.tick(kNoon + kDwell + 3000);
+  }
+  auto w = c.workloads.get("w1");
+  CHECK_FALSE(w->stopping);
+  CHECK(w->phase == Phase::running);
+  CHECK(w->placement->node == m.target);
+  REQUIRE(c.tasks().size() == 2);
+  CHECK(c.tasks().back().task_id == "w1.r2");
+}
+
+TEST_CASE("an old run that ended on its own before the cancel keeps its outcome; the new run never starts",
+          "[cloud][migration][fence]") {
+  Moving m;
+  Cloud& c = m.c;
+  c.workloads.on_result(result(m.source, "w1.r1", schemas::TaskStatus::ok, kNoon), kNoon + kDwell + 100);
+  auto w = c.workloads.get("w1");
+  CHECK(w->phase == Phase::succeeded);
+  CHECK_FALSE(w->stopping);
+  CHECK_FALSE(w->migration);
+  CHECK(c.tasks().size() == 1);
+}
+
+TEST_CASE("the target dying before the old run stopped rolls back to a new run on the source, after it stopped",
+          "[cloud][migration][fence]") {
+  Moving m;
+  Cloud& c = m.c;
+  c.set(m.target, Liveness::dead);
+  c.workloads.on_liveness({{m.target, Liveness::alive, Liveness::dead, "will"}}, kNoon + kDwell + 100);
+  auto w = c.workloads.get("w1");
+  CHECK(w->placement->node == m.source);
+  CHECK(w->task_id == "w1.r3");
+  REQUIRE(w->stopping);
+  CHECK(c.tasks().size() == 1);  // still waiting for w1.r1
+  c.workloads.on_result(result(m.source, "w1.r1", schemas::TaskStatus::cancelled, kNoon), kNoon + kDwell + 200);
+  REQUIRE(c.tasks().size() == 2);
+  CHECK(c.tasks().back().task_id == "w1.r3");
+}
+
+TEST_CASE("a failover starts at once and cancels the run on the dead node", "[cloud][workloads][fence]") {
+  Cloud c;
+  c.nodes = {node("d1", "cloud/eu/par/a1"), node("d2", "cloud/eu/ber/b1")};
+  auto w = c.workloads.submit(spec("w1"), kNoon);
+  REQUIRE(w.ok());
+  const std::string first = w->placement->node;
+  c.set(first, Liveness::dead);
+  c.workloads.on_liveness({{first, Liveness::alive, Liveness::dead, "will"}}, kNoon + 100);
+  CHECK(c.tasks().size() == 2);
+  CHECK(c.cancels() == std::vector<std::pair<std::string, std::string>>{{"w1.r1", first}});
+  CHECK_FALSE(c.workloads.get("w1")->stopping);
+}
+
+TEST_CASE("an operator's cancel ends the workload cancelled once its run stopped", "[cloud][workloads][fence]") {
+  Cloud c;
+  c.nodes = {node("d1", "cloud/eu/par/a1")};
+  auto w = c.workloads.submit(spec("w1"), kNoon);
+  REQUIRE(w.ok());
+  auto cancelling = c.workloads.cancel("w1", "operator says so", kNoon + 100);
+  REQUIRE(cancelling.ok());
+  CHECK(cancelling->phase == Phase::running);
+  REQUIRE(cancelling->stopping);
+  CHECK_FALSE(cancelling->stopping->next);
+  CHECK(c.cancels() == std::vector<std::pair<std::string, std::string>>{{"w1.r1", "d1"}});
+  CHECK(c.workloads.cancel("w1", "again", kNoon + 200).error().message().starts_with("workload: a cancel of 'w1' is under way"));
+  c.workloads.on_result(result("d1", "w1.r1", schemas::TaskStatus::cancelled, kNoon), kNoon + 300);
+  CHECK(c.workloads.get("w1")->phase == Phase::cancelled);
+  CHECK(c.workloads.counters().cancelled == 1);
+  CHECK(c.workloads.cancel("w1", "", kNoon + 400).error().message() == "workload.phase: 'w1' is cancelled: nothing to cancel");
+  CHECK(c.workloads.cancel("nope", "", kNoon).error().message() == "workload_id: 'nope' is not known");
+
+  // Pending: cancelled at once, nothing sent. A dead node: fenced, cancelled, no failover.
+  c.nodes.clear();
+  auto pending = c.workloads.submit(spec("w2"), kNoon);
+  REQUIRE(pending->phase == Phase::pending);
+  CHECK(c.workloads.cancel("w2", "", kNoon + 10)->phase == Phase::cancelled);
+  c.nodes = {node("d1", "cloud/eu/par/a1"), node("d2", "cloud/eu/ber/b1")};
+  REQUIRE(c.workloads.submit(spec("w3"), kNoon + 20).ok());
+  const std::string on = c.workloads.get("w3")->placement->node;
+  REQUIRE(c.workloads.cancel("w3", "", kNoon + 30).ok());
+  c.set(on, Liveness::dead);
+  c.workloads.on_liveness({{on, Liveness::alive, Liveness::dead, "will"}}, kNoon + 40);
+  CHECK(c.workloads.get("w3")->phase == Phase::cancelled);
+  CHECK(c.workloads.get("w3")->placement->node == on);
+  CHECK(c.workloads.counters().failovers == 0);
 }

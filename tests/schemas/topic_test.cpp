@@ -56,7 +56,8 @@ TEST_CASE("parse inverts every builder", "[topic]") {
     REQUIRE(p.ok());
     CHECK(std::get<UpTopic>(*p).kind == k);
   }
-  for (DownKind k : {DownKind::task, DownKind::config, DownKind::model, DownKind::ack, DownKind::verdict, DownKind::update}) {
+  for (DownKind k : {DownKind::task, DownKind::config, DownKind::model, DownKind::ack, DownKind::verdict, DownKind::update,
+                     DownKind::cancel}) {
     auto p = parse(down(path("c/r"), id("n"), k));
     REQUIRE(p.ok());
     CHECK(std::get<DownTopic>(*p).kind == k);

@@ -73,6 +73,7 @@ TEST_CASE("golden vectors decode to their values and re-encode byte for byte", "
   n += check_file<SensorError>("sensor_error");
   n += check_file<Task>("task");
   n += check_file<TaskResult>("task_result");
+  n += check_file<TaskCancel>("task_cancel");
   n += check_file<DecisionRecord>("decision_record");
   n += check_file<DecisionVerdict>("decision_verdict");
   n += check_file<Alert>("alert");

@@ -153,6 +153,7 @@ struct AgentCounters {
   std::uint64_t corrupt_records = 0;  // outbox and inbox records that did not open (deleted, never sent)
   std::uint64_t outbox_records = 0;  // gauge: records awaiting an end-to-end ack
   std::uint64_t tasks_received = 0;
+  std::uint64_t cancels_received = 0;  // task cancels admitted (tasks.h, TaskRunner::cancel)
   std::uint64_t configs_received = 0;
   std::uint64_t reconfigurations = 0;
   std::uint64_t sensor_readings = 0;  // third-party readings accepted (sensors.h)
@@ -252,6 +253,7 @@ class Agent {
   void send_sensor_replies();
   void on_sensor_reading(const topics::SensorTopic& topic, const std::string& payload);
   void on_task(const std::string& topic, const std::string& payload);
+  void on_cancel(const std::string& topic, const std::string& payload);
   // The inner message of a control message the gate lets in; none when refused (counted
   // and logged here) or a duplicate.
   std::optional<std::string> admit_control(const std::string& topic, topics::DownKind kind, const std::string& payload);

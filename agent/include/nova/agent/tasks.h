@@ -7,7 +7,9 @@
 //   poll()    -> running    started when a slot is free and the host has room; the
 //                           record says "running" (synced) *before* fork, so a crash can
 //                           never make it run twice.
-//             -> finished   exited, timed out, killed, failed to start, or refused; the
+//             -> finished   exited, timed out, killed, failed to start, refused or
+//                           cancelled (cancel(): SIGTERM to the process group, SIGKILL
+//                           after kill_grace_ms, status cancelled whatever the exit); the
 //                           result is persisted, then handed to the sink, then the record
 //                           is replaced by an entry in a bounded ring of finished ids.
 // Guarantees:
@@ -66,6 +68,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "nova/agent/storage.h"
@@ -188,12 +191,22 @@ struct TaskCounters {
   std::uint64_t timed_out = 0;   // status timeout
   std::uint64_t killed = 0;      // status killed
   std::uint64_t refused = 0;     // status refused
+  std::uint64_t cancelled = 0;   // status cancelled
   std::uint64_t refused_by_policy = 0;  // of those: program not allowed, forbidden env
   std::uint64_t duplicates = 0;  // submits ignored as already known
   std::uint64_t deferrals = 0;   // times a task went from startable to deferred
   std::uint64_t storage_errors = 0;   // LevelDB writes that failed
   std::uint64_t corrupt_records = 0;  // unreadable records dropped at open
 };
+
+// What cancel() did.
+enum class CancelOutcome {
+  not_started,  // it was queued: finished cancelled without starting
+  stopping,     // it runs: SIGTERM sent (or a timeout already stops it); result on exit
+  finished,     // it had already finished: its own result stands
+  fenced,       // the runner never saw it: stored as finished (cancelled), so it never runs
+};
+std::string_view to_string(CancelOutcome outcome);
 
 struct QueuedTaskInfo {
   std::string task_id;
@@ -206,7 +219,7 @@ struct RunningTaskInfo {
   int pid = 0;  // also the process group id
   Timestamp started_ts = 0;
   Timestamp deadline_ts = 0;  // started_ts + timeout_ms
-  bool terminating = false;   // timed out, SIGTERM sent
+  bool terminating = false;   // timed out or cancelled, SIGTERM sent
 };
 
 // Receives every result; the runner fills everything but `position`. Must not throw,
@@ -235,6 +248,16 @@ class TaskRunner {
   // the next poll(). An error means the task was not stored (storage failure, or a task
   // the codec would not have let through): the caller must not acknowledge it as taken.
   Result<Admission> submit(const Task& task);
+
+  // Stops a task (a TaskCancel from the cloud). `reason` (non-empty) goes into the
+  // result: "cancelled: <reason>". A running task gets SIGTERM to its process group now
+  // and SIGKILL (and cgroup.kill) kill_grace_ms later, and finishes with status cancelled
+  // once it has exited, whatever its exit code -- unless a timeout had already sent
+  // SIGTERM, which then stands. A cancel for an id never submitted is persisted as that
+  // task's cancelled result, so the task is a duplicate should it arrive later (the
+  // cancel overtook it): a fence, not an error. Results reach the sink from poll(). An
+  // error: the id is invalid or the fence could not be stored.
+  Result<CancelOutcome> cancel(const std::string& task_id, const std::string& reason, Timestamp now);
 
   // Drains output, reaps exited children, enforces timeouts, refuses queued tasks that
   // can no longer fit (limits changed), starts what fits, and hands results to the sink.

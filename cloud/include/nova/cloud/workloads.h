@@ -25,9 +25,12 @@
 // triggers (utilisation with hysteresis, thermal, maintenance window, flapping
 // connectivity, cost) and moves a workload placed at least the dwell time ago, within
 // the per-node cap, with a MigrationPlan when another node passes every hard constraint;
-// if the target fails to start, the plan rolls back to the source. There is no
-// task-cancel message yet, so failover and migration start a new run and an old run on
-// a node that is still alive runs to completion.
+// if the target fails to start, the plan rolls back to the source with a new run there.
+// Fencing (fence.h): a migration or rollback cancels the old run and sends the new run's
+// task only once the old run is known stopped (its result came) or its node is declared
+// dead; a failover cancels the old run too, but its node is dead already, so the new run
+// starts at once. cancel() (REST) stops a workload's run the same way: it ends
+// "cancelled".
 //
 // Federation: clusters are registered (REST, retained records) with a role,
 // capabilities and policies ("maintenance_window", "cost"); a node belongs to a cluster
@@ -70,6 +73,7 @@
 #include <string>
 #include <vector>
 
+#include "nova/cloud/fence.h"
 #include "nova/cloud/live_topology.h"
 #include "nova/cloud/migration.h"
 #include "nova/schemas/messages.h"
@@ -89,7 +93,7 @@ using WorkloadLogFn = std::function<void(const char* level, const std::string& e
 // most `timeout`; false if it has not.
 using WaitDeliveredFn = std::function<bool(std::chrono::milliseconds timeout)>;
 
-enum class Phase { pending, running, succeeded, failed, deleted };
+enum class Phase { pending, running, succeeded, failed, cancelled, deleted };
 std::string_view to_string(Phase p);
 
 struct PlacementEvent {
@@ -111,6 +115,7 @@ struct WorkloadState {
   std::optional<schemas::TaskResult> result;    // the final result
   std::vector<PlacementEvent> history;
   std::optional<MigrationPlan> migration;       // a move in flight
+  std::optional<Fence> stopping;                // a run being stopped (fence.h)
 };
 
 // A ranked recommendation (POST /api/v1/edge/optimize): nothing is committed.
@@ -130,6 +135,8 @@ struct WorkloadCounters {
   std::uint64_t rollbacks = 0;
   std::uint64_t succeeded = 0;
   std::uint64_t failed = 0;
+  std::uint64_t cancelled = 0;       // workloads that ended cancelled
+  std::uint64_t cancels_sent = 0;    // cancel messages published, repeats included
   std::uint64_t last_failover_recovery_ms = 0;  // loss seen -> replacement run started
 };
 
@@ -174,6 +181,10 @@ class Workloads {
   // neither the records nor the run.
   schemas::Result<WorkloadState> submit(schemas::WorkloadSpec spec, Timestamp now);
   bool remove(const std::string& workload_id, Timestamp now);
+  // Stops the workload's run (fence.h); it ends "cancelled" once the run is known
+  // stopped, at once when it is pending. Errors name the reason: unknown workload, not
+  // running, or a cancel already under way.
+  schemas::Result<WorkloadState> cancel(const std::string& workload_id, const std::string& reason, Timestamp now);
   std::vector<WorkloadState> list() const;
   std::optional<WorkloadState> get(const std::string& workload_id) const;
   schemas::Result<std::vector<Recommendation>> optimize(const schemas::WorkloadSpec& spec, std::size_t k) const;

@@ -180,7 +180,8 @@ struct Task {
   friend bool operator==(const Task&, const Task&) = default;
 };
 
-enum class TaskStatus { ok, failed, timeout, killed, refused };
+// cancelled: a TaskCancel stopped it (or it was cancelled before it started or arrived).
+enum class TaskStatus { ok, failed, timeout, killed, refused, cancelled };
 
 struct TaskResult {
   StreamPosition position;
@@ -190,9 +191,19 @@ struct TaskResult {
   std::optional<Timestamp> started_ts;     // "started_ts"
   Timestamp finished_ts = 0;               // "finished_ts"
   std::string output;                      // "output": tail of stdout+stderr, <= 4096 bytes
-  std::optional<std::string> reason;       // "reason": why refused/killed/failed
+  std::optional<std::string> reason;       // "reason": why refused/killed/failed/cancelled
 
   friend bool operator==(const TaskResult&, const TaskResult&) = default;
+};
+
+// Stops a task on its node (down topic kind "cancel"). The node answers with the task's
+// result: status cancelled, or the result it had already reached.
+struct TaskCancel {
+  std::string task_id;                 // "task_id"
+  std::optional<std::string> reason;   // "reason": why, for the result and the log (1..4096 bytes)
+  Timestamp issued_ts = 0;             // "issued_ts"
+
+  friend bool operator==(const TaskCancel&, const TaskCancel&) = default;
 };
 
 // ---------------------------------------------------------------------------------------

@@ -70,7 +70,7 @@ class SitePath {
 };
 
 enum class UpKind { state, metrics, result, decision, alert, link };
-enum class DownKind { task, config, model, ack, verdict, update };
+enum class DownKind { task, config, model, ack, verdict, update, cancel };
 // instance: a running nova-cloud's presence (retained "1", cleared by its will).
 enum class CloudKind { workload, placement, cluster, instance };
 

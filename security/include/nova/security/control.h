@@ -1,5 +1,5 @@
 // Signed control messages: nova-cloud signs every downward message (task, config, model,
-// ack, verdict, update offer) in a COSE_Sign1 envelope (nova/schemas/signed.h); an agent
+// ack, verdict, update offer, task cancel) in a COSE_Sign1 envelope (nova/schemas/signed.h); an agent
 // checks the signature against the keys it trusts and the claims against itself and its
 // clock.
 //
