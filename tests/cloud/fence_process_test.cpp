@@ -1,6 +1,9 @@
 // A workload migrated while its first node is still alive runs exactly once at a time
-// (issue 13): a real nova-cloud, two real nova-agent processes and a real Mosquitto, all
-// over mutual TLS; the CPU nova-cloud judges comes from the test's feed (cpu_feed.h).
+// (issue 13): the real five-tier hierarchy of Mosquitto brokers (every hop mutual TLS),
+// a real nova-cloud at the top and two real nova-agent processes on devices at two
+// access sites, three bridge hops down. The migration's trigger is a maintenance window
+// opened by the test (a cluster policy, REST) over the first device's access site, with
+// a dwell time of 10 s.
 //
 // The workload's script appends "start <task> <pid> <ns>" when it starts and
 // "stop <task> <pid> <ns>" when SIGTERM reaches it, to a log in a directory the tasks'
@@ -19,14 +22,15 @@
 #include <sstream>
 #include <vector>
 
+#include <cstdio>
+#include <ctime>
+
 #include "cloud_process.h"
-#include "cpu_feed.h"
-#include "two_devices.h"
+#include "hierarchy_support.h"
 #include "workload_spec.h"
 #include "nova/testing/agent_process.h"
 #include "nova/testing/poll.h"
 #include "nova/testing/temp_dir.h"
-#include "nova/testing/test_broker.h"
 
 using namespace nova;
 using namespace std::chrono_literals;
@@ -77,27 +81,47 @@ std::string run_script(const fs::path& log) {
          "while :; do sleep 0.2; done";
 }
 
+// Two devices of the example topology at two access sites below one metro site.
+const std::map<std::string, std::string> kDevices = {{"dev-par-a1-1", "par-a1"}, {"dev-par-a2-1", "par-a2"}};
+
+// A daily UTC window "HH:MM-HH:MM" from an hour ago to an hour from now: open now.
+std::string window_open_now() {
+  const std::time_t now = std::time(nullptr);
+  auto hhmm = [](std::time_t t) {
+    std::tm tm{};
+    ::gmtime_r(&t, &tm);
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "%02d:%02d", tm.tm_hour, tm.tm_min);
+    return std::string(buf);
+  };
+  return hhmm(now - 3600) + "-" + hhmm(now + 3600);
+}
+
 }  // namespace
 
 TEST_CASE("a workload migrated off a live node runs once at a time: the old run is gone before the new one starts",
           "[cloud][migration][fence][integration]") {
-  auto broker = testing::start_broker(testing::BrokerKind::mosquitto, testing::Transport::mutual_tls);
-  test::CloudProcess cloud(broker->uri(), broker->data_dir() / "cloud", "nova-cloud", "", 180, std::nullopt,
-                           test::kMigrationYaml);
+  const tiers::Topology topology = hiertest::load_topology(NOVA_EXAMPLE_TOPOLOGY);
+  auto h = hiertest::start_hierarchy(topology, "nova-fence", testing::Transport::mutual_tls);
+  const fs::path dir = h->dir.path() / "fence";
+  test::CloudProcess cloud(h->tls_uri("cloud"), dir / "cloud", "nova-cloud", "", 180, h->identity("nova-cloud"),
+                           "migration:\n  min_dwell_s: 10\n");
   std::map<std::string, std::unique_ptr<testing::AgentProcess>> agents;
-  for (const auto& node : test::kTwoDevices) {
-    const fs::path dir = broker->data_dir() / node;
-    fs::create_directories(dir);
-    testing::write_agent_config(dir / "agent.yaml", node, test::kDeviceSite, 5, broker->uri(), dir,
-                                "metrics: {interval_ms: 1000, batch_interval_s: 3600}\n");
-    agents[node] = std::make_unique<testing::AgentProcess>(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
+  for (const auto& [node, site_id] : kDevices) {
+    const fs::path adir = dir / node;
+    fs::create_directories(adir);
+    const testing::TlsIdentity id = h->identity(node);
+    testing::write_agent_config(adir / "agent.yaml", node, topology.site(site_id).path.str(), 5, h->tls_uri(site_id),
+                                adir, "",
+                                ", tls_ca_file: " + id.ca.string() + ", tls_cert_file: " + id.cert.string() +
+                                    ", tls_key_file: " + id.key.string());
+    agents[node] = std::make_unique<testing::AgentProcess>(NOVA_AGENT_BIN, adir / "agent.yaml", adir / "agent.log");
   }
   auto alive = [&](const std::string& node) {
     const json n = cloud.get_json("/api/v1/nodes/" + node);
     return n.is_object() && n["liveness"] == "alive";
   };
-  REQUIRE(testing::poll_until([&] { return alive(test::kTwoDevices[0]) && alive(test::kTwoDevices[1]); }, 30s));
-  test::CpuFeed feed(broker->uri());
+  REQUIRE(testing::poll_until([&] { return alive("dev-par-a1-1") && alive("dev-par-a2-1"); }, 60s));
 
   // The tasks run as an unprivileged user: their log lives in a directory anyone may write.
   testing::TempDir shared("nova-fence");
@@ -115,10 +139,19 @@ TEST_CASE("a workload migrated off a live node runs once at a time: the old run 
     return find_event(read_runs(runs), "start", "fenced.r1") != nullptr;
   }, 30s));
 
-  // Its node overloaded: after the dwell time (10 s) the workload moves, its first node alive.
-  feed.set(first, test::Load::full);
+  // A maintenance window open now over its node's access site: after the dwell time
+  // (10 s) the workload moves, its first node alive all along.
+  const std::string second = first == "dev-par-a1-1" ? "dev-par-a2-1" : "dev-par-a1-1";
+  const json maintenance = {{"v", 1},
+                            {"cluster_id", "maint"},
+                            {"name", "maintenance"},
+                            {"role", "secondary"},
+                            {"root_site", topology.site(kDevices.at(first)).path.str()},
+                            {"policies", {{"maintenance_window", window_open_now()}}}};
+  auto registered = cloud.post("/api/v1/clusters", maintenance.dump());
+  REQUIRE(registered);
+  REQUIRE(registered->status == 201);
   REQUIRE(testing::poll_until([&] { return find_event(read_runs(runs), "start", "fenced.r2") != nullptr; }, 60s));
-  feed.set(first, test::Load::calm);
   const auto events = read_runs(runs);
   INFO("runs log:\n" << [&] {
     std::ifstream in(runs);
@@ -138,7 +171,7 @@ TEST_CASE("a workload migrated off a live node runs once at a time: the old run 
 
   const json moved = cloud.get_json("/api/v1/workloads/fenced");
   REQUIRE(moved.is_object());
-  CHECK(moved["placement"]["node"] == test::other_device(first));
+  CHECK(moved["placement"]["node"] == second);
   bool stopped_noted = false;
   for (const json& h : moved["history"]) {
     stopped_noted = stopped_noted || h["reason"].get<std::string>().starts_with("stopped fenced.r1: cancelled on " + first);
