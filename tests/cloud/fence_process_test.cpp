@@ -173,8 +173,8 @@ TEST_CASE("a workload migrated off a live node runs once at a time: the old run 
   REQUIRE(moved.is_object());
   CHECK(moved["placement"]["node"] == second);
   bool stopped_noted = false;
-  for (const json& h : moved["history"]) {
-    stopped_noted = stopped_noted || h["reason"].get<std::string>().starts_with("stopped fenced.r1: cancelled on " + first);
+  for (const json& entry : moved["history"]) {
+    stopped_noted = stopped_noted || entry["reason"].get<std::string>().starts_with("stopped fenced.r1: cancelled on " + first);
   }
   CHECK(stopped_noted);
   CHECK(agents[first]->text().find("task_cancel task_id=fenced.r1 outcome=stopping") != std::string::npos);

@@ -561,7 +561,7 @@ TEST_CASE("a fence is released when the old run's node is declared dead", "[clou
   CHECK(c.tasks().back().task_id == "w1.r2");
 }
 
-TEST_CASE("an old run that ended on its own before the cancel keeps its outcome; the new run never starts",
+TEST_CASE("an old run that ended on its own before the cancel keeps its outcome and the new run never starts",
           "[cloud][migration][fence]") {
   Moving m;
   Cloud& c = m.c;

@@ -33,6 +33,7 @@ void for_each_message(Fn fn) {
   fn.template operator()<SensorError>();
   fn.template operator()<Task>();
   fn.template operator()<TaskResult>();
+  fn.template operator()<TaskCancel>();
   fn.template operator()<DecisionRecord>();
   fn.template operator()<DecisionVerdict>();
   fn.template operator()<Alert>();

@@ -1,6 +1,6 @@
 // libFuzzer target: the agent's handling of its downward messages. The first input byte
-// picks the topic (ack, task, config, model, verdict of this node, a task for another
-// node, a reading of a local sensor), the rest is the payload, delivered with
+// picks the topic (ack, task, config, model, verdict, cancel of this node, a task for
+// another node, a reading of a local sensor), the rest is the payload, delivered with
 // Agent::deliver as the loop does: the task inbox's hand-over, the control gate (signed
 // envelopes decoded; unsigned messages let through, see agent_fuzz.h), decode, and what the
 // agent does with it (outbox acks, task admission with its refusal result encoded and
@@ -17,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string own = down + nova::fuzz::kNode + "/";
   const std::string topics[] = {
       own + "ack",  own + "task", own + "config", own + "model", own + "verdict", down + "someone-else/task",
-      std::string("nova/v1/sensor/") + nova::fuzz::kNode + "/t1",
+      std::string("nova/v1/sensor/") + nova::fuzz::kNode + "/t1", own + "cancel",
   };
   const std::string& topic = topics[data[0] % std::size(topics)];
   const std::string payload(reinterpret_cast<const char*>(data + 1), size - 1);
