@@ -185,6 +185,38 @@ TEST_CASE("a replayed signed task is refused, also after the agent restarts",
   CHECK(lines_of(ran) == 1);
 }
 
+TEST_CASE("a task cancel must be signed: a forged one stops nothing, a malformed one is named, a signed one stops the task",
+          "[agent][process][signing][cancel]") {
+  testing::Broker broker(testing::mutual_tls());
+  SignedAgent agent(broker, "agent");
+  const fs::path ran = task_output("ran");
+  // Writes a line when it starts and another when SIGTERM reaches it.
+  const std::string task = cbor(schemas::Task{"long-1", std::nullopt,
+                                              {"/bin/sh", "-c",
+                                               "echo ran >> " + ran.string() + "; trap 'echo stopped >> " +
+                                                   ran.string() + "; exit 0' TERM; while :; do sleep 0.2; done"},
+                                              {}, 600000, 0, 0, 1, 1});
+  outside_publish(broker, down("task"), testing::test_signer().sign(down("task"), task));
+  REQUIRE(wait_lines(ran, 1, 20s));
+
+  const std::string cancel = cbor(schemas::TaskCancel{"long-1", std::string("test"), 1});
+  outside_publish(broker, down("cancel"), cancel);  // unsigned
+  REQUIRE(agent.refused("unsigned"));
+  outside_publish(broker, down("cancel"), testing::test_signer().sign(down("task"), cancel));  // signed as a task
+  REQUIRE(agent.refused("misaddressed"));
+  // Signed, but not a task cancel: a bad message naming the field; the agent goes on.
+  outside_publish(broker, down("cancel"),
+                  testing::test_signer().sign(down("cancel"), cbor(schemas::TaskCancel{"", std::nullopt, 1})));
+  REQUIRE(agent.process->wait_log("event=bad_message topic=" + down("cancel") + " error=\"cancel.task_id", 10s));
+  CHECK(lines_of(ran) == 1);  // still running, never stopped
+
+  outside_publish(broker, down("cancel"), testing::test_signer().sign(down("cancel"), cancel));
+  REQUIRE(agent.process->wait_log("event=task_cancel task_id=long-1 outcome=stopping", 10s));
+  REQUIRE(wait_lines(ran, 2, 20s));
+  CHECK(agent.process->running());
+  fs::remove(ran);
+}
+
 TEST_CASE("a forged ack deletes nothing: the records are delivered and acked by the real cloud",
           "[agent][process][signing]") {
   testing::Broker broker(testing::mutual_tls());
