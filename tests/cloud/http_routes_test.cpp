@@ -223,6 +223,33 @@ TEST_CASE("scope: an operator scoped to cloud/eu cannot place outside it nor see
   CHECK(d.call("DELETE", "/api/v1/workloads/in-eu", eu).status == 204);
 }
 
+TEST_CASE("cancel: operator role, the body checked, 404 unknown, 202 then 409 while under way", "[cloud][http][cancel]") {
+  Detached d("cancel");
+  two_regions(d);
+  REQUIRE(d.call("POST", "/api/v1/workloads", d.tokens.admin, kWorkload).status == 201);
+  auto res = d.call("POST", "/api/v1/workloads/w1/cancel", d.tokens.viewer, "{}");
+  CHECK(res.status == 403);
+  CHECK(d.error_of(res) == "role: 'watcher' is a viewer; POST /api/v1/workloads/{id}/cancel needs operator");
+  res = d.call("POST", "/api/v1/workloads/w1/cancel", d.tokens.admin, R"({"reason": 5})");
+  CHECK(res.status == 400);
+  CHECK(d.error_of(res) == "reason: expected a string");
+  res = d.call("POST", "/api/v1/workloads/w1/cancel", d.tokens.admin, "[]");
+  CHECK(d.error_of(res) == "body: expected a JSON object");
+  res = d.call("POST", "/api/v1/workloads/nope/cancel", d.tokens.admin, "{}");
+  CHECK(res.status == 404);
+  res = d.call("POST", "/api/v1/workloads/w1/cancel", d.tokens.admin, R"({"reason": "maintenance"})");
+  REQUIRE(res.status == 202);
+  const json state = json::parse(res.body);
+  CHECK(state["phase"] == "running");
+  CHECK(state["stopping"]["task_id"] == "w1.r1");
+  CHECK(state["stopping"]["reason"] == "maintenance");
+  CHECK_FALSE(state["stopping"].contains("next"));
+  res = d.call("POST", "/api/v1/workloads/w1/cancel", d.tokens.admin, "{}");
+  CHECK(res.status == 409);
+  CHECK(d.error_of(res).starts_with("workload: a cancel of 'w1' is under way since "));
+  CHECK(d.call("GET", "/metrics").body.find("nova_cloud_cancels_sent_total 1\n") != std::string::npos);
+}
+
 TEST_CASE("every reply carries the dashboard's framing and sniffing protections", "[cloud][http][auth]") {
   Detached d("headers");
   for (const auto& res : {d.call("GET", "/"), d.call("GET", "/api/v1/nodes")}) {
