@@ -42,7 +42,7 @@ from cbor2.encoder import CBOREncoder as PurePythonEncoder
 # type -> error path root; every one of them must have a vector file.
 TYPES = {
     "node_state": "state", "metrics_batch": "batch", "sensor_reading": "reading",
-    "sensor_error": "error", "task": "task", "task_result": "result",
+    "sensor_error": "error", "task": "task", "task_result": "result", "task_cancel": "cancel",
     "decision_record": "decision", "decision_verdict": "verdict", "alert": "alert",
     "config": "config", "model": "model", "ack": "ack", "workload_spec": "workload",
     "placement": "placement", "cluster_record": "cluster", "update_offer": "update",
