@@ -325,8 +325,10 @@ std::string render_identity_acl(const tiers::Topology& topology, const tiers::Si
       << "topic readwrite nova/v1/cloud/#\n"
       << "topic read $SYS/#\n";
   if (site.region) {
-    out << "# In the regional role (docs/cloud.md) it stores the region's resident data here.\n"
-        << "topic read " << tiers::resident_filter(*site.region) << "\n";
+    out << "# In the regional role (docs/cloud.md) it stores the region's resident data here,\n"
+           "# and probes that subscription under its own name (never a node's topic).\n"
+        << "topic read " << tiers::resident_filter(*site.region) << "\n"
+        << "topic write " << tiers::kResidentPrefix << "/" << *site.region << "/probe/" << kCloudServiceUser << "\n";
   }
   out << "\n# The hierarchy's link monitor (nova-bridge status).\n"
       << "user " << kMonitorIdentity << "\n"

@@ -425,7 +425,8 @@ TEST_CASE("the identity ACL binds every grant to a certificate CN", "[render][ac
         std::vector<std::string>{"topic write nova/v1/up/nova-cloud/#",
                                  "topic read nova/v1/up/#", "topic readwrite nova/v1/down/#",
                                  "topic readwrite nova/v1/bundle/#", "topic readwrite nova/v1/cloud/#",
-                                 "topic read $SYS/#", "topic read nova/v1/resident/eu-west/#"});
+                                 "topic read $SYS/#", "topic read nova/v1/resident/eu-west/#",
+                                 "topic write nova/v1/resident/eu-west/probe/nova-cloud"});
   CHECK(acl.at(nova::bridge::kMonitorIdentity) == std::vector<std::string>{"topic read nova/v1/up/+/link"});
 }
 

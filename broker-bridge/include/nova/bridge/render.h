@@ -51,7 +51,8 @@
 //     publish disconnects, and nova-cloud probes its link subscription; no site can be
 //     named nova-cloud, as its broker certificate would need that CN); read and write
 //     nova/v1/down/# and nova/v1/cloud/#, read $SYS/#. Only it writes down. At a site
-//     of region R it may read nova/v1/resident/R/# (the regional role's store).
+//     of region R it may read nova/v1/resident/R/# (the regional role's store) and
+//     write nova/v1/resident/R/probe/nova-cloud (its subscription probe).
 //   - operator.nova-monitor (kMonitorIdentity): read nova/v1/up/+/link; every identity
 //     may read and write its own probe topic nova-bridge/probe/<CN>.
 //   - every other operator.<name> certificate found in the PKI folder: read
