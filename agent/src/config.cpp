@@ -328,7 +328,7 @@ const std::vector<KeyDef>& table() {
       def(NOVA_KEY(residency.region), text(Check::id), Reload::restart,
           "The region of this node's site in the topology (nova-bridge renders the resident "
           "rules from the same file). Resident records go to nova/v1/resident/<region>/<node>/...; "
-          "a region the site is not in reaches nothing (no bridge rule, no ACL grant).",
+          "the broker's ACL grants the node its site's region only.",
           file_only()),
       def(NOVA_KEY(residency.streams), list(Check::id), Reload::restart,
           "Streams whose raw records never leave the region: metrics (the metrics batches, "

@@ -10,8 +10,8 @@
 // the top site stores and acknowledges them; what the cloud sees instead is up to the
 // publisher (aggregates on its normal up topics, or nothing).
 //
-// A node that names a region its site is not in publishes into nothing: its access
-// broker has no rule for that region and its ACL grants it no such topic.
+// A node that names a region its site is not in is refused at its own broker: the ACL
+// grants a node the resident topics of its site's region only.
 #pragma once
 
 #include <optional>
