@@ -364,6 +364,14 @@ class CloudService::Impl final : public virtual mqtt::callback {
     log("warning", "record_rejected", "reason=" + reason_class + " topic=\"" + topic + "\" error=\"" + detail + "\"");
   }
 
+  // The node's site in the topology (CloudOptions::topology); null without a topology or
+  // for a node it does not list.
+  const tiers::Site* topology_site(const std::string& node) const {
+    const tiers::Topology* t = owner_.options_.topology.get();
+    const tiers::NodeSpec* n = t ? t->find_node(node) : nullptr;
+    return n ? t->find(n->site) : nullptr;
+  }
+
   // The node and kind of a resident record for this regional instance; nullopt (logged
   // and counted) for a malformed topic, another region's data or a node the topology
   // places outside this region.
@@ -379,9 +387,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
                                                   : "region '" + r->region.str() + "' is not this instance's '" + own + "'");
       return std::nullopt;
     }
-    const tiers::Topology* t = owner_.options_.topology.get();
-    const tiers::NodeSpec* n = t ? t->find_node(r->node.str()) : nullptr;
-    const tiers::Site* site = n ? t->find(n->site) : nullptr;
+    const tiers::Site* site = topology_site(r->node.str());
     if (site == nullptr || site->region != own) {
       reject("foreign_region", topic, "node '" + r->node.str() + "' is not at a site of region '" + own + "' in the topology");
       return std::nullopt;
@@ -394,9 +400,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
   bool apply_residency(NodeState& st, const std::string& topic) {
     if (!st.description) return true;
     NodeDescription& d = *st.description;
-    const tiers::Topology* t = owner_.options_.topology.get();
-    const tiers::NodeSpec* n = t ? t->find_node(st.node) : nullptr;
-    const tiers::Site* site = n ? t->find(n->site) : nullptr;
+    const tiers::Site* site = topology_site(st.node);
     if (site != nullptr && site->path.str() != d.site) {
       reject("site_mismatch", topic, "birth.site '" + d.site + "' differs from the node's site '" + site->path.str() +
                                          "' in the topology");

@@ -106,13 +106,17 @@ TEST_CASE("a resident stream stays in its region, its aggregates reach the cloud
   agent->signal(SIGKILL);
   agent.reset();
   std::uint64_t made = 0;
+  std::uint64_t aggregated = 0;
   {
     agent::OutboxOptions o;
     o.dir = adir / "outbox";
     auto outbox = agent::Outbox::open(o);
     REQUIRE(outbox.ok());
-    made = outbox.value()->stats()["metrics"].next_seq - 1;
+    auto stats = outbox.value()->stats();
+    made = stats["metrics"].next_seq - 1;
+    aggregated = stats["aggregates"].next_seq - 1;
   }
+  CHECK(aggregated == made);  // one aggregate per batch
   REQUIRE(made >= 2);
   write_config(1000, 3600);  // no new batch for an hour: only the backlog goes out
   agent = std::make_unique<testing::AgentProcess>(NOVA_AGENT_BIN, adir / "agent.yaml", adir / "agent.log");
@@ -145,6 +149,10 @@ TEST_CASE("a resident stream stays in its region, its aggregates reach the cloud
             << " stored regionally, " << seen_at_top.size() << " distinct at eu, 0 at the cloud and "
             << watchers.size() - 2 << " us-east brokers; " << watermark(cloud, kNode, "aggregates")
             << " aggregates at the cloud\n";
+
+  // The cloud holds one sample per batch (the aggregate), never a batch's raw samples.
+  CHECK(testing::poll_until([&] { return watermark(cloud, kNode, "aggregates") == aggregated; }, 30s));
+  CHECK(cloud.get_json(std::string("/api/v1/nodes/") + kNode + "/metrics").size() == aggregated);
 
   // Placement: gw-nyc-a1's birth claims eu-west (its site nyc-a1 is in us-east) and the
   // gpu the workload needs; dev-nyc-a1-1's birth claims a site in eu.
