@@ -14,6 +14,7 @@
 #include "nova/schemas/codec.h"
 #include "nova/schemas/topic.h"
 #include "nova/schemas/update_alert.h"
+#include "nova/tiers/residency.h"
 #include "durable_file.h"
 
 namespace nova::agent {
@@ -34,7 +35,38 @@ constexpr StreamDef kStreams[] = {
     {"decisions", Priority::decisions, topics::UpKind::decision},
     {"alerts", Priority::alerts, topics::UpKind::alert},
     {"metrics", Priority::metrics, topics::UpKind::metrics},
+    // Only with a resident metrics stream (AgentOptions::resident_region).
+    {"aggregates", Priority::metrics, topics::UpKind::metrics},
 };
+
+// What the cloud may see of a resident batch: one sample, the mean of each core gauge
+// (the hottest temperature, throttled if any sample was), at the batch's last ts, with
+// the sample count as its only extra gauge. Extra and sensor gauges stay in the region.
+schemas::MetricSample aggregate_of(std::span<const schemas::MetricSample> samples) {
+  schemas::MetricSample a;
+  a.ts = samples.back().ts;
+  double power = 0;
+  std::size_t powered = 0;
+  for (const schemas::MetricSample& s : samples) {
+    a.cpu_pct += s.cpu_pct;
+    a.mem_pct += s.mem_pct;
+    a.disk_pct += s.disk_pct;
+    a.load1 += s.load1;
+    a.net_rx_bps += s.net_rx_bps;
+    a.net_tx_bps += s.net_tx_bps;
+    if (s.temp_c) a.temp_c = std::max(a.temp_c.value_or(*s.temp_c), *s.temp_c);
+    if (s.throttled) a.throttled = a.throttled.value_or(false) || *s.throttled;
+    if (s.power_w) {
+      power += *s.power_w;
+      ++powered;
+    }
+  }
+  const double n = static_cast<double>(samples.size());
+  for (double* v : {&a.cpu_pct, &a.mem_pct, &a.disk_pct, &a.load1, &a.net_rx_bps, &a.net_tx_bps}) *v /= n;
+  if (powered > 0) a.power_w = power / static_cast<double>(powered);
+  a.extra[std::string(kAggregateSamplesGauge)] = n;
+  return a;
+}
 
 schemas::Timestamp wall_ms() {
   return static_cast<schemas::Timestamp>(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -115,6 +147,9 @@ void stamp_id(auto&, std::uint64_t) {}
 schemas::Result<std::unique_ptr<Agent>> Agent::create(AgentOptions options, SampleSource* source) {
   if (!options.birth.description) return Error{"", "agent: birth record needs a node description"};
   if (!topics::Id::valid(options.birth.node)) return Error{"", "agent: invalid node id '" + options.birth.node + "'"};
+  if (options.resident_region && !topics::Id::valid(*options.resident_region)) {
+    return Error{"", "agent: invalid resident region '" + *options.resident_region + "'"};
+  }
   if (!topics::SitePath::parse(options.birth.description->site)) {
     return Error{"", "agent: invalid site path '" + options.birth.description->site + "'"};
   }
@@ -251,6 +286,7 @@ void Agent::flush_batch() {
   std::vector<schemas::MetricSample> samples = std::move(open_batch_);
   open_batch_.clear();
   store_batch(samples);
+  if (options_.resident_region) store_aggregate(samples);
   // The batch's encoding and compression workspace is free now (AgentOptions::release_memory).
   if (options_.release_memory) common::release_free_heap_pages();
   update_backlog();
@@ -282,6 +318,14 @@ void Agent::store_batch(std::span<const schemas::MetricSample> samples) {
     }
   }
   if (append_record("metrics", Priority::metrics, batch)) update_counters([](AgentCounters& c) { ++c.batches; });
+}
+
+void Agent::store_aggregate(std::span<const schemas::MetricSample> samples) {
+  schemas::MetricsBatch batch;
+  batch.encoding = options_.batch_encoding;
+  batch.samples = {aggregate_of(samples)};
+  if (batch.encoding == schemas::BatchEncoding::qdelta) batch.extra_decimals.emplace(kAggregateSamplesGauge, 0);
+  if (append_record("aggregates", Priority::metrics, batch)) update_counters([](AgentCounters& c) { ++c.aggregates; });
 }
 
 void Agent::reconfigure(const AgentTuning& tuning) {
@@ -759,6 +803,11 @@ void Agent::resend_stalled(Clock::time_point now, const std::map<std::string, St
   }
 }
 
+std::string Agent::topic_of(std::string_view stream, topics::UpKind kind, const topics::Id& node) const {
+  if (options_.resident_region && stream == "metrics") return tiers::resident_topic(id(*options_.resident_region), node, kind);
+  return topics::up(node, kind);
+}
+
 void Agent::drain(Clock::time_point now) {
   refill(now);
   if (!session_up_ || now < drain_after_) return;
@@ -788,7 +837,7 @@ void Agent::drain(Clock::time_point now) {
       if (!records || records->empty()) break;
       for (const OutboxRecord& r : *records) {
         const std::string payload = gap ? with_first(def.kind, r.payload, it->second.first) : std::string();
-        if (!uplink_->publish(topics::up(node, def.kind), gap ? payload : r.payload, false, r.seq)) return;
+        if (!uplink_->publish(topic_of(def.name, def.kind, node), gap ? payload : r.payload, false, r.seq)) return;
         if (!progress.stall_since) progress.stall_since = now;
         sent = r.seq;
         tokens_ -= 1;

@@ -325,6 +325,18 @@ const std::vector<KeyDef>& table() {
           "every start. A plaintext store is sealed at the first start with a key (one way).",
           file_only()),
 
+      def(NOVA_KEY(residency.region), text(Check::id), Reload::restart,
+          "The region of this node's site in the topology (nova-bridge renders the resident "
+          "rules from the same file). Resident records go to nova/v1/resident/<region>/<node>/...; "
+          "the broker's ACL grants the node its site's region only.",
+          file_only()),
+      def(NOVA_KEY(residency.streams), list(Check::id), Reload::restart,
+          "Streams whose raw records never leave the region: metrics (the metrics batches, "
+          "stored and acknowledged by the regional nova-cloud). The cloud gets one aggregate "
+          "sample per batch instead, on the normal metrics topic (stream aggregates). Needs "
+          "residency.region.",
+          file_only()),
+
       def(NOVA_KEY(update.dir), text(Check::absolute_path), Reload::restart,
           "Installation folder of over-the-air updates, as laid out by nova-agent-launch "
           "(versions/, current, pending); empty refuses every update offer.",
@@ -686,6 +698,16 @@ std::vector<Violation> cross_check(const AgentConfig& c) {
                                           "', by which a task names the program"});
       }
     }
+  }
+  // Residency: only the metrics stream can be resident, and only with a region to stay in.
+  for (const std::string& stream : c.residency.streams) {
+    if (stream != kResidentMetricsStream) {
+      out.push_back({"residency.streams", "'" + stream + "' cannot be resident (only " +
+                                              std::string(kResidentMetricsStream) + ")"});
+    }
+  }
+  if (!c.residency.streams.empty() && c.residency.region.empty()) {
+    out.push_back({"residency.region", "required when residency.streams names a stream"});
   }
   // A critical level below its warning level would never let the warning be seen.
   const struct {

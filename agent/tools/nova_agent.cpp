@@ -124,6 +124,10 @@ AgentOptions agent_options(const AgentConfig& c) {
   o.outbox.max_bytes = c.outbox.max_bytes;
   o.state_dir = std::filesystem::path(c.outbox.dir).parent_path() / "state";
   o.update_dir = c.update.dir;
+  const auto& r = c.residency;
+  if (std::find(r.streams.begin(), r.streams.end(), kResidentMetricsStream) != r.streams.end()) {
+    o.resident_region = r.region;
+  }
   return o;
 }
 

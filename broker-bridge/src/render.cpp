@@ -1,6 +1,7 @@
 #include "nova/bridge/render.h"
 
 #include "nova/security/layout.h"
+#include "nova/tiers/residency.h"
 
 #include <algorithm>
 #include <fstream>
@@ -117,6 +118,32 @@ void render_globals(std::ostringstream& out, const tiers::Site& site, const fs::
       << "tls_version " << kTlsVersion << "\n";
 }
 
+// Resident data (nova/tiers/residency.h) climbs only between two sites of its region:
+// a bridge gets the resident line when its site and its parent are in the same region
+// (backup parents are in it too: the topology refuses any other). The region's top site
+// has a parent outside the region, so its bridge has no such line and the data stops at
+// its broker.
+void render_resident_route(std::ostringstream& out, const tiers::Topology& topology, const tiers::Site& site) {
+  const tiers::Site& parent = *topology.parent(site);
+  if (!site.region || parent.region != site.region) return;
+  out << "# Resident data of region " << *site.region << ": up to its top site '"
+      << topology.region_top(*site.region)->id() << "', never beyond (docs/broker-hierarchy.md).\n"
+      << "topic " << tiers::resident_filter(*site.region) << " out 1\n";
+}
+
+// The ACL lines for resident data at `site`: a node of the site writes only under its
+// own id and the site's region; a child's bridge in the same region forwards the
+// region's resident data. Empty outside any region.
+std::string resident_node_grant(const tiers::Site& site, const std::string& node) {
+  if (!site.region) return "";
+  return "topic write " + std::string(tiers::kResidentPrefix) + "/" + *site.region + "/" + node + "/#\n";
+}
+
+std::string resident_child_bridge_grant(const tiers::Site& site, const tiers::Site& child) {
+  if (!site.region || child.region != site.region) return "";
+  return "topic write " + tiers::resident_filter(*site.region) + "\n";
+}
+
 void render_bridge(std::ostringstream& out, const tiers::Topology& topology, const tiers::Site& site,
                    const RenderOptions& options) {
   const tiers::Site& parent = *topology.parent(site);
@@ -167,6 +194,7 @@ void render_bridge(std::ostringstream& out, const tiers::Topology& topology, con
       << "# QoS 1 explicitly (the default is 0). Up goes out only; down comes in only, and\n"
          "# only this site's subtree. Never \"both\": the one-way prefixes cannot loop.\n"
       << "topic nova/v1/up/# out 1\n";
+  render_resident_route(out, topology, site);
   for (const std::string& filter : down_routes(topology, site)) out << "topic " << filter << " in 1\n";
   out << "# Update bundles (schemas/topics.md, Updates): retained, one copy per broker.\n"
       << "topic " << topics::bundle_all() << " in 1\n";
@@ -198,6 +226,7 @@ std::string render_plaintext_acl(const tiers::Topology& topology, const tiers::S
       << "topic readwrite nova/v1/sensor/#\n\n"
       << "# Every client: a node publishes upward only under its own id.\n"
       << "pattern write nova/v1/up/%c/#\n"
+      << (site.region ? "pattern write " + std::string(tiers::kResidentPrefix) + "/" + *site.region + "/%c/#\n" : "")
       << "# Every client: its own probe topic, never bridged (read_link_state uses it).\n"
       << "pattern readwrite nova-bridge/probe/%c\n";
   render_own_bridge_grant(out, topology, site);
@@ -205,7 +234,7 @@ std::string render_plaintext_acl(const tiers::Topology& topology, const tiers::S
     const bool backup = child->spec.parent != site.id();
     out << "\n# Bridge of " << (backup ? "backup child" : "child") << " '" << child->id() << "'.\n"
         << "user " << bridge_username(*child) << "\n"
-        << "topic write nova/v1/up/#\n";
+        << "topic write nova/v1/up/#\n" << resident_child_bridge_grant(site, *child);
     for (const std::string& filter : down_routes(topology, *child)) out << "topic read " << filter << "\n";
     out << "topic read " << topics::bundle_all() << "\n";
   }
@@ -259,7 +288,8 @@ std::string render_identity_acl(const tiers::Topology& topology, const tiers::Si
         << "topic read " << down.substr(0, down.size() - 1) << node.id << "/#\n"
         << "topic read " << topics::bundle_all() << "\n"
         << "topic read nova/v1/sensor/" << node.id << "/+\n"
-        << "topic write nova/v1/sensor/" << node.id << "/+/error\n";
+        << "topic write nova/v1/sensor/" << node.id << "/+/error\n"
+        << resident_node_grant(site, node.id);
     for (const std::string& sensor : enrolled_identities(pki_dir, "sensor." + node.id + ".")) {
       const std::string topic = "nova/v1/sensor/" + node.id + "/" + sensor;
       out << "\n# Sensor '" << sensor << "' of node '" << node.id << "'.\n"
@@ -278,7 +308,7 @@ std::string render_identity_acl(const tiers::Topology& topology, const tiers::Si
     for (const tiers::Site& s : topology.sites()) {
       if (std::find(carried.begin(), carried.end(), &s) == carried.end()) out << "topic deny " << link_topic(s) << "\n";
     }
-    out << "topic write nova/v1/up/#\n";
+    out << "topic write nova/v1/up/#\n" << resident_child_bridge_grant(site, *child);
     for (const std::string& filter : down_routes(topology, *child)) out << "topic read " << filter << "\n";
     out << "topic read " << topics::bundle_all() << "\n";
   }
@@ -293,8 +323,14 @@ std::string render_identity_acl(const tiers::Topology& topology, const tiers::Si
       << "topic readwrite nova/v1/down/#\n"
       << "topic readwrite " << topics::bundle_all() << "\n"
       << "topic readwrite nova/v1/cloud/#\n"
-      << "topic read $SYS/#\n"
-      << "\n# The hierarchy's link monitor (nova-bridge status).\n"
+      << "topic read $SYS/#\n";
+  if (site.region) {
+    out << "# In the regional role (docs/cloud.md) it stores the region's resident data here,\n"
+           "# and probes that subscription under its own name (never a node's topic).\n"
+        << "topic read " << tiers::resident_filter(*site.region) << "\n"
+        << "topic write " << tiers::kResidentPrefix << "/" << *site.region << "/probe/" << kCloudServiceUser << "\n";
+  }
+  out << "\n# The hierarchy's link monitor (nova-bridge status).\n"
       << "user " << kMonitorIdentity << "\n"
       << "topic read nova/v1/up/+/link\n";
   for (const std::string& name : enrolled_identities(pki_dir, kOperatorPrefix)) {
@@ -302,7 +338,9 @@ std::string render_identity_acl(const tiers::Topology& topology, const tiers::Si
     out << "\n# Operator '" << name << "': watches what goes up (births, metrics, results, links);\n"
            "# writes nothing and reads nothing downward (tasks may carry secrets in their env).\n"
         << "user " << kOperatorPrefix << name << "\n"
-        << "topic read nova/v1/up/#\n";
+        << "topic read nova/v1/up/#\n"
+        << "# Resident data too, wherever it is: a broker outside its region has none to show.\n"
+        << "topic read " << tiers::kResidentPrefix << "/#\n";
   }
   return out.str();
 }

@@ -142,6 +142,12 @@ const std::map<std::string, Setter>& keys() {
        strings([](CloudConfig& c) -> std::vector<std::string>& { return c.http.allowed_origins; })},
       {"auth.tokens_file", text([](CloudConfig& c) -> std::string& { return c.auth.tokens_file; }, true)},
       {"auth.insecure_no_auth", boolean([](CloudConfig& c) -> bool& { return c.auth.insecure_no_auth; })},
+      {"residency.topology_file",
+       text([](CloudConfig& c) -> std::string& { return c.residency.topology_file; }, true)},
+      {"residency.role", choice<CloudConfig::Residency::Role>(
+                             [](CloudConfig& c) -> CloudConfig::Residency::Role& { return c.residency.role; },
+                             std::array<std::string_view, 2>{"cloud", "regional"})},
+      {"residency.region", text([](CloudConfig& c) -> std::string& { return c.residency.region; }, true)},
       {"audit.file", text([](CloudConfig& c) -> std::string& { return c.audit.file; }, false)},
       {"auth.protect_metrics", boolean([](CloudConfig& c) -> bool& { return c.auth.protect_metrics; })},
   };
@@ -193,6 +199,7 @@ CloudOptions CloudConfig::service_options() const {
   o.migration.max_per_node = migration.max_per_node;
   o.migration.node_window_ms = std::uint64_t{migration.per_node_window_s} * 1000;
   o.control_ttl = std::chrono::seconds(signing.ttl_s);
+  if (residency.role == Residency::Role::regional) o.resident_region = residency.region;
   return o;  // the signing key is loaded by signing_key() (a file, with its own errors)
 }
 
@@ -214,6 +221,16 @@ schemas::Result<std::optional<security::StorageKey>> CloudConfig::storage_key() 
   auto key = security::load_storage_key(store.key_file);
   if (!key) return Error{"store.key_file", key.error().message()};
   return std::optional<security::StorageKey>(std::move(key).value());
+}
+
+schemas::Result<std::shared_ptr<const tiers::Topology>> CloudConfig::topology() const {
+  if (residency.topology_file.empty()) return std::shared_ptr<const tiers::Topology>();
+  auto t = tiers::Topology::load(residency.topology_file);
+  if (!t) return Error{"residency.topology_file", t.error().message()};
+  if (residency.role == Residency::Role::regional && t->region_top(residency.region) == nullptr) {
+    return Error{"residency.region", "'" + residency.region + "' is not a region of " + residency.topology_file};
+  }
+  return std::shared_ptr<const tiers::Topology>(std::make_shared<tiers::Topology>(std::move(t).value()));
 }
 
 schemas::Result<CloudConfig> parse_config(std::string_view yaml_text) {
@@ -246,6 +263,16 @@ schemas::Result<CloudConfig> parse_config(std::string_view yaml_text) {
                                                    std::to_string(config.migration.overload_high_pct) + "), got " +
                                                    std::to_string(config.migration.overload_low_pct)};
   }
+  const bool regional = config.residency.role == CloudConfig::Residency::Role::regional;
+  if (regional && config.residency.region.empty()) {
+    return Error{"residency.region", "the regional role needs the region whose resident data it stores"};
+  }
+  if (regional && config.residency.topology_file.empty()) {
+    return Error{"residency.topology_file", "the regional role needs the topology (it checks each node's region)"};
+  }
+  if (!regional && !config.residency.region.empty()) {
+    return Error{"residency.region", "set, but residency.role is cloud (only a regional instance has a region)"};
+  }
   return config;
 }
 
@@ -257,6 +284,7 @@ schemas::Result<CloudConfig> load_config(const std::filesystem::path& file) {
   auto config = parse_config(text.str());
   if (!config) return config;
   if (auto problem = check_tls_keys(*config)) return *problem;
+  if (auto topology = config->topology(); !topology) return topology.error();
   return config;
 }
 

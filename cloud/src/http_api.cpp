@@ -156,6 +156,9 @@ std::string prometheus_text(const CloudService& service) {
   if (c.rejected.empty()) out << "nova_cloud_records_rejected_total{reason=\"undecodable\"} 0\n";
   for (const auto& [reason, n] : c.rejected) out << "nova_cloud_records_rejected_total{reason=\"" << reason << "\"} " << n << '\n';
   metric("nova_cloud_liveness_changes_total", "counter", "Node liveness transitions.", c.liveness_changes);
+  metric("nova_cloud_births_region_ignored_total", "counter",
+         "Births claiming a region other than their site's in the topology (the topology's is used).",
+         c.region_ignored);
   metric("nova_cloud_subscriptions_refused_total", "counter",
          "Subscriptions refused by the broker or granted without delivering (each time).", c.subscriptions_refused);
   metric("nova_cloud_shared_subscription_fallbacks_total", "counter",

@@ -14,6 +14,7 @@
 #include "nova/schemas/topic.h"
 #include "nova/security/audit_log.h"
 #include "nova/security/control.h"
+#include "nova/tiers/residency.h"
 
 namespace nova::cloud {
 
@@ -116,6 +117,10 @@ class CloudService::Impl final : public virtual mqtt::callback {
   }
 
   std::vector<std::string> wanted_filters() const {
+    // Regional role: the topology (to address acks) and the region's resident data only.
+    if (const std::string& region = owner_.options_.resident_region; !region.empty()) {
+      return {"nova/v1/up/+/state", "nova/v1/up/+/link", tiers::resident_filter(region)};
+    }
     const std::string& group = owner_.options_.shared_group;
     std::vector<std::string> filters = {"nova/v1/up/+/state", "nova/v1/up/+/link", "nova/v1/up/+/result", kCloudFilter};
     std::lock_guard lock(mutex_);
@@ -359,6 +364,61 @@ class CloudService::Impl final : public virtual mqtt::callback {
     log("warning", "record_rejected", "reason=" + reason_class + " topic=\"" + topic + "\" error=\"" + detail + "\"");
   }
 
+  // The node's site in the topology (CloudOptions::topology); null without a topology or
+  // for a node it does not list.
+  const tiers::Site* topology_site(const std::string& node) const {
+    const tiers::Topology* t = owner_.options_.topology.get();
+    const tiers::NodeSpec* n = t ? t->find_node(node) : nullptr;
+    return n ? t->find(n->site) : nullptr;
+  }
+
+  // The node and kind of a resident record for this regional instance; nullopt (logged
+  // and counted) for a malformed topic, another region's data or a node the topology
+  // places outside this region.
+  std::optional<topics::UpTopic> admit_resident_topic(const std::string& topic) {
+    auto r = tiers::parse_resident_topic(topic);
+    if (!r) {
+      reject("bad_topic", topic, r.error().message());
+      return std::nullopt;
+    }
+    const std::string& own = owner_.options_.resident_region;
+    if (r->region.str() != own) {
+      reject("foreign_region", topic, own.empty() ? "resident data needs the regional role (residency.role)"
+                                                  : "region '" + r->region.str() + "' is not this instance's '" + own + "'");
+      return std::nullopt;
+    }
+    const tiers::Site* site = topology_site(r->node.str());
+    if (site == nullptr || site->region != own) {
+      reject("foreign_region", topic, "node '" + r->node.str() + "' is not at a site of region '" + own + "' in the topology");
+      return std::nullopt;
+    }
+    return topics::UpTopic{r->node, r->kind};
+  }
+
+  // A birth's site and region against the topology (CloudOptions::topology): false (logged,
+  // counted) when the birth is refused; else its region is the topology's.
+  bool apply_residency(NodeState& st, const std::string& topic) {
+    if (!st.description) return true;
+    NodeDescription& d = *st.description;
+    const tiers::Site* site = topology_site(st.node);
+    if (site != nullptr && site->path.str() != d.site) {
+      reject("site_mismatch", topic, "birth.site '" + d.site + "' differs from the node's site '" + site->path.str() +
+                                         "' in the topology");
+      return false;
+    }
+    const std::optional<std::string> region = site ? site->region : std::nullopt;
+    if (d.region && d.region != region) {
+      {
+        std::lock_guard lock(mutex_);
+        ++counters_.region_ignored;
+      }
+      log("warning", "birth_region_ignored", "node=" + st.node + " claimed=\"" + *d.region + "\" topology=\"" +
+                                                 region.value_or("") + "\"");
+    }
+    d.region = region;
+    return true;
+  }
+
   // Decoded records of one group, kept alive until admit() returns.
   struct Decoded {
     std::variant<std::monostate, MetricsBatch, TaskResult, DecisionRecord, Alert> value;
@@ -373,7 +433,13 @@ class CloudService::Impl final : public virtual mqtt::callback {
     std::vector<LivenessChange> changes;
     std::vector<std::string> peer_acks;
     for (Incoming& in : group) {
-      auto parsed = topics::parse(in.topic);
+      // Resident data reads as the node's up record of the same kind from here on.
+      std::optional<topics::UpTopic> resident;
+      if (in.topic.starts_with(tiers::kResidentPrefix)) {
+        resident = admit_resident_topic(in.topic);
+        if (!resident) continue;
+      }
+      auto parsed = resident ? schemas::Result<topics::Topic>(topics::Topic(*resident)) : topics::parse(in.topic);
       if (!parsed) {
         reject("bad_topic", in.topic, parsed.error().message());
         continue;
@@ -415,6 +481,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
             reject("node_mismatch", in.topic, "state.node '" + st->node + "' differs from the topic's node");
             continue;
           }
+          if (!apply_residency(st.value(), in.topic)) continue;
           std::vector<LivenessChange> c;
           {
             std::lock_guard lock(mutex_);

@@ -86,13 +86,19 @@ bool in_cluster(const std::string& site_path, const ClusterRecord& c) {
   return std::find(levels.begin(), levels.end(), root) != levels.end();      // a site id
 }
 
+// "no feasible node among 3: dead 1 (dead: node 'a' is not alive), region 2 (region: the
+// workload must stay in 'eu-west', node 'b' is in 'us-east')": each reason with how many
+// nodes it refused and the first of them explained (tiers::explain).
 std::string rejection_summary(const WorkloadSpec& spec, const std::vector<tiers::Candidate>& candidates) {
-  std::map<std::string, int> by_reason;
-  for (const auto& c : candidates) ++by_reason[std::string(tiers::to_string(tiers::check(spec, c)))];
+  std::map<std::string, std::pair<int, std::string>> by_reason;  // count, first explanation
+  for (const auto& c : candidates) {
+    auto& [n, first] = by_reason[std::string(tiers::to_string(tiers::check(spec, c)))];
+    if (n++ == 0) first = tiers::explain(spec, c);
+  }
   std::string out = "no feasible node among " + std::to_string(candidates.size());
   std::string sep = ": ";
-  for (const auto& [reason, n] : by_reason) {
-    out += sep + reason + " " + std::to_string(n);
+  for (const auto& [reason, counted] : by_reason) {
+    out += sep + reason + " " + std::to_string(counted.first) + " (" + counted.second + ")";
     sep = ", ";
   }
   return out;

@@ -177,6 +177,16 @@ int main(int argc, char** argv) {
   if (!options.store.storage_key) {
     log_line("warning", "storage_plaintext", "detail=\"store.key_file is not set: the store is not encrypted at rest\"");
   }
+  auto topology = config->topology();
+  if (!topology) {
+    log_line("error", "start_failed", "error=" + logfmt_quote(topology.error().message()));
+    return 1;
+  }
+  options.topology = std::move(topology).value();
+  if (!options.topology) {
+    log_line("warning", "no_topology",
+             "detail=\"residency.topology_file is not set: no node has a region, region-bound workloads stay pending\"");
+  }
   options.store.on_corrupt = [](const security::CorruptRecord& r) {
     log_line("error", "corrupt_record",
              "store=" + r.store + " key=" + logfmt_quote(r.key) + " storage_key=" + r.storage_key +

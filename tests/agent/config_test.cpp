@@ -332,10 +332,10 @@ TEST_CASE("identity keys cannot be changed remotely", "[config]") {
     INFO(k.name);
     const bool identity = k.name == "node.id" || k.name == "node.site";
     const bool task_policy = k.name == "tasks.allow" || k.name == "tasks.user" || k.name == "tasks.allow_root";
-    // Identity, task policy, TLS trust, the storage key and the update folder (file
-    // only) cannot come from a message.
+    // Identity, task policy, TLS trust, the storage key, the update folder and what
+    // stays in the region (file only) cannot come from a message.
     CHECK(k.remote == !(identity || task_policy || k.name.starts_with("mqtt.tls_") || k.name.starts_with("trust.") ||
-                        k.name.starts_with("storage.") || k.name == "update.dir"));
+                        k.name.starts_with("storage.") || k.name == "update.dir" || k.name.starts_with("residency.")));
     CHECK(k.required == identity);
   }
 }
@@ -435,4 +435,15 @@ TEST_CASE("a remote config cannot change whom the agent trusts", "[config][trust
   CHECK(c.trust.clock_skew_s == 60);
   CHECK(parse_error(kIdentity + "trust:\n  signing_keys: [keys/a.pub]\n") ==
         "line 5: trust.signing_keys: item 0: expected an absolute path, got 'keys/a.pub'");
+}
+
+TEST_CASE("residency: only the metrics stream can be resident, and only with a region", "[config][residency]") {
+  const AgentConfig ok = parse_ok(kIdentity + "residency:\n  region: eu-west\n  streams: [metrics]\n");
+  CHECK(ok.residency.region == "eu-west");
+  CHECK(ok.residency.streams == std::vector<std::string>{"metrics"});
+  CHECK_THAT(parse_error(kIdentity + "residency:\n  region: eu-west\n  streams: [alerts]\n"),
+             Catch::EndsWith("residency.streams: 'alerts' cannot be resident (only metrics)"));
+  CHECK_THAT(parse_error(kIdentity + "residency:\n  streams: [metrics]\n"),
+             Catch::EndsWith("residency.region: required when residency.streams names a stream"));
+  CHECK_THAT(parse_error(kIdentity + "residency:\n  region: eu/west\n"), Catch::Contains("residency.region: 'eu/west'"));
 }

@@ -107,8 +107,8 @@ TEST_CASE("a metro site bridges to its parent with every pitfall handled", "[ren
   // QoS 1 named on every map, up out only, down in only: this subtree, then the access
   // sites of ber that name par as their backup parent (they may fail over to par).
   CHECK(values(conf, "topic") ==
-        std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/down/cloud/eu/par/# in 1",
-                                 "nova/v1/down/cloud/eu/ber/ber-a1/# in 1",
+        std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/resident/eu-west/# out 1",
+                                 "nova/v1/down/cloud/eu/par/# in 1", "nova/v1/down/cloud/eu/ber/ber-a1/# in 1",
                                  "nova/v1/down/cloud/eu/ber/ber-a2/# in 1", "nova/v1/bundle/# in 1"});
   for (const std::string& line : directives(conf)) CHECK(line.find(" both") == std::string::npos);
 
@@ -156,8 +156,8 @@ TEST_CASE("an access site lists its parent, then its backups in order", "[render
   CHECK(value(conf, "address") == "127.0.0.1:18833 127.0.0.1:18834");
   CHECK(value(conf, "connection") == "par-a1-to-par");
   CHECK(values(conf, "topic") ==
-        std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/down/cloud/eu/par/par-a1/# in 1",
-                                 "nova/v1/bundle/# in 1"});
+        std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/resident/eu-west/# out 1",
+                                 "nova/v1/down/cloud/eu/par/par-a1/# in 1", "nova/v1/bundle/# in 1"});
   CHECK(value(conf, "keepalive_interval") == "30");
   CHECK(value(conf, "restart_timeout") == "2 30");
   // Access caps: 32 x 2000 x 5/4 = 80,000 messages, x 2048 B = 164 MB.
@@ -241,8 +241,8 @@ TEST_CASE("a site with backup parents keeps its session on them, and its routes 
   CHECK(value(access, "cleansession") == "false");
   CHECK(value(access, "local_cleansession") == "false");  // the upward queue persists
   CHECK(values(access, "topic") ==
-        std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/down/cloud/eu/par/par-a1/# in 1",
-                                 "nova/v1/bundle/# in 1"});
+        std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/resident/eu-west/# out 1",
+                                 "nova/v1/down/cloud/eu/par/par-a1/# in 1", "nova/v1/bundle/# in 1"});
   // Regional eu already covers both par and ber: no extra route, no overlap.
   CHECK(values(conf_of(t, "eu"), "topic") ==
         std::vector<std::string>{"nova/v1/up/# out 1", "nova/v1/down/cloud/eu/# in 1", "nova/v1/bundle/# in 1"});
@@ -258,7 +258,8 @@ TEST_CASE("the ACL grants nodes, child bridges, cloud and monitor what they need
   CHECK(acl.at("") == std::vector<std::string>{"topic read nova/v1/down/#", "topic read nova/v1/bundle/#",
                                                "topic readwrite nova/v1/sensor/#"});
   CHECK(acl.at("pattern") ==
-        std::vector<std::string>{"pattern write nova/v1/up/%c/#", "pattern readwrite nova-bridge/probe/%c"});
+        std::vector<std::string>{"pattern write nova/v1/up/%c/#", "pattern write nova/v1/resident/eu-west/%c/#",
+                                 "pattern readwrite nova-bridge/probe/%c"});
 
   // Children par-a1/par-a2, and ber-a1/ber-a2 which name par as their backup parent:
   // each reads only its own subtree (its path under its *primary* parent); no site
@@ -273,8 +274,8 @@ TEST_CASE("the ACL grants nodes, child bridges, cloud and monitor what they need
     INFO(user);
     REQUIRE(acl.count(user) == 1);
     CHECK(acl.at(user) ==
-          std::vector<std::string>{"topic write nova/v1/up/#", "topic read nova/v1/down/" + path + "/#",
-                                   "topic read nova/v1/bundle/#"});
+          std::vector<std::string>{"topic write nova/v1/up/#", "topic write nova/v1/resident/eu-west/#",
+                                   "topic read nova/v1/down/" + path + "/#", "topic read nova/v1/bundle/#"});
   }
   CHECK(acl.count("bridge.nyc-a1") == 0);
   // Its own bridge bypasses its local ACL; this grant is what check_retain_source checks
@@ -406,7 +407,8 @@ TEST_CASE("the identity ACL binds every grant to a certificate CN", "[render][ac
                                                           "topic read nova/v1/down/cloud/eu/par/agent-par/#",
                                                           "topic read nova/v1/bundle/#",
                                                           "topic read nova/v1/sensor/agent-par/+",
-                                                          "topic write nova/v1/sensor/agent-par/+/error"});
+                                                          "topic write nova/v1/sensor/agent-par/+/error",
+                                                          "topic write nova/v1/resident/eu-west/agent-par/#"});
   CHECK(acl.count("agent-eu") == 0);  // a node of another site has nothing here
   // A child's bridge: every other site's link denied before its up grant. par-a1 is an
   // access site: it carries its own link only.
@@ -414,15 +416,17 @@ TEST_CASE("the identity ACL binds every grant to a certificate CN", "[render][ac
   CHECK(std::count(child.begin(), child.end(), "topic deny nova/v1/up/par-a1/link") == 0);
   CHECK(std::count(child.begin(), child.end(), "topic deny nova/v1/up/par/link") == 1);
   CHECK(std::count(child.begin(), child.end(), "topic deny nova/v1/up/ber-a1/link") == 1);
-  CHECK(child.size() == t.sites().size() - 1 + 3);
-  CHECK(child.at(child.size() - 3) == "topic write nova/v1/up/#");
+  CHECK(child.size() == t.sites().size() - 1 + 4);
+  CHECK(child.at(child.size() - 4) == "topic write nova/v1/up/#");
+  CHECK(child.at(child.size() - 3) == "topic write nova/v1/resident/eu-west/#");
   CHECK(child.at(child.size() - 2) == "topic read nova/v1/down/cloud/eu/par/par-a1/#");
   CHECK(child.back() == "topic read nova/v1/bundle/#");
   CHECK(acl.at(nova::bridge::kCloudServiceUser) ==
         std::vector<std::string>{"topic write nova/v1/up/nova-cloud/#",
                                  "topic read nova/v1/up/#", "topic readwrite nova/v1/down/#",
                                  "topic readwrite nova/v1/bundle/#", "topic readwrite nova/v1/cloud/#",
-                                 "topic read $SYS/#"});
+                                 "topic read $SYS/#", "topic read nova/v1/resident/eu-west/#",
+                                 "topic write nova/v1/resident/eu-west/probe/nova-cloud"});
   CHECK(acl.at(nova::bridge::kMonitorIdentity) == std::vector<std::string>{"topic read nova/v1/up/+/link"});
 }
 
@@ -435,7 +439,7 @@ TEST_CASE("an operator enrolled in the PKI folder reads everything upward and no
   for (const char* site : {"cloud", "par-a1"}) {
     INFO("site " << site);
     const auto acl = acl_sections(render(t, t.site(site), {std::string("/srv/nova/") + site, {}, {}, pki, false}).acl);
-    CHECK(acl.at("operator.ops") == std::vector<std::string>{"topic read nova/v1/up/#"});
+    CHECK(acl.at("operator.ops") == std::vector<std::string>{"topic read nova/v1/up/#", "topic read nova/v1/resident/#"});
     // The link monitor keeps its narrower grant.
     CHECK(acl.at(nova::bridge::kMonitorIdentity) == std::vector<std::string>{"topic read nova/v1/up/+/link"});
   }
@@ -486,4 +490,42 @@ TEST_CASE("update bundles come down every bridge, nodes read them, only nova-clo
   // Plaintext (lab) mode: anonymous clients, the nodes there, read them too.
   const auto plain = acl_sections(render(t, t.site("par"), {"/srv/nova/par", {}, {}, {}, true}).acl);
   CHECK(std::count(plain.at("").begin(), plain.at("").end(), "topic read nova/v1/bundle/#") == 1);
+}
+
+TEST_CASE("resident data is mapped up only inside its region and granted only there", "[render][acl][residency]") {
+  const Topology t = example();
+  const std::string resident_eu = "nova/v1/resident/eu-west/# out 1";
+  // Inside eu-west every bridge carries it (access -> metro -> regional) ...
+  for (const char* site : {"par-a1", "ber-a2", "par", "ber"}) {
+    INFO("site " << site);
+    const auto maps = values(conf_of(t, site), "topic");
+    CHECK(std::count(maps.begin(), maps.end(), resident_eu) == 1);
+  }
+  // ... the region's top site eu keeps it (its parent, the cloud, is in no region) ...
+  for (const std::string& map : values(conf_of(t, "eu"), "topic")) CHECK(map.find("resident") == std::string::npos);
+  // ... and us-east's bridges carry only their own region's.
+  CHECK(values(conf_of(t, "nyc-a1"), "topic").at(1) == "nova/v1/resident/us-east/# out 1");
+  for (const std::string& map : values(conf_of(t, "us"), "topic")) CHECK(map.find("resident") == std::string::npos);
+
+  // The cloud's ACL grants no resident write to anyone: no bridge may bring it there.
+  const std::string cloud_acl = render(t, t.site("cloud"), {"/srv/nova/cloud", {}, {}, "/nonexistent-pki", false}).acl;
+  CHECK(cloud_acl.find("resident") == std::string::npos);
+  // At eu, the metros' bridges write it and the regional store (nova-cloud) reads it.
+  const auto eu = acl_sections(render(t, t.site("eu"), {"/srv/nova/eu", {}, {}, "/nonexistent-pki", false}).acl);
+  const auto& par_bridge = eu.at("bridge.par");
+  CHECK(std::count(par_bridge.begin(), par_bridge.end(), "topic write nova/v1/resident/eu-west/#") == 1);
+  const auto& store = eu.at(nova::bridge::kCloudServiceUser);
+  CHECK(std::count(store.begin(), store.end(), "topic read nova/v1/resident/eu-west/#") == 1);
+  // A site with no region (a topology without residency) renders no resident line at all.
+  auto plain = Topology::parse_yaml(R"(
+sites:
+  - {id: c, level: 1, port: 1}
+  - {id: r, level: 2, parent: c, port: 2}
+nodes:
+  - {id: n, site: r}
+)");
+  REQUIRE(plain.ok());
+  CHECK(conf_of(*plain, "r").find("resident") == std::string::npos);
+  CHECK(render(*plain, plain->site("r"), {"/srv/nova/r", {}, {}, "/nonexistent-pki", false}).acl.find("resident") ==
+        std::string::npos);
 }

@@ -195,3 +195,68 @@ TEST_CASE("YAML mistakes carry the line and the key", "[tiers][reject]") {
   REQUIRE_FALSE(missing.ok());
   CHECK_THAT(missing.error().message(), Catch::StartsWith("cannot read topology file"));
 }
+
+TEST_CASE("regions and jurisdictions are declared by sites and inherited below them", "[tiers][residency]") {
+  auto t = Topology::load(NOVA_EXAMPLE_TOPOLOGY);
+  REQUIRE(t.ok());
+  CHECK_FALSE(t->root().region.has_value());
+  CHECK(t->site("eu").region == "eu-west");
+  CHECK(t->site("par-a1").region == "eu-west");
+  CHECK(t->site("par-a1").jurisdiction == "eu-gdpr");
+  CHECK(t->site("sfo-a2").region == "us-east");
+  REQUIRE(t->region_top("eu-west") != nullptr);
+  CHECK(t->region_top("eu-west")->id() == "eu");
+  CHECK(t->region_top("us-east")->id() == "us");
+  CHECK(t->region_top("ap-south") == nullptr);
+  // Repeating the inherited value lower down is allowed and changes nothing.
+  auto repeated = Topology::parse_yaml(R"(
+sites:
+  - {id: c, level: 1}
+  - {id: r, level: 2, parent: c, region: eu}
+  - {id: m, level: 3, parent: r, region: eu}
+)");
+  REQUIRE(repeated.ok());
+  CHECK(repeated->region_top("eu")->id() == "r");
+}
+
+TEST_CASE("residency mistakes are refused naming the site and the field", "[tiers][residency][reject]") {
+  CHECK(error_of(R"(
+sites:
+  - {id: c, level: 1}
+  - {id: r, level: 2, parent: c, region: eu}
+  - {id: m, level: 3, parent: r, region: us}
+)") == "site 'm': region 'us' differs from 'eu', the region of its parent 'r'");
+  CHECK(error_of(R"(
+sites:
+  - {id: c, level: 1}
+  - {id: r, level: 2, parent: c, region: eu, jurisdiction: gdpr}
+  - {id: m, level: 3, parent: r, jurisdiction: ccpa}
+)") == "site 'm': jurisdiction 'ccpa' differs from 'gdpr', the jurisdiction of its parent 'r'");
+  CHECK_THAT(error_of(R"(
+sites:
+  - {id: c, level: 1}
+  - {id: r, level: 2, parent: c, region: "eu/west"}
+)"), Catch::StartsWith("site 'r': region 'eu/west' is not a valid id: "));
+  CHECK(error_of(R"(
+sites:
+  - {id: c, level: 1}
+  - {id: r1, level: 2, parent: c, region: eu}
+  - {id: r2, level: 2, parent: c, region: eu}
+)") == "region 'eu' is declared by sites 'r1' and 'r2', neither below the other: a region has one top site");
+  CHECK(error_of(R"(
+sites:
+  - {id: c, level: 1}
+  - {id: eu, level: 2, parent: c, region: eu}
+  - {id: us, level: 2, parent: c, region: us}
+  - {id: par, level: 3, parent: eu, backups: [us]}
+)") == "site 'par': backup parent 'us' is in region 'us', not in 'eu' (a failover would carry resident "
+       "data out of it)");
+  CHECK(error_of(R"(
+sites:
+  - {id: c, level: 1}
+  - {id: eu, level: 2, parent: c, region: eu}
+  - {id: par, level: 3, parent: eu, backups: [c]}
+)") == "site 'par': backup parent 'c' is in no region, not in 'eu' (a failover would carry resident data out "
+       "of it)");
+  CHECK(error_of("sites:\n  - {id: c, level: 1, region: [eu]}\n") == "line 2: sites[0].region: expected a string");
+}

@@ -37,6 +37,22 @@ std::optional<Error> check_ids(const TopologySpec& spec) {
   return std::nullopt;
 }
 
+// One residency attribute ("region" or "jurisdiction") of `site`: its own declaration,
+// which must be an Id and agree with what it inherits, else the parent's effective value.
+Result<std::optional<std::string>> inherit(const Site& site, const Site* parent, const char* field,
+                                           const std::optional<std::string>& declared,
+                                           const std::optional<std::string>& inherited) {
+  if (!declared) return inherited;
+  if (auto parsed = topics::Id::parse(*declared); !parsed) {
+    return site_error(site.id(), std::string(field) + " '" + *declared + "' is not a valid id: " + parsed.error().reason);
+  }
+  if (inherited && *inherited != *declared) {
+    return site_error(site.id(), std::string(field) + " '" + *declared + "' differs from '" + *inherited +
+                                     "', the " + field + " of its parent '" + parent->id() + "'");
+  }
+  return declared;
+}
+
 }  // namespace
 
 std::uint64_t Site::max_queued_messages() const {
@@ -154,15 +170,55 @@ Result<Topology> Topology::build(TopologySpec spec) {
         return site_error(s->id, "is deeper than " + std::to_string(topics::kMaxSiteDepth) + " levels");
       }
       t.index_[s->id] = t.sites_.size();
-      t.sites_.push_back(Site{*s, std::move(path), &profile(s->level)});
+      t.sites_.push_back(Site{*s, std::move(path), &profile(s->level), {}, {}});
       for (const SiteSpec& c : spec.sites) {
         if (c.parent == s->id) next.push_back(&c);
       }
     }
     frontier = std::move(next);
   }
+  if (auto e = t.resolve_residency()) return *e;
   t.nodes_ = std::move(spec.nodes);
   return t;
+}
+
+std::optional<schemas::Error> Topology::resolve_residency() {
+  // Parents come before children, so each parent's effective values are final here.
+  std::map<std::string, const Site*, std::less<>> tops;
+  for (Site& s : sites_) {
+    const Site* p = parent(s);
+    auto region = inherit(s, p, "region", s.spec.region, p ? p->region : std::nullopt);
+    if (!region) return region.error();
+    auto jurisdiction = inherit(s, p, "jurisdiction", s.spec.jurisdiction, p ? p->jurisdiction : std::nullopt);
+    if (!jurisdiction) return jurisdiction.error();
+    s.region = std::move(region).value();
+    s.jurisdiction = std::move(jurisdiction).value();
+    if (!s.region || (p && p->region)) continue;
+    // s declares a region its parent is not in: s is that region's top.
+    if (auto [it, fresh] = tops.emplace(*s.region, &s); !fresh) {
+      return Error{"", "region '" + *s.region + "' is declared by sites '" + it->second->id() + "' and '" + s.id() +
+                           "', neither below the other: a region has one top site"};
+    }
+  }
+  for (const Site& s : sites_) {
+    if (!s.region) continue;
+    for (const std::string& b : s.spec.backup_parents) {
+      const Site& backup = site(b);
+      if (backup.region != s.region) {
+        return site_error(s.id(), "backup parent '" + b + "' is " +
+                                      (backup.region ? "in region '" + *backup.region + "'" : "in no region") +
+                                      ", not in '" + *s.region + "' (a failover would carry resident data out of it)");
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+const Site* Topology::region_top(std::string_view region) const {
+  for (const Site& s : sites_) {
+    if (s.region == region) return &s;  // breadth first: the first one is the highest
+  }
+  return nullptr;
 }
 
 const Site* Topology::find(std::string_view id) const {

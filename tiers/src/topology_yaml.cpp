@@ -83,7 +83,7 @@ SiteOverrides read_overrides(const YAML::Node& n, const std::string& path) {
 }
 
 SiteSpec read_site(const YAML::Node& n, const std::string& path) {
-  allow_keys(n, path, {"id", "level", "parent", "backups", "address", "port", "overrides"});
+  allow_keys(n, path, {"id", "level", "parent", "backups", "address", "port", "overrides", "region", "jurisdiction"});
   SiteSpec s;
   if (!n["id"]) fail(n, path, "missing 'id'");
   if (!n["level"]) fail(n, path, "missing 'level'");
@@ -94,6 +94,8 @@ SiteSpec read_site(const YAML::Node& n, const std::string& path) {
   if (n["address"]) s.listener.address = text(n["address"], path + ".address");
   if (n["port"]) s.listener.port = static_cast<std::uint16_t>(number(n["port"], path + ".port", 0, 65535));
   if (n["overrides"]) s.overrides = read_overrides(n["overrides"], path + ".overrides");
+  if (n["region"]) s.region = text(n["region"], path + ".region");
+  if (n["jurisdiction"]) s.jurisdiction = text(n["jurisdiction"], path + ".jurisdiction");
   return s;
 }
 

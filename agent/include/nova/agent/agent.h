@@ -59,6 +59,10 @@
 
 namespace nova::agent {
 
+// The extra gauge of an aggregate sample (AgentOptions::resident_region): how many
+// samples of the resident batch it sums up.
+inline constexpr std::string_view kAggregateSamplesGauge = "aggregate.samples";
+
 struct DrainOptions {
   double rate_per_s = 50;    // sustained publishes per second
   double burst = 100;        // bucket size
@@ -108,6 +112,12 @@ struct AgentOptions {
   // Installation folder for over-the-air updates (updater.h); empty: offers are refused.
   // The version offered is compared with birth.description->version.
   std::filesystem::path update_dir;
+  // The metrics stream is resident in this region (tiers/residency.h): its batches go to
+  // nova/v1/resident/<region>/<node>/metrics, where the regional nova-cloud stores and
+  // acknowledges them, and each batch also yields one aggregate sample (the mean of each
+  // core gauge, the hottest temperature; no extra or sensor gauge) on stream
+  // "aggregates", sent on the normal up metrics topic to the cloud. None: nothing resident.
+  std::optional<std::string> resident_region;
 
   // Give memory the agent no longer uses back to the kernel (nova/common/resident_pages.h):
   // at every connect (start-up or a TLS handshake just done) the clean file-backed pages
@@ -143,6 +153,7 @@ class SampleSource {
 struct AgentCounters {
   std::uint64_t samples = 0;
   std::uint64_t batches = 0;
+  std::uint64_t aggregates = 0;  // aggregate samples of resident batches stored (AgentOptions::resident_region)
   std::uint64_t published = 0;      // publishes acknowledged by the broker
   std::uint64_t resends = 0;        // go-back-N restarts (of one stream each)
   std::uint64_t acks = 0;           // valid end-to-end acks applied
@@ -270,6 +281,10 @@ class Agent {
   bool append_record(const char* stream, Priority priority, T& record);
   // Stores `samples` as one metrics batch, or as several when one would not decode.
   void store_batch(std::span<const schemas::MetricSample> samples);
+  // The aggregate of a resident batch, on stream "aggregates" (AgentOptions::resident_region).
+  void store_aggregate(std::span<const schemas::MetricSample> samples);
+  // Where a record of `stream` goes: its resident topic, or nova/v1/up/<node>/<kind>.
+  std::string topic_of(std::string_view stream, topics::UpKind kind, const topics::Id& node) const;
   void apply_pending_tuning();
   void update_backlog();
   void on_ack(const std::string& topic, const std::string& payload);

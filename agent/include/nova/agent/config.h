@@ -136,7 +136,16 @@ struct AgentConfig {
     std::string key_file;  // 64 hex digits, mode 0600; empty: plaintext, warned at every start
     friend bool operator==(const Storage&, const Storage&) = default;
   } storage;
-  struct Update {
+  // Data residency (docs/agent.md, Resident streams). File only.
+  struct Residency {
+    // The region of this node's site as the topology says (nova-bridge renders the
+    // resident rules from it); empty: nothing is resident.
+    std::string region;
+    // Streams whose raw records stay in the region: "metrics" (the metrics batches).
+    std::vector<std::string> streams;
+    friend bool operator==(const Residency&, const Residency&) = default;
+  } residency;
+    struct Update {
     // The installation folder the launcher (firmware/nova-agent-launch) runs versions
     // from; empty: over-the-air updates are refused (docs/agent.md, Updates).
     std::string dir;
@@ -164,6 +173,9 @@ struct AgentConfig {
 
 // The key that names `file` ("mqtt.tls_cert_file"), for errors about it.
 using security::tls_file_key;
+
+// The one stream residency.streams may name.
+inline constexpr std::string_view kResidentMetricsStream = "metrics";
 
 // --- the key table ---------------------------------------------------------------------
 

@@ -10,7 +10,10 @@
 // restart_timeout (the one-value form is ignored); QoS 1 on every topic map (the default
 // is 0, and QoS 0 is dropped while a link is down); "up" mapped out only, "down" mapped
 // in only and restricted to down_routes() (the default direction is out, and "both"
-// would loop); bridge state notifications on nova/v1/up/<site>/link; and
+// would loop); resident data (nova/tiers/residency.h) mapped out only, as
+// nova/v1/resident/<region>/#, and only on a bridge whose site and parent are both in
+// that region, so it stops at the region's top site; bridge state notifications on
+// nova/v1/up/<site>/link; and
 // check_retain_source true (2.0.11's code defaults to false), which with the ACL below
 // keeps the bridge's own retained link record from being re-sent upward, stale, after
 // the fresh "1" of each reconnect.
@@ -34,23 +37,28 @@
 // whatever the section's other lines grant (rendered first, before the grants).
 //   - node N of this site: write nova/v1/up/N/# except nova/v1/up/N/link; read
 //     nova/v1/down/<site path>/N/#; read nova/v1/sensor/N/+ (its sensors' readings) and
-//     write nova/v1/sensor/N/+/error (the replies).
+//     write nova/v1/sensor/N/+/error (the replies); in a region R, write
+//     nova/v1/resident/R/N/# (its resident data, under its own id and its site's region).
 //   - sensor.N.S (a sensor certificate found in the PKI folder, for a node of this site):
 //     write nova/v1/sensor/N/S, read nova/v1/sensor/N/S/error.
 //   - bridge.<child> of every child and of every site naming this one as a backup parent:
 //     write nova/v1/up/# except the link topic of every site whose link it does not
-//     carry (link_carriers()), read the child's down_routes().
+//     carry (link_carriers()), read the child's down_routes(); when the child and this
+//     site are in one region R, write nova/v1/resident/R/# too.
 //   - bridge.<this site>: write this site's down_routes() (check_retain_source, below).
 //   - nova-cloud: read nova/v1/up/#, and write nova/v1/up/nova-cloud/# (the probes of
 //     cloud/subscriptions.h publish there, nova/v1/up/nova-cloud/link included: a denied
 //     publish disconnects, and nova-cloud probes its link subscription; no site can be
 //     named nova-cloud, as its broker certificate would need that CN); read and write
-//     nova/v1/down/# and nova/v1/cloud/#, read $SYS/#. Only it writes down.
+//     nova/v1/down/# and nova/v1/cloud/#, read $SYS/#. Only it writes down. At a site
+//     of region R it may read nova/v1/resident/R/# (the regional role's store) and
+//     write nova/v1/resident/R/probe/nova-cloud (its subscription probe).
 //   - operator.nova-monitor (kMonitorIdentity): read nova/v1/up/+/link; every identity
 //     may read and write its own probe topic nova-bridge/probe/<CN>.
 //   - every other operator.<name> certificate found in the PKI folder: read
-//     nova/v1/up/# (births, metrics, results, links), at every site. Nothing downward,
-//     nothing written: an operator watches; nova-cloud alone acts.
+//     nova/v1/up/# (births, metrics, results, links) and nova/v1/resident/#, at every
+//     site (a broker outside a region has no resident data of it to show). Nothing
+//     downward, nothing written: an operator watches; nova-cloud alone acts.
 //   Known gap: a child's bridge may write any node's up topics (not links), since
 //   Mosquitto cannot tell what it forwards from what it makes up; the access broker's ACL
 //   is what binds a node's up topics to its certificate.
@@ -60,9 +68,11 @@
 //     `topic` lines after a `user` line to that user only, and `pattern` lines to every
 //     client. %c is the client id.
 //   - Anonymous clients (nodes, sensors; client id = node id) may write
-//     nova/v1/up/<own client id>/#, read nova/v1/down/#, read and write nova/v1/sensor/#.
+//     nova/v1/up/<own client id>/# (and nova/v1/resident/<region>/<own client id>/# in a
+//     region), read nova/v1/down/#, read and write nova/v1/sensor/#.
 //   - bridge_username(child) of every child and of every site that names this one as a
-//     backup parent: write nova/v1/up/#, read the child's down_routes().
+//     backup parent: write nova/v1/up/# (and the region's resident data when both are in
+//     one region), read the child's down_routes().
 //   - bridge_username(this site): write this site's down_routes(). Never used to
 //     publish (a bridge bypasses its own broker's ACL); check_retain_source checks it
 //     before re-sending a retained record the bridge brought in. It has no grant on the

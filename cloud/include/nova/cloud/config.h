@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "nova/common/log.h"
 #include "nova/schemas/result.h"
 #include "nova/security/sealed_records.h"
+#include "nova/tiers/topology.h"
 
 namespace nova::cloud {
 
@@ -82,6 +84,16 @@ struct CloudConfig {
     bool insecure_no_auth = false;  // no authentication at all: logs a warning at start
     bool protect_metrics = false;   // /metrics needs a viewer token too
   } auth;
+  // Data residency (docs/placement.md, docs/cloud.md). A node's region is the region of
+  // its site in this topology, signed off by whoever owns the file; never what its own
+  // birth claims.
+  struct Residency {
+    std::string topology_file;  // empty: no node has a region (region-bound workloads stay pending)
+    enum class Role { cloud, regional } role = Role::cloud;
+    // Regional role only: the region whose resident data this instance stores (it runs at
+    // the region's top broker, consumes nova/v1/resident/<region>/# and births, nothing else).
+    std::string region;
+  } residency;
   struct Audit {
     // The hash-chained audit log (security/audit_log.h): API writes and what nova-cloud
     // publishes to nodes.
@@ -93,6 +105,9 @@ struct CloudConfig {
   schemas::Result<std::optional<security::SigningKey>> signing_key() const;
   // The key named by store.key_file; none when it is empty.
   schemas::Result<std::optional<security::StorageKey>> storage_key() const;
+  // The topology named by residency.topology_file (none when it is empty); errors name the
+  // key. In the regional role residency.region must be one of its regions.
+  schemas::Result<std::shared_ptr<const tiers::Topology>> topology() const;
 };
 
 // The file's shape and values only (no file is opened).

@@ -48,6 +48,7 @@
 #include "nova/schemas/result.h"
 #include "nova/security/signing.h"
 #include "nova/security/tls_files.h"
+#include "nova/tiers/topology.h"
 
 namespace nova::security {
 class AuditLog;
@@ -84,6 +85,16 @@ struct CloudOptions {
   // control_ttl from when it is sent. None: sent unsigned (signing.insecure_unsigned).
   std::optional<security::SigningKey> signing_key;
   std::chrono::milliseconds control_ttl{std::chrono::hours(24)};
+  // Data residency. A node's region is its site's region in `topology`; a birth that
+  // claims another is stored with the topology's (counted as region_ignored), and a birth
+  // whose site differs from the node's site in the topology is refused (site_mismatch).
+  // A node missing from the topology gets no region. Null: no node has a region.
+  std::shared_ptr<const tiers::Topology> topology;
+  // Non-empty: the regional role. The instance consumes the births, links and the resident
+  // data of this region (nova/v1/resident/<region>/#, tiers/residency.h) at the region's
+  // top broker, stores and acknowledges that data, and ingests nothing from
+  // nova/v1/up/<node>/<kind> (the cloud instances store and acknowledge those).
+  std::string resident_region;
 };
 
 // Counters for /metrics. Monotonic unless named as a gauge.
@@ -102,6 +113,7 @@ struct CloudCounters {
   std::uint64_t shared_fallbacks = 0;     // shared filters replaced by plain ones
   std::uint64_t republished = 0;          // cloud records published again after a connect
   std::uint64_t connect_failures = 0;     // connects refused or failed before a first success
+  std::uint64_t region_ignored = 0;       // births whose region claim the topology overrode
   std::uint64_t queue_depth = 0;          // gauge
   bool connected = false;                 // gauge
 };

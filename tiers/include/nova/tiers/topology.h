@@ -8,7 +8,19 @@
 //   site 'acc-1': level 3 is not below its parent 'metro-1' (level 3)
 //   site 'a': parent chain loops: a -> b -> a
 //   sites 'acc-1' and 'acc-2' both listen on 127.0.0.1:18834
+//   site 'par': region 'us' differs from 'eu', the region of its parent 'eu'
 // This is the only code that parses topology YAML; every component uses this library.
+//
+// Data residency. A site may name the region its data must stay in and the
+// jurisdiction it answers to. The topology's owner signs them off here; a node never
+// declares its own (nova-cloud takes a node's region from its site in the topology).
+// Both are inherited by the site's subtree, and build() refuses:
+//   - a value that is not an Id (the region is a topic level: nova/v1/resident/<region>);
+//   - a site that names another region (or jurisdiction) than the one it inherits;
+//   - one region declared by two sites outside each other's subtree: every region has
+//     exactly one top site, whose broker is as far up as resident data travels;
+//   - a backup parent outside the site's region (a failover would carry resident data
+//     out of it).
 #pragma once
 
 #include <cstdint>
@@ -49,6 +61,8 @@ struct SiteSpec {
   std::vector<std::string> backup_parents;  // tried in order when the parent is unreachable
   Listener listener;
   SiteOverrides overrides;
+  std::optional<std::string> region;        // as declared here; Site::region is the effective one
+  std::optional<std::string> jurisdiction;  // likewise
 };
 
 struct NodeSpec {
@@ -72,6 +86,9 @@ struct Site {
   SiteSpec spec;
   topics::SitePath path;  // root ... this site
   const TierProfile* profile;
+  // Data residency, declared here or inherited from the nearest ancestor that declares it.
+  std::optional<std::string> region;
+  std::optional<std::string> jurisdiction;
 
   const std::string& id() const { return spec.id; }
   std::uint8_t level() const { return spec.level; }
@@ -106,6 +123,9 @@ class Topology {
   // The site's ancestors from its parent up to the root.
   std::vector<const Site*> ancestors(const Site& site) const;
 
+  // The highest site of `region` (the one that declares it); nullptr for an unknown region.
+  const Site* region_top(std::string_view region) const;
+
   const std::vector<NodeSpec>& nodes() const { return nodes_; }
   std::vector<const NodeSpec*> nodes_at(const Site& site) const;
   const NodeSpec* find_node(std::string_view id) const;
@@ -115,6 +135,9 @@ class Topology {
 
  private:
   Topology() = default;
+  // Sets each site's effective region and jurisdiction and checks the residency rules
+  // above; the first violation, if any.
+  std::optional<schemas::Error> resolve_residency();
   std::string name_;
   std::vector<Site> sites_;
   std::vector<NodeSpec> nodes_;
