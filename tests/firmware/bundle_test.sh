@@ -63,6 +63,26 @@ out=$("$tool" provision --bundle "$tmp/bundle" --out "$tmp/z" --node dev-7 --sit
   --signing-key "$tmp/pki/signing/nova-cloud.pub" 2>&1) && fail "a capability that ends the list accepted"
 echo "$out" | grep -q -- "--capabilities: 'gpu\], evil: \[x' has one of" || fail "unexpected: $out"
 if [ -e "$tmp/x" ] || [ -e "$tmp/y" ] || [ -e "$tmp/z" ]; then fail "a refused provision left its output"; fi
+# A cross-built directory as firmware/build.sh makes it (a launcher, lib/ with the agent):
+# here the host's agent behind a two-line launcher, so it runs natively.
+portable=$tmp/nova-agent-host
+mkdir -p "$portable/lib"
+cp "$agent" "$portable/lib/nova-agent"
+# shellcheck disable=SC2016 # expanded by the launcher, not here
+printf '#!/bin/sh\nexec "$(dirname "$(readlink -f "$0")")/lib/nova-agent" "$@"\n' > "$portable/nova-agent"
+chmod +x "$portable/nova-agent"
+"$tool" make --agent-dir "$portable" --out "$tmp/portable-bundle" >/dev/null
+manifest=$(cd "$portable" && find . -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
+[ "$(cat "$tmp/portable-bundle/opt/nova-agent/current")" = "$manifest" ] || fail "current does not name the directory's manifest sha256"
+cmp -s "$agent" "$tmp/portable-bundle/opt/nova-agent/versions/$manifest/lib/nova-agent" || fail "lib/nova-agent not in versions/<sha256>/lib"
+"$tmp/portable-bundle/opt/nova-agent/versions/$manifest/nova-agent" --version | grep -q '^nova-agent ' || fail "the bundled launcher does not run the agent"
+mkdir "$tmp/not-built"
+out=$("$tool" make --agent-dir "$tmp/not-built" --out "$tmp/w" 2>&1) && fail "a directory without an agent accepted"
+echo "$out" | grep -qF -- "--agent-dir: '$tmp/not-built' has no executable nova-agent and lib/nova-agent" || fail "unexpected: $out"
+out=$("$tool" make --binary "$agent" --agent-dir "$portable" --out "$tmp/w" 2>&1) && fail "--binary and --agent-dir accepted together"
+echo "$out" | grep -qF -- "--binary, --agent-dir: give one of them, not both" || fail "unexpected: $out"
+[ ! -e "$tmp/w" ] || fail "a refused make left its output"
+
 # An update by hand, as docs/agent.md (Updates) describes it.
 # shellcheck disable=SC2046 # split on purpose: sha256, size, count
 set -- $("$tool" chunks --binary "$agent" --out "$tmp/chunks")
