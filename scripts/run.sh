@@ -9,11 +9,17 @@
 # the brokers' ACLs name; this script reads as the operator `demo` it enrols. Then start a
 # nova-cloud at the cloud broker (REST API, /metrics and dashboard on port 8080, or a
 # free port), then a nova-agent for every node of the topology (30: one per site, two
-# devices per access site). nova-cloud sees every agent alive and acknowledges their
-# metrics end to end; a workload submitted through its REST API is placed on a device,
-# goes down as a task three bridge hops, and its result comes back up. Everything nova-cloud
-# sends down (tasks, acks) is signed with an Ed25519 key made for the demo by
-# `nova-pki signing-key`; every agent trusts it. The REST API takes a bearer token.
+# devices per access site), each installed the way a device is: provisioned from one
+# bundle by firmware/nova-device-bundle and run by its launcher nova-agent-launch.
+# nova-cloud sees every agent alive and acknowledges their metrics end to end; a workload
+# submitted through its REST API is placed on a device, goes down as a task three bridge
+# hops, and its result comes back up. Then two over-the-air updates through nova-cloud's
+# REST API: the next version of the agent to every node in waves (each node's retained
+# birth reports it), and a deliberately broken bundle that the first wave's launchers
+# roll back by themselves, halting the rollout; every metrics batch each node made
+# across both is stored at nova-cloud. Everything nova-cloud sends down (tasks, acks,
+# update offers) is signed with an Ed25519 key made for the demo by `nova-pki
+# signing-key`; every agent trusts it. The REST API takes a bearer token.
 #
 #   scripts/run.sh              set up, build, run the demo, keep the hierarchy up until ^C
 #   scripts/run.sh --once       ... then stop the hierarchy and exit (0 ok, 1 failure)
@@ -26,13 +32,17 @@
 #                               or $NOVA_AGENT)
 #   scripts/run.sh --cloud P    use the nova-cloud at P (default: build/cloud/nova-cloud,
 #                               or $NOVA_CLOUD)
+#   scripts/run.sh --agent-next P  the nova-agent rolled out as the good update: another
+#                               version of the same agent (default:
+#                               build/tests/agent/nova-agent-v2-test, 2.0.0-test, or
+#                               $NOVA_AGENT_NEXT)
 #
 # The example's fixed ports 18830-18844 are used when all are free, else free ports.
 # Configs, logs, databases and the PKI (keys included) live in one fresh temporary
 # directory, removed on exit unless NOVA_KEEP_TEST_DIRS is set.
 set -euo pipefail
 
-usage() { sed -n '2,30s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; }
 
 once=false
 build=true
@@ -40,18 +50,20 @@ codec="${NOVA_CODEC:-}"
 bridge="${NOVA_BRIDGE:-}"
 agent="${NOVA_AGENT:-}"
 cloud="${NOVA_CLOUD:-}"
+agent_next="${NOVA_AGENT_NEXT:-}"
 pki="${NOVA_PKI:-}"
 while (($# > 0)); do
   case "$1" in
     --once) once=true ;;
     --no-build) build=false ;;
-    --codec | --bridge | --agent | --cloud)
+    --codec | --bridge | --agent | --cloud | --agent-next)
       (($# >= 2)) || { echo "run.sh: $1 needs a path" >&2; exit 2; }
       case "$1" in
         --codec) codec="$2" ;;
         --bridge) bridge="$2" ;;
         --agent) agent="$2" ;;
         --cloud) cloud="$2" ;;
+        --agent-next) agent_next="$2" ;;
       esac
       shift
       ;;
@@ -66,6 +78,7 @@ done
 [[ -z "$bridge" || "$bridge" == /* ]] || bridge="$PWD/$bridge"
 [[ -z "$agent" || "$agent" == /* ]] || agent="$PWD/$agent"
 [[ -z "$cloud" || "$cloud" == /* ]] || cloud="$PWD/$cloud"
+[[ -z "$agent_next" || "$agent_next" == /* ]] || agent_next="$PWD/$agent_next"
 [[ -z "$pki" || "$pki" == /* ]] || pki="$PWD/$pki"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -146,14 +159,21 @@ codec="${codec:-$repo/build/schemas/nova-codec}"
 bridge="${bridge:-$repo/build/broker-bridge/nova-bridge}"
 agent="${agent:-$repo/build/agent/nova-agent}"
 cloud="${cloud:-$repo/build/cloud/nova-cloud}"
+agent_next="${agent_next:-$repo/build/tests/agent/nova-agent-v2-test}"
 pki="${pki:-$repo/build/security/nova-pki}"
 [[ -x "$codec" ]] || die "no nova-codec at $codec (build first, or pass --codec PATH)"
 [[ -x "$bridge" ]] || die "no nova-bridge at $bridge (build first, or pass --bridge PATH)"
 [[ -x "$agent" ]] || die "no nova-agent at $agent (build first, or pass --agent PATH)"
 [[ -x "$cloud" ]] || die "no nova-cloud at $cloud (build first, or pass --cloud PATH)"
+[[ -x "$agent_next" ]] || die "no nova-agent to roll out at $agent_next (build first, or pass --agent-next PATH)"
+# What each reports in its birth: `nova-agent --version` prints "nova-agent <version>".
+agent_version=$("$agent" --version | awk '{ print $2 }')
+next_version=$("$agent_next" --version | awk '{ print $2 }')
+[[ -n "$agent_version" && -n "$next_version" && "$agent_version" != "$next_version" ]] ||
+  die "--agent-next must report another version than --agent ('$next_version', '$agent_version')"
 [[ -x "$pki" ]] || die "no nova-pki at $pki (build first, or set NOVA_PKI)"
 /usr/bin/python3 -c 'import yaml' 2>/dev/null || die "Debian's python3-yaml is missing (run scripts/setup.sh)"
-for tool in mosquitto_pub mosquitto_sub python3 cmp tail grep timeout curl; do
+for tool in mosquitto_pub mosquitto_sub python3 cmp tail grep timeout curl strip awk; do
   command -v "$tool" >/dev/null || die "$tool not found (run scripts/setup.sh)"
 done
 
@@ -343,52 +363,57 @@ api_wait() {
   return 1
 }
 
-# --- 6. an agent on every node -------------------------------------------------------
+# --- 6. an agent on every node, run the way a device runs it -------------------------
 
-# One config per node of the topology: its site path and its site broker's port come
-# from the topology and the state file, its certificate from the PKI; everything else keeps nova-agent's defaults,
-# except a 10 s batch so the demo shows metrics soon, and no CPU admission limit: 30
-# agents and 15 brokers share this one machine, so its load says nothing about a node.
+# Every node's agent is installed as on a device: one bundle of this build's nova-agent
+# (`nova-device-bundle make`), provisioned per node (`provision`: identity, site broker,
+# certificate from the PKI, the signing key it trusts, a storage key) and run by the
+# bundle's launcher `nova-agent-launch`, which starts an update and rolls it back when it
+# does not come up healthy within its trial (docs/agent.md, "Updates"). The trial is
+# $trial_s s here (120 s by default) so the demo's rollback comes soon. Everything else
+# keeps nova-agent's defaults, except a 10 s batch (the shortest it takes) so the demo shows metrics soon,
+# and no CPU admission limit: 30 agents and 15 brokers share this one machine, so its
+# load says nothing about a node.
+trial_s=10
+bundle_tool="$repo/firmware/nova-device-bundle"
 agents_dir="$work_dir/agents"
-mkdir -p "$agents_dir"
-/usr/bin/python3 - "$topology" "$run_dir/hierarchy.json" "$agents_dir" "$signing_pub" "$pki_dir" >"$work_dir/nodes.txt" <<'PY' ||
-import json, os, sys, yaml
+mkdir -p "$agents_dir" "$work_dir/bundles"
+# A bundle carries the stripped binary: its debug information is not for devices.
+strip -o "$work_dir/bundles/nova-agent-$agent_version" "$agent" || die "strip $agent failed"
+"$bundle_tool" make --binary "$work_dir/bundles/nova-agent-$agent_version" --out "$work_dir/bundle" >/dev/null ||
+  die "nova-device-bundle make failed"
+/usr/bin/python3 - "$topology" "$run_dir/hierarchy.json" >"$work_dir/nodes.txt" <<'PY' ||
+import json, sys, yaml
 topology = yaml.safe_load(open(sys.argv[1]))
 sites = {s["id"]: s for s in json.load(open(sys.argv[2]))["sites"]}
 for node in topology.get("nodes", []):
     site = sites[node["site"]]
-    d = os.path.join(sys.argv[3], node["id"])
-    pki, ident = sys.argv[5], os.path.join(sys.argv[5], "identities", node["id"])
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "agent.yaml"), "w") as f:
-        f.write(f"""node:
-  id: {node["id"]}
-  site: {site["path"]}
-  level: {node.get("level", site["level"])}
-  capabilities: [{", ".join(node.get("capabilities", []))}]
-mqtt:
-  uri: "mqtts://127.0.0.1:{site["port"]}"
-  tls_ca_file: {pki}/trust/ca.pem
-  tls_cert_file: {ident}/cert.pem
-  tls_key_file: {ident}/key.pem
-  reconnect_min_ms: 200
-  reconnect_max_ms: 5000
-metrics: {{batch_interval_s: 10}}
-drain: {{jitter_ms: 200}}
-limits: {{max_cpu_pct: 100}}
-outbox: {{dir: {d}/outbox}}
-tasks: {{dir: {d}/tasks, allow: [/bin/sh]}}
-trust: {{signing_keys: [{sys.argv[4]}]}}
-""")
-    print(node["id"], site["path"])
+    # id, site path, level, site broker's port, capabilities ("-" for none)
+    print(node["id"], site["path"], node.get("level", site["level"]), site["port"],
+          ",".join(node.get("capabilities", [])) or "-")
 PY
-  die "could not write the agents' configurations"
-while read -r node _; do
-  "$agent" --config "$agents_dir/$node/agent.yaml" 2>"$agents_dir/$node/agent.log" &
-  agent_pids+=($!)
+  die "could not read the nodes of the topology"
+while read -r node site level port caps; do
+  [[ "$caps" == "-" ]] && caps=""
+  "$bundle_tool" provision --bundle "$work_dir/bundle" --out "$agents_dir/$node" --prefix "$agents_dir/$node" \
+    --node "$node" --site "$site" --level "$level" --broker "mqtts://127.0.0.1:$port" \
+    --pki "$pki_dir" --nova-pki "$pki" --signing-key "$signing_pub" --trial-s "$trial_s" \
+    --capabilities "$caps" --tasks-allow /bin/sh \
+    --config-extra "$(printf '%s\n' 'metrics: {batch_interval_s: 10}' 'drain: {jitter_ms: 200}' 'limits: {max_cpu_pct: 100}')" \
+    >/dev/null || die "nova-device-bundle provision $node failed"
 done <"$work_dir/nodes.txt"
+
+# Starts node $1's launcher, as its systemd unit's ExecStart does; its log and its
+# agent's go to <node>/launch.log.
+start_device() {
+  local d="$agents_dir/$1"
+  "$d/opt/nova-agent/bin/nova-agent-launch" "$d/opt/nova-agent" "$d/etc/nova-agent/agent.yaml" "$trial_s" \
+    2>>"$d/launch.log" &
+  agent_pids+=($!)
+}
+while read -r node _; do start_device "$node"; done <"$work_dir/nodes.txt"
 node_count=${#agent_pids[@]}
-say "started $node_count nova-agent processes (logs in $agents_dir/<node>/agent.log)"
+say "started $node_count nodes, each provisioned from one bundle of nova-agent $agent_version (nova-device-bundle) and run by nova-agent-launch (logs in $agents_dir/<node>/launch.log)"
 
 # Their births reach nova-cloud through the bridges; it rebuilds the live topology.
 api_wait /api/v1/nodes "sum(n['liveness'] == 'alive' for n in j) >= $node_count" 60 ||
@@ -397,8 +422,11 @@ say "OK: nova-cloud sees all $node_count agents alive (GET /api/v1/nodes)"
 
 # A workload through the REST API: placed on a device (tier 5) by the seed's weighted
 # score, sent down as a task, run by the agent, its result back up through the outbox.
+# It asks for no CPU (cpu_millis 0): an agent defers a task whose CPU would take the host
+# above limits.max_cpu_pct, and a busy shared machine is at 100 % (asking for 100 millis,
+# the workload stayed deferred in 3 of 5 runs here); a task asking for none runs anyway.
 printf '%s\n' '{"v":1,"workload_id":"demo-hello","name":"hello from the edge",' \
-  '"argv":["/bin/sh","-c","echo hello from the edge"],"res":{"cpu_millis":100,"memory_mb":16,"storage_mb":0},' \
+  '"argv":["/bin/sh","-c","echo hello from the edge"],"res":{"cpu_millis":0,"memory_mb":16,"storage_mb":0},' \
   '"caps":[],"tiers":[5],"availability":0.9,"clusters_in":[],"clusters_out":[],"timeout_ms":10000}' \
   >"$work_dir/workload.json"
 curl -fsS -X POST -H "Authorization: Bearer $api_token" -H 'Content-Type: application/json' --data @"$work_dir/workload.json" \
@@ -414,6 +442,109 @@ say "OK: workload result from $(api_get /api/v1/workloads/demo-hello "j['result'
 api_wait /api/v1/nodes/dev-par-a1-1 "j['watermarks'].get('metrics', 0) >= 1" 60 ||
   die "no metrics batch of dev-par-a1-1 was acknowledged"
 say "OK: metrics stored and acknowledged end to end ($(curl -fsS "$api/metrics" | grep -E '^nova_cloud_(records_stored|acks_sent)_total' | tr '\n' ' '))"
+
+# --- 7. over-the-air updates through nova-cloud's REST API ---------------------------
+
+# Prints "<node> <version>" for every node's retained birth at the cloud broker (online
+# ones: a node's state topic holds its birth or its death), as any consumer of
+# nova/v1/up/+/state sees it; decoded by nova-codec. Read as operator.demo.
+birth_versions() {
+  # Retained messages arrive at once on subscribe; -W ends the read (exit 27) after them.
+  { mosquitto_sub -h 127.0.0.1 -p "$cloud_port" -V mqttv311 "${operator_tls[@]}" -t 'nova/v1/up/+/state' \
+      -q 1 --retained-only -W 2 -F '%x' 2>/dev/null || true; } |
+    python3 -c '
+import json, subprocess, sys
+for line in sys.stdin:
+    state = json.loads(subprocess.run([sys.argv[1], "decode", "node_state"], input=bytes.fromhex(line.strip()),
+                                      capture_output=True, check=True).stdout)
+    if state["status"] == "online":
+        print(state["node"], state["version"])' "$codec"
+}
+# Succeeds when the births of all $node_count nodes report version $1.
+all_births_report() {
+  local counts
+  counts=$(birth_versions | awk -v v="$1" '$2 == v' | wc -l)
+  say "  births at the cloud broker reporting $1: $counts of $node_count"
+  ((counts == node_count))
+}
+# POSTs the update bundle $1 as a rollout with query $2; prints the rollout's id.
+start_rollout() {
+  curl -fsS -X POST -H "Authorization: Bearer $api_token" -H 'Content-Type: application/octet-stream' \
+    --data-binary @"$1" "$api/api/v1/rollouts?$2" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'
+}
+# Prints rollout $1's waves (GET /api/v1/rollouts/{id}): each wave's nodes and phases,
+# the waves never offered as one line.
+show_waves() {
+  curl -fsS -H "Authorization: Bearer $api_token" "$api/api/v1/rollouts/$1" | python3 -c '
+import json, sys
+nodes = json.load(sys.stdin)["nodes"]
+waves = sorted({n["wave"] for n in nodes})
+unoffered = [w for w in waves if all(n["phase"] == "waiting" for n in nodes if n["wave"] == w)]
+for w in waves:
+    if w not in unoffered:
+        print("  wave %d: %s" % (w, ", ".join(n["node"] + " " + n["phase"] + (" (%s)" % n["reason"] if n.get("reason") else "")
+                                              for n in nodes if n["wave"] == w)))
+if unoffered:
+    print("  waves %d-%d: %d nodes waiting, never offered" % (unoffered[0], unoffered[-1],
+                                                              sum(n["wave"] in unoffered for n in nodes)))'
+}
+
+# (a) The good update: the same agent built as the next version, stripped as a bundle is;
+# every node of the tree, ten a wave, each wave offered once the one before reported it.
+strip -o "$work_dir/bundles/nova-agent-$next_version" "$agent_next" || die "strip $agent_next failed"
+good=$(start_rollout "$work_dir/bundles/nova-agent-$next_version" \
+  "version=$next_version&subtree=cloud&wave_size=10&deadline_s=90") || die "POST /api/v1/rollouts (version $next_version) failed"
+say "rollout $good: nova-agent $agent_version -> $next_version to every node of subtree cloud, 10 a wave (POST /api/v1/rollouts)"
+api_wait "/api/v1/rollouts/$good" "j['state'] != 'running'" 240 || die "rollout $good still running after 240 s"
+show_waves "$good"
+[[ "$(api_get "/api/v1/rollouts/$good" "j['state']")" == "succeeded" ]] ||
+  die "rollout $good: $(api_get "/api/v1/rollouts/$good" "j['state'], j.get('halt_reason')")"
+all_births_report "$next_version" || die "not every node's retained birth reports $next_version"
+say "OK: rollout $good succeeded; every node runs $next_version (its retained birth says so)"
+
+# (b) A deliberately broken update: a bundle that exits at once. The first wave (two
+# nodes) takes it; each launcher sees it exit during its trial and goes back to
+# $next_version by itself; the agent reports the rollback, and nova-cloud halts the rollout
+# before any other wave is offered.
+printf '%s\n' '#!/bin/sh' 'echo "a deliberately broken nova-agent" >&2' 'exit 1' >"$work_dir/bundles/nova-agent-broken"
+chmod +x "$work_dir/bundles/nova-agent-broken"
+broken=$(start_rollout "$work_dir/bundles/nova-agent-broken" "version=9.9.9-broken&subtree=cloud&wave_size=2&deadline_s=90") ||
+  die "POST /api/v1/rollouts (the broken bundle) failed"
+say "rollout $broken: a broken bundle that exits at once, 2 a wave"
+api_wait "/api/v1/rollouts/$broken" "j['state'] != 'running' and all(n['phase'] in ('rolled_back', 'waiting') for n in j['nodes'])" 120 ||
+  die "rollout $broken did not halt with its first wave rolled back: $(api_get "/api/v1/rollouts/$broken" j)"
+show_waves "$broken"
+[[ "$(api_get "/api/v1/rollouts/$broken" "sum(n['phase'] == 'rolled_back' for n in j['nodes']) == 2 and j['state'] == 'halted'")" == True ]] ||
+  die "rollout $broken: $(api_get "/api/v1/rollouts/$broken" j)"
+say "OK: rollout $broken halted: $(api_get "/api/v1/rollouts/$broken" "j['halt_reason']")"
+for node in $(api_get "/api/v1/rollouts/$broken" "' '.join(n['node'] for n in j['nodes'] if n['phase'] == 'rolled_back')"); do
+  say "  $node's launcher: $(grep -m 1 'rolling back from' "$agents_dir/$node/launch.log" | sed 's/^nova-agent-launch: //')"
+done
+all_births_report "$next_version" || die "a node does not report $next_version after the rollback"
+
+# (c) No metrics batch lost across either update. Each agent run logs the batches it
+# made when it ends (`event=stopped ... batches=N`; the broken bundle made none). Stop
+# every node, add those up per node, start them again so the last stored batches drain,
+# and wait until nova-cloud's watermark of each node's metrics stream (every seq at or
+# below it stored: docs/cloud.md) reaches what the node made.
+batches_made() {
+  grep -o 'event=stopped samples=[0-9]* batches=[0-9]*' "$agents_dir/$1/launch.log" |
+    awk -F'batches=' '{ n += $2 } END { print n + 0 }'
+}
+stop_agents
+while read -r node _; do start_device "$node"; done <"$work_dir/nodes.txt"
+: >"$work_dir/batches.txt"
+while read -r node _; do
+  made=$(batches_made "$node")
+  api_wait "/api/v1/nodes/$node" "j['watermarks'].get('metrics', 0) >= $made" 60 ||
+    die "$node made $made metrics batches; nova-cloud's watermark is $(api_get "/api/v1/nodes/$node" "j['watermarks']")"
+  printf '%s %s/%s\n' "$node" "$made" "$(api_get "/api/v1/nodes/$node" "j['watermarks'].get('metrics', 0)")" >>"$work_dir/batches.txt"
+done <"$work_dir/nodes.txt"
+say "metrics batches per node across both updates, made/stored (made: its agents' stopped lines; stored: nova-cloud's watermark):"
+awk '{ printf "%s%-22s", (NR % 5 == 1 ? "  " : ""), $0; if (NR % 5 == 0) print "" } END { if (NR % 5) print "" }' "$work_dir/batches.txt"
+skipped=$(curl -fsS "$api/metrics" | awk '$1 == "nova_cloud_seqs_skipped_total" { print $2 }')
+[[ "$skipped" == 0 ]] || die "nova_cloud_seqs_skipped_total is '$skipped': batches were given up"
+say "OK: every metrics batch each node made is stored at nova-cloud, none skipped (nova_cloud_seqs_skipped_total 0)"
 
 # --- 7. keep running or stop ---------------------------------------------------------
 

@@ -242,7 +242,7 @@ void bind_symbols_now(char** argv) {
 int main(int argc, char** argv) {
   bind_symbols_now(argv);
   const common::DaemonInfo daemon{"nova-agent", "NovaCron's offline-first edge agent.", NOVA_VERSION,
-                                "/etc/nova-agent/agent.yaml", "agent/examples/agent.yaml"};
+                                "/etc/nova/agent.yaml", "agent/examples/agent.yaml"};
   common::DaemonArgs args;
   if (auto exit_code = common::parse_daemon_args(daemon, argc, argv, args)) return *exit_code;
   std::optional<AgentConfig> config;

@@ -145,7 +145,7 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::string_view(argv[1]) == "token") return token_command(argc, argv);
   if (argc > 1 && std::string_view(argv[1]) == "audit") return audit_command(argc, argv);
   const common::DaemonInfo daemon{"nova-cloud", "NovaCron's cloud consumer service (ingest, topology, placement, REST API).",
-                                NOVA_VERSION, "/etc/nova-cloud/cloud.yaml", "cloud/examples/cloud.yaml"};
+                                NOVA_VERSION, "/etc/nova/cloud.yaml", "cloud/examples/cloud.yaml"};
   common::DaemonArgs args;
   if (auto exit_code = common::parse_daemon_args(daemon, argc, argv, args)) return *exit_code;
   std::optional<CloudConfig> config;

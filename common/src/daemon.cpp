@@ -10,7 +10,7 @@ std::optional<int> parse_daemon_args(const DaemonInfo& info, int argc, char** ar
   CLI::App app{info.name + ": " + info.summary +
                "\nExit codes: 0 clean shutdown, 1 runtime failure, 2 usage or configuration error."};
   args.config_path = info.default_config;
-  app.add_option("-c,--config", args.config_path, "configuration file (see " + info.example + ")")
+  app.add_option("-c,--config", args.config_path, "configuration file (the default is the Debian package's conffile; every key: " + info.example + ")")
       ->capture_default_str();
   app.add_flag("--check-config", args.check_only, "validate the configuration file and exit");
   app.set_version_flag("--version", info.name + " " + info.version);

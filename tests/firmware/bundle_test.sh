@@ -27,7 +27,7 @@ cmp -s "$agent" "$tmp/bundle/opt/nova-agent/versions/$sha/nova-agent" || fail "t
 
 "$tool" provision --bundle "$tmp/bundle" --out "$tmp/dev-7" --prefix "$tmp/dev-7" --node dev-7 \
   --site cloud/eu/par --level 5 --broker mqtts://par.example:8883 --pki "$tmp/pki" --nova-pki "$pki_bin" \
-  --signing-key "$tmp/pki/signing/nova-cloud.pub" >/dev/null
+  --signing-key "$tmp/pki/signing/nova-cloud.pub" --capabilities arm64,gpu --tasks-allow /bin/sh,/usr/bin/env >/dev/null
 dev=$tmp/dev-7
 for f in key.pem cert.pem ca.pem crl.pem; do [ -s "$dev/etc/nova-agent/tls/$f" ] || fail "tls/$f missing"; done
 [ "$(stat -c %a "$dev/etc/nova-agent/tls/key.pem")" = 600 ] || fail "the key is not 0600"
@@ -43,6 +43,8 @@ chmod 0600 "$dev/etc/nova-agent/storage.key"
 "$agent" --config "$dev/etc/nova-agent/agent.yaml" --check-config >/dev/null || fail "the stamped config is refused"
 grep -q "id: dev-7, site: cloud/eu/par, level: 5" "$dev/etc/nova-agent/agent.yaml" || fail "identity not stamped"
 grep -q "update: {dir: $dev/opt/nova-agent}" "$dev/etc/nova-agent/agent.yaml" || fail "update.dir not stamped"
+grep -qF "level: 5, capabilities: [arm64,gpu]}" "$dev/etc/nova-agent/agent.yaml" || fail "capabilities not stamped"
+grep -qF "allow: [/bin/sh,/usr/bin/env]}" "$dev/etc/nova-agent/agent.yaml" || fail "tasks.allow not stamped"
 if grep -rq "@[A-Z]*@" "$dev/etc" "$dev/lib"; then fail "a placeholder is left"; fi
 sh -n "$dev/etc/init.d/nova-agent" && sh -n "$dev/opt/nova-agent/bin/nova-agent-launch"
 systemd-analyze verify "$dev/lib/systemd/system/nova-agent.service" || fail "systemd-analyze verify refuses the unit"
@@ -56,7 +58,31 @@ out=$("$tool" provision --bundle "$tmp/bundle" --out "$tmp/y" --node dev-8 --sit
   --broker mqtts://par.example:8883 --pki "$tmp/pki" --nova-pki "$pki_bin" \
   --signing-key "$tmp/pki/signing/nova-cloud.pub" 2>&1) && fail "unknown identity accepted"
 echo "$out" | grep -q -- "--pki: cannot export the identity 'dev-8'" || fail "unexpected: $out"
-if [ -e "$tmp/x" ] || [ -e "$tmp/y" ]; then fail "a refused provision left its output"; fi
+out=$("$tool" provision --bundle "$tmp/bundle" --out "$tmp/z" --node dev-7 --site cloud/eu/par --level 5 \
+  --broker mqtts://par.example:8883 --pki "$tmp/pki" --nova-pki "$pki_bin" --capabilities 'gpu], evil: [x' \
+  --signing-key "$tmp/pki/signing/nova-cloud.pub" 2>&1) && fail "a capability that ends the list accepted"
+echo "$out" | grep -q -- "--capabilities: 'gpu\], evil: \[x' has one of" || fail "unexpected: $out"
+if [ -e "$tmp/x" ] || [ -e "$tmp/y" ] || [ -e "$tmp/z" ]; then fail "a refused provision left its output"; fi
+# A cross-built directory as firmware/build.sh makes it (a launcher, lib/ with the agent):
+# here the host's agent behind a two-line launcher, so it runs natively.
+portable=$tmp/nova-agent-host
+mkdir -p "$portable/lib"
+cp "$agent" "$portable/lib/nova-agent"
+# shellcheck disable=SC2016 # expanded by the launcher, not here
+printf '#!/bin/sh\nexec "$(dirname "$(readlink -f "$0")")/lib/nova-agent" "$@"\n' > "$portable/nova-agent"
+chmod +x "$portable/nova-agent"
+"$tool" make --agent-dir "$portable" --out "$tmp/portable-bundle" >/dev/null
+manifest=$(cd "$portable" && find . -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
+[ "$(cat "$tmp/portable-bundle/opt/nova-agent/current")" = "$manifest" ] || fail "current does not name the directory's manifest sha256"
+cmp -s "$agent" "$tmp/portable-bundle/opt/nova-agent/versions/$manifest/lib/nova-agent" || fail "lib/nova-agent not in versions/<sha256>/lib"
+"$tmp/portable-bundle/opt/nova-agent/versions/$manifest/nova-agent" --version | grep -q '^nova-agent ' || fail "the bundled launcher does not run the agent"
+mkdir "$tmp/not-built"
+out=$("$tool" make --agent-dir "$tmp/not-built" --out "$tmp/w" 2>&1) && fail "a directory without an agent accepted"
+echo "$out" | grep -qF -- "--agent-dir: '$tmp/not-built' has no executable nova-agent and lib/nova-agent" || fail "unexpected: $out"
+out=$("$tool" make --binary "$agent" --agent-dir "$portable" --out "$tmp/w" 2>&1) && fail "--binary and --agent-dir accepted together"
+echo "$out" | grep -qF -- "--binary, --agent-dir: give one of them, not both" || fail "unexpected: $out"
+[ ! -e "$tmp/w" ] || fail "a refused make left its output"
+
 # An update by hand, as docs/agent.md (Updates) describes it.
 # shellcheck disable=SC2046 # split on purpose: sha256, size, count
 set -- $("$tool" chunks --binary "$agent" --out "$tmp/chunks")

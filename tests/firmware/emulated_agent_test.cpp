@@ -2,6 +2,8 @@
 // qemu-user, against a real Mosquitto with mutual TLS: each bundle publishes its birth
 // and a metrics batch and runs a signed task, and this (x86-64) process decodes what it
 // sent. The birth's `arch` is the machine the agent saw, so it proves where it ran.
+// Last, the aarch64 directory made into a device bundle by nova-device-bundle
+// (`make --agent-dir`), provisioned and run by the device launcher, as on a device.
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -14,6 +16,7 @@
 #include "nova/testing/ack_consumer.h"
 #include "nova/testing/agent_process.h"
 #include "nova/testing/broker.h"
+#include "nova/testing/ota_devices.h"
 #include "nova/testing/publish.h"
 
 using namespace nova;
@@ -87,4 +90,35 @@ TEST_CASE("nova-agent for armhf under qemu: birth, metrics, a signed task", "[fi
 
 TEST_CASE("nova-agent for riscv64 under qemu: birth, metrics, a signed task", "[firmware][riscv64]") {
   check_emulated_agent("riscv64", "qemu-riscv64", "riscv64");
+}
+
+TEST_CASE("an aarch64 device bundle of the cross-built directory: provisioned, run by its launcher under qemu",
+          "[firmware][aarch64][bundle]") {
+  const fs::path cross_dir = fs::path(NOVA_FIRMWARE_OUT) / "nova-agent-aarch64";
+  INFO("cross-built directory " << cross_dir << " (made by firmware/build.sh)");
+  REQUIRE(fs::exists(cross_dir / "nova-agent"));
+
+  testing::Broker broker(testing::mutual_tls());
+  testing::AckConsumer consumer(broker.uri());
+  const fs::path root = broker.data_dir() / "devices";
+  fs::create_directories(root);
+  testing::ota::run(std::string(NOVA_DEVICE_BUNDLE) + " make --agent-dir " + testing::ota::quoted(cross_dir) +
+                    " --out " + testing::ota::quoted(root / "bundle") + " >/dev/null");
+  // The launcher runs versions/<sha256>/nova-agent, the directory's own launcher, which
+  // puts this emulator in front of its loader.
+  ::setenv("NOVA_AGENT_EMULATOR", "qemu-aarch64", 1);
+  const std::string node = "dev-bundle-aarch64";
+  testing::ota::Device device(node, root, root / "bundle", broker, false);
+
+  const std::optional<schemas::NodeState> birth = consumer.wait_state(node, 60s);
+  INFO("the launcher's and agent's log:\n" << device.log());
+  REQUIRE(birth);
+  CHECK(birth->status == schemas::NodeStatus::online);
+  REQUIRE(birth->description);
+  CHECK(birth->description->arch == "aarch64");
+  CHECK(birth->description->version == NOVA_V1_VERSION);
+  // A metrics batch (every 10 s) through the outbox, acknowledged end to end; the agent
+  // ran once, never restarted by its launcher.
+  REQUIRE(consumer.wait_for(node, "metrics", 1, 60s));
+  CHECK(device.count("starting it again") == 0);
 }

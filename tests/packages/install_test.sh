@@ -255,6 +255,11 @@ in_root install -o nova-agent -g nova-agent -m 0640 /etc/nova-cloud/signing/nova
 configure /etc/nova/agent.yaml "mqtt.uri=mqtts://127.0.0.1:$(port_of "$site")" \
   mqtt.tls_ca_file=/etc/nova-agent/tls/ca.pem mqtt.tls_cert_file=/etc/nova-agent/tls/cert.pem \
   mqtt.tls_key_file=/etc/nova-agent/tls/key.pem limits.min_free_memory_mb=0
+# With no --config both daemons read their package's conffile in /etc/nova.
+for d in nova-cloud nova-agent; do
+  as_user "$d" "$d" --check-config >"$work/$d.check" 2>&1 || { cat "$work/$d.check" >&2; die "$d --check-config (no --config) refuses its default file"; }
+done
+say "nova-cloud and nova-agent without --config: /etc/nova/cloud.yaml and /etc/nova/agent.yaml are valid"
 start nova-agent
 wait_for 60 node_is alive || { tail -n 20 "$work/nova-agent.log" >&2; fail_with_log nova-cloud "nova-cloud does not list $node alive"; }
 say "nova-agent: $node (site $site) born, three bridge hops up; nova-cloud lists it alive"

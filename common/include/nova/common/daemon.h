@@ -21,7 +21,7 @@ struct DaemonInfo {
   std::string name;            // "nova-agent"
   std::string summary;         // one line for --help
   std::string version;         // NOVA_VERSION
-  std::string default_config;  // "/etc/nova-agent/agent.yaml"
+  std::string default_config;  // "/etc/nova/agent.yaml": the Debian package's conffile
   std::string example;         // "agent/examples/agent.yaml"
 };
 
