@@ -486,6 +486,11 @@ Result<std::size_t> prepare_pki(const fs::path& dir, const tiers::Topology& topo
 Result<std::unique_ptr<Hierarchy>> Hierarchy::start(const tiers::Topology& topology, HierarchyOptions options) {
   const auto deadline = Clock::now() + options.ready_timeout;
   if (options.run_dir.empty()) return Error{"", "no run directory given"};
+  if (topology.wireguard()) {
+    // Its brokers bind tunnel addresses that exist only once each site's tunnel is up.
+    return Error{"links", "a `links: wireguard` topology runs on many hosts: render each site (nova-bridge "
+                          "render) and bring its tunnel up with wg-quick; `up` runs one host's loopback hierarchy"};
+  }
   if (!options.insecure_plaintext && options.pki_dir.empty()) {
     return Error{"pki_dir", "required: a PKI folder for mutual TLS (or start with insecure_plaintext)"};
   }

@@ -107,6 +107,8 @@ class Hierarchy {
  public:
   // Renders every site, starts every broker (parents first), and returns once each
   // broker accepts connections and each bridge reports "1" on its link topic.
+  // A `links: wireguard` topology is refused (error path "links"): its brokers listen on
+  // tunnel addresses of other hosts.
   static Result<std::unique_ptr<Hierarchy>> start(const tiers::Topology& topology,
                                                   HierarchyOptions options);
   // Stops every broker with SIGTERM (children before parents).
