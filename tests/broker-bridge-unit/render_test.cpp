@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "nova/bridge/render.h"
+#include "nova/bridge/hierarchy.h"
 #include "nova/bridge/wireguard.h"
 #include "nova/tiers/topology.h"
 
@@ -565,4 +566,14 @@ TEST_CASE("links: wireguard: write_site writes wg-nova.conf 0600 and keeps the k
   CHECK(read(conf) == first);  // same keys: nothing regenerated
   CHECK(first.find("PublicKey = " + read(dir / "pki" / "wireguard" / "eu.pub").substr(0, 44)) != std::string::npos);
   fs::remove_all(dir);
+}
+
+TEST_CASE("links: wireguard: nova-bridge up refuses it", "[render][wireguard]") {
+  nova::bridge::HierarchyOptions options;
+  options.run_dir = fs::temp_directory_path() / ("nova-render-wg-up-" + std::to_string(::getpid()));
+  options.insecure_plaintext = true;
+  const auto started = nova::bridge::Hierarchy::start(tunnelled(), options);
+  REQUIRE_FALSE(started.ok());
+  CHECK(started.error().path == "links");
+  CHECK_FALSE(fs::exists(options.run_dir));  // refused before anything was made
 }
