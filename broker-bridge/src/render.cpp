@@ -2,9 +2,9 @@
 
 #include "nova/bridge/wireguard.h"
 #include "nova/security/layout.h"
+#include "replace_file.h"
 
 #include <algorithm>
-#include <fstream>
 #include <sstream>
 #include <system_error>
 
@@ -446,19 +446,9 @@ Status write_site(const tiers::Topology& topology, const tiers::Site& site, cons
     return Error{"", "a path with a line break cannot be written into mosquitto.conf"};
   }
   const RenderedSite rendered = render(topology, site, options);
-  // Write to a temporary name and rename, so a running reader never sees half a file.
   for (const auto& [name, text] : {std::pair{"mosquitto.conf", &rendered.mosquitto_conf},
                                    std::pair{"acl", &rendered.acl}}) {
-    const fs::path target = out_dir / name;
-    const fs::path temp = out_dir / (std::string(name) + ".tmp");
-    {
-      std::ofstream out(temp, std::ios::trunc | std::ios::binary);
-      out << *text;
-      out.close();
-      if (!out) return Error{"", "cannot write " + temp.string()};
-    }
-    fs::rename(temp, target, ec);
-    if (ec) return Error{"", "cannot write " + target.string() + ": " + ec.message()};
+    if (auto written = replace_file(out_dir / name, *text); !written) return written;
   }
   if (topology.wireguard()) return write_wireguard(topology, site, options.pki_dir, out_dir);
   return schemas::Ok{};

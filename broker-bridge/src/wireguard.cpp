@@ -1,14 +1,12 @@
 #include "nova/bridge/wireguard.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
-#include <fstream>
 #include <sstream>
 #include <system_error>
 
 #include "nova/security/layout.h"
 #include "nova/security/wireguard_keys.h"
+#include "replace_file.h"
 
 namespace nova::bridge {
 
@@ -84,21 +82,7 @@ schemas::Status write_wireguard(const tiers::Topology& topology, const tiers::Si
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   if (ec) return Error{"", "cannot create " + out_dir.string() + ": " + ec.message()};
-  const fs::path target = out_dir / kWireguardConfigFile;
-  const fs::path temp = out_dir / (std::string(kWireguardConfigFile) + ".tmp");
-  {
-    // Created 0600 before the key is written: never readable by others, not for a moment.
-    std::ofstream(temp, std::ios::trunc).close();
-    fs::permissions(temp, fs::perms::owner_read | fs::perms::owner_write, ec);
-    if (ec) return Error{"", "cannot restrict " + temp.string() + ": " + ec.message()};
-    std::ofstream out(temp, std::ios::trunc | std::ios::binary);
-    out << text;
-    out.close();
-    if (!out) return Error{"", "cannot write " + temp.string()};
-  }
-  fs::rename(temp, target, ec);
-  if (ec) return Error{"", "cannot write " + target.string() + ": " + ec.message()};
-  return schemas::Ok{};
+  return replace_file(out_dir / kWireguardConfigFile, text, FileMode::private_);
 }
 
 }  // namespace nova::bridge
