@@ -150,7 +150,8 @@ class Hierarchy {
   // (site_tls_files) changed is restarted (parents first); one whose ACL or listener
   // files alone changed gets SIGHUP; new sites are started and removed ones stopped.
   // Sites keep their ports unless the topology names a different non-zero port (and the
-  // policy is not free_for_all). Does not wait for links.
+  // policy is not free_for_all). Does not wait for links. Refuses a `links: wireguard`
+  // topology as start() does, changing nothing.
   Result<ReloadSummary> reload(const tiers::Topology& topology);
 
  private:
