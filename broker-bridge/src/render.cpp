@@ -103,7 +103,6 @@ void render_globals(std::ostringstream& out, const tiers::Site& site, const fs::
       << "log_timestamp true\n"
       << "log_timestamp_format %Y-%m-%dT%H:%M:%S\n"
       << "connection_messages true\n\n";
-
 }
 
 // One listener: its address and, unless insecure, the mutual TLS every listener has.
@@ -445,12 +444,15 @@ Status write_site(const tiers::Topology& topology, const tiers::Site& site, cons
   if (has_line_break(options.data_dir) || has_line_break(options.acl_file)) {
     return Error{"", "a path with a line break cannot be written into mosquitto.conf"};
   }
+  // The WireGuard config first: when its keys cannot be made, nothing is written.
+  if (topology.wireguard()) {
+    if (auto written = write_wireguard(topology, site, options.pki_dir, out_dir); !written) return written;
+  }
   const RenderedSite rendered = render(topology, site, options);
   for (const auto& [name, text] : {std::pair{"mosquitto.conf", &rendered.mosquitto_conf},
                                    std::pair{"acl", &rendered.acl}}) {
     if (auto written = replace_file(out_dir / name, *text); !written) return written;
   }
-  if (topology.wireguard()) return write_wireguard(topology, site, options.pki_dir, out_dir);
   return schemas::Ok{};
 }
 

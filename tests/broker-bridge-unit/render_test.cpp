@@ -550,6 +550,7 @@ TEST_CASE("links: wireguard: write_site writes wg-nova.conf 0600 and keeps the k
   RenderOptions insecure;
   insecure.insecure_plaintext = true;
   CHECK(nova::bridge::write_site(t, t.site("par"), dir / "par", insecure).error().message().starts_with("pki_dir: "));
+  CHECK_FALSE(fs::exists(dir / "par" / "mosquitto.conf"));  // refused before anything was written
   insecure.pki_dir = dir / "pki";
   REQUIRE(nova::bridge::write_site(t, t.site("par"), dir / "par", insecure).ok());
   const fs::path conf = dir / "par" / nova::bridge::kWireguardConfigFile;
