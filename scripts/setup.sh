@@ -37,6 +37,9 @@ packages=(
   # (lintian) and the install test's fresh Debian 12 root (mmdebstrap), booted with its
   # own systemd (systemd-nspawn)
   debhelper help2man lintian systemd-container
+  # WireGuard links (docs/broker-hierarchy.md): wg-quick and wg, the userspace tunnel
+  # (no kernel module on these machines), ip netns for tests/broker-bridge/wireguard_test
+  wireguard-tools wireguard-go iproute2
 )
 
 missing=()

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -219,6 +220,18 @@ StartResult BrokerProcess::start(const BrokerLaunch& launch) {
   const std::string stdio = launch.stdio.string();
   const pid_t parent = ::getpid();
   const char* argv[] = {exe->c_str(), "-c", config.c_str(), nullptr};
+  // The namespace file stays open until start() returns: the child joins it, and the
+  // readiness probe connects from inside it.
+  struct Fd {
+    int fd = -1;
+    ~Fd() { if (fd >= 0) ::close(fd); }
+  } netns;
+  if (!launch.netns.empty()) {
+    netns.fd = ::open(launch.netns.c_str(), O_RDONLY | O_CLOEXEC);
+    if (netns.fd < 0) {
+      return {StartOutcome::spawn_failed, "netns " + launch.netns.string() + ": " + std::strerror(errno)};
+    }
+  }
 
   const pid_t child = ::fork();
   if (child < 0) return {StartOutcome::spawn_failed, std::string("fork: ") + std::strerror(errno)};
@@ -227,6 +240,7 @@ StartResult BrokerProcess::start(const BrokerLaunch& launch) {
     // effect, give up now.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
+    if (netns.fd >= 0 && ::setns(netns.fd, CLONE_NEWNET) != 0) ::_exit(125);
     // Own process group: a terminal's Ctrl-C reaches the supervisor only, which then
     // stops the brokers in order, instead of every broker at once.
     ::setpgid(0, 0);
@@ -263,11 +277,13 @@ StartResult BrokerProcess::start(const BrokerLaunch& launch) {
       const bool port_taken = read_from(launch.log, log_offset).find(kAddressInUse) != std::string::npos;
       std::string message = "mosquitto " + describe_wait_status(last_status_) + " during start-up";
       if (WIFEXITED(last_status_) && WEXITSTATUS(last_status_) == 127) message += " (could not exec " + *exe + ")";
+      if (WIFEXITED(last_status_) && WEXITSTATUS(last_status_) == 125) message += " (could not join " + launch.netns.string() + ")";
       if (port_taken) message += " (port " + std::to_string(launch.port) + ": Address already in use)";
       return {port_taken ? StartOutcome::port_in_use : StartOutcome::exited, message};
     }
     if (read_from(launch.log, log_offset).find(kRunningMarker) != std::string::npos &&
-        accepts_connections(launch.host, launch.port)) {
+        (netns.fd >= 0 ? accepts_connections_in(netns.fd, launch.host, launch.port)
+                       : accepts_connections(launch.host, launch.port))) {
       return {StartOutcome::ready, {}};
     }
     const auto left = left_until(deadline);

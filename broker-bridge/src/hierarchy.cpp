@@ -483,9 +483,22 @@ Result<std::size_t> prepare_pki(const fs::path& dir, const tiers::Topology& topo
   return issued;
 }
 
+namespace {
+
+// A local hierarchy cannot run `links: wireguard`: its brokers bind tunnel addresses that
+// exist only on each site's own host once its tunnel is up.
+std::optional<Error> refuse_wireguard(const tiers::Topology& topology) {
+  if (!topology.wireguard()) return std::nullopt;
+  return Error{"links", "a `links: wireguard` topology runs on many hosts: render each site (nova-bridge "
+                        "render) and bring its tunnel up with wg-quick; `up` runs one host's loopback hierarchy"};
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Hierarchy>> Hierarchy::start(const tiers::Topology& topology, HierarchyOptions options) {
   const auto deadline = Clock::now() + options.ready_timeout;
   if (options.run_dir.empty()) return Error{"", "no run directory given"};
+  if (auto refused = refuse_wireguard(topology)) return *refused;
   if (!options.insecure_plaintext && options.pki_dir.empty()) {
     return Error{"pki_dir", "required: a PKI folder for mutual TLS (or start with insecure_plaintext)"};
   }
@@ -690,6 +703,7 @@ void Hierarchy::write_state_file() const {
 }
 
 Result<ReloadSummary> Hierarchy::reload(const tiers::Topology& next) {
+  if (auto refused = refuse_wireguard(next)) return *refused;
   return impl_->run([&]() -> Result<ReloadSummary> {
     Impl& in = *impl_;
     const PortPolicy policy = in.options.ports;

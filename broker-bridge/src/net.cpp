@@ -4,10 +4,12 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 namespace nova::bridge {
 namespace {
@@ -60,6 +62,13 @@ bool accepts_connections(const std::string& host, std::uint16_t port) {
     ok = connect_to(a->ai_addr, a->ai_addrlen, a->ai_family);
   }
   ::freeaddrinfo(found);
+  return ok;
+}
+
+bool accepts_connections_in(int netns_fd, const std::string& host, std::uint16_t port) {
+  bool ok = false;
+  std::thread probe([&] { ok = ::setns(netns_fd, CLONE_NEWNET) == 0 && accepts_connections(host, port); });
+  probe.join();
   return ok;
 }
 

@@ -1,10 +1,11 @@
 #include "nova/bridge/render.h"
 
+#include "nova/bridge/wireguard.h"
 #include "nova/security/layout.h"
 #include "nova/tiers/residency.h"
+#include "replace_file.h"
 
 #include <algorithm>
-#include <fstream>
 #include <sstream>
 #include <system_error>
 
@@ -18,8 +19,11 @@ constexpr const char* kTlsVersion = "tlsv1.2";
 
 fs::path absolute_path(const fs::path& p) { return fs::absolute(p.empty() ? fs::path(".") : p).lexically_normal(); }
 
-std::string host_port(const tiers::Site& s) {
-  return s.spec.listener.address + ":" + std::to_string(s.spec.listener.port);
+// Where a bridge dials site `s`: its listener, or with links: wireguard its tunnel
+// address (the listener for bridges, render_listeners).
+std::string host_port(const tiers::Topology& topology, const tiers::Site& s) {
+  const std::string& host = topology.wireguard() ? s.spec.tunnel.address : s.spec.listener.address;
+  return host + ":" + std::to_string(s.spec.listener.port);
 }
 
 // Sites that bridge to `site`: its children, and every site naming it as a backup parent.
@@ -100,8 +104,12 @@ void render_globals(std::ostringstream& out, const tiers::Site& site, const fs::
       << "log_timestamp true\n"
       << "log_timestamp_format %Y-%m-%dT%H:%M:%S\n"
       << "connection_messages true\n\n";
+}
 
-  out << "listener " << site.spec.listener.port << " " << site.spec.listener.address << "\n";
+// One listener: its address and, unless insecure, the mutual TLS every listener has.
+void render_listener(std::ostringstream& out, const tiers::Site& site, const std::string& address,
+                     const RenderOptions& options) {
+  out << "listener " << site.spec.listener.port << " " << address << "\n";
   if (options.insecure_plaintext) return;
   const security::Layout pki(absolute_path(options.pki_dir));
   out << "# Mutual TLS: only certificates of our PKI, checked against its CRLs (SIGHUP re-reads\n"
@@ -144,6 +152,16 @@ std::string resident_child_bridge_grant(const tiers::Site& site, const tiers::Si
   return "topic write " + tiers::resident_filter(*site.region) + "\n";
 }
 
+void render_listeners(std::ostringstream& out, const tiers::Topology& topology, const tiers::Site& site,
+                      const RenderOptions& options) {
+  render_listener(out, site, site.spec.listener.address, options);
+  if (!topology.wireguard() || bridging_children(topology, site).empty()) return;
+  out << "\n# links: wireguard. The bridges of the sites below arrive through the WireGuard tunnel,\n"
+         "# on this site's tunnel address and nowhere else; TLS stays on inside the tunnel.\n"
+         "# Start after the tunnel (wg-quick@wg-nova): the address must exist to be bound.\n";
+  render_listener(out, site, site.spec.tunnel.address, options);
+}
+
 void render_bridge(std::ostringstream& out, const tiers::Topology& topology, const tiers::Site& site,
                    const RenderOptions& options) {
   const tiers::Site& parent = *topology.parent(site);
@@ -151,8 +169,8 @@ void render_bridge(std::ostringstream& out, const tiers::Topology& topology, con
   out << "\n# Bridge to the parent '" << parent.id() << "'"
       << (site.spec.backup_parents.empty() ? "" : ", then the backup parents in order") << ".\n"
       << "connection " << id << "-to-" << parent.id() << "\n"
-      << "address " << host_port(parent);
-  for (const std::string& b : site.spec.backup_parents) out << " " << host_port(topology.site(b));
+      << "address " << host_port(topology, parent);
+  for (const std::string& b : site.spec.backup_parents) out << " " << host_port(topology, topology.site(b));
   out << "\n"
       << "# The first address is the primary: while on a backup, Mosquitto keeps probing it\n"
          "# and moves back once it answers.\n"
@@ -409,6 +427,7 @@ RenderedSite render(const tiers::Topology& topology, const tiers::Site& site,
        << "'.\n# Do not edit: change the topology and render again. Why each setting is here:\n"
           "# docs/broker-hierarchy.md.\n\n";
   render_globals(conf, site, data_dir, acl_file, options);
+  render_listeners(conf, topology, site, options);
   if (!site.is_root()) render_bridge(conf, topology, site, options);
   return RenderedSite{conf.str(), options.insecure_plaintext
                                       ? kInsecureWarning + render_plaintext_acl(topology, site)
@@ -463,20 +482,14 @@ Status write_site(const tiers::Topology& topology, const tiers::Site& site, cons
   if (has_line_break(options.data_dir) || has_line_break(options.acl_file)) {
     return Error{"", "a path with a line break cannot be written into mosquitto.conf"};
   }
+  // The WireGuard config first: when its keys cannot be made, nothing is written.
+  if (topology.wireguard()) {
+    if (auto written = write_wireguard(topology, site, options.pki_dir, out_dir); !written) return written;
+  }
   const RenderedSite rendered = render(topology, site, options);
-  // Write to a temporary name and rename, so a running reader never sees half a file.
   for (const auto& [name, text] : {std::pair{"mosquitto.conf", &rendered.mosquitto_conf},
                                    std::pair{"acl", &rendered.acl}}) {
-    const fs::path target = out_dir / name;
-    const fs::path temp = out_dir / (std::string(name) + ".tmp");
-    {
-      std::ofstream out(temp, std::ios::trunc | std::ios::binary);
-      out << *text;
-      out.close();
-      if (!out) return Error{"", "cannot write " + temp.string()};
-    }
-    fs::rename(temp, target, ec);
-    if (ec) return Error{"", "cannot write " + target.string() + ": " + ec.message()};
+    if (auto written = replace_file(out_dir / name, *text); !written) return written;
   }
   return schemas::Ok{};
 }

@@ -1,5 +1,7 @@
 #include "nova/bridge/state_file.h"
 
+#include "replace_file.h"
+
 #include <unistd.h>
 
 #include <fstream>
@@ -113,17 +115,7 @@ schemas::Result<StateFile> read_state_file(const std::filesystem::path& file) {
 }
 
 schemas::Status write_state_file(const std::filesystem::path& file, const StateFile& state) {
-  const std::filesystem::path temp = file.string() + ".tmp";
-  {
-    std::ofstream out(temp, std::ios::trunc);
-    out << to_json(state);
-    out.close();
-    if (!out) return Error{"", "cannot write " + temp.string()};
-  }
-  std::error_code ec;
-  std::filesystem::rename(temp, file, ec);
-  if (ec) return Error{"", "cannot write " + file.string() + ": " + ec.message()};
-  return schemas::Ok{};
+  return replace_file(file, to_json(state));
 }
 
 }  // namespace nova::bridge

@@ -21,6 +21,7 @@
 #include "nova/bridge/hierarchy.h"
 #include "nova/bridge/net.h"
 #include "nova/bridge/render.h"
+#include "nova/bridge/wireguard.h"
 #include "nova/bridge/state_file.h"
 
 namespace {
@@ -107,7 +108,9 @@ int cmd_render(const RenderArgs& args) {
   if (auto st = bridge::write_site(*topology, *site, args.out, options); !st) {
     return fail(kRuntimeFailure, st.error().message());
   }
-  std::cout << "wrote " << (args.out / "mosquitto.conf").string() << " and " << (args.out / "acl").string() << '\n';
+  std::cout << "wrote " << (args.out / "mosquitto.conf").string() << " and " << (args.out / "acl").string();
+  if (topology->wireguard()) std::cout << " and " << (args.out / bridge::kWireguardConfigFile).string();
+  std::cout << '\n';
   return kOk;
 }
 
@@ -333,7 +336,7 @@ int main(int argc, char** argv) {
       "hierarchy.json in --run-dir).\nSee docs/broker-hierarchy.md.");
 
   RenderArgs render_args;
-  auto* render = app.add_subcommand("render", "write one site's mosquitto.conf and acl");
+  auto* render = app.add_subcommand("render", "write one site's mosquitto.conf and acl (and wg-nova.conf, its WireGuard config, with links: wireguard)");
   render->add_option("topology", render_args.topology, "topology file (YAML)")->required();
   render->add_option("--site", render_args.site, "site id")->required();
   render->add_option("--out", render_args.out, "output directory")->required();

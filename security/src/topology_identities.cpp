@@ -45,7 +45,10 @@ Result<TopologyIdentitiesReport> issue_topology_identities(Pki& pki, const tiers
       return invalid("site 'cloud': a regional site may not be called 'cloud' (the cloud's region)");
     }
     regions.insert(region);
-    wanted.push_back({{Role::broker, site.id(), region, listener_sans(site.spec.listener), days, 0},
+    std::vector<std::string> sans = listener_sans(site.spec.listener);
+    // links: wireguard: bridges dial the tunnel address and check it against the certificate.
+    if (topology.wireguard()) sans.push_back("IP:" + site.spec.tunnel.address);
+    wanted.push_back({{Role::broker, site.id(), region, sans, days, 0},
                       "site '" + site.id() + "' (broker)"});
     if (!site.is_root()) {
       wanted.push_back({{Role::bridge, site.id(), region, {}, days, 0}, "site '" + site.id() + "' (bridge)"});

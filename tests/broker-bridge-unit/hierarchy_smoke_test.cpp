@@ -236,6 +236,23 @@ TEST_CASE("the example hierarchy comes up, survives a crash and a held site", "[
     CHECK(h->topology().find("nyc-a3") == nullptr);
   }
 
+  SECTION("reload refuses a links: wireguard topology and changes nothing") {
+    auto spec = example().spec();
+    spec.links.mode = nova::tiers::LinkMode::wireguard;
+    for (auto& s : spec.sites) {
+      s.listener.port = h->port(s.id);
+      s.tunnel.endpoint = "192.0.2.1";  // every parent needs one; never dialled here
+    }
+    auto tunnelled = nova::tiers::Topology::build(spec);
+    REQUIRE(tunnelled.ok());
+    const pid_t eu = h->pid("eu");
+    auto refused = h->reload(*tunnelled);
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error().path == "links");
+    CHECK(h->pid("eu") == eu);
+    CHECK_FALSE(h->topology().wireguard());
+  }
+
   h.reset();  // SIGTERM, children first
   for (const pid_t p : pids) CHECK_FALSE(alive(p));
   CHECK(mosquittos_under(run_dir).empty());

@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "nova/bridge/render.h"
+#include "nova/bridge/hierarchy.h"
+#include "nova/bridge/wireguard.h"
 #include "nova/tiers/topology.h"
 
 namespace {
@@ -528,4 +530,93 @@ nodes:
   CHECK(conf_of(*plain, "r").find("resident") == std::string::npos);
   CHECK(render(*plain, plain->site("r"), {"/srv/nova/r", {}, {}, "/nonexistent-pki", false}).acl.find("resident") ==
         std::string::npos);
+}
+
+namespace {
+
+constexpr const char* kTunnelled = R"(
+name: tunnelled
+links: wireguard
+wireguard: {network: 10.77.0.0/16}
+sites:
+  - {id: cloud, level: 1, port: 8883, wireguard: {endpoint: 192.0.2.1}}
+  - {id: eu, level: 2, parent: cloud, port: 8884, wireguard: {endpoint: "192.0.2.2:51000"}}
+  - {id: par, level: 3, parent: eu, backups: [cloud], port: 8885}
+)";
+
+Topology tunnelled() {
+  auto t = Topology::parse_yaml(kTunnelled);
+  REQUIRE(t.ok());
+  return std::move(t).value();
+}
+
+}  // namespace
+
+TEST_CASE("links: wireguard: bridges dial tunnel addresses, parents take bridges on their tunnel address only",
+          "[render][wireguard]") {
+  const Topology t = tunnelled();
+  // par dials eu, then its backup cloud, at their tunnel addresses.
+  CHECK(value(conf_of(t, "par"), "address") == "10.77.0.2:8884 10.77.0.1:8883");
+  // A leaf keeps one listener (local clients); eu adds one on its tunnel address, with TLS.
+  CHECK(values(conf_of(t, "par"), "listener") == std::vector<std::string>{"8885 127.0.0.1"});
+  const std::string eu = conf_of(t, "eu");
+  CHECK(values(eu, "listener") == std::vector<std::string>{"8884 127.0.0.1", "8884 10.77.0.2"});
+  CHECK(values(eu, "require_certificate") == std::vector<std::string>{"true", "true"});
+  CHECK(values(eu, "certfile").size() == 2);
+  // Direct links are unchanged: one listener, listener addresses dialled.
+  CHECK(values(conf_of(example(), "sfo-a2"), "listener").size() == 1);
+}
+
+TEST_CASE("links: wireguard: one wg-quick peer per neighbour, keepalive where behind NAT", "[render][wireguard]") {
+  const Topology t = tunnelled();
+  const std::map<std::string, std::string> keys{{"cloud", "PUB-cloud"}, {"eu", "PUB-eu"}, {"par", "PUB-par"}};
+  const std::string par = nova::bridge::render_wireguard(t, t.site("par"), "PRIV-par", keys);
+  CHECK(par.find("[Interface]\nPrivateKey = PRIV-par\nAddress = 10.77.0.3/32\nListenPort = 51820\n") !=
+        std::string::npos);
+  CHECK(par.find("[Peer]\nPublicKey = PUB-eu\nAllowedIPs = 10.77.0.2/32\nEndpoint = 192.0.2.2:51000\n") !=
+        std::string::npos);
+  CHECK(par.find("[Peer]\nPublicKey = PUB-cloud\nAllowedIPs = 10.77.0.1/32\nEndpoint = 192.0.2.1:51820\n") !=
+        std::string::npos);
+  CHECK(values(par, "PersistentKeepalive =") == std::vector<std::string>{"25", "25"});  // par has no endpoint
+  const std::string cloud = nova::bridge::render_wireguard(t, t.site("cloud"), "PRIV-cloud", keys);
+  // cloud's peers: its child eu and its backup child par, which it cannot dial (no endpoint).
+  CHECK(values(cloud, "PublicKey =") == std::vector<std::string>{"PUB-eu", "PUB-par"});
+  CHECK(values(cloud, "Endpoint =") == std::vector<std::string>{"192.0.2.2:51000"});
+  CHECK(values(cloud, "PersistentKeepalive =").empty());
+}
+
+TEST_CASE("links: wireguard: write_site writes wg-nova.conf 0600 and keeps the keys it made", "[render][wireguard]") {
+  const Topology t = tunnelled();
+  const fs::path dir = fs::temp_directory_path() / ("nova-render-wg-test-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  RenderOptions insecure;
+  insecure.insecure_plaintext = true;
+  CHECK(nova::bridge::write_site(t, t.site("par"), dir / "par", insecure).error().message().starts_with("pki_dir: "));
+  CHECK_FALSE(fs::exists(dir / "par" / "mosquitto.conf"));  // refused before anything was written
+  insecure.pki_dir = dir / "pki";
+  REQUIRE(nova::bridge::write_site(t, t.site("par"), dir / "par", insecure).ok());
+  const fs::path conf = dir / "par" / nova::bridge::kWireguardConfigFile;
+  CHECK((fs::status(conf).permissions() & fs::perms::all) == (fs::perms::owner_read | fs::perms::owner_write));
+  auto read = [](const fs::path& p) {
+    std::ifstream in(p);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  };
+  const std::string first = read(conf);
+  REQUIRE(nova::bridge::write_site(t, t.site("eu"), dir / "eu", insecure).ok());
+  REQUIRE(nova::bridge::write_site(t, t.site("par"), dir / "par", insecure).ok());
+  CHECK(read(conf) == first);  // same keys: nothing regenerated
+  CHECK(first.find("PublicKey = " + read(dir / "pki" / "wireguard" / "eu.pub").substr(0, 44)) != std::string::npos);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("links: wireguard: nova-bridge up refuses it", "[render][wireguard]") {
+  nova::bridge::HierarchyOptions options;
+  options.run_dir = fs::temp_directory_path() / ("nova-render-wg-up-" + std::to_string(::getpid()));
+  options.insecure_plaintext = true;
+  const auto started = nova::bridge::Hierarchy::start(tunnelled(), options);
+  REQUIRE_FALSE(started.ok());
+  CHECK(started.error().path == "links");
+  CHECK_FALSE(fs::exists(options.run_dir));  // refused before anything was made
 }

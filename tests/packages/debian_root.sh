@@ -54,9 +54,10 @@ PY
 )
 ((${#sources[@]} > 0)) || { echo "$0: no Debian 12 (bookworm) source in /etc/apt" >&2; exit 1; }
 
-# The packages the .debs depend on: the first of each set of alternatives, no versions,
-# none of our own packages; and systemd.
-includes=$( (for deb in "$@"; do dpkg-deb --field "$deb" Depends; echo; done; echo systemd) |
+# The packages the .debs depend on or recommend (apt installs both by default, and the
+# root has no network then): the first of each set of alternatives, no versions, none of
+# our own packages; and systemd.
+includes=$( (for deb in "$@"; do dpkg-deb --field "$deb" Depends Recommends | sed 's/^[A-Za-z]*: //'; echo; done; echo systemd) |
   tr ',' '\n' | sed -E 's/\|.*//; s/\(.*\)//; s/:any//; s/[[:space:]]//g' | grep -v -E '^$|^nova-' | sort -u | paste -sd, -)
 # The root's architecture is the packages' (today the host's, amd64).
 arch=$(for deb in "$@"; do dpkg-deb --field "$deb" Architecture; done | grep -v '^all$' | sort -u)

@@ -4,7 +4,7 @@
 #   install_test.sh DEBS_DIR CACHE_DIR
 #
 #  1. The root: mmdebstrap from this machine's own Debian 12 apt sources (read from
-#     /etc/apt/ now) with every dependency of the .debs and systemd, kept as a tarball in
+#     /etc/apt/ now) with every dependency and recommendation of the .debs and systemd, kept as a tarball in
 #     CACHE_DIR under a key of those sources and dependencies (debian_root.sh). All that
 #     follows runs in private mount, network and PID namespaces: the example topology's
 #     fixed broker ports are the namespace's own.

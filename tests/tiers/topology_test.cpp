@@ -259,4 +259,80 @@ sites:
 )") == "site 'par': backup parent 'c' is in no region, not in 'eu' (a failover would carry resident data out "
        "of it)");
   CHECK(error_of("sites:\n  - {id: c, level: 1, region: [eu]}\n") == "line 2: sites[0].region: expected a string");
+
+
+namespace {
+
+constexpr const char* kTunnelled = R"(
+name: tunnelled
+links: wireguard
+wireguard: {network: 10.77.0.0/16}
+sites:
+  - {id: cloud, level: 1, port: 1, wireguard: {endpoint: 192.0.2.1}}
+  - {id: eu, level: 2, parent: cloud, port: 2, wireguard: {endpoint: "192.0.2.2:51000", address: 10.77.9.9}}
+  - {id: par, level: 3, parent: eu, backups: [cloud], port: 3}
+)";
+
+}  // namespace
+
+TEST_CASE("links: wireguard gives each site a tunnel address from the network, in file order", "[tiers][wireguard]") {
+  auto t = Topology::parse_yaml(kTunnelled);
+  REQUIRE(t.ok());
+  CHECK(t->wireguard());
+  CHECK(t->links().network == "10.77.0.0/16");
+  CHECK(t->site("cloud").spec.tunnel.address == "10.77.0.1");
+  CHECK(t->site("eu").spec.tunnel.address == "10.77.9.9");  // pinned
+  CHECK(t->site("par").spec.tunnel.address == "10.77.0.3");  // third in the file
+  CHECK(t->site("par").spec.tunnel.endpoint.empty());         // behind NAT
+  CHECK(t->site("cloud").spec.tunnel.listen_port == 51820);
+  // spec() keeps the assigned addresses, so building again (new ports, reload) keeps them.
+  auto again = Topology::build(t->spec());
+  REQUIRE(again.ok());
+  CHECK(again->site("par").spec.tunnel.address == "10.77.0.3");
+  CHECK(again->wireguard());
+  CHECK_FALSE(Topology::parse_yaml(kChain)->wireguard());
+}
+
+TEST_CASE("bad WireGuard plans are refused naming the field and the reason", "[tiers][wireguard][reject]") {
+  const std::string sites = R"(
+sites:
+  - {id: cloud, level: 1, port: 1, wireguard: {endpoint: 192.0.2.1}}
+  - {id: eu, level: 2, parent: cloud, port: 2}
+)";
+  CHECK(error_of("links: tunnel\n" + sites).find("links: expected 'direct' or 'wireguard', not 'tunnel'") !=
+        std::string::npos);
+  CHECK(error_of("links: wireguard\nwireguard: {network: 10.77.0.0/33}\n" + sites) ==
+        "wireguard.network: '10.77.0.0/33' is not an IPv4 network a.b.c.d/8..30");
+  CHECK(error_of("links: wireguard\nwireguard: {network: 10.77.0.1/16}\n" + sites) ==
+        "wireguard.network: '10.77.0.1/16' has host bits set");
+  CHECK(error_of("links: wireguard\nwireguard: {network: 10.77.0.0/30}\n" + sites + R"(  - {id: a, level: 3, parent: eu, port: 3}
+)") == "site 'a': wireguard.address: network 10.77.0.0/30 has no address left for site 3 of the file");
+  CHECK(error_of(R"(
+links: wireguard
+sites:
+  - {id: cloud, level: 1, port: 1}
+  - {id: eu, level: 2, parent: cloud, port: 2}
+)") == "site 'cloud': wireguard.endpoint: required, site 'eu' connects to it through the tunnel");
+  CHECK(error_of(R"(
+links: wireguard
+sites:
+  - {id: cloud, level: 1, port: 1, address: 0.0.0.0, wireguard: {endpoint: 192.0.2.1}}
+  - {id: eu, level: 2, parent: cloud, port: 2}
+)").find("site 'cloud': address: '0.0.0.0' would take bridges from outside the tunnel") != std::string::npos);
+  CHECK(error_of(R"(
+links: wireguard
+sites:
+  - {id: cloud, level: 1, port: 1, wireguard: {endpoint: 192.0.2.1, address: 10.78.0.1}}
+  - {id: eu, level: 2, parent: cloud, port: 2}
+)") == "site 'cloud': wireguard.address: 10.78.0.1 is not a host address of 10.77.0.0/16");
+  CHECK(error_of(R"(
+links: wireguard
+sites:
+  - {id: cloud, level: 1, port: 1, wireguard: {endpoint: 192.0.2.1}}
+  - {id: eu, level: 2, parent: cloud, port: 2, wireguard: {address: 10.77.0.1}}
+)") == "sites 'cloud' and 'eu' both have tunnel address 10.77.0.1");
+  CHECK(error_of(R"(
+sites:
+  - {id: cloud, level: 1, port: 1, wireguard: {endpoint: 192.0.2.1, mtu: 1400}}
+)").find("sites[0].wireguard: unknown key 'mtu'") != std::string::npos);
 }

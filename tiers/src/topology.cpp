@@ -1,6 +1,9 @@
 #include "nova/tiers/topology.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
+#include <cstdint>
 #include <set>
 
 namespace nova::tiers {
@@ -51,6 +54,80 @@ Result<std::optional<std::string>> inherit(const Site& site, const Site* parent,
                                      "', the " + field + " of its parent '" + parent->id() + "'");
   }
   return declared;
+}
+
+std::optional<std::uint32_t> parse_ipv4(const std::string& text) {
+  in_addr a{};
+  if (inet_pton(AF_INET, text.c_str(), &a) != 1) return std::nullopt;
+  return ntohl(a.s_addr);
+}
+
+std::string format_ipv4(std::uint32_t address) {
+  in_addr a{htonl(address)};
+  char buffer[INET_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET, &a, buffer, sizeof buffer);
+  return buffer;
+}
+
+bool is_wildcard(const std::string& address) { return address.empty() || address == "0.0.0.0" || address == "::"; }
+
+// links: wireguard. Checks the network, assigns the tunnel addresses not given (the
+// site's 1-based place in the spec), and checks every address and endpoint.
+std::optional<Error> plan_tunnels(TopologySpec& spec) {
+  const std::string& net = spec.links.network;
+  const auto slash = net.find('/');
+  const Error bad_network{"", "wireguard.network: '" + net + "' is not an IPv4 network a.b.c.d/8..30"};
+  if (slash == std::string::npos) return bad_network;
+  const auto base = parse_ipv4(net.substr(0, slash));
+  const std::string prefix_text = net.substr(slash + 1);
+  if (!base || prefix_text.empty() || prefix_text.size() > 2 ||
+      prefix_text.find_first_not_of("0123456789") != std::string::npos) {
+    return bad_network;
+  }
+  const int prefix = std::stoi(prefix_text);
+  if (prefix < 8 || prefix > 30) return bad_network;
+  const std::uint32_t mask = ~std::uint32_t{0} << (32 - prefix);
+  if ((*base & ~mask) != 0) return Error{"", "wireguard.network: '" + net + "' has host bits set"};
+  const std::uint32_t broadcast = *base | ~mask;
+
+  std::map<std::uint32_t, std::string> owner;  // address -> site
+  for (std::size_t i = 0; i < spec.sites.size(); ++i) {
+    SiteSpec& s = spec.sites[i];
+    if (s.tunnel.address.empty()) {
+      if (i + 1 >= broadcast - *base) {
+        return site_error(s.id, "wireguard.address: network " + net + " has no address left for site " +
+                                    std::to_string(i + 1) + " of the file");
+      }
+      s.tunnel.address = format_ipv4(*base + static_cast<std::uint32_t>(i + 1));
+    }
+    const auto a = parse_ipv4(s.tunnel.address);
+    if (!a) return site_error(s.id, "wireguard.address: '" + s.tunnel.address + "' is not an IPv4 address");
+    if ((*a & mask) != *base || *a == *base || *a == broadcast) {
+      return site_error(s.id, "wireguard.address: " + s.tunnel.address + " is not a host address of " + net);
+    }
+    if (auto [it, fresh] = owner.emplace(*a, s.id); !fresh) {
+      return Error{"", "sites '" + it->second + "' and '" + s.id + "' both have tunnel address " + s.tunnel.address};
+    }
+  }
+  for (const SiteSpec& s : spec.sites) {
+    std::vector<std::string> dialers;
+    for (const SiteSpec& c : spec.sites) {
+      const bool bridges = c.parent == s.id ||
+                           std::find(c.backup_parents.begin(), c.backup_parents.end(), s.id) != c.backup_parents.end();
+      if (bridges) dialers.push_back(c.id);
+    }
+    if (dialers.empty()) continue;
+    if (s.tunnel.endpoint.empty()) {
+      return site_error(s.id, "wireguard.endpoint: required, site '" + dialers.front() +
+                                  "' connects to it through the tunnel");
+    }
+    if (is_wildcard(s.listener.address)) {
+      return site_error(s.id, "address: '" + s.listener.address +
+                                  "' would take bridges from outside the tunnel (links: wireguard); "
+                                  "listen on a local address, bridges get the tunnel address");
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -156,9 +233,14 @@ Result<Topology> Topology::build(TopologySpec spec) {
     }
   }
 
+  if (spec.links.mode == LinkMode::wireguard) {
+    if (auto e = plan_tunnels(spec)) return *e;
+  }
+
   // Order breadth first from the root, computing each site path from its parent's.
   Topology t;
   t.name_ = std::move(spec.name);
+  t.links_ = spec.links;
   std::vector<const SiteSpec*> frontier{root};
   while (!frontier.empty()) {
     std::vector<const SiteSpec*> next;
@@ -270,7 +352,7 @@ const NodeSpec* Topology::find_node(std::string_view id) const {
 }
 
 TopologySpec Topology::spec() const {
-  TopologySpec s{name_, {}, nodes_};
+  TopologySpec s{name_, links_, {}, nodes_};
   for (const Site& site : sites_) s.sites.push_back(site.spec);
   return s;
 }

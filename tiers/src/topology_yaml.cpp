@@ -82,8 +82,18 @@ SiteOverrides read_overrides(const YAML::Node& n, const std::string& path) {
   return o;
 }
 
+SiteTunnel read_tunnel(const YAML::Node& n, const std::string& path) {
+  allow_keys(n, path, {"address", "endpoint", "listen_port"});
+  SiteTunnel t;
+  if (n["address"]) t.address = text(n["address"], path + ".address");
+  if (n["endpoint"]) t.endpoint = text(n["endpoint"], path + ".endpoint");
+  if (n["listen_port"]) t.listen_port = static_cast<std::uint16_t>(number(n["listen_port"], path + ".listen_port", 1, 65535));
+  return t;
+}
+
 SiteSpec read_site(const YAML::Node& n, const std::string& path) {
-  allow_keys(n, path, {"id", "level", "parent", "backups", "address", "port", "overrides", "region", "jurisdiction"});
+  allow_keys(n, path,
+             {"id", "level", "parent", "backups", "address", "port", "overrides", "region", "jurisdiction", "wireguard"});
   SiteSpec s;
   if (!n["id"]) fail(n, path, "missing 'id'");
   if (!n["level"]) fail(n, path, "missing 'level'");
@@ -96,6 +106,7 @@ SiteSpec read_site(const YAML::Node& n, const std::string& path) {
   if (n["overrides"]) s.overrides = read_overrides(n["overrides"], path + ".overrides");
   if (n["region"]) s.region = text(n["region"], path + ".region");
   if (n["jurisdiction"]) s.jurisdiction = text(n["jurisdiction"], path + ".jurisdiction");
+  if (n["wireguard"]) s.tunnel = read_tunnel(n["wireguard"], path + ".wireguard");
   return s;
 }
 
@@ -113,9 +124,21 @@ NodeSpec read_node(const YAML::Node& n, const std::string& path) {
 }
 
 TopologySpec read_spec(const YAML::Node& root) {
-  allow_keys(root, "topology", {"name", "sites", "nodes"});
+  allow_keys(root, "topology", {"name", "links", "wireguard", "sites", "nodes"});
   TopologySpec spec;
   if (root["name"]) spec.name = text(root["name"], "name");
+  if (const YAML::Node links = root["links"]) {
+    const std::string mode = text(links, "links");
+    if (mode == "wireguard") {
+      spec.links.mode = LinkMode::wireguard;
+    } else if (mode != "direct") {
+      fail(links, "links", "expected 'direct' or 'wireguard', not '" + mode + "'");
+    }
+  }
+  if (const YAML::Node wg = root["wireguard"]) {
+    allow_keys(wg, "wireguard", {"network"});
+    if (wg["network"]) spec.links.network = text(wg["network"], "wireguard.network");
+  }
   const YAML::Node sites = root["sites"];
   if (!sites || !sites.IsSequence()) fail(root, "sites", "expected a list of sites");
   for (std::size_t i = 0; i < sites.size(); ++i) {

@@ -49,6 +49,11 @@ struct BrokerLaunch {
   std::string host = "127.0.0.1";  // the listener probed for readiness
   std::uint16_t port = 0;
   std::chrono::milliseconds timeout{10'000};  // for start-up
+  // Added for WireGuard links between network namespaces: empty, the broker runs in this
+  // process's network namespace; else a namespace file (`ip netns add N` makes
+  // /run/netns/N) the child joins before exec, and the readiness probe connects from
+  // inside that namespace too.
+  std::filesystem::path netns;
 };
 
 enum class StartOutcome {

@@ -107,6 +107,8 @@ class Hierarchy {
  public:
   // Renders every site, starts every broker (parents first), and returns once each
   // broker accepts connections and each bridge reports "1" on its link topic.
+  // A `links: wireguard` topology is refused (error path "links"): its brokers listen on
+  // tunnel addresses of other hosts.
   static Result<std::unique_ptr<Hierarchy>> start(const tiers::Topology& topology,
                                                   HierarchyOptions options);
   // Stops every broker with SIGTERM (children before parents).
@@ -148,7 +150,8 @@ class Hierarchy {
   // (site_tls_files) changed is restarted (parents first); one whose ACL or listener
   // files alone changed gets SIGHUP; new sites are started and removed ones stopped.
   // Sites keep their ports unless the topology names a different non-zero port (and the
-  // policy is not free_for_all). Does not wait for links.
+  // policy is not free_for_all). Does not wait for links. Refuses a `links: wireguard`
+  // topology as start() does, changing nothing.
   Result<ReloadSummary> reload(const tiers::Topology& topology);
 
  private:

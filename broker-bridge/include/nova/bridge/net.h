@@ -17,4 +17,10 @@ schemas::Result<std::uint16_t> free_loopback_port();
 // once). `host` is an IPv4 literal or a name; the wildcard 0.0.0.0 is probed on loopback.
 bool accepts_connections(const std::string& host, std::uint16_t port);
 
+// The same from inside the network namespace of the open namespace file `netns_fd`
+// (/run/netns/<name>). The connect runs on a short-lived thread that joins that
+// namespace (setns changes only the calling thread's), so the caller's stays as it is.
+// False also when the namespace cannot be joined.
+bool accepts_connections_in(int netns_fd, const std::string& host, std::uint16_t port);
+
 }  // namespace nova::bridge

@@ -18,6 +18,12 @@
 // keeps the bridge's own retained link record from being re-sent upward, stale, after
 // the fresh "1" of each reconnect.
 //
+// With `links: wireguard` in the topology (wireguard.h), every bridge dials its parents'
+// tunnel addresses instead of their listener addresses, and a site that other sites
+// bridge to has a second listener, same port and same TLS, on its tunnel address: the
+// bridges below reach it only through the tunnel, while its own listener address
+// (which the topology then refuses to be a wildcard) stays for local clients.
+//
 // Two modes (RenderOptions): mutual TLS (the default, needs a PKI folder, layout.h) and
 // an explicit insecure plaintext mode kept for development, which the config says in a
 // comment at its top.
@@ -134,7 +140,9 @@ RenderedSite render(const tiers::Topology& topology, const tiers::Site& site,
                     const RenderOptions& options);
 
 // Renders and writes <out_dir>/mosquitto.conf and <out_dir>/acl (creating out_dir and
-// the data directory). The config refers to the ACL file by absolute path. Fails on a
+// the data directory), and with `links: wireguard` <out_dir>/wg-nova.conf
+// (write_wireguard: the keys live in pki_dir, which is then required even when
+// insecure_plaintext). The config refers to the ACL file by absolute path. Fails on a
 // path Mosquitto's config cannot express (a line break), a missing parent port, or
 // (TLS mode) no pki_dir or a missing certificate or key of this site (error path
 // "pki_dir", naming the file).

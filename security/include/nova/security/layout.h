@@ -22,12 +22,16 @@
 //   <pki>/revoked/ca-<region>-<serial>/  a revoked intermediate's folder, moved aside
 //   <pki>/signing/<name>.key     an Ed25519 signing key (0600)
 //   <pki>/signing/<name>.pub     its public key (PEM): what a verifier trusts
+//   <pki>/wireguard/<site>.key   a site's WireGuard private key (0600), base64 as
+//                                 `wg genkey` prints it (wireguard_keys.h)
+//   <pki>/wireguard/<site>.pub   its public key, base64 as `wg pubkey` prints it
 //
 // Directories holding keys are 0700. Files are replaced atomically (write, fsync,
 // rename): a reader sees the old file or the new one, never half of one.
 #pragma once
 
 #include <filesystem>
+#include <string>
 #include <string_view>
 
 namespace nova::security {
@@ -71,6 +75,14 @@ class Layout {
   }
   std::filesystem::path signing_public_key(std::string_view name) const {
     return signing_dir() / (std::string(name) + ".pub");
+  }
+
+  std::filesystem::path wireguard_dir() const { return dir_ / "wireguard"; }
+  std::filesystem::path wireguard_key(std::string_view site) const {
+    return wireguard_dir() / (std::string(site) + ".key");
+  }
+  std::filesystem::path wireguard_public_key(std::string_view site) const {
+    return wireguard_dir() / (std::string(site) + ".pub");
   }
 
   // The files `export` writes into its target directory (a device's bundle).

@@ -4,7 +4,8 @@
 // Makes the root and the intermediates if missing ("cloud", and one per level-2 site:
 // a region is a level-2 site and its subtree), then issues, keeping what is already
 // issued: a broker identity per site (with the listener's non-loopback address as a
-// SAN), a bridge identity per non-root site, a node identity per node, and nova-cloud.
+// SAN, and with `links: wireguard` its tunnel address too: a certificate issued before
+// the topology said so lacks it, so issue it again), a bridge identity per non-root site, a node identity per node, and nova-cloud.
 // It refuses, before issuing anything, a topology in which two identities would share
 // a CN (a node called "nova-cloud") or a level-2 site called "cloud" (error path
 // "topology", naming both sides).

@@ -54,6 +54,27 @@ struct SiteOverrides {
   std::optional<std::uint32_t> restart_cap_s;
 };
 
+// How each site's bridge reaches its parent (docs/broker-hierarchy.md, WireGuard links).
+enum class LinkMode {
+  direct,     // to the parent's listener address
+  wireguard,  // through a WireGuard tunnel, to the parent's tunnel address
+};
+
+// A site's end of its WireGuard links; used only with `links: wireguard`.
+struct SiteTunnel {
+  // The site's IPv4 address inside Links::network. Empty in a spec: build() assigns the
+  // network's address number n (the root of 10.77.0.0/16 listed first gets 10.77.0.1),
+  // n being the site's 1-based place in the spec (the file's order), and writes it back,
+  // so spec() keeps it when the topology is built again.
+  std::string address;
+  // Where the other end of a link reaches this site's WireGuard: "host" or "host:port"
+  // (default port: listen_port). Empty: the site is behind NAT, nobody can dial it, and
+  // it keeps its links open itself (PersistentKeepalive). Required of every site that
+  // other sites bridge to.
+  std::string endpoint;
+  std::uint16_t listen_port = 51820;
+};
+
 struct SiteSpec {
   std::string id;
   std::uint8_t level = 0;
@@ -63,6 +84,7 @@ struct SiteSpec {
   SiteOverrides overrides;
   std::optional<std::string> region;        // as declared here; Site::region is the effective one
   std::optional<std::string> jurisdiction;  // likewise
+  SiteTunnel tunnel;
 };
 
 struct NodeSpec {
@@ -75,8 +97,15 @@ struct NodeSpec {
   std::vector<std::string> capabilities;
 };
 
+struct Links {
+  LinkMode mode = LinkMode::direct;
+  // The IPv4 network (CIDR, prefix 8..30) every site's tunnel address comes from.
+  std::string network = "10.77.0.0/16";
+};
+
 struct TopologySpec {
   std::string name;
+  Links links;
   std::vector<SiteSpec> sites;
   std::vector<NodeSpec> nodes;
 };
@@ -111,6 +140,8 @@ class Topology {
   static Result<Topology> load(const std::filesystem::path& file);
 
   const std::string& name() const { return name_; }
+  const Links& links() const { return links_; }
+  bool wireguard() const { return links_.mode == LinkMode::wireguard; }
   // Every site, parents before children (breadth first from the root).
   const std::vector<Site>& sites() const { return sites_; }
   const Site& root() const { return sites_.front(); }
@@ -139,6 +170,7 @@ class Topology {
   // above; the first violation, if any.
   std::optional<schemas::Error> resolve_residency();
   std::string name_;
+  Links links_;
   std::vector<Site> sites_;
   std::vector<NodeSpec> nodes_;
   std::map<std::string, std::size_t, std::less<>> index_;
