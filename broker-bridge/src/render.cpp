@@ -3,6 +3,7 @@
 #include "nova/security/layout.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <system_error>
@@ -16,6 +17,10 @@ using schemas::Error;
 constexpr const char* kTlsVersion = "tlsv1.2";
 
 fs::path absolute_path(const fs::path& p) { return fs::absolute(p.empty() ? fs::path(".") : p).lexically_normal(); }
+
+fs::path acl_plugin_path(const RenderOptions& options) {
+  return options.acl_plugin.empty() ? find_acl_plugin() : absolute_path(options.acl_plugin);
+}
 
 std::string host_port(const tiers::Site& s) {
   return s.spec.listener.address + ":" + std::to_string(s.spec.listener.port);
@@ -42,7 +47,7 @@ bool in_subtree(const tiers::Topology& topology, const tiers::Site& site, const 
 }
 
 void render_globals(std::ostringstream& out, const tiers::Site& site, const fs::path& data_dir,
-                    const fs::path& acl_file, const RenderOptions& options) {
+                    const fs::path& acl_file, const fs::path& acl_plugin, const RenderOptions& options) {
   if (!options.user.empty()) {
     out << "# Run as this user: started as root, Mosquitto otherwise switches to user\n"
            "# \"mosquitto\", which cannot write a root-owned data directory (no log, every\n"
@@ -57,7 +62,11 @@ void render_globals(std::ostringstream& out, const tiers::Site& site, const fs::
          "# bridge reconnects: that copy is queued before the connection and delivered after\n"
          "# the fresh \"1\", so a parent would keep a stale \"0\" (docs/broker-hierarchy.md).\n"
       << "check_retain_source true\n"
-      << "acl_file " << acl_file.string() << "\n\n";
+      << "# The ACL: the nova_acl plugin enforces the file below (Mosquitto's acl_file format)\n"
+         "# and logs every denial at warning, counted on $SYS/broker/nova/acl/denied/<access>;\n"
+         "# Mosquitto's own acl_file denies silently (docs/security.md).\n"
+      << "plugin " << acl_plugin.string() << "\n"
+      << "plugin_opt_acl_file " << acl_file.string() << "\n\n";
 
   out << "# Persistence: retained records, bridge sessions and queued QoS 1 messages survive\n"
          "# a restart. The default autosave (1800 s) would lose half an hour on a crash;\n"
@@ -237,6 +246,20 @@ std::vector<std::string> enrolled_identities(const fs::path& pki_dir, const std:
   return out;
 }
 
+// The ids whose up topics (nova/v1/up/<id>/#) a site's bridge forwards to the brokers it
+// bridges to: the sites it carries (link_carriers) and their nodes, in topology order.
+std::vector<std::string> carried_up_ids(const tiers::Topology& topology, const tiers::Site& bridging_site) {
+  const std::vector<const tiers::Site*> carried = link_carriers(topology, bridging_site);
+  std::vector<std::string> ids;
+  for (const tiers::Site* s : carried) ids.push_back(s->id());
+  for (const tiers::NodeSpec& node : topology.nodes()) {
+    if (std::any_of(carried.begin(), carried.end(), [&](const tiers::Site* s) { return s->id() == node.site; })) {
+      ids.push_back(node.id);
+    }
+  }
+  return ids;
+}
+
 std::string render_identity_acl(const tiers::Topology& topology, const tiers::Site& site,
                                 const fs::path& pki_dir) {
   std::ostringstream out;
@@ -271,14 +294,12 @@ std::string render_identity_acl(const tiers::Topology& topology, const tiers::Si
   render_own_bridge_grant(out, topology, site);
   for (const tiers::Site* child : bridging_children(topology, site)) {
     const bool backup = child->spec.parent != site.id();
-    const std::vector<const tiers::Site*> carried = link_carriers(topology, *child);
     out << "\n# Bridge of " << (backup ? "backup child" : "child") << " '" << child->id()
-        << "': everything upward except the link records of sites it does not carry.\n"
+        << "': the up topics of the sites and nodes it carries\n# (its subtree and those failing over into it), "
+           "links included; the probes of a nova-cloud below.\n"
         << "user " << bridge_username(*child) << "\n";
-    for (const tiers::Site& s : topology.sites()) {
-      if (std::find(carried.begin(), carried.end(), &s) == carried.end()) out << "topic deny " << link_topic(s) << "\n";
-    }
-    out << "topic write nova/v1/up/#\n";
+    for (const std::string& id : carried_up_ids(topology, *child)) out << "topic write nova/v1/up/" << id << "/#\n";
+    out << "topic write nova/v1/up/" << kCloudServiceUser << "/#\n";
     for (const std::string& filter : down_routes(topology, *child)) out << "topic read " << filter << "\n";
     out << "topic read " << topics::bundle_all() << "\n";
   }
@@ -351,6 +372,13 @@ std::vector<const tiers::Site*> link_carriers(const tiers::Topology& topology, c
   return out;
 }
 
+fs::path find_acl_plugin() {
+  if (const char* env = std::getenv("NOVA_ACL_PLUGIN"); env != nullptr && *env != '\0') return absolute_path(env);
+  std::error_code ec;
+  const fs::path program = fs::read_symlink("/proc/self/exe", ec);
+  return (program.parent_path().parent_path() / "lib" / "nova" / "nova_acl.so").lexically_normal();
+}
+
 std::string link_topic(std::string_view site_id) { return "nova/v1/up/" + std::string(site_id) + "/link"; }
 
 std::string link_topic(const tiers::Site& site) { return link_topic(site.id()); }
@@ -370,7 +398,7 @@ RenderedSite render(const tiers::Topology& topology, const tiers::Site& site,
        << int{site.level()} << " (" << profile.name << "), of topology '" << topology.name()
        << "'.\n# Do not edit: change the topology and render again. Why each setting is here:\n"
           "# docs/broker-hierarchy.md.\n\n";
-  render_globals(conf, site, data_dir, acl_file, options);
+  render_globals(conf, site, data_dir, acl_file, acl_plugin_path(options), options);
   if (!site.is_root()) render_bridge(conf, topology, site, options);
   return RenderedSite{conf.str(), options.insecure_plaintext
                                       ? kInsecureWarning + render_plaintext_acl(topology, site)
@@ -415,6 +443,12 @@ Status write_site(const tiers::Topology& topology, const tiers::Site& site, cons
       return Error{"pki_dir", "a path with a line break cannot be written into mosquitto.conf"};
     }
   }
+  const fs::path acl_plugin = acl_plugin_path(options);
+  if (!fs::exists(acl_plugin)) {
+    return Error{"acl_plugin", "no Mosquitto ACL plugin at " + acl_plugin.string() +
+                                   " (build or install nova_acl.so, or set NOVA_ACL_PLUGIN)"};
+  }
+  if (has_line_break(acl_plugin)) return Error{"acl_plugin", "a path with a line break cannot be written into mosquitto.conf"};
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   if (ec) return Error{"", "cannot create " + out_dir.string() + ": " + ec.message()};

@@ -128,6 +128,8 @@ TEST_CASE("acl rules: a file it cannot read is refused naming the line and the r
   CHECK(error == "line 2: `topic` needs a topic filter");
   CHECK_FALSE(Rules::parse("topic write a/#/b\n", error));
   CHECK(error == "line 1: 'a/#/b' is not a valid MQTT topic filter");
+  CHECK_FALSE(Rules::parse("user a\ntopic reed a/#\n", error));
+  CHECK(error == "line 2: unknown access 'reed' (read, write, readwrite or deny)");
   CHECK_FALSE(Rules::parse("user\n", error));
   CHECK(error == "line 1: `user` needs a name");
 }

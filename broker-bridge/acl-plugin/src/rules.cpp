@@ -158,6 +158,8 @@ std::optional<Rules> Rules::parse(std::string_view text, std::string& error) {
     if (word == "read" || word == "write" || word == "readwrite" || word == "deny") {
       access = word == "read" ? kRead : word == "write" ? kWrite : word == "deny" ? 0 : kRead | kWrite;
       filter = after;
+    } else if (!after.empty()) {
+      return fail("unknown access '" + std::string(word) + "' (read, write, readwrite or deny)");
     }
     if (filter.empty()) return fail("`" + std::string(keyword) + "` needs a topic filter");
     const std::string f(filter);

@@ -100,7 +100,8 @@ struct RenderOptions {
   // directory: the log stays empty and every autosave fails while the broker keeps
   // running. Empty: no `user` line (Mosquitto's default).
   std::string user;
-  // Added so write_site can name the ACL it writes; render() uses it for `acl_file`.
+  // Added so write_site can name the ACL it writes; render() uses it for
+  // `plugin_opt_acl_file`.
   // Default: <data_dir>/acl.
   std::filesystem::path acl_file;
   // The PKI folder (nova/security/layout.h) whose files the TLS listener and bridge
@@ -110,6 +111,10 @@ struct RenderOptions {
   // top of both files: anybody who can reach the port can claim any identity. For
   // development only; nova-bridge spells it --insecure-plaintext.
   bool insecure_plaintext = false;
+  // The nova_acl Mosquitto plugin (broker-bridge/acl-plugin) that enforces the ACL,
+  // rendered as `plugin` with `plugin_opt_acl_file` naming the ACL file. Empty:
+  // find_acl_plugin(). write_site refuses a path with no file (error path "acl_plugin").
+  std::filesystem::path acl_plugin;
 };
 
 struct RenderedSite {
@@ -125,9 +130,9 @@ RenderedSite render(const tiers::Topology& topology, const tiers::Site& site,
 
 // Renders and writes <out_dir>/mosquitto.conf and <out_dir>/acl (creating out_dir and
 // the data directory). The config refers to the ACL file by absolute path. Fails on a
-// path Mosquitto's config cannot express (a line break), a missing parent port, or
-// (TLS mode) no pki_dir or a missing certificate or key of this site (error path
-// "pki_dir", naming the file).
+// path Mosquitto's config cannot express (a line break), a missing parent port, no ACL
+// plugin file (error path "acl_plugin", naming the path), or (TLS mode) no pki_dir or a
+// missing certificate or key of this site (error path "pki_dir", naming the file).
 Status write_site(const tiers::Topology& topology, const tiers::Site& site,
                   const std::filesystem::path& out_dir, RenderOptions options = {});
 
@@ -146,6 +151,13 @@ struct SiteTlsFiles {
   std::vector<std::filesystem::path> bridge;
 };
 SiteTlsFiles site_tls_files(const std::filesystem::path& pki_dir, const tiers::Site& site);
+
+// Where the ACL plugin is when RenderOptions::acl_plugin is empty: the file the
+// environment variable NOVA_ACL_PLUGIN names, if set; else
+// <the running program's directory>/../lib/nova/nova_acl.so, which is where both the
+// install tree (/usr/bin/nova-bridge, /usr/lib/nova/nova_acl.so) and the build tree
+// (<build>/broker-bridge/nova-bridge, <build>/lib/nova/nova_acl.so) keep it.
+std::filesystem::path find_acl_plugin();
 
 // The retained topic on which a site's bridge reports its link to the parent:
 // "1" connected, "0" not (Mosquitto's notification payloads).
