@@ -1,5 +1,6 @@
 #include "nova/bridge/render.h"
 
+#include "nova/acl/rules.h"  // kDeniedCounterPrefix only
 #include "nova/security/layout.h"
 
 #include <algorithm>
@@ -222,9 +223,11 @@ std::string render_plaintext_acl(const tiers::Topology& topology, const tiers::S
       << "user " << kCloudServiceUser << "\n"
       << "topic readwrite nova/v1/#\n"
       << "topic read $SYS/#\n"
-      << "\n# The hierarchy's link monitor (nova-bridge status).\n"
+      << "\n# The hierarchy's link monitor (nova-bridge status), and the ACL plugin's denial\n"
+         "# counters of this broker.\n"
       << "user " << kMonitorUser << "\n"
-      << "topic read nova/v1/up/+/link\n";
+      << "topic read nova/v1/up/+/link\n"
+      << "topic read " << acl::kDeniedCounterPrefix << "#\n";
   return out.str();
 }
 
@@ -315,9 +318,11 @@ std::string render_identity_acl(const tiers::Topology& topology, const tiers::Si
       << "topic readwrite " << topics::bundle_all() << "\n"
       << "topic readwrite nova/v1/cloud/#\n"
       << "topic read $SYS/#\n"
-      << "\n# The hierarchy's link monitor (nova-bridge status).\n"
+      << "\n# The hierarchy's link monitor (nova-bridge status), and the ACL plugin's denial\n"
+         "# counters of this broker.\n"
       << "user " << kMonitorIdentity << "\n"
-      << "topic read nova/v1/up/+/link\n";
+      << "topic read nova/v1/up/+/link\n"
+      << "topic read " << acl::kDeniedCounterPrefix << "#\n";
   for (const std::string& name : enrolled_identities(pki_dir, kOperatorPrefix)) {
     if (name == kMonitorOperatorName) continue;  // the monitor keeps its narrower grant
     out << "\n# Operator '" << name << "': watches what goes up (births, metrics, results, links);\n"

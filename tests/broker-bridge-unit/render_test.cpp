@@ -289,7 +289,8 @@ TEST_CASE("the ACL grants nodes, child bridges, cloud and monitor what they need
 
   CHECK(acl.at(nova::bridge::kCloudServiceUser) ==
         std::vector<std::string>{"topic readwrite nova/v1/#", "topic read $SYS/#"});
-  CHECK(acl.at(nova::bridge::kMonitorUser) == std::vector<std::string>{"topic read nova/v1/up/+/link"});
+  CHECK(acl.at(nova::bridge::kMonitorUser) ==
+        std::vector<std::string>{"topic read nova/v1/up/+/link", "topic read $SYS/broker/nova/acl/denied/#"});
   CHECK(acl.size() == 1 + 1 + 1 + bridged.size() + 2);
 }
 
@@ -440,7 +441,8 @@ TEST_CASE("an operator enrolled in the PKI folder reads everything upward and no
     const auto acl = acl_sections(render(t, t.site(site), {std::string("/srv/nova/") + site, {}, {}, pki, false, {}}).acl);
     CHECK(acl.at("operator.ops") == std::vector<std::string>{"topic read nova/v1/up/#"});
     // The link monitor keeps its narrower grant.
-    CHECK(acl.at(nova::bridge::kMonitorIdentity) == std::vector<std::string>{"topic read nova/v1/up/+/link"});
+    CHECK(acl.at(nova::bridge::kMonitorIdentity) ==
+          std::vector<std::string>{"topic read nova/v1/up/+/link", "topic read $SYS/broker/nova/acl/denied/#"});
   }
   fs::remove_all(pki);
 }
@@ -450,6 +452,21 @@ TEST_CASE("a regional bridge carries the links of its subtree and of what fails 
   std::vector<std::string> carried;
   for (const auto* s : nova::bridge::link_carriers(t, t.site("eu"))) carried.push_back(s->id());
   CHECK(carried == std::vector<std::string>{"eu", "par", "ber", "par-a1", "par-a2", "ber-a1", "ber-a2"});
+}
+
+TEST_CASE("write_site refuses an ACL plugin path with no file, naming the field", "[render]") {
+  const Topology t = example();
+  const fs::path dir = fs::temp_directory_path() / ("nova-render-plugin-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  RenderOptions options;
+  options.insecure_plaintext = true;
+  options.acl_plugin = dir / "no-such-plugin.so";
+  const auto refused = nova::bridge::write_site(t, t.site("par"), dir, options);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().path == "acl_plugin");
+  CHECK(refused.error().message().find("no-such-plugin.so") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "mosquitto.conf"));
+  fs::remove_all(dir);
 }
 
 TEST_CASE("write_site in TLS mode needs the PKI's files and names the field", "[render][tls]") {

@@ -29,12 +29,9 @@ namespace {
 
 using nova::acl::Access;
 
-// Retained, one per access: "$SYS/broker/nova/acl/denied/<read|write|subscribe>",
-// the number of denials since the broker started, decimal. $SYS because the counters
-// describe this broker (as Mosquitto's own $SYS/broker/...), no client may write there
-// (Mosquitto refuses before any ACL), and no bridge carries it.
-constexpr const char* kCounterPrefix = "$SYS/broker/nova/acl/denied/";
-
+// The counters are retained on $SYS (nova::acl::kDeniedCounterPrefix + access) because
+// they describe this broker (as Mosquitto's own $SYS/broker/...), no client may write
+// there (Mosquitto refuses before any ACL), and no bridge carries them.
 struct Plugin {
   mosquitto_plugin_id_t* id = nullptr;
   std::string acl_file;
@@ -63,7 +60,7 @@ std::string option(const mosquitto_opt* options, int count, const std::string& k
 }
 
 void publish_counter(const Plugin& plugin, Access access) {
-  const std::string topic = kCounterPrefix + std::string(nova::acl::to_string(access));
+  const std::string topic = std::string(nova::acl::kDeniedCounterPrefix) + std::string(nova::acl::to_string(access));
   const std::string value = std::to_string(plugin.denied[static_cast<std::size_t>(access)]);
   mosquitto_broker_publish_copy(nullptr, topic.c_str(), static_cast<int>(value.size()), value.data(), 0, true, nullptr);
 }
@@ -96,20 +93,20 @@ int on_acl_check(int, void* event_data, void* userdata) {
   return MOSQ_ERR_ACL_DENIED;
 }
 
-int on_reload(int, void* event_data, void* userdata) {
+// Mosquitto 2.0.11 passes no options with the reload event (src/security.c), so the
+// file is the one named at start. Returns "defer" so that every other plugin's reload
+// callback runs too (2.0.11 stops at the first callback that returns anything else).
+int on_reload(int, void*, void* userdata) {
   auto& plugin = *static_cast<Plugin*>(userdata);
-  const auto& event = *static_cast<const mosquitto_evt_reload*>(event_data);
-  const std::string path = option(event.options, event.option_count, "acl_file");
   std::string error;
-  std::optional<nova::acl::Rules> rules = load(path.empty() ? plugin.acl_file : path, error);
+  std::optional<nova::acl::Rules> rules = load(plugin.acl_file, error);
   if (!rules) {
     mosquitto_log_printf(MOSQ_LOG_ERR, "nova-acl: reload refused, the previous ACL stays in force: %s", error.c_str());
-    return MOSQ_ERR_SUCCESS;
+    return MOSQ_ERR_PLUGIN_DEFER;
   }
-  if (!path.empty()) plugin.acl_file = path;
   plugin.rules = std::move(*rules);
   mosquitto_log_printf(MOSQ_LOG_NOTICE, "nova-acl: reloaded %s", plugin.acl_file.c_str());
-  return MOSQ_ERR_SUCCESS;
+  return MOSQ_ERR_PLUGIN_DEFER;
 }
 
 }  // namespace

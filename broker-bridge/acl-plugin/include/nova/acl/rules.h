@@ -31,6 +31,10 @@
 
 namespace nova::acl {
 
+// The plugin counts denials per access on retained topics of its broker: this prefix,
+// then "read", "write" or "subscribe" (decimal, since the broker started).
+inline constexpr std::string_view kDeniedCounterPrefix = "$SYS/broker/nova/acl/denied/";
+
 enum class Access { read, write, subscribe };
 inline constexpr std::array kAccesses{Access::read, Access::write, Access::subscribe};
 std::string_view to_string(Access access);
