@@ -427,7 +427,8 @@ TEST_CASE("the identity ACL binds every grant to a certificate CN", "[render][ac
                                  "topic read nova/v1/up/#", "topic readwrite nova/v1/down/#",
                                  "topic readwrite nova/v1/bundle/#", "topic readwrite nova/v1/cloud/#",
                                  "topic read $SYS/#"});
-  CHECK(acl.at(nova::bridge::kMonitorIdentity) == std::vector<std::string>{"topic read nova/v1/up/+/link"});
+  CHECK(acl.at(nova::bridge::kMonitorIdentity) ==
+        std::vector<std::string>{"topic read nova/v1/up/+/link", "topic read $SYS/broker/nova/acl/denied/#"});
 }
 
 TEST_CASE("an operator enrolled in the PKI folder reads everything upward and nothing else", "[render][acl][tls]") {
