@@ -72,6 +72,8 @@ struct Options {
   std::size_t window = 100;
   std::size_t runs = 5;
   bool tls = false;
+  // Two mutual TLS passes instead: Mosquitto's acl_file, then the nova_acl plugin.
+  bool acl_cost = false;
 };
 
 // What one mode measured, for the side-by-side table of --tls.
@@ -278,6 +280,10 @@ Options parse_options(int argc, char** argv) {
       options.tls = true;
       continue;
     }
+    if (arg == "--acl-cost") {
+      options.acl_cost = true;
+      continue;
+    }
     if (i + 1 >= argc) {
       std::fprintf(stderr, "hierarchy_bench: %s needs a value\n", argv[i]);
       std::exit(2);
@@ -340,14 +346,15 @@ nova::tiers::Topology five_tier_topology() {
   return std::move(topology).value();
 }
 
-ModeFigures run_mode(const Options& options, bool tls) {
-  std::printf("=== %s ===\n", tls ? "MUTUAL TLS (TLS 1.2+, client certificates, identity ACL)"
-                                 : "PLAINTEXT (--insecure-plaintext rendering)");
+ModeFigures run_mode(const Options& options, bool tls, bool mosquitto_acl_file = false) {
+  std::printf("=== %s%s ===\n", tls ? "MUTUAL TLS (TLS 1.2+, client certificates, identity ACL)"
+                                   : "PLAINTEXT (--insecure-plaintext rendering)",
+              mosquitto_acl_file ? ", Mosquitto's acl_file" : ", nova_acl plugin");
   ModeFigures figures;
   // Plaintext on purpose: the named other half of the TLS/plaintext comparison.
   const Transport transport = tls ? Transport::mutual_tls : Transport::insecure_plaintext;
-  auto example = start_hierarchy(five_tier_topology(), "nova-bench-five", transport);
-  auto chain = start_hierarchy(chain_topology(options), "nova-bench-chain", transport);
+  auto example = start_hierarchy(five_tier_topology(), "nova-bench-five", transport, {}, mosquitto_acl_file);
+  auto chain = start_hierarchy(chain_topology(options), "nova-bench-chain", transport, {}, mosquitto_acl_file);
   auto& five = **example;
   auto& line = **chain;
   // Clients connect as their identity (mqtt_support.h, endpoint()): a publisher as its
@@ -518,8 +525,26 @@ ModeFigures run_mode(const Options& options, bool tls) {
   return figures;
 }
 
+// Mutual TLS with Mosquitto's acl_file, then with the nova_acl plugin (same ACL file),
+// and the plugin's cost side by side.
+int run_acl_cost(const Options& options) {
+  const ModeFigures file = run_mode(options, true, true);
+  const ModeFigures plugin = run_mode(options, true, false);
+  std::printf("ACL PLUGIN COST, same run, mutual TLS   acl_file     plugin   plugin/file\n");
+  for (std::size_t hops = 0; hops < file.p99_by_hops.size() && hops < plugin.p99_by_hops.size(); ++hops) {
+    std::printf("  latency p99, %zu hop%s (ms)          %9.3f  %9.3f   %9.2f\n", hops, hops == 1 ? " " : "s",
+                file.p99_by_hops[hops], plugin.p99_by_hops[hops], plugin.p99_by_hops[hops] / file.p99_by_hops[hops]);
+  }
+  std::printf("  throughput, single broker (msg/s)  %9.0f  %9.0f   %9.2f\n", file.single_rate, plugin.single_rate,
+              plugin.single_rate / file.single_rate);
+  std::printf("  throughput, 4-hop chain (msg/s)    %9.0f  %9.0f   %9.2f\n", file.chain_rate, plugin.chain_rate,
+              plugin.chain_rate / file.chain_rate);
+  return 0;
+}
+
 int run(const Options& options) {
   print_header(options);
+  if (options.acl_cost) return run_acl_cost(options);
   const ModeFigures plain = run_mode(options, false);
   if (!options.tls) return 0;
   const ModeFigures tls = run_mode(options, true);

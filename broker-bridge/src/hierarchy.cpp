@@ -300,6 +300,7 @@ struct Hierarchy::Impl {
     render_options.user = user;
     render_options.pki_dir = options.pki_dir;
     render_options.insecure_plaintext = options.insecure_plaintext;
+    render_options.mosquitto_acl_file = options.mosquitto_acl_file;
     auto status = write_site(*t, site, s.dir, render_options);
     if (!status) return status;
     s.conf = read_text_file(s.dir / "mosquitto.conf");

@@ -66,8 +66,14 @@ void render_globals(std::ostringstream& out, const tiers::Site& site, const fs::
       << "# The ACL: the nova_acl plugin enforces the file below (Mosquitto's acl_file format)\n"
          "# and logs every denial at warning, counted on $SYS/broker/nova/acl/denied/<access>;\n"
          "# Mosquitto's own acl_file denies silently (docs/security.md).\n"
-      << "plugin " << acl_plugin.string() << "\n"
-      << "plugin_opt_acl_file " << acl_file.string() << "\n\n";
+      ;
+  if (options.mosquitto_acl_file) {
+    out << "# Mosquitto's own acl_file instead (RenderOptions::mosquitto_acl_file): a benchmark's baseline.\n"
+        << "acl_file " << acl_file.string() << "\n\n";
+  } else {
+    out << "plugin " << acl_plugin.string() << "\n"
+        << "plugin_opt_acl_file " << acl_file.string() << "\n\n";
+  }
 
   out << "# Persistence: retained records, bridge sessions and queued QoS 1 messages survive\n"
          "# a restart. The default autosave (1800 s) would lose half an hour on a crash;\n"
@@ -449,7 +455,7 @@ Status write_site(const tiers::Topology& topology, const tiers::Site& site, cons
     }
   }
   const fs::path acl_plugin = acl_plugin_path(options);
-  if (!fs::exists(acl_plugin)) {
+  if (!options.mosquitto_acl_file && !fs::exists(acl_plugin)) {
     return Error{"acl_plugin", "no Mosquitto ACL plugin at " + acl_plugin.string() +
                                    " (build or install nova_acl.so, or set NOVA_ACL_PLUGIN)"};
   }

@@ -455,6 +455,19 @@ TEST_CASE("a regional bridge carries the links of its subtree and of what fails 
   CHECK(carried == std::vector<std::string>{"eu", "par", "ber", "par-a1", "par-a2", "ber-a1", "ber-a2"});
 }
 
+TEST_CASE("mosquitto_acl_file renders Mosquitto's acl_file instead of the plugin (a benchmark's baseline)",
+          "[render]") {
+  const Topology t = example();
+  RenderOptions options;
+  options.data_dir = "/srv/nova/par";
+  options.insecure_plaintext = true;
+  options.mosquitto_acl_file = true;
+  const std::string conf = render(t, t.site("par"), options).mosquitto_conf;
+  CHECK(value(conf, "acl_file") == "/srv/nova/par/acl");
+  CHECK(values(conf, "plugin").empty());
+  CHECK(values(conf, "plugin_opt_acl_file").empty());
+}
+
 TEST_CASE("write_site refuses an ACL plugin path with no file, naming the field", "[render]") {
   const Topology t = example();
   const fs::path dir = fs::temp_directory_path() / ("nova-render-plugin-" + std::to_string(::getpid()));

@@ -115,6 +115,10 @@ struct RenderOptions {
   // rendered as `plugin` with `plugin_opt_acl_file` naming the ACL file. Empty:
   // find_acl_plugin(). write_site refuses a path with no file (error path "acl_plugin").
   std::filesystem::path acl_plugin;
+  // Renders Mosquitto's own `acl_file` instead of the plugin, with the same file: no
+  // denial is logged above debug or counted, and every subscription is granted. Kept
+  // only to measure what the plugin costs (hierarchy_bench --acl-cost).
+  bool mosquitto_acl_file = false;
 };
 
 struct RenderedSite {
