@@ -788,7 +788,7 @@ Result<ReloadSummary> Hierarchy::reload(const tiers::Topology& next) {
         s->tls = tls;
         if (s->process.signal(SIGHUP)) {
           if (s->acl != old_acl) {
-            in.emit({s->id, "ACL changed; SIGHUP (Mosquitto reloads acl_file on SIGHUP)", "acl_reloaded",
+            in.emit({s->id, "ACL changed; SIGHUP (the ACL plugin reloads its file on SIGHUP)", "acl_reloaded",
                      s->process.pid()});
           }
           if (listener_tls_changed) {

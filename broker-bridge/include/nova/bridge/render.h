@@ -28,8 +28,15 @@
 // identity). The bridge presents bridge.<site>'s certificate and checks the parent's
 // (bridge_insecure false; the parent's certificate names 127.0.0.1/localhost/its id).
 //
-// The identity ACL (TLS mode), as Mosquitto 2.0.11 applies it (verified against a real
-// broker by tests/broker-bridge-unit/acl_test.cpp). Usernames are certificate CNs, never
+// The ACL is enforced by the nova_acl Mosquitto plugin (broker-bridge/acl-plugin), rendered
+// as `plugin <acl_plugin>` and `plugin_opt_acl_file <acl>` in both modes, not by
+// Mosquitto's acl_file: the file keeps acl_file's format and semantics (nova/acl/rules.h),
+// and the plugin logs each denial at warning (client id, username, access, topic, reason)
+// and counts it on $SYS/broker/nova/acl/denied/<read|write|subscribe>, retained. A
+// subscription that no read grant overlaps is refused (acl_file granted it).
+//
+// The identity ACL (TLS mode), verified against a real broker by
+// tests/broker-bridge-unit/tls_acl_test.cpp. Usernames are certificate CNs, never
 // client ids: no %c anywhere. A `topic deny` line refuses reading and writing its topic
 // whatever the section's other lines grant (rendered first, before the grants).
 //   - node N of this site: write nova/v1/up/N/# except nova/v1/up/N/link; read
@@ -38,22 +45,25 @@
 //   - sensor.N.S (a sensor certificate found in the PKI folder, for a node of this site):
 //     write nova/v1/sensor/N/S, read nova/v1/sensor/N/S/error.
 //   - bridge.<child> of every child and of every site naming this one as a backup parent:
-//     write nova/v1/up/# except the link topic of every site whose link it does not
-//     carry (link_carriers()), read the child's down_routes().
+//     write nova/v1/up/<id>/# for each site it carries (link_carriers(): its subtree and
+//     the subtrees that fail over into it) and each node of those sites, and
+//     nova/v1/up/nova-cloud/# (the probes of a nova-cloud below); read the child's
+//     down_routes().
 //   - bridge.<this site>: write this site's down_routes() (check_retain_source, below).
 //   - nova-cloud: read nova/v1/up/#, and write nova/v1/up/nova-cloud/# (the probes of
 //     cloud/subscriptions.h publish there, nova/v1/up/nova-cloud/link included: a denied
 //     publish disconnects, and nova-cloud probes its link subscription; no site can be
 //     named nova-cloud, as its broker certificate would need that CN); read and write
 //     nova/v1/down/# and nova/v1/cloud/#, read $SYS/#. Only it writes down.
-//   - operator.nova-monitor (kMonitorIdentity): read nova/v1/up/+/link; every identity
-//     may read and write its own probe topic nova-bridge/probe/<CN>.
+//   - operator.nova-monitor (kMonitorIdentity): read nova/v1/up/+/link and the denial
+//     counters; every identity may read and write its own probe topic
+//     nova-bridge/probe/<CN>.
 //   - every other operator.<name> certificate found in the PKI folder: read
 //     nova/v1/up/# (births, metrics, results, links), at every site. Nothing downward,
 //     nothing written: an operator watches; nova-cloud alone acts.
-//   Known gap: a child's bridge may write any node's up topics (not links), since
-//   Mosquitto cannot tell what it forwards from what it makes up; the access broker's ACL
-//   is what binds a node's up topics to its certificate.
+//   What remains: a child's bridge may write the up topics of any node or site it
+//   carries, since Mosquitto cannot tell what it forwards from what it makes up; the
+//   access broker's ACL is what binds a node's up topics to its certificate.
 //
 // The plaintext ACL (insecure mode), unchanged from before TLS:
 //   - `topic` lines before the first `user` line apply to anonymous clients only, the
@@ -68,13 +78,11 @@
 //     before re-sending a retained record the bridge brought in. It has no grant on the
 //     site's link topic, so that record is never re-sent (to anyone).
 //   - kCloudServiceUser: read and write nova/v1/# (and read $SYS/#).
-//   - kMonitorUser: read nova/v1/up/+/link.
+//   - kMonitorUser: read nova/v1/up/+/link and the denial counters.
 //   - There are no passwords: the usernames are labels anybody may claim.
 // In both modes: a denied publish is never delivered and the broker then closes the
-// publisher's connection (a QoS 1 publisher gets its PUBACK first); the log says only
-// "Bad socket read/write on client <id>: Unknown error." ("Denied PUBLISH" is debug).
-// A denied subscription is granted and delivers nothing. Bridges bypass the ACL of
-// their own (local) broker.
+// publisher's connection (a QoS 1 publisher gets its PUBACK first), after the plugin's
+// warning line. Bridges bypass the ACL of their own (local) broker.
 #pragma once
 
 #include <cstdint>
@@ -176,8 +184,8 @@ std::string link_topic(std::string_view site_id);
 std::vector<std::string> down_routes(const tiers::Topology& topology, const tiers::Site& site);
 
 // The MQTT username a site's bridge presents to its parent (and backup parents); the
-// parent's ACL grants that user write on nova/v1/up/# and read on the child's
-// nova/v1/down/<path>/# only. Also its client id there, so the prefix "bridge." is
+// parent's ACL grants that user write on the up topics it carries (TLS mode; nova/v1/up/#
+// in plaintext mode) and read on its down_routes() only. Also its client id there, so the prefix "bridge." is
 // reserved: a node using such a client id would take over the bridge's session.
 std::string bridge_username(const tiers::Site& site);
 
