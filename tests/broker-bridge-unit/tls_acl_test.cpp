@@ -395,6 +395,9 @@ TEST_CASE("every broker-level attack is refused with a warning naming its reason
   }
   CHECK(count_of(cloud, "nova-acl: denied access=subscribe client=operator.ops user=operator.ops "
                         "topic=nova/v1/down/# reason=no_grant") == 1);
+  // Nobody forges a counter: Mosquitto refuses a client's write to $SYS before any ACL.
+  pair.publish_as("eu", "nova-cloud", "$SYS/broker/nova/acl/denied/write", "0", {"-r"});
+  CHECK(pair.denied("eu", "write") == 5);
 }
 
 TEST_CASE("a child's bridge writes the up topics of its own subtree only", "[acl][tls][acl_log]") {

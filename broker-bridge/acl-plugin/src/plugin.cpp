@@ -31,7 +31,8 @@ using nova::acl::Access;
 
 // The counters are retained on $SYS (nova::acl::kDeniedCounterPrefix + access) because
 // they describe this broker (as Mosquitto's own $SYS/broker/...), no client may write
-// there (Mosquitto refuses before any ACL), and no bridge carries them.
+// there (Mosquitto refuses a client's write to $SYS before any ACL, except
+// $SYS/broker/connection/+/state), and no bridge carries them.
 struct Plugin {
   mosquitto_plugin_id_t* id = nullptr;
   std::string acl_file;
