@@ -58,10 +58,10 @@ std::optional<std::string> substitute(std::string_view filter, const Client& cli
   return out;
 }
 
-bool topic_matches(const std::string& filter, std::string_view topic) {
+bool topic_matches(const std::string& filter, const std::string& topic) {
   if (dollar_apart(filter, topic)) return false;
   bool result = false;
-  return mosquitto_topic_matches_sub(filter.c_str(), std::string(topic).c_str(), &result) == MOSQ_ERR_SUCCESS && result;
+  return mosquitto_topic_matches_sub(filter.c_str(), topic.c_str(), &result) == MOSQ_ERR_SUCCESS && result;
 }
 
 // A subscription's filter without "$share/<group>/".
@@ -186,15 +186,16 @@ std::optional<Rules> Rules::parse(std::string_view text, std::string& error) {
   return rules;
 }
 
-Verdict Rules::check_section(const Section& section, const Client& client, std::string_view topic, Access access,
+Verdict Rules::check_section(const Section& section, const Client& client, const std::string& topic, Access access,
                              bool is_pattern) {
+  std::optional<std::string> substituted;  // a pattern's filter for this client
   for (const Entry& entry : section) {
-    std::string filter = entry.filter;
     if (is_pattern) {
-      std::optional<std::string> s = substitute(entry.filter, client);
-      if (!s) continue;
-      filter = std::move(*s);
+      substituted = substitute(entry.filter, client);
+      if (!substituted) continue;
     }
+    // Called for every publish and every delivery: a grant's filter is not copied.
+    const std::string& filter = is_pattern ? *substituted : entry.filter;
     if (access == Access::subscribe) {
       if (entry.access == 0 && filter_covers(filter, topic)) return {Reason::explicit_deny};
       if ((entry.access & kRead) != 0 && filters_overlap(filter, topic)) return {Reason::granted};
@@ -207,8 +208,8 @@ Verdict Rules::check_section(const Section& section, const Client& client, std::
   return {Reason::no_grant};
 }
 
-Verdict Rules::check(const Client& client, std::string_view topic, Access access) const {
-  if (access == Access::subscribe) topic = unshared(topic);
+Verdict Rules::check(const Client& client, std::string_view topic_view, Access access) const {
+  const std::string topic(access == Access::subscribe ? unshared(topic_view) : topic_view);
   const Section* own = nullptr;
   if (client.username) {
     if (const auto it = users_.find(*client.username); it != users_.end()) own = &it->second;

@@ -72,7 +72,7 @@ class Rules {
     std::uint8_t access = 0;  // kRead | kWrite; 0 = deny
   };
   using Section = std::vector<Entry>;  // deny lines first, then grants, in file order
-  static Verdict check_section(const Section& section, const Client& client, std::string_view topic,
+  static Verdict check_section(const Section& section, const Client& client, const std::string& topic,
                                Access access, bool is_pattern);
 
   std::optional<Section> anonymous_;
