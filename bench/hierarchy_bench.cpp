@@ -4,12 +4,15 @@
 // prints each figure next to its target with "met" or "MISSED".
 //
 //   hierarchy_bench [--latency-messages N] [--throughput-messages N] [--births N]
-//                   [--window N] [--runs N] [--tls]
+//                   [--window N] [--runs N] [--tls | --acl-cost]
 //
 // --tls: after the plaintext measurements, the same latency and throughput runs again on
 // hierarchies rendered with mutual TLS (every client with its own certificate), in the
 // same process, and a table puts the two side by side. Births are measured in plaintext
 // only (200 nodes outside the topology have no ACL grant under TLS).
+// --acl-cost: instead, the latency and throughput runs twice with mutual TLS, first with
+// the brokers enforcing the ACL with Mosquitto's own acl_file, then with the nova_acl
+// plugin nova-bridge renders (same ACL file), and a table of the plugin's cost.
 //
 // Method (docs/benchmarks.md, "Broker hierarchy", has the results):
 // - Latency: one publisher at a site k bridges below the cloud, one subscriber at the
@@ -72,6 +75,8 @@ struct Options {
   std::size_t window = 100;
   std::size_t runs = 5;
   bool tls = false;
+  // Two mutual TLS passes instead: Mosquitto's acl_file, then the nova_acl plugin.
+  bool acl_cost = false;
 };
 
 // What one mode measured, for the side-by-side table of --tls.
@@ -278,6 +283,10 @@ Options parse_options(int argc, char** argv) {
       options.tls = true;
       continue;
     }
+    if (arg == "--acl-cost") {
+      options.acl_cost = true;
+      continue;
+    }
     if (i + 1 >= argc) {
       std::fprintf(stderr, "hierarchy_bench: %s needs a value\n", argv[i]);
       std::exit(2);
@@ -340,14 +349,15 @@ nova::tiers::Topology five_tier_topology() {
   return std::move(topology).value();
 }
 
-ModeFigures run_mode(const Options& options, bool tls) {
-  std::printf("=== %s ===\n", tls ? "MUTUAL TLS (TLS 1.2+, client certificates, identity ACL)"
-                                 : "PLAINTEXT (--insecure-plaintext rendering)");
+ModeFigures run_mode(const Options& options, bool tls, bool mosquitto_acl_file = false) {
+  std::printf("=== %s%s ===\n", tls ? "MUTUAL TLS (TLS 1.2+, client certificates, identity ACL)"
+                                   : "PLAINTEXT (--insecure-plaintext rendering)",
+              mosquitto_acl_file ? ", Mosquitto's acl_file" : ", nova_acl plugin");
   ModeFigures figures;
   // Plaintext on purpose: the named other half of the TLS/plaintext comparison.
   const Transport transport = tls ? Transport::mutual_tls : Transport::insecure_plaintext;
-  auto example = start_hierarchy(five_tier_topology(), "nova-bench-five", transport);
-  auto chain = start_hierarchy(chain_topology(options), "nova-bench-chain", transport);
+  auto example = start_hierarchy(five_tier_topology(), "nova-bench-five", transport, {}, mosquitto_acl_file);
+  auto chain = start_hierarchy(chain_topology(options), "nova-bench-chain", transport, {}, mosquitto_acl_file);
   auto& five = **example;
   auto& line = **chain;
   // Clients connect as their identity (mqtt_support.h, endpoint()): a publisher as its
@@ -518,20 +528,32 @@ ModeFigures run_mode(const Options& options, bool tls) {
   return figures;
 }
 
+// Two modes' figures side by side, with the ratio b / a; `header` names the columns.
+void print_side_by_side(const char* header, const ModeFigures& a, const ModeFigures& b) {
+  std::printf("%s\n", header);
+  for (std::size_t hops = 0; hops < a.p99_by_hops.size() && hops < b.p99_by_hops.size(); ++hops) {
+    std::printf("  latency p99, %zu hop%s (ms)          %9.3f  %9.3f   %9.2f\n", hops, hops == 1 ? " " : "s",
+                a.p99_by_hops[hops], b.p99_by_hops[hops], b.p99_by_hops[hops] / a.p99_by_hops[hops]);
+  }
+  std::printf("  throughput, single broker (msg/s)  %9.0f  %9.0f   %9.2f\n", a.single_rate, b.single_rate,
+              b.single_rate / a.single_rate);
+  std::printf("  throughput, 4-hop chain (msg/s)    %9.0f  %9.0f   %9.2f\n", a.chain_rate, b.chain_rate,
+              b.chain_rate / a.chain_rate);
+}
+
 int run(const Options& options) {
   print_header(options);
+  if (options.acl_cost) {
+    // Mutual TLS with Mosquitto's acl_file, then with the nova_acl plugin (same ACL file).
+    const ModeFigures file = run_mode(options, true, true);
+    const ModeFigures plugin = run_mode(options, true, false);
+    print_side_by_side("ACL PLUGIN COST, same run, mutual TLS   acl_file     plugin   plugin/file", file, plugin);
+    return 0;
+  }
   const ModeFigures plain = run_mode(options, false);
   if (!options.tls) return 0;
   const ModeFigures tls = run_mode(options, true);
-  std::printf("TLS COST, same run                     plaintext        TLS   TLS/plain\n");
-  for (std::size_t hops = 0; hops < plain.p99_by_hops.size() && hops < tls.p99_by_hops.size(); ++hops) {
-    std::printf("  latency p99, %zu hop%s (ms)          %9.3f  %9.3f   %9.2f\n", hops, hops == 1 ? " " : "s",
-                plain.p99_by_hops[hops], tls.p99_by_hops[hops], tls.p99_by_hops[hops] / plain.p99_by_hops[hops]);
-  }
-  std::printf("  throughput, single broker (msg/s)  %9.0f  %9.0f   %9.2f\n", plain.single_rate, tls.single_rate,
-              tls.single_rate / plain.single_rate);
-  std::printf("  throughput, 4-hop chain (msg/s)    %9.0f  %9.0f   %9.2f\n", plain.chain_rate, tls.chain_rate,
-              tls.chain_rate / plain.chain_rate);
+  print_side_by_side("TLS COST, same run                     plaintext        TLS   TLS/plain", plain, tls);
   return 0;
 }
 

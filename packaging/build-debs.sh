@@ -5,7 +5,8 @@
 #   packaging/build-debs.sh BUILD_DIR OUT_DIR
 #
 # BUILD_DIR: a configured build directory with the four programs built
-# (ninja -C build nova-agent nova-bridge nova-cloud nova-pki). The .debs land in OUT_DIR;
+# (ninja -C build nova-agent nova-bridge nova-cloud nova-pki; nova-bridge brings its ACL
+# plugin nova_acl). The .debs land in OUT_DIR;
 # OUT_DIR/src is the source tree dpkg-buildpackage ran in (made afresh each time).
 # The version is the CMake project's version. No -dbgsym packages are made.
 set -euo pipefail

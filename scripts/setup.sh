@@ -15,6 +15,9 @@ packages=(
   libcbor-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
   libpaho-mqttpp-dev libpaho-mqtt-dev
   libleveldb-dev libsnappy-dev libzstd-dev libssl-dev libcpp-httplib-dev
+  # mosquitto-dev: the broker's plugin API (broker-bridge/acl-plugin); libmosquitto-dev:
+  # the topic matcher its unit tests link
+  mosquitto-dev libmosquitto-dev
   # tests and benchmarks
   catch2 libbenchmark-dev mosquitto mosquitto-clients python3 python3-cbor2 python3-cryptography
   # tests/hostile: an MQTT client independent of the project's own code

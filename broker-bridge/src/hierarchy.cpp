@@ -300,6 +300,7 @@ struct Hierarchy::Impl {
     render_options.user = user;
     render_options.pki_dir = options.pki_dir;
     render_options.insecure_plaintext = options.insecure_plaintext;
+    render_options.mosquitto_acl_file = options.mosquitto_acl_file;
     auto status = write_site(*t, site, s.dir, render_options);
     if (!status) return status;
     s.conf = read_text_file(s.dir / "mosquitto.conf");
@@ -801,7 +802,7 @@ Result<ReloadSummary> Hierarchy::reload(const tiers::Topology& next) {
         s->tls = tls;
         if (s->process.signal(SIGHUP)) {
           if (s->acl != old_acl) {
-            in.emit({s->id, "ACL changed; SIGHUP (Mosquitto reloads acl_file on SIGHUP)", "acl_reloaded",
+            in.emit({s->id, "ACL changed; SIGHUP (the ACL plugin reloads its file on SIGHUP)", "acl_reloaded",
                      s->process.pid()});
           }
           if (listener_tls_changed) {

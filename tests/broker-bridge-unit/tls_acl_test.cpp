@@ -9,11 +9,15 @@
 // identity has one connection: an attack never uses the identity of a connected reader.
 #include <unistd.h>
 
+#include <csignal>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "nova/bridge/broker_process.h"
@@ -111,6 +115,27 @@ class TlsPair {
     return {pki_.layout().trust_ca(), pki_.layout().identity_cert(cn), pki_.layout().identity_key(cn)};
   }
   TestPki& pki() { return pki_; }
+  bool sighup(const std::string& site) const { return brokers_[site == "cloud" ? 0 : 1].signal(SIGHUP); }
+
+  // mosquitto_sub as `cn` at `site`: the retained messages on `filter`, one "topic
+  // payload" line each, read until `count` arrived or 5 s passed. Its output ends with
+  // mosquitto_sub's own words on a refused subscription.
+  CommandResult read_retained(const std::string& site, const std::string& cn, const std::string& filter,
+                              int count) const {
+    const fs::path dir = pki_.layout().identity_dir(cn);
+    return run({"mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(port(site)), "--cafile",
+                pki_.layout().trust_ca().string(), "--cert", (dir / "cert.pem").string(), "--key",
+                (dir / "key.pem").string(), "-t", filter, "-v", "-C", std::to_string(count), "-W", "5",
+                "-V", "mqttv311"});
+  }
+  // The nova_acl plugin's denial counter for `access` at `site`, read by nova-cloud
+  // (granted $SYS/#) with mosquitto_sub; -1 if not read.
+  long denied(const std::string& site, const std::string& access) const {
+    const std::string topic = "$SYS/broker/nova/acl/denied/" + access;
+    const CommandResult r = read_retained(site, "nova-cloud", topic, 1);
+    const auto at = r.output.find(topic + " ");
+    return at == std::string::npos ? -1 : std::stol(r.output.substr(at + topic.size() + 1));
+  }
   fs::path revoked_identity() const { return pki_.dir.path() / "kept-gone"; }
 
   // mosquitto_pub, QoS 1, checking the broker's certificate. `cert_dir` holds cert.pem
@@ -283,7 +308,7 @@ TEST_CASE("an enrolled operator reads everything upward, writes nothing and read
   // At the cloud it reads n1's birth from two hops down (and no forged retained one
   // before it), but not the task nova-cloud sent down before that birth.
   TestClient ops(pair.uri("cloud"), "ignored", "", pair.identity("operator.ops"));
-  REQUIRE(ops.subscribe("nova/v1/down/#"));
+  CHECK_FALSE(ops.subscribe("nova/v1/down/#"));  // refused: it reads nothing downward
   REQUIRE(ops.subscribe("nova/v1/up/n1/#"));
   REQUIRE(pair.publish_as("cloud", "nova-cloud", "nova/v1/down/cloud/eu/n1/task", "a task").exit_code == 0);
   REQUIRE(pair.publish_as("eu", "n1", "nova/v1/up/n1/state", "alive", {"-r"}).exit_code == 0);
@@ -309,4 +334,124 @@ TEST_CASE(
   TestClient n2(pair.uri("eu"), "ignored", "", pair.identity("n2"));
   REQUIRE(n2.subscribe(bundle));
   CHECK(n2.until(bundle) == Received{{bundle, "bundle bytes"}});
+}
+
+// Issue 10: every broker-level refusal has a logged reason and a counter. The brokers
+// load the nova_acl plugin (render.h); Mosquitto's acl_file logged nothing above debug
+// and granted every subscription.
+TEST_CASE("every broker-level attack is refused with a warning naming its reason and a counter",
+          "[acl][tls][acl_log]") {
+  TlsPair pair;
+  CHECK(pair.denied("eu", "write") == 0);
+  CHECK(pair.denied("eu", "subscribe") == 0);
+  CHECK(pair.denied("cloud", "write") == 0);
+  CHECK(pair.denied("eu", "read") == 0);
+  // A node subscribed to everybody's down topics is given its own only: n2's task is a
+  // read denied to n1 (n1's own config is the marker).
+  {
+    TestClient n1(pair.uri("eu"), "ignored", "", pair.identity("n1"));
+    REQUIRE(n1.subscribe("nova/v1/down/#"));
+    REQUIRE(pair.publish_as("cloud", "nova-cloud", "nova/v1/down/cloud/eu/n2/task", "for n2").exit_code == 0);
+    REQUIRE(pair.publish_as("cloud", "nova-cloud", "nova/v1/down/cloud/eu/n1/config", "marker").exit_code == 0);
+    CHECK(n1.until("nova/v1/down/cloud/eu/n1/config") == Received{{"nova/v1/down/cloud/eu/n1/config", "marker"}});
+  }
+  CHECK(pair.denied("eu", "read") == 1);
+  // Forged task on a down topic, forged death, forged link state, forged config and model
+  // (retained), each by a node at its own broker; each publish is dropped.
+  pair.publish_as("eu", "n2", "nova/v1/down/cloud/eu/n1/task", "forged task");
+  pair.publish_as("eu", "n2", "nova/v1/up/n1/death", "forged death", {"-r"});
+  pair.publish_as("eu", "n1", "nova/v1/up/n1/link", "0", {"-r"});
+  pair.publish_as("eu", "n2", "nova/v1/down/cloud/eu/n1/config", "forged config", {"-r"});
+  pair.publish_as("eu", "n2", "nova/v1/down/cloud/eu/n1/model", "forged model", {"-r"});
+  // Foreign subscriptions to everybody's down topics, with a client we did not write: an
+  // operator (reads only up) and a sensor; and a node to everybody's up topics.
+  const CommandResult ops = pair.read_retained("cloud", "operator.ops", "nova/v1/down/#", 1);
+  CHECK(ops.output.find("All subscription requests were denied.") != std::string::npos);
+  const CommandResult sensor = pair.read_retained("eu", "sensor.n1.t1", "nova/v1/down/#", 1);
+  CHECK(sensor.output.find("All subscription requests were denied.") != std::string::npos);
+  const CommandResult node = pair.read_retained("eu", "n1", "nova/v1/up/#", 1);
+  CHECK(node.output.find("All subscription requests were denied.") != std::string::npos);
+
+  // The counters: five writes and two subscriptions at eu, one subscription at the cloud.
+  CHECK(pair.denied("eu", "write") == 5);
+  CHECK(pair.denied("eu", "subscribe") == 2);
+  CHECK(pair.denied("cloud", "subscribe") == 1);
+  CHECK(pair.denied("cloud", "write") == 0);
+  // One warning line each, naming client, username (the CN), access, topic and reason.
+  const std::string eu = nova::bridge::read_text_file(pair.log("eu"));
+  const std::string cloud = nova::bridge::read_text_file(pair.log("cloud"));
+  INFO(eu);
+  for (const char* line : {
+           "nova-acl: denied access=write client=n2 user=n2 topic=nova/v1/down/cloud/eu/n1/task reason=no_grant",
+           "nova-acl: denied access=write client=n2 user=n2 topic=nova/v1/up/n1/death reason=no_grant",
+           "nova-acl: denied access=write client=n1 user=n1 topic=nova/v1/up/n1/link reason=explicit_deny",
+           "nova-acl: denied access=write client=n2 user=n2 topic=nova/v1/down/cloud/eu/n1/config reason=no_grant",
+           "nova-acl: denied access=write client=n2 user=n2 topic=nova/v1/down/cloud/eu/n1/model reason=no_grant",
+           "nova-acl: denied access=subscribe client=sensor.n1.t1 user=sensor.n1.t1 topic=nova/v1/down/# "
+           "reason=no_grant",
+           "nova-acl: denied access=subscribe client=n1 user=n1 topic=nova/v1/up/# reason=no_grant",
+           "nova-acl: denied access=read client=n1 user=n1 topic=nova/v1/down/cloud/eu/n2/task reason=no_grant"}) {
+    CHECK(count_of(eu, line) == 1);
+  }
+  CHECK(count_of(cloud, "nova-acl: denied access=subscribe client=operator.ops user=operator.ops "
+                        "topic=nova/v1/down/# reason=no_grant") == 1);
+  // Nobody forges a counter: Mosquitto refuses a client's write to $SYS before any ACL.
+  pair.publish_as("eu", "nova-cloud", "$SYS/broker/nova/acl/denied/write", "0", {"-r"});
+  CHECK(pair.denied("eu", "write") == 5);
+}
+
+TEST_CASE("a child's bridge writes the up topics of its own subtree only", "[acl][tls][acl_log]") {
+  TlsPair pair;
+  // bridge.us (site us, no nodes) forging a record of eu's node n1 at the cloud:
+  // before issue 10's fix its grant was nova/v1/up/#.
+  pair.publish_as("cloud", "bridge.us", "nova/v1/up/n1/state", "forged by another subtree", {"-r"});
+  // Its own site's records still pass.
+  REQUIRE(pair.publish_as("cloud", "bridge.us", "nova/v1/up/us/state", "us's own", {"-r"}).exit_code == 0);
+  // eu's real bridge forwards n1's birth.
+  REQUIRE(pair.publish_as("eu", "n1", "nova/v1/up/n1/state", "alive", {"-r"}).exit_code == 0);
+  TestClient cloud(pair.uri("cloud"), "ignored", "", pair.identity("nova-cloud"));
+  REQUIRE(cloud.subscribe("nova/v1/up/#"));
+  const Received got = cloud.until("nova/v1/up/n1/state");
+  CHECK(got.back().second == "alive");
+  CHECK(has_payload(got, "us's own"));
+  CHECK_FALSE(has_payload(got, "forged by another subtree"));
+  CHECK(pair.denied("cloud", "write") == 1);
+  CHECK(count_of(nova::bridge::read_text_file(pair.log("cloud")),
+                 "nova-acl: denied access=write client=bridge.us user=bridge.us topic=nova/v1/up/n1/state "
+                 "reason=no_grant") == 1);
+}
+
+TEST_CASE("the ACL plugin reloads its file on SIGHUP and keeps the old rules on a bad one", "[acl][tls][acl_log]") {
+  TlsPair pair;
+  const fs::path acl = pair.pki().dir.path() / "eu" / "acl";
+  const std::string original = nova::bridge::read_text_file(acl);
+  const auto sighup_and_wait = [&](const std::string& line, std::size_t times) {
+    REQUIRE(pair.sighup("eu"));
+    // The plugin logs each reload (or its refusal) once: wait for it, not for a time.
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (count_of(nova::bridge::read_text_file(pair.log("eu")), line) < times &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(20ms);
+    }
+    REQUIRE(count_of(nova::bridge::read_text_file(pair.log("eu")), line) == times);
+  };
+  // n1 may now also write nova/v1/up/n2/state.
+  {
+    std::ofstream out(acl, std::ios::app);
+    out << "\nuser n1\ntopic write nova/v1/up/n2/state\n";
+  }
+  sighup_and_wait("nova-acl: reloaded", 1);
+  TestClient cloud(pair.uri("cloud"), "ignored", "", pair.identity("nova-cloud"));
+  REQUIRE(cloud.subscribe("nova/v1/up/n2/state"));
+  REQUIRE(pair.publish_as("eu", "n1", "nova/v1/up/n2/state", "granted after the reload").exit_code == 0);
+  CHECK(cloud.until("nova/v1/up/n2/state").back().second == "granted after the reload");
+  // A file it cannot read: an error naming the line, and the rules in force stay.
+  {
+    std::ofstream out(acl, std::ios::app);
+    out << "topic reed a/#\n";
+  }
+  sighup_and_wait("nova-acl: reload refused, the previous ACL stays in force", 1);
+  CHECK(count_of(nova::bridge::read_text_file(pair.log("eu")), "unknown access 'reed'") == 1);
+  REQUIRE(pair.publish_as("eu", "n1", "nova/v1/up/n2/state", "still granted").exit_code == 0);
+  CHECK(cloud.until("nova/v1/up/n2/state").back().second == "still granted");
 }

@@ -204,13 +204,15 @@ struct RunningHierarchy {
 inline std::unique_ptr<RunningHierarchy> start_hierarchy(const tiers::Topology& topology,
                                                          const std::string& prefix,
                                                          Transport transport = Transport::mutual_tls,
-                                                         const std::vector<std::string>& operators = {}) {
+                                                         const std::vector<std::string>& operators = {},
+                                                         bool mosquitto_acl_file = false) {
   auto running = std::make_unique<RunningHierarchy>(prefix, transport);
   bridge::HierarchyOptions options;
   options.run_dir = running->dir.path();
   options.ports = bridge::PortPolicy::free_for_all;
   options.supervise = true;
   options.insecure_plaintext = transport == Transport::insecure_plaintext;
+  options.mosquitto_acl_file = mosquitto_acl_file;
   if (transport == Transport::mutual_tls) {
     options.pki_dir = running->pki_dir();
     if (auto made = bridge::prepare_pki(options.pki_dir, topology); !made) {

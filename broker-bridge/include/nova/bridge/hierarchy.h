@@ -80,6 +80,9 @@ struct HierarchyOptions {
   // reads use), or else insecure_plaintext. Neither: start() fails (error path "pki_dir").
   std::filesystem::path pki_dir;
   bool insecure_plaintext = false;
+  // Passed to every site's RenderOptions: Mosquitto's acl_file instead of the ACL plugin
+  // (a benchmark's baseline only).
+  bool mosquitto_acl_file = false;
 };
 
 // What reload() changed, by site id.

@@ -37,8 +37,15 @@
 // identity). The bridge presents bridge.<site>'s certificate and checks the parent's
 // (bridge_insecure false; the parent's certificate names 127.0.0.1/localhost/its id).
 //
-// The identity ACL (TLS mode), as Mosquitto 2.0.11 applies it (verified against a real
-// broker by tests/broker-bridge-unit/acl_test.cpp). Usernames are certificate CNs, never
+// The ACL is enforced by the nova_acl Mosquitto plugin (broker-bridge/acl-plugin), rendered
+// as `plugin <acl_plugin>` and `plugin_opt_acl_file <acl>` in both modes, not by
+// Mosquitto's acl_file: the file keeps acl_file's format and semantics (nova/acl/rules.h),
+// and the plugin logs each denial at warning (client id, username, access, topic, reason)
+// and counts it on $SYS/broker/nova/acl/denied/<read|write|subscribe>, retained. A
+// subscription that no read grant overlaps is refused (acl_file granted it).
+//
+// The identity ACL (TLS mode), verified against a real broker by
+// tests/broker-bridge-unit/tls_acl_test.cpp. Usernames are certificate CNs, never
 // client ids: no %c anywhere. A `topic deny` line refuses reading and writing its topic
 // whatever the section's other lines grant (rendered first, before the grants).
 //   - node N of this site: write nova/v1/up/N/# except nova/v1/up/N/link; read
@@ -48,9 +55,11 @@
 //   - sensor.N.S (a sensor certificate found in the PKI folder, for a node of this site):
 //     write nova/v1/sensor/N/S, read nova/v1/sensor/N/S/error.
 //   - bridge.<child> of every child and of every site naming this one as a backup parent:
-//     write nova/v1/up/# except the link topic of every site whose link it does not
-//     carry (link_carriers()), read the child's down_routes(); when the child and this
-//     site are in one region R, write nova/v1/resident/R/# too.
+//     write nova/v1/up/<id>/# for each site it carries (link_carriers(): its subtree and
+//     the subtrees that fail over into it) and each node of those sites, and
+//     nova/v1/up/nova-cloud/# (the probes of a nova-cloud below); read the child's
+//     down_routes(); when the child and this site are in one region R, write
+//     nova/v1/resident/R/# too.
 //   - bridge.<this site>: write this site's down_routes() (check_retain_source, below).
 //   - nova-cloud: read nova/v1/up/#, and write nova/v1/up/nova-cloud/# (the probes of
 //     cloud/subscriptions.h publish there, nova/v1/up/nova-cloud/link included: a denied
@@ -59,15 +68,16 @@
 //     nova/v1/down/# and nova/v1/cloud/#, read $SYS/#. Only it writes down. At a site
 //     of region R it may read nova/v1/resident/R/# (the regional role's store) and
 //     write nova/v1/resident/R/probe/nova-cloud (its subscription probe).
-//   - operator.nova-monitor (kMonitorIdentity): read nova/v1/up/+/link; every identity
-//     may read and write its own probe topic nova-bridge/probe/<CN>.
+//   - operator.nova-monitor (kMonitorIdentity): read nova/v1/up/+/link and the denial
+//     counters; every identity may read and write its own probe topic
+//     nova-bridge/probe/<CN>.
 //   - every other operator.<name> certificate found in the PKI folder: read
 //     nova/v1/up/# (births, metrics, results, links) and nova/v1/resident/#, at every
 //     site (a broker outside a region has no resident data of it to show). Nothing
 //     downward, nothing written: an operator watches; nova-cloud alone acts.
-//   Known gap: a child's bridge may write any node's up topics (not links), since
-//   Mosquitto cannot tell what it forwards from what it makes up; the access broker's ACL
-//   is what binds a node's up topics to its certificate.
+//   What remains: a child's bridge may write the up topics of any node or site it
+//   carries, since Mosquitto cannot tell what it forwards from what it makes up; the
+//   access broker's ACL is what binds a node's up topics to its certificate.
 //
 // The plaintext ACL (insecure mode), unchanged from before TLS:
 //   - `topic` lines before the first `user` line apply to anonymous clients only, the
@@ -84,13 +94,11 @@
 //     before re-sending a retained record the bridge brought in. It has no grant on the
 //     site's link topic, so that record is never re-sent (to anyone).
 //   - kCloudServiceUser: read and write nova/v1/# (and read $SYS/#).
-//   - kMonitorUser: read nova/v1/up/+/link.
+//   - kMonitorUser: read nova/v1/up/+/link and the denial counters.
 //   - There are no passwords: the usernames are labels anybody may claim.
 // In both modes: a denied publish is never delivered and the broker then closes the
-// publisher's connection (a QoS 1 publisher gets its PUBACK first); the log says only
-// "Bad socket read/write on client <id>: Unknown error." ("Denied PUBLISH" is debug).
-// A denied subscription is granted and delivers nothing. Bridges bypass the ACL of
-// their own (local) broker.
+// publisher's connection (a QoS 1 publisher gets its PUBACK first), after the plugin's
+// warning line. Bridges bypass the ACL of their own (local) broker.
 #pragma once
 
 #include <cstdint>
@@ -116,7 +124,8 @@ struct RenderOptions {
   // directory: the log stays empty and every autosave fails while the broker keeps
   // running. Empty: no `user` line (Mosquitto's default).
   std::string user;
-  // Added so write_site can name the ACL it writes; render() uses it for `acl_file`.
+  // Added so write_site can name the ACL it writes; render() uses it for
+  // `plugin_opt_acl_file`.
   // Default: <data_dir>/acl.
   std::filesystem::path acl_file;
   // The PKI folder (nova/security/layout.h) whose files the TLS listener and bridge
@@ -126,6 +135,14 @@ struct RenderOptions {
   // top of both files: anybody who can reach the port can claim any identity. For
   // development only; nova-bridge spells it --insecure-plaintext.
   bool insecure_plaintext = false;
+  // The nova_acl Mosquitto plugin (broker-bridge/acl-plugin) that enforces the ACL,
+  // rendered as `plugin` with `plugin_opt_acl_file` naming the ACL file. Empty:
+  // find_acl_plugin(). write_site refuses a path with no file (error path "acl_plugin").
+  std::filesystem::path acl_plugin;
+  // Renders Mosquitto's own `acl_file` instead of the plugin, with the same file: no
+  // denial is logged above debug or counted, and every subscription is granted. Kept
+  // only to measure what the plugin costs (hierarchy_bench --acl-cost).
+  bool mosquitto_acl_file = false;
 };
 
 struct RenderedSite {
@@ -143,9 +160,9 @@ RenderedSite render(const tiers::Topology& topology, const tiers::Site& site,
 // the data directory), and with `links: wireguard` <out_dir>/wg-nova.conf
 // (write_wireguard: the keys live in pki_dir, which is then required even when
 // insecure_plaintext). The config refers to the ACL file by absolute path. Fails on a
-// path Mosquitto's config cannot express (a line break), a missing parent port, or
-// (TLS mode) no pki_dir or a missing certificate or key of this site (error path
-// "pki_dir", naming the file).
+// path Mosquitto's config cannot express (a line break), a missing parent port, no ACL
+// plugin file (error path "acl_plugin", naming the path), or (TLS mode) no pki_dir or a
+// missing certificate or key of this site (error path "pki_dir", naming the file).
 Status write_site(const tiers::Topology& topology, const tiers::Site& site,
                   const std::filesystem::path& out_dir, RenderOptions options = {});
 
@@ -165,6 +182,13 @@ struct SiteTlsFiles {
 };
 SiteTlsFiles site_tls_files(const std::filesystem::path& pki_dir, const tiers::Site& site);
 
+// Where the ACL plugin is when RenderOptions::acl_plugin is empty: the file the
+// environment variable NOVA_ACL_PLUGIN names, if set; else
+// <the running program's directory>/../lib/nova/nova_acl.so, which is where both the
+// install tree (/usr/bin/nova-bridge, /usr/lib/nova/nova_acl.so) and the build tree
+// (<build>/broker-bridge/nova-bridge, <build>/lib/nova/nova_acl.so) keep it.
+std::filesystem::path find_acl_plugin();
+
 // The retained topic on which a site's bridge reports its link to the parent:
 // "1" connected, "0" not (Mosquitto's notification payloads).
 std::string link_topic(const tiers::Site& site);
@@ -178,8 +202,8 @@ std::string link_topic(std::string_view site_id);
 std::vector<std::string> down_routes(const tiers::Topology& topology, const tiers::Site& site);
 
 // The MQTT username a site's bridge presents to its parent (and backup parents); the
-// parent's ACL grants that user write on nova/v1/up/# and read on the child's
-// nova/v1/down/<path>/# only. Also its client id there, so the prefix "bridge." is
+// parent's ACL grants that user write on the up topics it carries (TLS mode; nova/v1/up/#
+// in plaintext mode) and read on its down_routes() only. Also its client id there, so the prefix "bridge." is
 // reserved: a node using such a client id would take over the bridge's session.
 std::string bridge_username(const tiers::Site& site);
 
