@@ -338,6 +338,8 @@ http: {port: $http_port}
 auth: {tokens_file: $work_dir/cloud-tokens}
 audit: {file: $work_dir/cloud-audit.log}
 signing: {key_file: $signing_key}
+# A node's data-residency region comes from its site in this topology, never its birth.
+residency: {topology_file: $topology}
 EOF
 "$cloud" --config "$work_dir/cloud.yaml" 2>"$work_dir/cloud.log" &
 cloud_pid=$!

@@ -545,10 +545,10 @@ TEST_CASE("resident data is mapped up only inside its region and granted only th
   for (const std::string& map : values(conf_of(t, "us"), "topic")) CHECK(map.find("resident") == std::string::npos);
 
   // The cloud's ACL grants no resident write to anyone: no bridge may bring it there.
-  const std::string cloud_acl = render(t, t.site("cloud"), {"/srv/nova/cloud", {}, {}, "/nonexistent-pki", false}).acl;
+  const std::string cloud_acl = render(t, t.site("cloud"), {"/srv/nova/cloud", {}, {}, "/nonexistent-pki", false, {}}).acl;
   CHECK(cloud_acl.find("resident") == std::string::npos);
   // At eu, the metros' bridges write it and the regional store (nova-cloud) reads it.
-  const auto eu = acl_sections(render(t, t.site("eu"), {"/srv/nova/eu", {}, {}, "/nonexistent-pki", false}).acl);
+  const auto eu = acl_sections(render(t, t.site("eu"), {"/srv/nova/eu", {}, {}, "/nonexistent-pki", false, {}}).acl);
   const auto& par_bridge = eu.at("bridge.par");
   CHECK(std::count(par_bridge.begin(), par_bridge.end(), "topic write nova/v1/resident/eu-west/#") == 1);
   const auto& store = eu.at(nova::bridge::kCloudServiceUser);
@@ -563,7 +563,7 @@ nodes:
 )");
   REQUIRE(plain.ok());
   CHECK(conf_of(*plain, "r").find("resident") == std::string::npos);
-  CHECK(render(*plain, plain->site("r"), {"/srv/nova/r", {}, {}, "/nonexistent-pki", false}).acl.find("resident") ==
+  CHECK(render(*plain, plain->site("r"), {"/srv/nova/r", {}, {}, "/nonexistent-pki", false, {}}).acl.find("resident") ==
         std::string::npos);
 }
 

@@ -259,7 +259,7 @@ sites:
 )") == "site 'par': backup parent 'c' is in no region, not in 'eu' (a failover would carry resident data out "
        "of it)");
   CHECK(error_of("sites:\n  - {id: c, level: 1, region: [eu]}\n") == "line 2: sites[0].region: expected a string");
-
+}
 
 namespace {
 
