@@ -144,7 +144,7 @@ schemas::Result<std::unique_ptr<Agent>> Agent::create(AgentOptions options, Samp
 Agent::Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox> outbox,
              std::unique_ptr<Inbox> inbox, std::unique_ptr<ControlGate> gate)
     : options_(std::move(options)), source_(source), outbox_(std::move(outbox)), gate_(std::move(gate)),
-      inbox_(std::move(inbox)), decisions_(options_.decisions),
+      inbox_(std::move(inbox)), sensors_(128, 32, options_.privacy), decisions_(options_.decisions),
       updater_(options_.update_dir, options_.birth.description->version), rng_(std::random_device{}()) {
   task_topic_ = topics::down(topics::SitePath::parse(options_.birth.description->site).value(),
                              id(options_.birth.node), topics::DownKind::task);
@@ -217,7 +217,7 @@ void Agent::add_sample(const schemas::MetricSample& sample) {
   if (const std::uint64_t corrupt = corrupt_ ? corrupt_->load() : 0; corrupt > 0) {
     extra["agent.corrupt_records"] = static_cast<double>(corrupt);
   }
-  sensors_.merge_into(extra);  // third-party readings since the last sample
+  sensors_.merge_into(extra, sample.ts);  // third-party readings since the last sample
   // Decided here, on the sample as it goes up (sensor gauges included), whether or not
   // the uplink is there: the outbox keeps what is decided offline until it can be sent.
   firings_.clear();

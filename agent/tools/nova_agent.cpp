@@ -124,6 +124,9 @@ AgentOptions agent_options(const AgentConfig& c) {
   o.outbox.max_bytes = c.outbox.max_bytes;
   o.state_dir = std::filesystem::path(c.outbox.dir).parent_path() / "state";
   o.update_dir = c.update.dir;
+  // Items were checked when the file was read, so the policy parses.
+  o.privacy =
+      PrivacyPolicy::parse(c.privacy.personal, std::uint64_t{c.privacy.window_s} * 1000, c.privacy.min_readings).value();
   return o;
 }
 

@@ -97,6 +97,8 @@ struct AgentOptions {
   // the "alerts" and "decisions" streams; a retained model on the node's down model
   // topic replaces the z-score parameters.
   DecisionOptions decisions;
+  // Which sensor values are personal (sensors.h): only their window aggregates go up.
+  PrivacyPolicy privacy;
   // Called on the loop thread with each valid retained config pushed down; the caller
   // validates it against its config and calls reconfigure() with the outcome.
   std::function<void(const schemas::Config&)> on_remote_config;

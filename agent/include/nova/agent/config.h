@@ -136,6 +136,13 @@ struct AgentConfig {
     std::string key_file;  // 64 hex digits, mode 0600; empty: plaintext, warned at every start
     friend bool operator==(const Storage&, const Storage&) = default;
   } storage;
+  // Personal sensor data (sensors.h, PrivacyPolicy): only aggregates of it go upward. File only.
+  struct Privacy {
+    std::vector<std::string> personal;  // "<sensor>" or "<sensor>/<value>"
+    std::uint32_t window_s = 60;        // one count/mean/min/max per personal value per window
+    std::uint32_t min_readings = 3;     // a window of fewer sends its count only
+    friend bool operator==(const Privacy&, const Privacy&) = default;
+  } privacy;
   struct Update {
     // The installation folder the launcher (firmware/nova-agent-launch) runs versions
     // from; empty: over-the-air updates are refused (docs/agent.md, Updates).
