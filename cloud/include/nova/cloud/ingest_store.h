@@ -41,6 +41,15 @@
 // for subscribers: a broker that loses its retained store (in memory, a lost disk) must
 // not make nova-cloud forget them. They are never swept.
 //
+// A corrupt watermark (it does not open, or is not 8 bytes) is never taken as 0, which
+// would store every record the agent still resends a second time and leave its next one
+// waiting behind a gap: it is rebuilt from the stream's stored records, as the highest
+// seq stored and not pending (every such seq is <= the lost watermark), written back,
+// and counted (watermarks_recovered). It can only come out lower than the lost one when
+// the stream's newest records were swept by retention, declared gone, or stored by
+// another instance; the records the agent holds above it then wait as pending until an
+// ack of another instance or a record declaring "first" moves it (docs/cloud.md).
+//
 // Retention: raw metric batches are kept for `raw_retention`, per-minute aggregates
 // (count/min/mean/max of the core gauges) for `downsampled_retention`; sweep() deletes
 // what is older. Task results, decisions and alerts are kept until sweep()'s
@@ -55,6 +64,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
@@ -139,6 +149,7 @@ struct StoreCounters {
   std::uint64_t skipped = 0;     // seqs never stored that the sender declared gone ("first")
   std::uint64_t too_far_ahead = 0;  // records refused: seq beyond watermark + max_seq_ahead
   std::uint64_t corrupt = 0;        // stored values that did not open (sealed store), deleted
+  std::uint64_t watermarks_recovered = 0;  // corrupt watermarks rebuilt from the stored records
 };
 
 // Thread-safe: one ingest thread admits while API threads query.
@@ -187,6 +198,10 @@ class IngestStore {
   struct StreamState;
   explicit IngestStore(const StoreOptions& options);
   StreamState& stream(const std::string& node, const std::string& stream);
+  // The highest seq of `stream` stored here and not in `pending` (0: none): what a lost
+  // watermark is rebuilt from.
+  std::uint64_t highest_stored(const std::string& node, const std::string& stream,
+                               const std::set<std::uint64_t>& pending);
   void put_sealed(leveldb::WriteBatch& batch, const std::string& key, std::string_view value) const;
   // The value under `key`, or nullopt after reporting, counting and deleting it.
   std::optional<std::string> opened(const leveldb::Slice& key, const leveldb::Slice& value);
