@@ -133,6 +133,18 @@ void SensorIngest::merge_into(std::map<std::string, double>& extra, schemas::Tim
   for (const auto& [key, w] : windows_) gauges_of_[w.sensor] += kGaugesPerWindow;
 }
 
+std::uint64_t SensorIngest::forget(const std::optional<std::string>& sensor) {
+  const std::string prefix = sensor ? "sensor." + *sensor + "." : "sensor.";
+  const auto matches = [&](const auto& entry) { return entry.first.starts_with(prefix); };
+  const std::uint64_t dropped = std::erase_if(latest_, matches) + kGaugesPerWindow * std::erase_if(windows_, matches);
+  // The same sensors as the prefix matched (a sensor id that extends another with '.'
+  // shares its gauge prefix, so it goes with it).
+  std::erase_if(gauges_of_, [&](const auto& entry) {
+    return !sensor || entry.first == *sensor || entry.first.starts_with(*sensor + ".");
+  });
+  return dropped;
+}
+
 bool PrivacyPolicy::is_personal(const std::string& sensor, const std::string& value) const {
   const auto it = personal.find(sensor);
   return it != personal.end() && (it->second.empty() || it->second.count(value) != 0);

@@ -9,21 +9,23 @@ namespace {
 
 using schemas::Error;
 
-constexpr std::array<std::pair<UpKind, std::string_view>, 6> kUpKinds{{
+constexpr std::array<std::pair<UpKind, std::string_view>, 7> kUpKinds{{
     {UpKind::state, "state"},
     {UpKind::metrics, "metrics"},
     {UpKind::result, "result"},
     {UpKind::decision, "decision"},
     {UpKind::alert, "alert"},
     {UpKind::link, "link"},
+    {UpKind::erasure, "erasure"},
 }};
-constexpr std::array<std::pair<DownKind, std::string_view>, 6> kDownKinds{{
+constexpr std::array<std::pair<DownKind, std::string_view>, 7> kDownKinds{{
     {DownKind::task, "task"},
     {DownKind::config, "config"},
     {DownKind::model, "model"},
     {DownKind::ack, "ack"},
     {DownKind::verdict, "verdict"},
     {DownKind::update, "update"},
+    {DownKind::erase, "erase"},
 }};
 constexpr std::array<std::pair<CloudKind, std::string_view>, 4> kCloudKinds{{
     {CloudKind::workload, "workload"},

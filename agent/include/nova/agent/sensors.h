@@ -104,6 +104,10 @@ class SensorIngest {
   void merge_into(std::map<std::string, double>& extra,
                   schemas::Timestamp now = std::numeric_limits<schemas::Timestamp>::max());
 
+  // Drops what waits of `sensor` (nullopt: of every sensor), latest values and personal
+  // windows, for an erasure; returns how many gauges were dropped.
+  std::uint64_t forget(const std::optional<std::string>& sensor);
+
   const SensorCounters& counters() const { return counters_; }
 
  private:
