@@ -342,6 +342,7 @@ Result<std::vector<Admission>> IngestStore::admit(std::span<const IngestRecord> 
       }
       case IngestRecord::Kind::decision: put_sealed(batch, timed_key('d', node, r.received, seq), r.payload); break;
       case IngestRecord::Kind::alert: put_sealed(batch, timed_key('a', node, r.received, seq), r.payload); break;
+      case IngestRecord::Kind::erasure: break;  // its counts go to the erasure's record
     }
   }
   for (const auto& [key, aggregate] : buckets) put_sealed(batch, key, serialize(aggregate));
@@ -477,6 +478,69 @@ std::optional<schemas::TaskResult> IngestStore::result(const std::string& node, 
       std::span(reinterpret_cast<const std::uint8_t*>(value.data()) + 8, value.size() - 8));
   if (!r) return std::nullopt;
   return std::move(r).value();
+}
+
+Result<std::map<std::string, std::uint64_t>> IngestStore::erase(const std::string& node,
+                                                                 const std::optional<std::string>& sensor) {
+  std::lock_guard lock(mutex_);
+  std::map<std::string, std::uint64_t> counts{{"raw", 0}, {"downsampled", 0}, {"results", 0}, {"decisions", 0}, {"alerts", 0}};
+  const std::string prefix = sensor ? "sensor." + *sensor + "." : "";
+  const auto gauge_of_sensor = [&](const auto& entry) { return entry.first.starts_with(prefix); };
+  leveldb::WriteBatch batch;
+  const struct {
+    char tag;
+    const char* part;
+  } parts[] = {{'h', "raw"}, {'g', "downsampled"}, {'r', "results"}, {'d', "decisions"}, {'a', "alerts"}};
+  for (const auto& [tag, part] : parts) {
+    const std::string start = node_prefix(tag, node);
+    std::unique_ptr<leveldb::Iterator> it(db_->NewIterator(leveldb::ReadOptions()));
+    for (it->Seek(start); it->Valid() && starts_with(it->key(), start); it->Next()) {
+      const std::string key = it->key().ToString();
+      if (!sensor) {
+        batch.Delete(key);
+        ++counts[part];
+        continue;
+      }
+      if (tag != 'h' && tag != 'a' && tag != 'd') continue;  // no sensor gauge in aggregates or results
+      const auto plain = opened(it->key(), it->value());
+      if (!plain) continue;  // deleted there
+      const auto* bytes = reinterpret_cast<const std::uint8_t*>(plain->data());
+      const std::span<const std::uint8_t> cbor(bytes, plain->size());
+      if (tag == 'a') {
+        auto alert = schemas::decode_cbor<schemas::Alert>(cbor);
+        if (alert && alert->metric.starts_with(prefix)) {
+          batch.Delete(key);
+          ++counts[part];
+        }
+        continue;
+      }
+      auto rewritten = [&]() -> std::optional<schemas::Bytes> {
+        if (tag == 'd') {
+          auto decoded = schemas::decode_cbor<schemas::DecisionRecord>(cbor);
+          if (!decoded) return std::nullopt;
+          schemas::DecisionRecord d = std::move(decoded).value();
+          if (std::erase_if(d.inputs, gauge_of_sensor) == 0) return std::nullopt;
+          return schemas::encode_cbor(d);
+        }
+        auto decoded = schemas::decode_cbor<schemas::MetricsBatch>(cbor);
+        if (!decoded) return std::nullopt;
+        schemas::MetricsBatch b = std::move(decoded).value();
+        std::size_t dropped = 0;
+        for (auto& sample : b.samples) dropped += std::erase_if(sample.extra, gauge_of_sensor);
+        std::erase_if(b.extra_decimals, gauge_of_sensor);
+        if (dropped == 0) return std::nullopt;
+        return schemas::encode_cbor(b);
+      }();
+      if (!rewritten) continue;
+      put_sealed(batch, key, std::string_view(reinterpret_cast<const char*>(rewritten->data()), rewritten->size()));
+      ++counts[part];
+    }
+  }
+  leveldb::WriteOptions sync;
+  sync.sync = true;
+  const leveldb::Status st = db_->Write(sync, &batch);
+  if (!st.ok()) return schemas::Error{"store", "erase " + node + ": " + st.ToString()};
+  return counts;
 }
 
 std::uint64_t IngestStore::sweep(Timestamp now) {

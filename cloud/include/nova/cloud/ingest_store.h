@@ -104,7 +104,8 @@ struct StoreOptions {
 // One decoded upward record, ready to store. `payload` is what arrived on the wire and is
 // stored as is (the history keeps CBOR).
 struct IngestRecord {
-  enum class Kind { metrics, result, decision, alert };
+  // erasure: a node's report of an erasure (erasures.h); only its position is kept.
+  enum class Kind { metrics, result, decision, alert, erasure };
   Kind kind = Kind::metrics;
   schemas::StreamPosition position;
   std::string payload;
@@ -187,6 +188,14 @@ class IngestStore {
                                    bool sync);
   // Every cloud record kept, ordered by kind then id.
   std::vector<CloudRecord> cloud_records();
+
+  // Erasure (erasures.h): deletes every raw batch, minute aggregate, task result,
+  // decision and alert of `node` or, with `sensor`, rewrites each raw batch without the
+  // gauges "sensor.<sensor>.*" and deletes the alerts about them (minute aggregates hold
+  // only the core gauges, decisions the gauges they saw: rewritten likewise). Watermarks
+  // and dedup markers stay: they hold sequence numbers, not data, and keep a resent
+  // record a duplicate. Counts by part: raw, downsampled, results, decisions, alerts.
+  Result<std::map<std::string, std::uint64_t>> erase(const std::string& node, const std::optional<std::string>& sensor);
 
   // Deletes history older than the retention periods, measured back from `now`.
   // Returns the number of entries deleted.
