@@ -1,5 +1,5 @@
 // The agent's door for downward control messages (tasks, configs, models, acks, verdicts,
-// update offers).
+// update offers, erasure requests).
 //
 // Each one must come in a COSE_Sign1 envelope (nova/schemas/signed.h) signed by a key the
 // agent trusts, addressed to this node, this site and the topic's kind, and valid now
