@@ -141,6 +141,9 @@ std::string prometheus_text(const CloudService& service) {
   metric("nova_cloud_store_corrupt_records_total", "counter",
          "Stored values that did not open (sealed store): reported, deleted, never served.",
          const_cast<CloudService&>(service).store().counters().corrupt);
+  metric("nova_cloud_store_watermarks_recovered_total", "counter",
+         "Corrupt watermarks rebuilt from the stored records (never restarted at 0).",
+         const_cast<CloudService&>(service).store().counters().watermarks_recovered);
   metric("nova_cloud_samples_stored_total", "counter", "Metric samples stored.", c.samples);
   metric("nova_cloud_acks_sent_total", "counter", "End-to-end acks published.", c.acks_sent);
   metric("nova_cloud_acks_deferred_total", "counter", "Acks waiting for the node's birth.", c.acks_deferred);
