@@ -12,6 +12,7 @@
 #include "nova/common/log.h"
 #include "nova/common/resident_pages.h"
 #include "nova/schemas/codec.h"
+#include "nova/schemas/sensor_gauges.h"
 #include "nova/schemas/topic.h"
 #include "nova/schemas/update_alert.h"
 #include "durable_file.h"
@@ -112,33 +113,22 @@ void stamp_id(schemas::Alert& a, std::uint64_t seq) { a.alert_id = "alert-" + st
 void stamp_id(schemas::DecisionRecord& d, std::uint64_t seq) { d.decision_id = "decision-" + std::to_string(seq); }
 void stamp_id(auto&, std::uint64_t) {}
 
-// A stored record without the gauges whose names start with `prefix` (one sensor's):
-// metrics batches and decision records are rewritten without them, an alert about one of
-// them is removed, anything else is kept.
+// A stored record without the gauges whose names start with `prefix` (one sensor's,
+// nova/schemas/sensor_gauges.h): metrics batches and decision records are rewritten
+// without them, an alert about one of them is removed, anything else is kept.
 ErasureEdit without_gauges(std::string_view stream, std::string_view stored, const std::string& prefix) {
-  const auto starts = [&](const auto& entry) { return entry.first.starts_with(prefix); };
-  auto encoded = [](const auto& m) {
+  auto rewritten = [&](auto decoded) {
+    if (!decoded) return ErasureEdit{};
+    auto m = std::move(decoded).value();
+    if (schemas::drop_gauges(m, prefix) == 0) return ErasureEdit{};
     const schemas::Bytes b = schemas::encode_cbor(m);
     return ErasureEdit{ErasureEdit::Action::replace, std::string(b.begin(), b.end())};
   };
-  if (stream == "metrics") {
-    auto decoded = schemas::decode_cbor<schemas::MetricsBatch>(stored);
-    if (!decoded) return {};
-    schemas::MetricsBatch batch = std::move(decoded).value();
-    std::size_t dropped = 0;
-    for (schemas::MetricSample& s : batch.samples) dropped += std::erase_if(s.extra, starts);
-    std::erase_if(batch.extra_decimals, starts);
-    return dropped == 0 ? ErasureEdit{} : encoded(batch);
-  }
+  if (stream == "metrics") return rewritten(schemas::decode_cbor<schemas::MetricsBatch>(stored));
+  if (stream == "decisions") return rewritten(schemas::decode_cbor<schemas::DecisionRecord>(stored));
   if (stream == "alerts") {
     auto alert = schemas::decode_cbor<schemas::Alert>(stored);
     return alert && alert->metric.starts_with(prefix) ? ErasureEdit{ErasureEdit::Action::remove, {}} : ErasureEdit{};
-  }
-  if (stream == "decisions") {
-    auto decoded = schemas::decode_cbor<schemas::DecisionRecord>(stored);
-    if (!decoded) return {};
-    schemas::DecisionRecord record = std::move(decoded).value();
-    return std::erase_if(record.inputs, starts) == 0 ? ErasureEdit{} : encoded(record);
   }
   return {};
 }
@@ -630,7 +620,7 @@ void Agent::on_message(const std::string& topic, const std::string& payload) {
     process_inbox();  // the callback stored this task (and any left from before)
     return;
   }
-  // A retained erasure request cleared by nova-cloud once done: nothing to check or do.
+  // A retained erasure request cleared (an empty retained message): nothing to check or do.
   if (down->kind == topics::DownKind::erase && payload.empty()) return;
   // Everything else that comes down is a signed control message too.
   const auto message = admit_control(topic, down->kind, payload);
@@ -663,7 +653,7 @@ void Agent::on_erase(const std::string& topic, const std::string& payload) {
     if (options_.log) options_.log("debug", "erasure_done_before", what);
     return;
   }
-  const std::string prefix = request->sensor ? "sensor." + *request->sensor + "." : "";
+  const std::string prefix = request->sensor ? schemas::sensor_gauge_prefix(*request->sensor) : "";
   auto erased = outbox_->erase([&](std::string_view stream, std::string_view stored) -> ErasureEdit {
     if (stream == "erasures") return {};  // reports of erasures: counts, no data
     if (!request->sensor) return {ErasureEdit::Action::remove, {}};
@@ -680,9 +670,10 @@ void Agent::on_erase(const std::string& topic, const std::string& payload) {
     memory += open_batch_.size();
     open_batch_.clear();
   } else {
-    for (schemas::MetricSample& s : open_batch_) {
-      memory += std::erase_if(s.extra, [&](const auto& g) { return g.first.starts_with(prefix); });
-    }
+    schemas::MetricsBatch open;
+    open.samples = std::move(open_batch_);
+    memory += schemas::drop_gauges(open, prefix);
+    open_batch_ = std::move(open.samples);
   }
   schemas::ErasureReport report;
   report.erasure_id = request->erasure_id;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "nova/schemas/codec.h"
+#include "nova/schemas/sensor_gauges.h"
 #include "nova/schemas/topic.h"
 
 namespace nova::agent {
@@ -64,7 +65,7 @@ std::optional<SensorIngest::Refusal> SensorIngest::accept(const std::string& sen
     return refuse(whole ? std::string_view() : std::string_view(e.path), e.reason);
   }
   // Check every value before keeping any: a reading is taken whole or refused whole.
-  const std::string prefix = "sensor." + sensor + ".";
+  const std::string prefix = schemas::sensor_gauge_prefix(sensor);
   std::size_t added = 0;  // gauges this reading adds to those waiting
   for (const auto& [name, value] : reading->values) {
     const std::string key = prefix + name;
@@ -134,7 +135,7 @@ void SensorIngest::merge_into(std::map<std::string, double>& extra, schemas::Tim
 }
 
 std::uint64_t SensorIngest::forget(const std::optional<std::string>& sensor) {
-  const std::string prefix = sensor ? "sensor." + *sensor + "." : "sensor.";
+  const std::string prefix = sensor ? schemas::sensor_gauge_prefix(*sensor) : "sensor.";
   const auto matches = [&](const auto& entry) { return entry.first.starts_with(prefix); };
   const std::uint64_t dropped = std::erase_if(latest_, matches) + kGaugesPerWindow * std::erase_if(windows_, matches);
   // The same sensors as the prefix matched (a sensor id that extends another with '.'

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "nova/schemas/codec.h"
+#include "nova/schemas/sensor_gauges.h"
 
 namespace nova::cloud {
 
@@ -484,8 +485,7 @@ Result<std::map<std::string, std::uint64_t>> IngestStore::erase(const std::strin
                                                                  const std::optional<std::string>& sensor) {
   std::lock_guard lock(mutex_);
   std::map<std::string, std::uint64_t> counts{{"raw", 0}, {"downsampled", 0}, {"results", 0}, {"decisions", 0}, {"alerts", 0}};
-  const std::string prefix = sensor ? "sensor." + *sensor + "." : "";
-  const auto gauge_of_sensor = [&](const auto& entry) { return entry.first.starts_with(prefix); };
+  const std::string prefix = sensor ? schemas::sensor_gauge_prefix(*sensor) : "";
   leveldb::WriteBatch batch;
   const struct {
     char tag;
@@ -514,23 +514,15 @@ Result<std::map<std::string, std::uint64_t>> IngestStore::erase(const std::strin
         }
         continue;
       }
-      auto rewritten = [&]() -> std::optional<schemas::Bytes> {
-        if (tag == 'd') {
-          auto decoded = schemas::decode_cbor<schemas::DecisionRecord>(cbor);
-          if (!decoded) return std::nullopt;
-          schemas::DecisionRecord d = std::move(decoded).value();
-          if (std::erase_if(d.inputs, gauge_of_sensor) == 0) return std::nullopt;
-          return schemas::encode_cbor(d);
-        }
-        auto decoded = schemas::decode_cbor<schemas::MetricsBatch>(cbor);
+      // A decision record or metrics batch stored again without the sensor's gauges.
+      auto without = [&](auto decoded) -> std::optional<schemas::Bytes> {
         if (!decoded) return std::nullopt;
-        schemas::MetricsBatch b = std::move(decoded).value();
-        std::size_t dropped = 0;
-        for (auto& sample : b.samples) dropped += std::erase_if(sample.extra, gauge_of_sensor);
-        std::erase_if(b.extra_decimals, gauge_of_sensor);
-        if (dropped == 0) return std::nullopt;
-        return schemas::encode_cbor(b);
-      }();
+        auto m = std::move(decoded).value();
+        if (schemas::drop_gauges(m, prefix) == 0) return std::nullopt;
+        return schemas::encode_cbor(m);
+      };
+      const auto rewritten = tag == 'd' ? without(schemas::decode_cbor<schemas::DecisionRecord>(cbor))
+                                        : without(schemas::decode_cbor<schemas::MetricsBatch>(cbor));
       if (!rewritten) continue;
       put_sealed(batch, key, std::string_view(reinterpret_cast<const char*>(rewritten->data()), rewritten->size()));
       ++counts[part];

@@ -258,7 +258,8 @@ TEST_CASE("erasing a sensor rewrites the raw batches without its gauges; erasing
   schemas::MetricSample s;
   s.ts = 1'732'650'000'000;
   s.cpu_pct = 10;
-  s.extra = {{"sensor.cam1.temp", 21.5}, {"sensor.cam10.temp", 3}, {"load5", 1}};
+  // cam10 is another sensor; cam1.x extends cam1's id with '.', so shares its gauge prefix.
+  s.extra = {{"sensor.cam1.temp", 21.5}, {"sensor.cam1.x.temp", 7}, {"sensor.cam10.temp", 3}, {"load5", 1}};
   batch.samples = {s};
   const schemas::Bytes bytes = schemas::encode_cbor(batch);
   IngestRecord r;
