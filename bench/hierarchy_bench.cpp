@@ -356,8 +356,8 @@ ModeFigures run_mode(const Options& options, bool tls, bool mosquitto_acl_file =
   ModeFigures figures;
   // Plaintext on purpose: the named other half of the TLS/plaintext comparison.
   const Transport transport = tls ? Transport::mutual_tls : Transport::insecure_plaintext;
-  auto example = start_hierarchy(five_tier_topology(), "nova-bench-five", transport, {}, mosquitto_acl_file);
-  auto chain = start_hierarchy(chain_topology(options), "nova-bench-chain", transport, {}, mosquitto_acl_file);
+  auto example = start_hierarchy(five_tier_topology(), "nova-bench-five", transport, {}, {}, mosquitto_acl_file);
+  auto chain = start_hierarchy(chain_topology(options), "nova-bench-chain", transport, {}, {}, mosquitto_acl_file);
   auto& five = **example;
   auto& line = **chain;
   // Clients connect as their identity (mqtt_support.h, endpoint()): a publisher as its

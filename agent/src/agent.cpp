@@ -12,6 +12,7 @@
 #include "nova/common/log.h"
 #include "nova/common/resident_pages.h"
 #include "nova/schemas/codec.h"
+#include "nova/schemas/sensor_gauges.h"
 #include "nova/schemas/topic.h"
 #include "nova/schemas/update_alert.h"
 #include "nova/tiers/residency.h"
@@ -32,6 +33,7 @@ struct StreamDef {
 // Drain order: what the cloud needs most goes first.
 constexpr StreamDef kStreams[] = {
     {"results", Priority::results, topics::UpKind::result},
+    {"erasures", Priority::results, topics::UpKind::erasure},
     {"decisions", Priority::decisions, topics::UpKind::decision},
     {"alerts", Priority::alerts, topics::UpKind::alert},
     {"metrics", Priority::metrics, topics::UpKind::metrics},
@@ -115,6 +117,7 @@ std::string with_first(topics::UpKind kind, const std::string& payload, std::uin
     case topics::UpKind::result: return with_first<schemas::TaskResult>(payload, first);
     case topics::UpKind::decision: return with_first<schemas::DecisionRecord>(payload, first);
     case topics::UpKind::alert: return with_first<schemas::Alert>(payload, first);
+    case topics::UpKind::erasure: return with_first<schemas::ErasureReport>(payload, first);
     case topics::UpKind::state:
     case topics::UpKind::link: break;
   }
@@ -141,6 +144,26 @@ std::string logfmt_quoted(const std::string& text) { return common::logfmt_quote
 void stamp_id(schemas::Alert& a, std::uint64_t seq) { a.alert_id = "alert-" + std::to_string(seq); }
 void stamp_id(schemas::DecisionRecord& d, std::uint64_t seq) { d.decision_id = "decision-" + std::to_string(seq); }
 void stamp_id(auto&, std::uint64_t) {}
+
+// A stored record without the gauges whose names start with `prefix` (one sensor's,
+// nova/schemas/sensor_gauges.h): metrics batches and decision records are rewritten
+// without them, an alert about one of them is removed, anything else is kept.
+ErasureEdit without_gauges(std::string_view stream, std::string_view stored, const std::string& prefix) {
+  auto rewritten = [&](auto decoded) {
+    if (!decoded) return ErasureEdit{};
+    auto m = std::move(decoded).value();
+    if (schemas::drop_gauges(m, prefix) == 0) return ErasureEdit{};
+    const schemas::Bytes b = schemas::encode_cbor(m);
+    return ErasureEdit{ErasureEdit::Action::replace, std::string(b.begin(), b.end())};
+  };
+  if (stream == "metrics") return rewritten(schemas::decode_cbor<schemas::MetricsBatch>(stored));
+  if (stream == "decisions") return rewritten(schemas::decode_cbor<schemas::DecisionRecord>(stored));
+  if (stream == "alerts") {
+    auto alert = schemas::decode_cbor<schemas::Alert>(stored);
+    return alert && alert->metric.starts_with(prefix) ? ErasureEdit{ErasureEdit::Action::remove, {}} : ErasureEdit{};
+  }
+  return {};
+}
 
 }  // namespace
 
@@ -179,7 +202,7 @@ schemas::Result<std::unique_ptr<Agent>> Agent::create(AgentOptions options, Samp
 Agent::Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox> outbox,
              std::unique_ptr<Inbox> inbox, std::unique_ptr<ControlGate> gate)
     : options_(std::move(options)), source_(source), outbox_(std::move(outbox)), gate_(std::move(gate)),
-      inbox_(std::move(inbox)), decisions_(options_.decisions),
+      inbox_(std::move(inbox)), sensors_(128, 32, options_.privacy), decisions_(options_.decisions),
       updater_(options_.update_dir, options_.birth.description->version), rng_(std::random_device{}()) {
   task_topic_ = topics::down(topics::SitePath::parse(options_.birth.description->site).value(),
                              id(options_.birth.node), topics::DownKind::task);
@@ -252,7 +275,7 @@ void Agent::add_sample(const schemas::MetricSample& sample) {
   if (const std::uint64_t corrupt = corrupt_ ? corrupt_->load() : 0; corrupt > 0) {
     extra["agent.corrupt_records"] = static_cast<double>(corrupt);
   }
-  sensors_.merge_into(extra);  // third-party readings since the last sample
+  sensors_.merge_into(extra, sample.ts);  // third-party readings since the last sample
   // Decided here, on the sample as it goes up (sensor gauges included), whether or not
   // the uplink is there: the outbox keeps what is decided offline until it can be sent.
   firings_.clear();
@@ -502,6 +525,7 @@ void Agent::on_connected(Clock::time_point now) {
                              topics::DownKind::cancel}) {
     filters.push_back(topics::down(site, node, k));
   }
+  filters.push_back(topics::down(site, node, topics::DownKind::erase));
   // A bundle still awaited: the broker re-sends its retained chunks on this subscribe.
   if (const auto& offer = updater_.fetching()) filters.push_back(topics::bundle_chunks(id(offer->sha256)));
   filters.push_back(topics::sensor_all(node));  // local sensors' readings (sensors.h)
@@ -656,6 +680,8 @@ void Agent::on_message(const std::string& topic, const std::string& payload) {
     process_inbox();  // the callback stored this task (and any left from before)
     return;
   }
+  // A retained erasure request cleared (an empty retained message): nothing to check or do.
+  if (down->kind == topics::DownKind::erase && payload.empty()) return;
   // Everything else that comes down is a signed control message too.
   const auto message = admit_control(topic, down->kind, payload);
   if (!message) return;
@@ -672,6 +698,59 @@ void Agent::on_message(const std::string& topic, const std::string& payload) {
     on_update_offer(topic, *message);
   } else if (down->kind == topics::DownKind::cancel) {
     on_cancel(topic, *message);
+  } else if (down->kind == topics::DownKind::erase) {
+    on_erase(topic, *message);
+  }
+}
+
+void Agent::on_erase(const std::string& topic, const std::string& payload) {
+  auto request = schemas::decode_cbor<schemas::ErasureRequest>(payload);
+  if (!request) return bad_input(topic, request.error().message());
+  if (request->node != options_.birth.node) return bad_input(topic, "erasure for node '" + request->node + "'");
+  const std::string what = "erasure=" + request->erasure_id + " sensor=" + request->sensor.value_or("*");
+  // Done once: the retained request comes again at every reconnect and restart, and
+  // applying it again would erase what was recorded after it.
+  const std::filesystem::path done = options_.state_dir / "erasures" / request->erasure_id;
+  if (std::filesystem::exists(done)) {
+    if (options_.log) options_.log("debug", "erasure_done_before", what);
+    return;
+  }
+  const std::string prefix = request->sensor ? schemas::sensor_gauge_prefix(*request->sensor) : "";
+  auto erased = outbox_->erase([&](std::string_view stream, std::string_view stored) -> ErasureEdit {
+    if (stream == "erasures") return {};  // reports of erasures: counts, no data
+    if (!request->sensor) return {ErasureEdit::Action::remove, {}};
+    return without_gauges(stream, stored, prefix);
+  });
+  if (!erased) {
+    update_counters([](AgentCounters& c) { ++c.outbox_errors; });
+    if (options_.log) options_.log("error", "erasure_failed", what + " error=" + logfmt_quoted(erased.error().message()));
+    return;
+  }
+  // What waits in memory for the next batch: sensor gauges, and the open batch's samples.
+  std::uint64_t memory = sensors_.forget(request->sensor);
+  if (!request->sensor) {
+    memory += open_batch_.size();
+    open_batch_.clear();
+  } else {
+    schemas::MetricsBatch open;
+    open.samples = std::move(open_batch_);
+    memory += schemas::drop_gauges(open, prefix);
+    open_batch_ = std::move(open.samples);
+  }
+  schemas::ErasureReport report;
+  report.erasure_id = request->erasure_id;
+  report.ts = wall_ms();
+  report.counts = {{"outbox_removed", erased->removed}, {"outbox_rewritten", erased->rewritten}, {"memory", memory}};
+  if (!append_record("erasures", Priority::results, report)) return;  // counted; applied again next time
+  std::error_code ec;
+  std::filesystem::create_directories(done.parent_path(), ec);
+  write_file_durably(done, std::to_string(report.ts) + "\n");
+  update_counters([](AgentCounters& c) { ++c.erasures; });
+  update_backlog();
+  if (options_.log) {
+    options_.log("info", "erasure_applied",
+                 what + " outbox_removed=" + std::to_string(erased->removed) +
+                     " outbox_rewritten=" + std::to_string(erased->rewritten) + " memory=" + std::to_string(memory));
   }
 }
 

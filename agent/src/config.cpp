@@ -20,6 +20,7 @@
 #include <type_traits>
 #include <variant>
 
+#include "nova/agent/sensors.h"
 #include "nova/schemas/topic.h"
 
 namespace nova::agent {
@@ -31,7 +32,7 @@ using schemas::Result;
 // --- the table -------------------------------------------------------------------------
 
 // What a string (or each item of a list) must be.
-enum class Check { none, id, site_path, uri, absolute_path };
+enum class Check { none, id, site_path, uri, absolute_path, personal_item };
 
 constexpr std::string_view accepts_text(Check c) {
   switch (c) {
@@ -45,6 +46,8 @@ constexpr std::string_view accepts_text(Check c) {
       return "tcp://, mqtt:// or ws:// (plaintext); mqtts://, ssl:// or wss:// (TLS) host[:port]";
     case Check::absolute_path:
       return "an absolute path";
+    case Check::personal_item:
+      return "a sensor id (every value personal) or <sensor id>/<value name>";
   }
   return "";
 }
@@ -117,6 +120,12 @@ Flags file_only() {
   return Flags{false, false, "",
                "trust keys cannot be changed remotely (a message must never choose whom the agent "
                "trusts); edit the agent's file and restart"};
+}
+// What is personal data: a remote config must not be able to send it upward raw.
+Flags privacy_policy() {
+  return Flags{false, false, "",
+               "only the agent's file says which sensor data is personal; a remote config cannot "
+               "change it"};
 }
 // A default that depends on something else, described in words.
 Flags computed(std::string_view note) {
@@ -336,6 +345,18 @@ const std::vector<KeyDef>& table() {
           "sample per batch instead, on the normal metrics topic (stream aggregates). Needs "
           "residency.region.",
           file_only()),
+      def(NOVA_KEY(privacy.personal), list(Check::personal_item), Reload::restart,
+          "Sensor values that are personal data: a sensor id marks every value of that "
+          "sensor, <sensor>/<value> one value. Their readings never go upward as read: "
+          "each window of privacy.window_s sends the count, mean, min and max of a "
+          "personal value instead (docs/agent.md, Personal data).",
+          privacy_policy()),
+      def(NOVA_KEY(privacy.window_s), integer(1, 86400), Reload::restart,
+          "The window of each personal value's aggregate, in seconds.", privacy_policy()),
+      def(NOVA_KEY(privacy.min_readings), integer(1, 1000000), Reload::restart,
+          "A window with fewer readings of a personal value sends only their count (the mean "
+          "of one reading is that reading).",
+          privacy_policy()),
 
       def(NOVA_KEY(update.dir), text(Check::absolute_path), Reload::restart,
           "Installation folder of over-the-air updates, as laid out by nova-agent-launch "
@@ -542,6 +563,8 @@ std::optional<std::string> check_string(Check check, const std::string& s) {
     case Check::absolute_path:
       if (s.empty() || s.front() != '/') return "expected an absolute path, got '" + s + "'";
       return std::nullopt;
+    case Check::personal_item:
+      return personal_item_problem(s);
     case Check::uri: {
       const std::size_t sep = s.find("://");
       static constexpr std::array<std::string_view, 6> kSchemes{"tcp",   "ssl", "mqtt",

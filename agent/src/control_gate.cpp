@@ -11,7 +11,7 @@ namespace {
 using security::Refusal;
 
 bool retained(const std::string& kind) {
-  return kind == "config" || kind == "model" || kind == "update";
+  return kind == "config" || kind == "model" || kind == "update" || kind == "erase";
 }
 
 // Big-endian, so LevelDB's byte order is time order.

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 
 namespace nova::agent {
 namespace {
@@ -293,6 +294,77 @@ Result<std::vector<OutboxRecord>> Outbox::read(std::string_view stream, std::uin
     if (!m.ok()) return db_error(m, "write counters");
   }
   return out;
+}
+
+Result<Erased> Outbox::erase(const ErasureFilter& filter) {
+  Impl& d = *impl_;
+  Erased erased;
+  const auto saved_streams = d.streams;
+  const std::uint64_t saved_total = d.total_bytes;
+  leveldb::WriteBatch batch;
+  for (auto& [name, s] : d.streams) {
+    if (s.count == 0) continue;
+    const std::string prefix = record_prefix(name);
+    bool changed = false;
+    std::unique_ptr<leveldb::Iterator> it(d.db->NewIterator(leveldb::ReadOptions()));
+    for (it->Seek(record_key(name, s.first)); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      const std::uint64_t stored = std::min(d.payload_bytes(it->value()), s.bytes);
+      auto payload = d.store.open_value(it->key(), it->value());
+      const ErasureEdit edit = payload ? filter(name, *payload) : ErasureEdit{ErasureEdit::Action::remove, {}};
+      if (edit.action == ErasureEdit::Action::keep) continue;
+      changed = true;
+      s.bytes -= stored;
+      d.total_bytes -= stored;
+      if (edit.action == ErasureEdit::Action::remove) {
+        batch.Delete(it->key());
+        s.count -= 1;
+        ++erased.removed;
+        continue;
+      }
+      const std::string key = it->key().ToString();
+      batch.Put(key, d.store.seal->seal(key, edit.replacement));
+      s.bytes += edit.replacement.size();
+      d.total_bytes += edit.replacement.size();
+      ++erased.rewritten;
+    }
+    if (!it->status().ok()) {
+      d.streams = saved_streams;
+      d.total_bytes = saved_total;
+      return db_error(it->status(), "erase");
+    }
+    if (!changed) continue;
+    // The lowest seq held once the deletions are written: the batch is not applied yet,
+    // so found by walking the stream with the batch's deletions in mind.
+    if (s.count == 0) {
+      s.first = s.next_seq;
+    } else {
+      std::uint64_t first = s.next_seq;
+      std::unique_ptr<leveldb::Iterator> walk(d.db->NewIterator(leveldb::ReadOptions()));
+      struct Deleted : leveldb::WriteBatch::Handler {
+        std::set<std::string>* keys;
+        void Put(const leveldb::Slice&, const leveldb::Slice&) override {}
+        void Delete(const leveldb::Slice& key) override { keys->insert(key.ToString()); }
+      } deleted;
+      std::set<std::string> keys;
+      deleted.keys = &keys;
+      batch.Iterate(&deleted);
+      for (walk->Seek(record_key(name, s.first)); walk->Valid() && walk->key().starts_with(prefix); walk->Next()) {
+        if (keys.count(walk->key().ToString()) == 0) {
+          first = seq_of(walk->key());
+          break;
+        }
+      }
+      s.first = first;
+    }
+    d.put_meta(batch, name, s);
+  }
+  const leveldb::Status st = d.db->Write(d.write_options(), &batch);
+  if (!st.ok()) {
+    d.streams = saved_streams;
+    d.total_bytes = saved_total;
+    return db_error(st, "erase");
+  }
+  return erased;
 }
 
 std::uint64_t Outbox::next_seq(std::string_view stream) const {

@@ -128,6 +128,9 @@ AgentOptions agent_options(const AgentConfig& c) {
   if (std::find(r.streams.begin(), r.streams.end(), kResidentMetricsStream) != r.streams.end()) {
     o.resident_region = r.region;
   }
+  // Items were checked when the file was read, so the policy parses.
+  o.privacy =
+      PrivacyPolicy::parse(c.privacy.personal, std::uint64_t{c.privacy.window_s} * 1000, c.privacy.min_readings).value();
   return o;
 }
 

@@ -18,6 +18,7 @@
 #include "nova/cloud/rollouts.h"
 #include "nova/cloud/workloads.h"
 #include "nova/schemas/codec.h"
+#include "nova/cloud/erasures.h"
 #include "nova/security/audit_log.h"
 
 namespace nova::cloud {
@@ -146,6 +147,9 @@ std::string prometheus_text(const CloudService& service) {
   metric("nova_cloud_store_corrupt_records_total", "counter",
          "Stored values that did not open (sealed store): reported, deleted, never served.",
          const_cast<CloudService&>(service).store().counters().corrupt);
+  metric("nova_cloud_store_watermarks_recovered_total", "counter",
+         "Corrupt watermarks rebuilt from the stored records (never restarted at 0).",
+         const_cast<CloudService&>(service).store().counters().watermarks_recovered);
   metric("nova_cloud_samples_stored_total", "counter", "Metric samples stored.", c.samples);
   metric("nova_cloud_acks_sent_total", "counter", "End-to-end acks published.", c.acks_sent);
   metric("nova_cloud_acks_deferred_total", "counter", "Acks waiting for the node's birth.", c.acks_deferred);
@@ -555,6 +559,45 @@ void add_routes(Router& s, CloudService& service, const HttpOptions& options, st
     }
     reply(res, 200, {{"workload_id", spec->workload_id}, {"recommendations", out}});
   });
+  // Erasure of a node's or a sensor's data everywhere (erasures.h): admin, and only of a
+  // node in the caller's scope. A node out of scope is "not known", as on every route.
+  s.Post("/api/v1/erasures", Access::administer, [svc, refusals](const httplib::Request& req, httplib::Response& res,
+                                                                   const Caller& caller) {
+    const auto bad = [&](const std::string& message) {
+      refusals->count("bad_request");
+      error(res, 400, message);
+    };
+    json body = json::parse(req.body, nullptr, false);
+    if (body.is_discarded() || !body.is_object()) return bad("body: expected a JSON object {\"node\": ..., \"sensor\": ...}");
+    for (const auto& [key, value] : body.items()) {
+      if (key != "node" && key != "sensor") return bad(key + ": unknown field (expected node and optionally sensor)");
+    }
+    if (!body.contains("node") || !body["node"].is_string()) return bad("node: required, a node id");
+    const std::string node = body["node"];
+    if (auto id = topics::Id::parse(node); !id) return bad("node: " + id.error().reason);
+    std::optional<std::string> sensor;
+    if (body.contains("sensor")) {
+      if (!body["sensor"].is_string()) return bad("sensor: expected a sensor id");
+      sensor = body["sensor"].get<std::string>();
+      if (auto id = topics::Id::parse(*sensor); !id) return bad("sensor: " + id.error().reason);
+    }
+    auto n = svc->node(node);
+    if (!n || !node_in_scope(*n, caller.scope) || !n->description) {
+      return error(res, 404, "node '" + node + "' is not known");
+    }
+    auto erasure = svc->erasures().request(node, n->description->site, sensor, caller.name, now_ms());
+    if (!erasure) return error(res, 500, erasure.error().message());
+    reply(res, 201, json::parse(erasure_json(*erasure)));
+  });
+  s.Get(R"(/api/v1/erasures/([^/]+))", Access::administer, [svc](const httplib::Request& req, httplib::Response& res,
+                                                                   const Caller& caller) {
+    auto e = svc->erasures().get(req.matches[1]);
+    if (!e || (!caller.scope.empty() && !in_scope(caller.scope, e->site))) {
+      return error(res, 404, "erasure '" + std::string(req.matches[1]) + "' is not known");
+    }
+    reply(res, 200, json::parse(erasure_json(*e)));
+  });
+
   // Rollouts replace the agent on every node they reach: the most powerful write, admin.
   s.Get("/api/v1/rollouts", Access::view, [svc](const httplib::Request&, httplib::Response& res, const Caller& caller) {
     json out = json::array();

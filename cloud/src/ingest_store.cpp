@@ -10,6 +10,7 @@
 #include <set>
 
 #include "nova/schemas/codec.h"
+#include "nova/schemas/sensor_gauges.h"
 
 namespace nova::cloud {
 
@@ -188,17 +189,60 @@ IngestStore::StreamState& IngestStore::stream(const std::string& node, const std
   auto& slot = streams_[{node, stream}];
   if (slot) return *slot;
   slot = std::make_unique<StreamState>();
-  std::string value;
-  const std::string key = watermark_key(node, stream);
-  if (db_->Get(leveldb::ReadOptions(), key, &value).ok()) {
-    if (auto plain = opened(key, value); plain && plain->size() == 8) slot->watermark = get_be64(plain->data());
-  }
   const std::string prefix = pending_prefix(node, stream);
   std::unique_ptr<leveldb::Iterator> it(db_->NewIterator(leveldb::ReadOptions()));
   for (it->Seek(prefix); it->Valid() && starts_with(it->key(), prefix); it->Next()) {
     if (it->key().size() == prefix.size() + 8) slot->pending.insert(get_be64(it->key().data() + prefix.size()));
   }
+  std::string value;
+  const std::string key = watermark_key(node, stream);
+  if (!db_->Get(leveldb::ReadOptions(), key, &value).ok()) return *slot;  // a new stream: 0
+  if (auto plain = opened(key, value); plain && plain->size() == 8) {
+    slot->watermark = get_be64(plain->data());
+    return *slot;
+  }
+  // Corrupt (reported, and deleted if it did not open): rebuilt, never restarted at 0.
+  slot->watermark = highest_stored(node, stream, slot->pending);
+  std::string recovered;
+  put_be64(recovered, slot->watermark);
+  leveldb::WriteBatch batch;
+  put_sealed(batch, key, recovered);
+  leveldb::WriteOptions sync;
+  sync.sync = true;
+  db_->Write(sync, &batch);  // a failed write leaves it to be rebuilt again at the next open
+  ++counters_.watermarks_recovered;
   return *slot;
+}
+
+std::uint64_t IngestStore::highest_stored(const std::string& node, const std::string& stream,
+                                          const std::set<std::uint64_t>& pending) {
+  std::uint64_t highest = 0;
+  auto consider = [&](const schemas::StreamPosition& p) {
+    if (p.stream == stream && p.seq > highest && pending.count(p.seq) == 0) highest = p.seq;
+  };
+  auto position_of = [](char tag, std::span<const std::uint8_t> cbor) -> std::optional<schemas::StreamPosition> {
+    switch (tag) {
+      case 'h': if (auto m = schemas::decode_cbor<schemas::MetricsBatch>(cbor)) return m->position; break;
+      case 'r': if (auto m = schemas::decode_cbor<schemas::TaskResult>(cbor)) return m->position; break;
+      case 'd': if (auto m = schemas::decode_cbor<schemas::DecisionRecord>(cbor)) return m->position; break;
+      case 'a': if (auto m = schemas::decode_cbor<schemas::Alert>(cbor)) return m->position; break;
+    }
+    return std::nullopt;
+  };
+  // Records carry their own position; the stream a kind travels on is the sender's choice.
+  for (const char tag : {'h', 'r', 'd', 'a'}) {
+    const std::string prefix = node_prefix(tag, node);
+    std::unique_ptr<leveldb::Iterator> it(db_->NewIterator(leveldb::ReadOptions()));
+    for (it->Seek(prefix); it->Valid() && starts_with(it->key(), prefix); it->Next()) {
+      const auto plain = opened(it->key(), it->value());
+      if (!plain) continue;
+      const std::size_t skip = tag == 'r' ? 8 : 0;  // a result's value starts with its ts
+      if (plain->size() < skip) continue;
+      const auto* bytes = reinterpret_cast<const std::uint8_t*>(plain->data());
+      if (auto p = position_of(tag, std::span(bytes + skip, plain->size() - skip))) consider(*p);
+    }
+  }
+  return highest;
 }
 
 Result<std::vector<Admission>> IngestStore::admit(std::span<const IngestRecord> records) {
@@ -299,6 +343,7 @@ Result<std::vector<Admission>> IngestStore::admit(std::span<const IngestRecord> 
       }
       case IngestRecord::Kind::decision: put_sealed(batch, timed_key('d', node, r.received, seq), r.payload); break;
       case IngestRecord::Kind::alert: put_sealed(batch, timed_key('a', node, r.received, seq), r.payload); break;
+      case IngestRecord::Kind::erasure: break;  // its counts go to the erasure's record
     }
   }
   for (const auto& [key, aggregate] : buckets) put_sealed(batch, key, serialize(aggregate));
@@ -367,14 +412,16 @@ std::uint64_t IngestStore::watermark(const std::string& node, const std::string&
 
 std::map<std::string, std::uint64_t> IngestStore::watermarks(const std::string& node) {
   std::lock_guard lock(mutex_);
-  std::map<std::string, std::uint64_t> out;
+  std::vector<std::string> names;
   const std::string prefix = node_prefix('w', node);
   std::unique_ptr<leveldb::Iterator> it(db_->NewIterator(leveldb::ReadOptions()));
   for (it->Seek(prefix); it->Valid() && starts_with(it->key(), prefix); it->Next()) {
-    if (auto plain = opened(it->key(), it->value()); plain && plain->size() == 8) {
-      out[it->key().ToString().substr(prefix.size())] = get_be64(plain->data());
-    }
+    names.push_back(it->key().ToString().substr(prefix.size()));
   }
+  it.reset();
+  // Loaded as one stream would be, so a corrupt one is rebuilt here too.
+  for (const std::string& name : names) stream(node, name);
+  std::map<std::string, std::uint64_t> out;
   // Streams admitted in this process but whose watermark is still 0 have no key yet.
   for (auto s = streams_.lower_bound({node, ""}); s != streams_.end() && s->first.first == node; ++s) {
     out[s->first.second] = s->second->watermark;
@@ -432,6 +479,60 @@ std::optional<schemas::TaskResult> IngestStore::result(const std::string& node, 
       std::span(reinterpret_cast<const std::uint8_t*>(value.data()) + 8, value.size() - 8));
   if (!r) return std::nullopt;
   return std::move(r).value();
+}
+
+Result<std::map<std::string, std::uint64_t>> IngestStore::erase(const std::string& node,
+                                                                 const std::optional<std::string>& sensor) {
+  std::lock_guard lock(mutex_);
+  std::map<std::string, std::uint64_t> counts{{"raw", 0}, {"downsampled", 0}, {"results", 0}, {"decisions", 0}, {"alerts", 0}};
+  const std::string prefix = sensor ? schemas::sensor_gauge_prefix(*sensor) : "";
+  leveldb::WriteBatch batch;
+  const struct {
+    char tag;
+    const char* part;
+  } parts[] = {{'h', "raw"}, {'g', "downsampled"}, {'r', "results"}, {'d', "decisions"}, {'a', "alerts"}};
+  for (const auto& [tag, part] : parts) {
+    const std::string start = node_prefix(tag, node);
+    std::unique_ptr<leveldb::Iterator> it(db_->NewIterator(leveldb::ReadOptions()));
+    for (it->Seek(start); it->Valid() && starts_with(it->key(), start); it->Next()) {
+      const std::string key = it->key().ToString();
+      if (!sensor) {
+        batch.Delete(key);
+        ++counts[part];
+        continue;
+      }
+      if (tag != 'h' && tag != 'a' && tag != 'd') continue;  // no sensor gauge in aggregates or results
+      const auto plain = opened(it->key(), it->value());
+      if (!plain) continue;  // deleted there
+      const auto* bytes = reinterpret_cast<const std::uint8_t*>(plain->data());
+      const std::span<const std::uint8_t> cbor(bytes, plain->size());
+      if (tag == 'a') {
+        auto alert = schemas::decode_cbor<schemas::Alert>(cbor);
+        if (alert && alert->metric.starts_with(prefix)) {
+          batch.Delete(key);
+          ++counts[part];
+        }
+        continue;
+      }
+      // A decision record or metrics batch stored again without the sensor's gauges.
+      auto without = [&](auto decoded) -> std::optional<schemas::Bytes> {
+        if (!decoded) return std::nullopt;
+        auto m = std::move(decoded).value();
+        if (schemas::drop_gauges(m, prefix) == 0) return std::nullopt;
+        return schemas::encode_cbor(m);
+      };
+      const auto rewritten = tag == 'd' ? without(schemas::decode_cbor<schemas::DecisionRecord>(cbor))
+                                        : without(schemas::decode_cbor<schemas::MetricsBatch>(cbor));
+      if (!rewritten) continue;
+      put_sealed(batch, key, std::string_view(reinterpret_cast<const char*>(rewritten->data()), rewritten->size()));
+      ++counts[part];
+    }
+  }
+  leveldb::WriteOptions sync;
+  sync.sync = true;
+  const leveldb::Status st = db_->Write(sync, &batch);
+  if (!st.ok()) return schemas::Error{"store", "erase " + node + ": " + st.ToString()};
+  return counts;
 }
 
 std::uint64_t IngestStore::sweep(Timestamp now) {

@@ -8,6 +8,7 @@
 #include <thread>
 #include <variant>
 
+#include "nova/cloud/erasures.h"
 #include "nova/cloud/rollouts.h"
 #include "nova/cloud/workloads.h"
 #include "nova/schemas/codec.h"
@@ -33,6 +34,7 @@ Timestamp now_ms() {
 // keeps the workloads' state.
 constexpr const char* kSharedKinds[] = {"metrics", "decision", "alert"};
 constexpr const char* kRolloutRecordKind = "rollout";  // store key c/rollout/<id>
+constexpr const char* kErasureRecordKind = "erasure";  // store key c/erasure/<id>
 // Workloads, placements, clusters, presence: its SUBACK starts the republish countdown.
 constexpr const char* kCloudFilter = "nova/v1/cloud/#";
 
@@ -122,7 +124,9 @@ class CloudService::Impl final : public virtual mqtt::callback {
       return {"nova/v1/up/+/state", "nova/v1/up/+/link", tiers::resident_filter(region)};
     }
     const std::string& group = owner_.options_.shared_group;
-    std::vector<std::string> filters = {"nova/v1/up/+/state", "nova/v1/up/+/link", "nova/v1/up/+/result", kCloudFilter};
+    // Erasure reports go to every instance: the one that holds the erasure marks it done.
+    std::vector<std::string> filters = {"nova/v1/up/+/state", "nova/v1/up/+/link", "nova/v1/up/+/result",
+                                        "nova/v1/up/+/erasure", kCloudFilter};
     std::lock_guard lock(mutex_);
     for (const char* kind : kSharedKinds) {
       const std::string filter = std::string("nova/v1/up/+/") + kind;
@@ -421,7 +425,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
 
   // Decoded records of one group, kept alive until admit() returns.
   struct Decoded {
-    std::variant<std::monostate, MetricsBatch, TaskResult, DecisionRecord, Alert> value;
+    std::variant<std::monostate, MetricsBatch, TaskResult, DecisionRecord, Alert, ErasureReport> value;
   };
 
   void process(std::vector<Incoming>& group) {
@@ -429,6 +433,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
     std::vector<IngestRecord> records;
     std::vector<std::string> record_topics;  // records[i] arrived on record_topics[i]
     std::vector<const Alert*> record_alerts;  // records[i]'s alert, or null
+    std::vector<const ErasureReport*> record_erasures;  // records[i]'s erasure report, or null
     std::deque<Decoded> decoded;  // stable addresses
     std::vector<LivenessChange> changes;
     std::vector<std::string> peer_acks;
@@ -487,7 +492,10 @@ class CloudService::Impl final : public virtual mqtt::callback {
             std::lock_guard lock(mutex_);
             c = topology_.apply_state(*st, now);
           }
-          if (st->status == NodeStatus::online) births_.insert(node);
+          if (st->status == NodeStatus::online) {
+            births_.insert(node);
+            owner_.erasures_->on_birth(node);  // a pending erasure goes down again, signed afresh
+          }
           owner_.rollouts_->on_state(*st, now);
           changes.insert(changes.end(), c.begin(), c.end());
           continue;
@@ -541,6 +549,14 @@ class CloudService::Impl final : public virtual mqtt::callback {
           d.value.emplace<Alert>(std::move(x).value());
           break;
         }
+        case topics::UpKind::erasure: {
+          auto x = decode_cbor<ErasureReport>(r.payload);
+          if (!x) { error = x.error(); break; }
+          r.kind = IngestRecord::Kind::erasure;
+          r.position = x->position;
+          d.value.emplace<ErasureReport>(std::move(x).value());
+          break;
+        }
         default: continue;
       }
       if (error) {
@@ -562,6 +578,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
       records.push_back(std::move(r));
       record_topics.push_back(in.topic);
       record_alerts.push_back(std::get_if<Alert>(&d.value));
+      record_erasures.push_back(std::get_if<ErasureReport>(&d.value));
     }
     {
       std::lock_guard lock(mutex_);
@@ -587,6 +604,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
           if (admitted.value()[i].duplicate) continue;
           if (records[i].result != nullptr) owner_.workloads_->on_result(*records[i].result, now);
           if (record_alerts[i] != nullptr) owner_.rollouts_->on_alert(records[i].position.node, *record_alerts[i], now);
+          if (record_erasures[i] != nullptr) owner_.erasures_->on_report(records[i].position.node, *record_erasures[i], now);
           if (records[i].batch != nullptr && !records[i].batch->samples.empty()) {
             owner_.workloads_->on_metrics(records[i].position.node, records[i].batch->samples);
           }
@@ -762,6 +780,22 @@ Result<std::unique_ptr<CloudService>> CloudService::prepare(CloudOptions options
         return raw->store_->put_cloud_record(kRolloutRecordKind, id, json, true);
       },
       s->options_.log});
+  s->erasures_ = std::make_unique<Erasures>(Erasures::Hooks{
+      audited_publish,
+      [raw](const std::string& id, const std::string& json) {
+        return raw->store_->put_cloud_record(kErasureRecordKind, id, json, true);
+      },
+      [raw](const std::string& node, const std::optional<std::string>& sensor) { return raw->store_->erase(node, sensor); },
+      [raw](const std::string& actor, const std::string& action, const std::string& target,
+            const std::string& outcome) -> schemas::Status {
+        if (!raw->options_.audit) return schemas::Ok{};
+        return raw->options_.audit->append({actor, action, target, outcome});
+      },
+      s->options_.log});
+  for (const CloudRecord& r : kept) {
+    if (r.kind != kErasureRecordKind) continue;
+    if (auto e = erasure_from_json(r.payload)) s->erasures_->restore(std::move(e).value());
+  }
   for (const CloudRecord& r : kept) {
     if (r.kind != kRolloutRecordKind) continue;
     auto rollout = rollout_from_json(r.payload);

@@ -912,6 +912,56 @@ struct Codec<UpdateOffer> {
   }
 };
 
+// --- erasure ----------------------------------------------------------------------------
+
+template <>
+struct Codec<ErasureRequest> {
+  static constexpr std::string_view root = "erasure";
+
+  static Value encode(const ErasureRequest& m) {
+    return versioned()
+        .put("erasure_id", Value::text(m.erasure_id))
+        .put("node", Value::text(m.node))
+        .put_optional("sensor", m.sensor, optional_text)
+        .put("ts", ts_value(m.ts))
+        .done();
+  }
+
+  static ErasureRequest decode(const MapReader& r) {
+    ErasureRequest m;
+    m.erasure_id = r.field("erasure_id").id();
+    m.node = r.field("node").id();
+    if (auto f = r.maybe("sensor")) m.sensor = f->id();
+    m.ts = r.field("ts").uint();
+    return m;
+  }
+};
+
+template <>
+struct Codec<ErasureReport> {
+  static constexpr std::string_view root = "erasure_report";
+
+  static Value encode(const ErasureReport& m) {
+    MapWriter w = versioned();
+    put_position(w, m.position);
+    Object counts;
+    for (const auto& [store, n] : m.counts) counts.push_back(Member{store, Value::uint(n)});
+    return w.put("erasure_id", Value::text(m.erasure_id))
+        .put("ts", ts_value(m.ts))
+        .put("counts", Value::map(std::move(counts)))
+        .done();
+  }
+
+  static ErasureReport decode(const MapReader& r) {
+    ErasureReport m;
+    m.position = read_position(r);
+    m.erasure_id = r.field("erasure_id").id();
+    m.ts = r.field("ts").uint();
+    r.field("counts").entries(0, 16, [&](const std::string& k, const Field& f) { m.counts.emplace(k, f.uint()); });
+    return m;
+  }
+};
+
 // --- acknowledgements -------------------------------------------------------------------
 
 template <>
@@ -1142,6 +1192,8 @@ NOVA_CODEC_INSTANTIATE(Config)
 NOVA_CODEC_INSTANTIATE(Model)
 NOVA_CODEC_INSTANTIATE(Ack)
 NOVA_CODEC_INSTANTIATE(UpdateOffer)
+NOVA_CODEC_INSTANTIATE(ErasureRequest)
+NOVA_CODEC_INSTANTIATE(ErasureReport)
 NOVA_CODEC_INSTANTIATE(WorkloadSpec)
 NOVA_CODEC_INSTANTIATE(Placement)
 NOVA_CODEC_INSTANTIATE(ClusterRecord)

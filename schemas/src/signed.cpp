@@ -25,7 +25,7 @@ constexpr std::array<std::uint8_t, 3> kProtected{0xa1, 0x01, 0x27};
 constexpr std::uint8_t kCoseSign1Tag = 0xd2;  // tag 18, one byte head
 constexpr std::size_t kEnvelopeOverhead = 1024;
 constexpr std::size_t kSignatureBytes = 64;
-constexpr std::array<std::string_view, 7> kKinds{"task", "config", "model", "ack", "verdict", "update", "cancel"};
+constexpr std::array<std::string_view, 8> kKinds{"task", "config", "model", "ack", "verdict", "update", "cancel", "erase"};
 
 Value bytes_value(std::span<const std::uint8_t> b) {
   return Value::bytes(Bytes(b.begin(), b.end()));
@@ -41,8 +41,9 @@ SignedClaims read_claims(const MapReader& r) {
   const Field kind = r.field("kind");
   c.kind = kind.text(16);
   if (std::find(kKinds.begin(), kKinds.end(), c.kind) == kKinds.end()) {
-    kind.reject("unknown kind '" + c.kind +
-                "' (expected one of: task, config, model, ack, verdict, update, cancel)");
+    std::string expected;
+    for (std::string_view k : kKinds) expected += (expected.empty() ? "" : ", ") + std::string(k);
+    kind.reject("unknown kind '" + c.kind + "' (expected one of: " + expected + ")");
   }
   c.message_id = r.field("mid").id();
   c.issued_ts = r.field("iat").uint();

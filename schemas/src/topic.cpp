@@ -9,13 +9,14 @@ namespace {
 
 using schemas::Error;
 
-constexpr std::array<std::pair<UpKind, std::string_view>, 6> kUpKinds{{
+constexpr std::array<std::pair<UpKind, std::string_view>, 7> kUpKinds{{
     {UpKind::state, "state"},
     {UpKind::metrics, "metrics"},
     {UpKind::result, "result"},
     {UpKind::decision, "decision"},
     {UpKind::alert, "alert"},
     {UpKind::link, "link"},
+    {UpKind::erasure, "erasure"},
 }};
 constexpr std::array<std::pair<DownKind, std::string_view>, 7> kDownKinds{{
     {DownKind::task, "task"},
@@ -25,6 +26,7 @@ constexpr std::array<std::pair<DownKind, std::string_view>, 7> kDownKinds{{
     {DownKind::verdict, "verdict"},
     {DownKind::update, "update"},
     {DownKind::cancel, "cancel"},
+    {DownKind::erase, "erase"},
 }};
 constexpr std::array<std::pair<CloudKind, std::string_view>, 4> kCloudKinds{{
     {CloudKind::workload, "workload"},

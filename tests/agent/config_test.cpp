@@ -332,10 +332,11 @@ TEST_CASE("identity keys cannot be changed remotely", "[config]") {
     INFO(k.name);
     const bool identity = k.name == "node.id" || k.name == "node.site";
     const bool task_policy = k.name == "tasks.allow" || k.name == "tasks.user" || k.name == "tasks.allow_root";
-    // Identity, task policy, TLS trust, the storage key, the update folder and what
-    // stays in the region (file only) cannot come from a message.
+    // Identity, task policy, TLS trust, the storage key, the update folder, what stays in
+    // the region and what is personal data (file only) cannot come from a message.
     CHECK(k.remote == !(identity || task_policy || k.name.starts_with("mqtt.tls_") || k.name.starts_with("trust.") ||
-                        k.name.starts_with("storage.") || k.name == "update.dir" || k.name.starts_with("residency.")));
+                        k.name.starts_with("storage.") || k.name == "update.dir" || k.name.starts_with("residency.") ||
+                        k.name.starts_with("privacy.")));
     CHECK(k.required == identity);
   }
 }
@@ -446,4 +447,15 @@ TEST_CASE("residency: only the metrics stream can be resident, and only with a r
   CHECK_THAT(parse_error(kIdentity + "residency:\n  streams: [metrics]\n"),
              Catch::EndsWith("residency.region: required when residency.streams names a stream"));
   CHECK_THAT(parse_error(kIdentity + "residency:\n  region: eu/west\n"), Catch::Contains("residency.region: 'eu/west'"));
+}
+
+TEST_CASE("privacy.personal takes sensors and sensor/value items and names a bad one", "[config][privacy]") {
+  const AgentConfig c = parse_ok(kIdentity + "privacy:\n  personal: [cam1/face_count, badge]\n  window_s: 300\n");
+  CHECK(c.privacy.personal == std::vector<std::string>{"cam1/face_count", "badge"});
+  CHECK(c.privacy.window_s == 300);
+  CHECK(parse_error(kIdentity + "privacy:\n  personal: [cam1, cam1/face count]\n") ==
+        "line 5: privacy.personal: item 1: 'cam1/face count': value 'face count': 0x20 is not allowed in an id "
+        "(expected <sensor> or <sensor>/<value>)");
+  CHECK(parse_error(kIdentity + "privacy:\n  window_s: 0\n") ==
+        "line 5: privacy.window_s: value 0 is out of range 1..86400");
 }

@@ -175,3 +175,36 @@ TEST_CASE("an append that returned survives SIGKILL at any moment (20 kills)", "
     REQUIRE(expect == s.next_seq);
   }
 }
+
+TEST_CASE("erase deletes and rewrites records, keeps seqs, and the counters follow", "[outbox][erasure]") {
+  TempDir dir;
+  {
+    auto box = open_outbox(dir.path);
+    for (std::uint64_t i = 1; i <= 4; ++i) REQUIRE(box->append("metrics", Priority::metrics, payload(i)).ok());
+    REQUIRE(box->append("alerts", Priority::alerts, std::string("alert")).ok());
+    // Removes metrics 1 and 2 and the alert, rewrites metrics 4, keeps metrics 3.
+    auto erased = box->erase([](std::string_view stream, std::string_view p) -> ErasureEdit {
+      if (stream == "alerts" || p.starts_with("1:") || p.starts_with("2:")) return {ErasureEdit::Action::remove, {}};
+      if (p.starts_with("4:")) return {ErasureEdit::Action::replace, "4:short"};
+      return {};
+    });
+    REQUIRE(erased.ok());
+    CHECK(erased->removed == 3);
+    CHECK(erased->rewritten == 1);
+  }
+  auto box = open_outbox(dir.path);  // what erase wrote is what a restart finds
+  const auto stats = box->stats();
+  CHECK(stats.at("metrics").count == 2);
+  CHECK(stats.at("metrics").first == 3);  // the gap the drain declares
+  CHECK(stats.at("metrics").bytes == 100 + 7);
+  CHECK(stats.at("metrics").evicted == 0);
+  CHECK(stats.at("alerts").count == 0);
+  CHECK(box->total_bytes() == 107);
+  auto records = box->read("metrics", 0, 10);
+  REQUIRE(records.ok());
+  REQUIRE(records->size() == 2);
+  CHECK((*records)[0].seq == 3);
+  CHECK((*records)[1].seq == 4);
+  CHECK((*records)[1].payload == "4:short");
+  CHECK(box->next_seq("metrics") == 5);
+}

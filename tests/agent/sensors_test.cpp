@@ -229,3 +229,69 @@ TEST_CASE("the agent's error replies are the golden vectors of sensor_error", "[
   }
   CHECK(checked == readings.size());
 }
+
+TEST_CASE("a personal value goes up only as its window's count, mean, min and max", "[agent][sensors][privacy]") {
+  const std::vector<std::string> items{"cam1/face_count", "badge"};
+  auto policy = PrivacyPolicy::parse(items, 60'000, 1);
+  REQUIRE(policy.ok());
+  SensorIngest ingest(128, 32, policy.value());
+  CHECK_FALSE(ingest.accept("cam1", R"({"v":1,"ts":1,"values":{"face_count":3,"lux":200}})", 1'000));
+  CHECK_FALSE(ingest.accept("badge", R"({"v":1,"ts":1,"values":{"id":4711}})", 1'000));
+  std::map<std::string, double> early;
+  ingest.merge_into(early, 2'000);
+  CHECK(early.at("sensor.cam1.lux") == 200);  // not personal: as read
+  CHECK(early.size() == 1);                    // the personal windows are still open
+  CHECK_FALSE(ingest.accept("cam1", R"({"v":1,"ts":1,"values":{"face_count":5}})", 30'000));
+  CHECK_FALSE(ingest.accept("cam1", R"({"v":1,"ts":1,"values":{"face_count":10}})", 50'000));
+  std::map<std::string, double> closed;
+  ingest.merge_into(closed, 61'000);
+  CHECK(closed.count("sensor.cam1.face_count") == 0);
+  CHECK(closed.at("sensor.cam1.face_count.count") == 3);
+  CHECK(closed.at("sensor.cam1.face_count.mean") == 6);
+  CHECK(closed.at("sensor.cam1.face_count.min") == 3);
+  CHECK(closed.at("sensor.cam1.face_count.max") == 10);
+  CHECK(closed.count("sensor.badge.id") == 0);  // a whole personal sensor
+  CHECK(closed.at("sensor.badge.id.count") == 1);
+  std::map<std::string, double> after;
+  ingest.merge_into(after, 200'000);
+  CHECK(after.empty());
+}
+
+TEST_CASE("a personal value's window counts four gauges and its aggregate names must be ids",
+          "[agent][sensors][privacy]") {
+  const std::vector<std::string> items{"s"};
+  SensorIngest ingest(128, 8, PrivacyPolicy::parse(items, 1000, 1).value());
+  CHECK_FALSE(ingest.accept("s", R"({"v":1,"ts":1,"values":{"a":1,"b":2}})", 1));
+  auto refused = ingest.accept("s", R"({"v":1,"ts":1,"values":{"c":1}})", 1);
+  REQUIRE(refused);
+  CHECK(refused->error.field == "reading.values");
+  // "sensor.s." + 52 bytes is 61, an id; with ".count" it is 67, not one.
+  const std::string name(52, 'n');
+  SensorIngest other(128, 32, PrivacyPolicy::parse(items, 1000, 1).value());
+  auto too_long = other.accept("s", R"({"v":1,"ts":1,"values":{")" + name + R"(":1}})", 1);
+  REQUIRE(too_long);
+  CHECK(too_long->error.field == "reading.values." + name);
+}
+
+TEST_CASE("privacy items are a sensor id or sensor/value, and errors name the item", "[agent][sensors][privacy]") {
+  CHECK_FALSE(personal_item_problem("cam1"));
+  CHECK_FALSE(personal_item_problem("cam1/face_count"));
+  const std::vector<std::string> bad{"cam1", "cam1/"};
+  auto p = PrivacyPolicy::parse(bad, 1000, 1);
+  REQUIRE_FALSE(p.ok());
+  CHECK(p.error().path == "privacy.personal");
+  CHECK(p.error().reason.starts_with("item 1: 'cam1/': value '': "));
+  // A sensor named alone stays personal whole when one of its values is named as well.
+  const std::vector<std::string> both{"cam1/face_count", "cam1"};
+  CHECK(PrivacyPolicy::parse(both, 1000, 1)->is_personal("cam1", "lux"));
+}
+
+TEST_CASE("a personal window of fewer than min_readings readings sends its count only", "[agent][sensors][privacy]") {
+  const std::vector<std::string> items{"badge"};
+  SensorIngest ingest(128, 32, PrivacyPolicy::parse(items, 1000, 3).value());
+  CHECK_FALSE(ingest.accept("badge", R"({"v":1,"ts":1,"values":{"id":4711}})", 1));
+  CHECK_FALSE(ingest.accept("badge", R"({"v":1,"ts":1,"values":{"id":4712}})", 2));
+  std::map<std::string, double> extra;
+  ingest.merge_into(extra, 5000);
+  CHECK(extra == std::map<std::string, double>{{"sensor.badge.id.count", 2}});
+}

@@ -189,7 +189,7 @@ TEST_CASE("a subscription the broker's ACL denies fails readiness, is counted an
     out << "user nova-cloud\n"
         << "topic readwrite nova/v1/up/+/state\ntopic readwrite nova/v1/up/+/link\n"
         << "topic readwrite nova/v1/up/+/result\ntopic readwrite nova/v1/up/+/metrics\n"
-        << "topic readwrite nova/v1/up/+/decision\n"
+        << "topic readwrite nova/v1/up/+/decision\ntopic readwrite nova/v1/up/+/erasure\n"
         << (alerts_readable ? "topic readwrite nova/v1/up/+/alert\n" : "topic write nova/v1/up/+/alert\n")
         << "topic readwrite nova/v1/cloud/#\ntopic readwrite nova/v1/down/#\n";
   };

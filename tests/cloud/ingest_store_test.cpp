@@ -244,3 +244,50 @@ TEST_CASE("minute aggregates and retention sweep", "[cloud][store]") {
   CHECK(store.value()->samples("n1", kT0 + 90 * 60'000, kT0 + 200 * 60'000).size() == 60);
   CHECK(store.value()->aggregates("n1", 0, kT0 + 60'000).size() == 1);
 }
+
+TEST_CASE("erasing a sensor rewrites the raw batches without its gauges; erasing a node leaves nothing",
+          "[cloud][store][erasure]") {
+  TempDir dir;
+  StoreOptions o;
+  o.dir = dir.path;
+  auto opened = IngestStore::open(o);
+  REQUIRE(opened.ok());
+  IngestStore& store = *opened.value();
+  schemas::MetricsBatch batch;
+  batch.position = {"n1", "metrics", 1, std::nullopt};
+  schemas::MetricSample s;
+  s.ts = 1'732'650'000'000;
+  s.cpu_pct = 10;
+  // cam10 is another sensor; cam1.x extends cam1's id with '.', so shares its gauge prefix.
+  s.extra = {{"sensor.cam1.temp", 21.5}, {"sensor.cam1.x.temp", 7}, {"sensor.cam10.temp", 3}, {"load5", 1}};
+  batch.samples = {s};
+  const schemas::Bytes bytes = schemas::encode_cbor(batch);
+  IngestRecord r;
+  r.kind = IngestRecord::Kind::metrics;
+  r.position = batch.position;
+  r.payload.assign(bytes.begin(), bytes.end());
+  r.received = s.ts;
+  r.batch = &batch;
+  REQUIRE(store.admit(std::vector<IngestRecord>{r}).ok());
+
+  auto sensor = store.erase("n1", std::string("cam1"));
+  REQUIRE(sensor.ok());
+  CHECK(sensor->at("raw") == 1);
+  CHECK(sensor->at("downsampled") == 0);  // minute aggregates hold core gauges only
+  const auto kept = store.samples("n1", 0, s.ts + 1);
+  REQUIRE(kept.size() == 1);
+  CHECK(kept[0].extra == std::map<std::string, double>{{"sensor.cam10.temp", 3}, {"load5", 1}});
+  CHECK(store.aggregates("n1", 0, s.ts + 1).size() == 1);
+
+  auto node = store.erase("n1", std::nullopt);
+  REQUIRE(node.ok());
+  CHECK(node->at("raw") == 1);
+  CHECK(node->at("downsampled") == 1);
+  CHECK(store.samples("n1", 0, s.ts + 1).empty());
+  CHECK(store.aggregates("n1", 0, s.ts + 1).empty());
+  // The watermark stays: a resent record is still a duplicate, not stored again.
+  CHECK(store.watermark("n1", "metrics") == 1);
+  auto again = store.admit(std::vector<IngestRecord>{r});
+  REQUIRE(again.ok());
+  CHECK(again.value()[0].duplicate);
+}

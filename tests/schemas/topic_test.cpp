@@ -51,13 +51,13 @@ TEST_CASE("parse inverts every builder", "[topic]") {
   CHECK(std::get<CloudTopic>(*t).kind == CloudKind::cluster);
 
   for (UpKind k : {UpKind::state, UpKind::metrics, UpKind::result, UpKind::decision, UpKind::alert,
-                   UpKind::link}) {
+                   UpKind::link, UpKind::erasure}) {
     auto p = parse(up(id("n"), k));
     REQUIRE(p.ok());
     CHECK(std::get<UpTopic>(*p).kind == k);
   }
   for (DownKind k : {DownKind::task, DownKind::config, DownKind::model, DownKind::ack, DownKind::verdict, DownKind::update,
-                     DownKind::cancel}) {
+                     DownKind::cancel, DownKind::erase}) {
     auto p = parse(down(path("c/r"), id("n"), k));
     REQUIRE(p.ok());
     CHECK(std::get<DownTopic>(*p).kind == k);

@@ -115,7 +115,7 @@ TEST_CASE("the envelope decoder names the member at fault", "[security][control]
   claims.kind = "command";
   CHECK(reason_of(sign_control(key, claims, kMessage)) ==
         "signed.payload.kind: unknown kind 'command' (expected one of: task, config, model, ack, "
-        "verdict, update, cancel)");
+        "verdict, update, cancel, erase)");
   claims = kClaims;
   claims.site = "cloud//x";
   CHECK(reason_of(sign_control(key, claims, kMessage)) ==

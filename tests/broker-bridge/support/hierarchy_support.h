@@ -136,6 +136,26 @@ inline void enrol_operators(const std::filesystem::path& pki_dir, const std::vec
   }
 }
 
+// Issues sensor.<node>.<sensor> for each "<node>.<sensor>" of `names` not yet in the PKI
+// folder `pki_dir`; a render after this lets each write its own sensor topic at its
+// node's site (docs/broker-hierarchy.md, "The ACL").
+inline void enrol_sensors(const std::filesystem::path& pki_dir, const std::vector<std::string>& names) {
+  if (names.empty()) return;
+  auto opened = security::Pki::open(pki_dir);
+  if (!opened) throw std::runtime_error("Pki::open: " + opened.error().message());
+  security::Pki pki = std::move(opened).value();
+  for (const std::string& name : names) {
+    if (pki.has_identity("sensor." + name)) continue;
+    security::IssueRequest request;
+    request.role = security::Role::sensor;
+    request.name = name;
+    request.region = "cloud";
+    if (auto issued = pki.issue(request); !issued) {
+      throw std::runtime_error("issuing sensor '" + name + "': " + issued.error().message());
+    }
+  }
+}
+
 // A running hierarchy with its run directory and event record. Members are destroyed in
 // reverse order: the hierarchy (brokers stopped) before the directory is removed.
 struct RunningHierarchy {
@@ -199,12 +219,15 @@ struct RunningHierarchy {
 // nova-bridge renders by default) it first makes the PKI in <run dir>/pki
 // (bridge::prepare_pki: every identity of the topology, nova-cloud and the link monitor)
 // and enrols `operators` there as operator.<name>, so the rendered ACLs let each of them
-// read nova/v1/up/# at every broker. Plaintext is the explicit insecure mode, kept for
+// read nova/v1/up/# at every broker, and `sensors` ("<node>.<sensor>") as
+// sensor.<node>.<sensor>, each allowed to write its reading topic. `mosquitto_acl_file`: the
+// brokers use Mosquitto's acl_file instead of the ACL plugin (the benchmark's baseline). Plaintext is the explicit insecure mode, kept for
 // the benchmark's named TLS/plaintext comparison and for tests not converted yet.
 inline std::unique_ptr<RunningHierarchy> start_hierarchy(const tiers::Topology& topology,
                                                          const std::string& prefix,
                                                          Transport transport = Transport::mutual_tls,
                                                          const std::vector<std::string>& operators = {},
+                                                         const std::vector<std::string>& sensors = {},
                                                          bool mosquitto_acl_file = false) {
   auto running = std::make_unique<RunningHierarchy>(prefix, transport);
   bridge::HierarchyOptions options;
@@ -219,6 +242,7 @@ inline std::unique_ptr<RunningHierarchy> start_hierarchy(const tiers::Topology& 
       throw std::runtime_error("prepare_pki: " + made.error().message());
     }
     enrol_operators(options.pki_dir, operators);
+    enrol_sensors(options.pki_dir, sensors);
   }
   options.on_event = [events = running->events](const bridge::HierarchyEvent& event) {
     events->add(event);

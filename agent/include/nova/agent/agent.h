@@ -101,6 +101,8 @@ struct AgentOptions {
   // the "alerts" and "decisions" streams; a retained model on the node's down model
   // topic replaces the z-score parameters.
   DecisionOptions decisions;
+  // Which sensor values are personal (sensors.h): only their window aggregates go up.
+  PrivacyPolicy privacy;
   // Called on the loop thread with each valid retained config pushed down; the caller
   // validates it against its config and calls reconfigure() with the outcome.
   std::function<void(const schemas::Config&)> on_remote_config;
@@ -189,6 +191,7 @@ struct AgentCounters {
   // launcher to start them), offers or bundles refused (each also sent up as an alert).
   std::uint64_t updates_staged = 0;
   std::uint64_t updates_refused = 0;
+  std::uint64_t erasures = 0;  // erasure requests applied (each reported upward)
   std::uint64_t control_refused() const {
     return control_unsigned + control_untrusted + control_misaddressed + control_expired + control_not_yet_valid +
            control_replayed + control_stale;
@@ -270,6 +273,9 @@ class Agent {
   std::optional<std::string> admit_control(const std::string& topic, topics::DownKind kind, const std::string& payload);
   void on_model(const std::string& topic, const std::string& payload);
   void on_update_offer(const std::string& topic, const std::string& payload);
+  // A signed erasure request (docs/agent.md, Erasure): deletes the node's records, or
+  // one sensor's gauges, from the outbox and memory, and reports the counts upward.
+  void on_erase(const std::string& topic, const std::string& payload);
   void on_bundle_chunk(std::string_view index, const std::string& payload);
   // A refused offer or bundle: counted, logged and sent up as an alert ("update").
   void refuse_update(const schemas::UpdateOffer& offer, const std::string& detail);

@@ -145,7 +145,14 @@ struct AgentConfig {
     std::vector<std::string> streams;
     friend bool operator==(const Residency&, const Residency&) = default;
   } residency;
-    struct Update {
+  // Personal sensor data (sensors.h, PrivacyPolicy): only aggregates of it go upward. File only.
+  struct Privacy {
+    std::vector<std::string> personal;  // "<sensor>" or "<sensor>/<value>"
+    std::uint32_t window_s = 60;        // one count/mean/min/max per personal value per window
+    std::uint32_t min_readings = 3;     // a window of fewer sends its count only
+    friend bool operator==(const Privacy&, const Privacy&) = default;
+  } privacy;
+  struct Update {
     // The installation folder the launcher (firmware/nova-agent-launch) runs versions
     // from; empty: over-the-air updates are refused (docs/agent.md, Updates).
     std::string dir;

@@ -1,5 +1,5 @@
 // The agent's door for downward control messages (tasks, configs, models, acks, verdicts,
-// update offers).
+// update offers, erasure requests).
 //
 // Each one must come in a COSE_Sign1 envelope (nova/schemas/signed.h) signed by a key the
 // agent trusts, addressed to this node, this site and the topic's kind, and valid now
@@ -9,7 +9,7 @@
 //
 //  - one-shot kinds (task, ack, verdict): every accepted message id until its expiry
 //    (+ skew); the same id again is refused as replayed;
-//  - retained kinds (config, model, update): the issue time and id of the message in force. An
+//  - retained kinds (config, model, update, erase): the issue time and id of the message in force. An
 //    older one is refused as stale; the same one again (the broker re-sends retained
 //    messages on every reconnect) is a duplicate, let in once per run of the agent so a
 //    restarted agent puts it back in force, and ignored after that.

@@ -14,6 +14,9 @@
 //     (metrics before alerts before decisions before task results); evictions are
 //     counted per stream and reported upward by the agent, so a consumer can tell a
 //     gap caused by eviction from a loss. A record larger than the cap is refused.
+//   - erase() deletes or rewrites records on request (an erasure of personal data,
+//     docs/agent.md "Erasure"): a deleted record leaves a gap like an evicted one, a
+//     rewritten one keeps its seq.
 //   - Opening reads only the per-stream counter records (a handful of keys), never the
 //     records themselves, so start-up time does not grow with the backlog.
 // Not thread-safe: one owner thread (the agent's main loop) calls it.
@@ -21,6 +24,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -49,6 +53,18 @@ struct OutboxOptions {
   int max_open_files = 32;
   // Encryption at rest (storage.h): records and counters sealed with this key.
   StorageOptions storage{};
+};
+
+// What an erasure does to one stored record.
+struct ErasureEdit {
+  enum class Action { keep, remove, replace };
+  Action action = Action::keep;
+  std::string replacement;  // replace: the record's new payload (same seq)
+};
+using ErasureFilter = std::function<ErasureEdit(std::string_view stream, std::string_view payload)>;
+struct Erased {
+  std::uint64_t removed = 0;    // records deleted (a record that does not open is deleted too)
+  std::uint64_t rewritten = 0;  // records stored again without what was erased
 };
 
 struct OutboxRecord {
@@ -80,6 +96,10 @@ class Outbox {
   // Deletes the records of `stream` with seq <= watermark. Watermarks only move
   // forward; an older or repeated ack is a no-op.
   Status ack(std::string_view stream, std::uint64_t watermark);
+
+  // Applies `filter` to every stored record of every stream, in one synced write.
+  // Removed records are not counted as evicted; stats() follows (count, bytes, first).
+  Result<Erased> erase(const ErasureFilter& filter);
 
   // Up to `max` stored records of `stream` with seq > after, in seq order. A sealed
   // record that does not open (a changed byte, moved, another key) is reported to

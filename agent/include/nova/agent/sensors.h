@@ -27,6 +27,17 @@
 // Every reply is valid for its schema: field and reason are valid UTF-8 (bytes quoted
 // from the input are escaped as \xNN) and cut to the schema's sizes.
 //
+// Personal data (docs/agent.md, "Personal data"): a PrivacyPolicy marks values of a
+// sensor, or every value of it, personal. A personal value never goes into a sample as
+// read: its readings are folded into a window of PrivacyPolicy::window, and only when the
+// window has passed do four derived gauges go up, "sensor.<sensor>.<name>.count",
+// ".mean", ".min" and ".max" (the readings in the window, their mean, least and greatest
+// value). A window of fewer than PrivacyPolicy::min_readings readings sends its count
+// only: the mean of one reading is that reading. The personal value's own gauge "sensor.<sensor>.<name>" is never written. A
+// window open for a personal value counts four gauges against the limits above, and its
+// gauge names (the longest is ".count") must be ids too (else the reading is refused
+// naming the value).
+//
 // SensorReplies queues those replies for the agent's loop: every refused reading gets
 // its reply unless its sensor already has max_per_sensor replies waiting (then the
 // newest is dropped and counted), and waiting replies go out one sensor at a time in
@@ -37,12 +48,16 @@
 
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <map>
 #include <optional>
+#include <set>
+#include <span>
 #include <string>
 #include <string_view>
 
 #include "nova/schemas/messages.h"
+#include "nova/schemas/result.h"
 
 namespace nova::agent {
 
@@ -51,12 +66,29 @@ struct SensorCounters {
   std::uint64_t refused = 0;
 };
 
+// Which sensor values are personal, from the agent's privacy.personal items:
+// "<sensor>" marks every value of that sensor, "<sensor>/<value>" one value ('/' is
+// never part of an id, so the two cannot be confused).
+struct PrivacyPolicy {
+  std::map<std::string, std::set<std::string>> personal;  // sensor -> values; empty: all
+  schemas::Timestamp window_ms = 60'000;                   // one aggregate per window
+  std::uint64_t min_readings = 3;                          // fewer in a window: count only
+
+  bool is_personal(const std::string& sensor, const std::string& value) const;
+  // The policy of `items`; the error names the item ("item 2: ...").
+  static schemas::Result<PrivacyPolicy> parse(std::span<const std::string> items, schemas::Timestamp window_ms,
+                                              std::uint64_t min_readings);
+};
+// Why `item` is not "<sensor>" or "<sensor>/<value>" with both parts ids; nullopt: it is.
+std::optional<std::string> personal_item_problem(std::string_view item);
+
 class SensorIngest {
  public:
   // Gauges kept between two samples: at most max_gauges in all (a sample holds at most
   // 256 extra gauges in all), at most max_gauges_per_sensor for one sensor.
-  explicit SensorIngest(std::size_t max_gauges = 128, std::size_t max_gauges_per_sensor = 32)
-      : max_gauges_(max_gauges), max_gauges_per_sensor_(max_gauges_per_sensor) {}
+  explicit SensorIngest(std::size_t max_gauges = 128, std::size_t max_gauges_per_sensor = 32,
+                        PrivacyPolicy privacy = {})
+      : max_gauges_(max_gauges), max_gauges_per_sensor_(max_gauges_per_sensor), privacy_(std::move(privacy)) {}
 
   struct Refusal {
     schemas::SensorError error;
@@ -67,15 +99,34 @@ class SensorIngest {
 
   // Adds "sensor.<sensor>.<name>" = latest value to `extra` (never beyond 256 entries)
   // and forgets them: a gauge appears in the samples that follow a reading, not forever.
-  void merge_into(std::map<std::string, double>& extra);
+  // Adds the aggregates of the personal windows that have passed by `now` (the default
+  // closes every window) and forgets those windows.
+  void merge_into(std::map<std::string, double>& extra,
+                  schemas::Timestamp now = std::numeric_limits<schemas::Timestamp>::max());
+
+  // Drops what waits of `sensor` (nullopt: of every sensor), latest values and personal
+  // windows, for an erasure; returns how many gauges were dropped.
+  std::uint64_t forget(const std::optional<std::string>& sensor);
 
   const SensorCounters& counters() const { return counters_; }
 
  private:
+  // The readings of one personal value in its window.
+  struct Window {
+    std::string sensor;
+    schemas::Timestamp opened = 0;
+    std::uint64_t count = 0;
+    double sum = 0, min = 0, max = 0;
+  };
+  static constexpr std::size_t kGaugesPerWindow = 4;  // count, mean, min, max
+  std::size_t gauges_waiting() const { return latest_.size() + kGaugesPerWindow * windows_.size(); }
+
   std::size_t max_gauges_;
   std::size_t max_gauges_per_sensor_;
+  PrivacyPolicy privacy_;
   std::map<std::string, double> latest_;
-  std::map<std::string, std::size_t> gauges_of_;  // per sensor: its gauges in latest_
+  std::map<std::string, Window> windows_;         // by the personal value's gauge name
+  std::map<std::string, std::size_t> gauges_of_;  // per sensor: its gauges in latest_ and windows_
   SensorCounters counters_;
 };
 

@@ -41,6 +41,15 @@
 // for subscribers: a broker that loses its retained store (in memory, a lost disk) must
 // not make nova-cloud forget them. They are never swept.
 //
+// A corrupt watermark (it does not open, or is not 8 bytes) is never taken as 0, which
+// would store every record the agent still resends a second time and leave its next one
+// waiting behind a gap: it is rebuilt from the stream's stored records, as the highest
+// seq stored and not pending (every such seq is <= the lost watermark), written back,
+// and counted (watermarks_recovered). It can only come out lower than the lost one when
+// the stream's newest records were swept by retention, declared gone, or stored by
+// another instance; the records the agent holds above it then wait as pending until an
+// ack of another instance or a record declaring "first" moves it (docs/cloud.md).
+//
 // Retention: raw metric batches are kept for `raw_retention`, per-minute aggregates
 // (count/min/mean/max of the core gauges) for `downsampled_retention`; sweep() deletes
 // what is older. Task results, decisions and alerts are kept until sweep()'s
@@ -55,6 +64,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
@@ -94,7 +104,8 @@ struct StoreOptions {
 // One decoded upward record, ready to store. `payload` is what arrived on the wire and is
 // stored as is (the history keeps CBOR).
 struct IngestRecord {
-  enum class Kind { metrics, result, decision, alert };
+  // erasure: a node's report of an erasure (erasures.h); only its position is kept.
+  enum class Kind { metrics, result, decision, alert, erasure };
   Kind kind = Kind::metrics;
   schemas::StreamPosition position;
   std::string payload;
@@ -139,6 +150,7 @@ struct StoreCounters {
   std::uint64_t skipped = 0;     // seqs never stored that the sender declared gone ("first")
   std::uint64_t too_far_ahead = 0;  // records refused: seq beyond watermark + max_seq_ahead
   std::uint64_t corrupt = 0;        // stored values that did not open (sealed store), deleted
+  std::uint64_t watermarks_recovered = 0;  // corrupt watermarks rebuilt from the stored records
 };
 
 // Thread-safe: one ingest thread admits while API threads query.
@@ -177,6 +189,14 @@ class IngestStore {
   // Every cloud record kept, ordered by kind then id.
   std::vector<CloudRecord> cloud_records();
 
+  // Erasure (erasures.h): deletes every raw batch, minute aggregate, task result,
+  // decision and alert of `node` or, with `sensor`, rewrites each raw batch without the
+  // gauges "sensor.<sensor>.*" and deletes the alerts about them (minute aggregates hold
+  // only the core gauges, decisions the gauges they saw: rewritten likewise). Watermarks
+  // and dedup markers stay: they hold sequence numbers, not data, and keep a resent
+  // record a duplicate. Counts by part: raw, downsampled, results, decisions, alerts.
+  Result<std::map<std::string, std::uint64_t>> erase(const std::string& node, const std::optional<std::string>& sensor);
+
   // Deletes history older than the retention periods, measured back from `now`.
   // Returns the number of entries deleted.
   std::uint64_t sweep(Timestamp now);
@@ -187,6 +207,10 @@ class IngestStore {
   struct StreamState;
   explicit IngestStore(const StoreOptions& options);
   StreamState& stream(const std::string& node, const std::string& stream);
+  // The highest seq of `stream` stored here and not in `pending` (0: none): what a lost
+  // watermark is rebuilt from.
+  std::uint64_t highest_stored(const std::string& node, const std::string& stream,
+                               const std::set<std::uint64_t>& pending);
   void put_sealed(leveldb::WriteBatch& batch, const std::string& key, std::string_view value) const;
   // The value under `key`, or nullopt after reporting, counting and deleting it.
   std::optional<std::string> opened(const leveldb::Slice& key, const leveldb::Slice& value);

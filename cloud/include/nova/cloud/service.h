@@ -57,6 +57,7 @@ class AuditLog;
 namespace nova::cloud {
 
 class Rollouts;
+class Erasures;
 class Workloads;
 
 using LogFn = std::function<void(const char* level, const std::string& event, const std::string& fields)>;
@@ -158,6 +159,7 @@ class CloudService {
   IngestStore& store() { return *store_; }
   Workloads& workloads() { return *workloads_; }
   Rollouts& rollouts() { return *rollouts_; }
+  Erasures& erasures() { return *erasures_; }
   const CloudOptions& options() const { return options_; }
 
   // Waits until `pred` holds on the current node table (tests, readiness).
@@ -176,6 +178,7 @@ class CloudService {
   std::unique_ptr<IngestStore> store_;
   std::unique_ptr<Workloads> workloads_;
   std::unique_ptr<Rollouts> rollouts_;
+  std::unique_ptr<Erasures> erasures_;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -294,6 +294,29 @@ struct UpdateOffer {
 inline constexpr std::uint64_t kBundleChunkBytes = 128 * 1024;
 
 // ---------------------------------------------------------------------------------------
+// Erasure (schemas/cddl/erasure.cddl): nova-cloud asks a node to delete every record it
+// holds of itself, or of one of its sensors (retained, signed, kind "erase"); the node
+// answers with what it deleted, as a record of its "erasures" stream (up kind "erasure").
+
+struct ErasureRequest {
+  std::string erasure_id;             // "erasure_id": an id
+  std::string node;                   // "node"
+  std::optional<std::string> sensor;  // "sensor": absent: everything of the node
+  Timestamp ts = 0;                   // "ts"
+
+  friend bool operator==(const ErasureRequest&, const ErasureRequest&) = default;
+};
+
+struct ErasureReport {
+  StreamPosition position;                      // stream "erasures"
+  std::string erasure_id;                       // "erasure_id": the request's
+  Timestamp ts = 0;                             // "ts": when the node had erased
+  std::map<std::string, std::uint64_t> counts;  // "counts": store -> records deleted or rewritten, <= 16
+
+  friend bool operator==(const ErasureReport&, const ErasureReport&) = default;
+};
+
+// ---------------------------------------------------------------------------------------
 // End-to-end acknowledgement: the cloud has durably stored every record of each named
 // stream of this node up to and including the watermark seq.
 

@@ -69,8 +69,8 @@ class SitePath {
   std::vector<Id> sites_;
 };
 
-enum class UpKind { state, metrics, result, decision, alert, link };
-enum class DownKind { task, config, model, ack, verdict, update, cancel };
+enum class UpKind { state, metrics, result, decision, alert, link, erasure };
+enum class DownKind { task, config, model, ack, verdict, update, cancel, erase };
 // instance: a running nova-cloud's presence (retained "1", cleared by its will).
 enum class CloudKind { workload, placement, cluster, instance };
 

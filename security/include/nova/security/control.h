@@ -1,7 +1,7 @@
 // Signed control messages: nova-cloud signs every downward message (task, config, model,
-// ack, verdict, update offer, task cancel) in a COSE_Sign1 envelope (nova/schemas/signed.h); an agent
-// checks the signature against the keys it trusts and the claims against itself and its
-// clock.
+// ack, verdict, update offer, task cancel, erasure request) in a COSE_Sign1 envelope
+// (nova/schemas/signed.h); an agent checks the signature against the keys it trusts and
+// the claims against itself and its clock.
 //
 //   Bytes env = sign_control(key, {node, site, "task", mid, now, now + ttl}, task_cbor);
 //   ControlCheck c = check_control(env, trusted, {node, site, "task", now_ms, skew_ms});
