@@ -48,6 +48,20 @@ constexpr std::size_t kBatchOptions = 16;
 constexpr std::size_t kSmallBatchNodes = 256;
 // Upper limit of node evaluations the local search may spend (bounds large batches).
 constexpr std::size_t kSearchBudget = 20'000'000;
+// The exact neighbourhood solve: at most this many workloads per neighbourhood (its
+// search tree has at most (nodes + 1)^this leaves), triples of nodes while the batch
+// has at most kHoodTripleNodes candidate nodes, pairs up to kHoodPairNodes; above that
+// only the neighbourhoods of unplaced workloads.
+constexpr std::size_t kHoodWorkloads = 9;
+constexpr std::size_t kHoodTripleNodes = 24;
+constexpr std::size_t kHoodPairNodes = 96;
+constexpr std::size_t kWholeNodes = 6;
+
+// The batch objective is lexicographic: more placed workloads first, then a higher total
+// score. A step improves it when it places more, or as many and scores more than rounding.
+bool improves(int placed_gain, double score_gain) {
+  return placed_gain > 0 || (placed_gain == 0 && score_gain > kImprove);
+}
 
 // Added to the node-level bounds (which are computed in a different order than the
 // scores): larger than any rounding difference on 0..100, so a bound is never below the
@@ -750,7 +764,11 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
       before += value(b, members[b], load[b]);
       after += value(b, mem_b, load_b);
     }
-    if (after - before <= kImprove) return false;
+    // Placed count first (docs/placement.md, "Objective"): wa is placed before when a is
+    // a node and after when b is; wb goes the other way.
+    int gained = (b != kNone) - (a != kNone);
+    if (wb != kNone) gained -= (b != kNone) - (a != kNone);
+    if (!improves(gained, after - before)) return false;
     if (a != kNone) {
       members[a] = mem_a;
       load[a] = load_a;
@@ -836,7 +854,13 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
           }
           double delta = 0;
           for (const auto& [t, v] : before) delta += value(t, members[t], load[t]) - v;
-          if (delta > kImprove) return true;
+          int gained = 0;  // each moved workload once: where it was first, where it is
+          for (std::size_t i = 0; i < log.size(); ++i) {
+            const bool first = std::none_of(log.begin(), log.begin() + static_cast<std::ptrdiff_t>(i),
+                                            [&](const Change& c) { return c.w == log[i].w; });
+            if (first) gained += (assign[log[i].w] != kNone) - (log[i].from != kNone);
+          }
+          if (improves(gained, delta)) return true;
         }
         for (auto it = log.rbegin(); it != log.rend(); ++it) relocate(it->w, it->from, false);
       }
@@ -844,6 +868,7 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
     return false;
   };
 
+  auto local_search = [&] {
   for (bool improved = true; improved && spent < kSearchBudget;) {
     improved = false;
     for (std::uint32_t w : order) {
@@ -869,6 +894,131 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
       }
     }
   }
+  };
+
+  // 3b. Exact solve of small neighbourhoods. Some improvements need three or more
+  // coordinated moves (a cycle over three nodes, or two moves that make room for an
+  // unplaced workload): moves, swaps and ejection each change at most two workloads' nodes
+  // at a time and stop before them. A neighbourhood is two or three nodes with every
+  // workload on them and every unplaced workload that could go there; it is solved
+  // exactly by depth-first search (each workload on one of its nodes or unplaced,
+  // capacity checked at every step, pruned by an upper bound on the score) and the best
+  // assignment replaces the current one when it improves the objective.
+  auto option_upper = [&](std::uint32_t w, std::uint32_t n) {
+    ScoreBreakdown b = option(w, n)->fixed;
+    b.resource = resource_upper(slots[n].f.res_mult);
+    return total(b) + kBoundSlack;
+  };
+  auto solve_hood = [&](const std::vector<std::uint32_t>& nodes) {
+    std::vector<std::uint32_t> hood;
+    for (std::uint32_t n : nodes) hood.insert(hood.end(), members[n].begin(), members[n].end());
+    for (std::uint32_t w : order) {
+      if (assign[w] != kNone) continue;
+      if (std::any_of(nodes.begin(), nodes.end(), [&](std::uint32_t n) { return option(w, n) != nullptr; })) {
+        hood.push_back(w);
+      }
+    }
+    if (hood.empty() || hood.size() > kHoodWorkloads) return false;
+    const std::size_t H = hood.size(), K = nodes.size();
+    int placed_now = 0;
+    double score_now = 0;
+    for (std::uint32_t w : hood) placed_now += assign[w] != kNone;
+    for (std::uint32_t n : nodes) score_now += value(n, members[n], load[n]);
+    // best_rest[i]: an upper bound on what hood[i..] can add.
+    std::vector<double> best_rest(H + 1, 0);
+    for (std::size_t i = H; i-- > 0;) {
+      double u = 0;
+      for (std::uint32_t n : nodes) {
+        if (option(hood[i], n)) u = std::max(u, option_upper(hood[i], n));
+      }
+      best_rest[i] = best_rest[i + 1] + u;
+    }
+    std::vector<std::vector<std::uint32_t>> mem(K);
+    std::vector<std::array<std::uint64_t, 3>> l(K, {0, 0, 0});
+    std::vector<std::uint32_t> pick(H, kNone), hood_pick;
+    int hood_placed = placed_now;
+    double hood_score = score_now + kImprove;  // must beat the current assignment
+    auto dfs = [&](auto&& self, std::size_t i, int placed, double bound) -> void {
+      if (++spent >= kSearchBudget) return;
+      const int can_place = placed + static_cast<int>(H - i);
+      if (can_place < hood_placed) return;
+      if (can_place == hood_placed && bound + best_rest[i] <= hood_score) return;
+      if (i == H) {
+        double v = 0;
+        for (std::size_t k = 0; k < K; ++k) v += value(nodes[k], mem[k], l[k]);
+        if (placed > hood_placed || v > hood_score) {
+          hood_placed = placed;
+          hood_score = v;
+          hood_pick = pick;
+        }
+        return;
+      }
+      const std::uint32_t w = hood[i];
+      for (std::size_t k = 0; k < K; ++k) {
+        if (!option(w, nodes[k])) continue;
+        auto next = l[k];
+        for (std::size_t d = 0; d < 3; ++d) next[d] += qs[w].req[d];
+        if (!fits(nodes[k], next)) continue;
+        std::swap(l[k], next);
+        mem[k].push_back(w);
+        pick[i] = nodes[k];
+        self(self, i + 1, placed + 1, bound + option_upper(w, nodes[k]));
+        mem[k].pop_back();
+        std::swap(l[k], next);
+      }
+      pick[i] = kNone;
+      self(self, i + 1, placed, bound);
+    };
+    dfs(dfs, 0, 0, 0.0);
+    if (hood_pick.empty()) return false;
+    for (std::size_t i = 0; i < H; ++i) relocate(hood[i], kNone, false);
+    for (std::size_t i = 0; i < H; ++i) relocate(hood[i], hood_pick[i], false);
+    return true;
+  };
+  // The nodes some workload could use, in slot order.
+  std::vector<std::uint32_t> active;
+  {
+    std::vector<bool> seen(slots.size(), false);
+    for (std::uint32_t w : order) {
+      for (const Option& o : options[w]) seen[o.slot] = true;
+    }
+    for (std::uint32_t n = 0; n < slots.size(); ++n) {
+      if (seen[n]) active.push_back(n);
+    }
+  }
+  auto exact_hoods = [&] {
+    bool improved = false;
+    const std::size_t A = active.size();
+    // A batch this small is one neighbourhood: solved exactly as a whole.
+    if (A <= kWholeNodes && W <= kHoodWorkloads && solve_hood(active)) improved = true;
+    for (std::size_t i = 0; i < A && spent < kSearchBudget; ++i) {
+      if (A > kHoodPairNodes) break;
+      for (std::size_t j = i + 1; j < A && spent < kSearchBudget; ++j) {
+        if (solve_hood({active[i], active[j]})) improved = true;
+        if (A > kHoodTripleNodes) continue;
+        for (std::size_t k = j + 1; k < A && spent < kSearchBudget; ++k) {
+          if (solve_hood({active[i], active[j], active[k]})) improved = true;
+        }
+      }
+    }
+    // Large batches: the neighbourhoods of each unplaced workload, its best two options
+    // with each other node it could use.
+    if (A > kHoodPairNodes) {
+      for (std::uint32_t w : order) {
+        if (assign[w] != kNone) continue;
+        for (std::size_t o = 0; o < std::min<std::size_t>(2, options[w].size()); ++o) {
+          for (const Option& p : options[w]) {
+            if (spent >= kSearchBudget) return improved;
+            if (p.slot != options[w][o].slot && solve_hood({options[w][o].slot, p.slot})) improved = true;
+          }
+        }
+      }
+    }
+    return improved;
+  };
+  do {
+    local_search();
+  } while (spent < kSearchBudget && exact_hoods());
 
   // 4. Final breakdowns on the final state, and failover lists on it.
   for (std::uint32_t n = 0; n < slots.size(); ++n) {
