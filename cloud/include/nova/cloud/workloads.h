@@ -25,7 +25,9 @@
 // triggers (utilisation with hysteresis, thermal, maintenance window, flapping
 // connectivity, cost) and moves a workload placed at least the dwell time ago, within
 // the per-node cap, with a MigrationPlan when another node passes every hard constraint;
-// if the target fails to start, the plan rolls back to the source. There is no
+// if the target fails to start, the plan rolls back to the source. The re-optimiser
+// (reoptimiser.h) moves owned workloads toward the batch optimum within the same limits
+// (dwell time, per-node cap) and its own budget per round. There is no
 // task-cancel message yet, so failover and migration start a new run and an old run on
 // a node that is still alive runs to completion.
 //
@@ -72,6 +74,7 @@
 
 #include "nova/cloud/live_topology.h"
 #include "nova/cloud/migration.h"
+#include "nova/cloud/reoptimiser.h"
 #include "nova/schemas/messages.h"
 #include "nova/schemas/result.h"
 #include "nova/schemas/topic.h"
@@ -131,6 +134,9 @@ struct WorkloadCounters {
   std::uint64_t succeeded = 0;
   std::uint64_t failed = 0;
   std::uint64_t last_failover_recovery_ms = 0;  // loss seen -> replacement run started
+  std::uint64_t batches = 0;                // submit_batch() calls that placed
+  std::uint64_t reoptimiser_placed = 0;     // pending workloads the re-optimiser placed
+  std::uint64_t reoptimiser_migrations = 0; // running workloads it moved (also in migrations)
 };
 
 class Workloads {
@@ -146,6 +152,12 @@ class Workloads {
   // Set before any traffic: the utilisation trigger's watermarks, the dwell time and the
   // per-node cap (migration.h). Unset: MigrationPolicy's defaults.
   void set_migration_policy(const MigrationPolicy& policy);
+  // Set before any traffic: how often and how far tick() re-optimises (reoptimiser.h).
+  // Unset: never (CloudService sets the config's, every 10 s by default).
+  void set_reoptimiser(const ReoptimiserPolicy& policy);
+  // One re-optimiser round over the workloads this instance owns, now (tick() calls it
+  // every policy.interval_ms). Returns how many steps it took.
+  std::size_t reoptimise(Timestamp now);
   // Loads a record kept by an earlier run, as if it came retained from the broker
   // (nothing is persisted again).
   void restore(topics::CloudKind kind, const std::string& id, const std::string& payload);
@@ -173,6 +185,12 @@ class Workloads {
   // `task_unconfirmed` is logged when it has not): a crash right after the answer loses
   // neither the records nor the run.
   schemas::Result<WorkloadState> submit(schemas::WorkloadSpec spec, Timestamp now);
+  // Many workloads at once, placed together (tiers::place_batch: the most workloads
+  // placed, then the highest total score; docs/placement.md). All or nothing on
+  // validation: an error names the index and field ("workloads[2].workload_id: already
+  // exists") and nothing is kept. The states come back in input order; the delivery wait
+  // is submit()'s, once for the whole batch.
+  schemas::Result<std::vector<WorkloadState>> submit_batch(std::vector<schemas::WorkloadSpec> specs, Timestamp now);
   bool remove(const std::string& workload_id, Timestamp now);
   std::vector<WorkloadState> list() const;
   std::optional<WorkloadState> get(const std::string& workload_id) const;
