@@ -108,18 +108,24 @@ std::vector<ReoptimiserStep> plan_reoptimisation(std::span<const Standing> stand
     std::stable_sort(movers.begin(), movers.end(), [&](std::size_t a, std::size_t b) {
       return demand(standing[free_ones[a]].spec) > demand(standing[free_ones[b]].spec);
     });
+    // Passes until nothing more fits: a move can make room for an earlier one.
     std::size_t moved = 0;
-    for (std::size_t k : movers) {
-      if (moved >= policy.migration_budget) break;
-      const Standing& s = standing[free_ones[k]];
-      const auto& d = target.decisions[k];
-      if (!room(now[d.best->index], s.spec.resources)) continue;
-      add(now[d.best->index].used, s.spec.resources);
-      subtract(now[*slot_of(s.node)].used, s.spec.resources);
-      steps.push_back({free_ones[k], d, true});
-      ++moved;
+    for (bool progress = true; progress && moved < policy.migration_budget;) {
+      progress = false;
+      for (std::size_t k : movers) {
+        if (moved >= policy.migration_budget) break;
+        const Standing& s = standing[free_ones[k]];
+        const auto& d = target.decisions[k];
+        if (done[k] || !room(now[d.best->index], s.spec.resources)) continue;
+        add(now[d.best->index].used, s.spec.resources);
+        subtract(now[*slot_of(s.node)].used, s.spec.resources);
+        steps.push_back({free_ones[k], d, true});
+        done[k] = true;
+        ++moved;
+        progress = true;
+      }
+      place_pending();
     }
-    place_pending();
   }
   return steps;
 }

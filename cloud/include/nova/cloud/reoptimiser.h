@@ -11,8 +11,9 @@
 // toward it that are possible now:
 //   1. pending workloads placed on their target node where it has room,
 //   2. at most `migration_budget` running workloads moved to their target, where it has
-//      room, largest demand first (the big ones are the ones that unblock others),
-//   3. pending workloads again, on the room the moves left.
+//      room, largest demand first (the big ones are the ones that unblock others), in
+//      passes until nothing more fits (a move can make room for another),
+//   3. pending workloads again after each pass, on the room the moves left.
 // Steps never overcommit a node on the current state: room is accounted as they are
 // planned. What is not possible now (a target still full) waits for the next round, so a
 // tight cluster converges over rounds, each bounded by the budget.
