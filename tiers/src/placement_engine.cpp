@@ -700,9 +700,9 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
       work = std::move(trial);
     }
   }
-  // A packing start, for the placed count alone: smallest workloads first (size relative
-  // to the total free capacity per dimension), each on the option it fills tightest (best
-  // fit). Kept only when it places more than the scored starts.
+  // A packing start, for the placed count alone: workloads by size (relative to the total
+  // free capacity per dimension), smallest or largest first, each on the option it fills
+  // tightest (best fit). Kept only when it places more than the scored starts.
   {
     double total_free[3] = {0, 0, 0};
     for (std::uint32_t n = 0; n < slots.size(); ++n) {
@@ -716,17 +716,21 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
       }
       return x;
     };
-    // The first pass in exact size order, the others with each size scaled by a random
-    // factor in [0.6, 1.4] (seeded: the result stays deterministic).
+    // The first two passes in exact size order, the others with each size scaled by a
+    // random factor in [0.6, 1.4] (seeded: the result stays deterministic).
     std::mt19937_64 rng(0x6e6f7661);
     std::vector<double> sizes(W, 0);
     for (std::uint32_t pass = 0; pass < kPackPasses && spent < kSearchBudget; ++pass) {
     for (std::uint32_t w : order) {
-      sizes[w] = size_of(w) * (pass == 0 ? 1.0 : std::uniform_real_distribution<double>(0.6, 1.4)(rng));
+      sizes[w] = size_of(w) * (pass < 2 ? 1.0 : std::uniform_real_distribution<double>(0.6, 1.4)(rng));
     }
     std::vector<std::uint32_t> pack_order = order;
-    std::stable_sort(pack_order.begin(), pack_order.end(),
-                     [&](std::uint32_t a, std::uint32_t b) { return sizes[a] < sizes[b]; });
+    // Even passes smallest first (the most workloads when not all fit), odd passes
+    // largest first (first-fit decreasing: all of them, when they can all fit).
+    const bool largest_first = pass % 2 == 1;
+    std::stable_sort(pack_order.begin(), pack_order.end(), [&](std::uint32_t a, std::uint32_t b) {
+      return largest_first ? sizes[a] > sizes[b] : sizes[a] < sizes[b];
+    });
     std::vector<std::array<std::uint64_t, 3>> packed(slots.size(), {0, 0, 0});
     std::vector<std::uint32_t> p_assign(W, kNone);
     std::size_t p_placed = 0;
