@@ -173,7 +173,7 @@ void write_lp(const std::string& path, const Instance& in, const std::vector<Col
   f << "Maximize\n obj:";
   for (std::size_t j = 0; j < cols.size(); ++j) {
     const double c = min_placed > 0 ? cols[j].score : static_cast<double>(cols[j].members.size());
-    f << " + " << c << " y" << j;
+    f << "\n + " << c << " y" << j;  // a term a line: cbc's LP reader refuses very long lines
   }
   f << "\nSubject To\n";
   std::vector<std::vector<std::size_t>> by_node(in.nodes.size()), by_workload(in.workloads.size());
@@ -184,14 +184,14 @@ void write_lp(const std::string& path, const Instance& in, const std::vector<Col
   auto at_most_one = [&](const char* name, std::size_t i, const std::vector<std::size_t>& js) {
     if (js.empty()) return;
     f << " " << name << i << ":";
-    for (std::size_t j : js) f << " + y" << j;
+    for (std::size_t j : js) f << "\n + y" << j;
     f << " <= 1\n";
   };
   for (std::size_t n = 0; n < by_node.size(); ++n) at_most_one("node", n, by_node[n]);
   for (std::size_t w = 0; w < by_workload.size(); ++w) at_most_one("wl", w, by_workload[w]);
   if (min_placed > 0) {
     f << " placed:";
-    for (std::size_t j = 0; j < cols.size(); ++j) f << " + " << cols[j].members.size() << " y" << j;
+    for (std::size_t j = 0; j < cols.size(); ++j) f << "\n + " << cols[j].members.size() << " y" << j;
     f << " >= " << min_placed << "\n";
   }
   f << "Binary\n";
