@@ -172,6 +172,11 @@ std::string prometheus_text(const CloudService& service) {
   metric("nova_cloud_failovers_total", "counter", "Workloads placed again after losing their node.", w.failovers);
   metric("nova_cloud_migrations_total", "counter", "Workloads moved by a migration plan.", w.migrations);
   metric("nova_cloud_migration_rollbacks_total", "counter", "Migrations rolled back to their source.", w.rollbacks);
+  metric("nova_cloud_workload_batches_total", "counter", "Batch submissions placed together.", w.batches);
+  metric("nova_cloud_reoptimiser_placed_total", "counter", "Pending workloads the re-optimiser placed.",
+         w.reoptimiser_placed);
+  metric("nova_cloud_reoptimiser_migrations_total", "counter", "Running workloads the re-optimiser moved.",
+         w.reoptimiser_migrations);
   metric("nova_cloud_workloads_succeeded_total", "counter", "Workload runs that ended ok.", w.succeeded);
   metric("nova_cloud_workloads_failed_total", "counter", "Workload runs that ended failed.", w.failed);
   metric("nova_cloud_last_failover_recovery_ms", "gauge", "Loss seen to replacement run started, last failover.",

@@ -322,6 +322,7 @@ TEST_CASE("a batch of workloads is placed together; errors name the index", "[cl
   CHECK(placed[0]["workload_id"] == "b1");
   CHECK(placed[0]["phase"] == "running");
   CHECK(placed[1]["phase"] == "running");
+  CHECK(d.call("GET", "/metrics").body.find("nova_cloud_workload_batches_total 1\n") != std::string::npos);
   res = d.call("POST", "/api/v1/workloads:batch", d.tokens.admin, R"({"workloads":[)" + two + "]}");
   CHECK(res.status == 409);
   CHECK(d.error_of(res) == "workloads[0].workload_id: 'b2' already exists");

@@ -62,6 +62,10 @@ constexpr std::uint32_t kPackPasses = 64;
 constexpr std::size_t kHoodTripleNodes = 24;
 constexpr std::size_t kHoodPairNodes = 96;
 constexpr std::size_t kWholeNodes = 6;
+// Search steps one neighbourhood may take (its best so far counts when they run out), and
+// all of them together: they bound the latency a batch submission adds.
+constexpr std::size_t kHoodSolveBudget = 50'000;
+constexpr std::size_t kHoodsBudget = 4'000'000;
 
 // The batch objective is lexicographic: more placed workloads first, then a higher total
 // score. A step improves it when it places more, or as many and scores more than rounding.
@@ -1047,8 +1051,9 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
     std::vector<std::uint32_t> pick(H, kNone), hood_pick;
     int hood_placed = placed_now;
     double hood_score = score_now + kImprove;  // must beat the current assignment
+    const std::size_t stop = std::min(kSearchBudget, spent + kHoodSolveBudget);
     auto dfs = [&](auto&& self, std::size_t i, int placed, double bound) -> void {
-      if (++spent >= kSearchBudget) return;
+      if (++spent >= stop) return;
       const int can_place = placed + static_cast<int>(H - i);
       if (can_place < hood_placed) return;
       if (can_place == hood_placed && bound + best_rest[i] <= hood_score) return;
@@ -1115,6 +1120,7 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
       if (seen[n]) active.push_back(n);
     }
   }
+  const std::size_t hoods_stop = std::min(kSearchBudget, spent + kHoodsBudget);
   auto exact_hoods = [&] {
     bool improved = false;
     const std::size_t A = active.size();
@@ -1128,13 +1134,13 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
         if (solve_hood(set)) improved = true;
         return;
       }
-      for (std::size_t i = from; i < A && spent < kSearchBudget; ++i) {
+      for (std::size_t i = from; i < A && spent < hoods_stop; ++i) {
         set.push_back(active[i]);
         self(self, i + 1, size);
         set.pop_back();
       }
     };
-    for (std::size_t size = 2; size <= largest && spent < kSearchBudget; ++size) sets(sets, 0, size);
+    for (std::size_t size = 2; size <= largest && spent < hoods_stop; ++size) sets(sets, 0, size);
     // Large batches: the neighbourhoods of each unplaced workload, its best two options
     // with each other node it could use.
     if (A > kHoodPairNodes) {
@@ -1142,7 +1148,7 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
         if (assign[w] != kNone) continue;
         for (std::size_t o = 0; o < std::min<std::size_t>(2, options[w].size()); ++o) {
           for (const Option& p : options[w]) {
-            if (spent >= kSearchBudget) return improved;
+            if (spent >= hoods_stop) return improved;
             if (p.slot != options[w][o].slot && solve_hood({options[w][o].slot, p.slot})) improved = true;
           }
         }
@@ -1152,7 +1158,7 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
   };
   do {
     local_search();
-  } while (spent < kSearchBudget && exact_hoods());
+  } while (spent < hoods_stop && exact_hoods());
 
   // 4. Final breakdowns on the final state, and failover lists on it.
   for (std::uint32_t n = 0; n < slots.size(); ++n) {
