@@ -926,7 +926,12 @@ std::size_t Workloads::Impl::reoptimise(Timestamp now) {
   if (standing.empty()) return 0;
   std::vector<WorkloadSpec> specs;
   for (const Standing& s : standing) specs.push_back(s.spec);
-  const auto steps = plan_reoptimisation(standing, candidates(specs, nodes(), {}, considered), reoptimiser);
+  // Never onto an overloaded node (as the migration triggers): work on one may leave it.
+  auto cands = candidates(specs, nodes(), {}, considered);
+  for (tiers::Candidate& c : cands) {
+    if (auto l = load.find(c.node); l != load.end() && l->second.overloaded()) c.alive = false;
+  }
+  const auto steps = plan_reoptimisation(standing, std::move(cands), reoptimiser);
   for (const ReoptimiserStep& step : steps) {
     WorkloadState& w = workloads.at(ids[step.index]);
     if (!step.migration) {

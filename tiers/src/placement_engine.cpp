@@ -62,6 +62,8 @@ constexpr std::uint32_t kPackPasses = 64;
 constexpr std::size_t kHoodTripleNodes = 24;
 constexpr std::size_t kHoodPairNodes = 96;
 constexpr std::size_t kWholeNodes = 6;
+// Ruin-and-recreate rounds for the placed count (each O(workloads x options)).
+constexpr std::size_t kRuinRounds = 400;
 // Search steps one neighbourhood may take (its best so far counts when they run out), and
 // all of them together: they bound the latency a batch submission adds.
 constexpr std::size_t kHoodSolveBudget = 50'000;
@@ -1159,6 +1161,76 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
   do {
     local_search();
   } while (spent < hoods_stop && exact_hoods());
+
+  // 3c. Ruin and recreate, for the count: placing one more can need most nodes to
+  // change, beyond any neighbourhood above. Each round empties the nodes of up to three
+  // options of a random unplaced workload, puts every unplaced workload back in random
+  // order on the option it fills tightest, then runs the ejection chains; a round is kept
+  // only when it places more (then the local search improves the score), else undone.
+  {
+    std::mt19937_64 rng(0x72756e);
+    auto placed_count = [&] {
+      std::size_t n = 0;
+      for (std::uint32_t w : order) n += assign[w] != kNone;
+      return n;
+    };
+    std::size_t best_count = placed_count();
+    for (std::size_t round = 0; round < kRuinRounds && best_count < order.size() && spent < kSearchBudget; ++round) {
+      std::vector<std::uint32_t> waiting;
+      for (std::uint32_t w : order) {
+        if (assign[w] == kNone && !options[w].empty()) waiting.push_back(w);
+      }
+      if (waiting.empty()) break;
+      const auto saved_assign = assign;
+      const auto saved_members = members;
+      const auto saved_load = load;
+      const std::uint32_t u = waiting[std::uniform_int_distribution<std::size_t>(0, waiting.size() - 1)(rng)];
+      std::vector<Option> emptied = options[u];
+      std::shuffle(emptied.begin(), emptied.end(), rng);
+      if (emptied.size() > 3) emptied.resize(3);
+      for (const Option& o : emptied) {
+        const std::vector<std::uint32_t> evicted = members[o.slot];
+        for (std::uint32_t x : evicted) relocate(x, kNone, false);
+      }
+      std::vector<std::uint32_t> again;
+      for (std::uint32_t w : order) {
+        if (assign[w] == kNone) again.push_back(w);
+      }
+      std::shuffle(again.begin(), again.end(), rng);
+      for (std::uint32_t w : again) {
+        std::uint32_t where = kNone;
+        double tightest = 0;
+        for (const Option& o : options[w]) {
+          ++spent;
+          if (!room(o.slot, w)) continue;
+          const Slot& sl = slots[o.slot];
+          double slack = 0;
+          for (std::size_t d = 0; d < 3; ++d) {
+            if (sl.alloc[d] == 0) continue;
+            const std::uint64_t left = free_of(sl.alloc[d], sl.used[d]) - load[o.slot][d] - qs[w].req[d];
+            slack += static_cast<double>(left) / static_cast<double>(sl.alloc[d]);
+          }
+          if (where == kNone || slack < tightest) {
+            where = o.slot;
+            tightest = slack;
+          }
+        }
+        if (where != kNone) relocate(w, where, false);
+      }
+      for (std::uint32_t w : order) {
+        if (assign[w] == kNone && spent < kSearchBudget) augment(augment, w, kChainDepth);
+      }
+      const std::size_t count = placed_count();
+      if (count > best_count) {
+        best_count = count;
+        local_search();
+      } else {
+        assign = saved_assign;
+        members = saved_members;
+        load = saved_load;
+      }
+    }
+  }
 
   // 4. Final breakdowns on the final state, and failover lists on it.
   for (std::uint32_t n = 0; n < slots.size(); ++n) {
