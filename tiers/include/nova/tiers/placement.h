@@ -88,7 +88,8 @@
 // then local search (ejection chains that place one more, move one workload, swap two,
 // eject one to make room for an unplaced one; "unplaced" is a valid place) alternating
 // with exact solves of small neighbourhoods (two to four nodes with their workloads and
-// the unplaced ones that could go there) until nothing improves the objective. On 2,400
+// the unplaced ones that could go there) until nothing improves the objective, then
+// seeded ruin-and-recreate rounds kept only when they place more. On 2,400
 // exhaustively solved small instances it finds the optimum every time; larger tight
 // instances against a MILP solver are in docs/benchmarks.md.
 //
