@@ -296,7 +296,7 @@ TEST_CASE("rollouts: admin only, a scoped admin reaches and sees only its subtre
   CHECK(d.call("GET", "/api/v1/rollouts/" + everywhere, d.tokens.viewer).status == 200);
 }
 
-TEST_CASE("a batch of workloads is placed together; errors name the index", "[cloud][http][reoptimiser]") {
+TEST_CASE("a batch of workloads is placed together and errors name the index", "[cloud][http][reoptimiser]") {
   Detached d("batch");
   two_regions(d);
   auto spec = [](const std::string& id) {

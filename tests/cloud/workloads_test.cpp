@@ -487,7 +487,7 @@ struct Tight : Cloud {
 
 }  // namespace
 
-TEST_CASE("one at a time leaves a feasible workload pending; a batch places both", "[cloud][reoptimiser]") {
+TEST_CASE("one at a time leaves a feasible workload pending, a batch places both", "[cloud][reoptimiser]") {
   Tight greedy;
   REQUIRE(greedy.workloads.submit(Tight::sized("small", 1000), kNoon).ok());
   auto big = greedy.workloads.submit(Tight::sized("big", 2000), kNoon);
