@@ -562,3 +562,16 @@ TEST_CASE("the re-optimiser plan keeps its budget and its hysteresis", "[cloud][
   for (auto& s : crowded) s.movable = true;
   CHECK(plan_reoptimisation(crowded, nodes, {.interval_ms = 1, .migration_budget = 5, .min_gain = 1000}).empty());
 }
+
+TEST_CASE("the re-optimiser never moves work onto an overloaded node", "[cloud][reoptimiser]") {
+  Tight c;
+  c.workloads.set_reoptimiser({.interval_ms = 10'000, .migration_budget = 1, .min_gain = 1.0});
+  REQUIRE(c.workloads.submit(Tight::sized("small", 1000), kNoon).ok());
+  REQUIRE(c.workloads.submit(Tight::sized("big", 2000), kNoon).ok());
+  c.workloads.on_metrics("d2", samples(kNoon, 61, 97));  // d2, the optimum's target, is hot
+  c.workloads.tick(kNoon + kDwell);
+  CHECK_FALSE(c.workloads.get("small")->migration);
+  CHECK(c.workloads.get("small")->placement->node == "d1");
+  CHECK(c.workloads.get("big")->phase == Phase::pending);
+  CHECK(c.workloads.counters().reoptimiser_migrations == 0);
+}
