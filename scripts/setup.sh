@@ -28,6 +28,8 @@ packages=(
   # bench/agent_vs_collectd.sh: the peer nova-agent is measured against (its mqtt plugin
   # needs libmosquitto1, which collectd-core only suggests); zstd decodes a batch
   collectd-core libmosquitto1 zstd
+  # bench/placement_optimality_bench: the exact MILP solver placement is measured against
+  coinor-cbc
   # scripts/run.sh reads the example topology's nodes and talks to nova-cloud's REST API
   python3-yaml curl
   # deploy/containers: images built without a container engine (mmdebstrap extracts the

@@ -118,6 +118,10 @@ const std::map<std::string, Setter>& keys() {
        integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.migration.min_dwell_s; }, 0, 86400)},
       {"migration.max_per_node",
        integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.migration.max_per_node; }, 1, 1000)},
+      {"reoptimiser.interval_s",
+       integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.reoptimiser.interval_s; }, 0, 86400)},
+      {"reoptimiser.migration_budget",
+       integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.reoptimiser.migration_budget; }, 0, 1000)},
       {"migration.per_node_window_s",
        integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.migration.per_node_window_s; }, 1, 86400)},
       {"log.level", choice<common::LogLevel>([](CloudConfig& c) -> common::LogLevel& { return c.log.level; },
@@ -198,6 +202,8 @@ CloudOptions CloudConfig::service_options() const {
   o.migration.min_dwell_ms = std::uint64_t{migration.min_dwell_s} * 1000;
   o.migration.max_per_node = migration.max_per_node;
   o.migration.node_window_ms = std::uint64_t{migration.per_node_window_s} * 1000;
+  o.reoptimiser.interval_ms = std::uint64_t{reoptimiser.interval_s} * 1000;
+  o.reoptimiser.migration_budget = reoptimiser.migration_budget;
   o.control_ttl = std::chrono::seconds(signing.ttl_s);
   if (residency.role == Residency::Role::regional) o.resident_region = residency.region;
   return o;  // the signing key is loaded by signing_key() (a file, with its own errors)

@@ -185,6 +185,11 @@ std::string prometheus_text(const CloudService& service) {
   metric("nova_cloud_failovers_total", "counter", "Workloads placed again after losing their node.", w.failovers);
   metric("nova_cloud_migrations_total", "counter", "Workloads moved by a migration plan.", w.migrations);
   metric("nova_cloud_migration_rollbacks_total", "counter", "Migrations rolled back to their source.", w.rollbacks);
+  metric("nova_cloud_workload_batches_total", "counter", "Batch submissions placed together.", w.batches);
+  metric("nova_cloud_reoptimiser_placed_total", "counter", "Pending workloads the re-optimiser placed.",
+         w.reoptimiser_placed);
+  metric("nova_cloud_reoptimiser_migrations_total", "counter", "Running workloads the re-optimiser moved.",
+         w.reoptimiser_migrations);
   metric("nova_cloud_workloads_succeeded_total", "counter", "Workload runs that ended ok.", w.succeeded);
   metric("nova_cloud_workloads_failed_total", "counter", "Workload runs that ended failed.", w.failed);
   metric("nova_cloud_workloads_cancelled_total", "counter", "Workloads that ended cancelled.", w.cancelled);
@@ -360,6 +365,29 @@ DashboardParts split_dashboard(std::string html) {
   return parts;
 }
 
+// A batch body, {"workloads": [spec, ...]} with 1..kMaxBatch specs; errors name the
+// index ("workloads[2].resources.cpu_millis: ...").
+constexpr std::size_t kMaxBatch = 1000;
+Result<std::vector<WorkloadSpec>> decode_batch(const std::string& body) {
+  const json doc = json::parse(body, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) return Error{"", "expected a JSON object {\"workloads\": [...]}"};
+  const auto list = doc.find("workloads");
+  if (list == doc.end() || !list->is_array()) return Error{"workloads", "expected an array of workload specs"};
+  if (list->empty() || list->size() > kMaxBatch) {
+    return Error{"workloads", "expected 1.." + std::to_string(kMaxBatch) + " specs, got " + std::to_string(list->size())};
+  }
+  std::vector<WorkloadSpec> specs;
+  for (std::size_t i = 0; i < list->size(); ++i) {
+    auto spec = decode_json<WorkloadSpec>((*list)[i].dump());
+    if (!spec) {
+      const std::string at = "workloads[" + std::to_string(i) + "]";
+      return Error{spec.error().path.empty() ? at : at + "." + spec.error().path, spec.error().reason};
+    }
+    specs.push_back(std::move(spec).value());
+  }
+  return specs;
+}
+
 bool node_in_scope(const NodeView& n, const std::string& scope) {
   return scope.empty() || (n.description && in_scope(scope, n.description->site));
 }
@@ -458,6 +486,24 @@ void add_routes(Router& s, CloudService& service, const HttpOptions& options, st
     if (!state) return error(res, state.error().reason.find("already exists") != std::string::npos ? 409 : 400, state.error().message());
     res.set_header("Location", "/api/v1/workloads/" + state->spec.workload_id);
     reply(res, 201, workload_json(*state));
+  });
+  // Many workloads placed together (Workloads::submit_batch): {"workloads": [spec, ...]}.
+  s.Post("/api/v1/workloads:batch", Access::operate, [svc, refusals](const httplib::Request& req,
+                                                                        httplib::Response& res, const Caller& caller) {
+    auto specs = decode_batch(req.body);
+    if (!specs) return error(res, 400, specs.error().message());
+    const auto clusters = svc->workloads().clusters();
+    for (std::size_t i = 0; i < specs->size(); ++i) {
+      if (auto outside = outside_scope((*specs)[i], clusters, caller.scope)) {
+        refusals->count("scope");
+        return error(res, 403, "workloads[" + std::to_string(i) + "]: " + *outside);
+      }
+    }
+    auto states = svc->workloads().submit_batch(std::move(specs).value(), now_ms());
+    if (!states) return error(res, states.error().reason.find("already exists") != std::string::npos ? 409 : 400, states.error().message());
+    json out = json::array();
+    for (const auto& w : *states) out.push_back(workload_json(w));
+    reply(res, 201, {{"workloads", std::move(out)}});
   });
   s.Get(R"(/api/v1/workloads/([^/]+))", Access::view, [svc](const httplib::Request& req, httplib::Response& res, const Caller& caller) {
     auto w = svc->workloads().get(req.matches[1]);

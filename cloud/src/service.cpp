@@ -757,6 +757,7 @@ Result<std::unique_ptr<CloudService>> CloudService::prepare(CloudOptions options
   s->workloads_->set_delivery_wait([raw](std::chrono::milliseconds timeout) { return raw->impl_->wait_delivered(timeout); });
   s->workloads_->set_heartbeat_timeout(static_cast<Timestamp>(s->options_.heartbeat_timeout.count()));
   s->workloads_->set_migration_policy(s->options_.migration);
+  s->workloads_->set_reoptimiser(s->options_.reoptimiser);
   s->workloads_->set_persistence(
       [raw](topics::CloudKind kind, const std::string& id, const std::vector<std::uint8_t>& payload, bool own) {
         auto st = raw->store_->put_cloud_record(std::string(topics::to_string(kind)), id,

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <deque>
 #include <set>
+#include <span>
 #include <sstream>
 
 #include "nova/schemas/codec.h"
@@ -413,16 +414,31 @@ struct Workloads::Impl {
   // What each alive node has left, from the births and what running workloads hold.
   std::vector<tiers::Candidate> candidates(const WorkloadSpec& spec, const std::vector<NodeView>& views,
                                            const std::set<std::string>& exclude) const {
+    return candidates({&spec, 1}, views, exclude, {});
+  }
+  // The same for several specs (latency to each of their targets), leaving out what the
+  // workloads in `not_counted` hold.
+  std::vector<tiers::Candidate> candidates(std::span<const WorkloadSpec> specs, const std::vector<NodeView>& views,
+                                           const std::set<std::string>& exclude,
+                                           const std::set<std::string>& not_counted) const {
     std::map<std::string, Resources> used;
+    auto add = [&](const std::string& node, const WorkloadSpec& spec) {
+      Resources& u = used[node];
+      u.cpu_millis += spec.resources.cpu_millis;
+      u.memory_mb += spec.resources.memory_mb;
+      u.storage_mb += spec.resources.storage_mb;
+    };
     for (const auto& [id, w] : workloads) {
-      if (w.phase != Phase::running || !w.placement) continue;
-      Resources& u = used[w.placement->node];
-      u.cpu_millis += w.spec.resources.cpu_millis;
-      u.memory_mb += w.spec.resources.memory_mb;
-      u.storage_mb += w.spec.resources.storage_mb;
+      // A run being stopped (fence.h) still holds its node until it is known stopped.
+      if (w.stopping && w.stopping->node != (w.placement ? w.placement->node : "")) add(w.stopping->node, w.spec);
+      if (w.phase != Phase::running || !w.placement || not_counted.count(id) != 0) continue;
+      add(w.placement->node, w.spec);
     }
-    std::optional<std::vector<std::string>> target;
-    if (spec.latency) target = target_position(spec.latency->to, views);
+    std::map<std::string, std::vector<std::string>> targets;  // latency target -> its position
+    for (const WorkloadSpec& spec : specs) {
+      if (!spec.latency || targets.count(spec.latency->to) != 0) continue;
+      if (auto position = target_position(spec.latency->to, views)) targets[spec.latency->to] = *position;
+    }
     std::vector<tiers::Candidate> out;
     for (const auto& n : views) {
       if (!n.description) continue;
@@ -443,7 +459,7 @@ struct Workloads::Impl {
       c.used = used[n.id];
       c.alive = n.liveness == Liveness::alive && exclude.count(n.id) == 0;
       if (auto m = latest.find(n.id); m != latest.end()) c.thermal_throttled = m->second.throttled.value_or(false);
-      if (target) c.latency_ms[spec.latency->to] = path_latency(position_of(n), *target);
+      for (const auto& [to, position] : targets) c.latency_ms[to] = path_latency(position_of(n), position);
       out.push_back(std::move(c));
     }
     return out;
@@ -466,15 +482,18 @@ struct Workloads::Impl {
     const auto cands = candidates(w.spec, views, exclude);
     const tiers::Decision d = tiers::place_one(w.spec, cands, {});
     if (!d.best) {
-      const bool was_running = w.phase == Phase::running;
-      w.phase = Phase::pending;
-      w.unplaced_reason = rejection_summary(w.spec, cands);
-      ++counters.unplaceable;
-      if (was_running || w.history.empty()) {
-        say("warning", "workload_unplaced", "workload=" + w.spec.workload_id + " reason=\"" + w.unplaced_reason + "\"");
-      }
+      leave_pending(w, cands);
       return false;
     }
+    commit(w, d, now, reason, detected_ts, env, old_run);
+    return true;
+  }
+
+  // Makes decision `d` (d.best set) the workload's run: publishes the placement and sends
+  // the task, or with OldRun::fence holds it until the old run is known stopped.
+  void commit(WorkloadState& w, const tiers::Decision& d, Timestamp now, const std::string& reason,
+              Timestamp detected_ts, const std::map<std::string, std::string>& env = {},
+              OldRun old_run = OldRun::none) {
     std::optional<Fence> fence;
     if (old_run != OldRun::none && w.phase == Phase::running && w.placement) fence = stop_current(w, reason, now);
     Placement p = tiers::to_placement(w.spec, d);
@@ -501,8 +520,22 @@ struct Workloads::Impl {
     say("info", "workload_placed",
         "workload=" + w.spec.workload_id + " node=" + p.node + " revision=" + std::to_string(p.revision) +
             " score=" + std::to_string(p.score) + " reason=\"" + reason + "\"");
-    return true;
   }
+
+  // Leaves `w` pending with the reason nothing could take it.
+  void leave_pending(WorkloadState& w, const std::vector<tiers::Candidate>& cands) {
+    const bool was_running = w.phase == Phase::running;
+    w.phase = Phase::pending;
+    w.unplaced_reason = rejection_summary(w.spec, cands);
+    ++counters.unplaceable;
+    if (was_running || w.history.empty()) {
+      say("warning", "workload_unplaced", "workload=" + w.spec.workload_id + " reason=\"" + w.unplaced_reason + "\"");
+    }
+  }
+
+  ReoptimiserPolicy reoptimiser{.interval_ms = 0};  // off until set_reoptimiser()
+  Timestamp next_reoptimise = 0;
+  std::size_t reoptimise(Timestamp now);
 };
 
 Workloads::Workloads(PublishFn publish, NodesFn nodes, WorkloadLogFn log, std::string self, bool shared)
@@ -875,6 +908,10 @@ void Workloads::tick(Timestamp now) {
   }
   impl_->tend_fences(now);
   impl_->fail_over_lost(now);
+  if (impl_->reoptimiser.interval_ms > 0 && now >= impl_->next_reoptimise) {
+    impl_->next_reoptimise = now + impl_->reoptimiser.interval_ms;
+    impl_->reoptimise(now);
+  }
   // Federation: regional and metro sites join as secondary edge clusters, the root as
   // the primary, unless registered already (an operator's record wins).
   for (const auto& n : impl_->nodes()) {
@@ -965,6 +1002,134 @@ void Workloads::set_instances(std::set<std::string> instances, Timestamp now) {
 std::string Workloads::owner(const std::string& workload_id) const {
   std::lock_guard lock(impl_->mutex);
   return impl_->owner(workload_id);
+}
+
+Result<std::vector<WorkloadState>> Workloads::submit_batch(std::vector<WorkloadSpec> specs, Timestamp now) {
+  std::vector<WorkloadState> states;
+  WaitDeliveredFn wait_delivered;
+  {
+    std::lock_guard lock(impl_->mutex);
+    std::set<std::string> seen;
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+      const std::string field = "workloads[" + std::to_string(i) + "].workload_id";
+      auto wid = topics::Id::parse(specs[i].workload_id);
+      if (!wid) return Error{field, wid.error().reason};
+      auto existing = impl_->workloads.find(specs[i].workload_id);
+      if ((existing != impl_->workloads.end() && existing->second.phase != Phase::deleted) ||
+          !seen.insert(specs[i].workload_id).second) {
+        return Error{field, "'" + specs[i].workload_id + "' already exists"};
+      }
+    }
+    // Kept and published first, like submit(); then the owned ones are placed together.
+    std::vector<WorkloadState> fresh(specs.size());
+    std::vector<WorkloadSpec> owned;
+    std::vector<std::size_t> owned_at;
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+      WorkloadState& w = fresh[i];
+      w.spec = std::move(specs[i]);
+      w.submitted_ts = now;
+      ++impl_->counters.submitted;
+      impl_->put_record(topics::CloudKind::workload, *topics::Id::parse(w.spec.workload_id), encode_cbor(w.spec));
+      if (impl_->owns(w.spec.workload_id)) {
+        owned.push_back(w.spec);
+        owned_at.push_back(i);
+      } else {
+        w.unplaced_reason = "handed to its owner, instance " + impl_->owner(w.spec.workload_id);
+      }
+    }
+    const auto cands = impl_->candidates(owned, impl_->nodes(), {}, {});
+    const tiers::BatchResult placed = tiers::place_batch(owned, cands);
+    for (std::size_t k = 0; k < owned.size(); ++k) {
+      WorkloadState& w = fresh[owned_at[k]];
+      if (placed.decisions[k].best) {
+        impl_->commit(w, placed.decisions[k], now, "submitted in a batch of " + std::to_string(fresh.size()), 0);
+      } else {
+        impl_->leave_pending(w, cands);
+      }
+    }
+    if (!owned.empty()) ++impl_->counters.batches;
+    for (WorkloadState& w : fresh) {
+      auto& slot = impl_->workloads[w.spec.workload_id];
+      slot = std::move(w);
+      states.push_back(slot);
+    }
+    wait_delivered = impl_->wait_delivered;
+  }
+  if (wait_delivered && !wait_delivered(kDeliveryWait)) {
+    impl_->say("warning", "task_unconfirmed",
+               "batch=" + std::to_string(states.size()) + " reason=\"the broker did not acknowledge within " +
+                   std::to_string(kDeliveryWait.count()) + " ms\"");
+  }
+  return states;
+}
+
+void Workloads::set_reoptimiser(const ReoptimiserPolicy& policy) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->reoptimiser = policy;
+}
+
+std::size_t Workloads::reoptimise(Timestamp now) {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->reoptimise(now);
+}
+
+std::size_t Workloads::Impl::reoptimise(Timestamp now) {
+  // The owned pending and running workloads; running ones may move within the limits of
+  // the migration triggers (dwell, per-node cap, a hold after a failed attempt).
+  std::vector<Standing> standing;
+  std::vector<std::string> ids;
+  std::set<std::string> considered;
+  for (auto& [id, w] : workloads) {
+    if (!owns(id)) continue;
+    Standing s;
+    s.spec = w.spec;
+    if (w.phase == Phase::running && w.placement) {
+      s.node = w.placement->node;
+      auto& recent = migrations_off[w.placement->node];
+      while (!recent.empty() && recent.front() + policy.node_window_ms <= now) recent.pop_front();
+      const auto hold = migration_hold.find(id);
+      s.movable = !w.migration && !w.stopping && now >= w.placement->ts + policy.min_dwell_ms &&
+                  recent.size() < policy.max_per_node && (hold == migration_hold.end() || hold->second <= now);
+    } else if (w.phase != Phase::pending || (w.history.empty() && now < w.submitted_ts + 1000)) {
+      continue;  // ended, deleted, or a retained record whose placement may still come
+    }
+    standing.push_back(std::move(s));
+    ids.push_back(id);
+    considered.insert(id);
+  }
+  if (standing.empty()) return 0;
+  std::vector<WorkloadSpec> specs;
+  for (const Standing& s : standing) specs.push_back(s.spec);
+  // Never onto an overloaded node (as the migration triggers): work on one may leave it.
+  auto cands = candidates(specs, nodes(), {}, considered);
+  for (tiers::Candidate& c : cands) {
+    if (auto l = load.find(c.node); l != load.end() && l->second.overloaded()) c.alive = false;
+  }
+  const auto steps = plan_reoptimisation(standing, std::move(cands), reoptimiser);
+  // A migration's old run holds its node until it is known stopped (fence.h), so the
+  // room it frees is not free yet: placements wait for a round with no migration.
+  const bool migrating = std::any_of(steps.begin(), steps.end(), [](const ReoptimiserStep& s) { return s.migration; });
+  std::size_t done = 0;
+  for (const ReoptimiserStep& step : steps) {
+    WorkloadState& w = workloads.at(ids[step.index]);
+    if (!step.migration && migrating) continue;
+    ++done;
+    if (!step.migration) {
+      commit(w, step.decision, now, "reoptimiser: toward the batch optimum", 0);
+      ++counters.reoptimiser_placed;
+      continue;
+    }
+    const Placement current = *w.placement;
+    const std::string trigger = "reoptimiser: toward the batch optimum";
+    const std::string sync = w.spec.resources.storage_mb == 0 ? "restart" : "copy-then-switch";
+    commit(w, step.decision, now, "migration from " + current.node + ": " + trigger, 0,
+           {{"NOVA_MIGRATED_FROM", current.node}, {"NOVA_SYNC_STRATEGY", sync}}, OldRun::fence);
+    w.migration = plan_migration(w.spec, current, *w.placement, trigger, now);
+    migrations_off[current.node].push_back(now);
+    ++counters.migrations;
+    ++counters.reoptimiser_migrations;
+  }
+  return done;
 }
 
 WorkloadCounters Workloads::counters() const {

@@ -322,3 +322,35 @@ TEST_CASE("rollouts: admin only, a scoped admin reaches and sees only its subtre
   CHECK(d.call("GET", "/api/v1/rollouts/" + everywhere, d.tokens.admin_eu).status == 404);
   CHECK(d.call("GET", "/api/v1/rollouts/" + everywhere, d.tokens.viewer).status == 200);
 }
+
+TEST_CASE("a batch of workloads is placed together and errors name the index", "[cloud][http][reoptimiser]") {
+  Detached d("batch");
+  two_regions(d);
+  auto spec = [](const std::string& id) {
+    return R"({"v":1,"workload_id":")" + id + R"(","name":"n","argv":["true"],"timeout_ms":1000,"availability":0.9,)" +
+           R"("res":{"cpu_millis":1000,"memory_mb":256,"storage_mb":0}})";
+  };
+  const std::string one = spec("b1"), two = spec("b2");
+  auto res = d.call("POST", "/api/v1/workloads:batch", d.tokens.viewer, R"({"workloads":[)" + one + "]}");
+  CHECK(res.status == 403);
+  CHECK(d.error_of(res) == "role: 'watcher' is a viewer; POST /api/v1/workloads:batch needs operator");
+  res = d.call("POST", "/api/v1/workloads:batch", d.tokens.admin, R"({"workloads":[]})");
+  CHECK(res.status == 400);
+  CHECK(d.error_of(res) == "workloads: expected 1..1000 specs, got 0");
+  res = d.call("POST", "/api/v1/workloads:batch", d.tokens.admin, R"({"workloads":[)" + one + R"(,{"v":1,"workload_id":"x"}]})");
+  CHECK(res.status == 400);
+  CHECK(d.error_of(res).starts_with("workloads[1]."));
+  CHECK(d.call("GET", "/api/v1/workloads/b1", d.tokens.admin).status == 404);  // all or nothing
+
+  res = d.call("POST", "/api/v1/workloads:batch", d.tokens.admin, R"({"workloads":[)" + one + "," + two + "]}");
+  REQUIRE(res.status == 201);
+  const json placed = json::parse(res.body)["workloads"];
+  REQUIRE(placed.size() == 2);
+  CHECK(placed[0]["workload_id"] == "b1");
+  CHECK(placed[0]["phase"] == "running");
+  CHECK(placed[1]["phase"] == "running");
+  CHECK(d.call("GET", "/metrics").body.find("nova_cloud_workload_batches_total 1\n") != std::string::npos);
+  res = d.call("POST", "/api/v1/workloads:batch", d.tokens.admin, R"({"workloads":[)" + two + "]}");
+  CHECK(res.status == 409);
+  CHECK(d.error_of(res) == "workloads[0].workload_id: 'b2' already exists");
+}

@@ -635,3 +635,119 @@ TEST_CASE("an operator's cancel ends the workload cancelled once its run stopped
   CHECK(c.workloads.get("w3")->placement->node == on);
   CHECK(c.workloads.counters().failovers == 0);
 }
+
+
+// ---- batch submission and the re-optimiser (issue 13 item 5) ----------------------------
+
+namespace {
+
+// d1 has room for 2000 millis, d2 for 1000. One at a time, the 1000-millis workload takes
+// d1 (half full scores better than full) and the 2000-millis one finds no room; together
+// they both run.
+struct Tight : Cloud {
+  Tight() { nodes = {node("d1", "cloud/eu/par/a1", 2000), node("d2", "cloud/eu/ber/b1", 1000)}; }
+  static schemas::WorkloadSpec sized(const std::string& id, std::uint64_t cpu) {
+    schemas::WorkloadSpec s = spec(id);
+    s.resources.cpu_millis = cpu;
+    return s;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("one at a time leaves a feasible workload pending, a batch places both", "[cloud][reoptimiser]") {
+  Tight greedy;
+  REQUIRE(greedy.workloads.submit(Tight::sized("small", 1000), kNoon).ok());
+  auto big = greedy.workloads.submit(Tight::sized("big", 2000), kNoon);
+  REQUIRE(big.ok());
+  CHECK(big->phase == Phase::pending);
+
+  Tight together;
+  auto states = together.workloads.submit_batch({Tight::sized("small", 1000), Tight::sized("big", 2000)}, kNoon);
+  REQUIRE(states.ok());
+  REQUIRE(states->size() == 2);
+  CHECK((*states)[0].placement->node == "d2");
+  CHECK((*states)[1].placement->node == "d1");
+  CHECK((*states)[1].history.back().reason == "submitted in a batch of 2");
+  CHECK(together.tasks().size() == 2);
+  CHECK(together.workloads.counters().batches == 1);
+
+  // All or nothing: a duplicate id refuses the whole batch, naming its index.
+  auto again = together.workloads.submit_batch({Tight::sized("other", 100), Tight::sized("big", 100)}, kNoon);
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.error().message() == "workloads[1].workload_id: 'big' already exists");
+  CHECK_FALSE(together.workloads.get("other"));
+}
+
+TEST_CASE("the re-optimiser moves a running workload past its dwell to place a pending one",
+          "[cloud][reoptimiser]") {
+  Tight c;
+  c.workloads.set_reoptimiser({.interval_ms = 10'000, .migration_budget = 1, .min_gain = 1.0});
+  REQUIRE(c.workloads.submit(Tight::sized("small", 1000), kNoon).ok());
+  REQUIRE(c.workloads.submit(Tight::sized("big", 2000), kNoon).ok());
+  c.workloads.tick(kNoon + 5000);  // before the dwell: nothing moves, big waits
+  CHECK(c.workloads.get("big")->phase == Phase::pending);
+  CHECK(c.workloads.get("small")->placement->node == "d1");
+
+  c.workloads.tick(kNoon + kDwell);
+  const auto small = c.workloads.get("small");
+  REQUIRE(small->migration);
+  CHECK(small->placement->node == "d2");
+  CHECK(small->history.back().reason == "migration from d1: reoptimiser: toward the batch optimum");
+  // The old run still holds d1 (fence.h): big waits until it is known stopped.
+  REQUIRE(small->stopping);
+  CHECK(small->stopping->node == "d1");
+  c.workloads.tick(kNoon + kDwell + 10'000);
+  CHECK(c.workloads.get("big")->phase == Phase::pending);
+  c.workloads.on_result(result("d1", "small.r1", schemas::TaskStatus::cancelled, kNoon), kNoon + kDwell + 11'000);
+  CHECK_FALSE(c.workloads.get("small")->stopping);
+  c.workloads.tick(kNoon + kDwell + 20'000);
+  const auto placed = c.workloads.get("big");
+  CHECK(placed->phase == Phase::running);
+  CHECK(placed->placement->node == "d1");
+  CHECK(placed->history.back().reason == "reoptimiser: toward the batch optimum");
+  CHECK(c.workloads.counters().reoptimiser_migrations == 1);
+  CHECK(c.workloads.counters().reoptimiser_placed == 1);
+  const std::size_t sent = c.tasks().size();
+  c.workloads.tick(kNoon + kDwell + 30'000);  // at the optimum: the next round does nothing
+  CHECK(c.tasks().size() == sent);
+}
+
+TEST_CASE("the re-optimiser plan keeps its budget and its hysteresis", "[cloud][reoptimiser]") {
+  auto cand = [](const std::string& id, std::uint64_t cpu) {
+    tiers::Candidate c;
+    c.node = id;
+    c.site = "cloud/eu/" + id;
+    c.level = 3;
+    c.arch = "x86_64";
+    c.allocatable = {cpu, 4096, 0};
+    return c;
+  };
+  const std::vector<tiers::Candidate> nodes{cand("a", 4000), cand("b", 4000), cand("c", 4000)};
+  // Three workloads crowded on a, movable: the optimum spreads them; budget 1 moves one.
+  std::vector<Standing> crowded;
+  for (const char* id : {"w1", "w2", "w3"}) crowded.push_back({Tight::sized(id, 1300), "a", true});
+  auto steps = plan_reoptimisation(crowded, nodes, {.interval_ms = 1, .migration_budget = 1, .min_gain = 1.0});
+  REQUIRE(steps.size() == 1);
+  CHECK(steps[0].migration);
+  CHECK(steps[0].decision.best->node != "a");
+  // The same, immovable: nothing moves.
+  for (auto& s : crowded) s.movable = false;
+  CHECK(plan_reoptimisation(crowded, nodes, {.interval_ms = 1, .migration_budget = 5, .min_gain = 1.0}).empty());
+  // Movable, but the gain is below min_gain: nothing moves.
+  for (auto& s : crowded) s.movable = true;
+  CHECK(plan_reoptimisation(crowded, nodes, {.interval_ms = 1, .migration_budget = 5, .min_gain = 1000}).empty());
+}
+
+TEST_CASE("the re-optimiser never moves work onto an overloaded node", "[cloud][reoptimiser]") {
+  Tight c;
+  c.workloads.set_reoptimiser({.interval_ms = 10'000, .migration_budget = 1, .min_gain = 1.0});
+  REQUIRE(c.workloads.submit(Tight::sized("small", 1000), kNoon).ok());
+  REQUIRE(c.workloads.submit(Tight::sized("big", 2000), kNoon).ok());
+  c.workloads.on_metrics("d2", samples(kNoon, 61, 97));  // d2, the optimum's target, is hot
+  c.workloads.tick(kNoon + kDwell);
+  CHECK_FALSE(c.workloads.get("small")->migration);
+  CHECK(c.workloads.get("small")->placement->node == "d1");
+  CHECK(c.workloads.get("big")->phase == Phase::pending);
+  CHECK(c.workloads.counters().reoptimiser_migrations == 0);
+}

@@ -24,6 +24,7 @@
 // Bounds are weighted sums of per-component maxima computed with the same functions as
 // the scores; IEEE rounding is monotone, so a bound is never below a member's score.
 #include <algorithm>
+#include <random>
 #include <array>
 #include <cmath>
 #include <limits>
@@ -48,6 +49,31 @@ constexpr std::size_t kBatchOptions = 16;
 constexpr std::size_t kSmallBatchNodes = 256;
 // Upper limit of node evaluations the local search may spend (bounds large batches).
 constexpr std::size_t kSearchBudget = 20'000'000;
+// The exact neighbourhood solve: at most this many workloads per neighbourhood (its
+// search tree has at most (nodes + 1)^this leaves), triples of nodes while the batch
+// has at most kHoodTripleNodes candidate nodes, pairs up to kHoodPairNodes; above that
+// only the neighbourhoods of unplaced workloads.
+constexpr std::size_t kHoodWorkloads = 12;
+constexpr std::size_t kHoodQuadNodes = 12;
+// Ejection chains evict at most this many workloads in a row to place one more.
+constexpr std::size_t kChainDepth = 3;
+// Passes of the packing start (one in size order, the others perturbed).
+constexpr std::uint32_t kPackPasses = 64;
+constexpr std::size_t kHoodTripleNodes = 24;
+constexpr std::size_t kHoodPairNodes = 96;
+constexpr std::size_t kWholeNodes = 6;
+// Ruin-and-recreate rounds for the placed count (each O(workloads x options)).
+constexpr std::size_t kRuinRounds = 400;
+// Search steps one neighbourhood may take (its best so far counts when they run out), and
+// all of them together: they bound the latency a batch submission adds.
+constexpr std::size_t kHoodSolveBudget = 50'000;
+constexpr std::size_t kHoodsBudget = 4'000'000;
+
+// The batch objective is lexicographic: more placed workloads first, then a higher total
+// score. A step improves it when it places more, or as many and scores more than rounding.
+bool improves(int placed_gain, double score_gain) {
+  return placed_gain > 0 || (placed_gain == 0 && score_gain > kImprove);
+}
 
 // Added to the node-level bounds (which are computed in a different order than the
 // scores): larger than any rounding difference on 0..100, so a bound is never below the
@@ -605,6 +631,7 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
   std::vector<std::uint32_t> assign(W, kNone);
   std::vector<std::array<std::uint64_t, 3>> load(slots.size(), {0, 0, 0});
   std::vector<std::vector<std::uint32_t>> members(slots.size());
+  std::size_t spent = 0;  // work done, against kSearchBudget
 
   // 1. Regret order: how much a workload loses if it misses its best node.
   std::vector<double> regret(W, 0);
@@ -622,16 +649,39 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
   std::stable_sort(order.begin(), order.end(),
                    [&](std::uint32_t a, std::uint32_t b) { return regret[a] > regret[b]; });
 
-  // 2. Greedy on the current state, from two orders: regret, and largest demand first
-  // (first-fit decreasing: big workloads find room before small ones fragment it). The
+  // Each workload's options: every feasible node, or above kSmallBatchNodes its best ones.
+  std::vector<std::vector<Option>> options(W);
+  auto fixed_of = [&](std::size_t w, std::uint32_t n) {
+    const Candidate& c = cands[n];
+    return static_components(qs[w], c, slots[n].f);
+  };
+  for (std::uint32_t w : order) {
+    if (held <= kSmallBatchNodes) {
+      for (std::uint32_t n = 0; n < slots.size(); ++n) {
+        if (!slots[n].occupied) continue;
+        if (check_prepared(qs[w], cands[n], true) != Rejection::none) continue;
+        options[w].push_back({n, fixed_of(w, n)});
+      }
+    } else {
+      for (const Ranked& r : rank(qs[w], kBatchOptions)) {
+        options[w].push_back({static_cast<std::uint32_t>(r.index), r.breakdown});
+      }
+    }
+  }
+  // 2. Greedy on the current state, from three orders: regret, largest demand first
+  // (first-fit decreasing: big workloads find room before small ones fragment it) and
+  // smallest first (the most workloads in a knapsack). The
   // start that places more workloads, then scores more at decision time, wins.
   std::vector<std::uint32_t> by_size = order;
   std::stable_sort(by_size.begin(), by_size.end(), [&](std::uint32_t a, std::uint32_t b) {
     return sat_add(qs[a].req[0], qs[a].req[1]) > sat_add(qs[b].req[0], qs[b].req[1]);
   });
+  // Smallest demand first: on tight capacity it places the most workloads, which the
+  // objective counts before score.
+  std::vector<std::uint32_t> smallest(by_size.rbegin(), by_size.rend());
   std::size_t best_placed = 0;
   double best_sum = kNegInf;
-  for (const auto* start : {&order, &by_size}) {
+  for (const auto* start : {&order, &by_size, &smallest}) {
     Impl trial = *this;
     std::vector<std::uint32_t> t_assign(W, kNone);
     std::size_t t_placed = 0;
@@ -656,44 +706,90 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
       work = std::move(trial);
     }
   }
+  // A packing start, for the placed count alone: workloads by size (relative to the total
+  // free capacity per dimension), smallest or largest first, each on the option it fills
+  // tightest (best fit). Kept only when it places more than the scored starts.
+  {
+    double total_free[3] = {0, 0, 0};
+    for (std::uint32_t n = 0; n < slots.size(); ++n) {
+      if (!slots[n].occupied) continue;
+      for (std::size_t d = 0; d < 3; ++d) total_free[d] += static_cast<double>(free_of(slots[n].alloc[d], slots[n].used[d]));
+    }
+    auto size_of = [&](std::uint32_t w) {
+      double x = 0;
+      for (std::size_t d = 0; d < 3; ++d) {
+        if (total_free[d] > 0) x += static_cast<double>(qs[w].req[d]) / total_free[d];
+      }
+      return x;
+    };
+    // The first two passes in exact size order, the others with each size scaled by a
+    // random factor in [0.6, 1.4] (seeded: the result stays deterministic).
+    std::mt19937_64 rng(0x6e6f7661);
+    std::vector<double> sizes(W, 0);
+    for (std::uint32_t pass = 0; pass < kPackPasses && spent < kSearchBudget; ++pass) {
+    for (std::uint32_t w : order) {
+      sizes[w] = size_of(w) * (pass < 2 ? 1.0 : std::uniform_real_distribution<double>(0.6, 1.4)(rng));
+    }
+    std::vector<std::uint32_t> pack_order = order;
+    // Even passes smallest first (the most workloads when not all fit), odd passes
+    // largest first (first-fit decreasing: all of them, when they can all fit).
+    const bool largest_first = pass % 2 == 1;
+    std::stable_sort(pack_order.begin(), pack_order.end(), [&](std::uint32_t a, std::uint32_t b) {
+      return largest_first ? sizes[a] > sizes[b] : sizes[a] < sizes[b];
+    });
+    std::vector<std::array<std::uint64_t, 3>> packed(slots.size(), {0, 0, 0});
+    std::vector<std::uint32_t> p_assign(W, kNone);
+    std::size_t p_placed = 0;
+    for (std::uint32_t w : pack_order) {
+      spent += options[w].size();
+      std::uint32_t where = kNone;
+      double tightest = 0;
+      for (const Option& o : options[w]) {
+        const Slot& sl = slots[o.slot];
+        double slack = 0;
+        bool ok = true;
+        for (std::size_t d = 0; d < 3 && ok; ++d) {
+          const std::uint64_t left = free_of(sl.alloc[d], sl.used[d]);
+          const std::uint64_t want = packed[o.slot][d] + qs[w].req[d];
+          ok = want <= left;
+          if (ok && sl.alloc[d] > 0) slack += static_cast<double>(left - want) / static_cast<double>(sl.alloc[d]);
+        }
+        if (ok && (where == kNone || slack < tightest)) {
+          where = o.slot;
+          tightest = slack;
+        }
+      }
+      if (where == kNone) continue;
+      p_assign[w] = where;
+      ++p_placed;
+      for (std::size_t d = 0; d < 3; ++d) packed[where][d] += qs[w].req[d];
+    }
+    if (p_placed > best_placed) {
+      best_placed = p_placed;
+      assign = std::move(p_assign);
+      work = *this;
+    }
+    }
+  }
   for (std::uint32_t w = 0; w < W; ++w) {
     const std::uint32_t n = assign[w];
     if (n == kNone) continue;
     members[n].push_back(w);
     for (std::size_t d = 0; d < 3; ++d) load[n][d] += qs[w].req[d];
+    // Above kSmallBatchNodes a start may have used a node outside the best options.
+    if (std::none_of(options[w].begin(), options[w].end(), [&](const Option& o) { return o.slot == n; })) {
+      options[w].push_back({n, fixed_of(w, n)});
+    }
   }
 
   // 3. Local search on the true objective over each workload's options.
-  std::vector<std::vector<Option>> options(W);
-  auto fixed_of = [&](std::size_t w, std::uint32_t n) {
-    const Candidate& c = cands[n];
-    return static_components(qs[w], c, slots[n].f);
-  };
-  for (std::uint32_t w : order) {
-    if (held <= kSmallBatchNodes) {
-      for (std::uint32_t n = 0; n < slots.size(); ++n) {
-        if (!slots[n].occupied) continue;
-        if (check_prepared(qs[w], cands[n], true) != Rejection::none) continue;
-        options[w].push_back({n, fixed_of(w, n)});
-      }
-    } else {
-      for (const Ranked& r : rank(qs[w], kBatchOptions)) {
-        options[w].push_back({static_cast<std::uint32_t>(r.index), r.breakdown});
-      }
-      if (assign[w] != kNone &&
-          std::none_of(options[w].begin(), options[w].end(),
-                       [&](const Option& o) { return o.slot == assign[w]; })) {
-        options[w].push_back({assign[w], fixed_of(w, assign[w])});
-      }
-    }
-  }
+
   auto option = [&](std::size_t w, std::uint32_t n) -> const Option* {
     for (const Option& o : options[w]) {
       if (o.slot == n) return &o;
     }
     return nullptr;
   };
-  std::size_t spent = 0;
   auto fits = [&](std::uint32_t n, const std::array<std::uint64_t, 3>& l) {
     const Slot& s = slots[n];
     for (std::size_t d = 0; d < 3; ++d) {
@@ -750,7 +846,11 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
       before += value(b, members[b], load[b]);
       after += value(b, mem_b, load_b);
     }
-    if (after - before <= kImprove) return false;
+    // Placed count first (docs/placement.md, "Objective"): wa is placed before when a is
+    // a node and after when b is; wb goes the other way.
+    int gained = (b != kNone) - (a != kNone);
+    if (wb != kNone) gained -= (b != kNone) - (a != kNone);
+    if (!improves(gained, after - before)) return false;
     if (a != kNone) {
       members[a] = mem_a;
       load[a] = load_a;
@@ -836,7 +936,13 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
           }
           double delta = 0;
           for (const auto& [t, v] : before) delta += value(t, members[t], load[t]) - v;
-          if (delta > kImprove) return true;
+          int gained = 0;  // each moved workload once: where it was first, where it is
+          for (std::size_t i = 0; i < log.size(); ++i) {
+            const bool first = std::none_of(log.begin(), log.begin() + static_cast<std::ptrdiff_t>(i),
+                                            [&](const Change& c) { return c.w == log[i].w; });
+            if (first) gained += (assign[log[i].w] != kNone) - (log[i].from != kNone);
+          }
+          if (improves(gained, delta)) return true;
         }
         for (auto it = log.rbegin(); it != log.rend(); ++it) relocate(it->w, it->from, false);
       }
@@ -844,8 +950,46 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
     return false;
   };
 
+  // Ejection chains: an unplaced workload goes to a node with room, or to a node where
+  // evicting one workload makes room, and the evicted one is placed the same way, up to
+  // kChainDepth evictions deep (an augmenting path: every workload of the chain ends up
+  // placed, so the chain places one more). Score is left to the other steps.
+  std::vector<char> in_chain(W, 0);
+  auto augment = [&](auto&& self, std::uint32_t w, std::size_t depth) -> bool {
+    if (++spent >= kSearchBudget) return false;
+    for (const Option& o : options[w]) {
+      if (room(o.slot, w)) {
+        relocate(w, o.slot, false);
+        return true;
+      }
+    }
+    if (depth == 0) return false;
+    in_chain[w] = 1;
+    for (const Option& o : options[w]) {
+      const std::vector<std::uint32_t> victims = members[o.slot];
+      for (std::uint32_t x : victims) {
+        if (in_chain[x]) continue;
+        relocate(x, kNone, false);
+        if (room(o.slot, w)) {
+          relocate(w, o.slot, false);
+          if (self(self, x, depth - 1)) {
+            in_chain[w] = 0;
+            return true;
+          }
+          relocate(w, kNone, false);
+        }
+        relocate(x, o.slot, false);
+      }
+    }
+    in_chain[w] = 0;
+    return false;
+  };
+  auto local_search = [&] {
   for (bool improved = true; improved && spent < kSearchBudget;) {
     improved = false;
+    for (std::uint32_t w : order) {
+      if (assign[w] == kNone && spent < kSearchBudget && augment(augment, w, kChainDepth)) improved = true;
+    }
     for (std::uint32_t w : order) {
       if (assign[w] == kNone && spent < kSearchBudget && eject(w)) improved = true;
     }
@@ -866,6 +1010,224 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
             break;
           }
         }
+      }
+    }
+  }
+  };
+
+  // 3b. Exact solve of small neighbourhoods. Some improvements need three or more
+  // coordinated moves (a cycle over three nodes, or two moves that make room for an
+  // unplaced workload): moves, swaps and ejection each change at most two workloads' nodes
+  // at a time and stop before them. A neighbourhood is two or three nodes with every
+  // workload on them and every unplaced workload that could go there; it is solved
+  // exactly by depth-first search (each workload on one of its nodes or unplaced,
+  // capacity checked at every step, pruned by an upper bound on the score) and the best
+  // assignment replaces the current one when it improves the objective.
+  auto option_upper = [&](std::uint32_t w, std::uint32_t n) {
+    ScoreBreakdown b = option(w, n)->fixed;
+    b.resource = resource_upper(slots[n].f.res_mult);
+    return total(b) + kBoundSlack;
+  };
+  // Solves the workloads on `nodes` plus the unplaced workloads `waiting` exactly.
+  auto solve_hood_with = [&](const std::vector<std::uint32_t>& nodes, const std::vector<std::uint32_t>& waiting) {
+    std::vector<std::uint32_t> hood;
+    for (std::uint32_t n : nodes) hood.insert(hood.end(), members[n].begin(), members[n].end());
+    hood.insert(hood.end(), waiting.begin(), waiting.end());
+    if (hood.empty() || hood.size() > kHoodWorkloads) return false;
+    const std::size_t H = hood.size(), K = nodes.size();
+    int placed_now = 0;
+    double score_now = 0;
+    for (std::uint32_t w : hood) placed_now += assign[w] != kNone;
+    for (std::uint32_t n : nodes) score_now += value(n, members[n], load[n]);
+    // best_rest[i]: an upper bound on what hood[i..] can add.
+    std::vector<double> best_rest(H + 1, 0);
+    for (std::size_t i = H; i-- > 0;) {
+      double u = 0;
+      for (std::uint32_t n : nodes) {
+        if (option(hood[i], n)) u = std::max(u, option_upper(hood[i], n));
+      }
+      best_rest[i] = best_rest[i + 1] + u;
+    }
+    std::vector<std::vector<std::uint32_t>> mem(K);
+    std::vector<std::array<std::uint64_t, 3>> l(K, {0, 0, 0});
+    std::vector<std::uint32_t> pick(H, kNone), hood_pick;
+    int hood_placed = placed_now;
+    double hood_score = score_now + kImprove;  // must beat the current assignment
+    const std::size_t stop = std::min(kSearchBudget, spent + kHoodSolveBudget);
+    auto dfs = [&](auto&& self, std::size_t i, int placed, double bound) -> void {
+      if (++spent >= stop) return;
+      const int can_place = placed + static_cast<int>(H - i);
+      if (can_place < hood_placed) return;
+      if (can_place == hood_placed && bound + best_rest[i] <= hood_score) return;
+      if (i == H) {
+        double v = 0;
+        for (std::size_t k = 0; k < K; ++k) v += value(nodes[k], mem[k], l[k]);
+        if (placed > hood_placed || v > hood_score) {
+          hood_placed = placed;
+          hood_score = v;
+          hood_pick = pick;
+        }
+        return;
+      }
+      const std::uint32_t w = hood[i];
+      for (std::size_t k = 0; k < K; ++k) {
+        if (!option(w, nodes[k])) continue;
+        auto next = l[k];
+        for (std::size_t d = 0; d < 3; ++d) next[d] += qs[w].req[d];
+        if (!fits(nodes[k], next)) continue;
+        std::swap(l[k], next);
+        mem[k].push_back(w);
+        pick[i] = nodes[k];
+        self(self, i + 1, placed + 1, bound + option_upper(w, nodes[k]));
+        mem[k].pop_back();
+        std::swap(l[k], next);
+      }
+      pick[i] = kNone;
+      self(self, i + 1, placed, bound);
+    };
+    dfs(dfs, 0, 0, 0.0);
+    if (hood_pick.empty()) return false;
+    for (std::size_t i = 0; i < H; ++i) relocate(hood[i], kNone, false);
+    for (std::size_t i = 0; i < H; ++i) relocate(hood[i], hood_pick[i], false);
+    return true;
+  };
+  // The neighbourhood of `nodes`: with every unplaced workload that could go there when
+  // they are few enough, else with each of them in turn (one more placed is already an
+  // improvement).
+  auto solve_hood = [&](const std::vector<std::uint32_t>& nodes) {
+    std::vector<std::uint32_t> waiting;
+    for (std::uint32_t w : order) {
+      if (assign[w] != kNone) continue;
+      if (std::any_of(nodes.begin(), nodes.end(), [&](std::uint32_t n) { return option(w, n) != nullptr; })) {
+        waiting.push_back(w);
+      }
+    }
+    std::size_t on = 0;
+    for (std::uint32_t n : nodes) on += members[n].size();
+    if (on + waiting.size() <= kHoodWorkloads || waiting.size() <= 1) return solve_hood_with(nodes, waiting);
+    bool improved = solve_hood_with(nodes, {});
+    for (std::uint32_t w : waiting) {
+      if (assign[w] == kNone && solve_hood_with(nodes, {w})) improved = true;
+    }
+    return improved;
+  };
+  // The nodes some workload could use, in slot order.
+  std::vector<std::uint32_t> active;
+  {
+    std::vector<bool> seen(slots.size(), false);
+    for (std::uint32_t w : order) {
+      for (const Option& o : options[w]) seen[o.slot] = true;
+    }
+    for (std::uint32_t n = 0; n < slots.size(); ++n) {
+      if (seen[n]) active.push_back(n);
+    }
+  }
+  const std::size_t hoods_stop = std::min(kSearchBudget, spent + kHoodsBudget);
+  auto exact_hoods = [&] {
+    bool improved = false;
+    const std::size_t A = active.size();
+    // A batch this small is one neighbourhood: solved exactly as a whole.
+    if (A <= kWholeNodes && W <= kHoodWorkloads && solve_hood(active)) improved = true;
+    // Every set of `size` active nodes, smaller sets first.
+    const std::size_t largest = A <= kHoodQuadNodes ? 4 : A <= kHoodTripleNodes ? 3 : A <= kHoodPairNodes ? 2 : 0;
+    std::vector<std::uint32_t> set;
+    auto sets = [&](auto&& self, std::size_t from, std::size_t size) -> void {
+      if (set.size() == size) {
+        if (solve_hood(set)) improved = true;
+        return;
+      }
+      for (std::size_t i = from; i < A && spent < hoods_stop; ++i) {
+        set.push_back(active[i]);
+        self(self, i + 1, size);
+        set.pop_back();
+      }
+    };
+    for (std::size_t size = 2; size <= largest && spent < hoods_stop; ++size) sets(sets, 0, size);
+    // Large batches: the neighbourhoods of each unplaced workload, its best two options
+    // with each other node it could use.
+    if (A > kHoodPairNodes) {
+      for (std::uint32_t w : order) {
+        if (assign[w] != kNone) continue;
+        for (std::size_t o = 0; o < std::min<std::size_t>(2, options[w].size()); ++o) {
+          for (const Option& p : options[w]) {
+            if (spent >= hoods_stop) return improved;
+            if (p.slot != options[w][o].slot && solve_hood({options[w][o].slot, p.slot})) improved = true;
+          }
+        }
+      }
+    }
+    return improved;
+  };
+  do {
+    local_search();
+  } while (spent < hoods_stop && exact_hoods());
+
+  // 3c. Ruin and recreate, for the count: placing one more can need most nodes to
+  // change, beyond any neighbourhood above. Each round empties the nodes of up to three
+  // options of a random unplaced workload, puts every unplaced workload back in random
+  // order on the option it fills tightest, then runs the ejection chains; a round is kept
+  // only when it places more (then the local search improves the score), else undone.
+  {
+    std::mt19937_64 rng(0x72756e);
+    auto placed_count = [&] {
+      std::size_t n = 0;
+      for (std::uint32_t w : order) n += assign[w] != kNone;
+      return n;
+    };
+    std::size_t best_count = placed_count();
+    for (std::size_t round = 0; round < kRuinRounds && best_count < order.size() && spent < kSearchBudget; ++round) {
+      std::vector<std::uint32_t> waiting;
+      for (std::uint32_t w : order) {
+        if (assign[w] == kNone && !options[w].empty()) waiting.push_back(w);
+      }
+      if (waiting.empty()) break;
+      const auto saved_assign = assign;
+      const auto saved_members = members;
+      const auto saved_load = load;
+      const std::uint32_t u = waiting[std::uniform_int_distribution<std::size_t>(0, waiting.size() - 1)(rng)];
+      std::vector<Option> emptied = options[u];
+      std::shuffle(emptied.begin(), emptied.end(), rng);
+      if (emptied.size() > 3) emptied.resize(3);
+      for (const Option& o : emptied) {
+        const std::vector<std::uint32_t> evicted = members[o.slot];
+        for (std::uint32_t x : evicted) relocate(x, kNone, false);
+      }
+      std::vector<std::uint32_t> again;
+      for (std::uint32_t w : order) {
+        if (assign[w] == kNone) again.push_back(w);
+      }
+      std::shuffle(again.begin(), again.end(), rng);
+      for (std::uint32_t w : again) {
+        std::uint32_t where = kNone;
+        double tightest = 0;
+        for (const Option& o : options[w]) {
+          ++spent;
+          if (!room(o.slot, w)) continue;
+          const Slot& sl = slots[o.slot];
+          double slack = 0;
+          for (std::size_t d = 0; d < 3; ++d) {
+            if (sl.alloc[d] == 0) continue;
+            const std::uint64_t left = free_of(sl.alloc[d], sl.used[d]) - load[o.slot][d] - qs[w].req[d];
+            slack += static_cast<double>(left) / static_cast<double>(sl.alloc[d]);
+          }
+          if (where == kNone || slack < tightest) {
+            where = o.slot;
+            tightest = slack;
+          }
+        }
+        if (where != kNone) relocate(w, where, false);
+      }
+      for (std::uint32_t w : order) {
+        if (assign[w] == kNone && spent < kSearchBudget) augment(augment, w, kChainDepth);
+      }
+      const std::size_t count = placed_count();
+      if (count > best_count) {
+        best_count = count;
+        local_search();
+      } else {
+        assign = saved_assign;
+        members = saved_members;
+        load = saved_load;
       }
     }
   }

@@ -62,6 +62,12 @@ struct CloudConfig {
     std::uint32_t max_per_node = 2;          // migrations off one node ...
     std::uint32_t per_node_window_s = 600;   // ... per this sliding window
   } migration;
+  // The re-optimiser (reoptimiser.h): rounds toward the batch optimum, within the
+  // migration limits above and a budget of moves per round.
+  struct Reoptimiser {
+    std::uint32_t interval_s = 10;           // between rounds; 0: off
+    std::uint32_t migration_budget = 2;      // running workloads moved per round, at most
+  } reoptimiser;
   struct Log {
     common::LogLevel level = common::LogLevel::info;     // lines below it are not written
     common::LogFormat format = common::LogFormat::logfmt;  // or json: one object per line

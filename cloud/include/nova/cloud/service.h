@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "nova/cloud/migration.h"
+#include "nova/cloud/reoptimiser.h"
 #include "nova/cloud/ingest_store.h"
 #include "nova/cloud/live_topology.h"
 #include "nova/cloud/subscriptions.h"
@@ -73,6 +74,7 @@ struct CloudOptions {
   StoreOptions store;
   std::chrono::milliseconds heartbeat_timeout{180'000};
   MigrationPolicy migration;  // utilisation watermarks, dwell time, per-node cap
+  ReoptimiserPolicy reoptimiser;  // rounds toward the batch optimum (reoptimiser.h)
   std::chrono::milliseconds sweep_interval{3'600'000};
   std::size_t max_group = 512;  // records per synced write
   SubscriptionTiming subscriptions;

@@ -30,7 +30,10 @@
 // task only once the old run is known stopped (its result came) or its node is declared
 // dead; a failover cancels the old run too, but its node is dead already, so the new run
 // starts at once. cancel() (REST) stops a workload's run the same way: it ends
-// "cancelled".
+// "cancelled". The re-optimiser (reoptimiser.h) moves owned workloads toward the batch
+// optimum within the same limits (dwell time, per-node cap, fencing) and its own budget
+// per round; a round that migrates places nothing else, since the room a migration frees
+// is held by the old run until it is known stopped.
 //
 // Federation: clusters are registered (REST, retained records) with a role,
 // capabilities and policies ("maintenance_window", "cost"); a node belongs to a cluster
@@ -76,6 +79,7 @@
 #include "nova/cloud/fence.h"
 #include "nova/cloud/live_topology.h"
 #include "nova/cloud/migration.h"
+#include "nova/cloud/reoptimiser.h"
 #include "nova/schemas/messages.h"
 #include "nova/schemas/result.h"
 #include "nova/schemas/topic.h"
@@ -138,6 +142,9 @@ struct WorkloadCounters {
   std::uint64_t cancelled = 0;       // workloads that ended cancelled
   std::uint64_t cancels_sent = 0;    // cancel messages published, repeats included
   std::uint64_t last_failover_recovery_ms = 0;  // loss seen -> replacement run started
+  std::uint64_t batches = 0;                // submit_batch() calls that placed
+  std::uint64_t reoptimiser_placed = 0;     // pending workloads the re-optimiser placed
+  std::uint64_t reoptimiser_migrations = 0; // running workloads it moved (also in migrations)
 };
 
 class Workloads {
@@ -153,6 +160,12 @@ class Workloads {
   // Set before any traffic: the utilisation trigger's watermarks, the dwell time and the
   // per-node cap (migration.h). Unset: MigrationPolicy's defaults.
   void set_migration_policy(const MigrationPolicy& policy);
+  // Set before any traffic: how often and how far tick() re-optimises (reoptimiser.h).
+  // Unset: never (CloudService sets the config's, every 10 s by default).
+  void set_reoptimiser(const ReoptimiserPolicy& policy);
+  // One re-optimiser round over the workloads this instance owns, now (tick() calls it
+  // every policy.interval_ms). Returns how many steps it took.
+  std::size_t reoptimise(Timestamp now);
   // Loads a record kept by an earlier run, as if it came retained from the broker
   // (nothing is persisted again).
   void restore(topics::CloudKind kind, const std::string& id, const std::string& payload);
@@ -180,6 +193,12 @@ class Workloads {
   // `task_unconfirmed` is logged when it has not): a crash right after the answer loses
   // neither the records nor the run.
   schemas::Result<WorkloadState> submit(schemas::WorkloadSpec spec, Timestamp now);
+  // Many workloads at once, placed together (tiers::place_batch: the most workloads
+  // placed, then the highest total score; docs/placement.md). All or nothing on
+  // validation: an error names the index and field ("workloads[2].workload_id: already
+  // exists") and nothing is kept. The states come back in input order; the delivery wait
+  // is submit()'s, once for the whole batch.
+  schemas::Result<std::vector<WorkloadState>> submit_batch(std::vector<schemas::WorkloadSpec> specs, Timestamp now);
   bool remove(const std::string& workload_id, Timestamp now);
   // Stops the workload's run (fence.h); it ends "cancelled" once the run is known
   // stopped, at once when it is pending. Errors name the reason: unknown workload, not
