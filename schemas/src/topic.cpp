@@ -18,7 +18,7 @@ constexpr std::array<std::pair<UpKind, std::string_view>, 7> kUpKinds{{
     {UpKind::link, "link"},
     {UpKind::erasure, "erasure"},
 }};
-constexpr std::array<std::pair<DownKind, std::string_view>, 7> kDownKinds{{
+constexpr std::array<std::pair<DownKind, std::string_view>, 8> kDownKinds{{
     {DownKind::task, "task"},
     {DownKind::config, "config"},
     {DownKind::model, "model"},
