@@ -269,6 +269,15 @@ TEST_CASE("nobody claims nova-cloud or another node or a bridge and nobody forge
   const std::string cloud_log = nova::bridge::read_text_file(pair.log("cloud"));
   CHECK(cloud_log.find("as n1 (p2, c1, k60, u'n1')") != std::string::npos);
   CHECK(cloud_log.find("Client bridge.eu already connected") == std::string::npos);
+  // A device certificate used as a bridge passes the handshake (it is of this PKI); its
+  // writes are refused by the ACL, which grants a node's CN nothing at the cloud: each
+  // with a warning and a count.
+  CHECK(count_of(cloud_log, "nova-acl: denied access=write client=n1 user=n1 topic=nova/v1/up/n2/state "
+                            "reason=no_grant") == 1);
+  CHECK(count_of(cloud_log, "nova-acl: denied access=write client=n1 user=n1 topic=nova/v1/up/eu/link "
+                            "reason=no_grant") == 1);
+  // With n2's as nova-cloud, nova-cloud's and bridge.us's link writes.
+  CHECK(pair.denied("cloud", "write") == 5);
 
   // What the cloud holds, read by a late subscriber: the true link state, no forged
   // record; n1's own birth, published after the attacks, crosses the bridge.

@@ -42,15 +42,15 @@ TEST_CASE("TLS refusal lines of Mosquitto's log are classified by OpenSSL's erro
 
   // The form logged when the handshake had arrived at accept: it names the peer.
   const auto accept = classify_tls_refusal(
-      "2026-12-05T03:52:36: Client connection from 127.0.0.1 failed: error:0A000126:SSL routines::unexpected eof "
-      "while reading.");
+      "2026-12-05T03:52:36: Client connection from 127.0.0.1 failed: error:0A000086:SSL routines::certificate "
+      "verify failed.");
   REQUIRE(accept);
-  CHECK(accept->reason == TlsRefusal::other);
+  CHECK(accept->reason == TlsRefusal::verify_failed);
   CHECK(accept->peer == "127.0.0.1");
-  CHECK(accept->error == "error:0A000126:SSL routines::unexpected eof while reading");
+  CHECK(accept->error == "error:0A000086:SSL routines::certificate verify failed");
   CHECK(nova::acl::format_tls_refusal(*accept) ==
-        "nova-acl: refused tls reason=other peer=127.0.0.1 error=\"error:0A000126:SSL routines::unexpected eof while "
-        "reading\"");
+        "nova-acl: refused tls reason=verify_failed peer=127.0.0.1 error=\"error:0A000086:SSL routines::certificate "
+        "verify failed\"");
   const auto no_peer =
       classify_tls_refusal("OpenSSL Error[0]: error:0A000086:SSL routines::certificate verify failed");
   REQUIRE(no_peer);
@@ -63,6 +63,10 @@ TEST_CASE("TLS refusal lines of Mosquitto's log are classified by OpenSSL's erro
            "2026-12-05T03:52:36: New connection from 127.0.0.1:54794 on port 37035.",
            "2026-12-05T03:52:36: Client <unknown> disconnected: Protocol error.",
            "2026-12-05T03:52:36: Client connection from 127.0.0.1 denied access by tcpd.",
+           // A client that hung up before its handshake (the test harness's readiness probe).
+           "2026-12-05T03:52:36: Client connection from 127.0.0.1 failed: error:0A000126:SSL routines::unexpected "
+           "eof while reading.",
+           "OpenSSL Error[0]: error:0A000126:SSL routines::unexpected eof while reading",
            "2026-12-05T03:52:36: nova-acl: refused tls reason=verify_failed peer=\"\" error=\"error:0A000086:SSL "
            "routines::certificate verify failed\"",
            "",

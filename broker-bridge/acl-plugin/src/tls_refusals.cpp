@@ -20,6 +20,10 @@ TlsRefusal reason_of(std::string_view error) {
   return TlsRefusal::other;
 }
 
+// A client that closed its connection before sending a handshake (a TCP health check,
+// a readiness probe) was refused nothing.
+bool hung_up(std::string_view error) { return contains(error, "unexpected eof while reading"); }
+
 // Mosquitto's own log lines start with a timestamp when log_timestamp is on; the forms
 // below are found anywhere in the line, after that prefix.
 constexpr std::string_view kFirstError = "OpenSSL Error[0]: ";
@@ -41,6 +45,7 @@ std::string_view to_string(TlsRefusal refusal) {
 std::optional<TlsRefusalLine> classify_tls_refusal(std::string_view line) {
   if (const auto at = line.find(kFirstError); at != std::string_view::npos) {
     const std::string_view error = line.substr(at + kFirstError.size());
+    if (hung_up(error)) return std::nullopt;
     return TlsRefusalLine{reason_of(error), error, {}};
   }
   if (const auto at = line.find(kAcceptFailed); at != std::string_view::npos) {
@@ -49,6 +54,7 @@ std::optional<TlsRefusalLine> classify_tls_refusal(std::string_view line) {
     if (middle == std::string_view::npos) return std::nullopt;  // "... denied access by tcpd." and such
     std::string_view error = rest.substr(middle + kAcceptFailedMiddle.size());
     if (!error.empty() && error.back() == '.') error.remove_suffix(1);
+    if (hung_up(error)) return std::nullopt;
     return TlsRefusalLine{reason_of(error), error, rest.substr(0, middle)};
   }
   return std::nullopt;

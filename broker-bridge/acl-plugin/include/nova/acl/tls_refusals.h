@@ -44,8 +44,9 @@ std::string_view to_string(TlsRefusal refusal);
 // first error ([0]) of the second; any other line (the plugin's own lines included):
 // nullopt. The reason comes from OpenSSL's error text: "peer did not return a
 // certificate", "certificate verify failed", "unsupported protocol" / "no protocols
-// available" / "alert protocol version"; anything else is other (a client that hung up
-// mid-handshake, plain MQTT sent to a TLS port).
+// available" / "alert protocol version"; anything else is other (plain MQTT sent to a
+// TLS port, a client's alert). "unexpected eof while reading" is no refusal: the client
+// closed the connection before its handshake (a TCP health check, a readiness probe).
 struct TlsRefusalLine {
   TlsRefusal reason = TlsRefusal::other;
   std::string_view error;  // the OpenSSL error text, e.g. "error:0A000086:SSL routines::certificate verify failed"
