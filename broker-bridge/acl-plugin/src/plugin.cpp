@@ -42,6 +42,8 @@ using nova::acl::TlsRefusal;
 // Mosquitto 2.0.11 calls the tick callback on every pass of its main loop, which waits
 // at most 100 ms for a socket (mux_epoll.c, mux_poll.c): often under load. Reading the
 // log at most this often keeps its cost to one stat() per interval.
+// With per_listener_settings true, 2.0.11 calls no tick callback (plugin.c,
+// plugin__handle_tick): nova-bridge renders it false.
 constexpr std::chrono::milliseconds kLogReadInterval{100};
 
 // The counters are retained on $SYS (nova::acl::kDeniedCounterPrefix + access) because
