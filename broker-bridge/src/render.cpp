@@ -1,7 +1,8 @@
 #include "nova/bridge/render.h"
 
 #include "nova/bridge/wireguard.h"
-#include "nova/acl/rules.h"  // kDeniedCounterPrefix only
+#include "nova/acl/rules.h"          // kDeniedCounterPrefix only
+#include "nova/acl/tls_refusals.h"  // kTlsRefusedCounterPrefix only
 #include "nova/security/layout.h"
 #include "nova/tiers/residency.h"
 #include "replace_file.h"
@@ -53,6 +54,9 @@ bool in_subtree(const tiers::Topology& topology, const tiers::Site& site, const 
   return false;
 }
 
+// The broker's log: Mosquitto writes it, the nova_acl plugin reads it.
+fs::path log_file(const fs::path& data_dir) { return data_dir / "mosquitto.log"; }
+
 void render_globals(std::ostringstream& out, const tiers::Site& site, const fs::path& data_dir,
                     const fs::path& acl_file, const fs::path& acl_plugin, const RenderOptions& options) {
   if (!options.user.empty()) {
@@ -78,7 +82,10 @@ void render_globals(std::ostringstream& out, const tiers::Site& site, const fs::
         << "acl_file " << acl_file.string() << "\n\n";
   } else {
     out << "plugin " << acl_plugin.string() << "\n"
-        << "plugin_opt_acl_file " << acl_file.string() << "\n\n";
+        << "plugin_opt_acl_file " << acl_file.string() << "\n"
+        << "# The plugin also follows this broker's log (log_dest below) and counts each refused\n"
+           "# TLS handshake on $SYS/broker/nova/tls/refused/<reason>, with a warning line.\n"
+        << "plugin_opt_log_file " << log_file(data_dir).string() << "\n\n";
   }
 
   out << "# Persistence: retained records, bridge sessions and queued QoS 1 messages survive\n"
@@ -116,7 +123,7 @@ void render_globals(std::ostringstream& out, const tiers::Site& site, const fs::
 
   out << "# Logging. nova-bridge and the test harness detect start-up from the \"running\"\n"
          "# line (type information); autosaves log \"Saving in-memory database\".\n"
-      << "log_dest file " << (data_dir / "mosquitto.log").string() << "\n"
+      << "log_dest file " << log_file(data_dir).string() << "\n"
       << "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
       << "log_timestamp true\n"
       << "log_timestamp_format %Y-%m-%dT%H:%M:%S\n"
@@ -159,6 +166,14 @@ void render_resident_route(std::ostringstream& out, const tiers::Topology& topol
 // The ACL lines for resident data at `site`: a node of the site writes only under its
 // own id and the site's region; a child's bridge in the same region forwards the
 // region's resident data. Empty outside any region.
+// What the hierarchy's link monitor reads, in both modes: the link records, and the ACL
+// plugin's denial and TLS refusal counters of this broker.
+std::string monitor_grants() {
+  return "topic read nova/v1/up/+/link\n"
+         "topic read " + std::string(acl::kDeniedCounterPrefix) + "#\n"
+         "topic read " + std::string(acl::kTlsRefusedCounterPrefix) + "#\n";
+}
+
 std::string resident_node_grant(const tiers::Site& site, const std::string& node) {
   if (!site.region) return "";
   return "topic write " + std::string(tiers::kResidentPrefix) + "/" + *site.region + "/" + node + "/#\n";
@@ -279,10 +294,8 @@ std::string render_plaintext_acl(const tiers::Topology& topology, const tiers::S
       << "topic readwrite nova/v1/#\n"
       << "topic read $SYS/#\n"
       << "\n# The hierarchy's link monitor (nova-bridge status), and the ACL plugin's denial\n"
-         "# counters of this broker.\n"
-      << "user " << kMonitorUser << "\n"
-      << "topic read nova/v1/up/+/link\n"
-      << "topic read " << acl::kDeniedCounterPrefix << "#\n";
+         "# and TLS refusal counters of this broker.\n"
+      << "user " << kMonitorUser << "\n" << monitor_grants();
   return out.str();
 }
 
@@ -383,10 +396,8 @@ std::string render_identity_acl(const tiers::Topology& topology, const tiers::Si
         << "topic write " << tiers::kResidentPrefix << "/" << *site.region << "/probe/" << kCloudServiceUser << "\n";
   }
   out << "\n# The hierarchy's link monitor (nova-bridge status), and the ACL plugin's denial\n"
-         "# counters of this broker.\n"
-      << "user " << kMonitorIdentity << "\n"
-      << "topic read nova/v1/up/+/link\n"
-      << "topic read " << acl::kDeniedCounterPrefix << "#\n";
+         "# and TLS refusal counters of this broker.\n"
+      << "user " << kMonitorIdentity << "\n" << monitor_grants();
   for (const std::string& name : enrolled_identities(pki_dir, kOperatorPrefix)) {
     if (name == kMonitorOperatorName) continue;  // the monitor keeps its narrower grant
     out << "\n# Operator '" << name << "': watches what goes up (births, metrics, results, links);\n"

@@ -232,3 +232,40 @@ TEST_CASE("a broker whose ACL file the plugin cannot read does not start, and sa
                     " line 2: unknown access 'reed' (read, write, readwrite or deny)") != std::string::npos);
   fs::remove_all(dir);
 }
+
+TEST_CASE("without plugin_opt_log_file the ACL plugin says TLS refusal counting is off, and the broker serves",
+          "[acl][tls_refusals]") {
+  const fs::path dir = fs::temp_directory_path() / ("nova-acl-nolog-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::ofstream(dir / "acl") << "topic readwrite a/#\n";
+  const auto port = nova::bridge::free_loopback_port();
+  REQUIRE(port.ok());
+  std::ofstream(dir / "mosquitto.conf") << "listener " << *port << " 127.0.0.1\nallow_anonymous true\n"
+                                        << (::geteuid() == 0 ? "user root\n" : "")
+                                        << "plugin " << nova::bridge::find_acl_plugin().string() << "\n"
+                                        << "plugin_opt_acl_file " << (dir / "acl").string() << "\n"
+                                        << "log_dest file " << (dir / "mosquitto.log").string() << "\nlog_type all\n";
+  nova::bridge::BrokerProcess broker;
+  nova::bridge::BrokerLaunch launch;
+  launch.config = dir / "mosquitto.conf";
+  launch.log = dir / "mosquitto.log";
+  launch.stdio = dir / "mosquitto.stdio";
+  launch.port = *port;
+  const auto started = broker.start(launch);
+  INFO(started.message);
+  REQUIRE(started.ok());
+  {
+    // It serves: a publish comes back to its subscriber.
+    const std::string uri = "tcp://127.0.0.1:" + std::to_string(*port);
+    TestClient client(uri, "nolog-client");
+    REQUIRE(client.subscribe("a/b"));
+    client.publish("a/b", "served");
+    CHECK(client.until("a/b").back().second == "served");
+  }
+  const std::string log = nova::bridge::read_text_file(dir / "mosquitto.log");
+  INFO(log);
+  CHECK(log.find("nova-acl: TLS refusal counting is off: no plugin_opt_log_file") != std::string::npos);
+  broker.stop(10s);
+  fs::remove_all(dir);
+}

@@ -136,6 +136,8 @@ TEST_CASE("a metro site bridges to its parent with every pitfall handled", "[ren
   // The ACL is the nova_acl plugin's (denials logged and counted), not acl_file's.
   CHECK(values(conf, "acl_file").empty());
   CHECK(value(conf, "plugin_opt_acl_file") == "/srv/nova/par/acl");
+  // The plugin counts refused TLS handshakes from the broker's own log.
+  CHECK(value(conf, "plugin_opt_log_file") == value(conf, "log_dest").substr(std::string("file ").size()));
   CHECK(fs::path(value(conf, "plugin")).filename() == "nova_acl.so");
   CHECK(values(conf, "user").empty());  // only when asked
 }
@@ -293,7 +295,8 @@ TEST_CASE("the ACL grants nodes, child bridges, cloud and monitor what they need
   CHECK(acl.at(nova::bridge::kCloudServiceUser) ==
         std::vector<std::string>{"topic readwrite nova/v1/#", "topic read $SYS/#"});
   CHECK(acl.at(nova::bridge::kMonitorUser) ==
-        std::vector<std::string>{"topic read nova/v1/up/+/link", "topic read $SYS/broker/nova/acl/denied/#"});
+        std::vector<std::string>{"topic read nova/v1/up/+/link", "topic read $SYS/broker/nova/acl/denied/#",
+                                 "topic read $SYS/broker/nova/tls/refused/#"});
   CHECK(acl.size() == 1 + 1 + 1 + bridged.size() + 2);
 }
 
@@ -435,7 +438,8 @@ TEST_CASE("the identity ACL binds every grant to a certificate CN", "[render][ac
                                  "topic read $SYS/#", "topic read nova/v1/resident/eu-west/#",
                                  "topic write nova/v1/resident/eu-west/probe/nova-cloud"});
   CHECK(acl.at(nova::bridge::kMonitorIdentity) ==
-        std::vector<std::string>{"topic read nova/v1/up/+/link", "topic read $SYS/broker/nova/acl/denied/#"});
+        std::vector<std::string>{"topic read nova/v1/up/+/link", "topic read $SYS/broker/nova/acl/denied/#",
+                                 "topic read $SYS/broker/nova/tls/refused/#"});
 }
 
 TEST_CASE("an operator enrolled in the PKI folder reads everything upward and nothing else", "[render][acl][tls]") {
@@ -450,7 +454,8 @@ TEST_CASE("an operator enrolled in the PKI folder reads everything upward and no
     CHECK(acl.at("operator.ops") == std::vector<std::string>{"topic read nova/v1/up/#", "topic read nova/v1/resident/#"});
     // The link monitor keeps its narrower grant.
     CHECK(acl.at(nova::bridge::kMonitorIdentity) ==
-          std::vector<std::string>{"topic read nova/v1/up/+/link", "topic read $SYS/broker/nova/acl/denied/#"});
+          std::vector<std::string>{"topic read nova/v1/up/+/link", "topic read $SYS/broker/nova/acl/denied/#",
+                                 "topic read $SYS/broker/nova/tls/refused/#"});
   }
   fs::remove_all(pki);
 }
@@ -473,6 +478,7 @@ TEST_CASE("mosquitto_acl_file renders Mosquitto's acl_file instead of the plugin
   CHECK(value(conf, "acl_file") == "/srv/nova/par/acl");
   CHECK(values(conf, "plugin").empty());
   CHECK(values(conf, "plugin_opt_acl_file").empty());
+  CHECK(values(conf, "plugin_opt_log_file").empty());
 }
 
 TEST_CASE("write_site refuses an ACL plugin path with no file, naming the field", "[render]") {
@@ -545,10 +551,10 @@ TEST_CASE("resident data is mapped up only inside its region and granted only th
   for (const std::string& map : values(conf_of(t, "us"), "topic")) CHECK(map.find("resident") == std::string::npos);
 
   // The cloud's ACL grants no resident write to anyone: no bridge may bring it there.
-  const std::string cloud_acl = render(t, t.site("cloud"), {"/srv/nova/cloud", {}, {}, "/nonexistent-pki", false, {}}).acl;
+  const std::string cloud_acl = render(t, t.site("cloud"), {"/srv/nova/cloud", {}, {}, "/nonexistent-pki", false, {}, false}).acl;
   CHECK(cloud_acl.find("resident") == std::string::npos);
   // At eu, the metros' bridges write it and the regional store (nova-cloud) reads it.
-  const auto eu = acl_sections(render(t, t.site("eu"), {"/srv/nova/eu", {}, {}, "/nonexistent-pki", false, {}}).acl);
+  const auto eu = acl_sections(render(t, t.site("eu"), {"/srv/nova/eu", {}, {}, "/nonexistent-pki", false, {}, false}).acl);
   const auto& par_bridge = eu.at("bridge.par");
   CHECK(std::count(par_bridge.begin(), par_bridge.end(), "topic write nova/v1/resident/eu-west/#") == 1);
   const auto& store = eu.at(nova::bridge::kCloudServiceUser);
@@ -563,7 +569,7 @@ nodes:
 )");
   REQUIRE(plain.ok());
   CHECK(conf_of(*plain, "r").find("resident") == std::string::npos);
-  CHECK(render(*plain, plain->site("r"), {"/srv/nova/r", {}, {}, "/nonexistent-pki", false, {}}).acl.find("resident") ==
+  CHECK(render(*plain, plain->site("r"), {"/srv/nova/r", {}, {}, "/nonexistent-pki", false, {}, false}).acl.find("resident") ==
         std::string::npos);
 }
 

@@ -53,6 +53,7 @@ class TlsPair {
     pki_.issue(Role::sensor, "n1.t1");
     pki_.issue(Role::cloud, "nova-cloud", "cloud");
     pki_.issue(Role::operator_, "ops", "cloud");  // found in the PKI folder by the renderer
+    pki_.issue(Role::operator_, "nova-monitor", "cloud");  // the link monitor (render.h, kMonitorIdentity)
     pki_.issue(Role::node, "old", "eu", 1, 10);  // expired 9 days ago
     // A node revoked before the brokers start (mosquitto_test.cpp covers a SIGHUP).
     pki_.issue(Role::node, "gone");
@@ -128,13 +129,28 @@ class TlsPair {
                 (dir / "key.pem").string(), "-t", filter, "-v", "-C", std::to_string(count), "-W", "5",
                 "-V", "mqttv311"});
   }
-  // The nova_acl plugin's denial counter for `access` at `site`, read by nova-cloud
-  // (granted $SYS/#) with mosquitto_sub; -1 if not read.
-  long denied(const std::string& site, const std::string& access) const {
-    const std::string topic = "$SYS/broker/nova/acl/denied/" + access;
-    const CommandResult r = read_retained(site, "nova-cloud", topic, 1);
+  // A retained counter of the nova_acl plugin at `site`, read by `cn` with
+  // mosquitto_sub; -1 if not read.
+  long counter(const std::string& site, const std::string& cn, const std::string& topic) const {
+    const CommandResult r = read_retained(site, cn, topic, 1);
     const auto at = r.output.find(topic + " ");
     return at == std::string::npos ? -1 : std::stol(r.output.substr(at + topic.size() + 1));
+  }
+  // The denial counter for `access`, read by nova-cloud (granted $SYS/#).
+  long denied(const std::string& site, const std::string& access) const {
+    return counter(site, "nova-cloud", "$SYS/broker/nova/acl/denied/" + access);
+  }
+  // The TLS refusal counter for `reason`, read by the link monitor's certificate.
+  long tls_refused(const std::string& site, const std::string& reason) const {
+    return counter(site, "operator.nova-monitor", "$SYS/broker/nova/tls/refused/" + reason);
+  }
+  // The plugin counts a refusal once it has read the broker's log line (on its tick):
+  // polls the counter until it reaches `expected` or 20 s passed; returns the last value.
+  long await_tls_refused(const std::string& site, const std::string& reason, long expected) const {
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    long value = tls_refused(site, reason);
+    while (value < expected && std::chrono::steady_clock::now() < deadline) value = tls_refused(site, reason);
+    return value;
   }
   fs::path revoked_identity() const { return pki_.dir.path() / "kept-gone"; }
 
@@ -181,13 +197,27 @@ TEST_CASE("TLS brokers refuse no certificate and expired or revoked or foreign o
   foreign.issue(Role::node, "n1");  // same CN, another root
 
   const std::string topic = "nova/v1/up/n1/state";
+  for (const char* reason : {"no_certificate", "verify_failed", "protocol_version"}) {
+    INFO(reason);
+    CHECK(pair.tls_refused("eu", reason) == 0);
+  }
+  // Each refusal is counted by the plugin once it has read Mosquitto's log line: waiting
+  // for the count is waiting for the line (the broker may write it after the client
+  // has exited). An expired, a revoked and a foreign certificate give Mosquitto's log the
+  // same line, so the same reason (nova/acl/tls_refusals.h).
   CHECK(pair.publish("eu", {}, topic, "anonymous").exit_code != 0);
+  CHECK(pair.await_tls_refused("eu", "no_certificate", 1) == 1);
   CHECK(pair.publish("eu", pair.pki().layout().identity_dir("old"), topic, "expired").exit_code != 0);
+  CHECK(pair.await_tls_refused("eu", "verify_failed", 1) == 1);
   CHECK(pair.publish("eu", pair.revoked_identity(), topic, "revoked").exit_code != 0);
+  CHECK(pair.await_tls_refused("eu", "verify_failed", 2) == 2);
   CHECK(pair.publish("eu", foreign.layout().identity_dir("n1"), topic, "foreign").exit_code != 0);
-  const std::string log = nova::bridge::read_text_file(pair.log("eu"));
+  CHECK(pair.await_tls_refused("eu", "verify_failed", 3) == 3);
+  std::string log = nova::bridge::read_text_file(pair.log("eu"));
   CHECK(count_of(log, "peer did not return a certificate") >= 1);
   CHECK(count_of(log, "certificate verify failed") >= 3);
+  CHECK(count_of(log, "nova-acl: refused tls reason=no_certificate ") == 1);
+  CHECK(count_of(log, "nova-acl: refused tls reason=verify_failed ") == 3);
 
   // tls_version tlsv1.2 is a minimum in Mosquitto 2.0.11: 1.3 is accepted, 1.1 refused.
   const auto handshake = [&](const std::string& version) {
@@ -199,6 +229,12 @@ TEST_CASE("TLS brokers refuse no certificate and expired or revoked or foreign o
   const CommandResult tls11 = handshake("-tls1_1");
   INFO(tls11.output);
   CHECK(tls11.output.find("alert protocol version") != std::string::npos);
+  CHECK(pair.await_tls_refused("eu", "protocol_version", 1) == 1);
+  log = nova::bridge::read_text_file(pair.log("eu"));
+  CHECK(count_of(log, "nova-acl: refused tls reason=protocol_version ") == 1);
+  // Nobody forges a counter (Mosquitto refuses a client's write to $SYS).
+  pair.publish_as("eu", "nova-cloud", "$SYS/broker/nova/tls/refused/protocol_version", "0", {"-r"});
+  CHECK(pair.tls_refused("eu", "protocol_version") == 1);
   const CommandResult tls13 = handshake("-tls1_3");
   INFO(tls13.output);
   CHECK(tls13.output.find("TLSv1.3") != std::string::npos);
@@ -233,6 +269,15 @@ TEST_CASE("nobody claims nova-cloud or another node or a bridge and nobody forge
   const std::string cloud_log = nova::bridge::read_text_file(pair.log("cloud"));
   CHECK(cloud_log.find("as n1 (p2, c1, k60, u'n1')") != std::string::npos);
   CHECK(cloud_log.find("Client bridge.eu already connected") == std::string::npos);
+  // A device certificate used as a bridge passes the handshake (it is of this PKI); its
+  // writes are refused by the ACL, which grants a node's CN nothing at the cloud: each
+  // with a warning and a count.
+  CHECK(count_of(cloud_log, "nova-acl: denied access=write client=n1 user=n1 topic=nova/v1/up/n2/state "
+                            "reason=no_grant") == 1);
+  CHECK(count_of(cloud_log, "nova-acl: denied access=write client=n1 user=n1 topic=nova/v1/up/eu/link "
+                            "reason=no_grant") == 1);
+  // With n2's as nova-cloud, nova-cloud's and bridge.us's link writes.
+  CHECK(pair.denied("cloud", "write") == 5);
 
   // What the cloud holds, read by a late subscriber: the true link state, no forged
   // record; n1's own birth, published after the attacks, crosses the bridge.

@@ -42,7 +42,9 @@
 // Mosquitto's acl_file: the file keeps acl_file's format and semantics (nova/acl/rules.h),
 // and the plugin logs each denial at warning (client id, username, access, topic, reason)
 // and counts it on $SYS/broker/nova/acl/denied/<read|write|subscribe>, retained. A
-// subscription that no read grant overlaps is refused (acl_file granted it).
+// subscription that no read grant overlaps is refused (acl_file granted it). Rendered
+// `plugin_opt_log_file` names the broker's log_dest file, from which the plugin counts
+// refused TLS handshakes on $SYS/broker/nova/tls/refused/<reason> (nova/acl/tls_refusals.h).
 //
 // The identity ACL (TLS mode), verified against a real broker by
 // tests/broker-bridge-unit/tls_acl_test.cpp. Usernames are certificate CNs, never
@@ -69,7 +71,7 @@
 //     of region R it may read nova/v1/resident/R/# (the regional role's store) and
 //     write nova/v1/resident/R/probe/nova-cloud (its subscription probe).
 //   - operator.nova-monitor (kMonitorIdentity): read nova/v1/up/+/link and the denial
-//     counters; every identity may read and write its own probe topic
+//     and TLS refusal counters; every identity may read and write its own probe topic
 //     nova-bridge/probe/<CN>.
 //   - every other operator.<name> certificate found in the PKI folder: read
 //     nova/v1/up/# (births, metrics, results, links) and nova/v1/resident/#, at every
@@ -94,7 +96,7 @@
 //     before re-sending a retained record the bridge brought in. It has no grant on the
 //     site's link topic, so that record is never re-sent (to anyone).
 //   - kCloudServiceUser: read and write nova/v1/# (and read $SYS/#).
-//   - kMonitorUser: read nova/v1/up/+/link and the denial counters.
+//   - kMonitorUser: read nova/v1/up/+/link and the denial and TLS refusal counters.
 //   - There are no passwords: the usernames are labels anybody may claim.
 // In both modes: a denied publish is never delivered and the broker then closes the
 // publisher's connection (a QoS 1 publisher gets its PUBACK first), after the plugin's
