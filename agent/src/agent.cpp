@@ -217,6 +217,9 @@ void Agent::add_sample(const schemas::MetricSample& sample) {
   if (const std::uint64_t corrupt = corrupt_ ? corrupt_->load() : 0; corrupt > 0) {
     extra["agent.corrupt_records"] = static_cast<double>(corrupt);
   }
+  if (const std::uint64_t overrides = counters().overrides_applied; overrides > 0) {
+    extra["agent.overrides_applied"] = static_cast<double>(overrides);  // the cloud's verdicts in force
+  }
   sensors_.merge_into(extra);  // third-party readings since the last sample
   // Decided here, on the sample as it goes up (sensor gauges included), whether or not
   // the uplink is there: the outbox keeps what is decided offline until it can be sent.
@@ -245,6 +248,7 @@ bool Agent::append_record(const char* stream, Priority priority, T& record) {
   if (!stored) update_counters([](AgentCounters& c) { ++c.outbox_errors; });
   return static_cast<bool>(stored);
 }
+template bool Agent::append_record(const char*, Priority, schemas::DecisionRecord&);  // agent_verdicts.cpp
 
 void Agent::flush_batch() {
   if (open_batch_.empty()) return;
@@ -414,14 +418,6 @@ AgentCounters Agent::counters() const {
   return counters_;
 }
 
-template <class Fn>
-void Agent::update_counters(Fn fn) {
-  {
-    std::lock_guard lock(counters_mutex_);
-    fn(counters_);
-  }
-  counters_changed_.notify_all();
-}
 
 bool Agent::wait_for(const std::function<bool(const AgentCounters&)>& done,
                      std::chrono::milliseconds timeout) const {
@@ -608,6 +604,8 @@ void Agent::on_message(const std::string& topic, const std::string& payload) {
     if (options_.on_remote_config) options_.on_remote_config(*config);
   } else if (down->kind == topics::DownKind::model) {
     on_model(topic, *message);
+  } else if (down->kind == topics::DownKind::verdict) {
+    on_verdict(topic, *message, wall_ms());
   } else if (down->kind == topics::DownKind::update) {
     on_update_offer(topic, *message);
   }

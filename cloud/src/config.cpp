@@ -144,6 +144,15 @@ const std::map<std::string, Setter>& keys() {
       {"auth.insecure_no_auth", boolean([](CloudConfig& c) -> bool& { return c.auth.insecure_no_auth; })},
       {"audit.file", text([](CloudConfig& c) -> std::string& { return c.audit.file; }, false)},
       {"auth.protect_metrics", boolean([](CloudConfig& c) -> bool& { return c.auth.protect_metrics; })},
+      {"verdicts.enabled", boolean([](CloudConfig& c) -> bool& { return c.verdicts.enabled; })},
+      {"verdicts.rate_limit",
+       integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.verdicts.rate_limit; }, 0, 1'000'000)},
+      {"verdicts.rate_window_s",
+       integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.verdicts.rate_window_s; }, 1, 30 * 86400)},
+      {"verdicts.allowed_actions",
+       strings([](CloudConfig& c) -> std::vector<std::string>& { return c.verdicts.allowed_actions; })},
+      {"verdicts.threshold_bounds",
+       strings([](CloudConfig& c) -> std::vector<std::string>& { return c.verdicts.threshold_bounds; })},
   };
   return table;
 }
@@ -193,6 +202,7 @@ CloudOptions CloudConfig::service_options() const {
   o.migration.max_per_node = migration.max_per_node;
   o.migration.node_window_ms = std::uint64_t{migration.per_node_window_s} * 1000;
   o.control_ttl = std::chrono::seconds(signing.ttl_s);
+  o.verdicts = verdicts.policy;
   return o;  // the signing key is loaded by signing_key() (a file, with its own errors)
 }
 
@@ -246,6 +256,10 @@ schemas::Result<CloudConfig> parse_config(std::string_view yaml_text) {
                                                    std::to_string(config.migration.overload_high_pct) + "), got " +
                                                    std::to_string(config.migration.overload_low_pct)};
   }
+  const CloudConfig::Verdicts& v = config.verdicts;
+  auto policy = parse_verdict_policy(v.enabled, v.rate_limit, v.rate_window_s, v.allowed_actions, v.threshold_bounds);
+  if (!policy) return policy.error();
+  config.verdicts.policy = std::move(policy).value();
   return config;
 }
 

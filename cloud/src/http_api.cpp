@@ -182,6 +182,7 @@ std::string prometheus_text(const CloudService& service) {
   metric("nova_cloud_rollouts_halted_total", "counter", "Rollouts halted by a rollback, a refusal or a missed deadline.", r.halted);
   metric("nova_cloud_update_offers_total", "counter", "Signed update offers published.", r.offers);
   metric("nova_cloud_bundle_chunks_published_total", "counter", "Bundle chunks published (retained).", r.chunks);
+  out << verdict_metrics(const_cast<CloudService&>(service).verdicts().counters());
   return out.str();
 }
 
@@ -533,6 +534,20 @@ void add_routes(Router& s, CloudService& service, const HttpOptions& options, st
     auto r = svc->rollouts().get(req.matches[1]);
     if (!r || !rollout_in_scope(*r, caller.scope)) return error(res, 404, "rollout '" + std::string(req.matches[1]) + "' is not known");
     reply(res, 200, json::parse(rollout_json(*r)));
+  });
+  s.Get("/api/v1/decisions", Access::view, [svc](const httplib::Request& req, httplib::Response& res, const Caller& caller) {
+    const auto limit = uint_param(req, "limit");
+    if (req.has_param("limit") && (!limit || *limit == 0 || *limit > 1000)) {
+      return error(res, 400, "limit: expected an integer 1..1000");
+    }
+    const std::string node = req.has_param("node") ? req.get_param_value("node") : "";
+    json out = json::array();
+    for (const DecisionEntry& e : svc->verdicts().list(limit.value_or(100), [&](const DecisionEntry& d) {
+           return (node.empty() || d.record.position.node == node) && (caller.scope.empty() || (!d.site.empty() && in_scope(caller.scope, d.site)));
+         })) {
+      out.push_back(json::parse(to_json(e)));
+    }
+    reply(res, 200, out);
   });
   s.Post("/api/v1/rollouts", Access::administer, [svc, refusals](const httplib::Request& req, httplib::Response& res,
                                                                    const Caller& caller) {

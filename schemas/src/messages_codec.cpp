@@ -690,7 +690,8 @@ struct Codec<DecisionRecord> {
         .put("kind", Value::text(m.kind))
         .put("action", Value::text(m.action))
         .put("confidence", Value::real(m.confidence))
-        .put("offline", Value::boolean(m.offline));
+        .put("offline", Value::boolean(m.offline))
+        .put_optional("applies", m.applies, optional_text);
     put_nonempty(w, "inputs", m.inputs);
     return w.done();
   }
@@ -705,6 +706,7 @@ struct Codec<DecisionRecord> {
     m.action = r.field("action").text(kShortText);
     m.confidence = r.field("confidence").real(0, 1);
     m.offline = r.field("offline").boolean();
+    if (auto f = r.maybe("applies")) m.applies = f->id();
     return m;
   }
 };
@@ -723,6 +725,9 @@ struct Codec<DecisionVerdict> {
         .put("verdict", Value::text(verdict))
         .put_optional("reason", m.reason, optional_text)
         .put("ts", ts_value(m.ts))
+        .put_optional("gauge", m.gauge, optional_text)
+        .put_optional("warning", m.warning, Value::real)
+        .put_optional("critical", m.critical, Value::real)
         .done();
   }
 
@@ -735,6 +740,9 @@ struct Codec<DecisionVerdict> {
                                                     {"rejected", Verdict::rejected}});
     if (auto f = r.maybe("reason")) m.reason = f->text(kLongText);
     m.ts = r.field("ts").uint();
+    if (auto f = r.maybe("gauge")) m.gauge = f->id();
+    if (auto f = r.maybe("warning")) m.warning = f->real(-kMaxDouble, kMaxDouble);
+    if (auto f = r.maybe("critical")) m.critical = f->real(-kMaxDouble, kMaxDouble);
     return m;
   }
 };

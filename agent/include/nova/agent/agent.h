@@ -162,6 +162,12 @@ struct AgentCounters {
   std::uint64_t alerts = 0;           // alerts stored (warning, critical and recoveries)
   std::uint64_t decisions = 0;        // decision records stored
   std::uint64_t models_applied = 0;   // models put in force (a refused one is a bad message)
+  // The cloud's verdicts on this node's decisions (agent_verdicts.cpp), and the overrides
+  // put in force (each also recorded upward; a verdict that cannot be applied is a bad message).
+  std::uint64_t verdicts_accepted = 0;
+  std::uint64_t verdicts_overridden = 0;
+  std::uint64_t verdicts_rejected = 0;
+  std::uint64_t overrides_applied = 0;
   std::uint64_t subscriptions_refused = 0;  // filters refused by a SUBACK, each time
   std::uint64_t subscriptions_missing = 0;  // gauge: filters refused now (0: ready)
   // Control messages refused by the gate (control_gate.h), by reason; not bad_messages.
@@ -256,6 +262,7 @@ class Agent {
   // and logged here) or a duplicate.
   std::optional<std::string> admit_control(const std::string& topic, topics::DownKind kind, const std::string& payload);
   void on_model(const std::string& topic, const std::string& payload);
+  void on_verdict(const std::string& topic, const std::string& payload, schemas::Timestamp now_ms);  // agent_verdicts.cpp
   void on_update_offer(const std::string& topic, const std::string& payload);
   void on_bundle_chunk(std::string_view index, const std::string& payload);
   // A refused offer or bundle: counted, logged and sent up as an alert ("update").
@@ -332,7 +339,13 @@ class Agent {
   mutable std::condition_variable counters_changed_;
   AgentCounters counters_;
   template <class Fn>
-  void update_counters(Fn fn);
+  void update_counters(Fn fn) {
+    {
+      std::lock_guard lock(counters_mutex_);
+      fn(counters_);
+    }
+    counters_changed_.notify_all();
+  }
 };
 
 }  // namespace nova::agent

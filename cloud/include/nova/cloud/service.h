@@ -44,6 +44,7 @@
 #include "nova/cloud/ingest_store.h"
 #include "nova/cloud/live_topology.h"
 #include "nova/cloud/subscriptions.h"
+#include "nova/cloud/verdicts.h"
 #include "nova/schemas/messages.h"
 #include "nova/schemas/result.h"
 #include "nova/security/signing.h"
@@ -84,6 +85,7 @@ struct CloudOptions {
   // control_ttl from when it is sent. None: sent unsigned (signing.insecure_unsigned).
   std::optional<security::SigningKey> signing_key;
   std::chrono::milliseconds control_ttl{std::chrono::hours(24)};
+  VerdictPolicy verdicts;  // how decision records are judged (verdicts.h)
 };
 
 // Counters for /metrics. Monotonic unless named as a gauge.
@@ -146,6 +148,7 @@ class CloudService {
   IngestStore& store() { return *store_; }
   Workloads& workloads() { return *workloads_; }
   Rollouts& rollouts() { return *rollouts_; }
+  Verdicts& verdicts() { return *verdicts_; }
   const CloudOptions& options() const { return options_; }
 
   // Waits until `pred` holds on the current node table (tests, readiness).
@@ -164,6 +167,7 @@ class CloudService {
   std::unique_ptr<IngestStore> store_;
   std::unique_ptr<Workloads> workloads_;
   std::unique_ptr<Rollouts> rollouts_;
+  std::unique_ptr<Verdicts> verdicts_;
   std::unique_ptr<Impl> impl_;
 };
 

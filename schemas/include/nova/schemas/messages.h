@@ -207,6 +207,9 @@ struct DecisionRecord {
   std::string action;                     // "action": what it did
   double confidence = 1;                  // "confidence": 0..1
   bool offline = false;                   // "offline": taken without an uplink
+  // "applies": this record carries out the cloud's verdict on that decision (an override
+  // put in force); such a record is not judged again.
+  std::optional<std::string> applies;
 
   friend bool operator==(const DecisionRecord&, const DecisionRecord&) = default;
 };
@@ -219,6 +222,11 @@ struct DecisionVerdict {
   Verdict verdict = Verdict::accepted;  // "verdict"
   std::optional<std::string> reason;  // "reason"
   Timestamp ts = 0;                   // "ts"
+  // An override's new threshold levels for one gauge (0 = that level off); all three
+  // absent otherwise.
+  std::optional<std::string> gauge;   // "gauge"
+  std::optional<double> warning;      // "warning": finite
+  std::optional<double> critical;     // "critical": finite
 
   friend bool operator==(const DecisionVerdict&, const DecisionVerdict&) = default;
 };
