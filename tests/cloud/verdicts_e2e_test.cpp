@@ -122,7 +122,7 @@ TEST_CASE("a decision taken offline is overridden by nova-cloud after the reconn
 
   // The uplink is cut: the access broker goes down. cpu 92 is above the agent's warning
   // level 90 (and above the cloud's bound 80): a decision, taken offline.
-  h->stop(site.id());
+  (*h)->stop(site.id());
   REQUIRE(eventually([&] { return !a.connected(); }, 30s));
   cpu.set(92);
   REQUIRE(a.wait_for([](const agent::AgentCounters& c) { return c.decisions == 1; }, 30s));
@@ -137,7 +137,7 @@ TEST_CASE("a decision taken offline is overridden by nova-cloud after the reconn
   CHECK(a.counters().overrides_applied == 0);
 
   // Reconnect: the backlog goes up, the verdict comes down and is put in force.
-  h->start_site(site.id());
+  (*h)->start_site(site.id());
   REQUIRE(a.wait_for([](const agent::AgentCounters& c) { return c.overrides_applied == 1; }, 60s));
   const agent::AgentCounters after = a.counters();
   CHECK(after.verdicts_overridden == 1);
