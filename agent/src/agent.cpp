@@ -188,7 +188,11 @@ std::string Agent::birth_payload(schemas::NodeStatus status) const {
   s.bdseq = bdseq_;
   s.ts = wall_ms();
   if (status != schemas::NodeStatus::online) s.description.reset();
-  if (status == schemas::NodeStatus::online) s.refused.assign(refused_.begin(), refused_.end());
+  if (status == schemas::NodeStatus::online) {
+    s.refused.assign(refused_.begin(), refused_.end());
+    s.config_revision = config_revision_;
+    s.model_revision = model_revision_;
+  }
   const schemas::Bytes b = schemas::encode_cbor(s);
   return std::string(b.begin(), b.end());
 }
@@ -514,9 +518,13 @@ void Agent::on_subscribed(Clock::time_point now, const UplinkEvent& e) {
   }
   if (birth_pending_ || refused_ != before) {
     birth_pending_ = false;
-    uplink_->publish(topics::up(id(options_.birth.node), topics::UpKind::state),
-                     birth_payload(schemas::NodeStatus::online), true, kBirthTag);
+    publish_birth();
   }
+}
+
+void Agent::publish_birth() {
+  uplink_->publish(topics::up(id(options_.birth.node), topics::UpKind::state),
+                   birth_payload(schemas::NodeStatus::online), true, kBirthTag);
 }
 
 void Agent::bad_input(const std::string& topic, const std::string& reason) {
@@ -703,8 +711,12 @@ void Agent::on_model(const std::string& topic, const std::string& payload) {
   }
   auto model = schemas::decode_cbor<schemas::Model>(payload);
   if (!model) return bad_input(topic, model.error().message());
-  if (auto refused = decisions_.apply_model(*model)) return bad_input(topic, *refused);
+  if (auto refused = decisions_.apply_model(*model)) {
+    report_remote(Remote::model, model->revision, *refused);
+    return bad_input(topic, *refused);
+  }
   update_counters([](AgentCounters& c) { ++c.models_applied; });
+  report_remote(Remote::model, model->revision, std::nullopt);
   if (options_.log) {
     const ZScoreParams& p = decisions_.zscore();
     options_.log("info", "model_applied",

@@ -33,6 +33,7 @@ Timestamp now_ms() {
 constexpr const char* kSharedKinds[] = {"metrics", "decision", "alert"};
 constexpr const char* kRolloutRecordKind = "rollout";  // store key c/rollout/<id>
 constexpr const char* kVerdictRecordKind = "verdict";  // c/verdict/<node>/<decision id>
+constexpr const char* kPushRecordKind = "push";  // c/push/<config|model>/<node>
 // Workloads, placements, clusters, presence: its SUBACK starts the republish countdown.
 constexpr const char* kCloudFilter = "nova/v1/cloud/#";
 
@@ -422,7 +423,10 @@ class CloudService::Impl final : public virtual mqtt::callback {
             std::lock_guard lock(mutex_);
             c = topology_.apply_state(*st, now);
           }
-          if (st->status == NodeStatus::online) births_.insert(node);
+          if (st->status == NodeStatus::online) {
+            births_.insert(node);
+            owner_.pushes_->on_birth(*st, now);
+          }
           owner_.rollouts_->on_state(*st, now);
           changes.insert(changes.end(), c.begin(), c.end());
           continue;
@@ -524,7 +528,10 @@ class CloudService::Impl final : public virtual mqtt::callback {
           if (admitted.value()[i].duplicate) continue;
           if (records[i].result != nullptr) owner_.workloads_->on_result(*records[i].result, now);
           if (record_alerts[i] != nullptr) owner_.rollouts_->on_alert(records[i].position.node, *record_alerts[i], now);
-          if (record_decisions[i] != nullptr) owner_.verdicts_->on_decision(*record_decisions[i], now);
+          // A node's report on a pushed config or model is not a decision to judge.
+          if (record_decisions[i] != nullptr && !owner_.pushes_->on_report(*record_decisions[i], now)) {
+            owner_.verdicts_->on_decision(*record_decisions[i], now);
+          }
           if (records[i].batch != nullptr && !records[i].batch->samples.empty()) {
             owner_.workloads_->on_metrics(records[i].position.node, records[i].batch->samples);
           }
@@ -730,9 +737,18 @@ Result<std::unique_ptr<CloudService>> CloudService::prepare(CloudOptions options
         return raw->store_->put_cloud_record(kVerdictRecordKind, id, json, true);
       },
       s->options_.log});
+  s->pushes_ = std::make_unique<RemotePushes>(RemotePushes::Hooks{
+      audited_publish,
+      [raw](const std::string& id, const std::string& json) {
+        return raw->store_->put_cloud_record(kPushRecordKind, id, json, true);
+      },
+      s->options_.log});
   for (const CloudRecord& r : kept) {
     if (r.kind == kVerdictRecordKind && !s->verdicts_->restore(r.payload)) {
       s->impl_->log("error", "verdict_unreadable", "id=" + r.id);
+    }
+    if (r.kind == kPushRecordKind && !s->pushes_->restore(r.payload)) {
+      s->impl_->log("error", "push_unreadable", "id=" + r.id);
     }
   }
   if (!kept.empty()) s->impl_->log("info", "cloud_records_restored", "count=" + std::to_string(kept.size()));

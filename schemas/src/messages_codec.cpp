@@ -122,6 +122,8 @@ struct Codec<NodeState> {
           .put_optional("region", d.region, optional_text);
       put_nonempty(w, "caps", d.capabilities);
       put_nonempty(w, "refused", m.refused);
+      w.put_optional("config_revision", m.config_revision, Value::uint);
+      w.put_optional("model_revision", m.model_revision, Value::uint);
     }
     return w.done();
   }
@@ -146,6 +148,8 @@ struct Codec<NodeState> {
       if (auto f = r.maybe("refused")) {
         f->each(1, 16, [&](const Field& filter) { m.refused.push_back(filter.text(1024)); });
       }
+      if (auto f = r.maybe("config_revision")) m.config_revision = f->uint();
+      if (auto f = r.maybe("model_revision")) m.model_revision = f->uint();
     }
     return m;
   }

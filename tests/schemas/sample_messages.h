@@ -42,10 +42,10 @@ template <> inline NodeState full<NodeState>() {
   return NodeState{"gw-01", NodeStatus::online, 7, 1732650000000,
                    NodeDescription{4, "cloud/eu/par/acc-01", "aarch64", "0.1.0",
                                    {"arm64", "gpu"}, {4000, 2048, 16000}, "eu-west"},
-                   {"nova/v1/sensor/gw-01/#"}};
+                   {"nova/v1/sensor/gw-01/#"}, 1732650000123, 7};
 }
 template <> inline NodeState minimal<NodeState>() {
-  return NodeState{"gw-01", NodeStatus::dead, 7, 1732650000000, std::nullopt, {}};
+  return NodeState{"gw-01", NodeStatus::dead, 7, 1732650000000, std::nullopt, {}, std::nullopt, std::nullopt};
 }
 
 template <> inline MetricsBatch full<MetricsBatch>() { return batch_of(60, BatchEncoding::zstd); }

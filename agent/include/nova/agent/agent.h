@@ -168,6 +168,9 @@ struct AgentCounters {
   std::uint64_t verdicts_overridden = 0;
   std::uint64_t verdicts_rejected = 0;
   std::uint64_t overrides_applied = 0;
+  // Remote configs and models reported as in force or refused (report_remote).
+  std::uint64_t remote_applied = 0;
+  std::uint64_t remote_refused = 0;
   std::uint64_t subscriptions_refused = 0;  // filters refused by a SUBACK, each time
   std::uint64_t subscriptions_missing = 0;  // gauge: filters refused now (0: ready)
   // Control messages refused by the gate (control_gate.h), by reason; not bad_messages.
@@ -215,6 +218,15 @@ class Agent {
   // closed cleanly, so no will; tasks keep running and the outbox resends whatever the
   // old connection had in flight).
   void renew_uplink();
+
+  // What became of a remote config or model pushed down (agent_remote.cpp): `refusal`
+  // empty, revision `revision` is now in force (the birth names it from now on, and is
+  // published again); else it was refused with that reason. Either way a record goes up
+  // on the decisions stream (kind "config_applied", "config_refused", "model_applied",
+  // "model_refused"; inputs {revision}), so the cloud learns the outcome. Loop thread
+  // only (the on_remote_config callback runs there).
+  enum class Remote { config, model };
+  void report_remote(Remote kind, std::uint64_t revision, const std::optional<std::string>& refusal);
 
   // Stores a task result in the outbox "results" stream (position filled in here).
   // Loop thread only: it is the TaskRunner's result sink, called from its poll().
@@ -288,6 +300,7 @@ class Agent {
   void refill(Clock::time_point now);
   std::uint64_t next_bdseq();
   std::string birth_payload(schemas::NodeStatus status) const;
+  void publish_birth();  // the "online" record, retained, now
 
   AgentOptions options_;
   SampleSource* source_;
@@ -327,6 +340,8 @@ class Agent {
   Clock::time_point last_refill_{};
   bool session_up_ = false;
   std::optional<schemas::MetricSample> last_sample_;
+  std::optional<std::uint64_t> config_revision_;  // in force (report_remote), for the birth
+  std::optional<std::uint64_t> model_revision_;
   Updater updater_;  // also holds the offer whose bundle is being fetched
   bool healthy_marked_ = false;  // this run's birth was acknowledged (updater.h)
   std::atomic<bool> update_staged_{false};

@@ -43,6 +43,7 @@
 #include "nova/cloud/migration.h"
 #include "nova/cloud/ingest_store.h"
 #include "nova/cloud/live_topology.h"
+#include "nova/cloud/remote_config.h"
 #include "nova/cloud/subscriptions.h"
 #include "nova/cloud/verdicts.h"
 #include "nova/schemas/messages.h"
@@ -149,6 +150,7 @@ class CloudService {
   Workloads& workloads() { return *workloads_; }
   Rollouts& rollouts() { return *rollouts_; }
   Verdicts& verdicts() { return *verdicts_; }
+  RemotePushes& pushes() { return *pushes_; }
   const CloudOptions& options() const { return options_; }
 
   // Waits until `pred` holds on the current node table (tests, readiness).
@@ -168,6 +170,7 @@ class CloudService {
   std::unique_ptr<Workloads> workloads_;
   std::unique_ptr<Rollouts> rollouts_;
   std::unique_ptr<Verdicts> verdicts_;
+  std::unique_ptr<RemotePushes> pushes_;
   std::unique_ptr<Impl> impl_;
 };
 

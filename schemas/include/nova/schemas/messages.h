@@ -86,6 +86,10 @@ struct NodeState {
   // "refused": online only; the topic filters the node's broker refused (SUBACK failure or
   // a QoS below the one asked). Non-empty: up but not fully ready. At most 16.
   std::vector<std::string> refused;
+  // "config_revision", "model_revision": online only; the revisions of the remote config
+  // and of the model the node runs (pushed on its retained down topics), when it has one.
+  std::optional<std::uint64_t> config_revision;
+  std::optional<std::uint64_t> model_revision;
 
   friend bool operator==(const NodeState&, const NodeState&) = default;
 };
