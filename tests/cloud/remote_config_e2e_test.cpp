@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <thread>
 
@@ -44,15 +46,20 @@ std::map<std::string, json> by_node(const json& list) {
   return out;
 }
 
-// The retained message on `topic` at the broker `uri`, as mosquitto_sub reads it (with
-// nova-cloud's certificate: the ACL lets only nova-cloud read the down topics).
-std::string retained(const hiertest::RunningHierarchy& h, const std::string& site, const std::string& topic) {
-  const testing::TlsIdentity id = h.identity("nova-cloud");
+constexpr const char* kObserver = "remote-check";  // an operator: reads nova/v1/up/# anywhere
+
+// The retained message on `topic` at `site`'s broker, as mosquitto_sub reads it with the
+// certificate `cn`. The brokers take the client id from the certificate
+// (use_username_as_clientid): nova-cloud's own identity may be used only where nova-cloud
+// is not connected (an access broker), or it would take nova-cloud's session over.
+std::string retained(const hiertest::RunningHierarchy& h, const std::string& site, const std::string& topic,
+                     const std::string& cn) {
+  const testing::TlsIdentity id = h.identity(cn);
   const std::string uri = h.tls_uri(site);                          // mqtts://127.0.0.1:<port>
   const std::string port = uri.substr(uri.rfind(':') + 1);
   const std::string cmd = "mosquitto_sub -h 127.0.0.1 -p " + port + " --cafile " + id.ca.string() + " --cert " +
                           id.cert.string() + " --key " + id.key.string() +
-                          " -i retained-check -q 1 -C 1 -W 10 --retained-only -N -t '" + topic + "'";
+                          " -q 1 -C 1 -W 10 --retained-only -N -t '" + topic + "'";
   std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(cmd.c_str(), "r"), ::pclose);
   std::string out;
   char buf[4096];
@@ -65,7 +72,7 @@ std::string retained(const hiertest::RunningHierarchy& h, const std::string& sit
 TEST_CASE("configs and models pushed by REST to a node or subtree are applied, acknowledged, or refused with the reason",
           "[cloud][remote_config][e2e]") {
   const tiers::Topology topology = hiertest::load_topology(NOVA_EXAMPLE_TOPOLOGY);
-  auto h = hiertest::start_hierarchy(topology, "nova-remote-config", testing::Transport::mutual_tls);
+  auto h = hiertest::start_hierarchy(topology, "nova-remote-config", testing::Transport::mutual_tls, {kObserver});
   const fs::path dir = h->dir.path() / "remote";
   test::CloudProcess cloud(h->tls_uri("cloud"), dir / "cloud", "nova-cloud", "", 180, h->identity("nova-cloud"));
 
@@ -106,7 +113,7 @@ TEST_CASE("configs and models pushed by REST to a node or subtree are applied, a
     CHECK(agents.at(node)->wait_log("event=config_applied source=remote", 10s));
     // Retained at the node's own access broker, signed, carrying the revision.
     const std::string topic = "nova/v1/down/" + topology.site(topology.find_node(node)->site).path.str() + "/" + node + "/config";
-    const std::string envelope = retained(*h, sites.at(node), topic);
+    const std::string envelope = retained(*h, sites.at(node), topic, "nova-cloud");  // only nova-cloud reads down topics
     REQUIRE_FALSE(envelope.empty());
     auto signed_message = schemas::decode_cose_sign1(
         std::span(reinterpret_cast<const std::uint8_t*>(envelope.data()), envelope.size()));
@@ -121,7 +128,7 @@ TEST_CASE("configs and models pushed by REST to a node or subtree are applied, a
     return l.size() == 1 && l[0]["revision"] == revision && l[0]["pushed_by"] == "test-admin";
   }, 10s));
   // The birth names the revision the node runs (retained at the cloud broker).
-  const std::string birth = retained(*h, "cloud", "nova/v1/up/dev-par-a1-1/state");
+  const std::string birth = retained(*h, "cloud", "nova/v1/up/dev-par-a1-1/state", hiertest::operator_identity(kObserver));
   auto state = schemas::decode_cbor<schemas::NodeState>(birth);
   REQUIRE(state.ok());
   CHECK(state->config_revision == revision);
@@ -163,4 +170,11 @@ TEST_CASE("configs and models pushed by REST to a node or subtree are applied, a
   REQUIRE(unknown);
   CHECK(unknown->status == 404);
   for (auto& [node, agent] : agents) CHECK(agent->running());
+
+  // Audited: the request, and each retained message published to a node.
+  std::ifstream audit(cloud.audit_file());
+  const std::string trail((std::istreambuf_iterator<char>(audit)), std::istreambuf_iterator<char>());
+  CHECK_THAT(trail, Catch::Contains("POST /api/v1/configs") && Catch::Contains("POST /api/v1/models"));
+  CHECK_THAT(trail, Catch::Contains("nova/v1/down/cloud/eu/par/par-a2/dev-par-a2-1/config") &&
+                        Catch::Contains("nova/v1/down/cloud/eu/par/par-a2/dev-par-a2-1/model"));
 }
