@@ -163,6 +163,10 @@ TEST_CASE("configs and models pushed by REST to a node or subtree are applied, a
   REQUIRE(bad);
   CHECK(bad->status == 400);
   CHECK_THAT(bad->body, Catch::Contains("config.values"));
+  auto sets_revision = cloud.post("/api/v1/configs?node=dev-par-a1-1", R"({"revision": 1, "values": {}})");
+  REQUIRE(sets_revision);
+  CHECK(sets_revision->status == 400);
+  CHECK_THAT(sets_revision->body, Catch::Contains("revision: set by nova-cloud, not by the caller"));
   auto no_target = cloud.post("/api/v1/models", R"({"model_id": "z2", "kind": "zscore"})");
   REQUIRE(no_target);
   CHECK(no_target->status == 400);
