@@ -495,7 +495,7 @@ VECTORS = {
            "ts": T0 + 55, "kind": "migration", "action": "keep wl-anomaly",
            "confidence": 0.5, "offline": True}),
         V("applies_verdict", "carries out the verdict on d-0017 (applies)",
-          {"v": 1, **pos("gw-par-01", "decisions", 20), "decision_id": "decisions-20",
+          {"v": 1, **pos("gw-par-01", "decisions", 20), "decision_id": "decision-20",
            "ts": T0 + 75, "kind": "verdict_applied",
            "inputs": {"warning": 80.0, "critical": 85.0},
            "action": "cpu levels set to warning 80 critical 85 (were 90 97)",

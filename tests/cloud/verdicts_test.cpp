@@ -199,6 +199,18 @@ TEST_CASE("nova-cloud sends one verdict per decision, after the node's birth, an
   CHECK(json::parse(get("/api/v1/decisions", asia->token).body).empty());
   CHECK(get("/api/v1/decisions?limit=0", viewer->token).status == 400);
   CHECK(get("/metrics", viewer->token).body.find("nova_cloud_verdicts_total{verdict=\"overridden\"} 1") != std::string::npos);
+
+  // Pushing a config needs an operator: a viewer is refused before anything is published.
+  httplib::Request push;
+  push.method = "POST";
+  push.path = "/api/v1/configs";
+  push.params = {{"node", "gw-1"}};
+  push.headers = {{"Host", "127.0.0.1:8080"}, {"Authorization", "Bearer " + viewer->token}, {"Content-Type", "application/json"}};
+  push.body = R"({"values": {}})";
+  httplib::Response refused;
+  routes.handle(push, refused);
+  CHECK(refused.status == 403);
+  CHECK(svc.pushes().list(cloud::PushKind::config, [](const cloud::PushState&) { return true; }).empty());
 }
 
 TEST_CASE("the kept decisions and verdicts survive a restart of nova-cloud", "[cloud][verdicts]") {
