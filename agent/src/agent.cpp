@@ -246,7 +246,11 @@ std::string Agent::birth_payload(schemas::NodeStatus status) const {
   s.bdseq = bdseq_;
   s.ts = wall_ms();
   if (status != schemas::NodeStatus::online) s.description.reset();
-  if (status == schemas::NodeStatus::online) s.refused.assign(refused_.begin(), refused_.end());
+  if (status == schemas::NodeStatus::online) {
+    s.refused.assign(refused_.begin(), refused_.end());
+    s.config_revision = config_revision_;
+    s.model_revision = model_revision_;
+  }
   const schemas::Bytes b = schemas::encode_cbor(s);
   return std::string(b.begin(), b.end());
 }
@@ -274,6 +278,9 @@ void Agent::add_sample(const schemas::MetricSample& sample) {
   // Only once there is something to report, so a healthy sample keeps its gauge set.
   if (const std::uint64_t corrupt = corrupt_ ? corrupt_->load() : 0; corrupt > 0) {
     extra["agent.corrupt_records"] = static_cast<double>(corrupt);
+  }
+  if (const std::uint64_t overrides = counters().overrides_applied; overrides > 0) {
+    extra["agent.overrides_applied"] = static_cast<double>(overrides);  // the cloud's verdicts in force
   }
   sensors_.merge_into(extra, sample.ts);  // third-party readings since the last sample
   // Decided here, on the sample as it goes up (sensor gauges included), whether or not
@@ -303,6 +310,7 @@ bool Agent::append_record(const char* stream, Priority priority, T& record) {
   if (!stored) update_counters([](AgentCounters& c) { ++c.outbox_errors; });
   return static_cast<bool>(stored);
 }
+template bool Agent::append_record(const char*, Priority, schemas::DecisionRecord&);  // agent_verdicts.cpp
 
 void Agent::flush_batch() {
   if (open_batch_.empty()) return;
@@ -496,14 +504,6 @@ AgentCounters Agent::counters() const {
   return counters_;
 }
 
-template <class Fn>
-void Agent::update_counters(Fn fn) {
-  {
-    std::lock_guard lock(counters_mutex_);
-    fn(counters_);
-  }
-  counters_changed_.notify_all();
-}
 
 bool Agent::wait_for(const std::function<bool(const AgentCounters&)>& done,
                      std::chrono::milliseconds timeout) const {
@@ -602,9 +602,13 @@ void Agent::on_subscribed(Clock::time_point now, const UplinkEvent& e) {
   }
   if (birth_pending_ || refused_ != before) {
     birth_pending_ = false;
-    uplink_->publish(topics::up(id(options_.birth.node), topics::UpKind::state),
-                     birth_payload(schemas::NodeStatus::online), true, kBirthTag);
+    publish_birth();
   }
+}
+
+void Agent::publish_birth() {
+  uplink_->publish(topics::up(id(options_.birth.node), topics::UpKind::state),
+                   birth_payload(schemas::NodeStatus::online), true, kBirthTag);
 }
 
 void Agent::bad_input(const std::string& topic, const std::string& reason) {
@@ -694,6 +698,8 @@ void Agent::on_message(const std::string& topic, const std::string& payload) {
     if (options_.on_remote_config) options_.on_remote_config(*config);
   } else if (down->kind == topics::DownKind::model) {
     on_model(topic, *message);
+  } else if (down->kind == topics::DownKind::verdict) {
+    on_verdict(topic, *message, wall_ms());
   } else if (down->kind == topics::DownKind::update) {
     on_update_offer(topic, *message);
   } else if (down->kind == topics::DownKind::cancel) {
@@ -846,8 +852,12 @@ void Agent::on_model(const std::string& topic, const std::string& payload) {
   }
   auto model = schemas::decode_cbor<schemas::Model>(payload);
   if (!model) return bad_input(topic, model.error().message());
-  if (auto refused = decisions_.apply_model(*model)) return bad_input(topic, *refused);
+  if (auto refused = decisions_.apply_model(*model)) {
+    report_remote(Remote::model, model->revision, *refused);
+    return bad_input(topic, *refused);
+  }
   update_counters([](AgentCounters& c) { ++c.models_applied; });
+  report_remote(Remote::model, model->revision, std::nullopt);
   if (options_.log) {
     const ZScoreParams& p = decisions_.zscore();
     options_.log("info", "model_applied",

@@ -96,6 +96,40 @@ void DecisionEngine::clear_model() {
   update_zscore();
 }
 
+const ThresholdRule* DecisionEngine::configured(std::string_view gauge) const {
+  if (gauge == kCpu) return &options_.cpu;
+  if (gauge == kMem) return &options_.mem;
+  if (gauge == kDisk) return &options_.disk;
+  if (gauge == kTemp) return &options_.temp;
+  return nullptr;
+}
+
+const ThresholdRule& DecisionEngine::in_force(const std::string& gauge, const ThresholdRule& configured) const {
+  if (overrides_.empty()) return configured;  // the common case: no lookup
+  const auto it = overrides_.find(gauge);
+  return it == overrides_.end() ? configured : it->second;
+}
+
+std::optional<ThresholdRule> DecisionEngine::threshold(std::string_view gauge) const {
+  const ThresholdRule* rule = configured(gauge);
+  if (rule == nullptr) return std::nullopt;
+  return in_force(std::string(gauge), *rule);
+}
+
+schemas::Result<ThresholdRule> DecisionEngine::override_threshold(const std::string& gauge,
+                                                                  const ThresholdRule& rule) {
+  const std::optional<ThresholdRule> before = threshold(gauge);
+  if (!before) return schemas::Error{"verdict.gauge", "'" + gauge + "' has no threshold rule (cpu, mem, disk, temp)"};
+  const auto level_ok = [](double v) { return std::isfinite(v) && v >= 0; };
+  if (!level_ok(rule.warning)) return schemas::Error{"verdict.warning", "must be a finite level >= 0 (0 = off)"};
+  if (!level_ok(rule.critical)) return schemas::Error{"verdict.critical", "must be a finite level >= 0 (0 = off)"};
+  if (rule.warning > 0 && rule.critical > 0 && rule.critical < rule.warning) {
+    return schemas::Error{"verdict.critical", number(rule.critical) + " is below the warning level " + number(rule.warning)};
+  }
+  overrides_[gauge] = rule;
+  return *before;
+}
+
 DecisionEngine::Gauge* DecisionEngine::gauge(const std::string& name) {
   if (auto it = gauges_.find(name); it != gauges_.end()) return &it->second;
   if (gauges_.size() >= kMaxGauges) return nullptr;
@@ -121,9 +155,9 @@ void DecisionEngine::evaluate(const schemas::MetricSample& s, bool offline, std:
     const ThresholdRule* rule;
   };
   const Core core[] = {
-      {kCpu, s.cpu_pct, &options_.cpu},
-      {kMem, s.mem_pct, &options_.mem},
-      {kDisk, s.disk_pct, &options_.disk},
+      {kCpu, s.cpu_pct, &in_force(kCpu, options_.cpu)},
+      {kMem, s.mem_pct, &in_force(kMem, options_.mem)},
+      {kDisk, s.disk_pct, &in_force(kDisk, options_.disk)},
       {kLoad1, s.load1, nullptr},
   };
   for (const Core& c : core) {
@@ -135,7 +169,7 @@ void DecisionEngine::evaluate(const schemas::MetricSample& s, bool offline, std:
   }
   if (s.temp_c && std::isfinite(*s.temp_c)) {
     if (Gauge* g = gauge(kTemp)) {
-      check_threshold(kTemp, *g, options_.temp, *s.temp_c, s.ts, offline, out);
+      check_threshold(kTemp, *g, in_force(kTemp, options_.temp), *s.temp_c, s.ts, offline, out);
       check_anomaly(kTemp, *g, *s.temp_c, s.ts, offline, out);
     }
   }
@@ -180,7 +214,8 @@ void DecisionEngine::check_threshold(const std::string& name, Gauge& g, const Th
     schemas::DecisionRecord d;
     d.ts = ts;
     d.kind = "threshold_alert";
-    d.inputs = {{name, value}, {"threshold", at}};
+    // Both levels in force, so the cloud can judge them against its policy (verdicts).
+    d.inputs = {{name, value}, {"threshold", at}, {"warning", rule.warning}, {"critical", rule.critical}};
     d.action = "alerted";
     d.confidence = 1;  // a configured rule, applied exactly
     d.offline = offline;

@@ -329,9 +329,11 @@ int main(int argc, char** argv) {
     if (!next) {
       log_line("warning", "remote_config_refused", "revision=" + std::to_string(remote.revision) +
                                                        " error=" + logfmt_quote(next.error().message()));
+      agent_ptr->report_remote(Agent::Remote::config, remote.revision, next.error().message());
       return;
     }
     live.apply(*agent_ptr, *next, "remote");
+    agent_ptr->report_remote(Agent::Remote::config, remote.revision, std::nullopt);
   };
   options.log = log_line;
   options.release_memory = true;  // VmRSS: docs/agent.md, "Memory"

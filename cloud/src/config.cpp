@@ -154,6 +154,15 @@ const std::map<std::string, Setter>& keys() {
       {"residency.region", text([](CloudConfig& c) -> std::string& { return c.residency.region; }, true)},
       {"audit.file", text([](CloudConfig& c) -> std::string& { return c.audit.file; }, false)},
       {"auth.protect_metrics", boolean([](CloudConfig& c) -> bool& { return c.auth.protect_metrics; })},
+      {"verdicts.enabled", boolean([](CloudConfig& c) -> bool& { return c.verdicts.enabled; })},
+      {"verdicts.rate_limit",
+       integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.verdicts.rate_limit; }, 0, 1'000'000)},
+      {"verdicts.rate_window_s",
+       integer<std::uint32_t>([](CloudConfig& c) -> std::uint32_t& { return c.verdicts.rate_window_s; }, 1, 30 * 86400)},
+      {"verdicts.allowed_actions",
+       strings([](CloudConfig& c) -> std::vector<std::string>& { return c.verdicts.allowed_actions; })},
+      {"verdicts.threshold_bounds",
+       strings([](CloudConfig& c) -> std::vector<std::string>& { return c.verdicts.threshold_bounds; })},
   };
   return table;
 }
@@ -206,6 +215,7 @@ CloudOptions CloudConfig::service_options() const {
   o.reoptimiser.migration_budget = reoptimiser.migration_budget;
   o.control_ttl = std::chrono::seconds(signing.ttl_s);
   if (residency.role == Residency::Role::regional) o.resident_region = residency.region;
+  o.verdicts = verdicts.policy;
   return o;  // the signing key is loaded by signing_key() (a file, with its own errors)
 }
 
@@ -279,6 +289,10 @@ schemas::Result<CloudConfig> parse_config(std::string_view yaml_text) {
   if (!regional && !config.residency.region.empty()) {
     return Error{"residency.region", "set, but residency.role is cloud (only a regional instance has a region)"};
   }
+  const CloudConfig::Verdicts& v = config.verdicts;
+  auto policy = parse_verdict_policy(v.enabled, v.rate_limit, v.rate_window_s, v.allowed_actions, v.threshold_bounds);
+  if (!policy) return policy.error();
+  config.verdicts.policy = std::move(policy).value();
   return config;
 }
 

@@ -13,8 +13,10 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <variant>
 
 #include "dashboard.h"
+#include "nova/cloud/remote_config.h"
 #include "nova/cloud/rollouts.h"
 #include "nova/cloud/workloads.h"
 #include "nova/schemas/codec.h"
@@ -203,6 +205,7 @@ std::string prometheus_text(const CloudService& service) {
   metric("nova_cloud_rollouts_halted_total", "counter", "Rollouts halted by a rollback, a refusal or a missed deadline.", r.halted);
   metric("nova_cloud_update_offers_total", "counter", "Signed update offers published.", r.offers);
   metric("nova_cloud_bundle_chunks_published_total", "counter", "Bundle chunks published (retained).", r.chunks);
+  out << verdict_metrics(const_cast<CloudService&>(service).verdicts().counters());
   return out.str();
 }
 
@@ -386,6 +389,41 @@ Result<std::vector<WorkloadSpec>> decode_batch(const std::string& body) {
     specs.push_back(std::move(spec).value());
   }
   return specs;
+}
+
+// A write route's target: exactly one of ?node=, ?site=, ?subtree= (kind, value).
+std::optional<std::pair<std::string, std::string>> target_param(const httplib::Request& req) {
+  std::vector<std::string> kinds;
+  for (const char* kind : {"node", "site", "subtree"}) {
+    if (req.has_param(kind)) kinds.push_back(kind);
+  }
+  if (kinds.size() != 1) return std::nullopt;
+  return std::pair{kinds.front(), req.get_param_value(kinds.front().c_str())};
+}
+
+// Why a target names no node the caller may reach: the refusal counter's reason, status, message.
+struct TargetRefusal {
+  const char* reason;
+  int status;
+  std::string message;
+};
+
+// The known nodes a target names, within the caller's scope.
+std::variant<std::vector<TargetNode>, TargetRefusal> target_nodes(const CloudService& svc, const std::string& kind,
+                                                                  const std::string& value, const Caller& caller) {
+  if (kind != "node" && !in_scope(caller.scope, value)) {
+    return TargetRefusal{"scope", 403, kind + ": '" + value + "' is outside the token's scope '" + caller.scope + "'"};
+  }
+  std::vector<TargetNode> known;
+  for (const NodeView& n : svc.nodes()) {
+    if (n.description) known.push_back({n.id, n.description->site, n.description->version});
+  }
+  auto nodes = resolve_target(kind, value, known, caller.scope);
+  if (!nodes) {
+    const bool malformed = nodes.error().reason.find("is not a valid") != std::string::npos;
+    return TargetRefusal{malformed ? "bad_request" : "unknown_target", malformed ? 400 : 404, nodes.error().message()};
+  }
+  return std::move(nodes).value();
 }
 
 bool node_in_scope(const NodeView& n, const std::string& scope) {
@@ -657,6 +695,80 @@ void add_routes(Router& s, CloudService& service, const HttpOptions& options, st
     if (!r || !rollout_in_scope(*r, caller.scope)) return error(res, 404, "rollout '" + std::string(req.matches[1]) + "' is not known");
     reply(res, 200, json::parse(rollout_json(*r)));
   });
+  // Remote config and models (remote_config.h): the body is the message without its
+  // version, revision and time, which nova-cloud sets; the codec checks the rest.
+  const auto list_pushes = [svc](PushKind kind) -> Handler {
+    return [svc, kind](const httplib::Request& req, httplib::Response& res, const Caller& caller) {
+      const std::string node = req.has_param("node") ? req.get_param_value("node") : "";
+      json out = json::array();
+      for (const PushState& p : svc->pushes().list(kind, [&](const PushState& st) {
+             return (node.empty() || st.node == node) && in_scope(caller.scope, st.site);
+           })) {
+        out.push_back(json::parse(to_json(p)));
+      }
+      reply(res, 200, out);
+    };
+  };
+  const auto push = [svc, refusals](PushKind kind) -> Handler {
+    return [svc, refusals, kind](const httplib::Request& req, httplib::Response& res, const Caller& caller) {
+      const auto bad = [&](const char* reason, int status, const std::string& message) {
+        refusals->count(reason);
+        error(res, status, message);
+      };
+      const auto target = target_param(req);
+      if (!target) return bad("bad_request", 400, "target: give exactly one of node, site or subtree");
+      json body = json::parse(req.body, nullptr, false);
+      if (!body.is_object()) return bad("bad_request", 400, "body: expected a JSON object");
+      for (const char* set_here : {"v", "revision", "ts"}) {
+        if (body.contains(set_here)) return bad("bad_request", 400, std::string(set_here) + ": set by nova-cloud, not by the caller");
+      }
+      const Timestamp now = now_ms();
+      const std::uint64_t revision = svc->pushes().next_revision(now);
+      body["v"] = 1;
+      body["revision"] = revision;
+      body["ts"] = now;
+      const std::string text = body.dump(-1, ' ', false, json::error_handler_t::replace);
+      std::vector<std::uint8_t> message;
+      if (kind == PushKind::config) {
+        auto config = decode_json<Config>(text);
+        if (!config) return bad("bad_request", 400, config.error().message());
+        message = encode_cbor(*config);
+      } else {
+        auto model = decode_json<Model>(text);
+        if (!model) return bad("bad_request", 400, model.error().message());
+        message = encode_cbor(*model);
+      }
+      auto nodes = target_nodes(*svc, target->first, target->second, caller);
+      if (const auto* refused = std::get_if<TargetRefusal>(&nodes)) return bad(refused->reason, refused->status, refused->message);
+      json out = json::array();
+      for (const PushState& p : svc->pushes().push(kind, std::get<std::vector<TargetNode>>(nodes), revision, message, caller.name, now)) {
+        out.push_back(json::parse(to_json(p)));
+      }
+      // As a submission: answered once the broker holds the retained messages.
+      if (!svc->wait_delivered(std::chrono::seconds(30)) && svc->options().log) {
+        svc->options().log("warning", "push_unconfirmed", "revision=" + std::to_string(revision) + " detail=\"the broker did not acknowledge within 30 s\"");
+      }
+      reply(res, 201, {{"revision", revision}, {"nodes", out}});
+    };
+  };
+  s.Get("/api/v1/configs", Access::view, list_pushes(PushKind::config));
+  s.Post("/api/v1/configs", Access::operate, push(PushKind::config));
+  s.Get("/api/v1/models", Access::view, list_pushes(PushKind::model));
+  s.Post("/api/v1/models", Access::operate, push(PushKind::model));
+  s.Get("/api/v1/decisions", Access::view, [svc](const httplib::Request& req, httplib::Response& res, const Caller& caller) {
+    const auto limit = uint_param(req, "limit");
+    if (req.has_param("limit") && (!limit || *limit == 0 || *limit > 1000)) {
+      return error(res, 400, "limit: expected an integer 1..1000");
+    }
+    const std::string node = req.has_param("node") ? req.get_param_value("node") : "";
+    json out = json::array();
+    for (const DecisionEntry& e : svc->verdicts().list(limit.value_or(100), [&](const DecisionEntry& d) {
+           return (node.empty() || d.record.position.node == node) && (caller.scope.empty() || (!d.site.empty() && in_scope(caller.scope, d.site)));
+         })) {
+      out.push_back(json::parse(to_json(e)));
+    }
+    reply(res, 200, out);
+  });
   s.Post("/api/v1/rollouts", Access::administer, [svc, refusals](const httplib::Request& req, httplib::Response& res,
                                                                    const Caller& caller) {
     const auto bad = [&](const char* reason, int status, const std::string& message) {
@@ -665,13 +777,9 @@ void add_routes(Router& s, CloudService& service, const HttpOptions& options, st
     };
     const std::string version = req.get_param_value("version");
     if (version.empty() || version.size() > 256) return bad("bad_request", 400, "version: expected 1..256 bytes, what the new agent's birth reports");
-    std::vector<std::string> kinds;
-    for (const char* kind : {"node", "site", "subtree"}) {
-      if (req.has_param(kind)) kinds.push_back(kind);
-    }
-    if (kinds.size() != 1) return bad("bad_request", 400, "target: give exactly one of node, site or subtree");
-    const std::string& kind = kinds.front();
-    const std::string value = req.get_param_value(kind.c_str());
+    const auto target = target_param(req);
+    if (!target) return bad("bad_request", 400, "target: give exactly one of node, site or subtree");
+    const auto& [kind, value] = *target;
     std::size_t wave_size = 1;
     if (req.has_param("wave_size")) {
       const auto v = uint_param(req, "wave_size");
@@ -685,19 +793,9 @@ void add_routes(Router& s, CloudService& service, const HttpOptions& options, st
       deadline_s = *v;
     }
     if (auto problem = bundle_problem(req.body)) return bad("bad_request", 400, *problem);
-    if (kind != "node" && !in_scope(caller.scope, value)) {
-      return bad("scope", 403, kind + ": '" + value + "' is outside the token's scope '" + caller.scope + "'");
-    }
-    std::vector<TargetNode> known;
-    for (const NodeView& n : svc->nodes()) {
-      if (n.description) known.push_back({n.id, n.description->site, n.description->version});
-    }
-    auto nodes = resolve_target(kind, value, known, caller.scope);
-    if (!nodes) {
-      const bool malformed = nodes.error().reason.find("is not a valid") != std::string::npos;
-      return bad(malformed ? "bad_request" : "unknown_target", malformed ? 400 : 404, nodes.error().message());
-    }
-    Rollouts::Request request{version, kind + ":" + value, std::move(nodes).value(), wave_size,
+    auto nodes = target_nodes(*svc, kind, value, caller);
+    if (const auto* refused = std::get_if<TargetRefusal>(&nodes)) return bad(refused->reason, refused->status, refused->message);
+    Rollouts::Request request{version, kind + ":" + value, std::get<std::vector<TargetNode>>(std::move(nodes)), wave_size,
                               std::chrono::seconds(deadline_s), caller.name};
     auto rollout = svc->rollouts().start(std::move(request), req.body, now_ms());
     if (!rollout) return error(res, 503, rollout.error().message());

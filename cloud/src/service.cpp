@@ -35,6 +35,8 @@ Timestamp now_ms() {
 constexpr const char* kSharedKinds[] = {"metrics", "decision", "alert"};
 constexpr const char* kRolloutRecordKind = "rollout";  // store key c/rollout/<id>
 constexpr const char* kErasureRecordKind = "erasure";  // store key c/erasure/<id>
+constexpr const char* kVerdictRecordKind = "verdict";  // c/verdict/<node>/<decision id>
+constexpr const char* kPushRecordKind = "push";  // c/push/<config|model>/<node>
 // Workloads, placements, clusters, presence: its SUBACK starts the republish countdown.
 constexpr const char* kCloudFilter = "nova/v1/cloud/#";
 
@@ -434,6 +436,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
     std::vector<std::string> record_topics;  // records[i] arrived on record_topics[i]
     std::vector<const Alert*> record_alerts;  // records[i]'s alert, or null
     std::vector<const ErasureReport*> record_erasures;  // records[i]'s erasure report, or null
+    std::vector<const DecisionRecord*> record_decisions;  // records[i]'s decision, or null
     std::deque<Decoded> decoded;  // stable addresses
     std::vector<LivenessChange> changes;
     std::vector<std::string> peer_acks;
@@ -495,6 +498,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
           if (st->status == NodeStatus::online) {
             births_.insert(node);
             owner_.erasures_->on_birth(node);  // a pending erasure goes down again, signed afresh
+            owner_.pushes_->on_birth(*st, now);
           }
           owner_.rollouts_->on_state(*st, now);
           changes.insert(changes.end(), c.begin(), c.end());
@@ -539,6 +543,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
           if (!x) { error = x.error(); break; }
           r.kind = IngestRecord::Kind::decision;
           r.position = x->position;
+          d.value.emplace<DecisionRecord>(std::move(x).value());
           break;
         }
         case topics::UpKind::alert: {
@@ -579,6 +584,7 @@ class CloudService::Impl final : public virtual mqtt::callback {
       record_topics.push_back(in.topic);
       record_alerts.push_back(std::get_if<Alert>(&d.value));
       record_erasures.push_back(std::get_if<ErasureReport>(&d.value));
+      record_decisions.push_back(std::get_if<DecisionRecord>(&d.value));
     }
     {
       std::lock_guard lock(mutex_);
@@ -605,6 +611,10 @@ class CloudService::Impl final : public virtual mqtt::callback {
           if (records[i].result != nullptr) owner_.workloads_->on_result(*records[i].result, now);
           if (record_alerts[i] != nullptr) owner_.rollouts_->on_alert(records[i].position.node, *record_alerts[i], now);
           if (record_erasures[i] != nullptr) owner_.erasures_->on_report(records[i].position.node, *record_erasures[i], now);
+          // A node's report on a pushed config or model is not a decision to judge.
+          if (record_decisions[i] != nullptr && !owner_.pushes_->on_report(*record_decisions[i], now)) {
+            owner_.verdicts_->on_decision(*record_decisions[i], now);
+          }
           if (records[i].batch != nullptr && !records[i].batch->samples.empty()) {
             owner_.workloads_->on_metrics(records[i].position.node, records[i].batch->samples);
           }
@@ -619,7 +629,10 @@ class CloudService::Impl final : public virtual mqtt::callback {
     }
     // A birth (first, or after a restart of the node) gets the current watermarks: the
     // agent drains from its acked seq, so telling it early avoids resending.
-    for (const std::string& n : births_) ack_nodes.insert(n);
+    for (const std::string& n : births_) {
+      ack_nodes.insert(n);
+      owner_.verdicts_->on_birth(n, now);  // decisions that waited for it
+    }
     births_.clear();
     // An ack (ours or a peer's) may close a gap in front of records held here.
     for (const std::string& envelope : peer_acks) {
@@ -810,6 +823,33 @@ Result<std::unique_ptr<CloudService>> CloudService::prepare(CloudOptions options
   for (const WorkloadState& w : s->workloads_->list()) {
     if (w.phase != Phase::running || !w.placement) continue;
     if (auto r = s->store_->result(w.placement->node, w.task_id)) s->workloads_->restore_result(*r);
+  }
+  s->verdicts_ = std::make_unique<Verdicts>(s->options_.verdicts, Verdicts::Hooks{
+      [audited_publish](const std::string& topic, const std::vector<std::uint8_t>& payload) {
+        return audited_publish(topic, payload, false);
+      },
+      [raw](const std::string& node) -> std::optional<std::pair<std::uint32_t, std::string>> {
+        const auto v = raw->node(node);
+        if (!v || !v->description) return std::nullopt;
+        return std::pair{v->description->level, v->description->site};
+      },
+      [raw](const std::string& id, const std::string& json) {
+        return raw->store_->put_cloud_record(kVerdictRecordKind, id, json, true);
+      },
+      s->options_.log});
+  s->pushes_ = std::make_unique<RemotePushes>(RemotePushes::Hooks{
+      audited_publish,
+      [raw](const std::string& id, const std::string& json) {
+        return raw->store_->put_cloud_record(kPushRecordKind, id, json, true);
+      },
+      s->options_.log});
+  for (const CloudRecord& r : kept) {
+    if (r.kind == kVerdictRecordKind && !s->verdicts_->restore(r.payload)) {
+      s->impl_->log("error", "verdict_unreadable", "id=" + r.id);
+    }
+    if (r.kind == kPushRecordKind && !s->pushes_->restore(r.payload)) {
+      s->impl_->log("error", "push_unreadable", "id=" + r.id);
+    }
   }
   if (!kept.empty()) s->impl_->log("info", "cloud_records_restored", "count=" + std::to_string(kept.size()));
   return s;

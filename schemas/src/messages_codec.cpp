@@ -122,6 +122,8 @@ struct Codec<NodeState> {
           .put_optional("region", d.region, optional_text);
       put_nonempty(w, "caps", d.capabilities);
       put_nonempty(w, "refused", m.refused);
+      w.put_optional("config_revision", m.config_revision, Value::uint);
+      w.put_optional("model_revision", m.model_revision, Value::uint);
     }
     return w.done();
   }
@@ -146,6 +148,8 @@ struct Codec<NodeState> {
       if (auto f = r.maybe("refused")) {
         f->each(1, 16, [&](const Field& filter) { m.refused.push_back(filter.text(1024)); });
       }
+      if (auto f = r.maybe("config_revision")) m.config_revision = f->uint();
+      if (auto f = r.maybe("model_revision")) m.model_revision = f->uint();
     }
     return m;
   }
@@ -713,7 +717,8 @@ struct Codec<DecisionRecord> {
         .put("kind", Value::text(m.kind))
         .put("action", Value::text(m.action))
         .put("confidence", Value::real(m.confidence))
-        .put("offline", Value::boolean(m.offline));
+        .put("offline", Value::boolean(m.offline))
+        .put_optional("applies", m.applies, optional_text);
     put_nonempty(w, "inputs", m.inputs);
     return w.done();
   }
@@ -728,6 +733,7 @@ struct Codec<DecisionRecord> {
     m.action = r.field("action").text(kShortText);
     m.confidence = r.field("confidence").real(0, 1);
     m.offline = r.field("offline").boolean();
+    if (auto f = r.maybe("applies")) m.applies = f->id();
     return m;
   }
 };
@@ -746,6 +752,9 @@ struct Codec<DecisionVerdict> {
         .put("verdict", Value::text(verdict))
         .put_optional("reason", m.reason, optional_text)
         .put("ts", ts_value(m.ts))
+        .put_optional("gauge", m.gauge, optional_text)
+        .put_optional("warning", m.warning, Value::real)
+        .put_optional("critical", m.critical, Value::real)
         .done();
   }
 
@@ -758,6 +767,9 @@ struct Codec<DecisionVerdict> {
                                                     {"rejected", Verdict::rejected}});
     if (auto f = r.maybe("reason")) m.reason = f->text(kLongText);
     m.ts = r.field("ts").uint();
+    if (auto f = r.maybe("gauge")) m.gauge = f->id();
+    if (auto f = r.maybe("warning")) m.warning = f->real(-kMaxDouble, kMaxDouble);
+    if (auto f = r.maybe("critical")) m.critical = f->real(-kMaxDouble, kMaxDouble);
     return m;
   }
 };

@@ -62,8 +62,12 @@ struct AgentUnderFuzz {
     // it; a payload shaped like a signed envelope is decoded by the gate first (and then
     // refused: no key is trusted).
     o.control.insecure_unsigned = true;
+    // As nova-agent does: apply, then report the outcome upward (Agent::report_remote).
     o.on_remote_config = [this](const schemas::Config& remote) {
-      if (auto next = agent::apply_remote(config, remote)) (void)agent::describe_changes(config, *next);
+      auto next = agent::apply_remote(config, remote);
+      if (next) (void)agent::describe_changes(config, *next);
+      this->agent->report_remote(agent::Agent::Remote::config, remote.revision,
+                                 next ? std::nullopt : std::optional<std::string>(next.error().message()));
     };
     auto created = agent::Agent::create(std::move(o), nullptr);
     if (!created) {

@@ -42,10 +42,10 @@ template <> inline NodeState full<NodeState>() {
   return NodeState{"gw-01", NodeStatus::online, 7, 1732650000000,
                    NodeDescription{4, "cloud/eu/par/acc-01", "aarch64", "0.1.0",
                                    {"arm64", "gpu"}, {4000, 2048, 16000}, "eu-west"},
-                   {"nova/v1/sensor/gw-01/#"}};
+                   {"nova/v1/sensor/gw-01/#"}, 1732650000123, 7};
 }
 template <> inline NodeState minimal<NodeState>() {
-  return NodeState{"gw-01", NodeStatus::dead, 7, 1732650000000, std::nullopt, {}};
+  return NodeState{"gw-01", NodeStatus::dead, 7, 1732650000000, std::nullopt, {}, std::nullopt, std::nullopt};
 }
 
 template <> inline MetricsBatch full<MetricsBatch>() { return batch_of(60, BatchEncoding::zstd); }
@@ -84,17 +84,19 @@ template <> inline TaskResult minimal<TaskResult>() {
 
 template <> inline DecisionRecord full<DecisionRecord>() {
   return DecisionRecord{{"gw-01", "decisions", 1}, "d-1", 1732650000000, "task_priority",
-                        {{"cpu", 93.0}, {"queue", 12.0}}, "defer t-7", 0.85, true};
+                        {{"cpu", 93.0}, {"queue", 12.0}}, "defer t-7", 0.85, true, "d-0"};
 }
 template <> inline DecisionRecord minimal<DecisionRecord>() {
-  return DecisionRecord{{"gw-01", "decisions", 2}, "d-2", 1732650000000, "alert", {}, "raise", 1.0, false};
+  return DecisionRecord{{"gw-01", "decisions", 2}, "d-2", 1732650000000, "alert", {}, "raise", 1.0, false, std::nullopt};
 }
 
 template <> inline DecisionVerdict full<DecisionVerdict>() {
-  return DecisionVerdict{"d-1", "gw-01", Verdict::overridden, "cloud prefers migration", 1732650005000};
+  return DecisionVerdict{"d-1", "gw-01", Verdict::overridden, "cloud prefers migration", 1732650005000,
+                         "cpu", 80.0, 85.0};
 }
 template <> inline DecisionVerdict minimal<DecisionVerdict>() {
-  return DecisionVerdict{"d-2", "gw-01", Verdict::accepted, std::nullopt, 1732650005000};
+  return DecisionVerdict{"d-2", "gw-01", Verdict::accepted, std::nullopt, 1732650005000,
+                         std::nullopt, std::nullopt, std::nullopt};
 }
 
 template <> inline Alert full<Alert>() {

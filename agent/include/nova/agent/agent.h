@@ -176,6 +176,15 @@ struct AgentCounters {
   std::uint64_t alerts = 0;           // alerts stored (warning, critical and recoveries)
   std::uint64_t decisions = 0;        // decision records stored
   std::uint64_t models_applied = 0;   // models put in force (a refused one is a bad message)
+  // The cloud's verdicts on this node's decisions (agent_verdicts.cpp), and the overrides
+  // put in force (each also recorded upward; a verdict that cannot be applied is a bad message).
+  std::uint64_t verdicts_accepted = 0;
+  std::uint64_t verdicts_overridden = 0;
+  std::uint64_t verdicts_rejected = 0;
+  std::uint64_t overrides_applied = 0;
+  // Remote configs and models reported as in force or refused (report_remote).
+  std::uint64_t remote_applied = 0;
+  std::uint64_t remote_refused = 0;
   std::uint64_t subscriptions_refused = 0;  // filters refused by a SUBACK, each time
   std::uint64_t subscriptions_missing = 0;  // gauge: filters refused now (0: ready)
   // Control messages refused by the gate (control_gate.h), by reason; not bad_messages.
@@ -225,6 +234,15 @@ class Agent {
   // old connection had in flight).
   void renew_uplink();
 
+  // What became of a remote config or model pushed down (agent_remote.cpp): `refusal`
+  // empty, revision `revision` is now in force (the birth names it from now on, and is
+  // published again); else it was refused with that reason. Either way a record goes up
+  // on the decisions stream (kind "config_applied", "config_refused", "model_applied",
+  // "model_refused"; inputs {revision}), so the cloud learns the outcome. Loop thread
+  // only (the on_remote_config callback runs there).
+  enum class Remote { config, model };
+  void report_remote(Remote kind, std::uint64_t revision, const std::optional<std::string>& refusal);
+
   // Stores a task result in the outbox "results" stream (position filled in here).
   // Loop thread only: it is the TaskRunner's result sink, called from its poll().
   void record_result(const schemas::TaskResult& result);
@@ -272,6 +290,7 @@ class Agent {
   // and logged here) or a duplicate.
   std::optional<std::string> admit_control(const std::string& topic, topics::DownKind kind, const std::string& payload);
   void on_model(const std::string& topic, const std::string& payload);
+  void on_verdict(const std::string& topic, const std::string& payload, schemas::Timestamp now_ms);  // agent_verdicts.cpp
   void on_update_offer(const std::string& topic, const std::string& payload);
   // A signed erasure request (docs/agent.md, Erasure): deletes the node's records, or
   // one sensor's gauges, from the outbox and memory, and reports the counts upward.
@@ -304,6 +323,7 @@ class Agent {
   void refill(Clock::time_point now);
   std::uint64_t next_bdseq();
   std::string birth_payload(schemas::NodeStatus status) const;
+  void publish_birth();  // the "online" record, retained, now
 
   AgentOptions options_;
   SampleSource* source_;
@@ -343,6 +363,8 @@ class Agent {
   Clock::time_point last_refill_{};
   bool session_up_ = false;
   std::optional<schemas::MetricSample> last_sample_;
+  std::optional<std::uint64_t> config_revision_;  // in force (report_remote), for the birth
+  std::optional<std::uint64_t> model_revision_;
   Updater updater_;  // also holds the offer whose bundle is being fetched
   bool healthy_marked_ = false;  // this run's birth was acknowledged (updater.h)
   std::atomic<bool> update_staged_{false};
@@ -355,7 +377,13 @@ class Agent {
   mutable std::condition_variable counters_changed_;
   AgentCounters counters_;
   template <class Fn>
-  void update_counters(Fn fn);
+  void update_counters(Fn fn) {
+    {
+      std::lock_guard lock(counters_mutex_);
+      fn(counters_);
+    }
+    counters_changed_.notify_all();
+  }
 };
 
 }  // namespace nova::agent

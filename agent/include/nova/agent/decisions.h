@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "nova/schemas/messages.h"
+#include "nova/schemas/result.h"
 
 namespace nova::agent {
 
@@ -94,6 +95,16 @@ class DecisionEngine {
   std::optional<std::string> apply_model(const schemas::Model& model);
   // The retained model was removed: config's parameters apply again.
   void clear_model();
+  // The cloud overrode a decision (a verdict, docs/agent.md "Verdicts"): `gauge`'s
+  // threshold levels are `rule` from now on, whatever the config says, until the agent
+  // restarts. Only gauges with a threshold rule (cpu, mem, disk, temp) can be
+  // overridden; anything else, or a level that is negative or not finite, or a critical
+  // level below a warning level (both set), is refused whole with the reason. Returns the
+  // levels that were in force.
+  schemas::Result<ThresholdRule> override_threshold(const std::string& gauge, const ThresholdRule& rule);
+  // The threshold levels in force for `gauge` (an override, else the config's); none for
+  // a gauge without a threshold rule.
+  std::optional<ThresholdRule> threshold(std::string_view gauge) const;
   // The z-score parameters in force (config's, or the model's).
   const ZScoreParams& zscore() const { return zscore_; }
   const std::optional<std::string>& model_id() const { return model_id_; }
@@ -135,7 +146,13 @@ class DecisionEngine {
   };
   void update_zscore();
 
+  // The config's rule for a core gauge, or null.
+  const ThresholdRule* configured(std::string_view gauge) const;
+  // The rule in force: the cloud's override, else `configured`.
+  const ThresholdRule& in_force(const std::string& gauge, const ThresholdRule& configured) const;
+
   DecisionOptions options_;
+  std::map<std::string, ThresholdRule, std::less<>> overrides_;  // by the cloud's verdicts
   std::optional<ModelParams> model_;
   std::optional<std::string> model_id_;
   ZScoreParams zscore_;  // options_.zscore, or the model's

@@ -9,7 +9,7 @@
 // `nova-cloud token create` and stored nowhere; its name is the actor in the audit log.
 // Roles, each including the ones before it:
 //   viewer    GET of every API route
-//   operator  + workloads (submit, delete) and placements (edge/optimize)
+//   operator  + workloads (submit, delete), placements (edge/optimize), configs and models (push)
 //   admin     + cluster and federation writes, agent rollouts
 // Scope: a site path ("cloud/eu"); the token sees only nodes, placements and workloads
 // at or below it, and may submit only workloads confined to clusters at or below it.

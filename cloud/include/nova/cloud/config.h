@@ -68,6 +68,15 @@ struct CloudConfig {
     std::uint32_t interval_s = 10;           // between rounds; 0: off
     std::uint32_t migration_budget = 2;      // running workloads moved per round, at most
   } reoptimiser;
+  // How decision records are judged (verdicts.h, docs/cloud.md "Verdicts").
+  struct Verdicts {
+    bool enabled = true;
+    std::uint32_t rate_limit = 0;        // decisions per node per window; 0: no limit
+    std::uint32_t rate_window_s = 3600;
+    std::vector<std::string> allowed_actions;   // "<level>:<action>"
+    std::vector<std::string> threshold_bounds;  // "<gauge>:<min>..<max>"
+    VerdictPolicy policy;                       // the above, checked (parse_config)
+  } verdicts;
   struct Log {
     common::LogLevel level = common::LogLevel::info;     // lines below it are not written
     common::LogFormat format = common::LogFormat::logfmt;  // or json: one object per line

@@ -18,6 +18,9 @@
 //   POST   /api/v1/edge/optimize          ranked recommendations, nothing committed
 //   GET    /api/v1/rollouts               POST: a new agent (the body) to a target in waves
 //   GET    /api/v1/rollouts/{id}          a rollout with each node's phase (rollouts.h)
+//   GET    /api/v1/decisions              decisions with their verdicts (verdicts.h)
+//   GET    /api/v1/configs, /api/v1/models  each node's newest push and its state
+//   POST   /api/v1/configs, /api/v1/models  ?node=|site=|subtree=: push, retained (remote_config.h)
 //   GET    /metrics                       Prometheus text format 0.0.4
 //   GET    /                              the dashboard
 //
@@ -26,8 +29,8 @@
 //   bearer token (routes other than /api/v1/health, /readyz, /metrics, /)
 //                                                  else 401 + WWW-Authenticate: Bearer
 //   on a write: Origin, when present, in allowed_origins              else 403
-//   the token's role allows the route (viewer GET, operator workloads and placements,
-//   admin clusters and rollouts)                                      else 403
+//   the token's role allows the route (viewer GET, operator workloads, placements,
+//   configs and models, admin clusters and rollouts)                                      else 403
 //   on a POST: Content-Type application/json (kills text/plain CSRF)  else 415
 //     (application/octet-stream for a rollout's bundle)
 //   the body within the route's limit (max_body_bytes; kMaxBundleBytes for a

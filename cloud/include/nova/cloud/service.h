@@ -44,7 +44,9 @@
 #include "nova/cloud/reoptimiser.h"
 #include "nova/cloud/ingest_store.h"
 #include "nova/cloud/live_topology.h"
+#include "nova/cloud/remote_config.h"
 #include "nova/cloud/subscriptions.h"
+#include "nova/cloud/verdicts.h"
 #include "nova/schemas/messages.h"
 #include "nova/schemas/result.h"
 #include "nova/security/signing.h"
@@ -98,6 +100,7 @@ struct CloudOptions {
   // top broker, stores and acknowledges that data, and ingests nothing from
   // nova/v1/up/<node>/<kind> (the cloud instances store and acknowledge those).
   std::string resident_region;
+  VerdictPolicy verdicts;  // how decision records are judged (verdicts.h)
 };
 
 // Counters for /metrics. Monotonic unless named as a gauge.
@@ -162,6 +165,8 @@ class CloudService {
   Workloads& workloads() { return *workloads_; }
   Rollouts& rollouts() { return *rollouts_; }
   Erasures& erasures() { return *erasures_; }
+  Verdicts& verdicts() { return *verdicts_; }
+  RemotePushes& pushes() { return *pushes_; }
   const CloudOptions& options() const { return options_; }
 
   // Waits until `pred` holds on the current node table (tests, readiness).
@@ -181,6 +186,8 @@ class CloudService {
   std::unique_ptr<Workloads> workloads_;
   std::unique_ptr<Rollouts> rollouts_;
   std::unique_ptr<Erasures> erasures_;
+  std::unique_ptr<Verdicts> verdicts_;
+  std::unique_ptr<RemotePushes> pushes_;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -86,6 +86,10 @@ struct NodeState {
   // "refused": online only; the topic filters the node's broker refused (SUBACK failure or
   // a QoS below the one asked). Non-empty: up but not fully ready. At most 16.
   std::vector<std::string> refused;
+  // "config_revision", "model_revision": online only; the revisions of the remote config
+  // and of the model the node runs (pushed on its retained down topics), when it has one.
+  std::optional<std::uint64_t> config_revision;
+  std::optional<std::uint64_t> model_revision;
 
   friend bool operator==(const NodeState&, const NodeState&) = default;
 };
@@ -218,6 +222,9 @@ struct DecisionRecord {
   std::string action;                     // "action": what it did
   double confidence = 1;                  // "confidence": 0..1
   bool offline = false;                   // "offline": taken without an uplink
+  // "applies": this record carries out the cloud's verdict on that decision (an override
+  // put in force); such a record is not judged again.
+  std::optional<std::string> applies;
 
   friend bool operator==(const DecisionRecord&, const DecisionRecord&) = default;
 };
@@ -230,6 +237,11 @@ struct DecisionVerdict {
   Verdict verdict = Verdict::accepted;  // "verdict"
   std::optional<std::string> reason;  // "reason"
   Timestamp ts = 0;                   // "ts"
+  // An override's new threshold levels for one gauge (0 = that level off); all three
+  // absent otherwise.
+  std::optional<std::string> gauge;   // "gauge"
+  std::optional<double> warning;      // "warning": finite
+  std::optional<double> critical;     // "critical": finite
 
   friend bool operator==(const DecisionVerdict&, const DecisionVerdict&) = default;
 };
