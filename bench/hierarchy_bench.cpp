@@ -493,7 +493,7 @@ ModeFigures run_mode(const Options& options, bool tls, bool mosquitto_acl_file =
                                    nova::schemas::NodeDescription{5, site_path, "armv7l",
                                                                   "0.1.0", {}, {500, 256, 1024},
                                                                   std::nullopt},
-                                   {}};
+                                   {}, {}, {}};
     const auto bytes = nova::schemas::encode_cbor(birth);
     const std::string topic = "nova/v1/up/" + node + "/state";
     const auto sent = Clock::now();

@@ -258,6 +258,16 @@ TEST_CASE("cancel stops a running task's process group and reports it cancelled"
     h.submit(shell("t-stubborn", "trap '' TERM; sleep 30 & echo started; wait"));
     REQUIRE(h.run_until([&] { return h.runner->running().size() == 1; }));
     const int pgid = h.runner->running().front().pid;
+    // Once the shell ignores SIGTERM (its SigIgn mask in /proc): a cancel before the trap
+    // is set would stop it with SIGTERM alone.
+    auto ignores_sigterm = [pgid] {
+      std::ifstream status("/proc/" + std::to_string(pgid) + "/status");
+      for (std::string line; std::getline(status, line);) {
+        if (line.starts_with("SigIgn:")) return (std::stoull(line.substr(7), nullptr, 16) & (1ULL << (SIGTERM - 1))) != 0;
+      }
+      return false;
+    };
+    REQUIRE(h.run_until(ignores_sigterm));
     REQUIRE(h.runner->cancel("t-stubborn", "operator", now_ms()).ok());
     REQUIRE(h.run_until_results(1));
     const TaskResult& r = h.only_result();

@@ -44,8 +44,8 @@ TEST_CASE("a retained birth at an access broker reaches the cloud retained and "
 
   const NodeState birth{node, NodeStatus::online, 3, 1732650000000,
                         NodeDescription{5, site.path.str(), spec->arch, "0.1.0", {},
-                                        {500, 256, 1024}, std::nullopt}, {}};
-  const NodeState will{node, NodeStatus::dead, 3, 1732650000000, std::nullopt, {}};
+                                        {500, 256, 1024}, std::nullopt}, {}, {}, {}};
+  const NodeState will{node, NodeStatus::dead, 3, 1732650000000, std::nullopt, {}, {}, {}};
   const std::string birth_bytes = as_string(nova::schemas::encode_cbor(birth));
   const std::string will_bytes = as_string(nova::schemas::encode_cbor(will));
   const std::string topic = up_topic(node, "state");

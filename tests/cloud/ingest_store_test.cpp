@@ -245,7 +245,7 @@ TEST_CASE("minute aggregates and retention sweep", "[cloud][store]") {
   CHECK(store.value()->aggregates("n1", 0, kT0 + 60'000).size() == 1);
 }
 
-TEST_CASE("erasing a sensor rewrites the raw batches without its gauges; erasing a node leaves nothing",
+TEST_CASE("erasing a sensor rewrites the raw batches without its gauges, erasing a node leaves nothing",
           "[cloud][store][erasure]") {
   TempDir dir;
   StoreOptions o;

@@ -131,12 +131,18 @@ TEST_CASE("a resident stream stays in its region, its aggregates reach the cloud
   for (const auto& [where, c] : watchers) {
     INFO("broker " << where);
     if (where == "eu") {
+      // The regional nova-cloud probes its own subscription on a topic of its region
+      // (render.h: nova/v1/resident/<region>/probe/nova-cloud); that is not data.
+      const std::string probe = "nova/v1/resident/eu-west/probe/nova-cloud";
       REQUIRE(c->wait_until([&](const std::vector<hiertest::Received>& m) {
         std::set<std::string> distinct;
-        for (const auto& r : m) distinct.insert(r.payload);
+        for (const auto& r : m) {
+          if (r.topic != probe) distinct.insert(r.payload);
+        }
         return distinct.size() >= made;
       }, 30s));
       for (const auto& r : c->messages()) {
+        if (r.topic == probe) continue;
         CHECK(r.topic == std::string("nova/v1/resident/eu-west/") + kNode + "/metrics");
         seen_at_top.insert(r.payload);
       }
