@@ -23,13 +23,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kTopology = R"(name: privacy
-sites:
-  - {id: cloud, level: 1, port: 18830}
-  - {id: a1, level: 2, parent: cloud, port: 18831}
-nodes:
-  - {id: gw-a1, site: a1}
-)";
 
 // What the metrics batches of gw-a1 that reached the cloud hold, each batch once.
 struct Seen {
@@ -61,11 +54,7 @@ double sum(const std::vector<double>& v) {
 }  // namespace
 
 TEST_CASE("personal sensor values reach the cloud broker only as window aggregates", "[agent][privacy]") {
-  const fs::path topo_dir = fs::temp_directory_path() / ("nova-privacy-topology-" + std::to_string(::getpid()));
-  fs::create_directories(topo_dir);
-  std::ofstream(topo_dir / "topology.yaml") << kTopology;
-  const tiers::Topology topology = hiertest::load_topology(topo_dir / "topology.yaml");
-  fs::remove_all(topo_dir);
+  const tiers::Topology topology = hiertest::gateway_topology("privacy");
   auto h = hiertest::start_hierarchy(topology, "nova-privacy", testing::Transport::mutual_tls, {"watcher"},
                                      {"gw-a1.cam1", "gw-a1.badge"});
 

@@ -10,6 +10,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -18,6 +19,7 @@
 #include "nova/cloud/auth.h"
 #include "nova/testing/broker.h"
 #include "nova/testing/child_process.h"
+#include "nova/testing/poll.h"
 #include "nova/testing/signer.h"
 #include "nova/testing/test_pki.h"
 
@@ -89,6 +91,16 @@ class CloudProcess {
     auto r = get(path);
     if (!r || r->status != 200) return nullptr;
     return nlohmann::json::parse(r->body, nullptr, false);
+  }
+  // Polls GET `path` (another process's state) until `pred` holds on its JSON.
+  bool poll_json(const std::string& path, const std::function<bool(const nlohmann::json&)>& pred,
+                 std::chrono::milliseconds timeout) const {
+    return testing::poll_until(
+        [&] {
+          const nlohmann::json j = get_json(path);
+          return !j.is_null() && !j.is_discarded() && pred(j);
+        },
+        timeout);
   }
 
  private:

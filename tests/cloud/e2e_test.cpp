@@ -32,17 +32,6 @@ std::uint64_t now_ms() {
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
-// Polls a REST resource of another process until `pred` holds on it.
-bool poll(const test::CloudProcess& cloud, const std::string& path, const std::function<bool(const json&)>& pred,
-          std::chrono::seconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    const json j = cloud.get_json(path);
-    if (!j.is_null() && !j.is_discarded() && pred(j)) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return false;
-}
 
 const char* const kDevices[] = {"dev-par-a1-1", "dev-par-a2-1", "dev-ber-a1-1"};
 
@@ -71,7 +60,7 @@ TEST_CASE("workloads by REST run on devices three hops down and fail over when t
                                     ", tls_key_file: " + id.key.string());
     agents[node] = std::make_unique<testing::AgentProcess>(NOVA_AGENT_BIN, adir / "agent.yaml", adir / "agent.log");
   }
-  REQUIRE(poll(cloud, "/api/v1/nodes", [](const json& nodes) {
+  REQUIRE(cloud.poll_json("/api/v1/nodes", [](const json& nodes) {
     int alive = 0;
     for (const auto& n : nodes) alive += n["liveness"] == "alive" ? 1 : 0;
     return alive == 3;
@@ -79,7 +68,7 @@ TEST_CASE("workloads by REST run on devices three hops down and fail over when t
 
   SECTION("metrics are acknowledged end to end") {
     for (const char* node : kDevices) {
-      CHECK(poll(cloud, std::string("/api/v1/nodes/") + node, [](const json& n) {
+      CHECK(cloud.poll_json(std::string("/api/v1/nodes/") + node, [](const json& n) {
         return n["watermarks"].contains("metrics") && n["watermarks"]["metrics"].get<int>() >= 1;
       }, 60s));
       // The agent deletes what the cloud acknowledged: its log shows acks arriving.
@@ -98,7 +87,7 @@ TEST_CASE("workloads by REST run on devices three hops down and fail over when t
     CHECK(placed["phase"] == "running");
     CHECK(placed["placement"]["breakdown"].contains("latency"));
     CHECK(placed["placement"]["failover"].size() == 2);  // the other two devices
-    REQUIRE(poll(cloud, "/api/v1/workloads/hello", [](const json& w) { return w["phase"] == "succeeded"; }, 60s));
+    REQUIRE(cloud.poll_json("/api/v1/workloads/hello", [](const json& w) { return w["phase"] == "succeeded"; }, 60s));
     const json w = cloud.get_json("/api/v1/workloads/hello");
     CHECK(w["result"]["status"] == "ok");
     CHECK(w["result"]["output"].get<std::string>().find("hello from") != std::string::npos);
@@ -121,7 +110,7 @@ TEST_CASE("workloads by REST run on devices three hops down and fail over when t
     const std::uint64_t killed_ms = now_ms();
     agents.at(first)->signal(SIGKILL);
 
-    REQUIRE(poll(cloud, "/api/v1/workloads/survivor", [](const json& w) { return w["phase"] == "succeeded"; }, 60s));
+    REQUIRE(cloud.poll_json("/api/v1/workloads/survivor", [](const json& w) { return w["phase"] == "succeeded"; }, 60s));
     const json w = cloud.get_json("/api/v1/workloads/survivor");
     const json& last = w["history"].back();
     CHECK(last["node"] != first);

@@ -31,25 +31,8 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char* kTopology = R"(name: erasure
-sites:
-  - {id: cloud, level: 1, port: 18830}
-  - {id: a1, level: 2, parent: cloud, port: 18831}
-nodes:
-  - {id: gw-a1, site: a1}
-)";
 constexpr const char* kEraseTopic = "nova/v1/down/cloud/a1/gw-a1/erase";
 
-bool poll(const test::CloudProcess& cloud, const std::string& path, const std::function<bool(const json&)>& pred,
-          std::chrono::seconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    const json j = cloud.get_json(path);
-    if (!j.is_null() && !j.is_discarded() && pred(j)) return true;
-    std::this_thread::sleep_for(100ms);  // another process's state, over HTTP
-  }
-  return false;
-}
 
 // Every key and value of the LevelDB at `dir` (its process stopped).
 std::vector<std::pair<std::string, std::string>> scan(const fs::path& dir) {
@@ -92,10 +75,7 @@ std::string read_text(const fs::path& file) {
 }  // namespace
 
 TEST_CASE("an erasure by REST removes every copy of a sensor's and a node's data", "[cloud][erasure]") {
-  const fs::path topo = fs::temp_directory_path() / ("nova-erasure-topology-" + std::to_string(::getpid()) + ".yaml");
-  std::ofstream(topo) << kTopology;
-  const tiers::Topology topology = hiertest::load_topology(topo);
-  fs::remove(topo);
+  const tiers::Topology topology = hiertest::gateway_topology("erasure");
   auto h = hiertest::start_hierarchy(topology, "nova-erasure", testing::Transport::mutual_tls, {}, {"gw-a1.cam1"});
   const fs::path dir = h->dir.path() / "erasure";
   test::CloudProcess cloud(h->tls_uri("cloud"), dir / "cloud", "nova-cloud", "", 180, h->identity("nova-cloud"));
@@ -108,12 +88,12 @@ TEST_CASE("an erasure by REST removes every copy of a sensor's and a node's data
                               ", tls_ca_file: " + id.ca.string() + ", tls_cert_file: " + id.cert.string() +
                                   ", tls_key_file: " + id.key.string());
   auto agent = std::make_unique<testing::AgentProcess>(NOVA_AGENT_BIN, adir / "agent.yaml", adir / "agent.log");
-  REQUIRE(poll(cloud, "/api/v1/nodes/gw-a1", [](const json& n) { return n["liveness"] == "alive"; }, 60s));
+  REQUIRE(cloud.poll_json("/api/v1/nodes/gw-a1", [](const json& n) { return n["liveness"] == "alive"; }, 60s));
   const std::string reading = "mosquitto_pub " + h->mosquitto_client_args("a1", "sensor.gw-a1.cam1") +
                               " -q 1 -t nova/v1/sensor/gw-a1/cam1 -m '{\"v\":1,\"ts\":1,\"values\":{\"temp\":21.5}}'";
   REQUIRE(std::system(reading.c_str()) == 0);
   // Stored at the cloud: the first batch holds the reading's gauge.
-  REQUIRE(poll(cloud, "/api/v1/nodes/gw-a1", [](const json& n) {
+  REQUIRE(cloud.poll_json("/api/v1/nodes/gw-a1", [](const json& n) {
     return n["watermarks"].contains("metrics") && n["watermarks"]["metrics"].get<int>() >= 1;
   }, 60s));
 
@@ -126,7 +106,7 @@ TEST_CASE("an erasure by REST removes every copy of a sensor's and a node's data
   CHECK(sensor_erasure["state"] == "pending");
   CHECK(sensor_erasure["cloud"]["raw"].get<int>() >= 1);  // the batch with the reading, rewritten
   const std::string sensor_id = sensor_erasure["erasure_id"];
-  REQUIRE(poll(cloud, "/api/v1/erasures/" + sensor_id, [](const json& e) { return e["state"] == "done"; }, 60s));
+  REQUIRE(cloud.poll_json("/api/v1/erasures/" + sensor_id, [](const json& e) { return e["state"] == "done"; }, 60s));
   CHECK(cloud.get_json("/api/v1/erasures/" + sensor_id)["node_counts"].contains("outbox_rewritten"));
 
   // Refused: not a node id, an unknown node, an unknown field.
@@ -152,7 +132,7 @@ TEST_CASE("an erasure by REST removes every copy of a sensor's and a node's data
   CHECK(cloud.get_json("/api/v1/erasures/" + node_id)["state"] == "pending");  // nobody to confirm it yet
 
   agent = std::make_unique<testing::AgentProcess>(NOVA_AGENT_BIN, adir / "agent.yaml", adir / "agent.log");
-  REQUIRE(poll(cloud, "/api/v1/erasures/" + node_id, [](const json& e) { return e["state"] == "done"; }, 60s));
+  REQUIRE(cloud.poll_json("/api/v1/erasures/" + node_id, [](const json& e) { return e["state"] == "done"; }, 60s));
   const json done = cloud.get_json("/api/v1/erasures/" + node_id);
   CHECK(done["node_counts"]["outbox_removed"].get<int>() >= 1);  // at least the batch flushed at its stop
 

@@ -27,17 +27,6 @@ namespace {
 
 const char* const kNodes[] = {"dev-par-a1-1", "dev-par-a2-1", "dev-ber-a1-1"};
 
-// Polls nova-cloud's REST API (another process) until `pred` holds.
-bool poll(const test::CloudProcess& cloud, const std::string& path, const std::function<bool(const json&)>& pred,
-          std::chrono::seconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    const json j = cloud.get_json(path);
-    if (!j.is_null() && !j.is_discarded() && pred(j)) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return false;
-}
 
 // The states listed by GET `path`, by node.
 std::map<std::string, json> by_node(const json& list) {
@@ -91,7 +80,7 @@ TEST_CASE("configs and models pushed by REST to a node or subtree are applied, a
                                     ", tls_key_file: " + id.key.string());
     agents[node] = std::make_unique<testing::AgentProcess>(NOVA_AGENT_BIN, adir / "agent.yaml", adir / "agent.log");
   }
-  REQUIRE(poll(cloud, "/api/v1/nodes", [](const json& nodes) {
+  REQUIRE(cloud.poll_json("/api/v1/nodes", [](const json& nodes) {
     int alive = 0;
     for (const auto& n : nodes) alive += n["liveness"] == "alive" ? 1 : 0;
     return alive == 3;
@@ -105,7 +94,7 @@ TEST_CASE("configs and models pushed by REST to a node or subtree are applied, a
   const json answer = json::parse(pushed->body);
   const std::uint64_t revision = answer["revision"];
   REQUIRE(answer["nodes"].size() == 2);
-  REQUIRE(poll(cloud, "/api/v1/configs", [&](const json& list) {
+  REQUIRE(cloud.poll_json("/api/v1/configs", [&](const json& list) {
     const auto s = by_node(list);
     return s.size() == 2 && s.at("dev-par-a1-1")["state"] == "running" && s.at("dev-par-a2-1")["state"] == "running";
   }, 60s));
@@ -124,7 +113,7 @@ TEST_CASE("configs and models pushed by REST to a node or subtree are applied, a
     CHECK(config->revision == revision);
   }
   CHECK(agents.at("dev-ber-a1-1")->text().find("source=remote") == std::string::npos);
-  CHECK(poll(cloud, "/api/v1/configs?node=dev-par-a1-1", [&](const json& l) {
+  CHECK(cloud.poll_json("/api/v1/configs?node=dev-par-a1-1", [&](const json& l) {
     return l.size() == 1 && l[0]["revision"] == revision && l[0]["pushed_by"] == "test-admin";
   }, 10s));
   // The birth names the revision the node runs (retained at the cloud broker).
@@ -137,7 +126,7 @@ TEST_CASE("configs and models pushed by REST to a node or subtree are applied, a
   auto refused = cloud.post("/api/v1/configs?node=dev-ber-a1-1", R"({"values": {"trust.signing_keys": "/tmp/attacker.pub"}})");
   REQUIRE(refused);
   REQUIRE(refused->status == 201);
-  REQUIRE(poll(cloud, "/api/v1/configs?node=dev-ber-a1-1", [](const json& l) {
+  REQUIRE(cloud.poll_json("/api/v1/configs?node=dev-ber-a1-1", [](const json& l) {
     return l.size() == 1 && l[0]["state"] == "refused";
   }, 60s));
   CHECK_THAT(cloud.get_json("/api/v1/configs?node=dev-ber-a1-1")[0]["reason"].get<std::string>(),
@@ -150,7 +139,7 @@ TEST_CASE("configs and models pushed by REST to a node or subtree are applied, a
   auto linear = cloud.post("/api/v1/models?node=dev-par-a2-1", R"({"model_id": "l1", "kind": "linear", "weights": [1.0, 2.0]})");
   REQUIRE(linear);
   REQUIRE(linear->status == 201);
-  REQUIRE(poll(cloud, "/api/v1/models", [](const json& list) {
+  REQUIRE(cloud.poll_json("/api/v1/models", [](const json& list) {
     const auto s = by_node(list);
     return s.size() == 2 && s.at("dev-par-a1-1")["state"] == "running" && s.at("dev-par-a2-1")["state"] == "refused";
   }, 60s));

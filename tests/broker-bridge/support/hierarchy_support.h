@@ -109,6 +109,20 @@ inline tiers::Topology load_topology(const std::filesystem::path& file) {
   return std::move(topology).value();
 }
 
+// The smallest hierarchy with a device: the cloud's broker and one access site a1 below
+// it, with the gateway gw-a1 (the privacy and erasure tests).
+inline tiers::Topology gateway_topology(const std::string& name) {
+  auto topology = tiers::Topology::parse_yaml("name: " + name + R"(
+sites:
+  - {id: cloud, level: 1, port: 18830}
+  - {id: a1, level: 2, parent: cloud, port: 18831}
+nodes:
+  - {id: gw-a1, site: a1}
+)");
+  if (!topology.ok()) throw std::runtime_error("gateway_topology: " + topology.error().message());
+  return std::move(topology).value();
+}
+
 // How the hierarchy's brokers listen and bridge, and how its clients connect: the
 // harness's one Transport (mutual_tls is nova-bridge's default).
 using testing::Transport;
