@@ -45,9 +45,12 @@ namespace {
 
 constexpr schemas::Timestamp kDwellMs = 10'000;
 constexpr schemas::Timestamp kSustainMs = 3'000;
+// The re-optimiser is off: it too may move a workload off a loaded node once its dwell
+// is over, and these tests are about the overload trigger's hysteresis.
 constexpr const char* kMigrationYaml =
     "migration:\n  overload_high_pct: 90\n  overload_low_pct: 75\n  overload_sustain_s: 3\n  min_dwell_s: 10\n"
-    "  max_per_node: 2\n  per_node_window_s: 600\n";
+    "  max_per_node: 2\n  per_node_window_s: 600\n"
+    "reoptimiser:\n  interval_s: 0\n";
 
 schemas::Timestamp wall_ms() {
   return static_cast<schemas::Timestamp>(
