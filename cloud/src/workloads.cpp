@@ -360,7 +360,8 @@ struct Workloads::Impl {
     const auto views = nodes();
     for (auto& [id, w] : workloads) {
       if (!w.stopping || !owns(id)) continue;
-      const auto node = std::find_if(views.begin(), views.end(), [&](const NodeView& n) { return n.id == w.stopping->node; });
+      const std::string& old_node = w.stopping->node;  // clang 14 cannot capture a structured binding
+      const auto node = std::find_if(views.begin(), views.end(), [&](const NodeView& n) { return n.id == old_node; });
       if (node != views.end() && node->liveness != Liveness::alive) {
         release(w, nullptr, now, "node " + node->id + " " + std::string(to_string(node->liveness)));
       } else if (cancel_due(*w.stopping, now)) {
