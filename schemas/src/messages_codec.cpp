@@ -124,6 +124,7 @@ struct Codec<NodeState> {
       put_nonempty(w, "refused", m.refused);
       w.put_optional("config_revision", m.config_revision, Value::uint);
       w.put_optional("model_revision", m.model_revision, Value::uint);
+      w.put_optional("model_id", m.model_id, optional_text);
     }
     return w.done();
   }
@@ -150,6 +151,7 @@ struct Codec<NodeState> {
       }
       if (auto f = r.maybe("config_revision")) m.config_revision = f->uint();
       if (auto f = r.maybe("model_revision")) m.model_revision = f->uint();
+      if (auto f = r.maybe("model_id")) m.model_id = f->id();
     }
     return m;
   }
@@ -861,9 +863,46 @@ struct Codec<Config> {
   }
 };
 
+Value tree_node_value(const TreeNode& n) {
+  if (n.leaf) return MapWriter().put("leaf", Value::real(*n.leaf)).done();
+  MapWriter w;
+  w.put("feature", Value::uint(n.feature))
+      .put("split", Value::real(n.split))
+      .put("left", Value::uint(n.left))
+      .put("right", Value::uint(n.right));
+  if (n.missing) w.put("missing", Value::text(*n.missing == MissingGoes::left ? "left" : "right"));
+  return w.done();
+}
+
+// A node is a leaf or a split, never both: a map with "leaf" and a split's member is
+// refused rather than read as either.
+TreeNode read_tree_node(const Field& f) {
+  MapReader r = f.map();
+  TreeNode n;
+  if (auto leaf = r.maybe("leaf")) {
+    for (const char* key : {"feature", "split", "left", "right", "missing"}) {
+      if (r.maybe(key)) f.reject(std::string("a leaf has no '") + key + "'");
+    }
+    n.leaf = leaf->real(-kMaxDouble, kMaxDouble);
+    return n;
+  }
+  n.feature = r.field("feature").uint();
+  n.split = r.field("split").real(-kMaxDouble, kMaxDouble);
+  n.left = r.field("left").uint();
+  n.right = r.field("right").uint();
+  if (auto m = r.maybe("missing")) {
+    n.missing = m->choice<MissingGoes>({{"left", MissingGoes::left}, {"right", MissingGoes::right}});
+  }
+  return n;
+}
+
 template <>
 struct Codec<Model> {
   static constexpr std::string_view root = "model";
+  static constexpr std::size_t kMaxFeatures = 61;  // + score, threshold, model_revision = a decision's 64 inputs
+  static constexpr std::size_t kMaxTrees = 64;
+  static constexpr std::size_t kMaxTreeNodes = 255;
+  static constexpr std::size_t kMaxAction = 128;
 
   static Value encode(const Model& m) {
     MapWriter w = versioned();
@@ -877,6 +916,19 @@ struct Codec<Model> {
       for (double d : m.weights) a.push_back(Value::real(d));
       w.put("weights", Value::array(std::move(a)));
     }
+    put_nonempty(w, "features", m.features);
+    if (!m.trees.empty()) {
+      Array trees;
+      for (const std::vector<TreeNode>& t : m.trees) {
+        Array nodes;
+        for (const TreeNode& n : t) nodes.push_back(tree_node_value(n));
+        trees.push_back(Value::array(std::move(nodes)));
+      }
+      w.put("trees", Value::array(std::move(trees)));
+    }
+    if (m.combine) w.put("combine", Value::text(*m.combine == TreeCombine::sum ? "sum" : "mean"));
+    if (m.output) w.put("output", Value::text(*m.output == ModelOutput::raw ? "raw" : "sigmoid"));
+    w.put_optional("action", m.action, optional_text);
     return w.done();
   }
 
@@ -890,6 +942,20 @@ struct Codec<Model> {
       f->each(0, 4096, [&](const Field& w) { m.weights.push_back(w.real(-kMaxDouble, kMaxDouble)); });
     }
     m.ts = r.field("ts").uint();
+    m.features = read_ids(r, "features", kMaxFeatures);
+    if (auto f = r.maybe("trees")) {
+      f->each(0, kMaxTrees, [&](const Field& tree) {
+        std::vector<TreeNode>& nodes = m.trees.emplace_back();
+        tree.each(1, kMaxTreeNodes, [&](const Field& node) { nodes.push_back(read_tree_node(node)); });
+      });
+    }
+    if (auto f = r.maybe("combine")) {
+      m.combine = f->choice<TreeCombine>({{"sum", TreeCombine::sum}, {"mean", TreeCombine::mean}});
+    }
+    if (auto f = r.maybe("output")) {
+      m.output = f->choice<ModelOutput>({{"raw", ModelOutput::raw}, {"sigmoid", ModelOutput::sigmoid}});
+    }
+    if (auto f = r.maybe("action")) m.action = f->text(kMaxAction);
     return m;
   }
 };

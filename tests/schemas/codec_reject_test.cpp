@@ -321,3 +321,39 @@ TEST_CASE("an update offer names a bundle by 64 lower-case hex digits and a size
   no_version["version"] = "";
   CHECK(cbor_error<UpdateOffer>(no_version) == "update.version: must not be empty");
 }
+
+TEST_CASE("a model's features and trees are refused naming the node and member", "[codec][reject]") {
+  json m = json::parse(R"({"v": 1, "model_id": "t", "revision": 1, "kind": "tree_ensemble", "ts": 1,
+                            "features": ["cpu"], "trees": [[{"feature": 0, "split": 1.0, "left": 1, "right": 2},
+                                                            {"leaf": 0.0}, {"leaf": 1.0}]]})");
+  CHECK(cbor_error<Model>(m) == "(accepted)");
+  json bad = m;
+  bad["trees"][0][1] = json{{"leaf", 1.0}, {"split", 2.0}};
+  CHECK(cbor_error<Model>(bad) == "model.trees[0][1]: a leaf has no 'split'");
+  bad = m;
+  bad["trees"][0][0].erase("right");
+  CHECK(cbor_error<Model>(bad) == "model.trees[0][0].right: missing required field");
+  bad = m;
+  bad["trees"][0][0]["missing"] = "up";
+  CHECK(cbor_error<Model>(bad) == "model.trees[0][0].missing: unknown value 'up' (expected one of: left, right)");
+  bad = m;
+  bad["trees"][0][0]["left"] = -1;
+  CHECK_THAT(cbor_error<Model>(bad), Catch::StartsWith("model.trees[0][0].left: "));
+  bad = m;
+  bad["trees"] = json::array({json::array()});
+  CHECK_THAT(cbor_error<Model>(bad), Catch::StartsWith("model.trees[0]: "));
+  bad = m;
+  bad["trees"] = json::array();
+  for (int i = 0; i < 65; ++i) bad["trees"].push_back(json::array({json{{"leaf", 1.0}}}));
+  CHECK_THAT(cbor_error<Model>(bad), Catch::StartsWith("model.trees: "));
+  bad = m;
+  bad["features"] = json::array();
+  for (int i = 0; i < 62; ++i) bad["features"].push_back("g" + std::to_string(i));
+  CHECK_THAT(cbor_error<Model>(bad), Catch::StartsWith("model.features: "));
+  bad = m;
+  bad["combine"] = "max";
+  CHECK(cbor_error<Model>(bad) == "model.combine: unknown value 'max' (expected one of: sum, mean)");
+  bad = m;
+  bad["action"] = std::string(129, 'a');
+  CHECK_THAT(cbor_error<Model>(bad), Catch::StartsWith("model.action: "));
+}

@@ -90,6 +90,8 @@ struct NodeState {
   // and of the model the node runs (pushed on its retained down topics), when it has one.
   std::optional<std::uint64_t> config_revision;
   std::optional<std::uint64_t> model_revision;
+  // "model_id": online only; the id of the model in force, beside its revision.
+  std::optional<std::string> model_id = {};
 
   friend bool operator==(const NodeState&, const NodeState&) = default;
 };
@@ -279,13 +281,37 @@ struct Config {
   friend bool operator==(const Config&, const Config&) = default;
 };
 
+// One node of a decision tree (schemas/cddl/model.cddl, tree-node): a leaf when `leaf` is
+// set, else a split. The codec checks types and sizes; what relates nodes to each other
+// (indices in range, children after parents) the agent checks on arrival.
+enum class MissingGoes { left, right };
+struct TreeNode {
+  std::optional<double> leaf = {};          // "leaf": a leaf's value (then nothing else is written)
+  std::uint64_t feature = 0;                // "feature": index into Model::features
+  double split = 0;                         // "split": a value below it goes left, else right
+  std::uint64_t left = 0;                   // "left": node index
+  std::uint64_t right = 0;                  // "right": node index
+  std::optional<MissingGoes> missing = {};  // "missing": where a sample without the feature goes; absent: left
+
+  friend bool operator==(const TreeNode&, const TreeNode&) = default;
+};
+
+enum class TreeCombine { sum, mean };
+enum class ModelOutput { raw, sigmoid };
+
 struct Model {
   std::string model_id;                  // "model_id"
   std::uint64_t revision = 0;            // "revision"
-  std::string kind;                      // "kind": e.g. "zscore", "linear"
+  std::string kind;                      // "kind": e.g. "zscore", "logistic", "tree_ensemble"
   std::map<std::string, double> params;  // "params": <= 64
   std::vector<double> weights;           // "weights": <= 4096
   Timestamp ts = 0;                      // "ts"
+  // Added later in v1, all optional (so they follow ts, and default to empty):
+  std::vector<std::string> features = {};          // "features": gauge names, <= 61
+  std::vector<std::vector<TreeNode>> trees = {};   // "trees": <= 64 of 1..255 nodes
+  std::optional<TreeCombine> combine = {};         // "combine": "sum" | "mean"
+  std::optional<ModelOutput> output = {};          // "output": "raw" | "sigmoid"
+  std::optional<std::string> action = {};          // "action": 1..128 bytes
 
   friend bool operator==(const Model&, const Model&) = default;
 };
