@@ -250,6 +250,7 @@ std::string Agent::birth_payload(schemas::NodeStatus status) const {
     s.refused.assign(refused_.begin(), refused_.end());
     s.config_revision = config_revision_;
     s.model_revision = model_revision_;
+    if (model_revision_) s.model_id = decisions_.model_id();
   }
   const schemas::Bytes b = schemas::encode_cbor(s);
   return std::string(b.begin(), b.end());
@@ -281,6 +282,12 @@ void Agent::add_sample(const schemas::MetricSample& sample) {
   }
   if (const std::uint64_t overrides = counters().overrides_applied; overrides > 0) {
     extra["agent.overrides_applied"] = static_cast<double>(overrides);  // the cloud's verdicts in force
+  }
+  if (decisions_.local_model().model() != nullptr) {  // what the local model did so far (model_decisions.h)
+    const ModelDecisions::Counters& m = decisions_.local_model().counters();
+    extra["agent.model.evaluations"] = static_cast<double>(m.evaluations);
+    extra["agent.model.positives"] = static_cast<double>(m.positives);
+    extra["agent.model.skipped"] = static_cast<double>(m.skipped);
   }
   sensors_.merge_into(extra, sample.ts);  // third-party readings since the last sample
   // Decided here, on the sample as it goes up (sensor gauges included), whether or not
@@ -848,6 +855,10 @@ void Agent::on_model(const std::string& topic, const std::string& payload) {
   if (payload.empty()) {  // the retained model was cleared (schemas/topics.md)
     decisions_.clear_model();
     if (options_.log) options_.log("info", "model_cleared", "");
+    if (model_revision_) {  // the birth no longer names a model
+      model_revision_.reset();
+      if (session_up_ && !birth_pending_) publish_birth();
+    }
     return;
   }
   auto model = schemas::decode_cbor<schemas::Model>(payload);
@@ -859,11 +870,17 @@ void Agent::on_model(const std::string& topic, const std::string& payload) {
   update_counters([](AgentCounters& c) { ++c.models_applied; });
   report_remote(Remote::model, model->revision, std::nullopt);
   if (options_.log) {
-    const ZScoreParams& p = decisions_.zscore();
-    options_.log("info", "model_applied",
-                 "model=" + model->model_id + " revision=" + std::to_string(model->revision) +
-                     " zscore=" + std::to_string(p.threshold) + " min_samples=" + std::to_string(p.min_samples) +
-                     " window=" + std::to_string(p.window));
+    const std::string what = "model=" + model->model_id + " revision=" + std::to_string(model->revision);
+    if (const LocalModel* local = decisions_.local_model().model()) {
+      options_.log("info", "model_applied",
+                   what + " kind=" + local->kind() + " features=" + std::to_string(local->features().size()) +
+                       " threshold=" + score_text(local->threshold()));
+    } else {
+      const ZScoreParams& p = decisions_.zscore();
+      options_.log("info", "model_applied",
+                   what + " zscore=" + std::to_string(p.threshold) + " min_samples=" + std::to_string(p.min_samples) +
+                       " window=" + std::to_string(p.window));
+    }
   }
 }
 

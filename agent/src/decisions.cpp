@@ -60,8 +60,15 @@ void DecisionEngine::update_zscore() {
 }
 
 std::optional<std::string> DecisionEngine::apply_model(const schemas::Model& model) {
+  if (LocalModel::runs(model.kind)) {
+    if (auto refused = local_model_.apply(model)) return refused;
+    model_.reset();  // the z-score runs on the config's parameters again
+    model_id_ = model.model_id;
+    update_zscore();
+    return std::nullopt;
+  }
   if (model.kind != "zscore") {
-    return "model kind '" + model.kind + "' is not supported (this agent runs kind 'zscore')";
+    return "model kind '" + model.kind + "' is not supported (this agent runs zscore, logistic and tree_ensemble)";
   }
   ModelParams p;
   // Counts are whole numbers in a range; a fraction or a huge value is a mistake upstream,
@@ -86,11 +93,13 @@ std::optional<std::string> DecisionEngine::apply_model(const schemas::Model& mod
   }
   model_ = p;
   model_id_ = model.model_id;
+  local_model_.clear();
   update_zscore();
   return std::nullopt;
 }
 
 void DecisionEngine::clear_model() {
+  local_model_.clear();
   model_.reset();
   model_id_.reset();
   update_zscore();
@@ -179,6 +188,9 @@ void DecisionEngine::evaluate(const schemas::MetricSample& s, bool offline, std:
     if (g == nullptr || !g->watched) continue;
     check_anomaly(name, *g, value, s.ts, offline, out);
   }
+  const auto repeat_ms = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(options_.repeat).count());
+  local_model_.evaluate(s, offline, repeat_ms, out);
 }
 
 void DecisionEngine::check_threshold(const std::string& name, Gauge& g, const ThresholdRule& rule, double value,

@@ -144,7 +144,7 @@ TEST_CASE("configs and models pushed by REST to a node or subtree are applied, a
     return s.size() == 2 && s.at("dev-par-a1-1")["state"] == "running" && s.at("dev-par-a2-1")["state"] == "refused";
   }, 60s));
   CHECK(cloud.get_json("/api/v1/models?node=dev-par-a2-1")[0]["reason"] ==
-        "model kind 'linear' is not supported (this agent runs kind 'zscore')");
+        "model kind 'linear' is not supported (this agent runs zscore, logistic and tree_ensemble)");
   CHECK(agents.at("dev-par-a1-1")->wait_log("event=model_applied model=z1", 10s));
 
   // Bad requests name the field; nothing is pushed.

@@ -5,11 +5,38 @@
 // envelopes decoded; unsigned messages let through, see agent_fuzz.h), decode, and what the
 // agent does with it (outbox acks, task admission with its refusal result encoded and
 // stored, a config applied over the agent's own, a model put in force). Checked: no
-// handler throws, and every task result the agent stored decodes.
+// handler throws, and every task result the agent stored decodes. A model payload that
+// decodes and compiles as a local model (local_model.h) is also evaluated on a sample
+// that has all of its features and on one that has none: a score must be finite.
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "agent_fuzz.h"
+#include "nova/agent/local_model.h"
+
+namespace {
+
+void evaluate_model(const std::string& payload) {
+  auto model = nova::schemas::decode_cbor<nova::schemas::Model>(payload);
+  if (!model) return;
+  auto compiled = nova::agent::LocalModel::compile(*model);
+  if (!compiled) return;
+  nova::agent::LocalModel m = std::move(compiled).value();
+  nova::schemas::MetricSample full;
+  full.temp_c = 40;
+  full.power_w = 3;
+  full.throttled = true;
+  double v = -1e6;
+  for (const std::string& name : m.features()) full.extra[name] = (v = -v * 0.37 + 1.5);
+  for (const nova::schemas::MetricSample* s : {&full, &static_cast<const nova::schemas::MetricSample&>(nova::schemas::MetricSample{})}) {
+    const auto e = m.evaluate(*s);
+    if (e.status == nova::agent::LocalModel::Status::scored && !std::isfinite(e.score)) std::abort();
+  }
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
@@ -26,5 +53,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::uint64_t last = f.agent->outbox().next_seq("results") - 1;
   f.deliver(topic, payload);
   f.check_stored<nova::schemas::TaskResult>("results", last);
+  if (topic == own + "model") evaluate_model(payload);
   return 0;
 }

@@ -41,6 +41,7 @@
 #include <string>
 #include <vector>
 
+#include "nova/agent/model_decisions.h"
 #include "nova/schemas/messages.h"
 #include "nova/schemas/result.h"
 
@@ -89,9 +90,11 @@ class DecisionEngine {
   void set_options(const DecisionOptions& options);
   // A model pushed down. Kind "zscore" with params "threshold" (>= 0; 0 = off),
   // "min_samples" (>= 2) and "window" (>= 1), each optional (absent: the config's), is
-  // applied and stays in force until cleared or replaced. Any other kind, or a param it
-  // does not know or cannot take, is refused whole with the reason; the parameters in
-  // force stay.
+  // applied and stays in force until cleared or replaced. Kinds "logistic" and
+  // "tree_ensemble" are local models (model_decisions.h): they decide on every sample
+  // besides the rules and the z-score, which then runs on the config's parameters. One
+  // model is in force at a time. Any other kind, or a model that does not validate, is
+  // refused whole with the reason; the model in force stays.
   std::optional<std::string> apply_model(const schemas::Model& model);
   // The retained model was removed: config's parameters apply again.
   void clear_model();
@@ -108,6 +111,8 @@ class DecisionEngine {
   // The z-score parameters in force (config's, or the model's).
   const ZScoreParams& zscore() const { return zscore_; }
   const std::optional<std::string>& model_id() const { return model_id_; }
+  // The local model's decisions and counts (none in force: model() is null).
+  const ModelDecisions& local_model() const { return local_model_; }
 
   // Evaluates one sample; appends what it raises to `out` (which the caller clears and
   // reuses). `offline`: the uplink is down now, recorded in each decision.
@@ -156,6 +161,7 @@ class DecisionEngine {
   std::optional<ModelParams> model_;
   std::optional<std::string> model_id_;
   ZScoreParams zscore_;  // options_.zscore, or the model's
+  ModelDecisions local_model_;  // a logistic or tree_ensemble model, when one is in force
   std::map<std::string, Gauge, std::less<>> gauges_;
 };
 
