@@ -30,7 +30,8 @@ void evaluate_model(const std::string& payload) {
   full.throttled = true;
   double v = -1e6;
   for (const std::string& name : m.features()) full.extra[name] = (v = -v * 0.37 + 1.5);
-  for (const nova::schemas::MetricSample* s : {&full, &static_cast<const nova::schemas::MetricSample&>(nova::schemas::MetricSample{})}) {
+  nova::schemas::MetricSample empty;
+  for (const nova::schemas::MetricSample* s : {&full, &empty}) {
     const auto e = m.evaluate(*s);
     if (e.status == nova::agent::LocalModel::Status::scored && !std::isfinite(e.score)) std::abort();
   }
