@@ -68,12 +68,10 @@ TEST_CASE("personal sensor values reach the cloud broker only as window aggregat
 
   const fs::path dir = h->dir.path() / "gw-a1";
   fs::create_directories(dir);
-  const testing::TlsIdentity id = h->identity("gw-a1");
   testing::write_agent_config(dir / "agent.yaml", "gw-a1", "cloud/a1", 2, h->tls_uri("a1"), dir,
                               "metrics: {interval_ms: 100, batch_interval_s: 10}\ndrain: {jitter_ms: 0}\n"
                               "privacy: {personal: [cam1/face_count, badge], window_s: 5, min_readings: 3}\n",
-                              ", tls_ca_file: " + id.ca.string() + ", tls_cert_file: " + id.cert.string() +
-                                  ", tls_key_file: " + id.key.string());
+                              h->agent_tls_keys("gw-a1"));
   testing::AgentProcess agent(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
   // The birth follows the agent's SUBACK: from then on it takes readings.
   REQUIRE(watcher.wait_until([](const auto& ms) {

@@ -192,6 +192,13 @@ struct RunningHierarchy {
     const security::Layout pki(pki_dir());
     return {pki.trust_ca(), pki.identity_cert(cn), pki.identity_key(cn)};
   }
+  // The mqtt section's TLS keys for an agent of identity `cn` (testing::write_agent_config's
+  // mqtt_extra): ", tls_ca_file: ..., tls_cert_file: ..., tls_key_file: ...".
+  std::string agent_tls_keys(const std::string& cn) const {
+    const testing::TlsIdentity id = identity(cn);
+    return ", tls_ca_file: " + id.ca.string() + ", tls_cert_file: " + id.cert.string() +
+           ", tls_key_file: " + id.key.string();
+  }
   // A site broker's URI for a TLS client (the TLS listener is the site's one port).
   std::string tls_uri(const std::string& site) const {
     const std::string plain = hierarchy->uri(site);  // tcp://127.0.0.1:<port>
