@@ -69,6 +69,7 @@ void AckConsumer::on_message(const std::string& topic, const std::string& payloa
   std::uint64_t seq = 0;
   std::uint64_t samples = 0;
   std::optional<TaskResult> result;
+  std::optional<DecisionRecord> decision;
   switch (up->kind) {
     case topics::UpKind::state: {
       auto s = decode_cbor<NodeState>(payload);
@@ -121,6 +122,7 @@ void AckConsumer::on_message(const std::string& topic, const std::string& payloa
       }
       stream = d->position.stream;
       seq = d->position.seq;
+      decision = std::move(*d);
       break;
     }
     default: return;
@@ -133,6 +135,7 @@ void AckConsumer::on_message(const std::string& topic, const std::string& payloa
     ++c.duplicates;
   } else {
     c.samples += samples;
+    if (decision) decisions_[node].push_back(std::move(*decision));
   }
   std::uint64_t w = c.watermark == 0 ? *c.seqs.begin() - 1 : c.watermark;
   while (c.seqs.count(w + 1) != 0) ++w;
@@ -208,6 +211,12 @@ std::vector<TaskResult> AckConsumer::results(const std::string& node) const {
   std::lock_guard lock(mutex_);
   const auto it = results_.find(node);
   return it == results_.end() ? std::vector<TaskResult>{} : it->second;
+}
+
+std::vector<DecisionRecord> AckConsumer::decisions(const std::string& node) const {
+  std::lock_guard lock(mutex_);
+  const auto it = decisions_.find(node);
+  return it == decisions_.end() ? std::vector<DecisionRecord>{} : it->second;
 }
 
 std::uint64_t AckConsumer::undecodable() const {

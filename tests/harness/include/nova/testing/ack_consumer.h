@@ -65,6 +65,8 @@ class AckConsumer {
   // drop_next ignored left out).
   std::optional<schemas::NodeState> wait_state(const std::string& node, std::chrono::milliseconds timeout) const;
   std::vector<schemas::TaskResult> results(const std::string& node) const;
+  // Its decision records, each seq once, in the order they first arrived.
+  std::vector<schemas::DecisionRecord> decisions(const std::string& node) const;
 
  private:
   class Handler;
@@ -79,6 +81,7 @@ class AckConsumer {
   std::map<std::string, std::string> site_of_;  // node -> site path, from births
   std::map<std::string, schemas::NodeState> states_;
   std::map<std::string, std::vector<schemas::TaskResult>> results_;
+  std::map<std::string, std::vector<schemas::DecisionRecord>> decisions_;
   std::map<std::pair<std::string, std::string>, StreamCount> counts_;
   std::set<std::pair<std::string, std::uint64_t>> to_drop_;  // (stream, seq)
   std::uint64_t acks_sent_ = 0;
