@@ -250,6 +250,10 @@ const std::vector<KeyDef>& table() {
       def(NOVA_KEY(drain.jitter_ms), integer(0, 600000), Reload::hot,
           "Random delay, 0 up to this, before the drain starts, so agents that reconnect "
           "together spread out."),
+      def(NOVA_KEY(drain.resend_after_s), integer(1, 3600), Reload::hot,
+          "A stream whose end-to-end acks stop advancing for this long while it has records "
+          "outstanding is sent again from its acknowledged seq (go-back-N); the wait doubles "
+          "after each resend that brings no progress, up to 16 times this."),
 
       def(NOVA_KEY(limits.max_cpu_pct), integer(1, 100), Reload::hot,
           "A task is deferred while host CPU use is above this."),

@@ -89,6 +89,7 @@ AgentTuning tuning_of(const AgentConfig& c) {
   t.drain.rate_per_s = c.drain.rate_per_s;
   t.drain.burst = c.drain.burst;
   t.drain.jitter = std::chrono::milliseconds(c.drain.jitter_ms);
+  t.drain.resend_after = std::chrono::seconds(c.drain.resend_after_s);
   t.task_limits = AdmissionLimits{static_cast<double>(c.limits.max_cpu_pct),
                                   static_cast<double>(c.limits.max_memory_pct),
                                   static_cast<double>(c.limits.max_disk_pct), c.limits.min_free_memory_mb};

@@ -83,6 +83,7 @@ struct AgentConfig {
     std::uint32_t rate_per_s = 50;   // token bucket refill, messages/s, after reconnect
     std::uint32_t burst = 100;       // bucket size
     std::uint32_t jitter_ms = 2000;  // random delay before draining starts
+    std::uint32_t resend_after_s = 30;  // go-back-N after this long without ack progress
     friend bool operator==(const Drain&, const Drain&) = default;
   } drain;
   struct Limits {  // the seed's EdgeAgentConfig; tasks that would break them wait or are refused
