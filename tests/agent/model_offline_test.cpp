@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -89,16 +90,17 @@ TEST_CASE("a local model keeps deciding while the agent's broker is down and eac
   SensorSamples samples;
   auto created = agent::Agent::create(std::move(o), &samples);
   REQUIRE(created.ok());
-  agent::Agent& a = *created.value();
+  std::unique_ptr<agent::Agent> owner = std::move(created).value();
+  agent::Agent& a = *owner;
   std::thread loop([&] { a.run(); });
   struct StopOnExit {
-    agent::Agent& a;
+    std::unique_ptr<agent::Agent>& a;
     std::thread& t;
     ~StopOnExit() {
-      a.stop();
-      t.join();
+      if (a) a->stop();
+      if (t.joinable()) t.join();
     }
-  } stop_on_exit{a, loop};
+  } stop_on_exit{owner, loop};
 
   // The retained model is applied (a model_applied record), then the model decides online.
   REQUIRE(a.wait_for([](const agent::AgentCounters& c) { return c.models_applied == 1 && c.decisions == 1; }, 30s));
@@ -140,4 +142,23 @@ TEST_CASE("a local model keeps deciding while the agent's broker is down and eac
   }
   CHECK(consumer.undecodable() == 0);
   CHECK(a.counters().bad_messages == 0);
+
+  // The samples report what the model did: the batch stored at stop (not acknowledged,
+  // so still in the outbox) ends with the counts since the model was applied.
+  a.stop();
+  loop.join();
+  owner.reset();  // releases the outbox (LevelDB allows one owner)
+  agent::OutboxOptions box;
+  box.dir = dir / "outbox";
+  auto outbox = agent::Outbox::open(box);
+  REQUIRE(outbox.ok());
+  auto pending = outbox.value()->read("metrics", 0, 1000);
+  REQUIRE(pending.ok());
+  REQUIRE_FALSE(pending->empty());
+  auto batch = schemas::decode_cbor<schemas::MetricsBatch>(pending->back().payload);
+  REQUIRE(batch.ok());
+  const auto& extra = batch->samples.back().extra;
+  CHECK(extra.at("agent.model.positives") == 4);
+  CHECK(extra.at("agent.model.evaluations") > 4);
+  CHECK(extra.at("agent.model.skipped") == 0);  // every sample carries the sensor's gauge
 }
