@@ -138,6 +138,7 @@ TEST_CASE("a local model keeps deciding while the agent's broker is down and eac
     CHECK(d.inputs.at("sensor.s1.temp") == 80);
     CHECK(d.inputs.at("score") == 1);
     CHECK(d.inputs.at("model_revision") == 3);
+    CHECK(d.confidence == 1);  // a raw score is no probability
     CHECK(d.offline == (seq > 2));  // the first while connected, the other three not
   }
   CHECK(consumer.undecodable() == 0);
