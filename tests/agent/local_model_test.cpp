@@ -388,3 +388,35 @@ TEST_CASE("evaluating a model allocates nothing", "[agent][model]") {
     CHECK(total > 0);
   }
 }
+
+TEST_CASE("the largest model the agent accepts fits the codec's message limit", "[agent][model]") {
+  // 16 full trees of 255 nodes (4,080 of the 4,096 allowed), every number a double, every
+  // split sending missing values right, 61 features of 64-byte names, the longest action.
+  schemas::Model m{std::string(58, 'm'), ~std::uint64_t{0}, "tree_ensemble", {{"threshold", 0.1234567890123}}, {}, ~std::uint64_t{0}};
+  for (int i = 0; i < 61; ++i) m.features.push_back("sensor." + std::string(53, 'a') + "." + std::to_string(100 + i));
+  m.action = std::string(128, 'x');
+  for (int t = 0; t < 16; ++t) {
+    std::vector<schemas::TreeNode> tree;
+    for (std::uint64_t i = 0; i < 255; ++i) {
+      if (i < 127) {
+        schemas::TreeNode s = split(60, 0.1 + static_cast<double>(i) / 3, 2 * i + 1, 2 * i + 2);
+        s.missing = schemas::MissingGoes::right;
+        tree.push_back(s);
+      } else {
+        tree.push_back(leaf(0.2 + static_cast<double>(i) / 7));
+      }
+    }
+    m.trees.push_back(std::move(tree));
+  }
+  REQUIRE(refusal(m) == "(compiled)");
+  const schemas::Bytes wire = schemas::encode_cbor(m);
+  // Room left for the signed envelope (topic claims, signature) within the 256 KiB a
+  // message may have (codec.h Limits; every broker's max_packet_size adds 4 KiB).
+  CHECK(wire.size() < schemas::Limits{}.max_message_bytes - 8 * 1024);
+  auto back = schemas::decode_cbor<schemas::Model>(std::span<const std::uint8_t>(wire));
+  REQUIRE(back.ok());
+  CHECK(back.value() == m);
+  // Its JSON, as POST /api/v1/models takes it, fits the same limit.
+  CHECK(schemas::encode_json(m).size() < schemas::Limits{}.max_message_bytes);
+  WARN("largest model: " << wire.size() << " bytes of CBOR, " << schemas::encode_json(m).size() << " of JSON");
+}
