@@ -443,6 +443,11 @@ def down_cases(s):
     s.agent_logs("model: NaN parameter", t + "model",
                  as_cbor({"v": 1, "model_id": "m3", "revision": 3, "kind": "zscore",
                           "params": {"threshold": float("nan")}, "ts": now_ms()}), "bad_message", "model.params")
+    s.agent_logs("model: a tree whose child comes before its node", t + "model",
+                 as_cbor({"v": 1, "model_id": "m4", "revision": 4, "kind": "tree_ensemble",
+                          "features": ["cpu"], "params": {"threshold": 1.0},
+                          "trees": [[{"feature": 0, "split": 50.0, "left": 0, "right": 1}, {"leaf": 1.0}]],
+                          "ts": now_ms()}), "bad_message", "model.trees[0][0].left: 0 is not after its node 0")
     s.agent_logs("config: retained garbage", t + "config", b"retained garbage", "bad_message", "config", retain=True)
     s.agent_logs("model: retained garbage", t + "model", b"\xa1", "bad_message", "model", retain=True)
 
