@@ -78,6 +78,7 @@ schemas::Result<LocalModel> LocalModel::compile(const schemas::Model& m) {
   const std::string_view offset_param = out.logistic_ ? "bias" : "base";
   std::optional<double> threshold, clear;
   for (const auto& [name, value] : m.params) {
+    if (!std::isfinite(value)) return refuse("model.params." + name, "not a finite number");
     if (name == "threshold") {
       threshold = value;
     } else if (name == "clear") {
@@ -106,6 +107,9 @@ schemas::Result<LocalModel> LocalModel::compile(const schemas::Model& m) {
     if (m.weights.size() != m.features.size()) {
       return refuse("model.weights", std::to_string(m.weights.size()) + " weights for " +
                                          std::to_string(m.features.size()) + " features (one each)");
+    }
+    for (std::size_t i = 0; i < m.weights.size(); ++i) {
+      if (!std::isfinite(m.weights[i])) return refuse("model.weights[" + std::to_string(i) + "]", "not a finite number");
     }
     out.weights_ = m.weights;
   } else {
@@ -136,6 +140,8 @@ schemas::Result<LocalModel> LocalModel::compile(const schemas::Model& m) {
         const schemas::TreeNode& n = tree[i];
         const std::string node_path = tree_path + "[" + std::to_string(i) + "]";
         Node c;
+        const double value = n.leaf ? *n.leaf : n.split;
+        if (!std::isfinite(value)) return refuse(node_path + (n.leaf ? ".leaf" : ".split"), "not a finite number");
         if (n.leaf) {
           c.leaf = true;
           c.value = *n.leaf;

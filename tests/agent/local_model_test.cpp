@@ -164,6 +164,8 @@ TEST_CASE("a model that does not validate is refused whole naming the field", "[
       {[](schemas::Model& m) { m.combine = schemas::TreeCombine::sum; }, "model.combine: a logistic model has no trees"},
       {[](schemas::Model& m) { m.output = schemas::ModelOutput::raw; }, "model.output: a logistic model's score is always a sigmoid"},
       {[](schemas::Model& m) { m.model_id = std::string(59, 'm'); }, "model.model_id: at most 58 bytes"},
+      {[](schemas::Model& m) { m.weights[1] = std::nan(""); }, "model.weights[1]: not a finite number"},
+      {[](schemas::Model& m) { m.params["bias"] = -INFINITY; }, "model.params.bias: not a finite number"},
   };
   for (const auto& [edit, expected] : logistic_cases) {
     schemas::Model m = logistic();
@@ -184,6 +186,8 @@ TEST_CASE("a model that does not validate is refused whole naming the field", "[
        "model.trees: 4335 nodes in all, at most 4096"},
       {[](schemas::Model& m) { m.weights = {1}; }, "model.weights: a tree_ensemble has no weights"},
       {[](schemas::Model& m) { m.params["bias"] = 1; }, "model.params.bias: not a parameter of a tree_ensemble model"},
+      {[](schemas::Model& m) { m.trees[0][0].split = INFINITY; }, "model.trees[0][0].split: not a finite number"},
+      {[](schemas::Model& m) { m.trees[1][2].leaf = std::nan(""); }, "model.trees[1][2].leaf: not a finite number"},
   };
   for (const auto& [edit, expected] : tree_cases) {
     schemas::Model m = trees();

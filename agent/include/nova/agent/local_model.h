@@ -16,7 +16,8 @@
 //   - feature names are ids, not repeated, and not "score", "threshold" or
 //     "model_revision" (a decision's inputs hold them beside the features);
 //   - the model id fits in an alert's metric "model.<model id>" (an id: <= 58 bytes).
-// Numbers are finite already (the codec refuses NaN and the infinities).
+//   - every number finite (the codec refuses NaN and the infinities already; a model
+//     built in memory is checked here too).
 //
 // evaluate() reads each feature from a sample: the core gauges by their wire names
 // ("cpu", "mem", "disk", "load1", "net_rx", "net_tx", "temp", "power", "throttled" as
