@@ -1269,6 +1269,18 @@ void HttpRoutes::install(httplib::Server& server) const {
   server.set_payload_max_length(table_->largest_body());
   // Runs before httplib reads a body (Table::refuse_unread says which are refused so).
   server.set_pre_routing_handler([table = table_.get()](const httplib::Request& req, httplib::Response& res) {
+    // httplib 0.11.4 picks Brotli whenever Accept-Encoding names it, at quality 11: 14 s
+    // for the 2.4 MB node list of 10,000 nodes (gzip: 0.26 s, none: 0.2 s; measured on
+    // loopback). Browsers always offer br: offer httplib gzip only. The request is httplib's
+    // own, not const; its handlers merely see it so.
+    auto& headers = const_cast<httplib::Request&>(req).headers;
+    if (const auto accept = headers.find("Accept-Encoding"); accept != headers.end()) {
+      if (accept->second.find("gzip") != std::string::npos) {
+        accept->second = "gzip";
+      } else {
+        headers.erase(accept);
+      }
+    }
     if (!req.has_header("Content-Length") ||
         !table->refuse_unread(req, req.get_header_value<std::uint64_t>("Content-Length"))) {
       return httplib::Server::HandlerResponse::Unhandled;
