@@ -56,7 +56,7 @@ TEST_CASE("event hub: a slow reader is dropped and never holds the producer back
   CHECK(hub.counters().published == 5);
 }
 
-TEST_CASE("event hub: replay after Last-Event-ID, reset when it is no longer kept", "[cloud][events]") {
+TEST_CASE("event hub: replay after Last-Event-ID and a reset when it is no longer kept", "[cloud][events]") {
   EventHub hub(EventHub::Limits{64, 3, 4});
   for (int i = 0; i < 5; ++i) hub.publish(event("node"));  // ids 1..5, 3..5 kept
   bool reset = false;
@@ -71,7 +71,7 @@ TEST_CASE("event hub: replay after Last-Event-ID, reset when it is no longer kep
   CHECK(lost->next(std::chrono::milliseconds(0)).size() == 3);
 }
 
-TEST_CASE("event hub: a scoped reader sees only its subtree, max_clients holds, close ends readers", "[cloud][events]") {
+TEST_CASE("event hub: a scoped reader sees only its subtree and max_clients holds and close ends readers", "[cloud][events]") {
   EventHub hub(EventHub::Limits{64, 64, 2});
   auto eu = hub.subscribe("cloud/eu", 0);
   auto all = hub.subscribe("", 0);
@@ -96,7 +96,7 @@ TEST_CASE("sse_frame is the EventSource wire form", "[cloud][events]") {
   CHECK(cloud::sse_frame({7, "alert", R"({"a":1})", ""}) == "id: 7\nevent: alert\ndata: {\"a\":1}\n\n");
 }
 
-TEST_CASE("outbox statistics: backlog, peak, drained and evicted from the agent's gauges", "[cloud][series]") {
+TEST_CASE("outbox statistics: backlog and peak and drained and evicted from the agent's gauges", "[cloud][series]") {
   // Offline: the backlog grows to 50 (2 evicted at the cap), then drains to 0.
   const std::vector<MetricSample> samples = {sample(1000, 10, 1000, 0), sample(2000, 50, 5000, 0),
                                              sample(3000, 48, 4800, 2),  // eviction, not a drain
@@ -114,7 +114,7 @@ TEST_CASE("outbox statistics: backlog, peak, drained and evicted from the agent'
   CHECK(cloud::outbox_stats({MetricSample{}}).samples_used == 0);
 }
 
-TEST_CASE("gauge series: any gauge by name, in buckets, merged per site", "[cloud][series]") {
+TEST_CASE("gauge series: any gauge by name in buckets and merged per site", "[cloud][series]") {
   MetricSample a;
   a.ts = 60'000;
   a.cpu_pct = 10;
@@ -283,7 +283,7 @@ TEST_CASE("every gauge over time: sensor and agent gauges raw and per minute", "
   CHECK(v.get("/api/v1/trends?by=everything", v.viewer).status == 400);
 }
 
-TEST_CASE("alerts by node, severity, since and limit, newest first, within the token's scope", "[cloud][http]") {
+TEST_CASE("alerts by node and severity and since and limit newest first within the token's scope", "[cloud][http]") {
   View v("alerts");
   v.state("eu-1", "cloud/eu/par", NodeStatus::online);
   v.state("us-1", "cloud/us/nyc", NodeStatus::online);
@@ -306,7 +306,7 @@ TEST_CASE("alerts by node, severity, since and limit, newest first, within the t
   CHECK(json::parse(bad.body)["error"] == "severity: expected info, warning or critical");
 }
 
-TEST_CASE("the watcher publishes liveness, alerts and placements; offline time is measured on it", "[cloud][http][events]") {
+TEST_CASE("the watcher publishes liveness changes and alerts and offline time is measured on its history", "[cloud][http][events]") {
   View v("watcher");
   v.state("dev-1", "cloud/eu/par", NodeStatus::online);
   cloud::OperatorView& view = v.routes->operator_view();
@@ -353,7 +353,7 @@ TEST_CASE("the watcher publishes liveness, alerts and placements; offline time i
   CHECK(v.get_json("/api/v1/nodes?site=cloud/eu/ber", v.viewer).size() == 1);
 }
 
-TEST_CASE("the events route takes the token as a query parameter or cookie, and no other route does", "[cloud][http][events][auth]") {
+TEST_CASE("the events route takes the token as a query parameter or cookie and no other route does", "[cloud][http][events][auth]") {
   View v("events-auth");
   CHECK(v.get("/api/v1/events", "").status == 401);
   CHECK(v.get("/api/v1/events?token=" + std::string(64, 'a'), "").status == 401);

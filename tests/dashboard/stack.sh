@@ -4,15 +4,16 @@
 # messages, API tokens.
 #
 #   stack.sh BUILD_DIR WORK_DIR small    4 sites (cloud > eu > par > par-a1) bridged by
-#                                        nova-bridge up, nova-cloud, 3 nova-agent processes
+#                                        nova-bridge up, nova-cloud, 3 nova-agent processes,
+#                                        an operator identity (operator.dashboard-test)
 #   stack.sh BUILD_DIR WORK_DIR scale N  one cloud broker, nova-cloud, and N simulated
 #                                        nodes: births published retained by one client
 #                                        (inject_births.py) under the broker grant nova-sim
 #                                        documents (sim/README.md)
 #
-# Prints key=value lines (api, token, and in small mode pid_<node> for each agent) and
-# then "ready", and keeps everything running until SIGTERM or SIGINT; then stops what it
-# started (by pid) and exits. Logs stay in WORK_DIR.
+# Prints key=value lines (api, token, and in small mode pki, cloud_port and pid_<node> for
+# each agent) and then "ready", and keeps everything running until SIGTERM or SIGINT;
+# then stops what it started (by pid) and exits. Logs stay in WORK_DIR.
 set -euo pipefail
 
 build=$1
@@ -97,6 +98,9 @@ nodes:
   - {id: dev-1,     site: par-a1, level: 5}
 YAML
   "$pki_tool" --dir "$work/pki" topology "$work/topology.yaml" >/dev/null
+  # An operator, enrolled before the ACLs are rendered: reads nova/v1/up/# at every broker
+  # (the retained state the tests check with mosquitto_sub).
+  "$pki_tool" --dir "$work/pki" issue --role operator --name dashboard-test --region cloud >/dev/null
   "$build/broker-bridge/nova-bridge" up "$work/topology.yaml" --run-dir "$work/run" --pki "$work/pki" --free-ports \
     >"$work/up.out" 2>"$work/up.err" &
   up_pid=$!
@@ -109,6 +113,8 @@ YAML
   start_cloud "$(port_of cloud)"
   echo "api=$api"
   echo "token=$token"
+  echo "pki=$work/pki"
+  echo "cloud_port=$(port_of cloud)"
   # Each agent as on a device: its own identity, its site's broker, the signing key it
   # trusts, its stores encrypted with a key of its own. A 1 s sample, a 10 s batch.
   local node site level port
