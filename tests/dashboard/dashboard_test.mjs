@@ -6,6 +6,10 @@
 //     the test shows dead on screen within 5 s (pushed by GET /api/v1/events); a workload
 //     submitted through the form shows the node it went to and the reason, as the REST
 //     API has them.
+//   node dashboard_test.mjs BUILD_DIR ARTIFACT_DIR attach API TOKEN
+//     a stack already running (scripts/run.sh's demo, tests/integration/run_script_test.sh):
+//     every site and link of GET /api/v1/sites drawn, the header's node and alive counts
+//     those of GET /api/v1/nodes.
 //   node dashboard_test.mjs BUILD_DIR ARTIFACT_DIR scale [N]
 //     N (10,000) simulated nodes: the topology and the node count are drawn and a site's
 //     nodes are listed after a click within 2 s of navigation start (measured in the
@@ -20,8 +24,8 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 const [build, artifacts, mode = 'small', count = '10000'] = process.argv.slice(2);
-if (!build || !artifacts) {
-  console.error('usage: dashboard_test.mjs BUILD_DIR ARTIFACT_DIR small|scale [N]');
+if (!build || !artifacts || !['small', 'scale', 'attach'].includes(mode)) {
+  console.error('usage: dashboard_test.mjs BUILD_DIR ARTIFACT_DIR small|scale [N]|attach API TOKEN');
   process.exit(2);
 }
 mkdirSync(artifacts, { recursive: true });
@@ -57,10 +61,9 @@ async function api(stack, path) {
   return r.json();
 }
 
-async function small(stack, page) {
-  await page.goto(stack.api + '/#token=' + stack.token);
-  const sites = (await api(stack, '/api/v1/sites')).sites;
-  check(sites.length === 4, 'the stack has 4 sites (' + sites.map(s => s.path).join(', ') + ')');
+// Every site of GET /api/v1/sites has its box, and every one below the root its link to
+// its parent, drawn in the "up" colour.
+async function sitesDrawn(page, sites) {
   for (const s of sites) {
     await page.waitForSelector(`#topo-svg [data-site="${s.path}"]`, { timeout: 5000 });
     if (!s.parent) continue;
@@ -70,6 +73,13 @@ async function small(stack, page) {
     check(stroke === 'rgb(46, 157, 79)', `the link of ${s.path} is drawn green (${stroke})`);
   }
   check(true, 'every site and its bridge link to its parent are drawn, links up');
+}
+
+async function small(stack, page) {
+  await page.goto(stack.api + '/#token=' + stack.token);
+  const sites = (await api(stack, '/api/v1/sites')).sites;
+  check(sites.length === 4, 'the stack has 4 sites (' + sites.map(s => s.path).join(', ') + ')');
+  await sitesDrawn(page, sites);
   await page.waitForSelector('#nodes-list [data-node="dev-1"][data-liveness="alive"]', { timeout: 5000 });
   await page.screenshot({ path: join(artifacts, 'small-topology.png'), fullPage: true });
 
@@ -102,6 +112,18 @@ async function small(stack, page) {
   await page.screenshot({ path: join(artifacts, 'small-submitted.png'), fullPage: true });
 }
 
+async function attach(stack, page) {
+  await page.goto(stack.api + '/#token=' + stack.token);
+  await sitesDrawn(page, (await api(stack, '/api/v1/sites')).sites);
+  const nodes = await api(stack, '/api/v1/nodes');
+  const alive = nodes.filter(n => n.liveness === 'alive').length;
+  await page.waitForFunction(([n, a]) => document.getElementById('h-nodes').textContent === String(n) &&
+                                         document.getElementById('h-alive').textContent === String(a), [nodes.length, alive], { timeout: 5000 });
+  check(true, `the header counts ${nodes.length} nodes, ${alive} alive, as GET /api/v1/nodes`);
+  await page.waitForSelector('#nodes-list .row[data-node]', { timeout: 5000 });
+  await page.screenshot({ path: join(artifacts, 'attach.png'), fullPage: true });
+}
+
 async function scale(stack, page) {
   const n = Number(count);
   await page.goto(stack.api + '/#token=' + stack.token);
@@ -131,12 +153,12 @@ let browser = null;
 let page = null;
 let status = 0;
 try {
-  stack = await startStack();
+  stack = mode === 'attach' ? { api: process.argv[5], token: process.argv[6] } : await startStack();
   say('stack ready: ' + stack.api);
   browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
   page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   page.on('pageerror', e => say('page error:', e.message));
-  await (mode === 'scale' ? scale : small)(stack, page);
+  await ({ small, scale, attach }[mode])(stack, page);
   say('passed');
 } catch (e) {
   console.error('dashboard_test: FAILED:', e.message);
@@ -144,7 +166,7 @@ try {
   if (page) await page.screenshot({ path: join(artifacts, mode + '-failed.png'), fullPage: true }).catch(() => {});
 } finally {
   if (browser) await browser.close();
-  if (stack) {
+  if (stack && stack.child) {
     stack.child.kill('SIGTERM');
     await new Promise(r => stack.child.on('exit', r));
   }
