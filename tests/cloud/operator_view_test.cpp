@@ -16,6 +16,7 @@
 #include "nova/cloud/operator_view.h"
 #include "nova/cloud/service.h"
 #include "nova/schemas/codec.h"
+#include "detached_routes.h"
 
 using namespace nova;
 using namespace nova::schemas;
@@ -164,39 +165,15 @@ namespace {
 
 constexpr Timestamp kT0 = 1'796'000'000'000;
 
-// A detached nova-cloud with its routes; the watcher ticked by the test.
-struct View {
-  fs::path dir;
-  std::string viewer, eu_viewer;
-  std::unique_ptr<cloud::CloudService> service;
-  std::unique_ptr<cloud::HttpRoutes> routes;
-  explicit View(const std::string& name) : dir(fs::temp_directory_path() / ("nova-operator-view-" + name)) {
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    cloud::CloudOptions options;
-    options.store.dir = dir / "store";
-    auto s = cloud::CloudService::start_detached(std::move(options), [](auto&&...) {});
-    REQUIRE(s.ok());
-    service = std::move(s).value();
-    auto v = cloud::create_token("watcher", cloud::Role::viewer, "");
-    auto eu = cloud::create_token("watcher-eu", cloud::Role::viewer, "cloud/eu");
-    REQUIRE((v.ok() && eu.ok()));
-    viewer = v->token;
-    eu_viewer = eu->token;
-    std::ofstream(dir / "tokens") << v->line << '\n' << eu->line << '\n';
-    cloud::HttpOptions http;
-    auto store = cloud::TokenStore::load(dir / "tokens");
-    REQUIRE(store.ok());
-    http.tokens = store.value();
-    http.port = 8080;
-    http.events_interval = std::chrono::milliseconds(0);
-    routes = std::make_unique<cloud::HttpRoutes>(*service, http);
-  }
-  ~View() {
-    routes.reset();
-    service.reset();
-    fs::remove_all(dir);
-  }
+// A detached nova-cloud with its routes (detached_routes.h); the watcher ticked by the test.
+cloud::HttpOptions no_watcher() {
+  cloud::HttpOptions http;
+  http.events_interval = std::chrono::milliseconds(0);
+  return http;
+}
+
+struct View : nova::testing::Detached {
+  explicit View(const std::string& name) : Detached("operator-view-" + name, no_watcher()) {}
   template <class M>
   void deliver(const std::string& topic, const M& message, bool retained = false) {
     const Bytes b = encode_cbor(message);
@@ -224,16 +201,8 @@ struct View {
     deliver("nova/v1/up/" + node + "/alert", a);
   }
   httplib::Response get(const std::string& path, const std::string& token, httplib::Headers headers = {}) {
-    httplib::Request req;
-    req.method = "GET";
-    req.path = path.substr(0, path.find('?'));
-    if (path.find('?') != std::string::npos) httplib::detail::parse_query_text(path.substr(path.find('?') + 1), req.params);
-    req.headers = std::move(headers);
-    req.headers.emplace("Host", "127.0.0.1:8080");
-    if (!token.empty()) req.headers.emplace("Authorization", "Bearer " + token);
-    httplib::Response res;
-    routes->handle(req, res);
-    return res;
+    headers.emplace("Host", "127.0.0.1:8080");
+    return call("GET", path, token, "", std::move(headers));
   }
   json get_json(const std::string& path, const std::string& token) {
     const auto res = get(path, token);
@@ -257,30 +226,30 @@ TEST_CASE("every gauge over time: sensor and agent gauges raw and per minute", "
   }
   v.deliver("nova/v1/up/dev-1/metrics", m);
   const std::string window = "from=" + std::to_string(kT0) + "&to=" + std::to_string(kT0 + 120'000);
-  json raw = v.get_json("/api/v1/nodes/dev-1/metrics?gauge=sensor.s1.temp&" + window, v.viewer);
+  json raw = v.get_json("/api/v1/nodes/dev-1/metrics?gauge=sensor.s1.temp&" + window, v.tokens.viewer);
   REQUIRE(raw.size() == 4);
   CHECK(raw[3]["value"] == 23);
   // Without gauge=, every raw sample carries its extra gauges.
-  raw = v.get_json("/api/v1/nodes/dev-1/metrics?" + window, v.viewer);
+  raw = v.get_json("/api/v1/nodes/dev-1/metrics?" + window, v.tokens.viewer);
   REQUIRE(raw.size() == 4);
   CHECK(raw[1]["extra"]["agent.outbox_records"] == 10);
   CHECK(raw[1]["extra"]["sensor.s1.temp"] == 21);
-  const json minute = v.get_json("/api/v1/nodes/dev-1/metrics?resolution=1m&gauge=agent.outbox_records&" + window, v.viewer);
+  const json minute = v.get_json("/api/v1/nodes/dev-1/metrics?resolution=1m&gauge=agent.outbox_records&" + window, v.tokens.viewer);
   REQUIRE(minute.size() >= 1);
   double count = 0;
   for (const auto& p : minute) count += p["count"].get<double>();
   CHECK(count == 4);
-  const auto bad = v.get("/api/v1/nodes/dev-1/metrics?gauge=a%20b", v.viewer);
+  const auto bad = v.get("/api/v1/nodes/dev-1/metrics?gauge=a%20b", v.tokens.viewer);
   CHECK(bad.status == 400);
   CHECK(json::parse(bad.body)["error"].get<std::string>().rfind("gauge: ", 0) == 0);
 
   // Trends per site: the core gauge from the minute aggregates.
-  const json trends = v.get_json("/api/v1/trends?gauge=cpu&" + window, v.viewer);
+  const json trends = v.get_json("/api/v1/trends?gauge=cpu&" + window, v.tokens.viewer);
   REQUIRE(trends["series"].contains("cloud/eu/par"));
   CHECK_FALSE(trends["series"]["cloud/eu/par"].empty());
-  const json by_node = v.get_json("/api/v1/trends?by=node&site=cloud/eu&gauge=sensor.s1.temp&" + window, v.viewer);
+  const json by_node = v.get_json("/api/v1/trends?by=node&site=cloud/eu&gauge=sensor.s1.temp&" + window, v.tokens.viewer);
   CHECK(by_node["series"].contains("dev-1"));
-  CHECK(v.get("/api/v1/trends?by=everything", v.viewer).status == 400);
+  CHECK(v.get("/api/v1/trends?by=everything", v.tokens.viewer).status == 400);
 }
 
 TEST_CASE("alerts by node and severity and since and limit newest first within the token's scope", "[cloud][http]") {
@@ -290,18 +259,18 @@ TEST_CASE("alerts by node and severity and since and limit newest first within t
   v.alert("eu-1", 1, Severity::warning, "cpu");
   v.alert("eu-1", 2, Severity::critical, "sensor.s1.temp");
   v.alert("us-1", 1, Severity::warning, "mem");
-  json all = v.get_json("/api/v1/alerts", v.viewer);
+  json all = v.get_json("/api/v1/alerts", v.tokens.viewer);
   REQUIRE(all.size() == 3);
   CHECK(all[0]["received"].get<Timestamp>() >= all[2]["received"].get<Timestamp>());
-  CHECK(v.get_json("/api/v1/alerts?node=eu-1", v.viewer).size() == 2);
-  const json critical = v.get_json("/api/v1/alerts?severity=critical", v.viewer);
+  CHECK(v.get_json("/api/v1/alerts?node=eu-1", v.tokens.viewer).size() == 2);
+  const json critical = v.get_json("/api/v1/alerts?severity=critical", v.tokens.viewer);
   REQUIRE(critical.size() == 1);
   CHECK(critical[0]["metric"] == "sensor.s1.temp");
   CHECK(critical[0]["site"] == "cloud/eu/par");
-  CHECK(v.get_json("/api/v1/alerts?limit=1", v.viewer).size() == 1);
-  CHECK(v.get_json("/api/v1/alerts", v.eu_viewer).size() == 2);  // us-1's is out of scope
-  CHECK(v.get_json("/api/v1/alerts?since=" + std::to_string(cloud::Timestamp(4'000'000'000'000)), v.viewer).empty());
-  const auto bad = v.get("/api/v1/alerts?severity=loud", v.viewer);
+  CHECK(v.get_json("/api/v1/alerts?limit=1", v.tokens.viewer).size() == 1);
+  CHECK(v.get_json("/api/v1/alerts", v.tokens.operator_eu).size() == 2);  // cloud/eu: us-1's is out of scope
+  CHECK(v.get_json("/api/v1/alerts?since=" + std::to_string(cloud::Timestamp(4'000'000'000'000)), v.tokens.viewer).empty());
+  const auto bad = v.get("/api/v1/alerts?severity=loud", v.tokens.viewer);
   CHECK(bad.status == 400);
   CHECK(json::parse(bad.body)["error"] == "severity: expected info, warning or critical");
 }
@@ -336,35 +305,35 @@ TEST_CASE("the watcher publishes liveness changes and alerts and offline time is
   CHECK(json::parse(events[0].data)["id"] == "dev-2");
 
   // dev-1 has been dead since now + 1000.
-  const json offline = v.get_json("/api/v1/offline?from=" + std::to_string(now) + "&to=" + std::to_string(now + 5000), v.viewer);
+  const json offline = v.get_json("/api/v1/offline?from=" + std::to_string(now) + "&to=" + std::to_string(now + 5000), v.tokens.viewer);
   REQUIRE(offline["nodes"].size() == 2);
   CHECK(offline["nodes"][0]["node"] == "dev-1");
   CHECK(offline["nodes"][0]["offline_ms"] == 4000);
   CHECK(offline["nodes"][0]["offline_periods"] == 1);
-  CHECK(v.get("/api/v1/offline?limit=0", v.viewer).status == 400);
+  CHECK(v.get("/api/v1/offline?limit=0", v.tokens.viewer).status == 400);
 
-  const json sites = v.get_json("/api/v1/sites", v.viewer);
+  const json sites = v.get_json("/api/v1/sites", v.tokens.viewer);
   std::map<std::string, json> by_path;
   for (const auto& s : sites["sites"]) by_path[s["path"]] = s;
   REQUIRE(by_path.count("cloud/eu/par") == 1);
   CHECK(by_path["cloud/eu/par"]["liveness"]["dead"] == 1);
   CHECK(by_path["cloud/eu/par"]["tier"] == 3);
   CHECK(by_path["cloud/eu"]["nodes"] == 0);  // a site on the way, with no node of its own
-  CHECK(v.get_json("/api/v1/nodes?site=cloud/eu/ber", v.viewer).size() == 1);
+  CHECK(v.get_json("/api/v1/nodes?site=cloud/eu/ber", v.tokens.viewer).size() == 1);
 }
 
 TEST_CASE("the events route takes the token as a query parameter or cookie and no other route does", "[cloud][http][events][auth]") {
   View v("events-auth");
   CHECK(v.get("/api/v1/events", "").status == 401);
   CHECK(v.get("/api/v1/events?token=" + std::string(64, 'a'), "").status == 401);
-  auto res = v.get("/api/v1/events?token=" + v.viewer, "");
+  auto res = v.get("/api/v1/events?token=" + v.tokens.viewer, "");
   CHECK(res.status == 200);
   CHECK(res.get_header_value("Content-Type") == "text/event-stream");
-  res = v.get("/api/v1/events", "", {{"Cookie", "theme=dark; nova_token=" + v.viewer}});
+  res = v.get("/api/v1/events", "", {{"Cookie", "theme=dark; nova_token=" + v.tokens.viewer}});
   CHECK(res.status == 200);
-  CHECK(v.get("/api/v1/nodes?token=" + v.viewer, "").status == 401);
-  CHECK(v.get("/api/v1/nodes", "", {{"Cookie", "nova_token=" + v.viewer}}).status == 401);
-  res = v.get("/api/v1/events", v.viewer, {{"Last-Event-ID", "x1"}});
+  CHECK(v.get("/api/v1/nodes?token=" + v.tokens.viewer, "").status == 401);
+  CHECK(v.get("/api/v1/nodes", "", {{"Cookie", "nova_token=" + v.tokens.viewer}}).status == 401);
+  res = v.get("/api/v1/events", v.tokens.viewer, {{"Last-Event-ID", "x1"}});
   CHECK(res.status == 400);
   CHECK(json::parse(res.body)["error"] == "Last-Event-ID: expected the id of an event");
 }
