@@ -80,7 +80,7 @@ YAML
   pids+=($!)
   local cloud_pid=$!
   timeout 30 grep -q -m 1 'event=started' < <(tail --pid="$cloud_pid" -n +1 -f "$work/cloud.log") ||
-    fail "nova-cloud did not start: $(tail -n 5 "$work/cloud.log")"
+    fail "nova-cloud did not start (wait status $?, $(kill -0 "$cloud_pid" 2>/dev/null && echo running || echo gone)): $(tail -n 5 "$work/cloud.log")"
   api="http://127.0.0.1:$(sed -n 's/.*event=started.* http=[0-9.]*:\([0-9]*\).*/\1/p' "$work/cloud.log" | head -n 1)"
 }
 
@@ -105,7 +105,7 @@ YAML
     >"$work/up.out" 2>"$work/up.err" &
   up_pid=$!
   timeout 60 grep -q -m 1 '^ready: ' < <(tail --pid="$up_pid" -n +1 -f "$work/up.out") ||
-    fail "nova-bridge up did not get ready: $(tail -n 5 "$work/up.err")"
+    fail "nova-bridge up did not get ready (wait status $?, $(kill -0 "$up_pid" 2>/dev/null && echo running || echo gone)): $(tail -n 5 "$work/up.out" "$work/up.err")"
   port_of() {
     /usr/bin/python3 -c 'import json, sys; print(next(s["port"] for s in json.load(open(sys.argv[1]))["sites"] if s["id"] == sys.argv[2]))' \
       "$work/run/hierarchy.json" "$1"
