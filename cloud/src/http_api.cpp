@@ -444,6 +444,7 @@ bool rollout_in_scope(const Rollout& r, const std::string& scope) {
 struct Live {
   EventHub* hub;
   OperatorView* view;
+  Refusals* refusals;  // a bad parameter is counted as bad_request
 };
 
 void add_operator_routes(Router& s, CloudService& service, const HttpOptions& options, Live live);
@@ -906,6 +907,12 @@ std::vector<SeriesPoint> minute_series(IngestStore& store, const std::string& no
   return out;
 }
 
+// A 400 naming the parameter, counted as nova_cloud_http_refused_total{reason="bad_request"}.
+void bad_request(const Live& live, httplib::Response& res, const std::string& message) {
+  live.refusals->count("bad_request");
+  error(res, 400, message);
+}
+
 // The site path `path` names (exactly) or holds below it.
 bool at_or_below(const std::string& site, const std::string& path) { return path.empty() || in_scope(path, site); }
 
@@ -948,15 +955,15 @@ void add_operator_routes(Router& s, CloudService& service, const HttpOptions& op
   // One gauge's 1-minute means per site (the mean over its nodes) or per node of a
   // subtree. Reads every node's stored history in the window: meant for a dashboard's
   // sparklines, a few hours at most.
-  s.Get("/api/v1/trends", Access::view, [svc](const httplib::Request& req, httplib::Response& res, const Caller& caller) {
+  s.Get("/api/v1/trends", Access::view, [svc, live](const httplib::Request& req, httplib::Response& res, const Caller& caller) {
     const auto window = window_param(req);
-    if (!window) return error(res, 400, "from, to: expected milliseconds since the epoch");
+    if (!window) return bad_request(live, res, "from, to: expected milliseconds since the epoch");
     const auto [from, to] = *window;
-    if (to <= from || to - from > 24 * 3'600'000ULL) return error(res, 400, "to: expected after from, within 24 h of it");
+    if (to <= from || to - from > 24 * 3'600'000ULL) return bad_request(live, res, "to: expected after from, within 24 h of it");
     const std::string gauge = req.has_param("gauge") ? req.get_param_value("gauge") : "cpu";
-    if (!valid_gauge(gauge)) return error(res, 400, "gauge: expected a gauge name such as cpu or sensor.s1.temp");
+    if (!valid_gauge(gauge)) return bad_request(live, res, "gauge: expected a gauge name such as cpu or sensor.s1.temp");
     const std::string by = req.has_param("by") ? req.get_param_value("by") : "site";
-    if (by != "site" && by != "node") return error(res, 400, "by: expected \"site\" or \"node\"");
+    if (by != "site" && by != "node") return bad_request(live, res, "by: expected \"site\" or \"node\"");
     const std::string subtree = req.has_param("site") ? req.get_param_value("site") : "";
     constexpr std::size_t kMaxNodes = 500;
     std::map<std::string, std::vector<std::vector<SeriesPoint>>> groups;
@@ -964,7 +971,7 @@ void add_operator_routes(Router& s, CloudService& service, const HttpOptions& op
     for (const NodeView& n : svc->nodes()) {
       if (!n.description || !node_in_scope(n, caller.scope) || !at_or_below(n.description->site, subtree)) continue;
       if (by == "node" && ++read > kMaxNodes) {
-        return error(res, 400, "site: the subtree holds more than " + std::to_string(kMaxNodes) + " nodes; name a smaller one");
+        return bad_request(live, res, "site: the subtree holds more than " + std::to_string(kMaxNodes) + " nodes; name a smaller one");
       }
       auto series = minute_series(svc->store(), n.id, gauge, from, to);
       groups[by == "site" ? n.description->site : n.id].push_back(std::move(series));
@@ -978,10 +985,10 @@ void add_operator_routes(Router& s, CloudService& service, const HttpOptions& op
   // gauges in the raw batches). Nodes ranked by time away, then by backlog.
   s.Get("/api/v1/offline", Access::view, [svc, live](const httplib::Request& req, httplib::Response& res, const Caller& caller) {
     const auto window = window_param(req);
-    if (!window) return error(res, 400, "from, to: expected milliseconds since the epoch");
+    if (!window) return bad_request(live, res, "from, to: expected milliseconds since the epoch");
     const auto [from, to] = *window;
     const auto limit = uint_param(req, "limit");
-    if (req.has_param("limit") && (!limit || *limit == 0 || *limit > 1000)) return error(res, 400, "limit: expected an integer 1..1000");
+    if (req.has_param("limit") && (!limit || *limit == 0 || *limit > 1000)) return bad_request(live, res, "limit: expected an integer 1..1000");
     const std::string subtree = req.has_param("site") ? req.get_param_value("site") : "";
     struct Row {
       const NodeView* node;
@@ -1015,16 +1022,16 @@ void add_operator_routes(Router& s, CloudService& service, const HttpOptions& op
     });
     reply(res, 200, {{"from", from}, {"to", to}, {"nodes", out}});
   });
-  s.Get("/api/v1/alerts", Access::view, [svc](const httplib::Request& req, httplib::Response& res, const Caller& caller) {
+  s.Get("/api/v1/alerts", Access::view, [svc, live](const httplib::Request& req, httplib::Response& res, const Caller& caller) {
     const auto limit = uint_param(req, "limit");
-    if (req.has_param("limit") && (!limit || *limit == 0 || *limit > 1000)) return error(res, 400, "limit: expected an integer 1..1000");
+    if (req.has_param("limit") && (!limit || *limit == 0 || *limit > 1000)) return bad_request(live, res, "limit: expected an integer 1..1000");
     const auto since = uint_param(req, "since");
-    if (req.has_param("since") && !since) return error(res, 400, "since: expected milliseconds since the epoch");
+    if (req.has_param("since") && !since) return bad_request(live, res, "since: expected milliseconds since the epoch");
     const std::string node = req.has_param("node") ? req.get_param_value("node") : "";
-    if (!node.empty() && !topics::Id::valid(node)) return error(res, 400, "node: not a valid node id");
+    if (!node.empty() && !topics::Id::valid(node)) return bad_request(live, res, "node: not a valid node id");
     const std::string severity = req.has_param("severity") ? req.get_param_value("severity") : "";
     if (!severity.empty() && severity != "info" && severity != "warning" && severity != "critical") {
-      return error(res, 400, "severity: expected info, warning or critical");
+      return bad_request(live, res, "severity: expected info, warning or critical");
     }
     const Timestamp now = now_ms();
     json out = json::array();
@@ -1052,7 +1059,7 @@ void add_operator_routes(Router& s, CloudService& service, const HttpOptions& op
     std::uint64_t last_id = 0;
     if (!last.empty()) {
       if (last.size() > 19 || last.find_first_not_of("0123456789") != std::string::npos) {
-        return error(res, 400, "Last-Event-ID: expected the id of an event");
+        return bad_request(live, res, "Last-Event-ID: expected the id of an event");
       }
       last_id = std::stoull(last);
     }
@@ -1236,7 +1243,7 @@ HttpRoutes::HttpRoutes(CloudService& service, const HttpOptions& options)
   if (table_->options.allowed_origins.empty()) {
     for (const auto& h : table_->options.allowed_hosts) table_->options.allowed_origins.push_back("http://" + h);
   }
-  add_routes(table_->router, service, table_->options, table_->refusals, Live{&table_->hub, &table_->view});
+  add_routes(table_->router, service, table_->options, table_->refusals, Live{&table_->hub, &table_->view, table_->refusals.get()});
 }
 HttpRoutes::~HttpRoutes() = default;
 

@@ -173,7 +173,7 @@ cloud::HttpOptions no_watcher() {
 }
 
 struct View : nova::testing::Detached {
-  explicit View(const std::string& name) : Detached("operator-view-" + name, no_watcher()) {}
+  explicit View(const std::string& name, cloud::HttpOptions http = no_watcher()) : Detached("operator-view-" + name, http) {}
   template <class M>
   void deliver(const std::string& topic, const M& message, bool retained = false) {
     const Bytes b = encode_cbor(message);
@@ -336,4 +336,46 @@ TEST_CASE("the events route takes the token as a query parameter or cookie and n
   res = v.get("/api/v1/events", v.tokens.viewer, {{"Last-Event-ID", "x1"}});
   CHECK(res.status == 400);
   CHECK(json::parse(res.body)["error"] == "Last-Event-ID: expected the id of an event");
+}
+
+TEST_CASE("the event stream as httplib writes it: greeting then events then keep-alive then dropped when slow", "[cloud][http][events]") {
+  cloud::HttpOptions http = no_watcher();
+  http.events_keepalive = std::chrono::milliseconds(50);
+  http.events.queue_capacity = 2;
+  View v("sse-wire", http);
+  httplib::Response res = v.get("/api/v1/events", v.tokens.viewer);
+  REQUIRE(res.status == 200);
+  REQUIRE(res.is_chunked_content_provider_);
+  std::string out;
+  bool done = false;
+  httplib::DataSink sink;
+  sink.write = [&](const char* data, std::size_t size) {
+    out.append(data, size);
+    return true;
+  };
+  sink.done = [&] { done = true; };
+  sink.is_writable = [] { return true; };
+  const auto next = [&] {
+    out.clear();
+    REQUIRE(res.content_provider_(0, 0, sink));
+    return out;
+  };
+  CHECK(next().rfind("retry: 1000\n", 0) == 0);
+  CHECK(next() == ": keep-alive\n\n");  // nothing for 50 ms
+  v.routes->events().publish({0, "node", R"({"id":"x"})", ""});
+  CHECK(next() == "id: 1\nevent: node\ndata: {\"id\":\"x\"}\n\n");
+  for (int i = 0; i < 3; ++i) v.routes->events().publish({0, "node", "{}", ""});  // a queue of 2: dropped
+  CHECK(next().rfind("event: dropped\n", 0) == 0);
+  CHECK(done);
+  CHECK(v.routes->events().counters().dropped == 1);
+}
+
+TEST_CASE("a bad parameter of the operator's routes is a 400 naming it and is counted", "[cloud][http]") {
+  View v("bad-params");
+  for (const char* path : {"/api/v1/alerts?limit=0", "/api/v1/trends?to=x", "/api/v1/offline?limit=2000"}) {
+    const auto res = v.get(path, v.tokens.viewer);
+    CHECK(res.status == 400);
+  }
+  CHECK(json::parse(v.get("/api/v1/trends?from=5&to=1", v.tokens.viewer).body)["error"] == "to: expected after from, within 24 h of it");
+  CHECK(v.get("/metrics", "").body.find("nova_cloud_http_refused_total{reason=\"bad_request\"} 4\n") != std::string::npos);
 }
