@@ -33,6 +33,7 @@ trap cleanup EXIT
 fail() { echo "events_test: FAILED: $*" >&2; exit 1; }
 ok() { echo "events_test: ok: $*"; }
 
+: >"$work/stack.out"  # before tail looks for it
 "$here/stack.sh" "$build" "$work/stack" small >"$work/stack.out" &
 stack_pid=$!
 timeout 90 grep -q -m 1 '^ready$' < <(tail --pid="$stack_pid" -n +1 -f "$work/stack.out") || fail "the stack did not start"

@@ -76,6 +76,8 @@ residency: {topology_file: $work/topology.yaml}
 auth: {tokens_file: $work/tokens}
 signing: {key_file: $work/pki/signing/nova-cloud.key}
 YAML
+  # Created first: tail must not look for it before the background job's redirect made it.
+  : >"$work/cloud.log"
   "$cloud_bin" --config "$work/cloud.yaml" 2>"$work/cloud.log" &
   pids+=($!)
   local cloud_pid=$!
@@ -101,6 +103,7 @@ YAML
   # An operator, enrolled before the ACLs are rendered: reads nova/v1/up/# at every broker
   # (the retained state the tests check with mosquitto_sub).
   "$pki_tool" --dir "$work/pki" issue --role operator --name dashboard-test --region cloud >/dev/null
+  : >"$work/up.out"
   "$build/broker-bridge/nova-bridge" up "$work/topology.yaml" --run-dir "$work/run" --pki "$work/pki" --free-ports \
     >"$work/up.out" 2>"$work/up.err" &
   up_pid=$!
@@ -176,6 +179,7 @@ keyfile $work/pki/identities/cloud/key.pem
 require_certificate true
 use_identity_as_username true
 CONF
+  : >"$work/mosquitto.log"
   mosquitto -c "$work/mosquitto.conf" 2>"$work/mosquitto.log" &
   pids+=($!)
   local deadline=$((SECONDS + 10))
