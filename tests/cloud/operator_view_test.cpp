@@ -379,3 +379,28 @@ TEST_CASE("a bad parameter of the operator's routes is a 400 naming it and is co
   CHECK(json::parse(v.get("/api/v1/trends?from=5&to=1", v.tokens.viewer).body)["error"] == "to: expected after from, within 24 h of it");
   CHECK(v.get("/metrics", "").body.find("nova_cloud_http_refused_total{reason=\"bad_request\"} 4\n") != std::string::npos);
 }
+
+TEST_CASE("the watcher publishes a link going down and back with the liveness it changes", "[cloud][http][events]") {
+  View v("links");
+  v.state("dev-1", "cloud/eu/par", NodeStatus::online);
+  cloud::OperatorView& view = v.routes->operator_view();
+  auto reader = v.routes->events().subscribe("", 0);
+  view.tick(kT0);
+  v.service->deliver("nova/v1/up/par/link", "0", true);  // Mosquitto's bridge notification
+  view.tick(kT0 + 1000);
+  std::map<std::string, json> by_type;
+  for (const auto& e : reader->next(std::chrono::milliseconds(0))) by_type[e.type] = json::parse(e.data);
+  REQUIRE(by_type.count("link") == 1);
+  CHECK(by_type["link"]["site"] == "par");
+  CHECK(by_type["link"]["state"] == "down");
+  REQUIRE(by_type.count("node") == 1);
+  CHECK(by_type["node"]["liveness"] == "unreachable");
+  const json sites = v.get_json("/api/v1/sites", v.tokens.viewer);
+  CHECK(sites["links_down"] == json::array({"par"}));
+  v.service->deliver("nova/v1/up/par/link", "1", true);
+  view.tick(kT0 + 2000);
+  by_type.clear();
+  for (const auto& e : reader->next(std::chrono::milliseconds(0))) by_type[e.type] = json::parse(e.data);
+  CHECK(by_type["link"]["state"] == "up");
+  CHECK(by_type["node"]["liveness"] == "alive");
+}
