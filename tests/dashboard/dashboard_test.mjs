@@ -3,7 +3,8 @@
 //
 //   node dashboard_test.mjs BUILD_DIR ARTIFACT_DIR small
 //     every site and bridge link of the stack is drawn; an agent process SIGKILLed by
-//     the test shows dead on screen within 5 s (pushed by GET /api/v1/events); a workload
+//     the test shows dead on screen within 5 s (pushed by GET /api/v1/events) and is
+//     listed in the offline operation table; a workload
 //     submitted through the form shows the node it went to and the reason, as the REST
 //     API has them.
 //   node dashboard_test.mjs BUILD_DIR ARTIFACT_DIR attach API TOKEN
@@ -92,6 +93,10 @@ async function small(stack, page) {
   const shown = Date.now() - killed;
   say(`figure: dev-1 SIGKILLed -> shown dead in the node list and its site red after ${shown} ms`);
   check(shown <= 5000, 'a SIGKILLed agent shows dead within 5 s');
+  // Offline operation: dev-1 listed with its time away (GET /api/v1/offline).
+  await page.waitForSelector('#offline-body [data-offline="dev-1"]', { timeout: 5000 });
+  const away = await page.textContent('#offline-body [data-offline="dev-1"]');
+  check(/dead/.test(away), `the offline table lists dev-1 dead ("${away.replace(/\s+/g, ' ').trim()}")`);
   await page.screenshot({ path: join(artifacts, 'small-node-dead.png'), fullPage: true });
 
   // A workload through the form: where it went and why, as the REST API has it.
