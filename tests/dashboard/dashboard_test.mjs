@@ -6,7 +6,7 @@
 //     the test shows dead on screen within 5 s (pushed by GET /api/v1/events) and is
 //     listed in the offline operation table; a workload
 //     submitted through the form shows the node it went to and the reason, as the REST
-//     API has them.
+//     API has them; a node's detail lists its gauges, agent.outbox_records among them.
 //   node dashboard_test.mjs BUILD_DIR ARTIFACT_DIR attach API TOKEN
 //     a stack already running (scripts/run.sh's demo, tests/integration/run_script_test.sh):
 //     every site and link of GET /api/v1/sites drawn, the header's node and alive counts
@@ -115,6 +115,13 @@ async function small(stack, page) {
   check(reason && reason === history[history.length - 1].reason, `the form shows the placement's reason ("${reason}")`);
   await page.waitForSelector('#workloads-body [data-workload="dash-w1"]', { timeout: 5000 });
   await page.screenshot({ path: join(artifacts, 'small-submitted.png'), fullPage: true });
+
+  // A node's detail: every gauge its samples carry, the agent's outbox gauges among them
+  // (its first 10 s batch may still be on its way: the detail reloads every 5 s).
+  await page.click('#nodes-list .row[data-node="agent-eu"]');
+  await page.waitForSelector('#node-detail [data-gauge="agent.outbox_records"]', { timeout: 20000 });
+  check(await page.$('#node-detail [data-gauge="cpu"]') !== null, "agent-eu's detail lists cpu and agent.outbox_records");
+  await page.screenshot({ path: join(artifacts, 'small-node-detail.png'), fullPage: true });
 }
 
 async function attach(stack, page) {
