@@ -7,6 +7,7 @@
 #   - an agent SIGKILLed: an "event: node" saying it is dead arrives within 5 s, and the
 #     retained state others read at the cloud broker (mosquitto_sub as an operator,
 #     decoded by nova-codec) is its will, "dead";
+#   - GET /api/v1/sites and /api/v1/offline (curl) count the killed agent dead and away;
 #   - a reader reconnecting with Last-Event-ID gets the events after that id again.
 #
 #   events_test.sh BUILD_DIR WORK_DIR
@@ -86,6 +87,21 @@ mosquitto_sub -h 127.0.0.1 -p "$cloud_port" -V mqttv311 --cafile "$pki/trust/ca.
 "$build/schemas/nova-codec" decode node_state <"$work/state.cbor" >"$work/state.json"
 grep -q '"status":"dead"' "$work/state.json" || fail "the retained state is not the will: $(cat "$work/state.json")"
 ok "the retained state at the cloud broker is dev-1's will: $(cat "$work/state.json")"
+
+# The same change through the REST routes the dashboard reads, with curl.
+get_json() { curl -fsS -H "Authorization: Bearer $token" "$api$1"; }
+get_json /api/v1/sites | /usr/bin/python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+site = next(s for s in j["sites"] if s["path"] == "cloud/eu/par/par-a1")
+assert site["liveness"]["dead"] == 1 and site["liveness"]["alive"] == 1 and site["tier"] == 4, site
+assert j["links_down"] == [], j["links_down"]' || fail "GET /api/v1/sites does not count dev-1 dead at par-a1"
+get_json "/api/v1/offline?site=cloud/eu/par" | /usr/bin/python3 -c '
+import json, sys
+rows = json.load(sys.stdin)["nodes"]
+assert rows[0]["node"] == "dev-1" and rows[0]["liveness"] == "dead" and rows[0]["offline_ms"] > 0, rows
+assert {r["node"] for r in rows} == {"dev-1", "gw-par-a1"}, rows' || fail "GET /api/v1/offline does not rank dev-1 first"
+ok "GET /api/v1/sites counts dev-1 dead at par-a1; GET /api/v1/offline ranks it first, away since its kill"
 
 # Replay: a second agent killed; a reader that last saw dev-1's event reconnects with its
 # id and gets gw-par-a1's, and not dev-1's again.
