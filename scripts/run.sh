@@ -559,7 +559,7 @@ if $once; then
 fi
 
 say "the hierarchy, nova-cloud and $node_count agents keep running (run dir $run_dir); try:"
-say "  dashboard:   $api/  (paste the API token when it asks)"
+say "  dashboard:   $api/#token=$api_token  (the part after # stays in the browser, never sent; or open $api/ and paste the token)"
 say "  API token:   $api_token  (admin; shown once, its hash is in $work_dir/cloud-tokens)"
 say "  REST API:    curl -H 'Authorization: Bearer $api_token' $api/api/v1/topology"
 say "  mosquitto_sub -h 127.0.0.1 -p $cloud_port ${operator_tls[*]} -t 'nova/v1/up/#' -v   # births, metrics batches (as operator.demo)"

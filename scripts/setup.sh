@@ -32,6 +32,9 @@ packages=(
   coinor-cbc
   # scripts/run.sh reads the example topology's nodes and talks to nova-cloud's REST API
   python3-yaml curl
+  # tests/dashboard: the dashboard driven in a headless browser by playwright-core (npm ci
+  # of its package-lock.json in the build tree, the dashboard_setup test)
+  chromium nodejs npm
   # deploy/containers: images built without a container engine (mmdebstrap extracts the
   # runtime libraries, umoci makes the OCI image, skopeo reads its config back), and the
   # Kubernetes API's models that deploy/kubernetes/validate.py checks manifests against

@@ -481,6 +481,41 @@ std::optional<schemas::TaskResult> IngestStore::result(const std::string& node, 
   return std::move(r).value();
 }
 
+std::vector<IngestStore::StoredAlert> IngestStore::alerts(const std::string& node, Timestamp since, std::size_t limit) {
+  std::vector<StoredAlert> out;
+  const std::string all = "a/";
+  std::unique_ptr<leveldb::Iterator> it(db_->NewIterator(leveldb::ReadOptions()));
+  // Per node, keys are in received order: seek each node's range to `since`, read to its
+  // end, then jump to the next node.
+  std::string prefix = node.empty() ? all : node_prefix('a', node);
+  it->Seek(prefix);
+  while (it->Valid() && starts_with(it->key(), prefix)) {
+    const std::string key = it->key().ToString();
+    const std::size_t slash = key.find('/', 2);
+    if (slash == std::string::npos || key.size() != slash + 17) {
+      it->Next();
+      continue;
+    }
+    const std::string this_node = key.substr(0, slash + 1);
+    const Timestamp received = get_be64(key.data() + slash + 1);
+    if (received < since) {
+      std::string from = this_node;
+      put_be64(from, since);
+      it->Seek(from);
+      continue;
+    }
+    if (const auto plain = opened(it->key(), it->value())) {
+      auto alert = schemas::decode_cbor<schemas::Alert>(
+          std::span(reinterpret_cast<const std::uint8_t*>(plain->data()), plain->size()));
+      if (alert) out.push_back({received, std::move(alert).value()});
+    }
+    it->Next();
+  }
+  std::sort(out.begin(), out.end(), [](const StoredAlert& a, const StoredAlert& b) { return a.received > b.received; });
+  if (out.size() > limit) out.resize(limit);
+  return out;
+}
+
 Result<std::map<std::string, std::uint64_t>> IngestStore::erase(const std::string& node,
                                                                  const std::optional<std::string>& sensor) {
   std::lock_guard lock(mutex_);

@@ -12,71 +12,12 @@
 #include "nova/cloud/service.h"
 #include "nova/cloud/workloads.h"
 #include "nova/schemas/codec.h"
+#include "detached_routes.h"
 
 using namespace nova;
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-namespace {
-
-// Tokens of every role, in the tokens file the Detached routes load.
-struct Tokens {
-  std::string admin, viewer, operator_eu, admin_eu;
-};
-
-struct Detached {
-  fs::path dir;
-  Tokens tokens;
-  std::unique_ptr<cloud::CloudService> service;
-  std::unique_ptr<cloud::HttpRoutes> routes;
-  explicit Detached(const std::string& name, cloud::HttpOptions http = {})
-      : dir(fs::temp_directory_path() / ("nova-http-routes-" + name)) {
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    cloud::CloudOptions options;
-    options.store.dir = dir / "store";
-    auto s = cloud::CloudService::start_detached(std::move(options), [](auto&&...) {});
-    REQUIRE(s.ok());
-    service = std::move(s).value();
-    auto admin = cloud::create_token("root-admin", cloud::Role::admin, "");
-    auto viewer = cloud::create_token("watcher", cloud::Role::viewer, "");
-    auto op = cloud::create_token("ops-eu", cloud::Role::operator_, "cloud/eu");
-    auto admin_eu = cloud::create_token("admin-eu", cloud::Role::admin, "cloud/eu");
-    REQUIRE((admin.ok() && viewer.ok() && op.ok() && admin_eu.ok()));
-    tokens = {admin->token, viewer->token, op->token, admin_eu->token};
-    std::ofstream(dir / "tokens") << "# test tokens\n" << admin->line << '\n' << viewer->line << '\n' << op->line << '\n'
-                                  << admin_eu->line << '\n';
-    auto store = cloud::TokenStore::load(dir / "tokens");
-    REQUIRE(store.ok());
-    http.tokens = store.value();
-    http.port = 8080;
-    routes = std::make_unique<cloud::HttpRoutes>(*service, http);
-  }
-  ~Detached() {
-    routes.reset();
-    service.reset();
-    fs::remove_all(dir);
-  }
-  // A request as a browser or curl sends it to 127.0.0.1:8080, with `token` (if any).
-  httplib::Response call(const std::string& method, const std::string& path, const std::string& token = "",
-                         const std::string& body = "", httplib::Headers headers = {{"Host", "127.0.0.1:8080"}}) {
-    httplib::Request req;
-    req.method = method;
-    req.path = path.substr(0, path.find('?'));
-    // As httplib does: the query goes to params.
-    if (path.find('?') != std::string::npos) httplib::detail::parse_query_text(path.substr(path.find('?') + 1), req.params);
-    req.headers = std::move(headers);
-    if (!token.empty()) req.headers.emplace("Authorization", "Bearer " + token);
-    if (!body.empty() && !req.has_header("Content-Type")) req.headers.emplace("Content-Type", "application/json");
-    req.body = body;
-    httplib::Response res;
-    routes->handle(req, res);
-    return res;
-  }
-  std::string error_of(const httplib::Response& res) { return json::parse(res.body)["error"].get<std::string>(); }
-};
-
-}  // namespace
+using nova::testing::Detached;
 
 TEST_CASE("an id with invalid UTF-8 in the path is a 404 naming it, not an exception", "[cloud][http]") {
   Detached d("utf8");

@@ -363,7 +363,7 @@ TEST_CASE("malformed REST requests get a 4xx with the reason", "[cloud][bad-inpu
   CHECK(dashboard->status == 200);
   auto script = cloud.get("/dashboard.js");
   REQUIRE(script);
-  CHECK(script->body.find("/api/v1/topology") != std::string::npos);
+  CHECK(script->body.find("/api/v1/sites") != std::string::npos);
   auto unknown = cloud.get("/api/v2/nothing");
   REQUIRE(unknown);
   CHECK(unknown->status == 404);

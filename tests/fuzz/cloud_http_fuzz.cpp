@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <chrono>
 #include <string>
 
 #include "cloud_fuzz.h"
@@ -30,6 +31,7 @@ struct Api {
   static nova::cloud::HttpOptions options() {
     nova::cloud::HttpOptions o;
     o.insecure_no_auth = true;
+    o.events_interval = std::chrono::milliseconds(0);  // no watcher thread: runs stay repeatable
     return o;
   }
   Api() {

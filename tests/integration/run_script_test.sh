@@ -10,7 +10,10 @@
 #     node never offered it;
 #   - no metrics batch lost: for each node, the batches its agents made (their `stopped`
 #     lines, every run that ended) are at or below nova-cloud's watermark of its metrics
-#     stream, and nova_cloud_seqs_skipped_total is 0.
+#     stream, and nova_cloud_seqs_skipped_total is 0;
+#   - the dashboard at the address run.sh prints, in Debian's chromium
+#     (tests/dashboard/dashboard_test.mjs attach; playwright-core from the dashboard_setup
+#     test): every site and link drawn, the node counts of the REST API.
 # Then SIGTERM (a background job of a script ignores SIGINT), and run.sh must exit 0.
 # Usage: run_script_test.sh NOVA_CODEC [run.sh options...]
 set -euo pipefail
@@ -96,6 +99,13 @@ done
 skipped=$(curl -fsS "$api/metrics" | awk '$1 == "nova_cloud_seqs_skipped_total" { print $2 }')
 [[ "$skipped" == 0 ]] || fail "nova_cloud_seqs_skipped_total is '$skipped'"
 echo "batches: every node's made batches are at or below nova-cloud's watermark; none skipped"
+
+# 4. The demo's dashboard in a browser (the build tree is the one of nova-codec).
+dashboard_url=$(sed -n 's/.*dashboard: *\(http[^ ]*\) .*/\1/p' "$out" | head -n 1)
+[[ "$dashboard_url" == "$api/#token=$token" ]] || fail "run.sh printed the dashboard as '$dashboard_url'"
+build_dir=$(cd "$(dirname "$codec")/.." && pwd)
+node "$repo/tests/dashboard/dashboard_test.mjs" "$build_dir" "$build_dir/tests/dashboard/artifacts/demo" attach "$api" "$token" ||
+  fail "the dashboard"
 
 kill -TERM "$run_pid"
 status=0

@@ -6,10 +6,19 @@
 //   GET    /api/v1/health                 liveness of the service and its MQTT session
 //   GET    /readyz                        200 ready, 503 with the reasons (not connected,
 //                                         a subscription that does not deliver)
-//   GET    /api/v1/nodes                  every node with its liveness
+//   GET    /api/v1/nodes                  every node with its liveness (?site=: a subtree)
 //   GET    /api/v1/nodes/{id}             one node
-//   GET    /api/v1/nodes/{id}/metrics     ?from=&to= (ms) &resolution=raw|1m
+//   GET    /api/v1/nodes/{id}/metrics     ?from=&to= (ms) &resolution=raw|1m &gauge=<name>
+//                                         (any gauge, sensor.* and agent.* too: metric_series.h)
 //   GET    /api/v1/topology               the site tree with nodes and link states
+//   GET    /api/v1/sites                  per site: tier, link, node counts by liveness
+//   GET    /api/v1/trends                 ?gauge= &by=site|node &site= &from= &to=: 1-minute
+//                                         means per site (or per node of a subtree)
+//   GET    /api/v1/offline                ?site= &from= &to= &limit=: per node, time away from
+//                                         alive and what its outbox held, drained, evicted
+//   GET    /api/v1/alerts                 ?node= &severity= &since= &limit=, newest first
+//   GET    /api/v1/events                 server-sent events (operator_view.h); the token may
+//                                         also come as ?token= or the nova_token cookie
 //   GET    /api/v1/workloads              POST: submit a WorkloadSpec
 //   GET    /api/v1/workloads/{id}         DELETE: stop placing it
 //   GET    /api/v1/placements             current placements with score breakdowns
@@ -42,6 +51,7 @@
 // Every reply carries Content-Security-Policy, X-Frame-Options and X-Content-Type-Options.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -49,6 +59,7 @@
 #include <vector>
 
 #include "nova/cloud/auth.h"
+#include "nova/cloud/event_hub.h"
 #include "nova/cloud/service.h"
 #include "nova/schemas/result.h"
 
@@ -63,6 +74,8 @@ struct Response;
 }  // namespace httplib
 
 namespace nova::cloud {
+
+class OperatorView;
 
 struct HttpOptions {
   std::string listen = "127.0.0.1";
@@ -81,6 +94,11 @@ struct HttpOptions {
   // Every request to a write route (POST, DELETE), served or refused, is appended here
   // (actor, "METHOD route", path, status) and synced before the reply is sent. Null: none.
   std::shared_ptr<security::AuditLog> audit;
+  // Live events (GET /api/v1/events): how often the watcher compares state (0: no watcher,
+  // tests tick it), and how long a quiet stream waits before a keep-alive comment.
+  std::chrono::milliseconds events_interval{250};
+  std::chrono::milliseconds events_keepalive{15'000};
+  EventHub::Limits events{};
 };
 
 // The Host values accepted by default for a server on `listen`:`port`.
@@ -98,6 +116,10 @@ class HttpRoutes {
   // exception propagates (the server answers 500; a fuzzer reports a crash).
   void handle(httplib::Request& req, httplib::Response& res) const;
   void install(httplib::Server& server) const;
+  // Ends every live event stream (before the server stops: a stream waits for events).
+  void close_events();
+  EventHub& events();
+  OperatorView& operator_view();
 
  private:
   struct Table;

@@ -180,6 +180,13 @@ class IngestStore {
                                              std::size_t limit = 100000);
   std::vector<MinuteAggregate> aggregates(const std::string& node, Timestamp from, Timestamp to);
   std::optional<schemas::TaskResult> result(const std::string& node, const std::string& task_id);
+  // Alerts stored with received >= `since`, of `node` (empty: of every node), newest
+  // first, at most `limit`. Each with the time nova-cloud received it.
+  struct StoredAlert {
+    Timestamp received = 0;
+    schemas::Alert alert;
+  };
+  std::vector<StoredAlert> alerts(const std::string& node, Timestamp since, std::size_t limit);
 
   // Keeps (or, with an empty payload, forgets) a cloud record. `sync`: wait for the disk
   // (what this instance decided) or not (a copy of what a peer published, which the
