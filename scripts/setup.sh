@@ -33,8 +33,9 @@ packages=(
   # scripts/run.sh reads the example topology's nodes and talks to nova-cloud's REST API
   python3-yaml curl
   # tests/dashboard: the dashboard driven in a headless browser by playwright-core (npm ci
-  # of its package-lock.json in the build tree, the dashboard_setup test)
-  chromium nodejs npm
+  # of its package-lock.json in the build tree, the dashboard_setup test); Node.js and npm
+  # are added below only when the machine has no npm of its own
+  chromium
   # deploy/containers: images built without a container engine (mmdebstrap extracts the
   # runtime libraries, umoci makes the OCI image, skopeo reads its config back), and the
   # Kubernetes API's models that deploy/kubernetes/validate.py checks manifests against
@@ -49,6 +50,12 @@ packages=(
   # (no kernel module on these machines), ip netns for tests/broker-bridge/wireguard_test
   wireguard-tools wireguard-go iproute2
 )
+
+# A machine that already has Node.js with npm (for example from a vendor repository)
+# keeps it: Debian's npm package conflicts with a nodejs built elsewhere.
+if ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for pkg in "${packages[@]}"; do
