@@ -33,6 +33,7 @@
 
 #include "nova/tiers/placement.h"
 #include "placement_core.h"
+#include "placement_exact.h"
 
 namespace nova::tiers {
 
@@ -41,6 +42,7 @@ using namespace detail;
 namespace {
 
 constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
+static_assert(kNone == kUnplaced, "an unplaced workload is the same to the exact count");
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 // Local search improvement must beat this, so rounding noise cannot make it cycle.
 constexpr double kImprove = 1e-9;
@@ -1122,7 +1124,7 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
       if (seen[n]) active.push_back(n);
     }
   }
-  const std::size_t hoods_stop = std::min(kSearchBudget, spent + kHoodsBudget);
+  std::size_t hoods_stop = std::min(kSearchBudget, spent + kHoodsBudget);
   auto exact_hoods = [&] {
     bool improved = false;
     const std::size_t A = active.size();
@@ -1162,18 +1164,80 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
     local_search();
   } while (spent < hoods_stop && exact_hoods());
 
-  // 3c. Ruin and recreate, for the count: placing one more can need most nodes to
-  // change, beyond any neighbourhood above. Each round empties the nodes of up to three
-  // options of a random unplaced workload, puts every unplaced workload back in random
-  // order on the option it fills tightest, then runs the ejection chains; a round is kept
-  // only when it places more (then the local search improves the score), else undone.
+  auto placed_count = [&] {
+    std::size_t n = 0;
+    for (std::uint32_t w : order) n += assign[w] != kNone;
+    return n;
+  };
+  // 3c. The exact solve (placement_exact.h), when the batch is small enough: every set of
+  // workloads each node can take, valued exactly on that node, solved as a set-packing
+  // program (the most workloads, then the best score). Its assignment is taken when it
+  // improves the objective (every node's load checked again here); a proven optimum ends
+  // the search, a proven count alone leaves the score to the local search (which never
+  // lowers the count), and without either the search for the count below goes on.
+  bool count_proven = false, score_proven = false;
   {
-    std::mt19937_64 rng(0x72756e);
-    auto placed_count = [&] {
-      std::size_t n = 0;
-      for (std::uint32_t w : order) n += assign[w] != kNone;
-      return n;
+    Packing pk;
+    pk.room.resize(slots.size(), {0, 0, 0});
+    for (std::uint32_t n = 0; n < slots.size(); ++n) {
+      if (!slots[n].occupied) continue;
+      for (std::size_t d = 0; d < 3; ++d) pk.room[n][d] = free_of(slots[n].alloc[d], slots[n].used[d]);
+    }
+    pk.req.resize(W);
+    pk.options.resize(W);
+    for (std::uint32_t w = 0; w < W; ++w) {
+      for (std::size_t d = 0; d < 3; ++d) pk.req[w][d] = qs[w].req[d];
+      for (const Option& o : options[w]) pk.options[w].push_back(o.slot);
+    }
+    pk.start = assign;
+    pk.value = [&](std::uint32_t n, const std::vector<std::uint32_t>& mem) {
+      std::array<std::uint64_t, 3> l{0, 0, 0};
+      for (std::uint32_t w : mem) {
+        for (std::size_t d = 0; d < 3; ++d) l[d] += qs[w].req[d];
+      }
+      return value(n, mem, l);
     };
+    const PackingResult exact = exact_batch(pk, {});
+    count_proven = exact.status == PackingResult::Status::optimal || exact.status == PackingResult::Status::count_only;
+    score_proven = exact.status == PackingResult::Status::optimal;
+    if (count_proven) {
+      std::vector<std::array<std::uint64_t, 3>> l(slots.size(), {0, 0, 0});
+      bool valid = true;
+      for (std::uint32_t w = 0; w < W && valid; ++w) {
+        const std::uint32_t n = exact.assign[w];
+        if (n == kUnplaced) continue;
+        valid = option(w, n) != nullptr;
+        for (std::size_t d = 0; d < 3 && valid; ++d) l[n][d] += qs[w].req[d];
+      }
+      for (std::uint32_t n = 0; n < slots.size() && valid; ++n) valid = fits(n, l[n]);
+      double now = 0;
+      for (std::uint32_t n = 0; n < slots.size(); ++n) now += value(n, members[n], load[n]);
+      const int gained = static_cast<int>(exact.placed) - static_cast<int>(placed_count());
+      count_proven = count_proven && valid;
+      score_proven = score_proven && valid;
+      if (valid && improves(gained, exact.score - now)) {
+        for (std::uint32_t w = 0; w < W; ++w) relocate(w, kNone, false);
+        for (std::uint32_t w = 0; w < W; ++w) {
+          if (exact.assign[w] != kUnplaced) relocate(w, exact.assign[w], false);
+        }
+        if (!score_proven) {
+          hoods_stop = std::min(kSearchBudget, spent + kHoodsBudget);
+          do {
+            local_search();
+          } while (spent < hoods_stop && exact_hoods());
+        }
+      }
+    }
+  }
+
+  // 3d. Ruin and recreate, for the count, when it is not proven the most possible:
+  // placing one more can need most nodes to change, beyond any neighbourhood above. Each
+  // round empties the nodes of up to three options of a random unplaced workload, puts
+  // every unplaced workload back in random order on the option it fills tightest, then
+  // runs the ejection chains; a round is kept only when it places more (then the local
+  // search improves the score), else undone.
+  if (!count_proven) {
+    std::mt19937_64 rng(0x72756e);
     std::size_t best_count = placed_count();
     for (std::size_t round = 0; round < kRuinRounds && best_count < order.size() && spent < kSearchBudget; ++round) {
       std::vector<std::uint32_t> waiting;
