@@ -70,6 +70,9 @@ constexpr std::size_t kRuinRounds = 400;
 // all of them together: they bound the latency a batch submission adds.
 constexpr std::size_t kHoodSolveBudget = 50'000;
 constexpr std::size_t kHoodsBudget = 4'000'000;
+// The exact solve looks for identical nodes while the batch has at most this many
+// (workload, node) options (its signatures cost that much memory).
+constexpr std::size_t kTwinPairs = 50'000;
 
 // The batch objective is lexicographic: more placed workloads first, then a higher total
 // score. A step improves it when it places more, or as many and scores more than rounding.
@@ -799,6 +802,16 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
     }
     return true;
   };
+  // Where each workload runs now (opts.current), for the stay bonus.
+  std::vector<std::uint32_t> now_on(W, kNone);
+  if (opts.stay_bonus > 0) {
+    for (std::size_t w = 0; w < W && w < opts.current.size(); ++w) {
+      if (opts.current[w].empty()) continue;
+      for (std::uint32_t n = 0; n < slots.size(); ++n) {
+        if (slots[n].occupied && cands[n].node == opts.current[w]) now_on[w] = n;
+      }
+    }
+  }
   auto value = [&](std::uint32_t n, const std::vector<std::uint32_t>& mem,
                    const std::array<std::uint64_t, 3>& l) {
     if (n == kNone) return 0.0;
@@ -809,7 +822,7 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
     for (std::uint32_t w : mem) {
       ScoreBreakdown b = option(w, n)->fixed;
       b.resource = resource_component(s.alloc, post, qs[w].req, s.f.res_mult);
-      v += total(b);
+      v += total(b) + (now_on[w] == n ? opts.stay_bonus : 0.0);
     }
     spent += mem.size() + 1;
     return v;
@@ -1028,7 +1041,7 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
   auto option_upper = [&](std::uint32_t w, std::uint32_t n) {
     ScoreBreakdown b = option(w, n)->fixed;
     b.resource = resource_upper(slots[n].f.res_mult);
-    return total(b) + kBoundSlack;
+    return total(b) + (now_on[w] == n ? opts.stay_bonus : 0.0) + kBoundSlack;
   };
   // Solves the workloads on `nodes` plus the unplaced workloads `waiting` exactly.
   auto solve_hood_with = [&](const std::vector<std::uint32_t>& nodes, const std::vector<std::uint32_t>& waiting) {
@@ -1190,6 +1203,29 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
       for (const Option& o : options[w]) pk.options[w].push_back(o.slot);
     }
     pk.start = assign;
+    // Twins: nodes that no set can tell apart (room, usage, factors, every workload's
+    // option on them, no running workload's stay bonus), found by their signature.
+    std::size_t pairs = 0;
+    for (std::uint32_t w = 0; w < W; ++w) pairs += options[w].size();
+    if (pairs <= kTwinPairs) {
+      std::map<std::vector<double>, std::uint32_t> first;
+      pk.twin_of.resize(slots.size());
+      for (std::uint32_t n = 0; n < slots.size(); ++n) {
+        const Slot& sl = slots[n];
+        std::vector<double> sig{sl.f.res_mult, sl.f.link, sl.f.down, sl.f.avail_mult};
+        for (std::size_t d = 0; d < 3; ++d) {
+          sig.push_back(static_cast<double>(sl.alloc[d]));
+          sig.push_back(static_cast<double>(sl.used[d]));
+        }
+        for (std::uint32_t w = 0; w < W; ++w) {
+          const Option* o = option(w, n);
+          sig.push_back(o ? 1.0 : 0.0);
+          if (o) sig.insert(sig.end(), {o->fixed.resource, o->fixed.latency, o->fixed.capability, o->fixed.level,
+                                        o->fixed.availability, now_on[w] == n ? 1.0 : 0.0});
+        }
+        pk.twin_of[n] = sl.occupied ? first.try_emplace(std::move(sig), n).first->second : n;
+      }
+    }
     pk.value = [&](std::uint32_t n, const std::vector<std::uint32_t>& mem) {
       std::array<std::uint64_t, 3> l{0, 0, 0};
       for (std::uint32_t w : mem) {

@@ -22,6 +22,8 @@ struct Set {
   double score;
 };
 
+std::uint32_t rep(const Packing& p, std::uint32_t n) { return p.twin_of.empty() ? n : p.twin_of[n]; }
+
 // Every set of workloads that fits on each node together, or false when there are more
 // than `limit`. A superset of a set that does not fit does not fit either, so the
 // depth-first enumeration stops there.
@@ -32,6 +34,7 @@ bool enumerate(const Packing& p, std::size_t limit, std::vector<Set>& out) {
     for (std::uint32_t n : p.options[w]) on[n].push_back(w);
   }
   for (std::uint32_t n = 0; n < N; ++n) {
+    if (rep(p, n) != n) continue;  // its class's first node answers for it
     std::vector<std::uint32_t> cur;
     std::array<std::uint64_t, 3> load{0, 0, 0};
     bool over = false;
@@ -97,7 +100,15 @@ std::optional<std::vector<std::size_t>> solve(const Packing& p, const std::vecto
   // Rows: one per node (at most one set), one per workload (in at most one chosen set),
   // and the placed count when it is bounded.
   glp_add_rows(lp.get(), N + W + (min_placed > 0 ? 1 : 0));
-  for (int r = 1; r <= N + W; ++r) glp_set_row_bnds(lp.get(), r, GLP_UP, 0.0, 1.0);
+  // A node row bounds its class: as many sets as the class has nodes.
+  std::vector<double> members_of(static_cast<std::size_t>(N), 0.0);
+  for (std::uint32_t n = 0; n < static_cast<std::uint32_t>(N); ++n) members_of[rep(p, n)] += 1.0;
+  for (int r = 1; r <= N; ++r) {
+    const double k = members_of[static_cast<std::size_t>(r - 1)];
+    if (k > 0) glp_set_row_bnds(lp.get(), r, GLP_UP, 0.0, k);
+    else glp_set_row_bnds(lp.get(), r, GLP_FX, 0.0, 0.0);
+  }
+  for (int r = N + 1; r <= N + W; ++r) glp_set_row_bnds(lp.get(), r, GLP_UP, 0.0, 1.0);
   if (min_placed > 0) glp_set_row_bnds(lp.get(), N + W + 1, GLP_LO, static_cast<double>(min_placed), 0.0);
   const int cols = static_cast<int>(sets.size());
   glp_add_cols(lp.get(), cols);
@@ -181,7 +192,7 @@ PackingResult exact_batch(const Packing& p, const PackingLimits& limits) {
   std::vector<std::size_t> start;
   for (std::uint32_t n = 0; n < taken.size(); ++n) {
     if (taken[n].empty()) continue;
-    auto it = index.find({n, taken[n]});
+    auto it = index.find({rep(p, n), taken[n]});
     if (it == index.end()) {  // not a set that fits: no incumbent
       start.clear();
       break;
@@ -196,27 +207,41 @@ PackingResult exact_batch(const Packing& p, const PackingLimits& limits) {
   }
   std::size_t most = 0;
   for (std::size_t j : *by_count) most += sets[j].members.size();
+  // The chosen sets of a class go to its nodes in order.
   auto take = [&](const std::vector<std::size_t>& chosen) {
     out.assign.assign(p.req.size(), kUnplaced);
     out.placed = 0;
     out.score = 0;
+    std::vector<std::uint32_t> next(p.room.size());  // per class: its next node to fill
+    for (std::uint32_t n = 0; n < p.room.size(); ++n) next[n] = n;
     for (std::size_t j : chosen) {
-      for (std::uint32_t w : sets[j].members) out.assign[w] = sets[j].node;
+      std::uint32_t& node = next[sets[j].node];
+      while (node < p.room.size() && rep(p, node) != sets[j].node) ++node;  // the class's next member
+      if (node >= p.room.size()) return false;  // more sets than nodes: never, the rows bound it
+      for (std::uint32_t w : sets[j].members) out.assign[w] = node;
+      ++node;
       out.placed += sets[j].members.size();
       out.score += sets[j].score;
     }
+    return true;
   };
   for (Set& s : sets) s.score = p.value(s.node, s.members);
-  take(*by_count);
+  if (!take(*by_count)) {
+    out.status = PackingResult::Status::failed;
+    out.assign.clear();
+    return out;
+  }
   out.status = PackingResult::Status::count_only;
   if (most == 0) {
     out.status = PackingResult::Status::optimal;
     return out;
   }
   for (std::size_t j = 0; j < sets.size(); ++j) coef[j + 1] = sets[j].score;
-  if (const auto by_score = solve(p, sets, coef, most, *by_count, limits)) {
-    take(*by_score);
+  const auto by_score = solve(p, sets, coef, most, *by_count, limits);
+  if (by_score && take(*by_score)) {
     out.status = PackingResult::Status::optimal;
+  } else {
+    take(*by_count);
   }
   return out;
 }

@@ -39,12 +39,18 @@ struct Packing {
   // Per workload: its node in a known assignment that fits (the heuristic's), or
   // kUnplaced; the solver's first incumbent.
   std::vector<std::uint32_t> start;
+  // Per node: the first node identical to it for this batch (same room, same workloads
+  // may use it, same value of every set: `value` of one answers for all), or itself.
+  // Identical nodes share their sets (a class row takes as many sets as it has nodes),
+  // which keeps a uniform cluster's enumeration small and takes the symmetry out of the
+  // search. Empty: every node is its own.
+  std::vector<std::uint32_t> twin_of;
 };
 
 inline constexpr std::uint32_t kUnplaced = 0xffffffffu;
 
 struct PackingLimits {
-  std::size_t max_sets = 20'000;  // enumerated (node, set) pairs; above: not attempted
+  std::size_t max_sets = 20'000;  // enumerated (node class, set) pairs; above: not attempted
   // Per solve (count, then score): branch-and-cut nodes, which keeps the answer
   // independent of the machine's load, and a time limit as a backstop.
   int max_nodes = 2000;

@@ -218,6 +218,14 @@ struct Decision {
 
 struct PlacementOptions {
   std::size_t failover_count = 3;  // k
+  // place_batch only: the node each spec runs on now (same order as the specs; "" or
+  // absent: nowhere) and a bonus, in score points, that a workload earns by staying
+  // there. The search then prefers, among assignments that place as many, the one that
+  // moves fewer running workloads unless moving gains more than the bonus (the
+  // re-optimiser's hysteresis per workload). The result's scores and objective never
+  // include it. 0: no preference.
+  std::vector<std::string> current;
+  double stay_bonus = 0;
 };
 
 // The placement record for a decision (revision and ts are the caller's to set).
