@@ -89,9 +89,14 @@
 // eject one to make room for an unplaced one; "unplaced" is a valid place) alternating
 // with exact solves of small neighbourhoods (two to four nodes with their workloads and
 // the unplaced ones that could go there) until nothing improves the objective, then
-// seeded ruin-and-recreate rounds kept only when they place more. On 2,400
-// exhaustively solved small instances it finds the optimum every time; larger tight
-// instances against a MILP solver are in docs/benchmarks.md.
+// an exact solve when the batch is small enough (every set of workloads each node can
+// take, valued exactly, solved as a set-packing program with GLPK: the most workloads,
+// then the best score; bounded in sets, branch-and-cut nodes and time, the heuristic's
+// answer kept otherwise), then, when the count is not proven, seeded ruin-and-recreate
+// rounds kept only when they place more. On 2,400 exhaustively solved small instances it
+// finds the optimum every time; larger tight instances against cbc are in
+// docs/benchmarks.md. PlacementOptions::current and stay_bonus make it prefer keeping
+// running workloads where they are (the re-optimiser's use).
 //
 // Performance. The free functions scan every candidate and are the reference semantics.
 // PlacementEngine holds the candidates in an index (buckets of equal region, level,
