@@ -70,9 +70,9 @@ constexpr std::size_t kRuinRounds = 400;
 // all of them together: they bound the latency a batch submission adds.
 constexpr std::size_t kHoodSolveBudget = 50'000;
 constexpr std::size_t kHoodsBudget = 4'000'000;
-// The exact solve looks for identical nodes while the batch has at most this many
-// (workload, node) options (its signatures cost that much memory).
-constexpr std::size_t kTwinPairs = 50'000;
+// The exact solve looks for identical nodes while nodes x workloads is at most this
+// (each node's signature holds an entry per workload).
+constexpr std::size_t kTwinCells = 100'000;
 
 // The batch objective is lexicographic: more placed workloads first, then a higher total
 // score. A step improves it when it places more, or as many and scores more than rounding.
@@ -1205,9 +1205,7 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
     pk.start = assign;
     // Twins: nodes that no set can tell apart (room, usage, factors, every workload's
     // option on them, no running workload's stay bonus), found by their signature.
-    std::size_t pairs = 0;
-    for (std::uint32_t w = 0; w < W; ++w) pairs += options[w].size();
-    if (pairs <= kTwinPairs) {
+    if (slots.size() * W <= kTwinCells) {
       std::map<std::vector<double>, std::uint32_t> first;
       pk.twin_of.resize(slots.size());
       for (std::uint32_t n = 0; n < slots.size(); ++n) {
