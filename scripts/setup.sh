@@ -15,6 +15,8 @@ packages=(
   libcbor-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
   libpaho-mqttpp-dev libpaho-mqtt-dev
   libleveldb-dev libsnappy-dev libzstd-dev libssl-dev libcpp-httplib-dev
+  # tiers' batch placement solves small batches exactly (tiers/src/placement_exact.h)
+  libglpk-dev
   # mosquitto-dev: the broker's plugin API (broker-bridge/acl-plugin); libmosquitto-dev:
   # the topic matcher its unit tests link
   mosquitto-dev libmosquitto-dev

@@ -34,6 +34,11 @@ bool room(const tiers::Candidate& c, const Resources& r) {
 
 std::uint64_t demand(const schemas::WorkloadSpec& s) { return s.resources.cpu_millis + s.resources.memory_mb; }
 
+// What a running workload earns in the target's search by staying where it is (score
+// points): among assignments that place as many, the target moves fewer workloads, and
+// a move must gain more than this (reoptimiser.h).
+constexpr double kStayBonus = 0.5;
+
 }  // namespace
 
 std::vector<ReoptimiserStep> plan_reoptimisation(std::span<const Standing> standing,
@@ -61,8 +66,13 @@ std::vector<ReoptimiserStep> plan_reoptimisation(std::span<const Standing> stand
   }
   if (free_ones.empty()) return {};
   std::vector<schemas::WorkloadSpec> specs;
-  for (std::size_t i : free_ones) specs.push_back(standing[i].spec);
-  const tiers::BatchResult target = tiers::place_batch(specs, candidates);
+  tiers::PlacementOptions opts;
+  opts.stay_bonus = kStayBonus;
+  for (std::size_t i : free_ones) {
+    specs.push_back(standing[i].spec);
+    opts.current.push_back(standing[i].node.value_or(""));
+  }
+  const tiers::BatchResult target = tiers::place_batch(specs, candidates, opts);
 
   // The current assignment of the same workloads on the same objective: each running
   // one scored on its node's current state.
@@ -125,6 +135,37 @@ std::vector<ReoptimiserStep> plan_reoptimisation(std::span<const Standing> stand
         progress = true;
       }
       place_pending();
+    }
+    // A detour when nothing could move: the target is often a permutation of full nodes
+    // (a swap, a cycle), where no move has room now. Then a workload that the target
+    // moves off a node some blocked step needs goes to the best node with room now other
+    // than both (it is parked there; a later round, after the dwell time, moves it on),
+    // so the blocked step finds its room once the parked workload's old run has stopped.
+    for (std::size_t k = 0; k < free_ones.size() && moved == 0 && policy.migration_budget > 0; ++k) {
+      const auto& d = target.decisions[k];
+      if (done[k] || !d.best || standing[free_ones[k]].node == d.best->node) continue;
+      const std::size_t blocked = d.best->index;  // the node step k waits for
+      for (std::size_t x = 0; x < free_ones.size() && moved == 0; ++x) {
+        const Standing& s = standing[free_ones[x]];
+        const auto& dx = target.decisions[x];
+        if (x == k || done[x] || !s.node || *s.node != candidates[blocked].node || (dx.best && dx.best->index == blocked)) {
+          continue;
+        }
+        // Only a detour that gives step k its room once the parked run has stopped.
+        tiers::Candidate after = now[blocked];
+        subtract(after.used, s.spec.resources);
+        if (!room(after, standing[free_ones[k]].spec.resources)) continue;
+        std::vector<tiers::Candidate> elsewhere = now;
+        elsewhere[blocked].alive = false;
+        elsewhere[*slot_of(s.node)].alive = false;
+        tiers::Decision park = tiers::place_one(s.spec, elsewhere);
+        if (!park.best) continue;
+        add(now[park.best->index].used, s.spec.resources);
+        subtract(now[blocked].used, s.spec.resources);
+        steps.push_back({free_ones[x], std::move(park), true});
+        done[x] = true;
+        ++moved;
+      }
     }
   }
   return steps;

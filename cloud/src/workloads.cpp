@@ -1089,7 +1089,10 @@ std::size_t Workloads::Impl::reoptimise(Timestamp now) {
       auto& recent = migrations_off[w.placement->node];
       while (!recent.empty() && recent.front() + policy.node_window_ms <= now) recent.pop_front();
       const auto hold = migration_hold.find(id);
-      s.movable = !w.migration && !w.stopping && now >= w.placement->ts + policy.min_dwell_ms &&
+      // A migrated workload may move again once its old run is known stopped and the
+      // dwell time has passed since the move: a target that fails to start has refused
+      // by then (a run-to-completion task keeps its migration record until it ends).
+      s.movable = !w.stopping && now >= w.placement->ts + policy.min_dwell_ms &&
                   recent.size() < policy.max_per_node && (hold == migration_hold.end() || hold->second <= now);
     } else if (w.phase != Phase::pending || (w.history.empty() && now < w.submitted_ts + 1000)) {
       continue;  // ended, deleted, or a retained record whose placement may still come

@@ -33,6 +33,7 @@
 
 #include "nova/tiers/placement.h"
 #include "placement_core.h"
+#include "placement_exact.h"
 
 namespace nova::tiers {
 
@@ -41,6 +42,7 @@ using namespace detail;
 namespace {
 
 constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
+static_assert(kNone == kUnplaced, "an unplaced workload is the same to the exact count");
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 // Local search improvement must beat this, so rounding noise cannot make it cycle.
 constexpr double kImprove = 1e-9;
@@ -68,6 +70,9 @@ constexpr std::size_t kRuinRounds = 400;
 // all of them together: they bound the latency a batch submission adds.
 constexpr std::size_t kHoodSolveBudget = 50'000;
 constexpr std::size_t kHoodsBudget = 4'000'000;
+// The exact solve looks for identical nodes while nodes x workloads is at most this
+// (each node's signature holds an entry per workload).
+constexpr std::size_t kTwinCells = 100'000;
 
 // The batch objective is lexicographic: more placed workloads first, then a higher total
 // score. A step improves it when it places more, or as many and scores more than rounding.
@@ -797,6 +802,16 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
     }
     return true;
   };
+  // Where each workload runs now (opts.current), for the stay bonus.
+  std::vector<std::uint32_t> now_on(W, kNone);
+  if (opts.stay_bonus > 0) {
+    for (std::size_t w = 0; w < W && w < opts.current.size(); ++w) {
+      if (opts.current[w].empty()) continue;
+      for (std::uint32_t n = 0; n < slots.size(); ++n) {
+        if (slots[n].occupied && cands[n].node == opts.current[w]) now_on[w] = n;
+      }
+    }
+  }
   auto value = [&](std::uint32_t n, const std::vector<std::uint32_t>& mem,
                    const std::array<std::uint64_t, 3>& l) {
     if (n == kNone) return 0.0;
@@ -807,7 +822,7 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
     for (std::uint32_t w : mem) {
       ScoreBreakdown b = option(w, n)->fixed;
       b.resource = resource_component(s.alloc, post, qs[w].req, s.f.res_mult);
-      v += total(b);
+      v += total(b) + (now_on[w] == n ? opts.stay_bonus : 0.0);
     }
     spent += mem.size() + 1;
     return v;
@@ -1026,7 +1041,7 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
   auto option_upper = [&](std::uint32_t w, std::uint32_t n) {
     ScoreBreakdown b = option(w, n)->fixed;
     b.resource = resource_upper(slots[n].f.res_mult);
-    return total(b) + kBoundSlack;
+    return total(b) + (now_on[w] == n ? opts.stay_bonus : 0.0) + kBoundSlack;
   };
   // Solves the workloads on `nodes` plus the unplaced workloads `waiting` exactly.
   auto solve_hood_with = [&](const std::vector<std::uint32_t>& nodes, const std::vector<std::uint32_t>& waiting) {
@@ -1122,7 +1137,7 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
       if (seen[n]) active.push_back(n);
     }
   }
-  const std::size_t hoods_stop = std::min(kSearchBudget, spent + kHoodsBudget);
+  std::size_t hoods_stop = std::min(kSearchBudget, spent + kHoodsBudget);
   auto exact_hoods = [&] {
     bool improved = false;
     const std::size_t A = active.size();
@@ -1162,18 +1177,101 @@ BatchResult PlacementEngine::Impl::batch(std::span<const WorkloadSpec> specs,
     local_search();
   } while (spent < hoods_stop && exact_hoods());
 
-  // 3c. Ruin and recreate, for the count: placing one more can need most nodes to
-  // change, beyond any neighbourhood above. Each round empties the nodes of up to three
-  // options of a random unplaced workload, puts every unplaced workload back in random
-  // order on the option it fills tightest, then runs the ejection chains; a round is kept
-  // only when it places more (then the local search improves the score), else undone.
+  auto placed_count = [&] {
+    std::size_t n = 0;
+    for (std::uint32_t w : order) n += assign[w] != kNone;
+    return n;
+  };
+  // 3c. The exact solve (placement_exact.h), when the batch is small enough: every set of
+  // workloads each node can take, valued exactly on that node, solved as a set-packing
+  // program (the most workloads, then the best score). Its assignment is taken when it
+  // improves the objective (every node's load checked again here); a proven optimum ends
+  // the search, a proven count alone leaves the score to the local search (which never
+  // lowers the count), and without either the search for the count below goes on.
+  bool count_proven = false, score_proven = false;
   {
-    std::mt19937_64 rng(0x72756e);
-    auto placed_count = [&] {
-      std::size_t n = 0;
-      for (std::uint32_t w : order) n += assign[w] != kNone;
-      return n;
+    Packing pk;
+    pk.room.resize(slots.size(), {0, 0, 0});
+    for (std::uint32_t n = 0; n < slots.size(); ++n) {
+      if (!slots[n].occupied) continue;
+      for (std::size_t d = 0; d < 3; ++d) pk.room[n][d] = free_of(slots[n].alloc[d], slots[n].used[d]);
+    }
+    pk.req.resize(W);
+    pk.options.resize(W);
+    for (std::uint32_t w = 0; w < W; ++w) {
+      for (std::size_t d = 0; d < 3; ++d) pk.req[w][d] = qs[w].req[d];
+      for (const Option& o : options[w]) pk.options[w].push_back(o.slot);
+    }
+    pk.start = assign;
+    // Twins: nodes that no set can tell apart (room, usage, factors, every workload's
+    // option on them, no running workload's stay bonus), found by their signature.
+    if (slots.size() * W <= kTwinCells) {
+      std::map<std::vector<double>, std::uint32_t> first;
+      pk.twin_of.resize(slots.size());
+      for (std::uint32_t n = 0; n < slots.size(); ++n) {
+        const Slot& sl = slots[n];
+        std::vector<double> sig{sl.f.res_mult, sl.f.link, sl.f.down, sl.f.avail_mult};
+        for (std::size_t d = 0; d < 3; ++d) {
+          sig.push_back(static_cast<double>(sl.alloc[d]));
+          sig.push_back(static_cast<double>(sl.used[d]));
+        }
+        for (std::uint32_t w = 0; w < W; ++w) {
+          const Option* o = option(w, n);
+          sig.push_back(o ? 1.0 : 0.0);
+          if (o) sig.insert(sig.end(), {o->fixed.resource, o->fixed.latency, o->fixed.capability, o->fixed.level,
+                                        o->fixed.availability, now_on[w] == n ? 1.0 : 0.0});
+        }
+        pk.twin_of[n] = sl.occupied ? first.try_emplace(std::move(sig), n).first->second : n;
+      }
+    }
+    pk.value = [&](std::uint32_t n, const std::vector<std::uint32_t>& mem) {
+      std::array<std::uint64_t, 3> l{0, 0, 0};
+      for (std::uint32_t w : mem) {
+        for (std::size_t d = 0; d < 3; ++d) l[d] += qs[w].req[d];
+      }
+      return value(n, mem, l);
     };
+    const PackingResult exact = exact_batch(pk, {});
+    count_proven = exact.status == PackingResult::Status::optimal || exact.status == PackingResult::Status::count_only;
+    score_proven = exact.status == PackingResult::Status::optimal;
+    if (count_proven) {
+      std::vector<std::array<std::uint64_t, 3>> l(slots.size(), {0, 0, 0});
+      bool valid = true;
+      for (std::uint32_t w = 0; w < W && valid; ++w) {
+        const std::uint32_t n = exact.assign[w];
+        if (n == kUnplaced) continue;
+        valid = option(w, n) != nullptr;
+        for (std::size_t d = 0; d < 3 && valid; ++d) l[n][d] += qs[w].req[d];
+      }
+      for (std::uint32_t n = 0; n < slots.size() && valid; ++n) valid = fits(n, l[n]);
+      double now = 0;
+      for (std::uint32_t n = 0; n < slots.size(); ++n) now += value(n, members[n], load[n]);
+      const int gained = static_cast<int>(exact.placed) - static_cast<int>(placed_count());
+      count_proven = count_proven && valid;
+      score_proven = score_proven && valid;
+      if (valid && improves(gained, exact.score - now)) {
+        for (std::uint32_t w = 0; w < W; ++w) relocate(w, kNone, false);
+        for (std::uint32_t w = 0; w < W; ++w) {
+          if (exact.assign[w] != kUnplaced) relocate(w, exact.assign[w], false);
+        }
+        if (!score_proven) {
+          hoods_stop = std::min(kSearchBudget, spent + kHoodsBudget);
+          do {
+            local_search();
+          } while (spent < hoods_stop && exact_hoods());
+        }
+      }
+    }
+  }
+
+  // 3d. Ruin and recreate, for the count, when it is not proven the most possible:
+  // placing one more can need most nodes to change, beyond any neighbourhood above. Each
+  // round empties the nodes of up to three options of a random unplaced workload, puts
+  // every unplaced workload back in random order on the option it fills tightest, then
+  // runs the ejection chains; a round is kept only when it places more (then the local
+  // search improves the score), else undone.
+  if (!count_proven) {
+    std::mt19937_64 rng(0x72756e);
     std::size_t best_count = placed_count();
     for (std::size_t round = 0; round < kRuinRounds && best_count < order.size() && spent < kSearchBudget; ++round) {
       std::vector<std::uint32_t> waiting;

@@ -5,21 +5,28 @@
 // together would (docs/placement.md, "Objective"). Every `interval_ms`, the owner of a set
 // of workloads asks plan_reoptimisation() what to change: it places the pending and the
 // movable running workloads together with tiers::place_batch (the immovable ones stay
-// where they are and hold their resources), and when that assignment beats the current
-// one -- more workloads placed, or as many and a total score higher by at least
-// `min_gain` (hysteresis: small gains do not move running work) -- it returns the steps
-// toward it that are possible now:
+// where they are and hold their resources; each running one earns a stay bonus of 0.5
+// points where it is, so that among assignments that place as many the target moves
+// fewer workloads), and when that assignment beats the current one -- more workloads
+// placed, or as many and a total score higher by at least `min_gain` (hysteresis: small
+// gains do not move running work) -- it returns the steps toward it that are possible now:
 //   1. pending workloads placed on their target node where it has room,
 //   2. at most `migration_budget` running workloads moved to their target, where it has
 //      room, largest demand first (the big ones are the ones that unblock others), in
 //      passes until nothing more fits (a move can make room for another),
-//   3. pending workloads again after each pass, on the room the moves left.
+//   3. pending workloads again after each pass, on the room the moves left,
+//   4. when nothing could move (the target permutes full nodes: a swap, a cycle), one
+//      detour: a workload the target moves off a node that a blocked step needs is
+//      parked on the best node with room now other than both, when that gives the
+//      blocked step its room once the parked workload's old run has stopped. A later
+//      round moves the parked workload on.
 // Steps never overcommit a node on the current state: room is accounted as they are
 // planned. What is not possible now (a target still full) waits for the next round, so a
 // tight cluster converges over rounds, each bounded by the budget.
 //
 // "Movable" is the caller's to decide, with the migration limits of migration.h: placed
-// at least the minimum dwell time ago, no move in flight, and its node under the
+// at least the minimum dwell time ago, its old run known stopped (no fence, fence.h; a
+// workload moved before may move again after the dwell), and its node under the
 // per-node cap. Pure logic: no I/O, no clock.
 #pragma once
 

@@ -89,9 +89,14 @@
 // eject one to make room for an unplaced one; "unplaced" is a valid place) alternating
 // with exact solves of small neighbourhoods (two to four nodes with their workloads and
 // the unplaced ones that could go there) until nothing improves the objective, then
-// seeded ruin-and-recreate rounds kept only when they place more. On 2,400
-// exhaustively solved small instances it finds the optimum every time; larger tight
-// instances against a MILP solver are in docs/benchmarks.md.
+// an exact solve when the batch is small enough (every set of workloads each node can
+// take, valued exactly, solved as a set-packing program with GLPK: the most workloads,
+// then the best score; bounded in sets, branch-and-cut nodes and time, the heuristic's
+// answer kept otherwise), then, when the count is not proven, seeded ruin-and-recreate
+// rounds kept only when they place more. On 2,400 exhaustively solved small instances it
+// finds the optimum every time; larger tight instances against cbc are in
+// docs/benchmarks.md. PlacementOptions::current and stay_bonus make it prefer keeping
+// running workloads where they are (the re-optimiser's use).
 //
 // Performance. The free functions scan every candidate and are the reference semantics.
 // PlacementEngine holds the candidates in an index (buckets of equal region, level,
@@ -218,6 +223,14 @@ struct Decision {
 
 struct PlacementOptions {
   std::size_t failover_count = 3;  // k
+  // place_batch only: the node each spec runs on now (same order as the specs; "" or
+  // absent: nowhere) and a bonus, in score points, that a workload earns by staying
+  // there. The search then prefers, among assignments that place as many, the one that
+  // moves fewer running workloads unless moving gains more than the bonus (the
+  // re-optimiser's hysteresis per workload). The result's scores and objective never
+  // include it. 0: no preference.
+  std::vector<std::string> current;
+  double stay_bonus = 0;
 };
 
 // The placement record for a decision (revision and ts are the caller's to set).
