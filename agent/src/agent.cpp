@@ -282,6 +282,7 @@ void Agent::add_sample(const schemas::MetricSample& sample) {
   if (const std::uint64_t overrides = counters().overrides_applied; overrides > 0) {
     extra["agent.overrides_applied"] = static_cast<double>(overrides);  // the cloud's verdicts in force
   }
+  if (options_.extra_gauges) options_.extra_gauges(extra);
   sensors_.merge_into(extra, sample.ts);  // third-party readings since the last sample
   // Decided here, on the sample as it goes up (sensor gauges included), whether or not
   // the uplink is there: the outbox keeps what is decided offline until it can be sent.

@@ -27,6 +27,8 @@
 #include <thread>
 
 #include "nova/agent/agent.h"
+#include "nova/agent/cache_origin.h"
+#include "nova/agent/cache_server.h"
 #include "nova/agent/config.h"
 #include "nova/agent/metrics.h"
 #include "nova/agent/tasks.h"
@@ -240,6 +242,49 @@ void bind_symbols_now(char** argv) {
   ::unsetenv(kMarker);
 }
 
+// The task cache and its socket (docs/agent.md, Cache), when limits.cache_size_mb is
+// not 0. The socket belongs to the user tasks run as, so they can reach it.
+struct TaskCache {
+  std::unique_ptr<Cache> cache;
+  std::unique_ptr<CacheServer> server;
+};
+
+schemas::Result<TaskCache> start_task_cache(const AgentConfig& c, const StorageOptions& storage, const TaskUser& user) {
+  TaskCache out;
+  if (c.limits.cache_size_mb == 0) return out;
+  CacheOptions o;
+  o.dir = c.cache.dir;
+  o.budget_bytes = c.limits.cache_size_mb << 20;
+  o.max_entries = c.cache.max_entries;
+  o.prefetch = c.cache.prefetch;
+  o.predictor.depth = c.cache.prefetch_depth;
+  o.storage = storage;
+  auto cache = Cache::open(std::move(o));
+  if (!cache) return cache.error();
+  out.cache = std::move(cache).value();
+  CacheServerOptions so;
+  so.socket = c.cache.socket;
+  if (user.switched) {
+    so.owner_uid = user.uid;
+    so.owner_gid = user.gid;
+  }
+  if (!c.cache.origin.empty()) {
+    auto origin = HttpOrigin::parse(c.cache.origin);  // checked when the file was read
+    if (!origin) return origin.error();
+    so.origin = [o = std::move(origin).value()](std::string_view key) { return o.fetch(key); };
+  }
+  so.log = log_line;
+  auto server = CacheServer::start(*out.cache, std::move(so));
+  if (!server) return server.error();
+  out.server = std::move(server).value();
+  const CacheStats st = out.cache->stats();
+  log_line("info", "cache_ready",
+           "socket=" + logfmt_quote(c.cache.socket) + " budget_bytes=" + std::to_string(st.budget_bytes) +
+               " entries=" + std::to_string(st.entries) + " bytes=" + std::to_string(st.bytes) +
+               " origin=" + logfmt_quote(c.cache.origin) + " prefetch=" + (c.cache.prefetch ? "true" : "false"));
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -293,6 +338,7 @@ int main(int argc, char** argv) {
   task_options.user = config->tasks.user;
   task_options.allow_root = config->tasks.allow_root;
   task_options.log = log_line;
+  if (config->limits.cache_size_mb > 0) task_options.base_env["NOVA_CACHE_SOCKET"] = config->cache.socket;
   auto tasks = TaskRunner::open(task_options, [&](const schemas::TaskResult& r) {
     if (agent_ptr != nullptr) agent_ptr->record_result(r);
   });
@@ -307,6 +353,12 @@ int main(int argc, char** argv) {
   if (task_user.root) log_line("warning", "tasks_run_as_root", "detail=" + logfmt_quote(task_user.detail));
   if (config->tasks.allow.empty()) {
     log_line("warning", "tasks_none_allowed", "detail=\"tasks.allow is empty: every task is refused\"");
+  }
+
+  auto task_cache = start_task_cache(*config, reported_storage(storage_key, log_line, nullptr), task_user);
+  if (!task_cache) {
+    log_line("error", "cache_unavailable", "error=" + logfmt_quote(task_cache.error().message()));
+    return 1;
   }
 
   auto trust = control_trust(*config);
@@ -336,6 +388,9 @@ int main(int argc, char** argv) {
     agent_ptr->report_remote(Agent::Remote::config, remote.revision, std::nullopt);
   };
   options.log = log_line;
+  if (const Cache* cache = task_cache.value().cache.get()) {
+    options.extra_gauges = [cache](std::map<std::string, double>& extra) { add_cache_gauges(cache->stats(), extra); };
+  }
   options.release_memory = true;  // VmRSS: docs/agent.md, "Memory"
   options.storage_key = storage_key;
   auto agent = Agent::create(std::move(options), &source);

@@ -90,9 +90,20 @@ struct AgentConfig {
     std::uint32_t max_memory_pct = 85;
     std::uint32_t max_disk_pct = 90;
     std::uint64_t min_free_memory_mb = 1024;
-    std::uint64_t cache_size_mb = 100;
+    std::uint64_t cache_size_mb = 100;  // the task cache's byte budget; 0 = no cache
     friend bool operator==(const Limits&, const Limits&) = default;
   } limits;
+  // The task cache (nova/agent/cache.h; docs/agent.md, Cache); its budget is
+  // limits.cache_size_mb.
+  struct TaskCache {
+    std::string dir = "/var/lib/nova-agent/cache";
+    std::string socket = "/run/nova-agent/cache.sock";  // NOVA_CACHE_SOCKET of every task
+    std::string origin;                                  // http://host[:port][/path]; empty: none
+    bool prefetch = true;
+    std::uint32_t prefetch_depth = 4;
+    std::uint32_t max_entries = 16384;
+    friend bool operator==(const TaskCache&, const TaskCache&) = default;
+  } cache;
   struct Tasks {
     std::string dir = "/var/lib/nova-agent/tasks";
     std::uint32_t max_concurrent = 2;
