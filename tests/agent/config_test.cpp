@@ -333,10 +333,12 @@ TEST_CASE("identity keys cannot be changed remotely", "[config]") {
     const bool identity = k.name == "node.id" || k.name == "node.site";
     const bool task_policy = k.name == "tasks.allow" || k.name == "tasks.user" || k.name == "tasks.allow_root";
     // Identity, task policy, TLS trust, the storage key, the update folder, what stays in
-    // the region and what is personal data (file only) cannot come from a message.
+    // the region, what is personal data and where the task cache's values come from and
+    // who reaches it (file only) cannot come from a message.
+    const bool cache_access = k.name == "cache.origin" || k.name == "cache.socket";
     CHECK(k.remote == !(identity || task_policy || k.name.starts_with("mqtt.tls_") || k.name.starts_with("trust.") ||
                         k.name.starts_with("storage.") || k.name == "update.dir" || k.name.starts_with("residency.") ||
-                        k.name.starts_with("privacy.")));
+                        k.name.starts_with("privacy.") || cache_access));
     CHECK(k.required == identity);
   }
 }
