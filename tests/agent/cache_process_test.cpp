@@ -93,23 +93,25 @@ struct Origin {
   }
 };
 
-// A signed task that runs the client in `phase` with its output to `out`, published by
-// mosquitto_pub with the test PKI's nova-cloud identity.
-void run_client(const testing::Broker& broker, const SharedDir& shared, const std::string& phase,
-                const fs::path& out) {
+// A signed task that runs `script` with /bin/sh, published by mosquitto_pub with the
+// test PKI's nova-cloud identity.
+void run_task(const testing::Broker& broker, const std::string& script) {
   static int n = 0;
   const std::string topic = std::string("nova/v1/down/") + kSite + "/" + kNode + "/task";
-  const schemas::Task task{"cache-" + std::to_string(++n), std::nullopt,
-                           {"/bin/sh", "-c",
-                            "/usr/bin/python3 " + (shared.path / "cache_client.py").string() + " " + phase + " > " +
-                                out.string() + " 2>&1"},
-                           {}, 20000, 0, 0, 1, 1};
+  const schemas::Task task{"cache-" + std::to_string(++n), std::nullopt, {"/bin/sh", "-c", script}, {}, 20000, 0, 0, 1, 1};
   const schemas::Bytes b = schemas::encode_cbor(task);
   const fs::path file = broker.data_dir() / ("task-" + std::to_string(n));
   std::ofstream(file, std::ios::binary) << testing::test_signer().sign(topic, std::string(b.begin(), b.end()));
   const std::string cmd = "mosquitto_pub " + broker.mosquitto_client_args("nova-cloud") + " -q 1 -i cache-pub-" +
                           std::to_string(n) + " -t '" + topic + "' -f " + file.string();
   REQUIRE(std::system(cmd.c_str()) == 0);
+}
+
+// The python3 client in `phase`, its output to `out`.
+void run_client(const testing::Broker& broker, const SharedDir& shared, const std::string& phase,
+                const fs::path& out) {
+  run_task(broker, "/usr/bin/python3 " + (shared.path / "cache_client.py").string() + " " + phase + " > " +
+                       out.string() + " 2>&1");
 }
 
 // The client's output once it printed its stats line, as step -> answers in order.
@@ -231,5 +233,13 @@ TEST_CASE("tasks use the cache through its socket and it survives SIGKILL within
   const std::string restarted = after.find("stats")->second;
   CHECK(stat_of(restarted, "hits") == 2);
   CHECK(stat_of(restarted, "bytes") <= kBudget);
+
+  // The shell examples of docs/agent.md, with socat.
+  const fs::path shell = shared.output("shell.out");
+  run_task(broker, "{ printf 'PUT tile/1 5\\nhello' | socat - UNIX-CONNECT:\"$NOVA_CACHE_SOCKET\"; "
+                   "printf 'GET tile/1\\n' | socat - UNIX-CONNECT:\"$NOVA_CACHE_SOCKET\"; echo; echo stats end; } > " +
+                       shell.string() + " 2>&1");
+  wait_output(shell);
+  CHECK(read_all(shell) == "OK\nVALUE 5\nhello\nstats end\n");
   CHECK(agent->running());
 }
