@@ -51,16 +51,24 @@ schemas::Result<std::unique_ptr<CacheServer>> CacheServer::start(Cache& cache, C
   std::error_code ec;
   if (options.socket.has_parent_path()) std::filesystem::create_directories(options.socket.parent_path(), ec);
   // A socket left by an agent that was killed is ours to replace; nothing else is.
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) return Error{"cache.socket", "'" + path + "' exists and is not a socket"};
-    ::unlink(path.c_str());
-  }
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return Error{"cache.socket", std::string("socket: ") + std::strerror(errno)};
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    bool served = false;
+    if (S_ISSOCK(st.st_mode)) {
+      const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      served = probe >= 0 && ::connect(probe, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
+      if (probe >= 0) ::close(probe);
+    }
+    if (!S_ISSOCK(st.st_mode) || served) {
+      ::close(fd);
+      return Error{"cache.socket", "'" + path + (served ? "' is served by another process" : "' exists and is not a socket")};
+    }
+    ::unlink(path.c_str());
+  }
   // Closed to everyone but the owner before anyone can connect: listen() comes after.
   if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 || ::chmod(path.c_str(), 0600) != 0 ||
-      (options.owner_uid && ::chown(path.c_str(), *options.owner_uid, options.owner_gid.value_or(-1u)) != 0) ||
       ::listen(fd, 16) != 0) {
     const std::string why = std::strerror(errno);
     ::close(fd);

@@ -243,17 +243,20 @@ void bind_symbols_now(char** argv) {
 }
 
 // The task cache and its socket (docs/agent.md, Cache), when limits.cache_size_mb is
-// not 0. The socket belongs to the user tasks run as, so they can reach it.
+// not 0. A socket that cannot be made at its default path (beside outbox.dir; say, a
+// folder too deep for the 107 bytes a socket path may have) leaves the agent running
+// without a cache, warned; at a path cache.socket names, it is a configuration error.
 struct TaskCache {
   std::unique_ptr<Cache> cache;
   std::unique_ptr<CacheServer> server;
+  std::filesystem::path socket;
 };
 
-schemas::Result<TaskCache> start_task_cache(const AgentConfig& c, const StorageOptions& storage, const TaskUser& user) {
+schemas::Result<TaskCache> start_task_cache(const AgentConfig& c, const StorageOptions& storage) {
   TaskCache out;
   if (c.limits.cache_size_mb == 0) return out;
   CacheOptions o;
-  o.dir = c.cache.dir;
+  o.dir = c.cache_dir();
   o.budget_bytes = c.limits.cache_size_mb << 20;
   o.max_entries = c.cache.max_entries;
   o.prefetch = c.cache.prefetch;
@@ -261,25 +264,28 @@ schemas::Result<TaskCache> start_task_cache(const AgentConfig& c, const StorageO
   o.storage = storage;
   auto cache = Cache::open(std::move(o));
   if (!cache) return cache.error();
-  out.cache = std::move(cache).value();
   CacheServerOptions so;
-  so.socket = c.cache.socket;
-  if (user.switched) {
-    so.owner_uid = user.uid;
-    so.owner_gid = user.gid;
-  }
+  so.socket = c.cache_socket();
   if (!c.cache.origin.empty()) {
     auto origin = HttpOrigin::parse(c.cache.origin);  // checked when the file was read
     if (!origin) return origin.error();
     so.origin = [o = std::move(origin).value()](std::string_view key) { return o.fetch(key); };
   }
   so.log = log_line;
-  auto server = CacheServer::start(*out.cache, std::move(so));
-  if (!server) return server.error();
+  auto server = CacheServer::start(*cache.value(), so);
+  if (!server) {
+    if (!c.cache.socket.empty()) return server.error();
+    log_line("warning", "cache_unavailable",
+             "error=" + logfmt_quote(server.error().message()) +
+                 " detail=\"running without the task cache: set cache.socket, or limits.cache_size_mb: 0\"");
+    return out;
+  }
+  out.cache = std::move(cache).value();
   out.server = std::move(server).value();
+  out.socket = so.socket;
   const CacheStats st = out.cache->stats();
   log_line("info", "cache_ready",
-           "socket=" + logfmt_quote(c.cache.socket) + " budget_bytes=" + std::to_string(st.budget_bytes) +
+           "socket=" + logfmt_quote(out.socket.string()) + " budget_bytes=" + std::to_string(st.budget_bytes) +
                " entries=" + std::to_string(st.entries) + " bytes=" + std::to_string(st.bytes) +
                " origin=" + logfmt_quote(c.cache.origin) + " prefetch=" + (c.cache.prefetch ? "true" : "false"));
   return out;
@@ -338,7 +344,12 @@ int main(int argc, char** argv) {
   task_options.user = config->tasks.user;
   task_options.allow_root = config->tasks.allow_root;
   task_options.log = log_line;
-  if (config->limits.cache_size_mb > 0) task_options.base_env["NOVA_CACHE_SOCKET"] = config->cache.socket;
+  auto task_cache = start_task_cache(*config, reported_storage(storage_key, log_line, nullptr));
+  if (!task_cache) {
+    log_line("error", "cache_unavailable", "error=" + logfmt_quote(task_cache.error().message()));
+    return 1;
+  }
+  if (task_cache.value().server) task_options.base_env["NOVA_CACHE_SOCKET"] = task_cache.value().socket.string();
   auto tasks = TaskRunner::open(task_options, [&](const schemas::TaskResult& r) {
     if (agent_ptr != nullptr) agent_ptr->record_result(r);
   });
@@ -355,9 +366,11 @@ int main(int argc, char** argv) {
     log_line("warning", "tasks_none_allowed", "detail=\"tasks.allow is empty: every task is refused\"");
   }
 
-  auto task_cache = start_task_cache(*config, reported_storage(storage_key, log_line, nullptr), task_user);
-  if (!task_cache) {
-    log_line("error", "cache_unavailable", "error=" + logfmt_quote(task_cache.error().message()));
+  // The socket is the tasks' (mode 0600): theirs once their user is known.
+  if (task_cache.value().server && task_user.switched &&
+      ::chown(task_cache.value().socket.c_str(), task_user.uid, task_user.gid) != 0) {
+    log_line("error", "cache_unavailable",
+             "error=" + logfmt_quote("cache.socket: chown to " + task_user.name + ": " + std::strerror(errno)));
     return 1;
   }
 

@@ -348,6 +348,10 @@ TEST_CASE("the socket serves GET PUT DEL and STATS and names bad requests", "[ca
   // A line without an end is refused once it is too long.
   Client d(o.socket);
   CHECK(d.ask(std::string(600, 'G'), 100).starts_with("ERR line longer than 512 bytes"));
+  // A socket another server still serves is not taken over.
+  auto second = CacheServer::start(*cache, o);
+  REQUIRE_FALSE(second);
+  CHECK(second.error().message() == "cache.socket: '" + o.socket.string() + "' is served by another process");
   // Another file at the socket's path is never removed.
   server.value().reset();
   CHECK_FALSE(fs::exists(o.socket));

@@ -335,7 +335,7 @@ TEST_CASE("identity keys cannot be changed remotely", "[config]") {
     // Identity, task policy, TLS trust, the storage key, the update folder, what stays in
     // the region, what is personal data and where the task cache's values come from and
     // who reaches it (file only) cannot come from a message.
-    const bool cache_access = k.name == "cache.origin" || k.name == "cache.socket";
+    const bool cache_access = k.name == "cache.origin" || k.name == "cache.socket" || k.name == "cache.dir";
     CHECK(k.remote == !(identity || task_policy || k.name.starts_with("mqtt.tls_") || k.name.starts_with("trust.") ||
                         k.name.starts_with("storage.") || k.name == "update.dir" || k.name.starts_with("residency.") ||
                         k.name.starts_with("privacy.") || cache_access));

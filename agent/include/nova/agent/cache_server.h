@@ -2,10 +2,10 @@
 // cache_protocol.h, served by its own threads so a slow client never blocks the agent's
 // loop. Tasks find it in their environment as NOVA_CACHE_SOCKET.
 //
-// Access: the socket is mode 0600, owned by the user tasks run as (tasks.user when the
-// agent is root, else the agent's own user), so only tasks and the agent's user reach it.
-// A stale socket file left by a killed agent is replaced; any other file at the path is
-// an error, never removed.
+// Access: the socket is made mode 0600 before it listens; nova-agent then gives it to
+// the user tasks run as (tasks.user when the agent is root), so only tasks and the
+// agent's user reach it. A stale socket left by a killed agent is replaced; a socket
+// another process still serves, or any other file at the path, is an error, never removed.
 //
 // Threads: one accepts; each connection has one (at most max_connections; the next is
 // told "ERR connection ..." and closed); one prefetches. A GET is answered first, then
@@ -34,8 +34,6 @@ namespace nova::agent {
 
 struct CacheServerOptions {
   std::filesystem::path socket;
-  std::optional<unsigned> owner_uid;  // chown the socket (agent running as root)
-  std::optional<unsigned> owner_gid;
   Origin origin;  // empty: misses are misses, nothing is prefetched
   std::size_t max_connections = 16;
   std::chrono::milliseconds idle_timeout{30000};

@@ -96,8 +96,8 @@ struct AgentConfig {
   // The task cache (nova/agent/cache.h; docs/agent.md, Cache); its budget is
   // limits.cache_size_mb.
   struct TaskCache {
-    std::string dir = "/var/lib/nova-agent/cache";
-    std::string socket = "/run/nova-agent/cache.sock";  // NOVA_CACHE_SOCKET of every task
+    std::string dir;     // empty: cache_dir()
+    std::string socket;  // empty: cache_socket(); NOVA_CACHE_SOCKET of every task
     std::string origin;                                  // http://host[:port][/path]; empty: none
     bool prefetch = true;
     std::uint32_t prefetch_depth = 4;
@@ -182,6 +182,11 @@ struct AgentConfig {
   // drops a client once more than 1.5 keepalives (whole seconds, rounded down) passed
   // since its last packet, and looks only every 6 s: at 2, at most 4 + 6 s.
   static constexpr std::chrono::seconds kDefaultKeepalive{2};
+  // cache.dir if set, else "cache" beside outbox.dir (in its parent folder), so agents
+  // with their own outbox never share a cache.
+  std::filesystem::path cache_dir() const;
+  // cache.socket if set, else "cache.sock" beside outbox.dir.
+  std::filesystem::path cache_socket() const;
   // The uplink's TLS files for a TLS mqtt.uri; nullopt for a plaintext one
   // (is_plaintext_uri).
   std::optional<TlsFiles> tls() const;
