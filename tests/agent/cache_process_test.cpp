@@ -243,3 +243,24 @@ TEST_CASE("tasks use the cache through its socket and it survives SIGKILL within
   CHECK(read_all(shell) == "OK\nVALUE 5\nhello\nstats end\n");
   CHECK(agent->running());
 }
+
+TEST_CASE("a cache socket that cannot be made stops the agent only when cache.socket names it",
+          "[agent][process][cache]") {
+  testing::Broker broker(testing::mutual_tls());
+  // Folders deeper than the 107 bytes a socket path may have.
+  const fs::path deep = broker.data_dir() / std::string(60, 'd') / std::string(60, 'e');
+  fs::create_directories(deep);
+  testing::write_agent_config(deep / "agent.yaml", kNode, kSite, 4, broker.uri(), deep);
+  testing::AgentProcess by_default(NOVA_AGENT_BIN, deep / "agent.yaml", deep / "agent.log");
+  REQUIRE(by_default.wait_log("event=connected", 20s));
+  CHECK(by_default.text().find("level=warning event=cache_unavailable") != std::string::npos);
+  by_default.signal(SIGTERM);
+
+  const std::string named = (deep / "cache.sock").string();
+  testing::write_agent_config(deep / "named.yaml", kNode, kSite, 4, broker.uri(), deep, "cache: {socket: " + named + "}\n");
+  testing::AgentProcess configured(NOVA_AGENT_BIN, deep / "named.yaml", deep / "named.log");
+  const int status = configured.wait();
+  CHECK(WEXITSTATUS(status) == 1);
+  CHECK(configured.text().find("event=cache_unavailable error=\"cache.socket: '" + named + "' must be 1..107 bytes\"") !=
+        std::string::npos);
+}
