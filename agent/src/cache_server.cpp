@@ -102,6 +102,7 @@ CacheServer::~CacheServer() {
   }
   for (Connection& c : connections_) {
     if (c.thread.joinable()) c.thread.join();
+    ::close(c.fd);
   }
   ::close(listen_fd_);
   ::close(wake_fd_);
@@ -119,6 +120,7 @@ void CacheServer::accept_loop() {
     for (auto it = connections_.begin(); it != connections_.end();) {
       if (it->done) {
         it->thread.join();
+        ::close(it->fd);
         it = connections_.erase(it);
       } else {
         ++it;
@@ -138,9 +140,12 @@ void CacheServer::accept_loop() {
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     Connection& c = connections_.emplace_back();
     c.fd = fd;
+    // The fd is closed only after its thread is joined, so a shutdown() at stop never
+    // reaches a number the kernel gave to another file meanwhile; the client sees the
+    // end of the connection at once all the same.
     c.thread = std::thread([this, &c] {
       serve(c.fd);
-      ::close(c.fd);
+      ::shutdown(c.fd, SHUT_RDWR);
       c.done = true;
     });
   }
