@@ -294,8 +294,8 @@ const std::vector<KeyDef>& table() {
       def(NOVA_KEY(cache.prefetch_depth), integer(1, 64), Reload::restart,
           "Keys predicted, and at most fetched, after each GET."),
       def(NOVA_KEY(cache.max_entries), integer(1, 10 * 1000 * 1000), Reload::restart,
-          "Entries the cache holds at most (its in-memory index costs about 100 bytes per "
-          "entry); least recently used ones are evicted beyond it."),
+          "Entries the cache holds at most (its in-memory index costs about 120 bytes per "
+          "entry, more for keys over 15 bytes); least recently used ones are evicted beyond it."),
 
       def(NOVA_KEY(tasks.dir), text(Check::absolute_path), Reload::restart,
           "Where queued tasks are persisted and run."),

@@ -11,8 +11,9 @@
 //
 // Budget: an entry is charged its key plus value bytes; put() evicts least recently
 // used entries until the new one fits, so bytes() never exceeds the budget, and the
-// number of entries never exceeds max_entries (the in-memory index costs about 100
-// bytes per entry). A value larger than the budget is refused.
+// number of entries never exceeds max_entries (the in-memory index costs about 120
+// bytes per entry: a list node and a hash node in libstdc++ on 64 bits, and the key's
+// heap bytes beyond 15). A value larger than the budget is refused.
 //
 // Durability: entries and their recency (a sequence number, rewritten at each hit)
 // are written to LevelDB without sync: they survive a crash or SIGKILL of the agent,
