@@ -161,6 +161,18 @@ TEST_CASE("every kind of bad input is refused with the key and the reason", "[co
     CHECK(parse_error(kIdentity + "metric:\n  interval_ms: 500\n") ==
           "line 4: metric: unknown section (did you mean metrics?)");
   }
+  SECTION("the task cache's keys") {
+    CHECK(parse_error(kIdentity + "cache:\n  origin: https://files.local\n") ==
+          "line 5: cache.origin: 'https://files.local' is not an http:// URL (https is not supported)");
+    CHECK(parse_error(kIdentity + "cache:\n  origin: http://files.local:99999/tiles\n") ==
+          "line 5: cache.origin: port '99999' is not 1..65535");
+    CHECK(parse_error(kIdentity + "cache:\n  prefetch_depth: 0\n") ==
+          "line 5: cache.prefetch_depth: value 0 is out of range 1..64");
+    CHECK(parse_error(kIdentity + "cache:\n  socket: run/cache.sock\n") ==
+          "line 5: cache.socket: expected an absolute path, got 'run/cache.sock'");
+    CHECK(parse_error(kIdentity + "limits:\n  cache_size_mb: -1\n") ==
+          "line 5: limits.cache_size_mb: value -1 is out of range 0..1048576");
+  }
   SECTION("wrong type") {
     CHECK(parse_error(kIdentity + "mqtt:\n  keepalive_s: thirty\n") ==
           "line 5: mqtt.keepalive_s: expected an integer, got 'thirty'");
