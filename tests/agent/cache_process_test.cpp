@@ -21,6 +21,7 @@
 #include "nova/testing/agent_process.h"
 #include "nova/testing/broker.h"
 #include "nova/testing/child_process.h"
+#include "nova/testing/retained.h"
 #include "nova/testing/signer.h"
 
 using namespace nova;
@@ -133,6 +134,23 @@ std::multimap<std::string, std::string> wait_output(const fs::path& out) {
   return steps;
 }
 
+// The bdseq of the agent's retained state record once an outside client (mosquitto_sub)
+// reads it online with a bdseq above `after`.
+std::uint64_t wait_online(const testing::Broker& broker, std::uint64_t after) {
+  const std::string topic = std::string("nova/v1/up/") + kNode + "/state";
+  std::uint64_t bdseq = 0;
+  const bool online = testing::retained_until(broker.uri(), topic, 1, [&](const testing::RetainedMessages& r) {
+    const auto it = r.find(topic);
+    if (it == r.end()) return false;
+    const auto state = schemas::decode_cbor<schemas::NodeState>(it->second);
+    if (!state || state->status != schemas::NodeStatus::online || state->bdseq <= after) return false;
+    bdseq = state->bdseq;
+    return true;
+  }, 10s);
+  REQUIRE(online);
+  return bdseq;
+}
+
 std::uint64_t stat_of(const std::string& stats, const std::string& name) {
   const auto p = stats.find(name + "=");
   REQUIRE(p != std::string::npos);
@@ -214,12 +232,15 @@ TEST_CASE("tasks use the cache through its socket and it survives SIGKILL within
   CHECK(extra.at("agent.cache.bytes") <= static_cast<double>(kBudget));
   CHECK(extra.at("agent.cache.prefetch_hits") == 4);
 
-  // SIGKILL: nothing is flushed. The entries, their bytes and the budget are back.
+  // SIGKILL: nothing is flushed. The entries, their bytes and the budget are back, and
+  // the retained state others read is online again, with a new bdseq.
+  const std::uint64_t before = wait_online(broker, 0);
   agent->signal(SIGKILL);
   fs::remove(dir / "agent.log");
   agent = std::make_unique<testing::AgentProcess>(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
   REQUIRE(agent->wait_log("event=connected", 20s));
   REQUIRE(agent->wait_log("event=cache_ready", 1s));
+  wait_online(broker, before);
   const std::string log = agent->text();
   const std::string ready = log.substr(log.find("event=cache_ready"));
   CHECK(stat_of(ready, "entries") >= stat_of(stats, "entries"));  // and what prefetch added since
