@@ -348,6 +348,16 @@ TEST_CASE("the socket serves GET PUT DEL and STATS and names bad requests", "[ca
   // A line without an end is refused once it is too long.
   Client d(o.socket);
   CHECK(d.ask(std::string(600, 'G'), 100).starts_with("ERR line longer than 512 bytes"));
+  // A connection without a request for idle_timeout is closed (the read sees its end).
+  CacheServerOptions quick = o;
+  quick.socket = dir.path / "run" / "quick.sock";
+  quick.idle_timeout = std::chrono::milliseconds(300);
+  auto quick_server = CacheServer::start(*cache, quick);
+  REQUIRE(quick_server);
+  Client idle(quick.socket);
+  const auto began = std::chrono::steady_clock::now();
+  CHECK(idle.ask("", 1).empty());
+  CHECK(std::chrono::steady_clock::now() - began >= std::chrono::milliseconds(250));
   // A socket another server still serves is not taken over.
   auto second = CacheServer::start(*cache, o);
   REQUIRE_FALSE(second);
