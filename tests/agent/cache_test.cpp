@@ -1,8 +1,6 @@
 // The task cache on real LevelDB in a temporary directory: LRU by bytes, the budget,
 // the predictor, prefetch through an origin, restarts, the socket protocol.
-#include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -16,6 +14,7 @@
 #include "nova/agent/cache_predictor.h"
 #include "nova/agent/cache_protocol.h"
 #include "nova/agent/cache_server.h"
+#include "nova/testing/kill_child.h"
 #include "nova/testing/temp_dir.h"
 
 using namespace nova;
@@ -206,33 +205,20 @@ TEST_CASE("a put that returned survives SIGKILL at any moment and the budget hol
   std::mt19937 rng(14);
   std::uint32_t next = 0;  // keys are "k<n>", n counting up across rounds
   for (int round = 0; round < 10; ++round) {
-    int fds[2];
-    REQUIRE(::pipe(fds) == 0);
-    const pid_t child = ::fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
-      ::close(fds[0]);
-      CacheOptions o;
-      o.dir = dir.path;
-      o.budget_bytes = kBudget;
-      auto cache = Cache::open(o);
-      if (!cache) ::_exit(3);
-      for (std::uint32_t n = next;; ++n) {
-        if (!cache.value()->put("k" + std::to_string(n), std::string(1000 + n % 300, 'v'))) ::_exit(4);
-        if (::write(fds[1], &n, sizeof n) != sizeof n) ::_exit(5);
-      }
-    }
-    ::close(fds[1]);
-    const int kill_after = std::uniform_int_distribution<int>(1, 400)(rng);
-    std::uint32_t n = 0;
-    for (int i = 0; i < kill_after; ++i) REQUIRE(::read(fds[0], &n, sizeof n) == static_cast<ssize_t>(sizeof n));
-    ::kill(child, SIGKILL);
-    int status = 0;
-    ::waitpid(child, &status, 0);
-    CHECK(WIFSIGNALED(status));
-    while (::read(fds[0], &n, sizeof n) == static_cast<ssize_t>(sizeof n)) {
-    }
-    ::close(fds[0]);
+    const std::uint32_t first = next;
+    const auto n = testing::kill_after_reports<std::uint32_t>(
+        [&](int report) {
+          CacheOptions o;
+          o.dir = dir.path;
+          o.budget_bytes = kBudget;
+          auto cache = Cache::open(o);
+          if (!cache) ::_exit(3);
+          for (std::uint32_t k = first;; ++k) {
+            if (!cache.value()->put("k" + std::to_string(k), std::string(1000 + k % 300, 'v'))) ::_exit(4);
+            if (::write(report, &k, sizeof k) != sizeof k) ::_exit(5);
+          }
+        },
+        std::uniform_int_distribution<int>(1, 400)(rng));
     // The newest confirmed puts are all there (LRU keeps the most recent), intact, and
     // the budget holds.
     auto cache = open_cache(dir.path, kBudget);
@@ -240,7 +226,7 @@ TEST_CASE("a put that returned survives SIGKILL at any moment and the budget hol
     INFO("round " << round << ": last confirmed k" << n << ", entries " << s.entries);
     REQUIRE(s.bytes <= kBudget);
     REQUIRE(s.entries >= std::min<std::uint64_t>(100, n + 1));  // the budget holds about 200
-    for (std::uint32_t k = n; k + 100 > n && k >= next; --k) {
+    for (std::uint32_t k = n; k + 100 > n && k >= first; --k) {
       REQUIRE(cache->get("k" + std::to_string(k)) == std::string(1000 + k % 300, 'v'));
       if (k == 0) break;
     }
