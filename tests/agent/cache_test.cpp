@@ -338,10 +338,14 @@ TEST_CASE("the socket serves GET PUT DEL and STATS and names bad requests", "[ca
   CacheServerOptions quick = o;
   quick.socket = dir.path / "run" / "quick.sock";
   quick.idle_timeout = std::chrono::milliseconds(300);
+  quick.max_connections = 1;
   auto quick_server = CacheServer::start(*cache, quick);
   REQUIRE(quick_server);
   Client idle(quick.socket);
-  const auto began = std::chrono::steady_clock::now();
+  const auto began = std::chrono::steady_clock::now();  // its idle time starts after this
+  CHECK(idle.ask("STATS\n", 6).starts_with("STATS "));  // served: it holds the one slot
+  Client extra(quick.socket);  // one connection too many: told so, and closed
+  CHECK(extra.ask("", 100) == "ERR connection too many connections (1 open)\n");
   CHECK(idle.ask("", 1).empty());
   CHECK(std::chrono::steady_clock::now() - began >= std::chrono::milliseconds(250));
   // A socket another server still serves is not taken over.
