@@ -24,6 +24,8 @@ packages=(
   catch2 libbenchmark-dev mosquitto mosquitto-clients python3 python3-cbor2 python3-cryptography
   # tests/hostile: an MQTT client independent of the project's own code
   python3-paho-mqtt
+  # tests/agent/cache_process_test: a shell task on the agent's cache socket (docs/agent.md, Cache)
+  socat
   openssl procps
   # the second broker implementation the integration tests run against (docs/brokers.md)
   nats-server

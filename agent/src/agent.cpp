@@ -289,6 +289,7 @@ void Agent::add_sample(const schemas::MetricSample& sample) {
     extra["agent.model.positives"] = static_cast<double>(m.positives);
     extra["agent.model.skipped"] = static_cast<double>(m.skipped);
   }
+  if (options_.extra_gauges) options_.extra_gauges(extra);
   sensors_.merge_into(extra, sample.ts);  // third-party readings since the last sample
   // Decided here, on the sample as it goes up (sensor gauges included), whether or not
   // the uplink is there: the outbox keeps what is decided offline until it can be sent.

@@ -20,6 +20,7 @@
 #include <type_traits>
 #include <variant>
 
+#include "nova/agent/cache_origin.h"
 #include "nova/agent/sensors.h"
 #include "nova/schemas/topic.h"
 
@@ -32,7 +33,7 @@ using schemas::Result;
 // --- the table -------------------------------------------------------------------------
 
 // What a string (or each item of a list) must be.
-enum class Check { none, id, site_path, uri, absolute_path, personal_item };
+enum class Check { none, id, site_path, uri, absolute_path, absolute_path_or_empty, personal_item, http_url };
 
 constexpr std::string_view accepts_text(Check c) {
   switch (c) {
@@ -46,8 +47,12 @@ constexpr std::string_view accepts_text(Check c) {
       return "tcp://, mqtt:// or ws:// (plaintext); mqtts://, ssl:// or wss:// (TLS) host[:port]";
     case Check::absolute_path:
       return "an absolute path";
+    case Check::absolute_path_or_empty:
+      return "empty (the default), or an absolute path";
     case Check::personal_item:
       return "a sensor id (every value personal) or <sensor id>/<value name>";
+    case Check::http_url:
+      return "empty, or http://host[:port][/path]";
   }
   return "";
 }
@@ -126,6 +131,13 @@ Flags privacy_policy() {
   return Flags{false, false, "",
                "only the agent's file says which sensor data is personal; a remote config cannot "
                "change it"};
+}
+// What tasks read and whom they can reach: a message that could repoint the origin could
+// feed every task its own values.
+Flags cache_access(std::string_view default_note) {
+  return Flags{false, false, default_note,
+               "only the agent's file sets the cache's origin, folder and socket; a remote "
+               "config cannot change them"};
 }
 // A default that depends on something else, described in words.
 Flags computed(std::string_view note) {
@@ -265,8 +277,29 @@ const std::vector<KeyDef>& table() {
           "A task is deferred while less memory than this is available; a task whose "
           "memory limit exceeds what this leaves is refused. Lower it on small devices."),
       def(NOVA_KEY(limits.cache_size_mb), integer(0, 1024 * 1024), Reload::restart,
-          "Not used yet: nothing reads it until the agent has a local cache (a later "
-          "issue). Accepted and validated so that existing files stay valid."),
+          "Byte budget of the task cache (keys plus values, MiB; docs/agent.md, Cache): least "
+          "recently used entries are evicted to stay within it. 0 turns the cache and its "
+          "socket off."),
+
+      def(NOVA_KEY(cache.dir), text(Check::absolute_path_or_empty), Reload::restart,
+          "LevelDB directory of the task cache.", cache_access("`cache` beside outbox.dir (in its parent)")),
+      def(NOVA_KEY(cache.socket), text(Check::absolute_path_or_empty), Reload::restart,
+          "Unix socket of the task cache (mode 0600, owned by the user tasks run as; at most "
+          "107 bytes); every task gets its path as NOVA_CACHE_SOCKET.",
+          cache_access("`cache.sock` beside outbox.dir (in its parent)")),
+      def(NOVA_KEY(cache.origin), text(Check::http_url), Reload::restart,
+          "Where a miss is fetched from (read-through) and what prefetch fetches: key k is GET "
+          "<origin>/<k>. Empty: a miss is answered MISS, the task fetches and PUTs the value, "
+          "and nothing is prefetched.",
+          cache_access("")),
+      def(NOVA_KEY(cache.prefetch), choice(kBooleans), Reload::restart,
+          "After each GET, fetch from cache.origin the keys the predictor (stride and "
+          "successor) expects next."),
+      def(NOVA_KEY(cache.prefetch_depth), integer(1, 64), Reload::restart,
+          "Keys predicted, and at most fetched, after each GET."),
+      def(NOVA_KEY(cache.max_entries), integer(1, 10 * 1000 * 1000), Reload::restart,
+          "Entries the cache holds at most (its in-memory index costs about 120 bytes per "
+          "entry, more for keys over 15 bytes); least recently used ones are evicted beyond it."),
 
       def(NOVA_KEY(tasks.dir), text(Check::absolute_path), Reload::restart,
           "Where queued tasks are persisted and run."),
@@ -567,8 +600,15 @@ std::optional<std::string> check_string(Check check, const std::string& s) {
     case Check::absolute_path:
       if (s.empty() || s.front() != '/') return "expected an absolute path, got '" + s + "'";
       return std::nullopt;
+    case Check::absolute_path_or_empty:
+      if (!s.empty() && s.front() != '/') return "expected an absolute path, got '" + s + "'";
+      return std::nullopt;
     case Check::personal_item:
       return personal_item_problem(s);
+    case Check::http_url:
+      if (s.empty()) return std::nullopt;
+      if (auto origin = HttpOrigin::parse(s); !origin) return origin.error().reason;
+      return std::nullopt;
     case Check::uri: {
       const std::size_t sep = s.find("://");
       static constexpr std::array<std::string_view, 6> kSchemes{"tcp",   "ssl", "mqtt",
@@ -906,6 +946,15 @@ std::chrono::seconds AgentConfig::keepalive() const {
   return mqtt.keepalive_s ? std::chrono::seconds(*mqtt.keepalive_s) : kDefaultKeepalive;
 }
 
+
+std::filesystem::path AgentConfig::cache_dir() const {
+  return cache.dir.empty() ? std::filesystem::path(outbox.dir).parent_path() / "cache" : std::filesystem::path(cache.dir);
+}
+
+std::filesystem::path AgentConfig::cache_socket() const {
+  return cache.socket.empty() ? std::filesystem::path(outbox.dir).parent_path() / "cache.sock"
+                              : std::filesystem::path(cache.socket);
+}
 
 std::optional<TlsFiles> AgentConfig::tls() const {
   if (is_plaintext_uri(mqtt.uri)) return std::nullopt;

@@ -27,6 +27,8 @@
 #include <thread>
 
 #include "nova/agent/agent.h"
+#include "nova/agent/cache_origin.h"
+#include "nova/agent/cache_server.h"
 #include "nova/agent/config.h"
 #include "nova/agent/metrics.h"
 #include "nova/agent/tasks.h"
@@ -241,6 +243,55 @@ void bind_symbols_now(char** argv) {
   ::unsetenv(kMarker);
 }
 
+// The task cache and its socket (docs/agent.md, Cache), when limits.cache_size_mb is
+// not 0. A socket that cannot be made at its default path (beside outbox.dir; say, a
+// folder too deep for the 107 bytes a socket path may have) leaves the agent running
+// without a cache, warned; at a path cache.socket names, it is a configuration error.
+struct TaskCache {
+  std::unique_ptr<Cache> cache;
+  std::unique_ptr<CacheServer> server;
+  std::filesystem::path socket;
+};
+
+schemas::Result<TaskCache> start_task_cache(const AgentConfig& c, const StorageOptions& storage) {
+  TaskCache out;
+  if (c.limits.cache_size_mb == 0) return out;
+  CacheOptions o;
+  o.dir = c.cache_dir();
+  o.budget_bytes = c.limits.cache_size_mb << 20;
+  o.max_entries = c.cache.max_entries;
+  o.prefetch = c.cache.prefetch;
+  o.predictor.depth = c.cache.prefetch_depth;
+  o.storage = storage;
+  auto cache = Cache::open(std::move(o));
+  if (!cache) return cache.error();
+  CacheServerOptions so;
+  so.socket = c.cache_socket();
+  if (!c.cache.origin.empty()) {
+    auto origin = HttpOrigin::parse(c.cache.origin);  // checked when the file was read
+    if (!origin) return origin.error();
+    so.origin = [o = std::move(origin).value()](std::string_view key) { return o.fetch(key); };
+  }
+  so.log = log_line;
+  auto server = CacheServer::start(*cache.value(), so);
+  if (!server) {
+    if (!c.cache.socket.empty()) return server.error();
+    log_line("warning", "cache_unavailable",
+             "error=" + logfmt_quote(server.error().message()) +
+                 " detail=\"running without the task cache: set cache.socket, or limits.cache_size_mb: 0\"");
+    return out;
+  }
+  out.cache = std::move(cache).value();
+  out.server = std::move(server).value();
+  out.socket = so.socket;
+  const CacheStats st = out.cache->stats();
+  log_line("info", "cache_ready",
+           "socket=" + logfmt_quote(out.socket.string()) + " budget_bytes=" + std::to_string(st.budget_bytes) +
+               " entries=" + std::to_string(st.entries) + " bytes=" + std::to_string(st.bytes) +
+               " origin=" + logfmt_quote(c.cache.origin) + " prefetch=" + (c.cache.prefetch ? "true" : "false"));
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -294,6 +345,12 @@ int main(int argc, char** argv) {
   task_options.user = config->tasks.user;
   task_options.allow_root = config->tasks.allow_root;
   task_options.log = log_line;
+  auto task_cache = start_task_cache(*config, reported_storage(storage_key, log_line, nullptr));
+  if (!task_cache) {
+    log_line("error", "cache_unavailable", "error=" + logfmt_quote(task_cache.error().message()));
+    return 1;
+  }
+  if (task_cache.value().server) task_options.base_env["NOVA_CACHE_SOCKET"] = task_cache.value().socket.string();
   auto tasks = TaskRunner::open(task_options, [&](const schemas::TaskResult& r) {
     if (agent_ptr != nullptr) agent_ptr->record_result(r);
   });
@@ -308,6 +365,14 @@ int main(int argc, char** argv) {
   if (task_user.root) log_line("warning", "tasks_run_as_root", "detail=" + logfmt_quote(task_user.detail));
   if (config->tasks.allow.empty()) {
     log_line("warning", "tasks_none_allowed", "detail=\"tasks.allow is empty: every task is refused\"");
+  }
+
+  // The socket is the tasks' (mode 0600): theirs once their user is known.
+  if (task_cache.value().server && task_user.switched &&
+      ::chown(task_cache.value().socket.c_str(), task_user.uid, task_user.gid) != 0) {
+    log_line("error", "cache_unavailable",
+             "error=" + logfmt_quote("cache.socket: chown to " + task_user.name + ": " + std::strerror(errno)));
+    return 1;
   }
 
   auto trust = control_trust(*config);
@@ -337,6 +402,9 @@ int main(int argc, char** argv) {
     agent_ptr->report_remote(Agent::Remote::config, remote.revision, std::nullopt);
   };
   options.log = log_line;
+  if (const Cache* cache = task_cache.value().cache.get()) {
+    options.extra_gauges = [cache](std::map<std::string, double>& extra) { add_cache_gauges(cache->stats(), extra); };
+  }
   options.release_memory = true;  // VmRSS: docs/agent.md, "Memory"
   options.storage_key = storage_key;
   auto agent = Agent::create(std::move(options), &source);

@@ -161,6 +161,18 @@ TEST_CASE("every kind of bad input is refused with the key and the reason", "[co
     CHECK(parse_error(kIdentity + "metric:\n  interval_ms: 500\n") ==
           "line 4: metric: unknown section (did you mean metrics?)");
   }
+  SECTION("the task cache's keys") {
+    CHECK(parse_error(kIdentity + "cache:\n  origin: https://files.local\n") ==
+          "line 5: cache.origin: 'https://files.local' is not an http:// URL (https is not supported)");
+    CHECK(parse_error(kIdentity + "cache:\n  origin: http://files.local:99999/tiles\n") ==
+          "line 5: cache.origin: port '99999' is not 1..65535");
+    CHECK(parse_error(kIdentity + "cache:\n  prefetch_depth: 0\n") ==
+          "line 5: cache.prefetch_depth: value 0 is out of range 1..64");
+    CHECK(parse_error(kIdentity + "cache:\n  socket: run/cache.sock\n") ==
+          "line 5: cache.socket: expected an absolute path, got 'run/cache.sock'");
+    CHECK(parse_error(kIdentity + "limits:\n  cache_size_mb: -1\n") ==
+          "line 5: limits.cache_size_mb: value -1 is out of range 0..1048576");
+  }
   SECTION("wrong type") {
     CHECK(parse_error(kIdentity + "mqtt:\n  keepalive_s: thirty\n") ==
           "line 5: mqtt.keepalive_s: expected an integer, got 'thirty'");
@@ -333,10 +345,12 @@ TEST_CASE("identity keys cannot be changed remotely", "[config]") {
     const bool identity = k.name == "node.id" || k.name == "node.site";
     const bool task_policy = k.name == "tasks.allow" || k.name == "tasks.user" || k.name == "tasks.allow_root";
     // Identity, task policy, TLS trust, the storage key, the update folder, what stays in
-    // the region and what is personal data (file only) cannot come from a message.
+    // the region, what is personal data and where the task cache's values come from and
+    // who reaches it (file only) cannot come from a message.
+    const bool cache_access = k.name == "cache.origin" || k.name == "cache.socket" || k.name == "cache.dir";
     CHECK(k.remote == !(identity || task_policy || k.name.starts_with("mqtt.tls_") || k.name.starts_with("trust.") ||
                         k.name.starts_with("storage.") || k.name == "update.dir" || k.name.starts_with("residency.") ||
-                        k.name.starts_with("privacy.")));
+                        k.name.starts_with("privacy.") || cache_access));
     CHECK(k.required == identity);
   }
 }

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "nova/agent/outbox.h"
+#include "nova/testing/kill_child.h"
 
 using namespace nova::agent;
 namespace fs = std::filesystem;
@@ -125,39 +126,23 @@ TEST_CASE("an append that returned survives SIGKILL at any moment (20 kills)", "
   std::mt19937 rng(12345);
   std::uint64_t confirmed = 0;  // highest seq the child reported as appended
   for (int round = 0; round < 20; ++round) {
-    int fds[2];
-    REQUIRE(::pipe(fds) == 0);
-    const pid_t child = ::fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
-      ::close(fds[0]);
-      OutboxOptions o;
-      o.dir = dir.path;
-      o.max_bytes = 64 << 20;
-      auto box = Outbox::open(o);
-      if (!box.ok()) ::_exit(3);
-      for (std::uint64_t i = 0;; ++i) {
-        const std::uint64_t next = box.value()->stats()["metrics"].next_seq;
-        auto seq = box.value()->append("metrics", Priority::metrics, payload(next, 300));
-        if (!seq.ok()) ::_exit(4);
-        if (i % 7 == 0) (void)box.value()->ack("metrics", seq.value() / 2);
-        if (::write(fds[1], &seq.value(), sizeof(std::uint64_t)) != sizeof(std::uint64_t)) ::_exit(5);
-      }
-    }
-    ::close(fds[1]);
-    const auto kill_after = std::uniform_int_distribution<int>(1, 200)(rng);
-    std::uint64_t seq = 0;
-    for (int n = 0; n < kill_after; ++n) {
-      REQUIRE(::read(fds[0], &seq, sizeof seq) == static_cast<ssize_t>(sizeof seq));
-      confirmed = seq;
-    }
-    ::kill(child, SIGKILL);
-    int status = 0;
-    ::waitpid(child, &status, 0);
-    CHECK(WIFSIGNALED(status));
     // Appends the child finished after our last read still count as confirmed.
-    while (::read(fds[0], &seq, sizeof seq) == static_cast<ssize_t>(sizeof seq)) confirmed = seq;
-    ::close(fds[0]);
+    confirmed = nova::testing::kill_after_reports<std::uint64_t>(
+        [&](int report) {
+          OutboxOptions o;
+          o.dir = dir.path;
+          o.max_bytes = 64 << 20;
+          auto box = Outbox::open(o);
+          if (!box.ok()) ::_exit(3);
+          for (std::uint64_t i = 0;; ++i) {
+            const std::uint64_t next = box.value()->stats()["metrics"].next_seq;
+            auto seq = box.value()->append("metrics", Priority::metrics, payload(next, 300));
+            if (!seq.ok()) ::_exit(4);
+            if (i % 7 == 0) (void)box.value()->ack("metrics", seq.value() / 2);
+            if (::write(report, &seq.value(), sizeof(std::uint64_t)) != sizeof(std::uint64_t)) ::_exit(5);
+          }
+        },
+        std::uniform_int_distribution<int>(1, 200)(rng));
 
     auto box = open_outbox(dir.path, 64 << 20);
     const StreamStats s = box->stats()["metrics"];

@@ -121,6 +121,11 @@ struct AgentOptions {
   // "aggregates", sent on the normal up metrics topic to the cloud. None: nothing resident.
   std::optional<std::string> resident_region;
 
+  // Further gauges of the caller's own components (nova-agent: the task cache's
+  // agent.cache.*), added to every sample before it is judged and batched. Loop thread;
+  // none: nothing is added.
+  std::function<void(std::map<std::string, double>& extra)> extra_gauges;
+
   // Give memory the agent no longer uses back to the kernel (nova/common/resident_pages.h):
   // at every connect (start-up or a TLS handshake just done) the clean file-backed pages
   // only start-up touched and the free heap pages, and after each batch the free heap

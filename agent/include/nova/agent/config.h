@@ -91,9 +91,20 @@ struct AgentConfig {
     std::uint32_t max_memory_pct = 85;
     std::uint32_t max_disk_pct = 90;
     std::uint64_t min_free_memory_mb = 1024;
-    std::uint64_t cache_size_mb = 100;
+    std::uint64_t cache_size_mb = 100;  // the task cache's byte budget; 0 = no cache
     friend bool operator==(const Limits&, const Limits&) = default;
   } limits;
+  // The task cache (nova/agent/cache.h; docs/agent.md, Cache); its budget is
+  // limits.cache_size_mb.
+  struct TaskCache {
+    std::string dir;     // empty: cache_dir()
+    std::string socket;  // empty: cache_socket(); NOVA_CACHE_SOCKET of every task
+    std::string origin;                                  // http://host[:port][/path]; empty: none
+    bool prefetch = true;
+    std::uint32_t prefetch_depth = 4;
+    std::uint32_t max_entries = 16384;
+    friend bool operator==(const TaskCache&, const TaskCache&) = default;
+  } cache;
   struct Tasks {
     std::string dir = "/var/lib/nova-agent/tasks";
     std::uint32_t max_concurrent = 2;
@@ -172,6 +183,11 @@ struct AgentConfig {
   // drops a client once more than 1.5 keepalives (whole seconds, rounded down) passed
   // since its last packet, and looks only every 6 s: at 2, at most 4 + 6 s.
   static constexpr std::chrono::seconds kDefaultKeepalive{2};
+  // cache.dir if set, else "cache" beside outbox.dir (in its parent folder), so agents
+  // with their own outbox never share a cache.
+  std::filesystem::path cache_dir() const;
+  // cache.socket if set, else "cache.sock" beside outbox.dir.
+  std::filesystem::path cache_socket() const;
   // The uplink's TLS files for a TLS mqtt.uri; nullopt for a plaintext one
   // (is_plaintext_uri).
   std::optional<TlsFiles> tls() const;
