@@ -6,6 +6,7 @@
 #include <span>
 #include <sstream>
 
+#include "nova/cloud/measured.h"
 #include "nova/schemas/codec.h"
 #include "nova/tiers/placement.h"
 
@@ -36,8 +37,8 @@ std::vector<std::string> split_path(const std::string& path) {
 
 // One-way latency of the hop from depth d to d-1 of the tree, ms: device to its access
 // site, access to metro, metro to regional, regional to cloud. Typical figures for the
-// link types of each tier (LAN/Wi-Fi, metro fibre, regional backbone, WAN); nova-cloud
-// does not measure RTTs yet, so a latency bound is checked against this estimate.
+// link types of each tier (LAN/Wi-Fi, metro fibre, regional backbone, WAN). A node's
+// measured round trip corrects it upward (measured.h, latency_excess_ms).
 double hop_ms(std::size_t depth) {
   switch (depth) {
     case 5: return 1;
@@ -148,6 +149,7 @@ struct Workloads::Impl {
   std::map<std::string, std::string> workload_of_task;
   std::map<std::string, ClusterRecord> clusters;
   std::map<std::string, MetricSample> latest;  // per node: its newest sample (throttling)
+  NodeMeasures measures;                       // per node: rtt, stability, power, ... (measured.h)
   std::map<std::string, OverloadTracker> load;  // per node: utilisation with hysteresis
   MigrationPolicy policy;
   std::map<std::string, std::deque<Timestamp>> migrations_off;  // per node, within policy.node_window_ms
@@ -459,11 +461,30 @@ struct Workloads::Impl {
       c.allocatable = d.resources;
       c.used = used[n.id];
       c.alive = n.liveness == Liveness::alive && exclude.count(n.id) == 0;
-      if (auto m = latest.find(n.id); m != latest.end()) c.thermal_throttled = m->second.throttled.value_or(false);
-      for (const auto& [to, position] : targets) c.latency_ms[to] = path_latency(position_of(n), position);
+      const Measured m = measures.of(n.id, clock_hint);
+      apply(m, c);
+      const std::vector<std::string> here = position_of(n);
+      const double excess = latency_excess_ms(m.rtt_ms, path_latency(here, {here.front()}));
+      for (const auto& [to, position] : targets) c.latency_ms[to] = path_latency(here, position) + excess;
       out.push_back(std::move(c));
     }
     return out;
+  }
+
+  // What placement used for candidate `c` (built by candidates() for `spec`).
+  PlacementSignals signals_for(const WorkloadSpec& spec, const tiers::Candidate& c) const {
+    PlacementSignals sig;
+    sig.rtt_ms = measures.of(c.node, clock_hint).rtt_ms;
+    if (spec.latency) {
+      if (auto l = c.latency_ms.find(spec.latency->to); l != c.latency_ms.end()) sig.latency_ms = l->second;
+    }
+    sig.stability = c.connection_stability;
+    sig.reliability = c.reliability;
+    sig.offline_hours = c.offline_hours;
+    sig.on_battery = c.power == tiers::PowerSource::battery;
+    sig.power_headroom = c.power_headroom;
+    sig.throttled = c.thermal_throttled;
+    return sig;
   }
 
   // What place() does with the run `w` has now.
@@ -487,6 +508,7 @@ struct Workloads::Impl {
       return false;
     }
     commit(w, d, now, reason, detected_ts, env, old_run);
+    w.signals = signals_for(w.spec, cands[d.best->index]);
     return true;
   }
 
@@ -501,6 +523,7 @@ struct Workloads::Impl {
     p.revision = w.placement ? w.placement->revision + 1 : 1;
     p.ts = now;
     w.placement = p;
+    w.signals.reset();  // the caller that holds the candidates sets them
     w.phase = Phase::running;
     w.unplaced_reason.clear();
     w.task_id = w.spec.workload_id + ".r" + std::to_string(p.revision);
@@ -647,12 +670,18 @@ std::optional<WorkloadState> Workloads::get(const std::string& workload_id) cons
   return it->second;
 }
 
-Result<std::vector<Recommendation>> Workloads::optimize(const WorkloadSpec& spec, std::size_t k) const {
+Result<Optimization> Workloads::optimize(const WorkloadSpec& spec, std::size_t k) const {
   std::lock_guard lock(impl_->mutex);
   const auto cands = impl_->candidates(spec, impl_->nodes(), {});
-  std::vector<Recommendation> out;
-  for (const auto& r : tiers::rank(spec, cands, k)) out.push_back({r.node, r.site, r.score, r.breakdown});
-  if (out.empty()) return Error{"workload", rejection_summary(spec, cands)};
+  Optimization out;
+  for (const auto& r : tiers::rank(spec, cands, k)) {
+    out.recommendations.push_back({r.node, r.site, r.score, r.breakdown, impl_->signals_for(spec, cands[r.index])});
+  }
+  if (out.recommendations.empty()) return Error{"workload", rejection_summary(spec, cands)};
+  for (const auto& c : cands) {
+    if (tiers::check(spec, c) == tiers::Rejection::none) continue;
+    out.rejected.push_back({c.node, c.site, tiers::explain(spec, c), impl_->signals_for(spec, c)});
+  }
   return out;
 }
 
@@ -686,6 +715,7 @@ void Workloads::on_liveness(const std::vector<LivenessChange>& changes, Timestam
   std::lock_guard lock(impl_->mutex);
   for (const auto& change : changes) {
     impl_->liveness_changes[change.node].push_back(now);
+    impl_->measures.observe_liveness(change.node, change.to, now);
     if (change.to == Liveness::alive) continue;
     for (auto& [id, w] : impl_->workloads) {
       if (w.stopping && w.stopping->node == change.node && impl_->owns(id)) {
@@ -885,7 +915,10 @@ void Workloads::on_metrics(const std::string& node, const std::vector<MetricSamp
   if (samples.empty()) return;
   std::lock_guard lock(impl_->mutex);
   OverloadTracker& load = impl_->load[node];
-  for (const MetricSample& s : samples) load.observe(s, impl_->policy);
+  for (const MetricSample& s : samples) {
+    load.observe(s, impl_->policy);
+    impl_->measures.observe_sample(node, s);
+  }
   impl_->latest[node] = samples.back();
 }
 
@@ -1044,6 +1077,7 @@ Result<std::vector<WorkloadState>> Workloads::submit_batch(std::vector<WorkloadS
       WorkloadState& w = fresh[owned_at[k]];
       if (placed.decisions[k].best) {
         impl_->commit(w, placed.decisions[k], now, "submitted in a batch of " + std::to_string(fresh.size()), 0);
+        w.signals = impl_->signals_for(w.spec, cands[placed.decisions[k].best->index]);
       } else {
         impl_->leave_pending(w, cands);
       }

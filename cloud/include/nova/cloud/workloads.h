@@ -109,6 +109,18 @@ struct PlacementEvent {
   Timestamp started_ts = 0;   // failover only: when the new run started (from its result)
 };
 
+// The measured values placement used for one node (measured.h), shown beside a score.
+struct PlacementSignals {
+  std::optional<double> rtt_ms;      // the agent's measured round trip; absent: not measured
+  std::optional<double> latency_ms;  // to the workload's latency target, corrected by rtt_ms
+  double stability = 1;              // share of the last 10 min the node was alive
+  std::optional<double> reliability; // observed uptime over 24 h; absent: the tier's SLO
+  double offline_hours = 24;         // outbox headroom at the node's upward byte rate
+  bool on_battery = false;
+  double power_headroom = 1;
+  bool throttled = false;
+};
+
 struct WorkloadState {
   schemas::WorkloadSpec spec;
   Phase phase = Phase::pending;
@@ -120,6 +132,7 @@ struct WorkloadState {
   std::vector<PlacementEvent> history;
   std::optional<MigrationPlan> migration;       // a move in flight
   std::optional<Fence> stopping;                // a run being stopped (fence.h)
+  std::optional<PlacementSignals> signals;      // the chosen node's, when it was placed
 };
 
 // A ranked recommendation (POST /api/v1/edge/optimize): nothing is committed.
@@ -128,6 +141,20 @@ struct Recommendation {
   std::string site;
   double score = 0;
   schemas::ScoreBreakdown breakdown;
+  PlacementSignals signals;
+};
+
+// A node that cannot take the workload, with why (tiers::explain) and what was measured.
+struct RejectedNode {
+  std::string node;
+  std::string site;
+  std::string reason;
+  PlacementSignals signals;
+};
+
+struct Optimization {
+  std::vector<Recommendation> recommendations;  // up to k feasible nodes, best first
+  std::vector<RejectedNode> rejected;            // every node that is known but infeasible
 };
 
 struct WorkloadCounters {
@@ -206,7 +233,9 @@ class Workloads {
   schemas::Result<WorkloadState> cancel(const std::string& workload_id, const std::string& reason, Timestamp now);
   std::vector<WorkloadState> list() const;
   std::optional<WorkloadState> get(const std::string& workload_id) const;
-  schemas::Result<std::vector<Recommendation>> optimize(const schemas::WorkloadSpec& spec, std::size_t k) const;
+  // The k best nodes for `spec` and the rejected ones, with their signals; an error (no
+  // feasible node) counts the rejections by reason.
+  schemas::Result<Optimization> optimize(const schemas::WorkloadSpec& spec, std::size_t k) const;
 
   // Clusters (federation): registered as retained records.
   schemas::Status register_cluster(const schemas::ClusterRecord& cluster);
