@@ -54,7 +54,7 @@ TEST_CASE("stability is the share of the last 10 min alive and reliability waits
   CHECK(*m.of("n", t0 + 25 * kHour).reliability == Approx(1.0));
 }
 
-TEST_CASE("offline hours are the outbox headroom at the node's upward byte rate, capped", "[measured]") {
+TEST_CASE("offline hours are the outbox headroom at the node's upward byte rate up to a cap", "[measured]") {
   NodeMeasures m;
   const Timestamp t0 = 1'000 * kHour;
   CHECK_FALSE(m.of("n", t0).offline_hours.has_value());
