@@ -414,16 +414,26 @@ struct Workloads::Impl {
     }
   }
 
-  // What each alive node has left, from the births and what running workloads hold.
-  std::vector<tiers::Candidate> candidates(const WorkloadSpec& spec, const std::vector<NodeView>& views,
-                                           const std::set<std::string>& exclude) const {
-    return candidates({&spec, 1}, views, exclude, {});
-  }
-  // The same for several specs (latency to each of their targets), leaving out what the
-  // workloads in `not_counted` hold.
-  std::vector<tiers::Candidate> candidates(std::span<const WorkloadSpec> specs, const std::vector<NodeView>& views,
-                                           const std::set<std::string>& exclude,
-                                           const std::set<std::string>& not_counted) const {
+  // ---- the placement engine ---------------------------------------------------------
+  //
+  // tiers::PlacementEngine holds a Candidate per node with a birth, kept in sync instead
+  // of building every Candidate per decision: sync() upserts the nodes whose view
+  // (liveness, description) changed since it was built, the nodes marked dirty (a
+  // sample, a liveness change: measured signals), and every node when the clusters or
+  // the latency targets changed or every kRefreshMs (stability, reliability and
+  // maintenance windows move with time); then it sets each node's usage from what the
+  // workloads hold. Latency is kept for every target a workload has named so far.
+  static constexpr Timestamp kRefreshMs = 10'000;
+  mutable tiers::PlacementEngine engine;
+  mutable std::map<std::string, NodeView> synced;  // the view each engine node was built from
+  mutable std::map<std::string, std::optional<std::vector<std::string>>> targets;  // latency target -> its position
+  mutable std::set<std::string> dirty;
+  mutable bool all_dirty = true;
+  mutable Timestamp next_refresh = 0;
+
+  // What the workloads hold per node (a run being stopped still holds its node until it
+  // is known stopped, fence.h), leaving out the workloads in `not_counted`.
+  std::map<std::string, Resources> usage(const std::set<std::string>& not_counted) const {
     std::map<std::string, Resources> used;
     auto add = [&](const std::string& node, const WorkloadSpec& spec) {
       Resources& u = used[node];
@@ -432,43 +442,143 @@ struct Workloads::Impl {
       u.storage_mb += spec.resources.storage_mb;
     };
     for (const auto& [id, w] : workloads) {
-      // A run being stopped (fence.h) still holds its node until it is known stopped.
       if (w.stopping && w.stopping->node != (w.placement ? w.placement->node : "")) add(w.stopping->node, w.spec);
       if (w.phase != Phase::running || !w.placement || not_counted.count(id) != 0) continue;
       add(w.placement->node, w.spec);
     }
-    std::map<std::string, std::vector<std::string>> targets;  // latency target -> its position
-    for (const WorkloadSpec& spec : specs) {
-      if (!spec.latency || targets.count(spec.latency->to) != 0) continue;
-      if (auto position = target_position(spec.latency->to, views)) targets[spec.latency->to] = *position;
+    return used;
+  }
+
+  // One node as placement sees it, usage aside (n has a description).
+  tiers::Candidate candidate_of(const NodeView& n) const {
+    const NodeDescription& d = *n.description;
+    tiers::Candidate c;
+    c.node = n.id;
+    c.site = d.site;
+    c.level = d.level;
+    c.arch = d.arch;
+    c.capabilities = d.capabilities;
+    c.region = d.region;
+    for (const auto& [cid, cluster] : clusters) {
+      if (!in_cluster(d.site, cluster)) continue;
+      c.clusters.push_back(cid);
+      c.maintenance = std::max(c.maintenance, maintenance_of(cluster));
     }
-    std::vector<tiers::Candidate> out;
-    for (const auto& n : views) {
+    c.allocatable = d.resources;
+    c.alive = n.liveness == Liveness::alive;
+    const Measured m = measures.of(n.id, clock_hint);
+    apply(m, c);
+    const std::vector<std::string> here = position_of(n);
+    const double excess = latency_excess_ms(m.rtt_ms, path_latency(here, {here.front()}));
+    for (const auto& [to, position] : targets) {
+      if (position) c.latency_ms[to] = path_latency(here, *position) + excess;
+    }
+    return c;
+  }
+
+  // Brings the engine up to date with `views` and the workloads, tracking the latency
+  // targets of `specs`.
+  void sync(const std::vector<NodeView>& views, std::span<const WorkloadSpec> specs) const {
+    for (const WorkloadSpec& spec : specs) {
+      if (spec.latency && targets.emplace(spec.latency->to, std::nullopt).second) all_dirty = true;
+    }
+    if (clock_hint >= next_refresh) {
+      all_dirty = true;
+      next_refresh = clock_hint + kRefreshMs;
+    }
+    std::vector<const NodeView*> changed;
+    std::size_t described = 0;
+    for (const NodeView& n : views) {
       if (!n.description) continue;
-      const NodeDescription& d = *n.description;
-      tiers::Candidate c;
-      c.node = n.id;
-      c.site = d.site;
-      c.level = d.level;
-      c.arch = d.arch;
-      c.capabilities = d.capabilities;
-      c.region = d.region;
-      for (const auto& [cid, cluster] : clusters) {
-        if (!in_cluster(d.site, cluster)) continue;
-        c.clusters.push_back(cid);
-        c.maintenance = std::max(c.maintenance, maintenance_of(cluster));
+      ++described;
+      auto held = synced.find(n.id);
+      if (all_dirty || dirty.count(n.id) != 0 || held == synced.end() || held->second.liveness != n.liveness ||
+          held->second.description != n.description) {
+        changed.push_back(&n);
       }
-      c.allocatable = d.resources;
-      c.used = used[n.id];
-      c.alive = n.liveness == Liveness::alive && exclude.count(n.id) == 0;
-      const Measured m = measures.of(n.id, clock_hint);
-      apply(m, c);
-      const std::vector<std::string> here = position_of(n);
-      const double excess = latency_excess_ms(m.rtt_ms, path_latency(here, {here.front()}));
-      for (const auto& [to, position] : targets) c.latency_ms[to] = path_latency(here, position) + excess;
+    }
+    if (described != synced.size()) {  // a node left the views: forget it
+      std::set<std::string> present;
+      for (const NodeView& n : views) {
+        if (n.description) present.insert(n.id);
+      }
+      for (auto it = synced.begin(); it != synced.end();) {
+        if (present.count(it->first) != 0) {
+          ++it;
+          continue;
+        }
+        engine.remove(it->first);
+        it = synced.erase(it);
+        all_dirty = true;  // a target may have been this node
+      }
+    }
+    // A birth can make a target known or move it: positions follow the views.
+    bool moved = false;
+    if (!changed.empty() || all_dirty) {
+      for (auto& [to, position] : targets) {
+        auto now_at = target_position(to, views);
+        if (now_at != position) {
+          position = std::move(now_at);
+          moved = true;
+        }
+      }
+    }
+    if (moved && !all_dirty) {
+      all_dirty = true;
+      return sync(views, {});
+    }
+    for (const NodeView* n : changed) {
+      engine.upsert(candidate_of(*n));
+      synced[n->id] = *n;
+    }
+    dirty.clear();
+    all_dirty = false;
+    const auto used = usage({});
+    for (const auto& [id, view] : synced) {
+      auto u = used.find(id);
+      const Resources want = u == used.end() ? Resources{} : u->second;
+      const auto slot = engine.find(id);
+      if (slot && !(engine.candidate(*slot).used == want)) engine.set_used(id, want);
+    }
+  }
+
+  // Every node's candidate in the order of `views`, as the engine holds it (after
+  // sync()), with `exclude` not alive and the usage without `not_counted`: the input of
+  // the free functions (batches of the re-optimiser, "why not" summaries).
+  std::vector<tiers::Candidate> candidates(std::span<const WorkloadSpec> specs, const std::vector<NodeView>& views,
+                                           const std::set<std::string>& exclude,
+                                           const std::set<std::string>& not_counted) const {
+    sync(views, specs);
+    const auto used = not_counted.empty() ? std::map<std::string, Resources>{} : usage(not_counted);
+    std::vector<tiers::Candidate> out;
+    for (const NodeView& n : views) {
+      const auto slot = n.description ? engine.find(n.id) : std::nullopt;
+      if (!slot) continue;
+      tiers::Candidate c = engine.candidate(*slot);
+      if (!not_counted.empty()) {
+        auto u = used.find(n.id);
+        c.used = u == used.end() ? Resources{} : u->second;
+      }
+      if (exclude.count(n.id) != 0) c.alive = false;
       out.push_back(std::move(c));
     }
     return out;
+  }
+  std::vector<tiers::Candidate> candidates(const WorkloadSpec& spec, const std::vector<NodeView>& views,
+                                           const std::set<std::string>& exclude) const {
+    return candidates({&spec, 1}, views, exclude, {});
+  }
+
+  // The engine's decision for `spec` with the nodes in `exclude` left out (after sync()).
+  tiers::Decision decide(const WorkloadSpec& spec, const std::set<std::string>& exclude) const {
+    std::vector<std::string> hidden;
+    for (const std::string& node : exclude) {
+      const auto slot = engine.find(node);
+      if (slot && engine.candidate(*slot).alive && engine.set_alive(node, false)) hidden.push_back(node);
+    }
+    tiers::Decision d = engine.place_one(spec, {});
+    for (const std::string& node : hidden) engine.set_alive(node, true);
+    return d;
   }
 
   // What placement used for candidate `c` (built by candidates() for `spec`).
@@ -501,14 +611,14 @@ struct Workloads::Impl {
              const std::set<std::string>& exclude, const std::map<std::string, std::string>& env = {},
              OldRun old_run = OldRun::none) {
     const auto views = nodes();
-    const auto cands = candidates(w.spec, views, exclude);
-    const tiers::Decision d = tiers::place_one(w.spec, cands, {});
+    sync(views, {&w.spec, 1});
+    const tiers::Decision d = decide(w.spec, exclude);
     if (!d.best) {
-      leave_pending(w, cands);
+      leave_pending(w, candidates(w.spec, views, exclude));
       return false;
     }
     commit(w, d, now, reason, detected_ts, env, old_run);
-    w.signals = signals_for(w.spec, cands[d.best->index]);
+    w.signals = signals_for(w.spec, engine.candidate(d.best->index));
     return true;
   }
 
@@ -672,14 +782,15 @@ std::optional<WorkloadState> Workloads::get(const std::string& workload_id) cons
 
 Result<Optimization> Workloads::optimize(const WorkloadSpec& spec, std::size_t k) const {
   std::lock_guard lock(impl_->mutex);
-  const auto cands = impl_->candidates(spec, impl_->nodes(), {});
+  const auto cands = impl_->candidates(spec, impl_->nodes(), {});  // synced, and the rejected are listed
   Optimization out;
-  for (const auto& r : tiers::rank(spec, cands, k)) {
-    out.recommendations.push_back({r.node, r.site, r.score, r.breakdown, impl_->signals_for(spec, cands[r.index])});
+  for (const auto& r : impl_->engine.rank(spec, k)) {
+    out.recommendations.push_back({r.node, r.site, r.score, r.breakdown, impl_->signals_for(spec, impl_->engine.candidate(r.index))});
   }
   if (out.recommendations.empty()) return Error{"workload", rejection_summary(spec, cands)};
   for (const auto& c : cands) {
     if (tiers::check(spec, c) == tiers::Rejection::none) continue;
+    if (out.rejected.size() == kMaxRejectedListed) break;
     out.rejected.push_back({c.node, c.site, tiers::explain(spec, c), impl_->signals_for(spec, c)});
   }
   return out;
@@ -693,6 +804,7 @@ Status Workloads::register_cluster(const ClusterRecord& cluster) {
   }
   std::lock_guard lock(impl_->mutex);
   impl_->clusters[cluster.cluster_id] = cluster;
+  impl_->all_dirty = true;
   impl_->put_record(topics::CloudKind::cluster, *cid, encode_cbor(cluster));
   return Ok{};
 }
@@ -700,6 +812,7 @@ Status Workloads::register_cluster(const ClusterRecord& cluster) {
 bool Workloads::remove_cluster(const std::string& cluster_id) {
   std::lock_guard lock(impl_->mutex);
   if (impl_->clusters.erase(cluster_id) == 0) return false;
+  impl_->all_dirty = true;
   if (auto cid = topics::Id::parse(cluster_id)) impl_->put_record(topics::CloudKind::cluster, *cid, {});
   return true;
 }
@@ -716,6 +829,7 @@ void Workloads::on_liveness(const std::vector<LivenessChange>& changes, Timestam
   for (const auto& change : changes) {
     impl_->liveness_changes[change.node].push_back(now);
     impl_->measures.observe_liveness(change.node, change.to, now);
+    impl_->dirty.insert(change.node);
     if (change.to == Liveness::alive) continue;
     for (auto& [id, w] : impl_->workloads) {
       if (w.stopping && w.stopping->node == change.node && impl_->owns(id)) {
@@ -784,6 +898,7 @@ void Workloads::on_cloud_record(const topics::CloudTopic& topic, const std::stri
     case topics::CloudKind::cluster: {
       if (payload.empty()) {
         if (impl_->clusters.erase(id) != 0) impl_->keep(topic.kind, id, {}, false);
+        impl_->all_dirty = true;
         return;
       }
       auto c = decode_cbor<ClusterRecord>(payload);
@@ -791,6 +906,7 @@ void Workloads::on_cloud_record(const topics::CloudTopic& topic, const std::stri
       auto known = impl_->clusters.find(id);
       if (known != impl_->clusters.end() && known->second == *c) return;  // our own echo
       impl_->clusters[id] = std::move(c).value();
+      impl_->all_dirty = true;
       impl_->keep(topic.kind, id, {payload.begin(), payload.end()}, false);
       return;
     }
@@ -919,6 +1035,7 @@ void Workloads::on_metrics(const std::string& node, const std::vector<MetricSamp
     load.observe(s, impl_->policy);
     impl_->measures.observe_sample(node, s);
   }
+  impl_->dirty.insert(node);
   impl_->latest[node] = samples.back();
 }
 
@@ -966,6 +1083,7 @@ void Workloads::tick(Timestamp now) {
       c.root_site = root;
       c.capabilities = {depth == 1 ? "cloud" : "edge_computing"};
       impl_->clusters[cid] = c;
+      impl_->all_dirty = true;
       if (impl_->owns(Impl::cluster_key(cid))) impl_->put_record(topics::CloudKind::cluster, *id, encode_cbor(c));
     }
   }
@@ -1071,15 +1189,16 @@ Result<std::vector<WorkloadState>> Workloads::submit_batch(std::vector<WorkloadS
         w.unplaced_reason = "handed to its owner, instance " + impl_->owner(w.spec.workload_id);
       }
     }
-    const auto cands = impl_->candidates(owned, impl_->nodes(), {}, {});
-    const tiers::BatchResult placed = tiers::place_batch(owned, cands);
+    const auto views = impl_->nodes();
+    impl_->sync(views, owned);
+    const tiers::BatchResult placed = impl_->engine.place_batch(owned);
     for (std::size_t k = 0; k < owned.size(); ++k) {
       WorkloadState& w = fresh[owned_at[k]];
       if (placed.decisions[k].best) {
         impl_->commit(w, placed.decisions[k], now, "submitted in a batch of " + std::to_string(fresh.size()), 0);
-        w.signals = impl_->signals_for(w.spec, cands[placed.decisions[k].best->index]);
+        w.signals = impl_->signals_for(w.spec, impl_->engine.candidate(placed.decisions[k].best->index));
       } else {
-        impl_->leave_pending(w, cands);
+        impl_->leave_pending(w, impl_->candidates(owned, views, {}, {}));
       }
     }
     if (!owned.empty()) ++impl_->counters.batches;

@@ -154,7 +154,7 @@ struct RejectedNode {
 
 struct Optimization {
   std::vector<Recommendation> recommendations;  // up to k feasible nodes, best first
-  std::vector<RejectedNode> rejected;            // every node that is known but infeasible
+  std::vector<RejectedNode> rejected;            // the infeasible nodes, at most kMaxRejectedListed
 };
 
 struct WorkloadCounters {
@@ -233,8 +233,10 @@ class Workloads {
   schemas::Result<WorkloadState> cancel(const std::string& workload_id, const std::string& reason, Timestamp now);
   std::vector<WorkloadState> list() const;
   std::optional<WorkloadState> get(const std::string& workload_id) const;
-  // The k best nodes for `spec` and the rejected ones, with their signals; an error (no
-  // feasible node) counts the rejections by reason.
+  // The k best nodes for `spec` and the rejected ones (the first kMaxRejectedListed in
+  // the order of the topology, by node id), with their signals; an error (no feasible
+  // node) counts the rejections by reason.
+  static constexpr std::size_t kMaxRejectedListed = 100;
   schemas::Result<Optimization> optimize(const schemas::WorkloadSpec& spec, std::size_t k) const;
 
   // Clusters (federation): registered as retained records.
