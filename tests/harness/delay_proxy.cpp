@@ -17,6 +17,8 @@
 #include <thread>
 #include <vector>
 
+#include "nova/bridge/net.h"
+
 namespace nova::testing {
 
 namespace {
@@ -49,14 +51,6 @@ void nonblocking(int fd) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-sockaddr_in loopback(std::uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return a;
-}
-
 }  // namespace
 
 struct DelayProxy::Impl {
@@ -73,7 +67,7 @@ struct DelayProxy::Impl {
     const int client = ::accept(listener, nullptr, nullptr);
     if (client < 0) return;
     const int server = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    const sockaddr_in a = loopback(upstream);
+    const sockaddr_in a = bridge::loopback_address(upstream);
     if (server < 0 || ::connect(server, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) {
       ::close(client);
       if (server >= 0) ::close(server);
@@ -165,7 +159,7 @@ DelayProxy::DelayProxy(std::uint16_t upstream_port, std::chrono::milliseconds on
   impl_->upstream = upstream_port;
   impl_->delay_ms = one_way.count();
   impl_->listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a = loopback(0);
+  sockaddr_in a = bridge::loopback_address(0);
   socklen_t len = sizeof a;
   if (impl_->listener < 0 || ::bind(impl_->listener, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
       ::listen(impl_->listener, 16) != 0 || ::getsockname(impl_->listener, reinterpret_cast<sockaddr*>(&a), &len) != 0 ||
