@@ -428,6 +428,7 @@ struct Workloads::Impl {
   mutable std::map<std::string, NodeView> synced;  // the view each engine node was built from
   mutable std::map<std::string, std::optional<std::vector<std::string>>> targets;  // latency target -> its position
   mutable std::set<std::string> dirty;
+  mutable std::set<std::string> holding;  // nodes whose usage in the engine is not zero
   mutable bool all_dirty = true;
   mutable Timestamp next_refresh = 0;
 
@@ -477,7 +478,9 @@ struct Workloads::Impl {
   }
 
   // Brings the engine up to date with `views` and the workloads, tracking the latency
-  // targets of `specs`.
+  // targets of `specs`. An upsert costs the size of the node's bucket, so a refresh of
+  // every node builds a new engine from all candidates instead (O(n log n)); slots
+  // (Ranked::index) are valid until the next sync().
   void sync(const std::vector<NodeView>& views, std::span<const WorkloadSpec> specs) const {
     for (const WorkloadSpec& spec : specs) {
       if (spec.latency && targets.emplace(spec.latency->to, std::nullopt).second) all_dirty = true;
@@ -497,49 +500,46 @@ struct Workloads::Impl {
         changed.push_back(&n);
       }
     }
-    if (described != synced.size()) {  // a node left the views: forget it
-      std::set<std::string> present;
-      for (const NodeView& n : views) {
-        if (n.description) present.insert(n.id);
-      }
-      for (auto it = synced.begin(); it != synced.end();) {
-        if (present.count(it->first) != 0) {
-          ++it;
-          continue;
-        }
-        engine.remove(it->first);
-        it = synced.erase(it);
-        all_dirty = true;  // a target may have been this node
-      }
-    }
+    if (described != synced.size()) all_dirty = true;  // a node left the views (or is new)
     // A birth can make a target known or move it: positions follow the views.
-    bool moved = false;
     if (!changed.empty() || all_dirty) {
       for (auto& [to, position] : targets) {
         auto now_at = target_position(to, views);
         if (now_at != position) {
           position = std::move(now_at);
-          moved = true;
+          all_dirty = true;
         }
       }
     }
-    if (moved && !all_dirty) {
-      all_dirty = true;
-      return sync(views, {});
-    }
-    for (const NodeView* n : changed) {
-      engine.upsert(candidate_of(*n));
-      synced[n->id] = *n;
+    if (all_dirty) {
+      holding.clear();  // a new engine: nothing used yet
+      std::vector<tiers::Candidate> all;
+      synced.clear();
+      for (const NodeView& n : views) {
+        if (!n.description) continue;
+        all.push_back(candidate_of(n));
+        synced[n.id] = n;
+      }
+      engine = tiers::PlacementEngine(all);
+    } else {
+      for (const NodeView* n : changed) {
+        engine.upsert(candidate_of(*n));
+        synced[n->id] = *n;
+      }
     }
     dirty.clear();
     all_dirty = false;
+    // Usage: only the nodes that hold something now or did before are touched.
     const auto used = usage({});
-    for (const auto& [id, view] : synced) {
-      auto u = used.find(id);
-      const Resources want = u == used.end() ? Resources{} : u->second;
+    for (const auto& [id, want] : used) {
       const auto slot = engine.find(id);
       if (slot && !(engine.candidate(*slot).used == want)) engine.set_used(id, want);
     }
+    for (const std::string& id : holding) {
+      if (used.count(id) == 0) engine.set_used(id, Resources{});
+    }
+    holding.clear();
+    for (const auto& [id, want] : used) holding.insert(id);
   }
 
   // Every node's candidate in the order of `views`, as the engine holds it (after
@@ -1192,11 +1192,16 @@ Result<std::vector<WorkloadState>> Workloads::submit_batch(std::vector<WorkloadS
     const auto views = impl_->nodes();
     impl_->sync(views, owned);
     const tiers::BatchResult placed = impl_->engine.place_batch(owned);
+    std::vector<PlacementSignals> placed_signals;  // now: a later sync() may renumber the slots
+    for (std::size_t k = 0; k < owned.size(); ++k) {
+      const auto& best = placed.decisions[k].best;
+      placed_signals.push_back(best ? impl_->signals_for(owned[k], impl_->engine.candidate(best->index)) : PlacementSignals{});
+    }
     for (std::size_t k = 0; k < owned.size(); ++k) {
       WorkloadState& w = fresh[owned_at[k]];
       if (placed.decisions[k].best) {
         impl_->commit(w, placed.decisions[k], now, "submitted in a batch of " + std::to_string(fresh.size()), 0);
-        w.signals = impl_->signals_for(w.spec, impl_->engine.candidate(placed.decisions[k].best->index));
+        w.signals = placed_signals[k];
       } else {
         impl_->leave_pending(w, impl_->candidates(owned, views, {}, {}));
       }
