@@ -6,7 +6,9 @@
 //            tiers::Candidate built for every node from its view, then the reference
 //            full scan (tiers::place_one over the span).
 // Both place the same mix on equal copies of the same 10,000 devices (128 access sites
-// in 4 regions x 4 metros x 8; every second workload bound to 25 ms from an access site).
+// in 4 regions x 4 metros x 8; every second workload bound to 25 ms from one of 8 access
+// sites). The engine keeps a latency for every target named so far, so the first
+// decision naming a new target rebuilds it: the max column shows that cost.
 // A plain main; prints figures, checks nothing.
 #include <algorithm>
 #include <chrono>
@@ -57,7 +59,7 @@ std::vector<schemas::WorkloadSpec> mix() {
     s.argv = {"/bin/true"};
     s.resources = {100 + rng() % 400, 64 + rng() % 192, 0};
     s.tier_preference = {5};
-    if (i % 2 == 0) s.latency = schemas::LatencyBound{25, access_id(rng() % 128)};
+    if (i % 2 == 0) s.latency = schemas::LatencyBound{25, access_id(16 * (rng() % 8))};
     s.timeout_ms = 60'000;
     out.push_back(std::move(s));
   }
@@ -83,14 +85,14 @@ tiers::Candidate from_view(const cloud::NodeView& v, const schemas::WorkloadSpec
 }
 
 struct Figures {
-  double per_s = 0, p50_us = 0, p99_us = 0;
+  double per_s = 0, p50_us = 0, p99_us = 0, max_us = 0;
 };
 
 Figures figures(std::vector<double> us) {
   double total = 0;
   for (double x : us) total += x;
   std::sort(us.begin(), us.end());
-  return {static_cast<double>(us.size()) / (total / 1e6), us[us.size() / 2], us[us.size() * 99 / 100]};
+  return {static_cast<double>(us.size()) / (total / 1e6), us[us.size() / 2], us[us.size() * 99 / 100], us.back()};
 }
 
 }  // namespace
@@ -130,11 +132,11 @@ int main() {
   }
 
   const Figures e = figures(engine_us), p = figures(peer_us);
-  std::printf("%zu nodes, %zu decisions (half bound to 25 ms from an access site)\n", kNodes, kDecisions);
-  std::printf("engine (Workloads::submit)          %8.0f decisions/s  p50 %8.1f us  p99 %8.1f us  placed %zu\n", e.per_s,
-              e.p50_us, e.p99_us, engine_placed);
-  std::printf("peer (candidates + full scan)       %8.0f decisions/s  p50 %8.1f us  p99 %8.1f us  placed %zu\n", p.per_s,
-              p.p50_us, p.p99_us, peer_placed);
+  std::printf("%zu nodes, %zu decisions (half bound to 25 ms from one of 8 access sites)\n", kNodes, kDecisions);
+  std::printf("engine (Workloads::submit)     %8.0f decisions/s  p50 %8.1f us  p99 %8.1f us  max %9.1f us  placed %zu\n",
+              e.per_s, e.p50_us, e.p99_us, e.max_us, engine_placed);
+  std::printf("peer (candidates + full scan)  %8.0f decisions/s  p50 %8.1f us  p99 %8.1f us  max %9.1f us  placed %zu\n",
+              p.per_s, p.p50_us, p.p99_us, p.max_us, peer_placed);
   std::printf("ratio engine/peer                   %8.2f\n", e.per_s / p.per_s);
   return 0;
 }

@@ -66,18 +66,25 @@ double path_latency(const std::vector<std::string>& a, const std::vector<std::st
   return ms;
 }
 
-// The tree position of a latency target: a node id, or a site id seen in a birth's path.
-std::optional<std::vector<std::string>> target_position(const std::string& to, const std::vector<NodeView>& nodes) {
-  for (const auto& n : nodes) {
-    if (n.id == to && n.description) return position_of(n);
+// The tree position of each latency target: a node id (first), or a site id seen in a
+// birth's path (the first view in order that has it). Two passes over the views, each
+// path split once; a target found nowhere has no position (unknown latency).
+void locate(std::map<std::string, std::optional<std::vector<std::string>>>& targets, const std::vector<NodeView>& views) {
+  std::map<std::string, std::optional<std::vector<std::string>>> found;
+  for (const auto& n : views) {
+    if (n.description && targets.count(n.id) != 0 && found.count(n.id) == 0) found[n.id] = position_of(n);
   }
-  for (const auto& n : nodes) {
+  for (const auto& n : views) {
     if (!n.description) continue;
-    std::vector<std::string> p = split_path(n.description->site);
-    auto it = std::find(p.begin(), p.end(), to);
-    if (it != p.end()) return std::vector<std::string>(p.begin(), it + 1);
+    const std::vector<std::string> p = split_path(n.description->site);
+    for (std::size_t i = 0; i < p.size(); ++i) {
+      if (targets.count(p[i]) != 0 && found.count(p[i]) == 0) found[p[i]] = std::vector<std::string>(p.begin(), p.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+    }
   }
-  return std::nullopt;
+  for (auto& [to, position] : targets) {
+    auto it = found.find(to);
+    position = it == found.end() ? std::nullopt : std::move(it->second);
+  }
 }
 
 bool in_cluster(const std::string& site_path, const ClusterRecord& c) {
@@ -491,25 +498,21 @@ struct Workloads::Impl {
     }
     std::vector<const NodeView*> changed;
     std::size_t described = 0;
+    bool moved = false;  // a node is new or its description changed
     for (const NodeView& n : views) {
       if (!n.description) continue;
       ++described;
       auto held = synced.find(n.id);
-      if (all_dirty || dirty.count(n.id) != 0 || held == synced.end() || held->second.liveness != n.liveness ||
-          held->second.description != n.description) {
-        changed.push_back(&n);
-      }
+      const bool fresh = held == synced.end() || held->second.description != n.description;
+      moved = moved || fresh;
+      if (all_dirty || fresh || dirty.count(n.id) != 0 || held->second.liveness != n.liveness) changed.push_back(&n);
     }
-    if (described != synced.size()) all_dirty = true;  // a node left the views (or is new)
+    if (described != synced.size()) all_dirty = true;  // a node left the views
     // A birth can make a target known or move it: positions follow the views.
-    if (!changed.empty() || all_dirty) {
-      for (auto& [to, position] : targets) {
-        auto now_at = target_position(to, views);
-        if (now_at != position) {
-          position = std::move(now_at);
-          all_dirty = true;
-        }
-      }
+    if ((moved || all_dirty) && !targets.empty()) {
+      const auto before = targets;
+      locate(targets, views);
+      if (targets != before) all_dirty = true;
     }
     if (all_dirty) {
       holding.clear();  // a new engine: nothing used yet
