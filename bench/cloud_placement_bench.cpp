@@ -1,7 +1,8 @@
 // nova-cloud's placement decisions per second over 10,000 nodes, in one run:
-//   engine   cloud::Workloads::submit, what POST /api/v1/workloads runs: the node views
-//            (a snapshot, as CloudService hands them over), the engine brought up to date
-//            (usage, changed nodes), the indexed decision, the placement record and task.
+//   engine   cloud::Workloads::submit, what POST /api/v1/workloads runs: the engine
+//            brought up to date (usage; node views only when the topology's revision
+//            moved, which it does not here), the indexed decision, the placement record
+//            and task.
 //   peer     the work the replaced code did per decision, and nothing else: a
 //            tiers::Candidate built for every node from its view, then the reference
 //            full scan (tiers::place_one over the span).
@@ -103,6 +104,8 @@ int main() {
 
   cloud::Workloads workloads([](const std::string&, const std::vector<std::uint8_t>&, bool) { return true; },
                              [&views] { return views; }, nullptr);
+  // As CloudService wires it: the topology's revision (nothing changes here).
+  workloads.set_topology_revision([] { return std::uint64_t{1}; });
   workloads.tick(1'795'780'800'000);
   std::vector<double> engine_us;
   std::size_t engine_placed = 0;

@@ -438,6 +438,8 @@ struct Workloads::Impl {
   mutable std::set<std::string> holding;  // nodes whose usage in the engine is not zero
   mutable bool all_dirty = true;
   mutable Timestamp next_refresh = 0;
+  std::function<std::uint64_t()> topology_revision;  // set_topology_revision()
+  mutable std::optional<std::uint64_t> synced_revision;
 
   // What the workloads hold per node (a run being stopped still holds its node until it
   // is known stopped, fence.h), leaving out the workloads in `not_counted`.
@@ -515,15 +517,11 @@ struct Workloads::Impl {
       if (targets != before) all_dirty = true;
     }
     if (all_dirty) {
-      holding.clear();  // a new engine: nothing used yet
-      std::vector<tiers::Candidate> all;
-      synced.clear();
+      std::map<std::string, NodeView> now;
       for (const NodeView& n : views) {
-        if (!n.description) continue;
-        all.push_back(candidate_of(n));
-        synced[n.id] = n;
+        if (n.description) now.emplace(n.id, n);
       }
-      engine = tiers::PlacementEngine(all);
+      rebuild(std::move(now));
     } else {
       for (const NodeView* n : changed) {
         engine.upsert(candidate_of(*n));
@@ -532,7 +530,54 @@ struct Workloads::Impl {
     }
     dirty.clear();
     all_dirty = false;
-    // Usage: only the nodes that hold something now or did before are touched.
+    apply_usage();
+  }
+
+  // sync() with the views from nodes() -- or, when the topology's revision has not moved
+  // since the last sync, from the copies held (no snapshot, no comparison).
+  void sync(std::span<const WorkloadSpec> specs) const {
+    if (!topology_revision) return sync(nodes(), specs);
+    const std::uint64_t revision = topology_revision();
+    if (synced_revision != revision) {
+      sync(nodes(), specs);  // the revision is read first: a change meanwhile syncs again next time
+      synced_revision = revision;
+      return;
+    }
+    for (const WorkloadSpec& spec : specs) {
+      if (spec.latency && targets.emplace(spec.latency->to, std::nullopt).second) all_dirty = true;
+    }
+    if (all_dirty) {  // a new target: locate it among the held views
+      std::vector<NodeView> held;
+      for (const auto& [id, n] : synced) held.push_back(n);
+      locate(targets, held);
+    }
+    if (clock_hint >= next_refresh) {
+      all_dirty = true;
+      next_refresh = clock_hint + kRefreshMs;
+    }
+    if (all_dirty) {
+      rebuild(synced);
+    } else {
+      for (const std::string& id : dirty) {
+        if (auto n = synced.find(id); n != synced.end()) engine.upsert(candidate_of(n->second));
+      }
+    }
+    dirty.clear();
+    all_dirty = false;
+    apply_usage();
+  }
+
+  // A new engine from every node in `views` (by id).
+  void rebuild(std::map<std::string, NodeView> views) const {
+    holding.clear();  // a new engine: nothing used yet
+    std::vector<tiers::Candidate> all;
+    for (const auto& [id, n] : views) all.push_back(candidate_of(n));
+    engine = tiers::PlacementEngine(all);
+    synced = std::move(views);
+  }
+
+  // Usage: only the nodes that hold something now or did before are touched.
+  void apply_usage() const {
     const auto used = usage({});
     for (const auto& [id, want] : used) {
       const auto slot = engine.find(id);
@@ -613,11 +658,10 @@ struct Workloads::Impl {
   bool place(WorkloadState& w, Timestamp now, const std::string& reason, Timestamp detected_ts,
              const std::set<std::string>& exclude, const std::map<std::string, std::string>& env = {},
              OldRun old_run = OldRun::none) {
-    const auto views = nodes();
-    sync(views, {&w.spec, 1});
+    sync({&w.spec, 1});
     const tiers::Decision d = decide(w.spec, exclude);
     if (!d.best) {
-      leave_pending(w, candidates(w.spec, views, exclude));
+      leave_pending(w, candidates(w.spec, nodes(), exclude));
       return false;
     }
     commit(w, d, now, reason, detected_ts, env, old_run);
@@ -972,6 +1016,11 @@ void Workloads::set_delivery_wait(WaitDeliveredFn wait_delivered) {
   impl_->wait_delivered = std::move(wait_delivered);
 }
 
+void Workloads::set_topology_revision(std::function<std::uint64_t()> revision) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->topology_revision = std::move(revision);
+}
+
 void Workloads::set_heartbeat_timeout(Timestamp ms) {
   std::lock_guard lock(impl_->mutex);
   impl_->heartbeat_timeout_ms = ms;
@@ -1192,8 +1241,7 @@ Result<std::vector<WorkloadState>> Workloads::submit_batch(std::vector<WorkloadS
         w.unplaced_reason = "handed to its owner, instance " + impl_->owner(w.spec.workload_id);
       }
     }
-    const auto views = impl_->nodes();
-    impl_->sync(views, owned);
+    impl_->sync(owned);
     const tiers::BatchResult placed = impl_->engine.place_batch(owned);
     std::vector<PlacementSignals> placed_signals;  // now: a later sync() may renumber the slots
     for (std::size_t k = 0; k < owned.size(); ++k) {
@@ -1206,7 +1254,7 @@ Result<std::vector<WorkloadState>> Workloads::submit_batch(std::vector<WorkloadS
         impl_->commit(w, placed.decisions[k], now, "submitted in a batch of " + std::to_string(fresh.size()), 0);
         w.signals = placed_signals[k];
       } else {
-        impl_->leave_pending(w, impl_->candidates(owned, views, {}, {}));
+        impl_->leave_pending(w, impl_->candidates(owned, impl_->nodes(), {}, {}));
       }
     }
     if (!owned.empty()) ++impl_->counters.batches;

@@ -184,6 +184,10 @@ class Workloads {
   // Set before any traffic: a placed workload whose node no record has named for this
   // long since the first tick() fails over (see Failover above). 0 (the default): never.
   void set_heartbeat_timeout(Timestamp ms);
+  // Set before any traffic: a counter that moves whenever a node's liveness or birth
+  // changes (LiveTopology::revision()). With it, a decision takes the node views from
+  // `nodes` only when it moved; without it, every decision compares them all.
+  void set_topology_revision(std::function<std::uint64_t()> revision);
   // Set before any traffic: the utilisation trigger's watermarks, the dwell time and the
   // per-node cap (migration.h). Unset: MigrationPolicy's defaults.
   void set_migration_policy(const MigrationPolicy& policy);
