@@ -1,6 +1,6 @@
 // Workloads: what the cloud was asked to run, where it runs, and keeping it running.
 //
-// submit() places a WorkloadSpec with tiers' placement engine on the nodes that are
+// submit() places a WorkloadSpec with tiers::PlacementEngine on the nodes that are
 // alive now, accounting for what earlier workloads already hold on each node (so a burst
 // of submissions never overcommits a node), then publishes, QoS 1:
 //   nova/v1/cloud/workload/<id>   the spec, retained
@@ -9,6 +9,11 @@
 //   nova/v1/down/<site>/<node>/task  a Task "<id>.r<revision>" for the chosen node
 // The task's result (through the ingest path) ends the run: ok -> succeeded; refused
 // -> placed again elsewhere; failed/timeout/killed -> failed.
+//
+// Placement signals: every node's candidate carries what nova-cloud measured of it
+// (measured.h: latency corrected by its round trip, stability, reliability, offline
+// hours, power, throttling); the engine is kept in sync with births, deaths and samples
+// rather than built per decision (docs/placement.md, "In nova-cloud").
 //
 // Failover: when a node hosting a running workload stops being alive (its will, its
 // goodbye, a bridge above it going down, or missed heartbeats), its owner places the
