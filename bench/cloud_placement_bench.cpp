@@ -70,18 +70,9 @@ std::vector<schemas::WorkloadSpec> mix() {
 // The peer's per-decision Candidate: what the replaced code filled from a view (no
 // clusters in this run), with a latency to the spec's target by site.
 tiers::Candidate from_view(const cloud::NodeView& v, const schemas::WorkloadSpec& spec, const tiers::Resources& used) {
-  const schemas::NodeDescription& d = *v.description;
-  tiers::Candidate c;
-  c.node = v.id;
-  c.site = d.site;
-  c.level = d.level;
-  c.arch = d.arch;
-  c.capabilities = d.capabilities;
-  c.region = d.region;
-  c.allocatable = d.resources;
+  tiers::Candidate c = cloud::birth_candidate(v);
   c.used = used;
-  c.alive = v.liveness == cloud::Liveness::alive;
-  if (spec.latency) c.latency_ms[spec.latency->to] = d.site.ends_with("/" + spec.latency->to) ? 1.5 : 31.5;
+  if (spec.latency) c.latency_ms[spec.latency->to] = v.description->site.ends_with("/" + spec.latency->to) ? 1.5 : 31.5;
   return c;
 }
 

@@ -14,6 +14,20 @@ namespace nova::cloud {
 
 using namespace nova::schemas;
 
+tiers::Candidate birth_candidate(const NodeView& n) {
+  const NodeDescription& d = *n.description;
+  tiers::Candidate c;
+  c.node = n.id;
+  c.site = d.site;
+  c.level = d.level;
+  c.arch = d.arch;
+  c.capabilities = d.capabilities;
+  c.region = d.region;
+  c.allocatable = d.resources;
+  c.alive = n.liveness == Liveness::alive;
+  return c;
+}
+
 std::string_view to_string(Phase p) {
   switch (p) {
     case Phase::pending: return "pending";
@@ -461,21 +475,12 @@ struct Workloads::Impl {
 
   // One node as placement sees it, usage aside (n has a description).
   tiers::Candidate candidate_of(const NodeView& n) const {
-    const NodeDescription& d = *n.description;
-    tiers::Candidate c;
-    c.node = n.id;
-    c.site = d.site;
-    c.level = d.level;
-    c.arch = d.arch;
-    c.capabilities = d.capabilities;
-    c.region = d.region;
+    tiers::Candidate c = birth_candidate(n);
     for (const auto& [cid, cluster] : clusters) {
-      if (!in_cluster(d.site, cluster)) continue;
+      if (!in_cluster(c.site, cluster)) continue;
       c.clusters.push_back(cid);
       c.maintenance = std::max(c.maintenance, maintenance_of(cluster));
     }
-    c.allocatable = d.resources;
-    c.alive = n.liveness == Liveness::alive;
     const Measured m = measures.of(n.id, clock_hint);
     apply(m, c);
     const std::vector<std::string> here = position_of(n);

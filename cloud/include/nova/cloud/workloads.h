@@ -88,6 +88,7 @@
 #include "nova/schemas/messages.h"
 #include "nova/schemas/result.h"
 #include "nova/schemas/topic.h"
+#include "nova/tiers/placement.h"
 
 namespace nova::cloud {
 
@@ -101,6 +102,11 @@ using WorkloadLogFn = std::function<void(const char* level, const std::string& e
 // Waits until the broker has acknowledged everything published so far (QoS 1 PUBACKs), at
 // most `timeout`; false if it has not.
 using WaitDeliveredFn = std::function<bool(std::chrono::milliseconds timeout)>;
+
+// A node's birth facts as a placement candidate: id, site, level, arch, capabilities,
+// region, allocatable, and alive when its liveness is. Usage, clusters, measured signals
+// and latency are the caller's to add. Precondition: n.description.
+tiers::Candidate birth_candidate(const NodeView& n);
 
 enum class Phase { pending, running, succeeded, failed, cancelled, deleted };
 std::string_view to_string(Phase p);
