@@ -101,6 +101,16 @@ TEST_CASE("a node behind a slow link stops taking latency-bound work and optimiz
                                         << (*find_node(before["recommendations"], fast))["signals"]["rtt_ms"] << " ms");
   CHECK(slow_before["signals"]["latency_ms"].get<double>() <= kBoundMs);
   CHECK(before["rejected"].empty());
+  // The other signals are measured too: alive since its birth, and its outbox's headroom
+  // at its upward byte rate (64 MiB at about a batch a second: hours, not the cap).
+  for (const auto& node : test::kTwoDevices) {
+    const json& sig = (*find_node(before["recommendations"], node))["signals"];
+    INFO(node << " " << sig.dump());
+    CHECK(sig["stability"] == 1.0);
+    CHECK(sig["offline_hours"].get<double>() > 0);
+    CHECK(sig["offline_hours"].get<double>() < 168);
+    CHECK(sig["power"] == "mains");
+  }
 
   // The slow link: every byte between the slow agent and its broker waits 100 ms each way.
   slow_link.set_delay(kOneWay);
@@ -117,11 +127,13 @@ TEST_CASE("a node behind a slow link stops taking latency-bound work and optimiz
   const json& slow_after = *find_node(after["rejected"], slow);
   const double rtt = slow_after["signals"]["rtt_ms"];
   const double latency = slow_after["signals"]["latency_ms"];
-  WARN("round trip after the delay: " << rtt << " ms; latency to par-a1 " << latency << " ms");
+  WARN("round trip after the delay: " << rtt << " ms; latency to par-a1 " << latency << " ms; offline hours "
+                                      << slow_after["signals"]["offline_hours"]);
   // latency = tree (1.5 ms device -> access) + (rtt / 2 - tree to the root, 36.5 ms).
   CHECK(latency == Approx(1.5 + rtt / 2 - 36.5).margin(0.01));
   CHECK(latency > kBoundMs);
   CHECK(slow_after["reason"].get<std::string>().starts_with("latency: "));
+  CHECK(slow_after["reason"].get<std::string>().ends_with("to 'par-a1' exceeds the bound of 40 ms"));
   REQUIRE(after["recommendations"].size() == 1);
   CHECK(after["recommendations"][0]["node"] == fast);
   CHECK(after["recommendations"][0]["signals"]["latency_ms"].get<double>() <= kBoundMs);
