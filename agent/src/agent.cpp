@@ -276,6 +276,12 @@ void Agent::add_sample(const schemas::MetricSample& sample) {
   extra["agent.outbox_records"] = static_cast<double>(records);
   extra["agent.outbox_bytes"] = static_cast<double>(outbox_->total_bytes());
   extra["agent.outbox_evicted"] = static_cast<double>(evicted);
+  // What the cloud turns into placement signals (docs/cloud.md, "Measured signals"): the
+  // round trip through the hierarchy, and the outbox's cap and intake, from which it
+  // derives how long this node can keep working without an uplink.
+  extra["agent.outbox_max_bytes"] = static_cast<double>(options_.outbox.max_bytes);
+  extra["agent.outbox_appended_bytes"] = static_cast<double>(appended_bytes_);
+  if (const auto rtt = rtt_.rtt_ms()) extra["agent.rtt_ms"] = *rtt;
   // Only once there is something to report, so a healthy sample keeps its gauge set.
   if (const std::uint64_t corrupt = corrupt_ ? corrupt_->load() : 0; corrupt > 0) {
     extra["agent.corrupt_records"] = static_cast<double>(corrupt);
@@ -316,6 +322,7 @@ bool Agent::append_record(const char* stream, Priority priority, T& record) {
   const schemas::Bytes b = schemas::encode_cbor(record);
   auto stored = outbox_->append(stream, priority, std::string(b.begin(), b.end()));
   if (!stored) update_counters([](AgentCounters& c) { ++c.outbox_errors; });
+  if (stored) appended_bytes_ += b.size();
   return static_cast<bool>(stored);
 }
 template bool Agent::append_record(const char*, Priority, schemas::DecisionRecord&);  // agent_verdicts.cpp
@@ -837,6 +844,7 @@ void Agent::on_ack(const std::string& topic, const std::string& payload) {
       continue;
     }
     const std::uint64_t acked = outbox_->stats()[stream].acked;
+    rtt_.on_ack(stream, watermark, Clock::now());
     if (acked <= before) continue;
     // Progress on this stream only: its stall timer restarts if it still has records
     // outstanding, and stops otherwise. Other streams' timers keep running.
@@ -945,6 +953,7 @@ void Agent::drain(Clock::time_point now) {
       for (const OutboxRecord& r : *records) {
         const std::string payload = gap ? with_first(def.kind, r.payload, it->second.first) : std::string();
         if (!uplink_->publish(topic_of(def.name, def.kind, node), gap ? payload : r.payload, false, r.seq)) return;
+        rtt_.on_send(def.name, r.seq, now);
         if (!progress.stall_since) progress.stall_since = now;
         sent = r.seq;
         tokens_ -= 1;

@@ -241,8 +241,9 @@ const std::vector<KeyDef>& table() {
 
       def(NOVA_KEY(metrics.interval_ms), integer(100, 60000), Reload::hot,
           "Sampling interval of the host metrics."),
-      def(NOVA_KEY(metrics.batch_interval_s), integer(10, 3600), Reload::hot,
-          "Samples are batched for this long into one outbox record (at most 4096 samples)."),
+      def(NOVA_KEY(metrics.batch_interval_s), integer(1, 3600), Reload::hot,
+          "Samples are batched for this long into one outbox record (at most 4096 samples); "
+          "each batch's ack is also a round-trip sample (agent.rtt_ms)."),
       def(NOVA_KEY(metrics.data_path), text(Check::absolute_path), Reload::hot,
           "disk_pct reports the filesystem holding this path."),
       def(NOVA_KEY(metrics.encoding), choice(kBatchEncodings), Reload::hot,

@@ -29,7 +29,7 @@ using schemas::MetricSample;
 using schemas::Timestamp;
 
 constexpr std::size_t kMaxExtra = 256;       // the codec's limit on "extra"
-constexpr std::size_t kFixedGauges = 18;     // cpu.* 7, mem 3, disk 2, load 2, throttle 2, self 2
+constexpr std::size_t kFixedGauges = 20;     // cpu.* 7, mem 3, disk 2, load 2, throttle 2, self 2, power 2
 constexpr std::size_t kMaxKeyBytes = 64;     // topics::kMaxIdBytes: a gauge name is an Id
 constexpr std::uint64_t kSectorBytes = 512;  // /proc/diskstats counts 512-byte sectors always
 constexpr int kArphrdLoopback = 772;         // /sys/class/net/<if>/type of loopback devices
@@ -315,6 +315,14 @@ struct Supply {
   File voltage;  // uV
 };
 
+// What says whether the node runs on its battery: mains-type supplies' "online", and
+// batteries' "capacity" (%) and "status" (Charging, Discharging, Full, Not charging).
+struct PowerState {
+  std::vector<File> mains_online;
+  std::vector<File> battery_capacity;
+  std::vector<File> battery_status;
+};
+
 struct CpuTimes {
   // user+nice, system, idle, iowait, irq, softirq, steal (guest time is inside user)
   std::array<Counter, 7> fields;
@@ -336,6 +344,7 @@ struct MetricsCollector::Impl {
   std::vector<Zone> zones;
   std::vector<ThrottleCounter> throttles;
   std::vector<Supply> supplies;
+  PowerState power_state;
   File rpi_throttled;  // Raspberry Pi firmware flags, hex
 
   std::string statvfs_path;  // data_path or its nearest existing ancestor
@@ -358,6 +367,7 @@ struct MetricsCollector::Impl {
     double *load5 = nullptr, *load15 = nullptr;
     double *throttle_core = nullptr, *throttle_package = nullptr;
     double *self_cpu_pct = nullptr, *self_rss_kb = nullptr;
+    double *power_on_battery = nullptr, *power_battery_pct = nullptr;
   } g;
 
   // --- scanning (allocates) ---
@@ -382,6 +392,7 @@ struct MetricsCollector::Impl {
   void read_thermal();
   void read_throttle();
   void read_power();
+  void read_power_state();
   void read_self(double elapsed_s);
 
   static void set(double* gauge, double v) {
@@ -498,7 +509,15 @@ void MetricsCollector::Impl::scan_throttles() {
 
 void MetricsCollector::Impl::scan_supplies() {
   std::vector<Supply> found;
+  PowerState state;
   for (const fs::path& entry : list_dir(options.sys_root / "class/power_supply")) {
+    const std::string type(trim(read_text(entry / "type").value_or("")));
+    if (type == "Battery") {
+      if (File f(entry / "capacity"); f.is_open()) state.battery_capacity.push_back(std::move(f));
+      if (File f(entry / "status"); f.is_open()) state.battery_status.push_back(std::move(f));
+    } else if (type == "Mains" || type.starts_with("USB")) {
+      if (File f(entry / "online"); f.is_open()) state.mains_online.push_back(std::move(f));
+    }
     Supply supply;
     supply.power = File(entry / "power_now");
     if (!supply.power.is_open()) {
@@ -509,6 +528,7 @@ void MetricsCollector::Impl::scan_supplies() {
     found.push_back(std::move(supply));
   }
   supplies = std::move(found);
+  power_state = std::move(state);
 }
 
 void MetricsCollector::Impl::build_extra() {
@@ -544,6 +564,10 @@ void MetricsCollector::Impl::build_extra() {
   }
   if (self_stat.is_open()) g.self_cpu_pct = add("self.cpu_pct");
   if (self_statm.is_open()) g.self_rss_kb = add("self.rss_kb");
+  if (!power_state.battery_capacity.empty() || !power_state.battery_status.empty()) {
+    g.power_on_battery = add("power.on_battery");
+    if (!power_state.battery_capacity.empty()) g.power_battery_pct = add("power.battery_pct");
+  }
 
   // Per-interface gauges; a name that sanitizes onto another's gets its position added.
   std::size_t n = 0;
@@ -595,6 +619,7 @@ void MetricsCollector::Impl::sample(Timestamp now) {
   read_thermal();
   read_throttle();
   read_power();
+  read_power_state();
   read_self(elapsed_s);
 }
 
@@ -778,6 +803,30 @@ void MetricsCollector::Impl::read_throttle() {
     }
   }
   s.throttled = throttled;
+}
+
+void MetricsCollector::Impl::read_power_state() {
+  if (g.power_on_battery == nullptr) return;
+  std::array<char, 32> a{};
+  bool mains = false;
+  for (const File& f : power_state.mains_online) {
+    const auto text = f.read_small(a);
+    if (text && trim(*text) == "1") mains = true;
+  }
+  bool discharging = false;
+  for (const File& f : power_state.battery_status) {
+    const auto text = f.read_small(a);
+    if (text && trim(*text) == "Discharging") discharging = true;
+  }
+  set(g.power_on_battery, !mains && discharging ? 1.0 : 0.0);
+  // The emptiest battery: the node stops when it does.
+  std::optional<double> pct_left;
+  for (const File& f : power_state.battery_capacity) {
+    const auto text = f.read_small(a);
+    const auto v = text ? parse_i64(trim(*text)) : std::nullopt;
+    if (v && *v >= 0 && *v <= 100) pct_left = std::min(pct_left.value_or(100.0), static_cast<double>(*v));
+  }
+  set(g.power_battery_pct, pct_left.value_or(0.0));
 }
 
 void MetricsCollector::Impl::read_power() {

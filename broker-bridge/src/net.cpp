@@ -14,14 +14,6 @@
 namespace nova::bridge {
 namespace {
 
-sockaddr_in loopback(std::uint16_t port) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return addr;
-}
-
 bool connect_to(const sockaddr* addr, socklen_t len, int family) {
   const int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
@@ -32,10 +24,18 @@ bool connect_to(const sockaddr* addr, socklen_t len, int family) {
 
 }  // namespace
 
+sockaddr_in loopback_address(std::uint16_t port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return addr;
+}
+
 schemas::Result<std::uint16_t> free_loopback_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return schemas::Error{"", std::string("free_loopback_port: socket: ") + std::strerror(errno)};
-  sockaddr_in addr = loopback(0);
+  sockaddr_in addr = loopback_address(0);
   socklen_t len = sizeof addr;
   if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
@@ -48,7 +48,7 @@ schemas::Result<std::uint16_t> free_loopback_port() {
 }
 
 bool accepts_connections(const std::string& host, std::uint16_t port) {
-  sockaddr_in v4 = loopback(port);
+  sockaddr_in v4 = loopback_address(port);
   if (host.empty() || host == "0.0.0.0" || ::inet_pton(AF_INET, host.c_str(), &v4.sin_addr) == 1) {
     return connect_to(reinterpret_cast<const sockaddr*>(&v4), sizeof v4, AF_INET);
   }

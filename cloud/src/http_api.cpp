@@ -73,13 +73,29 @@ json node_json(const NodeView& n) {
   return j;
 }
 
+// The measured values placement used (PlacementSignals); unmeasured ones are null.
+json signals_json(const PlacementSignals& s) {
+  auto or_null = [](const std::optional<double>& v) { return v ? json(*v) : json(nullptr); };
+  return {{"rtt_ms", or_null(s.rtt_ms)},
+          {"latency_ms", or_null(s.latency_ms)},
+          {"stability", s.stability},
+          {"reliability", or_null(s.reliability)},
+          {"offline_hours", s.offline_hours},
+          {"power", s.on_battery ? "battery" : "mains"},
+          {"power_headroom", s.power_headroom},
+          {"throttled", s.throttled}};
+}
+
 json workload_json(const WorkloadState& w) {
   json j = {{"workload_id", w.spec.workload_id},
             {"spec", to_json(w.spec)},
             {"phase", std::string(to_string(w.phase))},
             {"task_id", w.task_id},
             {"submitted_ts", w.submitted_ts}};
-  if (w.placement) j["placement"] = to_json(*w.placement);
+  if (w.placement) {
+    j["placement"] = to_json(*w.placement);
+    if (w.signals) j["placement"]["signals"] = signals_json(*w.signals);
+  }
   if (!w.unplaced_reason.empty()) j["unplaced_reason"] = w.unplaced_reason;
   if (w.result) j["result"] = to_json(*w.result);
   json history = json::array();
@@ -675,13 +691,19 @@ void add_routes(Router& s, CloudService& service, const HttpOptions& options, st
     auto ranked = svc->workloads().optimize(*spec, k);
     if (!ranked) return error(res, 422, ranked.error().message());
     json out = json::array();
-    for (const auto& r : *ranked) {
+    for (const auto& r : ranked->recommendations) {
       const ScoreBreakdown& b = r.breakdown;
       json breakdown = {{"resource", b.resource}, {"latency", b.latency}, {"capability", b.capability},
                         {"level", b.level}, {"availability", b.availability}};
-      out.push_back({{"node", r.node}, {"site", r.site}, {"score", r.score}, {"breakdown", std::move(breakdown)}});
+      out.push_back({{"node", r.node}, {"site", r.site}, {"score", r.score}, {"breakdown", std::move(breakdown)},
+                     {"signals", signals_json(r.signals)}});
     }
-    reply(res, 200, {{"workload_id", spec->workload_id}, {"recommendations", out}});
+    json rejected = json::array();
+    for (const auto& r : ranked->rejected) {
+      if (!in_scope(caller.scope, r.site)) continue;
+      rejected.push_back({{"node", r.node}, {"site", r.site}, {"reason", r.reason}, {"signals", signals_json(r.signals)}});
+    }
+    reply(res, 200, {{"workload_id", spec->workload_id}, {"recommendations", out}, {"rejected", rejected}});
   });
   // Erasure of a node's or a sensor's data everywhere (erasures.h): admin, and only of a
   // node in the caller's scope. A node out of scope is "not known", as on every route.

@@ -59,6 +59,7 @@ std::vector<LivenessChange> LiveTopology::refresh(Timestamp now, const std::stri
       n.liveness = next;
     }
   }
+  if (!changes.empty()) ++revision_;
   return changes;
 }
 
@@ -77,6 +78,7 @@ std::vector<LivenessChange> LiveTopology::apply_state(const schemas::NodeState& 
     // A death or goodbye for another birth than the one held is stale.
     if (!is_birth && state.bdseq != n.bdseq && n.status == schemas::NodeStatus::online) return {};
   }
+  ++revision_;  // past the no-op checks: something about the node changed
   if (is_birth) n.description = state.description;
   if (n.status != state.status || fresh) n.status_since = now;
   n.status = state.status;
@@ -113,6 +115,7 @@ std::vector<LivenessChange> LiveTopology::check_heartbeats(Timestamp now) {
     changes.push_back({id, n.liveness, next, std::move(cause)});
     n.liveness = next;
   }
+  if (!changes.empty()) ++revision_;
   return changes;
 }
 

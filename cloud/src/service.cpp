@@ -698,6 +698,11 @@ class CloudService::Impl final : public virtual mqtt::callback {
     owner_.workloads_->on_liveness(changes, now_ms());
   }
 
+  std::uint64_t topology_revision() const {
+    std::lock_guard lock(mutex_);
+    return topology_.revision();
+  }
+
   std::vector<NodeView> snapshot() const {
     std::lock_guard lock(mutex_);
     std::vector<NodeView> out;
@@ -768,6 +773,7 @@ Result<std::unique_ptr<CloudService>> CloudService::prepare(CloudOptions options
       [raw] { return raw->impl_->snapshot(); }, s->options_.log, s->options_.client_id,
       !s->options_.shared_group.empty());
   s->workloads_->set_delivery_wait([raw](std::chrono::milliseconds timeout) { return raw->impl_->wait_delivered(timeout); });
+  s->workloads_->set_topology_revision([raw] { return raw->impl_->topology_revision(); });
   s->workloads_->set_heartbeat_timeout(static_cast<Timestamp>(s->options_.heartbeat_timeout.count()));
   s->workloads_->set_migration_policy(s->options_.migration);
   s->workloads_->set_reoptimiser(s->options_.reoptimiser);

@@ -6,12 +6,27 @@
 #include <span>
 #include <sstream>
 
+#include "nova/cloud/measured.h"
 #include "nova/schemas/codec.h"
 #include "nova/tiers/placement.h"
 
 namespace nova::cloud {
 
 using namespace nova::schemas;
+
+tiers::Candidate birth_candidate(const NodeView& n) {
+  const NodeDescription& d = *n.description;
+  tiers::Candidate c;
+  c.node = n.id;
+  c.site = d.site;
+  c.level = d.level;
+  c.arch = d.arch;
+  c.capabilities = d.capabilities;
+  c.region = d.region;
+  c.allocatable = d.resources;
+  c.alive = n.liveness == Liveness::alive;
+  return c;
+}
 
 std::string_view to_string(Phase p) {
   switch (p) {
@@ -36,8 +51,8 @@ std::vector<std::string> split_path(const std::string& path) {
 
 // One-way latency of the hop from depth d to d-1 of the tree, ms: device to its access
 // site, access to metro, metro to regional, regional to cloud. Typical figures for the
-// link types of each tier (LAN/Wi-Fi, metro fibre, regional backbone, WAN); nova-cloud
-// does not measure RTTs yet, so a latency bound is checked against this estimate.
+// link types of each tier (LAN/Wi-Fi, metro fibre, regional backbone, WAN). A node's
+// measured round trip corrects it upward (measured.h, latency_excess_ms).
 double hop_ms(std::size_t depth) {
   switch (depth) {
     case 5: return 1;
@@ -65,18 +80,25 @@ double path_latency(const std::vector<std::string>& a, const std::vector<std::st
   return ms;
 }
 
-// The tree position of a latency target: a node id, or a site id seen in a birth's path.
-std::optional<std::vector<std::string>> target_position(const std::string& to, const std::vector<NodeView>& nodes) {
-  for (const auto& n : nodes) {
-    if (n.id == to && n.description) return position_of(n);
+// The tree position of each latency target: a node id (first), or a site id seen in a
+// birth's path (the first view in order that has it). Two passes over the views, each
+// path split once; a target found nowhere has no position (unknown latency).
+void locate(std::map<std::string, std::optional<std::vector<std::string>>>& targets, const std::vector<NodeView>& views) {
+  std::map<std::string, std::optional<std::vector<std::string>>> found;
+  for (const auto& n : views) {
+    if (n.description && targets.count(n.id) != 0 && found.count(n.id) == 0) found[n.id] = position_of(n);
   }
-  for (const auto& n : nodes) {
+  for (const auto& n : views) {
     if (!n.description) continue;
-    std::vector<std::string> p = split_path(n.description->site);
-    auto it = std::find(p.begin(), p.end(), to);
-    if (it != p.end()) return std::vector<std::string>(p.begin(), it + 1);
+    const std::vector<std::string> p = split_path(n.description->site);
+    for (std::size_t i = 0; i < p.size(); ++i) {
+      if (targets.count(p[i]) != 0 && found.count(p[i]) == 0) found[p[i]] = std::vector<std::string>(p.begin(), p.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+    }
   }
-  return std::nullopt;
+  for (auto& [to, position] : targets) {
+    auto it = found.find(to);
+    position = it == found.end() ? std::nullopt : std::move(it->second);
+  }
 }
 
 bool in_cluster(const std::string& site_path, const ClusterRecord& c) {
@@ -148,6 +170,7 @@ struct Workloads::Impl {
   std::map<std::string, std::string> workload_of_task;
   std::map<std::string, ClusterRecord> clusters;
   std::map<std::string, MetricSample> latest;  // per node: its newest sample (throttling)
+  NodeMeasures measures;                       // per node: rtt, stability, power, ... (measured.h)
   std::map<std::string, OverloadTracker> load;  // per node: utilisation with hysteresis
   MigrationPolicy policy;
   std::map<std::string, std::deque<Timestamp>> migrations_off;  // per node, within policy.node_window_ms
@@ -412,16 +435,29 @@ struct Workloads::Impl {
     }
   }
 
-  // What each alive node has left, from the births and what running workloads hold.
-  std::vector<tiers::Candidate> candidates(const WorkloadSpec& spec, const std::vector<NodeView>& views,
-                                           const std::set<std::string>& exclude) const {
-    return candidates({&spec, 1}, views, exclude, {});
-  }
-  // The same for several specs (latency to each of their targets), leaving out what the
-  // workloads in `not_counted` hold.
-  std::vector<tiers::Candidate> candidates(std::span<const WorkloadSpec> specs, const std::vector<NodeView>& views,
-                                           const std::set<std::string>& exclude,
-                                           const std::set<std::string>& not_counted) const {
+  // ---- the placement engine ---------------------------------------------------------
+  //
+  // tiers::PlacementEngine holds a Candidate per node with a birth, kept in sync instead
+  // of building every Candidate per decision: sync() upserts the nodes whose view
+  // (liveness, description) changed since it was built, the nodes marked dirty (a
+  // sample, a liveness change: measured signals), and every node when the clusters or
+  // the latency targets changed or every kRefreshMs (stability, reliability and
+  // maintenance windows move with time); then it sets each node's usage from what the
+  // workloads hold. Latency is kept for every target a workload has named so far.
+  static constexpr Timestamp kRefreshMs = 10'000;
+  mutable tiers::PlacementEngine engine;
+  mutable std::map<std::string, NodeView> synced;  // the view each engine node was built from
+  mutable std::map<std::string, std::optional<std::vector<std::string>>> targets;  // latency target -> its position
+  mutable std::set<std::string> dirty;
+  mutable std::set<std::string> holding;  // nodes whose usage in the engine is not zero
+  mutable bool all_dirty = true;
+  mutable Timestamp next_refresh = 0;
+  std::function<std::uint64_t()> topology_revision;  // set_topology_revision()
+  mutable std::optional<std::uint64_t> synced_revision;
+
+  // What the workloads hold per node (a run being stopped still holds its node until it
+  // is known stopped, fence.h), leaving out the workloads in `not_counted`.
+  std::map<std::string, Resources> usage(const std::set<std::string>& not_counted) const {
     std::map<std::string, Resources> used;
     auto add = [&](const std::string& node, const WorkloadSpec& spec) {
       Resources& u = used[node];
@@ -430,40 +466,188 @@ struct Workloads::Impl {
       u.storage_mb += spec.resources.storage_mb;
     };
     for (const auto& [id, w] : workloads) {
-      // A run being stopped (fence.h) still holds its node until it is known stopped.
       if (w.stopping && w.stopping->node != (w.placement ? w.placement->node : "")) add(w.stopping->node, w.spec);
       if (w.phase != Phase::running || !w.placement || not_counted.count(id) != 0) continue;
       add(w.placement->node, w.spec);
     }
-    std::map<std::string, std::vector<std::string>> targets;  // latency target -> its position
-    for (const WorkloadSpec& spec : specs) {
-      if (!spec.latency || targets.count(spec.latency->to) != 0) continue;
-      if (auto position = target_position(spec.latency->to, views)) targets[spec.latency->to] = *position;
+    return used;
+  }
+
+  // One node as placement sees it, usage aside (n has a description).
+  tiers::Candidate candidate_of(const NodeView& n) const {
+    tiers::Candidate c = birth_candidate(n);
+    for (const auto& [cid, cluster] : clusters) {
+      if (!in_cluster(c.site, cluster)) continue;
+      c.clusters.push_back(cid);
+      c.maintenance = std::max(c.maintenance, maintenance_of(cluster));
     }
-    std::vector<tiers::Candidate> out;
-    for (const auto& n : views) {
+    const Measured m = measures.of(n.id, clock_hint);
+    apply(m, c);
+    const std::vector<std::string> here = position_of(n);
+    const double excess = latency_excess_ms(m.rtt_ms, path_latency(here, {here.front()}));
+    for (const auto& [to, position] : targets) {
+      if (position) c.latency_ms[to] = path_latency(here, *position) + excess;
+    }
+    return c;
+  }
+
+  // Brings the engine up to date with `views` and the workloads, tracking the latency
+  // targets of `specs`. An upsert costs the size of the node's bucket, so a refresh of
+  // every node builds a new engine from all candidates instead (O(n log n)); slots
+  // (Ranked::index) are valid until the next sync().
+  void sync(const std::vector<NodeView>& views, std::span<const WorkloadSpec> specs) const {
+    for (const WorkloadSpec& spec : specs) {
+      if (spec.latency && targets.emplace(spec.latency->to, std::nullopt).second) all_dirty = true;
+    }
+    if (clock_hint >= next_refresh) {
+      all_dirty = true;
+      next_refresh = clock_hint + kRefreshMs;
+    }
+    std::vector<const NodeView*> changed;
+    std::size_t described = 0;
+    bool moved = false;  // a node is new or its description changed
+    for (const NodeView& n : views) {
       if (!n.description) continue;
-      const NodeDescription& d = *n.description;
-      tiers::Candidate c;
-      c.node = n.id;
-      c.site = d.site;
-      c.level = d.level;
-      c.arch = d.arch;
-      c.capabilities = d.capabilities;
-      c.region = d.region;
-      for (const auto& [cid, cluster] : clusters) {
-        if (!in_cluster(d.site, cluster)) continue;
-        c.clusters.push_back(cid);
-        c.maintenance = std::max(c.maintenance, maintenance_of(cluster));
+      ++described;
+      auto held = synced.find(n.id);
+      const bool fresh = held == synced.end() || held->second.description != n.description;
+      moved = moved || fresh;
+      if (all_dirty || fresh || dirty.count(n.id) != 0 || held->second.liveness != n.liveness) changed.push_back(&n);
+    }
+    if (described != synced.size()) all_dirty = true;  // a node left the views
+    // A birth can make a target known or move it: positions follow the views.
+    if ((moved || all_dirty) && !targets.empty()) {
+      const auto before = targets;
+      locate(targets, views);
+      if (targets != before) all_dirty = true;
+    }
+    if (all_dirty) {
+      std::map<std::string, NodeView> now;
+      for (const NodeView& n : views) {
+        if (n.description) now.emplace(n.id, n);
       }
-      c.allocatable = d.resources;
-      c.used = used[n.id];
-      c.alive = n.liveness == Liveness::alive && exclude.count(n.id) == 0;
-      if (auto m = latest.find(n.id); m != latest.end()) c.thermal_throttled = m->second.throttled.value_or(false);
-      for (const auto& [to, position] : targets) c.latency_ms[to] = path_latency(position_of(n), position);
+      rebuild(std::move(now));
+    } else {
+      for (const NodeView* n : changed) {
+        engine.upsert(candidate_of(*n));
+        synced[n->id] = *n;
+      }
+    }
+    dirty.clear();
+    all_dirty = false;
+    apply_usage();
+  }
+
+  // sync() with the views from nodes() -- or, when the topology's revision has not moved
+  // since the last sync, from the copies held (no snapshot, no comparison).
+  void sync(std::span<const WorkloadSpec> specs) const {
+    if (!topology_revision) return sync(nodes(), specs);
+    const std::uint64_t revision = topology_revision();
+    if (synced_revision != revision) {
+      sync(nodes(), specs);  // the revision is read first: a change meanwhile syncs again next time
+      synced_revision = revision;
+      return;
+    }
+    for (const WorkloadSpec& spec : specs) {
+      if (spec.latency && targets.emplace(spec.latency->to, std::nullopt).second) all_dirty = true;
+    }
+    if (all_dirty) {  // a new target: locate it among the held views
+      std::vector<NodeView> held;
+      for (const auto& [id, n] : synced) held.push_back(n);
+      locate(targets, held);
+    }
+    if (clock_hint >= next_refresh) {
+      all_dirty = true;
+      next_refresh = clock_hint + kRefreshMs;
+    }
+    if (all_dirty) {
+      rebuild(synced);
+    } else {
+      for (const std::string& id : dirty) {
+        if (auto n = synced.find(id); n != synced.end()) engine.upsert(candidate_of(n->second));
+      }
+    }
+    dirty.clear();
+    all_dirty = false;
+    apply_usage();
+  }
+
+  // A new engine from every node in `views` (by id).
+  void rebuild(std::map<std::string, NodeView> views) const {
+    holding.clear();  // a new engine: nothing used yet
+    std::vector<tiers::Candidate> all;
+    for (const auto& [id, n] : views) all.push_back(candidate_of(n));
+    engine = tiers::PlacementEngine(all);
+    synced = std::move(views);
+  }
+
+  // Usage: only the nodes that hold something now or did before are touched.
+  void apply_usage() const {
+    const auto used = usage({});
+    for (const auto& [id, want] : used) {
+      const auto slot = engine.find(id);
+      if (slot && !(engine.candidate(*slot).used == want)) engine.set_used(id, want);
+    }
+    for (const std::string& id : holding) {
+      if (used.count(id) == 0) engine.set_used(id, Resources{});
+    }
+    holding.clear();
+    for (const auto& [id, want] : used) holding.insert(id);
+  }
+
+  // Every node's candidate in the order of `views`, as the engine holds it (after
+  // sync()), with `exclude` not alive and the usage without `not_counted`: the input of
+  // the free functions (batches of the re-optimiser, "why not" summaries).
+  std::vector<tiers::Candidate> candidates(std::span<const WorkloadSpec> specs, const std::vector<NodeView>& views,
+                                           const std::set<std::string>& exclude,
+                                           const std::set<std::string>& not_counted) const {
+    sync(views, specs);
+    const auto used = not_counted.empty() ? std::map<std::string, Resources>{} : usage(not_counted);
+    std::vector<tiers::Candidate> out;
+    for (const NodeView& n : views) {
+      const auto slot = n.description ? engine.find(n.id) : std::nullopt;
+      if (!slot) continue;
+      tiers::Candidate c = engine.candidate(*slot);
+      if (!not_counted.empty()) {
+        auto u = used.find(n.id);
+        c.used = u == used.end() ? Resources{} : u->second;
+      }
+      if (exclude.count(n.id) != 0) c.alive = false;
       out.push_back(std::move(c));
     }
     return out;
+  }
+  std::vector<tiers::Candidate> candidates(const WorkloadSpec& spec, const std::vector<NodeView>& views,
+                                           const std::set<std::string>& exclude) const {
+    return candidates({&spec, 1}, views, exclude, {});
+  }
+
+  // The engine's decision for `spec` with the nodes in `exclude` left out (after sync()).
+  tiers::Decision decide(const WorkloadSpec& spec, const std::set<std::string>& exclude) const {
+    std::vector<std::string> hidden;
+    for (const std::string& node : exclude) {
+      const auto slot = engine.find(node);
+      if (slot && engine.candidate(*slot).alive && engine.set_alive(node, false)) hidden.push_back(node);
+    }
+    tiers::Decision d = engine.place_one(spec, {});
+    for (const std::string& node : hidden) engine.set_alive(node, true);
+    return d;
+  }
+
+  // What placement used for candidate `c` (built by candidates() for `spec`).
+  PlacementSignals signals_for(const WorkloadSpec& spec, const tiers::Candidate& c) const {
+    PlacementSignals sig;
+    sig.rtt_ms = measures.of(c.node, clock_hint).rtt_ms;
+    if (spec.latency) {
+      if (auto l = c.latency_ms.find(spec.latency->to); l != c.latency_ms.end()) sig.latency_ms = l->second;
+    }
+    sig.stability = c.connection_stability;
+    sig.reliability = c.reliability;
+    sig.offline_hours = c.offline_hours;
+    sig.on_battery = c.power == tiers::PowerSource::battery;
+    sig.power_headroom = c.power_headroom;
+    sig.throttled = c.thermal_throttled;
+    return sig;
   }
 
   // What place() does with the run `w` has now.
@@ -479,14 +663,14 @@ struct Workloads::Impl {
   bool place(WorkloadState& w, Timestamp now, const std::string& reason, Timestamp detected_ts,
              const std::set<std::string>& exclude, const std::map<std::string, std::string>& env = {},
              OldRun old_run = OldRun::none) {
-    const auto views = nodes();
-    const auto cands = candidates(w.spec, views, exclude);
-    const tiers::Decision d = tiers::place_one(w.spec, cands, {});
+    sync({&w.spec, 1});
+    const tiers::Decision d = decide(w.spec, exclude);
     if (!d.best) {
-      leave_pending(w, cands);
+      leave_pending(w, candidates(w.spec, nodes(), exclude));
       return false;
     }
     commit(w, d, now, reason, detected_ts, env, old_run);
+    w.signals = signals_for(w.spec, engine.candidate(d.best->index));
     return true;
   }
 
@@ -501,6 +685,7 @@ struct Workloads::Impl {
     p.revision = w.placement ? w.placement->revision + 1 : 1;
     p.ts = now;
     w.placement = p;
+    w.signals.reset();  // the caller that holds the candidates sets them
     w.phase = Phase::running;
     w.unplaced_reason.clear();
     w.task_id = w.spec.workload_id + ".r" + std::to_string(p.revision);
@@ -647,12 +832,19 @@ std::optional<WorkloadState> Workloads::get(const std::string& workload_id) cons
   return it->second;
 }
 
-Result<std::vector<Recommendation>> Workloads::optimize(const WorkloadSpec& spec, std::size_t k) const {
+Result<Optimization> Workloads::optimize(const WorkloadSpec& spec, std::size_t k) const {
   std::lock_guard lock(impl_->mutex);
-  const auto cands = impl_->candidates(spec, impl_->nodes(), {});
-  std::vector<Recommendation> out;
-  for (const auto& r : tiers::rank(spec, cands, k)) out.push_back({r.node, r.site, r.score, r.breakdown});
-  if (out.empty()) return Error{"workload", rejection_summary(spec, cands)};
+  const auto cands = impl_->candidates(spec, impl_->nodes(), {});  // synced, and the rejected are listed
+  Optimization out;
+  for (const auto& r : impl_->engine.rank(spec, k)) {
+    out.recommendations.push_back({r.node, r.site, r.score, r.breakdown, impl_->signals_for(spec, impl_->engine.candidate(r.index))});
+  }
+  if (out.recommendations.empty()) return Error{"workload", rejection_summary(spec, cands)};
+  for (const auto& c : cands) {
+    if (tiers::check(spec, c) == tiers::Rejection::none) continue;
+    if (out.rejected.size() == kMaxRejectedListed) break;
+    out.rejected.push_back({c.node, c.site, tiers::explain(spec, c), impl_->signals_for(spec, c)});
+  }
   return out;
 }
 
@@ -664,6 +856,7 @@ Status Workloads::register_cluster(const ClusterRecord& cluster) {
   }
   std::lock_guard lock(impl_->mutex);
   impl_->clusters[cluster.cluster_id] = cluster;
+  impl_->all_dirty = true;
   impl_->put_record(topics::CloudKind::cluster, *cid, encode_cbor(cluster));
   return Ok{};
 }
@@ -671,6 +864,7 @@ Status Workloads::register_cluster(const ClusterRecord& cluster) {
 bool Workloads::remove_cluster(const std::string& cluster_id) {
   std::lock_guard lock(impl_->mutex);
   if (impl_->clusters.erase(cluster_id) == 0) return false;
+  impl_->all_dirty = true;
   if (auto cid = topics::Id::parse(cluster_id)) impl_->put_record(topics::CloudKind::cluster, *cid, {});
   return true;
 }
@@ -686,6 +880,8 @@ void Workloads::on_liveness(const std::vector<LivenessChange>& changes, Timestam
   std::lock_guard lock(impl_->mutex);
   for (const auto& change : changes) {
     impl_->liveness_changes[change.node].push_back(now);
+    impl_->measures.observe_liveness(change.node, change.to, now);
+    impl_->dirty.insert(change.node);
     if (change.to == Liveness::alive) continue;
     for (auto& [id, w] : impl_->workloads) {
       if (w.stopping && w.stopping->node == change.node && impl_->owns(id)) {
@@ -754,6 +950,7 @@ void Workloads::on_cloud_record(const topics::CloudTopic& topic, const std::stri
     case topics::CloudKind::cluster: {
       if (payload.empty()) {
         if (impl_->clusters.erase(id) != 0) impl_->keep(topic.kind, id, {}, false);
+        impl_->all_dirty = true;
         return;
       }
       auto c = decode_cbor<ClusterRecord>(payload);
@@ -761,6 +958,7 @@ void Workloads::on_cloud_record(const topics::CloudTopic& topic, const std::stri
       auto known = impl_->clusters.find(id);
       if (known != impl_->clusters.end() && known->second == *c) return;  // our own echo
       impl_->clusters[id] = std::move(c).value();
+      impl_->all_dirty = true;
       impl_->keep(topic.kind, id, {payload.begin(), payload.end()}, false);
       return;
     }
@@ -821,6 +1019,11 @@ void Workloads::on_cloud_record(const topics::CloudTopic& topic, const std::stri
 void Workloads::set_delivery_wait(WaitDeliveredFn wait_delivered) {
   std::lock_guard lock(impl_->mutex);
   impl_->wait_delivered = std::move(wait_delivered);
+}
+
+void Workloads::set_topology_revision(std::function<std::uint64_t()> revision) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->topology_revision = std::move(revision);
 }
 
 void Workloads::set_heartbeat_timeout(Timestamp ms) {
@@ -885,7 +1088,11 @@ void Workloads::on_metrics(const std::string& node, const std::vector<MetricSamp
   if (samples.empty()) return;
   std::lock_guard lock(impl_->mutex);
   OverloadTracker& load = impl_->load[node];
-  for (const MetricSample& s : samples) load.observe(s, impl_->policy);
+  for (const MetricSample& s : samples) {
+    load.observe(s, impl_->policy);
+    impl_->measures.observe_sample(node, s);
+  }
+  impl_->dirty.insert(node);
   impl_->latest[node] = samples.back();
 }
 
@@ -933,6 +1140,7 @@ void Workloads::tick(Timestamp now) {
       c.root_site = root;
       c.capabilities = {depth == 1 ? "cloud" : "edge_computing"};
       impl_->clusters[cid] = c;
+      impl_->all_dirty = true;
       if (impl_->owns(Impl::cluster_key(cid))) impl_->put_record(topics::CloudKind::cluster, *id, encode_cbor(c));
     }
   }
@@ -1038,14 +1246,20 @@ Result<std::vector<WorkloadState>> Workloads::submit_batch(std::vector<WorkloadS
         w.unplaced_reason = "handed to its owner, instance " + impl_->owner(w.spec.workload_id);
       }
     }
-    const auto cands = impl_->candidates(owned, impl_->nodes(), {}, {});
-    const tiers::BatchResult placed = tiers::place_batch(owned, cands);
+    impl_->sync(owned);
+    const tiers::BatchResult placed = impl_->engine.place_batch(owned);
+    std::vector<PlacementSignals> placed_signals;  // now: a later sync() may renumber the slots
+    for (std::size_t k = 0; k < owned.size(); ++k) {
+      const auto& best = placed.decisions[k].best;
+      placed_signals.push_back(best ? impl_->signals_for(owned[k], impl_->engine.candidate(best->index)) : PlacementSignals{});
+    }
     for (std::size_t k = 0; k < owned.size(); ++k) {
       WorkloadState& w = fresh[owned_at[k]];
       if (placed.decisions[k].best) {
         impl_->commit(w, placed.decisions[k], now, "submitted in a batch of " + std::to_string(fresh.size()), 0);
+        w.signals = placed_signals[k];
       } else {
-        impl_->leave_pending(w, cands);
+        impl_->leave_pending(w, impl_->candidates(owned, impl_->nodes(), {}, {}));
       }
     }
     if (!owned.empty()) ++impl_->counters.batches;

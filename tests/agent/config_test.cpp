@@ -189,8 +189,8 @@ TEST_CASE("every kind of bad input is refused with the key and the reason", "[co
   SECTION("out of range") {
     CHECK(parse_error(kIdentity + "limits:\n  max_cpu_pct: 150\n") ==
           "line 5: limits.max_cpu_pct: value 150 is out of range 1..100");
-    CHECK(parse_error(kIdentity + "metrics:\n  batch_interval_s: 5\n") ==
-          "line 5: metrics.batch_interval_s: value 5 is out of range 10..3600");
+    CHECK(parse_error(kIdentity + "metrics:\n  batch_interval_s: 0\n") ==
+          "line 5: metrics.batch_interval_s: value 0 is out of range 1..3600");
     CHECK(parse_error(kIdentity + "outbox:\n  max_bytes: 100 GiB\n") ==
           "line 5: outbox.max_bytes: value 100 GiB is out of range 1 MiB..64 GiB");
     CHECK(parse_error(kIdentity + "mqtt:\n  keepalive_s: -1\n") ==

@@ -477,3 +477,39 @@ TEST_CASE("sampling allocates nothing after warm-up", "[metrics][alloc]") {
     CHECK(allocations_in_samples(*c, now, 20) == 0);
   }
 }
+
+TEST_CASE("a battery supply gives power gauges that follow mains and discharge", "[metrics]") {
+  Fixture f;
+  // The fixture's AC has no "type": it says nothing about the power source.
+  write(f.sys / "class/power_supply/AC/type", "Mains\n");
+  write(f.sys / "class/power_supply/AC/online", "1\n");
+  write(f.sys / "class/power_supply/BAT0/type", "Battery\n");
+  write(f.sys / "class/power_supply/BAT0/capacity", "80\n");
+  write(f.sys / "class/power_supply/BAT0/status", "Charging\n");
+  write(f.sys / "class/power_supply/BAT2/type", "Battery\n");
+  write(f.sys / "class/power_supply/BAT2/capacity", "64\n");
+  write(f.sys / "class/power_supply/BAT2/status", "Full\n");
+  auto c = open_collector(f.options());
+  const MetricSample& on_mains = c->sample(1000);
+  CHECK(extra(on_mains, "power.on_battery") == 0);
+  CHECK(extra(on_mains, "power.battery_pct") == 64);  // the emptiest battery
+  check_valid(on_mains);
+
+  // Unplugged: files are re-read on every sample, no re-scan needed.
+  write(f.sys / "class/power_supply/AC/online", "0\n");
+  write(f.sys / "class/power_supply/BAT0/status", "Discharging\n");
+  write(f.sys / "class/power_supply/BAT0/capacity", "41\n");
+  const MetricSample& on_battery = c->sample(2000);
+  CHECK(extra(on_battery, "power.on_battery") == 1);
+  CHECK(extra(on_battery, "power.battery_pct") == 41);
+  check_valid(on_battery);
+}
+
+TEST_CASE("without a battery there are no power gauges", "[metrics]") {
+  Fixture f;
+  write(f.sys / "class/power_supply/AC/type", "Mains\n");
+  auto c = open_collector(f.options());
+  const MetricSample& s = c->sample(1000);
+  CHECK(s.extra.count("power.on_battery") == 0);
+  CHECK(s.extra.count("power.battery_pct") == 0);
+}

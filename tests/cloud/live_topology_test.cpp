@@ -72,3 +72,29 @@ TEST_CASE("silence past the heartbeat timeout and recovery", "[cloud][topology]"
   CHECK(c[0].to == Liveness::alive);
   CHECK(t.count(Liveness::alive) == 1);
 }
+
+TEST_CASE("the revision moves with every change a placement engine must see and only then", "[cloud][topology]") {
+  LiveTopology t(10'000);
+  const auto r0 = t.revision();
+  t.apply_state(birth("d1", 3, "cloud/eu/par/a1"), 1000);
+  const auto r1 = t.revision();
+  CHECK(r1 != r0);
+  t.apply_state(birth("d1", 3, "cloud/eu/par/a1"), 1500);  // a bridge's replay
+  t.heartbeat("d1", 1600);
+  CHECK(t.check_heartbeats(1700).empty());
+  CHECK(t.revision() == r1);
+  // A new birth of the same session with another description (a config change).
+  auto moved = birth("d1", 3, "cloud/eu/par/a1");
+  moved.description->capabilities = {"gpu"};
+  CHECK(t.apply_state(moved, 1800).empty());  // no liveness change, but a new description
+  const auto r2 = t.revision();
+  CHECK(r2 != r1);
+  t.apply_link("par", false, 1900);  // unreachable
+  const auto r3 = t.revision();
+  CHECK(r3 != r2);
+  t.apply_link("par", true, 2000);
+  CHECK(t.revision() != r3);
+  const auto r4 = t.revision();
+  CHECK_FALSE(t.check_heartbeats(20'000).empty());  // silent
+  CHECK(t.revision() != r4);
+}

@@ -10,6 +10,9 @@ Usage: openapi_check.py <repo root>
    with s.Get / s.Post / s.Put / s.Patch / s.Delete. A regex capture such as ([^/]+) in a
    route becomes {id} (the 2nd {id2}, ...); the yaml's own parameter names are
    normalised the same way, in order, so only the shape of the path counts.
+3. The members some JSON builders of http_api.cpp write ({"name", value} pairs in the
+   function's body) are exactly the properties of their schema (BUILDERS below), all of
+   them required.
 
 Exit 0 when consistent, 1 naming every problem, 2 on usage errors. Needs only Debian's
 python3 and python3-yaml.
@@ -117,6 +120,44 @@ def structure_problems(doc):
     return problems
 
 
+# JSON builder function in http_api.cpp -> the components/schemas entry it produces.
+BUILDERS = {"signals_json": "PlacementSignals"}
+
+
+def members_written(source, function):
+    """The "name" of every {"name", value} pair in the body of `json function(...)`."""
+    start = re.search(r"\bjson\s+%s\s*\([^)]*\)\s*\{" % re.escape(function), source)
+    if not start:
+        return None
+    depth, i = 1, start.end()
+    while depth and i < len(source):
+        depth += {"{": 1, "}": -1}.get(source[i], 0)
+        i += 1
+    return set(re.findall(r'\{"([A-Za-z0-9_]+)",', source[start.end():i]))
+
+
+def builder_problems(doc, source):
+    problems = []
+    schemas = (doc.get("components") or {}).get("schemas") or {}
+    for function, name in BUILDERS.items():
+        written = members_written(source, function)
+        schema = schemas.get(name)
+        if written is None:
+            problems.append("http_api.cpp: no function json %s(...)" % function)
+            continue
+        if not isinstance(schema, dict):
+            problems.append("components.schemas.%s: missing (%s writes it)" % (name, function))
+            continue
+        described = set((schema.get("properties") or {}).keys())
+        for m in sorted(written - described):
+            problems.append("components.schemas.%s: no property '%s' (%s writes it)" % (name, m, function))
+        for m in sorted(described - written):
+            problems.append("components.schemas.%s: property '%s' is not written by %s" % (name, m, function))
+        for m in sorted(written - set(schema.get("required") or [])):
+            problems.append("components.schemas.%s: '%s' is always written, list it as required" % (name, m))
+    return problems
+
+
 def routes_in_yaml(doc):
     routes = set()
     for path, item in (doc.get("paths") or {}).items():
@@ -152,6 +193,7 @@ def main(argv):
             problems.append("missing from openapi.yaml: %s %s (registered in http_api.cpp)" % (method.upper(), path))
         for method, path in sorted(described - implemented):
             problems.append("extra in openapi.yaml: %s %s (not registered in http_api.cpp)" % (method.upper(), path))
+        problems += builder_problems(doc, source)
 
     if problems:
         for p in problems:

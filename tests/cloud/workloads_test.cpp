@@ -752,3 +752,64 @@ TEST_CASE("the re-optimiser never moves work onto an overloaded node", "[cloud][
   CHECK(c.workloads.get("big")->phase == Phase::pending);
   CHECK(c.workloads.counters().reoptimiser_migrations == 0);
 }
+
+TEST_CASE("a node whose measured round trip exceeds the tree's is placed by the corrected latency",
+          "[workloads][signals]") {
+  Cloud c;
+  c.nodes = {node("d1", "cloud/eu/par/par-a1"), node("d2", "cloud/eu/par/par-a1")};
+  c.workloads.tick(kNoon);
+  schemas::WorkloadSpec near = spec("near");
+  near.latency = schemas::LatencyBound{40, "par-a1"};
+  // Both at the tree's 1.5 ms: both feasible.
+  auto before = c.workloads.optimize(near, 5);
+  REQUIRE(before.ok());
+  REQUIRE(before->recommendations.size() == 2);
+  CHECK(before->recommendations[0].signals.latency_ms == std::optional<double>(1.5));
+  CHECK_FALSE(before->recommendations[0].signals.rtt_ms.has_value());
+  // d2 measures 273 ms: 136.5 one way, 100 over the tree's 36.5 to the cloud.
+  schemas::MetricSample slow;
+  slow.ts = kNoon;
+  slow.extra["agent.rtt_ms"] = 273;
+  c.workloads.on_metrics("d2", {slow});
+  auto after = c.workloads.optimize(near, 5);
+  REQUIRE(after.ok());
+  REQUIRE(after->recommendations.size() == 1);
+  CHECK(after->recommendations[0].node == "d1");
+  REQUIRE(after->rejected.size() == 1);
+  CHECK(after->rejected[0].node == "d2");
+  CHECK(after->rejected[0].signals.latency_ms == std::optional<double>(101.5));
+  CHECK(after->rejected[0].signals.rtt_ms == std::optional<double>(273));
+  CHECK(after->rejected[0].reason.starts_with("latency: 101.5 ms"));
+  // Submitted: to d1, with the signals it was placed by.
+  auto placed = c.workloads.submit(near, kNoon);
+  REQUIRE(placed.ok());
+  CHECK(placed->placement->node == "d1");
+  REQUIRE(placed->signals.has_value());
+  CHECK(placed->signals->latency_ms == std::optional<double>(1.5));
+  // d2's link recovers: feasible again.
+  slow.extra["agent.rtt_ms"] = 20;
+  c.workloads.on_metrics("d2", {slow});
+  auto recovered = c.workloads.optimize(near, 5);
+  REQUIRE(recovered.ok());
+  CHECK(recovered->recommendations.size() == 2);
+}
+
+TEST_CASE("a flapping node scores lower by its measured stability", "[workloads][signals]") {
+  Cloud c;
+  c.nodes = {node("d1", "cloud/eu/par/par-a1"), node("d2", "cloud/eu/par/par-a1")};
+  c.workloads.on_liveness({{"d1", Liveness::dead, Liveness::alive, "birth"}, {"d2", Liveness::dead, Liveness::alive, "birth"}},
+                          kNoon);
+  // d2 was unreachable for 5 of the next 10 minutes.
+  c.workloads.on_liveness({{"d2", Liveness::alive, Liveness::unreachable, "link par-a1 down"}}, kNoon + 60'000);
+  c.workloads.on_liveness({{"d2", Liveness::unreachable, Liveness::alive, "link par-a1 up"}}, kNoon + 360'000);
+  c.workloads.tick(kNoon + 600'000);
+  auto ranked = c.workloads.optimize(spec("w"), 5);
+  REQUIRE(ranked.ok());
+  REQUIRE(ranked->recommendations.size() == 2);
+  CHECK(ranked->recommendations[0].node == "d1");
+  CHECK(ranked->recommendations[0].signals.stability == Approx(1.0));
+  CHECK(ranked->recommendations[1].node == "d2");
+  CHECK(ranked->recommendations[1].signals.stability == Approx(0.5));
+  // link = 0.6 stability + 0.4: the latency component loses 30 x 0.6 x 0.5 = 9 points.
+  CHECK(ranked->recommendations[0].breakdown.latency - ranked->recommendations[1].breakdown.latency == Approx(9.0));
+}

@@ -50,6 +50,7 @@
 #include "nova/agent/decisions.h"
 #include "nova/agent/inbox.h"
 #include "nova/agent/outbox.h"
+#include "nova/agent/rtt.h"
 #include "nova/agent/sensors.h"
 #include "nova/agent/tasks.h"
 #include "nova/agent/updater.h"
@@ -355,6 +356,8 @@ class Agent {
     Clock::duration resend_interval{};  // current go-back-N wait, backed off
   };
   std::map<std::string, StreamProgress> streams_;
+  RttEstimator rtt_;  // reported as agent.rtt_ms in every sample (rtt.h)
+  std::uint64_t appended_bytes_ = 0;  // payload bytes appended to the outbox since start
   Clock::time_point drain_after_{};
   Clock::time_point reconnect_at_{};
   // This session's subscriptions: the birth waits for the first SUBACK; refused filters

@@ -35,6 +35,10 @@
 //                counted once per CPU of the package); absent without those files
 //   self.cpu_pct self.rss_kb   this process: % of one core since the previous sample,
 //                resident set size
+//   power.on_battery  1 when a battery supply reports "Discharging" and no mains-type
+//                supply (Mains, USB*) reports online, else 0; power.battery_pct the
+//                lowest "capacity" of the batteries (0..100). Both absent without a
+//                supply of type Battery (/sys/class/power_supply/*/type).
 // Rates and percentages "since the previous sample" are 0 on the first sample, and
 // again after a sample whose `now` did not advance (nothing to divide by). Counters
 // that go backwards (an interface re-created, iowait's known jitter) count as 0.
@@ -75,7 +79,7 @@ struct CollectorOptions {
   // open(), after rescan() and when the interface count changes.
   std::uint32_t rescan_every = 60;
   // Caps on per-device gauges, which keep `extra` under the codec's 256 entries:
-  // 18 fixed gauges + 2 per interface + 1 per zone <= 18 + 2*64 + 32 = 178. open()
+  // 20 fixed gauges + 2 per interface + 1 per zone <= 20 + 2*64 + 32 = 180. open()
   // refuses caps that could exceed 256.
   std::size_t max_interface_gauges = 64;
   std::size_t max_thermal_gauges = 32;

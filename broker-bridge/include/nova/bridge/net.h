@@ -1,12 +1,17 @@
 // Loopback networking helpers shared by the hierarchy, nova-bridge and the test harness.
 #pragma once
 
+#include <netinet/in.h>
+
 #include <cstdint>
 #include <string>
 
 #include "nova/schemas/result.h"
 
 namespace nova::bridge {
+
+// The IPv4 address 127.0.0.1:port.
+sockaddr_in loopback_address(std::uint16_t port);
 
 // A TCP port on 127.0.0.1 that was free when asked (bind to port 0, read it back, close).
 // Another process may take it before the caller binds it, so callers must be ready to

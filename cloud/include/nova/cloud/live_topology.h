@@ -68,6 +68,9 @@ class LiveTopology {
   std::set<std::string> site_paths() const;
   const std::set<std::string>& links_down() const { return links_down_; }
   std::size_t count(Liveness l) const;
+  // Moves whenever a node is added or its status, description or liveness changes (a
+  // heartbeat that changes nothing else does not move it).
+  std::uint64_t revision() const { return revision_; }
 
  private:
   Liveness derive(const NodeView& n, Timestamp now) const;
@@ -77,6 +80,7 @@ class LiveTopology {
   std::uint64_t heartbeat_timeout_ms_;
   std::map<std::string, NodeView> nodes_;
   std::set<std::string> links_down_;
+  std::uint64_t revision_ = 0;
 };
 
 }  // namespace nova::cloud

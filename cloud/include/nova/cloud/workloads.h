@@ -1,6 +1,6 @@
 // Workloads: what the cloud was asked to run, where it runs, and keeping it running.
 //
-// submit() places a WorkloadSpec with tiers' placement engine on the nodes that are
+// submit() places a WorkloadSpec with tiers::PlacementEngine on the nodes that are
 // alive now, accounting for what earlier workloads already hold on each node (so a burst
 // of submissions never overcommits a node), then publishes, QoS 1:
 //   nova/v1/cloud/workload/<id>   the spec, retained
@@ -9,6 +9,11 @@
 //   nova/v1/down/<site>/<node>/task  a Task "<id>.r<revision>" for the chosen node
 // The task's result (through the ingest path) ends the run: ok -> succeeded; refused
 // -> placed again elsewhere; failed/timeout/killed -> failed.
+//
+// Placement signals: every node's candidate carries what nova-cloud measured of it
+// (measured.h: latency corrected by its round trip, stability, reliability, offline
+// hours, power, throttling); the engine is kept in sync with births, deaths and samples
+// rather than built per decision (docs/placement.md, "In nova-cloud").
 //
 // Failover: when a node hosting a running workload stops being alive (its will, its
 // goodbye, a bridge above it going down, or missed heartbeats), its owner places the
@@ -83,6 +88,7 @@
 #include "nova/schemas/messages.h"
 #include "nova/schemas/result.h"
 #include "nova/schemas/topic.h"
+#include "nova/tiers/placement.h"
 
 namespace nova::cloud {
 
@@ -97,6 +103,11 @@ using WorkloadLogFn = std::function<void(const char* level, const std::string& e
 // most `timeout`; false if it has not.
 using WaitDeliveredFn = std::function<bool(std::chrono::milliseconds timeout)>;
 
+// A node's birth facts as a placement candidate: id, site, level, arch, capabilities,
+// region, allocatable, and alive when its liveness is. Usage, clusters, measured signals
+// and latency are the caller's to add. Precondition: n.description.
+tiers::Candidate birth_candidate(const NodeView& n);
+
 enum class Phase { pending, running, succeeded, failed, cancelled, deleted };
 std::string_view to_string(Phase p);
 
@@ -107,6 +118,18 @@ struct PlacementEvent {
   std::string reason;       // "submitted", "failover: node dead (will)", "refused: ...", ...
   Timestamp detected_ts = 0;  // failover only: when the loss was seen
   Timestamp started_ts = 0;   // failover only: when the new run started (from its result)
+};
+
+// The measured values placement used for one node (measured.h), shown beside a score.
+struct PlacementSignals {
+  std::optional<double> rtt_ms;      // the agent's measured round trip; absent: not measured
+  std::optional<double> latency_ms;  // to the workload's latency target, corrected by rtt_ms
+  double stability = 1;              // share of the last 10 min the node was alive
+  std::optional<double> reliability; // observed uptime over 24 h; absent: the tier's SLO
+  double offline_hours = 24;         // outbox headroom at the node's upward byte rate
+  bool on_battery = false;
+  double power_headroom = 1;
+  bool throttled = false;
 };
 
 struct WorkloadState {
@@ -120,6 +143,7 @@ struct WorkloadState {
   std::vector<PlacementEvent> history;
   std::optional<MigrationPlan> migration;       // a move in flight
   std::optional<Fence> stopping;                // a run being stopped (fence.h)
+  std::optional<PlacementSignals> signals;      // the chosen node's, when it was placed
 };
 
 // A ranked recommendation (POST /api/v1/edge/optimize): nothing is committed.
@@ -128,6 +152,20 @@ struct Recommendation {
   std::string site;
   double score = 0;
   schemas::ScoreBreakdown breakdown;
+  PlacementSignals signals;
+};
+
+// A node that cannot take the workload, with why (tiers::explain) and what was measured.
+struct RejectedNode {
+  std::string node;
+  std::string site;
+  std::string reason;
+  PlacementSignals signals;
+};
+
+struct Optimization {
+  std::vector<Recommendation> recommendations;  // up to k feasible nodes, best first
+  std::vector<RejectedNode> rejected;            // the infeasible nodes, at most kMaxRejectedListed
 };
 
 struct WorkloadCounters {
@@ -157,6 +195,10 @@ class Workloads {
   // Set before any traffic: a placed workload whose node no record has named for this
   // long since the first tick() fails over (see Failover above). 0 (the default): never.
   void set_heartbeat_timeout(Timestamp ms);
+  // Set before any traffic: a counter that moves whenever a node's liveness or birth
+  // changes (LiveTopology::revision()). With it, a decision takes the node views from
+  // `nodes` only when it moved; without it, every decision compares them all.
+  void set_topology_revision(std::function<std::uint64_t()> revision);
   // Set before any traffic: the utilisation trigger's watermarks, the dwell time and the
   // per-node cap (migration.h). Unset: MigrationPolicy's defaults.
   void set_migration_policy(const MigrationPolicy& policy);
@@ -206,7 +248,11 @@ class Workloads {
   schemas::Result<WorkloadState> cancel(const std::string& workload_id, const std::string& reason, Timestamp now);
   std::vector<WorkloadState> list() const;
   std::optional<WorkloadState> get(const std::string& workload_id) const;
-  schemas::Result<std::vector<Recommendation>> optimize(const schemas::WorkloadSpec& spec, std::size_t k) const;
+  // The k best nodes for `spec` and the rejected ones (the first kMaxRejectedListed in
+  // the order of the topology, by node id), with their signals; an error (no feasible
+  // node) counts the rejections by reason.
+  static constexpr std::size_t kMaxRejectedListed = 100;
+  schemas::Result<Optimization> optimize(const schemas::WorkloadSpec& spec, std::size_t k) const;
 
   // Clusters (federation): registered as retained records.
   schemas::Status register_cluster(const schemas::ClusterRecord& cluster);
