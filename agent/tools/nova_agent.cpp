@@ -100,6 +100,7 @@ AgentTuning tuning_of(const AgentConfig& c) {
   t.decisions.temp = {static_cast<double>(a.temp_c_warning), static_cast<double>(a.temp_c_critical)};
   t.decisions.repeat = std::chrono::seconds(a.repeat_s);
   t.decisions.zscore = {static_cast<double>(c.anomaly.zscore), c.anomaly.min_samples, c.anomaly.window};
+  t.decisions.streams = c.anomaly_rules();
   return t;
 }
 

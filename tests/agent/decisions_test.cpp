@@ -247,3 +247,105 @@ TEST_CASE("every decision records whether the uplink was down", "[agent][decisio
   REQUIRE(fired.size() == 1);
   CHECK_FALSE(fired[0].record->offline);
 }
+
+TEST_CASE("stream rules match gauge names with stars", "[agent][decisions]") {
+  CHECK(matches("*", "cpu"));
+  CHECK(matches("cpu", "cpu"));
+  CHECK_FALSE(matches("cpu", "cpu.user"));
+  CHECK(matches("sensor.*", "sensor.t1.temp"));
+  CHECK_FALSE(matches("sensor.*", "sensors"));
+  CHECK(matches("sensor.*.temp", "sensor.t1.temp"));
+  CHECK_FALSE(matches("sensor.*.temp", "sensor.t1.humidity"));
+  CHECK(matches("*.rx_bps", "net.eth0.rx_bps"));
+  CHECK(matches("s*n*r.*", "sensor.a"));
+}
+
+TEST_CASE("a stream rule that cannot be used is refused naming its field", "[agent][decisions]") {
+  const DetectorParams d;
+  const auto field = [&](std::string_view line) {
+    auto r = parse_stream_rule(line, d);
+    return r ? std::string("(accepted)") : r.error().path;
+  };
+  CHECK(field("sensor.* mad threshold=6") == "(accepted)");
+  CHECK(field("sensor.*.power seasonal season=1440 window=20000 min_samples=100") == "(accepted)");
+  CHECK(field("sensor.* linear") == "kind");
+  CHECK(field("sensor.* seasonal") == "season");
+  CHECK(field("sensor.* mad season=3") == "season");
+  CHECK(field("sensor.* mad threshold=six") == "threshold");
+  CHECK(field("sensor.* mad threshold") == "threshold");
+  CHECK(field("sensor.* mad window=-1") == "window");
+  CHECK(field("sensor.* mad colour=red") == "colour");
+  CHECK(field("sensor/# mad") == "match");
+  CHECK(field("sensor.*") == "");
+  auto r = parse_stream_rule("sensor.* mad window=100", d);
+  REQUIRE(r.ok());
+  CHECK(r->match == "sensor.*");
+  CHECK(r->detector.kind == "mad");
+  CHECK(r->detector.window == 100);
+  CHECK(r->detector.threshold == d.threshold);  // not given: the defaults'
+  auto all = parse_stream_rules({"a mad", "b seasonal"}, d);
+  REQUIRE_FALSE(all.ok());
+  CHECK(all.error().message() == "item 1 ('b seasonal'): season: a seasonal detector needs a period of at least 2 values");
+}
+
+TEST_CASE("the first matching rule chooses each gauge's detector", "[agent][decisions]") {
+  DecisionOptions o = thresholds_only();
+  o.cpu = o.mem = o.disk = o.temp = {0, 0};
+  o.streams = parse_stream_rules({"sensor.*.temp zscore threshold=4", "sensor.* mad threshold=6"}, {}).value();
+  DecisionEngine e(o);
+  CHECK(e.detector_for("sensor.t1.temp")->kind == "zscore");
+  CHECK(e.detector_for("sensor.t1.humidity")->kind == "mad");
+  CHECK_FALSE(e.detector_for("cpu"));  // no rule: not watched
+  for (int i = 0; i < 100; ++i) {
+    auto s = quiet(i);
+    s.cpu_pct = 20;
+    s.extra["sensor.t1.humidity"] = 50 + 0.5 * (i % 3);
+    REQUIRE(run(e, s).empty());
+  }
+  auto s = quiet(100);
+  s.cpu_pct = 99;  // a core gauge no rule watches: no anomaly
+  s.extra["sensor.t1.humidity"] = 80;
+  const auto fired = run(e, s);
+  REQUIRE(fired.size() == 1);
+  CHECK(fired[0].alert.metric == "sensor.t1.humidity");
+  CHECK_THAT(fired[0].alert.message, Catch::Contains("robust standard deviations above its median 50.5"));
+  REQUIRE(fired[0].record);
+  CHECK(fired[0].record->inputs.at("expected") == 50.5);
+  CHECK(fired[0].record->inputs.at("score") >= 6);
+  CHECK(fired[0].record->inputs.at("score_threshold") == 6);
+  CHECK(fired[0].alert.threshold == Approx(50.5 + 6 * fired[0].record->inputs.at("scale")));
+}
+
+TEST_CASE("a reload keeps a gauge's baseline unless its detector changes shape", "[agent][decisions]") {
+  DecisionOptions o = thresholds_only();
+  o.cpu = o.mem = o.disk = o.temp = {0, 0};
+  o.streams = parse_stream_rules({"sensor.* mad threshold=6"}, {}).value();
+  DecisionEngine e(o);
+  int i = 0;
+  const auto feed = [&](int n) {
+    for (int k = 0; k < n; ++k, ++i) {
+      auto s = quiet(i);
+      s.extra["sensor.t1.level"] = 10 + 0.1 * (i % 3);
+      REQUIRE(run(e, s).empty());
+    }
+  };
+  const auto spike = [&] {
+    auto s = quiet(i += 400);  // beyond repeat_s: each spike may raise
+    s.extra["sensor.t1.level"] = 30;
+    return run(e, s).size();
+  };
+  feed(100);
+  // A new threshold: the same detector, retuned; the baseline it has judges at once.
+  o.streams = parse_stream_rules({"sensor.* mad threshold=8"}, {}).value();
+  e.set_options(o);
+  CHECK(spike() == 1);
+  // A new window: a new detector, which has seen nothing yet.
+  o.streams = parse_stream_rules({"sensor.* mad threshold=8 window=300"}, {}).value();
+  e.set_options(o);
+  CHECK(spike() == 0);
+  // No rule for it any more: not watched; back again: a fresh baseline.
+  o.streams = parse_stream_rules({"cpu zscore"}, {}).value();
+  e.set_options(o);
+  CHECK_FALSE(e.detector_for("sensor.t1.level"));
+  CHECK(spike() == 0);
+}
