@@ -88,7 +88,7 @@ std::string sensor_error(const Id& node, const Id& sensor);
 std::string cloud(CloudKind kind, const Id& id);
 // nova/v1/local/<node>/<name>: what a node's agent publishes for consumers on its own
 // broker (local actuators), never bridged (schemas/topics.md, Local topics). "alert" is
-// the agent's alerts.
+// the agent's alerts. parse() does not take them: no NovaCron component receives them.
 std::string local(const Id& node, const Id& name);
 // nova/v1/bundle/<sha256>/<index>: chunk `index` (0, 1, ...) of an update bundle, retained,
 // shared by every node of a broker (schemas/topics.md, Updates).
