@@ -348,10 +348,11 @@ TEST_CASE("nova-agent raises a robust anomaly on a sensor stream on its local to
   fs::create_directories(dir);
   // Threshold alerts off, so the host's own state adds nothing; the default detector
   // rule (sensor.* mad at 6) with a short warm-up.
+  const std::string no_thresholds =
+      "alerts: {disk_pct_warning: 0, disk_pct_critical: 0, cpu_pct_warning: 0, cpu_pct_critical: 0,"
+      " mem_pct_warning: 0, mem_pct_critical: 0, temp_c_warning: 0, temp_c_critical: 0}\n";
   write_config(dir / "agent.yaml", broker.uri(), dir,
-               "alerts: {disk_pct_warning: 0, disk_pct_critical: 0, cpu_pct_warning: 0, cpu_pct_critical: 0,"
-               " mem_pct_warning: 0, mem_pct_critical: 0, temp_c_warning: 0, temp_c_critical: 0}\n"
-               "anomaly: {streams: [\"sensor.* mad threshold=6 min_samples=15\"]}\n");
+               no_thresholds + "anomaly: {streams: [\"sensor.* mad threshold=6 min_samples=15\"]}\n");
   // The local alert topic as an outside client sees it: mosquitto_sub, payloads in hex,
   // line-buffered (stdbuf) so that each line is in the file when it is printed.
   const fs::path local = dir / "local.txt";
@@ -396,6 +397,16 @@ TEST_CASE("nova-agent raises a robust anomaly on a sensor stream on its local to
   REQUIRE(consumer.wait_for("gw-proc", "alerts", 1, 30s));
   REQUIRE(consumer.wait_for("gw-proc", "decisions", 1, 30s));
   CHECK(consumer.count("gw-proc", "alerts").seqs.size() == 1);
+
+  // Hot reload: a rule the agent cannot use is refused naming the key, item and field;
+  // a good one applies.
+  write_config(dir / "agent.yaml", broker.uri(), dir, no_thresholds + "anomaly: {streams: [\"sensor.* seasonal\"]}\n");
+  REQUIRE(agent.wait_log("event=reload_refused", 10s));
+  CHECK_THAT(agent.text(), Catch::Contains("anomaly.streams: item 0 ('sensor.* seasonal'): season:"));
+  write_config(dir / "agent.yaml", broker.uri(), dir,
+               no_thresholds + "anomaly: {streams: [\"sensor.* seasonal season=24\"]}\n");
+  REQUIRE(agent.wait_log("event=config_applied", 10s));
+  CHECK_THAT(agent.text(), Catch::Contains("sensor.* seasonal season=24"));
   agent.signal(SIGTERM);
   sub.signal(SIGTERM);
 }
