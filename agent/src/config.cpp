@@ -933,6 +933,19 @@ std::vector<StreamRule> AgentConfig::anomaly_rules() const {
   return rules ? std::move(rules).value() : std::vector<StreamRule>{};
 }
 
+DecisionOptions AgentConfig::decision_options() const {
+  const auto level = [](std::uint32_t v) { return static_cast<double>(v); };
+  DecisionOptions o;
+  o.cpu = {level(alerts.cpu_pct_warning), level(alerts.cpu_pct_critical)};
+  o.mem = {level(alerts.mem_pct_warning), level(alerts.mem_pct_critical)};
+  o.disk = {level(alerts.disk_pct_warning), level(alerts.disk_pct_critical)};
+  o.temp = {level(alerts.temp_c_warning), level(alerts.temp_c_critical)};
+  o.repeat = std::chrono::seconds(alerts.repeat_s);
+  o.zscore = {level(anomaly.zscore), anomaly.min_samples, anomaly.window};
+  o.streams = anomaly_rules();
+  return o;
+}
+
 std::chrono::seconds AgentConfig::keepalive() const {
   return mqtt.keepalive_s ? std::chrono::seconds(*mqtt.keepalive_s) : kDefaultKeepalive;
 }

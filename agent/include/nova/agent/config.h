@@ -174,6 +174,8 @@ struct AgentConfig {
   DetectorParams anomaly_defaults() const;
   // anomaly.streams as rules (a config that loaded always has valid ones).
   std::vector<StreamRule> anomaly_rules() const;
+  // The local decisions' options: alerts.* and anomaly.*.
+  DecisionOptions decision_options() const;
 
   // mqtt.keepalive_s if set, else kDefaultKeepalive.
   std::chrono::seconds keepalive() const;
