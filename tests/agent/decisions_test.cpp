@@ -349,3 +349,16 @@ TEST_CASE("a reload keeps a gauge's baseline unless its detector changes shape",
   CHECK_FALSE(e.detector_for("sensor.t1.level"));
   CHECK(spike() == 0);
 }
+
+TEST_CASE("a zscore model tunes the z-score rules and leaves the robust ones alone", "[agent][decisions]") {
+  DecisionOptions o = thresholds_only();
+  o.streams = parse_stream_rules({"load1 zscore threshold=4", "sensor.* mad threshold=6"}, {}).value();
+  DecisionEngine e(o);
+  REQUIRE_FALSE(e.apply_model({"m-z", 1, "zscore", {{"threshold", 9}, {"window", 50}}, {}, kT0}));
+  CHECK(e.detector_for("load1")->threshold == 9);
+  CHECK(e.detector_for("load1")->window == 50);
+  CHECK(e.detector_for("sensor.t1.temp")->threshold == 6);
+  CHECK(e.detector_for("sensor.t1.temp")->window == 600);
+  e.clear_model();
+  CHECK(e.detector_for("load1")->threshold == 4);
+}

@@ -98,8 +98,9 @@ struct AgentOptions {
   // none: task messages are counted as unhandled). Its results go up via the outbox.
   TaskRunner* tasks = nullptr;
   // Local decisions on every sample (decisions.h): alerts and decision records go up on
-  // the "alerts" and "decisions" streams; a retained model on the node's down model
-  // topic replaces the z-score parameters.
+  // the "alerts" and "decisions" streams, and each alert also to the node's local topic
+  // nova/v1/local/<node>/alert; a retained model on the node's down model topic
+  // replaces the z-score parameters.
   DecisionOptions decisions;
   // Which sensor values are personal (sensors.h): only their window aggregates go up.
   PrivacyPolicy privacy;
