@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "alloc_count.h"
 #include "nova/agent/decisions.h"
 #include "nova/schemas/codec.h"
 
@@ -361,4 +362,30 @@ TEST_CASE("a zscore model tunes the z-score rules and leaves the robust ones alo
   CHECK(e.detector_for("sensor.t1.temp")->window == 600);
   e.clear_model();
   CHECK(e.detector_for("load1")->threshold == 4);
+}
+
+TEST_CASE("judging a sample allocates nothing once every gauge has its detector", "[agent][decisions]") {
+  DecisionOptions o = thresholds_only();
+  o.streams = parse_stream_rules({"cpu zscore", "mem mad", "sensor.*.power seasonal season=10", "sensor.* mad"}, {}).value();
+  DecisionEngine e(o);
+  std::vector<Firing> out;
+  out.reserve(16);
+  auto s = quiet(0);
+  s.extra["sensor.m1.power"] = 100;
+  s.extra["sensor.t1.temp"] = 21;
+  for (int i = 0; i < 700; ++i) {  // past every warm-up and window
+    s.ts = quiet(i).ts;
+    s.extra["sensor.m1.power"] = 100 + (i % 10) + 0.1 * (i % 3);
+    e.evaluate(s, false, out);
+  }
+  REQUIRE(out.empty());
+  const std::size_t allocations = allocations_during([&] {
+    for (int i = 700; i < 800; ++i) {
+      s.ts = quiet(i).ts;
+      s.extra["sensor.m1.power"] = 100 + (i % 10) + 0.1 * (i % 3);
+      e.evaluate(s, false, out);
+    }
+  });
+  CHECK(out.empty());
+  CHECK(allocations == 0);
 }

@@ -25,7 +25,8 @@
 //
 // Memory is bounded and allocated when a detector is made: zscore holds three numbers,
 // mad `window` values twice (the values and a scratch copy to select the median from),
-// seasonal `season` x cycles + `window` x 2 values. observe() allocates nothing.
+// seasonal the last 3..15 values of each phase (`season` x that) and `window` residuals
+// twice. observe() allocates nothing (a test counts allocations).
 // Not thread-safe: one owner calls observe().
 #pragma once
 
