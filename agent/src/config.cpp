@@ -50,7 +50,7 @@ constexpr std::string_view accepts_text(Check c) {
       return "a sensor id (every value personal) or <sensor id>/<value name>";
     case Check::stream_rule:
       return "a rule: <gauge pattern> <kind: zscore, mad or seasonal> [threshold=<number>] "
-             "[min_samples=<n>] [window=<n>] [season=<n>]";
+             "[min_samples=<n>] [window=<n>] [season=<n>] [persist=<k>/<n>]";
   }
   return "";
 }
@@ -323,7 +323,8 @@ const std::vector<KeyDef>& table() {
           "is not watched (its threshold alerts, alerts.*, still apply). zscore: distance "
           "from a running mean; mad: robust, from the median of the last window values; "
           "seasonal: from the median of the same phase of the last seasons, season = "
-          "period in samples (docs/agent.md, Anomaly detectors). An empty list watches "
+          "period in samples; persist=k/n raises only when k of the last n values were "
+          "anomalous (docs/agent.md, Local decisions). An empty list watches "
           "every gauge with a z-score detector. Default: sensor readings only, robust, at "
           "6 (docs/agent.md says why)."),
 

@@ -1,6 +1,7 @@
 #include "nova/agent/decisions.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdio>
 
@@ -135,14 +136,19 @@ DecisionEngine::Gauge* DecisionEngine::gauge(const std::string& name) {
   return &g;
 }
 
+const StreamRule* DecisionEngine::rule_for(std::string_view gauge) const {
+  const auto rule = std::find_if(options_.streams.begin(), options_.streams.end(),
+                                 [&](const StreamRule& r) { return matches(r.match, gauge); });
+  return rule == options_.streams.end() ? nullptr : &*rule;
+}
+
 std::optional<DetectorParams> DecisionEngine::detector_for(std::string_view gauge) const {
   DetectorParams p;
   if (options_.streams.empty()) {
     p.kind = "zscore";
   } else {
-    const auto rule = std::find_if(options_.streams.begin(), options_.streams.end(),
-                                   [&](const StreamRule& r) { return matches(r.match, gauge); });
-    if (rule == options_.streams.end()) return std::nullopt;
+    const StreamRule* rule = rule_for(gauge);
+    if (rule == nullptr) return std::nullopt;
     p = rule->detector;
   }
   if (p.kind == "zscore") {
@@ -164,6 +170,12 @@ std::optional<DetectorParams> DecisionEngine::detector_for(std::string_view gaug
 Detector* DecisionEngine::detector(const std::string& name, Gauge& g) {
   if (g.generation == generation_) return g.detector.get();
   g.generation = generation_;
+  const StreamRule* rule = rule_for(name);
+  const std::uint8_t k = rule != nullptr ? rule->persist_k : 1;
+  const std::uint8_t n = rule != nullptr ? rule->persist_n : 1;
+  if (k != g.persist_k || n != g.persist_n) g.recent = 0;
+  g.persist_k = k;
+  g.persist_n = n;
   const std::optional<DetectorParams> p = detector_for(name);
   if (!p) {
     g.detector.reset();
@@ -299,7 +311,9 @@ void DecisionEngine::check_anomaly(const std::string& name, Gauge& g, double val
   if (d == nullptr) return;
   const Judgement j = d->observe(value);
   if (!j.judged) return;
-  if (!j.anomalous) {
+  g.recent = (g.recent << 1) | (j.anomalous ? 1U : 0U);
+  const std::uint64_t last_n = g.persist_n >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << g.persist_n) - 1;
+  if (!j.anomalous || std::popcount(g.recent & last_n) < g.persist_k) {
     g.anomaly.level = Level::none;  // last_raised stays: it paces the next one
     return;
   }

@@ -74,7 +74,10 @@ bool matches(std::string_view pattern, std::string_view name) {
 
 schemas::Result<StreamRule> parse_stream_rule(std::string_view text, const DetectorParams& defaults) {
   const std::vector<std::string_view> w = words(text);
-  if (w.size() < 2) return Error{"", "expected '<pattern> <kind> [threshold=<number>] [min_samples=<n>] [window=<n>] [season=<n>]'"};
+  if (w.size() < 2) {
+    return Error{"", "expected '<pattern> <kind> [threshold=<number>] [min_samples=<n>] [window=<n>] [season=<n>] "
+                     "[persist=<k>/<n>]'"};
+  }
   StreamRule r;
   r.match = std::string(w[0]);
   if (!valid_pattern(r.match)) {
@@ -89,6 +92,17 @@ schemas::Result<StreamRule> parse_stream_rule(std::string_view text, const Detec
     const std::string field(w[i].substr(0, eq));
     const std::string_view value = eq == std::string_view::npos ? std::string_view() : w[i].substr(eq + 1);
     if (eq == std::string_view::npos) return Error{field, "expected " + field + "=<value>"};
+    if (field == "persist") {
+      const std::size_t slash = value.find('/');
+      const auto k = count_of(value.substr(0, slash));
+      const auto n = slash == std::string_view::npos ? std::nullopt : count_of(value.substr(slash + 1));
+      if (!k || !n || *k < 1 || *n > 64 || *k > *n) {
+        return Error{field, "expected <k>/<n> with 1 <= k <= n <= 64, got '" + std::string(value) + "'"};
+      }
+      r.persist_k = static_cast<std::uint8_t>(*k);
+      r.persist_n = static_cast<std::uint8_t>(*n);
+      continue;
+    }
     if (field == "threshold") {
       const auto v = number_of(value);
       if (!v) return Error{field, "expected a number, got '" + std::string(value) + "'"};
@@ -99,7 +113,7 @@ schemas::Result<StreamRule> parse_stream_rule(std::string_view text, const Detec
                             : field == "window"    ? &r.detector.window
                             : field == "season"    ? &r.detector.season
                                                    : nullptr;
-    if (target == nullptr) return Error{field, "unknown field (threshold, min_samples, window, season)"};
+    if (target == nullptr) return Error{field, "unknown field (threshold, min_samples, window, season, persist)"};
     const auto v = count_of(value);
     if (!v) return Error{field, "expected a whole number, got '" + std::string(value) + "'"};
     *target = *v;

@@ -389,3 +389,36 @@ TEST_CASE("judging a sample allocates nothing once every gauge has its detector"
   CHECK(out.empty());
   CHECK(allocations == 0);
 }
+
+TEST_CASE("persistence raises an anomaly only when k of the last n values were anomalous", "[agent][decisions]") {
+  const auto field = [](std::string_view line) {
+    auto r = parse_stream_rule(line, {});
+    return r ? std::string("(accepted)") : r.error().path;
+  };
+  CHECK(field("sensor.* mad persist=2/3") == "(accepted)");
+  CHECK(field("sensor.* mad persist=64/64") == "(accepted)");
+  CHECK(field("sensor.* mad persist=3/2") == "persist");
+  CHECK(field("sensor.* mad persist=0/2") == "persist");
+  CHECK(field("sensor.* mad persist=2") == "persist");
+  CHECK(field("sensor.* mad persist=1/65") == "persist");
+
+  DecisionOptions o = thresholds_only();
+  o.cpu = o.mem = o.disk = o.temp = {0, 0};
+  o.repeat = std::chrono::seconds(1);  // every raise shows
+  o.streams = parse_stream_rules({"sensor.* mad threshold=6 persist=2/3"}, {}).value();
+  DecisionEngine e(o);
+  int i = 0;
+  const auto feed = [&](double v) {
+    auto s = quiet(i++);
+    s.extra["sensor.t1.level"] = v;
+    return run(e, s).size();
+  };
+  for (int k = 0; k < 100; ++k) REQUIRE(feed(10 + 0.1 * (k % 3)) == 0);
+  CHECK(feed(30) == 0);  // one outlier: not yet
+  CHECK(feed(10) == 0);
+  CHECK(feed(10.1) == 0);
+  CHECK(feed(10) == 0);
+  CHECK(feed(30) == 0);  // the last one fell out of the last 3
+  CHECK(feed(10.1) == 0);
+  CHECK(feed(30) == 1);  // 2 of the last 3
+}

@@ -69,6 +69,11 @@ struct StreamRule {
   // ("sensor.*", "sensor.*.temp", "*").
   std::string match = "*";
   DetectorParams detector;
+  // Persistence: an anomaly is raised only when at least `persist_k` of the gauge's last
+  // `persist_n` judged values were anomalous (1 of 1: at once). For gauges with heavy
+  // tails, where a lone outlier is noise; it misses a lone spike by design.
+  std::uint8_t persist_k = 1;
+  std::uint8_t persist_n = 1;  // 1..64
   friend bool operator==(const StreamRule&, const StreamRule&) = default;
 };
 
@@ -77,6 +82,7 @@ bool matches(std::string_view pattern, std::string_view name);
 
 // A rule as config spells it, one line:
 //   <pattern> <kind> [threshold=<number>] [min_samples=<n>] [window=<n>] [season=<n>]
+//                    [persist=<k>/<n>]
 // e.g. "sensor.* mad threshold=6" or "sensor.*.power seasonal season=1440". A field not
 // given is `defaults`'s. The detector's parameters are checked (make_detector); errors
 // name the field: "season: a seasonal detector needs ...", "threshold: expected a number".
@@ -158,6 +164,8 @@ class DecisionEngine {
     // follows.
     std::unique_ptr<Detector> detector;
     std::uint64_t generation = 0;
+    std::uint8_t persist_k = 1, persist_n = 1;  // its rule's
+    std::uint64_t recent = 0;  // whether each of the last 64 judged values was anomalous, newest lowest
     Condition threshold;
     Condition anomaly;
   };
@@ -176,6 +184,8 @@ class DecisionEngine {
     std::optional<std::uint32_t> window;
   };
   void update_zscore();
+  // The first rule matching `gauge`; null when there is none, or no rules at all.
+  const StreamRule* rule_for(std::string_view gauge) const;
   // The detector `gauge` needs now (detector_for), made or retuned if the rules or the
   // model changed since it was made.
   Detector* detector(const std::string& name, Gauge& g);
