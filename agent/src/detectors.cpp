@@ -191,7 +191,7 @@ class Seasonal final : public Tunable {
 
 }  // namespace
 
-schemas::Result<std::unique_ptr<Detector>> make_detector(const DetectorParams& p) {
+schemas::Status check_detector_params(const DetectorParams& p) {
   using schemas::Error;
   const bool zscore = p.kind == "zscore";
   const bool mad = p.kind == "mad";
@@ -209,8 +209,13 @@ schemas::Result<std::unique_ptr<Detector>> make_detector(const DetectorParams& p
   } else if (p.season != 0) {
     return Error{"season", "only a seasonal detector has a season (kind is " + p.kind + ")"};
   }
-  if (zscore) return std::unique_ptr<Detector>(std::make_unique<ZScore>(p));
-  if (mad) return std::unique_ptr<Detector>(std::make_unique<Mad>(p));
+  return schemas::Ok{};
+}
+
+schemas::Result<std::unique_ptr<Detector>> make_detector(const DetectorParams& p) {
+  if (auto checked = check_detector_params(p); !checked) return checked.error();
+  if (p.kind == "zscore") return std::unique_ptr<Detector>(std::make_unique<ZScore>(p));
+  if (p.kind == "mad") return std::unique_ptr<Detector>(std::make_unique<Mad>(p));
   return std::unique_ptr<Detector>(std::make_unique<Seasonal>(p));
 }
 

@@ -118,7 +118,7 @@ schemas::Result<StreamRule> parse_stream_rule(std::string_view text, const Detec
     if (!v) return Error{field, "expected a whole number, got '" + std::string(value) + "'"};
     *target = *v;
   }
-  if (auto made = make_detector(r.detector); !made) return made.error();
+  if (auto checked = check_detector_params(r.detector); !checked) return checked.error();
   return r;
 }
 

@@ -84,8 +84,9 @@ bool matches(std::string_view pattern, std::string_view name);
 //   <pattern> <kind> [threshold=<number>] [min_samples=<n>] [window=<n>] [season=<n>]
 //                    [persist=<k>/<n>]
 // e.g. "sensor.* mad threshold=6" or "sensor.*.power seasonal season=1440". A field not
-// given is `defaults`'s. The detector's parameters are checked (make_detector); errors
-// name the field: "season: a seasonal detector needs ...", "threshold: expected a number".
+// given is `defaults`'s. The detector's parameters are checked (check_detector_params);
+// errors name the field: "season: a seasonal detector needs ...", "threshold: expected a
+// number".
 schemas::Result<StreamRule> parse_stream_rule(std::string_view text, const DetectorParams& defaults);
 // Every line in order; an error names the item: "item 2 ('x y'): kind: unknown ...".
 schemas::Result<std::vector<StreamRule>> parse_stream_rules(const std::vector<std::string>& lines,

@@ -74,5 +74,8 @@ inline constexpr std::uint32_t kMaxDetectorWindow = 100000;
 
 // Errors name the field ("kind: unknown detector 'x'", "season: ...").
 schemas::Result<std::unique_ptr<Detector>> make_detector(const DetectorParams& params);
+// make_detector's checks alone, for validating a configuration without holding the
+// memory a detector takes.
+schemas::Status check_detector_params(const DetectorParams& params);
 
 }  // namespace nova::agent
