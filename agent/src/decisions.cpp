@@ -243,10 +243,17 @@ void DecisionEngine::check_threshold(const std::string& name, Gauge& g, const Th
   } else if (rule.warning > 0 && value >= rule.warning) {
     now = Level::warning;
   }
-  // Hysteresis: once raised, a level holds until the value is clearly below it.
+  // Hysteresis: once raised, a level holds until the value is clearly below it, and a
+  // critical condition falling below that still holds as a warning until the value is
+  // clearly below the warning level (else a drop from 100 to 89.5 would "recover" at
+  // once, above the warning level's own clear point).
   if (now < c.level) {
     const double level_value = c.level == Level::critical ? rule.critical : rule.warning;
-    if (value >= kClearFraction * level_value) now = c.level;
+    if (value >= kClearFraction * level_value) {
+      now = c.level;
+    } else if (c.level == Level::critical && rule.warning > 0 && value >= kClearFraction * rule.warning) {
+      now = Level::warning;
+    }
   }
   const auto raise = [&](Level level) {
     const bool critical = level == Level::critical;

@@ -112,6 +112,23 @@ TEST_CASE("a threshold condition ends 5% below its level, with an info alert", "
   CHECK(run(e, s).size() == 1);
 }
 
+TEST_CASE("a critical condition falls back to warning before it recovers", "[agent][decisions]") {
+  // Seen in a benchmark: cpu 100 (critical) then 89.5 reported "recovered below 85.5".
+  DecisionEngine e(thresholds_only());
+  auto s = quiet(0);
+  s.cpu_pct = 100;
+  REQUIRE(run(e, s).size() == 1);
+  s = quiet(1);
+  s.cpu_pct = 89.5;  // below critical's clear point (92.15), above warning's (85.5)
+  CHECK(run(e, s).empty());  // a warning that goes on: no new alert, no recovery
+  s = quiet(2);
+  s.cpu_pct = 80;
+  const auto fired = run(e, s);
+  REQUIRE(fired.size() == 1);
+  CHECK(fired[0].alert.severity == schemas::Severity::info);
+  CHECK(fired[0].alert.message == "cpu 80 recovered below 85.5");
+}
+
 TEST_CASE("a level of 0 is off, temp is judged only when the sample has it", "[agent][decisions]") {
   DecisionOptions o = thresholds_only();
   o.cpu = {0, 0};
