@@ -33,6 +33,12 @@ DecisionOptions thresholds_only() {
   return o;
 }
 
+// The field a stream rule's refusal names, or "(accepted)".
+std::string field(std::string_view rule) {
+  auto r = parse_stream_rule(rule, {});
+  return r ? std::string("(accepted)") : r.error().path;
+}
+
 std::vector<Firing> run(DecisionEngine& e, const schemas::MetricSample& s, bool offline = false) {
   std::vector<Firing> out;
   e.evaluate(s, offline, out);
@@ -280,10 +286,6 @@ TEST_CASE("stream rules match gauge names with stars", "[agent][decisions]") {
 
 TEST_CASE("a stream rule that cannot be used is refused naming its field", "[agent][decisions]") {
   const DetectorParams d;
-  const auto field = [&](std::string_view line) {
-    auto r = parse_stream_rule(line, d);
-    return r ? std::string("(accepted)") : r.error().path;
-  };
   CHECK(field("sensor.* mad threshold=6") == "(accepted)");
   CHECK(field("sensor.*.power seasonal season=1440 window=20000 min_samples=100") == "(accepted)");
   CHECK(field("sensor.* linear") == "kind");
@@ -408,10 +410,6 @@ TEST_CASE("judging a sample allocates nothing once every gauge has its detector"
 }
 
 TEST_CASE("persistence raises an anomaly only when k of the last n values were anomalous", "[agent][decisions]") {
-  const auto field = [](std::string_view line) {
-    auto r = parse_stream_rule(line, {});
-    return r ? std::string("(accepted)") : r.error().path;
-  };
   CHECK(field("sensor.* mad persist=2/3") == "(accepted)");
   CHECK(field("sensor.* mad persist=64/64") == "(accepted)");
   CHECK(field("sensor.* mad persist=3/2") == "persist");
