@@ -16,7 +16,12 @@
 #
 #   cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 #   cmake --build build-bench --target nova-agent
-#   bench/agent_vs_collectd.sh [--seconds N] [--agent PATH]
+#   bench/agent_vs_collectd.sh [--seconds N] [--agent PATH] [--agent-extra FILE]
+#
+# The report counts the plain agent's alerts and decision records per hour (local
+# decisions, docs/agent.md) and includes their bytes in its uplink; --agent-extra appends
+# a file of YAML sections to the plain agent's config (e.g. `anomaly: {streams: []}`, the
+# z-score on every gauge that was the default before anomaly.streams).
 #
 # Needs mosquitto, mosquitto-clients, collectd-core, openssl and python3 (scripts/setup.sh); with
 # the zstd command the report also decodes a batch to show what a sample holds. No
@@ -34,16 +39,19 @@ sample_every=10
 first_timeout=20
 startups=5
 keep_temp=0
+agent_extra=""
 
 usage() {
   cat <<EOF
-usage: $0 [--seconds N] [--startups N] [--agent PATH] [--collectd PATH] [--sample-every S] [--keep-temp]
+usage: $0 [--seconds N] [--startups N] [--agent PATH] [--agent-extra FILE] [--collectd PATH] [--sample-every S] [--keep-temp]
 
   --seconds N       how long both run side by side, from the later start (default 300;
                     nova-agent publishes one batch a minute, so use >= 120 for its uplink)
   --startups N      extra starts of each peer before the run, each stopped after its
                     first record, for the startup median (default 5; 0: only the run's)
   --agent PATH      the nova-agent binary (default build-bench/agent/nova-agent)
+  --agent-extra FILE  YAML sections appended to the plain nova-agent's config (default: none,
+                    every key but the benchmark's own at its default)
   --collectd PATH   the collectd binary (default: collectd on PATH, or /usr/sbin/collectd)
   --sample-every S  seconds between RSS/CPU samples of the timeline (default 10)
   --keep-temp       keep the temp dir (broker, outbox, captures) and print its path
@@ -55,6 +63,7 @@ while (($#)); do
     --seconds) seconds=$2; shift 2 ;;
     --startups) startups=$2; shift 2 ;;
     --agent) agent_bin=$2; shift 2 ;;
+    --agent-extra) agent_extra=$2; shift 2 ;;
     --collectd) collectd_bin=$2; shift 2 ;;
     --sample-every) sample_every=$2; shift 2 ;;
     --keep-temp) keep_temp=1; shift ;;
@@ -342,6 +351,10 @@ tasks:
 trust:
   insecure_unsigned: true
 EOF
+if [[ -n $agent_extra ]]; then
+  cat "$agent_extra" >>"$tmp/agent-conf/agent.yaml"
+  meta agent_extra "$(tr '\n' ' ' <"$agent_extra")"
+fi
 "$agent_bin" --check-config --config "$tmp/agent-conf/agent.yaml" >/dev/null
 # The same agent over TLS: only its id, uri, TLS files and state dir differ.
 mkdir -p "$tmp/agent_tls"

@@ -390,6 +390,21 @@ def main():
     else:
         a["extrap_payload_ph"] = a["extrap_packets_ph"] = a["extrap_msgs_ph"] = None
 
+    # Local decisions (docs/agent.md): alerts and decision records first sent in the
+    # window (a resend repeats its payload), per hour. They are part of the uplink.
+    hours_a = a["elapsed"] / 3600.0
+    for kind in ("alert", "decision"):
+        sent = [m for m in a["uniq"] if m[3].endswith("/" + kind)]
+        a[kind + "s_n"] = len(sent)
+        a[kind + "s_ph"] = len(sent) / hours_a if hours_a > 0 else None
+        a[kind + "s_bytes_ph"] = sum(m[2] for m in sent) / hours_a if hours_a > 0 else None
+    if a["extrap_payload_ph"] is not None and a["alerts_bytes_ph"] is not None:
+        decided = a["alerts_bytes_ph"] + a["decisions_bytes_ph"]
+        a["extrap_payload_ph"] += decided
+        a["extrap_packets_ph"] += sum(
+            publish_packet_bytes(m[3], m[2]) for m in a["uniq"] if m[3].endswith(("/alert", "/decision"))) / hours_a
+        a["extrap_msgs_ph"] += a["alerts_ph"] + a["decisions_ph"]
+
     c = r["collectd"]
     c_values_per_s = c["msgs"] / c["elapsed"] if c["elapsed"] > 0 else 0
     # The uplink figure judged against the target: for nova-agent, what an hour of
@@ -406,6 +421,8 @@ def main():
     w(f"load average: {meta['loadavg_start']} at start, {meta['loadavg_end']} at end")
     w(f"{meta['agent_version']} ({meta['agent_bin']}), {meta['collectd_version']}, "
       f"mosquitto {meta['mosquitto_version']} on 127.0.0.1:{meta['port']}")
+    if meta.get("agent_extra"):
+        w(f"plain nova-agent's config adds: {meta['agent_extra']}")
     w(f"side by side for {meta['seconds']} s after both started: nova-agent ran {a['elapsed']:.1f} s, "
       f"collectd {c['elapsed']:.1f} s (each from its exec to the end of the window)")
     w("")
@@ -449,6 +466,10 @@ def main():
     row("    messages / h", a["msgs_ph"], c["msgs_ph"])
     row("  in the window: payload bytes", a["payload"], c["payload"])
     row("    messages", a["msgs"], c["msgs"])
+    row(f"alerts / h (a; {a['alerts_n']} in the window)", a["alerts_ph"], None, fmt=f1,
+        target="<= 1 / day (0.042 / h)")
+    row(f"  decision records / h ({a['decisions_n']} in the window)", a["decisions_ph"], None, fmt=f1)
+    row("  their payload bytes / h", (a["alerts_bytes_ph"] or 0) + (a["decisions_bytes_ph"] or 0), None)
     if tls_peers:
         ts = [r[p] for p in tls_peers]
         w("")
@@ -608,7 +629,10 @@ def main():
     except FileNotFoundError:
         alog = []
     for line in alog:
-        if "event=started" in line:
+        if "event=alert " in line:
+            i = line.find("metric=")
+            notes.append("nova-agent alert: " + (line[i:i + 200] if i >= 0 else line[:200]))
+        elif "event=started" in line:
             i = line.find("metrics=")
             notes.append("nova-agent " + (line[i:i + 300] if i >= 0 else line[:300]))
         elif "level=warning" in line or "level=error" in line:

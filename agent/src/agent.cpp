@@ -204,6 +204,7 @@ Agent::Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox>
     : options_(std::move(options)), source_(source), outbox_(std::move(outbox)), gate_(std::move(gate)),
       inbox_(std::move(inbox)), sensors_(128, 32, options_.privacy), decisions_(options_.decisions),
       updater_(options_.update_dir, options_.birth.description->version), rng_(std::random_device{}()) {
+  local_alert_topic_ = topics::local(id(options_.birth.node), id("alert"));
   task_topic_ = topics::down(topics::SitePath::parse(options_.birth.description->site).value(),
                              id(options_.birth.node), topics::DownKind::task);
   UplinkOptions u;
@@ -306,12 +307,23 @@ void Agent::add_sample(const schemas::MetricSample& sample) {
       options_.log(f.alert.severity == schemas::Severity::info ? "info" : "warning", "alert",
                    "metric=" + f.alert.metric + " message=\"" + f.alert.message + "\"");
     }
-    if (append_record("alerts", Priority::alerts, f.alert)) update_counters([](AgentCounters& c) { ++c.alerts; });
+    if (append_record("alerts", Priority::alerts, f.alert)) {
+      update_counters([](AgentCounters& c) { ++c.alerts; });
+      // The same record (its id and stream position set) for consumers on the node's own
+      // broker, QoS 1, not retained: a local actuator need not wait for the cloud.
+      const schemas::Bytes b = schemas::encode_cbor(f.alert);
+      if (!local_alerts_.push("alert", {local_alert_topic_, std::string(b.begin(), b.end())})) {
+        update_counters([](AgentCounters& c) { ++c.local_alerts_dropped; });
+      }
+    }
     if (f.record && append_record("decisions", Priority::decisions, *f.record)) {
       update_counters([](AgentCounters& c) { ++c.decisions; });
     }
   }
-  if (!firings_.empty()) update_backlog();
+  if (!firings_.empty()) {
+    update_backlog();
+    send_queued();
+  }
 }
 
 template <class T>
@@ -662,20 +674,29 @@ void Agent::on_sensor_reading(const topics::SensorTopic& t, const std::string& p
     update_counters([](AgentCounters& c) { ++c.sensor_replies_dropped; });
     if (options_.log) options_.log("warning", "sensor_reply_dropped", "sensor=" + t.sensor.str());
   }
-  send_sensor_replies();
+  send_queued();
 }
 
-void Agent::send_sensor_replies() {
-  // Replies share the uplink's in-flight budget with the drain: together they stay
-  // under Paho's buffer of queued publishes.
+std::uint64_t Agent::send_local(SensorReplies& queue) {
+  // They share the uplink's in-flight budget with the drain: together they stay under
+  // Paho's buffer of queued publishes.
   std::uint64_t sent = 0;
-  while (const SensorReplies::Reply* r = sensor_replies_.next()) {
+  while (const SensorReplies::Reply* r = queue.next()) {
     if (uplink_->in_flight() >= options_.drain.max_in_flight) break;
     if (!uplink_->publish(r->topic, r->payload, false)) break;  // not connected: later
-    sensor_replies_.pop();
+    queue.pop();
     ++sent;
   }
-  if (sent > 0) update_counters([&](AgentCounters& c) { c.sensor_replies_sent += sent; });
+  return sent;
+}
+
+void Agent::send_queued() {
+  if (const std::uint64_t sent = send_local(sensor_replies_); sent > 0) {
+    update_counters([&](AgentCounters& c) { c.sensor_replies_sent += sent; });
+  }
+  if (const std::uint64_t sent = send_local(local_alerts_); sent > 0) {
+    update_counters([&](AgentCounters& c) { c.local_alerts_sent += sent; });
+  }
 }
 
 void Agent::on_message(const std::string& topic, const std::string& payload) {
@@ -998,7 +1019,7 @@ void Agent::run() {
     if (options_.tasks != nullptr) options_.tasks->poll(wall_ms(), host_state());
     drain(now);
     count_corrupt();
-    send_sensor_replies();
+    send_queued();
 
     // Sleep until the next thing to do: a sample, a reconnect, tokens, or an event.
     auto deadline = now + 1s;

@@ -33,7 +33,7 @@ using schemas::Result;
 // --- the table -------------------------------------------------------------------------
 
 // What a string (or each item of a list) must be.
-enum class Check { none, id, site_path, uri, absolute_path, absolute_path_or_empty, personal_item, http_url };
+enum class Check { none, id, site_path, uri, absolute_path, absolute_path_or_empty, personal_item, http_url, stream_rule };
 
 constexpr std::string_view accepts_text(Check c) {
   switch (c) {
@@ -53,6 +53,9 @@ constexpr std::string_view accepts_text(Check c) {
       return "a sensor id (every value personal) or <sensor id>/<value name>";
     case Check::http_url:
       return "empty, or http://host[:port][/path]";
+    case Check::stream_rule:
+      return "a rule: <gauge pattern> <kind: zscore, mad or seasonal> [threshold=<number>] "
+             "[min_samples=<n>] [window=<n>] [season=<n>] [persist=<k>/<n>]";
   }
   return "";
 }
@@ -341,13 +344,27 @@ const std::vector<KeyDef>& table() {
           "it ends 5% below its level."),
 
       def(NOVA_KEY(anomaly.zscore), integer(0, 100), Reload::hot,
-          "A gauge value this many standard deviations from its running mean is an anomaly "
-          "(warning alert and decision); 0 = off. A retained zscore model overrides it."),
+          "A gauge value this many standard deviations (robust ones for mad and seasonal) "
+          "from its baseline is an anomaly (warning alert and decision), for each "
+          "anomaly.streams rule that sets no threshold; 0 = off. A retained zscore model "
+          "overrides it for z-score detectors."),
       def(NOVA_KEY(anomaly.min_samples), integer(2, 1000000), Reload::hot,
-          "Values a gauge must have had before any of its values is judged."),
+          "Values a gauge must have had before any of its values is judged (rules that set "
+          "no min_samples)."),
       def(NOVA_KEY(anomaly.window), integer(1, 1000000), Reload::hot,
-          "Memory of each gauge's running mean and variance, in samples (exponential "
-          "weighting after the first this many)."),
+          "Memory of each gauge's baseline, in samples (rules that set no window): zscore "
+          "weights exponentially after the first this many; mad and seasonal keep the last "
+          "this many (at most 100000)."),
+      def(NOVA_KEY(anomaly.streams), list(Check::stream_rule), Reload::hot,
+          "Which anomaly detector watches which gauges: the first rule whose pattern ('*' "
+          "matches any run of characters) matches a gauge's name; a gauge no rule matches "
+          "is not watched (its threshold alerts, alerts.*, still apply). zscore: distance "
+          "from a running mean; mad: robust, from the median of the last window values; "
+          "seasonal: from the median of the same phase of the last seasons, season = "
+          "period in samples; persist=k/n raises only when k of the last n values were "
+          "anomalous (docs/agent.md, Local decisions). An empty list watches "
+          "every gauge with a z-score detector. Default: sensor readings only, robust, at "
+          "6 (docs/agent.md says why)."),
 
       def(NOVA_KEY(trust.signing_keys), list(Check::absolute_path), Reload::restart,
           "Ed25519 public key files (PEM, from `nova-pki signing-key`) whose signatures the "
@@ -610,6 +627,8 @@ std::optional<std::string> check_string(Check check, const std::string& s) {
       if (s.empty()) return std::nullopt;
       if (auto origin = HttpOrigin::parse(s); !origin) return origin.error().reason;
       return std::nullopt;
+    case Check::stream_rule:
+      return std::nullopt;  // with the other anomaly.* keys, in cross_check
     case Check::uri: {
       const std::size_t sep = s.find("://");
       static constexpr std::array<std::string_view, 6> kSchemes{"tcp",   "ssl", "mqtt",
@@ -777,6 +796,10 @@ std::vector<Violation> cross_check(const AgentConfig& c) {
   if (!c.residency.streams.empty() && c.residency.region.empty()) {
     out.push_back({"residency.region", "required when residency.streams names a stream"});
   }
+  // Anomaly rules take their unset fields from the other anomaly.* keys.
+  if (auto rules = parse_stream_rules(c.anomaly.streams, c.anomaly_defaults()); !rules) {
+    out.push_back({"anomaly.streams", rules.error().message()});
+  }
   // A critical level below its warning level would never let the warning be seen.
   const struct {
     std::string_view warning, critical;
@@ -941,6 +964,32 @@ std::string host_arch() {
   struct utsname u {};
   if (::uname(&u) != 0) return "unknown";
   return u.machine;
+}
+
+DetectorParams AgentConfig::anomaly_defaults() const {
+  DetectorParams p;
+  p.threshold = anomaly.zscore;
+  p.min_samples = anomaly.min_samples;
+  p.window = anomaly.window;
+  return p;
+}
+
+std::vector<StreamRule> AgentConfig::anomaly_rules() const {
+  auto rules = parse_stream_rules(anomaly.streams, anomaly_defaults());
+  return rules ? std::move(rules).value() : std::vector<StreamRule>{};
+}
+
+DecisionOptions AgentConfig::decision_options() const {
+  const auto level = [](std::uint32_t v) { return static_cast<double>(v); };
+  DecisionOptions o;
+  o.cpu = {level(alerts.cpu_pct_warning), level(alerts.cpu_pct_critical)};
+  o.mem = {level(alerts.mem_pct_warning), level(alerts.mem_pct_critical)};
+  o.disk = {level(alerts.disk_pct_warning), level(alerts.disk_pct_critical)};
+  o.temp = {level(alerts.temp_c_warning), level(alerts.temp_c_critical)};
+  o.repeat = std::chrono::seconds(alerts.repeat_s);
+  o.zscore = {level(anomaly.zscore), anomaly.min_samples, anomaly.window};
+  o.streams = anomaly_rules();
+  return o;
 }
 
 std::chrono::seconds AgentConfig::keepalive() const {

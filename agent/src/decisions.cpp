@@ -1,6 +1,7 @@
 #include "nova/agent/decisions.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdio>
 
@@ -20,12 +21,6 @@ const std::string kTemp = "temp";
 
 // A threshold condition ends below this fraction of its level (hysteresis).
 constexpr double kClearFraction = 0.95;
-
-// The spread below which a gauge is taken as "steady": 1% of its mean, at least 0.001.
-// A gauge that has never moved (a constant disk %, a sensor that reports the same
-// reading) would otherwise call its first change by one quantisation step an anomaly
-// of infinite z.
-double spread_floor(double mean) { return std::max(1e-3, 0.01 * std::abs(mean)); }
 
 std::string number(double v) {
   char buf[32];
@@ -52,6 +47,7 @@ void DecisionEngine::set_options(const DecisionOptions& options) {
 }
 
 void DecisionEngine::update_zscore() {
+  ++generation_;  // every gauge's detector follows at its next value
   zscore_ = options_.zscore;
   if (!model_) return;
   if (model_->threshold) zscore_.threshold = *model_->threshold;
@@ -142,11 +138,63 @@ schemas::Result<ThresholdRule> DecisionEngine::override_threshold(const std::str
 DecisionEngine::Gauge* DecisionEngine::gauge(const std::string& name) {
   if (auto it = gauges_.find(name); it != gauges_.end()) return &it->second;
   if (gauges_.size() >= kMaxGauges) return nullptr;
-  Gauge g;
+  Gauge& g = gauges_[name];
   // Alerts and decision inputs name the gauge, and both need an id. The agent's own
   // outbox gauges step with every batch: they are its bookkeeping, not the host's state.
   g.watched = topics::Id::valid(name) && !name.starts_with("agent.");
-  return &gauges_.emplace(name, g).first->second;
+  return &g;
+}
+
+const StreamRule* DecisionEngine::rule_for(std::string_view gauge) const {
+  const auto rule = std::find_if(options_.streams.begin(), options_.streams.end(),
+                                 [&](const StreamRule& r) { return matches(r.match, gauge); });
+  return rule == options_.streams.end() ? nullptr : &*rule;
+}
+
+std::optional<DetectorParams> DecisionEngine::detector_for(std::string_view gauge) const {
+  DetectorParams p;
+  if (options_.streams.empty()) {
+    p.kind = "zscore";
+  } else {
+    const StreamRule* rule = rule_for(gauge);
+    if (rule == nullptr) return std::nullopt;
+    p = rule->detector;
+  }
+  if (p.kind == "zscore") {
+    // The z-score parameters in force: the config's (no rules), or the model's.
+    if (options_.streams.empty()) {
+      p.threshold = zscore_.threshold;
+      p.min_samples = zscore_.min_samples;
+      p.window = zscore_.window;
+    } else if (model_) {
+      p.threshold = model_->threshold.value_or(p.threshold);
+      p.min_samples = model_->min_samples.value_or(p.min_samples);
+      p.window = model_->window.value_or(p.window);
+    }
+  }
+  if (p.threshold <= 0) return std::nullopt;
+  return p;
+}
+
+Detector* DecisionEngine::detector(const std::string& name, Gauge& g) {
+  if (g.generation == generation_) return g.detector.get();
+  g.generation = generation_;
+  const StreamRule* rule = rule_for(name);
+  const std::uint8_t k = rule != nullptr ? rule->persist_k : 1;
+  const std::uint8_t n = rule != nullptr ? rule->persist_n : 1;
+  if (k != g.persist_k || n != g.persist_n) g.recent = 0;
+  g.persist_k = k;
+  g.persist_n = n;
+  const std::optional<DetectorParams> p = detector_for(name);
+  if (!p) {
+    g.detector.reset();
+  } else if (!g.detector || !g.detector->retune(*p)) {
+    // Parameters from config and models are checked where they come in; a detector that
+    // cannot be made here leaves the gauge unwatched rather than the agent stopped.
+    auto made = make_detector(*p);
+    g.detector = made ? std::move(made).value() : nullptr;
+  }
+  return g.detector.get();
 }
 
 bool DecisionEngine::due(const Condition& c, schemas::Timestamp ts) const {
@@ -207,10 +255,17 @@ void DecisionEngine::check_threshold(const std::string& name, Gauge& g, const Th
   } else if (rule.warning > 0 && value >= rule.warning) {
     now = Level::warning;
   }
-  // Hysteresis: once raised, a level holds until the value is clearly below it.
+  // Hysteresis: once raised, a level holds until the value is clearly below it, and a
+  // critical condition falling below that still holds as a warning until the value is
+  // clearly below the warning level (else a drop from 100 to 89.5 would "recover" at
+  // once, above the warning level's own clear point).
   if (now < c.level) {
     const double level_value = c.level == Level::critical ? rule.critical : rule.warning;
-    if (value >= kClearFraction * level_value) now = c.level;
+    if (value >= kClearFraction * level_value) {
+      now = c.level;
+    } else if (c.level == Level::critical && rule.warning > 0 && value >= kClearFraction * rule.warning) {
+      now = Level::warning;
+    }
   }
   const auto raise = [&](Level level) {
     const bool critical = level == Level::critical;
@@ -254,56 +309,70 @@ void DecisionEngine::check_threshold(const std::string& name, Gauge& g, const Th
   c.level = now;
 }
 
+namespace {
+
+// How an alert names a detector's units and baseline.
+struct Wording {
+  const char* units;
+  const char* baseline;
+};
+Wording wording_of(std::string_view kind) {
+  if (kind == "mad") return {"robust standard deviations", "median"};
+  if (kind == "seasonal") return {"robust standard deviations", "seasonal expectation"};
+  return {"standard deviations", "mean"};
+}
+
+}  // namespace
+
 void DecisionEngine::check_anomaly(const std::string& name, Gauge& g, double value, schemas::Timestamp ts,
                                    bool offline, std::vector<Firing>& out) {
-  Baseline& b = g.baseline;
-  const ZScoreParams& p = zscore_;
-  if (p.threshold > 0 && b.n >= p.min_samples) {
-    // Judged against the baseline before this value joins it, or a spike would widen
-    // the very spread it is measured by.
-    const double sd = std::max(std::sqrt(b.var), spread_floor(b.mean));
-    const double z = (value - b.mean) / sd;
-    if (std::abs(z) >= p.threshold) {
-      // At most once per repeat per gauge, even when spikes come and go in between: a
-      // noisy gauge (disk bytes/s, a busy core) has many short excursions, and each
-      // would otherwise be a new condition.
-      if (g.anomaly.last_raised == 0 || due(g.anomaly, ts)) {
-        const double bound = b.mean + std::copysign(p.threshold * sd, z);
-        Firing f;
-        f.alert.ts = ts;
-        f.alert.severity = schemas::Severity::warning;
-        f.alert.metric = name;
-        f.alert.observed = value;
-        f.alert.threshold = bound;
-        f.alert.message = name + " " + number(value) + " is " + number(std::abs(z)) +
-                          " standard deviations " + (z > 0 ? "above" : "below") + " its mean " +
-                          number(b.mean) + " (anomaly at " + number(p.threshold) + ")";
-        schemas::DecisionRecord d;
-        d.ts = ts;
-        d.kind = "anomaly_alert";
-        d.inputs = {{name, value}, {"mean", b.mean}, {"stddev", sd}, {"zscore", z}, {"zscore_threshold", p.threshold}};
-        d.action = "alerted";
-        // Chebyshev: whatever the distribution, |z| >= k has probability at most 1/k^2,
-        // so 1 - 1/z^2 is a lower bound on "this is not chance".
-        d.confidence = std::clamp(1.0 - 1.0 / (z * z), 0.0, 1.0);
-        d.offline = offline;
-        f.record = std::move(d);
-        out.push_back(std::move(f));
-        g.anomaly.last_raised = ts;
-      }
-      g.anomaly.level = Level::warning;
-    } else {
-      g.anomaly.level = Level::none;  // last_raised stays: it paces the next one
-    }
+  Detector* d = detector(name, g);
+  if (d == nullptr) return;
+  const Judgement j = d->observe(value);
+  if (!j.judged) return;
+  g.recent = (g.recent << 1) | (j.anomalous ? 1U : 0U);
+  const std::uint64_t last_n = g.persist_n >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << g.persist_n) - 1;
+  if (!j.anomalous || std::popcount(g.recent & last_n) < g.persist_k) {
+    g.anomaly.level = Level::none;  // last_raised stays: it paces the next one
+    return;
   }
-  // Welford for the first `window` values, then an exponentially weighted mean and
-  // variance with weight 1/window: one update formula for both (alpha = 1/min(n, window)).
-  ++b.n;
-  const double alpha = 1.0 / static_cast<double>(std::min<std::uint64_t>(b.n, std::max<std::uint32_t>(p.window, 1)));
-  const double diff = value - b.mean;
-  const double step = alpha * diff;
-  b.mean += step;
-  b.var = (1 - alpha) * (b.var + diff * step);
+  // At most once per repeat per gauge, even when spikes come and go in between: a
+  // noisy gauge (disk bytes/s, a busy core) has many short excursions, and each would
+  // otherwise be a new condition.
+  if (g.anomaly.last_raised == 0 || due(g.anomaly, ts)) {
+    const DetectorParams p = *detector_for(name);  // d exists: so do its parameters
+    const double z = (value - j.expected) / j.scale;
+    const Wording w = wording_of(p.kind);
+    Firing f;
+    f.alert.ts = ts;
+    f.alert.severity = schemas::Severity::warning;
+    f.alert.metric = name;
+    f.alert.observed = value;
+    f.alert.threshold = j.expected + std::copysign(p.threshold * j.scale, z);
+    f.alert.message = name + " " + number(value) + " is " + number(j.score) + " " + w.units + " " +
+                      (z > 0 ? "above" : "below") + " its " + w.baseline + " " + number(j.expected) +
+                      " (" + p.kind + " anomaly at " + number(p.threshold) + ")";
+    schemas::DecisionRecord r;
+    r.ts = ts;
+    r.kind = "anomaly_alert";
+    if (p.kind == "zscore") {
+      // The z-score's inputs keep their names (verdict consumers read them).
+      r.inputs = {{name, value}, {"mean", j.expected}, {"stddev", j.scale}, {"zscore", z}, {"zscore_threshold", p.threshold}};
+    } else {
+      r.inputs = {{name, value}, {"expected", j.expected}, {"scale", j.scale}, {"score", z},
+                  {"score_threshold", p.threshold}, {"window", static_cast<double>(p.window)}};
+      if (p.kind == "seasonal") r.inputs.emplace("season", static_cast<double>(p.season));
+    }
+    r.action = "alerted";
+    // Chebyshev: whatever the distribution, |z| >= k has probability at most 1/k^2,
+    // so 1 - 1/z^2 is a lower bound on "this is not chance".
+    r.confidence = std::clamp(1.0 - 1.0 / (z * z), 0.0, 1.0);
+    r.offline = offline;
+    f.record = std::move(r);
+    out.push_back(std::move(f));
+    g.anomaly.last_raised = ts;
+  }
+  g.anomaly.level = Level::warning;
 }
 
 }  // namespace nova::agent

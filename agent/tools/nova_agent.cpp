@@ -96,13 +96,7 @@ AgentTuning tuning_of(const AgentConfig& c) {
                                   static_cast<double>(c.limits.max_memory_pct),
                                   static_cast<double>(c.limits.max_disk_pct), c.limits.min_free_memory_mb};
   t.max_concurrent_tasks = c.tasks.max_concurrent;
-  const auto& a = c.alerts;
-  t.decisions.cpu = {static_cast<double>(a.cpu_pct_warning), static_cast<double>(a.cpu_pct_critical)};
-  t.decisions.mem = {static_cast<double>(a.mem_pct_warning), static_cast<double>(a.mem_pct_critical)};
-  t.decisions.disk = {static_cast<double>(a.disk_pct_warning), static_cast<double>(a.disk_pct_critical)};
-  t.decisions.temp = {static_cast<double>(a.temp_c_warning), static_cast<double>(a.temp_c_critical)};
-  t.decisions.repeat = std::chrono::seconds(a.repeat_s);
-  t.decisions.zscore = {static_cast<double>(c.anomaly.zscore), c.anomaly.min_samples, c.anomaly.window};
+  t.decisions = c.decision_options();
   return t;
 }
 

@@ -184,6 +184,7 @@ std::string sensor_error(const Id& node, const Id& s) {
   return join({"sensor", node.str(), s.str(), "error"});
 }
 std::string cloud(CloudKind kind, const Id& id) { return join({"cloud", to_string(kind), id.str()}); }
+std::string local(const Id& node, const Id& name) { return join({"local", node.str(), name.str()}); }
 std::string bundle_chunk(const Id& sha256, std::uint64_t index) {
   return join({"bundle", sha256.str(), std::to_string(index)});
 }
@@ -194,6 +195,7 @@ std::string sensor_all(const Id& node) { return join({"sensor", node.str(), "+"}
 std::string cloud_all(CloudKind kind) { return join({"cloud", to_string(kind), "+"}); }
 std::string bundle_all() { return join({"bundle", "#"}); }
 std::string bundle_chunks(const Id& sha256) { return join({"bundle", sha256.str(), "+"}); }
+std::string local_all(const Id& node) { return join({"local", node.str(), "#"}); }
 
 Result<Topic> parse(std::string_view topic) {
   if (topic.size() > kMaxTopicBytes) {

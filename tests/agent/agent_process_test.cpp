@@ -20,7 +20,9 @@
 #include "nova/testing/ack_consumer.h"
 #include "nova/testing/agent_process.h"
 #include "nova/testing/broker.h"
+#include "nova/testing/child_process.h"
 #include "nova/testing/paho_tls.h"
+#include "nova/testing/poll.h"
 
 using namespace nova;
 using namespace std::chrono_literals;
@@ -337,4 +339,74 @@ TEST_CASE("nova-agent decides locally: an alert and its decision reach the cloud
 
   agent.signal(SIGTERM);
   CHECK(consumer.undecodable() == 0);
+}
+
+TEST_CASE("nova-agent raises a robust anomaly on a sensor stream on its local topic and upward", "[agent][process][decisions]") {
+  testing::Broker broker(testing::mutual_tls());
+  testing::AckConsumer consumer(broker.uri());
+  const fs::path dir = broker.data_dir() / "agent-anomaly";
+  fs::create_directories(dir);
+  // Threshold alerts off, so the host's own state adds nothing; the default detector
+  // rule (sensor.* mad at 6) with a short warm-up.
+  const std::string no_thresholds =
+      "alerts: {disk_pct_warning: 0, disk_pct_critical: 0, cpu_pct_warning: 0, cpu_pct_critical: 0,"
+      " mem_pct_warning: 0, mem_pct_critical: 0, temp_c_warning: 0, temp_c_critical: 0}\n";
+  write_config(dir / "agent.yaml", broker.uri(), dir,
+               no_thresholds + "anomaly: {streams: [\"sensor.* mad threshold=6 min_samples=15\"]}\n");
+  // The local alert topic as an outside client sees it: mosquitto_sub, payloads in hex,
+  // line-buffered (stdbuf) so that each line is in the file when it is printed.
+  const fs::path local = dir / "local.txt";
+  testing::ChildProcess sub;
+  sub.start({"/bin/sh", "-c",
+             "exec stdbuf -oL mosquitto_sub " + broker.mosquitto_client_args("local-actuator") +
+                 " -q 1 -d -t nova/v1/local/gw-proc/alert -F 'payload %x' >'" + local.string() + "'"},
+            dir / "sub.err", false);
+  const auto local_text = [&] {
+    std::ifstream in(local);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  REQUIRE(testing::poll_until([&] { return local_text().find("SUBACK") != std::string::npos; }, 10s));
+  testing::AgentProcess agent(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
+  REQUIRE(agent.wait_log("event=connected", 20s));
+
+  // A steady reading (21.0 .. 21.2 degC), one per sample or so, then one far off.
+  const auto reading = [](double v) {
+    return R"({"v":1,"ts":1732650000000,"values":{"temp":)" + std::to_string(v) + "}}";
+  };
+  for (int i = 0; i < 25; ++i) {
+    REQUIRE(mosquitto_pub(broker, "nova/v1/sensor/gw-proc/t1", {reading(21.0 + 0.1 * (i % 3))}) == 0);
+    std::this_thread::sleep_for(250ms);  // a sensor publishing at 4 Hz (the agent samples at 5 Hz)
+  }
+  CHECK(local_text().find("payload ") == std::string::npos);  // nothing judged anomalous yet
+  REQUIRE(mosquitto_pub(broker, "nova/v1/sensor/gw-proc/t1", {reading(35)}) == 0);
+
+  REQUIRE(testing::poll_until([&] { return local_text().find("payload ") != std::string::npos; }, 20s));
+  const std::string text = local_text();
+  const std::size_t at = text.find("payload ") + 8;
+  std::string hex = text.substr(at, text.find('\n', at) - at);
+  schemas::Bytes bytes;
+  for (std::size_t i = 0; i + 1 < hex.size(); i += 2) bytes.push_back(static_cast<std::uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  auto alert = schemas::decode_cbor<schemas::Alert>(bytes);
+  REQUIRE(alert.ok());
+  CHECK(alert->metric == "sensor.t1.temp");
+  CHECK(alert->observed == 35);
+  CHECK_THAT(alert->message, Catch::Contains("robust standard deviations above its median"));
+  CHECK(alert->position.stream == "alerts");  // the same record that goes upward
+
+  // Upward too: stored, sent and acknowledged end to end, with its decision record.
+  REQUIRE(consumer.wait_for("gw-proc", "alerts", 1, 30s));
+  REQUIRE(consumer.wait_for("gw-proc", "decisions", 1, 30s));
+  CHECK(consumer.count("gw-proc", "alerts").seqs.size() == 1);
+
+  // Hot reload: a rule the agent cannot use is refused naming the key, item and field;
+  // a good one applies.
+  write_config(dir / "agent.yaml", broker.uri(), dir, no_thresholds + "anomaly: {streams: [\"sensor.* seasonal\"]}\n");
+  REQUIRE(agent.wait_log("event=reload_refused", 10s));
+  CHECK_THAT(agent.text(), Catch::Contains("anomaly.streams: item 0 ('sensor.* seasonal'): season:"));
+  write_config(dir / "agent.yaml", broker.uri(), dir,
+               no_thresholds + "anomaly: {streams: [\"sensor.* seasonal season=24\"]}\n");
+  REQUIRE(agent.wait_log("event=config_applied", 10s));
+  CHECK_THAT(agent.text(), Catch::Contains("sensor.* seasonal season=24"));
+  agent.signal(SIGTERM);
+  sub.signal(SIGTERM);
 }

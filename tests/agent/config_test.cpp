@@ -473,3 +473,40 @@ TEST_CASE("privacy.personal takes sensors and sensor/value items and names a bad
   CHECK(parse_error(kIdentity + "privacy:\n  window_s: 0\n") ==
         "line 5: privacy.window_s: value 0 is out of range 1..86400");
 }
+
+TEST_CASE("anomaly.streams chooses detectors per gauge and names a bad rule", "[config][anomaly]") {
+  // The default: sensor readings only, robust.
+  const AgentConfig d = parse_ok(kIdentity);
+  REQUIRE(d.anomaly_rules().size() == 1);
+  CHECK(d.anomaly_rules()[0].match == "sensor.*");
+  CHECK(d.anomaly_rules()[0].detector.kind == "mad");
+  CHECK(d.anomaly_rules()[0].detector.threshold == 6);
+  CHECK(d.anomaly_rules()[0].detector.window == 600);
+
+  // Unset fields come from the other anomaly.* keys.
+  const AgentConfig c = parse_ok(kIdentity +
+                                 "anomaly:\n  streams: [\"sensor.*.power seasonal season=1440\", \"mem mad threshold=8\"]\n"
+                                 "  zscore: 5\n  window: 3000\n");
+  const auto rules = c.anomaly_rules();
+  REQUIRE(rules.size() == 2);
+  CHECK(rules[0].detector.kind == "seasonal");
+  CHECK(rules[0].detector.season == 1440);
+  CHECK(rules[0].detector.threshold == 5);
+  CHECK(rules[0].detector.window == 3000);
+  CHECK(rules[1].match == "mem");
+  CHECK(rules[1].detector.threshold == 8);
+  CHECK(parse_ok(kIdentity + "anomaly:\n  streams: []\n").anomaly_rules().empty());
+
+  CHECK(parse_error(kIdentity + "anomaly:\n  streams: [\"sensor.* seasonal\"]\n") ==
+        "line 5: anomaly.streams: item 0 ('sensor.* seasonal'): season: a seasonal detector needs a period of at "
+        "least 2 values");
+  CHECK(parse_error(kIdentity + "anomaly:\n  streams: [\"sensor.* mad\"]\n  window: 200000\n") ==
+        "line 5: anomaly.streams: item 0 ('sensor.* mad'): window: at most 100000 for mad (it holds every value)");
+
+  // Remotely: one string of comma-separated rules, refused whole naming the key.
+  auto r = apply_remote(c, remote({{"anomaly.streams", std::string("sensor.* zscore threshold=3, cpu mad")}}));
+  REQUIRE(r.ok());
+  CHECK(r->anomaly.streams == std::vector<std::string>{"sensor.* zscore threshold=3", "cpu mad"});
+  CHECK(remote_error(c, {{"anomaly.streams", std::string("sensor.* lstm")}}) ==
+        "config.values.anomaly.streams: item 0 ('sensor.* lstm'): kind: unknown detector 'lstm' (zscore, mad, seasonal)");
+}

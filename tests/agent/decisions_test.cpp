@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "alloc_count.h"
 #include "nova/agent/decisions.h"
 #include "nova/schemas/codec.h"
 
@@ -30,6 +31,12 @@ DecisionOptions thresholds_only() {
   DecisionOptions o;
   o.zscore.threshold = 0;
   return o;
+}
+
+// The field a stream rule's refusal names, or "(accepted)".
+std::string field(std::string_view rule) {
+  auto r = parse_stream_rule(rule, {});
+  return r ? std::string("(accepted)") : r.error().path;
 }
 
 std::vector<Firing> run(DecisionEngine& e, const schemas::MetricSample& s, bool offline = false) {
@@ -109,6 +116,23 @@ TEST_CASE("a threshold condition ends 5% below its level, with an info alert", "
   s = quiet(11);
   s.disk_pct = 92;
   CHECK(run(e, s).size() == 1);
+}
+
+TEST_CASE("a critical condition falls back to warning before it recovers", "[agent][decisions]") {
+  // Seen in a benchmark: cpu 100 (critical) then 89.5 reported "recovered below 85.5".
+  DecisionEngine e(thresholds_only());
+  auto s = quiet(0);
+  s.cpu_pct = 100;
+  REQUIRE(run(e, s).size() == 1);
+  s = quiet(1);
+  s.cpu_pct = 89.5;  // below critical's clear point (92.15), above warning's (85.5)
+  CHECK(run(e, s).empty());  // a warning that goes on: no new alert, no recovery
+  s = quiet(2);
+  s.cpu_pct = 80;
+  const auto fired = run(e, s);
+  REQUIRE(fired.size() == 1);
+  CHECK(fired[0].alert.severity == schemas::Severity::info);
+  CHECK(fired[0].alert.message == "cpu 80 recovered below 85.5");
 }
 
 TEST_CASE("a level of 0 is off, temp is judged only when the sample has it", "[agent][decisions]") {
@@ -246,4 +270,170 @@ TEST_CASE("every decision records whether the uplink was down", "[agent][decisio
   fired = run(e, s, false);
   REQUIRE(fired.size() == 1);
   CHECK_FALSE(fired[0].record->offline);
+}
+
+TEST_CASE("stream rules match gauge names with stars", "[agent][decisions]") {
+  CHECK(matches("*", "cpu"));
+  CHECK(matches("cpu", "cpu"));
+  CHECK_FALSE(matches("cpu", "cpu.user"));
+  CHECK(matches("sensor.*", "sensor.t1.temp"));
+  CHECK_FALSE(matches("sensor.*", "sensors"));
+  CHECK(matches("sensor.*.temp", "sensor.t1.temp"));
+  CHECK_FALSE(matches("sensor.*.temp", "sensor.t1.humidity"));
+  CHECK(matches("*.rx_bps", "net.eth0.rx_bps"));
+  CHECK(matches("s*n*r.*", "sensor.a"));
+}
+
+TEST_CASE("a stream rule that cannot be used is refused naming its field", "[agent][decisions]") {
+  const DetectorParams d;
+  CHECK(field("sensor.* mad threshold=6") == "(accepted)");
+  CHECK(field("sensor.*.power seasonal season=1440 window=20000 min_samples=100") == "(accepted)");
+  CHECK(field("sensor.* linear") == "kind");
+  CHECK(field("sensor.* seasonal") == "season");
+  CHECK(field("sensor.* mad season=3") == "season");
+  CHECK(field("sensor.* mad threshold=six") == "threshold");
+  CHECK(field("sensor.* mad threshold") == "threshold");
+  CHECK(field("sensor.* mad window=-1") == "window");
+  CHECK(field("sensor.* mad colour=red") == "colour");
+  CHECK(field("sensor/# mad") == "match");
+  CHECK(field("sensor.*") == "");
+  auto r = parse_stream_rule("sensor.* mad window=100", d);
+  REQUIRE(r.ok());
+  CHECK(r->match == "sensor.*");
+  CHECK(r->detector.kind == "mad");
+  CHECK(r->detector.window == 100);
+  CHECK(r->detector.threshold == d.threshold);  // not given: the defaults'
+  auto all = parse_stream_rules({"a mad", "b seasonal"}, d);
+  REQUIRE_FALSE(all.ok());
+  CHECK(all.error().message() == "item 1 ('b seasonal'): season: a seasonal detector needs a period of at least 2 values");
+}
+
+TEST_CASE("the first matching rule chooses each gauge's detector", "[agent][decisions]") {
+  DecisionOptions o = thresholds_only();
+  o.cpu = o.mem = o.disk = o.temp = {0, 0};
+  o.streams = parse_stream_rules({"sensor.*.temp zscore threshold=4", "sensor.* mad threshold=6"}, {}).value();
+  DecisionEngine e(o);
+  CHECK(e.detector_for("sensor.t1.temp")->kind == "zscore");
+  CHECK(e.detector_for("sensor.t1.humidity")->kind == "mad");
+  CHECK_FALSE(e.detector_for("cpu"));  // no rule: not watched
+  for (int i = 0; i < 100; ++i) {
+    auto s = quiet(i);
+    s.cpu_pct = 20;
+    s.extra["sensor.t1.humidity"] = 50 + 0.5 * (i % 3);
+    REQUIRE(run(e, s).empty());
+  }
+  auto s = quiet(100);
+  s.cpu_pct = 99;  // a core gauge no rule watches: no anomaly
+  s.extra["sensor.t1.humidity"] = 80;
+  const auto fired = run(e, s);
+  REQUIRE(fired.size() == 1);
+  CHECK(fired[0].alert.metric == "sensor.t1.humidity");
+  CHECK_THAT(fired[0].alert.message, Catch::Contains("robust standard deviations above its median 50.5"));
+  REQUIRE(fired[0].record);
+  CHECK(fired[0].record->inputs.at("expected") == 50.5);
+  CHECK(fired[0].record->inputs.at("score") >= 6);
+  CHECK(fired[0].record->inputs.at("score_threshold") == 6);
+  CHECK(fired[0].alert.threshold == Approx(50.5 + 6 * fired[0].record->inputs.at("scale")));
+}
+
+TEST_CASE("a reload keeps a gauge's baseline unless its detector changes shape", "[agent][decisions]") {
+  DecisionOptions o = thresholds_only();
+  o.cpu = o.mem = o.disk = o.temp = {0, 0};
+  o.streams = parse_stream_rules({"sensor.* mad threshold=6"}, {}).value();
+  DecisionEngine e(o);
+  int i = 0;
+  const auto feed = [&](int n) {
+    for (int k = 0; k < n; ++k, ++i) {
+      auto s = quiet(i);
+      s.extra["sensor.t1.level"] = 10 + 0.1 * (i % 3);
+      REQUIRE(run(e, s).empty());
+    }
+  };
+  const auto spike = [&] {
+    auto s = quiet(i += 400);  // beyond repeat_s: each spike may raise
+    s.extra["sensor.t1.level"] = 30;
+    return run(e, s).size();
+  };
+  feed(100);
+  // A new threshold: the same detector, retuned; the baseline it has judges at once.
+  o.streams = parse_stream_rules({"sensor.* mad threshold=8"}, {}).value();
+  e.set_options(o);
+  CHECK(spike() == 1);
+  // A new window: a new detector, which has seen nothing yet.
+  o.streams = parse_stream_rules({"sensor.* mad threshold=8 window=300"}, {}).value();
+  e.set_options(o);
+  CHECK(spike() == 0);
+  // No rule for it any more: not watched; back again: a fresh baseline.
+  o.streams = parse_stream_rules({"cpu zscore"}, {}).value();
+  e.set_options(o);
+  CHECK_FALSE(e.detector_for("sensor.t1.level"));
+  CHECK(spike() == 0);
+}
+
+TEST_CASE("a zscore model tunes the z-score rules and leaves the robust ones alone", "[agent][decisions]") {
+  DecisionOptions o = thresholds_only();
+  o.streams = parse_stream_rules({"load1 zscore threshold=4", "sensor.* mad threshold=6"}, {}).value();
+  DecisionEngine e(o);
+  REQUIRE_FALSE(e.apply_model({"m-z", 1, "zscore", {{"threshold", 9}, {"window", 50}}, {}, kT0}));
+  CHECK(e.detector_for("load1")->threshold == 9);
+  CHECK(e.detector_for("load1")->window == 50);
+  CHECK(e.detector_for("sensor.t1.temp")->threshold == 6);
+  CHECK(e.detector_for("sensor.t1.temp")->window == 600);
+  e.clear_model();
+  CHECK(e.detector_for("load1")->threshold == 4);
+}
+
+TEST_CASE("judging a sample allocates nothing once every gauge has its detector", "[agent][decisions]") {
+  DecisionOptions o = thresholds_only();
+  o.streams = parse_stream_rules({"cpu zscore", "mem mad", "sensor.*.power seasonal season=10", "sensor.* mad"}, {}).value();
+  DecisionEngine e(o);
+  std::vector<Firing> out;
+  out.reserve(16);
+  auto s = quiet(0);
+  s.extra["sensor.m1.power"] = 100;
+  s.extra["sensor.t1.temp"] = 21;
+  for (int i = 0; i < 700; ++i) {  // past every warm-up and window
+    s.ts = quiet(i).ts;
+    s.extra["sensor.m1.power"] = 100 + (i % 10) + 0.1 * (i % 3);
+    e.evaluate(s, false, out);
+  }
+  REQUIRE(out.empty());
+  const std::size_t allocations = allocations_during([&] {
+    for (int i = 700; i < 800; ++i) {
+      s.ts = quiet(i).ts;
+      s.extra["sensor.m1.power"] = 100 + (i % 10) + 0.1 * (i % 3);
+      e.evaluate(s, false, out);
+    }
+  });
+  CHECK(out.empty());
+  CHECK(allocations == 0);
+}
+
+TEST_CASE("persistence raises an anomaly only when k of the last n values were anomalous", "[agent][decisions]") {
+  CHECK(field("sensor.* mad persist=2/3") == "(accepted)");
+  CHECK(field("sensor.* mad persist=64/64") == "(accepted)");
+  CHECK(field("sensor.* mad persist=3/2") == "persist");
+  CHECK(field("sensor.* mad persist=0/2") == "persist");
+  CHECK(field("sensor.* mad persist=2") == "persist");
+  CHECK(field("sensor.* mad persist=1/65") == "persist");
+
+  DecisionOptions o = thresholds_only();
+  o.cpu = o.mem = o.disk = o.temp = {0, 0};
+  o.repeat = std::chrono::seconds(1);  // every raise shows
+  o.streams = parse_stream_rules({"sensor.* mad threshold=6 persist=2/3"}, {}).value();
+  DecisionEngine e(o);
+  int i = 0;
+  const auto feed = [&](double v) {
+    auto s = quiet(i++);
+    s.extra["sensor.t1.level"] = v;
+    return run(e, s).size();
+  };
+  for (int k = 0; k < 100; ++k) REQUIRE(feed(10 + 0.1 * (k % 3)) == 0);
+  CHECK(feed(30) == 0);  // one outlier: not yet
+  CHECK(feed(10) == 0);
+  CHECK(feed(10.1) == 0);
+  CHECK(feed(10) == 0);
+  CHECK(feed(30) == 0);  // the last one fell out of the last 3
+  CHECK(feed(10.1) == 0);
+  CHECK(feed(30) == 1);  // 2 of the last 3
 }

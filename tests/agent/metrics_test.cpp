@@ -12,14 +12,18 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <new>
 #include <string>
+
+#include "alloc_count.h"
 
 #include "nova/schemas/codec.h"
 #include "nova/schemas/topic.h"
 
 // --- allocation counting ---------------------------------------------------------------
-// Replaces the global operator new of this test binary; counts only while enabled.
+// Replaces the global operator new of this test binary; counts only while enabled
+// (alloc_count.h: other tests of this binary count with it too).
 
 namespace {
 std::atomic<bool> g_counting{false};
@@ -434,17 +438,23 @@ TEST_CASE("this machine's /proc and /sys give plausible samples", "[metrics]") {
   CHECK((states == Approx(100.0) || states == 0));  // 0 when no jiffy passed in between
 }
 
+std::size_t allocations_during(const std::function<void()>& work) {
+  g_allocations = 0;
+  g_counting = true;
+  work();
+  g_counting = false;
+  return g_allocations.load();
+}
+
 namespace {
 
 std::size_t allocations_in_samples(MetricsCollector& c, nova::schemas::Timestamp& now, int n) {
-  g_allocations = 0;
-  g_counting = true;
-  for (int i = 0; i < n; ++i) {
-    now += 1000;
-    c.sample(now);
-  }
-  g_counting = false;
-  return g_allocations.load();
+  return allocations_during([&] {
+    for (int i = 0; i < n; ++i) {
+      now += 1000;
+      c.sample(now);
+    }
+  });
 }
 
 }  // namespace

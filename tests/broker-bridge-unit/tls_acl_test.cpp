@@ -338,6 +338,23 @@ TEST_CASE("a sensor writes only its own topic and its node reads it", "[acl][tls
   CHECK(n1.until("nova/v1/sensor/n1/t1") == Received{{"nova/v1/sensor/n1/t1", "reading"}});
 }
 
+TEST_CASE("a node writes its own local topics and its sensors read them", "[acl][tls]") {
+  TlsPair pair;
+  // A sensor cannot write its node's local topics (before the actuator connects: the
+  // broker takes the certificate name as client id, so the same name would take its
+  // connection over).
+  pair.publish_as("eu", "sensor.n1.t1", "nova/v1/local/n1/alert", "forged by its sensor");
+  // A local actuator holds a sensor certificate of its node (schemas/topics.md, Local topics).
+  TestClient actuator(pair.uri("eu"), "ignored", "", pair.identity("sensor.n1.t1"));
+  REQUIRE(actuator.subscribe("nova/v1/local/n1/#"));
+  pair.publish_as("eu", "n2", "nova/v1/local/n1/alert", "forged by n2");
+  REQUIRE(pair.publish_as("eu", "n1", "nova/v1/local/n1/alert", "alert").exit_code == 0);
+  CHECK(actuator.until("nova/v1/local/n1/alert") == Received{{"nova/v1/local/n1/alert", "alert"}});
+  const std::string log = nova::bridge::read_text_file(pair.log("eu"));
+  CHECK(count_of(log, "user=sensor.n1.t1 topic=nova/v1/local/n1/alert reason=no_grant") == 1);
+  CHECK(count_of(log, "user=n2 topic=nova/v1/local/n1/alert reason=no_grant") == 1);
+}
+
 TEST_CASE("an enrolled operator reads everything upward, writes nothing and reads nothing downward",
           "[acl][tls]") {
   TlsPair pair;

@@ -24,6 +24,8 @@ TEST_CASE("builders produce the documented grammar", "[topic]") {
   CHECK(up_all() == "nova/v1/up/#");
   CHECK(down_subtree(path("cloud/eu")) == "nova/v1/down/cloud/eu/#");
   CHECK(sensor_all(id("gw-01")) == "nova/v1/sensor/gw-01/+");
+  CHECK(local(id("gw-01"), id("alert")) == "nova/v1/local/gw-01/alert");
+  CHECK(local_all(id("gw-01")) == "nova/v1/local/gw-01/#");
 }
 
 TEST_CASE("parse inverts every builder", "[topic]") {

@@ -99,8 +99,9 @@ struct AgentOptions {
   // none: task messages are counted as unhandled). Its results go up via the outbox.
   TaskRunner* tasks = nullptr;
   // Local decisions on every sample (decisions.h): alerts and decision records go up on
-  // the "alerts" and "decisions" streams; a retained model on the node's down model
-  // topic replaces the z-score parameters.
+  // the "alerts" and "decisions" streams, and each alert also to the node's local topic
+  // nova/v1/local/<node>/alert; a retained model on the node's down model topic
+  // replaces the z-score parameters.
   DecisionOptions decisions;
   // Which sensor values are personal (sensors.h): only their window aggregates go up.
   PrivacyPolicy privacy;
@@ -180,6 +181,10 @@ struct AgentCounters {
   std::uint64_t sensor_replies_sent = 0;     // error replies handed to the broker
   std::uint64_t sensor_replies_dropped = 0;  // error replies dropped: their sensor had 256 waiting
   std::uint64_t alerts = 0;           // alerts stored (warning, critical and recoveries)
+  // Alerts published on the node's local alert topic (nova/v1/local/<node>/alert), and
+  // dropped there because 256 were already waiting for the broker (their upward copy stays).
+  std::uint64_t local_alerts_sent = 0;
+  std::uint64_t local_alerts_dropped = 0;
   std::uint64_t decisions = 0;        // decision records stored
   std::uint64_t models_applied = 0;   // models put in force (a refused one is a bad message)
   // The cloud's verdicts on this node's decisions (agent_verdicts.cpp), and the overrides
@@ -286,9 +291,12 @@ class Agent {
   template <class Fn>
   void guarded(const std::string& topic, Fn handler);
   void on_message(const std::string& topic, const std::string& payload);
-  // Publishes waiting sensor error replies while the uplink has room (uplink.h: Paho
-  // refuses publishes past its buffer, so replies wait here rather than be lost).
-  void send_sensor_replies();
+  // Publishes waiting sensor error replies and local alerts while the uplink has room
+  // (uplink.h: Paho refuses publishes past its buffer, so they wait here rather than be
+  // lost).
+  void send_queued();
+  // Publishes what waits in `queue`; returns how many were handed to the broker.
+  std::uint64_t send_local(SensorReplies& queue);
   void on_sensor_reading(const topics::SensorTopic& topic, const std::string& payload);
   void on_task(const std::string& topic, const std::string& payload);
   void on_cancel(const std::string& topic, const std::string& payload);
@@ -341,6 +349,9 @@ class Agent {
   std::unique_ptr<Uplink> uplink_;
   SensorIngest sensors_;
   SensorReplies sensor_replies_;
+  // Alerts for the local alert topic: the same bounded queue, one key ("alert").
+  SensorReplies local_alerts_;
+  std::string local_alert_topic_;
   DecisionEngine decisions_;
   std::vector<Firing> firings_;  // reused for each sample's decisions
   std::vector<schemas::MetricSample> open_batch_;

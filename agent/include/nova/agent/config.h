@@ -27,6 +27,7 @@
 #include <string_view>
 #include <vector>
 
+#include "nova/agent/decisions.h"
 #include "nova/agent/uplink.h"
 #include "nova/common/log.h"
 #include "nova/schemas/messages.h"
@@ -129,10 +130,15 @@ struct AgentConfig {
     std::uint32_t repeat_s = 300;  // a lasting condition is raised again after this
     friend bool operator==(const Alerts&, const Alerts&) = default;
   } alerts;
-  struct Anomaly {  // the streaming z-score detector; a retained model may override it
-    std::uint32_t zscore = 4;        // |z| that is an anomaly; 0 = off
+  struct Anomaly {  // detectors per gauge (decisions.h); a retained zscore model may override
+    std::uint32_t zscore = 4;        // score that is an anomaly, for rules without one; 0 = off
     std::uint32_t min_samples = 60;  // values per gauge before any is judged
     std::uint32_t window = 600;      // the baseline's memory, in samples
+    // StreamRule lines, first match wins; empty: a z-score detector on every gauge. By
+    // default sensor readings only: cpu, memory, load and disk move with the work a
+    // healthy node is given (tasks placed on it among them), and their threshold alerts
+    // (alerts.*) stay on. Robust at 6: noise does not reach it (docs/agent.md).
+    std::vector<std::string> streams{"sensor.* mad threshold=6"};
     friend bool operator==(const Anomaly&, const Anomaly&) = default;
   } anomaly;
   // Who may send control messages down (control_gate.h). File only: a remote config that
@@ -175,6 +181,13 @@ struct AgentConfig {
     LogFormat format = LogFormat::logfmt;
     friend bool operator==(const Log&, const Log&) = default;
   } log;
+
+  // The detector parameters anomaly.* gives a rule for the fields it does not set.
+  DetectorParams anomaly_defaults() const;
+  // anomaly.streams as rules (a config that loaded always has valid ones).
+  std::vector<StreamRule> anomaly_rules() const;
+  // The local decisions' options: alerts.* and anomaly.*.
+  DecisionOptions decision_options() const;
 
   // mqtt.keepalive_s if set, else kDefaultKeepalive.
   std::chrono::seconds keepalive() const;

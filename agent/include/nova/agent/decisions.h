@@ -5,15 +5,15 @@
 // Every sample is evaluated in two ways:
 //   - threshold rules on the core gauges cpu, mem, disk (%) and temp (degC): a warning
 //     and a critical level each, 0 = off (config keys alerts.*);
-//   - a streaming z-score per gauge (the core gauges, load1, and every extra gauge such
-//     as "sensor.<sensor>.<name>", except the agent's own "agent.*" bookkeeping, which
-//     steps by design): how many standard deviations a value is from the gauge's
-//     running mean. The running mean and variance are Welford's for the first `window`
-//     samples and an exponentially weighted average with weight 1/window after that,
-//     so the baseline follows slow drift but not a spike. A value is judged against the
-//     baseline before it is added. Nothing is judged before `min_samples` values.
-//     The detector's parameters come from config (anomaly.*) or, when one is in force,
-//     from a retained Model of kind "zscore" on the node's down model topic.
+//   - an anomaly detector per gauge (detectors.h: zscore, mad or seasonal) over the
+//     core gauges, load1, and every extra gauge such as "sensor.<sensor>.<name>",
+//     except the agent's own "agent.*" bookkeeping, which steps by design. Which
+//     detector watches a gauge is the first of `streams` whose pattern matches the
+//     gauge's name; a gauge no rule matches is not watched. With no rules at all, every
+//     gauge has a z-score detector with the `zscore` parameters (what the agent did
+//     before rules existed). A value is judged against the baseline before it is added.
+//     The parameters of z-score detectors come from their rule or, when one is in
+//     force, from a retained Model of kind "zscore" on the node's down model topic.
 //
 // Alerts are raised when a condition starts, not on every sample: a condition that goes
 // on is raised again at most once per `repeat` (by the samples' own timestamps, so a
@@ -37,11 +37,14 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "nova/agent/model_decisions.h"
+#include "nova/agent/detectors.h"
 #include "nova/schemas/messages.h"
 #include "nova/schemas/result.h"
 
@@ -61,6 +64,35 @@ struct ZScoreParams {
   friend bool operator==(const ZScoreParams&, const ZScoreParams&) = default;
 };
 
+// Which detector watches the gauges whose names match `match`.
+struct StreamRule {
+  // A gauge name, or a pattern in which each '*' matches any run of characters
+  // ("sensor.*", "sensor.*.temp", "*").
+  std::string match = "*";
+  DetectorParams detector;
+  // Persistence: an anomaly is raised only when at least `persist_k` of the gauge's last
+  // `persist_n` judged values were anomalous (1 of 1: at once). For gauges with heavy
+  // tails, where a lone outlier is noise; it misses a lone spike by design.
+  std::uint8_t persist_k = 1;
+  std::uint8_t persist_n = 1;  // 1..64
+  friend bool operator==(const StreamRule&, const StreamRule&) = default;
+};
+
+// Whether `name` matches `pattern` (StreamRule::match).
+bool matches(std::string_view pattern, std::string_view name);
+
+// A rule as config spells it, one line:
+//   <pattern> <kind> [threshold=<number>] [min_samples=<n>] [window=<n>] [season=<n>]
+//                    [persist=<k>/<n>]
+// e.g. "sensor.* mad threshold=6" or "sensor.*.power seasonal season=1440". A field not
+// given is `defaults`'s. The detector's parameters are checked (check_detector_params);
+// errors name the field: "season: a seasonal detector needs ...", "threshold: expected a
+// number".
+schemas::Result<StreamRule> parse_stream_rule(std::string_view text, const DetectorParams& defaults);
+// Every line in order; an error names the item: "item 2 ('x y'): kind: unknown ...".
+schemas::Result<std::vector<StreamRule>> parse_stream_rules(const std::vector<std::string>& lines,
+                                                            const DetectorParams& defaults);
+
 struct DecisionOptions {
   ThresholdRule cpu{90, 97};   // cpu_pct
   ThresholdRule mem{90, 97};   // mem_pct
@@ -68,6 +100,9 @@ struct DecisionOptions {
   ThresholdRule temp{80, 95};  // temp_c (when the sample has one)
   std::chrono::seconds repeat{300};  // a lasting condition is raised again after this
   ZScoreParams zscore;
+  // The first rule matching a gauge's name chooses its detector; empty: every gauge has
+  // a z-score detector with `zscore`.
+  std::vector<StreamRule> streams;
   friend bool operator==(const DecisionOptions&, const DecisionOptions&) = default;
 };
 
@@ -85,8 +120,9 @@ class DecisionEngine {
 
   explicit DecisionEngine(DecisionOptions options = {});
 
-  // New options from config (hot). Conditions in progress and baselines are kept. A
-  // model in force keeps overriding the z-score parameters.
+  // New options from config (hot). Conditions in progress are kept, and so are the
+  // baselines of gauges whose detector keeps its kind, window and season. A model in
+  // force keeps overriding the z-score parameters.
   void set_options(const DecisionOptions& options);
   // A model pushed down. Kind "zscore" with params "threshold" (>= 0; 0 = off),
   // "min_samples" (>= 2) and "window" (>= 1), each optional (absent: the config's), is
@@ -110,6 +146,9 @@ class DecisionEngine {
   std::optional<ThresholdRule> threshold(std::string_view gauge) const;
   // The z-score parameters in force (config's, or the model's).
   const ZScoreParams& zscore() const { return zscore_; }
+  // The detector's parameters that watch `gauge` now; none if no rule matches it (or
+  // its detector is off: threshold 0).
+  std::optional<DetectorParams> detector_for(std::string_view gauge) const;
   const std::optional<std::string>& model_id() const { return model_id_; }
   // The local model's decisions and counts (none in force: model() is null).
   const ModelDecisions& local_model() const { return local_model_; }
@@ -124,14 +163,15 @@ class DecisionEngine {
     Level level = Level::none;
     schemas::Timestamp last_raised = 0;
   };
-  struct Baseline {
-    std::uint64_t n = 0;
-    double mean = 0;
-    double var = 0;  // population variance
-  };
   struct Gauge {
     bool watched = true;  // a name that is an id, and not agent.*
-    Baseline baseline;
+    // Its detector (none: no rule matches, or its threshold is 0), made for the
+    // parameters of `generation`; rules and models change, and the next sample
+    // follows.
+    std::unique_ptr<Detector> detector;
+    std::uint64_t generation = 0;
+    std::uint8_t persist_k = 1, persist_n = 1;  // its rule's
+    std::uint64_t recent = 0;  // whether each of the last 64 judged values was anomalous, newest lowest
     Condition threshold;
     Condition anomaly;
   };
@@ -150,6 +190,11 @@ class DecisionEngine {
     std::optional<std::uint32_t> window;
   };
   void update_zscore();
+  // The first rule matching `gauge`; null when there is none, or no rules at all.
+  const StreamRule* rule_for(std::string_view gauge) const;
+  // The detector `gauge` needs now (detector_for), made or retuned if the rules or the
+  // model changed since it was made.
+  Detector* detector(const std::string& name, Gauge& g);
 
   // The config's rule for a core gauge, or null.
   const ThresholdRule* configured(std::string_view gauge) const;
@@ -162,6 +207,7 @@ class DecisionEngine {
   std::optional<std::string> model_id_;
   ZScoreParams zscore_;  // options_.zscore, or the model's
   ModelDecisions local_model_;  // a logistic or tree_ensemble model, when one is in force
+  std::uint64_t generation_ = 1;  // advanced whenever options_ or model_ change
   std::map<std::string, Gauge, std::less<>> gauges_;
 };
 

@@ -86,6 +86,10 @@ std::string down(const SitePath& site, const Id& node, DownKind kind);
 std::string sensor(const Id& node, const Id& sensor);
 std::string sensor_error(const Id& node, const Id& sensor);
 std::string cloud(CloudKind kind, const Id& id);
+// nova/v1/local/<node>/<name>: what a node's agent publishes for consumers on its own
+// broker (local actuators), never bridged (schemas/topics.md, Local topics). "alert" is
+// the agent's alerts. parse() does not take them: no NovaCron component receives them.
+std::string local(const Id& node, const Id& name);
 // nova/v1/bundle/<sha256>/<index>: chunk `index` (0, 1, ...) of an update bundle, retained,
 // shared by every node of a broker (schemas/topics.md, Updates).
 std::string bundle_chunk(const Id& sha256, std::uint64_t index);
@@ -98,6 +102,7 @@ std::string sensor_all(const Id& node);            // nova/v1/sensor/<node>/+
 std::string cloud_all(CloudKind kind);             // nova/v1/cloud/<kind>/+
 std::string bundle_all();                          // nova/v1/bundle/#
 std::string bundle_chunks(const Id& sha256);       // nova/v1/bundle/<sha256>/+
+std::string local_all(const Id& node);             // nova/v1/local/<node>/#
 
 // --- parsing ---------------------------------------------------------------------------
 
