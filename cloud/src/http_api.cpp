@@ -97,6 +97,24 @@ json workload_json(const WorkloadState& w) {
                      {"last_cancel_ts", f.last_sent}};
     if (f.next) j["stopping"]["next"] = {{"task_id", f.next->task_id}, {"node", f.next_node}};
   }
+  if (w.spec.kind == WorkloadKind::service) {
+    json replicas = json::array();
+    for (const Replica& r : w.replicas) {
+      json x = {{"index", r.index}, {"state", r.state}, {"task_id", r.task_id}, {"restarts", r.restarts},
+                {"health", !w.spec.health_check ? "none" : r.health_failures > 0 ? "failing" : "passing"},
+                {"health_failures", r.health_failures}, {"updated_ts", r.updated_ts}};
+      if (r.placement) {
+        x["node"] = r.placement->node;
+        x["site"] = r.placement->site;
+        x["revision"] = r.placement->revision;
+      }
+      if (r.last_exit) x["last_exit"] = *r.last_exit;
+      if (!r.reason.empty()) x["reason"] = r.reason;
+      if (r.stopping) x["stopping"] = {{"since", r.stopping->since}, {"last_cancel_ts", r.stopping->last_sent}};
+      replicas.push_back(std::move(x));
+    }
+    j["replicas"] = std::move(replicas);
+  }
   if (w.migration) {
     const MigrationPlan& m = *w.migration;
     j["migration"] = {{"from", m.from}, {"to", m.to}, {"trigger", m.trigger}, {"score_from", m.score_from},

@@ -73,7 +73,6 @@
 
 #include "nova/agent/storage.h"
 #include "nova/schemas/messages.h"
-#include "nova/agent/storage.h"
 #include "nova/schemas/result.h"
 
 namespace nova::agent {
@@ -197,6 +196,9 @@ struct TaskCounters {
   std::uint64_t deferrals = 0;   // times a task went from startable to deferred
   std::uint64_t storage_errors = 0;   // LevelDB writes that failed
   std::uint64_t corrupt_records = 0;  // unreadable records dropped at open
+  std::uint64_t service_restarts = 0;       // services started again after an exit
+  std::uint64_t health_check_failures = 0;  // services' health checks that failed
+  std::uint64_t health_kills = 0;           // services killed for failure_threshold failures
 };
 
 // What cancel() did.
