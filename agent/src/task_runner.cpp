@@ -436,7 +436,7 @@ struct TaskRunner::Impl {
     const std::int64_t code = exit_code_of(e.status);
     const auto at = r.service->exited(now, code, r.health_kill);
     if (!at) return false;
-    const std::string& id = r.record.task.task_id;
+    const std::string id = r.record.task.task_id;  // a copy: the record moves below
     const std::string why = (r.health_kill ? "killed after failed health checks, exit " : "exited with ") +
                             std::to_string(code) + "; restart in " + std::to_string(*at - now) + " ms";
     if (options.log) {
