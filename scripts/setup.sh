@@ -32,6 +32,8 @@ packages=(
   coinor-cbc
   # scripts/run.sh reads the example topology's nodes and talks to nova-cloud's REST API
   python3-yaml curl
+  # tests/cloud/openapi_check.py validates the workload spec vectors against openapi.yaml
+  python3-jsonschema
   # deploy/containers: images built without a container engine (mmdebstrap extracts the
   # runtime libraries, umoci makes the OCI image, skopeo reads its config back), and the
   # Kubernetes API's models that deploy/kubernetes/validate.py checks manifests against
