@@ -203,6 +203,10 @@ std::string prometheus_text(const CloudService& service) {
   metric("nova_cloud_placements_total", "counter", "Placement decisions published.", w.placements);
   metric("nova_cloud_workloads_unplaceable_total", "counter", "Placement attempts with no feasible node.", w.unplaceable);
   metric("nova_cloud_failovers_total", "counter", "Workloads placed again after losing their node.", w.failovers);
+  metric("nova_cloud_replica_failovers_total", "counter", "Service replicas placed again after losing their node.",
+         w.replica_failovers);
+  metric("nova_cloud_service_reports_total", "counter", "State reports (status running) of service replicas.",
+         w.service_reports);
   metric("nova_cloud_migrations_total", "counter", "Workloads moved by a migration plan.", w.migrations);
   metric("nova_cloud_migration_rollbacks_total", "counter", "Migrations rolled back to their source.", w.rollbacks);
   metric("nova_cloud_workload_batches_total", "counter", "Batch submissions placed together.", w.batches);

@@ -149,6 +149,8 @@ TEST_CASE("a service of two replicas is restarted by its agents and failed over 
   REQUIRE(placement.ok());
   CHECK(placement->node == third);
   CHECK(placement->revision == 2);
+  const auto metrics = test::curl({"-H", auth, url + "/metrics"});
+  CHECK(metrics.body.find("nova_cloud_replica_failovers_total 1\n") != std::string::npos);
 
   // Cancel: both replicas' processes stop; the service ends cancelled.
   const std::string moved = replicas()[0]["task_id"];
