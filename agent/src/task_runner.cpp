@@ -794,6 +794,9 @@ Result<CancelOutcome> TaskRunner::cancel(const std::string& task_id, const std::
     if (!run.term_sent) {
       run.cancelled = reason.empty() ? std::string("no reason given") : reason;
       d.terminate(run, now);
+    } else if (run.service && !run.cancelled) {
+      // Its health checks' kill is under way: the exit it brings ends the service instead.
+      run.cancelled = reason.empty() ? std::string("no reason given") : reason;
     }
     return CancelOutcome::stopping;
   }

@@ -21,16 +21,25 @@ namespace nova::test {
 class DeviceAgents {
  public:
   // Starts one agent per node id; `extra` as testing::write_agent_config's.
-  DeviceAgents(const testing::TestBroker& broker, const std::vector<std::string>& nodes, const std::string& extra = "") {
+  DeviceAgents(const testing::TestBroker& broker, const std::vector<std::string>& nodes, const std::string& extra = "")
+      : root_(broker.data_dir()) {
     for (const std::string& node : nodes) {
-      const std::filesystem::path dir = broker.data_dir() / node;
+      const std::filesystem::path dir = root_ / node;
       std::filesystem::create_directories(dir);
       testing::write_agent_config(dir / "agent.yaml", node, kDeviceSite, 5, broker.uri(), dir, extra);
-      agents_[node] = std::make_unique<testing::AgentProcess>(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
+      restart(node);
     }
   }
 
   testing::AgentProcess& operator[](const std::string& node) { return *agents_.at(node); }
+
+  // Starts the node's agent (again) on its config and state; a running one is SIGKILLed
+  // first. Its log file starts over.
+  void restart(const std::string& node) {
+    const std::filesystem::path dir = root_ / node;
+    agents_[node].reset();
+    agents_[node] = std::make_unique<testing::AgentProcess>(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
+  }
 
   // The node's liveness at nova-cloud ("" when it does not know the node).
   static std::string liveness(const CloudProcess& cloud, const std::string& node) {
@@ -51,6 +60,7 @@ class DeviceAgents {
   }
 
  private:
+  std::filesystem::path root_;
   std::map<std::string, std::unique_ptr<testing::AgentProcess>> agents_;
 };
 

@@ -8,7 +8,9 @@
 //   - a replica whose health check fails (the check tests a file its run creates at
 //     start; the test removes it) is killed and restarted by its agent;
 //   - the agent of a replica SIGKILLed: the replica reappears on the third node (never
-//     the other replica's), and the retained placement record says so;
+//     the other replica's), and the retained placement record says so; that agent
+//     started again resumes the old run from its store, and the cancel sent at the
+//     failover stops it;
 //   - a cancel stops both replicas' processes and ends the service cancelled.
 //
 // Each run of the service writes its pid to pid-<task> and creates healthy-<task> in a
@@ -151,6 +153,15 @@ TEST_CASE("a service of two replicas is restarted by its agents and failed over 
   CHECK(placement->revision == 2);
   const auto metrics = test::curl({"-H", auth, url + "/metrics"});
   CHECK(metrics.body.find("nova_cloud_replica_failovers_total 1\n") != std::string::npos);
+
+  // The dead node's agent starts again: it starts the replica's old run from its task
+  // store, and the cancel nova-cloud sent that run at the failover (kept by the broker for
+  // the agent's session) stops it: the replica runs once, on the third node.
+  agents.restart(node0);
+  REQUIRE(agents[node0].wait_log("task_cancel task_id=" + task0, 20s));
+  CHECK(testing::poll_until([&] { return !process_exists(read_pid(d + "/pid-" + task0)); }, 10s));
+  CHECK(replicas()[0]["node"] == third);
+  CHECK(replicas()[0]["state"] == "running");
 
   // Cancel: both replicas' processes stop; the service ends cancelled.
   const std::string moved = replicas()[0]["task_id"];
