@@ -650,7 +650,7 @@ struct Workloads::Impl {
 
   // A result of one of a service's runs: a "running" report updates its replica; an
   // end ends it (refused: placed again elsewhere).
-  void on_service_result(WorkloadState& w, const TaskResult& result, Timestamp now) {
+  void on_service_result(WorkloadState& w, const TaskResult& result, Timestamp now, bool count = true) {
     auto it = std::find_if(w.replicas.begin(), w.replicas.end(), [&](const Replica& r) { return r.task_id == result.task_id; });
     if (it == w.replicas.end() || it->ended()) {
       if (result.status != TaskStatus::running) {
@@ -673,7 +673,7 @@ struct Workloads::Impl {
     r.reason = result.reason.value_or("");
     switch (result.status) {
       case TaskStatus::running:
-        ++counters.service_reports;
+        if (count) ++counters.service_reports;
         if (r.stopping) return;  // a cancel is under way: only its end counts
         r.state = !result.service || result.service->state == ServiceState::running ? "running"
                   : result.service->state == ServiceState::restarting               ? "restarting"
@@ -1151,6 +1151,9 @@ void Workloads::restore_result(const TaskResult& result) {
   auto t = impl_->workload_of_task.find(result.task_id);
   if (t == impl_->workload_of_task.end()) return;
   auto it = impl_->workloads.find(t->second);
+  if (it != impl_->workloads.end() && Impl::is_service(it->second)) {
+    return impl_->on_service_result(it->second, result, result.finished_ts, false);
+  }
   if (it == impl_->workloads.end() || it->second.task_id != result.task_id || it->second.phase != Phase::running) return;
   it->second.phase = result.status == TaskStatus::ok          ? Phase::succeeded
                      : result.status == TaskStatus::cancelled ? Phase::cancelled

@@ -11,6 +11,8 @@
 //     the other replica's), and the retained placement record says so; that agent
 //     started again resumes the old run from its store, and the cancel sent at the
 //     failover stops it;
+//   - nova-cloud SIGKILLed and started again shows the same replicas in their last
+//     reported state, placing nothing again;
 //   - a cancel stops both replicas' processes and ends the service cancelled.
 //
 // Each run of the service writes its pid to pid-<task> and creates healthy-<task> in a
@@ -162,6 +164,18 @@ TEST_CASE("a service of two replicas is restarted by its agents and failed over 
   CHECK(testing::poll_until([&] { return !process_exists(read_pid(d + "/pid-" + task0)); }, 10s));
   CHECK(replicas()[0]["node"] == third);
   CHECK(replicas()[0]["state"] == "running");
+
+  // nova-cloud SIGKILLed and started again on its store: the replicas are where they
+  // were, each in the state of its last report; nothing is placed again.
+  const json before = replicas();
+  cloud.kill(SIGKILL);
+  cloud.start();
+  REQUIRE(cloud.poll_json("/api/v1/workloads/web", [&](const json& w) {
+    return w["phase"] == "running" && w["replicas"].size() == 2 && w["replicas"][0]["task_id"] == before[0]["task_id"] &&
+           w["replicas"][1]["task_id"] == before[1]["task_id"] && w["replicas"][0]["state"] == "running" &&
+           w["replicas"][1]["state"] == "running";
+  }, 10s));
+  CHECK(replicas()[1]["restarts"] == 1);
 
   // Cancel: both replicas' processes stop; the service ends cancelled.
   const std::string moved = replicas()[0]["task_id"];

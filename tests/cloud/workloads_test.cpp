@@ -929,6 +929,12 @@ TEST_CASE("a restarted instance takes its replicas from the retained records: no
     CHECK(got->replicas[i].task_id == w->replicas[i].task_id);
   }
   CHECK(second.tasks().empty());
+  CHECK(got->replicas[0].state == "starting");
+  // The last report kept in the store gives a replica back its state, counting nothing.
+  second.workloads.restore_result(report(w->replicas[0].placement->node, "web.0.r1", schemas::ServiceState::unhealthy, 2));
+  CHECK(second.workloads.get("web")->replicas[0].state == "unhealthy");
+  CHECK(second.workloads.get("web")->replicas[0].restarts == 2);
+  CHECK(second.workloads.counters().service_reports == 0);
   // Its reports reach the adopted replica.
   second.workloads.on_result(report(w->replicas[1].placement->node, "web.1.r1", schemas::ServiceState::running, 3), kNoon + 6000);
   CHECK(second.workloads.get("web")->replicas[1].restarts == 3);

@@ -208,7 +208,8 @@ class Workloads {
   // (nothing is persisted again).
   void restore(topics::CloudKind kind, const std::string& id, const std::string& payload);
   // A result kept in the store for the current run of a restored workload: an ended run
-  // (ok, failed, timeout, killed) stays ended across a restart. Counts nothing.
+  // (ok, failed, timeout, killed) stays ended across a restart; a service replica's last
+  // report gives it back its state. Counts nothing.
   void restore_result(const schemas::TaskResult& result);
   // Publishes again, retained, every record this instance owns: each workload's spec and
   // placement (an empty record for one deleted meanwhile) and each cluster. Returns how
