@@ -939,3 +939,17 @@ TEST_CASE("a restarted instance takes its replicas from the retained records: no
   second.workloads.on_result(report(w->replicas[1].placement->node, "web.1.r1", schemas::ServiceState::running, 3), kNoon + 6000);
   CHECK(second.workloads.get("web")->replicas[1].restarts == 3);
 }
+
+TEST_CASE("a batch places its services replica by replica beside its tasks", "[cloud][workloads][services]") {
+  Cloud c;
+  c.nodes = {node("a", "cloud/eu/par/par-a1"), node("b", "cloud/eu/par/par-a2")};
+  auto states = c.workloads.submit_batch({spec("job"), service_spec("web", 2)}, kNoon);
+  REQUIRE(states.ok());
+  REQUIRE(states->size() == 2);
+  CHECK((*states)[0].phase == Phase::running);
+  CHECK((*states)[0].task_id == "job.r1");
+  CHECK((*states)[1].phase == Phase::running);
+  REQUIRE((*states)[1].replicas.size() == 2);
+  CHECK((*states)[1].replicas[0].placement->node != (*states)[1].replicas[1].placement->node);
+  CHECK(c.tasks().size() == 3);
+}
