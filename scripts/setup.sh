@@ -40,6 +40,8 @@ packages=(
   # of its package-lock.json in the build tree, the dashboard_setup test); Node.js and npm
   # are added below only when the machine has no npm of its own
   chromium
+  # tests/cloud/openapi_check.py validates the workload spec vectors against openapi.yaml
+  python3-jsonschema
   # deploy/containers: images built without a container engine (mmdebstrap extracts the
   # runtime libraries, umoci makes the OCI image, skopeo reads its config back), and the
   # Kubernetes API's models that deploy/kubernetes/validate.py checks manifests against

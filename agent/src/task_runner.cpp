@@ -13,6 +13,7 @@
 #include <tuple>
 #include <unordered_set>
 
+#include "nova/agent/service_supervisor.h"
 #include "nova/agent/tasks.h"
 #include "nova/schemas/topic.h"
 #include "task_policy.h"
@@ -29,6 +30,7 @@ using schemas::Error;
 constexpr std::size_t kMaxOutputBytes = 4096;  // the schema's bound on output and reason
 constexpr std::uint64_t kMiB = 1024 * 1024;
 constexpr const char* kRestartReason = "agent restarted while the task ran";
+constexpr Timestamp kNever = ~Timestamp{0};  // a service's deadline: it runs until cancelled
 
 std::string pct(double value) {
   char buf[64];
@@ -64,7 +66,29 @@ struct Running {
   std::optional<Timestamp> term_sent;
   bool kill_sent = false;
   std::optional<std::string> cancelled;  // cancel()'s reason: SIGTERM was its doing
+  std::optional<ServiceSupervisor> service;  // a service's restart and health state
+  detail::Child probe;                       // its health check while one runs (pid -1: none)
+  Timestamp probe_deadline = 0;
+  bool health_kill = false;  // SIGTERM was the health checks' doing
 };
+
+// A service between an exit and its restart: no process, its record still "running".
+struct Waiting {
+  StoredTask record;
+  ServiceSupervisor service;
+};
+
+// How a child ended: its wait status (-1: lost) and whether the OOM killer took it.
+struct Exit {
+  int status = -1;
+  bool oom = false;
+};
+
+std::int64_t exit_code_of(int status) {
+  if (status != -1 && WIFEXITED(status)) return WEXITSTATUS(status);
+  if (status != -1 && WIFSIGNALED(status)) return -static_cast<std::int64_t>(WTERMSIG(status));
+  return -1;
+}
 
 struct Queued {
   StoredTask record;
@@ -86,6 +110,7 @@ struct TaskRunner::Impl {
   std::map<std::string, Queued> queued;
   std::set<std::tuple<std::uint8_t, std::uint64_t, std::string>> order;  // priority, seq, id
   std::map<std::string, Running> running;
+  std::map<std::string, Waiting> restarting;  // services waiting out their back-off
   std::deque<StoredTask> pending;  // finished, not yet handed to the sink
   std::unordered_set<std::string> pending_ids;
   std::deque<std::pair<std::uint64_t, std::string>> ring;  // finished ids, oldest first
@@ -100,6 +125,7 @@ struct TaskRunner::Impl {
   ~Impl() {
     // Records stay "running": the next open reports these tasks as restarted.
     for (auto& [id, r] : running) {
+      stop_probe(r);
       ::kill(-r.child.pid, SIGKILL);
       if (!r.cgroup.empty()) cgroups.kill_all(r.cgroup);
       detail::reap(r.child.pid);
@@ -233,6 +259,7 @@ struct TaskRunner::Impl {
       case TaskStatus::killed: counters.killed += 1; break;
       case TaskStatus::refused: counters.refused += 1; break;
       case TaskStatus::cancelled: counters.cancelled += 1; break;
+      case TaskStatus::running: break;  // a service's report, never a finished result
     }
   }
 
@@ -316,20 +343,28 @@ struct TaskRunner::Impl {
     }
   }
 
-  void complete(Running& r, Timestamp now) {
+  // Reaps an exited child and cleans up after it (group, cgroup, scratch, health check).
+  Exit collect(Running& r) {
     const Task& t = r.record.task;
+    stop_probe(r);
     // The leader is a zombie until reaped, so its pid cannot have been reused as a
     // process group id: whatever is left of the group (or the cgroup) is the task's.
     ::kill(-r.child.pid, SIGKILL);
     if (!r.cgroup.empty()) cgroups.kill_all(r.cgroup);
     drain_output(r);
-    const int status = detail::reap(r.child.pid);
+    Exit e;
+    e.status = detail::reap(r.child.pid);
     close_fds(r);
-    const bool oom = !r.cgroup.empty() && t.memory_mb > 0 && cgroups.support().cgroup_memory &&
-                     cgroups.oom_kills(r.cgroup) > 0;
+    e.oom = !r.cgroup.empty() && t.memory_mb > 0 && cgroups.support().cgroup_memory && cgroups.oom_kills(r.cgroup) > 0;
     if (!r.cgroup.empty() && !cgroups.remove(r.cgroup)) cgroup_leftovers.push_back(r.cgroup);
     remove_scratch(r.scratch);
+    return e;
+  }
 
+  void complete(Running& r, const Exit& e, Timestamp now) {
+    const Task& t = r.record.task;
+    const int status = e.status;
+    const bool oom = e.oom;
     TaskResult res;
     res.task_id = t.task_id;
     res.started_ts = r.record.started_ts;
@@ -349,6 +384,11 @@ struct TaskRunner::Impl {
       if (r.cancelled) {
         res.status = TaskStatus::cancelled;
         reason = "cancelled: " + *r.cancelled + ": SIGTERM sent to its process group";
+        if (r.kill_sent) reason += ", SIGKILL after " + std::to_string(options.kill_grace_ms) + " ms";
+      } else if (r.health_kill) {
+        res.status = TaskStatus::failed;
+        reason = "unhealthy: " + std::to_string(r.service->health()->failure_threshold) +
+                 " health checks failed in a row: SIGTERM sent to its process group";
         if (r.kill_sent) reason += ", SIGKILL after " + std::to_string(options.kill_grace_ms) + " ms";
       } else if (r.term_sent) {
         res.status = TaskStatus::timeout;
@@ -370,11 +410,137 @@ struct TaskRunner::Impl {
     }
     if (!r.cpu_note.empty()) reason += (reason.empty() ? "" : "; ") + r.cpu_note;
     if (!reason.empty()) res.reason = std::move(reason);
+    if (r.service) res.service = r.service->status();
     finish(std::move(r.record), std::move(res));
   }
 
+  // ---- services -----------------------------------------------------------------------
+
+  // A service's state, upward at once (status running: not the end of its run).
+  void report(const StoredTask& record, const ServiceSupervisor& service, Timestamp now, const std::string& tail,
+              std::optional<std::string> reason = std::nullopt) {
+    TaskResult res;
+    res.task_id = record.task.task_id;
+    res.status = TaskStatus::running;
+    res.started_ts = record.started_ts;
+    res.finished_ts = now;
+    res.output = detail::utf8_tail(tail, tail_bytes);
+    if (reason) res.reason = clamp_reason(*reason);
+    res.service = service.status();
+    sink(res);
+  }
+
+  // A service exited by itself (or on its health checks' verdict): waits for its restart
+  // unless the restart policy ends it. True when it waits.
+  bool schedule_restart(Running& r, const Exit& e, Timestamp now) {
+    const std::int64_t code = exit_code_of(e.status);
+    const auto at = r.service->exited(now, code, r.health_kill);
+    if (!at) return false;
+    const std::string id = r.record.task.task_id;  // a copy: the record moves below
+    const std::string why = (r.health_kill ? "killed after failed health checks, exit " : "exited with ") +
+                            std::to_string(code) + "; restart in " + std::to_string(*at - now) + " ms";
+    if (options.log) {
+      options.log("warning", "service_exited", "task_id=" + id + " exit=" + std::to_string(code) + " restarts=" +
+                                                   std::to_string(r.service->restarts()) + " restart_in_ms=" +
+                                                   std::to_string(*at - now));
+    }
+    report(r.record, *r.service, now, r.tail, why);
+    restarting.emplace(id, Waiting{std::move(r.record), std::move(*r.service)});
+    dirty = true;
+    return true;
+  }
+
+  void restart(Waiting w, Timestamp now) {
+    counters.service_restarts += 1;
+    start(Queued{std::move(w.record), {}}, now, std::move(w.service));
+  }
+
+  void stop_probe(Running& r) {
+    if (r.probe.pid <= 0) return;
+    ::kill(-r.probe.pid, SIGKILL);
+    detail::reap(r.probe.pid);
+    close_child(r.probe);
+  }
+
+  static void close_child(detail::Child& c) {
+    if (c.output_fd >= 0) ::close(c.output_fd);
+    if (c.pidfd >= 0) ::close(c.pidfd);
+    c = detail::Child{};
+  }
+
+  // Starts the service's health check: its command under the same allow-list, user,
+  // environment and directory as the service, in its own process group.
+  void start_probe(Running& r, Timestamp now) {
+    const HealthCheck& h = *r.service->health();
+    r.service->check_started(now);
+    auto program = detail::allowed_program(h.command.front(), options.allow);
+    if (const auto* refusal = std::get_if<detail::PolicyRefusal>(&program)) {
+      return check_verdict(r, false, now, "not allowed: " + refusal->reason);
+    }
+    detail::SpawnRequest req;
+    req.program = std::get<detail::AllowedProgram>(program).exec_path;
+    req.argv = h.command;
+    req.argv.front() = std::get<detail::AllowedProgram>(program).argv0;
+    req.env = options.base_env;
+    req.env["NOVA_TASK_ID"] = r.record.task.task_id;
+    req.env["HOME"] = req.env["TMPDIR"] = r.scratch.string();
+    req.env["USER"] = req.env["LOGNAME"] = user.name;
+    req.work_dir = options.work_dir.empty() ? r.scratch : options.work_dir;
+    req.switch_user = user.switched;
+    req.uid = user.uid;
+    req.gid = user.gid;
+    auto child = detail::spawn(req);
+    if (!child) return check_verdict(r, false, now, "cannot start: " + child.error().reason);
+    r.probe = child.value();
+    r.probe_deadline = now + static_cast<Timestamp>(h.timeout_s) * 1000;
+  }
+
+  void tend_health(Running& r, Timestamp now) {
+    if (!r.service || !r.service->health()) return;
+    if (r.probe.pid > 0) {
+      char buf[4096];  // its output is not kept: only its exit code counts
+      while (r.probe.output_fd >= 0 && ::read(r.probe.output_fd, buf, sizeof buf) > 0) {
+      }
+      if (detail::has_exited(r.probe.pid)) {
+        const int status = detail::reap(r.probe.pid);
+        close_child(r.probe);
+        const bool passed = status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        check_verdict(r, passed, now, "exit " + std::to_string(exit_code_of(status)));
+      } else if (now >= r.probe_deadline) {
+        stop_probe(r);
+        check_verdict(r, false, now, "timed out after " + std::to_string(r.service->health()->timeout_s) + " s");
+      }
+      return;
+    }
+    if (r.term_sent) return;
+    if (const auto due = r.service->check_due(); due && now >= *due) start_probe(r, now);
+  }
+
+  void check_verdict(Running& r, bool passed, Timestamp now, const std::string& detail) {
+    const ServiceState before = r.service->status().state;
+    const auto verdict = r.service->check_finished(now, passed);
+    const std::string& id = r.record.task.task_id;
+    if (!passed) {
+      counters.health_check_failures += 1;
+      if (options.log) {
+        options.log("warning", "health_check_failed", "task_id=" + id + " failures=" +
+                                                          std::to_string(r.service->status().health_failures) +
+                                                          " detail=\"" + detail + "\"");
+      }
+    }
+    if (verdict == ServiceSupervisor::Verdict::restart && !r.term_sent) {
+      counters.health_kills += 1;
+      r.health_kill = true;
+      terminate(r, now);
+    }
+    if (r.service->status().state != before) {
+      report(r.record, *r.service, now, r.tail, passed ? std::nullopt : std::optional<std::string>("health check: " + detail));
+    }
+  }
+
   // Starts a queued task. False when a storage failure means nothing more should start.
-  bool start(Queued q, Timestamp now) {
+  // A service's supervisor comes along when it restarts; a first start makes one.
+  bool start(Queued q, Timestamp now, std::optional<ServiceSupervisor> service = std::nullopt) {
     StoredTask record = std::move(q.record);
     const Task& t = record.task;
     // Again at start: a task queued before a restart meets today's policy.
@@ -448,10 +614,16 @@ struct TaskRunner::Impl {
       return true;
     }
     r.child = child.value();
-    r.deadline = now + t.timeout_ms;
+    r.deadline = t.service ? kNever : now + t.timeout_ms;
+    if (t.service) {
+      if (!service) service.emplace(t.service->restart, t.service->health);
+      r.service = std::move(service);
+      r.service->started(now);
+    }
     r.record = std::move(record);
     const std::string id = r.record.task.task_id;
-    running.emplace(id, std::move(r));
+    auto& placed = running.emplace(id, std::move(r)).first->second;
+    if (placed.service) report(placed.record, *placed.service, now, "");
     return true;
   }
 
@@ -514,6 +686,11 @@ Result<std::unique_ptr<TaskRunner>> TaskRunner::open(const TaskRunnerOptions& op
         impl->requeue(Queued{std::move(record), {}});
         break;
       case StoredTask::State::running: {
+        if (record.task.service) {  // a service runs until cancelled: start it again
+          if (options.log) options.log("info", "service_resumed", "task_id=" + record.task.task_id);
+          impl->requeue(Queued{std::move(record), {}});
+          break;
+        }
         // The process died with the agent (PR_SET_PDEATHSIG) or was killed by the
         // runner's destructor; its outcome is unknown. See the header: never rerun.
         TaskResult r;
@@ -544,6 +721,7 @@ Result<Admission> TaskRunner::submit(const Task& task) {
   const std::string& id = task.task_id;
   const char* known = d.queued.contains(id)      ? "queued"
                       : d.running.contains(id)   ? "running"
+                      : d.restarting.contains(id) ? "waiting to restart"
                       : d.pending_ids.contains(id) ? "finished, result not yet handed over"
                       : d.ring_ids.contains(id)  ? "finished"
                                                  : nullptr;
@@ -616,8 +794,23 @@ Result<CancelOutcome> TaskRunner::cancel(const std::string& task_id, const std::
     if (!run.term_sent) {
       run.cancelled = reason.empty() ? std::string("no reason given") : reason;
       d.terminate(run, now);
+    } else if (run.service && !run.cancelled) {
+      // Its health checks' kill is under way: the exit it brings ends the service instead.
+      run.cancelled = reason.empty() ? std::string("no reason given") : reason;
     }
     return CancelOutcome::stopping;
+  }
+  if (auto w = d.restarting.find(task_id); w != d.restarting.end()) {
+    auto taken = d.restarting.extract(w);
+    StoredTask record = std::move(taken.mapped().record);
+    TaskResult r;
+    r.task_id = task_id;
+    r.status = TaskStatus::cancelled;
+    r.started_ts = record.started_ts;
+    r.reason = why + " while it waited to restart";
+    r.service = taken.mapped().service.status();
+    d.finish(std::move(record), std::move(r));
+    return CancelOutcome::not_started;
   }
   if (d.pending_ids.contains(task_id) || d.ring_ids.contains(task_id)) return CancelOutcome::finished;
   // Never seen: the cancel overtook its task (or the task was lost). Its cancelled result
@@ -649,11 +842,24 @@ void TaskRunner::poll(Timestamp now, const HostState& host) {
       exited.push_back(id);
     } else {
       d.enforce_timeout(r, now);
+      d.tend_health(r, now);
     }
   }
   for (const std::string& id : exited) {
     auto node = d.running.extract(id);
-    d.complete(node.mapped(), now);
+    Running& r = node.mapped();
+    const Exit e = d.collect(r);
+    if (r.service && !r.cancelled && d.schedule_restart(r, e, now)) continue;
+    d.complete(r, e, now);
+  }
+  // Services whose back-off is over start again (they keep their slot meanwhile).
+  for (auto it = d.restarting.begin(); it != d.restarting.end();) {
+    if (*it->second.service.restart_at() > now) {
+      ++it;
+      continue;
+    }
+    auto node = d.restarting.extract(it++);
+    d.restart(std::move(node.mapped()), now);
   }
 
   // New limits may make a queued task impossible.
@@ -672,7 +878,7 @@ void TaskRunner::poll(Timestamp now, const HostState& host) {
   // holding back smaller ones behind it.
   double committed_cpu = 0;
   std::uint64_t committed_mb = 0;
-  for (auto it = d.order.begin(); it != d.order.end() && d.running.size() < d.options.max_concurrent;) {
+  for (auto it = d.order.begin(); it != d.order.end() && d.running.size() + d.restarting.size() < d.options.max_concurrent;) {
     const auto key = *it++;
     Queued& q = d.queued.at(std::get<2>(key));
     if (auto why = d.defer_reason(q.record.task, host, committed_cpu, committed_mb)) {
@@ -708,6 +914,7 @@ std::optional<int> TaskRunner::next_deadline_ms(Timestamp now) const {
     consider(d.options.reap_interval_ms);
   }
   if (!d.cgroup_leftovers.empty()) consider(d.options.reap_interval_ms);
+  for (const auto& [id, w] : d.restarting) consider(until(*w.service.restart_at()));
   if (!d.queued.empty() && d.running.size() < d.options.max_concurrent) consider(d.options.defer_retry_ms);
   if (!best) return std::nullopt;
   return static_cast<int>(std::min<std::uint64_t>(*best, 0x7fffffff));

@@ -112,8 +112,68 @@ std::string encode_record(const StoredTask& r) {
     w.u8(x.reason ? 1 : 0);
     w.str(x.reason.value_or(""));
   }
+  // Tagged sections added with services; records written before them end above.
+  if (t.service) {
+    w.u8('s');
+    w.u8(static_cast<std::uint8_t>(t.service->restart));
+    w.u8(t.service->health ? 1 : 0);
+    if (const auto& h = t.service->health) {
+      w.u64(h->command.size());
+      for (const std::string& a : h->command) w.str(a);
+      for (std::uint32_t v : {h->interval_s, h->timeout_s, h->failure_threshold, h->initial_delay_s}) w.u64(v);
+    }
+  }
+  if (r.state == StoredTask::State::finished && r.result.service) {
+    const schemas::ServiceStatus& v = *r.result.service;
+    w.u8('v');
+    w.u8(static_cast<std::uint8_t>(v.state));
+    w.u64(v.restarts);
+    w.u8(v.last_exit ? 1 : 0);
+    w.u64(static_cast<std::uint64_t>(v.last_exit.value_or(0)));
+    w.u64(v.health_failures);
+  }
   return w.take();
 }
+
+namespace {
+
+bool decode_service(Reader& r, const std::string& raw, schemas::ServiceSpec& out) {
+  std::uint8_t restart = 0, has_health = 0;
+  if (!r.u8(restart) || restart > static_cast<std::uint8_t>(schemas::RestartPolicy::never) || !r.u8(has_health)) {
+    return false;
+  }
+  out.restart = static_cast<schemas::RestartPolicy>(restart);
+  if (!has_health) return true;
+  schemas::HealthCheck h;
+  std::uint64_t n = 0;
+  if (!r.u64(n) || n > raw.size()) return false;
+  h.command.resize(static_cast<std::size_t>(n));
+  for (std::string& a : h.command) {
+    if (!r.str(a)) return false;
+  }
+  for (std::uint32_t* v : {&h.interval_s, &h.timeout_s, &h.failure_threshold, &h.initial_delay_s}) {
+    std::uint64_t x = 0;
+    if (!r.u64(x) || x > 0xffffffffu) return false;
+    *v = static_cast<std::uint32_t>(x);
+  }
+  out.health = std::move(h);
+  return true;
+}
+
+bool decode_service_status(Reader& r, schemas::ServiceStatus& out) {
+  std::uint8_t state = 0, has_exit = 0;
+  std::uint64_t exit = 0, failures = 0;
+  if (!r.u8(state) || state > static_cast<std::uint8_t>(schemas::ServiceState::unhealthy) || !r.u64(out.restarts) ||
+      !r.u8(has_exit) || !r.u64(exit) || !r.u64(failures) || failures > 100) {
+    return false;
+  }
+  out.state = static_cast<schemas::ServiceState>(state);
+  if (has_exit) out.last_exit = static_cast<std::int64_t>(exit);
+  out.health_failures = static_cast<std::uint32_t>(failures);
+  return true;
+}
+
+}  // namespace
 
 std::optional<StoredTask> decode_record(const std::string& raw) {
   Reader r(raw);
@@ -158,7 +218,17 @@ std::optional<StoredTask> decode_record(const std::string& raw) {
     if (has_started) x.started_ts = started;
     if (has_reason) x.reason = std::move(reason);
   }
-  if (!r.done()) return std::nullopt;
+  while (!r.done()) {
+    std::uint8_t tag = 0;
+    if (!r.u8(tag)) return std::nullopt;
+    if (tag == 's' && !t.service) {
+      if (!decode_service(r, raw, t.service.emplace())) return std::nullopt;
+    } else if (tag == 'v' && s.state == StoredTask::State::finished && !s.result.service) {
+      if (!decode_service_status(r, s.result.service.emplace())) return std::nullopt;
+    } else {
+      return std::nullopt;
+    }
+  }
   return s;
 }
 

@@ -12,6 +12,8 @@ AfterStop after_stop(schemas::TaskStatus old_run_status) {
     case schemas::TaskStatus::timeout:
     case schemas::TaskStatus::killed:
       return AfterStop::outcome_stands;
+    case schemas::TaskStatus::running:  // a service's report: on_result never passes it here
+      return AfterStop::outcome_stands;
   }
   return AfterStop::outcome_stands;
 }

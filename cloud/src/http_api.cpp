@@ -115,6 +115,24 @@ json workload_json(const WorkloadState& w) {
                      {"last_cancel_ts", f.last_sent}};
     if (f.next) j["stopping"]["next"] = {{"task_id", f.next->task_id}, {"node", f.next_node}};
   }
+  if (w.spec.kind == WorkloadKind::service) {
+    json replicas = json::array();
+    for (const Replica& r : w.replicas) {
+      json x = {{"index", r.index}, {"state", r.state}, {"task_id", r.task_id}, {"restarts", r.restarts},
+                {"health", !w.spec.health_check ? "none" : r.health_failures > 0 ? "failing" : "passing"},
+                {"health_failures", r.health_failures}, {"updated_ts", r.updated_ts}};
+      if (r.placement) {
+        x["node"] = r.placement->node;
+        x["site"] = r.placement->site;
+        x["revision"] = r.placement->revision;
+      }
+      if (r.last_exit) x["last_exit"] = *r.last_exit;
+      if (!r.reason.empty()) x["reason"] = r.reason;
+      if (r.stopping) x["stopping"] = {{"since", r.stopping->since}, {"last_cancel_ts", r.stopping->last_sent}};
+      replicas.push_back(std::move(x));
+    }
+    j["replicas"] = std::move(replicas);
+  }
   if (w.migration) {
     const MigrationPlan& m = *w.migration;
     j["migration"] = {{"from", m.from}, {"to", m.to}, {"trigger", m.trigger}, {"score_from", m.score_from},
@@ -203,6 +221,10 @@ std::string prometheus_text(const CloudService& service) {
   metric("nova_cloud_placements_total", "counter", "Placement decisions published.", w.placements);
   metric("nova_cloud_workloads_unplaceable_total", "counter", "Placement attempts with no feasible node.", w.unplaceable);
   metric("nova_cloud_failovers_total", "counter", "Workloads placed again after losing their node.", w.failovers);
+  metric("nova_cloud_replica_failovers_total", "counter", "Service replicas placed again after losing their node.",
+         w.replica_failovers);
+  metric("nova_cloud_service_reports_total", "counter", "State reports (status running) of service replicas.",
+         w.service_reports);
   metric("nova_cloud_migrations_total", "counter", "Workloads moved by a migration plan.", w.migrations);
   metric("nova_cloud_migration_rollbacks_total", "counter", "Migrations rolled back to their source.", w.rollbacks);
   metric("nova_cloud_workload_batches_total", "counter", "Batch submissions placed together.", w.batches);

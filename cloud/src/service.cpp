@@ -827,6 +827,10 @@ Result<std::unique_ptr<CloudService>> CloudService::prepare(CloudOptions options
   }
   // A run that ended before the restart stays ended: its result is in this store.
   for (const WorkloadState& w : s->workloads_->list()) {
+    for (const Replica& r : w.replicas) {  // a service replica's last report: its state
+      if (!r.placement) continue;
+      if (auto res = s->store_->result(r.placement->node, r.task_id)) s->workloads_->restore_result(*res);
+    }
     if (w.phase != Phase::running || !w.placement) continue;
     if (auto r = s->store_->result(w.placement->node, w.task_id)) s->workloads_->restore_result(*r);
   }

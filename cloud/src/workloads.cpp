@@ -467,6 +467,9 @@ struct Workloads::Impl {
     };
     for (const auto& [id, w] : workloads) {
       if (w.stopping && w.stopping->node != (w.placement ? w.placement->node : "")) add(w.stopping->node, w.spec);
+      for (const Replica& r : w.replicas) {
+        if ((r.active() || r.stopping) && r.placement) add(r.placement->node, w.spec);
+      }
       if (w.phase != Phase::running || !w.placement || not_counted.count(id) != 0) continue;
       add(w.placement->node, w.spec);
     }
@@ -719,6 +722,264 @@ struct Workloads::Impl {
     }
   }
 
+  // ---- services (workloads.h, Services) -------------------------------------------------
+
+  static bool is_service(const WorkloadState& w) { return w.spec.kind == WorkloadKind::service; }
+  static std::string replica_key(const std::string& workload_id, std::uint32_t index) {
+    return workload_id + "." + std::to_string(index);
+  }
+  static void make_replicas(WorkloadState& w) {
+    for (std::uint32_t i = 0; i < w.spec.replicas; ++i) {
+      Replica r;
+      r.index = i;
+      w.replicas.push_back(std::move(r));
+    }
+  }
+  // A fence on replica `r`'s current run, nothing to start after it.
+  static Fence replica_fence(const Replica& r, const std::string& reason) {
+    Fence f;
+    f.task_id = r.task_id;
+    f.node = r.placement->node;
+    f.site = r.placement->site;
+    f.reason = reason;
+    return f;
+  }
+
+  // Places replica `i` of service `w` (again): never on a node another active replica of
+  // it holds, nor on `exclude`; a node at a site none of them uses first.
+  bool place_replica(WorkloadState& w, std::size_t i, Timestamp now, const std::string& reason,
+                     std::set<std::string> exclude, Timestamp detected_ts) {
+    Replica& r = w.replicas[i];
+    std::set<std::string> used_sites;
+    for (const Replica& other : w.replicas) {
+      if (other.index == r.index || !other.active() || !other.placement) continue;
+      exclude.insert(other.placement->node);
+      used_sites.insert(other.placement->site);
+    }
+    const auto cands = candidates(w.spec, nodes(), exclude);
+    tiers::Decision d;
+    if (!used_sites.empty()) {  // anti-affinity by site, preferred but not required
+      auto spread = cands;
+      for (tiers::Candidate& c : spread) c.alive = c.alive && used_sites.count(c.site) == 0;
+      d = tiers::place_one(w.spec, spread, {});
+    }
+    if (!d.best) d = tiers::place_one(w.spec, cands, {});
+    if (!d.best) {
+      const bool was = r.state != "pending" || r.reason.empty();
+      r.state = "pending";
+      r.reason = rejection_summary(w.spec, cands);
+      ++counters.unplaceable;
+      if (was) say("warning", "replica_unplaced", "workload=" + w.spec.workload_id + " replica=" + std::to_string(r.index) +
+                                                      " reason=\"" + r.reason + "\"");
+      return false;
+    }
+    Placement p = tiers::to_placement(w.spec, d);
+    p.revision = r.placement ? r.placement->revision + 1 : 1;
+    p.ts = now;
+    r.placement = p;
+    r.task_id = replica_key(w.spec.workload_id, r.index) + ".r" + std::to_string(p.revision);
+    r.state = "starting";
+    r.restarts = 0;
+    r.last_exit.reset();
+    r.health_failures = 0;
+    r.reason.clear();
+    r.updated_ts = now;
+    workload_of_task[r.task_id] = w.spec.workload_id;
+    w.history.push_back({now, p.node, p.revision, "replica " + std::to_string(r.index) + ": " + reason, detected_ts});
+    ++counters.placements;
+    if (auto key = topics::Id::parse(replica_key(w.spec.workload_id, r.index))) {
+      put_record(topics::CloudKind::placement, *key, encode_cbor(p));
+    }
+    Task task = task_for(w, now, {});
+    task.task_id = r.task_id;
+    task.service = ServiceSpec{w.spec.restart_policy.value_or(RestartPolicy::always), w.spec.health_check};
+    send_task(task, p.site, p.node);
+    say("info", "replica_placed", "workload=" + w.spec.workload_id + " replica=" + std::to_string(r.index) + " node=" +
+                                      p.node + " revision=" + std::to_string(p.revision) + " reason=\"" + reason + "\"");
+    return true;
+  }
+
+  // A first placement of every replica (submit, or a service seen on the retained topic).
+  void place_service(WorkloadState& w, Timestamp now, const std::string& reason) {
+    if (w.replicas.empty()) make_replicas(w);
+    for (std::size_t i = 0; i < w.replicas.size(); ++i) {
+      if (w.replicas[i].state == "pending") place_replica(w, i, now, reason, {}, 0);
+    }
+    settle_service(w);
+  }
+
+  // Replica `r`'s node is no longer alive: a cancel under way is done (fenced); anything
+  // else is placed again elsewhere, its old run sent a cancel for when the node returns.
+  void lose_replica(WorkloadState& w, std::size_t i, const std::string& state, const std::string& cause, Timestamp now) {
+    Replica& r = w.replicas[i];
+    const std::string node = r.placement->node;
+    if (r.stopping) {
+      end_replica(r, "cancelled", "cancelled: " + r.stopping->reason + " (node " + node + " " + state + ")", now);
+      r.stopping.reset();
+      return;
+    }
+    Fence old = replica_fence(r, "failover: node " + node + " " + state);
+    send_cancel(old, now);
+    ++counters.failovers;
+    ++counters.replica_failovers;
+    if (!place_replica(w, i, now, "failover: node " + node + " " + state + " (" + cause + ")", {node}, now)) {
+      r.placement.reset();  // pending: its old node holds nothing any more
+    }
+  }
+
+  void end_replica(Replica& r, const std::string& state, const std::string& reason, Timestamp now) {
+    r.state = state;
+    r.reason = reason;
+    r.updated_ts = now;
+  }
+
+  // A result of one of a service's runs: a "running" report updates its replica; an
+  // end ends it (refused: placed again elsewhere).
+  void on_service_result(WorkloadState& w, const TaskResult& result, Timestamp now, bool count = true) {
+    auto it = std::find_if(w.replicas.begin(), w.replicas.end(), [&](const Replica& r) { return r.task_id == result.task_id; });
+    if (it == w.replicas.end() || it->ended()) {
+      if (result.status != TaskStatus::running) {
+        w.history.push_back({now, result.position.node, 0, "late result of " + result.task_id, 0});
+      }
+      return;
+    }
+    Replica& r = *it;
+    if (result.service) {
+      r.restarts = result.service->restarts;
+      r.last_exit = result.service->last_exit;
+      r.health_failures = result.service->health_failures;
+    }
+    if (!w.history.empty() && w.history.back().detected_ts != 0 && w.history.back().started_ts == 0 &&
+        w.history.back().node == result.position.node && result.started_ts) {
+      w.history.back().started_ts = *result.started_ts;
+      counters.last_failover_recovery_ms = *result.started_ts - w.history.back().detected_ts;
+    }
+    r.updated_ts = now;
+    r.reason = result.reason.value_or("");
+    switch (result.status) {
+      case TaskStatus::running:
+        if (count) ++counters.service_reports;
+        if (r.stopping) return;  // a cancel is under way: only its end counts
+        r.state = !result.service || result.service->state == ServiceState::running ? "running"
+                  : result.service->state == ServiceState::restarting               ? "restarting"
+                                                                                    : "unhealthy";
+        break;
+      case TaskStatus::refused:
+        if (owns(w.spec.workload_id) && !r.stopping) {
+          place_replica(w, static_cast<std::size_t>(it - w.replicas.begin()), now,
+                        "refused by " + result.position.node + ": " + result.reason.value_or(""), {result.position.node}, 0);
+          break;
+        }
+        end_replica(r, "cancelled", r.reason, now);
+        break;
+      case TaskStatus::ok: end_replica(r, r.stopping ? "cancelled" : "succeeded", r.reason, now); break;
+      case TaskStatus::cancelled: end_replica(r, "cancelled", r.reason, now); break;
+      default: end_replica(r, r.stopping ? "cancelled" : "failed", r.reason, now); break;
+    }
+    if (r.ended()) r.stopping.reset();
+    settle_service(w);
+  }
+
+  // The phase follows the replicas: running while any is active, pending while none is
+  // and some wait for a node, else ended.
+  void settle_service(WorkloadState& w) {
+    bool active = false, pending = false, failed = false, cancelled = false;
+    for (const Replica& r : w.replicas) {
+      active = active || r.active();
+      pending = pending || r.state == "pending";
+      failed = failed || r.state == "failed";
+      cancelled = cancelled || r.state == "cancelled";
+    }
+    if (w.phase == Phase::deleted || w.phase == Phase::succeeded || w.phase == Phase::failed || w.phase == Phase::cancelled) return;
+    w.unplaced_reason.clear();
+    for (const Replica& r : w.replicas) {
+      if (r.state == "pending") w.unplaced_reason = "replica " + std::to_string(r.index) + ": " + r.reason;
+    }
+    if (active) {
+      w.phase = Phase::running;
+    } else if (pending && !w.cancel_reason) {
+      w.phase = Phase::pending;
+    } else if (w.cancel_reason || cancelled) {
+      w.phase = Phase::cancelled;
+      ++counters.cancelled;
+    } else if (failed) {
+      w.phase = Phase::failed;
+      ++counters.failed;
+    } else {
+      w.phase = Phase::succeeded;
+      ++counters.succeeded;
+    }
+  }
+
+  // Every tick, for the services this instance owns: replicas waiting for a node are
+  // placed, replicas whose node is not alive fail over, cancels are repeated when due.
+  void tend_services(Timestamp now) {
+    const auto views = nodes();
+    for (auto& [id, w] : workloads) {
+      if (!is_service(w) || !owns(id) || (w.phase != Phase::running && w.phase != Phase::pending)) continue;
+      // Seen on the retained topic: a second for its replicas' placements to show up.
+      if (w.history.empty() && now < w.submitted_ts + 1000) continue;
+      for (std::size_t i = 0; i < w.replicas.size(); ++i) {
+        Replica& r = w.replicas[i];
+        if (r.state == "pending" && !w.cancel_reason) {
+          place_replica(w, i, now, "retry: " + r.reason, {}, 0);
+          continue;
+        }
+        if (!r.active() || !r.placement) continue;
+        const std::string& on = r.placement->node;  // clang 14 cannot capture a structured binding
+        const auto node = std::find_if(views.begin(), views.end(), [&](const NodeView& n) { return n.id == on; });
+        if (node != views.end() && node->liveness != Liveness::alive) {
+          lose_replica(w, i, std::string(to_string(node->liveness)), "state at check", now);
+        } else if (r.stopping && cancel_due(*r.stopping, now)) {
+          send_cancel(*r.stopping, now);
+        }
+      }
+      settle_service(w);
+    }
+  }
+
+  // An operator's cancel of a service: every active replica's run is stopped (a fence
+  // each), a pending one ends at once.
+  void cancel_service(WorkloadState& w, const std::string& why, Timestamp now) {
+    w.cancel_reason = why;
+    for (Replica& r : w.replicas) {
+      if (r.state == "pending") end_replica(r, "cancelled", "cancelled while pending: " + why, now);
+      if (!r.active() || !r.placement) continue;
+      r.stopping = replica_fence(r, why);
+      send_cancel(*r.stopping, now);
+    }
+    w.history.push_back({now, "", 0, "cancel requested: " + why, 0, 0});
+    settle_service(w);
+  }
+
+  // A replica's placement record (nova/v1/cloud/placement/<workload>.<index>), from the
+  // broker or the store: taken as the replica's run when newer than what is known.
+  bool adopt_replica(WorkloadState& w, const Placement& p, const std::string& key) {
+    for (Replica& r : w.replicas) {
+      if (replica_key(w.spec.workload_id, r.index) != key) continue;
+      if (r.placement && r.placement->revision >= p.revision) return false;
+      r.placement = p;
+      r.task_id = key + ".r" + std::to_string(p.revision);
+      r.state = "starting";
+      workload_of_task[r.task_id] = w.spec.workload_id;
+      w.phase = Phase::running;
+      return true;
+    }
+    return false;
+  }
+  // Creates the replica slots of a service seen on the retained topic and takes the
+  // placements held for them.
+  void adopt_held_replicas(WorkloadState& w) {
+    make_replicas(w);
+    for (std::uint32_t i = 0; i < w.spec.replicas; ++i) {
+      const std::string key = replica_key(w.spec.workload_id, i);
+      if (auto held = early_placements.find(key); held != early_placements.end()) {
+        adopt_replica(w, held->second, key);
+        early_placements.erase(held);
+      }
+    }
+  }
+
   ReoptimiserPolicy reoptimiser{.interval_ms = 0};  // off until set_reoptimiser()
   Timestamp next_reoptimise = 0;
   std::size_t reoptimise(Timestamp now);
@@ -750,7 +1011,9 @@ Result<WorkloadState> Workloads::submit(WorkloadSpec spec, Timestamp now) {
     w.submitted_ts = now;
     ++impl_->counters.submitted;
     impl_->put_record(topics::CloudKind::workload, *wid, encode_cbor(w.spec));
-    if (impl_->owns(w.spec.workload_id)) {
+    if (impl_->owns(w.spec.workload_id) && Impl::is_service(w)) {
+      impl_->place_service(w, now, "submitted");
+    } else if (impl_->owns(w.spec.workload_id)) {
       impl_->place(w, now, "submitted", 0, {});
     } else {
       w.unplaced_reason = "handed to its owner, instance " + impl_->owner(w.spec.workload_id);
@@ -782,6 +1045,11 @@ bool Workloads::remove(const std::string& workload_id, Timestamp now) {
     impl_->put_record(topics::CloudKind::workload, *wid, {});
     impl_->put_record(topics::CloudKind::placement, *wid, {});
   }
+  for (const Replica& r : it->second.replicas) {
+    if (auto key = topics::Id::parse(Impl::replica_key(workload_id, r.index))) {
+      impl_->put_record(topics::CloudKind::placement, *key, {});
+    }
+  }
   return true;
 }
 
@@ -794,6 +1062,11 @@ Result<WorkloadState> Workloads::cancel(const std::string& workload_id, const st
   WorkloadState& w = it->second;
   const std::string why = reason.empty() ? "cancelled by an operator" : reason;
   const std::uint64_t revision = w.placement ? w.placement->revision : 0;
+  if (Impl::is_service(w) && (w.phase == Phase::running || w.phase == Phase::pending)) {
+    if (w.cancel_reason) return Error{"workload", "a cancel of '" + workload_id + "' is under way"};
+    impl_->cancel_service(w, why, now);
+    return w;
+  }
   if (w.phase == Phase::pending) {
     w.phase = Phase::cancelled;
     ++impl_->counters.cancelled;
@@ -887,6 +1160,16 @@ void Workloads::on_liveness(const std::vector<LivenessChange>& changes, Timestam
       if (w.stopping && w.stopping->node == change.node && impl_->owns(id)) {
         impl_->release(w, nullptr, now, "node " + change.node + " " + std::string(to_string(change.to)) + " (" + change.cause + ")");
       }
+      if (Impl::is_service(w) && w.phase == Phase::running && impl_->owns(id)) {
+        for (std::size_t i = 0; i < w.replicas.size(); ++i) {
+          const Replica& r = w.replicas[i];
+          if ((r.active() || r.stopping) && r.placement && r.placement->node == change.node) {
+            impl_->lose_replica(w, i, std::string(to_string(change.to)), change.cause, now);
+          }
+        }
+        impl_->settle_service(w);
+        continue;
+      }
       if (w.phase != Phase::running || !w.placement || !impl_->owns(id)) continue;
       if (w.migration && w.migration->from == change.node) {
         w.migration.reset();  // the source is gone: the target's run is the only one
@@ -905,6 +1188,8 @@ void Workloads::on_result(const TaskResult& result, Timestamp now) {
   auto it = impl_->workloads.find(t->second);
   if (it == impl_->workloads.end()) return;
   WorkloadState& w = it->second;
+  if (Impl::is_service(w)) return impl_->on_service_result(w, result, now);
+  if (result.status == TaskStatus::running) return;  // only a service's task reports so
   if (w.stopping && w.stopping->task_id == result.task_id) {
     const std::string how = std::string(result.status == TaskStatus::cancelled ? "cancelled" : "ended") + " on " +
                             result.position.node + (result.reason ? ": " + *result.reason : "");
@@ -982,7 +1267,9 @@ void Workloads::on_cloud_record(const topics::CloudTopic& topic, const std::stri
       w.spec = std::move(spec).value();
       w.unplaced_reason = "waiting for its owner, instance " + impl_->owner(id);
       w.submitted_ts = impl_->clock_hint;
-      if (auto held = impl_->early_placements.find(id); held != impl_->early_placements.end()) {
+      if (Impl::is_service(w)) {
+        impl_->adopt_held_replicas(w);
+      } else if (auto held = impl_->early_placements.find(id); held != impl_->early_placements.end()) {
         impl_->adopt(w, std::move(held->second));
         impl_->early_placements.erase(held);
       }
@@ -997,7 +1284,20 @@ void Workloads::on_cloud_record(const topics::CloudTopic& topic, const std::stri
         return;
       }
       auto p = decode_cbor<Placement>(payload);
-      if (!p || p->workload_id != id) return;
+      if (!p) return;
+      if (p->workload_id != id) {  // a service replica's: "<workload>.<index>"
+        if (!id.starts_with(p->workload_id + ".")) return;
+        auto it = impl_->workloads.find(p->workload_id);
+        if (it == impl_->workloads.end()) {
+          auto held = impl_->early_placements.find(id);
+          if (held != impl_->early_placements.end() && held->second.revision >= p->revision) return;
+          impl_->early_placements[id] = std::move(p).value();
+        } else if (!Impl::is_service(it->second) || !impl_->adopt_replica(it->second, *p, id)) {
+          return;
+        }
+        impl_->keep(topic.kind, id, {payload.begin(), payload.end()}, false);
+        return;
+      }
       auto it = impl_->workloads.find(id);
       if (it == impl_->workloads.end()) {
         auto held = impl_->early_placements.find(id);
@@ -1054,6 +1354,9 @@ void Workloads::restore_result(const TaskResult& result) {
   auto t = impl_->workload_of_task.find(result.task_id);
   if (t == impl_->workload_of_task.end()) return;
   auto it = impl_->workloads.find(t->second);
+  if (it != impl_->workloads.end() && Impl::is_service(it->second)) {
+    return impl_->on_service_result(it->second, result, result.finished_ts, false);
+  }
   if (it == impl_->workloads.end() || it->second.task_id != result.task_id || it->second.phase != Phase::running) return;
   it->second.phase = result.status == TaskStatus::ok          ? Phase::succeeded
                      : result.status == TaskStatus::cancelled ? Phase::cancelled
@@ -1077,6 +1380,9 @@ std::size_t Workloads::republish_owned() {
     }
     again(topics::CloudKind::workload, id, encode_cbor(w.spec));
     if (w.placement) again(topics::CloudKind::placement, id, encode_cbor(*w.placement));
+    for (const Replica& r : w.replicas) {
+      if (r.placement) again(topics::CloudKind::placement, Impl::replica_key(id, r.index), encode_cbor(*r.placement));
+    }
   }
   for (const auto& [cid, c] : impl_->clusters) {
     if (impl_->owns(Impl::cluster_key(cid))) again(topics::CloudKind::cluster, cid, encode_cbor(c));
@@ -1110,12 +1416,13 @@ void Workloads::tick(Timestamp now) {
   // Pending workloads wait for a node to be born or to free resources, or, when seen
   // on the retained topic, a second for their retained placement to show up.
   for (auto& [id, w] : impl_->workloads) {
-    if (w.phase != Phase::pending || !impl_->owns(id)) continue;
+    if (w.phase != Phase::pending || !impl_->owns(id) || Impl::is_service(w)) continue;
     if (w.history.empty() && now < w.submitted_ts + 1000) continue;
     impl_->place(w, now, w.history.empty() ? "placed by owner " + impl_->self : "retry: " + w.unplaced_reason, 0, {});
   }
   impl_->tend_fences(now);
   impl_->fail_over_lost(now);
+  impl_->tend_services(now);
   if (impl_->reoptimiser.interval_ms > 0 && now >= impl_->next_reoptimise) {
     impl_->next_reoptimise = now + impl_->reoptimiser.interval_ms;
     impl_->reoptimise(now);
@@ -1239,7 +1546,9 @@ Result<std::vector<WorkloadState>> Workloads::submit_batch(std::vector<WorkloadS
       w.submitted_ts = now;
       ++impl_->counters.submitted;
       impl_->put_record(topics::CloudKind::workload, *topics::Id::parse(w.spec.workload_id), encode_cbor(w.spec));
-      if (impl_->owns(w.spec.workload_id)) {
+      if (impl_->owns(w.spec.workload_id) && Impl::is_service(w)) {
+        impl_->place_service(w, now, "submitted in a batch of " + std::to_string(specs.size()));
+      } else if (impl_->owns(w.spec.workload_id)) {
         owned.push_back(w.spec);
         owned_at.push_back(i);
       } else {
@@ -1295,7 +1604,7 @@ std::size_t Workloads::Impl::reoptimise(Timestamp now) {
   std::vector<std::string> ids;
   std::set<std::string> considered;
   for (auto& [id, w] : workloads) {
-    if (!owns(id)) continue;
+    if (!owns(id) || is_service(w)) continue;
     Standing s;
     s.spec = w.spec;
     if (w.phase == Phase::running && w.placement) {

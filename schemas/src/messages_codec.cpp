@@ -604,6 +604,46 @@ struct Codec<SensorError> {
 
 constexpr std::uint64_t kWeekMs = 7ull * 24 * 3600 * 1000;
 
+const char* restart_name(RestartPolicy p) {
+  return p == RestartPolicy::always ? "always" : p == RestartPolicy::on_failure ? "on-failure" : "never";
+}
+
+RestartPolicy read_restart(const Field& f) {
+  return f.choice<RestartPolicy>(
+      {{"always", RestartPolicy::always}, {"on-failure", RestartPolicy::on_failure}, {"never", RestartPolicy::never}});
+}
+
+// Members at their defaults are omitted, so one check has one encoding.
+Value health_value(const HealthCheck& h) {
+  const HealthCheck defaults;
+  MapWriter w;
+  w.put("command", text_list(h.command));
+  auto put = [&](std::string_view key, std::uint32_t v, std::uint32_t fallback) {
+    if (v != fallback) w.put(key, Value::uint(v));
+  };
+  put("interval_s", h.interval_s, defaults.interval_s);
+  put("timeout_s", h.timeout_s, defaults.timeout_s);
+  put("failure_threshold", h.failure_threshold, defaults.failure_threshold);
+  put("initial_delay_s", h.initial_delay_s, defaults.initial_delay_s);
+  return w.done();
+}
+
+// Every member but the command has a default, so {"command": [...]} is a whole check.
+HealthCheck read_health(const Field& f) {
+  MapReader r = f.map();
+  HealthCheck h;
+  h.command = read_argv(r.field("command"));
+  auto u32 = [&](std::string_view key, std::uint32_t fallback, std::uint64_t min, std::uint64_t max) {
+    auto v = r.maybe(key);
+    return v ? static_cast<std::uint32_t>(v->uint(min, max)) : fallback;
+  };
+  h.interval_s = u32("interval_s", h.interval_s, 1, 3600);
+  h.timeout_s = u32("timeout_s", h.timeout_s, 1, 3600);
+  h.failure_threshold = u32("failure_threshold", h.failure_threshold, 1, 100);
+  h.initial_delay_s = u32("initial_delay_s", h.initial_delay_s, 0, 3600);
+  return h;
+}
+
 template <>
 struct Codec<Task> {
   static constexpr std::string_view root = "task";
@@ -617,7 +657,13 @@ struct Codec<Task> {
         .put("memory_mb", Value::uint(m.memory_mb))
         .put("cpu_millis", Value::uint(m.cpu_millis))
         .put("priority", Value::uint(m.priority))
-        .put("issued_ts", ts_value(m.issued_ts));
+        .put("issued_ts", ts_value(m.issued_ts))
+        .put_optional("service", m.service, [](const ServiceSpec& sv) {
+          return MapWriter()
+              .put("restart_policy", Value::text(restart_name(sv.restart)))
+              .put_optional("health_check", sv.health, health_value)
+              .done();
+        });
     put_nonempty(w, "env", m.env);
     return w.done();
   }
@@ -635,6 +681,13 @@ struct Codec<Task> {
     m.cpu_millis = r.field("cpu_millis").uint();
     m.priority = static_cast<std::uint8_t>(r.field("priority").uint(0, 9));
     m.issued_ts = r.field("issued_ts").uint();
+    if (auto f = r.maybe("service")) {
+      MapReader sv = f->map();
+      ServiceSpec spec;
+      spec.restart = read_restart(sv.field("restart_policy"));
+      if (auto h = sv.maybe("health_check")) spec.health = read_health(*h);
+      m.service = std::move(spec);
+    }
     return m;
   }
 };
@@ -651,6 +704,7 @@ struct Codec<TaskResult> {
                          : m.status == TaskStatus::timeout ? "timeout"
                          : m.status == TaskStatus::killed  ? "killed"
                          : m.status == TaskStatus::refused ? "refused"
+                         : m.status == TaskStatus::running ? "running"
                                                            : "cancelled";
     return w.put("task_id", Value::text(m.task_id))
         .put("status", Value::text(status))
@@ -659,6 +713,17 @@ struct Codec<TaskResult> {
         .put("finished_ts", ts_value(m.finished_ts))
         .put("output", Value::text(m.output))
         .put_optional("reason", m.reason, optional_text)
+        .put_optional("service", m.service, [](const ServiceStatus& sv) {
+          const char* state = sv.state == ServiceState::running      ? "running"
+                              : sv.state == ServiceState::restarting ? "restarting"
+                                                                     : "unhealthy";
+          return MapWriter()
+              .put("state", Value::text(state))
+              .put("restarts", Value::uint(sv.restarts))
+              .put_optional("last_exit", sv.last_exit, Value::integer)
+              .put("health_failures", Value::uint(sv.health_failures))
+              .done();
+        })
         .done();
   }
 
@@ -671,7 +736,8 @@ struct Codec<TaskResult> {
                                                      {"timeout", TaskStatus::timeout},
                                                      {"killed", TaskStatus::killed},
                                                      {"refused", TaskStatus::refused},
-                                                     {"cancelled", TaskStatus::cancelled}});
+                                                     {"cancelled", TaskStatus::cancelled},
+                                                     {"running", TaskStatus::running}});
     if (auto f = r.maybe("exit_code")) {
       m.exit_code = f->integer(std::numeric_limits<std::int32_t>::min(),
                                std::numeric_limits<std::int32_t>::max());
@@ -680,6 +746,20 @@ struct Codec<TaskResult> {
     m.finished_ts = r.field("finished_ts").uint();
     m.output = r.field("output").text(kLongText, true);
     if (auto f = r.maybe("reason")) m.reason = f->text(kLongText);
+    if (auto f = r.maybe("service")) {
+      MapReader sv = f->map();
+      ServiceStatus st;
+      st.state = sv.field("state").choice<ServiceState>({{"running", ServiceState::running},
+                                                         {"restarting", ServiceState::restarting},
+                                                         {"unhealthy", ServiceState::unhealthy}});
+      st.restarts = sv.field("restarts").uint();
+      if (auto e = sv.maybe("last_exit")) {
+        st.last_exit = e->integer(std::numeric_limits<std::int32_t>::min(), std::numeric_limits<std::int32_t>::max());
+      }
+      st.health_failures = static_cast<std::uint32_t>(sv.field("health_failures").uint(0, 100));
+      m.service = st;
+    }
+    if (m.status == TaskStatus::running && !m.service) r.field("service");  // "missing required field"
     return m;
   }
 };
@@ -1089,6 +1169,10 @@ struct Codec<WorkloadSpec> {
         .put_optional("region", m.region, optional_text)
         .put("availability", Value::real(m.availability))
         .put("timeout_ms", Value::uint(m.timeout_ms));
+    if (m.kind == WorkloadKind::service) w.put("kind", Value::text("service"));
+    if (m.replicas != 1) w.put("replicas", Value::uint(m.replicas));
+    w.put_optional("restart_policy", m.restart_policy, [](RestartPolicy p) { return Value::text(restart_name(p)); })
+        .put_optional("health_check", m.health_check, health_value);
     put_nonempty(w, "caps", m.capabilities);
     put_nonempty(w, "clusters_in", m.clusters_include);
     put_nonempty(w, "clusters_out", m.clusters_exclude);
@@ -1121,6 +1205,20 @@ struct Codec<WorkloadSpec> {
     m.clusters_include = read_ids(r, "clusters_in", 64);
     m.clusters_exclude = read_ids(r, "clusters_out", 64);
     m.timeout_ms = r.field("timeout_ms").uint(1, kWeekMs);
+    if (auto f = r.maybe("kind")) {
+      m.kind = f->choice<WorkloadKind>({{"task", WorkloadKind::task}, {"service", WorkloadKind::service}});
+    }
+    if (auto f = r.maybe("replicas")) m.replicas = static_cast<std::uint32_t>(f->uint(1, 64));
+    if (auto f = r.maybe("restart_policy")) m.restart_policy = read_restart(*f);
+    if (auto f = r.maybe("health_check")) m.health_check = read_health(*f);
+    // A task runs once per placement: replicas, restarts and health checks are a service's.
+    if (m.kind == WorkloadKind::task) {
+      for (const char* key : {"replicas", "restart_policy", "health_check"}) {
+        if (auto f = r.maybe(key); f && !(std::string_view(key) == "replicas" && m.replicas == 1)) {
+          f->reject("only a service (kind \"service\") takes " + std::string(key));
+        }
+      }
+    }
     return m;
   }
 };

@@ -76,7 +76,7 @@ TEST_CASE("nova-agent runs tasks, survives bad input, reloads config, stops clea
   CHECK_THAT(log, Catch::Contains("ack for node 'someone-else'"));
 
   // A valid task runs and its result comes back up through the outbox.
-  schemas::Task task{"t-1", std::nullopt, {"/bin/sh", "-c", "echo hello from task"}, {}, 10000, 0, 0, 1, 1};
+  schemas::Task task{"t-1", std::nullopt, {"/bin/sh", "-c", "echo hello from task"}, {}, 10000, 0, 0, 1, 1, std::nullopt};
   publish(broker.uri(), down_topic("task"), cbor(task));
   REQUIRE(consumer.wait_for("gw-proc", "results", 1, 30s));
 

@@ -99,7 +99,7 @@ struct Origin {
 void run_task(const testing::Broker& broker, const std::string& script) {
   static int n = 0;
   const std::string topic = std::string("nova/v1/down/") + kSite + "/" + kNode + "/task";
-  const schemas::Task task{"cache-" + std::to_string(++n), std::nullopt, {"/bin/sh", "-c", script}, {}, 20000, 0, 0, 1, 1};
+  const schemas::Task task{"cache-" + std::to_string(++n), std::nullopt, {"/bin/sh", "-c", script}, {}, 20000, 0, 0, 1, 1, std::nullopt};
   const schemas::Bytes b = schemas::encode_cbor(task);
   const fs::path file = broker.data_dir() / ("task-" + std::to_string(n));
   std::ofstream(file, std::ios::binary) << testing::test_signer().sign(topic, std::string(b.begin(), b.end()));

@@ -38,7 +38,7 @@ std::string cbor(const auto& message) {
 // A task that appends a line to `file`: how often it ran is the file's line count.
 std::string append_task(const std::string& id, const fs::path& file) {
   return cbor(schemas::Task{
-      id, std::nullopt, {"/bin/sh", "-c", "echo ran >> " + file.string()}, {}, 10000, 0, 0, 1, 1});
+      id, std::nullopt, {"/bin/sh", "-c", "echo ran >> " + file.string()}, {}, 10000, 0, 0, 1, 1, std::nullopt});
 }
 
 std::size_t lines_of(const fs::path& file) {
@@ -195,7 +195,7 @@ TEST_CASE("a task cancel must be signed: a forged one stops nothing, a malformed
                                               {"/bin/sh", "-c",
                                                "echo ran >> " + ran.string() + "; trap 'echo stopped >> " +
                                                    ran.string() + "; exit 0' TERM; while :; do sleep 0.2; done"},
-                                              {}, 600000, 0, 0, 1, 1});
+                                              {}, 600000, 0, 0, 1, 1, std::nullopt});
   outside_publish(broker, down("task"), testing::test_signer().sign(down("task"), task));
   REQUIRE(wait_lines(ran, 1, 20s));
 

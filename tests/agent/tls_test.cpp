@@ -221,7 +221,7 @@ TEST_CASE("a rotated certificate is used after SIGHUP without losing a record, a
                             "echo started >> \"$1/started\"; while [ ! -e \"$1/go\" ]; do /bin/sleep 0.05; done; "
                             "echo finished > \"$1/finished\"",
                             "sh", work.string()},
-                           {}, 60000, 0, 0, 1, 1};
+                           {}, 60000, 0, 0, 1, 1, std::nullopt};
   const schemas::Bytes task_cbor = schemas::encode_cbor(task);
   testing::publish_as_cloud(site.tls_uri(), std::string("nova/v1/down/") + kSite + "/" + kNode + "/task",
                             std::string(task_cbor.begin(), task_cbor.end()), false, site.identity("nova-cloud"));

@@ -23,6 +23,7 @@
 #include <thread>
 
 #include "cloud_process.h"
+#include "device_agents.h"
 #include "workload_spec.h"
 #include "two_devices.h"
 #include "nova/schemas/codec.h"
@@ -58,25 +59,10 @@ TEST_CASE("a node that stops answering without closing its connection is dead wi
           "[cloud][liveness][integration]") {
   auto broker = testing::start_broker(testing::BrokerKind::mosquitto, testing::Transport::mutual_tls);
   test::CloudProcess cloud(broker->uri(), broker->data_dir() / "cloud");
-  std::map<std::string, std::unique_ptr<testing::AgentProcess>> agents;
-  for (const auto& node : test::kTwoDevices) {
-    const fs::path dir = broker->data_dir() / node;
-    fs::create_directories(dir);
-    testing::write_agent_config(dir / "agent.yaml", node, test::kDeviceSite, 5, broker->uri(),
-                                dir);  // default keepalive
-    agents[node] = std::make_unique<testing::AgentProcess>(NOVA_AGENT_BIN, dir / "agent.yaml",
-                                                           dir / "agent.log");
-  }
-  auto liveness = [&](const std::string& node) {
-    const json n = cloud.get_json("/api/v1/nodes/" + node);
-    return n.is_object() && n.contains("liveness") ? n["liveness"].get<std::string>() : "";
-  };
-  REQUIRE(testing::poll_until(
-      [&] {
-        return liveness(test::kTwoDevices[0]) == "alive" &&
-               liveness(test::kTwoDevices[1]) == "alive";
-      },
-      30s));
+  // Default keepalive.
+  test::DeviceAgents agents(*broker, {test::kTwoDevices.begin(), test::kTwoDevices.end()});
+  auto liveness = [&](const std::string& node) { return test::DeviceAgents::liveness(cloud, node); };
+  REQUIRE(agents.all_alive(cloud, 30s));
 
   auto submitted = cloud.post("/api/v1/workloads", test::workload_spec("survivor", "/bin/sleep 90"));
   REQUIRE(submitted);
@@ -90,7 +76,7 @@ TEST_CASE("a node that stops answering without closing its connection is dead wi
   }, 10s));
   const std::string survivor_node = test::other_device(victim);
 
-  REQUIRE(::kill(agents[victim]->pid(), SIGSTOP) == 0);
+  REQUIRE(::kill(agents[victim].pid(), SIGSTOP) == 0);
   const auto stopped = std::chrono::steady_clock::now();
   const bool dead = testing::poll_until([&] { return liveness(victim) == "dead"; }, kDeadWithin + kMargin);
   const auto detected_ms =
@@ -115,7 +101,7 @@ TEST_CASE("a node that stops answering without closing its connection is dead wi
   }, 10s));
   const json w = cloud.get_json("/api/v1/workloads/survivor");
   CHECK(w["history"].back()["reason"].get<std::string>().starts_with("failover: node " + victim + " dead"));
-  ::kill(agents[victim]->pid(), SIGCONT);  // then SIGKILLed with the others
+  ::kill(agents[victim].pid(), SIGCONT);  // then SIGKILLed with the others
 }
 
 namespace {

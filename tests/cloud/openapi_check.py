@@ -14,8 +14,12 @@ Usage: openapi_check.py <repo root>
    function's body) are exactly the properties of their schema (BUILDERS below), all of
    them required.
 
+3. Every golden vector of schemas/vectors/workload_spec.json is valid against
+   components.schemas.WorkloadSpec (python3-jsonschema), and a spec with a value the
+   codec refuses (each of BAD_SPECS) is not: the REST body schema and the CDDL agree.
+
 Exit 0 when consistent, 1 naming every problem, 2 on usage errors. Needs only Debian's
-python3 and python3-yaml.
+python3, python3-yaml and python3-jsonschema.
 """
 import re
 import sys
@@ -158,6 +162,39 @@ def builder_problems(doc, source):
     return problems
 
 
+# Changes to a valid service spec that the codec refuses (tests/schemas/codec_reject_test.cpp).
+BAD_SPECS = [
+    ("replicas", 0), ("replicas", 65), ("kind", "daemon"), ("restart_policy", "sometimes"),
+    ("health_check", {"command": ["/bin/true"], "interval_s": 0}),
+    ("health_check", {"command": ["/bin/true"], "failure_threshold": 101}),
+    ("health_check", {"interval_s": 5}),
+]
+
+
+def vector_problems(doc, root):
+    import json
+    import jsonschema
+
+    schema = {"$ref": "#/components/schemas/WorkloadSpec", "components": doc.get("components", {})}
+    validator = jsonschema.Draft4Validator(schema)
+    problems = []
+    vectors = json.loads((root / "schemas" / "vectors" / "workload_spec.json").read_text(encoding="utf-8"))
+    service = None
+    for v in vectors["vectors"]:
+        for error in validator.iter_errors(v["value"]):
+            problems.append("workload_spec vector %s: %s" % (v["name"], error.message))
+        if v["value"].get("kind") == "service":
+            service = v["value"]
+    if service is None:
+        problems.append("workload_spec.json: no service vector to check refusals with")
+        return problems
+    for key, value in BAD_SPECS:
+        bad = dict(service, **{key: value})
+        if validator.is_valid(bad):
+            problems.append("WorkloadSpec accepts %s = %r, which the codec refuses" % (key, value))
+    return problems
+
+
 def routes_in_yaml(doc):
     routes = set()
     for path, item in (doc.get("paths") or {}).items():
@@ -194,6 +231,7 @@ def main(argv):
         for method, path in sorted(described - implemented):
             problems.append("extra in openapi.yaml: %s %s (not registered in http_api.cpp)" % (method.upper(), path))
         problems += builder_problems(doc, source)
+        problems += vector_problems(doc, root)
 
     if problems:
         for p in problems:

@@ -813,3 +813,204 @@ TEST_CASE("a flapping node scores lower by its measured stability", "[workloads]
   // link = 0.6 stability + 0.4: the latency component loses 30 x 0.6 x 0.5 = 9 points.
   CHECK(ranked->recommendations[0].breakdown.latency - ranked->recommendations[1].breakdown.latency == Approx(9.0));
 }
+
+// ---- services (workloads.h, Services) ----------------------------------------------------
+
+namespace {
+
+schemas::WorkloadSpec service_spec(const std::string& id, std::uint32_t replicas) {
+  schemas::WorkloadSpec s = spec(id);
+  s.kind = schemas::WorkloadKind::service;
+  s.replicas = replicas;
+  s.health_check = schemas::HealthCheck{{"/bin/true"}, 2, 1, 2, 0};
+  return s;
+}
+
+schemas::TaskResult report(const std::string& node, const std::string& task, schemas::ServiceState state,
+                           std::uint64_t restarts) {
+  schemas::TaskResult r = result(node, task, schemas::TaskStatus::running, kNoon);
+  r.service = schemas::ServiceStatus{state, restarts, -9, 0};
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("a service's replicas land on distinct nodes, a distinct site first, as service tasks",
+          "[cloud][workloads][services]") {
+  Cloud c;
+  c.nodes = {node("a1", "cloud/eu/par/par-a1"), node("a2", "cloud/eu/par/par-a1"), node("b1", "cloud/eu/par/par-a2")};
+  auto w = c.workloads.submit(service_spec("web", 2), kNoon);
+  REQUIRE(w.ok());
+  CHECK(w->phase == Phase::running);
+  REQUIRE(w->replicas.size() == 2);
+  const auto& r0 = w->replicas[0];
+  const auto& r1 = w->replicas[1];
+  REQUIRE((r0.placement && r1.placement));
+  CHECK(r0.placement->node != r1.placement->node);
+  CHECK(r0.placement->site != r1.placement->site);  // b1's site was free: preferred
+  CHECK(r0.task_id == "web.0.r1");
+  CHECK(r1.task_id == "web.1.r1");
+  CHECK(r0.state == "starting");
+  const auto tasks = c.tasks();
+  REQUIRE(tasks.size() == 2);
+  for (const auto& t : tasks) {
+    REQUIRE(t.service.has_value());
+    CHECK(t.service->restart == schemas::RestartPolicy::always);
+    CHECK(t.service->health == service_spec("web", 2).health_check);
+  }
+  std::set<std::string> retained;
+  for (const auto& p : c.published) {
+    if (p.retained) retained.insert(p.topic);
+  }
+  CHECK(retained.count("nova/v1/cloud/placement/web.0") == 1);
+  CHECK(retained.count("nova/v1/cloud/placement/web.1") == 1);
+
+  SECTION("a third replica goes to the site already used, never to a node holding one") {
+    auto three = c.workloads.submit(service_spec("api", 3), kNoon);
+    std::set<std::string> nodes;
+    for (const auto& r : three->replicas) nodes.insert(r.placement->node);
+    CHECK(nodes.size() == 3);
+  }
+  SECTION("more replicas than nodes: the rest wait, and the phase is running") {
+    auto four = c.workloads.submit(service_spec("big", 4), kNoon);
+    CHECK(four->phase == Phase::running);
+    CHECK(four->replicas[3].state == "pending");
+    CHECK(four->unplaced_reason.starts_with("replica 3: no feasible node"));
+  }
+}
+
+TEST_CASE("a service's running reports update its replica and never end it", "[cloud][workloads][services]") {
+  Cloud c;
+  c.nodes = {node("a", "cloud/eu/par/par-a1"), node("b", "cloud/eu/par/par-a2")};
+  auto w = c.workloads.submit(service_spec("web", 2), kNoon);
+  const std::string node0 = w->replicas[0].placement->node;
+  c.workloads.on_result(report(node0, "web.0.r1", schemas::ServiceState::restarting, 0), kNoon + 10);
+  auto now = c.workloads.get("web");
+  CHECK(now->phase == Phase::running);
+  CHECK(now->replicas[0].state == "restarting");
+  CHECK(now->replicas[0].last_exit == -9);
+  c.workloads.on_result(report(node0, "web.0.r1", schemas::ServiceState::running, 1), kNoon + 20);
+  now = c.workloads.get("web");
+  CHECK(now->replicas[0].state == "running");
+  CHECK(now->replicas[0].restarts == 1);
+  CHECK(c.workloads.counters().service_reports == 2);
+  CHECK_FALSE(now->result.has_value());
+
+  SECTION("a replica that ends (restart policy) ends alone; the last one ends the workload") {
+    c.workloads.on_result(result(node0, "web.0.r1", schemas::TaskStatus::failed, kNoon), kNoon + 30);
+    CHECK(c.workloads.get("web")->phase == Phase::running);
+    CHECK(c.workloads.get("web")->replicas[0].state == "failed");
+    const std::string node1 = w->replicas[1].placement->node;
+    c.workloads.on_result(result(node1, "web.1.r1", schemas::TaskStatus::ok, kNoon), kNoon + 40);
+    CHECK(c.workloads.get("web")->phase == Phase::failed);
+  }
+}
+
+TEST_CASE("a replica whose node dies is placed again on a node that holds no other replica",
+          "[cloud][workloads][services]") {
+  Cloud c;
+  c.nodes = {node("a", "cloud/eu/par/par-a1"), node("b", "cloud/eu/par/par-a1"), node("c", "cloud/eu/par/par-a1")};
+  auto w = c.workloads.submit(service_spec("web", 2), kNoon);
+  const std::string lost = w->replicas[0].placement->node;
+  const std::string kept = w->replicas[1].placement->node;
+  c.set(lost, Liveness::dead);
+  c.workloads.on_liveness({{lost, Liveness::alive, Liveness::dead, "will"}}, kNoon + 1000);
+  auto now = c.workloads.get("web");
+  REQUIRE(now->replicas[0].placement.has_value());
+  const std::string moved = now->replicas[0].placement->node;
+  CHECK(moved != lost);
+  CHECK(moved != kept);
+  CHECK(now->replicas[0].task_id == "web.0.r2");
+  CHECK(now->replicas[1].placement->node == kept);  // the other replica stays
+  CHECK(now->phase == Phase::running);
+  CHECK(c.workloads.counters().replica_failovers == 1);
+  const auto cancels = c.cancels();
+  REQUIRE(cancels.size() == 1);
+  CHECK(cancels[0] == std::make_pair(std::string("web.0.r1"), lost));  // for when it comes back
+  CHECK(now->history.back().reason.starts_with("replica 0: failover: node " + lost + " dead"));
+
+  SECTION("no node left but the other replica's: the replica waits, the service runs on") {
+    c.set(moved, Liveness::dead);
+    c.workloads.on_liveness({{moved, Liveness::alive, Liveness::dead, "will"}}, kNoon + 2000);
+    now = c.workloads.get("web");
+    CHECK(now->replicas[0].state == "pending");
+    CHECK(now->phase == Phase::running);
+    c.set(lost, Liveness::alive);  // back: tick places it there
+    c.workloads.tick(kNoon + 5000);
+    now = c.workloads.get("web");
+    CHECK(now->replicas[0].state == "starting");
+    CHECK(now->replicas[0].placement->node == lost);
+  }
+}
+
+TEST_CASE("an operator's cancel stops every replica and ends the service cancelled", "[cloud][workloads][services]") {
+  Cloud c;
+  c.nodes = {node("a", "cloud/eu/par/par-a1"), node("b", "cloud/eu/par/par-a2")};
+  auto w = c.workloads.submit(service_spec("web", 2), kNoon);
+  auto cancelled = c.workloads.cancel("web", "operator", kNoon + 100);
+  REQUIRE(cancelled.ok());
+  CHECK(cancelled->phase == Phase::running);  // until the runs are known stopped
+  CHECK(c.cancels().size() == 2);
+  CHECK_FALSE(c.workloads.cancel("web", "again", kNoon + 200).ok());
+  c.workloads.tick(kNoon + 100 + kCancelRepeatMs);
+  CHECK(c.cancels().size() == 4);  // repeated while unanswered
+  // A report that races the cancel does not revive the replica.
+  c.workloads.on_result(report(w->replicas[0].placement->node, "web.0.r1", schemas::ServiceState::running, 0), kNoon + 150);
+  c.workloads.on_result(result(w->replicas[0].placement->node, "web.0.r1", schemas::TaskStatus::cancelled, kNoon), kNoon + 300);
+  CHECK(c.workloads.get("web")->phase == Phase::running);
+  c.workloads.on_result(result(w->replicas[1].placement->node, "web.1.r1", schemas::TaskStatus::cancelled, kNoon), kNoon + 400);
+  CHECK(c.workloads.get("web")->phase == Phase::cancelled);
+  CHECK(c.workloads.counters().cancelled == 1);
+}
+
+TEST_CASE("a restarted instance takes its replicas from the retained records: nothing placed or sent again",
+          "[cloud][workloads][services]") {
+  Cloud first;
+  first.nodes = {node("a", "cloud/eu/par/par-a1"), node("b", "cloud/eu/par/par-a2")};
+  auto w = first.workloads.submit(service_spec("web", 2), kNoon);
+  Cloud second;
+  second.nodes = first.nodes;
+  // Placements first: Mosquitto may deliver retained records in any order.
+  for (bool placements : {true, false}) {
+    for (const auto& p : first.published) {
+      if (!p.retained || (p.topic.find("/placement/") == std::string::npos) == placements) continue;
+      const auto topic = topics::parse(p.topic);
+      REQUIRE(topic.ok());
+      second.workloads.on_cloud_record(std::get<topics::CloudTopic>(*topic), std::string(p.payload.begin(), p.payload.end()),
+                                       true);
+    }
+  }
+  second.workloads.tick(kNoon + 5000);
+  const auto got = second.workloads.get("web");
+  REQUIRE(got.has_value());
+  CHECK(got->phase == Phase::running);
+  for (std::size_t i = 0; i < 2; ++i) {
+    REQUIRE(got->replicas[i].placement.has_value());
+    CHECK(got->replicas[i].placement->node == w->replicas[i].placement->node);
+    CHECK(got->replicas[i].task_id == w->replicas[i].task_id);
+  }
+  CHECK(second.tasks().empty());
+  CHECK(got->replicas[0].state == "starting");
+  // The last report kept in the store gives a replica back its state, counting nothing.
+  second.workloads.restore_result(report(w->replicas[0].placement->node, "web.0.r1", schemas::ServiceState::unhealthy, 2));
+  CHECK(second.workloads.get("web")->replicas[0].state == "unhealthy");
+  CHECK(second.workloads.get("web")->replicas[0].restarts == 2);
+  CHECK(second.workloads.counters().service_reports == 0);
+  // Its reports reach the adopted replica.
+  second.workloads.on_result(report(w->replicas[1].placement->node, "web.1.r1", schemas::ServiceState::running, 3), kNoon + 6000);
+  CHECK(second.workloads.get("web")->replicas[1].restarts == 3);
+}
+
+TEST_CASE("a batch places its services replica by replica beside its tasks", "[cloud][workloads][services]") {
+  Cloud c;
+  c.nodes = {node("a", "cloud/eu/par/par-a1"), node("b", "cloud/eu/par/par-a2")};
+  auto states = c.workloads.submit_batch({spec("job"), service_spec("web", 2)}, kNoon);
+  REQUIRE(states.ok());
+  REQUIRE(states->size() == 2);
+  CHECK((*states)[0].phase == Phase::running);
+  CHECK((*states)[0].task_id == "job.r1");
+  CHECK((*states)[1].phase == Phase::running);
+  REQUIRE((*states)[1].replicas.size() == 2);
+  CHECK((*states)[1].replicas[0].placement->node != (*states)[1].replicas[1].placement->node);
+  CHECK(c.tasks().size() == 3);
+}

@@ -55,7 +55,7 @@ void check_emulated_agent(const std::string& arch, const std::string& qemu, cons
   CHECK(birth->description->site == kSite);
 
   // A signed task runs, and its result comes back up through the agent's outbox.
-  const schemas::Task task{"t-" + arch, std::nullopt, {"/bin/sh", "-c", "echo task on " + arch}, {}, 30000, 0, 0, 1, 1};
+  const schemas::Task task{"t-" + arch, std::nullopt, {"/bin/sh", "-c", "echo task on " + arch}, {}, 30000, 0, 0, 1, 1, std::nullopt};
   const schemas::Bytes payload = schemas::encode_cbor(task);
   testing::publish_as_cloud(broker.uri(), "nova/v1/down/" + std::string(kSite) + "/" + node + "/task",
                             std::string(payload.begin(), payload.end()));

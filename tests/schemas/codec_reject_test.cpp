@@ -357,3 +357,49 @@ TEST_CASE("a model's features and trees are refused naming the node and member",
   bad["action"] = std::string(129, 'a');
   CHECK_THAT(cbor_error<Model>(bad), Catch::StartsWith("model.action: "));
 }
+
+TEST_CASE("service fields: ranges, enumerations and a task that asks for a service's", "[codec][reject][services]") {
+  const json service = {{"v", 1},           {"workload_id", "web"},
+                        {"name", "web"},    {"argv", {"/bin/sh"}},
+                        {"res", {{"cpu_millis", 0}, {"memory_mb", 0}, {"storage_mb", 0}}},
+                        {"availability", 0.9}, {"timeout_ms", 1000},
+                        {"kind", "service"}, {"replicas", 2},
+                        {"health_check", {{"command", {"/bin/true"}}}}};
+  CHECK(json_error<WorkloadSpec>(service.dump()) == "(accepted)");
+  auto with = [&](const std::string& key, const json& value) {
+    json j = service;
+    j[key] = value;
+    return json_error<WorkloadSpec>(j.dump());
+  };
+  CHECK(with("replicas", 0) == "workload.replicas: value 0 is out of range 1..64");
+  CHECK(with("replicas", 65) == "workload.replicas: value 65 is out of range 1..64");
+  CHECK(with("kind", "daemon") == "workload.kind: unknown value 'daemon' (expected one of: task, service)");
+  CHECK(with("restart_policy", "sometimes") ==
+        "workload.restart_policy: unknown value 'sometimes' (expected one of: always, on-failure, never)");
+  CHECK(with("health_check", {{"command", {"/bin/true"}}, {"interval_s", 0}}) ==
+        "workload.health_check.interval_s: value 0 is out of range 1..3600");
+  CHECK(with("health_check", {{"command", {"/bin/true"}}, {"failure_threshold", 101}}) ==
+        "workload.health_check.failure_threshold: value 101 is out of range 1..100");
+  CHECK(with("health_check", {{"interval_s", 5}}) == "workload.health_check.command: missing required field");
+  // A task runs once per placement: no replicas, restarts or checks.
+  CHECK(with("kind", "task") == "workload.replicas: only a service (kind \"service\") takes replicas");
+  json task = service;
+  task.erase("kind");
+  task.erase("replicas");
+  CHECK(json_error<WorkloadSpec>(task.dump()) ==
+        "workload.health_check: only a service (kind \"service\") takes health_check");
+  task["replicas"] = 1;  // the default: harmless
+  task.erase("health_check");
+  CHECK(json_error<WorkloadSpec>(task.dump()) == "(accepted)");
+}
+
+TEST_CASE("a running result must say the service's state", "[codec][reject][services]") {
+  json r = {{"v", 1},          {"node", "dev-a"}, {"stream", "results"}, {"seq", 3}, {"task_id", "web.0.r1"},
+            {"status", "running"}, {"finished_ts", 5}, {"output", ""}};
+  CHECK(json_error<TaskResult>(r.dump()) == "result.service: missing required field");
+  r["service"] = {{"state", "crashing"}, {"restarts", 0}, {"health_failures", 0}};
+  CHECK(json_error<TaskResult>(r.dump()) ==
+        "result.service.state: unknown value 'crashing' (expected one of: running, restarting, unhealthy)");
+  r["service"]["state"] = "restarting";
+  CHECK(json_error<TaskResult>(r.dump()) == "(accepted)");
+}

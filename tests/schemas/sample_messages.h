@@ -67,19 +67,21 @@ template <> inline SensorError minimal<SensorError>() {
 
 template <> inline Task full<Task>() {
   return Task{"t-1", "w-9", {"/bin/sh", "-c", "echo héllo"}, {{"MODE", "fast"}},
-              30000, 256, 500, 2, 1732650000000};
+              30000, 256, 500, 2, 1732650000000,
+              ServiceSpec{RestartPolicy::on_failure, HealthCheck{{"/bin/true"}, 2, 1, 4, 7}}};
 }
 template <> inline Task minimal<Task>() {
-  return Task{"t-2", std::nullopt, {"true"}, {}, 1000, 0, 0, 5, 1732650000000};
+  return Task{"t-2", std::nullopt, {"true"}, {}, 1000, 0, 0, 5, 1732650000000, std::nullopt};
 }
 
 template <> inline TaskResult full<TaskResult>() {
   return TaskResult{{"gw-01", "results", 3}, "t-1", TaskStatus::killed, -9,
-                    1732650000000, 1732650001234, "partial output\n", "memory limit"};
+                    1732650000000, 1732650001234, "partial output\n", "memory limit",
+                    ServiceStatus{ServiceState::unhealthy, 7, -9, 2}};
 }
 template <> inline TaskResult minimal<TaskResult>() {
   return TaskResult{{"gw-01", "results", 4}, "t-2", TaskStatus::refused, std::nullopt,
-                    std::nullopt, 1732650000000, "", std::nullopt};
+                    std::nullopt, 1732650000000, "", std::nullopt, std::nullopt};
 }
 
 template <> inline DecisionRecord full<DecisionRecord>() {
@@ -129,11 +131,12 @@ template <> inline Ack minimal<Ack>() { return Ack{"gw-01", 1732650000000, {{"me
 template <> inline WorkloadSpec full<WorkloadSpec>() {
   return WorkloadSpec{"w-9", "vision inference", {"/usr/bin/infer", "--model", "m1"},
                       {1500, 512, 2048}, LatencyBound{20, "cam-3"}, {"gpu", "arm64"},
-                      {3, 4}, "eu-west", 0.999, {"edge-eu"}, {"edge-us"}, 60000};
+                      {3, 4}, "eu-west", 0.999, {"edge-eu"}, {"edge-us"}, 60000,
+                      WorkloadKind::service, 3, RestartPolicy::never, HealthCheck{{"/bin/true", "x"}, 9, 8, 7, 6}};
 }
 template <> inline WorkloadSpec minimal<WorkloadSpec>() {
   return WorkloadSpec{"w-1", "", {"true"}, {100, 16, 0}, std::nullopt, {}, {}, std::nullopt,
-                      0.9, {}, {}, 1000};
+                      0.9, {}, {}, 1000, WorkloadKind::task, 1, std::nullopt, std::nullopt};
 }
 
 template <> inline Placement full<Placement>() {

@@ -29,6 +29,16 @@
 //   - The runner has no threads and no MQTT dependency: it keeps queueing, starting and
 //     finishing tasks while every uplink is down. The sink is called only from poll().
 //
+// Services (a Task with `service`; docs/agent.md, "Services"): run until cancelled, no
+// timeout. An exit is not the end: the ServiceSupervisor (service_supervisor.h) decides
+// per restart policy whether and when (back-off) the process starts again, and its health
+// check runs beside it (its own process group, killed after timeout_s); failure_threshold
+// failures in a row kill the process (SIGTERM, SIGKILL after kill_grace_ms) to restart
+// it. Each change of state reaches the sink at once as a TaskResult with status running
+// and `service` set; the record stays "running" meanwhile, so reopening starts the
+// service again instead of reporting it failed. A service holds a max_concurrent slot
+// while it runs and while it waits to restart. cancel() ends it for good.
+//
 // What a task may run (local policy; see TaskRunnerOptions::allow and docs/agent.md):
 //   - argv[0] must name a program of the allow-list, after resolving symlinks and "..";
 //     an empty list refuses every task. A task's env may not set PATH, LD_*, HOME and
@@ -73,7 +83,6 @@
 
 #include "nova/agent/storage.h"
 #include "nova/schemas/messages.h"
-#include "nova/agent/storage.h"
 #include "nova/schemas/result.h"
 
 namespace nova::agent {
@@ -197,6 +206,9 @@ struct TaskCounters {
   std::uint64_t deferrals = 0;   // times a task went from startable to deferred
   std::uint64_t storage_errors = 0;   // LevelDB writes that failed
   std::uint64_t corrupt_records = 0;  // unreadable records dropped at open
+  std::uint64_t service_restarts = 0;       // services started again after an exit
+  std::uint64_t health_check_failures = 0;  // services' health checks that failed
+  std::uint64_t health_kills = 0;           // services killed for failure_threshold failures
 };
 
 // What cancel() did.

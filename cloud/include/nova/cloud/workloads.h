@@ -47,6 +47,19 @@
 // capability, and the root site as the primary cluster, unless an operator registered
 // that id first.
 //
+// Services (spec.kind "service"): spec.replicas runs, each on its own node (never two
+// on one node; a site no other replica uses is preferred), each a task that runs until
+// cancelled and is restarted by its agent (restart policy, health check: docs/agent.md).
+// An agent reports each replica's state as results with status "running", which update
+// the replica and never end it. The phase is running while any replica is active; a
+// replica whose node dies (as Failover above) is placed again on a node that hosts no
+// other replica, and its old run is sent a cancel. A replica's run that ends (refused:
+// placed again elsewhere; ok, failed: the restart policy gave up) ends the replica; the
+// workload ends when every replica has: cancelled if cancelled, else failed if any
+// failed, else succeeded. cancel() stops every replica (fence.h, one fence each).
+// Services are placed one at a time (also within submit_batch) and neither migrated nor
+// re-optimised.
+//
 // Several instances: every instance sees every workload, placement and result (retained
 // records and non-shared subscriptions), but only a workload's owner places it, fails
 // it over or migrates it. The owner is chosen by rendezvous hashing of the workload id
@@ -132,6 +145,27 @@ struct PlacementSignals {
   bool throttled = false;
 };
 
+// One replica of a service (kind "service"; see Services above). Its runs are tasks
+// "<workload>.<index>.r<revision>" with the spec's restart policy and health check; its
+// placement is the retained record nova/v1/cloud/placement/<workload>.<index>.
+struct Replica {
+  std::uint32_t index = 0;
+  std::optional<schemas::Placement> placement;  // none while it waits for a node
+  std::string task_id;                          // its current run
+  // pending (no node), starting (sent, no report yet), running, restarting, unhealthy
+  // (the agent's reports), succeeded, failed, cancelled (its run ended).
+  std::string state = "pending";
+  std::uint64_t restarts = 0;                   // by its agent, in the current run
+  std::optional<std::int64_t> last_exit;
+  std::uint32_t health_failures = 0;            // failed health checks in a row
+  std::string reason;                           // the latest report's reason, or why pending
+  Timestamp updated_ts = 0;
+  std::optional<Fence> stopping;                // a cancel under way (fence.h)
+
+  bool active() const { return state == "starting" || state == "running" || state == "restarting" || state == "unhealthy"; }
+  bool ended() const { return state == "succeeded" || state == "failed" || state == "cancelled"; }
+};
+
 struct WorkloadState {
   schemas::WorkloadSpec spec;
   Phase phase = Phase::pending;
@@ -144,6 +178,8 @@ struct WorkloadState {
   std::optional<MigrationPlan> migration;       // a move in flight
   std::optional<Fence> stopping;                // a run being stopped (fence.h)
   std::optional<PlacementSignals> signals;      // the chosen node's, when it was placed
+  std::vector<Replica> replicas;                // a service's, spec.replicas of them
+  std::optional<std::string> cancel_reason;     // a service being cancelled: why
 };
 
 // A ranked recommendation (POST /api/v1/edge/optimize): nothing is committed.
@@ -183,6 +219,8 @@ struct WorkloadCounters {
   std::uint64_t batches = 0;                // submit_batch() calls that placed
   std::uint64_t reoptimiser_placed = 0;     // pending workloads the re-optimiser placed
   std::uint64_t reoptimiser_migrations = 0; // running workloads it moved (also in migrations)
+  std::uint64_t replica_failovers = 0;      // service replicas placed again after losing their node
+  std::uint64_t service_reports = 0;        // "running" reports of service replicas
 };
 
 class Workloads {
@@ -212,7 +250,8 @@ class Workloads {
   // (nothing is persisted again).
   void restore(topics::CloudKind kind, const std::string& id, const std::string& payload);
   // A result kept in the store for the current run of a restored workload: an ended run
-  // (ok, failed, timeout, killed) stays ended across a restart. Counts nothing.
+  // (ok, failed, timeout, killed) stays ended across a restart; a service replica's last
+  // report gives it back its state. Counts nothing.
   void restore_result(const schemas::TaskResult& result);
   // Publishes again, retained, every record this instance owns: each workload's spec and
   // placement (an empty record for one deleted meanwhile) and each cluster. Returns how

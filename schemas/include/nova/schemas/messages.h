@@ -172,6 +172,29 @@ struct SensorError {
 // ---------------------------------------------------------------------------------------
 // Tasks.
 
+// Services: tasks that run until cancelled, restarted by the agent (docs/agent.md).
+enum class RestartPolicy { always, on_failure, never };
+
+// A command the agent runs on an interval beside a service; `failure_threshold` failures
+// in a row (non-zero exit, or still running after timeout_s) make it restart the service.
+struct HealthCheck {
+  std::vector<std::string> command;    // "command": argv, 1..64, under the agent's tasks.allow
+  std::uint32_t interval_s = 10;        // "interval_s": 1..3600
+  std::uint32_t timeout_s = 5;          // "timeout_s": 1..3600
+  std::uint32_t failure_threshold = 3;  // "failure_threshold": 1..100
+  std::uint32_t initial_delay_s = 0;    // "initial_delay_s": 0..3600
+
+  friend bool operator==(const HealthCheck&, const HealthCheck&) = default;
+};
+
+// What makes a task a service (Task "service").
+struct ServiceSpec {
+  RestartPolicy restart = RestartPolicy::always;  // "restart_policy"
+  std::optional<HealthCheck> health;              // "health_check"
+
+  friend bool operator==(const ServiceSpec&, const ServiceSpec&) = default;
+};
+
 struct Task {
   std::string task_id;                      // "task_id"
   std::optional<std::string> workload_id;   // "workload_id"
@@ -182,12 +205,26 @@ struct Task {
   std::uint64_t cpu_millis = 0;             // "cpu_millis": limit, 0 = none
   std::uint8_t priority = 5;                // "priority": 0 (highest) .. 9
   Timestamp issued_ts = 0;                  // "issued_ts"
+  std::optional<ServiceSpec> service;       // "service": a service, run until cancelled
 
   friend bool operator==(const Task&, const Task&) = default;
 };
 
 // cancelled: a TaskCancel stopped it (or it was cancelled before it started or arrived).
-enum class TaskStatus { ok, failed, timeout, killed, refused, cancelled };
+// running: a service's state report, not the end of its run (TaskResult::service).
+enum class TaskStatus { ok, failed, timeout, killed, refused, cancelled, running };
+
+enum class ServiceState { running, restarting, unhealthy };
+
+// A service's state, in each of its results ("running" reports and its final one).
+struct ServiceStatus {
+  ServiceState state = ServiceState::running;  // "state"
+  std::uint64_t restarts = 0;                  // "restarts": since it was first started
+  std::optional<std::int64_t> last_exit;       // "last_exit": of the latest run; -N = signal N
+  std::uint32_t health_failures = 0;           // "health_failures": failed checks in a row
+
+  friend bool operator==(const ServiceStatus&, const ServiceStatus&) = default;
+};
 
 struct TaskResult {
   StreamPosition position;
@@ -198,6 +235,7 @@ struct TaskResult {
   Timestamp finished_ts = 0;               // "finished_ts"
   std::string output;                      // "output": tail of stdout+stderr, <= 4096 bytes
   std::optional<std::string> reason;       // "reason": why refused/killed/failed/cancelled
+  std::optional<ServiceStatus> service;    // "service": a service's state (its task had one)
 
   friend bool operator==(const TaskResult&, const TaskResult&) = default;
 };
@@ -376,6 +414,10 @@ struct LatencyBound {
   friend bool operator==(const LatencyBound&, const LatencyBound&) = default;
 };
 
+// task: runs to completion once per placement; service: runs until cancelled, on
+// `replicas` distinct nodes, restarted by its agents (docs/cloud.md, "Services").
+enum class WorkloadKind { task, service };
+
 struct WorkloadSpec {
   std::string workload_id;                    // "workload_id"
   std::string name;                           // "name": free text, <= 256 bytes
@@ -389,6 +431,10 @@ struct WorkloadSpec {
   std::vector<std::string> clusters_include;  // "clusters_in": only these, if any
   std::vector<std::string> clusters_exclude;  // "clusters_out": never these
   std::uint64_t timeout_ms = 0;               // "timeout_ms": per task run, 1 .. 7 days
+  WorkloadKind kind = WorkloadKind::task;     // "kind": omitted for a task
+  std::uint32_t replicas = 1;                 // "replicas": 1..64 (services), omitted when 1
+  std::optional<RestartPolicy> restart_policy;  // "restart_policy": services; unset = always
+  std::optional<HealthCheck> health_check;    // "health_check": services only
 
   friend bool operator==(const WorkloadSpec&, const WorkloadSpec&) = default;
 };
