@@ -100,6 +100,8 @@ AgentTuning tuning_of(const AgentConfig& c) {
   t.decisions.temp = {static_cast<double>(a.temp_c_warning), static_cast<double>(a.temp_c_critical)};
   t.decisions.repeat = std::chrono::seconds(a.repeat_s);
   t.decisions.zscore = {static_cast<double>(c.anomaly.zscore), c.anomaly.min_samples, c.anomaly.window};
+  auto pipelines = parse_pipelines(c.pipelines);  // checked when the config was read
+  if (pipelines) t.pipelines = std::move(pipelines).value();
   return t;
 }
 
@@ -120,6 +122,7 @@ AgentOptions agent_options(const AgentConfig& c) {
   o.batch_encoding = t.batch_encoding;
   o.drain = t.drain;
   o.decisions = t.decisions;
+  o.pipelines = t.pipelines;
   o.outbox.dir = c.outbox.dir;
   o.outbox.max_bytes = c.outbox.max_bytes;
   o.state_dir = std::filesystem::path(c.outbox.dir).parent_path() / "state";
