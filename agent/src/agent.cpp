@@ -218,8 +218,6 @@ Agent::Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox>
   u.will_topic = topics::up(id(options_.birth.node), topics::UpKind::state);
   uplink_ = std::make_unique<Uplink>(std::move(u));
   tokens_ = options_.drain.burst;
-  const topics::SitePath site = topics::SitePath::parse(options_.birth.description->site).value();
-  link_topic_ = topics::up(site.leaf(), topics::UpKind::link);
   set_pipelines(options_.pipelines);
 }
 
@@ -292,7 +290,7 @@ void Agent::add_sample(const schemas::MetricSample& sample) {
   // Decided here, on the sample as it goes up (sensor gauges included), whether or not
   // the uplink is there: the outbox keeps what is decided offline until it can be sent.
   firings_.clear();
-  decisions_.evaluate(open_batch_.back(), offline(), firings_);
+  decisions_.evaluate(open_batch_.back(), !session_up_, firings_);
   for (Firing& f : firings_) {
     if (suppressed(f.alert.metric)) {  // a rule's suppress_alert action is in force
       update_counters([](AgentCounters& c) { ++c.alerts_suppressed; });
@@ -541,10 +539,6 @@ void Agent::on_connected(Clock::time_point now) {
   // A bundle still awaited: the broker re-sends its retained chunks on this subscribe.
   if (const auto& offer = updater_.fetching()) filters.push_back(topics::bundle_chunks(id(offer->sha256)));
   filters.push_back(topics::sensor_all(node));  // local sensors' readings (sensors.h)
-  // The site bridge's link state (retained "1"/"0"): rules record whether they decided
-  // with the uplink down (offline()). Only with pipelines, whose records say so.
-  bridge_up_.reset();
-  if (pipelines_) filters.push_back(link_topic_);
   uplink_->subscribe(filters);
   // The birth follows the SUBACK (on_subscribed), so it can say whether the node is ready.
   birth_pending_ = true;
@@ -691,11 +685,6 @@ void Agent::on_message(const std::string& topic, const std::string& payload) {
   // Chunks of a bundle no longer fetched (refused, or replaced by a newer offer) still
   // come on its subscription until the next reconnect: nothing is wrong with them.
   if (topic.starts_with(topics::bundle_all().substr(0, topics::bundle_all().size() - 1))) return;
-  if (topic == link_topic_) {
-    bridge_up_ = payload != "0";
-    if (options_.log) options_.log("info", "uplink_bridge", std::string("up=") + (*bridge_up_ ? "true" : "false"));
-    return;
-  }
   auto parsed = topics::parse(topic);
   if (const auto* sensor = parsed ? std::get_if<topics::SensorTopic>(&*parsed) : nullptr) {
     if (!sensor->error_reply && sensor->node.str() == options_.birth.node) return on_sensor_reading(*sensor, payload);

@@ -9,7 +9,8 @@
 //   - Every rule decision is a DecisionRecord on the "decisions" stream (kind
 //     "rule.<rule>", action the action's name, inputs the operands the rule saw plus
 //     "cached" 1 when the decision cache answered and "failed" 1 when the action could
-//     not be carried out, offline set when the uplink was down), recorded whether or not
+//     not be carried out, offline set when the agent had no session with its broker, as
+//     for every decision record), recorded whether or not
 //     its action succeeds. The record's id is in the actuator message, so a consumer can
 //     match the two.
 //   - Analytics gauges in each sample, while pipelines are configured:
@@ -84,8 +85,6 @@ void Agent::set_pipelines(std::vector<PipelineSpec> specs) {
   if (!outlet_) outlet_ = std::make_unique<PipelineOutlet>(*this);
   if (options_.log) options_.log("info", "pipelines", "count=" + std::to_string(pipelines_->specs().size()));
 }
-
-bool Agent::offline() const { return !session_up_ || bridge_up_ == false; }
 
 void Agent::feed_reading(const std::string& sensor, const schemas::SensorReading& reading, Clock::time_point arrival) {
   if (!pipelines_) return;
@@ -169,7 +168,7 @@ void Agent::act(const PipelineDecision& d) {
     case ActionKind::publish: {
       nlohmann::json j{{"decision_id", decision_id}, {"rule", d.rule->name},   {"pipeline", d.pipeline->name},
                        {"stream", d.stream},         {"ts", d.ts},             {"clear", d.clear},
-                       {"payload", a.payload},       {"offline", offline()}};
+                       {"payload", a.payload},       {"offline", !session_up_}};
       for (const auto& [name, v] : d.inputs) j["inputs"][name] = v;
       const std::string topic = topics::local(topics::Id::parse(options_.birth.node).value(),
                                               topics::LocalKind::actuator, topics::Id::parse(a.target).value());
@@ -231,7 +230,7 @@ void Agent::act(const PipelineDecision& d) {
   if (failure) inputs["failed"] = 1;
   r.inputs = std::move(inputs);
   r.confidence = 1;
-  r.offline = offline();
+  r.offline = !session_up_;
   const bool recorded = append_record("decisions", Priority::decisions, r);
   if (recorded) note_decision(r);
   update_counters([&](AgentCounters& c) {

@@ -274,9 +274,12 @@ std::string render_plaintext_acl(const tiers::Topology& topology, const tiers::S
       << "# Anonymous clients: nodes (client id = node id) and sensors.\n"
       << "topic read nova/v1/down/#\n"
       << "topic read " << topics::bundle_all() << "\n"
-      << "topic readwrite nova/v1/sensor/#\n\n"
-      << "# Every client: a node publishes upward only under its own id.\n"
+      << "topic readwrite nova/v1/sensor/#\n"
+      << "# Local consumers (actuators) read what agents publish for them (never bridged).\n"
+      << "topic read nova/v1/local/#\n\n"
+      << "# Every client: a node publishes upward, and locally, only under its own id.\n"
       << "pattern write nova/v1/up/%c/#\n"
+      << "pattern write nova/v1/local/%c/#\n"
       << (site.region ? "pattern write " + std::string(tiers::kResidentPrefix) + "/" + *site.region + "/%c/#\n" : "")
       << "# Every client: its own probe topic, never bridged (read_link_state uses it).\n"
       << "pattern readwrite nova-bridge/probe/%c\n";
@@ -356,13 +359,17 @@ std::string render_identity_acl(const tiers::Topology& topology, const tiers::Si
         << "topic read " << topics::bundle_all() << "\n"
         << "topic read nova/v1/sensor/" << node.id << "/+\n"
         << "topic write nova/v1/sensor/" << node.id << "/+/error\n"
+        << "# What its pipelines publish for local actuators (never bridged).\n"
+        << "topic write nova/v1/local/" << node.id << "/#\n"
         << resident_node_grant(site, node.id);
     for (const std::string& sensor : enrolled_identities(pki_dir, "sensor." + node.id + ".")) {
       const std::string topic = "nova/v1/sensor/" + node.id + "/" + sensor;
       out << "\n# Sensor '" << sensor << "' of node '" << node.id << "'.\n"
           << "user sensor." << node.id << "." << sensor << "\n"
           << "topic write " << topic << "\n"
-          << "topic read " << topic << "/error\n";
+          << "topic read " << topic << "/error\n"
+          << "# A sensor may also be an actuator: it reads what its node publishes locally.\n"
+          << "topic read nova/v1/local/" << node.id << "/#\n";
     }
   }
   render_own_bridge_grant(out, topology, site);

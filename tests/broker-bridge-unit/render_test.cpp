@@ -263,10 +263,10 @@ TEST_CASE("the ACL grants nodes, child bridges, cloud and monitor what they need
 
   // Anonymous clients: read down, bundles, sensors; no `topic` grant on up (only the pattern).
   CHECK(acl.at("") == std::vector<std::string>{"topic read nova/v1/down/#", "topic read nova/v1/bundle/#",
-                                               "topic readwrite nova/v1/sensor/#"});
+                                               "topic readwrite nova/v1/sensor/#", "topic read nova/v1/local/#"});
   CHECK(acl.at("pattern") ==
-        std::vector<std::string>{"pattern write nova/v1/up/%c/#", "pattern write nova/v1/resident/eu-west/%c/#",
-                                 "pattern readwrite nova-bridge/probe/%c"});
+        std::vector<std::string>{"pattern write nova/v1/up/%c/#", "pattern write nova/v1/local/%c/#",
+                                 "pattern write nova/v1/resident/eu-west/%c/#", "pattern readwrite nova-bridge/probe/%c"});
 
   // Children par-a1/par-a2, and ber-a1/ber-a2 which name par as their backup parent:
   // each reads only its own subtree (its path under its *primary* parent); no site
@@ -418,6 +418,7 @@ TEST_CASE("the identity ACL binds every grant to a certificate CN", "[render][ac
                                                           "topic read nova/v1/bundle/#",
                                                           "topic read nova/v1/sensor/agent-par/+",
                                                           "topic write nova/v1/sensor/agent-par/+/error",
+                                                          "topic write nova/v1/local/agent-par/#",
                                                           "topic write nova/v1/resident/eu-west/agent-par/#"});
   CHECK(acl.count("agent-eu") == 0);  // a node of another site has nothing here
   // A child's bridge: the up topics of its subtree only (issue 10: not nova/v1/up/#, so

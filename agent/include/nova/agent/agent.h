@@ -364,7 +364,6 @@ class Agent {
   bool suppressed(const std::string& metric) const;
   // Offline decisions are remembered (the newest 4096) so a later verdict on one counts.
   void note_decision(const schemas::DecisionRecord& d);
-  bool offline() const;  // no session with the local broker, or its bridge upward is down
   static schemas::Timestamp wall_ms();
 
   AgentOptions options_;
@@ -388,8 +387,7 @@ class Agent {
   std::optional<schemas::Timestamp> analytics_ts_;  // that sample's time
   std::deque<std::string> offline_ids_;
   std::unordered_set<std::string> offline_set_;
-  std::optional<bool> bridge_up_;  // the site bridge's link state, once read (offline())
-  std::string link_topic_;         // nova/v1/up/<site id>/link
+
   std::vector<schemas::MetricSample> open_batch_;
   std::uint64_t bdseq_ = 0;
   // Per upward stream: how far this session has sent, and its go-back-N stall timer.
