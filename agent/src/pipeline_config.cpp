@@ -34,6 +34,13 @@ void only(const YAML::Node& map, const std::string& at, std::initializer_list<st
   }
 }
 
+// map[key], which must be there.
+YAML::Node need(const YAML::Node& map, const std::string& at, const char* key) {
+  const YAML::Node n = map[key];
+  if (!n) fail(at + "." + key, "required key is missing");
+  return n;
+}
+
 double number(const YAML::Node& n, const std::string& at) {
   double v = 0;
   if (!n.IsScalar() || !YAML::convert<double>::decode(n, v) || !std::isfinite(v)) fail(at, "expected a finite number");
@@ -162,8 +169,7 @@ DetectorParams anomaly(const YAML::Node& n, const std::string& at, Field& on, bo
 ActionSpec action(const YAML::Node& n, const std::string& at) {
   only(n, at, {"do", "target", "payload", "severity", "priority"});
   ActionSpec a;
-  if (!n["do"]) fail(at + ".do", "required key is missing");
-  const std::string name = text(n["do"], at + ".do");
+  const std::string name = text(need(n, at, "do"), at + ".do");
   auto kind = action_named(name);
   if (!kind) {
     fail(at + ".do", "'" + name + "' is not an action (publish, raise_alert, suppress_alert, set_task_priority, "
@@ -188,11 +194,9 @@ ActionSpec action(const YAML::Node& n, const std::string& at) {
 RuleSpec rule(const YAML::Node& n, const std::string& at) {
   only(n, at, {"name", "when", "hysteresis", "cooldown_ms", "quantum", "action", "on_clear"});
   RuleSpec r;
-  if (!n["name"]) fail(at + ".name", "required key is missing");
-  r.name = id(n["name"], at + ".name");
+  r.name = id(need(n, at, "name"), at + ".name");
   if (r.name.size() > 59) fail(at + ".name", "at most 59 bytes (the decision's kind is rule.<name>)");
-  const YAML::Node when = n["when"];
-  if (!when) fail(at + ".when", "required key is missing");
+  const YAML::Node when = need(n, at, "when");
   if (when.IsScalar()) {
     r.when.push_back(comparison(when, at + ".when"));
   } else if (when.IsSequence() && when.size() >= 1 && when.size() <= 16) {
@@ -211,8 +215,7 @@ RuleSpec rule(const YAML::Node& n, const std::string& at) {
   if (n["cooldown_ms"]) r.cooldown_ms = integer(n["cooldown_ms"], at + ".cooldown_ms", 0, 86'400'000);
   if (n["quantum"]) r.quantum = number(n["quantum"], at + ".quantum");
   if (r.quantum < 0) fail(at + ".quantum", "must be >= 0");
-  if (!n["action"]) fail(at + ".action", "required key is missing");
-  r.action = action(n["action"], at + ".action");
+  r.action = action(need(n, at, "action"), at + ".action");
   if (n["on_clear"]) r.on_clear = action(n["on_clear"], at + ".on_clear");
   return r;
 }
@@ -220,10 +223,8 @@ RuleSpec rule(const YAML::Node& n, const std::string& at) {
 PipelineSpec pipeline(const YAML::Node& n, const std::string& at) {
   only(n, at, {"name", "input", "filters", "window", "anomaly", "outputs", "rules"});
   PipelineSpec p;
-  if (!n["name"]) fail(at + ".name", "required key is missing");
-  p.name = id(n["name"], at + ".name");
-  if (!n["input"]) fail(at + ".input", "required key is missing");
-  p.input = input(n["input"], at + ".input");
+  p.name = id(need(n, at, "name"), at + ".name");
+  p.input = input(need(n, at, "input"), at + ".input");
   if (const YAML::Node f = n["filters"]) {
     if (!f.IsSequence()) fail(at + ".filters", "expected a list");
     for (std::size_t k = 0; k < f.size(); ++k) p.filters.push_back(filter(f[k], at + ".filters[" + std::to_string(k) + "]"));

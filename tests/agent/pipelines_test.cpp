@@ -36,15 +36,21 @@ schemas::SensorReading reading(schemas::Timestamp ts, std::map<std::string, doub
   return r;
 }
 
+Window window_of(WindowSpec::Kind kind, std::uint64_t size_ms, std::uint64_t hop_ms = 0, std::uint64_t lateness_ms = 0) {
+  WindowSpec spec;
+  spec.kind = kind;
+  spec.size_ms = size_ms;
+  spec.hop_ms = hop_ms;
+  spec.lateness_ms = lateness_ms;
+  return Window(spec);
+}
+
 constexpr auto kTakeAll = [](const std::string&) { return false; };
 
 }  // namespace
 
 TEST_CASE("a tumbling window emits its aggregates when the watermark passes its end", "[agent][pipelines]") {
-  WindowSpec spec;
-  spec.kind = WindowSpec::Kind::tumbling;
-  spec.size_ms = 1000;
-  Window w(spec);
+  Window w = window_of(WindowSpec::Kind::tumbling, 1000);
   std::vector<Event> out;
   for (int i = 1; i <= 10; ++i) CHECK(w.add(static_cast<schemas::Timestamp>(i * 90), i, out));  // 90..900
   CHECK(out.empty());
@@ -65,11 +71,7 @@ TEST_CASE("a tumbling window emits its aggregates when the watermark passes its 
 
 TEST_CASE("a reading behind the watermark is dropped and counted and one within lateness is folded in",
           "[agent][pipelines]") {
-  WindowSpec spec;
-  spec.kind = WindowSpec::Kind::tumbling;
-  spec.size_ms = 1000;
-  spec.lateness_ms = 500;
-  Window w(spec);
+  Window w = window_of(WindowSpec::Kind::tumbling, 1000, 0, 500);
   std::vector<Event> out;
   CHECK(w.add(100, 1, out));
   CHECK(w.add(1200, 2, out));  // watermark 700: [0, 1000) stays open
@@ -84,11 +86,7 @@ TEST_CASE("a reading behind the watermark is dropped and counted and one within 
 }
 
 TEST_CASE("a hopping window puts each value in size over hop windows", "[agent][pipelines]") {
-  WindowSpec spec;
-  spec.kind = WindowSpec::Kind::hopping;
-  spec.size_ms = 1000;
-  spec.hop_ms = 500;
-  Window w(spec);
+  Window w = window_of(WindowSpec::Kind::hopping, 1000, 500);
   std::vector<Event> out;
   CHECK(w.add(700, 1, out));  // windows [0,1000) and [500,1500)
   CHECK(w.add(1200, 2, out)); // [500,1500) and [1000,2000); [0,1000) closes
@@ -104,11 +102,7 @@ TEST_CASE("a hopping window puts each value in size over hop windows", "[agent][
 }
 
 TEST_CASE("a sliding window emits on every value over the values of its span", "[agent][pipelines]") {
-  WindowSpec spec;
-  spec.kind = WindowSpec::Kind::sliding;
-  spec.size_ms = 1000;
-  spec.lateness_ms = 1000;
-  Window w(spec);
+  Window w = window_of(WindowSpec::Kind::sliding, 1000, 0, 1000);
   std::vector<Event> out;
   CHECK(w.add(100, 10, out));
   CHECK(w.add(600, 20, out));

@@ -16,9 +16,11 @@
 #include <thread>
 
 #include "cloud_process.h"
+#include "gateway_agent.h"
 #include "hierarchy_support.h"
 #include "nova/schemas/codec.h"
 #include "nova/testing/agent_process.h"
+#include "nova/testing/poll.h"
 
 using namespace nova;
 using namespace std::chrono_literals;
@@ -65,15 +67,6 @@ json rule_decisions(const json& listed) {
   return out;
 }
 
-bool eventually(const std::function<bool()>& done, std::chrono::seconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(50ms);
-  }
-  return true;
-}
-
 // How many lines of `text` contain `needle`.
 std::size_t count_of(const std::string& text, const std::string& needle) {
   std::size_t n = 0;
@@ -91,15 +84,9 @@ TEST_CASE("readings flow through a pipeline to an actuator and a decision record
   const fs::path dir = h->dir.path() / "pipelines";
   test::CloudProcess cloud(h->tls_uri("cloud"), dir / "cloud", "nova-cloud", "", 180, h->identity("nova-cloud"));
 
-  const fs::path adir = dir / "gw-a1";
-  fs::create_directories(adir);
-  const testing::TlsIdentity id = h->identity("gw-a1");
-  testing::write_agent_config(adir / "agent.yaml", "gw-a1", "cloud/a1", 2, h->tls_uri("a1"), adir,
-                              "metrics: {interval_ms: 200, batch_interval_s: 10}\ndrain: {jitter_ms: 0}\n" +
-                                  std::string(kPipelines),
-                              ", tls_ca_file: " + id.ca.string() + ", tls_cert_file: " + id.cert.string() +
-                                  ", tls_key_file: " + id.key.string());
-  auto agent = std::make_unique<testing::AgentProcess>(NOVA_AGENT_BIN, adir / "agent.yaml", adir / "agent.log");
+  auto agent = test::start_gateway_agent(*h, NOVA_AGENT_BIN, dir / "gw-a1",
+                                         "metrics: {interval_ms: 200, batch_interval_s: 10}\ndrain: {jitter_ms: 0}\n" +
+                                             std::string(kPipelines));
   REQUIRE(cloud.poll_json("/api/v1/nodes/gw-a1", [](const json& n) { return n["liveness"] == "alive"; }, 60s));
 
   // The actuator: mosquitto_sub with the fan's certificate on its local topic.
@@ -110,7 +97,7 @@ TEST_CASE("readings flow through a pipeline to an actuator and a decision record
                  " -q 1 -t nova/v1/local/gw-a1/actuator/fan > '" + fan_out.string() + "'"},
             dir / "fan.err", false);
   // Line-buffered (stdbuf), so each message is in the file as soon as it is printed.
-  const bool subscribed = eventually([&] { return read_text(fan_out).find("received SUBACK") != std::string::npos; }, 30s);
+  const bool subscribed = testing::poll_until([&] { return read_text(fan_out).find("received SUBACK") != std::string::npos; }, 30s);
   INFO("mosquitto_sub: " << read_text(fan_out) << read_text(dir / "fan.err"));
   REQUIRE(subscribed);
   REQUIRE(read_text(fan_out).find("denied") == std::string::npos);  // the ACL grants it
@@ -151,7 +138,7 @@ TEST_CASE("readings flow through a pipeline to an actuator and a decision record
   publish_cbor(10, 99'999'999);  // outside the range filter: dropped
   publish_cbor(10, 300);
   publish_json({reading_json(11, 51)});  // closes window 10: mean 300, far off the baseline
-  REQUIRE(eventually([&] { return fan_messages().size() == 1; }, 30s));
+  REQUIRE(testing::poll_until([&] { return fan_messages().size() == 1; }, 30s));
   const json on = fan_messages().front();
   CHECK(on["payload"] == "on");
   CHECK(on["rule"] == "overheat");
@@ -187,7 +174,7 @@ TEST_CASE("readings flow through a pipeline to an actuator and a decision record
     publish_cbor(w + 2, 50);  // closes the spike's window
     w += 3;
     const std::size_t expected = 1 + 2 * (static_cast<std::size_t>(cycle) + 1);
-    REQUIRE(eventually([&] { return fan_messages().size() == expected; }, 30s));
+    REQUIRE(testing::poll_until([&] { return fan_messages().size() == expected; }, 30s));
   }
   const std::vector<json> acted = fan_messages();
   std::set<std::string> ids;
