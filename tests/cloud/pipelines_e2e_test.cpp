@@ -1,11 +1,12 @@
 // Issue 14's pipelines end to end over the real hierarchy (mutual TLS): nova-cloud and a
-// nova-agent process, an access broker bridged to the cloud broker, a sensor and an
+// nova-agent process, an access broker bridged through a metro broker to the cloud
+// broker, a sensor and an
 // actuator with their own certificates. JSON and CBOR readings from mosquitto_pub flow
 // filter -> window -> anomaly -> rule -> action: the actuator sees the action on its
 // local topic with mosquitto_sub, and the decision record reaches nova-cloud
-// (GET /api/v1/decisions). Then the uplink is cut (the cloud broker stops): the rule
-// keeps acting on the local topic, and after the reconnect every decision record is at
-// nova-cloud exactly once, counted by id.
+// (GET /api/v1/decisions). Then the uplink is cut (the metro broker between the access
+// site and the cloud stops): the rule keeps acting on the local topic, and after the
+// reconnect every decision record is at nova-cloud exactly once, counted by id.
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdlib>
@@ -28,6 +29,20 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
+
+// The gateway gw-a1 at access site a1, below a metro site m1 whose broker is the cut.
+tiers::Topology topology_with_metro() {
+  auto topology = tiers::Topology::parse_yaml(R"(name: pipelines
+sites:
+  - {id: cloud, level: 1, port: 18830}
+  - {id: m1, level: 2, parent: cloud, port: 18831}
+  - {id: a1, level: 3, parent: m1, port: 18832}
+nodes:
+  - {id: gw-a1, site: a1}
+)");
+  REQUIRE(topology.ok());
+  return std::move(topology).value();
+}
 
 constexpr schemas::Timestamp kT0 = 1'700'000'000'000;  // the readings' event time: window i is [kT0 + i s, ...)
 
@@ -78,7 +93,7 @@ std::size_t count_of(const std::string& text, const std::string& needle) {
 
 TEST_CASE("readings flow through a pipeline to an actuator and a decision record at nova-cloud also while the uplink is cut",
           "[cloud][pipelines][e2e]") {
-  const tiers::Topology topology = hiertest::gateway_topology("pipelines");
+  const tiers::Topology topology = topology_with_metro();
   auto h = hiertest::start_hierarchy(topology, "nova-pipelines", testing::Transport::mutual_tls, {},
                                      {"gw-a1.boiler", "gw-a1.fan"});
   const fs::path dir = h->dir.path() / "pipelines";
@@ -86,7 +101,8 @@ TEST_CASE("readings flow through a pipeline to an actuator and a decision record
 
   auto agent = test::start_gateway_agent(*h, NOVA_AGENT_BIN, dir / "gw-a1",
                                          "metrics: {interval_ms: 200, batch_interval_s: 10}\ndrain: {jitter_ms: 0}\n" +
-                                             std::string(kPipelines));
+                                             std::string(kPipelines),
+                                         "cloud/m1/a1", 3);
   REQUIRE(cloud.poll_json("/api/v1/nodes/gw-a1", [](const json& n) { return n["liveness"] == "alive"; }, 60s));
 
   // The actuator: mosquitto_sub with the fan's certificate on its local topic.
@@ -162,8 +178,8 @@ TEST_CASE("readings flow through a pipeline to an actuator and a decision record
   CHECK(decisions[0]["offline"] == false);
   CHECK(agent->text().find("event=sensor_reading_refused") == std::string::npos);
 
-  // --- the uplink cut: the cloud broker stops, the access broker stays ------------------
-  (*h)->stop("cloud");
+  // --- the uplink cut: the metro broker stops; the access broker and the cloud stay ------
+  (*h)->stop("m1");
   // Three more cycles, each a quiet window (the rule clears: "off") and a spike five
   // times the last ("on"): six decisions, taken while nothing reaches the cloud.
   double spike = 300;
@@ -187,7 +203,7 @@ TEST_CASE("readings flow through a pipeline to an actuator and a decision record
   CHECK(rule_decisions(cloud.get_json("/api/v1/decisions?node=gw-a1&limit=1000")).size() == 1);
 
   // --- reconnect: every record arrives, once ---------------------------------------------
-  (*h)->start_site("cloud");
+  (*h)->start_site("m1");
   REQUIRE(cloud.poll_json("/api/v1/decisions?node=gw-a1&limit=1000", [&](const json& l) {
     decisions = rule_decisions(l);
     return decisions.size() >= ids.size();
