@@ -22,6 +22,9 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kRules = R"(
+- name: out
+  input: {sensor: s, value: v}
+  outputs: [outbox]
 - name: act
   input: {sensor: s, value: v}
   rules:
@@ -109,7 +112,7 @@ TEST_CASE("rule actions pause and resume and reprioritise and stop tasks and rai
 
     reading(3000, 95);  // every rule fires
     const agent::AgentCounters c = a.counters();
-    CHECK(c.pipeline_readings == 3);
+    CHECK(c.pipeline_readings == 6);  // three readings, each into both pipelines
     CHECK(c.pipeline_decisions == 11);
     CHECK(c.alerts == 1);             // alarm; shout's is suppressed by hush
     CHECK(c.alerts_suppressed == 1);
@@ -144,6 +147,31 @@ TEST_CASE("rule actions pause and resume and reprioritise and stop tasks and rai
     CHECK(actions == std::vector<std::string>{"pause_task", "resume_task", "pause_task", "set_task_priority",
                                               "raise_alert", "suppress_alert", "raise_alert", "request_migration",
                                               "publish", "evict_cache", "stop_task"});
+
+    // The samples that follow carry the outbox output and the analytics gauges.
+    schemas::MetricSample sample;
+    sample.ts = 10'000;
+    a.add_sample(sample);
+    sample.ts = 11'000;
+    a.add_sample(sample);
+    a.flush_batch();
+    auto batches = a.outbox().read("metrics", 0, 10);
+    REQUIRE(batches.ok());
+    REQUIRE(batches->size() == 1);
+    auto batch = schemas::decode_cbor<schemas::MetricsBatch>(batches->front().payload);
+    REQUIRE(batch.ok());
+    REQUIRE(batch->samples.size() == 2);
+    const auto& first = batch->samples[0].extra;
+    CHECK(first.at("pipeline.out.s.v.value") == 95);  // the stream's latest event
+    CHECK(first.count("agent.pipeline.latency_p50_us") == 1);  // three readings came before it
+    CHECK(first.count("agent.pipeline.latency_p99_us") == 1);
+    CHECK(first.at("agent.pipeline.decisions_offline") == 11);
+    CHECK(first.at("agent.pipeline.late") == 0);
+    CHECK(first.count("agent.pipeline.cache_hit_ratio") == 0);  // no rule has a quantum
+    const auto& second = batch->samples[1].extra;
+    CHECK(second.count("pipeline.out.s.v.value") == 0);  // sent once
+    CHECK(second.count("agent.pipeline.latency_p50_us") == 0);  // no reading since
+    CHECK(second.at("agent.pipeline.events_per_s") == 0);
   }
   fs::remove_all(dir);
 }
