@@ -6,9 +6,11 @@
 // local topic with mosquitto_sub, and the decision record reaches nova-cloud
 // (GET /api/v1/decisions). Then the uplink is cut (the metro broker between the access
 // site and the cloud stops): the rule keeps acting on the local topic, and after the
-// reconnect every decision record is at nova-cloud exactly once, counted by id.
+// reconnect every decision record is at nova-cloud exactly once, counted by id. Last, a
+// changed pipelines key in the agent's file takes effect on SIGHUP.
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -99,10 +101,8 @@ TEST_CASE("readings flow through a pipeline to an actuator and a decision record
   const fs::path dir = h->dir.path() / "pipelines";
   test::CloudProcess cloud(h->tls_uri("cloud"), dir / "cloud", "nova-cloud", "", 180, h->identity("nova-cloud"));
 
-  auto agent = test::start_gateway_agent(*h, NOVA_AGENT_BIN, dir / "gw-a1",
-                                         "metrics: {interval_ms: 200, batch_interval_s: 10}\ndrain: {jitter_ms: 0}\n" +
-                                             std::string(kPipelines),
-                                         "cloud/m1/a1", 3);
+  const std::string settings = "metrics: {interval_ms: 200, batch_interval_s: 10}\ndrain: {jitter_ms: 0}\n";
+  auto agent = test::start_gateway_agent(*h, NOVA_AGENT_BIN, dir / "gw-a1", settings + kPipelines, "cloud/m1/a1", 3);
   REQUIRE(cloud.poll_json("/api/v1/nodes/gw-a1", [](const json& n) { return n["liveness"] == "alive"; }, 60s));
 
   // The actuator: mosquitto_sub with the fan's certificate on its local topic.
@@ -215,5 +215,20 @@ TEST_CASE("readings flow through a pipeline to an actuator and a decision record
   CHECK(std::set<std::string>(stored.begin(), stored.end()) == ids);
   // The agent logged each decision once.
   CHECK(count_of(agent->text(), "event=rule_action") == ids.size());
+
+  // --- hot: a new rule in the file, SIGHUP -----------------------------------------------
+  test::write_gateway_config(*h, dir / "gw-a1", settings + R"(pipelines:
+  - name: boiler
+    input: {sensor: boiler, value: temp}
+    window: {kind: tumbling, size_ms: 1000}
+    rules:
+      - {name: hot, when: "mean > 100", action: {do: publish, target: fan, payload: "hot"}}
+)", "cloud/m1/a1", 3);
+  REQUIRE(::kill(agent->pid(), SIGHUP) == 0);
+  REQUIRE(agent->wait_log("event=pipelines count=1", 10s, 2));  // at start, and now
+  publish_json({reading_json(w, 500), reading_json(w + 1, 50)});
+  REQUIRE(testing::poll_until([&] { return fan_messages().size() == ids.size() + 1; }, 30s));
+  CHECK(fan_messages().back()["payload"] == "hot");
+  CHECK(fan_messages().back()["rule"] == "hot");
   REQUIRE(agent->signal(SIGTERM) == 0);
 }
