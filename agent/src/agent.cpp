@@ -17,6 +17,7 @@
 #include "nova/schemas/update_alert.h"
 #include "nova/tiers/residency.h"
 #include "durable_file.h"
+#include "pipeline_outlet.h"
 
 namespace nova::agent {
 namespace {
@@ -68,11 +69,6 @@ schemas::MetricSample aggregate_of(std::span<const schemas::MetricSample> sample
   if (powered > 0) a.power_w = power / static_cast<double>(powered);
   a.extra[std::string(kAggregateSamplesGauge)] = n;
   return a;
-}
-
-schemas::Timestamp wall_ms() {
-  return static_cast<schemas::Timestamp>(std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
 topics::Id id(const std::string& s) { return topics::Id::parse(s).value(); }
@@ -167,6 +163,11 @@ ErasureEdit without_gauges(std::string_view stream, std::string_view stored, con
 
 }  // namespace
 
+schemas::Timestamp Agent::wall_ms() {
+  return static_cast<schemas::Timestamp>(std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
 schemas::Result<std::unique_ptr<Agent>> Agent::create(AgentOptions options, SampleSource* source) {
   if (!options.birth.description) return Error{"", "agent: birth record needs a node description"};
   if (!topics::Id::valid(options.birth.node)) return Error{"", "agent: invalid node id '" + options.birth.node + "'"};
@@ -176,6 +177,7 @@ schemas::Result<std::unique_ptr<Agent>> Agent::create(AgentOptions options, Samp
   if (!topics::SitePath::parse(options.birth.description->site)) {
     return Error{"", "agent: invalid site path '" + options.birth.description->site + "'"};
   }
+  if (auto checked = Pipelines::make(options.pipelines); !checked) return checked.error();
   auto corrupt = std::make_shared<std::atomic<std::uint64_t>>(0);
   const StorageOptions storage = reported_storage(options.storage_key, options.log, corrupt);
   options.outbox.storage = storage;
@@ -217,6 +219,7 @@ Agent::Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox>
   u.will_topic = topics::up(id(options_.birth.node), topics::UpKind::state);
   uplink_ = std::make_unique<Uplink>(std::move(u));
   tokens_ = options_.drain.burst;
+  set_pipelines(options_.pipelines);
 }
 
 Agent::~Agent() = default;
@@ -298,11 +301,16 @@ void Agent::add_sample(const schemas::MetricSample& sample) {
   }
   if (options_.extra_gauges) options_.extra_gauges(extra);
   sensors_.merge_into(extra, sample.ts);  // third-party readings since the last sample
+  pipeline_sample(open_batch_.back());    // gauge inputs, outbox outputs, agent.pipeline.*
   // Decided here, on the sample as it goes up (sensor gauges included), whether or not
   // the uplink is there: the outbox keeps what is decided offline until it can be sent.
   firings_.clear();
   decisions_.evaluate(open_batch_.back(), !session_up_, firings_);
   for (Firing& f : firings_) {
+    if (suppressed(f.alert.metric)) {  // a rule's suppress_alert action is in force
+      update_counters([](AgentCounters& c) { ++c.alerts_suppressed; });
+      continue;
+    }
     if (options_.log) {
       options_.log(f.alert.severity == schemas::Severity::info ? "info" : "warning", "alert",
                    "metric=" + f.alert.metric + " message=\"" + f.alert.message + "\"");
@@ -317,6 +325,7 @@ void Agent::add_sample(const schemas::MetricSample& sample) {
       }
     }
     if (f.record && append_record("decisions", Priority::decisions, *f.record)) {
+      note_decision(*f.record);
       update_counters([](AgentCounters& c) { ++c.decisions; });
     }
   }
@@ -406,6 +415,7 @@ void Agent::apply_pending_tuning() {
   options_.batch_encoding = t->batch_encoding;
   options_.drain = t->drain;
   decisions_.set_options(t->decisions);
+  if (!pipelines_ ? !t->pipelines.empty() : pipelines_->specs() != t->pipelines) set_pipelines(std::move(t->pipelines));
   tokens_ = std::min(tokens_, options_.drain.burst);
   if (options_.tasks != nullptr) {
     options_.tasks->set_limits(t->task_limits);
@@ -657,9 +667,12 @@ void Agent::guarded(const std::string& topic, Fn handler) {
 }
 
 void Agent::on_sensor_reading(const topics::SensorTopic& t, const std::string& payload) {
-  auto refused = sensors_.accept(t.sensor.str(), payload, wall_ms());
+  const Clock::time_point arrival = Clock::now();
+  schemas::SensorReading reading;
+  auto refused = sensors_.accept(t.sensor.str(), payload, wall_ms(), pipelines_ ? &reading : nullptr);
   if (!refused) {
     update_counters([](AgentCounters& c) { ++c.sensor_readings; });
+    feed_reading(t.sensor.str(), reading, arrival);
     return;
   }
   update_counters([](AgentCounters& c) { ++c.sensor_refused; });

@@ -40,6 +40,9 @@ void Agent::on_verdict(const std::string& topic, const std::string& payload, sch
     if (options_.log) options_.log("debug", "verdict_accepted", fields);
     return;
   }
+  // A verdict against a decision taken offline: agent.pipeline.offline_overruled.
+  const bool overruled_offline = v->verdict != schemas::Verdict::accepted && offline_set_.count(v->decision_id) != 0;
+  if (overruled_offline) update_counters([](AgentCounters& c) { ++c.offline_overruled; });
   if (v->verdict == schemas::Verdict::rejected) {
     update_counters([](AgentCounters& c) { ++c.verdicts_rejected; });
     if (options_.log) options_.log("warning", "verdict_rejected", fields);

@@ -21,6 +21,7 @@
 #include <variant>
 
 #include "nova/agent/cache_origin.h"
+#include "nova/agent/pipelines.h"
 #include "nova/agent/sensors.h"
 #include "nova/schemas/topic.h"
 
@@ -33,7 +34,7 @@ using schemas::Result;
 // --- the table -------------------------------------------------------------------------
 
 // What a string (or each item of a list) must be.
-enum class Check { none, id, site_path, uri, absolute_path, absolute_path_or_empty, personal_item, http_url, stream_rule };
+enum class Check { none, id, site_path, uri, absolute_path, absolute_path_or_empty, personal_item, http_url, stream_rule, pipelines };
 
 constexpr std::string_view accepts_text(Check c) {
   switch (c) {
@@ -56,6 +57,8 @@ constexpr std::string_view accepts_text(Check c) {
     case Check::stream_rule:
       return "a rule: <gauge pattern> <kind: zscore, mad or seasonal> [threshold=<number>] "
              "[min_samples=<n>] [window=<n>] [season=<n>] [persist=<k>/<n>]";
+    case Check::pipelines:
+      return "a list of pipelines (docs/agent.md, Pipelines); remotely, that list as a JSON or YAML flow string";
   }
   return "";
 }
@@ -366,6 +369,11 @@ const std::vector<KeyDef>& table() {
           "every gauge with a z-score detector. Default: sensor readings only, robust, at "
           "6 (docs/agent.md says why)."),
 
+      def(NOVA_KEY(pipelines), text(Check::pipelines), Reload::hot,
+          "Stream pipelines over sensor readings, host gauges and other pipelines: filters, "
+          "a window, an anomaly detector, outputs and rules that act (docs/agent.md, "
+          "Pipelines). A change restarts every pipeline's windows, baselines and rule states."),
+
       def(NOVA_KEY(trust.signing_keys), list(Check::absolute_path), Reload::restart,
           "Ed25519 public key files (PEM, from `nova-pki signing-key`) whose signatures the "
           "agent accepts on control messages (tasks, configs, models, acks, verdicts, update "
@@ -629,6 +637,9 @@ std::optional<std::string> check_string(Check check, const std::string& s) {
       return std::nullopt;
     case Check::stream_rule:
       return std::nullopt;  // with the other anomaly.* keys, in cross_check
+    case Check::pipelines:
+      if (auto specs = parse_pipelines(s); !specs) return specs.error().message();
+      return std::nullopt;
     case Check::uri: {
       const std::size_t sep = s.find("://");
       static constexpr std::array<std::string_view, 6> kSchemes{"tcp",   "ssl", "mqtt",
@@ -888,6 +899,17 @@ std::vector<std::string_view> sections() {
   return out;
 }
 
+// A YAML node as one line of flow YAML ("[]" for nothing), the text a key of its own keeps.
+std::string flow_text(const YAML::Node& n) {
+  if (n.IsNull()) return "[]";
+  if (n.IsScalar()) return n.Scalar();
+  YAML::Emitter out;
+  out.SetMapFormat(YAML::Flow);
+  out.SetSeqFormat(YAML::Flow);
+  out << n;
+  return out.c_str();
+}
+
 struct YamlError {
   Error error;
 };
@@ -919,6 +941,12 @@ AgentConfig read_yaml(std::string_view text) {
         fail(sec.first, name, "section given twice");
       }
       seen_sections.push_back(name);
+      if (const KeyDef* whole = find_def(name)) {  // a key of its own (pipelines:), any YAML below it
+        const YAML::Mark at = sec.second.IsNull() ? sec.first.Mark() : sec.second.Mark();
+        seen[whole->key.name] = at;
+        if (auto problem = assign(c, *whole, Value{flow_text(sec.second)})) fail(at, name, *problem);
+        continue;
+      }
       if (sec.second.IsNull()) continue;  // every key commented out
       if (!sec.second.IsMap()) fail(sec.second, name, "expected a mapping of keys");
       for (const auto& kv : sec.second) {

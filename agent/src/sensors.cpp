@@ -49,7 +49,7 @@ SensorIngest::Refusal sensor_refusal(const std::string& sensor, schemas::Timesta
 }
 
 std::optional<SensorIngest::Refusal> SensorIngest::accept(const std::string& sensor, std::string_view payload,
-                                                          schemas::Timestamp now) {
+                                                          schemas::Timestamp now, schemas::SensorReading* accepted) {
   const bool json = looks_like_json(payload);
   auto refuse = [&](std::string_view field, std::string_view reason) {
     ++counters_.refused;
@@ -105,6 +105,7 @@ std::optional<SensorIngest::Refusal> SensorIngest::accept(const std::string& sen
     ++w.count;
   }
   if (added > 0) gauges_of_[sensor] = own + added;
+  if (accepted != nullptr) *accepted = std::move(reading).value();
   return std::nullopt;
 }
 

@@ -1,5 +1,6 @@
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -330,6 +331,7 @@ struct TaskRunner::Impl {
 
   void terminate(Running& r, Timestamp now) {
     ::kill(-r.child.pid, SIGTERM);
+    ::kill(-r.child.pid, SIGCONT);  // a task paused by a rule must wake to see it
     r.term_sent = now;
     dirty = true;
   }
@@ -829,6 +831,33 @@ Result<CancelOutcome> TaskRunner::cancel(const std::string& task_id, const std::
   d.next_seq += 1;
   d.enqueue_result(std::move(record));
   return CancelOutcome::fenced;
+}
+
+schemas::Status TaskRunner::pause(const std::string& task_id, bool paused) {
+  auto r = impl_->running.find(task_id);
+  if (r == impl_->running.end()) return Error{"task_id", "'" + task_id + "' is not running"};
+  if (::kill(-r->second.child.pid, paused ? SIGSTOP : SIGCONT) != 0) {
+    return Error{"task_id", std::string("signal refused: ") + std::strerror(errno)};
+  }
+  return schemas::Ok{};
+}
+
+schemas::Status TaskRunner::set_priority(const std::string& task_id, std::uint8_t priority) {
+  Impl& d = *impl_;
+  if (priority > 9) return Error{"priority", "must be 0..9"};
+  if (auto q = d.queued.find(task_id); q != d.queued.end()) {
+    Queued taken = d.unqueue({q->second.record.task.priority, q->second.record.seq, task_id});
+    taken.record.task.priority = priority;
+    d.requeue(std::move(taken));
+    d.dirty = true;
+    return schemas::Ok{};
+  }
+  auto r = d.running.find(task_id);
+  if (r == d.running.end()) return Error{"task_id", "'" + task_id + "' is neither queued nor running"};
+  if (::setpriority(PRIO_PGRP, static_cast<id_t>(r->second.child.pid), priority) != 0) {
+    return Error{"priority", std::string("setpriority refused: ") + std::strerror(errno)};
+  }
+  return schemas::Ok{};
 }
 
 void TaskRunner::poll(Timestamp now, const HostState& host) {

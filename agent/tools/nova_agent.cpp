@@ -97,6 +97,8 @@ AgentTuning tuning_of(const AgentConfig& c) {
                                   static_cast<double>(c.limits.max_disk_pct), c.limits.min_free_memory_mb};
   t.max_concurrent_tasks = c.tasks.max_concurrent;
   t.decisions = c.decision_options();
+  auto pipelines = parse_pipelines(c.pipelines);  // checked when the config was read
+  if (pipelines) t.pipelines = std::move(pipelines).value();
   return t;
 }
 
@@ -117,6 +119,7 @@ AgentOptions agent_options(const AgentConfig& c) {
   o.batch_encoding = t.batch_encoding;
   o.drain = t.drain;
   o.decisions = t.decisions;
+  o.pipelines = t.pipelines;
   o.outbox.dir = c.outbox.dir;
   o.outbox.max_bytes = c.outbox.max_bytes;
   o.state_dir = std::filesystem::path(c.outbox.dir).parent_path() / "state";

@@ -191,6 +191,9 @@ std::string bundle_chunk(const Id& sha256, std::uint64_t index) {
 
 std::string up_all() { return join({"up", "#"}); }
 std::string down_subtree(const SitePath& site) { return join({"down", site.str(), "#"}); }
+std::string local(const Id& node, LocalKind kind, const Id& name) {
+  return join({"local", node.str(), kind == LocalKind::actuator ? "actuator" : "pipeline", name.str()});
+}
 std::string sensor_all(const Id& node) { return join({"sensor", node.str(), "+"}); }
 std::string cloud_all(CloudKind kind) { return join({"cloud", to_string(kind), "+"}); }
 std::string bundle_all() { return join({"bundle", "#"}); }

@@ -1,6 +1,7 @@
 // AgentConfig: defaults, the example file, the docs table, every kind of bad input (each
 // error names its key), and remote updates.
 #include "nova/agent/config.h"
+#include "nova/agent/pipelines.h"
 
 #include <catch2/catch.hpp>
 #include <filesystem>
@@ -509,4 +510,29 @@ TEST_CASE("anomaly.streams chooses detectors per gauge and names a bad rule", "[
   CHECK(r->anomaly.streams == std::vector<std::string>{"sensor.* zscore threshold=3", "cpu mad"});
   CHECK(remote_error(c, {{"anomaly.streams", std::string("sensor.* lstm")}}) ==
         "config.values.anomaly.streams: item 0 ('sensor.* lstm'): kind: unknown detector 'lstm' (zscore, mad, seasonal)");
+}
+
+TEST_CASE("pipelines is a list in the file and a flow string remotely and a bad one names the item and key",
+          "[config][pipelines]") {
+  const AgentConfig c = parse_ok(std::string(kIdentity) +
+                                 "pipelines:\n"
+                                 "  - name: boiler\n"
+                                 "    input: {sensor: boiler, value: temp}\n"
+                                 "    window: {kind: tumbling, size_ms: 5000}\n");
+  auto specs = parse_pipelines(c.pipelines);
+  REQUIRE(specs.ok());
+  REQUIRE(specs->size() == 1);
+  CHECK(specs->front().name == "boiler");
+  CHECK(specs->front().window.size_ms == 5000);
+  CHECK(parse_error(std::string(kIdentity) + "pipelines:\n  - name: boiler\n    input: {sensor: b}\n    window: {kind: rolling}\n") ==
+        "line 5: pipelines: pipelines[0].window.kind: expected tumbling, hopping or sliding");
+  CHECK(parse_ok(kIdentity).pipelines == "[]");
+
+  // Remotely: the same list as a JSON (or YAML flow) string, hot; a bad one refused whole.
+  auto r = apply_remote(c, remote({{"pipelines", std::string(R"([{"name": "cpu", "input": {"gauge": "cpu"}}])")}}));
+  REQUIRE(r.ok());
+  CHECK(parse_pipelines(r->pipelines).value().front().input.gauge == "cpu");
+  CHECK(describe_changes(c, *r).find("pipelines: ") != std::string::npos);
+  CHECK(remote_error(c, {{"pipelines", std::string(R"([{"name": "cpu", "input": {"pipeline": "nope"}}])")}}) ==
+        "config.values.pipelines: pipelines[0].input.pipeline: 'nope' is not a pipeline declared before this one");
 }

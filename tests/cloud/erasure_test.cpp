@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "cloud_process.h"
+#include "gateway_agent.h"
 #include "hierarchy_support.h"
 #include "nova/schemas/codec.h"
 #include "nova/security/audit_log.h"
@@ -81,11 +82,8 @@ TEST_CASE("an erasure by REST removes every copy of a sensor's and a node's data
   test::CloudProcess cloud(h->tls_uri("cloud"), dir / "cloud", "nova-cloud", "", 180, h->identity("nova-cloud"));
 
   const fs::path adir = dir / "gw-a1";
-  fs::create_directories(adir);
-  testing::write_agent_config(adir / "agent.yaml", "gw-a1", "cloud/a1", 2, h->tls_uri("a1"), adir,
-                              "metrics: {interval_ms: 100, batch_interval_s: 10}\ndrain: {jitter_ms: 0}\n",
-                              h->agent_tls_keys("gw-a1"));
-  auto agent = std::make_unique<testing::AgentProcess>(NOVA_AGENT_BIN, adir / "agent.yaml", adir / "agent.log");
+  auto agent = test::start_gateway_agent(*h, NOVA_AGENT_BIN, adir,
+                                         "metrics: {interval_ms: 100, batch_interval_s: 10}\ndrain: {jitter_ms: 0}\n");
   REQUIRE(cloud.poll_json("/api/v1/nodes/gw-a1", [](const json& n) { return n["liveness"] == "alive"; }, 60s));
   const std::string reading = "mosquitto_pub " + h->mosquitto_client_args("a1", "sensor.gw-a1.cam1") +
                               " -q 1 -t nova/v1/sensor/gw-a1/cam1 -m '{\"v\":1,\"ts\":1,\"values\":{\"temp\":21.5}}'";

@@ -33,6 +33,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -42,6 +43,7 @@
 #include <random>
 #include <set>
 #include <span>
+#include <unordered_set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,8 +51,10 @@
 #include "nova/agent/control_gate.h"
 #include "nova/agent/decisions.h"
 #include "nova/agent/inbox.h"
+#include "nova/agent/latency.h"
 #include "nova/agent/outbox.h"
 #include "nova/agent/rtt.h"
+#include "nova/agent/pipelines.h"
 #include "nova/agent/sensors.h"
 #include "nova/agent/tasks.h"
 #include "nova/agent/updater.h"
@@ -104,7 +108,16 @@ struct AgentOptions {
   // replaces the z-score parameters.
   DecisionOptions decisions;
   // Which sensor values are personal (sensors.h): only their window aggregates go up.
+  // Personal values never enter a pipeline.
   PrivacyPolicy privacy;
+  // Stream pipelines (pipelines.h), fed at each reading's arrival and each sample; their
+  // rules act through the task runner, the local broker and the outbox
+  // (agent_pipelines.cpp). Checked by parse_pipelines; a set Pipelines::make refuses is
+  // refused by create().
+  std::vector<PipelineSpec> pipelines;
+  // The cache's eviction hook for the evict_cache action: removes the entries whose key
+  // starts with the prefix and returns how many. None: that action fails (counted).
+  std::function<std::uint64_t(const std::string& prefix)> evict_cache;
   // Called on the loop thread with each valid retained config pushed down; the caller
   // validates it against its config and calls reconfigure() with the outcome.
   std::function<void(const schemas::Config&)> on_remote_config;
@@ -147,6 +160,7 @@ struct AgentTuning {
   AdmissionLimits task_limits;
   std::size_t max_concurrent_tasks = 2;
   DecisionOptions decisions;
+  std::vector<PipelineSpec> pipelines;  // a change restarts every pipeline's state
 };
 
 // Where samples come from: the host (MetricsCollector) or, in tests, a generator that
@@ -212,6 +226,20 @@ struct AgentCounters {
   std::uint64_t updates_staged = 0;
   std::uint64_t updates_refused = 0;
   std::uint64_t erasures = 0;  // erasure requests applied (each reported upward)
+  // Pipelines (agent_pipelines.cpp): values that entered one, values dropped behind a
+  // window's watermark, rule decisions recorded, actions that could not be carried out
+  // (each logged), actuator messages handed to the broker, the agent's own alerts not
+  // raised because a rule suppressed them.
+  std::uint64_t pipeline_readings = 0;
+  std::uint64_t pipeline_late = 0;
+  std::uint64_t pipeline_decisions = 0;
+  std::uint64_t pipeline_actions_failed = 0;
+  std::uint64_t actuator_messages = 0;
+  std::uint64_t alerts_suppressed = 0;
+  // Decisions (every kind) recorded while offline, and verdicts that overrode or
+  // rejected one of them later.
+  std::uint64_t decisions_offline = 0;
+  std::uint64_t offline_overruled = 0;
   std::uint64_t control_refused() const {
     return control_unsigned + control_untrusted + control_misaddressed + control_expired + control_not_yet_valid +
            control_replayed + control_stale;
@@ -339,6 +367,19 @@ class Agent {
   std::string birth_payload(schemas::NodeStatus status) const;
   void publish_birth();  // the "online" record, retained, now
 
+  // --- pipelines (agent_pipelines.cpp) ---
+  class PipelineOutlet;  // the PipelineSink: outputs, decisions, actions
+  void set_pipelines(std::vector<PipelineSpec> specs);
+  void feed_reading(const std::string& sensor, const schemas::SensorReading& reading, Clock::time_point arrival);
+  // The pipelines' part of a sample: gauge inputs fed, outbox outputs and the
+  // agent.pipeline.* analytics gauges added to `sample.extra`.
+  void pipeline_sample(schemas::MetricSample& sample);
+  void act(const PipelineDecision& d);
+  bool suppressed(const std::string& metric) const;
+  // Offline decisions are remembered (the newest 4096) so a later verdict on one counts.
+  void note_decision(const schemas::DecisionRecord& d);
+  static schemas::Timestamp wall_ms();
+
   AgentOptions options_;
   SampleSource* source_;
   std::unique_ptr<Outbox> outbox_;
@@ -354,6 +395,16 @@ class Agent {
   std::string local_alert_topic_;
   DecisionEngine decisions_;
   std::vector<Firing> firings_;  // reused for each sample's decisions
+  std::unique_ptr<Pipelines> pipelines_;  // none: no pipeline configured
+  std::unique_ptr<PipelineOutlet> outlet_;
+  std::map<std::string, double> pipeline_outbox_;   // outbox outputs waiting for the next sample
+  std::map<std::string, std::uint32_t> suppressions_;  // alert metric prefix -> rules suppressing it
+  LatencyHistogram latency_;  // readings' arrival -> pipelines done, since the last sample
+  std::uint64_t readings_before_ = 0;  // pipeline readings counted at the last sample
+  std::optional<schemas::Timestamp> analytics_ts_;  // that sample's time
+  std::deque<std::string> offline_ids_;
+  std::unordered_set<std::string> offline_set_;
+
   std::vector<schemas::MetricSample> open_batch_;
   std::uint64_t bdseq_ = 0;
   // Per upward stream: how far this session has sent, and its go-back-N stall timer.

@@ -176,6 +176,9 @@ struct AgentConfig {
     std::string dir;
     friend bool operator==(const Update&, const Update&) = default;
   } update;
+  // Stream pipelines (pipelines.h): the `pipelines:` list as one line of flow YAML,
+  // checked by parse_pipelines; "[]": none.
+  std::string pipelines = "[]";
   struct Log {
     LogLevel level = LogLevel::info;
     LogFormat format = LogFormat::logfmt;

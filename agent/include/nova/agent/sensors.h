@@ -94,8 +94,11 @@ class SensorIngest {
     schemas::SensorError error;
     std::string payload;  // the encoded SensorError, JSON or CBOR like the reading
   };
-  // nullopt: accepted. Otherwise the error reply to publish. Never throws on any payload.
-  std::optional<Refusal> accept(const std::string& sensor, std::string_view payload, schemas::Timestamp now);
+  // nullopt: accepted (and the decoded reading moved to `*accepted`, when given: the
+  // agent's pipelines take it at arrival). Otherwise the error reply to publish. Never
+  // throws on any payload.
+  std::optional<Refusal> accept(const std::string& sensor, std::string_view payload, schemas::Timestamp now,
+                                schemas::SensorReading* accepted = nullptr);
 
   // Adds "sensor.<sensor>.<name>" = latest value to `extra` (never beyond 256 entries)
   // and forgets them: a gauge appears in the samples that follow a reading, not forever.

@@ -271,6 +271,17 @@ class TaskRunner {
   // error: the id is invalid or the fence could not be stored.
   Result<CancelOutcome> cancel(const std::string& task_id, const std::string& reason, Timestamp now);
 
+  // Local rules' actions (pipelines.h, rules.h). pause: SIGSTOP to a running task's
+  // process group; resume: SIGCONT. Its timeout keeps counting while it is stopped, and
+  // a cancel or timeout sends SIGCONT after SIGTERM so the task can act on it. An error:
+  // the task is not running (field "task_id").
+  schemas::Status pause(const std::string& task_id, bool paused);
+  // A queued task's place in the queue, or a running task's scheduling priority
+  // (setpriority of its process group: nice = priority, 0..9, 0 the highest). Held in
+  // memory: after a restart the task has the priority it was sent with. An error: the
+  // task is neither queued nor running, or the kernel refused.
+  schemas::Status set_priority(const std::string& task_id, std::uint8_t priority);
+
   // Drains output, reaps exited children, enforces timeouts, refuses queued tasks that
   // can no longer fit (limits changed), starts what fits, and hands results to the sink.
   // `now` is the agent's clock (ms since the epoch); timeouts are measured with it.

@@ -85,6 +85,11 @@ std::string up_sensor(const Id& node, const Id& sensor);
 std::string down(const SitePath& site, const Id& node, DownKind kind);
 std::string sensor(const Id& node, const Id& sensor);
 std::string sensor_error(const Id& node, const Id& sensor);
+// nova/v1/local/<node>/actuator/<name> and nova/v1/local/<node>/pipeline/<name>: what a
+// node's agent publishes on its own broker for local consumers (actuators, displays);
+// never bridged (schemas/topics.md, Local topics).
+enum class LocalKind { actuator, pipeline };
+std::string local(const Id& node, LocalKind kind, const Id& name);
 std::string cloud(CloudKind kind, const Id& id);
 // nova/v1/local/<node>/<name>: what a node's agent publishes for consumers on its own
 // broker (local actuators), never bridged (schemas/topics.md, Local topics). "alert" is
