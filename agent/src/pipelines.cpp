@@ -8,27 +8,6 @@ namespace nova::agent {
 
 using schemas::Error;
 
-bool glob_match(std::string_view pattern, std::string_view text) {
-  // Iterative matching with one back-track point: linear for patterns with one '*'.
-  std::size_t p = 0, t = 0, star = std::string_view::npos, mark = 0;
-  while (t < text.size()) {
-    if (p < pattern.size() && pattern[p] == '*') {
-      star = p++;
-      mark = t;
-    } else if (p < pattern.size() && pattern[p] == text[t]) {
-      ++p;
-      ++t;
-    } else if (star != std::string_view::npos) {
-      p = star + 1;
-      t = ++mark;
-    } else {
-      return false;
-    }
-  }
-  while (p < pattern.size() && pattern[p] == '*') ++p;
-  return p == pattern.size();
-}
-
 // One stream's state in one pipeline.
 struct Pipelines::Stream {
   std::optional<double> last_value;  // the last value kept by the filters

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "nova/agent/decisions.h"
+#include "nova/agent/glob.h"
 
 namespace nova::agent {
 
@@ -50,27 +51,7 @@ std::optional<std::uint32_t> count_of(std::string_view s) {
 
 }  // namespace
 
-bool matches(std::string_view pattern, std::string_view name) {
-  // Greedy glob with one backtrack point (the last '*'): linear in practice, and names
-  // and patterns are at most 64 characters.
-  std::size_t p = 0, n = 0, star = std::string_view::npos, resume = 0;
-  while (n < name.size()) {
-    if (p < pattern.size() && pattern[p] == '*') {
-      star = p++;
-      resume = n;
-    } else if (p < pattern.size() && pattern[p] == name[n]) {
-      ++p;
-      ++n;
-    } else if (star != std::string_view::npos) {
-      p = star + 1;
-      n = ++resume;
-    } else {
-      return false;
-    }
-  }
-  while (p < pattern.size() && pattern[p] == '*') ++p;
-  return p == pattern.size();
-}
+bool matches(std::string_view pattern, std::string_view name) { return glob_match(pattern, name); }
 
 schemas::Result<StreamRule> parse_stream_rule(std::string_view text, const DetectorParams& defaults) {
   const std::vector<std::string_view> w = words(text);

@@ -272,7 +272,10 @@ TEST_CASE("bad pipeline config is refused naming the item and key", "[agent][pip
   CHECK(error("- {name: a, input: {gauge: cpu}, rules: [{name: r, when: 'value > 3', action: {do: explode}}]}")
             .starts_with("pipelines[0].rules[0].action.do: 'explode' is not an action"));
   CHECK(error("- {name: a, input: {gauge: cpu}, anomaly: {kind: magic}}") ==
-        "pipelines[0].anomaly.kind: unknown detector 'magic' (known: zscore)");
+        "pipelines[0].anomaly.kind: unknown detector 'magic' (zscore, mad, seasonal)");
+  CHECK(parse_pipelines("- {name: a, input: {gauge: cpu}, anomaly: {kind: mad, threshold: 6}}").ok());
+  CHECK(parse_pipelines("- {name: a, input: {gauge: cpu}, anomaly: {kind: seasonal, season: 24}}").ok());
+  CHECK(error("- {name: a, input: {gauge: cpu}, anomaly: {kind: seasonal}}").starts_with("pipelines[0].anomaly."));
   CHECK(error("- {name: a, input: {gauge: cpu}, filters: [{range: {min: 3, max: 1}}]}") ==
         "pipelines[0].filters[0].range: min is above max");
   CHECK(error("- {name: a, input: {gauge: cpu}, colour: red}").starts_with("pipelines[0].colour: unknown key"));

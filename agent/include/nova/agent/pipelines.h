@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "nova/agent/detectors.h"
+#include "nova/agent/glob.h"
 #include "nova/agent/rules.h"
 #include "nova/agent/window.h"
 #include "nova/schemas/messages.h"
@@ -84,8 +85,6 @@ struct PipelineSpec {
 // "pipelines[1].window.size_ms: expected an integer >= 1". Empty text: none.
 schemas::Result<std::vector<PipelineSpec>> parse_pipelines(std::string_view text);
 
-// '*' matches any run of characters, everything else itself.
-bool glob_match(std::string_view pattern, std::string_view text);
 
 // A rule that fired or cleared, with what it saw.
 struct PipelineDecision {
