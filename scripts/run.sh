@@ -13,7 +13,10 @@
 # bundle by firmware/nova-device-bundle and run by its launcher nova-agent-launch.
 # nova-cloud sees every agent alive and acknowledges their metrics end to end; a workload
 # submitted through its REST API is placed on a device, goes down as a task three bridge
-# hops, and its result comes back up. Then two over-the-air updates through nova-cloud's
+# hops, and its result comes back up; a service of two replicas runs on two devices and
+# is cancelled; a pipeline on dev-par-a1-1 turns a fan on and off from a boiler's
+# readings (mosquitto_pub and mosquitto_sub with sensor certificates the script enrols),
+# and its decision records reach nova-cloud. Then two over-the-air updates through nova-cloud's
 # REST API: the next version of the agent to every node in waves (each node's retained
 # birth reports it), and a deliberately broken bundle that the first wave's launchers
 # roll back by themselves, halting the rollout; every metrics batch each node made
