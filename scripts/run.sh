@@ -13,7 +13,10 @@
 # bundle by firmware/nova-device-bundle and run by its launcher nova-agent-launch.
 # nova-cloud sees every agent alive and acknowledges their metrics end to end; a workload
 # submitted through its REST API is placed on a device, goes down as a task three bridge
-# hops, and its result comes back up. Then two over-the-air updates through nova-cloud's
+# hops, and its result comes back up; a service of two replicas runs on two devices and
+# is cancelled; a pipeline on dev-par-a1-1 turns a fan on and off from a boiler's
+# readings (mosquitto_pub and mosquitto_sub with sensor certificates the script enrols),
+# and its decision records reach nova-cloud. Then two over-the-air updates through nova-cloud's
 # REST API: the next version of the agent to every node in waves (each node's retained
 # birth reports it), and a deliberately broken bundle that the first wave's launchers
 # roll back by themselves, halting the rollout; every metrics batch each node made
@@ -173,7 +176,7 @@ next_version=$("$agent_next" --version | awk '{ print $2 }')
   die "--agent-next must report another version than --agent ('$next_version', '$agent_version')"
 [[ -x "$pki" ]] || die "no nova-pki at $pki (build first, or set NOVA_PKI)"
 /usr/bin/python3 -c 'import yaml' 2>/dev/null || die "Debian's python3-yaml is missing (run scripts/setup.sh)"
-for tool in mosquitto_pub mosquitto_sub python3 cmp tail grep timeout curl strip awk; do
+for tool in mosquitto_pub mosquitto_sub python3 cmp tail grep timeout curl strip awk stdbuf; do
   command -v "$tool" >/dev/null || die "$tool not found (run scripts/setup.sh)"
 done
 
@@ -190,7 +193,14 @@ pki_dir="$work_dir/pki"
   { cat "$work_dir/pki.out" >&2; die "nova-pki topology failed"; }
 "$pki" --dir "$pki_dir" issue --role operator --name demo --region cloud >>"$work_dir/pki.out" 2>&1 ||
   { cat "$work_dir/pki.out" >&2; die "nova-pki issue --role operator failed"; }
-say "PKI for mutual TLS on every hop: $pki_dir (nova-pki topology, plus operator.demo)"
+# A boiler's thermometer and the fan it drives, both at node $pipeline_node (docs/agent.md,
+# "Pipelines"): the ACL lets sensor.N.S write nova/v1/sensor/N/S and read nova/v1/local/N/#.
+pipeline_node="dev-par-a1-1"
+for sensor in boiler fan; do
+  "$pki" --dir "$pki_dir" issue --role sensor --name "$pipeline_node.$sensor" --region cloud >>"$work_dir/pki.out" 2>&1 ||
+    { cat "$work_dir/pki.out" >&2; die "nova-pki issue --role sensor failed"; }
+done
+say "PKI for mutual TLS on every hop: $pki_dir (nova-pki topology, plus operator.demo, sensor.$pipeline_node.boiler and .fan)"
 
 # mosquitto_pub/sub options to connect as certificate identity $1 (one connection per
 # identity at a time: the broker makes the CN the client id).
@@ -395,13 +405,25 @@ for node in topology.get("nodes", []):
           ",".join(node.get("capabilities", [])) or "-")
 PY
   die "could not read the nodes of the topology"
+# Node $pipeline_node also runs a pipeline: every boiler temperature is an event, and a rule
+# turns the fan on when one is above 80 and off when one is not (docs/agent.md, "Pipelines").
+pipeline_yaml='pipelines:
+  - name: boiler
+    input: {sensor: boiler, value: temp}
+    rules:
+      - name: overheat
+        when: ["value > 80"]
+        action: {do: publish, target: fan, payload: "on"}
+        on_clear: {do: publish, target: fan, payload: "off"}'
 while read -r node site level port caps; do
   [[ "$caps" == "-" ]] && caps=""
+  extra=$(printf '%s\n' 'metrics: {batch_interval_s: 10}' 'drain: {jitter_ms: 200}' 'limits: {max_cpu_pct: 100}')
+  [[ "$node" == "$pipeline_node" ]] && extra+=$'\n'"$pipeline_yaml"
   "$bundle_tool" provision --bundle "$work_dir/bundle" --out "$agents_dir/$node" --prefix "$agents_dir/$node" \
     --node "$node" --site "$site" --level "$level" --broker "mqtts://127.0.0.1:$port" \
     --pki "$pki_dir" --nova-pki "$pki" --signing-key "$signing_pub" --trial-s "$trial_s" \
     --capabilities "$caps" --tasks-allow /bin/sh \
-    --config-extra "$(printf '%s\n' 'metrics: {batch_interval_s: 10}' 'drain: {jitter_ms: 200}' 'limits: {max_cpu_pct: 100}')" \
+    --config-extra "$extra" \
     >/dev/null || die "nova-device-bundle provision $node failed"
 done <"$work_dir/nodes.txt"
 
@@ -439,6 +461,61 @@ api_wait /api/v1/workloads/demo-hello "j['phase'] in ('succeeded', 'failed')" 60
 [[ "$(api_get /api/v1/workloads/demo-hello "j['phase']")" == "succeeded" ]] ||
   die "the workload failed: $(api_get /api/v1/workloads/demo-hello "j.get('result')")"
 say "OK: workload result from $(api_get /api/v1/workloads/demo-hello "j['result']['node'] + ': ' + j['result']['output'].strip()")"
+
+# A service (docs/cloud.md, "Services"): two replicas of a long-running command, each on
+# its own device, kept running by their agents and health-checked every second; then
+# cancelled, so the updates below find no replica to stop.
+printf '%s\n' '{"v":1,"workload_id":"demo-service","name":"a service of two replicas","kind":"service","replicas":2,' \
+  '"argv":["/bin/sh","-c","exec sleep 600"],"res":{"cpu_millis":0,"memory_mb":16,"storage_mb":0},' \
+  '"health_check":{"command":["/bin/sh","-c","true"],"interval_s":1},' \
+  '"caps":[],"tiers":[5],"availability":0.9,"clusters_in":[],"clusters_out":[],"timeout_ms":10000}' \
+  >"$work_dir/service.json"
+curl -fsS -X POST -H "Authorization: Bearer $api_token" -H 'Content-Type: application/json' --data @"$work_dir/service.json" \
+  "$api/api/v1/workloads" >/dev/null || die "POST /api/v1/workloads (the service) failed"
+api_wait /api/v1/workloads/demo-service \
+  "len(j['replicas']) == 2 and all(r['state'] == 'running' for r in j['replicas']) and j['replicas'][0]['node'] != j['replicas'][1]['node']" 30 ||
+  die "the service's two replicas are not running on two nodes: $(api_get /api/v1/workloads/demo-service j)"
+say "OK: service demo-service runs $(api_get /api/v1/workloads/demo-service "', '.join('replica %d on %s (%s, health %s)' % (i, r['node'], r['state'], r['health']) for i, r in enumerate(j['replicas']))")"
+curl -fsS -X POST -H "Authorization: Bearer $api_token" -H 'Content-Type: application/json' --data '{"reason":"demo over"}' \
+  "$api/api/v1/workloads/demo-service/cancel" >/dev/null || die "POST /api/v1/workloads/demo-service/cancel failed"
+api_wait /api/v1/workloads/demo-service "j['phase'] == 'cancelled'" 30 ||
+  die "the service did not end cancelled: $(api_get /api/v1/workloads/demo-service j)"
+say "OK: service demo-service cancelled: $(api_get /api/v1/workloads/demo-service "', '.join(r['node'] + ' ' + r['state'] for r in j['replicas'])")"
+
+# The pipeline of $pipeline_node: the fan listens on its actuator topic at the node's
+# access broker, the boiler sends four readings, and the rule turns the fan on at 95 and
+# off at 30. Each decision is a record nova-cloud lists (GET /api/v1/decisions).
+mapfile -t boiler_tls < <(tls_as "sensor.$pipeline_node.boiler")
+mapfile -t fan_tls < <(tls_as "sensor.$pipeline_node.fan")
+actuator="nova/v1/local/$pipeline_node/actuator/fan"
+# Line-buffered (stdbuf), so its SUBACK line is in the file before the readings go out.
+stdbuf -oL mosquitto_sub -d -h 127.0.0.1 -p "$access_port" -V mqttv311 "${fan_tls[@]}" -t "$actuator" -q 1 -C 2 -W 20 \
+  >"$work_dir/fan.out" 2>&1 &
+fan_pid=$!
+timeout 10 grep -q -m 1 'received SUBACK' < <(tail --pid="$fan_pid" -n +1 -f "$work_dir/fan.out") ||
+  { cat "$work_dir/fan.out" >&2; die "the fan could not subscribe to $actuator"; }
+ts_ms=$(($(date +%s%N) / 1000000))
+temps=(20 21 95 30)
+for i in "${!temps[@]}"; do
+  printf '{"v":1,"ts":%d,"values":{"temp":%s}}\n' $((ts_ms + i)) "${temps[$i]}"
+done >"$work_dir/readings.txt"
+mosquitto_pub -h 127.0.0.1 -p "$access_port" -V mqttv311 "${boiler_tls[@]}" -t "nova/v1/sensor/$pipeline_node/boiler" -q 1 \
+  -l <"$work_dir/readings.txt" || die "mosquitto_pub of the boiler's readings failed"
+say "the boiler published temperatures ${temps[*]} on nova/v1/sensor/$pipeline_node/boiler (mosquitto_pub as sensor.$pipeline_node.boiler)"
+wait "$fan_pid" || { cat "$work_dir/fan.out" >&2; die "the fan did not get two messages on $actuator within 20 s"; }
+grep '^{' "$work_dir/fan.out" >"$work_dir/fan.json" || true
+python3 - "$work_dir/fan.json" <<'EOF' || die "the fan's messages are not on then off: $(cat "$work_dir/fan.json")"
+import json, sys
+got = [json.loads(line) for line in open(sys.argv[1])]
+assert [(m["rule"], m["payload"]) for m in got] == [("overheat", "on"), ("overheat", "off")], got
+EOF
+say "the fan read on $actuator (mosquitto_sub as sensor.$pipeline_node.fan):"
+sed 's/^/  /' "$work_dir/fan.json"
+api_wait "/api/v1/decisions?node=$pipeline_node" "sum(d['kind'] == 'rule.overheat' for d in j) >= 2" 30 ||
+  die "nova-cloud does not list the rule's two decisions: $(api_get "/api/v1/decisions?node=$pipeline_node" j)"
+say "OK: the rule's decisions at nova-cloud (GET /api/v1/decisions?node=$pipeline_node):"
+api_get "/api/v1/decisions?node=$pipeline_node" \
+  "'\n'.join('  ' + json.dumps({k: d.get(k) for k in ('kind', 'action', 'inputs', 'offline')}) for d in j if d['kind'] == 'rule.overheat')"
 
 # Metrics batches go up every 10 s; nova-cloud stores each once and acks it downward.
 api_wait /api/v1/nodes/dev-par-a1-1 "j['watermarks'].get('metrics', 0) >= 1" 60 ||

@@ -11,6 +11,12 @@
 #   - no metrics batch lost: for each node, the batches its agents made (their `stopped`
 #     lines, every run that ended) are at or below nova-cloud's watermark of its metrics
 #     stream, and nova_cloud_seqs_skipped_total is 0;
+#   - the service run.sh submitted (GET /api/v1/workloads/demo-service): two replicas on
+#     two nodes, both cancelled;
+#   - the pipeline of the node run.sh gave one, after the updates restarted its agent: a
+#     reading from the boiler's certificate (mosquitto_pub) turns the fan on, read with the
+#     fan's certificate (mosquitto_sub), and GET /api/v1/decisions lists that decision and
+#     the two run.sh made;
 #   - the dashboard at the address run.sh prints, in Debian's chromium
 #     (tests/dashboard/dashboard_test.mjs attach; playwright-core from the dashboard_setup
 #     test): every site and link drawn, the node counts of the REST API.
@@ -100,7 +106,59 @@ skipped=$(curl -fsS "$api/metrics" | awk '$1 == "nova_cloud_seqs_skipped_total" 
 [[ "$skipped" == 0 ]] || fail "nova_cloud_seqs_skipped_total is '$skipped'"
 echo "batches: every node's made batches are at or below nova-cloud's watermark; none skipped"
 
-# 4. The demo's dashboard in a browser (the build tree is the one of nova-codec).
+# 4. The service: two replicas on two nodes, both ended by the cancel.
+get /api/v1/workloads/demo-service | python3 -c '
+import json, sys
+w = json.load(sys.stdin)
+r = w["replicas"]
+assert w["phase"] == "cancelled" and len(r) == 2 and r[0]["node"] != r[1]["node"], w
+assert all(x["state"] == "cancelled" for x in r), w
+print("service: cancelled, its replicas were on %s and %s" % (r[0]["node"], r[1]["node"]))' || fail "the service"
+
+# 5. The pipeline, still configured after the updates restarted its agent: a reading of
+# 96 from the boiler's certificate turns the fan on, read with the fan's; nova-cloud lists
+# that decision and run.sh's two.
+pki_dir=$(sed -n 's/.*PKI for mutual TLS on every hop: \([^ ]*\) .*/\1/p' "$out" | head -n 1)
+access_port=$(sed -n 's/.*at access broker par-a1 (port \([0-9]*\)).*/\1/p' "$out" | head -n 1)
+pnode=$(sed -n 's/.*published temperatures .* on nova\/v1\/sensor\/\([^/]*\)\/boiler .*/\1/p' "$out" | head -n 1)
+[[ -d "$pki_dir" && -n "$access_port" && -n "$pnode" ]] ||
+  fail "could not read the PKI ($pki_dir), par-a1's port ($access_port) or the pipeline's node ($pnode)"
+# mosquitto_pub/sub options to reach par-a1's broker as sensor.<node>.$1.
+tls_of() {
+  local d="$pki_dir/identities/sensor.$pnode.$1"
+  printf '%s\n' -h 127.0.0.1 -p "$access_port" -V mqttv311 --cafile "$pki_dir/trust/ca.pem" --cert "$d/cert.pem" --key "$d/key.pem"
+}
+mapfile -t fan_tls < <(tls_of fan)
+mapfile -t boiler_tls < <(tls_of boiler)
+fan_out=$(mktemp)
+stdbuf -oL mosquitto_sub -d "${fan_tls[@]}" -t "nova/v1/local/$pnode/actuator/fan" -q 1 -C 1 -W 20 >"$fan_out" 2>&1 &
+fan_pid=$!
+timeout 10 grep -q -m 1 'received SUBACK' < <(tail --pid="$fan_pid" -n +1 -f "$fan_out") ||
+  fail "the fan's mosquitto_sub did not subscribe: $(cat "$fan_out")"
+mosquitto_pub "${boiler_tls[@]}" -t "nova/v1/sensor/$pnode/boiler" -q 1 \
+  -m "{\"v\":1,\"ts\":$(($(date +%s%N) / 1000000)),\"values\":{\"temp\":96}}" || fail "mosquitto_pub as the boiler"
+wait "$fan_pid" || fail "the fan got nothing: $(cat "$fan_out")"
+fan_msg=$(grep -m 1 '^{' "$fan_out")
+rm -f "$fan_out"
+for _ in $(seq 1 100); do
+  listed=$(get "/api/v1/decisions?node=$pnode&limit=1000")
+  python3 -c '
+import json, sys
+fan, listed = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+assert fan["rule"] == "overheat" and fan["payload"] == "on" and fan["inputs"] == {"value": 96.0}, fan
+rule = sorted(d["inputs"]["value"] for d in listed if d["kind"] == "rule.overheat" and d["action"] == "publish")
+sys.exit(0 if rule == [30.0, 95.0, 96.0] else 1)' "$fan_msg" "$listed" && break
+  sleep 0.2
+done
+python3 -c '
+import json, sys
+listed = json.loads(sys.argv[1])
+rule = [d for d in listed if d["kind"] == "rule.overheat"]
+assert sorted(d["inputs"]["value"] for d in rule) == [30.0, 95.0, 96.0], rule
+print("pipeline: the fan read %s; nova-cloud lists the rule decisions on 95, 30 and 96" % sys.argv[2])' "$listed" "$fan_msg" ||
+  fail "the pipeline's decisions at nova-cloud"
+
+# 6. The demo's dashboard in a browser (the build tree is the one of nova-codec).
 dashboard_url=$(sed -n 's/.*dashboard: *\(http[^ ]*\) .*/\1/p' "$out" | head -n 1)
 [[ "$dashboard_url" == "$api/#token=$token" ]] || fail "run.sh printed the dashboard as '$dashboard_url'"
 build_dir=$(cd "$(dirname "$codec")/.." && pwd)
