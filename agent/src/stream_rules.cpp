@@ -75,13 +75,16 @@ schemas::Result<StreamRule> parse_stream_rule(std::string_view text, const Detec
     if (eq == std::string_view::npos) return Error{field, "expected " + field + "=<value>"};
     if (field == "persist") {
       const std::size_t slash = value.find('/');
+      // value_or, not *: GCC 12 at -Os (the firmware builds) warns that a disengaged
+      // optional may be read, though the check above it returns first.
       const auto k = count_of(value.substr(0, slash));
       const auto n = slash == std::string_view::npos ? std::nullopt : count_of(value.substr(slash + 1));
-      if (!k || !n || *k < 1 || *n > 64 || *k > *n) {
+      const std::uint32_t kv = k.value_or(0), nv = n.value_or(0);
+      if (!k || !n || kv < 1 || nv > 64 || kv > nv) {
         return Error{field, "expected <k>/<n> with 1 <= k <= n <= 64, got '" + std::string(value) + "'"};
       }
-      r.persist_k = static_cast<std::uint8_t>(*k);
-      r.persist_n = static_cast<std::uint8_t>(*n);
+      r.persist_k = static_cast<std::uint8_t>(kv);
+      r.persist_n = static_cast<std::uint8_t>(nv);
       continue;
     }
     if (field == "threshold") {

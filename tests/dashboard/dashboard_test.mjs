@@ -7,10 +7,13 @@
 //     listed in the offline operation table; a workload
 //     submitted through the form shows the node it went to and the reason, as the REST
 //     API has them; a node's detail lists its gauges, agent.outbox_records among them.
-//   node dashboard_test.mjs BUILD_DIR ARTIFACT_DIR attach API TOKEN
+//   node dashboard_test.mjs BUILD_DIR ARTIFACT_DIR attach API TOKEN NODE PIDS
 //     a stack already running (scripts/run.sh's demo, tests/integration/run_script_test.sh):
 //     every site and link of GET /api/v1/sites drawn, the header's node and alive counts
-//     those of GET /api/v1/nodes.
+//     those of GET /api/v1/nodes; then node NODE's processes (PIDS, comma-separated: its
+//     launcher first, so nothing restarts the agent) SIGKILLed by the test show on screen
+//     within 5 s (one fewer alive, its site red), and a workload submitted through the
+//     form shows the node it went to and the reason, as the REST API has them.
 //   node dashboard_test.mjs BUILD_DIR ARTIFACT_DIR scale [N]
 //     N (10,000) simulated nodes: the topology and the node count are drawn and a site's
 //     nodes are listed after a click within 2 s of navigation start (measured in the
@@ -26,7 +29,7 @@ import { fileURLToPath } from 'node:url';
 
 const [build, artifacts, mode = 'small', count = '10000'] = process.argv.slice(2);
 if (!build || !artifacts || !['small', 'scale', 'attach'].includes(mode)) {
-  console.error('usage: dashboard_test.mjs BUILD_DIR ARTIFACT_DIR small|scale [N]|attach API TOKEN');
+  console.error('usage: dashboard_test.mjs BUILD_DIR ARTIFACT_DIR small|scale [N]|attach API TOKEN NODE PIDS');
   process.exit(2);
 }
 mkdirSync(artifacts, { recursive: true });
@@ -76,6 +79,25 @@ async function sitesDrawn(page, sites) {
   check(true, 'every site and its bridge link to its parent are drawn, links up');
 }
 
+// A workload through the form: where it went and why, as the REST API has it; never to
+// `dead`, the node the test killed.
+async function submitThroughForm(stack, page, id, dead) {
+  await page.fill('#submit-form input[name=workload_id]', id);
+  await page.fill('#submit-form input[name=argv]', '/bin/sh -c true');
+  await page.fill('#submit-form input[name=cpu_millis]', '0');
+  await page.fill('#submit-form input[name=memory_mb]', '16');
+  await page.click('#submit-form button[type=submit]');
+  await page.waitForSelector('#submit-result.placed #submit-node', { timeout: 10000 });
+  const node = await page.textContent('#submit-node');
+  const reason = await page.textContent('#submit-reason');
+  const w = await api(stack, '/api/v1/workloads/' + id);
+  check(w.placement && w.placement.node === node, `the form shows the placement's node (${node})`);
+  check(node !== dead, `the dead node ${dead} got nothing`);
+  const history = w.history || [];
+  check(reason && reason === history[history.length - 1].reason, `the form shows the placement's reason ("${reason}")`);
+  await page.waitForSelector(`#workloads-body [data-workload="${id}"]`, { timeout: 5000 });
+}
+
 async function small(stack, page) {
   await page.goto(stack.api + '/#token=' + stack.token);
   const sites = (await api(stack, '/api/v1/sites')).sites;
@@ -99,21 +121,7 @@ async function small(stack, page) {
   check(/dead/.test(away), `the offline table lists dev-1 dead ("${away.replace(/\s+/g, ' ').trim()}")`);
   await page.screenshot({ path: join(artifacts, 'small-node-dead.png'), fullPage: true });
 
-  // A workload through the form: where it went and why, as the REST API has it.
-  await page.fill('#submit-form input[name=workload_id]', 'dash-w1');
-  await page.fill('#submit-form input[name=argv]', '/bin/sh -c true');
-  await page.fill('#submit-form input[name=cpu_millis]', '0');
-  await page.fill('#submit-form input[name=memory_mb]', '16');
-  await page.click('#submit-form button[type=submit]');
-  await page.waitForSelector('#submit-result.placed #submit-node', { timeout: 10000 });
-  const node = await page.textContent('#submit-node');
-  const reason = await page.textContent('#submit-reason');
-  const w = await api(stack, '/api/v1/workloads/dash-w1');
-  check(w.placement && w.placement.node === node, `the form shows the placement's node (${node})`);
-  check(node !== 'dev-1', 'the dead node got nothing');
-  const history = w.history || [];
-  check(reason && reason === history[history.length - 1].reason, `the form shows the placement's reason ("${reason}")`);
-  await page.waitForSelector('#workloads-body [data-workload="dash-w1"]', { timeout: 5000 });
+  await submitThroughForm(stack, page, 'dash-w1', 'dev-1');
   await page.screenshot({ path: join(artifacts, 'small-submitted.png'), fullPage: true });
 
   // A node's detail: every gauge its samples carry, the agent's outbox gauges among them
@@ -134,6 +142,24 @@ async function attach(stack, page) {
   check(true, `the header counts ${nodes.length} nodes, ${alive} alive, as GET /api/v1/nodes`);
   await page.waitForSelector('#nodes-list .row[data-node]', { timeout: 5000 });
   await page.screenshot({ path: join(artifacts, 'attach.png'), fullPage: true });
+
+  // One node killed outright, launcher first: the list may not show its row (30 nodes,
+  // virtualised), so the header's alive count and its site's colour say it.
+  const victim = nodes.find(n => n.id === stack.node);
+  check(victim && victim.liveness === 'alive', `${stack.node} is alive before the kill`);
+  const before = await page.$eval(`#topo-svg [data-site="${victim.site}"]`, e => e.getAttribute('data-health'));
+  check(before !== 'bad', `${victim.site} is not red before the kill (${before})`);
+  const killed = Date.now();
+  for (const pid of stack.pids) process.kill(pid, 'SIGKILL');
+  await page.waitForFunction(a => document.getElementById('h-alive').textContent === String(a), alive - 1, { timeout: 5000 });
+  await page.waitForSelector(`#topo-svg [data-site="${victim.site}"][data-health="bad"]`, { state: 'attached', timeout: 5000 });
+  const shown = Date.now() - killed;
+  say(`figure: ${stack.node} SIGKILLed -> one fewer alive and its site red after ${shown} ms`);
+  check(shown <= 5000, 'a SIGKILLed node of the demo shows offline within 5 s');
+  await page.screenshot({ path: join(artifacts, 'attach-node-dead.png'), fullPage: true });
+
+  await submitThroughForm(stack, page, 'dash-demo', stack.node);
+  await page.screenshot({ path: join(artifacts, 'attach-submitted.png'), fullPage: true });
 }
 
 async function scale(stack, page) {
@@ -165,7 +191,10 @@ let browser = null;
 let page = null;
 let status = 0;
 try {
-  stack = mode === 'attach' ? { api: process.argv[5], token: process.argv[6] } : await startStack();
+  stack = mode === 'attach'
+    ? { api: process.argv[5], token: process.argv[6], node: process.argv[7],
+        pids: (process.argv[8] || '').split(',').filter(Boolean).map(Number) }
+    : await startStack();
   say('stack ready: ' + stack.api);
   browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
   page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });

@@ -19,7 +19,9 @@
 #     the two run.sh made;
 #   - the dashboard at the address run.sh prints, in Debian's chromium
 #     (tests/dashboard/dashboard_test.mjs attach; playwright-core from the dashboard_setup
-#     test): every site and link drawn, the node counts of the REST API.
+#     test): every site and link drawn, the node counts of the REST API; a device's
+#     launcher and agent SIGKILLed by the test show on screen within 5 s (one fewer alive,
+#     its site red); a workload submitted through the form shows its node and reason.
 # Then SIGTERM (a background job of a script ignores SIGINT), and run.sh must exit 0.
 # Usage: run_script_test.sh NOVA_CODEC [run.sh options...]
 set -euo pipefail
@@ -162,8 +164,16 @@ print("pipeline: the fan read %s; nova-cloud lists the rule decisions on 95, 30 
 dashboard_url=$(sed -n 's/.*dashboard: *\(http[^ ]*\) .*/\1/p' "$out" | head -n 1)
 [[ "$dashboard_url" == "$api/#token=$token" ]] || fail "run.sh printed the dashboard as '$dashboard_url'"
 build_dir=$(cd "$(dirname "$codec")/.." && pwd)
-node "$repo/tests/dashboard/dashboard_test.mjs" "$build_dir" "$build_dir/tests/dashboard/artifacts/demo" attach "$api" "$token" ||
-  fail "the dashboard"
+# The node the browser test kills: a device of the demo, its launcher first (else the
+# launcher would start the agent again).
+victim=$(grep '^dev-' <<<"$nodes" | tail -n 1)
+victim_pids=$(pgrep -f "$agents_dir/$victim/opt/nova-agent/bin/nova-agent-launch" | head -n 1)
+[[ -n "$victim_pids" ]] || fail "no launcher found for $victim"
+for pid in $(pgrep -f "$agents_dir/$victim/"); do
+  [[ $pid == "$victim_pids" ]] || victim_pids+=",$pid"
+done
+node "$repo/tests/dashboard/dashboard_test.mjs" "$build_dir" "$build_dir/tests/dashboard/artifacts/demo" attach "$api" "$token" \
+  "$victim" "$victim_pids" || fail "the dashboard"
 
 kill -TERM "$run_pid"
 status=0
