@@ -58,7 +58,7 @@ firmware_start=$SECONDS
 if firmware/build.sh; then
   # The agent's unit tests on a non-x86 architecture, under qemu-user. Not the memory
   # limit's: qemu-user accepts setrlimit(RLIMIT_AS) and does not apply it (firmware/README.md).
-  if cmake --build build/firmware/build-aarch64 --target agent_outbox_test agent_tasks_test; then
+  if cmake --build build/firmware/build-aarch64 --target agent_outbox_test agent_tasks_test agent_pipelines_test; then
     run_ctest build/firmware/build-aarch64 -L unit -E "memory hog over memory_mb"
   else
     echo "test.sh: aarch64 unit tests failed to build"; status=1; total_failed=$((total_failed + 1))

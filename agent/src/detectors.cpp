@@ -158,11 +158,11 @@ class Seasonal final : public Tunable {
         residuals_(p.window) {}
 
   Judgement observe(double value) override {
-    const std::size_t phase = n_ % p_.season;
+    const auto phase = static_cast<std::size_t>(n_ % p_.season);
     const std::uint64_t seen = n_ / p_.season;  // earlier values of this phase
     Judgement j;
     if (seen > 0) {
-      const std::size_t held = std::min<std::uint64_t>(seen, cycles_);
+      const auto held = static_cast<std::size_t>(std::min<std::uint64_t>(seen, cycles_));
       const std::span<double> work(phase_scratch_.data(), held);
       std::copy_n(phases_.begin() + static_cast<std::ptrdiff_t>(phase * cycles_), held, work.begin());
       const double expected = median_of(work);
@@ -176,7 +176,7 @@ class Seasonal final : public Tunable {
       }
       residuals_.push(residual);
     }
-    phases_[phase * cycles_ + seen % cycles_] = value;
+    phases_[phase * cycles_ + static_cast<std::size_t>(seen % cycles_)] = value;
     ++n_;
     return j;
   }

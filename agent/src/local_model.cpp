@@ -154,12 +154,13 @@ schemas::Result<LocalModel> LocalModel::compile(const schemas::Model& m) {
         }
         // Children come after their parent: depth only grows along a path, so no path
         // can come back to a node, and one forward pass sees each parent before its children.
-        for (const auto& [key, child] : {std::pair{"left", n.left}, std::pair{"right", n.right}}) {
+        for (const auto& [key, child_index] : {std::pair{"left", n.left}, std::pair{"right", n.right}}) {
           const std::string path = node_path + "." + key;
-          if (child >= tree.size()) {
-            return refuse(path, std::to_string(child) + " is not a node of this tree (it has " +
+          if (child_index >= tree.size()) {
+            return refuse(path, std::to_string(child_index) + " is not a node of this tree (it has " +
                                     std::to_string(tree.size()) + ")");
           }
+          const auto child = static_cast<std::size_t>(child_index);  // < tree.size(): fits a size_t
           if (child <= i) return refuse(path, std::to_string(child) + " is not after its node " + std::to_string(i));
           if (++parents[child] > 1) {
             return refuse(path, "node " + std::to_string(child) + " is already the child of another node");
