@@ -399,8 +399,10 @@ int main(int argc, char** argv) {
     agent_ptr->report_remote(Agent::Remote::config, remote.revision, std::nullopt);
   };
   options.log = log_line;
-  if (const Cache* cache = task_cache.value().cache.get()) {
+  if (Cache* cache = task_cache.value().cache.get()) {
     options.extra_gauges = [cache](std::map<std::string, double>& extra) { add_cache_gauges(cache->stats(), extra); };
+    // A rule's evict_cache action (docs/agent.md, Pipelines); the cache is thread-safe.
+    options.evict_cache = [cache](const std::string& prefix) { return static_cast<std::uint64_t>(cache->evict(prefix)); };
   }
   options.release_memory = true;  // VmRSS: docs/agent.md, "Memory"
   options.storage_key = storage_key;
