@@ -1,5 +1,5 @@
 // How many heap allocations `work` makes, counted by the operator new that
-// metrics_test.cpp puts in place for the whole agent_components_test binary.
+// alloc_count.cpp puts in place for the whole test binary it is linked into.
 #pragma once
 
 #include <cstddef>

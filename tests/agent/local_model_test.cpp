@@ -8,28 +8,14 @@
 #include <cmath>
 #include <cstdlib>
 #include <new>
+#include <optional>
 #include <random>
 
 #include "nova/agent/decisions.h"
 #include "nova/agent/local_model.h"
 #include "nova/schemas/codec.h"
 
-// Counts the allocations of this test binary, to show that evaluating a model makes none.
-// GCC 12 sees free() of what this operator new returned without seeing that it came from
-// malloc(), and calls it a mismatch.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-namespace {
-std::atomic<std::uint64_t> g_allocations{0};
-}
-void* operator new(std::size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#include "alloc_count.h"
 
 using namespace nova;
 using namespace nova::agent;
@@ -378,17 +364,18 @@ TEST_CASE("the decision engine runs a local model beside its rules and refuses a
 
 TEST_CASE("evaluating a model allocates nothing", "[agent][model]") {
   for (const schemas::Model& m : {logistic(), trees()}) {
-    const std::uint64_t at_start = g_allocations.load();
-    auto compiled = LocalModel::compile(m);
-    REQUIRE(compiled.ok());
-    CHECK(g_allocations.load() > at_start);  // the count sees what compiling allocates
-    LocalModel lm = std::move(compiled).value();
+    std::optional<LocalModel> lm;
+    // The count sees what compiling allocates.
+    CHECK(allocations_during([&] {
+            auto compiled = LocalModel::compile(m);
+            REQUIRE(compiled.ok());
+            lm = std::move(compiled).value();
+          }) > 0);
     const schemas::MetricSample s = sample(20, {{"sensor.s1.temp", 6}, {"sensor.pump.vib", 4}, {"other", 1}});
     double total = 0;
-    const std::uint64_t before = g_allocations.load();
-    for (int i = 0; i < 1000; ++i) total += lm.evaluate(s).score;
-    const std::uint64_t after = g_allocations.load();
-    CHECK(after == before);
+    CHECK(allocations_during([&] {
+            for (int i = 0; i < 1000; ++i) total += lm->evaluate(s).score;
+          }) == 0);
     CHECK(total > 0);
   }
 }
