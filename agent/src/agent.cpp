@@ -305,7 +305,7 @@ void Agent::add_sample(const schemas::MetricSample& sample) {
   // Decided here, on the sample as it goes up (sensor gauges included), whether or not
   // the uplink is there: the outbox keeps what is decided offline until it can be sent.
   firings_.clear();
-  decisions_.evaluate(open_batch_.back(), !session_up_, firings_);
+  decisions_.evaluate(open_batch_.back(), offline(), firings_);
   for (Firing& f : firings_) {
     if (suppressed(f.alert.metric)) {  // a rule's suppress_alert action is in force
       update_counters([](AgentCounters& c) { ++c.alerts_suppressed; });
@@ -884,6 +884,10 @@ void Agent::on_ack(const std::string& topic, const std::string& payload) {
     // outstanding, and stops otherwise. Other streams' timers keep running.
     StreamProgress& p = streams_[stream];
     p.resend_interval = options_.drain.resend_after;
+    if (acks_stalled_) {
+      acks_stalled_ = false;
+      if (options_.log) options_.log("info", "cloud_acks_resumed", "stream=" + stream);
+    }
     if (p.sent > acked) {
       p.stall_since = Clock::now();
     } else {
@@ -948,6 +952,14 @@ void Agent::resend_stalled(Clock::time_point now, const std::map<std::string, St
     update_counters([](AgentCounters& c) { ++c.resends; });
     if (options_.log) {
       options_.log("info", "resend", "stream=" + name + " from_seq=" + std::to_string(s.acked + 1));
+    }
+    if (!acks_stalled_) {
+      acks_stalled_ = true;
+      if (options_.log) {
+        options_.log("warning", "cloud_acks_stalled",
+                     "stream=" + name + " unacked_from_seq=" + std::to_string(s.acked + 1) +
+                         " decisions=offline");
+      }
     }
   }
 }

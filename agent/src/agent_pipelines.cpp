@@ -161,6 +161,7 @@ void Agent::act(const PipelineDecision& d) {
   const std::string decision_id = "decision-" + std::to_string(outbox_->next_seq("decisions"));
   const std::string rule = d.pipeline->name + "/" + d.rule->name;
   std::optional<std::string> failure;
+  std::optional<std::uint64_t> evicted;
   auto task_outcome = [&](const schemas::Status& st) {
     if (!st) failure = st.error().message();
   };
@@ -168,7 +169,7 @@ void Agent::act(const PipelineDecision& d) {
     case ActionKind::publish: {
       nlohmann::json j{{"decision_id", decision_id}, {"rule", d.rule->name},   {"pipeline", d.pipeline->name},
                        {"stream", d.stream},         {"ts", d.ts},             {"clear", d.clear},
-                       {"payload", a.payload},       {"offline", !session_up_}};
+                       {"payload", a.payload},       {"offline", offline()}};
       for (const auto& [name, v] : d.inputs) j["inputs"][name] = v;
       const std::string topic = topics::local(topics::Id::parse(options_.birth.node).value(),
                                               topics::LocalKind::actuator, topics::Id::parse(a.target).value());
@@ -214,7 +215,7 @@ void Agent::act(const PipelineDecision& d) {
       break;
     case ActionKind::evict_cache:
       if (options_.evict_cache) {
-        options_.evict_cache(a.target);
+        evicted = options_.evict_cache(a.target);
       } else {
         failure = "no cache to evict from";
       }
@@ -228,9 +229,10 @@ void Agent::act(const PipelineDecision& d) {
   std::map<std::string, double> inputs(d.inputs.begin(), d.inputs.end());
   if (d.cached) inputs["cached"] = 1;
   if (failure) inputs["failed"] = 1;
+  if (evicted) inputs["evicted"] = static_cast<double>(*evicted);
   r.inputs = std::move(inputs);
   r.confidence = 1;
-  r.offline = !session_up_;
+  r.offline = offline();
   const bool recorded = append_record("decisions", Priority::decisions, r);
   if (recorded) note_decision(r);
   update_counters([&](AgentCounters& c) {
@@ -245,6 +247,7 @@ void Agent::act(const PipelineDecision& d) {
                      common::logfmt_quote(a.target) + " decision=" + r.decision_id + " clear=" +
                      (d.clear ? "true" : "false") + " cached=" + (d.cached ? "true" : "false") +
                      " offline=" + (r.offline ? "true" : "false") +
+                     (evicted ? " evicted=" + std::to_string(*evicted) : "") +
                      (failure ? " error=" + common::logfmt_quote(*failure) : ""));
   }
 }

@@ -31,7 +31,7 @@ void Agent::report_remote(Remote kind, std::uint64_t revision, const std::option
   d.action = refusal ? cut(*refusal, kMaxAction) : what + " revision " + std::to_string(revision) + " in force";
   if (d.action.empty()) d.action = "refused";
   d.confidence = 1;
-  d.offline = !session_up_;
+  d.offline = offline();
   const bool recorded = append_record("decisions", Priority::decisions, d);
   update_counters([&](AgentCounters& c) {
     ++(refusal ? c.remote_refused : c.remote_applied);

@@ -68,7 +68,7 @@ void Agent::on_verdict(const std::string& topic, const std::string& payload, sch
   d.action = *v->gauge + " levels set to warning " + level(rule.warning) + " critical " + level(rule.critical) +
              " (were " + level(before->warning) + " " + level(before->critical) + ")";
   d.confidence = 1;
-  d.offline = !session_up_;
+  d.offline = offline();
   const bool recorded = append_record("decisions", Priority::decisions, d);
   update_counters([&](AgentCounters& c) {
     ++c.overrides_applied;

@@ -285,3 +285,79 @@ TEST_CASE("a cache socket that cannot be made stops the agent only when cache.so
   CHECK(configured.text().find("event=cache_unavailable error=\"cache.socket: '" + named + "' must be 1..107 bytes\"") !=
         std::string::npos);
 }
+
+// A rule's evict_cache action against the real cache (docs/agent.md, Pipelines), with the
+// cache's values sealed by the storage key (docs/security.md, Encryption at rest): tasks
+// put through the socket with socat, a reading from mosquitto_pub crosses the rule, and
+// the evicted prefix answers MISS while other keys stay. The cache's LevelDB files hold
+// the keys (they are not sealed) but never a value's plaintext.
+TEST_CASE("a rule's evict_cache empties its prefix of the real cache and values on disk are sealed",
+          "[agent][process][cache][pipelines]") {
+  testing::Broker broker(testing::mutual_tls());
+  SharedDir shared;
+  const fs::path dir = broker.data_dir() / "agent";
+  fs::create_directories(dir);
+  const fs::path key = dir / "storage.key";
+  {
+    std::ofstream out(key);
+    for (int i = 0; i < 32; ++i) out << "5a";
+  }
+  fs::permissions(key, fs::perms::owner_read | fs::perms::owner_write);
+  const fs::path cache_dir = dir / "cache";
+  testing::write_agent_config(dir / "agent.yaml", kNode, kSite, 4, broker.uri(), dir,
+                              "storage: {key_file: " + key.string() + "}\n"
+                              "cache: {dir: " + cache_dir.string() + ", socket: " +
+                                  (shared.path / "run" / "cache.sock").string() + "}\n"
+                              "pipelines:\n"
+                              "  - name: purge\n"
+                              "    input: {sensor: cam, value: level}\n"
+                              "    rules:\n"
+                              "      - {name: flush, when: \"value > 80\", action: {do: evict_cache, target: img.}}\n");
+  testing::AgentProcess agent(NOVA_AGENT_BIN, dir / "agent.yaml", dir / "agent.log");
+  const bool connected = agent.wait_log("event=connected", 20s);
+  INFO(agent.text());
+  REQUIRE(connected);
+  REQUIRE(agent.wait_log("event=cache_ready", 1s));
+
+  const std::string marker = "PLAINTEXT-MARKER-0123456789";
+  const fs::path filled = shared.output("filled.out");
+  std::string puts;
+  for (const char* k : {"img.1", "img.2", "keep.1"}) {
+    puts += "printf 'PUT " + std::string(k) + " " + std::to_string(marker.size()) + "\\n" + marker +
+            "' | socat - UNIX-CONNECT:\"$NOVA_CACHE_SOCKET\"; ";
+  }
+  run_task(broker, "{ " + puts + "printf 'STATS\\n' | socat - UNIX-CONNECT:\"$NOVA_CACHE_SOCKET\" | sed 's/^STATS/stats/'; } > " +
+                       filled.string() + " 2>&1");
+  const auto before = wait_output(filled);
+  CHECK(before.count("OK") == 3);
+  CHECK(stat_of(before.find("stats")->second, "entries") == 3);
+
+  // On disk: every key is there to find, no value is.
+  std::string on_disk;
+  for (const auto& f : fs::recursive_directory_iterator(cache_dir)) {
+    if (f.is_regular_file()) on_disk += read_all(f.path());
+  }
+  CHECK(on_disk.find("keep.1") != std::string::npos);  // the files were read: the keys are in them
+  CHECK(on_disk.find(marker) == std::string::npos);
+  CHECK(on_disk.find("PLAINTEXT-MARKER") == std::string::npos);
+
+  // A reading over the rule's threshold evicts img. and nothing else.
+  REQUIRE(std::system(("mosquitto_pub " + broker.mosquitto_client_args("cam-pub") + " -q 1 -i cam-pub -t nova/v1/sensor/" +
+                       kNode + "/cam -m '{\"v\":1,\"ts\":1732650000000,\"values\":{\"level\":95}}'")
+                          .c_str()) == 0);
+  REQUIRE(agent.wait_log("event=rule_action rule=purge/flush", 10s));
+  const std::string log = agent.text();
+  std::string line = log.substr(log.find("event=rule_action rule=purge/flush"));
+  line = line.substr(0, line.find('\n'));
+  INFO(line);
+  CHECK(line.find("action=evict_cache target=\"img.\"") != std::string::npos);
+  CHECK(line.find("evicted=2") != std::string::npos);
+  CHECK(line.find("error=") == std::string::npos);
+
+  const fs::path after = shared.output("after-evict.out");
+  run_task(broker, "{ for k in img.1 img.2 keep.1; do printf \"GET $k\\n\" | socat - UNIX-CONNECT:\"$NOVA_CACHE_SOCKET\"; "
+                   "echo; done; echo stats end; } > " + after.string() + " 2>&1");
+  wait_output(after);
+  CHECK(read_all(after) == "MISS\n\nMISS\n\nVALUE " + std::to_string(marker.size()) + "\n" + marker + "\nstats end\n");
+  CHECK(agent.running());
+}

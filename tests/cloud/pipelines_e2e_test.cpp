@@ -101,7 +101,9 @@ TEST_CASE("readings flow through a pipeline to an actuator and a decision record
   const fs::path dir = h->dir.path() / "pipelines";
   test::CloudProcess cloud(h->tls_uri("cloud"), dir / "cloud", "nova-cloud", "", 180, h->identity("nova-cloud"));
 
-  const std::string settings = "metrics: {interval_ms: 200, batch_interval_s: 10}\ndrain: {jitter_ms: 0}\n";
+  // resend_after_s: the cloud's acks stalling for 3 s marks decisions offline (docs/agent.md).
+  const std::string settings =
+      "metrics: {interval_ms: 200, batch_interval_s: 10}\ndrain: {jitter_ms: 0, resend_after_s: 3}\n";
   auto agent = test::start_gateway_agent(*h, NOVA_AGENT_BIN, dir / "gw-a1", settings + kPipelines, "cloud/m1/a1", 3);
   REQUIRE(cloud.poll_json("/api/v1/nodes/gw-a1", [](const json& n) { return n["liveness"] == "alive"; }, 60s));
 
@@ -180,6 +182,9 @@ TEST_CASE("readings flow through a pipeline to an actuator and a decision record
 
   // --- the uplink cut: the metro broker stops; the access broker and the cloud stay ------
   (*h)->stop("m1");
+  // The agent's own broker stays up, so only the cloud's acks stalling show the cut: the
+  // next metrics batch goes unacknowledged for resend_after_s.
+  REQUIRE(agent->wait_log("event=cloud_acks_stalled", 30s));
   // Three more cycles, each a quiet window (the rule clears: "off") and a spike five
   // times the last ("on"): six decisions, taken while nothing reaches the cloud.
   double spike = 300;
@@ -197,6 +202,7 @@ TEST_CASE("readings flow through a pipeline to an actuator and a decision record
   for (std::size_t k = 0; k < acted.size(); ++k) {
     INFO(acted[k].dump());
     CHECK(acted[k]["payload"] == (k % 2 == 0 ? "on" : "off"));
+    CHECK(acted[k]["offline"] == (k != 0));  // the actuator hears it too
     ids.insert(acted[k]["decision_id"].get<std::string>());
   }
   REQUIRE(ids.size() == 7);
@@ -213,6 +219,12 @@ TEST_CASE("readings flow through a pipeline to an actuator and a decision record
   for (const json& d : decisions) stored.insert(d["decision_id"].get<std::string>());
   CHECK(stored.size() == ids.size());
   CHECK(std::set<std::string>(stored.begin(), stored.end()) == ids);
+  // Taken during the cut, they say so; the first, taken online, does not.
+  for (const json& d : decisions) {
+    INFO(d.dump());
+    CHECK(d["offline"] == (d["decision_id"] != first_id));
+  }
+  CHECK(agent->wait_log("event=cloud_acks_resumed", 1s));
   // The agent logged each decision once.
   CHECK(count_of(agent->text(), "event=rule_action") == ids.size());
 

@@ -432,6 +432,12 @@ class Agent {
   double tokens_ = 0;
   Clock::time_point last_refill_{};
   bool session_up_ = false;
+  // The cloud stopped acknowledging: a stream's acks stalled long enough for a go-back-N
+  // (resend_stalled), and no ack has advanced one since. A cut above the agent's own
+  // broker leaves the session up, so only this shows it.
+  bool acks_stalled_ = false;
+  // A decision's `offline`: no session with the broker, or the cloud's acks stalled.
+  bool offline() const { return !session_up_ || acks_stalled_; }
   std::optional<schemas::MetricSample> last_sample_;
   std::optional<std::uint64_t> config_revision_;  // in force (report_remote), for the birth
   std::optional<std::uint64_t> model_revision_;
