@@ -226,6 +226,7 @@ void Agent::act(const PipelineDecision& d) {
   r.ts = now;
   r.kind = "rule." + d.rule->name;
   r.action = std::string(action_name(a.kind));
+  if (!a.target.empty()) r.target = a.target;
   std::map<std::string, double> inputs(d.inputs.begin(), d.inputs.end());
   if (d.cached) inputs["cached"] = 1;
   if (failure) inputs["failed"] = 1;

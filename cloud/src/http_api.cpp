@@ -227,6 +227,11 @@ std::string prometheus_text(const CloudService& service) {
          w.service_reports);
   metric("nova_cloud_migrations_total", "counter", "Workloads moved by a migration plan.", w.migrations);
   metric("nova_cloud_migration_rollbacks_total", "counter", "Migrations rolled back to their source.", w.rollbacks);
+  metric("nova_cloud_migration_requests_total", "counter", "Nodes' requests to move a workload off them, taken.",
+         w.migration_requests);
+  metric("nova_cloud_migration_requests_refused_total", "counter",
+         "Nodes' requests to move a workload refused (unknown, a service, not running, not on that node).",
+         w.migration_requests_refused);
   metric("nova_cloud_workload_batches_total", "counter", "Batch submissions placed together.", w.batches);
   metric("nova_cloud_reoptimiser_placed_total", "counter", "Pending workloads the re-optimiser placed.",
          w.reoptimiser_placed);

@@ -846,7 +846,12 @@ Result<std::unique_ptr<CloudService>> CloudService::prepare(CloudOptions options
       [raw](const std::string& id, const std::string& json) {
         return raw->store_->put_cloud_record(kVerdictRecordKind, id, json, true);
       },
-      s->options_.log});
+      s->options_.log,
+      // A node's rule asking to move a workload off it (docs/cloud.md, "Migration").
+      [raw](const DecisionRecord& d, Timestamp now) {
+        if (d.action != "request_migration" || !d.target) return;
+        (void)raw->workloads_->request_migration(*d.target, d.position.node, d.kind + " " + d.decision_id, now);
+      }});
   s->pushes_ = std::make_unique<RemotePushes>(RemotePushes::Hooks{
       audited_publish,
       [raw](const std::string& id, const std::string& json) {

@@ -230,10 +230,14 @@ void Verdicts::judge_and_send(DecisionEntry& e, std::uint32_t level, Timestamp n
   log(v.verdict == Verdict::accepted ? "debug" : "info", "verdict",
       "node=" + node + " decision=" + v.decision_id + " verdict=" + name + " sent=" + (sent ? "true" : "false") +
           " reason=\"" + v.reason.value_or("") + "\"");
+  if (v.verdict == Verdict::accepted && hooks_.accepted) hooks_.accepted(e.record, now);
 }
 
 void Verdicts::on_decision(const DecisionRecord& record, Timestamp now) {
-  if (!enabled_) return;
+  if (!enabled_) {
+    if (hooks_.accepted && !record.applies) hooks_.accepted(record, now);
+    return;
+  }
   const std::string& node = record.position.node;
   std::lock_guard lock(mutex_);
   if (record.applies) {

@@ -175,6 +175,12 @@ struct Workloads::Impl {
   MigrationPolicy policy;
   std::map<std::string, std::deque<Timestamp>> migrations_off;  // per node, within policy.node_window_ms
   std::map<std::string, Timestamp> migration_hold;  // workload -> no new attempt before (nowhere to go, cap)
+  struct MigrationRequest {
+    std::string node;  // the node that asked, where the workload ran then
+    std::string why;
+    Timestamp until = 0;
+  };
+  std::map<std::string, MigrationRequest> migration_requests;  // by workload
   std::map<std::string, std::deque<Timestamp>> liveness_changes;  // per node, last 10 min
   WorkloadCounters counters;
   Timestamp next_retry = 0;
@@ -1462,7 +1468,15 @@ void Workloads::tick(Timestamp now) {
     if (auto hold = impl_->migration_hold.find(id); hold != impl_->migration_hold.end() && hold->second > now) continue;
     if (now < w.placement->ts + policy.min_dwell_ms) continue;
     const Placement current = *w.placement;
-    auto trigger = migration_trigger(impl_->signals_of(current.node, current.site, now));
+    std::optional<std::string> trigger;
+    if (auto req = impl_->migration_requests.find(id); req != impl_->migration_requests.end()) {
+      if (req->second.node == current.node && now < req->second.until) {
+        trigger = "requested by " + req->second.node + ": " + req->second.why;
+      } else {
+        impl_->migration_requests.erase(req);  // it moved meanwhile, or the request lapsed
+      }
+    }
+    if (!trigger) trigger = migration_trigger(impl_->signals_of(current.node, current.site, now));
     if (!trigger) {
       const double cost = impl_->cost_of(current.site);
       if (cost <= 1) continue;
@@ -1500,7 +1514,30 @@ void Workloads::tick(Timestamp now) {
     w.migration = plan_migration(w.spec, current, *w.placement, *trigger, now);
     recent.push_back(now);
     ++impl_->counters.migrations;
+    impl_->migration_requests.erase(id);
   }
+}
+
+schemas::Status Workloads::request_migration(const std::string& workload_id, const std::string& node,
+                                             const std::string& why, Timestamp now) {
+  std::lock_guard lock(impl_->mutex);
+  auto refuse = [&](const std::string& reason) -> schemas::Status {
+    ++impl_->counters.migration_requests_refused;
+    impl_->say("info", "migration_request_refused",
+               "workload=" + workload_id + " node=" + node + " reason=\"" + reason + "\"");
+    return Error{"target", reason};
+  };
+  auto it = impl_->workloads.find(workload_id);
+  if (it == impl_->workloads.end()) return refuse("no workload '" + workload_id + "'");
+  const WorkloadState& w = it->second;
+  if (w.spec.kind == WorkloadKind::service) return refuse("a service's replicas are not migrated");
+  if (w.phase != Phase::running || !w.placement) return refuse("not running");
+  if (w.placement->node != node) return refuse("runs on " + w.placement->node + ", not on the node that asked");
+  if (!impl_->owns(workload_id)) return refuse("placed by instance " + impl_->owner(workload_id));
+  impl_->migration_requests[workload_id] = {node, why, now + kMigrationRequestTtl};
+  ++impl_->counters.migration_requests;
+  impl_->say("info", "migration_requested", "workload=" + workload_id + " node=" + node + " why=\"" + why + "\"");
+  return schemas::Ok{};
 }
 
 void Workloads::set_instances(std::set<std::string> instances, Timestamp now) {

@@ -800,7 +800,8 @@ struct Codec<DecisionRecord> {
         .put("action", Value::text(m.action))
         .put("confidence", Value::real(m.confidence))
         .put("offline", Value::boolean(m.offline))
-        .put_optional("applies", m.applies, optional_text);
+        .put_optional("applies", m.applies, optional_text)
+        .put_optional("target", m.target, optional_text);
     put_nonempty(w, "inputs", m.inputs);
     return w.done();
   }
@@ -816,6 +817,7 @@ struct Codec<DecisionRecord> {
     m.confidence = r.field("confidence").real(0, 1);
     m.offline = r.field("offline").boolean();
     if (auto f = r.maybe("applies")) m.applies = f->id();
+    if (auto f = r.maybe("target")) m.target = f->id();
     return m;
   }
 };

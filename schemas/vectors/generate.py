@@ -547,6 +547,11 @@ VECTORS = {
            "inputs": {"warning": 80.0, "critical": 85.0},
            "action": "cpu levels set to warning 80 critical 85 (were 90 97)",
            "confidence": 1.0, "offline": False, "applies": "d-0017"}),
+        V("rule_target", "a rule's request_migration, naming the workload (target)",
+          {"v": 1, **pos("gw-par-01", "decisions", 21), "decision_id": "decision-21",
+           "ts": T0 + 80, "kind": "rule.overheat", "inputs": {"mean": 96.5},
+           "action": "request_migration", "confidence": 1.0, "offline": True,
+           "target": "wl-anomaly"}),
     ],
     "decision_verdict": [
         V("accepted", "accepted, no reason",

@@ -7,6 +7,10 @@
 // topic under a stream of its own. On this shared machine a real agent's CPU is whatever
 // the other tests make it; here the test decides it.
 //
+// Also shown: a node's own rule asking for a migration (request_migration) moves the
+// workload off that node, and the same request from a node the workload does not run on
+// is refused.
+//
 // Shown: a node at 100 % from its workload's placement on keeps it for the dwell time,
 // then loses it (and not before the sustained window); a node hovering around 90 %
 // (85 and 95 in turn) keeps its workload past the dwell time and the sustained window;
@@ -20,6 +24,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -28,8 +33,10 @@
 #include <mqtt/client.h>
 
 #include "cloud_process.h"
+#include "device_agents.h"
 #include "workload_spec.h"
 #include "two_devices.h"
+#include "nova/testing/broker.h"
 #include "nova/schemas/codec.h"
 #include "nova/testing/agent_process.h"
 #include "nova/testing/paho_tls.h"
@@ -214,4 +221,99 @@ TEST_CASE("a node at 100 % keeps its workload for the dwell time and a node arou
   INFO("migration: " << moved->dump());
   CHECK((*moved)["ts"].get<schemas::Timestamp>() >= feed.first_full(second.node) + kSustainMs);
   CHECK((*moved)["node"] == test::other_device(second.node));
+}
+
+TEST_CASE("a node's rule asks nova-cloud to move its workload and only the node it runs on may",
+          "[cloud][migration][pipelines][integration]") {
+  testing::Broker broker(testing::mutual_tls());
+  test::CloudProcess cloud(broker.uri(), broker.data_dir() / "cloud", "nova-cloud", "", 180, std::nullopt,
+                           "migration: {min_dwell_s: 0}\nreoptimiser: {interval_s: 0}\n");
+  // Each device runs the rule: a probe reading above 80 asks the cloud to move "hot".
+  test::DeviceAgents agents(broker, {test::kTwoDevices[0], test::kTwoDevices[1]},
+                            "pipelines:\n"
+                            "  - name: guard\n"
+                            "    input: {sensor: probe, value: temp}\n"
+                            "    rules:\n"
+                            "      - {name: too_hot, when: \"value > 80\", action: {do: request_migration, target: hot}}\n");
+  REQUIRE(agents.all_alive(cloud, 30s));
+  auto submitted = cloud.post("/api/v1/workloads", test::workload_spec("hot", "/bin/sleep 90"));
+  REQUIRE(submitted);
+  REQUIRE(submitted->status == 201);
+  Placed first;
+  REQUIRE(testing::poll_until([&] { return !(first = placed(cloud, "hot")).node.empty(); }, 10s));
+  const std::string& other = test::other_device(first.node);
+  const std::string first_task = cloud.get_json("/api/v1/workloads/hot")["task_id"];
+
+  // A reading from mosquitto_pub, as a third-party sensor sends it.
+  auto too_hot = [&](const std::string& node) {
+    const std::string cmd = "mosquitto_pub " + broker.mosquitto_client_args("probe-" + node) + " -q 1 -i probe-" + node +
+                            " -t nova/v1/sensor/" + node + "/probe -m '{\"v\":1,\"ts\":" + std::to_string(wall_ms()) +
+                            ",\"values\":{\"temp\":95}}'";
+    REQUIRE(std::system(cmd.c_str()) == 0);
+  };
+  // The request_migration decisions of `node` nova-cloud lists, with their targets.
+  auto requests_of = [&](const std::string& node) {
+    std::vector<json> out;
+    const json list = cloud.get_json("/api/v1/decisions?node=" + node + "&limit=100");
+    if (!list.is_array()) return out;
+    for (const json& d : list) {
+      if (d["action"] == "request_migration") out.push_back(d);
+    }
+    return out;
+  };
+  auto metric = [&](const std::string& name) {
+    const auto r = cloud.get("/metrics");
+    if (!r) return std::string();
+    const auto at = r->body.find("\n" + name + " ");
+    return at == std::string::npos ? std::string() : r->body.substr(at + name.size() + 2, r->body.find('\n', at + 1) - at - name.size() - 2);
+  };
+
+  // The other device asks: the record arrives and is accepted, the request is refused.
+  too_hot(other);
+  REQUIRE(testing::poll_until([&] { return requests_of(other).size() == 1; }, 20s));
+  CHECK(requests_of(other)[0]["target"] == "hot");
+  REQUIRE(testing::poll_until([&] { return metric("nova_cloud_migration_requests_refused_total") == "1"; }, 10s));
+  CHECK(metric("nova_cloud_migration_requests_total") == "0");
+  CHECK(placed(cloud, "hot").node == first.node);
+  CHECK_FALSE(migration_of(cloud, "hot").has_value());
+
+  // The node it runs on asks: it moves to the other device.
+  too_hot(first.node);
+  std::optional<json> moved;
+  REQUIRE(testing::poll_until([&] { return (moved = migration_of(cloud, "hot")).has_value(); }, 20s));
+  INFO("migration: " << moved->dump());
+  CHECK((*moved)["node"] == other);
+  const auto request = requests_of(first.node);
+  REQUIRE(request.size() == 1);
+  CHECK(request[0]["target"] == "hot");
+  CHECK(request[0]["verdict"]["verdict"] == "accepted");
+  CHECK((*moved)["reason"] == "migration from " + first.node + ": requested by " + first.node + ": rule.too_hot " +
+                                 request[0]["decision_id"].get<std::string>());
+  CHECK(metric("nova_cloud_migration_requests_total") == "1");
+  // The retained placement others read (mosquitto_sub) names the new node, and it runs there.
+  const fs::path hex = broker.data_dir() / "placement.hex";
+  REQUIRE(std::system(("mosquitto_sub " + broker.mosquitto_client_args("watcher") +
+                       " -i watcher -t nova/v1/cloud/placement/hot -C 1 -W 10 -F %x > " + hex.string())
+                          .c_str()) == 0);
+  std::ifstream in(hex);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  std::string bytes;
+  for (std::size_t i = 0; i + 1 < text.size(); i += 2) bytes += static_cast<char>(std::stoi(text.substr(i, 2), nullptr, 16));
+  const auto placement = schemas::decode_cbor<schemas::Placement>(bytes);
+  REQUIRE(placement);
+  CHECK(placement->node == other);
+  // The source's run is fenced: stopped on its node (the history says so), and the
+  // workload's run is a new task.
+  json w;
+  const bool fenced = testing::poll_until([&] {
+    w = cloud.get_json("/api/v1/workloads/hot");
+    if (!w.is_object() || w["phase"] != "running" || w["task_id"] == first_task) return false;
+    for (const json& h : w["history"]) {
+      if (h["reason"].get<std::string>().starts_with("stopped " + first_task + ": cancelled on " + first.node)) return true;
+    }
+    return false;
+  }, 20s);
+  INFO(w.dump());
+  CHECK(fenced);
 }

@@ -86,10 +86,10 @@ template <> inline TaskResult minimal<TaskResult>() {
 
 template <> inline DecisionRecord full<DecisionRecord>() {
   return DecisionRecord{{"gw-01", "decisions", 1}, "d-1", 1732650000000, "task_priority",
-                        {{"cpu", 93.0}, {"queue", 12.0}}, "defer t-7", 0.85, true, "d-0"};
+                        {{"cpu", 93.0}, {"queue", 12.0}}, "defer t-7", 0.85, true, "d-0", "t-7"};
 }
 template <> inline DecisionRecord minimal<DecisionRecord>() {
-  return DecisionRecord{{"gw-01", "decisions", 2}, "d-2", 1732650000000, "alert", {}, "raise", 1.0, false, std::nullopt};
+  return DecisionRecord{{"gw-01", "decisions", 2}, "d-2", 1732650000000, "alert", {}, "raise", 1.0, false, std::nullopt, std::nullopt};
 }
 
 template <> inline DecisionVerdict full<DecisionVerdict>() {

@@ -1,6 +1,8 @@
 // Migration: when a running workload should leave its node, and the plan for moving it.
 //
 // Triggers (first match wins, checked every second for the workloads an instance owns):
+//   requested     the node itself asked (a rule's request_migration decision the
+//                 verdicts accepted; Workloads::request_migration)
 //   utilisation   the node is overloaded (OverloadTracker below): its CPU or memory has
 //                 stayed above the high watermark for the sustained window, and it stays
 //                 overloaded until a sample at or below the low watermark

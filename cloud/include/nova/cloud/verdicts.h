@@ -113,6 +113,9 @@ class Verdicts {
     // Keeps (or, empty, forgets) an entry's JSON under `id`, synced.
     std::function<schemas::Status(const std::string& id, const std::string& json)> persist;
     std::function<void(const char* level, const std::string& event, const std::string& fields)> log;
+    // A decision accepted (or, with verdicts off, any decision): the cloud's part of
+    // carrying it out, e.g. a request_migration (service.cpp). Called under the lock.
+    std::function<void(const schemas::DecisionRecord& record, schemas::Timestamp now)> accepted;
   };
   Verdicts(VerdictPolicy policy, Hooks hooks);
 

@@ -221,6 +221,8 @@ struct WorkloadCounters {
   std::uint64_t reoptimiser_migrations = 0; // running workloads it moved (also in migrations)
   std::uint64_t replica_failovers = 0;      // service replicas placed again after losing their node
   std::uint64_t service_reports = 0;        // "running" reports of service replicas
+  std::uint64_t migration_requests = 0;          // nodes' requests taken (request_migration)
+  std::uint64_t migration_requests_refused = 0;  // ... and refused (unknown, not on that node, ...)
 };
 
 class Workloads {
@@ -285,6 +287,16 @@ class Workloads {
   // stopped, at once when it is pending. Errors name the reason: unknown workload, not
   // running, or a cancel already under way.
   schemas::Result<WorkloadState> cancel(const std::string& workload_id, const std::string& reason, Timestamp now);
+  // `node` asks that `workload_id` leave it (a rule's request_migration decision, once
+  // the verdicts accepted it: docs/agent.md "Pipelines", docs/cloud.md "Migration"). It
+  // becomes the trigger "requested" for that workload, checked before the others, under
+  // the same limits (dwell, per-node cap, a hold after nowhere to go). A node may only ask
+  // about a task running on itself: an error says why not (unknown workload, a service,
+  // not running, running on another node, owned by another instance). The request lapses
+  // when the workload leaves the node or after kMigrationRequestTtl.
+  static constexpr Timestamp kMigrationRequestTtl = 600'000;
+  schemas::Status request_migration(const std::string& workload_id, const std::string& node, const std::string& why,
+                                    Timestamp now);
   std::vector<WorkloadState> list() const;
   std::optional<WorkloadState> get(const std::string& workload_id) const;
   // The k best nodes for `spec` and the rejected ones (the first kMaxRejectedListed in

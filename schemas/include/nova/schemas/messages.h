@@ -265,6 +265,10 @@ struct DecisionRecord {
   // "applies": this record carries out the cloud's verdict on that decision (an override
   // put in force); such a record is not judged again.
   std::optional<std::string> applies;
+  // "target": what the action acted on or asks about (a task, a workload, a cache key
+  // prefix, an actuator, an alert metric), when it has one. A request_migration names
+  // the workload the cloud is asked to move.
+  std::optional<std::string> target;
 
   friend bool operator==(const DecisionRecord&, const DecisionRecord&) = default;
 };
