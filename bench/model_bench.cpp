@@ -1,4 +1,4 @@
-// The local model's cost per sample (agent/include/nova/agent/local_model.h), next to
+// The local model's cost per sample (models/include/nova/models/local_model.h), next to
 // its peer in the same run: what the agent already does with every sample, the decision
 // engine's threshold rules and z-score over the same sample (config defaults, 24 gauges,
 // nothing raised). A ratio well below 1 means a model adds little to a sample's decisions.
@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "nova/agent/decisions.h"
-#include "nova/agent/local_model.h"
+#include "nova/models/local_model.h"
 #include "nova/schemas/codec.h"
 
 namespace {
@@ -88,12 +88,12 @@ void BM_DecisionEngine(benchmark::State& state) {
 }
 
 void BM_Model(benchmark::State& state, const schemas::Model& model) {
-  auto compiled = agent::LocalModel::compile(model);
+  auto compiled = models::LocalModel::compile(model);
   if (!compiled) {
     state.SkipWithError(compiled.error().message().c_str());
     return;
   }
-  agent::LocalModel m = std::move(compiled).value();
+  models::LocalModel m = std::move(compiled).value();
   const schemas::MetricSample s = host_sample();
   double sum = 0;
   for (auto _ : state) {
@@ -106,7 +106,7 @@ void BM_Arrival(benchmark::State& state, const schemas::Model& model) {
   const schemas::Bytes wire = schemas::encode_cbor(model);
   for (auto _ : state) {
     auto decoded = schemas::decode_cbor<schemas::Model>(std::span<const std::uint8_t>(wire));
-    auto compiled = agent::LocalModel::compile(decoded.value());
+    auto compiled = models::LocalModel::compile(decoded.value());
     benchmark::DoNotOptimize(compiled.ok());
   }
   state.counters["bytes"] = static_cast<double>(wire.size());

@@ -918,10 +918,10 @@ void Agent::on_model(const std::string& topic, const std::string& payload) {
   report_remote(Remote::model, model->revision, std::nullopt);
   if (options_.log) {
     const std::string what = "model=" + model->model_id + " revision=" + std::to_string(model->revision);
-    if (const LocalModel* local = decisions_.local_model().model()) {
+    if (const models::LocalModel* local = decisions_.local_model().model()) {
       options_.log("info", "model_applied",
                    what + " kind=" + local->kind() + " features=" + std::to_string(local->features().size()) +
-                       " threshold=" + score_text(local->threshold()));
+                       " threshold=" + models::score_text(local->threshold()));
     } else {
       const ZScoreParams& p = decisions_.zscore();
       options_.log("info", "model_applied",

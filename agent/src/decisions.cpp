@@ -56,7 +56,7 @@ void DecisionEngine::update_zscore() {
 }
 
 std::optional<std::string> DecisionEngine::apply_model(const schemas::Model& model) {
-  if (LocalModel::runs(model.kind)) {
+  if (models::LocalModel::runs(model.kind)) {
     if (auto refused = local_model_.apply(model)) return refused;
     model_.reset();  // the z-score runs on the config's parameters again
     model_id_ = model.model_id;
@@ -66,28 +66,9 @@ std::optional<std::string> DecisionEngine::apply_model(const schemas::Model& mod
   if (model.kind != "zscore") {
     return "model kind '" + model.kind + "' is not supported (this agent runs zscore, logistic and tree_ensemble)";
   }
-  ModelParams p;
-  // Counts are whole numbers in a range; a fraction or a huge value is a mistake upstream,
-  // not something to round.
-  auto count = [](double v, double min) -> std::optional<std::uint32_t> {
-    if (!(v >= min) || v > 1e6 || v != std::floor(v)) return std::nullopt;
-    return static_cast<std::uint32_t>(v);
-  };
-  for (const auto& [name, value] : model.params) {
-    if (name == "threshold") {
-      if (!(value >= 0) || !std::isfinite(value)) return "model param threshold: must be >= 0 (0 = off)";
-      p.threshold = value;
-    } else if (name == "min_samples") {
-      p.min_samples = count(value, 2);
-      if (!p.min_samples) return "model param min_samples: must be a whole number 2..1000000";
-    } else if (name == "window") {
-      p.window = count(value, 1);
-      if (!p.window) return "model param window: must be a whole number 1..1000000";
-    } else {
-      return "model param '" + name + "' is not one of threshold, min_samples, window";
-    }
-  }
-  model_ = p;
+  auto p = models::zscore_model(model);
+  if (!p) return p.error().message();
+  model_ = *p;
   model_id_ = model.model_id;
   local_model_.clear();
   update_zscore();

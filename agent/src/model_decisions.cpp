@@ -5,7 +5,7 @@
 namespace nova::agent {
 
 std::optional<std::string> ModelDecisions::apply(const schemas::Model& model) {
-  auto compiled = LocalModel::compile(model);
+  auto compiled = models::LocalModel::compile(model);
   if (!compiled) return compiled.error().message();
   model_ = std::move(compiled).value();
   metric_ = "model." + model_->model_id();
@@ -24,8 +24,8 @@ void ModelDecisions::clear() {
 void ModelDecisions::evaluate(const schemas::MetricSample& sample, bool offline, std::uint64_t repeat_ms,
                               std::vector<Firing>& out) {
   if (!model_) return;
-  const LocalModel::Evaluation e = model_->evaluate(sample);
-  if (e.status != LocalModel::Status::scored) {
+  const models::LocalModel::Evaluation e = model_->evaluate(sample);
+  if (e.status != models::LocalModel::Status::scored) {
     ++counters_.skipped;
     return;
   }
@@ -45,14 +45,14 @@ void ModelDecisions::evaluate(const schemas::MetricSample& sample, bool offline,
     f.alert.metric = metric_;
     f.alert.observed = e.score;
     f.alert.threshold = model_->clear();
-    f.alert.message = "model " + model_->model_id() + " score " + score_text(e.score) + " recovered below " +
-                      score_text(model_->clear());
+    f.alert.message = "model " + model_->model_id() + " score " + models::score_text(e.score) + " recovered below " +
+                      models::score_text(model_->clear());
     out.push_back(std::move(f));
   }
 }
 
 void ModelDecisions::raise(const schemas::MetricSample& sample, double score, bool offline, std::vector<Firing>& out) {
-  const LocalModel& m = *model_;
+  const models::LocalModel& m = *model_;
   ++counters_.positives;
   last_raised_ = sample.ts;
   Firing f;
@@ -62,7 +62,7 @@ void ModelDecisions::raise(const schemas::MetricSample& sample, double score, bo
   f.alert.observed = score;
   f.alert.threshold = m.threshold();
   f.alert.message = "model " + m.model_id() + " revision " + std::to_string(m.revision()) + " scored " +
-                    score_text(score) + " (threshold " + score_text(m.threshold()) + "): " + m.action();
+                    models::score_text(score) + " (threshold " + models::score_text(m.threshold()) + "): " + m.action();
   schemas::DecisionRecord d;
   d.ts = sample.ts;
   d.kind = "model_decision";

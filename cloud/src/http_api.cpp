@@ -19,6 +19,7 @@
 #include "nova/cloud/remote_config.h"
 #include "nova/cloud/rollouts.h"
 #include "nova/cloud/workloads.h"
+#include "nova/models/model_check.h"
 #include "nova/schemas/codec.h"
 #include "nova/cloud/erasures.h"
 #include "nova/cloud/metric_series.h"
@@ -825,6 +826,9 @@ void add_routes(Router& s, CloudService& service, const HttpOptions& options, st
       } else {
         auto model = decode_json<Model>(text);
         if (!model) return bad("bad_request", 400, model.error().message());
+        // A model every agent would refuse is not published: retained, it would replace
+        // the good one, and an agent that restarts would then run none.
+        if (auto runs = models::check_model(*model); !runs) return bad("bad_request", 400, runs.error().message());
         message = encode_cbor(*model);
       }
       auto nodes = target_nodes(*svc, target->first, target->second, caller);

@@ -12,13 +12,14 @@
 #include <random>
 
 #include "nova/agent/decisions.h"
-#include "nova/agent/local_model.h"
+#include "nova/models/local_model.h"
 #include "nova/schemas/codec.h"
 
 #include "alloc_count.h"
 
 using namespace nova;
 using namespace nova::agent;
+using namespace nova::models;
 
 namespace {
 

@@ -14,16 +14,16 @@
 #include <string>
 
 #include "agent_fuzz.h"
-#include "nova/agent/local_model.h"
+#include "nova/models/local_model.h"
 
 namespace {
 
 void evaluate_model(const std::string& payload) {
   auto model = nova::schemas::decode_cbor<nova::schemas::Model>(payload);
   if (!model) return;
-  auto compiled = nova::agent::LocalModel::compile(*model);
+  auto compiled = nova::models::LocalModel::compile(*model);
   if (!compiled) return;
-  nova::agent::LocalModel m = std::move(compiled).value();
+  nova::models::LocalModel m = std::move(compiled).value();
   nova::schemas::MetricSample full;
   full.temp_c = 40;
   full.power_w = 3;
@@ -33,7 +33,7 @@ void evaluate_model(const std::string& payload) {
   nova::schemas::MetricSample empty;
   for (const nova::schemas::MetricSample* s : {&full, &empty}) {
     const auto e = m.evaluate(*s);
-    if (e.status == nova::agent::LocalModel::Status::scored && !std::isfinite(e.score)) std::abort();
+    if (e.status == nova::models::LocalModel::Status::scored && !std::isfinite(e.score)) std::abort();
   }
 }
 

@@ -45,6 +45,7 @@
 
 #include "nova/agent/model_decisions.h"
 #include "nova/agent/detectors.h"
+#include "nova/models/model_check.h"
 #include "nova/schemas/messages.h"
 #include "nova/schemas/result.h"
 
@@ -183,12 +184,6 @@ class DecisionEngine {
                      bool offline, std::vector<Firing>& out);
   bool due(const Condition& c, schemas::Timestamp ts) const;
 
-  // What the model in force sets; each unset one is the config's.
-  struct ModelParams {
-    std::optional<double> threshold;
-    std::optional<std::uint32_t> min_samples;
-    std::optional<std::uint32_t> window;
-  };
   void update_zscore();
   // The first rule matching `gauge`; null when there is none, or no rules at all.
   const StreamRule* rule_for(std::string_view gauge) const;
@@ -203,7 +198,7 @@ class DecisionEngine {
 
   DecisionOptions options_;
   std::map<std::string, ThresholdRule, std::less<>> overrides_;  // by the cloud's verdicts
-  std::optional<ModelParams> model_;
+  std::optional<models::ZScoreModel> model_;  // a zscore model: each unset one is the config's
   std::optional<std::string> model_id_;
   ZScoreParams zscore_;  // options_.zscore, or the model's
   ModelDecisions local_model_;  // a logistic or tree_ensemble model, when one is in force

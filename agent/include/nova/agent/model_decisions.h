@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "nova/agent/local_model.h"
+#include "nova/models/local_model.h"
 #include "nova/schemas/messages.h"
 
 namespace nova::agent {
@@ -43,7 +43,7 @@ class ModelDecisions {
   // otherwise ("model.trees[0][2].left: ..."), and then the model in force stays.
   std::optional<std::string> apply(const schemas::Model& model);
   void clear();
-  const LocalModel* model() const { return model_ ? &*model_ : nullptr; }
+  const models::LocalModel* model() const { return model_ ? &*model_ : nullptr; }
   const Counters& counters() const { return counters_; }
 
   void evaluate(const schemas::MetricSample& sample, bool offline, std::uint64_t repeat_ms,
@@ -52,7 +52,7 @@ class ModelDecisions {
  private:
   void raise(const schemas::MetricSample& sample, double score, bool offline, std::vector<Firing>& out);
 
-  std::optional<LocalModel> model_;
+  std::optional<models::LocalModel> model_;
   std::string metric_;  // "model.<model id>"
   bool raised_ = false;
   schemas::Timestamp last_raised_ = 0;

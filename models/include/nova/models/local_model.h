@@ -47,7 +47,7 @@
 #include "nova/schemas/messages.h"
 #include "nova/schemas/result.h"
 
-namespace nova::agent {
+namespace nova::models {
 
 // A score or threshold as messages and logs write it (%.6g).
 std::string score_text(double v);
@@ -118,4 +118,4 @@ class LocalModel {
   std::string action_;
 };
 
-}  // namespace nova::agent
+}  // namespace nova::models

@@ -1,4 +1,4 @@
-#include "nova/agent/local_model.h"
+#include "nova/models/local_model.h"
 
 #include <cmath>
 #include <cstdio>
@@ -8,7 +8,7 @@
 #include "nova/schemas/codec.h"
 #include "nova/schemas/topic.h"
 
-namespace nova::agent {
+namespace nova::models {
 
 namespace {
 
@@ -250,4 +250,4 @@ LocalModel::Evaluation LocalModel::evaluate(const schemas::MetricSample& sample)
   return {Status::scored, score};
 }
 
-}  // namespace nova::agent
+}  // namespace nova::models
