@@ -12,6 +12,7 @@
 #include <random>
 
 #include "nova/agent/decisions.h"
+#include "../models/tree_nodes.h"
 #include "nova/models/local_model.h"
 #include "nova/schemas/codec.h"
 
@@ -44,19 +45,8 @@ schemas::Model logistic() {
   return m;
 }
 
-schemas::TreeNode split(std::uint64_t feature, double at, std::uint64_t left, std::uint64_t right) {
-  schemas::TreeNode n;
-  n.feature = feature;
-  n.split = at;
-  n.left = left;
-  n.right = right;
-  return n;
-}
-schemas::TreeNode leaf(double v) {
-  schemas::TreeNode n;
-  n.leaf = v;
-  return n;
-}
+using test::leaf;
+using test::split;
 
 // The golden vector "tree_ensemble": three trees, mean, sigmoid.
 schemas::Model trees() {

@@ -19,6 +19,7 @@
 #include "gateway_options.h"
 #include "nova/agent/agent.h"
 #include "nova/schemas/codec.h"
+#include "../models/tree_nodes.h"
 #include "nova/testing/ack_consumer.h"
 #include "nova/testing/broker.h"
 #include "nova/testing/signer.h"
@@ -65,14 +66,7 @@ TEST_CASE("a local model keeps deciding while the agent's broker is down and eac
   // One tree: temp >= 70 scores 1 (the threshold), below 0.
   schemas::Model model{"hot-pump", 3, "tree_ensemble", {{"threshold", 1}}, {}, 1};
   model.features = {"sensor.s1.temp"};
-  schemas::TreeNode root;
-  root.feature = 0;
-  root.split = 70;
-  root.left = 1;
-  root.right = 2;
-  schemas::TreeNode cold, hot;
-  cold.leaf = 0;
-  hot.leaf = 1;
+  const schemas::TreeNode root = test::split(0, 70, 1, 2), cold = test::leaf(0), hot = test::leaf(1);
   model.trees = {{root, cold, hot}};
   const std::string topic = "nova/v1/down/cloud/eu/par/par-a1/gw-1/model";
   const schemas::Bytes cbor = schemas::encode_cbor(model);

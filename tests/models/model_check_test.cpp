@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "nova/models/local_model.h"
+#include "tree_nodes.h"
 #include "nova/models/model_check.h"
 
 using namespace nova;
@@ -56,14 +57,7 @@ TEST_CASE("a kind no agent runs is refused and local models are compiled", "[mod
   // A tree whose root points back at itself: the reason LocalModel::compile gives.
   schemas::Model trees{"t", 1, "tree_ensemble", {{"threshold", 1}}, {}, 0};
   trees.features = {"cpu"};
-  schemas::TreeNode root;
-  root.feature = 0;
-  root.split = 1;
-  root.left = 0;
-  root.right = 1;
-  schemas::TreeNode leaf;
-  leaf.leaf = 1;
-  trees.trees = {{root, leaf}};
+  trees.trees = {{test::split(0, 1, 0, 1), test::leaf(1)}};
   CHECK(problem(trees) == "model.trees[0][0].left: 0 is not after its node 0");
   CHECK(problem(trees) == models::LocalModel::compile(trees).error().message());
 }
