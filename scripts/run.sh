@@ -16,7 +16,9 @@
 # hops, and its result comes back up; a service of two replicas runs on two devices and
 # is cancelled; a pipeline on dev-par-a1-1 turns a fan on and off from a boiler's
 # readings (mosquitto_pub and mosquitto_sub with sensor certificates the script enrols),
-# and its decision records reach nova-cloud. Then two over-the-air updates through nova-cloud's
+# and its decision records reach nova-cloud; a workload kept at site par-a1 moves to the
+# other device there when the rule of the device it runs on asks nova-cloud to move it
+# (a probe reading above 90). Then two over-the-air updates through nova-cloud's
 # REST API: the next version of the agent to every node in waves (each node's retained
 # birth reports it), and a deliberately broken bundle that the first wave's launchers
 # roll back by themselves, halting the rollout; every metrics batch each node made
@@ -195,12 +197,14 @@ pki_dir="$work_dir/pki"
   { cat "$work_dir/pki.out" >&2; die "nova-pki issue --role operator failed"; }
 # A boiler's thermometer and the fan it drives, both at node $pipeline_node (docs/agent.md,
 # "Pipelines"): the ACL lets sensor.N.S write nova/v1/sensor/N/S and read nova/v1/local/N/#.
+# And a probe at each of the two devices of site par-a1, whose readings their rule watches.
 pipeline_node="dev-par-a1-1"
-for sensor in boiler fan; do
-  "$pki" --dir "$pki_dir" issue --role sensor --name "$pipeline_node.$sensor" --region cloud >>"$work_dir/pki.out" 2>&1 ||
+guard_nodes=(dev-par-a1-1 dev-par-a1-2)
+for identity in "$pipeline_node.boiler" "$pipeline_node.fan" "${guard_nodes[@]/%/.probe}"; do
+  "$pki" --dir "$pki_dir" issue --role sensor --name "$identity" --region cloud >>"$work_dir/pki.out" 2>&1 ||
     { cat "$work_dir/pki.out" >&2; die "nova-pki issue --role sensor failed"; }
 done
-say "PKI for mutual TLS on every hop: $pki_dir (nova-pki topology, plus operator.demo, sensor.$pipeline_node.boiler and .fan)"
+say "PKI for mutual TLS on every hop: $pki_dir (nova-pki topology, plus operator.demo, sensor.$pipeline_node.boiler and .fan, sensor.<node>.probe at ${guard_nodes[*]})"
 
 # mosquitto_pub/sub options to connect as certificate identity $1 (one connection per
 # identity at a time: the broker makes the CN the client id).
@@ -350,6 +354,9 @@ audit: {file: $work_dir/cloud-audit.log}
 signing: {key_file: $signing_key}
 # A node's data-residency region comes from its site in this topology, never its birth.
 residency: {topology_file: $topology}
+# A workload may move 3 s after its placement (default 300 s), so the demo's requested
+# migration (section 6) need not wait.
+migration: {min_dwell_s: 3}
 EOF
 "$cloud" --config "$work_dir/cloud.yaml" 2>"$work_dir/cloud.log" &
 cloud_pid=$!
@@ -407,18 +414,26 @@ PY
   die "could not read the nodes of the topology"
 # Node $pipeline_node also runs a pipeline: every boiler temperature is an event, and a rule
 # turns the fan on when one is above 80 and off when one is not (docs/agent.md, "Pipelines").
-pipeline_yaml='pipelines:
-  - name: boiler
+# The devices of site par-a1 also run a guard: a probe reading above 90 asks nova-cloud to
+# move the workload demo-guarded off the device (request_migration).
+boiler_pipeline='  - name: boiler
     input: {sensor: boiler, value: temp}
     rules:
       - name: overheat
         when: ["value > 80"]
         action: {do: publish, target: fan, payload: "on"}
         on_clear: {do: publish, target: fan, payload: "off"}'
+guard_pipeline='  - name: guard
+    input: {sensor: probe, value: temp}
+    rules:
+      - {name: too_hot, when: ["value > 90"], action: {do: request_migration, target: demo-guarded}}'
 while read -r node site level port caps; do
   [[ "$caps" == "-" ]] && caps=""
   extra=$(printf '%s\n' 'metrics: {batch_interval_s: 10}' 'drain: {jitter_ms: 200}' 'limits: {max_cpu_pct: 100}')
-  [[ "$node" == "$pipeline_node" ]] && extra+=$'\n'"$pipeline_yaml"
+  pipelines=""
+  [[ "$node" == "$pipeline_node" ]] && pipelines+=$'\n'"$boiler_pipeline"
+  [[ " ${guard_nodes[*]} " == *" $node "* ]] && pipelines+=$'\n'"$guard_pipeline"
+  [[ -n "$pipelines" ]] && extra+=$'\n'"pipelines:$pipelines"
   "$bundle_tool" provision --bundle "$work_dir/bundle" --out "$agents_dir/$node" --prefix "$agents_dir/$node" \
     --node "$node" --site "$site" --level "$level" --broker "mqtts://127.0.0.1:$port" \
     --pki "$pki_dir" --nova-pki "$pki" --signing-key "$signing_pub" --trial-s "$trial_s" \
@@ -516,6 +531,37 @@ api_wait "/api/v1/decisions?node=$pipeline_node" "sum(d['kind'] == 'rule.overhea
 say "OK: the rule's decisions at nova-cloud (GET /api/v1/decisions?node=$pipeline_node):"
 api_get "/api/v1/decisions?node=$pipeline_node" \
   "'\n'.join('  ' + json.dumps({k: d.get(k) for k in ('kind', 'action', 'inputs', 'offline')}) for d in j if d['kind'] == 'rule.overheat')"
+
+# A node's rule asks nova-cloud to move a workload off it (docs/cloud.md, "Migration",
+# trigger "requested"). Site par-a1 becomes a cluster (POST /api/v1/clusters), and
+# demo-guarded may run only in it: on one of its two devices. The probe of the device it
+# runs on reads 95; that device's guard rule sends a request_migration decision naming
+# demo-guarded, nova-cloud accepts it and moves the workload, fenced, to the other device.
+curl -fsS -X POST -H "Authorization: Bearer $api_token" -H 'Content-Type: application/json' \
+  --data '{"v":1,"cluster_id":"site-par-a1","name":"access site par-a1","role":"secondary","root_site":"cloud/eu/par/par-a1"}' \
+  "$api/api/v1/clusters" >/dev/null || die "POST /api/v1/clusters failed"
+printf '%s\n' '{"v":1,"workload_id":"demo-guarded","name":"kept at site par-a1","argv":["/bin/sh","-c","exec sleep 600"],' \
+  '"res":{"cpu_millis":0,"memory_mb":16,"storage_mb":0},"caps":[],"tiers":[5],"availability":0.9,' \
+  '"clusters_in":["site-par-a1"],"clusters_out":[],"timeout_ms":600000}' >"$work_dir/guarded.json"
+curl -fsS -X POST -H "Authorization: Bearer $api_token" -H 'Content-Type: application/json' --data @"$work_dir/guarded.json" \
+  "$api/api/v1/workloads" >/dev/null || die "POST /api/v1/workloads (demo-guarded) failed"
+api_wait /api/v1/workloads/demo-guarded "j['phase'] == 'running' and j['placement']['node'] in ('${guard_nodes[0]}', '${guard_nodes[1]}')" 30 ||
+  die "demo-guarded is not running at site par-a1: $(api_get /api/v1/workloads/demo-guarded j)"
+guarded_node=$(api_get /api/v1/workloads/demo-guarded "j['placement']['node']")
+say "demo-guarded runs on $guarded_node (clusters_in: site-par-a1)"
+mapfile -t probe_tls < <(tls_as "sensor.$guarded_node.probe")
+printf '{"v":1,"ts":%d,"values":{"temp":95}}' $(($(date +%s%N) / 1000000)) |
+  mosquitto_pub -h 127.0.0.1 -p "$access_port" -V mqttv311 "${probe_tls[@]}" -t "nova/v1/sensor/$guarded_node/probe" -q 1 -s ||
+  die "mosquitto_pub of the probe's reading failed"
+say "the probe of $guarded_node published 95 on nova/v1/sensor/$guarded_node/probe (mosquitto_pub as sensor.$guarded_node.probe)"
+api_wait /api/v1/workloads/demo-guarded \
+  "j['placement']['node'] != '$guarded_node' and any(h['reason'].startswith('migration from $guarded_node: requested by $guarded_node') for h in j['history'])" 60 ||
+  die "demo-guarded did not move off $guarded_node: $(api_get /api/v1/workloads/demo-guarded j)"
+say "OK: demo-guarded moved at its node's request: $(api_get /api/v1/workloads/demo-guarded "[h['reason'] for h in j['history'] if h['reason'].startswith('migration from')][0] + ' -> ' + j['placement']['node']")"
+curl -fsS -X POST -H "Authorization: Bearer $api_token" -H 'Content-Type: application/json' --data '{"reason":"demo done"}' \
+  "$api/api/v1/workloads/demo-guarded/cancel" >/dev/null || die "POST /api/v1/workloads/demo-guarded/cancel failed"
+api_wait /api/v1/workloads/demo-guarded "j['phase'] == 'cancelled'" 60 ||
+  die "demo-guarded did not end cancelled: $(api_get /api/v1/workloads/demo-guarded j)"
 
 # Metrics batches go up every 10 s; nova-cloud stores each once and acks it downward.
 api_wait /api/v1/nodes/dev-par-a1-1 "j['watermarks'].get('metrics', 0) >= 1" 60 ||

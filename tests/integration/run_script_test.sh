@@ -160,6 +160,22 @@ assert sorted(d["inputs"]["value"] for d in rule) == [30.0, 95.0, 96.0], rule
 print("pipeline: the fan read %s; nova-cloud lists the rule decisions on 95, 30 and 96" % sys.argv[2])' "$listed" "$fan_msg" ||
   fail "the pipeline's decisions at nova-cloud"
 
+# 5b. The requested migration: demo-guarded left the device whose rule asked, for the
+# other device of par-a1, and that request is a decision nova-cloud lists and accepted.
+guard_node=$(sed -n 's/.*demo-guarded runs on \([^ ]*\) .*/\1/p' "$out" | head -n 1)
+[[ -n "$guard_node" ]] || fail "run.sh did not say where demo-guarded ran"
+python3 -c '
+import json, sys
+node, w, listed = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+moves = [h for h in w["history"] if h["reason"].startswith("migration from %s: requested by %s: rule.too_hot decision-" % (node, node))]
+assert w["phase"] == "cancelled" and len(moves) == 1 and moves[0]["node"] not in ("", node), w
+asked = [d for d in listed if d["action"] == "request_migration"]
+assert len(asked) == 1 and asked[0].get("target") == "demo-guarded" and asked[0]["verdict"]["verdict"] == "accepted", asked
+assert moves[0]["reason"].endswith(asked[0]["decision_id"]), (moves, asked)
+print("requested migration: demo-guarded moved from %s to %s at %s" % (node, moves[0]["node"], asked[0]["decision_id"]))' \
+  "$guard_node" "$(get /api/v1/workloads/demo-guarded)" "$(get "/api/v1/decisions?node=$guard_node&limit=1000")" ||
+  fail "the requested migration"
+
 # 6. The demo's dashboard in a browser (the build tree is the one of nova-codec).
 dashboard_url=$(sed -n 's/.*dashboard: *\(http[^ ]*\) .*/\1/p' "$out" | head -n 1)
 [[ "$dashboard_url" == "$api/#token=$token" ]] || fail "run.sh printed the dashboard as '$dashboard_url'"
