@@ -37,6 +37,7 @@ constexpr const char* kRolloutRecordKind = "rollout";  // store key c/rollout/<i
 constexpr const char* kErasureRecordKind = "erasure";  // store key c/erasure/<id>
 constexpr const char* kVerdictRecordKind = "verdict";  // c/verdict/<node>/<decision id>
 constexpr const char* kPushRecordKind = "push";  // c/push/<config|model>/<node>
+constexpr const char* kFenceRecordKind = "fence";  // c/fence/<workload id> (fence.h)
 // Workloads, placements, clusters, presence: its SUBACK starts the republish countdown.
 constexpr const char* kCloudFilter = "nova/v1/cloud/#";
 
@@ -783,6 +784,10 @@ Result<std::unique_ptr<CloudService>> CloudService::prepare(CloudOptions options
                                                 std::string(payload.begin(), payload.end()), own);
         if (!st) raw->impl_->note_store_error(st.error().message());
       });
+  s->workloads_->set_fence_persistence([raw](const std::string& workload_id, const std::string& json) {
+    auto st = raw->store_->put_cloud_record(kFenceRecordKind, workload_id, json, true);
+    if (!st) raw->impl_->note_store_error(st.error().message());
+  });
   // What an earlier run kept, in dependency order: a placement needs its workload.
   const std::vector<CloudRecord> kept = s->store_->cloud_records();
   for (const auto kind : {topics::CloudKind::cluster, topics::CloudKind::workload, topics::CloudKind::placement}) {
@@ -833,6 +838,19 @@ Result<std::unique_ptr<CloudService>> CloudService::prepare(CloudOptions options
     }
     if (w.phase != Phase::running || !w.placement) continue;
     if (auto r = s->store_->result(w.placement->node, w.task_id)) s->workloads_->restore_result(*r);
+  }
+  // A fence that was waiting: it waits again (and is released at once if the stopped
+  // run's result came just before the restart). One that no longer applies is forgotten.
+  for (const CloudRecord& r : kept) {
+    if (r.kind != kFenceRecordKind) continue;
+    auto fence = fence_from_json(r.payload);
+    std::optional<TaskResult> stopped;
+    if (fence) stopped = s->store_->result(fence->fence.node, fence->fence.task_id);
+    if (!s->workloads_->restore_fence(r.payload, stopped)) {
+      s->impl_->log("info", "fence_dropped", "workload=" + r.id + " reason=\"" +
+                                                 (fence ? "its workload is no longer at that run" : fence.error().message()) + "\"");
+      (void)s->store_->put_cloud_record(kFenceRecordKind, r.id, "", true);
+    }
   }
   s->verdicts_ = std::make_unique<Verdicts>(s->options_.verdicts, Verdicts::Hooks{
       [audited_publish](const std::string& topic, const std::vector<std::uint8_t>& payload) {

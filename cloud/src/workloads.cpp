@@ -181,6 +181,10 @@ struct Workloads::Impl {
     Timestamp until = 0;
   };
   std::map<std::string, MigrationRequest> migration_requests;  // by workload
+  FencePersistFn fence_persist;
+  // Restored fences whose old run's result the store already held: released at the next
+  // tick, by workload.
+  std::map<std::string, TaskResult> restored_stops;
   std::map<std::string, std::deque<Timestamp>> liveness_changes;  // per node, last 10 min
   WorkloadCounters counters;
   Timestamp next_retry = 0;
@@ -282,6 +286,7 @@ struct Workloads::Impl {
       w.stopping->next = task;
       w.stopping->next_node = p.node;
       w.stopping->next_site = p.site;
+      keep_fence(w);
     } else {
       send_task(task, p.site, p.node);
     }
@@ -322,6 +327,18 @@ struct Workloads::Impl {
   }
 
   // A fence on the current run of `w`, its cancel sent.
+  // Keeps w's fence as it is now (or forgets it), when this instance keeps fences.
+  void keep_fence(const WorkloadState& w) const {
+    if (!fence_persist || restoring) return;
+    fence_persist(w.spec.workload_id, w.stopping ? fence_to_json(w.spec.workload_id, *w.stopping) : std::string());
+  }
+
+  // How a stopped run's result reads in the history: "cancelled on n1: <reason>".
+  static std::string stop_how(const TaskResult& result) {
+    return std::string(result.status == TaskStatus::cancelled ? "cancelled" : "ended") + " on " + result.position.node +
+           (result.reason ? ": " + *result.reason : "");
+  }
+
   Fence stop_current(const WorkloadState& w, const std::string& reason, Timestamp now) {
     Fence f;
     f.task_id = w.task_id;
@@ -359,6 +376,8 @@ struct Workloads::Impl {
   void release(WorkloadState& w, const TaskResult* result, Timestamp now, const std::string& how) {
     Fence f = std::move(*w.stopping);
     w.stopping.reset();
+    restored_stops.erase(w.spec.workload_id);
+    keep_fence(w);
     const std::uint64_t revision = w.placement ? w.placement->revision : 0;
     w.history.push_back({now, f.node, revision, "stopped " + f.task_id + ": " + how, 0, 0});
     const bool stands = result != nullptr && after_stop(result->status) == AfterStop::outcome_stands;
@@ -389,6 +408,11 @@ struct Workloads::Impl {
     const auto views = nodes();
     for (auto& [id, w] : workloads) {
       if (!w.stopping || !owns(id)) continue;
+      if (auto stopped = restored_stops.find(id); stopped != restored_stops.end()) {
+        const TaskResult result = stopped->second;
+        release(w, &result, now, stop_how(result));
+        continue;
+      }
       const std::string& old_node = w.stopping->node;  // clang 14 cannot capture a structured binding
       const auto node = std::find_if(views.begin(), views.end(), [&](const NodeView& n) { return n.id == old_node; });
       if (node != views.end() && node->liveness != Liveness::alive) {
@@ -709,6 +733,7 @@ struct Workloads::Impl {
       fence->next_node = p.node;
       fence->next_site = p.site;
       w.stopping = std::move(fence);
+      keep_fence(w);
     } else {
       send_task(task, p.site, p.node);
     }
@@ -1089,10 +1114,12 @@ Result<WorkloadState> Workloads::cancel(const std::string& workload_id, const st
   if (w.stopping) {
     // A move waits for the old run to stop: the new run never starts.
     w.stopping->next.reset();
+    impl_->keep_fence(w);
     w.history.push_back({now, w.stopping->node, revision, "cancel requested while moving: " + why, 0, 0});
     return w;
   }
   w.stopping = impl_->stop_current(w, why, now);
+  impl_->keep_fence(w);
   w.history.push_back({now, w.placement->node, revision, "cancel requested: " + why, 0, 0});
   return w;
 }
@@ -1197,9 +1224,7 @@ void Workloads::on_result(const TaskResult& result, Timestamp now) {
   if (Impl::is_service(w)) return impl_->on_service_result(w, result, now);
   if (result.status == TaskStatus::running) return;  // only a service's task reports so
   if (w.stopping && w.stopping->task_id == result.task_id) {
-    const std::string how = std::string(result.status == TaskStatus::cancelled ? "cancelled" : "ended") + " on " +
-                            result.position.node + (result.reason ? ": " + *result.reason : "");
-    impl_->release(w, &result, now, how);
+    impl_->release(w, &result, now, Impl::stop_how(result));
     return;
   }
   if (w.task_id != result.task_id || w.phase != Phase::running) {
@@ -1368,6 +1393,33 @@ void Workloads::restore_result(const TaskResult& result) {
                      : result.status == TaskStatus::cancelled ? Phase::cancelled
                                                               : Phase::failed;
   it->second.result = result;
+}
+
+void Workloads::set_fence_persistence(FencePersistFn persist) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->fence_persist = std::move(persist);
+}
+
+bool Workloads::restore_fence(const std::string& json, const std::optional<TaskResult>& old_result) {
+  auto kept = fence_from_json(json);
+  if (!kept) return false;
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->workloads.find(kept->workload_id);
+  if (it == impl_->workloads.end()) return false;
+  WorkloadState& w = it->second;
+  // The held run must still be the workload's current one (or, for a cancel, the
+  // stopped run is).
+  const std::string& current = kept->fence.next ? kept->fence.next->task_id : kept->fence.task_id;
+  if (w.phase != Phase::running || w.task_id != current || Impl::is_service(w)) return false;
+  w.stopping = std::move(kept->fence);
+  w.stopping->last_sent = 0;  // the cancel goes again at the first tick
+  impl_->workload_of_task[w.stopping->task_id] = w.spec.workload_id;
+  if (old_result) impl_->restored_stops[w.spec.workload_id] = *old_result;
+  impl_->say("info", "fence_restored", "workload=" + w.spec.workload_id + " stopping=" + w.stopping->task_id +
+                                           " node=" + w.stopping->node + " held=" +
+                                           (w.stopping->next ? w.stopping->next->task_id : std::string("none")) +
+                                           " stopped=" + (old_result ? "true" : "false"));
+  return true;
 }
 
 std::size_t Workloads::republish_owned() {

@@ -26,9 +26,11 @@
 #include <ctime>
 
 #include "cloud_process.h"
+#include "device_agents.h"
 #include "hierarchy_support.h"
 #include "workload_spec.h"
 #include "nova/testing/agent_process.h"
+#include "nova/testing/broker.h"
 #include "nova/testing/poll.h"
 #include "nova/testing/temp_dir.h"
 
@@ -71,13 +73,14 @@ const RunEvent* find_event(const std::vector<RunEvent>& events, const std::strin
   return nullptr;
 }
 
-// Appends start (with the earlier runs still alive) and, on SIGTERM, stop; runs until then.
-std::string run_script(const fs::path& log) {
+// Appends start (with the earlier runs still alive) and, on SIGTERM, stop; runs until
+// then, or with `outlive_term` until the agent's SIGKILL (kill_grace_ms, 5 s, later).
+std::string run_script(const fs::path& log, bool outlive_term = false) {
   const std::string l = log.string();
   return "alive=''; if [ -f " + l + " ]; then while read kind task pid rest; do "
          "if [ \"$kind\" = start ] && [ -d /proc/$pid ]; then alive=\"$alive $pid\"; fi; done < " + l + "; fi; "
          "echo \"start $NOVA_TASK_ID $$ $(date +%s%N) alive:$alive\" >> " + l + "; "
-         "trap 'echo \"stop $NOVA_TASK_ID $$ $(date +%s%N)\" >> " + l + "; exit 0' TERM; "
+         "trap 'echo \"stop $NOVA_TASK_ID $$ $(date +%s%N)\" >> " + l + (outlive_term ? "" : "; exit 0") + "' TERM; "
          "while :; do sleep 0.2; done";
 }
 
@@ -200,4 +203,88 @@ TEST_CASE("a workload migrated off a live node runs once at a time: the old run 
   auto again = cloud.post("/api/v1/workloads/fenced/cancel", "");
   REQUIRE(again);
   CHECK(again->status == 409);
+}
+
+TEST_CASE("nova-cloud SIGKILLed while a fence holds the new run waits again after its restart and then starts it",
+          "[cloud][migration][fence][restart][integration]") {
+  testing::Broker broker(testing::mutual_tls());
+  test::CloudProcess cloud(broker.uri(), broker.data_dir() / "cloud", "nova-cloud", "", 180, std::nullopt,
+                           "migration: {min_dwell_s: 0}\nreoptimiser: {interval_s: 0}\n");
+  // Both devices ask, above 80 on their probe, that the workload leave them.
+  test::DeviceAgents agents(broker, {test::kTwoDevices[0], test::kTwoDevices[1]},
+                            "pipelines:\n"
+                            "  - name: guard\n"
+                            "    input: {sensor: probe, value: temp}\n"
+                            "    rules:\n"
+                            "      - {name: too_hot, when: \"value > 80\", action: {do: request_migration, target: held}}\n");
+  REQUIRE(agents.all_alive(cloud, 30s));
+  testing::TempDir shared("nova-fence-restart");
+  ::chmod(shared.path.c_str(), 01777);
+  const fs::path runs = shared.path / "runs.log";
+
+  // Its first run outlives SIGTERM, so the agent answers the cancel only after its
+  // SIGKILL 5 s later: the fence holds the second run that long.
+  auto submitted = cloud.post("/api/v1/workloads", test::workload_spec("held", run_script(runs, true)));
+  REQUIRE(submitted);
+  REQUIRE(submitted->status == 201);
+  std::string first;
+  REQUIRE(testing::poll_until([&] {
+    const json w = cloud.get_json("/api/v1/workloads/held");
+    if (!w.is_object() || w["phase"] != "running") return false;
+    first = w["placement"]["node"].get<std::string>();
+    return find_event(read_runs(runs), "start", "held.r1") != nullptr;
+  }, 30s));
+  const std::string& second = test::other_device(first);
+  const std::string reading = "mosquitto_pub " + broker.mosquitto_client_args("probe") + " -q 1 -i probe -t nova/v1/sensor/" +
+                              first + "/probe -m '{\"v\":1,\"ts\":" +
+                              std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                 std::chrono::system_clock::now().time_since_epoch())
+                                                 .count()) +
+                              ",\"values\":{\"temp\":95}}'";
+  REQUIRE(std::system(reading.c_str()) == 0);
+  json held;
+  REQUIRE(testing::poll_until([&] {
+    held = cloud.get_json("/api/v1/workloads/held");
+    return held.is_object() && held.contains("stopping");
+  }, 20s));
+  INFO("while held: " << held.dump());
+  CHECK(held["stopping"]["task_id"] == "held.r1");
+  CHECK(held["stopping"]["next"]["task_id"] == "held.r2");
+  CHECK(held["stopping"]["next"]["node"] == second);
+
+  // SIGKILL while the old run still lives, then a restart on the same store.
+  cloud.kill(SIGKILL);
+  CHECK(find_event(read_runs(runs), "start", "held.r2") == nullptr);
+  cloud.start();
+  const auto log_text = [&] {
+    std::ifstream in(cloud.log_file());
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  // Restored from the store at start, before any message: still waiting for held.r1.
+  CHECK(log_text().find("event=fence_restored workload=held stopping=held.r1 node=" + first + " held=held.r2") !=
+        std::string::npos);
+
+  // The old run ends (SIGKILL after the grace), and only then the new one starts, on the other node.
+  REQUIRE(testing::poll_until([&] { return find_event(read_runs(runs), "start", "held.r2") != nullptr; }, 40s));
+  const auto events = read_runs(runs);
+  const RunEvent* old_start = find_event(events, "start", "held.r1");
+  const RunEvent* new_start = find_event(events, "start", "held.r2");
+  REQUIRE(old_start != nullptr);
+  INFO("held.r1 pid " << old_start->pid << ", still alive at held.r2's start: '" << new_start->alive << "'");
+  CHECK(new_start->alive.empty());  // the old process was gone
+  CHECK(find_event(events, "stop", "held.r1") != nullptr);  // SIGTERM had reached it
+  REQUIRE(testing::poll_until([&] {
+    const json w = cloud.get_json("/api/v1/workloads/held");
+    return w.is_object() && w["placement"]["node"] == second && !w.contains("stopping") && w["phase"] == "running";
+  }, 10s));
+  // The store forgot the fence: a second restart (the log is appended) restores none.
+  cloud.kill(SIGKILL);
+  cloud.start();
+  const std::string all = log_text();
+  std::size_t restored = 0;
+  for (auto at = all.find("event=fence_restored"); at != std::string::npos; at = all.find("event=fence_restored", at + 1)) ++restored;
+  CHECK(restored == 1);
+  auto cancelled = cloud.post("/api/v1/workloads/held/cancel", R"({"reason": "test is done"})");
+  REQUIRE(cancelled);
+  CHECK(cancelled->status == 202);
 }

@@ -20,6 +20,7 @@
 #include <string>
 
 #include "nova/schemas/messages.h"
+#include "nova/schemas/result.h"
 
 namespace nova::cloud {
 
@@ -54,5 +55,15 @@ AfterStop after_stop(schemas::TaskStatus old_run_status);
 schemas::TaskCancel cancel_message(const Fence& fence, Timestamp now);
 // Whether the cancel is due again.
 bool cancel_due(const Fence& fence, Timestamp now);
+
+// A workload's fence as nova-cloud keeps it in its store, so that a restart during the
+// wait neither loses the held run nor starts it early: a JSON object with the fence's
+// fields and "workload_id"; "next" is the held task as the codec writes it in JSON.
+std::string fence_to_json(const std::string& workload_id, const Fence& fence);
+struct KeptFence {
+  std::string workload_id;
+  Fence fence;
+};
+schemas::Result<KeptFence> fence_from_json(const std::string& json);
 
 }  // namespace nova::cloud

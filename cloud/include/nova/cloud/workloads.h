@@ -35,7 +35,8 @@
 // task only once the old run is known stopped (its result came) or its node is declared
 // dead; a failover cancels the old run too, but its node is dead already, so the new run
 // starts at once. cancel() (REST) stops a workload's run the same way: it ends
-// "cancelled". The re-optimiser (reoptimiser.h) moves owned workloads toward the batch
+// "cancelled". Fences are kept through set_fence_persistence(), so an owner that
+// restarts during one waits again (restore_fence()). The re-optimiser (reoptimiser.h) moves owned workloads toward the batch
 // optimum within the same limits (dwell time, per-node cap, fencing) and its own budget
 // per round; a round that migrates places nothing else, since the room a migration frees
 // is held by the old run until it is known stopped.
@@ -112,6 +113,8 @@ using NodesFn = std::function<std::vector<NodeView>()>;
 using PersistFn = std::function<void(topics::CloudKind kind, const std::string& id, const std::vector<std::uint8_t>& payload,
                                      bool own)>;
 using WorkloadLogFn = std::function<void(const char* level, const std::string& event, const std::string& fields)>;
+// Keeps a workload's fence durably (fence_to_json); an empty string forgets it.
+using FencePersistFn = std::function<void(const std::string& workload_id, const std::string& json)>;
 // Waits until the broker has acknowledged everything published so far (QoS 1 PUBACKs), at
 // most `timeout`; false if it has not.
 using WaitDeliveredFn = std::function<bool(std::chrono::milliseconds timeout)>;
@@ -251,6 +254,16 @@ class Workloads {
   // Loads a record kept by an earlier run, as if it came retained from the broker
   // (nothing is persisted again).
   void restore(topics::CloudKind kind, const std::string& id, const std::string& payload);
+  // Set before any traffic: where this instance keeps its workloads' fences (a run being
+  // stopped, and the run held until it has), so that a restart during the wait goes on
+  // waiting and then starts the held run. Unset: fences live in memory only.
+  void set_fence_persistence(FencePersistFn persist);
+  // A fence kept by an earlier run (fence_to_json), for a workload restored before: the
+  // workload waits again, its cancel repeated. `old_result`: the stopped run's result,
+  // if the store has it (it came just before the restart): the fence is released at the
+  // next tick. False, and nothing changes, if the JSON is unreadable or the workload is
+  // unknown, not running, or not at that run any more.
+  bool restore_fence(const std::string& json, const std::optional<schemas::TaskResult>& old_result);
   // A result kept in the store for the current run of a restored workload: an ended run
   // (ok, failed, timeout, killed) stays ended across a restart; a service replica's last
   // report gives it back its state. Counts nothing.
