@@ -220,6 +220,7 @@ Agent::Agent(AgentOptions options, SampleSource* source, std::unique_ptr<Outbox>
   uplink_ = std::make_unique<Uplink>(std::move(u));
   tokens_ = options_.drain.burst;
   set_pipelines(options_.pipelines);
+  restore_overrides();
 }
 
 Agent::~Agent() = default;

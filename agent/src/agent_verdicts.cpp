@@ -11,7 +11,10 @@
 //               verdict leaves out keeps its value. A verdict the engine cannot apply is
 //               a bad message: counted and logged with the reason, nothing changes.
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 
+#include "durable_file.h"
 #include "nova/agent/agent.h"
 #include "nova/common/log.h"
 #include "nova/schemas/codec.h"
@@ -27,6 +30,15 @@ std::string level(double v) {
 }
 
 std::string log_text(const std::string& text) { return common::logfmt_quote(schemas::printable_utf8(text)); }
+
+// state_dir/threshold_overrides: one line per gauge, "<gauge> <warning> <critical>".
+constexpr const char* kOverridesFile = "threshold_overrides";
+
+std::string exact(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
 
 }  // namespace
 
@@ -59,6 +71,7 @@ void Agent::on_verdict(const std::string& topic, const std::string& payload, sch
   if (v->critical) rule.critical = *v->critical;
   auto before = decisions_.override_threshold(*v->gauge, rule);
   if (!before) return bad_input(topic, before.error().message());
+  save_overrides();
 
   schemas::DecisionRecord d;
   d.ts = now_ms;
@@ -76,6 +89,45 @@ void Agent::on_verdict(const std::string& topic, const std::string& payload, sch
   });
   if (options_.log) options_.log("info", "override_applied", fields + " action=" + log_text(d.action));
   update_backlog();
+}
+
+void Agent::save_overrides() {
+  std::string text;
+  for (const auto& [gauge, rule] : decisions_.threshold_overrides()) {
+    text += gauge + " " + exact(rule.warning) + " " + exact(rule.critical) + "\n";
+  }
+  if (!write_file_durably(options_.state_dir / kOverridesFile, text, 0600) && options_.log) {
+    options_.log("error", "overrides_not_kept", "file=" + log_text((options_.state_dir / kOverridesFile).string()));
+  }
+}
+
+void Agent::restore_overrides() {
+  std::ifstream in(options_.state_dir / kOverridesFile);
+  if (!in) return;  // none yet
+  std::size_t restored = 0;
+  std::string gauges;
+  std::size_t n = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++n;
+    std::istringstream fields(line);
+    std::string gauge;
+    ThresholdRule rule;
+    std::string rest;
+    const bool parsed = fields >> gauge >> rule.warning >> rule.critical && !(fields >> rest);
+    auto put = parsed ? decisions_.override_threshold(gauge, rule)
+                      : schemas::Result<ThresholdRule>(schemas::Error{"", "expected <gauge> <warning> <critical>"});
+    if (put) {
+      ++restored;
+      gauges += (gauges.empty() ? "" : ",") + gauge;
+    } else if (options_.log) {
+      options_.log("warning", "override_not_restored",
+                   "file=" + log_text((options_.state_dir / kOverridesFile).string()) + " line=" + std::to_string(n) +
+                       " error=" + log_text(put.error().message()));
+    }
+  }
+  if (restored > 0 && options_.log) {
+    options_.log("info", "overrides_restored", "count=" + std::to_string(restored) + " gauges=" + gauges);
+  }
 }
 
 }  // namespace nova::agent

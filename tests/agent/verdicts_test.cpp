@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 
 #include "nova/agent/agent.h"
 #include "nova/schemas/codec.h"
@@ -52,7 +54,7 @@ schemas::DecisionVerdict verdict(schemas::Verdict kind, const std::string& decis
 
 }  // namespace
 
-TEST_CASE("an overridden threshold is in force for its gauge until the agent restarts", "[agent][decisions][verdicts]") {
+TEST_CASE("an overridden threshold is in force for its gauge whatever the config says", "[agent][decisions][verdicts]") {
   agent::DecisionEngine e(thresholds_only());  // cpu 90/97
   std::vector<agent::Firing> out;
   e.evaluate(sample(0, 85), false, out);
@@ -128,4 +130,61 @@ TEST_CASE("a signed verdict: counted by kind, an override applied and recorded u
   CHECK(c.bad_messages == 2);
   CHECK(c.overrides_applied == 1);
   CHECK(c.verdicts_accepted == 1);
+}
+
+TEST_CASE("the cloud's overrides outlive an agent restart and a bad line in their file is named and skipped",
+          "[agent][verdicts][restart]") {
+  testing::TempDir dir("nova-agent-overrides");
+  std::vector<std::string> lines;
+  auto options = [&] {
+    agent::AgentOptions o;
+    o.birth.node = "gw-1";
+    o.birth.description = schemas::NodeDescription{4, "cloud/eu/par/par-a1", "x86_64", "test", {}, {1000, 512, 1024}, std::nullopt};
+    o.broker_uri = "tcp://127.0.0.1:1";  // never reached: run() is not called
+    o.outbox.dir = dir.path / "outbox";
+    o.state_dir = dir.path / "state";
+    o.control.keys = {testing::test_signer().verify_key()};
+    o.decisions = thresholds_only();
+    o.log = [&](const char* level, const std::string& event, const std::string& fields) {
+      lines.push_back(std::string(level) + " " + event + " " + fields);
+    };
+    return o;
+  };
+  {
+    auto created = agent::Agent::create(options(), nullptr);
+    REQUIRE(created.ok());
+    auto override = verdict(schemas::Verdict::overridden, "decisions-1");
+    override.gauge = "cpu";
+    override.warning = 80.5;
+    override.critical = 85;
+    created.value()->deliver(kVerdictTopic, signed_verdict(override));
+    REQUIRE(created.value()->counters().overrides_applied == 1);
+  }  // the agent stops; its state stays on disk
+
+  // Started again on the same state: 85 crosses the cloud's critical level, not the config's 97.
+  {
+    auto again = agent::Agent::create(options(), nullptr);
+    REQUIRE(again.ok());
+    CHECK(std::find(lines.begin(), lines.end(), "info overrides_restored count=1 gauges=cpu") != lines.end());
+    again.value()->add_sample(sample(0, 85));
+    CHECK(again.value()->counters().alerts == 1);
+  }
+
+  // A line that cannot be read (or applied) is logged with its number; the others stand.
+  std::ofstream(dir.path / "state" / "threshold_overrides") << "cpu 80.5 85\nmem ninety 97\ndisk 95 90\n";
+  lines.clear();
+  auto third = agent::Agent::create(options(), nullptr);
+  REQUIRE(third.ok());
+  CHECK(std::find(lines.begin(), lines.end(), "info overrides_restored count=1 gauges=cpu") != lines.end());
+  const std::string file = (dir.path / "state" / "threshold_overrides").string();
+  INFO([&] {
+    std::string all;
+    for (const auto& l : lines) all += l + "\n";
+    return all;
+  }());
+  CHECK(std::find(lines.begin(), lines.end(), "warning override_not_restored file=\"" + file + "\"" +
+                                                  " line=2 error=\"expected <gauge> <warning> <critical>\"") != lines.end());
+  CHECK(std::find(lines.begin(), lines.end(), "warning override_not_restored file=\"" + file + "\"" +
+                                                  " line=3 error=\"verdict.critical: 90 is below the warning level 95\"") !=
+        lines.end());
 }

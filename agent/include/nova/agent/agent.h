@@ -333,6 +333,10 @@ class Agent {
   std::optional<std::string> admit_control(const std::string& topic, topics::DownKind kind, const std::string& payload);
   void on_model(const std::string& topic, const std::string& payload);
   void on_verdict(const std::string& topic, const std::string& payload, schemas::Timestamp now_ms);  // agent_verdicts.cpp
+  // The thresholds the cloud's verdicts put in force, kept in state_dir so that they
+  // outlive a restart: written after each override, read back at start.
+  void save_overrides();
+  void restore_overrides();
   void on_update_offer(const std::string& topic, const std::string& payload);
   // A signed erasure request (docs/agent.md, Erasure): deletes the node's records, or
   // one sensor's gauges, from the outbox and memory, and reports the counts upward.

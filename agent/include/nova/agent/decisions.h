@@ -136,8 +136,8 @@ class DecisionEngine {
   // The retained model was removed: config's parameters apply again.
   void clear_model();
   // The cloud overrode a decision (a verdict, docs/agent.md "Verdicts"): `gauge`'s
-  // threshold levels are `rule` from now on, whatever the config says, until the agent
-  // restarts. Only gauges with a threshold rule (cpu, mem, disk, temp) can be
+  // threshold levels are `rule` from now on, whatever the config says (nova-agent keeps
+  // them across restarts: Agent::save_overrides). Only gauges with a threshold rule (cpu, mem, disk, temp) can be
   // overridden; anything else, or a level that is negative or not finite, or a critical
   // level below a warning level (both set), is refused whole with the reason. Returns the
   // levels that were in force.
@@ -145,6 +145,8 @@ class DecisionEngine {
   // The threshold levels in force for `gauge` (an override, else the config's); none for
   // a gauge without a threshold rule.
   std::optional<ThresholdRule> threshold(std::string_view gauge) const;
+  // Every gauge's overridden levels (the cloud's verdicts), by gauge.
+  const std::map<std::string, ThresholdRule, std::less<>>& threshold_overrides() const { return overrides_; }
   // The z-score parameters in force (config's, or the model's).
   const ZScoreParams& zscore() const { return zscore_; }
   // The detector's parameters that watch `gauge` now; none if no rule matches it (or
