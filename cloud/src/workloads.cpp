@@ -1626,17 +1626,26 @@ Result<std::vector<WorkloadState>> Workloads::submit_batch(std::vector<WorkloadS
       }
     }
     // Kept and published first, like submit(); then the owned ones are placed together.
+    // A service is placed replica by replica as it comes, and joins the workloads at
+    // once, so that what its replicas hold counts for the next service and for the
+    // tasks' batch (usage() reads the workloads).
     std::vector<WorkloadState> fresh(specs.size());
+    std::vector<bool> joined(specs.size(), false);
+    std::vector<std::string> ids;  // input order
     std::vector<WorkloadSpec> owned;
     std::vector<std::size_t> owned_at;
     for (std::size_t i = 0; i < specs.size(); ++i) {
       WorkloadState& w = fresh[i];
       w.spec = std::move(specs[i]);
       w.submitted_ts = now;
+      ids.push_back(w.spec.workload_id);
       ++impl_->counters.submitted;
       impl_->put_record(topics::CloudKind::workload, *topics::Id::parse(w.spec.workload_id), encode_cbor(w.spec));
       if (impl_->owns(w.spec.workload_id) && Impl::is_service(w)) {
-        impl_->place_service(w, now, "submitted in a batch of " + std::to_string(specs.size()));
+        WorkloadState& slot = impl_->workloads[w.spec.workload_id];
+        slot = std::move(w);
+        joined[i] = true;
+        impl_->place_service(slot, now, "submitted in a batch of " + std::to_string(specs.size()));
       } else if (impl_->owns(w.spec.workload_id)) {
         owned.push_back(w.spec);
         owned_at.push_back(i);
@@ -1661,9 +1670,13 @@ Result<std::vector<WorkloadState>> Workloads::submit_batch(std::vector<WorkloadS
       }
     }
     if (!owned.empty()) ++impl_->counters.batches;
-    for (WorkloadState& w : fresh) {
-      auto& slot = impl_->workloads[w.spec.workload_id];
-      slot = std::move(w);
+    for (std::size_t i = 0; i < fresh.size(); ++i) {
+      if (joined[i]) {
+        states.push_back(impl_->workloads.at(ids[i]));
+        continue;
+      }
+      auto& slot = impl_->workloads[fresh[i].spec.workload_id];
+      slot = std::move(fresh[i]);
       states.push_back(slot);
     }
     wait_delivered = impl_->wait_delivered;

@@ -1014,3 +1014,36 @@ TEST_CASE("a batch places its services replica by replica beside its tasks", "[c
   CHECK((*states)[1].replicas[0].placement->node != (*states)[1].replicas[1].placement->node);
   CHECK(c.tasks().size() == 3);
 }
+
+TEST_CASE("a batch never overcommits a node with its services and tasks together", "[cloud][workloads][services]") {
+  // Two nodes of 1000 millis each: a service of two replicas at 600 takes 600 on each, so
+  // a task of 600 in the same batch fits on neither and waits; one of 400 fits beside.
+  Cloud c;
+  c.nodes = {node("a", "cloud/eu/par/par-a1", 1000), node("b", "cloud/eu/par/par-a2", 1000)};
+  schemas::WorkloadSpec web = service_spec("web", 2);
+  web.resources.cpu_millis = 600;
+  schemas::WorkloadSpec web2 = service_spec("web2", 1);
+  web2.resources.cpu_millis = 300;
+  schemas::WorkloadSpec big = spec("big");
+  big.resources.cpu_millis = 600;
+  schemas::WorkloadSpec small = spec("small");
+  small.resources.cpu_millis = 100;
+  auto states = c.workloads.submit_batch({big, web, web2, small}, kNoon);
+  REQUIRE(states.ok());
+  std::map<std::string, std::uint64_t> held;
+  for (const WorkloadState& w : *states) {
+    if (w.placement && w.phase == Phase::running) held[w.placement->node] += w.spec.resources.cpu_millis;
+    for (const auto& r : w.replicas) {
+      if (r.placement) held[r.placement->node] += w.spec.resources.cpu_millis;
+    }
+  }
+  INFO("a: " << held["a"] << ", b: " << held["b"]);
+  CHECK(held["a"] <= 1000);
+  CHECK(held["b"] <= 1000);
+  // The services go first (placed one at a time); the task that no longer fits waits.
+  CHECK((*states)[1].replicas[0].placement.has_value());
+  CHECK((*states)[1].replicas[1].placement.has_value());
+  CHECK((*states)[2].replicas[0].placement.has_value());
+  CHECK((*states)[0].phase == Phase::pending);
+  CHECK((*states)[3].phase == Phase::running);
+}

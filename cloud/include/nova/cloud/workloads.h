@@ -58,7 +58,8 @@
 // placed again elsewhere; ok, failed: the restart policy gave up) ends the replica; the
 // workload ends when every replica has: cancelled if cancelled, else failed if any
 // failed, else succeeded. cancel() stops every replica (fence.h, one fence each).
-// Services are placed one at a time (also within submit_batch) and neither migrated nor
+// Services are placed one at a time (also within submit_batch, before its tasks, whose
+// batch then sees what the replicas hold) and neither migrated nor
 // re-optimised.
 //
 // Several instances: every instance sees every workload, placement and result (retained
