@@ -326,7 +326,6 @@ struct Workloads::Impl {
     ++counters.cancels_sent;
   }
 
-  // A fence on the current run of `w`, its cancel sent.
   // Keeps w's fence as it is now (or forgets it), when this instance keeps fences.
   void keep_fence(const WorkloadState& w) const {
     if (!fence_persist || restoring) return;
@@ -339,6 +338,7 @@ struct Workloads::Impl {
            (result.reason ? ": " + *result.reason : "");
   }
 
+  // A fence on the current run of `w`, its cancel sent.
   Fence stop_current(const WorkloadState& w, const std::string& reason, Timestamp now) {
     Fence f;
     f.task_id = w.task_id;
