@@ -272,7 +272,9 @@ const std::vector<KeyDef>& table() {
       def(NOVA_KEY(drain.resend_after_s), integer(1, 3600), Reload::hot,
           "A stream whose end-to-end acks stop advancing for this long while it has records "
           "outstanding is sent again from its acknowledged seq (go-back-N); the wait doubles "
-          "after each resend that brings no progress, up to 16 times this."),
+          "after each resend that brings no progress, up to 16 times this. From the first such "
+          "resend until an ack advances, decisions are marked offline (docs/agent.md, Offline "
+          "decisions)."),
 
       def(NOVA_KEY(limits.max_cpu_pct), integer(1, 100), Reload::hot,
           "A task is deferred while host CPU use is above this."),
