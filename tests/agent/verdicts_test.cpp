@@ -52,6 +52,20 @@ schemas::DecisionVerdict verdict(schemas::Verdict kind, const std::string& decis
   return v;
 }
 
+// An agent of node gw-1 on `dir`, trusting the test signer, thresholds only; run() is
+// never called, so its broker is never reached.
+agent::AgentOptions agent_options(const testing::TempDir& dir) {
+  agent::AgentOptions o;
+  o.birth.node = "gw-1";
+  o.birth.description = schemas::NodeDescription{4, "cloud/eu/par/par-a1", "x86_64", "test", {}, {1000, 512, 1024}, std::nullopt};
+  o.broker_uri = "tcp://127.0.0.1:1";
+  o.outbox.dir = dir.path / "outbox";
+  o.state_dir = dir.path / "state";
+  o.control.keys = {testing::test_signer().verify_key()};
+  o.decisions = thresholds_only();
+  return o;
+}
+
 }  // namespace
 
 TEST_CASE("an overridden threshold is in force for its gauge whatever the config says", "[agent][decisions][verdicts]") {
@@ -84,15 +98,7 @@ TEST_CASE("an overridden threshold is in force for its gauge whatever the config
 TEST_CASE("a signed verdict: counted by kind, an override applied and recorded upward, a bad one refused",
           "[agent][verdicts]") {
   testing::TempDir dir("nova-agent-verdicts");
-  agent::AgentOptions o;
-  o.birth.node = "gw-1";
-  o.birth.description = schemas::NodeDescription{4, "cloud/eu/par/par-a1", "x86_64", "test", {}, {1000, 512, 1024}, std::nullopt};
-  o.broker_uri = "tcp://127.0.0.1:1";  // never reached: run() is not called
-  o.outbox.dir = dir.path / "outbox";
-  o.state_dir = dir.path / "state";
-  o.control.keys = {testing::test_signer().verify_key()};
-  o.decisions = thresholds_only();
-  auto created = agent::Agent::create(std::move(o), nullptr);
+  auto created = agent::Agent::create(agent_options(dir), nullptr);
   REQUIRE(created.ok());
   agent::Agent& a = *created.value();
 
@@ -137,14 +143,7 @@ TEST_CASE("the cloud's overrides outlive an agent restart and a bad line in thei
   testing::TempDir dir("nova-agent-overrides");
   std::vector<std::string> lines;
   auto options = [&] {
-    agent::AgentOptions o;
-    o.birth.node = "gw-1";
-    o.birth.description = schemas::NodeDescription{4, "cloud/eu/par/par-a1", "x86_64", "test", {}, {1000, 512, 1024}, std::nullopt};
-    o.broker_uri = "tcp://127.0.0.1:1";  // never reached: run() is not called
-    o.outbox.dir = dir.path / "outbox";
-    o.state_dir = dir.path / "state";
-    o.control.keys = {testing::test_signer().verify_key()};
-    o.decisions = thresholds_only();
+    agent::AgentOptions o = agent_options(dir);
     o.log = [&](const char* level, const std::string& event, const std::string& fields) {
       lines.push_back(std::string(level) + " " + event + " " + fields);
     };

@@ -27,6 +27,7 @@
 
 #include "cloud_process.h"
 #include "device_agents.h"
+#include "guard_rule.h"
 #include "hierarchy_support.h"
 #include "workload_spec.h"
 #include "nova/testing/agent_process.h"
@@ -209,14 +210,10 @@ TEST_CASE("nova-cloud SIGKILLed while a fence holds the new run waits again afte
           "[cloud][migration][fence][restart][integration]") {
   testing::Broker broker(testing::mutual_tls());
   test::CloudProcess cloud(broker.uri(), broker.data_dir() / "cloud", "nova-cloud", "", 180, std::nullopt,
-                           "migration: {min_dwell_s: 0}\nreoptimiser: {interval_s: 0}\n");
+                           test::kRequestedMigrationCloudYaml);
   // Both devices ask, above 80 on their probe, that the workload leave them.
   test::DeviceAgents agents(broker, {test::kTwoDevices[0], test::kTwoDevices[1]},
-                            "pipelines:\n"
-                            "  - name: guard\n"
-                            "    input: {sensor: probe, value: temp}\n"
-                            "    rules:\n"
-                            "      - {name: too_hot, when: \"value > 80\", action: {do: request_migration, target: held}}\n");
+                            test::guard_pipeline("held"));
   REQUIRE(agents.all_alive(cloud, 30s));
   testing::TempDir shared("nova-fence-restart");
   ::chmod(shared.path.c_str(), 01777);

@@ -34,6 +34,7 @@
 
 #include "cloud_process.h"
 #include "device_agents.h"
+#include "guard_rule.h"
 #include "workload_spec.h"
 #include "two_devices.h"
 #include "nova/testing/broker.h"
@@ -227,14 +228,10 @@ TEST_CASE("a node's rule asks nova-cloud to move its workload and only the node 
           "[cloud][migration][pipelines][integration]") {
   testing::Broker broker(testing::mutual_tls());
   test::CloudProcess cloud(broker.uri(), broker.data_dir() / "cloud", "nova-cloud", "", 180, std::nullopt,
-                           "migration: {min_dwell_s: 0}\nreoptimiser: {interval_s: 0}\n");
+                           test::kRequestedMigrationCloudYaml);
   // Each device runs the rule: a probe reading above 80 asks the cloud to move "hot".
   test::DeviceAgents agents(broker, {test::kTwoDevices[0], test::kTwoDevices[1]},
-                            "pipelines:\n"
-                            "  - name: guard\n"
-                            "    input: {sensor: probe, value: temp}\n"
-                            "    rules:\n"
-                            "      - {name: too_hot, when: \"value > 80\", action: {do: request_migration, target: hot}}\n");
+                            test::guard_pipeline("hot"));
   REQUIRE(agents.all_alive(cloud, 30s));
   auto submitted = cloud.post("/api/v1/workloads", test::workload_spec("hot", "/bin/sleep 90"));
   REQUIRE(submitted);
